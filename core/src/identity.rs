@@ -1,0 +1,513 @@
+//! Users, devices and what binds them.
+//!
+//! A user holds a long-term **identity key** (Ed25519). Each of the user's
+//! devices has its own **device key** (Ed25519, the MLS signature key of every
+//! leaf the device occupies), certified by the identity key in a
+//! [`DeviceCertificate`]. The certificate rides in every KeyPackage and leaf
+//! node as the leaf-node extension [`DEVICE_CERTIFICATE_EXTENSION`], so that
+//! whoever adds a device, and every member of a space, can check it against
+//! the identity key pinned for that user in the space's policy. The **safety
+//! number** is computed over the identity key: two people compare it out of
+//! band once, and a server cannot slip in a device the user never certified.
+//!
+//! The MLS credential of a device is a basic credential `user/device`, the
+//! device id in hex.
+
+use core::fmt;
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use openmls::prelude::{
+    BasicCredential, Capabilities, Credential, CredentialType, CredentialWithKey, Extension,
+    ExtensionType, Extensions, KeyPackage, KeyPackageIn, MlsMessageBodyIn, MlsMessageIn,
+    MlsMessageOut, ProtocolVersion, UnknownExtension,
+};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls_traits::OpenMlsProvider;
+use openmls_traits::signatures::{Signer, SignerError};
+use openmls_traits::types::SignatureScheme;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::{CIPHERSUITE, DeviceId, MlsProvider, UserId};
+
+/// Leaf-node extension type carrying a postcard-encoded [`DeviceCertificate`].
+pub const DEVICE_CERTIFICATE_EXTENSION: u16 = 0xF0A2;
+/// GroupContext extension type carrying the space policy (roles, pinned
+/// identity keys, history policy); see [`crate::space::SpacePolicy`].
+pub const SPACE_POLICY_EXTENSION: u16 = 0xF0A1;
+
+const CERTIFICATE_CONTEXT: &[u8] = b"amicus device certificate v1\0";
+/// The most KeyPackages one call creates (the directory takes them in batches).
+pub const MAX_KEY_PACKAGE_BATCH: usize = 1_000;
+
+/// Why an identity operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// A device certificate's signature does not verify under the identity
+    /// key pinned for its user: the device was not certified by that user.
+    /// Do not add it; compare safety numbers with the user.
+    #[error("the device certificate is not signed by the user's identity key")]
+    BadCertificate,
+    /// The certificate names another user, device or device key than the
+    /// credential and leaf it travels with (a substituted KeyPackage).
+    #[error("the device certificate does not match the credential or signature key it travels with")]
+    CertificateMismatch,
+    /// A KeyPackage or leaf carries no device certificate extension.
+    #[error("the KeyPackage or leaf carries no device certificate")]
+    MissingCertificate,
+    /// The credential is not a basic credential of the form `user/device`.
+    #[error("the MLS credential is not of the form user/device")]
+    BadCredential,
+    /// A key is not a valid Ed25519 public key.
+    #[error("invalid Ed25519 public key")]
+    BadKey,
+    /// A KeyPackage could not be decoded or its signature or lifetime is invalid.
+    #[error("invalid KeyPackage: {0}")]
+    BadKeyPackage(String),
+    /// The KeyPackage uses another ciphersuite than 0x0003.
+    #[error("the KeyPackage uses another ciphersuite than MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519")]
+    WrongCiphersuite,
+    /// Too many KeyPackages were requested in one batch.
+    #[error("at most {MAX_KEY_PACKAGE_BATCH} KeyPackages per batch")]
+    BatchTooLarge,
+    /// OpenMLS refused to build a KeyPackage (storage or crypto failure).
+    #[error("could not create a KeyPackage: {0}")]
+    KeyPackageCreation(String),
+    /// The exported secret state is truncated or from another format version.
+    #[error("the device's secret state is corrupt or of an unknown version")]
+    CorruptSecrets,
+}
+
+/// The public half of a user's long-term identity key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdentityPublicKey(pub [u8; 32]);
+
+impl fmt::Debug for IdentityPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityPublicKey({})", crate::ids::hex(&self.0))
+    }
+}
+
+impl IdentityPublicKey {
+    /// The 60-digit safety number of this key for `user`, in twelve groups of
+    /// five digits, to be compared out of band.
+    pub fn safety_number(&self, user: &UserId) -> String {
+        safety_number(user, &self.0)
+    }
+}
+
+/// A user's long-term identity (its secret key zeroizes on drop).
+pub struct UserIdentity {
+    user: UserId,
+    key: SigningKey,
+}
+
+impl fmt::Debug for UserIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserIdentity({}, {:?})", self.user, self.public())
+    }
+}
+
+impl UserIdentity {
+    /// A fresh identity for `user`.
+    pub fn generate(user: UserId) -> Self {
+        Self { user, key: SigningKey::from_bytes(&crate::random::bytes()) }
+    }
+
+    /// The user this identity belongs to.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// The public identity key.
+    pub fn public(&self) -> IdentityPublicKey {
+        IdentityPublicKey(self.key.verifying_key().to_bytes())
+    }
+
+    /// Creates a new device of this user and certifies its key (first device
+    /// at registration, or a device being paired by an existing one).
+    pub fn new_device(&self) -> Device {
+        let device = DeviceId::random();
+        let key = SigningKey::from_bytes(&crate::random::bytes());
+        let certificate = self.certify(device, &key.verifying_key());
+        Device { user: self.user.clone(), device, key, certificate }
+    }
+
+    /// Certifies a device key generated elsewhere (QR pairing).
+    pub fn certify(&self, device: DeviceId, device_key: &VerifyingKey) -> DeviceCertificate {
+        let mut cert = DeviceCertificate {
+            user: self.user.clone(),
+            device,
+            device_key: device_key.to_bytes(),
+            identity_key: self.public(),
+            signature: [0u8; 64],
+        };
+        cert.signature = self.key.sign(&cert.signed_bytes()).to_bytes();
+        cert
+    }
+}
+
+/// The statement "device `device` with key `device_key` belongs to `user`",
+/// signed by the user's identity key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCertificate {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: DeviceId,
+    /// The device's Ed25519 key (its MLS signature key).
+    pub device_key: [u8; 32],
+    /// The user's identity key that signed this certificate.
+    pub identity_key: IdentityPublicKey,
+    /// Ed25519 signature by the identity key over [`Self::signed_bytes`].
+    #[serde(with = "serde_sig")]
+    pub signature: [u8; 64],
+}
+
+impl fmt::Debug for DeviceCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceCertificate({}/{})", self.user, self.device)
+    }
+}
+
+impl DeviceCertificate {
+    /// `"amicus device certificate v1\0" || u8 len || user || device (16) || device key (32) || identity key (32)`.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let user = self.user.as_str().as_bytes();
+        let mut out = Vec::with_capacity(CERTIFICATE_CONTEXT.len() + 1 + user.len() + 80);
+        out.extend_from_slice(CERTIFICATE_CONTEXT);
+        out.push(user.len() as u8);
+        out.extend_from_slice(user);
+        out.extend_from_slice(&self.device.0);
+        out.extend_from_slice(&self.device_key);
+        out.extend_from_slice(&self.identity_key.0);
+        out
+    }
+
+    /// Checks the signature under `pinned` (the identity key the checker
+    /// trusts for this user; never the key inside the certificate alone).
+    pub fn verify(&self, pinned: &IdentityPublicKey) -> Result<(), IdentityError> {
+        use subtle::ConstantTimeEq;
+        if !bool::from(self.identity_key.0.ct_eq(&pinned.0)) {
+            return Err(IdentityError::BadCertificate);
+        }
+        let key = VerifyingKey::from_bytes(&pinned.0).map_err(|_| IdentityError::BadKey)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&self.signature);
+        key.verify_strict(&self.signed_bytes(), &sig).map_err(|_| IdentityError::BadCertificate)
+    }
+
+    /// Checks that this certificate is the one of `credential` and `signature_key`.
+    pub fn matches(&self, credential: &Credential, signature_key: &[u8]) -> Result<(), IdentityError> {
+        let (user, device) = parse_credential(credential)?;
+        if user != self.user || device != self.device || signature_key != self.device_key {
+            return Err(IdentityError::CertificateMismatch);
+        }
+        Ok(())
+    }
+
+    /// Reads the certificate from a leaf node's extensions.
+    pub fn from_extensions<T>(extensions: &Extensions<T>) -> Result<Self, IdentityError> {
+        let ext = extensions
+            .unknown(DEVICE_CERTIFICATE_EXTENSION)
+            .ok_or(IdentityError::MissingCertificate)?;
+        postcard::from_bytes(&ext.0).map_err(|_| IdentityError::MissingCertificate)
+    }
+}
+
+mod serde_sig {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(sig)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let v: &[u8] = Deserialize::deserialize(d)?;
+        v.try_into().map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
+    }
+}
+
+/// Splits a `user/device` basic credential.
+pub fn parse_credential(credential: &Credential) -> Result<(UserId, DeviceId), IdentityError> {
+    if credential.credential_type() != CredentialType::Basic {
+        return Err(IdentityError::BadCredential);
+    }
+    let basic =
+        BasicCredential::try_from(credential.clone()).map_err(|_| IdentityError::BadCredential)?;
+    let text = core::str::from_utf8(basic.identity()).map_err(|_| IdentityError::BadCredential)?;
+    let (user, device) = text.split_once('/').ok_or(IdentityError::BadCredential)?;
+    let user = UserId::new(user).map_err(|_| IdentityError::BadCredential)?;
+    let device = DeviceId::from_hex(device).map_err(|_| IdentityError::BadCredential)?;
+    Ok((user, device))
+}
+
+/// One device of a user: its certified signature key (zeroizes on drop).
+pub struct Device {
+    user: UserId,
+    device: DeviceId,
+    key: SigningKey,
+    certificate: DeviceCertificate,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({}/{})", self.user, self.device)
+    }
+}
+
+/// The capabilities every Amicus leaf advertises: ciphersuite 0x0003 and the
+/// two Amicus extensions.
+pub(crate) fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[
+            ExtensionType::Unknown(SPACE_POLICY_EXTENSION),
+            ExtensionType::Unknown(DEVICE_CERTIFICATE_EXTENSION),
+        ]),
+        None,
+        Some(&[CredentialType::Basic]),
+    )
+}
+
+impl Device {
+    /// The owning user.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// This device's id.
+    pub fn id(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The device's certificate, signed by the user's identity key.
+    pub fn certificate(&self) -> &DeviceCertificate {
+        &self.certificate
+    }
+
+    /// The device's Ed25519 public key (its MLS signature key).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The safety number of this device's key, for a device list.
+    pub fn safety_number(&self) -> String {
+        safety_number(&self.user, &self.public_key())
+    }
+
+    /// The MLS credential `user/device` with the device key.
+    pub fn credential_with_key(&self) -> CredentialWithKey {
+        let identity = format!("{}/{}", self.user, self.device).into_bytes();
+        CredentialWithKey {
+            credential: BasicCredential::new(identity).into(),
+            signature_key: self.public_key().to_vec().into(),
+        }
+    }
+
+    pub(crate) fn leaf_extensions(&self) -> Extensions<openmls::prelude::LeafNode> {
+        let cert = postcard::to_allocvec(&self.certificate).expect("a certificate always encodes");
+        Extensions::single(Extension::Unknown(DEVICE_CERTIFICATE_EXTENSION, UnknownExtension(cert)))
+            .expect("one unknown extension is always valid")
+    }
+
+    /// Signs `message` under a domain-separation `context` with the device key.
+    pub(crate) fn sign_with_context(&self, context: &[u8], message: &[u8]) -> [u8; 64] {
+        let mut input = Vec::with_capacity(context.len() + message.len());
+        input.extend_from_slice(context);
+        input.extend_from_slice(message);
+        self.key.sign(&input).to_bytes()
+    }
+
+    /// Creates `count` KeyPackages for the directory, each encoded as an MLS
+    /// message; their private keys stay in `provider`.
+    pub fn key_packages(
+        &self,
+        provider: &MlsProvider,
+        count: usize,
+    ) -> Result<Vec<Vec<u8>>, IdentityError> {
+        if count > MAX_KEY_PACKAGE_BATCH {
+            return Err(IdentityError::BatchTooLarge);
+        }
+        (0..count)
+            .map(|_| {
+                let bundle = KeyPackage::builder()
+                    .leaf_node_capabilities(capabilities())
+                    .leaf_node_extensions(self.leaf_extensions())
+                    .build(CIPHERSUITE, provider, self, self.credential_with_key())
+                    .map_err(|e| IdentityError::KeyPackageCreation(e.to_string()))?;
+                MlsMessageOut::from(bundle.key_package().clone())
+                    .tls_serialize_detached()
+                    .map_err(|e| IdentityError::KeyPackageCreation(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Exports the device's secrets (identity-independent) for the caller's
+    /// store. Format: postcard of [`DeviceSecretsV1`] prefixed with version 1.
+    pub fn export_secrets(&self) -> Zeroizing<Vec<u8>> {
+        let secrets = DeviceSecretsV1 {
+            user: self.user.clone(),
+            device: self.device,
+            key: self.key.to_bytes(),
+            certificate: self.certificate.clone(),
+        };
+        let mut out = Zeroizing::new(vec![1u8]);
+        out.extend_from_slice(&postcard::to_allocvec(&secrets).expect("secrets always encode"));
+        out
+    }
+
+    /// Restores a device exported by [`Self::export_secrets`].
+    pub fn import_secrets(bytes: &[u8]) -> Result<Self, IdentityError> {
+        let Some((1, rest)) = bytes.split_first().map(|(v, r)| (*v, r)) else {
+            return Err(IdentityError::CorruptSecrets);
+        };
+        let secrets: DeviceSecretsV1 =
+            postcard::from_bytes(rest).map_err(|_| IdentityError::CorruptSecrets)?;
+        let key = SigningKey::from_bytes(&secrets.key);
+        if key.verifying_key().to_bytes() != secrets.certificate.device_key {
+            return Err(IdentityError::CorruptSecrets);
+        }
+        Ok(Self {
+            user: secrets.user.clone(),
+            device: secrets.device,
+            key,
+            certificate: secrets.certificate.clone(),
+        })
+    }
+}
+
+/// The stored form of a device's secrets, version 1.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct DeviceSecretsV1 {
+    #[zeroize(skip)]
+    user: UserId,
+    #[zeroize(skip)]
+    device: DeviceId,
+    key: [u8; 32],
+    #[zeroize(skip)]
+    certificate: DeviceCertificate,
+}
+
+impl Signer for Device {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+        Ok(self.key.sign(payload).to_bytes().to_vec())
+    }
+
+    fn signature_scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+/// Decodes and validates a KeyPackage fetched from the directory: MLS
+/// signature, ciphersuite, lifetime, and the device certificate against the
+/// identity key pinned for `expected_user`.
+pub fn validate_key_package(
+    provider: &MlsProvider,
+    bytes: &[u8],
+    expected_user: &UserId,
+    pinned: &IdentityPublicKey,
+) -> Result<KeyPackage, IdentityError> {
+    let message = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|e| IdentityError::BadKeyPackage(e.to_string()))?;
+    let MlsMessageBodyIn::KeyPackage(kp_in) = message.extract() else {
+        return Err(IdentityError::BadKeyPackage("not a KeyPackage message".into()));
+    };
+    let kp_in: KeyPackageIn = kp_in;
+    let kp = kp_in
+        .validate(provider.crypto(), ProtocolVersion::Mls10)
+        .map_err(|e| IdentityError::BadKeyPackage(e.to_string()))?;
+    if kp.ciphersuite() != CIPHERSUITE {
+        return Err(IdentityError::WrongCiphersuite);
+    }
+    let leaf = kp.leaf_node();
+    let cert = DeviceCertificate::from_extensions(leaf.extensions())?;
+    cert.verify(pinned)?;
+    cert.matches(leaf.credential(), leaf.signature_key().as_slice())?;
+    if &cert.user != expected_user {
+        return Err(IdentityError::CertificateMismatch);
+    }
+    Ok(kp)
+}
+
+/// Sixty digits derived from `user` and `key`.
+fn safety_number(user: &UserId, key: &[u8; 32]) -> String {
+    let mut hasher = blake3::Hasher::new_derive_key("amicus safety number v1");
+    hasher.update(&[user.as_str().len() as u8]);
+    hasher.update(user.as_str().as_bytes());
+    hasher.update(key);
+    let mut digest = [0u8; 60];
+    hasher.finalize_xof().fill(&mut digest);
+    // Twelve groups; each from 5 bytes reduced mod 100000 (bias < 2^-20).
+    digest
+        .chunks_exact(5)
+        .map(|c| {
+            let n = c.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+            format!("{:05}", n % 100_000)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> UserIdentity {
+        UserIdentity::generate(UserId::new("alice").unwrap())
+    }
+
+    #[test]
+    fn certificate_verifies_only_under_the_pinned_key() {
+        let a = alice();
+        let mallory = UserIdentity::generate(UserId::new("alice").unwrap());
+        let d = a.new_device();
+        d.certificate().verify(&a.public()).unwrap();
+        assert!(matches!(d.certificate().verify(&mallory.public()), Err(IdentityError::BadCertificate)));
+        let mut forged = mallory.new_device().certificate().clone();
+        forged.identity_key = a.public();
+        assert!(matches!(forged.verify(&a.public()), Err(IdentityError::BadCertificate)));
+    }
+
+    #[test]
+    fn safety_numbers_are_stable_and_distinct() {
+        let a = alice();
+        let n = a.public().safety_number(a.user());
+        assert_eq!(n, a.public().safety_number(a.user()));
+        assert_eq!(n.len(), 12 * 5 + 11);
+        assert_ne!(n, alice().public().safety_number(a.user()));
+    }
+
+    #[test]
+    fn secrets_round_trip_and_debug_hides_keys() {
+        let a = alice();
+        let d = a.new_device();
+        let bytes = d.export_secrets();
+        let back = Device::import_secrets(&bytes).unwrap();
+        assert_eq!(back.public_key(), d.public_key());
+        let dbg = format!("{d:?} {a:?}");
+        assert!(!dbg.contains(&crate::ids::hex(&d.key.to_bytes())));
+        assert!(Device::import_secrets(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Device::import_secrets(&[2]).is_err());
+    }
+
+    #[test]
+    fn key_packages_validate_against_the_pinned_identity() {
+        let provider = MlsProvider::new();
+        let a = alice();
+        let d = a.new_device();
+        let kps = d.key_packages(&provider, 3).unwrap();
+        assert_eq!(kps.len(), 3);
+        for kp in &kps {
+            validate_key_package(&provider, kp, a.user(), &a.public()).unwrap();
+        }
+        let other = alice();
+        assert!(validate_key_package(&provider, &kps[0], a.user(), &other.public()).is_err());
+        let bob = UserId::new("bob").unwrap();
+        assert!(validate_key_package(&provider, &kps[0], &bob, &a.public()).is_err());
+        let mut tampered = kps[0].clone();
+        let n = tampered.len() / 2;
+        tampered[n] ^= 1;
+        assert!(validate_key_package(&provider, &tampered, a.user(), &a.public()).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! # amicus-core
+//!
+//! The sans-IO protocol and domain of Amicus, an end-to-end encrypted
+//! collaborative document library. Nothing in this crate opens a socket, a
+//! file or a timer: every function takes bytes and state and returns bytes,
+//! events and new state. The same code runs natively (server tests, the
+//! `amicus` command) and in the browser (`wasm32-unknown-unknown`).
+//!
+//! Map of the crate:
+//! - [`identity`]: users, devices, device certificates, safety numbers,
+//!   KeyPackages, and the export of a device's secret state.
+//! - [`space`]: one MLS group per confidential space, roles and history
+//!   policy in a GroupContext extension, the pending-commit flow.
+//! - [`keyring`]: content keys derived per epoch, epoch records, history.
+//! - [`envelope`]: the encrypted, signed, padded unit of persistent content.
+//! - [`document`]: the Automerge model of a filing and its encrypted replica.
+//! - [`library`]: the space's library (folders, documents, files).
+//! - [`files`]: chunked, streamed file encryption.
+//! - [`intake`]: sealed submissions in the age v1 format.
+//! - [`wire`]: versioned client/server frames and the hash-chained log.
+//!
+//! `docs/PROTOCOL.md` at the repository root is the normative description of
+//! every byte this crate produces.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+// pub mod document;
+pub mod envelope;
+// pub mod files;
+pub mod identity;
+pub mod intake;
+pub mod keyring;
+// pub mod library;
+pub mod space;
+// pub mod wire;
+
+mod ids;
+mod provider;
+mod random;
+
+pub use ids::{DeviceId, IdError, MessageId, SpaceId, StreamId, UserId};
+pub use provider::{MlsProvider, ProviderError};
+
+/// The MLS ciphersuite of every group and KeyPackage:
+/// `MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519` (0x0003).
+pub const CIPHERSUITE: openmls::prelude::Ciphersuite =
+    openmls::prelude::Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519;

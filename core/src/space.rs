@@ -1,0 +1,959 @@
+//! Confidential spaces: one MLS group (RFC 9420, openmls) per space.
+//!
+//! - Ciphersuite 0x0003 for the group and every KeyPackage; handshake and
+//!   application messages only as PrivateMessage, padded to 256 bytes; the
+//!   ratchet tree rides in the Welcome; no GroupInfo is ever published and
+//!   external commits are refused (they would be PublicMessages, which the
+//!   pure-ciphertext policy rejects, and [`Space::process`] refuses any
+//!   non-member sender besides).
+//! - **Authorization inside MLS consensus.** Roles and the history policy
+//!   live in the GroupContext extension [`SPACE_POLICY_EXTENSION`]
+//!   ([`SpacePolicy`]), together with the identity key pinned for each user.
+//!   Every member checks each proposal's sender and the committer against the
+//!   policy in force while processing the staged commit, before merging it:
+//!   adds, removes and policy changes need a space manager; anyone may remove
+//!   itself; no update may change a leaf's credential or signature key; every
+//!   new leaf must carry a device certificate signed by the pinned identity
+//!   key of its user. Since the policy is part of the group context, every
+//!   member judges the same commit the same way.
+//! - **Pending commits.** A commit is staged, sent, and merged only after the
+//!   server acknowledges it ([`Space::commit_accepted`]); on a conflict the
+//!   loser discards it ([`Space::commit_rejected`]), processes the winner and
+//!   re-applies its intent.
+//! - Every commit's authenticated data ([`CommitAad`], in clear) carries the
+//!   log position and hash it builds on and the device-level roster change, so
+//!   the server can route Welcomes without reading MLS content; members check
+//!   that it matches the commit.
+
+use std::collections::BTreeMap;
+
+use openmls::group::{MlsGroupCreateConfig, MlsGroupJoinConfig, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::{
+    CredentialType, Extension, ExtensionType, Extensions, GroupContext, RequiredCapabilitiesExtension, GroupId, LeafNodeIndex, LeafNodeParameters, MlsGroup,
+    MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProcessedMessageContent, Proposal, ProtocolMessage,
+    QueuedProposal, Sender, StagedCommit, StagedWelcome, UnknownExtension,
+};
+use openmls_traits::OpenMlsProvider;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Kind;
+use crate::identity::{
+    self, Device, DeviceCertificate, IdentityError, IdentityPublicKey, SPACE_POLICY_EXTENSION,
+};
+use crate::keyring::{EXPORTER_LABEL, EpochSecret, KeyRing, Roster, RosterEntry};
+use crate::{CIPHERSUITE, DeviceId, MlsProvider, SpaceId, StreamId, UserId};
+
+/// Handshake and application messages are padded to a multiple of this.
+pub const MLS_PADDING: usize = 256;
+/// The most devices one commit may add (one Welcome).
+pub const MAX_ADDS_PER_COMMIT: usize = 1_000;
+
+/// A member's role, in increasing power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Reads everything; writes nothing but its own key updates.
+    Reader,
+    /// Writes document changes and files.
+    Contributor,
+    /// Also writes snapshots and manages the library.
+    ContentManager,
+    /// Also adds and removes members and changes roles and the history policy.
+    SpaceManager,
+}
+
+impl Role {
+    /// Whether this role may write an envelope of `kind`.
+    pub fn may_write(self, kind: Kind) -> bool {
+        match kind {
+            Kind::EpochRecord => true,
+            Kind::Change => self >= Role::Contributor,
+            Kind::Snapshot => self >= Role::ContentManager,
+        }
+    }
+}
+
+/// How much history a joiner may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum HistoryPolicy {
+    /// The whole case file (the default for litigation teams): epoch records
+    /// hand on each previous epoch's secret.
+    #[default]
+    Full,
+    /// Nothing written before the join. A snapshot carries its document's
+    /// whole history, so a document that must hide its past from joiners
+    /// needs a fresh lineage (a new document), not just this policy.
+    SinceJoin,
+}
+
+/// One user of a space's policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyMember {
+    /// The identity key pinned for the user; every device of the user in the
+    /// group must be certified by it.
+    pub identity_key: IdentityPublicKey,
+    /// The user's role.
+    pub role: Role,
+}
+
+/// The GroupContext extension of a space: roles, pinned identity keys and
+/// history policy. Encoded as `1 || postcard(SpacePolicy)`; users sorted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpacePolicy {
+    /// The history policy.
+    pub history: HistoryPolicy,
+    /// The users and their roles.
+    pub members: BTreeMap<UserId, PolicyMember>,
+}
+
+impl SpacePolicy {
+    fn to_extension(&self) -> Extension {
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(&postcard::to_allocvec(self).expect("policy always encodes"));
+        Extension::Unknown(SPACE_POLICY_EXTENSION, UnknownExtension(bytes))
+    }
+
+    /// The group context extensions of a space: the required capabilities
+    /// (every leaf must understand both Amicus extensions) and the policy.
+    fn to_extensions(&self) -> Extensions<GroupContext> {
+        let required = RequiredCapabilitiesExtension::new(
+            &[
+                ExtensionType::Unknown(SPACE_POLICY_EXTENSION),
+                ExtensionType::Unknown(identity::DEVICE_CERTIFICATE_EXTENSION),
+            ],
+            &[],
+            &[CredentialType::Basic],
+        );
+        Extensions::from_vec(vec![Extension::RequiredCapabilities(required), self.to_extension()])
+            .expect("two distinct extensions are valid")
+    }
+
+    /// Reads the policy from a group context's extensions.
+    pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<Self, SpaceError> {
+        let ext = extensions.unknown(SPACE_POLICY_EXTENSION).ok_or(SpaceError::NoPolicy)?;
+        match ext.0.split_first() {
+            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| SpaceError::NoPolicy),
+            _ => Err(SpaceError::NoPolicy),
+        }
+    }
+
+    /// The role of `user`, if listed.
+    pub fn role(&self, user: &UserId) -> Option<Role> {
+        self.members.get(user).map(|m| m.role)
+    }
+
+    fn check(&self) -> Result<(), SpaceError> {
+        if self.members.values().any(|m| m.role == Role::SpaceManager) {
+            Ok(())
+        } else {
+            Err(SpaceError::NoManagerLeft)
+        }
+    }
+}
+
+/// One device-level change of the roster, stated in clear in a commit's AAD.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RosterChange {
+    /// A device joins (its Welcome goes to it).
+    Add {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// A device leaves.
+    Remove {
+        /// The device.
+        device: DeviceId,
+    },
+}
+
+/// The authenticated data of every commit (sent in clear; members verify it).
+/// Encoded as `1 || postcard(CommitAad)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitAad {
+    /// The sequence number of the last log entry the committer had seen.
+    pub log_position: u64,
+    /// That entry's chained hash.
+    pub log_head: [u8; 32],
+    /// The devices added and removed, sorted.
+    pub roster_change: Vec<RosterChange>,
+}
+
+impl CommitAad {
+    /// The AAD bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        out.extend_from_slice(&postcard::to_allocvec(self).expect("aad always encodes"));
+        out
+    }
+
+    /// Parses AAD bytes (the server does this to route Welcomes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SpaceError> {
+        match bytes.split_first() {
+            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| SpaceError::BadAad),
+            _ => Err(SpaceError::BadAad),
+        }
+    }
+}
+
+/// Why a space operation failed. A refused incoming message changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SpaceError {
+    /// The local device's role does not allow this operation; ask a space manager.
+    #[error("your role does not allow this operation")]
+    Forbidden,
+    /// A commit or proposal breaks the space policy: who sent it, what it
+    /// does, or a credential or key change. It was not applied; report it.
+    #[error("refused by the space policy: {0}")]
+    PolicyViolation(String),
+    /// The group context carries no readable space policy.
+    #[error("the group carries no Amicus space policy")]
+    NoPolicy,
+    /// The change would leave the space without a space manager.
+    #[error("a space must keep at least one space manager")]
+    NoManagerLeft,
+    /// A device certificate or KeyPackage check failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A commit's authenticated data is missing, malformed or does not match
+    /// what the commit does (a server or committer misrepresenting it).
+    #[error("the commit's authenticated data is malformed or does not match the commit")]
+    BadAad,
+    /// A commit of this device is waiting for the server's answer; resolve it
+    /// first with `commit_accepted` or `commit_rejected`.
+    #[error("a commit is already pending")]
+    CommitPending,
+    /// There is no pending commit to accept or reject.
+    #[error("no commit is pending")]
+    NoPendingCommit,
+    /// The message is not for this space, or not an MLS message this space
+    /// accepts (GroupInfo, external commit, public message).
+    #[error("not a message for this space: {0}")]
+    UnexpectedMessage(String),
+    /// The named user or device is not a member.
+    #[error("no such member")]
+    NoSuchMember,
+    /// Too many devices in one commit.
+    #[error("at most {MAX_ADDS_PER_COMMIT} devices per commit")]
+    TooManyAdds,
+    /// OpenMLS refused the operation (message from another epoch, decryption
+    /// failure, storage failure...). The text is OpenMLS's and holds no secret.
+    #[error("MLS: {0}")]
+    Mls(String),
+}
+
+fn mls<E: core::fmt::Display>(e: E) -> SpaceError {
+    SpaceError::Mls(e.to_string())
+}
+
+/// A user to add: the pinned identity key (from the directory, checked by
+/// safety number), the role, and one KeyPackage per device.
+#[derive(Clone, Debug)]
+pub struct NewMember {
+    /// The user.
+    pub user: UserId,
+    /// The identity key to pin.
+    pub identity_key: IdentityPublicKey,
+    /// The user's role.
+    pub role: Role,
+    /// One encoded KeyPackage per device of the user.
+    pub key_packages: Vec<Vec<u8>>,
+}
+
+/// A staged commit waiting for the server's acknowledgement.
+#[derive(Clone, Debug)]
+pub struct PendingCommit {
+    /// The commit, an MLS PrivateMessage.
+    pub commit: Vec<u8>,
+    /// The Welcome for added devices, if any.
+    pub welcome: Option<Vec<u8>>,
+    /// The commit's authenticated data, also inside `commit`.
+    pub aad: CommitAad,
+}
+
+/// What processing an incoming MLS message did.
+#[derive(Debug)]
+pub enum Processed {
+    /// A commit was verified and merged; the space is now in `epoch`.
+    Commit {
+        /// The new epoch.
+        epoch: u64,
+        /// The commit's authenticated data.
+        aad: CommitAad,
+        /// True if this device was removed: the space is now read-only history.
+        removed_self: bool,
+    },
+    /// A proposal was verified and stored for the next commit.
+    Proposal,
+    /// This device's own pending commit came back from the log: the server
+    /// accepted it; call [`Space::commit_accepted`].
+    OwnCommit,
+    /// This device's own message came back (nothing to do).
+    Own,
+    /// An application message (ephemeral: presence, cursors).
+    Application {
+        /// The sending device.
+        device: DeviceId,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// A confidential space as seen by one device.
+pub struct Space {
+    id: SpaceId,
+    group: MlsGroup,
+    keyring: KeyRing,
+    intake_epoch: Option<u64>,
+}
+
+impl core::fmt::Debug for Space {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Space({}, epoch {})", self.id, self.epoch())
+    }
+}
+
+/// The non-MLS state of a space for the caller's store (secret: encrypt at
+/// rest). The MLS state itself is in the device's [`MlsProvider`].
+#[derive(Serialize, Deserialize)]
+pub struct SpaceState {
+    id: SpaceId,
+    keyring: crate::keyring::KeyRingState,
+    intake_epoch: Option<u64>,
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .padding_size(MLS_PADDING)
+        .use_ratchet_tree_extension(true)
+        .build()
+}
+
+fn decode_protocol_message(bytes: &[u8]) -> Result<ProtocolMessage, SpaceError> {
+    let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(mls)?;
+    msg.try_into_protocol_message().map_err(|_| SpaceError::UnexpectedMessage("not a protocol message".into()))
+}
+
+fn encode(msg: &MlsMessageOut) -> Vec<u8> {
+    msg.tls_serialize_detached().expect("an MLS message always encodes")
+}
+
+impl Space {
+    /// The stream of epoch records of a space (derived from its id).
+    pub fn records_stream(id: SpaceId) -> StreamId {
+        let h = blake3::derive_key("amicus epoch records stream v1", &id.0);
+        StreamId(h[..16].try_into().expect("16 bytes"))
+    }
+
+    /// Creates a space with `device` as its only member and space manager.
+    pub fn create(
+        provider: &MlsProvider,
+        device: &Device,
+        identity_key: IdentityPublicKey,
+        history: HistoryPolicy,
+    ) -> Result<Self, SpaceError> {
+        device.certificate().verify(&identity_key)?;
+        let id = SpaceId::random();
+        let mut members = BTreeMap::new();
+        members.insert(device.user().clone(), PolicyMember { identity_key, role: Role::SpaceManager });
+        let policy = SpacePolicy { history, members };
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+            .padding_size(MLS_PADDING)
+            .use_ratchet_tree_extension(true)
+            .capabilities(identity::capabilities())
+            .with_leaf_node_extensions(device.leaf_extensions())
+            .map_err(mls)?
+            .with_group_context_extensions(policy.to_extensions())
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            provider,
+            device,
+            &config,
+            GroupId::from_slice(&id.0),
+            device.credential_with_key(),
+        )
+        .map_err(mls)?;
+        let mut space = Self { id, group, keyring: KeyRing::new(id), intake_epoch: None };
+        space.learn_current_epoch(provider)?;
+        Ok(space)
+    }
+
+    /// Joins from a Welcome. Before accepting, checks that the welcomer is a
+    /// space manager, that every leaf carries a device certificate signed by
+    /// its user's pinned identity key, and that the key pinned for this
+    /// device's own user is `own_identity` (nobody pinned a false key for us).
+    pub fn join(
+        provider: &MlsProvider,
+        device: &Device,
+        own_identity: &IdentityPublicKey,
+        welcome: &[u8],
+    ) -> Result<Self, SpaceError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(mls)?;
+        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+            return Err(SpaceError::UnexpectedMessage("not a Welcome".into()));
+        };
+        let staged = StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None).map_err(mls)?;
+        let policy = SpacePolicy::from_extensions(staged.group_context().extensions())?;
+        if policy.members.get(device.user()).map(|m| &m.identity_key) != Some(own_identity) {
+            return Err(SpaceError::PolicyViolation("the space pins another identity key for you".into()));
+        }
+        let sender = staged.welcome_sender().map_err(mls)?;
+        let (sender_user, _) = identity::parse_credential(sender.credential())?;
+        if policy.role(&sender_user) != Some(Role::SpaceManager) {
+            return Err(SpaceError::PolicyViolation("welcome sent by a non-manager".into()));
+        }
+        let id = SpaceId(
+            staged.group_context().group_id().as_slice().try_into().map_err(|_| SpaceError::NoPolicy)?,
+        );
+        let secret = staged
+            .export_secret(provider.crypto(), EXPORTER_LABEL, &id.0, 32)
+            .map_err(mls)?;
+        let mut group = staged.into_group(provider).map_err(mls)?;
+        let verified = (|| {
+            for leaf in group.public_group().members() {
+                let node = group.public_group().leaf(leaf.index).ok_or(SpaceError::NoSuchMember)?;
+                check_leaf(&policy, node)?;
+            }
+            Ok::<(), SpaceError>(())
+        })();
+        if let Err(e) = verified {
+            let _ = group.delete(provider.storage());
+            return Err(e);
+        }
+        let mut space = Self { id, group, keyring: KeyRing::new(id), intake_epoch: None };
+        let roster = space.current_roster(&policy);
+        space.keyring.insert(space.epoch(), EpochSecret::from_bytes(to32(&secret)?), Some(roster));
+        Ok(space)
+    }
+
+    /// Reloads a space from the device's MLS store and its stored state.
+    pub fn load(provider: &MlsProvider, state: SpaceState) -> Result<Self, SpaceError> {
+        let group = MlsGroup::load(provider.storage(), &GroupId::from_slice(&state.id.0))
+            .map_err(mls)?
+            .ok_or(SpaceError::NoSuchMember)?;
+        Ok(Self {
+            id: state.id,
+            group,
+            keyring: KeyRing::from_state(state.keyring),
+            intake_epoch: state.intake_epoch,
+        })
+    }
+
+    /// The state to store beside the MLS store.
+    pub fn to_state(&self) -> SpaceState {
+        SpaceState { id: self.id, keyring: self.keyring.to_state(), intake_epoch: self.intake_epoch }
+    }
+
+    /// The space id.
+    pub fn id(&self) -> SpaceId {
+        self.id
+    }
+
+    /// The current MLS epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.epoch().as_u64()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Result<SpacePolicy, SpaceError> {
+        SpacePolicy::from_extensions(self.group.extensions())
+    }
+
+    /// The key ring (every epoch this member can read).
+    pub fn keyring(&self) -> &KeyRing {
+        &self.keyring
+    }
+
+    /// Mutable key ring, to ingest epoch records.
+    pub fn keyring_mut(&mut self) -> &mut KeyRing {
+        &mut self.keyring
+    }
+
+    /// The epoch whose intake key is in force, if the intake is open.
+    pub fn intake_epoch(&self) -> Option<u64> {
+        self.intake_epoch
+    }
+
+    /// Whether this device is still a member.
+    pub fn is_active(&self) -> bool {
+        self.group.is_active()
+    }
+
+    /// The MLS epoch authenticator, shown to members as the space safety
+    /// code to compare out of band: equal codes mean the same group state.
+    pub fn epoch_authenticator(&self) -> Vec<u8> {
+        self.group.epoch_authenticator().as_slice().to_vec()
+    }
+
+    /// The members of the current epoch, with roles.
+    pub fn members(&self) -> Result<Roster, SpaceError> {
+        Ok(self.current_roster(&self.policy()?))
+    }
+
+    fn current_roster(&self, policy: &SpacePolicy) -> Roster {
+        let mut roster: Roster = self
+            .group
+            .members()
+            .filter_map(|m| {
+                let (user, device) = identity::parse_credential(&m.credential).ok()?;
+                let role = policy.role(&user)?;
+                Some(RosterEntry { user, device, signature_key: m.signature_key.as_slice().try_into().ok()?, role })
+            })
+            .collect();
+        roster.sort_by_key(|e| e.device);
+        roster
+    }
+
+    fn learn_current_epoch(&mut self, provider: &MlsProvider) -> Result<(), SpaceError> {
+        let secret = self
+            .group
+            .export_secret(provider.crypto(), EXPORTER_LABEL, &self.id.0, 32)
+            .map_err(mls)?;
+        let roster = self.current_roster(&self.policy()?);
+        self.keyring.insert(self.epoch(), EpochSecret::from_bytes(to32(&secret)?), Some(roster));
+        Ok(())
+    }
+
+    fn own_role(&self) -> Result<Role, SpaceError> {
+        let cred = self.group.credential().map_err(mls)?;
+        let (user, _) = identity::parse_credential(cred)?;
+        self.policy()?.role(&user).ok_or(SpaceError::Forbidden)
+    }
+
+    fn require_manager(&self) -> Result<(), SpaceError> {
+        if self.own_role()? == Role::SpaceManager { Ok(()) } else { Err(SpaceError::Forbidden) }
+    }
+
+    fn leaf_of(&self, device: DeviceId) -> Option<LeafNodeIndex> {
+        self.group.members().find_map(|m| {
+            let (_, d) = identity::parse_credential(&m.credential).ok()?;
+            (d == device).then_some(m.index)
+        })
+    }
+
+    fn stage(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+        roster_change: Vec<RosterChange>,
+        adds: Vec<openmls::prelude::KeyPackage>,
+        removes: Vec<LeafNodeIndex>,
+        policy: Option<SpacePolicy>,
+    ) -> Result<PendingCommit, SpaceError> {
+        if self.group.pending_commit().is_some() {
+            return Err(SpaceError::CommitPending);
+        }
+        let mut roster_change = roster_change;
+        roster_change.sort();
+        let aad = CommitAad { log_position: log.0, log_head: log.1, roster_change };
+        self.group.set_aad(aad.to_bytes());
+        let mut builder = self.group.commit_builder().propose_adds(adds).propose_removals(removes);
+        if let Some(policy) = policy {
+            builder = builder.propose_group_context_extensions(policy.to_extensions()).map_err(mls)?;
+        }
+        let bundle = builder
+            .load_psks(provider.storage())
+            .map_err(mls)?
+            .build(provider.rand(), provider.crypto(), device, |_| true)
+            .map_err(mls)?
+            .stage_commit(provider)
+            .map_err(mls)?;
+        let (commit, welcome, _group_info) = bundle.into_contents();
+        let welcome = welcome.map(|w| encode(&MlsMessageOut::from_welcome(w, openmls::prelude::ProtocolVersion::Mls10)));
+        Ok(PendingCommit { commit: encode(&commit), welcome, aad })
+    }
+
+    /// Stages a commit adding every device of `members` (one Welcome).
+    /// `log` is the position and hash of the last log entry seen.
+    pub fn add_members(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        members: &[NewMember],
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        self.require_manager()?;
+        let mut policy = self.policy()?;
+        let mut kps = Vec::new();
+        let mut change = Vec::new();
+        for m in members {
+            if let Some(existing) = policy.members.get(&m.user)
+                && existing.identity_key != m.identity_key
+            {
+                return Err(SpaceError::PolicyViolation(format!(
+                    "{} is pinned to another identity key in this space",
+                    m.user
+                )));
+            }
+            policy.members.insert(m.user.clone(), PolicyMember { identity_key: m.identity_key, role: m.role });
+            for bytes in &m.key_packages {
+                let kp = identity::validate_key_package(provider, bytes, &m.user, &m.identity_key)?;
+                let cert = DeviceCertificate::from_extensions(kp.leaf_node().extensions())?;
+                change.push(RosterChange::Add { user: m.user.clone(), device: cert.device });
+                kps.push(kp);
+            }
+        }
+        if kps.len() > MAX_ADDS_PER_COMMIT {
+            return Err(SpaceError::TooManyAdds);
+        }
+        let policy_change = (policy != self.policy()?).then_some(policy);
+        self.stage(provider, device, log, change, kps, vec![], policy_change)
+    }
+
+    /// Stages a commit removing devices (a manager's act).
+    pub fn remove_devices(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        devices: &[DeviceId],
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        self.require_manager()?;
+        let leaves =
+            devices.iter().map(|d| self.leaf_of(*d).ok_or(SpaceError::NoSuchMember)).collect::<Result<Vec<_>, _>>()?;
+        let change = devices.iter().map(|d| RosterChange::Remove { device: *d }).collect();
+        self.stage(provider, device, log, change, vec![], leaves, None)
+    }
+
+    /// Stages a commit removing every device of `user` and the user from the policy.
+    pub fn remove_user(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        user: &UserId,
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        self.require_manager()?;
+        let roster = self.members()?;
+        let devices: Vec<DeviceId> = roster.iter().filter(|e| &e.user == user).map(|e| e.device).collect();
+        let mut policy = self.policy()?;
+        if policy.members.remove(user).is_none() {
+            return Err(SpaceError::NoSuchMember);
+        }
+        policy.check()?;
+        let leaves = devices.iter().filter_map(|d| self.leaf_of(*d)).collect();
+        let change = devices.iter().map(|d| RosterChange::Remove { device: *d }).collect();
+        self.stage(provider, device, log, change, vec![], leaves, Some(policy))
+    }
+
+    /// Stages a commit changing a user's role or the history policy.
+    pub fn change_policy(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        policy: SpacePolicy,
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        self.require_manager()?;
+        policy.check()?;
+        let current = self.policy()?;
+        if policy.members.keys().ne(current.members.keys())
+            || policy.members.iter().any(|(u, m)| current.members[u].identity_key != m.identity_key)
+        {
+            return Err(SpaceError::PolicyViolation("a policy change may not add, drop or re-pin users".into()));
+        }
+        self.stage(provider, device, log, vec![], vec![], vec![], Some(policy))
+    }
+
+    /// Stages a self-update commit (fresh leaf encryption key; same
+    /// credential and signature key).
+    pub fn self_update(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        if self.group.pending_commit().is_some() {
+            return Err(SpaceError::CommitPending);
+        }
+        let aad = CommitAad { log_position: log.0, log_head: log.1, roster_change: vec![] };
+        self.group.set_aad(aad.to_bytes());
+        let bundle = self
+            .group
+            .self_update(provider, device, LeafNodeParameters::default())
+            .map_err(mls)?;
+        Ok(PendingCommit { commit: encode(bundle.commit()), welcome: None, aad })
+    }
+
+    /// Creates a proposal to remove this device (leaving); any member may
+    /// commit it. Send it like a commit; the space stays readable until then.
+    pub fn leave(&mut self, provider: &MlsProvider, device: &Device) -> Result<Vec<u8>, SpaceError> {
+        let msg = self.group.leave_group(provider, device).map_err(mls)?;
+        Ok(encode(&msg))
+    }
+
+    /// Stages a commit of the stored proposals (e.g. a member's leave).
+    pub fn commit_proposals(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        if self.group.pending_commit().is_some() {
+            return Err(SpaceError::CommitPending);
+        }
+        let mut change: Vec<RosterChange> = Vec::new();
+        for p in self.group.pending_proposals() {
+            if let Proposal::Remove(r) = p.proposal() {
+                let m = self.group.member_at(r.removed()).ok_or(SpaceError::NoSuchMember)?;
+                let (_, d) = identity::parse_credential(&m.credential)?;
+                change.push(RosterChange::Remove { device: d });
+            }
+        }
+        change.sort();
+        let aad = CommitAad { log_position: log.0, log_head: log.1, roster_change: change };
+        self.group.set_aad(aad.to_bytes());
+        let (commit, welcome, _) = self.group.commit_to_pending_proposals(provider, device).map_err(mls)?;
+        Ok(PendingCommit { commit: encode(&commit), welcome: welcome.map(|w| encode(&w)), aad })
+    }
+
+    /// The server accepted this device's pending commit: merge it and derive
+    /// the new epoch's keys. Returns the new epoch.
+    pub fn commit_accepted(&mut self, provider: &MlsProvider) -> Result<u64, SpaceError> {
+        let pending = self.group.pending_commit().ok_or(SpaceError::NoPendingCommit)?;
+        let had_removals = pending.remove_proposals().next().is_some();
+        self.group.merge_pending_commit(provider).map_err(mls)?;
+        self.after_merge(provider, had_removals)?;
+        Ok(self.epoch())
+    }
+
+    /// The server refused this device's pending commit (another commit won
+    /// the epoch): discard it. Process the winner, then re-apply the intent.
+    pub fn commit_rejected(&mut self, provider: &MlsProvider) -> Result<(), SpaceError> {
+        if self.group.pending_commit().is_none() {
+            return Err(SpaceError::NoPendingCommit);
+        }
+        self.group.clear_pending_commit(provider.storage()).map_err(mls)
+    }
+
+    fn after_merge(&mut self, provider: &MlsProvider, had_removals: bool) -> Result<(), SpaceError> {
+        if !self.group.is_active() {
+            return Ok(());
+        }
+        if had_removals && self.intake_epoch.is_some() {
+            self.intake_epoch = Some(self.epoch());
+        }
+        self.learn_current_epoch(provider)
+    }
+
+    /// Opens the sealed intake at the current epoch (or rotates it) and
+    /// returns its public key; the change is stated in the next epoch record.
+    pub fn open_intake(&mut self) -> Result<crate::intake::IntakePublicKey, SpaceError> {
+        self.require_manager()?;
+        let epoch = self.epoch();
+        let secret = self.keyring.secret(epoch).ok_or(SpaceError::NoPolicy)?;
+        self.intake_epoch = Some(epoch);
+        Ok(secret.intake_key().public())
+    }
+
+    /// Every intake private key this member can derive, newest first (old
+    /// ones open submissions not yet drained).
+    pub fn intake_keys(&self) -> Vec<crate::intake::IntakeSecretKey> {
+        let Some(current) = self.intake_epoch else { return vec![] };
+        self.keyring
+            .epochs()
+            .filter(|e| *e <= current)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter_map(|e| self.keyring.secret(e).map(|s| s.intake_key()))
+            .collect()
+    }
+
+    /// Creates an application message (ephemeral: presence, cursors; never
+    /// persistent content, which goes in envelopes).
+    pub fn create_message(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, SpaceError> {
+        self.group.set_aad(Vec::new());
+        let msg = self.group.create_message(provider, device, payload).map_err(mls)?;
+        Ok(encode(&msg))
+    }
+
+    /// Processes an incoming MLS message from the space's log or live feed.
+    /// A commit is checked against the policy in force before it is merged;
+    /// a refused message changes nothing.
+    pub fn process(&mut self, provider: &MlsProvider, bytes: &[u8]) -> Result<Processed, SpaceError> {
+        let message = decode_protocol_message(bytes)?;
+        if message.is_external() {
+            return Err(SpaceError::UnexpectedMessage("external messages are refused".into()));
+        }
+        if message.group_id().as_slice() != self.id.0 {
+            return Err(SpaceError::UnexpectedMessage("message of another space".into()));
+        }
+        let processed = self.group.process_message(provider, message).map_err(mls)?;
+        let sender = match processed.sender() {
+            Sender::Member(index) => *index,
+            _ => return Err(SpaceError::UnexpectedMessage("sender is not a member".into())),
+        };
+        let aad_bytes = processed.aad().to_vec();
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                let member = self.group.member_at(sender).ok_or(SpaceError::NoSuchMember)?;
+                let (_, device) = identity::parse_credential(&member.credential)?;
+                Ok(Processed::Application { device, payload: app.into_bytes() })
+            }
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                let policy = self.policy()?;
+                check_proposal(&self.group, &policy, &proposal, None)?;
+                self.group.store_pending_proposal(provider.storage(), *proposal).map_err(mls)?;
+                Ok(Processed::Proposal)
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let aad = CommitAad::from_bytes(&aad_bytes)?;
+                self.check_commit(sender, &staged, &aad)?;
+                let had_removals = staged.remove_proposals().next().is_some();
+                let removed_self = staged.self_removed();
+                self.group.merge_staged_commit(provider, *staged).map_err(mls)?;
+                self.after_merge(provider, had_removals)?;
+                Ok(Processed::Commit { epoch: self.epoch(), aad, removed_self })
+            }
+            ProcessedMessageContent::OwnPendingCommit => Ok(Processed::OwnCommit),
+            ProcessedMessageContent::OwnPrivateMessage => Ok(Processed::Own),
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
+                Err(SpaceError::UnexpectedMessage("external join proposals are refused".into()))
+            }
+        }
+    }
+
+    /// The authorization rules of a commit, judged against the policy in force.
+    fn check_commit(&self, committer: LeafNodeIndex, staged: &StagedCommit, aad: &CommitAad) -> Result<(), SpaceError> {
+        let policy = self.policy()?;
+        let new_policy = SpacePolicy::from_extensions(staged.group_context().extensions())?;
+        new_policy.check()?;
+        let mut change = Vec::new();
+        for proposal in staged.queued_proposals() {
+            check_proposal(&self.group, &policy, proposal, Some(&new_policy))?;
+            match proposal.proposal() {
+                Proposal::Add(add) => {
+                    let cert = DeviceCertificate::from_extensions(add.key_package().leaf_node().extensions())?;
+                    change.push(RosterChange::Add { user: cert.user.clone(), device: cert.device });
+                }
+                Proposal::Remove(r) => {
+                    let m = self.group.member_at(r.removed()).ok_or(SpaceError::NoSuchMember)?;
+                    let (_, d) = identity::parse_credential(&m.credential)?;
+                    change.push(RosterChange::Remove { device: d });
+                }
+                _ => {}
+            }
+        }
+        if let Some(leaf) = staged.update_path_leaf_node() {
+            let current = self.group.public_group().leaf(committer).ok_or(SpaceError::NoSuchMember)?;
+            if leaf.credential() != current.credential() || leaf.signature_key() != current.signature_key() {
+                return Err(SpaceError::PolicyViolation("the committer changed its credential or key".into()));
+            }
+        }
+        change.sort();
+        if change != aad.roster_change {
+            return Err(SpaceError::BadAad);
+        }
+        Ok(())
+    }
+
+    /// Seals a content envelope in the current epoch.
+    pub fn seal(
+        &self,
+        device: &Device,
+        kind: Kind,
+        stream: StreamId,
+        seq: u64,
+        log_head: [u8; 32],
+        body: &[u8],
+    ) -> Result<Vec<u8>, crate::keyring::KeyRingError> {
+        self.keyring.seal(device, kind, stream, seq, log_head, body)
+    }
+
+    /// Seals the epoch record of the current epoch (the committer does this
+    /// right after its commit is accepted; any member after a timeout).
+    pub fn seal_epoch_record(&self, device: &Device, log_head: [u8; 32]) -> Result<Vec<u8>, SpaceError> {
+        let history = self.policy()?.history;
+        self.keyring
+            .seal_record(device, Self::records_stream(self.id), history, self.intake_epoch, log_head)
+            .map_err(|e| SpaceError::Mls(e.to_string()))
+    }
+
+    /// Reads an epoch record (walking back through history, or learning the
+    /// intake epoch).
+    pub fn ingest_epoch_record(&mut self, bytes: &[u8]) -> Result<crate::keyring::EpochRecord, crate::keyring::KeyRingError> {
+        let record = self.keyring.ingest_record(bytes, Self::records_stream(self.id))?;
+        if record.epoch == self.epoch() && record.intake_epoch > self.intake_epoch {
+            self.intake_epoch = record.intake_epoch;
+        }
+        Ok(record)
+    }
+}
+
+/// Checks one proposal: its sender's role under `policy`, and what it does.
+fn check_proposal(
+    group: &MlsGroup,
+    policy: &SpacePolicy,
+    proposal: &QueuedProposal,
+    new_policy: Option<&SpacePolicy>,
+) -> Result<(), SpaceError> {
+    let Sender::Member(proposer) = proposal.sender() else {
+        return Err(SpaceError::PolicyViolation("proposal from a non-member".into()));
+    };
+    let member = group.member_at(*proposer).ok_or(SpaceError::NoSuchMember)?;
+    let (user, _) = identity::parse_credential(&member.credential)?;
+    let role = policy.role(&user).ok_or_else(|| SpaceError::PolicyViolation(format!("{user} has no role")))?;
+    let manager = role == Role::SpaceManager;
+    match proposal.proposal() {
+        Proposal::Add(add) => {
+            if !manager {
+                return Err(SpaceError::PolicyViolation(format!("{user} may not add members")));
+            }
+            if let Some(new_policy) = new_policy {
+                check_leaf(new_policy, add.key_package().leaf_node())?;
+            }
+        }
+        Proposal::Remove(r) => {
+            if !manager && r.removed() != *proposer {
+                return Err(SpaceError::PolicyViolation(format!("{user} may not remove others")));
+            }
+        }
+        Proposal::SelfRemove => {}
+        Proposal::GroupContextExtensions(_) => {
+            if !manager {
+                return Err(SpaceError::PolicyViolation(format!("{user} may not change roles")));
+            }
+        }
+        Proposal::Update(update) => {
+            let current = group.public_group().leaf(*proposer).ok_or(SpaceError::NoSuchMember)?;
+            let leaf = update.leaf_node();
+            if leaf.credential() != current.credential() || leaf.signature_key() != current.signature_key() {
+                return Err(SpaceError::PolicyViolation("an update may not change a credential or key".into()));
+            }
+        }
+        other => {
+            return Err(SpaceError::PolicyViolation(format!(
+                "proposal type {:?} is not used by Amicus",
+                other.proposal_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a leaf's device certificate is signed by its user's pinned key.
+fn check_leaf(policy: &SpacePolicy, leaf: &openmls::prelude::LeafNode) -> Result<(), SpaceError> {
+    let cert = DeviceCertificate::from_extensions(leaf.extensions())?;
+    cert.matches(leaf.credential(), leaf.signature_key().as_slice())?;
+    let pinned = policy
+        .members
+        .get(&cert.user)
+        .ok_or_else(|| SpaceError::PolicyViolation(format!("{} is not in the space policy", cert.user)))?;
+    cert.verify(&pinned.identity_key)?;
+    Ok(())
+}
+
+fn to32(bytes: &[u8]) -> Result<[u8; 32], SpaceError> {
+    bytes.try_into().map_err(|_| SpaceError::Mls("exporter returned a wrong length".into()))
+}

@@ -1,0 +1,5 @@
+//! Security and convergence properties of `amicus-core`, written for auditors.
+//! Each module states a property and checks it; `support` holds the helpers.
+
+mod spaces;
+mod support;
