@@ -182,7 +182,8 @@ mod serde_big_array {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
         let v: &[u8] = Deserialize::deserialize(d)?;
-        v.try_into().map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
+        v.try_into()
+            .map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
     }
 }
 
@@ -259,7 +260,13 @@ pub fn seal(device: &Device, key: &ContentKey, params: SealParams, body: &[u8]) 
 
     let cipher = XChaCha20Poly1305::new(&key.aead_key());
     let ciphertext = cipher
-        .encrypt(&XNonce::from(header.nonce), Payload { msg: &plaintext, aad: &header_bytes })
+        .encrypt(
+            &XNonce::from(header.nonce),
+            Payload {
+                msg: &plaintext,
+                aad: &header_bytes,
+            },
+        )
         .expect("encryption of a bounded buffer cannot fail");
     let mut out = header_bytes.to_vec();
     out.extend_from_slice(&ciphertext);
@@ -288,26 +295,39 @@ pub fn open(
     let (header_bytes, ciphertext) = envelope.split_at(HEADER_LEN);
     let cipher = XChaCha20Poly1305::new(&key.aead_key());
     let plaintext = cipher
-        .decrypt(&XNonce::from(header.nonce), Payload { msg: ciphertext, aad: header_bytes })
+        .decrypt(
+            &XNonce::from(header.nonce),
+            Payload {
+                msg: ciphertext,
+                aad: header_bytes,
+            },
+        )
         .map_err(|_| EnvelopeError::Decrypt)?;
 
-    let (len, rest) = plaintext.split_at_checked(4).ok_or(EnvelopeError::BadContent)?;
+    let (len, rest) = plaintext
+        .split_at_checked(4)
+        .ok_or(EnvelopeError::BadContent)?;
     let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
     if len > rest.len() || rest[len..].iter().any(|b| *b != 0) {
         return Err(EnvelopeError::BadContent);
     }
     let signed: SignedInner =
         postcard::from_bytes(&rest[..len]).map_err(|_| EnvelopeError::BadContent)?;
-    let inner: Inner = postcard::from_bytes(&signed.inner).map_err(|_| EnvelopeError::BadContent)?;
+    let inner: Inner =
+        postcard::from_bytes(&signed.inner).map_err(|_| EnvelopeError::BadContent)?;
 
-    let info = signer(inner.device, header.kind).ok_or(EnvelopeError::UnknownSigner(inner.device))?;
+    let info =
+        signer(inner.device, header.kind).ok_or(EnvelopeError::UnknownSigner(inner.device))?;
     let verifying = ed25519_dalek::VerifyingKey::from_bytes(&info.signature_key)
         .map_err(|_| EnvelopeError::BadSignature)?;
     let mut signed_input = SIGNATURE_CONTEXT.to_vec();
     signed_input.extend_from_slice(header_bytes);
     signed_input.extend_from_slice(&signed.inner);
     verifying
-        .verify_strict(&signed_input, &ed25519_dalek::Signature::from_bytes(&signed.signature))
+        .verify_strict(
+            &signed_input,
+            &ed25519_dalek::Signature::from_bytes(&signed.signature),
+        )
         .map_err(|_| EnvelopeError::BadSignature)?;
     if !info.allowed {
         return Err(EnvelopeError::NotAllowed(inner.device));
@@ -346,7 +366,10 @@ mod tests {
         let pk = d.public_key();
         let id = d.id();
         open(env, &header, key, |dev, _| {
-            (dev == id).then_some(SignerInfo { signature_key: pk, allowed: true })
+            (dev == id).then_some(SignerInfo {
+                signature_key: pk,
+                allowed: true,
+            })
         })
     }
 
@@ -364,7 +387,10 @@ mod tests {
             assert_eq!(ct_len, padded_len(ct_len), "ciphertext is a bucket size");
         }
         // Bodies of 1 and 100 bytes give the same envelope size.
-        assert_eq!(seal(&d, &key, params, b"a").len(), seal(&d, &key, params, &[b'a'; 100]).len());
+        assert_eq!(
+            seal(&d, &key, params, b"a").len(),
+            seal(&d, &key, params, &[b'a'; 100]).len()
+        );
     }
 
     #[test]
@@ -374,7 +400,10 @@ mod tests {
         for i in 0..env.len() {
             let mut bad = env.clone();
             bad[i] ^= 0x01;
-            assert!(open_as(&d, &bad, &key).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                open_as(&d, &bad, &key).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         assert!(open_as(&d, &env[..env.len() - 1], &key).is_err());
         let other = ContentKey::from_bytes(crate::random::bytes());
@@ -392,13 +421,19 @@ mod tests {
         );
         let pk = d.public_key();
         assert_eq!(
-            open(&env, &header, &key, |_, _| Some(SignerInfo { signature_key: pk, allowed: false })),
+            open(&env, &header, &key, |_, _| Some(SignerInfo {
+                signature_key: pk,
+                allowed: false
+            })),
             Err(EnvelopeError::NotAllowed(d.id()))
         );
         let impostor = UserIdentity::generate(UserId::new("eve").unwrap()).new_device();
         let ipk = impostor.public_key();
         assert_eq!(
-            open(&env, &header, &key, |_, _| Some(SignerInfo { signature_key: ipk, allowed: true })),
+            open(&env, &header, &key, |_, _| Some(SignerInfo {
+                signature_key: ipk,
+                allowed: true
+            })),
             Err(EnvelopeError::BadSignature)
         );
     }

@@ -16,12 +16,12 @@
 use core::fmt;
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
     BasicCredential, Capabilities, Credential, CredentialType, CredentialWithKey, Extension,
     ExtensionType, Extensions, KeyPackage, KeyPackageIn, MlsMessageBodyIn, MlsMessageIn,
     MlsMessageOut, ProtocolVersion, UnknownExtension,
 };
-use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls_traits::OpenMlsProvider;
 use openmls_traits::signatures::{Signer, SignerError};
 use openmls_traits::types::SignatureScheme;
@@ -50,7 +50,9 @@ pub enum IdentityError {
     BadCertificate,
     /// The certificate names another user, device or device key than the
     /// credential and leaf it travels with (a substituted KeyPackage).
-    #[error("the device certificate does not match the credential or signature key it travels with")]
+    #[error(
+        "the device certificate does not match the credential or signature key it travels with"
+    )]
     CertificateMismatch,
     /// A KeyPackage or leaf carries no device certificate extension.
     #[error("the KeyPackage or leaf carries no device certificate")]
@@ -65,7 +67,9 @@ pub enum IdentityError {
     #[error("invalid KeyPackage: {0}")]
     BadKeyPackage(String),
     /// The KeyPackage uses another ciphersuite than 0x0003.
-    #[error("the KeyPackage uses another ciphersuite than MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519")]
+    #[error(
+        "the KeyPackage uses another ciphersuite than MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519"
+    )]
     WrongCiphersuite,
     /// Too many KeyPackages were requested in one batch.
     #[error("at most {MAX_KEY_PACKAGE_BATCH} KeyPackages per batch")]
@@ -111,7 +115,10 @@ impl fmt::Debug for UserIdentity {
 impl UserIdentity {
     /// A fresh identity for `user`.
     pub fn generate(user: UserId) -> Self {
-        Self { user, key: SigningKey::from_bytes(&crate::random::bytes()) }
+        Self {
+            user,
+            key: SigningKey::from_bytes(&crate::random::bytes()),
+        }
     }
 
     /// The user this identity belongs to.
@@ -130,7 +137,12 @@ impl UserIdentity {
         let device = DeviceId::random();
         let key = SigningKey::from_bytes(&crate::random::bytes());
         let certificate = self.certify(device, &key.verifying_key());
-        Device { user: self.user.clone(), device, key, certificate }
+        Device {
+            user: self.user.clone(),
+            device,
+            key,
+            certificate,
+        }
     }
 
     /// Certifies a device key generated elsewhere (QR pairing).
@@ -193,11 +205,16 @@ impl DeviceCertificate {
         }
         let key = VerifyingKey::from_bytes(&pinned.0).map_err(|_| IdentityError::BadKey)?;
         let sig = ed25519_dalek::Signature::from_bytes(&self.signature);
-        key.verify_strict(&self.signed_bytes(), &sig).map_err(|_| IdentityError::BadCertificate)
+        key.verify_strict(&self.signed_bytes(), &sig)
+            .map_err(|_| IdentityError::BadCertificate)
     }
 
     /// Checks that this certificate is the one of `credential` and `signature_key`.
-    pub fn matches(&self, credential: &Credential, signature_key: &[u8]) -> Result<(), IdentityError> {
+    pub fn matches(
+        &self,
+        credential: &Credential,
+        signature_key: &[u8],
+    ) -> Result<(), IdentityError> {
         let (user, device) = parse_credential(credential)?;
         if user != self.user || device != self.device || signature_key != self.device_key {
             return Err(IdentityError::CertificateMismatch);
@@ -223,7 +240,8 @@ mod serde_sig {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
         let v: &[u8] = Deserialize::deserialize(d)?;
-        v.try_into().map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
+        v.try_into()
+            .map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
     }
 }
 
@@ -307,8 +325,11 @@ impl Device {
 
     pub(crate) fn leaf_extensions(&self) -> Extensions<openmls::prelude::LeafNode> {
         let cert = postcard::to_allocvec(&self.certificate).expect("a certificate always encodes");
-        Extensions::single(Extension::Unknown(DEVICE_CERTIFICATE_EXTENSION, UnknownExtension(cert)))
-            .expect("one unknown extension is always valid")
+        Extensions::single(Extension::Unknown(
+            DEVICE_CERTIFICATE_EXTENSION,
+            UnknownExtension(cert),
+        ))
+        .expect("one unknown extension is always valid")
     }
 
     /// Signs `message` under a domain-separation `context` with the device key.
@@ -411,7 +432,9 @@ pub fn validate_key_package(
     let message = MlsMessageIn::tls_deserialize_exact(bytes)
         .map_err(|e| IdentityError::BadKeyPackage(e.to_string()))?;
     let MlsMessageBodyIn::KeyPackage(kp_in) = message.extract() else {
-        return Err(IdentityError::BadKeyPackage("not a KeyPackage message".into()));
+        return Err(IdentityError::BadKeyPackage(
+            "not a KeyPackage message".into(),
+        ));
     };
     let kp_in: KeyPackageIn = kp_in;
     let kp = kp_in
@@ -463,10 +486,16 @@ mod tests {
         let mallory = UserIdentity::generate(UserId::new("alice").unwrap());
         let d = a.new_device();
         d.certificate().verify(&a.public()).unwrap();
-        assert!(matches!(d.certificate().verify(&mallory.public()), Err(IdentityError::BadCertificate)));
+        assert!(matches!(
+            d.certificate().verify(&mallory.public()),
+            Err(IdentityError::BadCertificate)
+        ));
         let mut forged = mallory.new_device().certificate().clone();
         forged.identity_key = a.public();
-        assert!(matches!(forged.verify(&a.public()), Err(IdentityError::BadCertificate)));
+        assert!(matches!(
+            forged.verify(&a.public()),
+            Err(IdentityError::BadCertificate)
+        ));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum IdError {
     /// A user name must be 1 to 64 characters of `a-z`, `0-9`, `.`, `_` or `-`,
     /// starting with a letter or digit. Choose another name.
-    #[error("invalid user name: 1 to 64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")]
+    #[error(
+        "invalid user name: 1 to 64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+    )]
     UserName,
     /// A 16-byte identifier must be written as exactly 32 lower-case hex digits.
     #[error("invalid identifier: expected 32 lower-case hex digits")]
@@ -27,11 +29,18 @@ impl UserId {
     pub fn new(name: &str) -> Result<Self, IdError> {
         let ok = !name.is_empty()
             && name.len() <= 64
-            && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-        if ok { Ok(Self(name.to_owned())) } else { Err(IdError::UserName) }
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(IdError::UserName)
+        }
     }
 
     /// The user name.

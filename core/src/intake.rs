@@ -95,7 +95,9 @@ pub enum IntakeError {
     /// The text is not an age X25519 identity (`AGE-SECRET-KEY-1` followed by
     /// an upper-case Bech32 encoding of 32 bytes). Check that the whole line was
     /// copied, without comments or spaces.
-    #[error("not a valid age X25519 identity (expected an upper-case `AGE-SECRET-KEY-1...` string)")]
+    #[error(
+        "not a valid age X25519 identity (expected an upper-case `AGE-SECRET-KEY-1...` string)"
+    )]
     InvalidIdentity,
 
     /// [`seal_to_many`] was given no recipient. Pass at least one public key.
@@ -331,9 +333,11 @@ impl IntakeSecretKey {
     /// The age identity string, `AGE-SECRET-KEY-1...` (upper-case Bech32),
     /// as written by `age-keygen`. The returned string is wiped on drop.
     pub fn to_age_identity_string(&self) -> Zeroizing<String> {
-        let encoded =
-            bech32::encode_upper::<Bech32>(Hrp::parse_unchecked(IDENTITY_HRP), self.secret.as_bytes())
-                .expect("a 32-byte payload always fits in Bech32");
+        let encoded = bech32::encode_upper::<Bech32>(
+            Hrp::parse_unchecked(IDENTITY_HRP),
+            self.secret.as_bytes(),
+        )
+        .expect("a 32-byte payload always fits in Bech32");
         Zeroizing::new(encoded)
     }
 
@@ -488,7 +492,13 @@ fn open_final_chunk(
     Err(IntakeError::PayloadCorrupted)
 }
 
-fn seal_chunk(cipher: &ChaCha20Poly1305, counter: u64, last: bool, chunk: &[u8], out: &mut Vec<u8>) {
+fn seal_chunk(
+    cipher: &ChaCha20Poly1305,
+    counter: u64,
+    last: bool,
+    chunk: &[u8],
+    out: &mut Vec<u8>,
+) {
     let start = out.len();
     out.extend_from_slice(chunk);
     let nonce = chunk_nonce(counter, last);
@@ -762,10 +772,13 @@ fn parse_header(buf: &[u8]) -> Result<Option<(Header<'_>, usize)>, IntakeError> 
                     return Ok(None);
                 };
                 if line.len() > BODY_COLUMNS {
-                    return Err(IntakeError::MalformedHeader("stanza body line longer than 64 columns"));
+                    return Err(IntakeError::MalformedHeader(
+                        "stanza body line longer than 64 columns",
+                    ));
                 }
-                let decoded = decode_b64(line)
-                    .ok_or(IntakeError::MalformedHeader("stanza body is not canonical base64"))?;
+                let decoded = decode_b64(line).ok_or(IntakeError::MalformedHeader(
+                    "stanza body is not canonical base64",
+                ))?;
                 body.extend_from_slice(&decoded);
                 if line.len() < BODY_COLUMNS {
                     break;
@@ -779,8 +792,8 @@ fn parse_header(buf: &[u8]) -> Result<Option<(Header<'_>, usize)>, IntakeError> 
             let encoded = line
                 .strip_prefix(b"--- ")
                 .ok_or(IntakeError::MalformedHeader("malformed MAC line"))?;
-            let mac = decode_b64_32(encoded)
-                .ok_or(IntakeError::MalformedHeader("malformed MAC line"))?;
+            let mac =
+                decode_b64_32(encoded).ok_or(IntakeError::MalformedHeader("malformed MAC line"))?;
             let header = Header {
                 stanzas,
                 mac_input: &buf[..start + MAC_PREFIX.len()],
@@ -788,7 +801,9 @@ fn parse_header(buf: &[u8]) -> Result<Option<(Header<'_>, usize)>, IntakeError> 
             };
             return Ok(Some((header, lines.pos)));
         } else {
-            return Err(IntakeError::MalformedHeader("line is neither a stanza nor the MAC"));
+            return Err(IntakeError::MalformedHeader(
+                "line is neither a stanza nor the MAC",
+            ));
         }
     }
 }
@@ -800,7 +815,8 @@ fn parse_args(args: &[u8]) -> Result<Vec<&str>, IntakeError> {
                 return Err(IntakeError::MalformedHeader("invalid stanza argument"));
             }
             // Visible ASCII is always valid UTF-8.
-            core::str::from_utf8(arg).map_err(|_| IntakeError::MalformedHeader("invalid stanza argument"))
+            core::str::from_utf8(arg)
+                .map_err(|_| IntakeError::MalformedHeader("invalid stanza argument"))
         })
         .collect()
 }
@@ -813,22 +829,29 @@ struct X25519Stanza {
 
 fn x25519_stanzas(header: &Header<'_>) -> Result<Vec<X25519Stanza>, IntakeError> {
     if header.stanzas.len() > 1 && header.stanzas.iter().any(|s| s.args[0] == SCRYPT_TYPE) {
-        return Err(IntakeError::MalformedHeader("an scrypt stanza must be the only stanza"));
+        return Err(IntakeError::MalformedHeader(
+            "an scrypt stanza must be the only stanza",
+        ));
     }
     let mut found = Vec::new();
     for stanza in header.stanzas.iter().filter(|s| s.args[0] == X25519_TYPE) {
         let [_, share] = stanza.args.as_slice() else {
-            return Err(IntakeError::MalformedHeader("X25519 stanza needs exactly one share"));
+            return Err(IntakeError::MalformedHeader(
+                "X25519 stanza needs exactly one share",
+            ));
         };
-        let share = decode_b64_32(share.as_bytes())
-            .ok_or(IntakeError::MalformedHeader("X25519 share is not 32 bytes of canonical base64"))?;
+        let share = decode_b64_32(share.as_bytes()).ok_or(IntakeError::MalformedHeader(
+            "X25519 share is not 32 bytes of canonical base64",
+        ))?;
         let body = stanza
             .body
             .as_slice()
             .try_into()
             .map_err(|_| IntakeError::MalformedHeader("X25519 stanza body is not 32 bytes"))?;
         if is_low_order(&share) {
-            return Err(IntakeError::MalformedHeader("X25519 share is a low-order point"));
+            return Err(IntakeError::MalformedHeader(
+                "X25519 share is a low-order point",
+            ));
         }
         found.push(X25519Stanza { share, body });
     }
@@ -847,7 +870,9 @@ fn unwrap_file_key(
     }
     for identity in identities {
         for stanza in &stanzas {
-            let shared = identity.secret.diffie_hellman(&PublicKey::from(stanza.share));
+            let shared = identity
+                .secret
+                .diffie_hellman(&PublicKey::from(stanza.share));
             if !shared.was_contributory() {
                 return Err(IntakeError::MalformedHeader("X25519 shared secret is zero"));
             }
@@ -1026,7 +1051,10 @@ impl Payload {
                 open_chunk(cipher, self.counter, false, &self.pending, out)
                     .map_err(|()| IntakeError::PayloadCorrupted)?;
                 self.pending.clear();
-                self.counter = self.counter.checked_add(1).ok_or(IntakeError::PayloadCorrupted)?;
+                self.counter = self
+                    .counter
+                    .checked_add(1)
+                    .ok_or(IntakeError::PayloadCorrupted)?;
                 self.released += CHUNK_LEN;
             }
             let take = data.len().min(SEALED_CHUNK_LEN - self.pending.len());
@@ -1062,7 +1090,8 @@ mod tests {
     const FIXTURE_FILE: &str = "YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBGc2lHL3VKVHo5MlA2cWR4OWxuUVhFOVMybmJrSUx2L0l0bjByMjNJRWhRCnNHV0E0SHB5REFHSmsrUm1DWUQySzBkRGdzdXRDQXRYVWxyd05FWDJqOWMKLS0tIFFYbkNRL0EwWTE0S1F6d0lPcEVFcHFRYkxQZVNUNis3VTVtbGt4ZTlvVkkK7BsxVqPuJxcjVzTwBL2Z8LmUsqGwBL5LYyw4vY4fNWkKTjIObjOCENhvmRt8yhsN0vtzvXhZg1geqiL91qdsv36EpMjBUXOT2YQ=";
     const FIXTURE_IDENTITY: &str =
         "AGE-SECRET-KEY-1VWVRYM5ZLUNEMRW3JHH0RLPMYMEYF759065PRYSN9YYZ4AZ9FDNQVLKNPR";
-    const FIXTURE_RECIPIENT: &str = "age1gwdmfhr682csnrt38pptpht9vgvyt2wglmmje562ac9wm8h2h9js4xda55";
+    const FIXTURE_RECIPIENT: &str =
+        "age1gwdmfhr682csnrt38pptpht9vgvyt2wglmmje562ac9wm8h2h9js4xda55";
     const FIXTURE_PLAINTEXT: &[u8] = b"Witness statement: the van left at 21:40.\n";
 
     const SIZES: [usize; 6] = [0, 1, 65535, 65536, 65537, 200_000];
@@ -1102,6 +1131,9 @@ mod tests {
         copy[at] ^= mask;
         copy
     }
+
+    /// Payload chunks for `craft`: plaintext and last-chunk flag.
+    type Chunks<'a> = &'a [(&'a [u8], bool)];
 
     /// Builds a file around a chosen file key, header lines and chunks, to
     /// exercise cases that `seal` never produces.
@@ -1216,7 +1248,7 @@ mod tests {
         let sealed = seal(&key.public(), b"for members only");
         let stranger = IntakeSecretKey::generate();
         assert_eq!(
-            open(&[stranger.clone()], &sealed, 100),
+            open(core::slice::from_ref(&stranger), &sealed, 100),
             Err(IntakeError::NoMatchingIdentity)
         );
         assert_eq!(
@@ -1315,8 +1347,13 @@ mod tests {
         let ids = [key.clone()];
         for size in [0, 10, 65_536] {
             let sealed = seal(&key.public(), &data(size));
-            let last_len = (size % CHUNK_LEN) + TAG_LEN
-                + if size > 0 && size % CHUNK_LEN == 0 { CHUNK_LEN } else { 0 };
+            let last_len = (size % CHUNK_LEN)
+                + TAG_LEN
+                + if size > 0 && size % CHUNK_LEN == 0 {
+                    CHUNK_LEN
+                } else {
+                    0
+                };
             let last_chunk = sealed[sealed.len() - last_len..].to_vec();
             let zeros = vec![0u8; SEALED_CHUNK_LEN];
             for extra in [&[0u8][..], &[0u8; TAG_LEN][..], &zeros[..], &last_chunk[..]] {
@@ -1368,7 +1405,7 @@ mod tests {
             FIXTURE_RECIPIENT
         );
         assert_eq!(
-            open(&[identity.clone()], &file, 1000).unwrap(),
+            open(core::slice::from_ref(&identity), &file, 1000).unwrap(),
             FIXTURE_PLAINTEXT
         );
         assert_eq!(
@@ -1537,7 +1574,10 @@ mod tests {
             long.push(b'\n');
         }
         assert_eq!(open(&ids, &long, 10), Err(too_large.clone()));
-        assert_eq!(open_streaming(&ids, &long, 1000, 10), Err(too_large.clone()));
+        assert_eq!(
+            open_streaming(&ids, &long, 1000, 10),
+            Err(too_large.clone())
+        );
 
         let mut many = b"age-encryption.org/v1\n".to_vec();
         for _ in 0..=MAX_STANZAS {
@@ -1629,7 +1669,11 @@ mod tests {
 
         let mut bad_mac = craft(&file_key, &x, chunks);
         let mac_start = header_len(&bad_mac) - 1 - B64_32_LEN;
-        bad_mac[mac_start] = if bad_mac[mac_start] == b'A' { b'B' } else { b'A' };
+        bad_mac[mac_start] = if bad_mac[mac_start] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
         assert_eq!(
             open(&ids, &bad_mac, 100),
             Err(IntakeError::HeaderMacMismatch)
@@ -1644,14 +1688,20 @@ mod tests {
         let x = x25519_stanza(&file_key, &key.public());
         let full = data(CHUNK_LEN);
 
-        let cases: [(&[(&[u8], bool)], Result<usize, IntakeError>); 7] = [
+        let cases: [(Chunks<'_>, Result<usize, IntakeError>); 7] = [
             (&[(b"", true)], Ok(0)),
             (&[(&full, true)], Ok(CHUNK_LEN)),
             (&[(&full, false), (b"x", true)], Ok(CHUNK_LEN + 1)),
-            (&[(&full, false), (b"", true)], Err(IntakeError::PayloadCorrupted)),
+            (
+                &[(&full, false), (b"", true)],
+                Err(IntakeError::PayloadCorrupted),
+            ),
             (&[(b"x", false)], Err(IntakeError::PayloadCorrupted)),
             (&[(&full, false)], Err(IntakeError::Truncated)),
-            (&[(b"x", true), (b"y", true)], Err(IntakeError::PayloadCorrupted)),
+            (
+                &[(b"x", true), (b"y", true)],
+                Err(IntakeError::PayloadCorrupted),
+            ),
         ];
         for (i, (chunks, expected)) in cases.iter().enumerate() {
             let file = craft(&file_key, &x, chunks);

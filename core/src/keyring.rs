@@ -148,7 +148,12 @@ pub struct KeyRing {
 
 impl core::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "KeyRing({}, epochs {:?})", self.space, self.epochs.keys().collect::<Vec<_>>())
+        write!(
+            f,
+            "KeyRing({}, epochs {:?})",
+            self.space,
+            self.epochs.keys().collect::<Vec<_>>()
+        )
     }
 }
 
@@ -162,7 +167,10 @@ pub struct KeyRingState {
 impl KeyRing {
     /// An empty ring for `space`.
     pub fn new(space: SpaceId) -> Self {
-        Self { space, epochs: BTreeMap::new() }
+        Self {
+            space,
+            epochs: BTreeMap::new(),
+        }
     }
 
     /// The space.
@@ -173,7 +181,10 @@ impl KeyRing {
     /// Adds an epoch this member derived itself (from MLS) or learned from a
     /// record. A roster learned later fills in a missing one.
     pub fn insert(&mut self, epoch: u64, secret: EpochSecret, roster: Option<Roster>) {
-        let entry = self.epochs.entry(epoch).or_insert(EpochEntry { secret, roster: None });
+        let entry = self.epochs.entry(epoch).or_insert(EpochEntry {
+            secret,
+            roster: None,
+        });
         if entry.roster.is_none() {
             entry.roster = roster;
         }
@@ -212,13 +223,26 @@ impl KeyRing {
         let epoch = self.latest().ok_or(KeyRingError::NotAllowed)?;
         let entry = &self.epochs[&epoch];
         let allowed = entry.roster.as_ref().is_some_and(|r| {
-            r.iter().any(|m| m.device == device.id() && m.role.may_write(kind))
+            r.iter()
+                .any(|m| m.device == device.id() && m.role.may_write(kind))
         });
         if !allowed {
             return Err(KeyRingError::NotAllowed);
         }
-        let params = SealParams { kind, space: self.space, stream, epoch, seq, log_head };
-        Ok(envelope::seal(device, &entry.secret.content_key(), params, body))
+        let params = SealParams {
+            kind,
+            space: self.space,
+            stream,
+            epoch,
+            seq,
+            log_head,
+        };
+        Ok(envelope::seal(
+            device,
+            &entry.secret.content_key(),
+            params,
+            body,
+        ))
     }
 
     /// Decrypts and verifies an envelope of `stream`: known epoch, signer in
@@ -237,16 +261,33 @@ impl KeyRing {
         if let Some(expected) = in_force
             && expected != header.epoch
         {
-            return Err(EnvelopeError::WrongEpoch { expected, found: header.epoch });
+            return Err(EnvelopeError::WrongEpoch {
+                expected,
+                found: header.epoch,
+            });
         }
-        let entry = self.epochs.get(&header.epoch).ok_or(EnvelopeError::UnknownEpoch(header.epoch))?;
-        let roster = entry.roster.as_ref().ok_or(EnvelopeError::UnknownEpoch(header.epoch))?;
-        envelope::open(bytes, &header, &entry.secret.content_key(), |device, kind| {
-            roster.iter().find(|m| m.device == device).map(|m| SignerInfo {
-                signature_key: m.signature_key,
-                allowed: m.role.may_write(kind),
-            })
-        })
+        let entry = self
+            .epochs
+            .get(&header.epoch)
+            .ok_or(EnvelopeError::UnknownEpoch(header.epoch))?;
+        let roster = entry
+            .roster
+            .as_ref()
+            .ok_or(EnvelopeError::UnknownEpoch(header.epoch))?;
+        envelope::open(
+            bytes,
+            &header,
+            &entry.secret.content_key(),
+            |device, kind| {
+                roster
+                    .iter()
+                    .find(|m| m.device == device)
+                    .map(|m| SignerInfo {
+                        signature_key: m.signature_key,
+                        allowed: m.role.may_write(kind),
+                    })
+            },
+        )
     }
 
     /// Seals the record of the newest epoch.
@@ -259,27 +300,43 @@ impl KeyRing {
         log_head: [u8; 32],
     ) -> Result<Vec<u8>, KeyRingError> {
         let epoch = self.latest().ok_or(KeyRingError::NotAllowed)?;
-        let roster = self.roster(epoch).cloned().ok_or(KeyRingError::NotAllowed)?;
+        let roster = self
+            .roster(epoch)
+            .cloned()
+            .ok_or(KeyRingError::NotAllowed)?;
         let previous = match history {
             HistoryPolicy::Full => epoch.checked_sub(1).and_then(|p| {
                 let e = self.epochs.get(&p)?;
-                Some(PreviousEpoch { secret: e.secret.clone(), roster: e.roster.clone()? })
+                Some(PreviousEpoch {
+                    secret: e.secret.clone(),
+                    roster: e.roster.clone()?,
+                })
             }),
             HistoryPolicy::SinceJoin => None,
         };
-        let record = EpochRecord { epoch, roster, intake_epoch, previous };
+        let record = EpochRecord {
+            epoch,
+            roster,
+            intake_epoch,
+            previous,
+        };
         let body = postcard::to_allocvec(&record).expect("records always encode");
         self.seal(device, Kind::EpochRecord, records, epoch, log_head, &body)
     }
 
     /// Reads an epoch record: checks it like any envelope, then learns the
     /// previous epoch it hands on. Returns the record.
-    pub fn ingest_record(&mut self, bytes: &[u8], records: StreamId) -> Result<EpochRecord, KeyRingError> {
+    pub fn ingest_record(
+        &mut self,
+        bytes: &[u8],
+        records: StreamId,
+    ) -> Result<EpochRecord, KeyRingError> {
         let opened = self.open(bytes, records, None)?;
         if opened.header.kind != Kind::EpochRecord {
             return Err(KeyRingError::BadRecord);
         }
-        let record: EpochRecord = postcard::from_bytes(&opened.body).map_err(|_| KeyRingError::BadRecord)?;
+        let record: EpochRecord =
+            postcard::from_bytes(&opened.body).map_err(|_| KeyRingError::BadRecord)?;
         if record.epoch != opened.header.epoch {
             return Err(KeyRingError::BadRecord);
         }

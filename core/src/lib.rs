@@ -24,15 +24,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-// pub mod document;
+pub mod document;
 pub mod envelope;
-// pub mod files;
+pub mod files;
 pub mod identity;
 pub mod intake;
 pub mod keyring;
-// pub mod library;
+pub mod library;
 pub mod space;
-// pub mod wire;
+pub mod wire;
 
 mod ids;
 mod provider;

@@ -49,10 +49,16 @@ impl MlsProvider {
     /// Format: postcard encoding of the store's (key, value) pairs sorted by
     /// key, so that the same state always exports to the same bytes.
     pub fn export_state(&self) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
-        let values = self.storage.values.read().map_err(|_| ProviderError::Poisoned)?;
+        let values = self
+            .storage
+            .values
+            .read()
+            .map_err(|_| ProviderError::Poisoned)?;
         let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = values.iter().collect();
         pairs.sort();
-        postcard::to_allocvec(&pairs).map(Zeroizing::new).map_err(|_| ProviderError::CorruptState)
+        postcard::to_allocvec(&pairs)
+            .map(Zeroizing::new)
+            .map_err(|_| ProviderError::CorruptState)
     }
 
     /// Restores a store written by [`Self::export_state`].
@@ -61,12 +67,18 @@ impl MlsProvider {
             Zeroizing::new(postcard::from_bytes(bytes).map_err(|_| ProviderError::CorruptState)?);
         let storage = MemoryStorage::default();
         {
-            let mut values = storage.values.write().map_err(|_| ProviderError::Poisoned)?;
+            let mut values = storage
+                .values
+                .write()
+                .map_err(|_| ProviderError::Poisoned)?;
             for (k, v) in pairs.iter() {
                 values.insert(k.clone(), v.clone());
             }
         }
-        Ok(Self { crypto: RustCrypto::default(), storage })
+        Ok(Self {
+            crypto: RustCrypto::default(),
+            storage,
+        })
     }
 }
 

@@ -27,12 +27,15 @@
 
 use std::collections::BTreeMap;
 
-use openmls::group::{MlsGroupCreateConfig, MlsGroupJoinConfig, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY};
+use openmls::group::{
+    MlsGroupCreateConfig, MlsGroupJoinConfig, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY,
+};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    CredentialType, Extension, ExtensionType, Extensions, GroupContext, RequiredCapabilitiesExtension, GroupId, LeafNodeIndex, LeafNodeParameters, MlsGroup,
-    MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProcessedMessageContent, Proposal, ProtocolMessage,
-    QueuedProposal, Sender, StagedCommit, StagedWelcome, UnknownExtension,
+    CredentialType, Extension, ExtensionType, Extensions, GroupContext, GroupId, LeafNodeIndex,
+    LeafNodeParameters, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
+    ProcessedMessageContent, Proposal, ProtocolMessage, QueuedProposal,
+    RequiredCapabilitiesExtension, Sender, StagedCommit, StagedWelcome, UnknownExtension,
 };
 use openmls_traits::OpenMlsProvider;
 use serde::{Deserialize, Serialize};
@@ -124,13 +127,18 @@ impl SpacePolicy {
             &[],
             &[CredentialType::Basic],
         );
-        Extensions::from_vec(vec![Extension::RequiredCapabilities(required), self.to_extension()])
-            .expect("two distinct extensions are valid")
+        Extensions::from_vec(vec![
+            Extension::RequiredCapabilities(required),
+            self.to_extension(),
+        ])
+        .expect("two distinct extensions are valid")
     }
 
     /// Reads the policy from a group context's extensions.
     pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<Self, SpaceError> {
-        let ext = extensions.unknown(SPACE_POLICY_EXTENSION).ok_or(SpaceError::NoPolicy)?;
+        let ext = extensions
+            .unknown(SPACE_POLICY_EXTENSION)
+            .ok_or(SpaceError::NoPolicy)?;
         match ext.0.split_first() {
             Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| SpaceError::NoPolicy),
             _ => Err(SpaceError::NoPolicy),
@@ -333,11 +341,13 @@ fn join_config() -> MlsGroupJoinConfig {
 
 fn decode_protocol_message(bytes: &[u8]) -> Result<ProtocolMessage, SpaceError> {
     let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(mls)?;
-    msg.try_into_protocol_message().map_err(|_| SpaceError::UnexpectedMessage("not a protocol message".into()))
+    msg.try_into_protocol_message()
+        .map_err(|_| SpaceError::UnexpectedMessage("not a protocol message".into()))
 }
 
 fn encode(msg: &MlsMessageOut) -> Vec<u8> {
-    msg.tls_serialize_detached().expect("an MLS message always encodes")
+    msg.tls_serialize_detached()
+        .expect("an MLS message always encodes")
 }
 
 impl Space {
@@ -357,7 +367,13 @@ impl Space {
         device.certificate().verify(&identity_key)?;
         let id = SpaceId::random();
         let mut members = BTreeMap::new();
-        members.insert(device.user().clone(), PolicyMember { identity_key, role: Role::SpaceManager });
+        members.insert(
+            device.user().clone(),
+            PolicyMember {
+                identity_key,
+                role: Role::SpaceManager,
+            },
+        );
         let policy = SpacePolicy { history, members };
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
@@ -377,7 +393,12 @@ impl Space {
             device.credential_with_key(),
         )
         .map_err(mls)?;
-        let mut space = Self { id, group, keyring: KeyRing::new(id), intake_epoch: None };
+        let mut space = Self {
+            id,
+            group,
+            keyring: KeyRing::new(id),
+            intake_epoch: None,
+        };
         space.learn_current_epoch(provider)?;
         Ok(space)
     }
@@ -396,18 +417,28 @@ impl Space {
         let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
             return Err(SpaceError::UnexpectedMessage("not a Welcome".into()));
         };
-        let staged = StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None).map_err(mls)?;
+        let staged = StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
+            .map_err(mls)?;
         let policy = SpacePolicy::from_extensions(staged.group_context().extensions())?;
         if policy.members.get(device.user()).map(|m| &m.identity_key) != Some(own_identity) {
-            return Err(SpaceError::PolicyViolation("the space pins another identity key for you".into()));
+            return Err(SpaceError::PolicyViolation(
+                "the space pins another identity key for you".into(),
+            ));
         }
         let sender = staged.welcome_sender().map_err(mls)?;
         let (sender_user, _) = identity::parse_credential(sender.credential())?;
         if policy.role(&sender_user) != Some(Role::SpaceManager) {
-            return Err(SpaceError::PolicyViolation("welcome sent by a non-manager".into()));
+            return Err(SpaceError::PolicyViolation(
+                "welcome sent by a non-manager".into(),
+            ));
         }
         let id = SpaceId(
-            staged.group_context().group_id().as_slice().try_into().map_err(|_| SpaceError::NoPolicy)?,
+            staged
+                .group_context()
+                .group_id()
+                .as_slice()
+                .try_into()
+                .map_err(|_| SpaceError::NoPolicy)?,
         );
         let secret = staged
             .export_secret(provider.crypto(), EXPORTER_LABEL, &id.0, 32)
@@ -415,7 +446,10 @@ impl Space {
         let mut group = staged.into_group(provider).map_err(mls)?;
         let verified = (|| {
             for leaf in group.public_group().members() {
-                let node = group.public_group().leaf(leaf.index).ok_or(SpaceError::NoSuchMember)?;
+                let node = group
+                    .public_group()
+                    .leaf(leaf.index)
+                    .ok_or(SpaceError::NoSuchMember)?;
                 check_leaf(&policy, node)?;
             }
             Ok::<(), SpaceError>(())
@@ -424,9 +458,18 @@ impl Space {
             let _ = group.delete(provider.storage());
             return Err(e);
         }
-        let mut space = Self { id, group, keyring: KeyRing::new(id), intake_epoch: None };
+        let mut space = Self {
+            id,
+            group,
+            keyring: KeyRing::new(id),
+            intake_epoch: None,
+        };
         let roster = space.current_roster(&policy);
-        space.keyring.insert(space.epoch(), EpochSecret::from_bytes(to32(&secret)?), Some(roster));
+        space.keyring.insert(
+            space.epoch(),
+            EpochSecret::from_bytes(to32(&secret)?),
+            Some(roster),
+        );
         Ok(space)
     }
 
@@ -445,7 +488,11 @@ impl Space {
 
     /// The state to store beside the MLS store.
     pub fn to_state(&self) -> SpaceState {
-        SpaceState { id: self.id, keyring: self.keyring.to_state(), intake_epoch: self.intake_epoch }
+        SpaceState {
+            id: self.id,
+            keyring: self.keyring.to_state(),
+            intake_epoch: self.intake_epoch,
+        }
     }
 
     /// The space id.
@@ -501,7 +548,12 @@ impl Space {
             .filter_map(|m| {
                 let (user, device) = identity::parse_credential(&m.credential).ok()?;
                 let role = policy.role(&user)?;
-                Some(RosterEntry { user, device, signature_key: m.signature_key.as_slice().try_into().ok()?, role })
+                Some(RosterEntry {
+                    user,
+                    device,
+                    signature_key: m.signature_key.as_slice().try_into().ok()?,
+                    role,
+                })
             })
             .collect();
         roster.sort_by_key(|e| e.device);
@@ -514,7 +566,11 @@ impl Space {
             .export_secret(provider.crypto(), EXPORTER_LABEL, &self.id.0, 32)
             .map_err(mls)?;
         let roster = self.current_roster(&self.policy()?);
-        self.keyring.insert(self.epoch(), EpochSecret::from_bytes(to32(&secret)?), Some(roster));
+        self.keyring.insert(
+            self.epoch(),
+            EpochSecret::from_bytes(to32(&secret)?),
+            Some(roster),
+        );
         Ok(())
     }
 
@@ -525,7 +581,11 @@ impl Space {
     }
 
     fn require_manager(&self) -> Result<(), SpaceError> {
-        if self.own_role()? == Role::SpaceManager { Ok(()) } else { Err(SpaceError::Forbidden) }
+        if self.own_role()? == Role::SpaceManager {
+            Ok(())
+        } else {
+            Err(SpaceError::Forbidden)
+        }
     }
 
     fn leaf_of(&self, device: DeviceId) -> Option<LeafNodeIndex> {
@@ -550,11 +610,21 @@ impl Space {
         }
         let mut roster_change = roster_change;
         roster_change.sort();
-        let aad = CommitAad { log_position: log.0, log_head: log.1, roster_change };
+        let aad = CommitAad {
+            log_position: log.0,
+            log_head: log.1,
+            roster_change,
+        };
         self.group.set_aad(aad.to_bytes());
-        let mut builder = self.group.commit_builder().propose_adds(adds).propose_removals(removes);
+        let mut builder = self
+            .group
+            .commit_builder()
+            .propose_adds(adds)
+            .propose_removals(removes);
         if let Some(policy) = policy {
-            builder = builder.propose_group_context_extensions(policy.to_extensions()).map_err(mls)?;
+            builder = builder
+                .propose_group_context_extensions(policy.to_extensions())
+                .map_err(mls)?;
         }
         let bundle = builder
             .load_psks(provider.storage())
@@ -564,8 +634,17 @@ impl Space {
             .stage_commit(provider)
             .map_err(mls)?;
         let (commit, welcome, _group_info) = bundle.into_contents();
-        let welcome = welcome.map(|w| encode(&MlsMessageOut::from_welcome(w, openmls::prelude::ProtocolVersion::Mls10)));
-        Ok(PendingCommit { commit: encode(&commit), welcome, aad })
+        let welcome = welcome.map(|w| {
+            encode(&MlsMessageOut::from_welcome(
+                w,
+                openmls::prelude::ProtocolVersion::Mls10,
+            ))
+        });
+        Ok(PendingCommit {
+            commit: encode(&commit),
+            welcome,
+            aad,
+        })
     }
 
     /// Stages a commit adding every device of `members` (one Welcome).
@@ -590,11 +669,20 @@ impl Space {
                     m.user
                 )));
             }
-            policy.members.insert(m.user.clone(), PolicyMember { identity_key: m.identity_key, role: m.role });
+            policy.members.insert(
+                m.user.clone(),
+                PolicyMember {
+                    identity_key: m.identity_key,
+                    role: m.role,
+                },
+            );
             for bytes in &m.key_packages {
                 let kp = identity::validate_key_package(provider, bytes, &m.user, &m.identity_key)?;
                 let cert = DeviceCertificate::from_extensions(kp.leaf_node().extensions())?;
-                change.push(RosterChange::Add { user: m.user.clone(), device: cert.device });
+                change.push(RosterChange::Add {
+                    user: m.user.clone(),
+                    device: cert.device,
+                });
                 kps.push(kp);
             }
         }
@@ -614,9 +702,14 @@ impl Space {
         log: (u64, [u8; 32]),
     ) -> Result<PendingCommit, SpaceError> {
         self.require_manager()?;
-        let leaves =
-            devices.iter().map(|d| self.leaf_of(*d).ok_or(SpaceError::NoSuchMember)).collect::<Result<Vec<_>, _>>()?;
-        let change = devices.iter().map(|d| RosterChange::Remove { device: *d }).collect();
+        let leaves = devices
+            .iter()
+            .map(|d| self.leaf_of(*d).ok_or(SpaceError::NoSuchMember))
+            .collect::<Result<Vec<_>, _>>()?;
+        let change = devices
+            .iter()
+            .map(|d| RosterChange::Remove { device: *d })
+            .collect();
         self.stage(provider, device, log, change, vec![], leaves, None)
     }
 
@@ -630,14 +723,21 @@ impl Space {
     ) -> Result<PendingCommit, SpaceError> {
         self.require_manager()?;
         let roster = self.members()?;
-        let devices: Vec<DeviceId> = roster.iter().filter(|e| &e.user == user).map(|e| e.device).collect();
+        let devices: Vec<DeviceId> = roster
+            .iter()
+            .filter(|e| &e.user == user)
+            .map(|e| e.device)
+            .collect();
         let mut policy = self.policy()?;
         if policy.members.remove(user).is_none() {
             return Err(SpaceError::NoSuchMember);
         }
         policy.check()?;
         let leaves = devices.iter().filter_map(|d| self.leaf_of(*d)).collect();
-        let change = devices.iter().map(|d| RosterChange::Remove { device: *d }).collect();
+        let change = devices
+            .iter()
+            .map(|d| RosterChange::Remove { device: *d })
+            .collect();
         self.stage(provider, device, log, change, vec![], leaves, Some(policy))
     }
 
@@ -653,9 +753,14 @@ impl Space {
         policy.check()?;
         let current = self.policy()?;
         if policy.members.keys().ne(current.members.keys())
-            || policy.members.iter().any(|(u, m)| current.members[u].identity_key != m.identity_key)
+            || policy
+                .members
+                .iter()
+                .any(|(u, m)| current.members[u].identity_key != m.identity_key)
         {
-            return Err(SpaceError::PolicyViolation("a policy change may not add, drop or re-pin users".into()));
+            return Err(SpaceError::PolicyViolation(
+                "a policy change may not add, drop or re-pin users".into(),
+            ));
         }
         self.stage(provider, device, log, vec![], vec![], vec![], Some(policy))
     }
@@ -671,18 +776,30 @@ impl Space {
         if self.group.pending_commit().is_some() {
             return Err(SpaceError::CommitPending);
         }
-        let aad = CommitAad { log_position: log.0, log_head: log.1, roster_change: vec![] };
+        let aad = CommitAad {
+            log_position: log.0,
+            log_head: log.1,
+            roster_change: vec![],
+        };
         self.group.set_aad(aad.to_bytes());
         let bundle = self
             .group
             .self_update(provider, device, LeafNodeParameters::default())
             .map_err(mls)?;
-        Ok(PendingCommit { commit: encode(bundle.commit()), welcome: None, aad })
+        Ok(PendingCommit {
+            commit: encode(bundle.commit()),
+            welcome: None,
+            aad,
+        })
     }
 
     /// Creates a proposal to remove this device (leaving); any member may
     /// commit it. Send it like a commit; the space stays readable until then.
-    pub fn leave(&mut self, provider: &MlsProvider, device: &Device) -> Result<Vec<u8>, SpaceError> {
+    pub fn leave(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+    ) -> Result<Vec<u8>, SpaceError> {
         let msg = self.group.leave_group(provider, device).map_err(mls)?;
         Ok(encode(&msg))
     }
@@ -700,22 +817,39 @@ impl Space {
         let mut change: Vec<RosterChange> = Vec::new();
         for p in self.group.pending_proposals() {
             if let Proposal::Remove(r) = p.proposal() {
-                let m = self.group.member_at(r.removed()).ok_or(SpaceError::NoSuchMember)?;
+                let m = self
+                    .group
+                    .member_at(r.removed())
+                    .ok_or(SpaceError::NoSuchMember)?;
                 let (_, d) = identity::parse_credential(&m.credential)?;
                 change.push(RosterChange::Remove { device: d });
             }
         }
         change.sort();
-        let aad = CommitAad { log_position: log.0, log_head: log.1, roster_change: change };
+        let aad = CommitAad {
+            log_position: log.0,
+            log_head: log.1,
+            roster_change: change,
+        };
         self.group.set_aad(aad.to_bytes());
-        let (commit, welcome, _) = self.group.commit_to_pending_proposals(provider, device).map_err(mls)?;
-        Ok(PendingCommit { commit: encode(&commit), welcome: welcome.map(|w| encode(&w)), aad })
+        let (commit, welcome, _) = self
+            .group
+            .commit_to_pending_proposals(provider, device)
+            .map_err(mls)?;
+        Ok(PendingCommit {
+            commit: encode(&commit),
+            welcome: welcome.map(|w| encode(&w)),
+            aad,
+        })
     }
 
     /// The server accepted this device's pending commit: merge it and derive
     /// the new epoch's keys. Returns the new epoch.
     pub fn commit_accepted(&mut self, provider: &MlsProvider) -> Result<u64, SpaceError> {
-        let pending = self.group.pending_commit().ok_or(SpaceError::NoPendingCommit)?;
+        let pending = self
+            .group
+            .pending_commit()
+            .ok_or(SpaceError::NoPendingCommit)?;
         let had_removals = pending.remove_proposals().next().is_some();
         self.group.merge_pending_commit(provider).map_err(mls)?;
         self.after_merge(provider, had_removals)?;
@@ -728,10 +862,16 @@ impl Space {
         if self.group.pending_commit().is_none() {
             return Err(SpaceError::NoPendingCommit);
         }
-        self.group.clear_pending_commit(provider.storage()).map_err(mls)
+        self.group
+            .clear_pending_commit(provider.storage())
+            .map_err(mls)
     }
 
-    fn after_merge(&mut self, provider: &MlsProvider, had_removals: bool) -> Result<(), SpaceError> {
+    fn after_merge(
+        &mut self,
+        provider: &MlsProvider,
+        had_removals: bool,
+    ) -> Result<(), SpaceError> {
         if !self.group.is_active() {
             return Ok(());
         }
@@ -754,7 +894,9 @@ impl Space {
     /// Every intake private key this member can derive, newest first (old
     /// ones open submissions not yet drained).
     pub fn intake_keys(&self) -> Vec<crate::intake::IntakeSecretKey> {
-        let Some(current) = self.intake_epoch else { return vec![] };
+        let Some(current) = self.intake_epoch else {
+            return vec![];
+        };
         self.keyring
             .epochs()
             .filter(|e| *e <= current)
@@ -774,37 +916,60 @@ impl Space {
         payload: &[u8],
     ) -> Result<Vec<u8>, SpaceError> {
         self.group.set_aad(Vec::new());
-        let msg = self.group.create_message(provider, device, payload).map_err(mls)?;
+        let msg = self
+            .group
+            .create_message(provider, device, payload)
+            .map_err(mls)?;
         Ok(encode(&msg))
     }
 
     /// Processes an incoming MLS message from the space's log or live feed.
     /// A commit is checked against the policy in force before it is merged;
     /// a refused message changes nothing.
-    pub fn process(&mut self, provider: &MlsProvider, bytes: &[u8]) -> Result<Processed, SpaceError> {
+    pub fn process(
+        &mut self,
+        provider: &MlsProvider,
+        bytes: &[u8],
+    ) -> Result<Processed, SpaceError> {
         let message = decode_protocol_message(bytes)?;
         if message.is_external() {
-            return Err(SpaceError::UnexpectedMessage("external messages are refused".into()));
+            return Err(SpaceError::UnexpectedMessage(
+                "external messages are refused".into(),
+            ));
         }
         if message.group_id().as_slice() != self.id.0 {
-            return Err(SpaceError::UnexpectedMessage("message of another space".into()));
+            return Err(SpaceError::UnexpectedMessage(
+                "message of another space".into(),
+            ));
         }
         let processed = self.group.process_message(provider, message).map_err(mls)?;
         let sender = match processed.sender() {
             Sender::Member(index) => *index,
-            _ => return Err(SpaceError::UnexpectedMessage("sender is not a member".into())),
+            _ => {
+                return Err(SpaceError::UnexpectedMessage(
+                    "sender is not a member".into(),
+                ));
+            }
         };
         let aad_bytes = processed.aad().to_vec();
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
-                let member = self.group.member_at(sender).ok_or(SpaceError::NoSuchMember)?;
+                let member = self
+                    .group
+                    .member_at(sender)
+                    .ok_or(SpaceError::NoSuchMember)?;
                 let (_, device) = identity::parse_credential(&member.credential)?;
-                Ok(Processed::Application { device, payload: app.into_bytes() })
+                Ok(Processed::Application {
+                    device,
+                    payload: app.into_bytes(),
+                })
             }
             ProcessedMessageContent::ProposalMessage(proposal) => {
                 let policy = self.policy()?;
                 check_proposal(&self.group, &policy, &proposal, None)?;
-                self.group.store_pending_proposal(provider.storage(), *proposal).map_err(mls)?;
+                self.group
+                    .store_pending_proposal(provider.storage(), *proposal)
+                    .map_err(mls)?;
                 Ok(Processed::Proposal)
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
@@ -812,20 +977,31 @@ impl Space {
                 self.check_commit(sender, &staged, &aad)?;
                 let had_removals = staged.remove_proposals().next().is_some();
                 let removed_self = staged.self_removed();
-                self.group.merge_staged_commit(provider, *staged).map_err(mls)?;
+                self.group
+                    .merge_staged_commit(provider, *staged)
+                    .map_err(mls)?;
                 self.after_merge(provider, had_removals)?;
-                Ok(Processed::Commit { epoch: self.epoch(), aad, removed_self })
+                Ok(Processed::Commit {
+                    epoch: self.epoch(),
+                    aad,
+                    removed_self,
+                })
             }
             ProcessedMessageContent::OwnPendingCommit => Ok(Processed::OwnCommit),
             ProcessedMessageContent::OwnPrivateMessage => Ok(Processed::Own),
-            ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
-                Err(SpaceError::UnexpectedMessage("external join proposals are refused".into()))
-            }
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(
+                SpaceError::UnexpectedMessage("external join proposals are refused".into()),
+            ),
         }
     }
 
     /// The authorization rules of a commit, judged against the policy in force.
-    fn check_commit(&self, committer: LeafNodeIndex, staged: &StagedCommit, aad: &CommitAad) -> Result<(), SpaceError> {
+    fn check_commit(
+        &self,
+        committer: LeafNodeIndex,
+        staged: &StagedCommit,
+        aad: &CommitAad,
+    ) -> Result<(), SpaceError> {
         let policy = self.policy()?;
         let new_policy = SpacePolicy::from_extensions(staged.group_context().extensions())?;
         new_policy.check()?;
@@ -834,11 +1010,19 @@ impl Space {
             check_proposal(&self.group, &policy, proposal, Some(&new_policy))?;
             match proposal.proposal() {
                 Proposal::Add(add) => {
-                    let cert = DeviceCertificate::from_extensions(add.key_package().leaf_node().extensions())?;
-                    change.push(RosterChange::Add { user: cert.user.clone(), device: cert.device });
+                    let cert = DeviceCertificate::from_extensions(
+                        add.key_package().leaf_node().extensions(),
+                    )?;
+                    change.push(RosterChange::Add {
+                        user: cert.user.clone(),
+                        device: cert.device,
+                    });
                 }
                 Proposal::Remove(r) => {
-                    let m = self.group.member_at(r.removed()).ok_or(SpaceError::NoSuchMember)?;
+                    let m = self
+                        .group
+                        .member_at(r.removed())
+                        .ok_or(SpaceError::NoSuchMember)?;
                     let (_, d) = identity::parse_credential(&m.credential)?;
                     change.push(RosterChange::Remove { device: d });
                 }
@@ -846,9 +1030,17 @@ impl Space {
             }
         }
         if let Some(leaf) = staged.update_path_leaf_node() {
-            let current = self.group.public_group().leaf(committer).ok_or(SpaceError::NoSuchMember)?;
-            if leaf.credential() != current.credential() || leaf.signature_key() != current.signature_key() {
-                return Err(SpaceError::PolicyViolation("the committer changed its credential or key".into()));
+            let current = self
+                .group
+                .public_group()
+                .leaf(committer)
+                .ok_or(SpaceError::NoSuchMember)?;
+            if leaf.credential() != current.credential()
+                || leaf.signature_key() != current.signature_key()
+            {
+                return Err(SpaceError::PolicyViolation(
+                    "the committer changed its credential or key".into(),
+                ));
             }
         }
         change.sort();
@@ -873,17 +1065,32 @@ impl Space {
 
     /// Seals the epoch record of the current epoch (the committer does this
     /// right after its commit is accepted; any member after a timeout).
-    pub fn seal_epoch_record(&self, device: &Device, log_head: [u8; 32]) -> Result<Vec<u8>, SpaceError> {
+    pub fn seal_epoch_record(
+        &self,
+        device: &Device,
+        log_head: [u8; 32],
+    ) -> Result<Vec<u8>, SpaceError> {
         let history = self.policy()?.history;
         self.keyring
-            .seal_record(device, Self::records_stream(self.id), history, self.intake_epoch, log_head)
+            .seal_record(
+                device,
+                Self::records_stream(self.id),
+                history,
+                self.intake_epoch,
+                log_head,
+            )
             .map_err(|e| SpaceError::Mls(e.to_string()))
     }
 
     /// Reads an epoch record (walking back through history, or learning the
     /// intake epoch).
-    pub fn ingest_epoch_record(&mut self, bytes: &[u8]) -> Result<crate::keyring::EpochRecord, crate::keyring::KeyRingError> {
-        let record = self.keyring.ingest_record(bytes, Self::records_stream(self.id))?;
+    pub fn ingest_epoch_record(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<crate::keyring::EpochRecord, crate::keyring::KeyRingError> {
+        let record = self
+            .keyring
+            .ingest_record(bytes, Self::records_stream(self.id))?;
         if record.epoch == self.epoch() && record.intake_epoch > self.intake_epoch {
             self.intake_epoch = record.intake_epoch;
         }
@@ -899,16 +1106,22 @@ fn check_proposal(
     new_policy: Option<&SpacePolicy>,
 ) -> Result<(), SpaceError> {
     let Sender::Member(proposer) = proposal.sender() else {
-        return Err(SpaceError::PolicyViolation("proposal from a non-member".into()));
+        return Err(SpaceError::PolicyViolation(
+            "proposal from a non-member".into(),
+        ));
     };
     let member = group.member_at(*proposer).ok_or(SpaceError::NoSuchMember)?;
     let (user, _) = identity::parse_credential(&member.credential)?;
-    let role = policy.role(&user).ok_or_else(|| SpaceError::PolicyViolation(format!("{user} has no role")))?;
+    let role = policy
+        .role(&user)
+        .ok_or_else(|| SpaceError::PolicyViolation(format!("{user} has no role")))?;
     let manager = role == Role::SpaceManager;
     match proposal.proposal() {
         Proposal::Add(add) => {
             if !manager {
-                return Err(SpaceError::PolicyViolation(format!("{user} may not add members")));
+                return Err(SpaceError::PolicyViolation(format!(
+                    "{user} may not add members"
+                )));
             }
             if let Some(new_policy) = new_policy {
                 check_leaf(new_policy, add.key_package().leaf_node())?;
@@ -916,20 +1129,31 @@ fn check_proposal(
         }
         Proposal::Remove(r) => {
             if !manager && r.removed() != *proposer {
-                return Err(SpaceError::PolicyViolation(format!("{user} may not remove others")));
+                return Err(SpaceError::PolicyViolation(format!(
+                    "{user} may not remove others"
+                )));
             }
         }
         Proposal::SelfRemove => {}
         Proposal::GroupContextExtensions(_) => {
             if !manager {
-                return Err(SpaceError::PolicyViolation(format!("{user} may not change roles")));
+                return Err(SpaceError::PolicyViolation(format!(
+                    "{user} may not change roles"
+                )));
             }
         }
         Proposal::Update(update) => {
-            let current = group.public_group().leaf(*proposer).ok_or(SpaceError::NoSuchMember)?;
+            let current = group
+                .public_group()
+                .leaf(*proposer)
+                .ok_or(SpaceError::NoSuchMember)?;
             let leaf = update.leaf_node();
-            if leaf.credential() != current.credential() || leaf.signature_key() != current.signature_key() {
-                return Err(SpaceError::PolicyViolation("an update may not change a credential or key".into()));
+            if leaf.credential() != current.credential()
+                || leaf.signature_key() != current.signature_key()
+            {
+                return Err(SpaceError::PolicyViolation(
+                    "an update may not change a credential or key".into(),
+                ));
             }
         }
         other => {
@@ -946,14 +1170,15 @@ fn check_proposal(
 fn check_leaf(policy: &SpacePolicy, leaf: &openmls::prelude::LeafNode) -> Result<(), SpaceError> {
     let cert = DeviceCertificate::from_extensions(leaf.extensions())?;
     cert.matches(leaf.credential(), leaf.signature_key().as_slice())?;
-    let pinned = policy
-        .members
-        .get(&cert.user)
-        .ok_or_else(|| SpaceError::PolicyViolation(format!("{} is not in the space policy", cert.user)))?;
+    let pinned = policy.members.get(&cert.user).ok_or_else(|| {
+        SpaceError::PolicyViolation(format!("{} is not in the space policy", cert.user))
+    })?;
     cert.verify(&pinned.identity_key)?;
     Ok(())
 }
 
 fn to32(bytes: &[u8]) -> Result<[u8; 32], SpaceError> {
-    bytes.try_into().map_err(|_| SpaceError::Mls("exporter returned a wrong length".into()))
+    bytes
+        .try_into()
+        .map_err(|_| SpaceError::Mls("exporter returned a wrong length".into()))
 }

@@ -9,8 +9,15 @@ use crate::support::{Member, deliver_commit, space_with};
 
 #[test]
 fn members_agree_on_epoch_and_authenticator() {
-    let members = space_with(&["amina", "bertrand", "chloe"], Role::Contributor, HistoryPolicy::Full);
-    let codes: Vec<_> = members.iter().map(|m| m.space.as_ref().unwrap().epoch_authenticator()).collect();
+    let members = space_with(
+        &["amina", "bertrand", "chloe"],
+        Role::Contributor,
+        HistoryPolicy::Full,
+    );
+    let codes: Vec<_> = members
+        .iter()
+        .map(|m| m.space.as_ref().unwrap().epoch_authenticator())
+        .collect();
     assert!(codes.windows(2).all(|w| w[0] == w[1]));
     assert!(members.iter().all(|m| m.epoch() == 1));
     let roster = members[0].space.as_ref().unwrap().members().unwrap();
@@ -19,27 +26,58 @@ fn members_agree_on_epoch_and_authenticator() {
 
 #[test]
 fn a_non_manager_cannot_add_or_remove() {
-    let mut members = space_with(&["amina", "bertrand", "chloe"], Role::Contributor, HistoryPolicy::Full);
+    let mut members = space_with(
+        &["amina", "bertrand", "chloe"],
+        Role::Contributor,
+        HistoryPolicy::Full,
+    );
     let eve = Member::new("eve");
     let invite = Member::invitation(&[&eve], Role::SpaceManager);
     let b = &mut members[1];
     // Locally refused...
-    let err = b.space.as_mut().unwrap().add_members(&b.provider, &b.device, &[invite], (1, [0; 32]));
+    let err =
+        b.space
+            .as_mut()
+            .unwrap()
+            .add_members(&b.provider, &b.device, &[invite], (1, [0; 32]));
     assert!(matches!(err, Err(SpaceError::Forbidden)), "{err:?}");
 }
 
 #[test]
 fn a_removed_member_is_out_and_the_others_move_on() {
-    let mut members = space_with(&["amina", "bertrand", "chloe"], Role::Contributor, HistoryPolicy::Full);
+    let mut members = space_with(
+        &["amina", "bertrand", "chloe"],
+        Role::Contributor,
+        HistoryPolicy::Full,
+    );
     let chloe = members[2].device.id();
     let (a, rest) = members.split_first_mut().unwrap();
-    let pending = a.space.as_mut().unwrap().remove_devices(&a.provider, &a.device, &[chloe], (1, [0; 32])).unwrap();
+    let pending = a
+        .space
+        .as_mut()
+        .unwrap()
+        .remove_devices(&a.provider, &a.device, &[chloe], (1, [0; 32]))
+        .unwrap();
     let (b, c) = rest.split_at_mut(1);
     deliver_commit(a, &pending, &mut [&mut b[0]]);
     let c = &mut c[0];
     let provider = &c.provider;
-    let out = c.space.as_mut().unwrap().process(provider, &pending.commit).unwrap();
-    assert!(matches!(out, amicus_core::space::Processed::Commit { removed_self: true, .. }), "{out:?}");
+    let out = c
+        .space
+        .as_mut()
+        .unwrap()
+        .process(provider, &pending.commit)
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            amicus_core::space::Processed::Commit {
+                removed_self: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     assert!(!c.space.as_ref().unwrap().is_active());
     assert_eq!(members[0].epoch(), 2);
     assert_eq!(members[1].epoch(), 2);

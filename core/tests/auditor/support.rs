@@ -23,7 +23,12 @@ impl Member {
     /// Another device certified by the same identity key.
     pub fn device_of(identity: Rc<UserIdentity>) -> Self {
         let device = identity.new_device();
-        Self { identity, device, provider: MlsProvider::new(), space: None }
+        Self {
+            identity,
+            device,
+            provider: MlsProvider::new(),
+            space: None,
+        }
     }
 
     pub fn space(&mut self) -> &mut Space {
@@ -31,8 +36,15 @@ impl Member {
     }
 
     pub fn create_space(&mut self, history: HistoryPolicy) {
-        self.space =
-            Some(Space::create(&self.provider, &self.device, self.identity.public(), history).unwrap());
+        self.space = Some(
+            Space::create(
+                &self.provider,
+                &self.device,
+                self.identity.public(),
+                history,
+            )
+            .unwrap(),
+        );
     }
 
     /// What a manager needs to add every device in `devices` (same user).
@@ -49,7 +61,15 @@ impl Member {
     }
 
     pub fn join(&mut self, welcome: &[u8]) {
-        self.space = Some(Space::join(&self.provider, &self.device, &self.identity.public(), welcome).unwrap());
+        self.space = Some(
+            Space::join(
+                &self.provider,
+                &self.device,
+                &self.identity.public(),
+                welcome,
+            )
+            .unwrap(),
+        );
     }
 
     pub fn epoch(&self) -> u64 {
@@ -61,10 +81,21 @@ impl Member {
 /// it; the committer merges; every other listed member processes it.
 pub fn deliver_commit(committer: &mut Member, pending: &PendingCommit, others: &mut [&mut Member]) {
     let provider = &committer.provider;
-    committer.space.as_mut().unwrap().commit_accepted(provider).unwrap();
+    committer
+        .space
+        .as_mut()
+        .unwrap()
+        .commit_accepted(provider)
+        .unwrap();
     for m in others.iter_mut() {
         let provider = &m.provider;
-        match m.space.as_mut().unwrap().process(provider, &pending.commit).unwrap() {
+        match m
+            .space
+            .as_mut()
+            .unwrap()
+            .process(provider, &pending.commit)
+            .unwrap()
+        {
             Processed::Commit { .. } => {}
             other => panic!("expected a commit, got {other:?}"),
         }
@@ -76,9 +107,17 @@ pub fn deliver_commit(committer: &mut Member, pending: &PendingCommit, others: &
 pub fn space_with(names: &[&str], role: Role, history: HistoryPolicy) -> Vec<Member> {
     let mut members: Vec<Member> = names.iter().map(|n| Member::new(n)).collect();
     members[0].create_space(history);
-    let invites: Vec<NewMember> = members[1..].iter().map(|m| Member::invitation(&[m], role)).collect();
+    let invites: Vec<NewMember> = members[1..]
+        .iter()
+        .map(|m| Member::invitation(&[m], role))
+        .collect();
     let (first, rest) = members.split_first_mut().unwrap();
-    let pending = first.space.as_mut().unwrap().add_members(&first.provider, &first.device, &invites, (0, [0; 32])).unwrap();
+    let pending = first
+        .space
+        .as_mut()
+        .unwrap()
+        .add_members(&first.provider, &first.device, &invites, (0, [0; 32]))
+        .unwrap();
     deliver_commit(first, &pending, &mut []);
     for m in rest.iter_mut() {
         m.join(pending.welcome.as_ref().unwrap());

@@ -1,0 +1,590 @@
+//! Encrypted Automerge documents.
+//!
+//! A [`Replica`] is one device's copy of one document stream (a filing, or
+//! the space's library). Local edits are Automerge changes; [`Replica::flush`]
+//! batches every change made since the last flush into one envelope (the
+//! caller flushes every few seconds, so that timing and sizes reveal little
+//! about typing). [`Replica::receive`] verifies and decrypts an envelope,
+//! drops duplicates by (signer, message id), binds each Automerge actor id to
+//! the first device that signed a change of it (a change of that actor signed
+//! by anyone else is refused), buffers changes whose dependencies have not
+//! arrived, and applies the rest. A refused envelope changes nothing.
+//!
+//! [`filing`] is the model of a strategic filing: title, rich text with marks,
+//! comment threads anchored to the text, and named versions.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::{AutoCommit, Change, ChangeHash, ReadDoc};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{EnvelopeError, Kind};
+use crate::identity::Device;
+use crate::keyring::{KeyRing, KeyRingError};
+use crate::{DeviceId, MessageId, StreamId};
+
+/// The most changes buffered while waiting for their dependencies.
+pub const MAX_PENDING_CHANGES: usize = 100_000;
+
+/// Why a document operation failed. A refused envelope changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The envelope was refused (see the inner error).
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Sealing failed: this device has no write role in the current epoch.
+    #[error(transparent)]
+    KeyRing(#[from] KeyRingError),
+    /// The decrypted body is not a document body of this version.
+    #[error("malformed document body")]
+    BadBody,
+    /// A change's actor id is bound to another device than the signer: one
+    /// member tried to write under another's actor id.
+    #[error("an Automerge actor id already belongs to another device")]
+    ActorMismatch,
+    /// The envelope's kind does not belong on a document stream.
+    #[error("unexpected envelope kind on a document stream")]
+    WrongKind,
+    /// A snapshot's document does not have the heads it declares.
+    #[error("the snapshot's heads do not match its content")]
+    SnapshotHeads,
+    /// Too many changes are waiting for dependencies; the log is being
+    /// withheld or flooded. Catch up from the server first.
+    #[error("too many changes waiting for their dependencies")]
+    TooManyPending,
+    /// Automerge refused a change or a snapshot.
+    #[error("automerge: {0}")]
+    Automerge(String),
+}
+
+fn am<E: core::fmt::Display>(e: E) -> DocumentError {
+    DocumentError::Automerge(e.to_string())
+}
+
+/// The plaintext body of a document envelope (`1 || postcard(DocBody)`).
+#[derive(Serialize, Deserialize)]
+enum DocBody {
+    /// Raw Automerge changes, in causal order.
+    Changes(Vec<Vec<u8>>),
+    /// A whole saved document and its heads.
+    Snapshot {
+        document: Vec<u8>,
+        heads: Vec<[u8; 32]>,
+    },
+}
+
+impl DocBody {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        out.extend_from_slice(&postcard::to_allocvec(self).expect("body always encodes"));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, DocumentError> {
+        match bytes.split_first() {
+            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| DocumentError::BadBody),
+            _ => Err(DocumentError::BadBody),
+        }
+    }
+}
+
+/// What receiving an envelope did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The changes were verified; `applied` of them (and possibly earlier
+    /// buffered ones) are now in the document, the rest wait for dependencies.
+    Applied {
+        /// The signer.
+        device: DeviceId,
+        /// How many changes are now in the document that were not before.
+        applied: usize,
+    },
+    /// The same (signer, message id) was seen before: dropped.
+    Duplicate,
+    /// A snapshot was loaded.
+    Snapshot,
+}
+
+/// One device's replica of one document stream.
+pub struct Replica {
+    stream: StreamId,
+    doc: AutoCommit,
+    seq: u64,
+    flushed_heads: Vec<ChangeHash>,
+    seen: HashSet<(DeviceId, MessageId)>,
+    actors: HashMap<Vec<u8>, DeviceId>,
+    pending: Vec<Change>,
+}
+
+impl core::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "Replica({}, {} pending)",
+            self.stream,
+            self.pending.len()
+        )
+    }
+}
+
+impl Replica {
+    /// An empty replica of `stream` (a joiner's, filled by [`Self::receive`]).
+    pub fn new(stream: StreamId, device: &Device) -> Self {
+        let mut doc = AutoCommit::new();
+        // A fresh random actor per replica: an actor id is never reused for
+        // two change histories, even if a device loses its state.
+        doc.set_actor(automerge::ActorId::random());
+        let mut actors = HashMap::new();
+        actors.insert(doc.get_actor().to_bytes().to_vec(), device.id());
+        Self {
+            stream,
+            doc,
+            seq: 0,
+            flushed_heads: Vec::new(),
+            seen: HashSet::new(),
+            actors,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The stream this replica follows.
+    pub fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    /// The Automerge document (read it with [`filing`] or [`crate::library`]).
+    pub fn doc(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    /// The document's heads, sorted: equal heads mean equal documents.
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        let mut h = self.doc.get_heads();
+        h.sort();
+        h
+    }
+
+    /// Changes received whose dependencies are still missing.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Seals every local change since the last flush into one envelope, or
+    /// returns `None` if there is nothing new.
+    pub fn flush(
+        &mut self,
+        keyring: &KeyRing,
+        device: &Device,
+        log_head: [u8; 32],
+    ) -> Result<Option<Vec<u8>>, DocumentError> {
+        self.doc.commit();
+        let actor = self.doc.get_actor().clone();
+        let changes: Vec<Vec<u8>> = self
+            .doc
+            .get_changes(&self.flushed_heads)
+            .into_iter()
+            .filter(|c| c.actor_id() == &actor)
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        self.seq += 1;
+        let body = DocBody::Changes(changes).encode();
+        let envelope =
+            keyring.seal(device, Kind::Change, self.stream, self.seq, log_head, &body)?;
+        self.flushed_heads = self.doc.get_heads();
+        Ok(Some(envelope))
+    }
+
+    /// Seals the whole document as a snapshot (content managers only).
+    pub fn snapshot(
+        &mut self,
+        keyring: &KeyRing,
+        device: &Device,
+        log_head: [u8; 32],
+    ) -> Result<Vec<u8>, DocumentError> {
+        self.doc.commit();
+        let heads = self.heads().iter().map(|h| h.0).collect();
+        let body = DocBody::Snapshot {
+            document: self.doc.save(),
+            heads,
+        }
+        .encode();
+        self.seq += 1;
+        Ok(keyring.seal(
+            device,
+            Kind::Snapshot,
+            self.stream,
+            self.seq,
+            log_head,
+            &body,
+        )?)
+    }
+
+    /// Verifies, decrypts and applies an envelope of this stream. `in_force`
+    /// is the epoch in force at its log position, when known.
+    pub fn receive(
+        &mut self,
+        keyring: &KeyRing,
+        envelope: &[u8],
+        in_force: Option<u64>,
+    ) -> Result<Received, DocumentError> {
+        let opened = keyring.open(envelope, self.stream, in_force)?;
+        let key = (opened.device, opened.header.message);
+        if self.seen.contains(&key) {
+            return Ok(Received::Duplicate);
+        }
+        match (opened.header.kind, DocBody::decode(&opened.body)?) {
+            (Kind::Change, DocBody::Changes(raw)) => {
+                let mut changes = Vec::with_capacity(raw.len());
+                let mut new_bindings = Vec::new();
+                for bytes in raw {
+                    let change = Change::from_bytes(bytes).map_err(am)?;
+                    let actor = change.actor_id().to_bytes().to_vec();
+                    match self.actors.get(&actor) {
+                        Some(owner) if *owner != opened.device => {
+                            return Err(DocumentError::ActorMismatch);
+                        }
+                        Some(_) => {}
+                        None => new_bindings.push(actor),
+                    }
+                    changes.push(change);
+                }
+                if self.pending.len() + changes.len() > MAX_PENDING_CHANGES {
+                    return Err(DocumentError::TooManyPending);
+                }
+                for actor in new_bindings {
+                    self.actors.insert(actor, opened.device);
+                }
+                self.seen.insert(key);
+                self.pending.extend(changes);
+                let applied = self.apply_ready()?;
+                Ok(Received::Applied {
+                    device: opened.device,
+                    applied,
+                })
+            }
+            (Kind::Snapshot, DocBody::Snapshot { document, heads }) => {
+                let mut loaded = AutoCommit::load(&document).map_err(am)?;
+                let mut declared: Vec<ChangeHash> = heads.into_iter().map(ChangeHash).collect();
+                declared.sort();
+                let mut actual = loaded.get_heads();
+                actual.sort();
+                if declared != actual {
+                    return Err(DocumentError::SnapshotHeads);
+                }
+                self.seen.insert(key);
+                self.doc.merge(&mut loaded).map_err(am)?;
+                self.apply_ready()?;
+                Ok(Received::Snapshot)
+            }
+            _ => Err(DocumentError::WrongKind),
+        }
+    }
+
+    /// Applies every buffered change whose dependencies are present, until
+    /// none is left that can be applied. Returns how many were applied.
+    fn apply_ready(&mut self) -> Result<usize, DocumentError> {
+        let mut applied = 0;
+        loop {
+            let (ready, waiting): (Vec<Change>, Vec<Change>) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|c| {
+                    c.deps()
+                        .iter()
+                        .all(|d| self.doc.get_change_by_hash(d).is_some())
+                });
+            self.pending = waiting;
+            let fresh: Vec<Change> = ready
+                .into_iter()
+                .filter(|c| self.doc.get_change_by_hash(&c.hash()).is_none())
+                .collect();
+            if fresh.is_empty() {
+                return Ok(applied);
+            }
+            applied += fresh.len();
+            self.doc.apply_changes(fresh).map_err(am)?;
+        }
+    }
+}
+
+/// The Automerge model of a strategic filing.
+///
+/// ```text
+/// root: { title: Text, body: Text (marks: bold, italic, heading...),
+///         comments: Map<thread id, { start: Cursor, end: Cursor, resolved: bool,
+///                                    messages: List<{ author, text, at }> }>,
+///         versions: List<{ name, author, at, heads: List<hex> }> }
+/// ```
+/// Times are milliseconds since the Unix epoch, given by the caller.
+pub mod filing {
+    use automerge::marks::{ExpandMark, Mark};
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+
+    use super::{DocumentError, am};
+
+    /// A comment thread anchored to a passage.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Thread {
+        /// The thread id.
+        pub id: String,
+        /// Where the passage starts now (follows edits).
+        pub start: usize,
+        /// Where it ends now.
+        pub end: usize,
+        /// Whether it was resolved.
+        pub resolved: bool,
+        /// (author, text) in order.
+        pub messages: Vec<(String, String)>,
+    }
+
+    /// A named version.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Version {
+        /// Its name.
+        pub name: String,
+        /// Who named it.
+        pub author: String,
+        /// The document heads it names.
+        pub heads: Vec<ChangeHash>,
+    }
+
+    fn obj(doc: &AutoCommit, key: &str) -> Result<automerge::ObjId, DocumentError> {
+        match doc.get(ROOT, key).map_err(am)? {
+            Some((Value::Object(_), id)) => Ok(id),
+            _ => Err(DocumentError::Automerge(format!(
+                "the filing has no `{key}`"
+            ))),
+        }
+    }
+
+    /// Creates the structure of a new filing (its creator does this once).
+    pub fn init(doc: &mut AutoCommit, title: &str) -> Result<(), DocumentError> {
+        let t = doc.put_object(ROOT, "title", ObjType::Text).map_err(am)?;
+        doc.splice_text(&t, 0, 0, title).map_err(am)?;
+        doc.put_object(ROOT, "body", ObjType::Text).map_err(am)?;
+        doc.put_object(ROOT, "comments", ObjType::Map).map_err(am)?;
+        doc.put_object(ROOT, "versions", ObjType::List)
+            .map_err(am)?;
+        Ok(())
+    }
+
+    /// The title.
+    pub fn title(doc: &AutoCommit) -> Result<String, DocumentError> {
+        doc.text(obj(doc, "title")?).map_err(am)
+    }
+
+    /// Replaces the title.
+    pub fn set_title(doc: &mut AutoCommit, title: &str) -> Result<(), DocumentError> {
+        let t = obj(doc, "title")?;
+        doc.update_text(&t, title).map_err(am)
+    }
+
+    /// The body text.
+    pub fn body(doc: &AutoCommit) -> Result<String, DocumentError> {
+        doc.text(obj(doc, "body")?).map_err(am)
+    }
+
+    /// Deletes `delete` characters at `pos` and inserts `insert` there.
+    pub fn splice(
+        doc: &mut AutoCommit,
+        pos: usize,
+        delete: isize,
+        insert: &str,
+    ) -> Result<(), DocumentError> {
+        let b = obj(doc, "body")?;
+        doc.splice_text(&b, pos, delete, insert).map_err(am)
+    }
+
+    /// Applies a format mark (`bold`, `italic`, `heading`...) to `start..end`.
+    pub fn format(
+        doc: &mut AutoCommit,
+        start: usize,
+        end: usize,
+        mark: &str,
+        on: bool,
+    ) -> Result<(), DocumentError> {
+        let b = obj(doc, "body")?;
+        let value = if on {
+            ScalarValue::Boolean(true)
+        } else {
+            ScalarValue::Null
+        };
+        doc.mark(
+            &b,
+            Mark::new(mark.to_owned(), value, start, end),
+            ExpandMark::After,
+        )
+        .map_err(am)
+    }
+
+    /// The marks of the body as (name, start, end).
+    pub fn marks(doc: &AutoCommit) -> Result<Vec<(String, usize, usize)>, DocumentError> {
+        let b = obj(doc, "body")?;
+        Ok(doc
+            .marks(&b)
+            .map_err(am)?
+            .into_iter()
+            .filter(|m| !matches!(m.value(), ScalarValue::Null))
+            .map(|m| (m.name().to_owned(), m.start, m.end))
+            .collect())
+    }
+
+    /// Opens a comment thread on `start..end` and returns its id.
+    pub fn comment(
+        doc: &mut AutoCommit,
+        thread: &str,
+        start: usize,
+        end: usize,
+        author: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> Result<(), DocumentError> {
+        let b = obj(doc, "body")?;
+        let start_c = doc.get_cursor(&b, start, None).map_err(am)?;
+        let end_c = doc.get_cursor(&b, end, None).map_err(am)?;
+        let comments = obj(doc, "comments")?;
+        let t = doc
+            .put_object(&comments, thread, ObjType::Map)
+            .map_err(am)?;
+        doc.put(&t, "start", start_c.to_string()).map_err(am)?;
+        doc.put(&t, "end", end_c.to_string()).map_err(am)?;
+        doc.put(&t, "resolved", false).map_err(am)?;
+        doc.put_object(&t, "messages", ObjType::List).map_err(am)?;
+        reply(doc, thread, author, text, at_ms)
+    }
+
+    /// Adds a message to a thread.
+    pub fn reply(
+        doc: &mut AutoCommit,
+        thread: &str,
+        author: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> Result<(), DocumentError> {
+        let comments = obj(doc, "comments")?;
+        let Some((Value::Object(_), t)) = doc.get(&comments, thread).map_err(am)? else {
+            return Err(DocumentError::Automerge(format!(
+                "no comment thread {thread}"
+            )));
+        };
+        let Some((Value::Object(_), list)) = doc.get(&t, "messages").map_err(am)? else {
+            return Err(DocumentError::Automerge("thread without messages".into()));
+        };
+        let n = doc.length(&list);
+        let m = doc.insert_object(&list, n, ObjType::Map).map_err(am)?;
+        doc.put(&m, "author", author).map_err(am)?;
+        doc.put(&m, "text", text).map_err(am)?;
+        doc.put(&m, "at", ScalarValue::Timestamp(at_ms))
+            .map_err(am)?;
+        Ok(())
+    }
+
+    /// Every comment thread, with its passage where it is now.
+    pub fn threads(doc: &AutoCommit) -> Result<Vec<Thread>, DocumentError> {
+        let b = obj(doc, "body")?;
+        let comments = obj(doc, "comments")?;
+        let mut out = Vec::new();
+        for item in doc.map_range(&comments, ..) {
+            let t = item.id();
+            let text = |key: &str| -> Option<String> {
+                match doc.get(&t, key).ok()?? {
+                    (Value::Scalar(s), _) => match s.as_ref() {
+                        ScalarValue::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            };
+            let pos = |key: &str| -> Option<usize> {
+                let c = automerge::Cursor::try_from(text(key)?.as_str()).ok()?;
+                doc.get_cursor_position(&b, &c, None).ok()
+            };
+            let resolved = matches!(doc.get(&t, "resolved").map_err(am)?, Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true)));
+            let mut messages = Vec::new();
+            if let Some((Value::Object(_), list)) = doc.get(&t, "messages").map_err(am)? {
+                for i in 0..doc.length(&list) {
+                    if let Some((Value::Object(_), m)) = doc.get(&list, i).map_err(am)? {
+                        let field = |k: &str| match doc.get(&m, k) {
+                            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                                ScalarValue::Str(s) => s.to_string(),
+                                _ => String::new(),
+                            },
+                            _ => String::new(),
+                        };
+                        messages.push((field("author"), field("text")));
+                    }
+                }
+            }
+            out.push(Thread {
+                id: item.key.to_string(),
+                start: pos("start").unwrap_or(0),
+                end: pos("end").unwrap_or(0),
+                resolved,
+                messages,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Names the current state of the document.
+    pub fn name_version(
+        doc: &mut AutoCommit,
+        name: &str,
+        author: &str,
+        at_ms: i64,
+    ) -> Result<(), DocumentError> {
+        doc.commit();
+        let heads = doc.get_heads();
+        let versions = obj(doc, "versions")?;
+        let n = doc.length(&versions);
+        let v = doc.insert_object(&versions, n, ObjType::Map).map_err(am)?;
+        doc.put(&v, "name", name).map_err(am)?;
+        doc.put(&v, "author", author).map_err(am)?;
+        doc.put(&v, "at", ScalarValue::Timestamp(at_ms))
+            .map_err(am)?;
+        let list = doc.put_object(&v, "heads", ObjType::List).map_err(am)?;
+        for (i, h) in heads.iter().enumerate() {
+            doc.insert(&list, i, h.to_string()).map_err(am)?;
+        }
+        Ok(())
+    }
+
+    /// The named versions, oldest first.
+    pub fn versions(doc: &AutoCommit) -> Result<Vec<Version>, DocumentError> {
+        let versions = obj(doc, "versions")?;
+        let mut out = Vec::new();
+        for i in 0..doc.length(&versions) {
+            let Some((Value::Object(_), v)) = doc.get(&versions, i).map_err(am)? else {
+                continue;
+            };
+            let s = |k: &str| match doc.get(&v, k) {
+                Ok(Some((Value::Scalar(x), _))) => x.as_str().unwrap_or_default().to_owned(),
+                _ => String::new(),
+            };
+            let mut heads = Vec::new();
+            if let Some((Value::Object(_), list)) = doc.get(&v, "heads").map_err(am)? {
+                for j in 0..doc.length(&list) {
+                    if let Some((Value::Scalar(x), _)) = doc.get(&list, j).map_err(am)?
+                        && let Some(h) = x.as_str().and_then(|h| h.parse::<ChangeHash>().ok())
+                    {
+                        heads.push(h);
+                    }
+                }
+            }
+            out.push(Version {
+                name: s("name"),
+                author: s("author"),
+                heads,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The body text as it was at a named version.
+    pub fn body_at(doc: &AutoCommit, version: &Version) -> Result<String, DocumentError> {
+        doc.text_at(obj(doc, "body")?, &version.heads).map_err(am)
+    }
+}

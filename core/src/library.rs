@@ -1,0 +1,184 @@
+//! The library of a space: its folders, documents and files, itself an
+//! encrypted Automerge document kept in a [`crate::document::Replica`] like
+//! any filing (its stream id is derived from the space id).
+//!
+//! ```text
+//! root: { folders:   Map<folder id, { name, parent }>,
+//!         documents: Map<stream id hex, { title, folder }>,
+//!         files:     Map<file id hex, { folder, manifest: Bytes (1 || postcard(FileManifest)) }> }
+//! ```
+//! A file's manifest holds its secret: it is as confidential as the files,
+//! and travels only inside library envelopes.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+
+use crate::document::DocumentError;
+use crate::files::FileManifest;
+use crate::{SpaceId, StreamId};
+
+/// The library's stream in a space.
+pub fn stream(space: SpaceId) -> StreamId {
+    let h = blake3::derive_key("amicus library stream v1", &space.0);
+    StreamId(h[..16].try_into().expect("16 bytes"))
+}
+
+/// An entry of the library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A folder.
+    Folder {
+        /// Its id.
+        id: String,
+        /// Its name.
+        name: String,
+        /// The parent folder ("" for the root).
+        parent: String,
+    },
+    /// A document.
+    Document {
+        /// Its stream.
+        stream: StreamId,
+        /// Its title as listed.
+        title: String,
+        /// Its folder.
+        folder: String,
+    },
+    /// A file.
+    File {
+        /// Its manifest (with the file's secret).
+        manifest: Box<FileManifest>,
+        /// Its folder.
+        folder: String,
+    },
+}
+
+fn am<E: core::fmt::Display>(e: E) -> DocumentError {
+    DocumentError::Automerge(e.to_string())
+}
+
+fn map(doc: &AutoCommit, key: &str) -> Result<automerge::ObjId, DocumentError> {
+    match doc.get(ROOT, key).map_err(am)? {
+        Some((Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(DocumentError::Automerge(format!(
+            "the library has no `{key}`"
+        ))),
+    }
+}
+
+fn text(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> String {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Scalar(s), _))) => s.as_str().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Creates the library's structure (the space's creator does this once).
+pub fn init(doc: &mut AutoCommit) -> Result<(), DocumentError> {
+    for key in ["folders", "documents", "files"] {
+        doc.put_object(ROOT, key, ObjType::Map).map_err(am)?;
+    }
+    Ok(())
+}
+
+/// Adds a folder.
+pub fn add_folder(
+    doc: &mut AutoCommit,
+    id: &str,
+    name: &str,
+    parent: &str,
+) -> Result<(), DocumentError> {
+    let folders = map(doc, "folders")?;
+    let f = doc.put_object(&folders, id, ObjType::Map).map_err(am)?;
+    doc.put(&f, "name", name).map_err(am)?;
+    doc.put(&f, "parent", parent).map_err(am)
+}
+
+/// Lists a document.
+pub fn add_document(
+    doc: &mut AutoCommit,
+    stream: StreamId,
+    title: &str,
+    folder: &str,
+) -> Result<(), DocumentError> {
+    let docs = map(doc, "documents")?;
+    let d = doc
+        .put_object(&docs, stream.to_hex(), ObjType::Map)
+        .map_err(am)?;
+    doc.put(&d, "title", title).map_err(am)?;
+    doc.put(&d, "folder", folder).map_err(am)
+}
+
+/// Lists a file with its manifest.
+pub fn add_file(
+    doc: &mut AutoCommit,
+    manifest: &FileManifest,
+    folder: &str,
+) -> Result<(), DocumentError> {
+    let files = map(doc, "files")?;
+    let mut bytes = vec![1u8];
+    bytes.extend_from_slice(&postcard::to_allocvec(manifest).map_err(am)?);
+    let f = doc
+        .put_object(&files, manifest.file_id.to_string(), ObjType::Map)
+        .map_err(am)?;
+    doc.put(&f, "folder", folder).map_err(am)?;
+    doc.put(&f, "manifest", ScalarValue::Bytes(bytes))
+        .map_err(am)
+}
+
+/// Removes a document or file from the listing (by its hex id).
+pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
+    for key in ["documents", "files", "folders"] {
+        let m = map(doc, key)?;
+        if doc.get(&m, id).map_err(am)?.is_some() {
+            return doc.delete(&m, id).map_err(am);
+        }
+    }
+    Ok(())
+}
+
+/// Every entry, folders first, then documents, then files. Entries whose
+/// content does not decode are skipped (a newer client's format).
+pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
+    let mut out = Vec::new();
+    let folders = map(doc, "folders")?;
+    for item in doc.map_range(&folders, ..) {
+        let id = item.id();
+        out.push(Entry::Folder {
+            id: item.key.to_string(),
+            name: text(doc, &id, "name"),
+            parent: text(doc, &id, "parent"),
+        });
+    }
+    let docs = map(doc, "documents")?;
+    for item in doc.map_range(&docs, ..) {
+        let id = item.id();
+        if let Ok(stream) = StreamId::from_hex(&item.key) {
+            out.push(Entry::Document {
+                stream,
+                title: text(doc, &id, "title"),
+                folder: text(doc, &id, "folder"),
+            });
+        }
+    }
+    let files = map(doc, "files")?;
+    for item in doc.map_range(&files, ..) {
+        let id = item.id();
+        let manifest = match doc.get(&id, "manifest").map_err(am)? {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Bytes(b) if b.first() == Some(&1) => {
+                    postcard::from_bytes::<FileManifest>(&b[1..]).ok()
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(manifest) = manifest {
+            out.push(Entry::File {
+                manifest: Box::new(manifest),
+                folder: text(doc, &id, "folder"),
+            });
+        }
+    }
+    Ok(out)
+}
