@@ -314,6 +314,8 @@ pub struct Space {
     group: MlsGroup,
     keyring: KeyRing,
     intake_epoch: Option<u64>,
+    #[cfg(feature = "dangerous-test-hooks")]
+    skip_local_role_checks: bool,
 }
 
 impl core::fmt::Debug for Space {
@@ -393,12 +395,7 @@ impl Space {
             device.credential_with_key(),
         )
         .map_err(mls)?;
-        let mut space = Self {
-            id,
-            group,
-            keyring: KeyRing::new(id),
-            intake_epoch: None,
-        };
+        let mut space = Self::fresh(id, group);
         space.learn_current_epoch(provider)?;
         Ok(space)
     }
@@ -458,12 +455,7 @@ impl Space {
             let _ = group.delete(provider.storage());
             return Err(e);
         }
-        let mut space = Self {
-            id,
-            group,
-            keyring: KeyRing::new(id),
-            intake_epoch: None,
-        };
+        let mut space = Self::fresh(id, group);
         let roster = space.current_roster(&policy);
         space.keyring.insert(
             space.epoch(),
@@ -471,6 +463,17 @@ impl Space {
             Some(roster),
         );
         Ok(space)
+    }
+
+    fn fresh(id: SpaceId, group: MlsGroup) -> Self {
+        Self {
+            id,
+            group,
+            keyring: KeyRing::new(id),
+            intake_epoch: None,
+            #[cfg(feature = "dangerous-test-hooks")]
+            skip_local_role_checks: false,
+        }
     }
 
     /// Reloads a space from the device's MLS store and its stored state.
@@ -483,6 +486,8 @@ impl Space {
             group,
             keyring: KeyRing::from_state(state.keyring),
             intake_epoch: state.intake_epoch,
+            #[cfg(feature = "dangerous-test-hooks")]
+            skip_local_role_checks: false,
         })
     }
 
@@ -580,7 +585,18 @@ impl Space {
         self.policy()?.role(&user).ok_or(SpaceError::Forbidden)
     }
 
+    /// Test hook: this member stops checking its *own* role before staging
+    /// commits, to play a misbehaving member. Other members still check.
+    #[cfg(feature = "dangerous-test-hooks")]
+    pub fn dangerous_skip_local_role_checks(&mut self) {
+        self.skip_local_role_checks = true;
+    }
+
     fn require_manager(&self) -> Result<(), SpaceError> {
+        #[cfg(feature = "dangerous-test-hooks")]
+        if self.skip_local_role_checks {
+            return Ok(());
+        }
         if self.own_role()? == Role::SpaceManager {
             Ok(())
         } else {

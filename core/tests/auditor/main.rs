@@ -1,5 +1,8 @@
 //! Security and convergence properties of `amicus-core`, written for auditors.
 //! Each module states a property and checks it; `support` holds the helpers.
 
+mod age_interop;
+mod documents;
+mod removal;
 mod spaces;
 mod support;

@@ -31,10 +31,6 @@ impl Member {
         }
     }
 
-    pub fn space(&mut self) -> &mut Space {
-        self.space.as_mut().expect("member of a space")
-    }
-
     pub fn create_space(&mut self, history: HistoryPolicy) {
         self.space = Some(
             Space::create(
