@@ -269,6 +269,14 @@ pub struct NewMember {
     pub key_packages: Vec<Vec<u8>>,
 }
 
+/// What one commit changes: devices added and removed, and a new policy.
+struct Changes {
+    roster_change: Vec<RosterChange>,
+    adds: Vec<openmls::prelude::KeyPackage>,
+    removes: Vec<LeafNodeIndex>,
+    policy: Option<SpacePolicy>,
+}
+
 /// A staged commit waiting for the server's acknowledgement.
 #[derive(Clone, Debug)]
 pub struct PendingCommit {
@@ -616,15 +624,17 @@ impl Space {
         provider: &MlsProvider,
         device: &Device,
         log: (u64, [u8; 32]),
-        roster_change: Vec<RosterChange>,
-        adds: Vec<openmls::prelude::KeyPackage>,
-        removes: Vec<LeafNodeIndex>,
-        policy: Option<SpacePolicy>,
+        changes: Changes,
     ) -> Result<PendingCommit, SpaceError> {
         if self.group.pending_commit().is_some() {
             return Err(SpaceError::CommitPending);
         }
-        let mut roster_change = roster_change;
+        let Changes {
+            mut roster_change,
+            adds,
+            removes,
+            policy,
+        } = changes;
         roster_change.sort();
         let aad = CommitAad {
             log_position: log.0,
@@ -706,7 +716,17 @@ impl Space {
             return Err(SpaceError::TooManyAdds);
         }
         let policy_change = (policy != self.policy()?).then_some(policy);
-        self.stage(provider, device, log, change, kps, vec![], policy_change)
+        self.stage(
+            provider,
+            device,
+            log,
+            Changes {
+                roster_change: change,
+                adds: kps,
+                removes: vec![],
+                policy: policy_change,
+            },
+        )
     }
 
     /// Stages a commit removing devices (a manager's act).
@@ -726,7 +746,17 @@ impl Space {
             .iter()
             .map(|d| RosterChange::Remove { device: *d })
             .collect();
-        self.stage(provider, device, log, change, vec![], leaves, None)
+        self.stage(
+            provider,
+            device,
+            log,
+            Changes {
+                roster_change: change,
+                adds: vec![],
+                removes: leaves,
+                policy: None,
+            },
+        )
     }
 
     /// Stages a commit removing every device of `user` and the user from the policy.
@@ -754,7 +784,17 @@ impl Space {
             .iter()
             .map(|d| RosterChange::Remove { device: *d })
             .collect();
-        self.stage(provider, device, log, change, vec![], leaves, Some(policy))
+        self.stage(
+            provider,
+            device,
+            log,
+            Changes {
+                roster_change: change,
+                adds: vec![],
+                removes: leaves,
+                policy: Some(policy),
+            },
+        )
     }
 
     /// Stages a commit changing a user's role or the history policy.
@@ -778,7 +818,17 @@ impl Space {
                 "a policy change may not add, drop or re-pin users".into(),
             ));
         }
-        self.stage(provider, device, log, vec![], vec![], vec![], Some(policy))
+        self.stage(
+            provider,
+            device,
+            log,
+            Changes {
+                roster_change: vec![],
+                adds: vec![],
+                removes: vec![],
+                policy: Some(policy),
+            },
+        )
     }
 
     /// Stages a self-update commit (fresh leaf encryption key; same

@@ -82,3 +82,47 @@ fn a_removed_member_is_out_and_the_others_move_on() {
     assert_eq!(members[0].epoch(), 2);
     assert_eq!(members[1].epoch(), 2);
 }
+
+/// A contributor whose client skips its own checks (a malicious or buggy
+/// device) commits an add and a removal: every other member refuses both
+/// while processing them, and stays in the epoch it was in.
+#[test]
+fn every_other_member_refuses_a_non_managers_add_or_remove() {
+    for attack in ["add", "remove"] {
+        let mut members = space_with(
+            &["amina", "bertrand", "chloe"],
+            Role::Contributor,
+            HistoryPolicy::Full,
+        );
+        let eve = Member::new("eve");
+        let chloe = members[2].device.id();
+        let b = &mut members[1];
+        let space = b.space.as_mut().unwrap();
+        space.dangerous_skip_local_role_checks();
+        let pending = match attack {
+            "add" => space.add_members(
+                &b.provider,
+                &b.device,
+                &[Member::invitation(&[&eve], Role::SpaceManager)],
+                (1, [0; 32]),
+            ),
+            _ => space.remove_devices(&b.provider, &b.device, &[chloe], (1, [0; 32])),
+        }
+        .unwrap();
+        for i in [0, 2] {
+            let m = &mut members[i];
+            let before = m.space.as_ref().unwrap().epoch_authenticator();
+            let result = m
+                .space
+                .as_mut()
+                .unwrap()
+                .process(&m.provider, &pending.commit);
+            assert!(
+                matches!(result, Err(SpaceError::PolicyViolation(_))),
+                "{attack}: {result:?}"
+            );
+            assert_eq!(m.epoch(), 1);
+            assert_eq!(m.space.as_ref().unwrap().epoch_authenticator(), before);
+        }
+    }
+}
