@@ -82,7 +82,7 @@ impl DocBody {
 
     fn decode(bytes: &[u8]) -> Result<Self, DocumentError> {
         match bytes.split_first() {
-            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| DocumentError::BadBody),
+            Some((1, rest)) => crate::decode_exact(rest).ok_or(DocumentError::BadBody),
             _ => Err(DocumentError::BadBody),
         }
     }

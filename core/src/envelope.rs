@@ -16,8 +16,8 @@
 //! 2^-96 collision odds after 2^48 envelopes per epoch stay negligible, which
 //! 96-bit random nonces would not. The plaintext is padded to a size bucket
 //! ([`padded_len`]) so that sizes say little about what was typed. The
-//! signer's identity is inside the ciphertext: the server does not learn who
-//! wrote what.
+//! signer's identity is inside the ciphertext: the envelope does not tell the
+//! server who wrote it (the connection it arrives on may).
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -204,8 +204,8 @@ pub struct SealParams {
     pub log_head: [u8; 32],
 }
 
-/// A verified, decrypted envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A verified, decrypted envelope. Its `Debug` shows the body's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Opened {
     /// The clear header.
     pub header: Header,
@@ -217,6 +217,17 @@ pub struct Opened {
     pub log_head: [u8; 32],
     /// The payload.
     pub body: Vec<u8>,
+}
+
+impl core::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Opened")
+            .field("header", &self.header)
+            .field("device", &self.device)
+            .field("seq", &self.seq)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// The padded size of a plaintext of `len` bytes: the next power of two
@@ -311,10 +322,8 @@ pub fn open(
     if len > rest.len() || rest[len..].iter().any(|b| *b != 0) {
         return Err(EnvelopeError::BadContent);
     }
-    let signed: SignedInner =
-        postcard::from_bytes(&rest[..len]).map_err(|_| EnvelopeError::BadContent)?;
-    let inner: Inner =
-        postcard::from_bytes(&signed.inner).map_err(|_| EnvelopeError::BadContent)?;
+    let signed: SignedInner = crate::decode_exact(&rest[..len]).ok_or(EnvelopeError::BadContent)?;
+    let inner: Inner = crate::decode_exact(&signed.inner).ok_or(EnvelopeError::BadContent)?;
 
     let info =
         signer(inner.device, header.kind).ok_or(EnvelopeError::UnknownSigner(inner.device))?;

@@ -227,7 +227,7 @@ impl DeviceCertificate {
         let ext = extensions
             .unknown(DEVICE_CERTIFICATE_EXTENSION)
             .ok_or(IdentityError::MissingCertificate)?;
-        postcard::from_bytes(&ext.0).map_err(|_| IdentityError::MissingCertificate)
+        crate::decode_exact(&ext.0).ok_or(IdentityError::MissingCertificate)
     }
 }
 

@@ -336,7 +336,7 @@ impl KeyRing {
             return Err(KeyRingError::BadRecord);
         }
         let record: EpochRecord =
-            postcard::from_bytes(&opened.body).map_err(|_| KeyRingError::BadRecord)?;
+            crate::decode_exact(&opened.body).ok_or(KeyRingError::BadRecord)?;
         if record.epoch != opened.header.epoch {
             return Err(KeyRingError::BadRecord);
         }

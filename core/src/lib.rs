@@ -41,6 +41,15 @@ mod random;
 pub use ids::{DeviceId, IdError, MessageId, SpaceId, StreamId, UserId};
 pub use provider::{MlsProvider, ProviderError};
 
+/// Decodes postcard bytes that must hold exactly one value: trailing bytes
+/// are refused, so one encoding has one meaning.
+pub(crate) fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
+}
+
 /// The MLS ciphersuite of every group and KeyPackage:
 /// `MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519` (0x0003).
 pub const CIPHERSUITE: openmls::prelude::Ciphersuite =

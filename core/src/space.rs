@@ -140,7 +140,7 @@ impl SpacePolicy {
             .unknown(SPACE_POLICY_EXTENSION)
             .ok_or(SpaceError::NoPolicy)?;
         match ext.0.split_first() {
-            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| SpaceError::NoPolicy),
+            Some((1, rest)) => crate::decode_exact(rest).ok_or(SpaceError::NoPolicy),
             _ => Err(SpaceError::NoPolicy),
         }
     }
@@ -199,7 +199,7 @@ impl CommitAad {
     /// Parses AAD bytes (the server does this to route Welcomes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SpaceError> {
         match bytes.split_first() {
-            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| SpaceError::BadAad),
+            Some((1, rest)) => crate::decode_exact(rest).ok_or(SpaceError::BadAad),
             _ => Err(SpaceError::BadAad),
         }
     }
@@ -288,8 +288,8 @@ pub struct PendingCommit {
     pub aad: CommitAad,
 }
 
-/// What processing an incoming MLS message did.
-#[derive(Debug)]
+/// What processing an incoming MLS message did. Its `Debug` never shows an
+/// application payload.
 pub enum Processed {
     /// A commit was verified and merged; the space is now in `epoch`.
     Commit {
@@ -314,6 +314,33 @@ pub enum Processed {
         /// The payload.
         payload: Vec<u8>,
     },
+}
+
+impl core::fmt::Debug for Processed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Commit {
+                epoch,
+                removed_self,
+                ..
+            } => {
+                write!(
+                    f,
+                    "Commit {{ epoch: {epoch}, removed_self: {removed_self} }}"
+                )
+            }
+            Self::Proposal => f.write_str("Proposal"),
+            Self::OwnCommit => f.write_str("OwnCommit"),
+            Self::Own => f.write_str("Own"),
+            Self::Application { device, payload } => {
+                write!(
+                    f,
+                    "Application {{ device: {device}, {} bytes }}",
+                    payload.len()
+                )
+            }
+        }
+    }
 }
 
 /// A confidential space as seen by one device.
@@ -1095,7 +1122,33 @@ impl Space {
                 _ => {}
             }
         }
+        // No policy change may re-pin a user's identity key, and a user
+        // dropped from the policy must lose every device in the same commit.
+        for (user, m) in &new_policy.members {
+            if policy
+                .members
+                .get(user)
+                .is_some_and(|old| old.identity_key != m.identity_key)
+            {
+                return Err(SpaceError::PolicyViolation(format!(
+                    "{user}'s identity key was re-pinned"
+                )));
+            }
+        }
+        let removed: Vec<LeafNodeIndex> = staged
+            .remove_proposals()
+            .map(|r| r.remove_proposal().removed())
+            .collect();
+        for m in self.group.members() {
+            let (user, _) = identity::parse_credential(&m.credential)?;
+            if !new_policy.members.contains_key(&user) && !removed.contains(&m.index) {
+                return Err(SpaceError::PolicyViolation(format!(
+                    "{user} left the policy but kept a device"
+                )));
+            }
+        }
         if let Some(leaf) = staged.update_path_leaf_node() {
+            check_leaf(&new_policy, leaf)?;
             let current = self
                 .group
                 .public_group()
@@ -1214,6 +1267,7 @@ fn check_proposal(
                 .leaf(*proposer)
                 .ok_or(SpaceError::NoSuchMember)?;
             let leaf = update.leaf_node();
+            check_leaf(new_policy.unwrap_or(policy), leaf)?;
             if leaf.credential() != current.credential()
                 || leaf.signature_key() != current.signature_key()
             {
