@@ -588,3 +588,65 @@ pub mod filing {
         doc.text_at(obj(doc, "body")?, &version.heads).map_err(am)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::UserIdentity;
+    use crate::keyring::{EpochSecret, RosterEntry};
+    use crate::space::Role;
+    use crate::{SpaceId, UserId};
+
+    fn member(name: &str) -> Device {
+        UserIdentity::generate(UserId::new(name).unwrap()).new_device()
+    }
+
+    fn ring(devices: &[&Device]) -> KeyRing {
+        let mut ring = KeyRing::new(SpaceId::random());
+        let roster = devices
+            .iter()
+            .map(|d| RosterEntry {
+                user: d.user().clone(),
+                device: d.id(),
+                signature_key: d.public_key(),
+                role: Role::Contributor,
+            })
+            .collect();
+        ring.insert(
+            0,
+            EpochSecret::from_bytes(crate::random::bytes()),
+            Some(roster),
+        );
+        ring
+    }
+
+    /// A member re-signing another member's change under its own name is
+    /// refused, and the refused envelope changes nothing.
+    #[test]
+    fn an_actor_id_belongs_to_the_first_device_that_signed_it() {
+        let (amina, bertrand) = (member("amina"), member("bertrand"));
+        let ring = ring(&[&amina, &bertrand]);
+        let stream = StreamId::random();
+        let mut a = Replica::new(stream, &amina);
+        filing::init(a.doc(), "Mémoire").unwrap();
+        let first = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+
+        let mut receiver = Replica::new(stream, &bertrand);
+        receiver.receive(&ring, &first, None).unwrap();
+        filing::splice(a.doc(), 0, 0, "Amina écrit").unwrap();
+        a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        let amina_change = a.doc().get_last_local_change().unwrap();
+
+        let forged_body = DocBody::Changes(vec![amina_change.raw_bytes().to_vec()]).encode();
+        let forged = ring
+            .seal(&bertrand, Kind::Change, stream, 1, [0; 32], &forged_body)
+            .unwrap();
+        let before = receiver.heads();
+        assert!(matches!(
+            receiver.receive(&ring, &forged, None),
+            Err(DocumentError::ActorMismatch)
+        ));
+        assert_eq!(receiver.heads(), before);
+        assert_eq!(receiver.pending(), 0);
+    }
+}

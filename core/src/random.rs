@@ -1,5 +1,8 @@
-//! The one source of randomness of the crate: the operating system's (or the
-//! browser's `crypto.getRandomValues`) through `getrandom`.
+//! Random identifiers, keys and nonces for the modules that cannot report a
+//! failure: the operating system's generator (the browser's
+//! `crypto.getRandomValues` in wasm) through `getrandom`. `files` calls
+//! `getrandom` itself and reports a failure as an error; `intake` uses
+//! x25519-dalek's generator over the same source.
 
 /// Returns `N` random bytes.
 ///

@@ -646,22 +646,16 @@ impl Space {
         })
     }
 
-    fn stage(
+    /// Refuses a second pending commit, then sets the commit's clear
+    /// authenticated data (roster change sorted) on the group.
+    fn begin_commit(
         &mut self,
-        provider: &MlsProvider,
-        device: &Device,
         log: (u64, [u8; 32]),
-        changes: Changes,
-    ) -> Result<PendingCommit, SpaceError> {
+        mut roster_change: Vec<RosterChange>,
+    ) -> Result<CommitAad, SpaceError> {
         if self.group.pending_commit().is_some() {
             return Err(SpaceError::CommitPending);
         }
-        let Changes {
-            mut roster_change,
-            adds,
-            removes,
-            policy,
-        } = changes;
         roster_change.sort();
         let aad = CommitAad {
             log_position: log.0,
@@ -669,6 +663,40 @@ impl Space {
             roster_change,
         };
         self.group.set_aad(aad.to_bytes());
+        Ok(aad)
+    }
+
+    /// The changes that remove `devices` (each must be a member).
+    fn removal_of(&self, devices: &[DeviceId]) -> Result<Changes, SpaceError> {
+        let removes = devices
+            .iter()
+            .map(|d| self.leaf_of(*d).ok_or(SpaceError::NoSuchMember))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Changes {
+            roster_change: devices
+                .iter()
+                .map(|d| RosterChange::Remove { device: *d })
+                .collect(),
+            adds: vec![],
+            removes,
+            policy: None,
+        })
+    }
+
+    fn stage(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+        changes: Changes,
+    ) -> Result<PendingCommit, SpaceError> {
+        let Changes {
+            roster_change,
+            adds,
+            removes,
+            policy,
+        } = changes;
+        let aad = self.begin_commit(log, roster_change)?;
         let mut builder = self
             .group
             .commit_builder()
@@ -765,25 +793,8 @@ impl Space {
         log: (u64, [u8; 32]),
     ) -> Result<PendingCommit, SpaceError> {
         self.require_manager()?;
-        let leaves = devices
-            .iter()
-            .map(|d| self.leaf_of(*d).ok_or(SpaceError::NoSuchMember))
-            .collect::<Result<Vec<_>, _>>()?;
-        let change = devices
-            .iter()
-            .map(|d| RosterChange::Remove { device: *d })
-            .collect();
-        self.stage(
-            provider,
-            device,
-            log,
-            Changes {
-                roster_change: change,
-                adds: vec![],
-                removes: leaves,
-                policy: None,
-            },
-        )
+        let changes = self.removal_of(devices)?;
+        self.stage(provider, device, log, changes)
     }
 
     /// Stages a commit removing every device of `user` and the user from the policy.
@@ -806,22 +817,11 @@ impl Space {
             return Err(SpaceError::NoSuchMember);
         }
         policy.check()?;
-        let leaves = devices.iter().filter_map(|d| self.leaf_of(*d)).collect();
-        let change = devices
-            .iter()
-            .map(|d| RosterChange::Remove { device: *d })
-            .collect();
-        self.stage(
-            provider,
-            device,
-            log,
-            Changes {
-                roster_change: change,
-                adds: vec![],
-                removes: leaves,
-                policy: Some(policy),
-            },
-        )
+        let changes = Changes {
+            policy: Some(policy),
+            ..self.removal_of(&devices)?
+        };
+        self.stage(provider, device, log, changes)
     }
 
     /// Stages a commit changing a user's role or the history policy.
@@ -866,15 +866,7 @@ impl Space {
         device: &Device,
         log: (u64, [u8; 32]),
     ) -> Result<PendingCommit, SpaceError> {
-        if self.group.pending_commit().is_some() {
-            return Err(SpaceError::CommitPending);
-        }
-        let aad = CommitAad {
-            log_position: log.0,
-            log_head: log.1,
-            roster_change: vec![],
-        };
-        self.group.set_aad(aad.to_bytes());
+        let aad = self.begin_commit(log, vec![])?;
         let bundle = self
             .group
             .self_update(provider, device, LeafNodeParameters::default())
@@ -904,9 +896,6 @@ impl Space {
         device: &Device,
         log: (u64, [u8; 32]),
     ) -> Result<PendingCommit, SpaceError> {
-        if self.group.pending_commit().is_some() {
-            return Err(SpaceError::CommitPending);
-        }
         let mut change: Vec<RosterChange> = Vec::new();
         for p in self.group.pending_proposals() {
             if let Proposal::Remove(r) = p.proposal() {
@@ -918,13 +907,7 @@ impl Space {
                 change.push(RosterChange::Remove { device: d });
             }
         }
-        change.sort();
-        let aad = CommitAad {
-            log_position: log.0,
-            log_head: log.1,
-            roster_change: change,
-        };
-        self.group.set_aad(aad.to_bytes());
+        let aad = self.begin_commit(log, change)?;
         let (commit, welcome, _) = self
             .group
             .commit_to_pending_proposals(provider, device)
