@@ -145,6 +145,31 @@ impl UserIdentity {
         }
     }
 
+    /// Exports the identity's secret key for the caller's store (encrypt it
+    /// at rest). Format: `1 || postcard { user, key [32] }`.
+    pub fn export_secret(&self) -> Zeroizing<Vec<u8>> {
+        let secret = IdentitySecretV1 {
+            user: self.user.clone(),
+            key: self.key.to_bytes(),
+        };
+        let mut out = Zeroizing::new(vec![1u8]);
+        out.extend_from_slice(&postcard::to_allocvec(&secret).expect("secrets always encode"));
+        out
+    }
+
+    /// Restores an identity exported by [`Self::export_secret`].
+    pub fn import_secret(bytes: &[u8]) -> Result<Self, IdentityError> {
+        let Some((1, rest)) = bytes.split_first().map(|(v, r)| (*v, r)) else {
+            return Err(IdentityError::CorruptSecrets);
+        };
+        let secret: IdentitySecretV1 =
+            crate::decode_exact(rest).ok_or(IdentityError::CorruptSecrets)?;
+        Ok(Self {
+            user: secret.user.clone(),
+            key: SigningKey::from_bytes(&secret.key),
+        })
+    }
+
     /// Certifies a device key generated elsewhere (QR pairing).
     pub fn certify(&self, device: DeviceId, device_key: &VerifyingKey) -> DeviceCertificate {
         let mut cert = DeviceCertificate {
@@ -398,6 +423,14 @@ impl Device {
     }
 }
 
+/// The stored form of an identity's secret, version 1.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct IdentitySecretV1 {
+    #[zeroize(skip)]
+    user: UserId,
+    key: [u8; 32],
+}
+
 /// The stored form of a device's secrets, version 1.
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 struct DeviceSecretsV1 {
@@ -518,6 +551,14 @@ mod tests {
         assert!(!dbg.contains(&crate::ids::hex(&d.key.to_bytes())));
         assert!(Device::import_secrets(&bytes[..bytes.len() - 1]).is_err());
         assert!(Device::import_secrets(&[2]).is_err());
+        let exported = a.export_secret();
+        let again = UserIdentity::import_secret(&exported).unwrap();
+        assert_eq!(again.public(), a.public());
+        assert_eq!(again.user(), a.user());
+        assert!(UserIdentity::import_secret(&exported[..exported.len() - 1]).is_err());
+        let mut trailing = exported.to_vec();
+        trailing.push(0);
+        assert!(UserIdentity::import_secret(&trailing).is_err());
     }
 
     #[test]

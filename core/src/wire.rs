@@ -65,6 +65,8 @@ pub enum AppendItem {
 pub enum ClientFrame {
     /// Deliver every entry of `space` from `from_seq` on, then live entries.
     Subscribe {
+        /// Chosen by the client; a refusal carries it.
+        request: u32,
         /// The space.
         space: SpaceId,
         /// The first sequence number wanted.
@@ -155,6 +157,82 @@ pub enum ServerFrame {
     },
     /// Answer to `Ping`.
     Pong,
+    /// Every stored entry of `space` up to `next_seq` has been sent after a
+    /// `Subscribe`; what follows is live.
+    Synced {
+        /// The space.
+        space: SpaceId,
+        /// The sequence number the next entry will have.
+        next_seq: u64,
+        /// The chained hash of the last entry (the genesis hash if none).
+        head: [u8; 32],
+        /// The space's current epoch.
+        epoch: u64,
+    },
+}
+
+/// What the clear MLS framing of a message says (no key needed): the server
+/// checks it against what a client claims in an [`AppendItem`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MlsFraming {
+    /// The group (space) id.
+    pub group: Vec<u8>,
+    /// The epoch the message belongs to.
+    pub epoch: u64,
+    /// What the message carries.
+    pub content: MlsContent,
+    /// The authenticated data, in clear.
+    pub aad: Vec<u8>,
+}
+
+/// The content type of an MLS PrivateMessage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MlsContent {
+    /// A commit.
+    Commit,
+    /// A proposal.
+    Proposal,
+    /// An application message.
+    Application,
+}
+
+/// Reads the clear framing of an MLS PrivateMessage. Anything else (public
+/// messages, Welcomes, GroupInfo, KeyPackages, garbage) is `Malformed`.
+pub fn inspect_mls(bytes: &[u8]) -> Result<MlsFraming, WireError> {
+    use openmls::prelude::{ContentType, MlsMessageIn, ProtocolMessage};
+    use openmls::prelude::tls_codec::DeserializeBytes;
+    let (msg, rest) =
+        MlsMessageIn::tls_deserialize_bytes(bytes).map_err(|_| WireError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed);
+    }
+    let Ok(message) = msg.try_into_protocol_message() else {
+        return Err(WireError::Malformed);
+    };
+    let ProtocolMessage::PrivateMessage(private) = &message else {
+        return Err(WireError::Malformed);
+    };
+    let content = match private.content_type() {
+        ContentType::Commit => MlsContent::Commit,
+        ContentType::Proposal => MlsContent::Proposal,
+        ContentType::Application => MlsContent::Application,
+    };
+    Ok(MlsFraming {
+        group: message.group_id().as_slice().to_vec(),
+        epoch: message.epoch().as_u64(),
+        content,
+        aad: private.aad().to_vec(),
+    })
+}
+
+/// True if `bytes` is exactly one MLS Welcome message.
+pub fn is_mls_welcome(bytes: &[u8]) -> bool {
+    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+    use openmls::prelude::tls_codec::DeserializeBytes;
+    match MlsMessageIn::tls_deserialize_bytes(bytes) {
+        Ok((msg, [])) => matches!(msg.extract(), MlsMessageBodyIn::Welcome(_)),
+        _ => false,
+    }
 }
 
 /// What a log entry holds.
@@ -365,11 +443,40 @@ mod tests {
         assert!(verify_chain(0, genesis(SpaceId::random()), &entries).is_err());
     }
 
+    #[test]
+    fn the_clear_mls_framing_is_read_without_keys() {
+        use crate::identity::UserIdentity;
+        use crate::space::{HistoryPolicy, Space};
+        use crate::{MlsProvider, UserId};
+        let provider = MlsProvider::new();
+        let alice = UserIdentity::generate(UserId::new("alice").unwrap());
+        let device = alice.new_device();
+        let mut space =
+            Space::create(&provider, &device, alice.public(), HistoryPolicy::Full).unwrap();
+        let message = space.create_message(&provider, &device, b"cursor").unwrap();
+        let framing = inspect_mls(&message).unwrap();
+        assert_eq!(framing.group, space.id().0.to_vec());
+        assert_eq!((framing.epoch, framing.content), (0, MlsContent::Application));
+        let pending = space.self_update(&provider, &device, (3, [7; 32])).unwrap();
+        let framing = inspect_mls(&pending.commit).unwrap();
+        assert_eq!((framing.epoch, framing.content), (0, MlsContent::Commit));
+        assert_eq!(framing.aad, pending.aad.to_bytes());
+        assert!(!is_mls_welcome(&pending.commit));
+        let kp = device.key_packages(&provider, 1).unwrap().remove(0);
+        assert_eq!(inspect_mls(&kp), Err(WireError::Malformed));
+        assert_eq!(inspect_mls(&[0, 1, 2]), Err(WireError::Malformed));
+        let mut trailing = pending.commit.clone();
+        trailing.push(0);
+        assert_eq!(inspect_mls(&trailing), Err(WireError::Malformed));
+    }
+
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = ClientFrame::decode(&bytes);
             let _ = ServerFrame::decode(&bytes);
+            let _ = inspect_mls(&bytes);
+            let _ = is_mls_welcome(&bytes);
         }
     }
 }
