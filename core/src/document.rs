@@ -111,6 +111,8 @@ pub struct Replica {
     doc: AutoCommit,
     seq: u64,
     flushed_heads: Vec<ChangeHash>,
+    /// The flushed heads before the last flush, until the server answers.
+    unacknowledged_from: Option<Vec<ChangeHash>>,
     seen: HashSet<(DeviceId, MessageId)>,
     actors: HashMap<Vec<u8>, DeviceId>,
     pending: Vec<Change>,
@@ -141,6 +143,7 @@ impl Replica {
             doc,
             seq: 0,
             flushed_heads: Vec::new(),
+            unacknowledged_from: None,
             seen: HashSet::new(),
             actors,
             pending: Vec::new(),
@@ -193,8 +196,23 @@ impl Replica {
         let body = DocBody::Changes(changes).encode();
         let envelope =
             keyring.seal(device, Kind::Change, self.stream, self.seq, log_head, &body)?;
-        self.flushed_heads = self.doc.get_heads();
+        let before = std::mem::replace(&mut self.flushed_heads, self.doc.get_heads());
+        self.unacknowledged_from = Some(before);
         Ok(Some(envelope))
+    }
+
+    /// The server refused the last flushed envelope (for instance a commit
+    /// moved the space to a new epoch first): its changes go into the next
+    /// [`flush`](Self::flush) again, sealed anew under the current key.
+    pub fn flush_refused(&mut self) {
+        if let Some(before) = self.unacknowledged_from.take() {
+            self.flushed_heads = before;
+        }
+    }
+
+    /// The server accepted the last flushed envelope.
+    pub fn flush_accepted(&mut self) {
+        self.unacknowledged_from = None;
     }
 
     /// Seals the whole document as a snapshot (content managers only).
@@ -648,5 +666,30 @@ mod tests {
         ));
         assert_eq!(receiver.heads(), before);
         assert_eq!(receiver.pending(), 0);
+    }
+
+    /// Changes of a refused envelope are sealed again by the next flush; an
+    /// accepted flush is never repeated.
+    #[test]
+    fn a_refused_flush_is_sealed_again_and_an_accepted_one_is_not() {
+        let amina = member("amina");
+        let bertrand = member("bertrand");
+        let ring = ring(&[&amina, &bertrand]);
+        let stream = StreamId::random();
+        let mut a = Replica::new(stream, &amina);
+        filing::init(a.doc(), "Requête").unwrap();
+        let _lost = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        a.flush_refused();
+        let again = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        a.flush_accepted();
+        assert!(a.flush(&ring, &amina, [0; 32]).unwrap().is_none());
+        let mut b = Replica::new(stream, &bertrand);
+        b.receive(&ring, &again, None).unwrap();
+        assert_eq!(filing::title(b.doc()).unwrap(), "Requête");
+        a.flush_refused();
+        assert!(
+            a.flush(&ring, &amina, [0; 32]).unwrap().is_none(),
+            "after an acceptance there is nothing to seal again"
+        );
     }
 }

@@ -357,6 +357,12 @@ impl Device {
         .expect("one unknown extension is always valid")
     }
 
+    /// Signs a statement to the server (sign-in challenge, provenance) with
+    /// the device key, under the statement's domain-separation prefix.
+    pub fn sign_statement(&self, statement: Statement, message: &[u8]) -> [u8; 64] {
+        self.sign_with_context(statement.context(), message)
+    }
+
     /// Signs `message` under a domain-separation `context` with the device key.
     pub(crate) fn sign_with_context(&self, context: &[u8], message: &[u8]) -> [u8; 64] {
         let mut input = Vec::with_capacity(context.len() + message.len());
@@ -421,6 +427,41 @@ impl Device {
             certificate: secrets.certificate.clone(),
         })
     }
+}
+
+/// What a device signs for the server, each under its own prefix so that no
+/// signature can be replayed as another kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Statement {
+    /// The answer to a sign-in challenge: prefix `"amicus sign-in v1\0"`.
+    SignIn,
+    /// A publication's provenance: prefix `"amicus provenance v1\0"`.
+    Provenance,
+}
+
+impl Statement {
+    fn context(self) -> &'static [u8] {
+        match self {
+            Self::SignIn => b"amicus sign-in v1\0",
+            Self::Provenance => b"amicus provenance v1\0",
+        }
+    }
+}
+
+/// Verifies a device's signed statement (strict Ed25519 verification).
+pub fn verify_statement(
+    device_key: &[u8; 32],
+    statement: Statement,
+    message: &[u8],
+    signature: &[u8; 64],
+) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(device_key) else {
+        return false;
+    };
+    let mut input = statement.context().to_vec();
+    input.extend_from_slice(message);
+    key.verify_strict(&input, &ed25519_dalek::Signature::from_bytes(signature))
+        .is_ok()
 }
 
 /// The stored form of an identity's secret, version 1.
@@ -529,6 +570,18 @@ mod tests {
             forged.verify(&a.public()),
             Err(IdentityError::BadCertificate)
         ));
+    }
+
+    #[test]
+    fn statements_verify_only_with_their_own_prefix_and_key() {
+        let d = alice().new_device();
+        let sig = d.sign_statement(Statement::SignIn, b"challenge");
+        let key = d.public_key();
+        assert!(verify_statement(&key, Statement::SignIn, b"challenge", &sig));
+        assert!(!verify_statement(&key, Statement::Provenance, b"challenge", &sig));
+        assert!(!verify_statement(&key, Statement::SignIn, b"challengf", &sig));
+        let other = alice().new_device().public_key();
+        assert!(!verify_statement(&other, Statement::SignIn, b"challenge", &sig));
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub enum RefusalCode {
     Forbidden,
     /// The item is malformed.
     Malformed,
+    /// The server could not store the item (disk full, I/O failure);
+    /// nothing was stored: retry later.
+    Unavailable,
 }
 
 /// A frame from the server.

@@ -1,0 +1,1428 @@
+//! The native client: one device's state, its spaces and their documents,
+//! kept in sync with a relay server.
+//!
+//! The device state (secrets, MLS store, epoch secrets, log cursors) lives
+//! in an encrypted [`Home`]. Documents are rebuilt in memory by reading each
+//! space's log from the start: commits already processed are skipped, every
+//! envelope is opened again with the key ring, and the chain of the log is
+//! verified again against the head this device saw last.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use amicus_core::document::{Replica, filing};
+use amicus_core::envelope::Header;
+use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
+use amicus_core::identity::{
+    Device, DeviceCertificate, IdentityPublicKey, Statement, UserIdentity,
+};
+use amicus_core::library;
+use amicus_core::space::{
+    HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceState,
+};
+use amicus_core::wire::{AppendItem, ClientFrame, EntryKind, LogEntry, RefusalCode, ServerFrame};
+use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
+
+use crate::ClientError;
+use crate::home::Home;
+use crate::transport::{Conn, Http};
+
+const STATE_FILE: &str = "state";
+const WAIT: Duration = Duration::from_secs(60);
+/// KeyPackages a device keeps in the directory.
+const KEY_PACKAGE_TARGET: usize = 20;
+
+/// The persisted state of a device, version 1.
+#[derive(Serialize, Deserialize)]
+struct StateV1 {
+    server: String,
+    identity: Option<Vec<u8>>,
+    device: Vec<u8>,
+    token: Option<String>,
+    mls: Vec<u8>,
+    spaces: Vec<SavedSpace>,
+    /// Identity keys seen for other users (trust on first use; a change is
+    /// refused until the user checks the new safety number).
+    contacts: BTreeMap<String, [u8; 32]>,
+}
+
+impl Drop for StateV1 {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(i) = &mut self.identity {
+            i.zeroize();
+        }
+        self.device.zeroize();
+        self.mls.zeroize();
+        for s in &mut self.spaces {
+            s.state.zeroize();
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSpace {
+    state: Vec<u8>,
+    next_seq: u64,
+    head: [u8; 32],
+    removed: bool,
+}
+
+/// One space as this device sees it.
+struct Local {
+    space: Space,
+    /// Entries before this were processed in an earlier run (durable).
+    next_seq: u64,
+    /// Chained hash of entry `next_seq - 1`.
+    head: [u8; 32],
+    removed: bool,
+    // Rebuilt in every run:
+    subscribed: bool,
+    chain: (u64, [u8; 32]),
+    in_force: u64,
+    replicas: HashMap<StreamId, Replica>,
+    records: Vec<Vec<u8>>,
+    locked: Vec<(StreamId, Vec<u8>, u64)>,
+    broken: Option<String>,
+}
+
+impl Local {
+    fn new(space: Space, next_seq: u64, head: [u8; 32], removed: bool) -> Self {
+        let id = space.id();
+        Self {
+            space,
+            next_seq,
+            head,
+            removed,
+            subscribed: false,
+            chain: (0, amicus_core::wire::genesis(id)),
+            in_force: 0,
+            replicas: HashMap::new(),
+            records: Vec::new(),
+            locked: Vec::new(),
+            broken: None,
+        }
+    }
+
+    fn replica(&mut self, stream: StreamId, device: &Device) -> &mut Replica {
+        self.replicas
+            .entry(stream)
+            .or_insert_with(|| Replica::new(stream, device))
+    }
+}
+
+/// An edit to a filing.
+#[derive(Clone, Debug)]
+pub enum Edit {
+    /// Replace the title.
+    Title(String),
+    /// Insert text at a character position (`None`: at the end).
+    Insert(Option<usize>, String),
+    /// Delete characters.
+    Delete(usize, usize),
+    /// Comment on a passage `[start, end)`.
+    Comment(usize, usize, String),
+    /// Format a passage with a mark (`bold`, `italic`...).
+    Format(usize, usize, String),
+    /// Name the current version.
+    Version(String),
+}
+
+/// A filing as read.
+#[derive(Clone, Debug, Serialize)]
+pub struct Filing {
+    /// The document stream (hex).
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// The text.
+    pub body: String,
+    /// Comment threads: anchors and messages.
+    pub comments: Vec<Value>,
+    /// Named versions.
+    pub versions: Vec<String>,
+    /// Number of Automerge changes.
+    pub changes: usize,
+}
+
+/// A library entry as listed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listed {
+    /// `document`, `file` or `folder`.
+    pub kind: &'static str,
+    /// Stream id (documents), file id (files) or folder id.
+    pub id: String,
+    /// Title or name.
+    pub name: String,
+    /// Size in bytes (files).
+    pub size: Option<u64>,
+}
+
+/// The device's client.
+pub struct Client {
+    home: Home,
+    http: Http,
+    identity: Option<UserIdentity>,
+    device: Device,
+    provider: MlsProvider,
+    spaces: BTreeMap<SpaceId, Local>,
+    contacts: BTreeMap<String, [u8; 32]>,
+    conn: Option<Conn>,
+    next_request: u32,
+    answers: HashMap<u32, ServerFrame>,
+    /// Things the user should know (refused commits, unreadable entries).
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client({}, {})", self.device.user(), self.device.id())
+    }
+}
+
+fn hexs<const N: usize>(s: &str) -> Result<[u8; N], ClientError> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| ClientError::Protocol(format!("expected {} hex digits", N * 2)))?;
+    Ok(out)
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, ClientError> {
+    v[name]
+        .as_str()
+        .ok_or_else(|| ClientError::Protocol(format!("the server's answer lacks `{name}`")))
+}
+
+impl Client {
+    /// Registers a new user with its first device on `server`, and stores the
+    /// device's state in a new home at `dir`.
+    pub async fn register(
+        dir: &Path,
+        passphrase: &[u8],
+        server: &str,
+        user: &str,
+        invite: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let mut http = Http::new(server)?;
+        let identity = UserIdentity::generate(user);
+        let device = identity.new_device();
+        let home = Home::create(dir, passphrase)?;
+        let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
+        let answer: Value = http
+            .post("/v1/register", &json!({ "certificate": cert, "invite": invite }))
+            .await?;
+        let _ = &answer;
+        http.set_token(None);
+        let mut client = Self {
+            home,
+            http,
+            identity: Some(identity),
+            device,
+            provider: MlsProvider::new(),
+            spaces: BTreeMap::new(),
+            contacts: BTreeMap::new(),
+            conn: None,
+            next_request: 1,
+            answers: HashMap::new(),
+            warnings: Vec::new(),
+        };
+        client.login().await?;
+        client.replenish_key_packages().await?;
+        client.save()?;
+        Ok(client)
+    }
+
+    /// Opens the device state in `dir`.
+    pub async fn open(dir: &Path, passphrase: &[u8]) -> Result<Self, ClientError> {
+        let home = Home::open(dir, passphrase)?;
+        let bytes = home
+            .read(STATE_FILE)?
+            .ok_or_else(|| ClientError::Home(crate::home::HomeError::Missing(dir.into())))?;
+        let state: StateV1 = match bytes.split_first() {
+            Some((1, rest)) => postcard::from_bytes(rest)
+                .map_err(|_| ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into())))?,
+            _ => return Err(ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into()))),
+        };
+        let provider = MlsProvider::import_state(&state.mls)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let device = Device::import_secrets(&state.device)?;
+        let identity = state
+            .identity
+            .as_deref()
+            .map(UserIdentity::import_secret)
+            .transpose()?;
+        let mut spaces = BTreeMap::new();
+        for saved in &state.spaces {
+            let space_state: SpaceState = postcard::from_bytes(&saved.state)
+                .map_err(|_| ClientError::Protocol("corrupt space state".into()))?;
+            let space = Space::load(&provider, space_state)?;
+            spaces.insert(
+                space.id(),
+                Local::new(space, saved.next_seq, saved.head, saved.removed),
+            );
+        }
+        let mut http = Http::new(&state.server)?;
+        http.set_token(state.token.clone());
+        Ok(Self {
+            home,
+            http,
+            identity,
+            device,
+            provider,
+            spaces,
+            contacts: state.contacts.clone(),
+            conn: None,
+            next_request: 1,
+            answers: HashMap::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Writes the device's state (encrypted) to its home.
+    pub fn save(&self) -> Result<(), ClientError> {
+        let mut spaces = Vec::new();
+        for local in self.spaces.values() {
+            spaces.push(SavedSpace {
+                state: postcard::to_allocvec(&local.space.to_state())
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                next_seq: local.next_seq,
+                head: local.head,
+                removed: local.removed,
+            });
+        }
+        let state = StateV1 {
+            server: self.http.base().to_owned(),
+            identity: self.identity.as_ref().map(|i| i.export_secret().to_vec()),
+            device: self.device.export_secrets().to_vec(),
+            token: self.http.token().map(str::to_owned),
+            mls: self
+                .provider
+                .export_state()
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                .to_vec(),
+            spaces,
+            contacts: self.contacts.clone(),
+        };
+        let mut bytes = Zeroizing::new(vec![1u8]);
+        bytes.extend_from_slice(&postcard::to_allocvec(&state).expect("state encodes"));
+        self.home.write(STATE_FILE, &bytes)?;
+        Ok(())
+    }
+
+    /// Points the device at another server address (the same server moved).
+    pub fn set_server(&mut self, server: &str) -> Result<(), ClientError> {
+        let token = self.http.token().map(str::to_owned);
+        self.http = Http::new(server)?;
+        self.http.set_token(token);
+        self.conn = None;
+        for local in self.spaces.values_mut() {
+            local.subscribed = false;
+        }
+        Ok(())
+    }
+
+    /// The user.
+    pub fn user(&self) -> &UserId {
+        self.device.user()
+    }
+
+    /// The device id (hex).
+    pub fn device_id(&self) -> String {
+        self.device.id().to_hex()
+    }
+
+    /// The user's safety number.
+    pub fn safety_number(&self) -> String {
+        self.device.safety_number()
+    }
+
+    /// Signs in: answers a challenge with the device key.
+    pub async fn login(&mut self) -> Result<(), ClientError> {
+        self.http.set_token(None);
+        let device = self.device.id().to_hex();
+        let c: Value = self
+            .http
+            .post("/v1/challenge", &json!({ "device": device }))
+            .await?;
+        let challenge: [u8; 32] = hexs(field(&c, "challenge")?)?;
+        let signature = self.device.sign_statement(Statement::SignIn, &challenge);
+        let s: Value = self
+            .http
+            .post(
+                "/v1/session",
+                &json!({ "device": device, "challenge": hex::encode(challenge), "signature": hex::encode(signature) }),
+            )
+            .await?;
+        self.http.set_token(Some(field(&s, "token")?.to_owned()));
+        self.conn = None;
+        Ok(())
+    }
+
+    /// Keeps [`KEY_PACKAGE_TARGET`] KeyPackages of this device in the directory.
+    pub async fn replenish_key_packages(&mut self) -> Result<(), ClientError> {
+        let me: Value = self
+            .http
+            .get(&format!("/v1/users/{}", self.device.user()))
+            .await?;
+        let have = me["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["device"] == self.device.id().to_hex())
+            .and_then(|d| d["key_packages"].as_u64())
+            .unwrap_or(0) as usize;
+        if have >= KEY_PACKAGE_TARGET / 2 {
+            return Ok(());
+        }
+        let kps = self
+            .device
+            .key_packages(&self.provider, KEY_PACKAGE_TARGET - have)?;
+        // The private keys are in the MLS store: save it before the
+        // KeyPackages can be used by anyone.
+        self.save()?;
+        let list: Vec<String> = kps.iter().map(hex::encode).collect();
+        let _: Value = self
+            .http
+            .post("/v1/key-packages", &json!({ "key_packages": list }))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates another device of this user, registers it with the server and
+    /// stores its state in a new home at `dir` (this device must hold the
+    /// user's identity key).
+    pub async fn add_device(&self, dir: &Path, passphrase: &[u8]) -> Result<Client, ClientError> {
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            ClientError::Usage("this device does not hold the identity key; use the first device".into())
+        })?;
+        let device = identity.new_device();
+        let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
+        let _: Value = self
+            .http
+            .post("/v1/devices", &json!({ "certificate": cert }))
+            .await?;
+        let mut client = Client {
+            home: Home::create(dir, passphrase)?,
+            http: Http::new(self.http.base())?,
+            identity: None,
+            device,
+            provider: MlsProvider::new(),
+            spaces: BTreeMap::new(),
+            contacts: self.contacts.clone(),
+            conn: None,
+            next_request: 1,
+            answers: HashMap::new(),
+            warnings: Vec::new(),
+        };
+        client.login().await?;
+        client.replenish_key_packages().await?;
+        client.save()?;
+        Ok(client)
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, ClientError> {
+        if self.conn.is_none() {
+            let token = match self.http.token() {
+                Some(t) => t.to_owned(),
+                None => {
+                    self.login().await?;
+                    self.http.token().unwrap_or_default().to_owned()
+                }
+            };
+            let conn = match Conn::open(self.http.base(), &token).await {
+                Ok(c) => c,
+                Err(_) => {
+                    // The token may have expired: sign in again once.
+                    self.login().await?;
+                    Conn::open(self.http.base(), self.http.token().unwrap_or_default()).await?
+                }
+            };
+            self.conn = Some(conn);
+            for local in self.spaces.values_mut() {
+                local.subscribed = false;
+            }
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    async fn send(&mut self, frame: ClientFrame) -> Result<(), ClientError> {
+        let r = self.conn().await?.send(&frame).await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn recv(&mut self) -> Result<(), ClientError> {
+        let frame = match self.conn().await?.recv(WAIT).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.conn = None;
+                return Err(e);
+            }
+        };
+        self.on_frame(frame)
+    }
+
+    fn on_frame(&mut self, frame: ServerFrame) -> Result<(), ClientError> {
+        match frame {
+            ServerFrame::Entry { space, entry } => self.on_entry(space, entry),
+            ServerFrame::Synced { space, .. } => {
+                if let Some(l) = self.spaces.get_mut(&space) {
+                    l.subscribed = true;
+                }
+            }
+            f @ (ServerFrame::Accepted { request, .. } | ServerFrame::Refused { request, .. }) => {
+                self.answers.insert(request, f);
+            }
+            ServerFrame::Welcome { .. } | ServerFrame::Application { .. } | ServerFrame::Pong => {}
+        }
+        Ok(())
+    }
+
+    fn on_entry(&mut self, id: SpaceId, entry: LogEntry) {
+        let device = &self.device;
+        let provider = &self.provider;
+        let Some(local) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        if local.broken.is_some() {
+            return;
+        }
+        if entry.seq < local.chain.0 {
+            return; // delivered twice (catch-up and live)
+        }
+        if entry.seq != local.chain.0 || entry.prev != local.chain.1 {
+            local.broken = Some(format!(
+                "the log of space {id} breaks its hash chain at entry {}: the server rewrote or forked it",
+                entry.seq
+            ));
+            return;
+        }
+        let hash = entry.hash();
+        local.chain = (entry.seq + 1, hash);
+        let replay = entry.seq < local.next_seq;
+        if entry.seq + 1 == local.next_seq && hash != local.head {
+            local.broken = Some(format!(
+                "the log of space {id} differs from the one this device saw before (entry {}): the server rewrote it",
+                entry.seq
+            ));
+            return;
+        }
+        match entry.kind {
+            EntryKind::Commit => {
+                if !replay && !local.removed && entry.epoch == local.space.epoch() {
+                    match local.space.process(provider, &entry.payload) {
+                        Ok(Processed::Commit { removed_self, .. }) => {
+                            if removed_self {
+                                local.removed = true;
+                            }
+                        }
+                        Ok(Processed::OwnCommit) => {
+                            if let Err(e) = local.space.commit_accepted(provider) {
+                                self.warnings.push(format!("merging our own commit: {e}"));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => self.warnings.push(format!(
+                            "space {id}: refused the commit at entry {}: {e}",
+                            entry.seq
+                        )),
+                    }
+                }
+                local.in_force = entry.epoch + 1;
+            }
+            EntryKind::Proposal => {
+                if !replay && !local.removed && entry.epoch == local.space.epoch() {
+                    if let Err(e) = local.space.process(provider, &entry.payload) {
+                        self.warnings.push(format!(
+                            "space {id}: refused the proposal at entry {}: {e}",
+                            entry.seq
+                        ));
+                    }
+                }
+            }
+            EntryKind::Envelope => match Header::parse(&entry.payload) {
+                Ok(h) if h.stream == Space::records_stream(id) => {
+                    local.records.push(entry.payload);
+                    Self::unlock(local, device);
+                }
+                Ok(h) => {
+                    let in_force = local.in_force;
+                    let replica = local
+                        .replicas
+                        .entry(h.stream)
+                        .or_insert_with(|| Replica::new(h.stream, device));
+                    if replica
+                        .receive(local.space.keyring(), &entry.payload, Some(in_force))
+                        .is_err()
+                    {
+                        local.locked.push((h.stream, entry.payload, in_force));
+                    }
+                }
+                Err(_) => self
+                    .warnings
+                    .push(format!("space {id}: unreadable envelope at entry {}", entry.seq)),
+            },
+        }
+        if !replay {
+            local.next_seq = entry.seq + 1;
+            local.head = hash;
+        }
+    }
+
+    /// Ingests every epoch record it can (each may hand on an older epoch's
+    /// secret), then retries envelopes it could not open yet.
+    fn unlock(local: &mut Local, device: &Device) {
+        loop {
+            let before = local.records.len();
+            let records = std::mem::take(&mut local.records);
+            for r in records {
+                if local.space.ingest_epoch_record(&r).is_err() {
+                    local.records.push(r);
+                }
+            }
+            if local.records.len() == before {
+                break;
+            }
+        }
+        let locked = std::mem::take(&mut local.locked);
+        for (stream, payload, in_force) in locked {
+            let keyring = local.space.keyring();
+            let replica = local
+                .replicas
+                .entry(stream)
+                .or_insert_with(|| Replica::new(stream, device));
+            if replica.receive(keyring, &payload, Some(in_force)).is_err() {
+                local.locked.push((stream, payload, in_force));
+            }
+        }
+    }
+
+    /// Brings one space up to date with the server's log.
+    pub async fn sync(&mut self, id: SpaceId) -> Result<(), ClientError> {
+        let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
+        if local.removed {
+            return Ok(());
+        }
+        if !local.subscribed || self.conn.is_none() {
+            let request = self.request_id();
+            self.conn().await?;
+            if let Some(l) = self.spaces.get_mut(&id) {
+                l.subscribed = false;
+            }
+            let from = self.spaces[&id].chain.0;
+            self.send(ClientFrame::Subscribe {
+                request,
+                space: id,
+                from_seq: from,
+            })
+            .await?;
+            while !self.spaces[&id].subscribed {
+                self.recv().await?;
+                if let Some(ServerFrame::Refused { message, .. }) = self.answers.remove(&request) {
+                    let local = self.spaces.get_mut(&id).expect("present");
+                    // A device removed from the space is no longer served.
+                    if local.space.is_active() {
+                        return Err(ClientError::Refused(message));
+                    }
+                    local.removed = true;
+                    return Ok(());
+                }
+            }
+        } else {
+            let info: Value = match self.http.get(&format!("/v1/spaces/{}", id.to_hex())).await {
+                Ok(v) => v,
+                Err(ClientError::Server { status: 404, .. }) => {
+                    self.spaces.get_mut(&id).expect("present").removed = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let target = info["next_seq"].as_u64().unwrap_or(0);
+            while self.spaces[&id].chain.0 < target {
+                self.recv().await?;
+            }
+        }
+        self.check_broken(id)
+    }
+
+    fn check_broken(&self, id: SpaceId) -> Result<(), ClientError> {
+        match &self.spaces[&id].broken {
+            Some(reason) => Err(ClientError::Forked(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Joins every space whose Welcome waits for this device, then syncs all.
+    pub async fn sync_all(&mut self) -> Result<(), ClientError> {
+        self.accept_welcomes().await?;
+        let ids: Vec<SpaceId> = self.spaces.keys().copied().collect();
+        for id in ids {
+            self.sync(id).await?;
+        }
+        self.save()
+    }
+
+    async fn accept_welcomes(&mut self) -> Result<(), ClientError> {
+        let w: Value = self.http.get("/v1/welcomes").await?;
+        for item in w["welcomes"].as_array().into_iter().flatten() {
+            let id = item["id"].as_u64().unwrap_or(0);
+            let space = SpaceId::from_hex(field(item, "space")?)
+                .map_err(|_| ClientError::Protocol("bad space id".into()))?;
+            if !self.spaces.contains_key(&space) {
+                let welcome = hex::decode(field(item, "welcome")?)
+                    .map_err(|_| ClientError::Protocol("bad Welcome".into()))?;
+                let own = self.device.certificate().identity_key;
+                match Space::join(&self.provider, &self.device, &own, &welcome) {
+                    Ok(s) => {
+                        let head = amicus_core::wire::genesis(space);
+                        self.spaces.insert(space, Local::new(s, 0, head, false));
+                        self.save()?;
+                    }
+                    Err(e) => self
+                        .warnings
+                        .push(format!("refused the invitation to space {space}: {e}")),
+                }
+            }
+            self.http.delete(&format!("/v1/welcomes/{id}")).await?;
+        }
+        self.replenish_key_packages().await
+    }
+
+    fn request_id(&mut self) -> u32 {
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        self.next_request
+    }
+
+    /// Appends an item and waits for the server's answer.
+    async fn append(&mut self, space: SpaceId, item: AppendItem) -> Result<Result<(u64, [u8; 32]), (RefusalCode, String)>, ClientError> {
+        let request = self.request_id();
+        self.send(ClientFrame::Append { request, space, item }).await?;
+        loop {
+            match self.answers.remove(&request) {
+                Some(ServerFrame::Accepted { seq, hash, .. }) => return Ok(Ok((seq, hash))),
+                Some(ServerFrame::Refused { code, message, .. }) => return Ok(Err((code, message))),
+                _ => self.recv().await?,
+            }
+        }
+    }
+
+    /// Sends a commit built by `intent` against the current state; if another
+    /// commit took the epoch, processes it and builds the commit again.
+    async fn commit<F>(&mut self, id: SpaceId, mut intent: F) -> Result<u64, ClientError>
+    where
+        F: AsyncIntent,
+    {
+        for _attempt in 0..20 {
+            self.sync(id).await?;
+            let pending: PendingCommit = {
+                let claims = intent.prepare(self, id).await?;
+                let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+                let log = (local.next_seq, local.head);
+                intent.stage(&mut local.space, &self.provider, &self.device, log, claims)?
+            };
+            let epoch = self.spaces[&id].space.epoch();
+            let item = AppendItem::Commit {
+                epoch,
+                commit: pending.commit.clone(),
+                welcome: pending.welcome.clone(),
+                aad: pending.aad.to_bytes(),
+            };
+            match self.append(id, item).await? {
+                Ok(_) => {
+                    let local = self.spaces.get_mut(&id).expect("present");
+                    let new_epoch = local.space.commit_accepted(&self.provider)?;
+                    self.save()?;
+                    self.write_epoch_record(id).await?;
+                    return Ok(new_epoch);
+                }
+                Err((RefusalCode::CommitConflict { current_epoch }, _)) => {
+                    let local = self.spaces.get_mut(&id).expect("present");
+                    local.space.commit_rejected(&self.provider)?;
+                    while self.spaces[&id].space.epoch() < current_epoch {
+                        self.recv().await?;
+                        self.check_broken(id)?;
+                    }
+                }
+                Err((_, message)) => {
+                    let local = self.spaces.get_mut(&id).expect("present");
+                    local.space.commit_rejected(&self.provider)?;
+                    return Err(ClientError::Refused(message));
+                }
+            }
+        }
+        Err(ClientError::Refused(
+            "the space kept changing; 20 attempts to commit lost their epoch".into(),
+        ))
+    }
+
+    async fn write_epoch_record(&mut self, id: SpaceId) -> Result<(), ClientError> {
+        let local = &self.spaces[&id];
+        let record = local.space.seal_epoch_record(&self.device, local.head)?;
+        match self.append(id, AppendItem::Envelope(record)).await? {
+            Ok(_) => Ok(()),
+            Err((_, message)) => {
+                self.warnings
+                    .push(format!("the epoch record was not stored: {message}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates a confidential space (history policy `full`) with this device
+    /// as its space manager, and its library.
+    pub async fn create_space(&mut self) -> Result<SpaceId, ClientError> {
+        let identity_key = self.device.certificate().identity_key;
+        let space = Space::create(&self.provider, &self.device, identity_key, HistoryPolicy::Full)?;
+        let id = space.id();
+        let _: Value = self
+            .http
+            .post("/v1/spaces", &json!({ "id": id.to_hex(), "kind": "confidential" }))
+            .await?;
+        let head = amicus_core::wire::genesis(id);
+        self.spaces.insert(id, Local::new(space, 0, head, false));
+        self.save()?;
+        self.sync(id).await?;
+        self.write_epoch_record(id).await?;
+        let stream = library::stream(id);
+        let local = self.spaces.get_mut(&id).expect("present");
+        library::init(local.replica(stream, &self.device).doc())?;
+        self.flush(id, stream).await?;
+        self.save()?;
+        Ok(id)
+    }
+
+    /// Creates a public space with a name.
+    pub async fn create_public_space(&mut self, name: &str) -> Result<SpaceId, ClientError> {
+        let id = SpaceId::random();
+        let _: Value = self
+            .http
+            .post("/v1/spaces", &json!({ "id": id.to_hex(), "kind": "public", "name": name }))
+            .await?;
+        Ok(id)
+    }
+
+    /// The spaces the server lists for this device.
+    pub async fn list_spaces(&mut self) -> Result<Value, ClientError> {
+        let mut v: Value = self.http.get("/v1/spaces").await?;
+        if let Some(list) = v["spaces"].as_array_mut() {
+            for s in list {
+                let joined = s["id"]
+                    .as_str()
+                    .and_then(|h| SpaceId::from_hex(h).ok())
+                    .is_some_and(|id| self.spaces.contains_key(&id));
+                s["joined"] = json!(joined);
+            }
+        }
+        Ok(v)
+    }
+
+    /// The ids of the confidential spaces this device holds.
+    pub fn spaces(&self) -> Vec<SpaceId> {
+        self.spaces.keys().copied().collect()
+    }
+
+    /// Looks up a user's identity key and checks it against the one seen
+    /// before (trust on first use).
+    async fn identity_of(&mut self, user: &UserId) -> Result<(IdentityPublicKey, Value), ClientError> {
+        let v: Value = self.http.get(&format!("/v1/users/{user}")).await?;
+        let key = IdentityPublicKey(hexs(field(&v, "identity_key")?)?);
+        match self.contacts.get(user.as_str()) {
+            Some(k) if *k != key.0 => {
+                return Err(ClientError::KeyChanged(user.to_string()));
+            }
+            Some(_) => {}
+            None => {
+                self.contacts.insert(user.to_string(), key.0);
+            }
+        }
+        for d in v["devices"].as_array().into_iter().flatten() {
+            let bytes = hex::decode(field(d, "certificate")?)
+                .map_err(|_| ClientError::Protocol("bad certificate".into()))?;
+            let cert: DeviceCertificate = postcard::from_bytes(&bytes)
+                .map_err(|_| ClientError::Protocol("bad certificate".into()))?;
+            if cert.user != *user || cert.verify(&key).is_err() {
+                return Err(ClientError::Protocol(format!(
+                    "the server lists a device of {user} that {user}'s identity key did not certify"
+                )));
+            }
+        }
+        Ok((key, v))
+    }
+
+    /// Adds every device of `user` not yet in the space (a new member with
+    /// `role`, or new devices of a member, who keeps their role).
+    pub async fn invite(&mut self, id: SpaceId, user: &str, role: Role) -> Result<u64, ClientError> {
+        let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let (key, _) = self.identity_of(&user).await?;
+        self.commit(id, Invite { user, key, role }).await
+    }
+
+    /// Removes a user and all their devices from the space.
+    pub async fn remove(&mut self, id: SpaceId, user: &str) -> Result<u64, ClientError> {
+        let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.commit(id, Removal { user }).await
+    }
+
+    /// The members of a space: user, device, role and safety number.
+    pub fn members(&self, id: SpaceId) -> Result<Vec<Value>, ClientError> {
+        let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
+        let policy = local.space.policy()?;
+        Ok(local
+            .space
+            .members()?
+            .into_iter()
+            .map(|m| {
+                let safety = policy
+                    .members
+                    .get(&m.user)
+                    .map(|p| p.identity_key.safety_number(&m.user));
+                json!({ "user": m.user.as_str(), "device": m.device.to_hex(), "role": format!("{:?}", m.role), "safety_number": safety })
+            })
+            .collect())
+    }
+
+    /// The space's epoch and safety code (epoch authenticator).
+    pub fn epoch(&self, id: SpaceId) -> Result<(u64, String), ClientError> {
+        let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
+        Ok((local.space.epoch(), hex::encode(local.space.epoch_authenticator())))
+    }
+
+    /// True if this device was removed from the space.
+    pub fn is_removed(&self, id: SpaceId) -> bool {
+        self.spaces.get(&id).is_some_and(|l| l.removed)
+    }
+
+    /// Entries this device could not open (sealed under epochs it cannot derive).
+    pub fn unreadable(&self, id: SpaceId) -> usize {
+        self.spaces.get(&id).map_or(0, |l| l.locked.len())
+    }
+
+    /// Reads entries handed over out of band (as a seized or malicious
+    /// server could); used to show what a device can and cannot decrypt.
+    pub fn ingest(&mut self, id: SpaceId, entries: Vec<LogEntry>) {
+        for e in entries {
+            self.on_entry(id, e);
+        }
+    }
+
+    /// Every log entry of a space, from the server (members only).
+    pub async fn fetch_log(&mut self, id: SpaceId) -> Result<Vec<LogEntry>, ClientError> {
+        let mut conn = Conn::open(self.http.base(), self.http.token().unwrap_or_default()).await?;
+        conn.send(&ClientFrame::Subscribe { request: 1, space: id, from_seq: 0 })
+            .await?;
+        let mut out = Vec::new();
+        loop {
+            match conn.recv(WAIT).await? {
+                ServerFrame::Entry { entry, .. } => out.push(entry),
+                ServerFrame::Synced { .. } => return Ok(out),
+                ServerFrame::Refused { message, .. } => return Err(ClientError::Refused(message)),
+                _ => {}
+            }
+        }
+    }
+
+    async fn flush(&mut self, id: SpaceId, stream: StreamId) -> Result<(), ClientError> {
+        for _ in 0..20 {
+            let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+            let head = local.head;
+            let envelope = {
+                let Local { space, replicas, .. } = local;
+                let replica = replicas
+                    .entry(stream)
+                    .or_insert_with(|| Replica::new(stream, &self.device));
+                replica.flush(space.keyring(), &self.device, head)?
+            };
+            let Some(envelope) = envelope else {
+                return Ok(());
+            };
+            let answer = self.append(id, AppendItem::Envelope(envelope)).await?;
+            let local = self.spaces.get_mut(&id).expect("present");
+            let replica = local.replicas.get_mut(&stream).expect("present");
+            match answer {
+                Ok(_) => {
+                    replica.flush_accepted();
+                    return Ok(());
+                }
+                Err((RefusalCode::StaleEpoch { current_epoch }, _)) => {
+                    replica.flush_refused();
+                    while self.spaces[&id].space.epoch() < current_epoch {
+                        self.recv().await?;
+                        self.check_broken(id)?;
+                    }
+                }
+                Err((RefusalCode::RateLimited { retry_after_ms }, _)) => {
+                    replica.flush_refused();
+                    tokio::time::sleep(Duration::from_millis(u64::from(retry_after_ms))).await;
+                }
+                Err((_, message)) => {
+                    replica.flush_refused();
+                    return Err(ClientError::Refused(message));
+                }
+            }
+        }
+        Err(ClientError::Refused("the space kept changing epoch; try again".into()))
+    }
+
+    /// Creates a filing in the space's library; returns its id.
+    pub async fn new_document(&mut self, id: SpaceId, title: &str) -> Result<StreamId, ClientError> {
+        self.sync(id).await?;
+        let stream = StreamId::random();
+        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        filing::init(local.replica(stream, &self.device).doc(), title)?;
+        self.flush(id, stream).await?;
+        let lib = library::stream(id);
+        let local = self.spaces.get_mut(&id).expect("present");
+        library::add_document(local.replica(lib, &self.device).doc(), stream, title, "")?;
+        self.flush(id, lib).await?;
+        self.save()?;
+        Ok(stream)
+    }
+
+    /// Applies edits to a filing and sends them as one envelope.
+    pub async fn edit(&mut self, id: SpaceId, stream: StreamId, edits: &[Edit]) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        let replica = local
+            .replicas
+            .get_mut(&stream)
+            .ok_or_else(|| ClientError::NotFound(format!("no document {stream} in this space")))?;
+        let doc = replica.doc();
+        for edit in edits {
+            match edit {
+                Edit::Title(t) => filing::set_title(doc, t)?,
+                Edit::Insert(at, text) => {
+                    let len = filing::body(doc)?.chars().count();
+                    let at = at.unwrap_or(len);
+                    if at > len {
+                        return Err(ClientError::Usage(format!("position {at} is past the end ({len})")));
+                    }
+                    filing::splice(doc, at, 0, text)?;
+                }
+                Edit::Delete(at, n) => {
+                    let len = filing::body(doc)?.chars().count();
+                    if at + n > len {
+                        return Err(ClientError::Usage(format!("deletion past the end ({len})")));
+                    }
+                    filing::splice(doc, *at, *n as isize, "")?;
+                }
+                Edit::Comment(start, end, text) => {
+                    let author = self.device.user().to_string();
+                    let thread = hex::encode(amicus_core::MessageId::random().0);
+                    filing::comment(doc, &thread, *start, *end, &author, text, now_ms())?;
+                }
+                Edit::Format(start, end, mark) => filing::format(doc, *start, *end, mark, true)?,
+                Edit::Version(name) => {
+                    let author = self.device.user().to_string();
+                    filing::name_version(doc, name, &author, now_ms())?;
+                }
+            }
+        }
+        self.flush(id, stream).await?;
+        self.save()
+    }
+
+    /// Reads a filing.
+    pub fn read(&mut self, id: SpaceId, stream: StreamId) -> Result<Filing, ClientError> {
+        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        let replica = local
+            .replicas
+            .get_mut(&stream)
+            .ok_or_else(|| ClientError::NotFound(format!("no readable document {stream}")))?;
+        let doc = replica.doc();
+        let comments = filing::threads(doc)?
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "thread": t.id,
+                    "start": t.start,
+                    "end": t.end,
+                    "resolved": t.resolved,
+                    "messages": t.messages.iter().map(|(a, m)| json!({ "author": a, "text": m })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(Filing {
+            id: stream.to_hex(),
+            title: filing::title(doc)?,
+            body: filing::body(doc)?,
+            comments,
+            versions: filing::versions(doc)?.into_iter().map(|v| v.name).collect(),
+            changes: doc.get_changes(&[]).len(),
+        })
+    }
+
+    /// The library of a space.
+    pub fn library(&mut self, id: SpaceId) -> Result<Vec<Listed>, ClientError> {
+        let entries = self.library_entries(id)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| match e {
+                library::Entry::Folder { id, name, .. } => Listed { kind: "folder", id, name, size: None },
+                library::Entry::Document { stream, title, .. } => Listed {
+                    kind: "document",
+                    id: stream.to_hex(),
+                    name: title,
+                    size: None,
+                },
+                library::Entry::File { manifest, .. } => Listed {
+                    kind: "file",
+                    id: manifest.file_id.to_string(),
+                    name: manifest.name.clone(),
+                    size: Some(manifest.plaintext_size),
+                },
+            })
+            .collect())
+    }
+
+    fn library_entries(&mut self, id: SpaceId) -> Result<Vec<library::Entry>, ClientError> {
+        let lib = library::stream(id);
+        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        match local.replicas.get_mut(&lib) {
+            Some(r) => Ok(library::entries(r.doc())?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Encrypts and uploads a file into the space's library, resuming an
+    /// interrupted upload of the same path. `progress(done, total)` is
+    /// called after each chunk.
+    pub async fn put_file(
+        &mut self,
+        id: SpaceId,
+        path: &Path,
+        name: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<FileManifest, ClientError> {
+        self.sync(id).await?;
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+        let size = meta.len();
+        let upload_name = upload_file_name(id, path);
+        let spool_name = format!("{upload_name}.chunk");
+        let mut sealer = None;
+        if let Some(bytes) = self.home.read(&upload_name)?
+            && let Ok(saved) = postcard::from_bytes::<UploadProgress>(&bytes)
+            && saved.plaintext_size() == size
+        {
+            // Upload the chunk that was spooled when the upload stopped.
+            if let Some(blob) = self.home.read(&spool_name)? {
+                let cid = ChunkId::of(&blob);
+                self.http.put_blob(&cid.to_string(), blob.to_vec()).await?;
+                self.home.remove(&spool_name)?;
+            }
+            let ids: Vec<String> = saved.chunk_ids().iter().map(|c| c.to_string()).collect();
+            let m: Value = self.http.post("/v1/blobs/missing", &json!({ "ids": ids })).await?;
+            if m["missing"].as_array().is_some_and(|a| a.is_empty()) {
+                sealer = Some(FileSealer::resume(saved)?);
+            }
+        }
+        let resumed = sealer.is_some();
+        let mut sealer = match sealer {
+            Some(s) => s,
+            None => FileSealer::new(name, media_type(name), size)?,
+        };
+        let total = sealer.chunk_count();
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+        let mut buf = vec![0u8; amicus_core::files::CHUNK_SIZE];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            let chunks = match sealer.push(&buf[..n]) {
+                Ok(c) => c,
+                Err(amicus_core::files::FileError::SourceChanged) if resumed => {
+                    // The file changed since the interrupted upload: start
+                    // afresh under a new secret (no nonce is reused).
+                    self.home.remove(&upload_name)?;
+                    return Box::pin(self.put_file(id, path, name, progress)).await;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for chunk in chunks {
+                self.upload_chunk(&sealer, &upload_name, &spool_name, chunk).await?;
+                progress(sealer.progress().chunks_emitted(), total);
+            }
+        }
+        while let Some(chunk) = sealer.next_trailing_chunk()? {
+            self.upload_chunk(&sealer, &upload_name, &spool_name, chunk).await?;
+            progress(sealer.progress().chunks_emitted(), total);
+        }
+        let (rest, manifest) = sealer.finish()?;
+        debug_assert!(rest.is_empty(), "every chunk was taken one by one");
+        let lib = library::stream(id);
+        let local = self.spaces.get_mut(&id).expect("present");
+        library::add_file(local.replica(lib, &self.device).doc(), &manifest, "")?;
+        self.flush(id, lib).await?;
+        self.home.remove(&upload_name)?;
+        self.save()?;
+        Ok(manifest)
+    }
+
+    /// Write-ahead: spool the sealed chunk and persist the progress that
+    /// covers it, then upload it, then drop the spool.
+    async fn upload_chunk(
+        &mut self,
+        sealer: &FileSealer,
+        upload_name: &str,
+        spool_name: &str,
+        chunk: amicus_core::files::SealedChunk,
+    ) -> Result<(), ClientError> {
+        self.home.write(spool_name, &chunk.blob)?;
+        let progress = postcard::to_allocvec(&sealer.progress()).expect("progress encodes");
+        self.home.write(upload_name, &Zeroizing::new(progress))?;
+        self.http.put_blob(&chunk.id.to_string(), chunk.blob).await?;
+        Ok(self.home.remove(spool_name)?)
+    }
+
+    /// Downloads and decrypts a file of the library (by name or file id)
+    /// into `out`, chunk by chunk.
+    pub async fn get_file(
+        &mut self,
+        id: SpaceId,
+        name_or_id: &str,
+        out: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, ClientError> {
+        self.sync(id).await?;
+        let manifest = self
+            .library_entries(id)?
+            .into_iter()
+            .find_map(|e| match e {
+                library::Entry::File { manifest, .. }
+                    if manifest.name == name_or_id || manifest.file_id.to_string() == name_or_id =>
+                {
+                    Some(manifest)
+                }
+                _ => None,
+            })
+            .ok_or_else(|| ClientError::NotFound(format!("no file {name_or_id} in this space")))?;
+        let mut opener = FileOpener::new(&manifest)?;
+        let part = out.with_extension("part");
+        let mut file = tokio::fs::File::create(&part)
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", part.display())))?;
+        let total = opener.chunk_count();
+        let mut written = 0u64;
+        for index in 0..total {
+            let cid = manifest.chunk_ids[index as usize].to_string();
+            let blob = self
+                .http
+                .get_blob(&cid, amicus_core::files::CHUNK_SIZE + 4096)
+                .await?;
+            let plain = opener.open_chunk(index, &blob)?;
+            file.write_all(&plain)
+                .await
+                .map_err(|e| ClientError::Usage(format!("{}: {e}", part.display())))?;
+            written += plain.len() as u64;
+            progress(index + 1, total);
+        }
+        opener.finish()?;
+        file.sync_all()
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", part.display())))?;
+        drop(file);
+        tokio::fs::rename(&part, out)
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", out.display())))?;
+        Ok(written)
+    }
+
+    /// Publishes a filing's current text into a public space, with a signed
+    /// provenance record naming only opaque ids and Automerge heads.
+    pub async fn publish(
+        &mut self,
+        id: SpaceId,
+        stream: StreamId,
+        public_space: SpaceId,
+        doc_id: &str,
+        language: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        let filing = self.read(id, stream)?;
+        let local = self.spaces.get_mut(&id).expect("read checked it");
+        let heads: Vec<String> = local
+            .replicas
+            .get_mut(&stream)
+            .expect("read checked it")
+            .heads()
+            .iter()
+            .map(|h| hex::encode(h.0))
+            .collect();
+        let message = amicus_server::public::provenance_message(
+            public_space,
+            doc_id,
+            &filing.title,
+            &filing.body,
+            &id.to_hex(),
+            &stream.to_hex(),
+            &heads,
+        );
+        let signature = self.device.sign_statement(Statement::Provenance, &message);
+        let body = json!({
+            "title": filing.title,
+            "body": filing.body,
+            "language": language,
+            "provenance": {
+                "source_space": id.to_hex(),
+                "source_stream": stream.to_hex(),
+                "heads": heads,
+                "device": self.device.id().to_hex(),
+                "signature": hex::encode(signature),
+            }
+        });
+        let _: Value = self
+            .http
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/public/{}/docs/{doc_id}", public_space.to_hex()),
+                &body,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The HTTP side, for commands that only call the API.
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn upload_file_name(space: SpaceId, path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut h = blake3::Hasher::new_derive_key("amicus client upload v1");
+    h.update(&space.0);
+    h.update(abs.to_string_lossy().as_bytes());
+    format!("upload-{}", &h.finalize().to_hex()[..32])
+}
+
+fn media_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+        Some("pdf") => "application/pdf",
+        Some("txt") => "text/plain",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        _ => "application/octet-stream",
+    }
+}
+
+fn no_space(id: SpaceId) -> ClientError {
+    ClientError::NotFound(format!("this device is not in space {id}"))
+}
+
+/// A commit to make: `prepare` gathers what it needs from the server (again
+/// at every attempt), `stage` builds it against the current state.
+trait AsyncIntent {
+    type Claims;
+    async fn prepare(&mut self, client: &mut Client, id: SpaceId) -> Result<Self::Claims, ClientError>;
+    fn stage(
+        &mut self,
+        space: &mut Space,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+        claims: Self::Claims,
+    ) -> Result<PendingCommit, ClientError>;
+}
+
+struct Invite {
+    user: UserId,
+    key: IdentityPublicKey,
+    role: Role,
+}
+
+impl AsyncIntent for Invite {
+    type Claims = Vec<Vec<u8>>;
+
+    async fn prepare(&mut self, client: &mut Client, id: SpaceId) -> Result<Vec<Vec<u8>>, ClientError> {
+        let local = client.spaces.get(&id).ok_or_else(|| no_space(id))?;
+        let present: Vec<String> = local
+            .space
+            .members()?
+            .into_iter()
+            .filter(|m| m.user == self.user)
+            .map(|m| m.device.to_hex())
+            .collect();
+        let claimed: Value = client
+            .http
+            .post(&format!("/v1/users/{}/key-packages/claim", self.user), &json!({}))
+            .await?;
+        let kps: Vec<Vec<u8>> = claimed["key_packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|k| !present.iter().any(|p| k["device"] == *p))
+            .filter_map(|k| k["key_package"].as_str().and_then(|h| hex::decode(h).ok()))
+            .collect();
+        if kps.is_empty() {
+            return Err(ClientError::NotFound(format!(
+                "{} has no device that could be added (all are members, or none has a KeyPackage left)",
+                self.user
+            )));
+        }
+        Ok(kps)
+    }
+
+    fn stage(
+        &mut self,
+        space: &mut Space,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+        key_packages: Vec<Vec<u8>>,
+    ) -> Result<PendingCommit, ClientError> {
+        let role = space.policy()?.role(&self.user).unwrap_or(self.role);
+        let member = NewMember {
+            user: self.user.clone(),
+            identity_key: self.key,
+            role,
+            key_packages,
+        };
+        Ok(space.add_members(provider, device, &[member], log)?)
+    }
+}
+
+struct Removal {
+    user: UserId,
+}
+
+impl AsyncIntent for Removal {
+    type Claims = ();
+
+    async fn prepare(&mut self, _client: &mut Client, _id: SpaceId) -> Result<(), ClientError> {
+        Ok(())
+    }
+
+    fn stage(
+        &mut self,
+        space: &mut Space,
+        provider: &MlsProvider,
+        device: &Device,
+        log: (u64, [u8; 32]),
+        (): (),
+    ) -> Result<PendingCommit, ClientError> {
+        Ok(space.remove_user(provider, device, &self.user, log)?)
+    }
+}

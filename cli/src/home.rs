@@ -1,0 +1,197 @@
+//! A device's local state on disk, encrypted at rest.
+//!
+//! The home directory holds `salt` (16 random bytes) and encrypted files.
+//! The key is Argon2id(passphrase, salt) with m = 19 MiB, t = 2, p = 1 (the
+//! OWASP minimum for Argon2id). Each file is
+//! `"AMICUS-HOME" 0x01 || nonce[24] || XChaCha20-Poly1305(key, nonce,
+//! aad = "AMICUS-HOME" 0x01 || name, plaintext)` with a random nonce, written
+//! to a temporary file, synced and renamed, so a crash leaves the old or the
+//! new file, never a torn one.
+
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8] = b"AMICUS-HOME\x01";
+
+/// Why the local state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// No state here: register or log in first.
+    #[error("no Amicus device state in {0}; run `amicus register` or `amicus login` first")]
+    Missing(PathBuf),
+    /// A state exists already; refusing to overwrite it.
+    #[error("{0} already holds a device's state; use another --home")]
+    Exists(PathBuf),
+    /// The passphrase is wrong or the file was altered.
+    #[error("cannot decrypt {0}: wrong passphrase, or the file was altered")]
+    Decrypt(String),
+    /// The file decrypts but does not decode (written by another version?).
+    #[error("{0} is corrupt or from another version")]
+    Corrupt(String),
+    /// Reading or writing failed.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// An unlocked home directory.
+pub struct Home {
+    dir: PathBuf,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Home {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Home({})", self.dir.display())
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
+    move |e| HomeError::Io(path.to_path_buf(), e)
+}
+
+fn derive(passphrase: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
+    let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).expect("valid Argon2 parameters");
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase, salt, key.as_mut())
+        .expect("a 16-byte salt and 32-byte output are valid");
+    key
+}
+
+impl Home {
+    /// Creates a new home in `dir` (refuses one that holds a state).
+    pub fn create(dir: &Path, passphrase: &[u8]) -> Result<Self, HomeError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let salt_path = dir.join("salt");
+        if salt_path.exists() {
+            return Err(HomeError::Exists(dir.into()));
+        }
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).expect("the operating system provides randomness");
+        write_atomic(&salt_path, &salt)?;
+        Ok(Self {
+            dir: dir.into(),
+            key: derive(passphrase, &salt),
+        })
+    }
+
+    /// Unlocks an existing home.
+    pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Self, HomeError> {
+        let salt_path = dir.join("salt");
+        let salt = match std::fs::read(&salt_path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HomeError::Missing(dir.into()));
+            }
+            Err(e) => return Err(HomeError::Io(salt_path, e)),
+        };
+        Ok(Self {
+            dir: dir.into(),
+            key: derive(passphrase, &salt),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&(*self.key).into())
+    }
+
+    /// Encrypts and writes `plaintext` as file `name` (atomic, synced).
+    pub fn write(&self, name: &str, plaintext: &[u8]) -> Result<(), HomeError> {
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).expect("the operating system provides randomness");
+        let aad = [MAGIC, name.as_bytes()].concat();
+        let ct = self
+            .cipher()
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| HomeError::Corrupt(name.into()))?;
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        write_atomic(&self.dir.join(name), &out)
+    }
+
+    /// Reads and decrypts file `name`; `Ok(None)` if it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, HomeError> {
+        let path = self.dir.join(name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(HomeError::Io(path, e)),
+        };
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return Err(HomeError::Corrupt(name.into()));
+        };
+        if rest.len() < 24 {
+            return Err(HomeError::Corrupt(name.into()));
+        }
+        let (nonce, ct) = rest.split_at(24);
+        let aad = [MAGIC, name.as_bytes()].concat();
+        let nonce: [u8; 24] = nonce.try_into().expect("24 bytes");
+        self.cipher()
+            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &aad })
+            .map(|p| Some(Zeroizing::new(p)))
+            .map_err(|_| HomeError::Decrypt(name.into()))
+    }
+
+    /// Deletes file `name` if it exists.
+    pub fn remove(&self, name: &str) -> Result<(), HomeError> {
+        let path = self.dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HomeError::Io(path, e)),
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(parent) = path.parent()
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_encrypted_bound_to_their_name_and_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::create(dir.path(), b"correct horse").unwrap();
+        home.write("state", b"canary-7f3a secret").unwrap();
+        let raw = std::fs::read(dir.path().join("state")).unwrap();
+        assert!(!raw.windows(11).any(|w| w == b"canary-7f3a"));
+        let again = Home::open(dir.path(), b"correct horse").unwrap();
+        assert_eq!(&again.read("state").unwrap().unwrap()[..], b"canary-7f3a secret");
+        let wrong = Home::open(dir.path(), b"wrong").unwrap();
+        assert!(matches!(wrong.read("state"), Err(HomeError::Decrypt(_))));
+        std::fs::copy(dir.path().join("state"), dir.path().join("other")).unwrap();
+        assert!(matches!(again.read("other"), Err(HomeError::Decrypt(_))));
+        assert!(again.read("absent").unwrap().is_none());
+        assert!(matches!(Home::create(dir.path(), b"x"), Err(HomeError::Exists(_))));
+    }
+}

@@ -1,0 +1,232 @@
+//! The client's two transports: JSON over HTTP (reqwest) and binary frames
+//! over one WebSocket (tokio-tungstenite).
+
+use std::time::Duration;
+
+use amicus_core::wire::{ClientFrame, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::ClientError;
+
+/// The HTTP side.
+#[derive(Clone)]
+pub struct Http {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Http {
+    /// A client of the server at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            return Err(ClientError::Usage(format!(
+                "the server address must start with http:// (got {base}); put a TLS reverse proxy in front of remote servers and reach it through a local tunnel"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        Ok(Self {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// The server's base address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Uses this session token from now on.
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// The session token.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        if status.is_success() {
+            let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+            serde_json::from_slice(bytes)
+                .map_err(|e| ClientError::Protocol(format!("unexpected answer: {e}")))
+        } else {
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Err(ClientError::Server {
+                status: status.as_u16(),
+                code: v["error"].as_str().unwrap_or("unknown").to_owned(),
+                message: v["message"]
+                    .as_str()
+                    .unwrap_or("the server gave no explanation")
+                    .to_owned(),
+            })
+        }
+    }
+
+    fn network(e: reqwest::Error) -> ClientError {
+        ClientError::Network(e.without_url().to_string())
+    }
+
+    /// `GET path`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let r = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        Self::answer(r).await
+    }
+
+    /// `method path` with a JSON body.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        let r = self
+            .request(method, path)
+            .json(body)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        Self::answer(r).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let r = self
+            .request(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        Self::answer::<Value>(r).await.map(|_| ())
+    }
+
+    /// `PUT /v1/blobs/{id}` with the blob's bytes.
+    pub async fn put_blob(&self, id: &str, blob: Vec<u8>) -> Result<(), ClientError> {
+        let r = self
+            .request(reqwest::Method::PUT, &format!("/v1/blobs/{id}"))
+            .body(blob)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        Self::answer::<Value>(r).await.map(|_| ())
+    }
+
+    /// `GET /v1/blobs/{id}`, at most `max` bytes.
+    pub async fn get_blob(&self, id: &str, max: usize) -> Result<Vec<u8>, ClientError> {
+        let r = self
+            .request(reqwest::Method::GET, &format!("/v1/blobs/{id}"))
+            .send()
+            .await
+            .map_err(Self::network)?;
+        if !r.status().is_success() {
+            return Self::answer::<Value>(r).await.map(|_| Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut stream = r.bytes_stream();
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(Self::network)?;
+            if out.len() + piece.len() > max {
+                return Err(ClientError::Protocol(format!(
+                    "blob {id} is longer than {max} bytes"
+                )));
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The WebSocket side.
+pub struct Conn {
+    socket: Socket,
+}
+
+impl Conn {
+    /// Opens the WebSocket of the server at `base` with a session token.
+    pub async fn open(base: &str, token: &str) -> Result<Self, ClientError> {
+        let url = format!("ws://{}/v1/ws", base.trim_start_matches("http://"));
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ClientError::Protocol("bad token".into()))?,
+        );
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(amicus_core::wire::MAX_FRAME_LEN))
+            .max_frame_size(Some(amicus_core::wire::MAX_FRAME_LEN));
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+                .await
+                .map_err(|e| ClientError::Network(format!("WebSocket: {e}")))?;
+        Ok(Self { socket })
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.socket
+            .send(Message::Binary(frame.encode().into()))
+            .await
+            .map_err(|e| ClientError::Network(format!("WebSocket: {e}")))
+    }
+
+    /// The next server frame, or an error if none comes within `wait`.
+    pub async fn recv(&mut self, wait: Duration) -> Result<ServerFrame, ClientError> {
+        loop {
+            let next = tokio::time::timeout(wait, self.socket.next())
+                .await
+                .map_err(|_| ClientError::Network("the server did not answer in time".into()))?;
+            match next {
+                Some(Ok(Message::Binary(b))) => {
+                    return ServerFrame::decode(&b)
+                        .map_err(|e| ClientError::Protocol(format!("server frame: {e}")));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(ClientError::Network(format!(
+                        "the server closed the connection: {}",
+                        frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default()
+                    )));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Network(format!("WebSocket: {e}"))),
+                None => return Err(ClientError::Network("the connection ended".into())),
+            }
+        }
+    }
+}

@@ -1,0 +1,798 @@
+//! The HTTP API (JSON; binary values as lowercase hex). `docs/PROTOCOL.md`
+//! §15 lists every route.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use amicus_core::identity::{DeviceCertificate, Statement, verify_statement};
+use amicus_core::{DeviceId, MlsProvider, SpaceId, UserId};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::blobs::{BlobId, Stored};
+use crate::config::Registration;
+use crate::error::{ApiError, rejection};
+use crate::public::{check_doc_id, provenance_message};
+use crate::state::{AppState, Caller, now, random32, secret_hash};
+use crate::store::{
+    Admission, Created, DeviceRecord, InviteRecord, Provenance, PublicFile, PublicRecord, PublicRole,
+    SessionRecord, SpaceKind, SpaceRecord, UserRecord,
+};
+
+type S = State<Arc<AppState>>;
+type ApiJson<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(j: ApiJson<T>) -> Result<T, ApiError> {
+    j.map(|Json(v)| v).map_err(rejection)
+}
+
+fn bytes_hex<const N: usize>(field: &str, s: &str) -> Result<[u8; N], ApiError> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).map_err(|_| {
+        ApiError::BadRequest(format!("`{field}` must be {} hex digits", N * 2))
+    })?;
+    Ok(out)
+}
+
+fn vec_hex(field: &str, s: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    if s.len() > max * 2 {
+        return Err(ApiError::TooLarge(format!("`{field}` exceeds {max} bytes")));
+    }
+    hex::decode(s).map_err(|_| ApiError::BadRequest(format!("`{field}` must be hex")))
+}
+
+fn user_id(s: &str) -> Result<UserId, ApiError> {
+    UserId::new(s).map_err(|e| ApiError::BadRequest(format!("user name: {e}")))
+}
+
+fn space_id(s: &str) -> Result<SpaceId, ApiError> {
+    SpaceId::from_hex(s).map_err(|_| ApiError::BadRequest("a space id is 32 hex digits".into()))
+}
+
+fn device_id(s: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::from_hex(s).map_err(|_| ApiError::BadRequest("a device id is 32 hex digits".into()))
+}
+
+fn certificate(s: &str) -> Result<DeviceCertificate, ApiError> {
+    let bytes = vec_hex("certificate", s, 4096)?;
+    match postcard::take_from_bytes::<DeviceCertificate>(&bytes) {
+        Ok((c, [])) => Ok(c),
+        _ => Err(ApiError::BadRequest(
+            "`certificate` is not a device certificate".into(),
+        )),
+    }
+}
+
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    state.caller(headers, None)
+}
+
+/// `GET /healthz`: 200 when the store answers.
+pub async fn healthz(State(state): S) -> Result<&'static str, ApiError> {
+    state.store.space(SpaceId([0; 16]))?;
+    Ok("ok\n")
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): S) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Body of `POST /v1/register`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    /// The first device's certificate (hex of its postcard encoding), which
+    /// names the user and its identity key.
+    pub certificate: String,
+    /// An invitation code, when registration is by invitation.
+    #[serde(default)]
+    pub invite: Option<String>,
+}
+
+/// `POST /v1/register`: creates an account and its first device.
+pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response, ApiError> {
+    let req = body(j)?;
+    let cert = certificate(&req.certificate)?;
+    cert.verify(&cert.identity_key)
+        .map_err(|_| ApiError::BadRequest("the device certificate's signature is invalid".into()))?;
+    if state.store.user(&cert.user)?.is_some() {
+        return Err(ApiError::Conflict(format!("the name {} is taken", cert.user)));
+    }
+    // The first account needs no invitation; later ones do if configured.
+    let mut admission = Admission::Any;
+    if state.config.registration == Registration::Invite {
+        if !state.store.admin_exists()? {
+            admission = Admission::OnlyFirst;
+        } else {
+            let code = req.invite.as_deref().ok_or_else(|| {
+                ApiError::Forbidden(
+                    "registration is by invitation: ask an administrator for a code".into(),
+                )
+            })?;
+            let invite = state
+                .store
+                .take_invite(secret_hash(code))?
+                .ok_or_else(|| ApiError::Forbidden("unknown or used invitation code".into()))?;
+            if invite.expires < now() {
+                return Err(ApiError::Forbidden("the invitation code has expired".into()));
+            }
+        }
+    }
+    let user = UserRecord {
+        user: cert.user.clone(),
+        identity_key: cert.identity_key,
+        admin: false,
+        created: now(),
+    };
+    let device = DeviceRecord {
+        certificate: cert.clone(),
+        created: now(),
+    };
+    let created = state.store.create_user(&user, &device, admission)?;
+    tracing::info!(user = %cert.user, admin = created == Created::Admin, "account created");
+    match created {
+        Created::Taken => Err(ApiError::Conflict(format!("the name {} is taken", cert.user))),
+        Created::NotFirst => Err(ApiError::Forbidden(
+            "another account became the administrator first; registration now needs an invitation".into(),
+        )),
+        c => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "user": cert.user.as_str(), "admin": c == Created::Admin })),
+        )
+            .into_response()),
+    }
+}
+
+/// Body of `POST /v1/invites` (administrator).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvite {
+    /// Validity in days (default 7, at most 90).
+    #[serde(default)]
+    pub days: Option<u64>,
+}
+
+/// `POST /v1/invites`: an administrator creates an invitation code.
+pub async fn invite(State(state): S, headers: HeaderMap, j: ApiJson<NewInvite>) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let req = body(j)?;
+    let admin = state.store.user(&who.user)?.is_some_and(|u| u.admin);
+    if !admin {
+        return Err(ApiError::Forbidden("only the administrator creates invitations".into()));
+    }
+    let days = req.days.unwrap_or(7).clamp(1, 90);
+    let code = hex::encode(&random32()[..16]);
+    state.store.put_invite(
+        secret_hash(&code),
+        &InviteRecord {
+            by: who.user,
+            expires: now() + days * 86_400,
+        },
+    )?;
+    Ok(Json(json!({ "code": code, "expires_in_days": days })))
+}
+
+/// Body of `POST /v1/challenge`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The device (hex).
+    pub device: String,
+}
+
+/// `POST /v1/challenge`: a random challenge for a device to sign.
+pub async fn challenge(State(state): S, j: ApiJson<ChallengeRequest>) -> Result<Json<Value>, ApiError> {
+    let device = device_id(&body(j)?.device)?;
+    if state.store.device(device)?.is_none() {
+        return Err(ApiError::NotFound("no such device; register first".into()));
+    }
+    Ok(Json(json!({ "challenge": hex::encode(state.challenge(device)) })))
+}
+
+/// Body of `POST /v1/session`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// The device (hex).
+    pub device: String,
+    /// The challenge (hex).
+    pub challenge: String,
+    /// Ed25519 signature by the device key over the challenge, statement `SignIn` (hex).
+    pub signature: String,
+}
+
+/// `POST /v1/session`: answers a challenge and receives a session token.
+pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Value>, ApiError> {
+    let req = body(j)?;
+    let device = device_id(&req.device)?;
+    let challenge: [u8; 32] = bytes_hex("challenge", &req.challenge)?;
+    let signature: [u8; 64] = bytes_hex("signature", &req.signature)?;
+    if !state.take_challenge(&challenge, device) {
+        return Err(ApiError::SignInRefused("unknown or expired challenge; ask for a new one".into()));
+    }
+    let record = state
+        .store
+        .device(device)?
+        .ok_or_else(|| ApiError::SignInRefused("no such device".into()))?;
+    if !verify_statement(&record.certificate.device_key, Statement::SignIn, &challenge, &signature) {
+        return Err(ApiError::SignInRefused("the signature does not verify".into()));
+    }
+    let token = hex::encode(random32());
+    let expires = now() + state.config.limits.session_secs;
+    state.store.put_session(
+        secret_hash(&token),
+        &SessionRecord {
+            user: record.certificate.user.clone(),
+            device,
+            expires,
+        },
+    )?;
+    tracing::info!(user = %record.certificate.user, device = %device, "signed in");
+    Ok(Json(json!({ "token": token, "expires": expires, "user": record.certificate.user.as_str() })))
+}
+
+/// Body of `POST /v1/devices`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    /// The new device's certificate (hex of postcard).
+    pub certificate: String,
+}
+
+/// `POST /v1/devices`: a signed-in device registers another device of the
+/// same user, certified by the user's identity key.
+pub async fn add_device(State(state): S, headers: HeaderMap, j: ApiJson<NewDevice>) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let cert = certificate(&body(j)?.certificate)?;
+    let user = state.store.user(&who.user)?.ok_or(ApiError::Unauthenticated)?;
+    if cert.user != who.user {
+        return Err(ApiError::Forbidden("a device can only be added to its own user".into()));
+    }
+    cert.verify(&user.identity_key).map_err(|_| {
+        ApiError::BadRequest("the certificate is not signed by your identity key".into())
+    })?;
+    if state.store.device(cert.device)?.is_some() {
+        return Err(ApiError::Conflict("this device id is registered already".into()));
+    }
+    state.store.add_device(&DeviceRecord {
+        certificate: cert.clone(),
+        created: now(),
+    })?;
+    tracing::info!(user = %who.user, device = %cert.device, "device added");
+    Ok((StatusCode::CREATED, Json(json!({ "device": cert.device.to_hex() }))).into_response())
+}
+
+/// `GET /v1/users/{user}`: the identity key and certified devices, for
+/// members who add the user (they check each certificate themselves).
+pub async fn user(State(state): S, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller(&state, &headers)?;
+    let name = user_id(&name)?;
+    let user = state
+        .store
+        .user(&name)?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {name}")))?;
+    let devices: Vec<Value> = state
+        .store
+        .devices(&name)?
+        .into_iter()
+        .map(|d| {
+            json!({
+                "device": d.certificate.device.to_hex(),
+                "certificate": hex::encode(postcard::to_allocvec(&d.certificate).unwrap_or_default()),
+                "key_packages": state.store.key_package_count(d.certificate.device).unwrap_or(0),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "user": name.as_str(),
+        "identity_key": hex::encode(user.identity_key.0),
+        "safety_number": user.identity_key.safety_number(&name),
+        "devices": devices,
+    })))
+}
+
+/// Body of `POST /v1/key-packages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPackages {
+    /// Encoded KeyPackages (hex), each an MLS message.
+    pub key_packages: Vec<String>,
+}
+
+/// `POST /v1/key-packages`: uploads a batch of the caller device's KeyPackages.
+pub async fn upload_key_packages(State(state): S, headers: HeaderMap, j: ApiJson<KeyPackages>) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let req = body(j)?;
+    let limits = &state.config.limits;
+    if req.key_packages.len() > limits.max_key_packages_per_call {
+        return Err(ApiError::TooLarge(format!(
+            "at most {} KeyPackages per call",
+            limits.max_key_packages_per_call
+        )));
+    }
+    let have = state.store.key_package_count(who.device)?;
+    if have + req.key_packages.len() > limits.max_key_packages_per_device {
+        return Err(ApiError::TooLarge(format!(
+            "a device holds at most {} KeyPackages; it has {have}",
+            limits.max_key_packages_per_device
+        )));
+    }
+    let user = state.store.user(&who.user)?.ok_or(ApiError::Unauthenticated)?;
+    let provider = MlsProvider::new();
+    let mut kps = Vec::with_capacity(req.key_packages.len());
+    for (i, h) in req.key_packages.iter().enumerate() {
+        let bytes = vec_hex("key_packages", h, 16 << 10)?;
+        let kp = amicus_core::identity::validate_key_package(&provider, &bytes, &who.user, &user.identity_key)
+            .map_err(|e| ApiError::BadRequest(format!("KeyPackage {i}: {e}")))?;
+        let cert = DeviceCertificate::from_extensions(kp.leaf_node().extensions())
+            .map_err(|e| ApiError::BadRequest(format!("KeyPackage {i}: {e}")))?;
+        if cert.device != who.device {
+            return Err(ApiError::BadRequest(format!("KeyPackage {i} is for another device")));
+        }
+        kps.push(bytes);
+    }
+    let count = state.store.add_key_packages(who.device, &kps)?;
+    Ok(Json(json!({ "count": count })))
+}
+
+/// `POST /v1/users/{user}/key-packages/claim`: one KeyPackage per device of
+/// the user, each handed out once.
+pub async fn claim_key_packages(State(state): S, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let name = user_id(&name)?;
+    if state.store.user(&name)?.is_none() {
+        return Err(ApiError::NotFound(format!("no user {name}")));
+    }
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for d in state.store.devices(&name)? {
+        let id = d.certificate.device;
+        match state.store.take_key_package(id)? {
+            Some(kp) => found.push(json!({ "device": id.to_hex(), "key_package": hex::encode(kp) })),
+            None => missing.push(id.to_hex()),
+        }
+    }
+    Ok(Json(json!({ "key_packages": found, "missing": missing })))
+}
+
+/// Body of `POST /v1/spaces`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSpace {
+    /// The space id (hex; for a confidential space, its MLS group id).
+    pub id: String,
+    /// `confidential` or `public`.
+    pub kind: SpaceKind,
+    /// A name, for public spaces only.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn space_json(s: &SpaceRecord, detail: bool) -> Value {
+    let mut v = json!({
+        "id": s.id.to_hex(),
+        "kind": s.kind,
+        "epoch": s.epoch,
+        "next_seq": s.next_seq,
+        "head": hex::encode(s.head),
+        "name": s.name,
+    });
+    if detail {
+        v["roster"] = s
+            .roster
+            .iter()
+            .map(|(d, u)| json!({ "device": d.to_hex(), "user": u.as_str() }))
+            .collect();
+        v["roles"] = serde_json::to_value(&s.roles).unwrap_or_default();
+        v["snapshots"] = s
+            .snapshots
+            .iter()
+            .map(|(stream, seq)| json!({ "stream": hex::encode(stream), "seq": seq }))
+            .collect();
+    }
+    v
+}
+
+/// `POST /v1/spaces`: creates a space with the caller's device as its only
+/// member (confidential) or the caller as its space manager (public).
+pub async fn create_space(State(state): S, headers: HeaderMap, j: ApiJson<NewSpace>) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let req = body(j)?;
+    let id = space_id(&req.id)?;
+    let name = match (req.kind, req.name) {
+        (SpaceKind::Confidential, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "a confidential space's name stays encrypted: do not send it".into(),
+            ));
+        }
+        (_, Some(n)) if n.chars().count() > 200 || n.trim().is_empty() => {
+            return Err(ApiError::BadRequest("a name is 1 to 200 characters".into()));
+        }
+        (_, n) => n,
+    };
+    let mut record = SpaceRecord {
+        id,
+        kind: req.kind,
+        created_by: who.user.clone(),
+        epoch: 0,
+        next_seq: 0,
+        head: amicus_core::wire::genesis(id),
+        roster: BTreeMap::new(),
+        roles: BTreeMap::new(),
+        snapshots: BTreeMap::new(),
+        name,
+    };
+    match req.kind {
+        SpaceKind::Confidential => {
+            record.roster.insert(who.device, who.user.clone());
+        }
+        SpaceKind::Public => {
+            record.roles.insert(who.user.clone(), PublicRole::SpaceManager);
+        }
+    }
+    if !state.store.create_space(&record)? {
+        return Err(ApiError::Conflict("a space with this id exists".into()));
+    }
+    tracing::info!(space = %id, kind = ?req.kind, "space created");
+    Ok((StatusCode::CREATED, Json(space_json(&record, true))).into_response())
+}
+
+fn visible(s: &SpaceRecord, who: &Caller) -> bool {
+    match s.kind {
+        SpaceKind::Confidential => s.roster.get(&who.device) == Some(&who.user),
+        SpaceKind::Public => true,
+    }
+}
+
+/// `GET /v1/spaces`: the confidential spaces this device is in, and every
+/// public space.
+pub async fn list_spaces(State(state): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let spaces: Vec<Value> = state
+        .store
+        .spaces()?
+        .iter()
+        .filter(|s| visible(s, &who))
+        .map(|s| space_json(s, false))
+        .collect();
+    Ok(Json(json!({ "spaces": spaces })))
+}
+
+fn load_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
+    let id = space_id(id)?;
+    match state.store.space(id)? {
+        Some(s) if visible(&s, who) => Ok(s),
+        _ => Err(ApiError::NotFound("no such space, or this device is not in it".into())),
+    }
+}
+
+/// `GET /v1/spaces/{id}`: a space, with its delivery roster.
+pub async fn get_space(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    Ok(Json(space_json(&load_space(&state, &who, &id)?, true)))
+}
+
+/// Body of `PUT /v1/spaces/{id}/roles/{user}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    /// The role, or `null` to remove the user.
+    pub role: Option<PublicRole>,
+}
+
+/// `PUT /v1/spaces/{id}/roles/{user}`: a public space's manager sets a role.
+pub async fn set_role(
+    State(state): S,
+    headers: HeaderMap,
+    Path((id, user)): Path<(String, String)>,
+    j: ApiJson<SetRole>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let role = body(j)?.role;
+    let user = user_id(&user)?;
+    let mut space = load_space(&state, &who, &id)?;
+    if space.kind != SpaceKind::Public {
+        return Err(ApiError::BadRequest(
+            "roles of a confidential space live inside MLS; change them with a commit".into(),
+        ));
+    }
+    if space.roles.get(&who.user) != Some(&PublicRole::SpaceManager) {
+        return Err(ApiError::Forbidden("only a space manager changes roles".into()));
+    }
+    if state.store.user(&user)?.is_none() {
+        return Err(ApiError::NotFound(format!("no user {user}")));
+    }
+    match role {
+        Some(r) => space.roles.insert(user, r),
+        None => space.roles.remove(&user),
+    };
+    if !space.roles.values().any(|r| *r == PublicRole::SpaceManager) {
+        return Err(ApiError::BadRequest("a space keeps at least one space manager".into()));
+    }
+    state.store.append(crate::store::Append {
+        space: &space,
+        entry: None,
+        welcomes: &[],
+    })?;
+    Ok(Json(space_json(&space, true)))
+}
+
+/// `GET /v1/welcomes`: Welcomes queued for this device.
+pub async fn welcomes(State(state): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let list: Vec<Value> = state
+        .store
+        .welcomes(who.device)?
+        .into_iter()
+        .map(|(id, space, w)| json!({ "id": id, "space": space.to_hex(), "welcome": hex::encode(w) }))
+        .collect();
+    Ok(Json(json!({ "welcomes": list })))
+}
+
+/// `DELETE /v1/welcomes/{id}`: the device processed a Welcome.
+pub async fn delete_welcome(State(state): S, headers: HeaderMap, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+    let who = caller(&state, &headers)?;
+    if state.store.delete_welcome(who.device, id)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no such Welcome".into()))
+    }
+}
+
+/// `GET /v1/ws`: upgrades to the WebSocket of `crate::ws`.
+pub async fn websocket(
+    State(state): S,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let who = state.caller(&headers, query.as_deref())?;
+    let max = state.config.limits.max_frame;
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::ws::connection(state, socket, who)))
+}
+
+/// `PUT /v1/blobs/{id}`: streams a blob; its blake3 hash must be the id.
+pub async fn put_blob(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    request_body: Body,
+) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let id = BlobId::parse(&id)?;
+    let limits = &state.config.limits;
+    let store = state.store.clone();
+    let user = who.user.clone();
+    let quota = limits.quota_bytes;
+    let stored = state
+        .blobs
+        .put(&id, request_body.into_data_stream(), limits.max_blob, move |size| {
+            match store.charge(&user, size, quota)? {
+                Some(_) => Ok(()),
+                None => Err(ApiError::Quota(format!("your {quota} bytes of blob storage are used"))),
+            }
+        })
+        .await?;
+    Ok(match stored {
+        Stored::New(size) => {
+            state.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
+            state.metrics.blob_bytes_in.fetch_add(size, Ordering::Relaxed);
+            StatusCode::CREATED.into_response()
+        }
+        Stored::Existing => StatusCode::OK.into_response(),
+    })
+}
+
+/// `GET /v1/blobs/{id}`: streams a blob.
+pub async fn get_blob(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller(&state, &headers)?;
+    let id = BlobId::parse(&id)?;
+    let file = match tokio::fs::File::open(state.blobs.path(&id)).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound("no such blob".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata().await?.len();
+    state.metrics.blob_bytes_out.fetch_add(len, Ordering::Relaxed);
+    let stream = tokio_util::io::ReaderStream::new(file);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Body of `POST /v1/blobs/missing`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobQuery {
+    /// Blob ids (hex).
+    pub ids: Vec<String>,
+}
+
+/// `POST /v1/blobs/missing`: which of these blobs the server lacks (to resume).
+pub async fn missing_blobs(State(state): S, headers: HeaderMap, j: ApiJson<BlobQuery>) -> Result<Json<Value>, ApiError> {
+    caller(&state, &headers)?;
+    let req = body(j)?;
+    if req.ids.len() > state.config.limits.max_blob_query {
+        return Err(ApiError::TooLarge(format!(
+            "at most {} ids per call",
+            state.config.limits.max_blob_query
+        )));
+    }
+    let mut missing = Vec::new();
+    for s in &req.ids {
+        let id = BlobId::parse(s)?;
+        if !state.blobs.exists(&id).await {
+            missing.push(id.to_hex());
+        }
+    }
+    Ok(Json(json!({ "missing": missing })))
+}
+
+/// Body of `PUT /v1/public/{space}/docs/{doc}`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicWrite {
+    /// The title.
+    pub title: String,
+    /// The text.
+    #[serde(default)]
+    pub body: String,
+    /// Declared language (BCP 47 primary tag), if known.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Year, if known.
+    #[serde(default)]
+    pub year: Option<u16>,
+    /// For a file: name, type, size and chunk blob ids.
+    #[serde(default)]
+    pub file: Option<PublicFile>,
+    /// Provenance when published from a confidential space.
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+}
+
+fn public_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
+    let s = load_space(state, who, id)?;
+    if s.kind != SpaceKind::Public {
+        return Err(ApiError::BadRequest("this is not a public space".into()));
+    }
+    Ok(s)
+}
+
+/// `PUT /v1/public/{space}/docs/{doc}`: writes a public document (contributors and up).
+pub async fn put_public(
+    State(state): S,
+    headers: HeaderMap,
+    Path((space, doc)): Path<(String, String)>,
+    j: ApiJson<PublicWrite>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let req = body(j)?;
+    let space = public_space(&state, &who, &space)?;
+    check_doc_id(&doc)?;
+    if !space.roles.contains_key(&who.user) {
+        return Err(ApiError::Forbidden("you have no role in this public space".into()));
+    }
+    let limits = &state.config.limits;
+    if req.body.len() > limits.max_public_body {
+        return Err(ApiError::TooLarge(format!("a public body holds at most {} bytes", limits.max_public_body)));
+    }
+    if req.title.trim().is_empty() || req.title.chars().count() > 500 {
+        return Err(ApiError::BadRequest("a title is 1 to 500 characters".into()));
+    }
+    if let Some(lang) = &req.language
+        && (lang.is_empty() || lang.len() > 8 || !lang.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        return Err(ApiError::BadRequest("`language` is a lowercase primary language tag such as `fr`".into()));
+    }
+    if let Some(file) = &req.file {
+        if file.chunks.len() > 1 << 20 || file.name.is_empty() || file.name.len() > 255 {
+            return Err(ApiError::BadRequest("a file has a name of 1 to 255 bytes and at most 2^20 chunks".into()));
+        }
+        for c in &file.chunks {
+            BlobId::parse(c)?;
+        }
+    }
+    if let Some(p) = &req.provenance {
+        let device = device_id(&p.device)?;
+        let record = state
+            .store
+            .device(device)?
+            .filter(|d| d.certificate.user == who.user)
+            .ok_or_else(|| ApiError::BadRequest("provenance names a device that is not yours".into()))?;
+        let sig: [u8; 64] = bytes_hex("provenance.signature", &p.signature)?;
+        let message = provenance_message(space.id, &doc, &req.title, &req.body, &p.source_space, &p.source_stream, &p.heads);
+        if !verify_statement(&record.certificate.device_key, Statement::Provenance, &message, &sig) {
+            return Err(ApiError::BadRequest("the provenance signature does not verify".into()));
+        }
+    }
+    let record = PublicRecord {
+        space: space.id,
+        id: doc,
+        kind: if req.file.is_some() { "file" } else { "document" }.into(),
+        title: req.title,
+        body: req.body,
+        language: req.language,
+        year: req.year,
+        file: req.file,
+        provenance: req.provenance,
+        author: who.user,
+        updated: now(),
+    };
+    state.store.put_public(&record)?;
+    state.index.upsert(&record);
+    Ok(Json(json!({ "space": record.space.to_hex(), "id": record.id, "updated": record.updated })))
+}
+
+/// `GET /v1/public/{space}/docs`: the documents of a public space.
+pub async fn list_public(State(state): S, headers: HeaderMap, Path(space): Path<String>) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = public_space(&state, &who, &space)?;
+    let docs: Vec<Value> = state
+        .store
+        .public_docs(space.id)?
+        .into_iter()
+        .map(|d| json!({ "id": d.id, "title": d.title, "kind": d.kind, "language": d.language, "year": d.year, "author": d.author.as_str(), "updated": d.updated }))
+        .collect();
+    Ok(Json(json!({ "documents": docs })))
+}
+
+/// `GET /v1/public/{space}/docs/{doc}`: one public document.
+pub async fn get_public(State(state): S, headers: HeaderMap, Path((space, doc)): Path<(String, String)>) -> Result<Json<PublicRecord>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = public_space(&state, &who, &space)?;
+    check_doc_id(&doc)?;
+    state
+        .store
+        .public_doc(space.id, &doc)?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no such document".into()))
+}
+
+/// `DELETE /v1/public/{space}/docs/{doc}`: content managers and up.
+pub async fn delete_public(State(state): S, headers: HeaderMap, Path((space, doc)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = public_space(&state, &who, &space)?;
+    check_doc_id(&doc)?;
+    if space.roles.get(&who.user).is_none_or(|r| *r < PublicRole::ContentManager) {
+        return Err(ApiError::Forbidden("only content managers delete public documents".into()));
+    }
+    if !state.store.delete_public(space.id, &doc)? {
+        return Err(ApiError::NotFound("no such document".into()));
+    }
+    state.index.remove(space.id, &doc);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fallback: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; see docs/PROTOCOL.md".into())
+}

@@ -1,0 +1,197 @@
+//! The content-addressed blob directory: `blobs/<2 hex>/<64 hex>`, each file
+//! named by the blake3 hash of its bytes (for encrypted files: of the
+//! ciphertext, never of the plaintext).
+//!
+//! An upload streams to a temporary file while hashing, is refused if its
+//! hash differs from the id or it exceeds the size limit, and is then synced
+//! and renamed into place, so a blob either exists whole or not at all.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::ApiError;
+
+/// A blob id: 32 bytes, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlobId(pub [u8; 32]);
+
+impl BlobId {
+    /// Parses exactly 64 lowercase hex digits (nothing else can name a path).
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let bad = || ApiError::BadRequest(format!("blob id must be 64 lowercase hex digits, got {:?}", truncate(s)));
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
+        Ok(Self(out))
+    }
+
+    /// The hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Where an upload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The blob is new.
+    New(u64),
+    /// The blob existed already (nothing charged).
+    Existing,
+}
+
+/// The blob directory.
+pub struct Blobs {
+    dir: PathBuf,
+}
+
+impl Blobs {
+    /// Opens (creates) `dir`, and removes temporary files of interrupted uploads.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        for entry in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(Self { dir: dir.into() })
+    }
+
+    /// The file of a blob.
+    pub fn path(&self, id: &BlobId) -> PathBuf {
+        let hex = id.to_hex();
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    /// True if the blob is stored.
+    pub async fn exists(&self, id: &BlobId) -> bool {
+        tokio::fs::try_exists(self.path(id)).await.unwrap_or(false)
+    }
+
+    /// Streams `body` into the blob `id`: refused if longer than `max` or if
+    /// its hash differs. `charge(size)` is called before the blob is moved
+    /// into place and may refuse it (quota).
+    pub async fn put<S, E>(
+        &self,
+        id: &BlobId,
+        mut body: S,
+        max: usize,
+        charge: impl FnOnce(u64) -> Result<(), ApiError>,
+    ) -> Result<Stored, ApiError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp = self.dir.join("tmp").join(hex::encode(crate::state::random32()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0usize;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::BadRequest(format!("the upload was interrupted: {e}"))
+                })?;
+                size += chunk.len();
+                if size > max {
+                    return Err(ApiError::TooLarge(format!(
+                        "a blob holds at most {max} bytes"
+                    )));
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            if hasher.finalize().as_bytes() != &id.0 {
+                return Err(ApiError::HashMismatch);
+            }
+            if self.exists(id).await {
+                return Ok(Stored::Existing);
+            }
+            charge(size as u64)?;
+            file.sync_all().await?;
+            drop(file);
+            let target = self.path(id);
+            let parent = target.parent().expect("blob paths have a parent");
+            tokio::fs::create_dir_all(parent).await?;
+            tokio::fs::rename(&tmp, &target).await?;
+            tokio::fs::File::open(parent).await?.sync_all().await?;
+            Ok(Stored::New(size as u64))
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        result
+    }
+
+    /// Every stored blob id (for audits).
+    pub fn list(&self) -> std::io::Result<Vec<BlobId>> {
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(&self.dir)? {
+            let shard = shard?;
+            if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(shard.path())? {
+                if let Ok(id) = BlobId::parse(&f?.file_name().to_string_lossy()) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: Vec<&'static [u8]>) -> impl Stream<Item = Result<bytes::Bytes, String>> + Unpin {
+        futures_util::stream::iter(parts.into_iter().map(|p| Ok(bytes::Bytes::from_static(p))))
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_stored_only_under_its_hash_and_within_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path()).unwrap();
+        let id = BlobId(*blake3::hash(b"hello world").as_bytes());
+        let wrong = BlobId([7; 32]);
+        assert!(matches!(
+            blobs.put(&wrong, body(vec![b"hello ", b"world"]), 100, |_| Ok(())).await,
+            Err(ApiError::HashMismatch)
+        ));
+        assert!(matches!(
+            blobs.put(&id, body(vec![b"hello ", b"world"]), 5, |_| Ok(())).await,
+            Err(ApiError::TooLarge(_))
+        ));
+        assert!(matches!(
+            blobs
+                .put(&id, body(vec![b"hello ", b"world"]), 100, |_| Err(ApiError::Quota("full".into())))
+                .await,
+            Err(ApiError::Quota(_))
+        ));
+        assert!(!blobs.exists(&id).await);
+        assert_eq!(
+            blobs.put(&id, body(vec![b"hello ", b"world"]), 100, |_| Ok(())).await.unwrap(),
+            Stored::New(11)
+        );
+        assert_eq!(
+            blobs.put(&id, body(vec![b"hello world"]), 100, |_| panic!("not charged twice")).await.unwrap(),
+            Stored::Existing
+        );
+        assert_eq!(std::fs::read(blobs.path(&id)).unwrap(), b"hello world");
+        assert_eq!(blobs.list().unwrap(), vec![id]);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blob_ids_cannot_name_another_path() {
+        for bad in ["../../etc/passwd", "", &"A".repeat(64), &format!("{}/", "a".repeat(63)), &"g".repeat(64)] {
+            assert!(BlobId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(BlobId::parse(&"0f".repeat(32)).is_ok());
+    }
+}

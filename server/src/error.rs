@@ -1,0 +1,107 @@
+//! The one error type of the HTTP API, and its JSON form:
+//! `{"error": "<code>", "message": "<sentence>"}` with a matching status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+/// An API error. Every variant says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: the message says which field and why.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid session token: sign in again.
+    #[error("sign in first: missing, expired or unknown session token")]
+    Unauthenticated,
+    /// The signature over the challenge is wrong or the challenge expired.
+    #[error("sign-in refused: {0}")]
+    SignInRefused(String),
+    /// The caller's role or account does not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The name or id is taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The body exceeds a limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The device's storage quota is used up.
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    /// Too many requests: wait and retry.
+    #[error("rate limited: retry after {0} ms")]
+    RateLimited(u32),
+    /// The uploaded bytes do not hash to the blob id.
+    #[error("the uploaded bytes do not hash to the blob id")]
+    HashMismatch,
+    /// The server failed (disk full, I/O); the request changed nothing
+    /// durable, retry later. Details are in the server's log.
+    #[error("internal error; retry later")]
+    Internal,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::SignInRefused(_) => (StatusCode::UNAUTHORIZED, "sign_in_refused"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::HashMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        Self::Internal
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        tracing::error!(error = %e, "i/o failure");
+        Self::Internal
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": code, "message": self.to_string() })),
+        )
+            .into_response();
+        if let Self::RateLimited(ms) = self {
+            let secs = ms.div_ceil(1000).max(1);
+            if let Ok(v) = secs.to_string().parse() {
+                response.headers_mut().insert("retry-after", v);
+            }
+        }
+        response
+    }
+}
+
+/// Turns axum's extractor rejections (bad JSON, wrong content type, body
+/// too large) into the same JSON errors.
+pub fn rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge("request body exceeds the limit".into())
+    } else {
+        ApiError::BadRequest(e.body_text())
+    }
+}

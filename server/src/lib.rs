@@ -1,0 +1,150 @@
+//! # amicus-server
+//!
+//! The relay and Delivery Service of Amicus. It stores and forwards
+//! ciphertext for confidential spaces and never holds a key of one; it
+//! serves public spaces' plaintext documents to members of the network.
+//!
+//! - [`app`] builds the HTTP and WebSocket router over one [`AppState`];
+//! - [`serve`] runs it on a listener with header and body timeouts and a
+//!   graceful shutdown that flushes the store;
+//! - [`store::Store`] is the durable store (sled in [`store::SledStore`]),
+//!   [`blobs::Blobs`] the content-addressed blob directory;
+//! - [`relay`] orders each space's log and fans entries out;
+//! - [`public::PublicIndex`] is the hook the search index plugs into.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod blobs;
+pub mod config;
+pub mod error;
+pub mod public;
+pub mod relay;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+pub use config::{Config, Limits, Registration};
+pub use state::AppState;
+
+/// The router of the whole API over `state`.
+pub fn app(state: Arc<AppState>) -> Router {
+    let limits = &state.config.limits;
+    let json_limit = DefaultBodyLimit::max(limits.max_body.max(limits.max_public_body + 64 * 1024));
+    let counted = state.clone();
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/v1/register", post(api::register))
+        .route("/v1/invites", post(api::invite))
+        .route("/v1/challenge", post(api::challenge))
+        .route("/v1/session", post(api::session))
+        .route("/v1/devices", post(api::add_device))
+        .route("/v1/users/{user}", get(api::user))
+        .route("/v1/users/{user}/key-packages/claim", post(api::claim_key_packages))
+        .route("/v1/key-packages", post(api::upload_key_packages))
+        .route("/v1/spaces", post(api::create_space).get(api::list_spaces))
+        .route("/v1/spaces/{id}", get(api::get_space))
+        .route("/v1/spaces/{id}/roles/{user}", put(api::set_role))
+        .route("/v1/welcomes", get(api::welcomes))
+        .route("/v1/welcomes/{id}", axum::routing::delete(api::delete_welcome))
+        .route("/v1/ws", get(api::websocket))
+        .route("/v1/blobs/missing", post(api::missing_blobs))
+        .route(
+            "/v1/blobs/{id}",
+            put(api::put_blob)
+                .get(api::get_blob)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/public/{space}/docs", get(api::list_public))
+        .route(
+            "/v1/public/{space}/docs/{doc}",
+            put(api::put_public)
+                .get(api::get_public)
+                .delete(api::delete_public),
+        )
+        .fallback(api::not_found)
+        .layer(json_limit)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout(),
+        ))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let state = counted.clone();
+                async move {
+                    state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+                    next.run(req).await
+                }
+            },
+        ))
+        .with_state(state)
+}
+
+/// Opens the store and blob directory under `config.data` and builds the state.
+pub fn open(
+    config: Config,
+    index: Arc<dyn public::PublicIndex>,
+) -> Result<Arc<AppState>, Box<dyn std::error::Error + Send + Sync>> {
+    std::fs::create_dir_all(&config.data)?;
+    let store = store::SledStore::open(&config.data.join("store"))?;
+    let blobs = blobs::Blobs::open(&config.data.join("blobs"))?;
+    Ok(Arc::new(AppState::new(config, Arc::new(store), blobs, index)))
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; then stops
+/// accepting, closes WebSockets, lets requests in flight finish (at most 10
+/// seconds) and flushes the store.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let router = app(state.clone());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.limits.header_timeout());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer): (_, SocketAddr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down");
+    state.shutdown.cancel();
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+    state.store.flush().map_err(std::io::Error::other)?;
+    tracing::info!("store flushed; stopped");
+    Ok(())
+}

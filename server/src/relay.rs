@@ -1,0 +1,448 @@
+//! The Delivery Service of confidential spaces: one ordered, hash-chained log
+//! per space, exactly one commit per epoch, Welcome queues, and live fan-out
+//! to subscribed connections.
+//!
+//! The relay reads only what is in clear: the MLS framing (group, epoch,
+//! content type, authenticated data), the commit AAD's roster change, and
+//! envelope headers. It never holds a key.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use amicus_core::envelope::{Header, Kind};
+use amicus_core::space::{CommitAad, RosterChange};
+use amicus_core::wire::{
+    AppendItem, EntryKind, LogEntry, MlsContent, RefusalCode, ServerFrame, inspect_mls,
+    is_mls_welcome,
+};
+use amicus_core::{DeviceId, SpaceId};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::Limits;
+use crate::state::{AppState, Caller};
+use crate::store::{Append, SpaceKind, SpaceRecord, StoreError};
+
+/// One live connection's outbound side.
+#[derive(Clone)]
+pub struct Outbox {
+    /// The connection's id.
+    pub id: u64,
+    /// The device.
+    pub device: DeviceId,
+    tx: mpsc::Sender<Arc<Vec<u8>>>,
+    overflow: Arc<(AtomicBool, Notify)>,
+}
+
+impl Outbox {
+    /// Queues an encoded frame; if the queue is full, marks the connection
+    /// as too slow (it is then closed) and returns false.
+    pub fn offer(&self, frame: Arc<Vec<u8>>) -> bool {
+        if self.tx.try_send(frame).is_ok() {
+            true
+        } else {
+            self.overflow.0.store(true, Ordering::SeqCst);
+            self.overflow.1.notify_one();
+            false
+        }
+    }
+}
+
+/// The inbound side a connection task reads.
+pub struct Inbox {
+    /// Frames to send.
+    pub rx: mpsc::Receiver<Arc<Vec<u8>>>,
+    /// Set and notified when the queue overflowed.
+    pub overflow: Arc<(AtomicBool, Notify)>,
+}
+
+/// Live state of the relay (not durable: rebuilt as clients reconnect).
+pub struct Relay {
+    limits: Limits,
+    next_conn: AtomicU64,
+    locks: Mutex<HashMap<SpaceId, Arc<tokio::sync::Mutex<()>>>>,
+    subscribers: Mutex<HashMap<SpaceId, HashMap<u64, Outbox>>>,
+    devices: Mutex<HashMap<DeviceId, HashMap<u64, Outbox>>>,
+}
+
+/// Why an append was refused, as sent to the client.
+pub struct Refusal {
+    /// The code.
+    pub code: RefusalCode,
+    /// A sentence for people.
+    pub message: String,
+}
+
+fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The outcome of an append.
+pub enum Appended {
+    /// Durable at `seq` with chained hash `hash`.
+    Logged {
+        /// Sequence number.
+        seq: u64,
+        /// Chained hash.
+        hash: [u8; 32],
+    },
+    /// An application message relayed live (not stored) at this log point.
+    Relayed {
+        /// The next sequence number of the log.
+        next_seq: u64,
+        /// The log head.
+        head: [u8; 32],
+    },
+}
+
+impl Relay {
+    /// An empty relay.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            next_conn: AtomicU64::new(1),
+            locks: Default::default(),
+            subscribers: Default::default(),
+            devices: Default::default(),
+        }
+    }
+
+    /// Registers a connection of `device`; `None` if the device already has
+    /// as many connections as allowed.
+    pub fn connect(&self, device: DeviceId) -> Option<(Outbox, Inbox)> {
+        let mut devices = self.devices.lock().expect("relay lock");
+        let conns = devices.entry(device).or_default();
+        if conns.len() >= self.limits.connections_per_device {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(self.limits.send_queue.max(1));
+        let overflow = Arc::new((AtomicBool::new(false), Notify::new()));
+        let outbox = Outbox {
+            id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            device,
+            tx,
+            overflow: overflow.clone(),
+        };
+        conns.insert(outbox.id, outbox.clone());
+        Some((outbox, Inbox { rx, overflow }))
+    }
+
+    /// Forgets a connection and its subscriptions.
+    pub fn disconnect(&self, outbox: &Outbox) {
+        let mut devices = self.devices.lock().expect("relay lock");
+        if let Some(conns) = devices.get_mut(&outbox.device) {
+            conns.remove(&outbox.id);
+            if conns.is_empty() {
+                devices.remove(&outbox.device);
+            }
+        }
+        drop(devices);
+        let mut subs = self.subscribers.lock().expect("relay lock");
+        subs.retain(|_, conns| {
+            conns.remove(&outbox.id);
+            !conns.is_empty()
+        });
+    }
+
+    fn lock_of(&self, space: SpaceId) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("relay lock")
+            .entry(space)
+            .or_default()
+            .clone()
+    }
+
+    /// Subscribes a connection to a space, under the space's lock so that
+    /// every entry after the returned state reaches the connection live.
+    /// Returns the space at that moment.
+    pub async fn subscribe(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        outbox: &Outbox,
+        space: SpaceId,
+    ) -> Result<SpaceRecord, Refusal> {
+        let lock = self.lock_of(space);
+        let _guard = lock.lock().await;
+        let record = load(state, space)?;
+        member(&record, caller)?;
+        self.subscribers
+            .lock()
+            .expect("relay lock")
+            .entry(space)
+            .or_default()
+            .insert(outbox.id, outbox.clone());
+        Ok(record)
+    }
+
+    fn fan_out(&self, state: &AppState, space: SpaceId, frame: &ServerFrame, except: Option<u64>) {
+        let bytes = Arc::new(frame.encode());
+        let subs = self.subscribers.lock().expect("relay lock");
+        if let Some(conns) = subs.get(&space) {
+            for (id, outbox) in conns {
+                if Some(*id) != except && outbox.offer(bytes.clone()) {
+                    state.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn to_device(&self, device: DeviceId, frame: &ServerFrame) {
+        let bytes = Arc::new(frame.encode());
+        if let Some(conns) = self.devices.lock().expect("relay lock").get(&device) {
+            for outbox in conns.values() {
+                outbox.offer(bytes.clone());
+            }
+        }
+    }
+
+    fn unsubscribe_devices(&self, space: SpaceId, removed: &[DeviceId]) {
+        let mut subs = self.subscribers.lock().expect("relay lock");
+        if let Some(conns) = subs.get_mut(&space) {
+            conns.retain(|_, o| !removed.contains(&o.device));
+        }
+    }
+
+    /// Appends an item to a space log (see `docs/PROTOCOL.md` §12.4): checks
+    /// membership and the clear framing, arbitrates commits, makes the entry
+    /// durable, then fans it out.
+    pub async fn append(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        from: Option<u64>,
+        space_id: SpaceId,
+        item: AppendItem,
+    ) -> Result<Appended, Refusal> {
+        let lock = self.lock_of(space_id);
+        let _guard = lock.lock().await;
+        let mut space = load(state, space_id)?;
+        member(&space, caller)?;
+        let stale = |what: &str| {
+            refuse(
+                RefusalCode::StaleEpoch {
+                    current_epoch: space.epoch,
+                },
+                format!("{what} is for another epoch; the space is in epoch {}", space.epoch),
+            )
+        };
+        let mut welcomes = Vec::new();
+        let mut removed = Vec::new();
+        let (kind, payload) = match item {
+            AppendItem::Commit {
+                epoch,
+                commit,
+                welcome,
+                aad,
+            } => {
+                let framing = inspect_mls(&commit)
+                    .map_err(|_| malformed("the commit is not an MLS PrivateMessage"))?;
+                if framing.group != space_id.0 || framing.content != MlsContent::Commit {
+                    return Err(malformed("the commit is not a commit of this space"));
+                }
+                if framing.epoch != epoch || framing.aad != aad {
+                    return Err(malformed(
+                        "the commit's epoch or authenticated data differs from the append's",
+                    ));
+                }
+                let parsed = CommitAad::from_bytes(&aad)
+                    .map_err(|_| malformed("the commit's authenticated data is malformed"))?;
+                if epoch != space.epoch {
+                    state.metrics.commit_conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Err(refuse(
+                        RefusalCode::CommitConflict {
+                            current_epoch: space.epoch,
+                        },
+                        format!(
+                            "another commit took epoch {epoch}; the space is in epoch {}: process it and re-apply your change",
+                            space.epoch
+                        ),
+                    ));
+                }
+                let mut adds = Vec::new();
+                for change in &parsed.roster_change {
+                    match change {
+                        RosterChange::Add { user, device } => {
+                            let known = state
+                                .store
+                                .device(*device)
+                                .map_err(internal)?
+                                .is_some_and(|d| &d.certificate.user == user);
+                            if !known {
+                                return Err(malformed(format!(
+                                    "the commit adds device {device}, which is not a registered device of {user}"
+                                )));
+                            }
+                            adds.push((*device, user.clone()));
+                        }
+                        RosterChange::Remove { device } => removed.push(*device),
+                    }
+                }
+                match (&welcome, adds.is_empty()) {
+                    (Some(w), false) if is_mls_welcome(w) => {
+                        welcomes = adds.iter().map(|(d, _)| (*d, w.clone())).collect();
+                    }
+                    (None, true) => {}
+                    _ => {
+                        return Err(malformed(
+                            "a commit that adds devices carries one MLS Welcome, and only then",
+                        ));
+                    }
+                }
+                for d in &removed {
+                    space.roster.remove(d);
+                }
+                for (d, u) in adds {
+                    space.roster.insert(d, u);
+                }
+                (EntryKind::Commit, commit)
+            }
+            AppendItem::Envelope(bytes) => {
+                let header = Header::parse(&bytes)
+                    .map_err(|_| malformed("the envelope's header does not parse"))?;
+                if header.space != space_id {
+                    return Err(malformed("the envelope belongs to another space"));
+                }
+                // Content must be sealed under the current epoch's key. An
+                // epoch record may come late (another commit can follow the
+                // one it describes before the committer writes it); members
+                // open records without an epoch-in-force check.
+                let in_time = match header.kind {
+                    Kind::EpochRecord => header.epoch <= space.epoch,
+                    Kind::Change | Kind::Snapshot => header.epoch == space.epoch,
+                };
+                if !in_time {
+                    return Err(stale("the envelope"));
+                }
+                if header.kind == Kind::Snapshot {
+                    space.snapshots.insert(header.stream.0, space.next_seq);
+                }
+                (EntryKind::Envelope, bytes)
+            }
+            AppendItem::Proposal(bytes) => {
+                let framing = inspect_mls(&bytes)
+                    .map_err(|_| malformed("the proposal is not an MLS PrivateMessage"))?;
+                if framing.group != space_id.0 || framing.content != MlsContent::Proposal {
+                    return Err(malformed("not a proposal of this space"));
+                }
+                if framing.epoch != space.epoch {
+                    return Err(stale("the proposal"));
+                }
+                (EntryKind::Proposal, bytes)
+            }
+            AppendItem::Application(bytes) => {
+                let framing = inspect_mls(&bytes).map_err(|_| {
+                    malformed("the application message is not an MLS PrivateMessage")
+                })?;
+                if framing.group != space_id.0 || framing.content != MlsContent::Application {
+                    return Err(malformed("not an application message of this space"));
+                }
+                if framing.epoch != space.epoch {
+                    return Err(stale("the application message"));
+                }
+                self.fan_out(
+                    state,
+                    space_id,
+                    &ServerFrame::Application {
+                        space: space_id,
+                        message: bytes,
+                    },
+                    from,
+                );
+                return Ok(Appended::Relayed {
+                    next_seq: space.next_seq,
+                    head: space.head,
+                });
+            }
+        };
+        let entry = LogEntry {
+            seq: space.next_seq,
+            prev: space.head,
+            kind,
+            epoch: space.epoch,
+            payload,
+        };
+        let hash = entry.hash();
+        space.next_seq += 1;
+        space.head = hash;
+        if kind == EntryKind::Commit {
+            space.epoch += 1;
+        }
+        let store = state.store.clone();
+        let (space, entry, welcomes) = tokio::task::spawn_blocking(move || {
+            store
+                .append(Append {
+                    space: &space,
+                    entry: Some(&entry),
+                    welcomes: &welcomes,
+                })
+                .map(|()| (space, entry, welcomes))
+        })
+        .await
+        .map_err(|_| internal(StoreError::Database("append task failed".into())))?
+        .map_err(internal)?;
+        state.metrics.appends.fetch_add(1, Ordering::Relaxed);
+        let seq = entry.seq;
+        self.fan_out(
+            state,
+            space_id,
+            &ServerFrame::Entry {
+                space: space_id,
+                entry,
+            },
+            None,
+        );
+        if !removed.is_empty() {
+            self.unsubscribe_devices(space_id, &removed);
+        }
+        for (device, welcome) in welcomes {
+            self.to_device(
+                device,
+                &ServerFrame::Welcome {
+                    space: space_id,
+                    welcome,
+                },
+            );
+        }
+        let _ = space;
+        Ok(Appended::Logged { seq, hash })
+    }
+}
+
+fn malformed(message: impl Into<String>) -> Refusal {
+    refuse(RefusalCode::Malformed, message)
+}
+
+fn internal(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "store failure during an append");
+    refuse(
+        RefusalCode::Unavailable,
+        "the server could not store the entry; nothing was stored, retry later",
+    )
+}
+
+fn load(state: &AppState, space: SpaceId) -> Result<SpaceRecord, Refusal> {
+    match state.store.space(space).map_err(internal)? {
+        Some(s) if s.kind == SpaceKind::Confidential => Ok(s),
+        Some(_) => Err(refuse(
+            RefusalCode::Forbidden,
+            "a public space has no log; write its documents over HTTP",
+        )),
+        None => Err(refuse(RefusalCode::Forbidden, "no such space")),
+    }
+}
+
+fn member(space: &SpaceRecord, caller: &Caller) -> Result<(), Refusal> {
+    if space.roster.get(&caller.device) == Some(&caller.user) {
+        Ok(())
+    } else {
+        Err(refuse(
+            RefusalCode::Forbidden,
+            "this device is not in the space's roster",
+        ))
+    }
+}

@@ -1,0 +1,230 @@
+//! The shared state of one server, its sessions, rate limits and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use amicus_core::{DeviceId, UserId};
+use axum::http::HeaderMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::blobs::Blobs;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::public::PublicIndex;
+use crate::relay::Relay;
+use crate::store::{SessionRecord, Store};
+
+/// Everything a handler needs, shared behind one `Arc`.
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The blob directory.
+    pub blobs: Blobs,
+    /// The search hook for public documents.
+    pub index: Arc<dyn PublicIndex>,
+    /// Live connections, per-space ordering and fan-out.
+    pub relay: Relay,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Cancelled when the server shuts down: WebSockets close.
+    pub shutdown: CancellationToken,
+    challenges: std::sync::Mutex<HashMap<[u8; 32], (DeviceId, Instant)>>,
+    rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
+}
+
+/// Who is calling: a signed-in device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: DeviceId,
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Hash of a bearer token or invitation code: the store keeps only this.
+pub fn secret_hash(secret: &str) -> [u8; 32] {
+    blake3::derive_key("amicus server token v1", secret.as_bytes())
+}
+
+/// 32 random bytes.
+pub fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the operating system provides randomness");
+    b
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl AppState {
+    /// A state over an opened store and blob directory.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        blobs: Blobs,
+        index: Arc<dyn PublicIndex>,
+    ) -> Self {
+        Self {
+            relay: Relay::new(config.limits.clone()),
+            config,
+            store,
+            blobs,
+            index,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+            challenges: Default::default(),
+            rates: Default::default(),
+        }
+    }
+
+    /// Issues a sign-in challenge for a device.
+    pub fn challenge(&self, device: DeviceId) -> [u8; 32] {
+        let c = random32();
+        let ttl = Duration::from_secs(self.config.limits.challenge_secs);
+        let mut map = self.challenges.lock().expect("challenge lock");
+        let now = Instant::now();
+        map.retain(|_, (_, t)| now.duration_since(*t) < ttl);
+        // Bounded: an attacker asking for challenges cannot grow this without
+        // limit (the oldest are dropped first by the expiry above, and the
+        // map is capped).
+        if map.len() >= 100_000 {
+            map.clear();
+        }
+        map.insert(c, (device, now));
+        c
+    }
+
+    /// Consumes a challenge: true if it was issued for `device` and is fresh.
+    pub fn take_challenge(&self, challenge: &[u8; 32], device: DeviceId) -> bool {
+        let ttl = Duration::from_secs(self.config.limits.challenge_secs);
+        let mut map = self.challenges.lock().expect("challenge lock");
+        matches!(map.remove(challenge), Some((d, t)) if d == device && t.elapsed() < ttl)
+    }
+
+    /// Resolves the bearer token of a request (header `Authorization: Bearer`
+    /// or, for browsers opening a WebSocket, `?access_token=`).
+    pub fn caller(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Caller, ApiError> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned)
+            .or_else(|| {
+                query.and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("access_token="))
+                        .map(str::to_owned)
+                })
+            })
+            .ok_or(ApiError::Unauthenticated)?;
+        let session: SessionRecord = self
+            .store
+            .session(secret_hash(&token))?
+            .ok_or(ApiError::Unauthenticated)?;
+        if session.expires < now() {
+            return Err(ApiError::Unauthenticated);
+        }
+        Ok(Caller {
+            user: session.user,
+            device: session.device,
+        })
+    }
+
+    /// Takes one token from the device's bucket, or says how long to wait.
+    pub fn rate(&self, device: DeviceId) -> Result<(), u32> {
+        let limits = &self.config.limits;
+        let rate = f64::from(limits.rate_per_second.max(1));
+        let burst = f64::from(limits.rate_burst.max(1));
+        let mut map = self.rates.lock().expect("rate lock");
+        if map.len() > 100_000 {
+            map.retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
+        }
+        let now = Instant::now();
+        let b = map.entry(device).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            Err((((1.0 - b.tokens) / rate) * 1000.0).ceil() as u32)
+        }
+    }
+
+    /// [`Self::rate`] as an API error.
+    pub fn rate_api(&self, device: DeviceId) -> Result<(), ApiError> {
+        self.rate(device).map_err(ApiError::RateLimited)
+    }
+}
+
+/// Counters exported at `/metrics` in the Prometheus text format.
+#[derive(Default)]
+pub struct Metrics {
+    /// HTTP requests answered.
+    pub http_requests: AtomicU64,
+    /// Log entries appended.
+    pub appends: AtomicU64,
+    /// Appends refused (any reason).
+    pub refusals: AtomicU64,
+    /// Commits refused because another took the epoch.
+    pub commit_conflicts: AtomicU64,
+    /// Live frames delivered to subscribers.
+    pub delivered: AtomicU64,
+    /// Connections closed because their send queue was full.
+    pub slow_consumers: AtomicU64,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: AtomicU64,
+    /// Open WebSocket connections.
+    pub connections: AtomicU64,
+    /// Blobs stored.
+    pub blobs_stored: AtomicU64,
+    /// Blob bytes received.
+    pub blob_bytes_in: AtomicU64,
+    /// Blob bytes sent.
+    pub blob_bytes_out: AtomicU64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let rows: [(&str, &str, &AtomicU64, &str); 11] = [
+            ("amicus_http_requests_total", "counter", &self.http_requests, "HTTP requests answered"),
+            ("amicus_appends_total", "counter", &self.appends, "log entries appended"),
+            ("amicus_refusals_total", "counter", &self.refusals, "appends refused"),
+            ("amicus_commit_conflicts_total", "counter", &self.commit_conflicts, "commits that lost their epoch"),
+            ("amicus_delivered_total", "counter", &self.delivered, "live frames delivered"),
+            ("amicus_slow_consumers_total", "counter", &self.slow_consumers, "connections closed as too slow"),
+            ("amicus_rate_limited_total", "counter", &self.rate_limited, "requests refused by the rate limiter"),
+            ("amicus_connections", "gauge", &self.connections, "open WebSocket connections"),
+            ("amicus_blobs_stored_total", "counter", &self.blobs_stored, "blobs stored"),
+            ("amicus_blob_bytes_in_total", "counter", &self.blob_bytes_in, "blob bytes received"),
+            ("amicus_blob_bytes_out_total", "counter", &self.blob_bytes_out, "blob bytes sent"),
+        ];
+        let mut out = String::new();
+        for (name, kind, value, help) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                value.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,782 @@
+//! The server's durable store: a small trait with a documented contract, and
+//! its sled implementation.
+//!
+//! Every record is a versioned format (`1 || postcard(record)`), separate from
+//! the domain types. A method that writes returns only once the write is
+//! durable (flushed to disk): the server acknowledges nothing before that.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use amicus_core::identity::{DeviceCertificate, IdentityPublicKey};
+use amicus_core::wire::LogEntry;
+use amicus_core::{DeviceId, SpaceId, UserId};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+
+/// Why the store failed. The server answers 500 and logs it; nothing a client
+/// sends can cause one, except a full or failing disk.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded database failed (disk full, I/O error, corruption).
+    #[error("database: {0}")]
+    Database(String),
+    /// A stored record does not decode: the data directory is corrupt or
+    /// was written by a newer version.
+    #[error("corrupt record in `{0}`")]
+    Corrupt(&'static str),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+/// A user account: the name, the identity key (pinned by the server at
+/// registration) and whether it administers the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The user name.
+    pub user: UserId,
+    /// The identity public key.
+    pub identity_key: IdentityPublicKey,
+    /// The first account administers the server (invitations).
+    pub admin: bool,
+    /// Unix seconds at registration.
+    pub created: u64,
+}
+
+/// A registered device: its certificate, signed by the user's identity key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// The certificate (user, device id, device key, identity key).
+    pub certificate: DeviceCertificate,
+    /// Unix seconds at registration.
+    pub created: u64,
+}
+
+/// A signed-in device's session; the store keys it by the token's hash, so
+/// a copy of the data directory yields no usable token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: DeviceId,
+    /// Unix seconds after which the token is refused.
+    pub expires: u64,
+}
+
+/// An invitation to register, keyed by the code's hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// Who created it.
+    pub by: UserId,
+    /// Unix seconds after which it is refused.
+    pub expires: u64,
+}
+
+/// Whether a space is confidential (MLS, ciphertext only) or public
+/// (plaintext documents readable by every member of the network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpaceKind {
+    /// An MLS group; the server relays ciphertext only.
+    Confidential,
+    /// Plaintext documents and files, indexed for search.
+    Public,
+}
+
+/// A role in a public space (confidential spaces keep roles inside MLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicRole {
+    /// May write documents and files.
+    Contributor,
+    /// May also remove documents.
+    ContentManager,
+    /// May also change roles.
+    SpaceManager,
+}
+
+/// What the server knows of a space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRecord {
+    /// The space id.
+    pub id: SpaceId,
+    /// Confidential or public.
+    pub kind: SpaceKind,
+    /// Who created it.
+    pub created_by: UserId,
+    /// The current MLS epoch (confidential spaces).
+    pub epoch: u64,
+    /// The sequence number of the next log entry.
+    pub next_seq: u64,
+    /// The chained hash of the last entry (the genesis hash if none).
+    pub head: [u8; 32],
+    /// The delivery roster: devices that may read and append (confidential).
+    pub roster: BTreeMap<DeviceId, UserId>,
+    /// Roles (public spaces).
+    pub roles: BTreeMap<UserId, PublicRole>,
+    /// For each stream, the sequence number of its latest snapshot envelope.
+    pub snapshots: BTreeMap<[u8; 16], u64>,
+    /// A display name (public spaces only; confidential names stay encrypted).
+    pub name: Option<String>,
+}
+
+/// A public document: plaintext, readable by every member of the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicRecord {
+    /// The space.
+    pub space: SpaceId,
+    /// The document id (chosen by the writer, `[a-z0-9._-]{1,64}`).
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// The text.
+    pub body: String,
+    /// The declared language (BCP 47 primary tag), if any.
+    pub language: Option<String>,
+    /// `document` or `file`.
+    pub kind: String,
+    /// Year of the document, if known.
+    pub year: Option<u16>,
+    /// For a file: its name, size and plaintext chunk ids (hex).
+    pub file: Option<PublicFile>,
+    /// Signed provenance when published from a confidential space.
+    pub provenance: Option<Provenance>,
+    /// Who wrote it last.
+    pub author: UserId,
+    /// Unix seconds of the last write.
+    pub updated: u64,
+}
+
+/// A public file's content: plaintext chunks stored as blobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicFile {
+    /// File name.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Blob ids of the chunks, in order (hex).
+    pub chunks: Vec<String>,
+}
+
+/// A publisher's signed statement that a public document is a vetted
+/// version of a confidential document (which stays unnamed: only opaque ids
+/// and the Automerge heads, which reveal nothing of its content).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The confidential space (hex id).
+    pub source_space: String,
+    /// The document stream (hex id).
+    pub source_stream: String,
+    /// The Automerge heads published (hex).
+    pub heads: Vec<String>,
+    /// The publishing device (hex id).
+    pub device: String,
+    /// Ed25519 signature (hex) by the device key over
+    /// [`provenance_message`](crate::public::provenance_message).
+    pub signature: String,
+}
+
+/// Whether a user was created, and as what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The first account: it administers the server.
+    Admin,
+    /// Any later account.
+    Member,
+    /// The name is taken; nothing was written.
+    Taken,
+    /// Admission was [`Admission::OnlyFirst`] and an administrator exists;
+    /// nothing was written.
+    NotFirst,
+}
+
+/// Whether [`Store::create_user`] may create any account or only the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Any account (open registration, or a valid invitation was used).
+    Any,
+    /// Only the first account (registration by invitation, no code given).
+    OnlyFirst,
+}
+
+/// An append to a space log, written atomically with the space's new state
+/// and the Welcomes it queues.
+pub struct Append<'a> {
+    /// The space's state after the append.
+    pub space: &'a SpaceRecord,
+    /// The entry, or `None` for a state-only change.
+    pub entry: Option<&'a LogEntry>,
+    /// Welcomes to queue: (device, space, MLS Welcome).
+    pub welcomes: &'a [(DeviceId, Vec<u8>)],
+}
+
+/// The store. Contract, for every implementation:
+/// - a method that writes returns `Ok` only once the write is durable;
+/// - `Ok(None)` means "no such record", never an error;
+/// - [`Store::append`] and the `take_*` methods are atomic: a crash leaves
+///   either all of their writes or none;
+/// - callers serialize appends to one space (the relay holds a per-space
+///   lock); the store need not arbitrate them.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user and its first device; the very first user is the
+    /// administrator. Atomic.
+    fn create_user(
+        &self,
+        user: &UserRecord,
+        device: &DeviceRecord,
+        admission: Admission,
+    ) -> Result<Created, StoreError>;
+    /// True once the first account exists.
+    fn admin_exists(&self) -> Result<bool, StoreError>;
+    /// A user.
+    fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Adds a device to its certificate's user.
+    fn add_device(&self, device: &DeviceRecord) -> Result<(), StoreError>;
+    /// A user's devices.
+    fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// A device.
+    fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    /// Stores an invitation under its code's hash.
+    fn put_invite(&self, code_hash: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError>;
+    /// Removes and returns an invitation. Atomic: a code is used once.
+    fn take_invite(&self, code_hash: [u8; 32]) -> Result<Option<InviteRecord>, StoreError>;
+    /// Stores a session under its token's hash.
+    fn put_session(&self, token_hash: [u8; 32], session: &SessionRecord)
+    -> Result<(), StoreError>;
+    /// A session.
+    fn session(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
+    /// Deletes a session.
+    fn delete_session(&self, token_hash: [u8; 32]) -> Result<(), StoreError>;
+    /// Adds KeyPackages of a device; returns how many it now has.
+    fn add_key_packages(&self, device: DeviceId, kps: &[Vec<u8>]) -> Result<usize, StoreError>;
+    /// How many KeyPackages a device has.
+    fn key_package_count(&self, device: DeviceId) -> Result<usize, StoreError>;
+    /// Removes and returns one KeyPackage of a device (oldest first). Atomic:
+    /// each is handed out once.
+    fn take_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Creates a space; `false` if the id exists (nothing written).
+    fn create_space(&self, space: &SpaceRecord) -> Result<bool, StoreError>;
+    /// A space.
+    fn space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError>;
+    /// Every space.
+    fn spaces(&self) -> Result<Vec<SpaceRecord>, StoreError>;
+    /// Writes a log entry, the space's new state and queued Welcomes. Atomic.
+    fn append(&self, append: Append<'_>) -> Result<(), StoreError>;
+    /// Log entries of a space from `from` on, at most `limit` entries and
+    /// about `max_bytes` of payload (at least one entry if any).
+    fn entries(
+        &self,
+        space: SpaceId,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError>;
+    /// Welcomes queued for a device: (queue id, space, Welcome).
+    fn welcomes(&self, device: DeviceId) -> Result<Vec<(u64, SpaceId, Vec<u8>)>, StoreError>;
+    /// Deletes a delivered Welcome (the device joined or gave up).
+    fn delete_welcome(&self, device: DeviceId, id: u64) -> Result<bool, StoreError>;
+    /// Writes a public document.
+    fn put_public(&self, doc: &PublicRecord) -> Result<(), StoreError>;
+    /// A public document.
+    fn public_doc(&self, space: SpaceId, id: &str) -> Result<Option<PublicRecord>, StoreError>;
+    /// The public documents of a space.
+    fn public_docs(&self, space: SpaceId) -> Result<Vec<PublicRecord>, StoreError>;
+    /// Every public document (to rebuild the search index).
+    fn all_public_docs(&self) -> Result<Vec<PublicRecord>, StoreError>;
+    /// Deletes a public document; `false` if it did not exist.
+    fn delete_public(&self, space: SpaceId, id: &str) -> Result<bool, StoreError>;
+    /// Adds `bytes` to a user's blob usage if the total stays within
+    /// `quota`; returns the new total, or `None` (nothing written) if over.
+    fn charge(&self, user: &UserId, bytes: u64, quota: u64) -> Result<Option<u64>, StoreError>;
+    /// Flushes everything to disk.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+const VERSION: u8 = 1;
+
+fn enc<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend_from_slice(&postcard::to_allocvec(value).expect("records always encode"));
+    out
+}
+
+fn dec<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&VERSION, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((value, [])) => Ok(value),
+            _ => Err(StoreError::Corrupt(tree)),
+        },
+        _ => Err(StoreError::Corrupt(tree)),
+    }
+}
+
+fn log_key(space: SpaceId, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&space.0);
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn user_key(user: &UserId) -> &[u8] {
+    user.as_str().as_bytes()
+}
+
+fn public_key(space: SpaceId, id: &str) -> Vec<u8> {
+    let mut k = space.0.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The sled store: one tree per kind of record.
+pub struct SledStore {
+    db: sled::Db,
+    users: sled::Tree,
+    devices: sled::Tree,
+    user_devices: sled::Tree,
+    invites: sled::Tree,
+    sessions: sled::Tree,
+    key_packages: sled::Tree,
+    spaces: sled::Tree,
+    log: sled::Tree,
+    welcomes: sled::Tree,
+    public: sled::Tree,
+    usage: sled::Tree,
+}
+
+type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
+
+fn tx_err(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => e.into(),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = |name: &str| db.open_tree(name);
+        Ok(Self {
+            users: tree("users")?,
+            devices: tree("devices")?,
+            user_devices: tree("user_devices")?,
+            invites: tree("invites")?,
+            sessions: tree("sessions")?,
+            key_packages: tree("key_packages")?,
+            spaces: tree("spaces")?,
+            log: tree("log")?,
+            welcomes: tree("welcomes")?,
+            public: tree("public")?,
+            usage: tree("usage")?,
+            db,
+        })
+    }
+
+    /// The trees, for the audit's read-back of every value.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect()
+    }
+
+    fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn user_device_key(user: &UserId, device: DeviceId) -> Vec<u8> {
+    let mut k = user_key(user).to_vec();
+    k.push(0);
+    k.extend_from_slice(&device.0);
+    k
+}
+
+impl Store for SledStore {
+    fn create_user(
+        &self,
+        user: &UserRecord,
+        device: &DeviceRecord,
+        admission: Admission,
+    ) -> Result<Created, StoreError> {
+        let name = user_key(&user.user).to_vec();
+        let device_id = device.certificate.device;
+        let result = (&self.users, &self.devices, &self.user_devices)
+            .transaction(|(users, devices, user_devices)| -> TxResult<Created> {
+                if users.get(&name)?.is_some() {
+                    return Ok(Created::Taken);
+                }
+                // The administrator is the first account: the users tree is
+                // empty. A marker key makes this check part of the transaction.
+                let first = users.get(b"\0admin")?.is_none();
+                if !first && admission == Admission::OnlyFirst {
+                    return Ok(Created::NotFirst);
+                }
+                let mut record = user.clone();
+                record.admin = first;
+                if first {
+                    users.insert(b"\0admin".as_slice(), name.as_slice())?;
+                }
+                users.insert(name.as_slice(), enc(&record))?;
+                devices.insert(device_id.0.as_slice(), enc(device))?;
+                user_devices.insert(user_device_key(&user.user, device_id), &[])?;
+                Ok(if first { Created::Admin } else { Created::Member })
+            })
+            .map_err(tx_err)?;
+        self.durable()?;
+        Ok(result)
+    }
+
+    fn admin_exists(&self) -> Result<bool, StoreError> {
+        Ok(self.users.get(b"\0admin")?.is_some())
+    }
+
+    fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.users
+            .get(user_key(user))?
+            .map(|v| dec("users", &v))
+            .transpose()
+    }
+
+    fn add_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
+        let id = device.certificate.device;
+        let user = device.certificate.user.clone();
+        (&self.devices, &self.user_devices)
+            .transaction(|(devices, user_devices)| -> TxResult<()> {
+                devices.insert(id.0.as_slice(), enc(device))?;
+                user_devices.insert(user_device_key(&user, id), &[])?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable()
+    }
+
+    fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut prefix = user_key(user).to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.user_devices.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let id: [u8; 16] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("user_devices"))?;
+            if let Some(d) = self.device(DeviceId(id))? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        self.devices
+            .get(device.0)?
+            .map(|v| dec("devices", &v))
+            .transpose()
+    }
+
+    fn put_invite(&self, code_hash: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError> {
+        self.invites.insert(code_hash, enc(invite))?;
+        self.durable()
+    }
+
+    fn take_invite(&self, code_hash: [u8; 32]) -> Result<Option<InviteRecord>, StoreError> {
+        let taken = self.invites.remove(code_hash)?;
+        self.durable()?;
+        taken.map(|v| dec("invites", &v)).transpose()
+    }
+
+    fn put_session(
+        &self,
+        token_hash: [u8; 32],
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        self.sessions.insert(token_hash, enc(session))?;
+        self.durable()
+    }
+
+    fn session(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+        self.sessions
+            .get(token_hash)?
+            .map(|v| dec("sessions", &v))
+            .transpose()
+    }
+
+    fn delete_session(&self, token_hash: [u8; 32]) -> Result<(), StoreError> {
+        self.sessions.remove(token_hash)?;
+        self.durable()
+    }
+
+    fn add_key_packages(&self, device: DeviceId, kps: &[Vec<u8>]) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        for kp in kps {
+            let mut key = device.0.to_vec();
+            key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+            batch.insert(key, kp.as_slice());
+        }
+        self.key_packages.apply_batch(batch)?;
+        self.durable()?;
+        self.key_package_count(device)
+    }
+
+    fn key_package_count(&self, device: DeviceId) -> Result<usize, StoreError> {
+        Ok(self.key_packages.scan_prefix(device.0).count())
+    }
+
+    fn take_key_package(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        loop {
+            let Some(first) = self.key_packages.scan_prefix(device.0).next() else {
+                return Ok(None);
+            };
+            let (key, value) = first?;
+            // Compare-and-swap to nothing: if two callers race for the same
+            // KeyPackage, exactly one gets it and the other tries the next.
+            if self
+                .key_packages
+                .compare_and_swap(&key, Some(&value), None as Option<&[u8]>)?
+                .is_ok()
+            {
+                self.durable()?;
+                return Ok(Some(value.to_vec()));
+            }
+        }
+    }
+
+    fn create_space(&self, space: &SpaceRecord) -> Result<bool, StoreError> {
+        let created = self
+            .spaces
+            .compare_and_swap(space.id.0, None as Option<&[u8]>, Some(enc(space)))?
+            .is_ok();
+        self.durable()?;
+        Ok(created)
+    }
+
+    fn space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
+        self.spaces
+            .get(id.0)?
+            .map(|v| dec("spaces", &v))
+            .transpose()
+    }
+
+    fn spaces(&self) -> Result<Vec<SpaceRecord>, StoreError> {
+        self.spaces
+            .iter()
+            .map(|item| dec("spaces", &item?.1))
+            .collect()
+    }
+
+    fn append(&self, append: Append<'_>) -> Result<(), StoreError> {
+        let space_bytes = enc(append.space);
+        let id = append.space.id;
+        let entry = append.entry.map(|e| (log_key(id, e.seq), enc(e)));
+        let mut welcome_keys = Vec::new();
+        for (device, _) in append.welcomes {
+            let mut k = device.0.to_vec();
+            k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+            welcome_keys.push(k);
+        }
+        (&self.spaces, &self.log, &self.welcomes)
+            .transaction(|(spaces, log, welcomes)| -> TxResult<()> {
+                spaces.insert(id.0.as_slice(), space_bytes.as_slice())?;
+                if let Some((k, v)) = &entry {
+                    log.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, (_, w)) in welcome_keys.iter().zip(append.welcomes) {
+                    let mut v = id.0.to_vec();
+                    v.extend_from_slice(w);
+                    welcomes.insert(k.as_slice(), v)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable()
+    }
+
+    fn entries(
+        &self,
+        space: SpaceId,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in self.log.range(log_key(space, from)..=log_key(space, u64::MAX)) {
+            let (_, v) = item?;
+            let entry: LogEntry = dec("log", &v)?;
+            bytes += entry.payload.len();
+            out.push(entry);
+            if out.len() >= limit || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn welcomes(&self, device: DeviceId) -> Result<Vec<(u64, SpaceId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.welcomes.scan_prefix(device.0) {
+            let (k, v) = item?;
+            let id = u64::from_be_bytes(
+                k[16..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("welcomes"))?,
+            );
+            if v.len() < 16 {
+                return Err(StoreError::Corrupt("welcomes"));
+            }
+            let space = SpaceId(v[..16].try_into().expect("16 bytes"));
+            out.push((id, space, v[16..].to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn delete_welcome(&self, device: DeviceId, id: u64) -> Result<bool, StoreError> {
+        let mut k = device.0.to_vec();
+        k.extend_from_slice(&id.to_be_bytes());
+        let existed = self.welcomes.remove(k)?.is_some();
+        self.durable()?;
+        Ok(existed)
+    }
+
+    fn put_public(&self, doc: &PublicRecord) -> Result<(), StoreError> {
+        self.public.insert(public_key(doc.space, &doc.id), enc(doc))?;
+        self.durable()
+    }
+
+    fn public_doc(&self, space: SpaceId, id: &str) -> Result<Option<PublicRecord>, StoreError> {
+        self.public
+            .get(public_key(space, id))?
+            .map(|v| dec("public", &v))
+            .transpose()
+    }
+
+    fn public_docs(&self, space: SpaceId) -> Result<Vec<PublicRecord>, StoreError> {
+        self.public
+            .scan_prefix(space.0)
+            .map(|item| dec("public", &item?.1))
+            .collect()
+    }
+
+    fn all_public_docs(&self) -> Result<Vec<PublicRecord>, StoreError> {
+        self.public
+            .iter()
+            .map(|item| dec("public", &item?.1))
+            .collect()
+    }
+
+    fn delete_public(&self, space: SpaceId, id: &str) -> Result<bool, StoreError> {
+        let existed = self.public.remove(public_key(space, id))?.is_some();
+        self.durable()?;
+        Ok(existed)
+    }
+
+    fn charge(&self, user: &UserId, bytes: u64, quota: u64) -> Result<Option<u64>, StoreError> {
+        let key = user_key(user);
+        let mut result = None;
+        self.usage.fetch_and_update(key, |old| {
+            let used = old
+                .and_then(|v| v.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            match used.checked_add(bytes).filter(|t| *t <= quota) {
+                Some(total) => {
+                    result = Some(total);
+                    Some(total.to_be_bytes().to_vec())
+                }
+                None => {
+                    result = None;
+                    old.map(|v| v.to_vec())
+                }
+            }
+        })?;
+        self.durable()?;
+        Ok(result)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+}
+
+/// The set of devices of a roster, for quick checks.
+pub fn roster_devices(space: &SpaceRecord) -> BTreeSet<DeviceId> {
+    space.roster.keys().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amicus_core::identity::UserIdentity;
+
+    fn user(name: &str) -> (UserRecord, DeviceRecord) {
+        let identity = UserIdentity::generate(UserId::new(name).unwrap());
+        let device = identity.new_device();
+        (
+            UserRecord {
+                user: identity.user().clone(),
+                identity_key: identity.public(),
+                admin: false,
+                created: 0,
+            },
+            DeviceRecord {
+                certificate: device.certificate().clone(),
+                created: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn the_first_user_is_the_administrator_and_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (a, da) = user("alice");
+        let (b, db) = user("bob");
+        assert_eq!(store.create_user(&a, &da, Admission::OnlyFirst).unwrap(), Created::Admin);
+        assert_eq!(store.create_user(&b, &db, Admission::OnlyFirst).unwrap(), Created::NotFirst);
+        assert_eq!(store.create_user(&b, &db, Admission::Any).unwrap(), Created::Member);
+        assert_eq!(store.create_user(&b, &db, Admission::Any).unwrap(), Created::Taken);
+        assert!(store.user(&a.user).unwrap().unwrap().admin);
+        assert!(!store.user(&b.user).unwrap().unwrap().admin);
+        assert_eq!(store.devices(&a.user).unwrap(), vec![da]);
+    }
+
+    #[test]
+    fn key_packages_are_handed_out_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let d = DeviceId::random();
+        assert_eq!(
+            store
+                .add_key_packages(d, &[vec![1], vec![2], vec![3]])
+                .unwrap(),
+            3
+        );
+        let mut got = Vec::new();
+        while let Some(kp) = store.take_key_package(d).unwrap() {
+            got.push(kp);
+        }
+        assert_eq!(got, vec![vec![1], vec![2], vec![3]]);
+        assert_eq!(store.key_package_count(d).unwrap(), 0);
+    }
+
+    #[test]
+    fn quota_charges_refuse_what_would_exceed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let u = UserId::new("alice").unwrap();
+        assert_eq!(store.charge(&u, 60, 100).unwrap(), Some(60));
+        assert_eq!(store.charge(&u, 60, 100).unwrap(), None);
+        assert_eq!(store.charge(&u, 40, 100).unwrap(), Some(100));
+    }
+}

@@ -1,0 +1,229 @@
+//! One WebSocket per client: binary frames in the versioned format of
+//! `amicus_core::wire`. The handler only upgrades; [`connection`] is a plain
+//! async function.
+//!
+//! Close codes: 1001 server shutting down, 1003 text frame, 1008 undecodable
+//! frame, 4000 idle, 4008 too slow (send queue full), 4029 too many
+//! connections for this device.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use amicus_core::wire::{ClientFrame, RefusalCode, ServerFrame, WireError};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+
+use crate::relay::{Appended, Inbox, Outbox};
+use crate::state::{AppState, Caller};
+
+/// Close code: the connection was idle too long.
+pub const CLOSE_IDLE: u16 = 4000;
+/// Close code: the client did not read fast enough.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Close code: the device has too many connections.
+pub const CLOSE_TOO_MANY: u16 = 4029;
+
+async fn close(socket: &mut futures_util::stream::SplitSink<WebSocket, Message>, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// Serves one authenticated connection until it closes.
+pub async fn connection(state: Arc<AppState>, socket: WebSocket, caller: Caller) {
+    let (mut sink, mut stream) = socket.split();
+    let Some((outbox, inbox)) = state.relay.connect(caller.device) else {
+        close(&mut sink, CLOSE_TOO_MANY, "too many connections for this device").await;
+        return;
+    };
+    state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(device = %caller.device, "connected");
+    run(&state, &caller, &outbox, inbox, &mut sink, &mut stream).await;
+    state.relay.disconnect(&outbox);
+    state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::info!(device = %caller.device, "disconnected");
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+async fn send(state: &AppState, sink: &mut Sink, frame: Vec<u8>) -> bool {
+    // A peer that does not read within the idle timeout is gone.
+    matches!(
+        tokio::time::timeout(
+            state.config.limits.idle_timeout(),
+            sink.send(Message::Binary(frame.into()))
+        )
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    outbox: &Outbox,
+    mut inbox: Inbox,
+    sink: &mut Sink,
+    stream: &mut Stream,
+) {
+    let idle = state.config.limits.idle_timeout();
+    loop {
+        tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => {
+                close(sink, 1001, "server shutting down").await;
+                return;
+            }
+            () = inbox.overflow.1.notified() => {
+                if inbox.overflow.0.load(Ordering::SeqCst) {
+                    state.metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(device = %caller.device, "closing a connection that reads too slowly");
+                    close(sink, CLOSE_TOO_SLOW, "too slow: the send queue is full; reconnect and catch up").await;
+                    return;
+                }
+            }
+            out = inbox.rx.recv() => {
+                let Some(frame) = out else { return };
+                if !send(state, sink, frame.as_ref().clone()).await {
+                    return;
+                }
+            }
+            incoming = tokio::time::timeout(idle, stream.next()) => {
+                let message = match incoming {
+                    Err(_) => {
+                        close(sink, CLOSE_IDLE, "idle: send a Ping at least every minute").await;
+                        return;
+                    }
+                    Ok(None | Some(Err(_))) => return,
+                    Ok(Some(Ok(m))) => m,
+                };
+                match message {
+                    Message::Binary(bytes) => {
+                        let frame = match ClientFrame::decode(&bytes) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                let reason = match e {
+                                    WireError::UnknownVersion(_) => "unknown frame version; upgrade the client",
+                                    WireError::TooLarge(_) => "frame too large",
+                                    _ => "malformed frame",
+                                };
+                                close(sink, 1008, reason).await;
+                                return;
+                            }
+                        };
+                        if !handle(state, caller, outbox, frame, sink).await {
+                            return;
+                        }
+                    }
+                    Message::Text(_) => {
+                        close(sink, 1003, "this endpoint speaks binary frames only").await;
+                        return;
+                    }
+                    Message::Close(_) => return,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Handles one client frame; false if the connection must end.
+async fn handle(
+    state: &AppState,
+    caller: &Caller,
+    outbox: &Outbox,
+    frame: ClientFrame,
+    sink: &mut Sink,
+) -> bool {
+    match frame {
+        ClientFrame::Ping => send(state, sink, ServerFrame::Pong.encode()).await,
+        ClientFrame::Subscribe {
+            request,
+            space,
+            from_seq,
+        } => {
+            let record = match state.relay.subscribe(state, caller, outbox, space).await {
+                Ok(r) => r,
+                Err(r) => {
+                    let refused = ServerFrame::Refused {
+                        request,
+                        code: r.code,
+                        message: r.message,
+                    };
+                    return send(state, sink, refused.encode()).await;
+                }
+            };
+            let page = state.config.limits.catch_up_page.max(1);
+            let mut next = from_seq;
+            while next < record.next_seq {
+                let store = state.store.clone();
+                let entries = tokio::task::spawn_blocking(move || {
+                    store.entries(space, next, page, 8 << 20)
+                })
+                .await;
+                let Ok(Ok(entries)) = entries else {
+                    tracing::error!(space = %space, "catch-up read failed");
+                    return false;
+                };
+                if entries.is_empty() {
+                    break;
+                }
+                for entry in entries {
+                    if entry.seq >= record.next_seq {
+                        break;
+                    }
+                    next = entry.seq + 1;
+                    if !send(state, sink, ServerFrame::Entry { space, entry }.encode()).await {
+                        return false;
+                    }
+                }
+            }
+            let synced = ServerFrame::Synced {
+                space,
+                next_seq: record.next_seq,
+                head: record.head,
+                epoch: record.epoch,
+            };
+            send(state, sink, synced.encode()).await
+        }
+        ClientFrame::Append {
+            request,
+            space,
+            item,
+        } => {
+            let answer = if let Err(ms) = state.rate(caller.device) {
+                ServerFrame::Refused {
+                    request,
+                    code: RefusalCode::RateLimited { retry_after_ms: ms },
+                    message: format!("too many requests; retry after {ms} ms"),
+                }
+            } else {
+                match state
+                    .relay
+                    .append(state, caller, Some(outbox.id), space, item)
+                    .await
+                {
+                    Ok(Appended::Logged { seq, hash }) => ServerFrame::Accepted { request, seq, hash },
+                    Ok(Appended::Relayed { next_seq, head }) => ServerFrame::Accepted {
+                        request,
+                        seq: next_seq,
+                        hash: head,
+                    },
+                    Err(r) => {
+                        state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                        ServerFrame::Refused {
+                            request,
+                            code: r.code,
+                            message: r.message,
+                        }
+                    }
+                }
+            };
+            send(state, sink, answer.encode()).await
+        }
+    }
+}
