@@ -19,7 +19,7 @@ use amicus_core::identity::{
 };
 use amicus_core::library;
 use amicus_core::space::{
-    HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceState,
+    HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError, SpaceState,
 };
 use amicus_core::wire::{AppendItem, ClientFrame, EntryKind, LogEntry, RefusalCode, ServerFrame};
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
@@ -215,7 +215,10 @@ impl Client {
         let home = Home::create(dir, passphrase)?;
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
         let answer: Value = http
-            .post("/v1/register", &json!({ "certificate": cert, "invite": invite }))
+            .post(
+                "/v1/register",
+                &json!({ "certificate": cert, "invite": invite }),
+            )
             .await?;
         let _ = &answer;
         http.set_token(None);
@@ -245,9 +248,14 @@ impl Client {
             .read(STATE_FILE)?
             .ok_or_else(|| ClientError::Home(crate::home::HomeError::Missing(dir.into())))?;
         let state: StateV1 = match bytes.split_first() {
-            Some((1, rest)) => postcard::from_bytes(rest)
-                .map_err(|_| ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into())))?,
-            _ => return Err(ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into()))),
+            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| {
+                ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into()))
+            })?,
+            _ => {
+                return Err(ClientError::Home(crate::home::HomeError::Corrupt(
+                    STATE_FILE.into(),
+                )));
+            }
         };
         let provider = MlsProvider::import_state(&state.mls)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -339,7 +347,10 @@ impl Client {
 
     /// The user's safety number.
     pub fn safety_number(&self) -> String {
-        self.device.safety_number()
+        self.device
+            .certificate()
+            .identity_key
+            .safety_number(self.device.user())
     }
 
     /// Signs in: answers a challenge with the device key.
@@ -399,7 +410,9 @@ impl Client {
     /// user's identity key).
     pub async fn add_device(&self, dir: &Path, passphrase: &[u8]) -> Result<Client, ClientError> {
         let identity = self.identity.as_ref().ok_or_else(|| {
-            ClientError::Usage("this device does not hold the identity key; use the first device".into())
+            ClientError::Usage(
+                "this device does not hold the identity key; use the first device".into(),
+            )
         })?;
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
@@ -566,9 +579,10 @@ impl Client {
                         local.locked.push((h.stream, entry.payload, in_force));
                     }
                 }
-                Err(_) => self
-                    .warnings
-                    .push(format!("space {id}: unreadable envelope at entry {}", entry.seq)),
+                Err(_) => self.warnings.push(format!(
+                    "space {id}: unreadable envelope at entry {}",
+                    entry.seq
+                )),
             },
         }
         if !replay {
@@ -702,13 +716,24 @@ impl Client {
     }
 
     /// Appends an item and waits for the server's answer.
-    async fn append(&mut self, space: SpaceId, item: AppendItem) -> Result<Result<(u64, [u8; 32]), (RefusalCode, String)>, ClientError> {
+    async fn append(
+        &mut self,
+        space: SpaceId,
+        item: AppendItem,
+    ) -> Result<Result<(u64, [u8; 32]), (RefusalCode, String)>, ClientError> {
         let request = self.request_id();
-        self.send(ClientFrame::Append { request, space, item }).await?;
+        self.send(ClientFrame::Append {
+            request,
+            space,
+            item,
+        })
+        .await?;
         loop {
             match self.answers.remove(&request) {
                 Some(ServerFrame::Accepted { seq, hash, .. }) => return Ok(Ok((seq, hash))),
-                Some(ServerFrame::Refused { code, message, .. }) => return Ok(Err((code, message))),
+                Some(ServerFrame::Refused { code, message, .. }) => {
+                    return Ok(Err((code, message)));
+                }
                 _ => self.recv().await?,
             }
         }
@@ -738,14 +763,24 @@ impl Client {
             match self.append(id, item).await? {
                 Ok(_) => {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    let new_epoch = local.space.commit_accepted(&self.provider)?;
+                    let new_epoch = match local.space.commit_accepted(&self.provider) {
+                        Ok(e) => e,
+                        // Our commit came back through the log first and
+                        // was merged there.
+                        Err(SpaceError::NoPendingCommit) if local.space.epoch() > epoch => {
+                            local.space.epoch()
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     self.save()?;
                     self.write_epoch_record(id).await?;
                     return Ok(new_epoch);
                 }
                 Err((RefusalCode::CommitConflict { current_epoch }, _)) => {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    local.space.commit_rejected(&self.provider)?;
+                    // The winner may have arrived first: merging it already
+                    // discarded our pending commit.
+                    discard_pending(&mut local.space, &self.provider)?;
                     while self.spaces[&id].space.epoch() < current_epoch {
                         self.recv().await?;
                         self.check_broken(id)?;
@@ -753,7 +788,7 @@ impl Client {
                 }
                 Err((_, message)) => {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    local.space.commit_rejected(&self.provider)?;
+                    discard_pending(&mut local.space, &self.provider)?;
                     return Err(ClientError::Refused(message));
                 }
             }
@@ -780,11 +815,19 @@ impl Client {
     /// as its space manager, and its library.
     pub async fn create_space(&mut self) -> Result<SpaceId, ClientError> {
         let identity_key = self.device.certificate().identity_key;
-        let space = Space::create(&self.provider, &self.device, identity_key, HistoryPolicy::Full)?;
+        let space = Space::create(
+            &self.provider,
+            &self.device,
+            identity_key,
+            HistoryPolicy::Full,
+        )?;
         let id = space.id();
         let _: Value = self
             .http
-            .post("/v1/spaces", &json!({ "id": id.to_hex(), "kind": "confidential" }))
+            .post(
+                "/v1/spaces",
+                &json!({ "id": id.to_hex(), "kind": "confidential" }),
+            )
             .await?;
         let head = amicus_core::wire::genesis(id);
         self.spaces.insert(id, Local::new(space, 0, head, false));
@@ -804,7 +847,10 @@ impl Client {
         let id = SpaceId::random();
         let _: Value = self
             .http
-            .post("/v1/spaces", &json!({ "id": id.to_hex(), "kind": "public", "name": name }))
+            .post(
+                "/v1/spaces",
+                &json!({ "id": id.to_hex(), "kind": "public", "name": name }),
+            )
             .await?;
         Ok(id)
     }
@@ -831,7 +877,10 @@ impl Client {
 
     /// Looks up a user's identity key and checks it against the one seen
     /// before (trust on first use).
-    async fn identity_of(&mut self, user: &UserId) -> Result<(IdentityPublicKey, Value), ClientError> {
+    async fn identity_of(
+        &mut self,
+        user: &UserId,
+    ) -> Result<(IdentityPublicKey, Value), ClientError> {
         let v: Value = self.http.get(&format!("/v1/users/{user}")).await?;
         let key = IdentityPublicKey(hexs(field(&v, "identity_key")?)?);
         match self.contacts.get(user.as_str()) {
@@ -859,7 +908,12 @@ impl Client {
 
     /// Adds every device of `user` not yet in the space (a new member with
     /// `role`, or new devices of a member, who keeps their role).
-    pub async fn invite(&mut self, id: SpaceId, user: &str, role: Role) -> Result<u64, ClientError> {
+    pub async fn invite(
+        &mut self,
+        id: SpaceId,
+        user: &str,
+        role: Role,
+    ) -> Result<u64, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
         let (key, _) = self.identity_of(&user).await?;
         self.commit(id, Invite { user, key, role }).await
@@ -892,7 +946,10 @@ impl Client {
     /// The space's epoch and safety code (epoch authenticator).
     pub fn epoch(&self, id: SpaceId) -> Result<(u64, String), ClientError> {
         let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
-        Ok((local.space.epoch(), hex::encode(local.space.epoch_authenticator())))
+        Ok((
+            local.space.epoch(),
+            hex::encode(local.space.epoch_authenticator()),
+        ))
     }
 
     /// True if this device was removed from the space.
@@ -916,8 +973,12 @@ impl Client {
     /// Every log entry of a space, from the server (members only).
     pub async fn fetch_log(&mut self, id: SpaceId) -> Result<Vec<LogEntry>, ClientError> {
         let mut conn = Conn::open(self.http.base(), self.http.token().unwrap_or_default()).await?;
-        conn.send(&ClientFrame::Subscribe { request: 1, space: id, from_seq: 0 })
-            .await?;
+        conn.send(&ClientFrame::Subscribe {
+            request: 1,
+            space: id,
+            from_seq: 0,
+        })
+        .await?;
         let mut out = Vec::new();
         loop {
             match conn.recv(WAIT).await? {
@@ -934,7 +995,9 @@ impl Client {
             let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
             let head = local.head;
             let envelope = {
-                let Local { space, replicas, .. } = local;
+                let Local {
+                    space, replicas, ..
+                } = local;
                 let replica = replicas
                     .entry(stream)
                     .or_insert_with(|| Replica::new(stream, &self.device));
@@ -943,9 +1006,18 @@ impl Client {
             let Some(envelope) = envelope else {
                 return Ok(());
             };
-            let answer = self.append(id, AppendItem::Envelope(envelope)).await?;
+            let answer = self.append(id, AppendItem::Envelope(envelope)).await;
             let local = self.spaces.get_mut(&id).expect("present");
             let replica = local.replicas.get_mut(&stream).expect("present");
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    // Unanswered: send these changes again next time (the
+                    // document drops duplicates if the server had them).
+                    replica.flush_refused();
+                    return Err(e);
+                }
+            };
             match answer {
                 Ok(_) => {
                     replica.flush_accepted();
@@ -968,11 +1040,17 @@ impl Client {
                 }
             }
         }
-        Err(ClientError::Refused("the space kept changing epoch; try again".into()))
+        Err(ClientError::Refused(
+            "the space kept changing epoch; try again".into(),
+        ))
     }
 
     /// Creates a filing in the space's library; returns its id.
-    pub async fn new_document(&mut self, id: SpaceId, title: &str) -> Result<StreamId, ClientError> {
+    pub async fn new_document(
+        &mut self,
+        id: SpaceId,
+        title: &str,
+    ) -> Result<StreamId, ClientError> {
         self.sync(id).await?;
         let stream = StreamId::random();
         let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
@@ -987,7 +1065,12 @@ impl Client {
     }
 
     /// Applies edits to a filing and sends them as one envelope.
-    pub async fn edit(&mut self, id: SpaceId, stream: StreamId, edits: &[Edit]) -> Result<(), ClientError> {
+    pub async fn edit(
+        &mut self,
+        id: SpaceId,
+        stream: StreamId,
+        edits: &[Edit],
+    ) -> Result<(), ClientError> {
         self.sync(id).await?;
         let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
         let replica = local
@@ -1002,7 +1085,9 @@ impl Client {
                     let len = filing::body(doc)?.chars().count();
                     let at = at.unwrap_or(len);
                     if at > len {
-                        return Err(ClientError::Usage(format!("position {at} is past the end ({len})")));
+                        return Err(ClientError::Usage(format!(
+                            "position {at} is past the end ({len})"
+                        )));
                     }
                     filing::splice(doc, at, 0, text)?;
                 }
@@ -1065,7 +1150,12 @@ impl Client {
         Ok(entries
             .into_iter()
             .map(|e| match e {
-                library::Entry::Folder { id, name, .. } => Listed { kind: "folder", id, name, size: None },
+                library::Entry::Folder { id, name, .. } => Listed {
+                    kind: "folder",
+                    id,
+                    name,
+                    size: None,
+                },
                 library::Entry::Document { stream, title, .. } => Listed {
                     kind: "document",
                     id: stream.to_hex(),
@@ -1120,7 +1210,10 @@ impl Client {
                 self.home.remove(&spool_name)?;
             }
             let ids: Vec<String> = saved.chunk_ids().iter().map(|c| c.to_string()).collect();
-            let m: Value = self.http.post("/v1/blobs/missing", &json!({ "ids": ids })).await?;
+            let m: Value = self
+                .http
+                .post("/v1/blobs/missing", &json!({ "ids": ids }))
+                .await?;
             if m["missing"].as_array().is_some_and(|a| a.is_empty()) {
                 sealer = Some(FileSealer::resume(saved)?);
             }
@@ -1154,12 +1247,14 @@ impl Client {
                 Err(e) => return Err(e.into()),
             };
             for chunk in chunks {
-                self.upload_chunk(&sealer, &upload_name, &spool_name, chunk).await?;
+                self.upload_chunk(&sealer, &upload_name, &spool_name, chunk)
+                    .await?;
                 progress(sealer.progress().chunks_emitted(), total);
             }
         }
         while let Some(chunk) = sealer.next_trailing_chunk()? {
-            self.upload_chunk(&sealer, &upload_name, &spool_name, chunk).await?;
+            self.upload_chunk(&sealer, &upload_name, &spool_name, chunk)
+                .await?;
             progress(sealer.progress().chunks_emitted(), total);
         }
         let (rest, manifest) = sealer.finish()?;
@@ -1185,7 +1280,9 @@ impl Client {
         self.home.write(spool_name, &chunk.blob)?;
         let progress = postcard::to_allocvec(&sealer.progress()).expect("progress encodes");
         self.home.write(upload_name, &Zeroizing::new(progress))?;
-        self.http.put_blob(&chunk.id.to_string(), chunk.blob).await?;
+        self.http
+            .put_blob(&chunk.id.to_string(), chunk.blob)
+            .await?;
         Ok(self.home.remove(spool_name)?)
     }
 
@@ -1204,7 +1301,8 @@ impl Client {
             .into_iter()
             .find_map(|e| match e {
                 library::Entry::File { manifest, .. }
-                    if manifest.name == name_or_id || manifest.file_id.to_string() == name_or_id =>
+                    if manifest.name == name_or_id
+                        || manifest.file_id.to_string() == name_or_id =>
                 {
                     Some(manifest)
                 }
@@ -1318,13 +1416,25 @@ fn upload_file_name(space: SpaceId, path: &Path) -> String {
 }
 
 fn media_type(name: &str) -> &'static str {
-    match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+    match name
+        .rsplit('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("pdf") => "application/pdf",
         Some("txt") => "text/plain",
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         _ => "application/octet-stream",
+    }
+}
+
+fn discard_pending(space: &mut Space, provider: &MlsProvider) -> Result<(), ClientError> {
+    match space.commit_rejected(provider) {
+        Ok(()) | Err(SpaceError::NoPendingCommit) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -1336,7 +1446,11 @@ fn no_space(id: SpaceId) -> ClientError {
 /// at every attempt), `stage` builds it against the current state.
 trait AsyncIntent {
     type Claims;
-    async fn prepare(&mut self, client: &mut Client, id: SpaceId) -> Result<Self::Claims, ClientError>;
+    async fn prepare(
+        &mut self,
+        client: &mut Client,
+        id: SpaceId,
+    ) -> Result<Self::Claims, ClientError>;
     fn stage(
         &mut self,
         space: &mut Space,
@@ -1356,7 +1470,11 @@ struct Invite {
 impl AsyncIntent for Invite {
     type Claims = Vec<Vec<u8>>;
 
-    async fn prepare(&mut self, client: &mut Client, id: SpaceId) -> Result<Vec<Vec<u8>>, ClientError> {
+    async fn prepare(
+        &mut self,
+        client: &mut Client,
+        id: SpaceId,
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
         let local = client.spaces.get(&id).ok_or_else(|| no_space(id))?;
         let present: Vec<String> = local
             .space
@@ -1367,7 +1485,10 @@ impl AsyncIntent for Invite {
             .collect();
         let claimed: Value = client
             .http
-            .post(&format!("/v1/users/{}/key-packages/claim", self.user), &json!({}))
+            .post(
+                &format!("/v1/users/{}/key-packages/claim", self.user),
+                &json!({}),
+            )
             .await?;
         let kps: Vec<Vec<u8>> = claimed["key_packages"]
             .as_array()

@@ -186,12 +186,18 @@ mod tests {
         let raw = std::fs::read(dir.path().join("state")).unwrap();
         assert!(!raw.windows(11).any(|w| w == b"canary-7f3a"));
         let again = Home::open(dir.path(), b"correct horse").unwrap();
-        assert_eq!(&again.read("state").unwrap().unwrap()[..], b"canary-7f3a secret");
+        assert_eq!(
+            &again.read("state").unwrap().unwrap()[..],
+            b"canary-7f3a secret"
+        );
         let wrong = Home::open(dir.path(), b"wrong").unwrap();
         assert!(matches!(wrong.read("state"), Err(HomeError::Decrypt(_))));
         std::fs::copy(dir.path().join("state"), dir.path().join("other")).unwrap();
         assert!(matches!(again.read("other"), Err(HomeError::Decrypt(_))));
         assert!(again.read("absent").unwrap().is_none());
-        assert!(matches!(Home::create(dir.path(), b"x"), Err(HomeError::Exists(_))));
+        assert!(matches!(
+            Home::create(dir.path(), b"x"),
+            Err(HomeError::Exists(_))
+        ));
     }
 }

@@ -45,7 +45,9 @@ pub enum ClientError {
     #[error("{0}")]
     Forked(String),
     /// A user's identity key differs from the one seen before.
-    #[error("the identity key of {0} changed since you first saw it; compare safety numbers out of band before trusting it")]
+    #[error(
+        "the identity key of {0} changed since you first saw it; compare safety numbers out of band before trusting it"
+    )]
     KeyChanged(String),
     /// No such space, document or file.
     #[error("{0}")]

@@ -1,1 +1,785 @@
-fn main() {}
+//! The `amicus` command: `amicus serve` runs the relay server; every other
+//! command is the native client of one device, whose state lives encrypted
+//! in `--home` (default `~/.amicus`), unlocked by `AMICUS_PASSPHRASE` or a
+//! prompt.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use amicus_cli::{Client, Edit};
+use amicus_core::space::Role;
+use amicus_core::{SpaceId, StreamId};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "amicus",
+    version,
+    about = "End-to-end encrypted collaborative documents"
+)]
+struct Cli {
+    /// The device's state directory.
+    #[arg(long, global = true, env = "AMICUS_HOME")]
+    home: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay server.
+    Serve {
+        /// Data directory (store, blobs).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// A TOML configuration file.
+        #[arg(long, env = "AMICUS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Who may register: `open` or `invite`.
+        #[arg(long)]
+        registration: Option<String>,
+    },
+    /// Create an account and this device.
+    Register {
+        /// Server address, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "AMICUS_SERVER")]
+        server: String,
+        /// User name.
+        user: String,
+        /// Invitation code.
+        #[arg(long)]
+        invite: Option<String>,
+    },
+    /// Sign in again (new session token) and refill KeyPackages.
+    Login {
+        /// Point the device at a new server address.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Devices of this user.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Create an invitation code (administrator).
+    Invite,
+    /// Confidential and public spaces.
+    Space {
+        #[command(subcommand)]
+        command: SpaceCommand,
+    },
+    /// Filings.
+    Doc {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
+    /// Encrypted files.
+    File {
+        #[command(subcommand)]
+        command: FileCommand,
+    },
+    /// Publish a filing's text into a public space with signed provenance.
+    Publish {
+        /// The confidential space.
+        space: String,
+        /// The filing.
+        doc: String,
+        /// The public space.
+        #[arg(long)]
+        to: String,
+        /// The public document id.
+        #[arg(long)]
+        id: String,
+        /// Its language (e.g. `fr`).
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Sync every space and show what changed.
+    Sync,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Create another device of this user in a new home directory.
+    Add {
+        /// The new device's home.
+        new_home: PathBuf,
+    },
+    /// This device's id and the user's safety number.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum SpaceCommand {
+    /// Create a confidential space (or, with --public NAME, a public one).
+    Create {
+        /// Create a public space with this name.
+        #[arg(long)]
+        public: Option<String>,
+    },
+    /// Spaces of this device.
+    List,
+    /// Add a user (all their devices), or a member's new devices.
+    Invite {
+        /// The space.
+        space: String,
+        /// The user.
+        user: String,
+        /// reader, contributor, content-manager or space-manager.
+        #[arg(long, default_value = "contributor")]
+        role: String,
+    },
+    /// Remove a user and all their devices.
+    Remove {
+        /// The space.
+        space: String,
+        /// The user.
+        user: String,
+    },
+    /// Members, roles and safety numbers; the epoch and safety code.
+    Members {
+        /// The space.
+        space: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocCommand {
+    /// Create a filing.
+    New {
+        /// The space.
+        space: String,
+        /// The title.
+        title: String,
+    },
+    /// Edit a filing.
+    Edit {
+        /// The space.
+        space: String,
+        /// The filing.
+        doc: String,
+        /// New title.
+        #[arg(long)]
+        title: Option<String>,
+        /// Text to append at the end.
+        #[arg(long)]
+        append: Option<String>,
+        /// Insert text: POS:TEXT.
+        #[arg(long)]
+        insert: Option<String>,
+        /// Delete: POS:LEN.
+        #[arg(long)]
+        delete: Option<String>,
+        /// Comment a passage: START:END:TEXT.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Format a passage: START:END:MARK.
+        #[arg(long)]
+        format: Option<String>,
+        /// Name the resulting version.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Print a filing.
+    Cat {
+        /// The space.
+        space: String,
+        /// The filing.
+        doc: String,
+    },
+    /// Named versions and the number of changes.
+    History {
+        /// The space.
+        space: String,
+        /// The filing.
+        doc: String,
+    },
+    /// The library: documents, files, folders.
+    Ls {
+        /// The space.
+        space: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FileCommand {
+    /// Encrypt and upload a file (resumes an interrupted upload).
+    Put {
+        /// The space.
+        space: String,
+        /// The file.
+        path: PathBuf,
+        /// Name in the library (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Download and decrypt a file.
+    Get {
+        /// The space.
+        space: String,
+        /// Name or file id.
+        file: String,
+        /// Where to write it.
+        out: PathBuf,
+    },
+    /// Files of the library.
+    Ls {
+        /// The space.
+        space: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", json!({ "error": format!("{e:#}") }));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn passphrase() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("AMICUS_PASSPHRASE") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    let p = rpassword::prompt_password("passphrase: ")
+        .context("no AMICUS_PASSPHRASE and no terminal to ask for a passphrase")?;
+    Ok(zeroize::Zeroizing::new(p))
+}
+
+fn home_dir(cli_home: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match cli_home {
+        Some(h) => Ok(h),
+        None => {
+            let base = std::env::var_os("HOME").context("set --home or HOME")?;
+            Ok(Path::new(&base).join(".amicus"))
+        }
+    }
+}
+
+fn space(s: &str) -> anyhow::Result<SpaceId> {
+    SpaceId::from_hex(s).map_err(|_| anyhow::anyhow!("a space id is 32 hex digits, got {s:?}"))
+}
+
+fn stream(s: &str) -> anyhow::Result<StreamId> {
+    StreamId::from_hex(s).map_err(|_| anyhow::anyhow!("a document id is 32 hex digits, got {s:?}"))
+}
+
+fn role(s: &str) -> anyhow::Result<Role> {
+    Ok(match s {
+        "reader" => Role::Reader,
+        "contributor" => Role::Contributor,
+        "content-manager" => Role::ContentManager,
+        "space-manager" => Role::SpaceManager,
+        _ => bail!("a role is reader, contributor, content-manager or space-manager"),
+    })
+}
+
+fn split_pos(s: &str, parts: usize) -> anyhow::Result<Vec<String>> {
+    let v: Vec<String> = s.splitn(parts, ':').map(str::to_owned).collect();
+    if v.len() != parts {
+        bail!("expected {parts} parts separated by ':' in {s:?}");
+    }
+    Ok(v)
+}
+
+fn num(s: &str) -> anyhow::Result<usize> {
+    s.parse()
+        .with_context(|| format!("{s:?} is not a position"))
+}
+
+fn print(json_out: bool, value: Value, text: impl FnOnce() -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn bar(json_out: bool, what: &str) -> indicatif::ProgressBar {
+    if json_out {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} chunks ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json_out = cli.json;
+    let home = cli.home;
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            config,
+            registration,
+        } => serve(data, listen, config, registration).await,
+        Command::Register {
+            server,
+            user,
+            invite,
+        } => {
+            let dir = home_dir(home)?;
+            let pass = passphrase()?;
+            let c =
+                Client::register(&dir, pass.as_bytes(), &server, &user, invite.as_deref()).await?;
+            print(
+                json_out,
+                json!({ "user": c.user().as_str(), "device": c.device_id(), "safety_number": c.safety_number() }),
+                || {
+                    format!(
+                        "registered {} (device {})\nsafety number: {}",
+                        c.user(),
+                        c.device_id(),
+                        c.safety_number()
+                    )
+                },
+            );
+            Ok(())
+        }
+        command => {
+            let dir = home_dir(home)?;
+            let pass = passphrase()?;
+            let mut c = Client::open(&dir, pass.as_bytes()).await?;
+            let result = client_command(&mut c, command, json_out, pass.as_bytes()).await;
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            c.save()?;
+            result
+        }
+    }
+}
+
+async fn client_command(
+    c: &mut Client,
+    command: Command,
+    json_out: bool,
+    pass: &[u8],
+) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } | Command::Register { .. } => {
+            bail!("this command does not use a device's state")
+        }
+        Command::Login { server } => {
+            if let Some(s) = server {
+                c.set_server(&s)?;
+            }
+            c.login().await?;
+            c.replenish_key_packages().await?;
+            print(json_out, json!({ "user": c.user().as_str() }), || {
+                format!("signed in as {}", c.user())
+            });
+        }
+        Command::Device {
+            command: DeviceCommand::Add { new_home },
+        } => {
+            let d = c.add_device(&new_home, pass).await?;
+            print(
+                json_out,
+                json!({ "device": d.device_id(), "home": new_home }),
+                || format!("device {} created in {}", d.device_id(), new_home.display()),
+            );
+        }
+        Command::Device {
+            command: DeviceCommand::Show,
+        } => {
+            print(
+                json_out,
+                json!({ "user": c.user().as_str(), "device": c.device_id(), "safety_number": c.safety_number() }),
+                || {
+                    format!(
+                        "{} device {}\nsafety number: {}",
+                        c.user(),
+                        c.device_id(),
+                        c.safety_number()
+                    )
+                },
+            );
+        }
+        Command::Invite => {
+            let v: Value = c.http().post("/v1/invites", &json!({})).await?;
+            print(json_out, v.clone(), || {
+                format!("invitation code: {}", v["code"].as_str().unwrap_or(""))
+            });
+        }
+        Command::Sync => {
+            c.sync_all().await?;
+            let spaces: Vec<Value> = c
+                .spaces()
+                .into_iter()
+                .map(|id| {
+                    let (epoch, code) = c.epoch(id).unwrap_or_default();
+                    json!({ "space": id.to_hex(), "epoch": epoch, "safety_code": code, "removed": c.is_removed(id) })
+                })
+                .collect();
+            print(json_out, json!({ "spaces": spaces }), || {
+                spaces
+                    .iter()
+                    .map(|s| format!("{} epoch {}", s["space"].as_str().unwrap_or(""), s["epoch"]))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        Command::Space { command } => space_command(c, command, json_out).await?,
+        Command::Doc { command } => doc_command(c, command, json_out).await?,
+        Command::File { command } => file_command(c, command, json_out).await?,
+        Command::Publish {
+            space: s,
+            doc,
+            to,
+            id,
+            language,
+        } => {
+            c.sync_all().await?;
+            c.publish(
+                space(&s)?,
+                stream(&doc)?,
+                space(&to)?,
+                &id,
+                language.as_deref(),
+            )
+            .await?;
+            print(json_out, json!({ "published": id }), || {
+                format!("published as {id}")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn space_command(
+    c: &mut Client,
+    command: SpaceCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    match command {
+        SpaceCommand::Create { public } => {
+            let id = match public {
+                Some(name) => c.create_public_space(&name).await?,
+                None => c.create_space().await?,
+            };
+            print(json_out, json!({ "space": id.to_hex() }), || id.to_hex());
+        }
+        SpaceCommand::List => {
+            c.sync_all().await?;
+            let v = c.list_spaces().await?;
+            print(json_out, v.clone(), || {
+                v["spaces"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        format!(
+                            "{} {} epoch {} {}",
+                            s["id"].as_str().unwrap_or(""),
+                            s["kind"].as_str().unwrap_or(""),
+                            s["epoch"],
+                            s["name"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SpaceCommand::Invite {
+            space: s,
+            user,
+            role: r,
+        } => {
+            c.sync_all().await?;
+            let epoch = c.invite(space(&s)?, &user, role(&r)?).await?;
+            print(json_out, json!({ "epoch": epoch }), || {
+                format!("{user} added; the space is in epoch {epoch}")
+            });
+        }
+        SpaceCommand::Remove { space: s, user } => {
+            c.sync_all().await?;
+            let epoch = c.remove(space(&s)?, &user).await?;
+            print(json_out, json!({ "epoch": epoch }), || {
+                format!("{user} removed; the space is in epoch {epoch}")
+            });
+        }
+        SpaceCommand::Members { space: s } => {
+            c.sync_all().await?;
+            let id = space(&s)?;
+            let members = c.members(id)?;
+            let (epoch, code) = c.epoch(id)?;
+            print(
+                json_out,
+                json!({ "members": members, "epoch": epoch, "safety_code": code }),
+                || {
+                    let mut out: Vec<String> = members
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{} {} {} {}",
+                                m["user"].as_str().unwrap_or(""),
+                                m["device"].as_str().unwrap_or(""),
+                                m["role"].as_str().unwrap_or(""),
+                                m["safety_number"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect();
+                    out.push(format!("epoch {epoch}, safety code {code}"));
+                    out.join("\n")
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> anyhow::Result<()> {
+    c.sync_all().await?;
+    match command {
+        DocCommand::New { space: s, title } => {
+            let id = c.new_document(space(&s)?, &title).await?;
+            print(json_out, json!({ "doc": id.to_hex() }), || id.to_hex());
+        }
+        DocCommand::Edit {
+            space: s,
+            doc,
+            title,
+            append,
+            insert,
+            delete,
+            comment,
+            format,
+            version,
+        } => {
+            let mut edits = Vec::new();
+            if let Some(t) = title {
+                edits.push(Edit::Title(t));
+            }
+            if let Some(p) = delete {
+                let v = split_pos(&p, 2)?;
+                edits.push(Edit::Delete(num(&v[0])?, num(&v[1])?));
+            }
+            if let Some(p) = insert {
+                let v = split_pos(&p, 2)?;
+                edits.push(Edit::Insert(Some(num(&v[0])?), v[1].clone()));
+            }
+            if let Some(t) = append {
+                edits.push(Edit::Insert(None, t));
+            }
+            if let Some(p) = format {
+                let v = split_pos(&p, 3)?;
+                edits.push(Edit::Format(num(&v[0])?, num(&v[1])?, v[2].clone()));
+            }
+            if let Some(p) = comment {
+                let v = split_pos(&p, 3)?;
+                edits.push(Edit::Comment(num(&v[0])?, num(&v[1])?, v[2].clone()));
+            }
+            if let Some(v) = version {
+                edits.push(Edit::Version(v));
+            }
+            if edits.is_empty() {
+                bail!(
+                    "nothing to do: give --title, --append, --insert, --delete, --comment, --format or --version"
+                );
+            }
+            c.edit(space(&s)?, stream(&doc)?, &edits).await?;
+            print(json_out, json!({ "edited": doc }), || "saved".to_owned());
+        }
+        DocCommand::Cat { space: s, doc } => {
+            let f = c.read(space(&s)?, stream(&doc)?)?;
+            print(json_out, serde_json::to_value(&f)?, || {
+                format!("# {}\n\n{}", f.title, f.body)
+            });
+        }
+        DocCommand::History { space: s, doc } => {
+            let f = c.read(space(&s)?, stream(&doc)?)?;
+            print(
+                json_out,
+                json!({ "versions": f.versions, "changes": f.changes }),
+                || {
+                    let mut out = vec![format!("{} changes", f.changes)];
+                    out.extend(f.versions.iter().map(|v| format!("version: {v}")));
+                    out.join("\n")
+                },
+            );
+        }
+        DocCommand::Ls { space: s } => list(c, &s, json_out, None)?,
+    }
+    Ok(())
+}
+
+fn list(c: &mut Client, s: &str, json_out: bool, only: Option<&str>) -> anyhow::Result<()> {
+    let entries: Vec<_> = c
+        .library(space(s)?)?
+        .into_iter()
+        .filter(|e| only.is_none_or(|k| e.kind == k))
+        .collect();
+    print(json_out, json!({ "entries": entries }), || {
+        entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}{}",
+                    e.kind,
+                    e.id,
+                    e.name,
+                    e.size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> anyhow::Result<()> {
+    c.sync_all().await?;
+    match command {
+        FileCommand::Put {
+            space: s,
+            path,
+            name,
+        } => {
+            let name = match name {
+                Some(n) => n,
+                None => path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .context("give --name")?,
+            };
+            let b = bar(json_out, "encrypting and uploading");
+            let manifest = c
+                .put_file(space(&s)?, &path, &name, &mut |done, total| {
+                    b.set_length(total);
+                    b.set_position(done);
+                })
+                .await?;
+            b.finish_and_clear();
+            print(
+                json_out,
+                json!({ "file": manifest.file_id.to_string(), "name": manifest.name, "size": manifest.plaintext_size, "chunks": manifest.chunk_ids.len() }),
+                || {
+                    format!(
+                        "uploaded {} ({} bytes)",
+                        manifest.name, manifest.plaintext_size
+                    )
+                },
+            );
+        }
+        FileCommand::Get {
+            space: s,
+            file,
+            out,
+        } => {
+            let b = bar(json_out, "downloading and decrypting");
+            let n = c
+                .get_file(space(&s)?, &file, &out, &mut |done, total| {
+                    b.set_length(total);
+                    b.set_position(done);
+                })
+                .await?;
+            b.finish_and_clear();
+            print(json_out, json!({ "bytes": n, "out": out }), || {
+                format!("wrote {n} bytes to {}", out.display())
+            });
+        }
+        FileCommand::Ls { space: s } => list(c, &s, json_out, Some("file"))?,
+    }
+    Ok(())
+}
+
+async fn serve(
+    data: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    config_file: Option<PathBuf>,
+    registration: Option<String>,
+) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AMICUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &config_file {
+        Some(path) => amicus_server::Config::from_file(path)?,
+        None => amicus_server::Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(d) = data {
+        config.data = d;
+    }
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    if let Some(r) = registration {
+        config.registration = match r.as_str() {
+            "open" => amicus_server::Registration::Open,
+            "invite" => amicus_server::Registration::Invite,
+            _ => bail!("--registration is `open` or `invite`"),
+        };
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = amicus_server::open(config.clone(), Arc::new(amicus_server::public::NoIndex))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the data directory {}: {e}",
+                config.data.display()
+            )
+        })?;
+    tracing::info!(listen = %addr, data = %config.data.display(), registration = ?config.registration, "amicus server listening");
+    // Scripts and tests read the bound address from this line.
+    println!("listening on http://{addr}");
+    amicus_server::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -70,7 +70,11 @@ impl Http {
             .await
             .map_err(|e| ClientError::Network(e.to_string()))?;
         if status.is_success() {
-            let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+            let bytes = if bytes.is_empty() {
+                &b"null"[..]
+            } else {
+                &bytes[..]
+            };
             serde_json::from_slice(bytes)
                 .map_err(|e| ClientError::Protocol(format!("unexpected answer: {e}")))
         } else {
@@ -117,7 +121,11 @@ impl Http {
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
         self.send(reqwest::Method::POST, path, body).await
     }
 
@@ -220,7 +228,9 @@ impl Conn {
                 Some(Ok(Message::Close(frame))) => {
                     return Err(ClientError::Network(format!(
                         "the server closed the connection: {}",
-                        frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default()
+                        frame
+                            .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                            .unwrap_or_default()
                     )));
                 }
                 Some(Ok(_)) => continue,

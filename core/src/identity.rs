@@ -577,11 +577,31 @@ mod tests {
         let d = alice().new_device();
         let sig = d.sign_statement(Statement::SignIn, b"challenge");
         let key = d.public_key();
-        assert!(verify_statement(&key, Statement::SignIn, b"challenge", &sig));
-        assert!(!verify_statement(&key, Statement::Provenance, b"challenge", &sig));
-        assert!(!verify_statement(&key, Statement::SignIn, b"challengf", &sig));
+        assert!(verify_statement(
+            &key,
+            Statement::SignIn,
+            b"challenge",
+            &sig
+        ));
+        assert!(!verify_statement(
+            &key,
+            Statement::Provenance,
+            b"challenge",
+            &sig
+        ));
+        assert!(!verify_statement(
+            &key,
+            Statement::SignIn,
+            b"challengf",
+            &sig
+        ));
         let other = alice().new_device().public_key();
-        assert!(!verify_statement(&other, Statement::SignIn, b"challenge", &sig));
+        assert!(!verify_statement(
+            &other,
+            Statement::SignIn,
+            b"challenge",
+            &sig
+        ));
     }
 
     #[test]

@@ -202,8 +202,8 @@ pub enum MlsContent {
 /// Reads the clear framing of an MLS PrivateMessage. Anything else (public
 /// messages, Welcomes, GroupInfo, KeyPackages, garbage) is `Malformed`.
 pub fn inspect_mls(bytes: &[u8]) -> Result<MlsFraming, WireError> {
-    use openmls::prelude::{ContentType, MlsMessageIn, ProtocolMessage};
     use openmls::prelude::tls_codec::DeserializeBytes;
+    use openmls::prelude::{ContentType, MlsMessageIn, ProtocolMessage};
     let (msg, rest) =
         MlsMessageIn::tls_deserialize_bytes(bytes).map_err(|_| WireError::Malformed)?;
     if !rest.is_empty() {
@@ -230,8 +230,8 @@ pub fn inspect_mls(bytes: &[u8]) -> Result<MlsFraming, WireError> {
 
 /// True if `bytes` is exactly one MLS Welcome message.
 pub fn is_mls_welcome(bytes: &[u8]) -> bool {
-    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
     use openmls::prelude::tls_codec::DeserializeBytes;
+    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
     match MlsMessageIn::tls_deserialize_bytes(bytes) {
         Ok((msg, [])) => matches!(msg.extract(), MlsMessageBodyIn::Welcome(_)),
         _ => false,
@@ -459,7 +459,10 @@ mod tests {
         let message = space.create_message(&provider, &device, b"cursor").unwrap();
         let framing = inspect_mls(&message).unwrap();
         assert_eq!(framing.group, space.id().0.to_vec());
-        assert_eq!((framing.epoch, framing.content), (0, MlsContent::Application));
+        assert_eq!(
+            (framing.epoch, framing.content),
+            (0, MlsContent::Application)
+        );
         let pending = space.self_update(&provider, &device, (3, [7; 32])).unwrap();
         let framing = inspect_mls(&pending.commit).unwrap();
         assert_eq!((framing.epoch, framing.content), (0, MlsContent::Commit));

@@ -21,8 +21,8 @@ use crate::error::{ApiError, rejection};
 use crate::public::{check_doc_id, provenance_message};
 use crate::state::{AppState, Caller, now, random32, secret_hash};
 use crate::store::{
-    Admission, Created, DeviceRecord, InviteRecord, Provenance, PublicFile, PublicRecord, PublicRole,
-    SessionRecord, SpaceKind, SpaceRecord, UserRecord,
+    Admission, Created, DeviceRecord, InviteRecord, Provenance, PublicFile, PublicRecord,
+    PublicRole, SessionRecord, SpaceKind, SpaceRecord, UserRecord,
 };
 
 type S = State<Arc<AppState>>;
@@ -34,9 +34,8 @@ fn body<T>(j: ApiJson<T>) -> Result<T, ApiError> {
 
 fn bytes_hex<const N: usize>(field: &str, s: &str) -> Result<[u8; N], ApiError> {
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).map_err(|_| {
-        ApiError::BadRequest(format!("`{field}` must be {} hex digits", N * 2))
-    })?;
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| ApiError::BadRequest(format!("`{field}` must be {} hex digits", N * 2)))?;
     Ok(out)
 }
 
@@ -104,10 +103,14 @@ pub struct Register {
 pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response, ApiError> {
     let req = body(j)?;
     let cert = certificate(&req.certificate)?;
-    cert.verify(&cert.identity_key)
-        .map_err(|_| ApiError::BadRequest("the device certificate's signature is invalid".into()))?;
+    cert.verify(&cert.identity_key).map_err(|_| {
+        ApiError::BadRequest("the device certificate's signature is invalid".into())
+    })?;
     if state.store.user(&cert.user)?.is_some() {
-        return Err(ApiError::Conflict(format!("the name {} is taken", cert.user)));
+        return Err(ApiError::Conflict(format!(
+            "the name {} is taken",
+            cert.user
+        )));
     }
     // The first account needs no invitation; later ones do if configured.
     let mut admission = Admission::Any;
@@ -125,7 +128,9 @@ pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response,
                 .take_invite(secret_hash(code))?
                 .ok_or_else(|| ApiError::Forbidden("unknown or used invitation code".into()))?;
             if invite.expires < now() {
-                return Err(ApiError::Forbidden("the invitation code has expired".into()));
+                return Err(ApiError::Forbidden(
+                    "the invitation code has expired".into(),
+                ));
             }
         }
     }
@@ -142,9 +147,13 @@ pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response,
     let created = state.store.create_user(&user, &device, admission)?;
     tracing::info!(user = %cert.user, admin = created == Created::Admin, "account created");
     match created {
-        Created::Taken => Err(ApiError::Conflict(format!("the name {} is taken", cert.user))),
+        Created::Taken => Err(ApiError::Conflict(format!(
+            "the name {} is taken",
+            cert.user
+        ))),
         Created::NotFirst => Err(ApiError::Forbidden(
-            "another account became the administrator first; registration now needs an invitation".into(),
+            "another account became the administrator first; registration now needs an invitation"
+                .into(),
         )),
         c => Ok((
             StatusCode::CREATED,
@@ -164,12 +173,18 @@ pub struct NewInvite {
 }
 
 /// `POST /v1/invites`: an administrator creates an invitation code.
-pub async fn invite(State(state): S, headers: HeaderMap, j: ApiJson<NewInvite>) -> Result<Json<Value>, ApiError> {
+pub async fn invite(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<NewInvite>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     let req = body(j)?;
     let admin = state.store.user(&who.user)?.is_some_and(|u| u.admin);
     if !admin {
-        return Err(ApiError::Forbidden("only the administrator creates invitations".into()));
+        return Err(ApiError::Forbidden(
+            "only the administrator creates invitations".into(),
+        ));
     }
     let days = req.days.unwrap_or(7).clamp(1, 90);
     let code = hex::encode(&random32()[..16]);
@@ -192,12 +207,17 @@ pub struct ChallengeRequest {
 }
 
 /// `POST /v1/challenge`: a random challenge for a device to sign.
-pub async fn challenge(State(state): S, j: ApiJson<ChallengeRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn challenge(
+    State(state): S,
+    j: ApiJson<ChallengeRequest>,
+) -> Result<Json<Value>, ApiError> {
     let device = device_id(&body(j)?.device)?;
     if state.store.device(device)?.is_none() {
         return Err(ApiError::NotFound("no such device; register first".into()));
     }
-    Ok(Json(json!({ "challenge": hex::encode(state.challenge(device)) })))
+    Ok(Json(
+        json!({ "challenge": hex::encode(state.challenge(device)) }),
+    ))
 }
 
 /// Body of `POST /v1/session`.
@@ -219,14 +239,23 @@ pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Value>,
     let challenge: [u8; 32] = bytes_hex("challenge", &req.challenge)?;
     let signature: [u8; 64] = bytes_hex("signature", &req.signature)?;
     if !state.take_challenge(&challenge, device) {
-        return Err(ApiError::SignInRefused("unknown or expired challenge; ask for a new one".into()));
+        return Err(ApiError::SignInRefused(
+            "unknown or expired challenge; ask for a new one".into(),
+        ));
     }
     let record = state
         .store
         .device(device)?
         .ok_or_else(|| ApiError::SignInRefused("no such device".into()))?;
-    if !verify_statement(&record.certificate.device_key, Statement::SignIn, &challenge, &signature) {
-        return Err(ApiError::SignInRefused("the signature does not verify".into()));
+    if !verify_statement(
+        &record.certificate.device_key,
+        Statement::SignIn,
+        &challenge,
+        &signature,
+    ) {
+        return Err(ApiError::SignInRefused(
+            "the signature does not verify".into(),
+        ));
     }
     let token = hex::encode(random32());
     let expires = now() + state.config.limits.session_secs;
@@ -239,7 +268,9 @@ pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Value>,
         },
     )?;
     tracing::info!(user = %record.certificate.user, device = %device, "signed in");
-    Ok(Json(json!({ "token": token, "expires": expires, "user": record.certificate.user.as_str() })))
+    Ok(Json(
+        json!({ "token": token, "expires": expires, "user": record.certificate.user.as_str() }),
+    ))
 }
 
 /// Body of `POST /v1/devices`.
@@ -252,31 +283,50 @@ pub struct NewDevice {
 
 /// `POST /v1/devices`: a signed-in device registers another device of the
 /// same user, certified by the user's identity key.
-pub async fn add_device(State(state): S, headers: HeaderMap, j: ApiJson<NewDevice>) -> Result<Response, ApiError> {
+pub async fn add_device(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<NewDevice>,
+) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let cert = certificate(&body(j)?.certificate)?;
-    let user = state.store.user(&who.user)?.ok_or(ApiError::Unauthenticated)?;
+    let user = state
+        .store
+        .user(&who.user)?
+        .ok_or(ApiError::Unauthenticated)?;
     if cert.user != who.user {
-        return Err(ApiError::Forbidden("a device can only be added to its own user".into()));
+        return Err(ApiError::Forbidden(
+            "a device can only be added to its own user".into(),
+        ));
     }
     cert.verify(&user.identity_key).map_err(|_| {
         ApiError::BadRequest("the certificate is not signed by your identity key".into())
     })?;
     if state.store.device(cert.device)?.is_some() {
-        return Err(ApiError::Conflict("this device id is registered already".into()));
+        return Err(ApiError::Conflict(
+            "this device id is registered already".into(),
+        ));
     }
     state.store.add_device(&DeviceRecord {
         certificate: cert.clone(),
         created: now(),
     })?;
     tracing::info!(user = %who.user, device = %cert.device, "device added");
-    Ok((StatusCode::CREATED, Json(json!({ "device": cert.device.to_hex() }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "device": cert.device.to_hex() })),
+    )
+        .into_response())
 }
 
 /// `GET /v1/users/{user}`: the identity key and certified devices, for
 /// members who add the user (they check each certificate themselves).
-pub async fn user(State(state): S, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn user(
+    State(state): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller(&state, &headers)?;
     let name = user_id(&name)?;
     let user = state
@@ -312,7 +362,11 @@ pub struct KeyPackages {
 }
 
 /// `POST /v1/key-packages`: uploads a batch of the caller device's KeyPackages.
-pub async fn upload_key_packages(State(state): S, headers: HeaderMap, j: ApiJson<KeyPackages>) -> Result<Json<Value>, ApiError> {
+pub async fn upload_key_packages(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<KeyPackages>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let req = body(j)?;
@@ -330,17 +384,27 @@ pub async fn upload_key_packages(State(state): S, headers: HeaderMap, j: ApiJson
             limits.max_key_packages_per_device
         )));
     }
-    let user = state.store.user(&who.user)?.ok_or(ApiError::Unauthenticated)?;
+    let user = state
+        .store
+        .user(&who.user)?
+        .ok_or(ApiError::Unauthenticated)?;
     let provider = MlsProvider::new();
     let mut kps = Vec::with_capacity(req.key_packages.len());
     for (i, h) in req.key_packages.iter().enumerate() {
         let bytes = vec_hex("key_packages", h, 16 << 10)?;
-        let kp = amicus_core::identity::validate_key_package(&provider, &bytes, &who.user, &user.identity_key)
-            .map_err(|e| ApiError::BadRequest(format!("KeyPackage {i}: {e}")))?;
+        let kp = amicus_core::identity::validate_key_package(
+            &provider,
+            &bytes,
+            &who.user,
+            &user.identity_key,
+        )
+        .map_err(|e| ApiError::BadRequest(format!("KeyPackage {i}: {e}")))?;
         let cert = DeviceCertificate::from_extensions(kp.leaf_node().extensions())
             .map_err(|e| ApiError::BadRequest(format!("KeyPackage {i}: {e}")))?;
         if cert.device != who.device {
-            return Err(ApiError::BadRequest(format!("KeyPackage {i} is for another device")));
+            return Err(ApiError::BadRequest(format!(
+                "KeyPackage {i} is for another device"
+            )));
         }
         kps.push(bytes);
     }
@@ -350,7 +414,11 @@ pub async fn upload_key_packages(State(state): S, headers: HeaderMap, j: ApiJson
 
 /// `POST /v1/users/{user}/key-packages/claim`: one KeyPackage per device of
 /// the user, each handed out once.
-pub async fn claim_key_packages(State(state): S, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn claim_key_packages(
+    State(state): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let name = user_id(&name)?;
@@ -362,7 +430,9 @@ pub async fn claim_key_packages(State(state): S, headers: HeaderMap, Path(name):
     for d in state.store.devices(&name)? {
         let id = d.certificate.device;
         match state.store.take_key_package(id)? {
-            Some(kp) => found.push(json!({ "device": id.to_hex(), "key_package": hex::encode(kp) })),
+            Some(kp) => {
+                found.push(json!({ "device": id.to_hex(), "key_package": hex::encode(kp) }))
+            }
             None => missing.push(id.to_hex()),
         }
     }
@@ -409,7 +479,11 @@ fn space_json(s: &SpaceRecord, detail: bool) -> Value {
 
 /// `POST /v1/spaces`: creates a space with the caller's device as its only
 /// member (confidential) or the caller as its space manager (public).
-pub async fn create_space(State(state): S, headers: HeaderMap, j: ApiJson<NewSpace>) -> Result<Response, ApiError> {
+pub async fn create_space(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<NewSpace>,
+) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let req = body(j)?;
@@ -442,7 +516,9 @@ pub async fn create_space(State(state): S, headers: HeaderMap, j: ApiJson<NewSpa
             record.roster.insert(who.device, who.user.clone());
         }
         SpaceKind::Public => {
-            record.roles.insert(who.user.clone(), PublicRole::SpaceManager);
+            record
+                .roles
+                .insert(who.user.clone(), PublicRole::SpaceManager);
         }
     }
     if !state.store.create_space(&record)? {
@@ -477,12 +553,18 @@ fn load_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, A
     let id = space_id(id)?;
     match state.store.space(id)? {
         Some(s) if visible(&s, who) => Ok(s),
-        _ => Err(ApiError::NotFound("no such space, or this device is not in it".into())),
+        _ => Err(ApiError::NotFound(
+            "no such space, or this device is not in it".into(),
+        )),
     }
 }
 
 /// `GET /v1/spaces/{id}`: a space, with its delivery roster.
-pub async fn get_space(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_space(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     Ok(Json(space_json(&load_space(&state, &who, &id)?, true)))
 }
@@ -513,7 +595,9 @@ pub async fn set_role(
         ));
     }
     if space.roles.get(&who.user) != Some(&PublicRole::SpaceManager) {
-        return Err(ApiError::Forbidden("only a space manager changes roles".into()));
+        return Err(ApiError::Forbidden(
+            "only a space manager changes roles".into(),
+        ));
     }
     if state.store.user(&user)?.is_none() {
         return Err(ApiError::NotFound(format!("no user {user}")));
@@ -523,7 +607,9 @@ pub async fn set_role(
         None => space.roles.remove(&user),
     };
     if !space.roles.values().any(|r| *r == PublicRole::SpaceManager) {
-        return Err(ApiError::BadRequest("a space keeps at least one space manager".into()));
+        return Err(ApiError::BadRequest(
+            "a space keeps at least one space manager".into(),
+        ));
     }
     state.store.append(crate::store::Append {
         space: &space,
@@ -546,7 +632,11 @@ pub async fn welcomes(State(state): S, headers: HeaderMap) -> Result<Json<Value>
 }
 
 /// `DELETE /v1/welcomes/{id}`: the device processed a Welcome.
-pub async fn delete_welcome(State(state): S, headers: HeaderMap, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+pub async fn delete_welcome(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
     let who = caller(&state, &headers)?;
     if state.store.delete_welcome(who.device, id)? {
         Ok(StatusCode::NO_CONTENT)
@@ -586,17 +676,25 @@ pub async fn put_blob(
     let quota = limits.quota_bytes;
     let stored = state
         .blobs
-        .put(&id, request_body.into_data_stream(), limits.max_blob, move |size| {
-            match store.charge(&user, size, quota)? {
+        .put(
+            &id,
+            request_body.into_data_stream(),
+            limits.max_blob,
+            move |size| match store.charge(&user, size, quota)? {
                 Some(_) => Ok(()),
-                None => Err(ApiError::Quota(format!("your {quota} bytes of blob storage are used"))),
-            }
-        })
+                None => Err(ApiError::Quota(format!(
+                    "your {quota} bytes of blob storage are used"
+                ))),
+            },
+        )
         .await?;
     Ok(match stored {
         Stored::New(size) => {
             state.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
-            state.metrics.blob_bytes_in.fetch_add(size, Ordering::Relaxed);
+            state
+                .metrics
+                .blob_bytes_in
+                .fetch_add(size, Ordering::Relaxed);
             StatusCode::CREATED.into_response()
         }
         Stored::Existing => StatusCode::OK.into_response(),
@@ -604,7 +702,11 @@ pub async fn put_blob(
 }
 
 /// `GET /v1/blobs/{id}`: streams a blob.
-pub async fn get_blob(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_blob(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     caller(&state, &headers)?;
     let id = BlobId::parse(&id)?;
     let file = match tokio::fs::File::open(state.blobs.path(&id)).await {
@@ -615,7 +717,10 @@ pub async fn get_blob(State(state): S, headers: HeaderMap, Path(id): Path<String
         Err(e) => return Err(e.into()),
     };
     let len = file.metadata().await?.len();
-    state.metrics.blob_bytes_out.fetch_add(len, Ordering::Relaxed);
+    state
+        .metrics
+        .blob_bytes_out
+        .fetch_add(len, Ordering::Relaxed);
     let stream = tokio_util::io::ReaderStream::new(file);
     Ok((
         [
@@ -636,7 +741,11 @@ pub struct BlobQuery {
 }
 
 /// `POST /v1/blobs/missing`: which of these blobs the server lacks (to resume).
-pub async fn missing_blobs(State(state): S, headers: HeaderMap, j: ApiJson<BlobQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn missing_blobs(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<BlobQuery>,
+) -> Result<Json<Value>, ApiError> {
     caller(&state, &headers)?;
     let req = body(j)?;
     if req.ids.len() > state.config.limits.max_blob_query {
@@ -699,23 +808,34 @@ pub async fn put_public(
     let space = public_space(&state, &who, &space)?;
     check_doc_id(&doc)?;
     if !space.roles.contains_key(&who.user) {
-        return Err(ApiError::Forbidden("you have no role in this public space".into()));
+        return Err(ApiError::Forbidden(
+            "you have no role in this public space".into(),
+        ));
     }
     let limits = &state.config.limits;
     if req.body.len() > limits.max_public_body {
-        return Err(ApiError::TooLarge(format!("a public body holds at most {} bytes", limits.max_public_body)));
+        return Err(ApiError::TooLarge(format!(
+            "a public body holds at most {} bytes",
+            limits.max_public_body
+        )));
     }
     if req.title.trim().is_empty() || req.title.chars().count() > 500 {
-        return Err(ApiError::BadRequest("a title is 1 to 500 characters".into()));
+        return Err(ApiError::BadRequest(
+            "a title is 1 to 500 characters".into(),
+        ));
     }
     if let Some(lang) = &req.language
         && (lang.is_empty() || lang.len() > 8 || !lang.bytes().all(|b| b.is_ascii_lowercase()))
     {
-        return Err(ApiError::BadRequest("`language` is a lowercase primary language tag such as `fr`".into()));
+        return Err(ApiError::BadRequest(
+            "`language` is a lowercase primary language tag such as `fr`".into(),
+        ));
     }
     if let Some(file) = &req.file {
         if file.chunks.len() > 1 << 20 || file.name.is_empty() || file.name.len() > 255 {
-            return Err(ApiError::BadRequest("a file has a name of 1 to 255 bytes and at most 2^20 chunks".into()));
+            return Err(ApiError::BadRequest(
+                "a file has a name of 1 to 255 bytes and at most 2^20 chunks".into(),
+            ));
         }
         for c in &file.chunks {
             BlobId::parse(c)?;
@@ -727,17 +847,39 @@ pub async fn put_public(
             .store
             .device(device)?
             .filter(|d| d.certificate.user == who.user)
-            .ok_or_else(|| ApiError::BadRequest("provenance names a device that is not yours".into()))?;
+            .ok_or_else(|| {
+                ApiError::BadRequest("provenance names a device that is not yours".into())
+            })?;
         let sig: [u8; 64] = bytes_hex("provenance.signature", &p.signature)?;
-        let message = provenance_message(space.id, &doc, &req.title, &req.body, &p.source_space, &p.source_stream, &p.heads);
-        if !verify_statement(&record.certificate.device_key, Statement::Provenance, &message, &sig) {
-            return Err(ApiError::BadRequest("the provenance signature does not verify".into()));
+        let message = provenance_message(
+            space.id,
+            &doc,
+            &req.title,
+            &req.body,
+            &p.source_space,
+            &p.source_stream,
+            &p.heads,
+        );
+        if !verify_statement(
+            &record.certificate.device_key,
+            Statement::Provenance,
+            &message,
+            &sig,
+        ) {
+            return Err(ApiError::BadRequest(
+                "the provenance signature does not verify".into(),
+            ));
         }
     }
     let record = PublicRecord {
         space: space.id,
         id: doc,
-        kind: if req.file.is_some() { "file" } else { "document" }.into(),
+        kind: if req.file.is_some() {
+            "file"
+        } else {
+            "document"
+        }
+        .into(),
         title: req.title,
         body: req.body,
         language: req.language,
@@ -749,11 +891,17 @@ pub async fn put_public(
     };
     state.store.put_public(&record)?;
     state.index.upsert(&record);
-    Ok(Json(json!({ "space": record.space.to_hex(), "id": record.id, "updated": record.updated })))
+    Ok(Json(
+        json!({ "space": record.space.to_hex(), "id": record.id, "updated": record.updated }),
+    ))
 }
 
 /// `GET /v1/public/{space}/docs`: the documents of a public space.
-pub async fn list_public(State(state): S, headers: HeaderMap, Path(space): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn list_public(
+    State(state): S,
+    headers: HeaderMap,
+    Path(space): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     let space = public_space(&state, &who, &space)?;
     let docs: Vec<Value> = state
@@ -766,7 +914,11 @@ pub async fn list_public(State(state): S, headers: HeaderMap, Path(space): Path<
 }
 
 /// `GET /v1/public/{space}/docs/{doc}`: one public document.
-pub async fn get_public(State(state): S, headers: HeaderMap, Path((space, doc)): Path<(String, String)>) -> Result<Json<PublicRecord>, ApiError> {
+pub async fn get_public(
+    State(state): S,
+    headers: HeaderMap,
+    Path((space, doc)): Path<(String, String)>,
+) -> Result<Json<PublicRecord>, ApiError> {
     let who = caller(&state, &headers)?;
     let space = public_space(&state, &who, &space)?;
     check_doc_id(&doc)?;
@@ -778,12 +930,22 @@ pub async fn get_public(State(state): S, headers: HeaderMap, Path((space, doc)):
 }
 
 /// `DELETE /v1/public/{space}/docs/{doc}`: content managers and up.
-pub async fn delete_public(State(state): S, headers: HeaderMap, Path((space, doc)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+pub async fn delete_public(
+    State(state): S,
+    headers: HeaderMap,
+    Path((space, doc)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let who = caller(&state, &headers)?;
     let space = public_space(&state, &who, &space)?;
     check_doc_id(&doc)?;
-    if space.roles.get(&who.user).is_none_or(|r| *r < PublicRole::ContentManager) {
-        return Err(ApiError::Forbidden("only content managers delete public documents".into()));
+    if space
+        .roles
+        .get(&who.user)
+        .is_none_or(|r| *r < PublicRole::ContentManager)
+    {
+        return Err(ApiError::Forbidden(
+            "only content managers delete public documents".into(),
+        ));
     }
     if !state.store.delete_public(space.id, &doc)? {
         return Err(ApiError::NotFound("no such document".into()));

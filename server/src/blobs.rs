@@ -20,8 +20,17 @@ pub struct BlobId(pub [u8; 32]);
 impl BlobId {
     /// Parses exactly 64 lowercase hex digits (nothing else can name a path).
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = || ApiError::BadRequest(format!("blob id must be 64 lowercase hex digits, got {:?}", truncate(s)));
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let bad = || {
+            ApiError::BadRequest(format!(
+                "blob id must be 64 lowercase hex digits, got {:?}",
+                truncate(s)
+            ))
+        };
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -88,7 +97,10 @@ impl Blobs {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self.dir.join("tmp").join(hex::encode(crate::state::random32()));
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(hex::encode(crate::state::random32()));
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
             let mut hasher = blake3::Hasher::new();
@@ -160,36 +172,59 @@ mod tests {
         let id = BlobId(*blake3::hash(b"hello world").as_bytes());
         let wrong = BlobId([7; 32]);
         assert!(matches!(
-            blobs.put(&wrong, body(vec![b"hello ", b"world"]), 100, |_| Ok(())).await,
+            blobs
+                .put(&wrong, body(vec![b"hello ", b"world"]), 100, |_| Ok(()))
+                .await,
             Err(ApiError::HashMismatch)
         ));
         assert!(matches!(
-            blobs.put(&id, body(vec![b"hello ", b"world"]), 5, |_| Ok(())).await,
+            blobs
+                .put(&id, body(vec![b"hello ", b"world"]), 5, |_| Ok(()))
+                .await,
             Err(ApiError::TooLarge(_))
         ));
         assert!(matches!(
             blobs
-                .put(&id, body(vec![b"hello ", b"world"]), 100, |_| Err(ApiError::Quota("full".into())))
+                .put(&id, body(vec![b"hello ", b"world"]), 100, |_| Err(
+                    ApiError::Quota("full".into())
+                ))
                 .await,
             Err(ApiError::Quota(_))
         ));
         assert!(!blobs.exists(&id).await);
         assert_eq!(
-            blobs.put(&id, body(vec![b"hello ", b"world"]), 100, |_| Ok(())).await.unwrap(),
+            blobs
+                .put(&id, body(vec![b"hello ", b"world"]), 100, |_| Ok(()))
+                .await
+                .unwrap(),
             Stored::New(11)
         );
         assert_eq!(
-            blobs.put(&id, body(vec![b"hello world"]), 100, |_| panic!("not charged twice")).await.unwrap(),
+            blobs
+                .put(&id, body(vec![b"hello world"]), 100, |_| panic!(
+                    "not charged twice"
+                ))
+                .await
+                .unwrap(),
             Stored::Existing
         );
         assert_eq!(std::fs::read(blobs.path(&id)).unwrap(), b"hello world");
         assert_eq!(blobs.list().unwrap(), vec![id]);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]
     fn blob_ids_cannot_name_another_path() {
-        for bad in ["../../etc/passwd", "", &"A".repeat(64), &format!("{}/", "a".repeat(63)), &"g".repeat(64)] {
+        for bad in [
+            "../../etc/passwd",
+            "",
+            &"A".repeat(64),
+            &format!("{}/", "a".repeat(63)),
+            &"g".repeat(64),
+        ] {
             assert!(BlobId::parse(bad).is_err(), "{bad}");
         }
         assert!(BlobId::parse(&"0f".repeat(32)).is_ok());

@@ -143,17 +143,13 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file (every field optional).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
     }
 
     /// Applies `AMICUS_DATA`, `AMICUS_LISTEN` and `AMICUS_REGISTRATION`
     /// (`open` or `invite`) from `env`.
-    pub fn apply_env(
-        &mut self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("AMICUS_DATA") {
             self.data = v.into();
         }

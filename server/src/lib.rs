@@ -52,13 +52,19 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/session", post(api::session))
         .route("/v1/devices", post(api::add_device))
         .route("/v1/users/{user}", get(api::user))
-        .route("/v1/users/{user}/key-packages/claim", post(api::claim_key_packages))
+        .route(
+            "/v1/users/{user}/key-packages/claim",
+            post(api::claim_key_packages),
+        )
         .route("/v1/key-packages", post(api::upload_key_packages))
         .route("/v1/spaces", post(api::create_space).get(api::list_spaces))
         .route("/v1/spaces/{id}", get(api::get_space))
         .route("/v1/spaces/{id}/roles/{user}", put(api::set_role))
         .route("/v1/welcomes", get(api::welcomes))
-        .route("/v1/welcomes/{id}", axum::routing::delete(api::delete_welcome))
+        .route(
+            "/v1/welcomes/{id}",
+            axum::routing::delete(api::delete_welcome),
+        )
         .route("/v1/ws", get(api::websocket))
         .route("/v1/blobs/missing", post(api::missing_blobs))
         .route(
@@ -99,7 +105,12 @@ pub fn open(
     std::fs::create_dir_all(&config.data)?;
     let store = store::SledStore::open(&config.data.join("store"))?;
     let blobs = blobs::Blobs::open(&config.data.join("blobs"))?;
-    Ok(Arc::new(AppState::new(config, Arc::new(store), blobs, index)))
+    Ok(Arc::new(AppState::new(
+        config,
+        Arc::new(store),
+        blobs,
+        index,
+    )))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops

@@ -227,7 +227,10 @@ impl Relay {
                 RefusalCode::StaleEpoch {
                     current_epoch: space.epoch,
                 },
-                format!("{what} is for another epoch; the space is in epoch {}", space.epoch),
+                format!(
+                    "{what} is for another epoch; the space is in epoch {}",
+                    space.epoch
+                ),
             )
         };
         let mut welcomes = Vec::new();
@@ -252,7 +255,10 @@ impl Relay {
                 let parsed = CommitAad::from_bytes(&aad)
                     .map_err(|_| malformed("the commit's authenticated data is malformed"))?;
                 if epoch != space.epoch {
-                    state.metrics.commit_conflicts.fetch_add(1, Ordering::Relaxed);
+                    state
+                        .metrics
+                        .commit_conflicts
+                        .fetch_add(1, Ordering::Relaxed);
                     return Err(refuse(
                         RefusalCode::CommitConflict {
                             current_epoch: space.epoch,

@@ -206,17 +206,72 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &AtomicU64, &str); 11] = [
-            ("amicus_http_requests_total", "counter", &self.http_requests, "HTTP requests answered"),
-            ("amicus_appends_total", "counter", &self.appends, "log entries appended"),
-            ("amicus_refusals_total", "counter", &self.refusals, "appends refused"),
-            ("amicus_commit_conflicts_total", "counter", &self.commit_conflicts, "commits that lost their epoch"),
-            ("amicus_delivered_total", "counter", &self.delivered, "live frames delivered"),
-            ("amicus_slow_consumers_total", "counter", &self.slow_consumers, "connections closed as too slow"),
-            ("amicus_rate_limited_total", "counter", &self.rate_limited, "requests refused by the rate limiter"),
-            ("amicus_connections", "gauge", &self.connections, "open WebSocket connections"),
-            ("amicus_blobs_stored_total", "counter", &self.blobs_stored, "blobs stored"),
-            ("amicus_blob_bytes_in_total", "counter", &self.blob_bytes_in, "blob bytes received"),
-            ("amicus_blob_bytes_out_total", "counter", &self.blob_bytes_out, "blob bytes sent"),
+            (
+                "amicus_http_requests_total",
+                "counter",
+                &self.http_requests,
+                "HTTP requests answered",
+            ),
+            (
+                "amicus_appends_total",
+                "counter",
+                &self.appends,
+                "log entries appended",
+            ),
+            (
+                "amicus_refusals_total",
+                "counter",
+                &self.refusals,
+                "appends refused",
+            ),
+            (
+                "amicus_commit_conflicts_total",
+                "counter",
+                &self.commit_conflicts,
+                "commits that lost their epoch",
+            ),
+            (
+                "amicus_delivered_total",
+                "counter",
+                &self.delivered,
+                "live frames delivered",
+            ),
+            (
+                "amicus_slow_consumers_total",
+                "counter",
+                &self.slow_consumers,
+                "connections closed as too slow",
+            ),
+            (
+                "amicus_rate_limited_total",
+                "counter",
+                &self.rate_limited,
+                "requests refused by the rate limiter",
+            ),
+            (
+                "amicus_connections",
+                "gauge",
+                &self.connections,
+                "open WebSocket connections",
+            ),
+            (
+                "amicus_blobs_stored_total",
+                "counter",
+                &self.blobs_stored,
+                "blobs stored",
+            ),
+            (
+                "amicus_blob_bytes_in_total",
+                "counter",
+                &self.blob_bytes_in,
+                "blob bytes received",
+            ),
+            (
+                "amicus_blob_bytes_out_total",
+                "counter",
+                &self.blob_bytes_out,
+                "blob bytes sent",
+            ),
         ];
         let mut out = String::new();
         for (name, kind, value, help) in rows {

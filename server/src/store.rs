@@ -11,8 +11,8 @@ use std::path::Path;
 use amicus_core::identity::{DeviceCertificate, IdentityPublicKey};
 use amicus_core::wire::LogEntry;
 use amicus_core::{DeviceId, SpaceId, UserId};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 /// Why the store failed. The server answers 500 and logs it; nothing a client
@@ -249,8 +249,7 @@ pub trait Store: Send + Sync + 'static {
     /// Removes and returns an invitation. Atomic: a code is used once.
     fn take_invite(&self, code_hash: [u8; 32]) -> Result<Option<InviteRecord>, StoreError>;
     /// Stores a session under its token's hash.
-    fn put_session(&self, token_hash: [u8; 32], session: &SessionRecord)
-    -> Result<(), StoreError>;
+    fn put_session(&self, token_hash: [u8; 32], session: &SessionRecord) -> Result<(), StoreError>;
     /// A session.
     fn session(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
     /// Deletes a session.
@@ -431,7 +430,11 @@ impl Store for SledStore {
                 users.insert(name.as_slice(), enc(&record))?;
                 devices.insert(device_id.0.as_slice(), enc(device))?;
                 user_devices.insert(user_device_key(&user.user, device_id), &[])?;
-                Ok(if first { Created::Admin } else { Created::Member })
+                Ok(if first {
+                    Created::Admin
+                } else {
+                    Created::Member
+                })
             })
             .map_err(tx_err)?;
         self.durable()?;
@@ -496,11 +499,7 @@ impl Store for SledStore {
         taken.map(|v| dec("invites", &v)).transpose()
     }
 
-    fn put_session(
-        &self,
-        token_hash: [u8; 32],
-        session: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    fn put_session(&self, token_hash: [u8; 32], session: &SessionRecord) -> Result<(), StoreError> {
         self.sessions.insert(token_hash, enc(session))?;
         self.durable()
     }
@@ -611,7 +610,10 @@ impl Store for SledStore {
     ) -> Result<Vec<LogEntry>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0;
-        for item in self.log.range(log_key(space, from)..=log_key(space, u64::MAX)) {
+        for item in self
+            .log
+            .range(log_key(space, from)..=log_key(space, u64::MAX))
+        {
             let (_, v) = item?;
             let entry: LogEntry = dec("log", &v)?;
             bytes += entry.payload.len();
@@ -650,7 +652,8 @@ impl Store for SledStore {
     }
 
     fn put_public(&self, doc: &PublicRecord) -> Result<(), StoreError> {
-        self.public.insert(public_key(doc.space, &doc.id), enc(doc))?;
+        self.public
+            .insert(public_key(doc.space, &doc.id), enc(doc))?;
         self.durable()
     }
 
@@ -742,10 +745,22 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let (a, da) = user("alice");
         let (b, db) = user("bob");
-        assert_eq!(store.create_user(&a, &da, Admission::OnlyFirst).unwrap(), Created::Admin);
-        assert_eq!(store.create_user(&b, &db, Admission::OnlyFirst).unwrap(), Created::NotFirst);
-        assert_eq!(store.create_user(&b, &db, Admission::Any).unwrap(), Created::Member);
-        assert_eq!(store.create_user(&b, &db, Admission::Any).unwrap(), Created::Taken);
+        assert_eq!(
+            store.create_user(&a, &da, Admission::OnlyFirst).unwrap(),
+            Created::Admin
+        );
+        assert_eq!(
+            store.create_user(&b, &db, Admission::OnlyFirst).unwrap(),
+            Created::NotFirst
+        );
+        assert_eq!(
+            store.create_user(&b, &db, Admission::Any).unwrap(),
+            Created::Member
+        );
+        assert_eq!(
+            store.create_user(&b, &db, Admission::Any).unwrap(),
+            Created::Taken
+        );
         assert!(store.user(&a.user).unwrap().unwrap().admin);
         assert!(!store.user(&b.user).unwrap().unwrap().admin);
         assert_eq!(store.devices(&a.user).unwrap(), vec![da]);

@@ -23,7 +23,11 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// Close code: the device has too many connections.
 pub const CLOSE_TOO_MANY: u16 = 4029;
 
-async fn close(socket: &mut futures_util::stream::SplitSink<WebSocket, Message>, code: u16, reason: &str) {
+async fn close(
+    socket: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    code: u16,
+    reason: &str,
+) {
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code,
@@ -36,7 +40,12 @@ async fn close(socket: &mut futures_util::stream::SplitSink<WebSocket, Message>,
 pub async fn connection(state: Arc<AppState>, socket: WebSocket, caller: Caller) {
     let (mut sink, mut stream) = socket.split();
     let Some((outbox, inbox)) = state.relay.connect(caller.device) else {
-        close(&mut sink, CLOSE_TOO_MANY, "too many connections for this device").await;
+        close(
+            &mut sink,
+            CLOSE_TOO_MANY,
+            "too many connections for this device",
+        )
+        .await;
         return;
     };
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -161,10 +170,9 @@ async fn handle(
             let mut next = from_seq;
             while next < record.next_seq {
                 let store = state.store.clone();
-                let entries = tokio::task::spawn_blocking(move || {
-                    store.entries(space, next, page, 8 << 20)
-                })
-                .await;
+                let entries =
+                    tokio::task::spawn_blocking(move || store.entries(space, next, page, 8 << 20))
+                        .await;
                 let Ok(Ok(entries)) = entries else {
                     tracing::error!(space = %space, "catch-up read failed");
                     return false;
@@ -207,7 +215,9 @@ async fn handle(
                     .append(state, caller, Some(outbox.id), space, item)
                     .await
                 {
-                    Ok(Appended::Logged { seq, hash }) => ServerFrame::Accepted { request, seq, hash },
+                    Ok(Appended::Logged { seq, hash }) => {
+                        ServerFrame::Accepted { request, seq, hash }
+                    }
                     Ok(Appended::Relayed { next_seq, head }) => ServerFrame::Accepted {
                         request,
                         seq: next_seq,

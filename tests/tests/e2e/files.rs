@@ -1,0 +1,144 @@
+//! A 512 MiB file through the whole path, with bounded memory on both sides
+//! and an upload interrupted by SIGKILL that resumes.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{PASS, Server, amicus_bin, peak_rss, register};
+
+const SIZE: u64 = 512 << 20;
+/// Far below the file's size: neither side may hold the file.
+const MEMORY_BOUND: u64 = 192 << 20;
+
+fn write_source(path: &std::path::Path) -> [u8; 32] {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut xof = blake3::Hasher::new()
+        .update(b"amicus e2e file")
+        .finalize_xof();
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..(SIZE >> 20) {
+        xof.fill(&mut buf);
+        hasher.update(&buf);
+        out.write_all(&buf).unwrap();
+    }
+    out.flush().unwrap();
+    *hasher.finalize().as_bytes()
+}
+
+fn hash_file(path: &std::path::Path) -> [u8; 32] {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return *hasher.finalize().as_bytes();
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn cli(home: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(amicus_bin());
+    c.arg("--home").arg(home).arg("--json").args(args);
+    c.env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap());
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// Runs a client process to its end, sampling its peak memory.
+async fn run_sampled(mut cmd: Command) -> (serde_json::Value, u64) {
+    let mut child = cmd.spawn().unwrap();
+    let mut peak = 0;
+    loop {
+        if let Some(p) = peak_rss(child.id()) {
+            peak = peak.max(p);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    (
+        serde_json::from_str(line.lines().last().unwrap()).unwrap(),
+        peak,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_512_mib_file_round_trips_with_bounded_memory_and_an_interrupted_upload_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let space = alice.create_space().await.unwrap().to_hex();
+    drop(alice);
+    let home = dir.path().join("alice");
+    let source = dir.path().join("evidence.bin");
+    let source_hash = write_source(&source);
+
+    // Start an upload and kill the client with SIGKILL part-way.
+    let mut first = cli(&home, &["file", "put", &space])
+        .arg(&source)
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while server.metric("amicus_blobs_stored_total").await < 120 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the upload ended before it could be interrupted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 30_000, "the upload made no progress");
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = server.metric("amicus_blobs_stored_total").await;
+
+    // The same command resumes: chunks on the server are not sent again.
+    let mut put = cli(&home, &["file", "put", &space]);
+    put.arg(&source);
+    let (answer, put_peak) = run_sampled(put).await;
+    let chunks = answer["chunks"].as_u64().unwrap();
+    let stored = server.metric("amicus_blobs_stored_total").await;
+    assert_eq!(
+        stored, chunks,
+        "every chunk is stored once: the upload resumed rather than restarted"
+    );
+    assert!(before < chunks);
+
+    let out = dir.path().join("evidence.out");
+    let mut get = cli(&home, &["file", "get", &space, "evidence.bin"]);
+    get.arg(&out);
+    let (answer, get_peak) = run_sampled(get).await;
+    assert_eq!(answer["bytes"].as_u64(), Some(SIZE));
+    assert_eq!(hash_file(&out), source_hash, "the downloaded file differs");
+
+    let server_peak = peak_rss(server.pid()).unwrap();
+    println!(
+        "512 MiB: {chunks} chunks, {before} stored before the kill; peak memory: upload client {} MiB, download client {} MiB, server {} MiB",
+        put_peak >> 20,
+        get_peak >> 20,
+        server_peak >> 20
+    );
+    for (what, peak) in [
+        ("upload client", put_peak),
+        ("download client", get_peak),
+        ("server", server_peak),
+    ] {
+        assert!(
+            peak > 0 && peak < MEMORY_BOUND,
+            "{what} peaked at {} MiB",
+            peak >> 20
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: a real `amicus serve` process on 127.0.0.1:0 and native
+//! clients, as a litigation team would use them.
+
+mod canaries;
+mod coedit;
+mod durability;
+mod files;
+mod membership;
+mod support;

@@ -1,0 +1,129 @@
+//! Removal, devices added later, and two managers committing in one epoch.
+
+use amicus_cli::Edit;
+use amicus_core::space::Role;
+
+use crate::support::{PASS, Server, register};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_reads_nothing_written_afterwards_and_a_later_device_reads_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let mut bob = register(dir.path(), &server, "bob").await;
+    let mut carol = register(dir.path(), &server, "carol").await;
+    let space = alice.create_space().await.unwrap();
+    alice.invite(space, "bob", Role::Contributor).await.unwrap();
+    alice
+        .invite(space, "carol", Role::Contributor)
+        .await
+        .unwrap();
+    let doc = alice.new_document(space, "Mémoire").await.unwrap();
+    alice
+        .edit(space, doc, &[Edit::Insert(None, "before removal. ".into())])
+        .await
+        .unwrap();
+    carol.sync_all().await.unwrap();
+    assert_eq!(carol.read(space, doc).unwrap().body, "before removal. ");
+
+    alice.remove(space, "carol").await.unwrap();
+    alice
+        .edit(
+            space,
+            doc,
+            &[Edit::Insert(None, "AFTER-REMOVAL secret strategy".into())],
+        )
+        .await
+        .unwrap();
+    bob.sync_all().await.unwrap();
+    bob.edit(space, doc, &[Edit::Insert(None, " bob-after".into())])
+        .await
+        .unwrap();
+
+    // The server stops serving carol...
+    carol.sync_all().await.unwrap();
+    assert!(carol.is_removed(space));
+    // ...and even handed the whole log (as a seized or colluding server
+    // could), carol decrypts nothing written after her removal.
+    let log = alice.fetch_log(space).await.unwrap();
+    carol.ingest(space, log);
+    let seen = carol.read(space, doc).unwrap().body;
+    assert_eq!(seen, "before removal. ");
+    assert!(
+        carol.unreadable(space) >= 2,
+        "the later envelopes stay sealed to carol"
+    );
+
+    // A device bob adds later reads the whole history (policy `full`).
+    let mut bob_phone = bob
+        .add_device(&dir.path().join("bob-phone"), PASS)
+        .await
+        .unwrap();
+    alice.sync_all().await.unwrap();
+    alice.invite(space, "bob", Role::Contributor).await.unwrap();
+    bob_phone.sync_all().await.unwrap();
+    let read = bob_phone.read(space, doc).unwrap();
+    assert_eq!(
+        read.body,
+        "before removal. AFTER-REMOVAL secret strategy bob-after"
+    );
+    assert_eq!(read.title, "Mémoire");
+    assert_eq!(bob_phone.unreadable(space), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_two_managers_commit_in_one_epoch_one_wins_and_the_other_reapplies_its_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let mut bob = register(dir.path(), &server, "bob").await;
+    let space = alice.create_space().await.unwrap();
+    alice
+        .invite(space, "bob", Role::SpaceManager)
+        .await
+        .unwrap();
+    bob.sync_all().await.unwrap();
+
+    let mut invited = Vec::new();
+    for round in 0..6 {
+        let (x, y) = (format!("x{round}"), format!("y{round}"));
+        register(dir.path(), &server, &x).await;
+        register(dir.path(), &server, &y).await;
+        alice.sync_all().await.unwrap();
+        bob.sync_all().await.unwrap();
+        let (a, b) = tokio::join!(
+            alice.invite(space, &x, Role::Reader),
+            bob.invite(space, &y, Role::Reader)
+        );
+        a.unwrap();
+        b.unwrap();
+        invited.push(x);
+        invited.push(y);
+        if server.metric("amicus_commit_conflicts_total").await >= 2 {
+            break;
+        }
+    }
+    let conflicts = server.metric("amicus_commit_conflicts_total").await;
+    assert!(
+        conflicts >= 1,
+        "no commit ever lost its epoch: the race was not exercised"
+    );
+    alice.sync_all().await.unwrap();
+    bob.sync_all().await.unwrap();
+    for who in [&alice, &bob] {
+        let members: Vec<String> = who
+            .members(space)
+            .unwrap()
+            .iter()
+            .map(|m| m["user"].as_str().unwrap().to_owned())
+            .collect();
+        for u in &invited {
+            assert!(members.contains(u), "{u}'s addition was lost");
+        }
+    }
+    assert_eq!(alice.epoch(space).unwrap(), bob.epoch(space).unwrap());
+    println!(
+        "{conflicts} commit conflicts, all recovered; {} users added",
+        invited.len()
+    );
+}

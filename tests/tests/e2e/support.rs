@@ -1,0 +1,141 @@
+//! A real `amicus serve` process on 127.0.0.1:0 and native clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amicus_cli::Client;
+
+pub const PASS: &[u8] = b"correct horse battery staple";
+
+/// The `amicus` binary built beside this test.
+pub fn amicus_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("amicus");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// A server process.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `amicus serve` on `data` (open registration), its logs in `data/../server-N.log`.
+    pub fn start(data: &Path) -> Self {
+        let log = data.with_extension(format!("{}.log", std::process::id() ^ rand_u32()));
+        let child = Command::new(amicus_bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--registration",
+                "open",
+                "--data",
+            ])
+            .arg(data)
+            .env("AMICUS_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start amicus serve");
+        let mut server = Self {
+            child,
+            url: String::new(),
+            log,
+        };
+        let stdout = server.child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the address");
+        server.url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM: graceful shutdown (flushes the store).
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                assert!(s.success(), "the server exited with {s}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A counter or gauge from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_u32() -> u32 {
+    u32::from_le_bytes(amicus_core::MessageId::random().0[..4].try_into().unwrap())
+}
+
+/// Registers a user with its first device in `root/<name>`.
+pub async fn register(root: &Path, server: &Server, name: &str) -> Client {
+    Client::register(&root.join(name), PASS, &server.url, name, None)
+        .await
+        .unwrap_or_else(|e| panic!("register {name}: {e}"))
+}
+
+/// Peak resident memory (VmHWM) of a running process, in bytes.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
