@@ -552,13 +552,15 @@ impl Client {
                 local.in_force = entry.epoch + 1;
             }
             EntryKind::Proposal => {
-                if !replay && !local.removed && entry.epoch == local.space.epoch() {
-                    if let Err(e) = local.space.process(provider, &entry.payload) {
-                        self.warnings.push(format!(
-                            "space {id}: refused the proposal at entry {}: {e}",
-                            entry.seq
-                        ));
-                    }
+                if !replay
+                    && !local.removed
+                    && entry.epoch == local.space.epoch()
+                    && let Err(e) = local.space.process(provider, &entry.payload)
+                {
+                    self.warnings.push(format!(
+                        "space {id}: refused the proposal at entry {}: {e}",
+                        entry.seq
+                    ));
                 }
             }
             EntryKind::Envelope => match Header::parse(&entry.payload) {

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: everything the test suite needs, then every test.
 //! `cargo xtask ci`: formatting and lint checks, then `test`.
+//! `cargo xtask run [ARGS]`: build everything and start the server
+//! (`amicus serve`, data under `./data`, listening on 127.0.0.1:8080).
 //!
 //! Both install what is missing on a fresh machine: the
 //! `wasm32-unknown-unknown` target (through rustup) and Debian's `age`
@@ -13,9 +15,10 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "test" => test(),
         "ci" => ci(),
+        "run" => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci>\n  test  install test prerequisites, run every test, build the core for wasm32\n  ci    cargo fmt --check, clippy -D warnings, then test"
+                "usage: cargo xtask <test|ci|run>\n  test  install test prerequisites, run every test, build the core for wasm32\n  ci    cargo fmt --check, clippy -D warnings, then test\n  run   build and start the server on ./data (extra arguments go to `amicus serve`)"
             );
             return ExitCode::from(2);
         }
@@ -78,6 +81,11 @@ fn prerequisites() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     prerequisites()?;
+    // The end-to-end tests drive the real `amicus` binary.
+    run(
+        "cargo",
+        &["build", "--release", "-p", "amicus-cli", "--bin", "amicus"],
+    )?;
     run("cargo", &["test", "--workspace", "--release"])?;
     run(
         "cargo",
@@ -113,6 +121,21 @@ fn test() -> Result<(), String> {
     }
     eprintln!("amicus-core: wasm32 build ok, no tokio/sled/tantivy/axum in its tree");
     Ok(())
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let mut all = vec![
+        "run",
+        "--release",
+        "-p",
+        "amicus-cli",
+        "--bin",
+        "amicus",
+        "--",
+        "serve",
+    ];
+    all.extend(args.iter().map(String::as_str));
+    run("cargo", &all)
 }
 
 fn ci() -> Result<(), String> {

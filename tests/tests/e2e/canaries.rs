@@ -11,6 +11,9 @@ use base64::Engine;
 
 use crate::support::{Server, register};
 
+/// A canary and its encoded forms (form name, bytes).
+type Canary = (String, Vec<(String, Vec<u8>)>);
+
 /// The forms a canary could take when stored or logged.
 fn forms(canary: &str) -> Vec<(String, Vec<u8>)> {
     let raw = canary.as_bytes();
@@ -46,7 +49,7 @@ fn forms(canary: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn find(haystack: &[u8], canaries: &[(String, Vec<(String, Vec<u8>)>)]) -> Option<String> {
+fn find(haystack: &[u8], canaries: &[Canary]) -> Option<String> {
     for (canary, forms) in canaries {
         for (form, needle) in forms {
             if haystack
@@ -60,7 +63,7 @@ fn find(haystack: &[u8], canaries: &[(String, Vec<(String, Vec<u8>)>)]) -> Optio
     None
 }
 
-fn scan_dir(dir: &Path, canaries: &[(String, Vec<(String, Vec<u8>)>)], files: &mut usize) {
+fn scan_dir(dir: &Path, canaries: &[Canary], files: &mut usize) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -136,11 +139,10 @@ async fn canaries_appear_nowhere_on_the_server_nor_in_client_state() {
     let log = server.log.clone();
     server.stop();
 
-    let canaries: Vec<(String, Vec<(String, Vec<u8>)>)> =
-        [&title, &text, &comment, &file_name, &file_body]
-            .into_iter()
-            .map(|c| (c.clone(), forms(c)))
-            .collect();
+    let canaries: Vec<Canary> = [&title, &text, &comment, &file_name, &file_body]
+        .into_iter()
+        .map(|c| (c.clone(), forms(c)))
+        .collect();
     // The scanner itself finds each form wherever it sits.
     for shift in 0..4 {
         let mut planted = vec![b'x'; shift];

@@ -38,7 +38,7 @@ async fn three_members_on_four_devices_co_edit_and_converge() {
         .await
         .unwrap();
 
-    let mut clients = vec![&mut amina, &mut amina_laptop, &mut bertrand, &mut chloe];
+    let mut clients = [&mut amina, &mut amina_laptop, &mut bertrand, &mut chloe];
     for c in clients.iter_mut() {
         c.sync_all().await.unwrap();
     }

@@ -16,7 +16,7 @@ pub fn amicus_bin() -> PathBuf {
     let bin = dir.join("amicus");
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        "{} is missing: run `cargo xtask test`, or `cargo build --release -p amicus-cli` before the tests",
         bin.display()
     );
     bin

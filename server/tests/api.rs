@@ -1,0 +1,237 @@
+//! The router called directly: every bad input gets a clear JSON error.
+
+use std::sync::Arc;
+
+use amicus_core::UserId;
+use amicus_core::identity::{Statement, UserIdentity};
+use amicus_server::{Config, Registration, app, open, public::NoIndex};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn new(registration: Registration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().join("data"),
+            registration,
+            ..Config::default()
+        };
+        let state = open(config, Arc::new(NoIndex)).unwrap();
+        Self {
+            router: app(state),
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn json(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.call(method, uri, token, Body::from(body.to_string()))
+            .await
+    }
+
+    /// Registers `name` and signs its device in; returns the token.
+    async fn user(&self, name: &str, invite: Option<&str>) -> (StatusCode, Option<String>) {
+        let identity = UserIdentity::generate(UserId::new(name).unwrap());
+        let device = identity.new_device();
+        let cert = hex::encode(postcard::to_allocvec(device.certificate()).unwrap());
+        let (status, _) = self
+            .json(
+                "POST",
+                "/v1/register",
+                None,
+                json!({ "certificate": cert, "invite": invite }),
+            )
+            .await;
+        if status != StatusCode::CREATED {
+            return (status, None);
+        }
+        let (_, c) = self
+            .json(
+                "POST",
+                "/v1/challenge",
+                None,
+                json!({ "device": device.id().to_hex() }),
+            )
+            .await;
+        let challenge = hex::decode(c["challenge"].as_str().unwrap()).unwrap();
+        let sig = device.sign_statement(Statement::SignIn, &challenge);
+        let (status, s) = self
+            .json("POST", "/v1/session", None, json!({ "device": device.id().to_hex(), "challenge": hex::encode(&challenge), "signature": hex::encode(sig) }))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        (StatusCode::CREATED, s["token"].as_str().map(str::to_owned))
+    }
+}
+
+fn check_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_that_say_what_was_wrong() {
+    let api = Api::new(Registration::Open);
+    let (s, b) = api.json("GET", "/v1/nowhere", None, json!({})).await;
+    check_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = api
+        .call("POST", "/v1/register", None, Body::from("{not json"))
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json("POST", "/v1/register", None, json!({ "certificate": "zz" }))
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/register",
+            None,
+            json!({ "certificate": "00", "extra": 1 }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api.json("GET", "/v1/spaces", None, json!({})).await;
+    check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, b) = api
+        .json("GET", "/v1/spaces", Some("forged"), json!({}))
+        .await;
+    check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let huge = Body::from(vec![b'a'; 8 << 20]);
+    let (s, b) = api.call("POST", "/v1/register", None, huge).await;
+    check_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+
+    let (_, token) = api.user("alice", None).await;
+    let t = token.as_deref();
+    for bad in ["..%2F..%2Fetc%2Fpasswd", "abc", &"A".repeat(64)] {
+        let (s, b) = api
+            .call("GET", &format!("/v1/blobs/{bad}"), t, Body::empty())
+            .await;
+        check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let wrong = "00".repeat(32);
+    let (s, b) = api
+        .call("PUT", &format!("/v1/blobs/{wrong}"), t, Body::from("hello"))
+        .await;
+    check_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch");
+    let (s, b) = api
+        .call(
+            "PUT",
+            &format!("/v1/blobs/{wrong}"),
+            t,
+            Body::from(vec![0u8; 2 << 20]),
+        )
+        .await;
+    check_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let id = blake3::hash(b"hello").to_hex().to_string();
+    let (s, _) = api
+        .call("PUT", &format!("/v1/blobs/{id}"), t, Body::from("hello"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/blobs/missing",
+            t,
+            json!({ "ids": [id, wrong] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["missing"], json!([wrong]));
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/key-packages",
+            t,
+            json!({ "key_packages": ["00"] }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            t,
+            json!({ "id": "00", "kind": "confidential" }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            t,
+            json!({ "id": "00".repeat(16), "kind": "confidential", "name": "leak" }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn the_first_account_administers_and_later_ones_need_an_invitation() {
+    let api = Api::new(Registration::Invite);
+    let (s, admin) = api.user("admin", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api.user("eve", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api.user("eve", Some("guess")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = api
+        .json("POST", "/v1/invites", admin.as_deref(), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let code = b["code"].as_str().unwrap().to_owned();
+    let (s, member) = api.user("bob", Some(&code)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api.user("carol", Some(&code)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a code is used once");
+    let (s, b) = api
+        .json("POST", "/v1/invites", member.as_deref(), json!({}))
+        .await;
+    check_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+}
