@@ -621,8 +621,19 @@ impl Client {
         }
     }
 
-    /// Brings one space up to date with the server's log.
+    /// Brings one space up to date with the server's log (reconnecting once
+    /// if the connection dropped, for instance after an idle timeout).
     pub async fn sync(&mut self, id: SpaceId) -> Result<(), ClientError> {
+        match self.sync_once(id).await {
+            Err(ClientError::Network(_)) => {
+                self.conn = None;
+                self.sync_once(id).await
+            }
+            other => other,
+        }
+    }
+
+    async fn sync_once(&mut self, id: SpaceId) -> Result<(), ClientError> {
         let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
         if local.removed {
             return Ok(());

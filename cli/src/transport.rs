@@ -139,15 +139,32 @@ impl Http {
         Self::answer::<Value>(r).await.map(|_| ())
     }
 
-    /// `PUT /v1/blobs/{id}` with the blob's bytes.
+    /// `PUT /v1/blobs/{id}` with the blob's bytes; waits and retries while
+    /// the server's rate limit says so.
     pub async fn put_blob(&self, id: &str, blob: Vec<u8>) -> Result<(), ClientError> {
-        let r = self
-            .request(reqwest::Method::PUT, &format!("/v1/blobs/{id}"))
-            .body(blob)
-            .send()
-            .await
-            .map_err(Self::network)?;
-        Self::answer::<Value>(r).await.map(|_| ())
+        let blob = bytes::Bytes::from(blob);
+        for _ in 0..100 {
+            let r = self
+                .request(reqwest::Method::PUT, &format!("/v1/blobs/{id}"))
+                .body(blob.clone())
+                .send()
+                .await
+                .map_err(Self::network)?;
+            if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let secs = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(secs.clamp(1, 60))).await;
+                continue;
+            }
+            return Self::answer::<Value>(r).await.map(|_| ());
+        }
+        Err(ClientError::Network(
+            "the server kept refusing the upload as too frequent".into(),
+        ))
     }
 
     /// `GET /v1/blobs/{id}`, at most `max` bytes.

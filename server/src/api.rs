@@ -674,6 +674,7 @@ pub async fn put_blob(
     let store = state.store.clone();
     let user = who.user.clone();
     let quota = limits.quota_bytes;
+    let counted = state.clone();
     let stored = state
         .blobs
         .put(
@@ -686,17 +687,17 @@ pub async fn put_blob(
                     "your {quota} bytes of blob storage are used"
                 ))),
             },
+            move |size| {
+                counted.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
+                counted
+                    .metrics
+                    .blob_bytes_in
+                    .fetch_add(size, Ordering::Relaxed);
+            },
         )
         .await?;
     Ok(match stored {
-        Stored::New(size) => {
-            state.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
-            state
-                .metrics
-                .blob_bytes_in
-                .fetch_add(size, Ordering::Relaxed);
-            StatusCode::CREATED.into_response()
-        }
+        Stored::New(_) => StatusCode::CREATED.into_response(),
         Stored::Existing => StatusCode::OK.into_response(),
     })
 }

@@ -57,6 +57,16 @@ pub enum Stored {
     Existing,
 }
 
+/// A temporary upload file, removed when dropped (after a rename the
+/// removal finds nothing).
+struct TmpFile(PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The blob directory.
 pub struct Blobs {
     dir: PathBuf,
@@ -84,59 +94,61 @@ impl Blobs {
     }
 
     /// Streams `body` into the blob `id`: refused if longer than `max` or if
-    /// its hash differs. `charge(size)` is called before the blob is moved
-    /// into place and may refuse it (quota).
+    /// its hash differs. Then, in a task that finishes even if the client
+    /// goes away, `charge(size)` may refuse it (quota), the file is synced
+    /// and renamed into place, and `on_stored(size)` is called.
     pub async fn put<S, E>(
         &self,
         id: &BlobId,
         mut body: S,
         max: usize,
-        charge: impl FnOnce(u64) -> Result<(), ApiError>,
+        charge: impl FnOnce(u64) -> Result<(), ApiError> + Send + 'static,
+        on_stored: impl FnOnce(u64) + Send + 'static,
     ) -> Result<Stored, ApiError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(hex::encode(crate::state::random32()));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0usize;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::BadRequest(format!("the upload was interrupted: {e}"))
-                })?;
-                size += chunk.len();
-                if size > max {
-                    return Err(ApiError::TooLarge(format!(
-                        "a blob holds at most {max} bytes"
-                    )));
-                }
-                hasher.update(&chunk);
-                file.write_all(&chunk).await?;
+        let tmp = TmpFile(
+            self.dir
+                .join("tmp")
+                .join(hex::encode(crate::state::random32())),
+        );
+        let mut file = tokio::fs::File::create(&tmp.0).await?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))?;
+            size += chunk.len();
+            if size > max {
+                return Err(ApiError::TooLarge(format!(
+                    "a blob holds at most {max} bytes"
+                )));
             }
-            if hasher.finalize().as_bytes() != &id.0 {
-                return Err(ApiError::HashMismatch);
-            }
-            if self.exists(id).await {
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        if hasher.finalize().as_bytes() != &id.0 {
+            return Err(ApiError::HashMismatch);
+        }
+        let target = self.path(id);
+        let finish = async move {
+            let tmp = tmp;
+            if tokio::fs::try_exists(&target).await.unwrap_or(false) {
                 return Ok(Stored::Existing);
             }
             charge(size as u64)?;
             file.sync_all().await?;
             drop(file);
-            let target = self.path(id);
             let parent = target.parent().expect("blob paths have a parent");
             tokio::fs::create_dir_all(parent).await?;
-            tokio::fs::rename(&tmp, &target).await?;
+            tokio::fs::rename(&tmp.0, &target).await?;
             tokio::fs::File::open(parent).await?.sync_all().await?;
+            on_stored(size as u64);
             Ok(Stored::New(size as u64))
-        }
-        .await;
-        let _ = tokio::fs::remove_file(&tmp).await;
-        result
+        };
+        tokio::spawn(finish).await.map_err(|_| ApiError::Internal)?
     }
 
     /// Every stored blob id (for audits).
@@ -173,37 +185,57 @@ mod tests {
         let wrong = BlobId([7; 32]);
         assert!(matches!(
             blobs
-                .put(&wrong, body(vec![b"hello ", b"world"]), 100, |_| Ok(()))
+                .put(
+                    &wrong,
+                    body(vec![b"hello ", b"world"]),
+                    100,
+                    |_| Ok(()),
+                    |_| ()
+                )
                 .await,
             Err(ApiError::HashMismatch)
         ));
         assert!(matches!(
             blobs
-                .put(&id, body(vec![b"hello ", b"world"]), 5, |_| Ok(()))
+                .put(&id, body(vec![b"hello ", b"world"]), 5, |_| Ok(()), |_| ())
                 .await,
             Err(ApiError::TooLarge(_))
         ));
         assert!(matches!(
             blobs
-                .put(&id, body(vec![b"hello ", b"world"]), 100, |_| Err(
-                    ApiError::Quota("full".into())
-                ))
+                .put(
+                    &id,
+                    body(vec![b"hello ", b"world"]),
+                    100,
+                    |_| Err(ApiError::Quota("full".into())),
+                    |_| panic!("a refused blob is not stored")
+                )
                 .await,
             Err(ApiError::Quota(_))
         ));
         assert!(!blobs.exists(&id).await);
         assert_eq!(
             blobs
-                .put(&id, body(vec![b"hello ", b"world"]), 100, |_| Ok(()))
+                .put(
+                    &id,
+                    body(vec![b"hello ", b"world"]),
+                    100,
+                    |_| Ok(()),
+                    |n| { assert_eq!(n, 11) }
+                )
                 .await
                 .unwrap(),
             Stored::New(11)
         );
         assert_eq!(
             blobs
-                .put(&id, body(vec![b"hello world"]), 100, |_| panic!(
-                    "not charged twice"
-                ))
+                .put(
+                    &id,
+                    body(vec![b"hello world"]),
+                    100,
+                    |_| panic!("not charged twice"),
+                    |_| panic!("not stored twice")
+                )
                 .await
                 .unwrap(),
             Stored::Existing

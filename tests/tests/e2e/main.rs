@@ -5,5 +5,6 @@ mod canaries;
 mod coedit;
 mod durability;
 mod files;
+mod hostile;
 mod membership;
 mod support;
