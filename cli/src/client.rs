@@ -71,6 +71,9 @@ struct SavedSpace {
     next_seq: u64,
     head: [u8; 32],
     removed: bool,
+    /// A commit sent and not yet answered: if it shows up in the log, the
+    /// server accepted it (the answer may have been lost).
+    pending_commit: Option<Vec<u8>>,
 }
 
 /// One space as this device sees it.
@@ -81,6 +84,7 @@ struct Local {
     /// Chained hash of entry `next_seq - 1`.
     head: [u8; 32],
     removed: bool,
+    pending_commit: Option<Vec<u8>>,
     // Rebuilt in every run:
     subscribed: bool,
     chain: (u64, [u8; 32]),
@@ -99,6 +103,7 @@ impl Local {
             next_seq,
             head,
             removed,
+            pending_commit: None,
             subscribed: false,
             chain: (0, amicus_core::wire::genesis(id)),
             in_force: 0,
@@ -173,6 +178,8 @@ pub struct Client {
     spaces: BTreeMap<SpaceId, Local>,
     contacts: BTreeMap<String, [u8; 32]>,
     conn: Option<Conn>,
+    /// When the connection last carried a frame (the server closes idle ones).
+    last_io: std::time::Instant,
     next_request: u32,
     answers: HashMap<u32, ServerFrame>,
     /// Things the user should know (refused commits, unreadable entries).
@@ -209,19 +216,11 @@ impl Client {
         invite: Option<&str>,
     ) -> Result<Self, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
-        let mut http = Http::new(server)?;
+        let http = Http::new(server)?;
         let identity = UserIdentity::generate(user);
         let device = identity.new_device();
         let home = Home::create(dir, passphrase)?;
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
-        let answer: Value = http
-            .post(
-                "/v1/register",
-                &json!({ "certificate": cert, "invite": invite }),
-            )
-            .await?;
-        let _ = &answer;
-        http.set_token(None);
         let mut client = Self {
             home,
             http,
@@ -231,10 +230,25 @@ impl Client {
             spaces: BTreeMap::new(),
             contacts: BTreeMap::new(),
             conn: None,
+            last_io: std::time::Instant::now(),
             next_request: 1,
             answers: HashMap::new(),
             warnings: Vec::new(),
         };
+        // The identity key is on disk before the server knows the name; if
+        // the server refuses, the new home is removed again.
+        client.save()?;
+        if let Err(e) = client
+            .http
+            .post::<Value>(
+                "/v1/register",
+                &json!({ "certificate": cert, "invite": invite }),
+            )
+            .await
+        {
+            client.home.destroy()?;
+            return Err(e);
+        }
         client.login().await?;
         client.replenish_key_packages().await?;
         client.save()?;
@@ -270,10 +284,9 @@ impl Client {
             let space_state: SpaceState = postcard::from_bytes(&saved.state)
                 .map_err(|_| ClientError::Protocol("corrupt space state".into()))?;
             let space = Space::load(&provider, space_state)?;
-            spaces.insert(
-                space.id(),
-                Local::new(space, saved.next_seq, saved.head, saved.removed),
-            );
+            let mut local = Local::new(space, saved.next_seq, saved.head, saved.removed);
+            local.pending_commit = saved.pending_commit.clone();
+            spaces.insert(local.space.id(), local);
         }
         let mut http = Http::new(&state.server)?;
         http.set_token(state.token.clone());
@@ -286,6 +299,7 @@ impl Client {
             spaces,
             contacts: state.contacts.clone(),
             conn: None,
+            last_io: std::time::Instant::now(),
             next_request: 1,
             answers: HashMap::new(),
             warnings: Vec::new(),
@@ -302,6 +316,7 @@ impl Client {
                 next_seq: local.next_seq,
                 head: local.head,
                 removed: local.removed,
+                pending_commit: local.pending_commit.clone(),
             });
         }
         let state = StateV1 {
@@ -416,11 +431,7 @@ impl Client {
         })?;
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
-        let _: Value = self
-            .http
-            .post("/v1/devices", &json!({ "certificate": cert }))
-            .await?;
-        let mut client = Client {
+        let client = Client {
             home: Home::create(dir, passphrase)?,
             http: Http::new(self.http.base())?,
             identity: None,
@@ -429,10 +440,21 @@ impl Client {
             spaces: BTreeMap::new(),
             contacts: self.contacts.clone(),
             conn: None,
+            last_io: std::time::Instant::now(),
             next_request: 1,
             answers: HashMap::new(),
             warnings: Vec::new(),
         };
+        client.save()?;
+        if let Err(e) = self
+            .http
+            .post::<Value>("/v1/devices", &json!({ "certificate": cert }))
+            .await
+        {
+            client.home.destroy()?;
+            return Err(e);
+        }
+        let mut client = client;
         client.login().await?;
         client.replenish_key_packages().await?;
         client.save()?;
@@ -440,6 +462,10 @@ impl Client {
     }
 
     async fn conn(&mut self) -> Result<&mut Conn, ClientError> {
+        // The server closes connections idle for 90 s: start afresh before.
+        if self.last_io.elapsed() > Duration::from_secs(60) {
+            self.conn = None;
+        }
         if self.conn.is_none() {
             let token = match self.http.token() {
                 Some(t) => t.to_owned(),
@@ -457,6 +483,7 @@ impl Client {
                 }
             };
             self.conn = Some(conn);
+            self.last_io = std::time::Instant::now();
             for local in self.spaces.values_mut() {
                 local.subscribed = false;
             }
@@ -469,12 +496,16 @@ impl Client {
         if r.is_err() {
             self.conn = None;
         }
+        self.last_io = std::time::Instant::now();
         r
     }
 
     async fn recv(&mut self) -> Result<(), ClientError> {
         let frame = match self.conn().await?.recv(WAIT).await {
-            Ok(f) => f,
+            Ok(f) => {
+                self.last_io = std::time::Instant::now();
+                f
+            }
             Err(e) => {
                 self.conn = None;
                 return Err(e);
@@ -486,9 +517,17 @@ impl Client {
     fn on_frame(&mut self, frame: ServerFrame) -> Result<(), ClientError> {
         match frame {
             ServerFrame::Entry { space, entry } => self.on_entry(space, entry),
-            ServerFrame::Synced { space, .. } => {
+            ServerFrame::Synced {
+                space, next_seq, ..
+            } => {
                 if let Some(l) = self.spaces.get_mut(&space) {
                     l.subscribed = true;
+                    if next_seq < l.next_seq && l.broken.is_none() {
+                        l.broken = Some(format!(
+                            "the server's log of space {space} has {next_seq} entries, fewer than the {} this device saw: it was rolled back or truncated",
+                            l.next_seq
+                        ));
+                    }
                 }
             }
             f @ (ServerFrame::Accepted { request, .. } | ServerFrame::Refused { request, .. }) => {
@@ -528,6 +567,18 @@ impl Client {
             ));
             return;
         }
+        if entry.kind != EntryKind::Envelope {
+            match amicus_core::wire::inspect_mls(&entry.payload) {
+                Ok(f) if f.epoch == entry.epoch && f.group == id.0 => {}
+                _ => {
+                    local.broken = Some(format!(
+                        "space {id}: entry {} is labelled with an epoch or space its MLS message does not carry",
+                        entry.seq
+                    ));
+                    return;
+                }
+            }
+        }
         match entry.kind {
             EntryKind::Commit => {
                 if !replay && !local.removed && entry.epoch == local.space.epoch() {
@@ -537,7 +588,12 @@ impl Client {
                                 local.removed = true;
                             }
                         }
-                        Ok(Processed::OwnCommit) => {
+                        Ok(Processed::OwnCommit | Processed::Own)
+                            if local.pending_commit.as_deref() == Some(&entry.payload[..]) =>
+                        {
+                            // Our commit is in the log: the server accepted it
+                            // even if its answer never reached us.
+                            local.pending_commit = None;
                             if let Err(e) = local.space.commit_accepted(provider) {
                                 self.warnings.push(format!("merging our own commit: {e}"));
                             }
@@ -634,13 +690,13 @@ impl Client {
     }
 
     async fn sync_once(&mut self, id: SpaceId) -> Result<(), ClientError> {
-        let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
-        if local.removed {
+        if self.spaces.get(&id).ok_or_else(|| no_space(id))?.removed {
             return Ok(());
         }
-        if !local.subscribed || self.conn.is_none() {
+        // (Re)connects first: a new connection has no subscription.
+        self.conn().await?;
+        if !self.spaces[&id].subscribed {
             let request = self.request_id();
-            self.conn().await?;
             if let Some(l) = self.spaces.get_mut(&id) {
                 l.subscribed = false;
             }
@@ -674,6 +730,7 @@ impl Client {
             };
             let target = info["next_seq"].as_u64().unwrap_or(0);
             while self.spaces[&id].chain.0 < target {
+                self.check_broken(id)?;
                 self.recv().await?;
             }
         }
@@ -767,6 +824,11 @@ impl Client {
                 intent.stage(&mut local.space, &self.provider, &self.device, log, claims)?
             };
             let epoch = self.spaces[&id].space.epoch();
+            // Write-ahead: if the answer is lost, the commit found in the log
+            // is recognised as ours (see `on_entry`).
+            self.spaces.get_mut(&id).expect("present").pending_commit =
+                Some(pending.commit.clone());
+            self.save()?;
             let item = AppendItem::Commit {
                 epoch,
                 commit: pending.commit.clone(),
@@ -776,6 +838,7 @@ impl Client {
             match self.append(id, item).await? {
                 Ok(_) => {
                     let local = self.spaces.get_mut(&id).expect("present");
+                    local.pending_commit = None;
                     let new_epoch = match local.space.commit_accepted(&self.provider) {
                         Ok(e) => e,
                         // Our commit came back through the log first and
@@ -791,16 +854,20 @@ impl Client {
                 }
                 Err((RefusalCode::CommitConflict { current_epoch }, _)) => {
                     let local = self.spaces.get_mut(&id).expect("present");
+                    local.pending_commit = None;
                     // The winner may have arrived first: merging it already
                     // discarded our pending commit.
                     discard_pending(&mut local.space, &self.provider)?;
-                    while self.spaces[&id].space.epoch() < current_epoch {
-                        self.recv().await?;
-                        self.check_broken(id)?;
+                    self.sync(id).await?;
+                    if self.spaces[&id].space.epoch() < current_epoch {
+                        return Err(ClientError::Refused(format!(
+                            "could not follow space {id} to epoch {current_epoch}; see the warnings"
+                        )));
                     }
                 }
                 Err((_, message)) => {
                     let local = self.spaces.get_mut(&id).expect("present");
+                    local.pending_commit = None;
                     discard_pending(&mut local.space, &self.provider)?;
                     return Err(ClientError::Refused(message));
                 }
@@ -1038,9 +1105,11 @@ impl Client {
                 }
                 Err((RefusalCode::StaleEpoch { current_epoch }, _)) => {
                     replica.flush_refused();
-                    while self.spaces[&id].space.epoch() < current_epoch {
-                        self.recv().await?;
-                        self.check_broken(id)?;
+                    self.sync(id).await?;
+                    if self.spaces[&id].space.epoch() < current_epoch {
+                        return Err(ClientError::Refused(format!(
+                            "could not follow space {id} to epoch {current_epoch}; see the warnings"
+                        )));
                     }
                 }
                 Err((RefusalCode::RateLimited { retry_after_ms }, _)) => {

@@ -148,6 +148,15 @@ impl Home {
             .map_err(|_| HomeError::Decrypt(name.into()))
     }
 
+    /// Removes this home's files (salt and state) and the directory if it
+    /// is then empty; for a registration the server refused.
+    pub fn destroy(self) -> Result<(), HomeError> {
+        self.remove("state")?;
+        self.remove("salt")?;
+        let _ = std::fs::remove_dir(&self.dir);
+        Ok(())
+    }
+
     /// Deletes file `name` if it exists.
     pub fn remove(&self, name: &str) -> Result<(), HomeError> {
         let path = self.dir.join(name);

@@ -308,10 +308,14 @@ pub async fn add_device(
             "this device id is registered already".into(),
         ));
     }
-    state.store.add_device(&DeviceRecord {
+    if !state.store.add_device(&DeviceRecord {
         certificate: cert.clone(),
         created: now(),
-    })?;
+    })? {
+        return Err(ApiError::Conflict(
+            "this device id is registered already".into(),
+        ));
+    }
     tracing::info!(user = %who.user, device = %cert.device, "device added");
     Ok((
         StatusCode::CREATED,
@@ -614,7 +618,7 @@ pub async fn set_role(
     state.store.append(crate::store::Append {
         space: &space,
         entry: None,
-        welcomes: &[],
+        welcome: None,
     })?;
     Ok(Json(space_json(&space, true)))
 }
@@ -624,7 +628,7 @@ pub async fn welcomes(State(state): S, headers: HeaderMap) -> Result<Json<Value>
     let who = caller(&state, &headers)?;
     let list: Vec<Value> = state
         .store
-        .welcomes(who.device)?
+        .welcomes(who.device, 50)?
         .into_iter()
         .map(|(id, space, w)| json!({ "id": id, "space": space.to_hex(), "welcome": hex::encode(w) }))
         .collect();
@@ -635,9 +639,13 @@ pub async fn welcomes(State(state): S, headers: HeaderMap) -> Result<Json<Value>
 pub async fn delete_welcome(
     State(state): S,
     headers: HeaderMap,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest("a Welcome id is a number".into()))?;
     if state.store.delete_welcome(who.device, id)? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -142,7 +142,13 @@ impl Blobs {
             file.sync_all().await?;
             drop(file);
             let parent = target.parent().expect("blob paths have a parent");
-            tokio::fs::create_dir_all(parent).await?;
+            if !tokio::fs::try_exists(parent).await.unwrap_or(false) {
+                tokio::fs::create_dir_all(parent).await?;
+                // The new shard directory itself must survive a crash.
+                if let Some(root) = parent.parent() {
+                    tokio::fs::File::open(root).await?.sync_all().await?;
+                }
+            }
             tokio::fs::rename(&tmp.0, &target).await?;
             tokio::fs::File::open(parent).await?.sync_all().await?;
             on_stored(size as u64);

@@ -43,6 +43,8 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Frames queued for one connection before it is disconnected as too slow.
     pub send_queue: usize,
+    /// Bytes queued for one connection before it is disconnected as too slow.
+    pub send_queue_bytes: usize,
     /// Seconds to receive a request's headers.
     pub header_timeout_secs: u64,
     /// Seconds to receive a request's body.
@@ -74,6 +76,7 @@ impl Default for Limits {
             rate_per_second: 50,
             rate_burst: 500,
             send_queue: 1_024,
+            send_queue_bytes: 64 << 20,
             header_timeout_secs: 10,
             body_timeout_secs: 60,
             idle_timeout_secs: 90,

@@ -41,7 +41,8 @@ pub use state::AppState;
 /// The router of the whole API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
     let limits = &state.config.limits;
-    let json_limit = DefaultBodyLimit::max(limits.max_body.max(limits.max_public_body + 64 * 1024));
+    let json_limit = DefaultBodyLimit::max(limits.max_body);
+    let public_limit = DefaultBodyLimit::max(limits.max_public_body + 64 * 1024);
     let counted = state.clone();
     Router::new()
         .route("/healthz", get(api::healthz))
@@ -78,7 +79,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/public/{space}/docs/{doc}",
             put(api::put_public)
                 .get(api::get_public)
-                .delete(api::delete_public),
+                .delete(api::delete_public)
+                .layer(public_limit),
         )
         .fallback(api::not_found)
         .layer(json_limit)

@@ -7,7 +7,7 @@
 //! envelope headers. It never holds a key.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use amicus_core::envelope::{Header, Kind};
@@ -20,6 +20,15 @@ use amicus_core::{DeviceId, SpaceId};
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::Limits;
+
+/// Devices added by one commit (as the core's `MAX_ADDS_PER_COMMIT`).
+const MAX_ADDS_PER_COMMIT: usize = amicus_core::space::MAX_ADDS_PER_COMMIT;
+/// Welcomes queued for one device at most.
+pub const MAX_QUEUED_WELCOMES: usize = 1_000;
+/// Streams whose latest snapshot position a space remembers.
+pub const MAX_SNAPSHOT_STREAMS: usize = 10_000;
+/// Largest application message (relayed live, never stored).
+pub const MAX_APPLICATION_MESSAGE: usize = 64 << 10;
 use crate::state::{AppState, Caller};
 use crate::store::{Append, SpaceKind, SpaceRecord, StoreError};
 
@@ -32,15 +41,20 @@ pub struct Outbox {
     pub device: DeviceId,
     tx: mpsc::Sender<Arc<Vec<u8>>>,
     overflow: Arc<(AtomicBool, Notify)>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 impl Outbox {
     /// Queues an encoded frame; if the queue is full, marks the connection
     /// as too slow (it is then closed) and returns false.
     pub fn offer(&self, frame: Arc<Vec<u8>>) -> bool {
-        if self.tx.try_send(frame).is_ok() {
+        let len = frame.len();
+        let queued = self.queued_bytes.fetch_add(len, Ordering::SeqCst) + len;
+        if queued <= self.max_bytes && self.tx.try_send(frame).is_ok() {
             true
         } else {
+            self.queued_bytes.fetch_sub(len, Ordering::SeqCst);
             self.overflow.0.store(true, Ordering::SeqCst);
             self.overflow.1.notify_one();
             false
@@ -54,6 +68,8 @@ pub struct Inbox {
     pub rx: mpsc::Receiver<Arc<Vec<u8>>>,
     /// Set and notified when the queue overflowed.
     pub overflow: Arc<(AtomicBool, Notify)>,
+    /// Bytes waiting in the queue; the reader subtracts what it takes.
+    pub queued_bytes: Arc<AtomicUsize>,
 }
 
 /// Live state of the relay (not durable: rebuilt as clients reconnect).
@@ -120,14 +136,24 @@ impl Relay {
         }
         let (tx, rx) = mpsc::channel(self.limits.send_queue.max(1));
         let overflow = Arc::new((AtomicBool::new(false), Notify::new()));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let outbox = Outbox {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             device,
             tx,
             overflow: overflow.clone(),
+            queued_bytes: queued_bytes.clone(),
+            max_bytes: self.limits.send_queue_bytes,
         };
         conns.insert(outbox.id, outbox.clone());
-        Some((outbox, Inbox { rx, overflow }))
+        Some((
+            outbox,
+            Inbox {
+                rx,
+                overflow,
+                queued_bytes,
+            },
+        ))
     }
 
     /// Forgets a connection and its subscriptions.
@@ -166,6 +192,9 @@ impl Relay {
         outbox: &Outbox,
         space: SpaceId,
     ) -> Result<SpaceRecord, Refusal> {
+        // Only spaces that exist get a lock (the map never grows with ids
+        // made up by a client).
+        member(&load(state, space)?, caller)?;
         let lock = self.lock_of(space);
         let _guard = lock.lock().await;
         let record = load(state, space)?;
@@ -218,6 +247,7 @@ impl Relay {
         space_id: SpaceId,
         item: AppendItem,
     ) -> Result<Appended, Refusal> {
+        member(&load(state, space_id)?, caller)?;
         let lock = self.lock_of(space_id);
         let _guard = lock.lock().await;
         let mut space = load(state, space_id)?;
@@ -233,7 +263,8 @@ impl Relay {
                 ),
             )
         };
-        let mut welcomes = Vec::new();
+        let mut welcome_to: Vec<DeviceId> = Vec::new();
+        let mut welcome_body: Option<Vec<u8>> = None;
         let mut removed = Vec::new();
         let (kind, payload) = match item {
             AppendItem::Commit {
@@ -269,6 +300,13 @@ impl Relay {
                         ),
                     ));
                 }
+                if parsed.roster_change.len() > MAX_ADDS_PER_COMMIT * 2
+                    || !parsed.roster_change.windows(2).all(|w| w[0] < w[1])
+                {
+                    return Err(malformed(
+                        "a commit's roster change is sorted, without repeats, and at most 2,000 devices long",
+                    ));
+                }
                 let mut adds = Vec::new();
                 for change in &parsed.roster_change {
                     match change {
@@ -288,10 +326,11 @@ impl Relay {
                         RosterChange::Remove { device } => removed.push(*device),
                     }
                 }
+                if adds.len() > MAX_ADDS_PER_COMMIT {
+                    return Err(malformed("at most 1,000 devices are added per commit"));
+                }
                 match (&welcome, adds.is_empty()) {
-                    (Some(w), false) if is_mls_welcome(w) => {
-                        welcomes = adds.iter().map(|(d, _)| (*d, w.clone())).collect();
-                    }
+                    (Some(w), false) if is_mls_welcome(w) => {}
                     (None, true) => {}
                     _ => {
                         return Err(malformed(
@@ -302,9 +341,22 @@ impl Relay {
                 for d in &removed {
                     space.roster.remove(d);
                 }
-                for (d, u) in adds {
-                    space.roster.insert(d, u);
+                for (d, u) in &adds {
+                    space.roster.insert(*d, u.clone());
                 }
+                if space.roster.is_empty() {
+                    return Err(malformed(
+                        "a commit may not remove every device of the space",
+                    ));
+                }
+                // A device's queue is bounded: past the limit, the device
+                // must drain its Welcomes before it can be added elsewhere.
+                for (d, _) in &adds {
+                    if state.store.welcome_count(*d).map_err(internal)? < MAX_QUEUED_WELCOMES {
+                        welcome_to.push(*d);
+                    }
+                }
+                welcome_body = welcome;
                 (EntryKind::Commit, commit)
             }
             AppendItem::Envelope(bytes) => {
@@ -324,7 +376,10 @@ impl Relay {
                 if !in_time {
                     return Err(stale("the envelope"));
                 }
-                if header.kind == Kind::Snapshot {
+                if header.kind == Kind::Snapshot
+                    && (space.snapshots.len() < MAX_SNAPSHOT_STREAMS
+                        || space.snapshots.contains_key(&header.stream.0))
+                {
                     space.snapshots.insert(header.stream.0, space.next_seq);
                 }
                 (EntryKind::Envelope, bytes)
@@ -341,6 +396,12 @@ impl Relay {
                 (EntryKind::Proposal, bytes)
             }
             AppendItem::Application(bytes) => {
+                if bytes.len() > MAX_APPLICATION_MESSAGE {
+                    return Err(refuse(
+                        RefusalCode::TooLarge,
+                        "an application message (presence, cursors) holds at most 64 KiB",
+                    ));
+                }
                 let framing = inspect_mls(&bytes).map_err(|_| {
                     malformed("the application message is not an MLS PrivateMessage")
                 })?;
@@ -379,14 +440,14 @@ impl Relay {
             space.epoch += 1;
         }
         let store = state.store.clone();
-        let (space, entry, welcomes) = tokio::task::spawn_blocking(move || {
+        let (entry, welcome_body, welcome_to) = tokio::task::spawn_blocking(move || {
             store
                 .append(Append {
                     space: &space,
                     entry: Some(&entry),
-                    welcomes: &welcomes,
+                    welcome: welcome_body.as_deref().map(|w| (w, welcome_to.as_slice())),
                 })
-                .map(|()| (space, entry, welcomes))
+                .map(|()| (entry, welcome_body, welcome_to))
         })
         .await
         .map_err(|_| internal(StoreError::Database("append task failed".into())))?
@@ -405,16 +466,15 @@ impl Relay {
         if !removed.is_empty() {
             self.unsubscribe_devices(space_id, &removed);
         }
-        for (device, welcome) in welcomes {
-            self.to_device(
-                device,
-                &ServerFrame::Welcome {
-                    space: space_id,
-                    welcome,
-                },
-            );
+        if let Some(welcome) = welcome_body {
+            let frame = ServerFrame::Welcome {
+                space: space_id,
+                welcome,
+            };
+            for device in welcome_to {
+                self.to_device(device, &frame);
+            }
         }
-        let _ = space;
         Ok(Appended::Logged { seq, hash })
     }
 }

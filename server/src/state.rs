@@ -32,7 +32,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Cancelled when the server shuts down: WebSockets close.
     pub shutdown: CancellationToken,
-    challenges: std::sync::Mutex<HashMap<[u8; 32], (DeviceId, Instant)>>,
+    challenges: std::sync::Mutex<HashMap<DeviceId, ([u8; 32], Instant)>>,
     rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
 }
 
@@ -91,28 +91,28 @@ impl AppState {
         }
     }
 
-    /// Issues a sign-in challenge for a device.
+    /// Issues a sign-in challenge for a device (replacing any earlier one:
+    /// one pending challenge per device, so the map is bounded by the
+    /// number of registered devices).
     pub fn challenge(&self, device: DeviceId) -> [u8; 32] {
         let c = random32();
-        let ttl = Duration::from_secs(self.config.limits.challenge_secs);
-        let mut map = self.challenges.lock().expect("challenge lock");
-        let now = Instant::now();
-        map.retain(|_, (_, t)| now.duration_since(*t) < ttl);
-        // Bounded: an attacker asking for challenges cannot grow this without
-        // limit (the oldest are dropped first by the expiry above, and the
-        // map is capped).
-        if map.len() >= 100_000 {
-            map.clear();
-        }
-        map.insert(c, (device, now));
+        self.challenges
+            .lock()
+            .expect("challenge lock")
+            .insert(device, (c, Instant::now()));
         c
     }
 
-    /// Consumes a challenge: true if it was issued for `device` and is fresh.
+    /// Consumes a device's challenge: true if `challenge` is the one issued
+    /// and it is fresh (compared in constant time).
     pub fn take_challenge(&self, challenge: &[u8; 32], device: DeviceId) -> bool {
+        use subtle::ConstantTimeEq;
         let ttl = Duration::from_secs(self.config.limits.challenge_secs);
         let mut map = self.challenges.lock().expect("challenge lock");
-        matches!(map.remove(challenge), Some((d, t)) if d == device && t.elapsed() < ttl)
+        match map.remove(&device) {
+            Some((c, t)) => bool::from(c.ct_eq(challenge)) && t.elapsed() < ttl,
+            None => false,
+        }
     }
 
     /// Resolves the bearer token of a request (header `Authorization: Bearer`

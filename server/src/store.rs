@@ -214,8 +214,9 @@ pub struct Append<'a> {
     pub space: &'a SpaceRecord,
     /// The entry, or `None` for a state-only change.
     pub entry: Option<&'a LogEntry>,
-    /// Welcomes to queue: (device, space, MLS Welcome).
-    pub welcomes: &'a [(DeviceId, Vec<u8>)],
+    /// The MLS Welcome of the entry (stored once) and the devices to queue
+    /// it for.
+    pub welcome: Option<(&'a [u8], &'a [DeviceId])>,
 }
 
 /// The store. Contract, for every implementation:
@@ -238,8 +239,9 @@ pub trait Store: Send + Sync + 'static {
     fn admin_exists(&self) -> Result<bool, StoreError>;
     /// A user.
     fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError>;
-    /// Adds a device to its certificate's user.
-    fn add_device(&self, device: &DeviceRecord) -> Result<(), StoreError>;
+    /// Adds a device to its certificate's user; `false` (nothing written)
+    /// if the device id is taken. Atomic.
+    fn add_device(&self, device: &DeviceRecord) -> Result<bool, StoreError>;
     /// A user's devices.
     fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
     /// A device.
@@ -279,7 +281,15 @@ pub trait Store: Send + Sync + 'static {
         max_bytes: usize,
     ) -> Result<Vec<LogEntry>, StoreError>;
     /// Welcomes queued for a device: (queue id, space, Welcome).
-    fn welcomes(&self, device: DeviceId) -> Result<Vec<(u64, SpaceId, Vec<u8>)>, StoreError>;
+    /// Welcomes queued for a device, oldest first, at most `limit`:
+    /// (queue id, space, Welcome).
+    fn welcomes(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> Result<Vec<(u64, SpaceId, Vec<u8>)>, StoreError>;
+    /// How many Welcomes are queued for a device.
+    fn welcome_count(&self, device: DeviceId) -> Result<usize, StoreError>;
     /// Deletes a delivered Welcome (the device joined or gave up).
     fn delete_welcome(&self, device: DeviceId, id: u64) -> Result<bool, StoreError>;
     /// Writes a public document.
@@ -346,6 +356,7 @@ pub struct SledStore {
     spaces: sled::Tree,
     log: sled::Tree,
     welcomes: sled::Tree,
+    welcome_bodies: sled::Tree,
     public: sled::Tree,
     usage: sled::Tree,
 }
@@ -374,6 +385,7 @@ impl SledStore {
             spaces: tree("spaces")?,
             log: tree("log")?,
             welcomes: tree("welcomes")?,
+            welcome_bodies: tree("welcome_bodies")?,
             public: tree("public")?,
             usage: tree("usage")?,
             db,
@@ -413,7 +425,7 @@ impl Store for SledStore {
         let device_id = device.certificate.device;
         let result = (&self.users, &self.devices, &self.user_devices)
             .transaction(|(users, devices, user_devices)| -> TxResult<Created> {
-                if users.get(&name)?.is_some() {
+                if users.get(&name)?.is_some() || devices.get(device_id.0)?.is_some() {
                     return Ok(Created::Taken);
                 }
                 // The administrator is the first account: the users tree is
@@ -452,17 +464,21 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn add_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
+    fn add_device(&self, device: &DeviceRecord) -> Result<bool, StoreError> {
         let id = device.certificate.device;
         let user = device.certificate.user.clone();
-        (&self.devices, &self.user_devices)
-            .transaction(|(devices, user_devices)| -> TxResult<()> {
+        let added = (&self.devices, &self.user_devices)
+            .transaction(|(devices, user_devices)| -> TxResult<bool> {
+                if devices.get(id.0)?.is_some() {
+                    return Ok(false);
+                }
                 devices.insert(id.0.as_slice(), enc(device))?;
                 user_devices.insert(user_device_key(&user, id), &[])?;
-                Ok(())
+                Ok(true)
             })
             .map_err(tx_err)?;
-        self.durable()
+        self.durable()?;
+        Ok(added)
     }
 
     fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -578,22 +594,33 @@ impl Store for SledStore {
         let space_bytes = enc(append.space);
         let id = append.space.id;
         let entry = append.entry.map(|e| (log_key(id, e.seq), enc(e)));
-        let mut welcome_keys = Vec::new();
-        for (device, _) in append.welcomes {
-            let mut k = device.0.to_vec();
-            k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-            welcome_keys.push(k);
+        let mut queued = Vec::new();
+        let mut body = None;
+        if let (Some((welcome, devices)), Some(e)) = (append.welcome, append.entry) {
+            let reference = log_key(id, e.seq);
+            for device in devices {
+                let mut k = device.0.to_vec();
+                k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+                queued.push(k);
+            }
+            body = Some((reference, welcome));
         }
-        (&self.spaces, &self.log, &self.welcomes)
-            .transaction(|(spaces, log, welcomes)| -> TxResult<()> {
+        (
+            &self.spaces,
+            &self.log,
+            &self.welcomes,
+            &self.welcome_bodies,
+        )
+            .transaction(|(spaces, log, welcomes, bodies)| -> TxResult<()> {
                 spaces.insert(id.0.as_slice(), space_bytes.as_slice())?;
                 if let Some((k, v)) = &entry {
                     log.insert(k.as_slice(), v.as_slice())?;
                 }
-                for (k, (_, w)) in welcome_keys.iter().zip(append.welcomes) {
-                    let mut v = id.0.to_vec();
-                    v.extend_from_slice(w);
-                    welcomes.insert(k.as_slice(), v)?;
+                if let Some((reference, welcome)) = &body {
+                    bodies.insert(reference.as_slice(), *welcome)?;
+                    for k in &queued {
+                        welcomes.insert(k.as_slice(), reference.as_slice())?;
+                    }
                 }
                 Ok(())
             })
@@ -625,29 +652,43 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn welcomes(&self, device: DeviceId) -> Result<Vec<(u64, SpaceId, Vec<u8>)>, StoreError> {
+    fn welcomes(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> Result<Vec<(u64, SpaceId, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.welcomes.scan_prefix(device.0) {
-            let (k, v) = item?;
+        for item in self.welcomes.scan_prefix(device.0).take(limit) {
+            let (k, reference) = item?;
             let id = u64::from_be_bytes(
                 k[16..]
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("welcomes"))?,
             );
-            if v.len() < 16 {
+            if reference.len() != 24 {
                 return Err(StoreError::Corrupt("welcomes"));
             }
-            let space = SpaceId(v[..16].try_into().expect("16 bytes"));
-            out.push((id, space, v[16..].to_vec()));
+            let space = SpaceId(reference[..16].try_into().expect("16 bytes"));
+            let body = self
+                .welcome_bodies
+                .get(&reference)?
+                .ok_or(StoreError::Corrupt("welcome_bodies"))?;
+            out.push((id, space, body.to_vec()));
         }
         Ok(out)
+    }
+
+    fn welcome_count(&self, device: DeviceId) -> Result<usize, StoreError> {
+        Ok(self.welcomes.scan_prefix(device.0).count())
     }
 
     fn delete_welcome(&self, device: DeviceId, id: u64) -> Result<bool, StoreError> {
         let mut k = device.0.to_vec();
         k.extend_from_slice(&id.to_be_bytes());
         let existed = self.welcomes.remove(k)?.is_some();
-        self.durable()?;
+        if existed {
+            self.durable()?;
+        }
         Ok(existed)
     }
 
@@ -763,7 +804,15 @@ mod tests {
         );
         assert!(store.user(&a.user).unwrap().unwrap().admin);
         assert!(!store.user(&b.user).unwrap().unwrap().admin);
-        assert_eq!(store.devices(&a.user).unwrap(), vec![da]);
+        assert_eq!(store.devices(&a.user).unwrap(), vec![da.clone()]);
+        // A new account naming an existing device id takes nothing.
+        let (c, _) = user("carol");
+        assert_eq!(
+            store.create_user(&c, &da, Admission::Any).unwrap(),
+            Created::Taken
+        );
+        assert!(!store.add_device(&da).unwrap());
+        assert!(store.user(&c.user).unwrap().is_none());
     }
 
     #[test]

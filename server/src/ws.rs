@@ -4,7 +4,9 @@
 //!
 //! Close codes: 1001 server shutting down, 1003 text frame, 1008 undecodable
 //! frame, 4000 idle, 4008 too slow (send queue full), 4029 too many
-//! connections for this device.
+//! connections for this device. A peer whose queue overflows while the
+//! server is blocked writing to it (it stopped reading) is dropped without a
+//! close frame, which could not get through.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -97,8 +99,21 @@ async fn run(
             }
             out = inbox.rx.recv() => {
                 let Some(frame) = out else { return };
-                if !send(state, sink, frame.as_ref().clone()).await {
-                    return;
+                inbox.queued_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
+                tokio::select! {
+                    sent = send(state, sink, frame.as_ref().clone()) => {
+                        if !sent {
+                            return;
+                        }
+                    }
+                    () = inbox.overflow.1.notified() => {
+                        // Blocked on a peer that does not read while its
+                        // queue overflowed: drop the connection at once
+                        // (no close frame can get through).
+                        state.metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(device = %caller.device, "dropping a connection whose reader is stalled");
+                        return;
+                    }
                 }
             }
             incoming = tokio::time::timeout(idle, stream.next()) => {

@@ -150,3 +150,97 @@ async fn hostile_frames_are_refused_and_the_server_keeps_serving() {
     let doc = alice.new_document(space, "Après l'orage").await.unwrap();
     assert_eq!(alice.read(space, doc).unwrap().title, "Après l'orage");
 }
+
+/// A subscriber that stops reading is disconnected with close code 4008
+/// once its bounded send queue is full; the writer is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_disconnected_as_too_slow() {
+    use amicus_core::envelope::{Header, Kind};
+    use amicus_core::{MessageId, StreamId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        "[limits]\nsend_queue = 4\nrate_burst = 100000\nrate_per_second = 100000\n",
+    );
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let space = alice.create_space().await.unwrap();
+    let token = alice.http().token().unwrap().to_owned();
+    drop(alice); // its own connection is not part of this experiment
+
+    let mut slow = connect(&server, Some(&token)).await.unwrap();
+    slow.send(Message::Binary(
+        ClientFrame::Subscribe {
+            request: 1,
+            space,
+            from_seq: u64::MAX,
+        }
+        .encode()
+        .into(),
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        answer(&mut slow).await,
+        ServerFrame::Synced { .. }
+    ));
+
+    // 1 MiB envelopes (valid clear headers, opaque bodies) until the slow
+    // connection's queue overflows; the writer's appends keep succeeding.
+    let mut writer = connect(&server, Some(&token)).await.unwrap();
+    let mut appended = 0;
+    for request in 0..200u32 {
+        let header = Header {
+            kind: Kind::Change,
+            space,
+            stream: StreamId::random(),
+            epoch: 0,
+            message: MessageId::random(),
+            nonce: [0; 24],
+        };
+        let mut envelope = header.to_bytes().to_vec();
+        envelope.resize(1 << 20, 0xa5);
+        let frame = ClientFrame::Append {
+            request,
+            space,
+            item: AppendItem::Envelope(envelope),
+        };
+        writer
+            .send(Message::Binary(frame.encode().into()))
+            .await
+            .unwrap();
+        match answer(&mut writer).await {
+            ServerFrame::Accepted { .. } => {}
+            other => panic!("append {request}: {other:?}"),
+        }
+        appended += 1;
+        if server.metric("amicus_slow_consumers_total").await >= 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        server.metric("amicus_slow_consumers_total").await,
+        1,
+        "after {appended} appends"
+    );
+    // Reading again, the slow client finds the entries sent before, then the
+    // end: a 4008 close, or (if the server was blocked writing to it) the
+    // connection dropped.
+    let mut entries = 0;
+    loop {
+        match slow.next().await {
+            Some(Ok(Message::Binary(_))) => entries += 1,
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), crate::support::CLOSE_TOO_SLOW);
+                break;
+            }
+            Some(Err(_)) | None => break,
+            other => panic!("expected entries then the end, got {other:?}"),
+        }
+    }
+    assert!(
+        entries < appended,
+        "the server stopped queueing for the slow reader"
+    );
+    println!("slow reader closed after {appended} appends of 1 MiB, {entries} entries delivered");
+}

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use amicus_cli::Client;
 
 pub const PASS: &[u8] = b"correct horse battery staple";
+/// The close code of a connection that did not read fast enough.
+pub const CLOSE_TOO_SLOW: u16 = amicus_server::ws::CLOSE_TOO_SLOW;
 
 /// The `amicus` binary built beside this test.
 pub fn amicus_bin() -> PathBuf {
@@ -32,7 +34,14 @@ pub struct Server {
 impl Server {
     /// Starts `amicus serve` on `data` (open registration), its logs in `data/../server-N.log`.
     pub fn start(data: &Path) -> Self {
+        Self::start_with(data, "")
+    }
+
+    /// Starts `amicus serve` with a configuration file holding `config` (TOML).
+    pub fn start_with(data: &Path, config: &str) -> Self {
         let log = data.with_extension(format!("{}.log", std::process::id() ^ rand_u32()));
+        let config_path = data.with_extension("toml");
+        std::fs::write(&config_path, config).expect("config file");
         let child = Command::new(amicus_bin())
             .args([
                 "serve",
@@ -43,6 +52,8 @@ impl Server {
                 "--data",
             ])
             .arg(data)
+            .arg("--config")
+            .arg(&config_path)
             .env("AMICUS_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
