@@ -91,6 +91,8 @@ struct Local {
     in_force: u64,
     replicas: HashMap<StreamId, Replica>,
     records: Vec<Vec<u8>>,
+    /// The chained hash of every entry read so far, by sequence number.
+    hashes: Vec<[u8; 32]>,
     locked: Vec<(StreamId, Vec<u8>, u64)>,
     broken: Option<String>,
 }
@@ -109,6 +111,7 @@ impl Local {
             in_force: 0,
             replicas: HashMap::new(),
             records: Vec::new(),
+            hashes: Vec::new(),
             locked: Vec::new(),
             broken: None,
         }
@@ -559,6 +562,7 @@ impl Client {
         }
         let hash = entry.hash();
         local.chain = (entry.seq + 1, hash);
+        local.hashes.push(hash);
         let replay = entry.seq < local.next_seq;
         if entry.seq + 1 == local.next_seq && hash != local.head {
             local.broken = Some(format!(
@@ -569,7 +573,27 @@ impl Client {
         }
         if entry.kind != EntryKind::Envelope {
             match amicus_core::wire::inspect_mls(&entry.payload) {
-                Ok(f) if f.epoch == entry.epoch && f.group == id.0 => {}
+                Ok(f) if f.epoch == entry.epoch && f.group == id.0 => {
+                    // A commit states the log position and head its
+                    // committer saw (§6.1): they must be in this log.
+                    if entry.kind == EntryKind::Commit {
+                        let seen = amicus_core::space::CommitAad::from_bytes(&f.aad).ok();
+                        let genesis = amicus_core::wire::genesis(id);
+                        let consistent = seen.is_some_and(|a| {
+                            (a.log_position == 0 && a.log_head == genesis)
+                                || (a.log_position < entry.seq
+                                    && local.hashes.get(a.log_position as usize)
+                                        == Some(&a.log_head))
+                        });
+                        if !consistent {
+                            local.broken = Some(format!(
+                                "space {id}: the commit at entry {} was made on a log this device never saw: the server forked the log",
+                                entry.seq
+                            ));
+                            return;
+                        }
+                    }
+                }
                 _ => {
                     local.broken = Some(format!(
                         "space {id}: entry {} is labelled with an epoch or space its MLS message does not carry",
@@ -820,7 +844,8 @@ impl Client {
             let pending: PendingCommit = {
                 let claims = intent.prepare(self, id).await?;
                 let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-                let log = (local.next_seq, local.head);
+                // §6.1: the last entry seen and its hash (genesis if none).
+                let log = (local.next_seq.saturating_sub(1), local.head);
                 intent.stage(&mut local.space, &self.provider, &self.device, log, claims)?
             };
             let epoch = self.spaces[&id].space.epoch();

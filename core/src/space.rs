@@ -180,7 +180,8 @@ pub enum RosterChange {
 /// Encoded as `1 || postcard(CommitAad)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitAad {
-    /// The sequence number of the last log entry the committer had seen.
+    /// The sequence number of the last log entry the committer had seen
+    /// (0 with the genesis hash while the log is empty).
     pub log_position: u64,
     /// That entry's chained hash.
     pub log_head: [u8; 32],
