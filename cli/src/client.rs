@@ -1021,7 +1021,16 @@ impl Client {
     ) -> Result<u64, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
         let (key, _) = self.identity_of(&user).await?;
-        self.commit(id, Invite { user, key, role }).await
+        self.commit(
+            id,
+            Invite {
+                user,
+                key,
+                role,
+                claimed: Vec::new(),
+            },
+        )
+        .await
     }
 
     /// Removes a user and all their devices from the space.
@@ -1572,6 +1581,9 @@ struct Invite {
     user: UserId,
     key: IdentityPublicKey,
     role: Role,
+    /// KeyPackages claimed at the first attempt, by device: a commit that
+    /// lost its epoch never reached anyone, so they serve again.
+    claimed: Vec<(String, Vec<u8>)>,
 }
 
 impl AsyncIntent for Invite {
@@ -1590,19 +1602,30 @@ impl AsyncIntent for Invite {
             .filter(|m| m.user == self.user)
             .map(|m| m.device.to_hex())
             .collect();
-        let claimed: Value = client
-            .http
-            .post(
-                &format!("/v1/users/{}/key-packages/claim", self.user),
-                &json!({}),
-            )
-            .await?;
-        let kps: Vec<Vec<u8>> = claimed["key_packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|k| !present.iter().any(|p| k["device"] == *p))
-            .filter_map(|k| k["key_package"].as_str().and_then(|h| hex::decode(h).ok()))
+        if self.claimed.is_empty() {
+            let claimed: Value = client
+                .http
+                .post(
+                    &format!("/v1/users/{}/key-packages/claim", self.user),
+                    &json!({ "except": present }),
+                )
+                .await?;
+            self.claimed = claimed["key_packages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| {
+                    let device = k["device"].as_str()?.to_owned();
+                    let kp = hex::decode(k["key_package"].as_str()?).ok()?;
+                    Some((device, kp))
+                })
+                .collect();
+        }
+        let kps: Vec<Vec<u8>> = self
+            .claimed
+            .iter()
+            .filter(|(d, _)| !present.contains(d))
+            .map(|(_, kp)| kp.clone())
             .collect();
         if kps.is_empty() {
             return Err(ClientError::NotFound(format!(

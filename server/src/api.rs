@@ -416,15 +416,31 @@ pub async fn upload_key_packages(
     Ok(Json(json!({ "count": count })))
 }
 
+/// Body of `POST /v1/users/{user}/key-packages/claim`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// Devices (hex) already in the space: no KeyPackage is taken for them.
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
 /// `POST /v1/users/{user}/key-packages/claim`: one KeyPackage per device of
 /// the user, each handed out once.
 pub async fn claim_key_packages(
     State(state): S,
     headers: HeaderMap,
     Path(name): Path<String>,
+    j: ApiJson<Claim>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
+    let except = body(j)?.except;
+    if except.len() > 10_000 {
+        return Err(ApiError::TooLarge(
+            "at most 10,000 devices in `except`".into(),
+        ));
+    }
     let name = user_id(&name)?;
     if state.store.user(&name)?.is_none() {
         return Err(ApiError::NotFound(format!("no user {name}")));
@@ -433,6 +449,9 @@ pub async fn claim_key_packages(
     let mut missing = Vec::new();
     for d in state.store.devices(&name)? {
         let id = d.certificate.device;
+        if except.contains(&id.to_hex()) {
+            continue;
+        }
         match state.store.take_key_package(id)? {
             Some(kp) => {
                 found.push(json!({ "device": id.to_hex(), "key_package": hex::encode(kp) }))

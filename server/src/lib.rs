@@ -83,6 +83,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .layer(public_limit),
         )
         .fallback(api::not_found)
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(json_limit)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_timeout(),

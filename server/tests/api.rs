@@ -138,6 +138,8 @@ async fn bad_requests_get_json_errors_that_say_what_was_wrong() {
     check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
     let (s, b) = api.json("GET", "/v1/spaces", None, json!({})).await;
     check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, b) = api.json("DELETE", "/v1/register", None, json!({})).await;
+    check_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     let (s, b) = api
         .json("GET", "/v1/spaces", Some("forged"), json!({}))
         .await;
@@ -148,6 +150,10 @@ async fn bad_requests_get_json_errors_that_say_what_was_wrong() {
 
     let (_, token) = api.user("alice", None).await;
     let t = token.as_deref();
+    let (s, b) = api.call("GET", "/v1/ws", t, Body::empty()).await;
+    assert!(s.is_client_error() && b["error"].is_string(), "{s} {b}");
+    let (s, b) = api.call("DELETE", "/v1/welcomes/x", t, Body::empty()).await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
     for bad in ["..%2F..%2Fetc%2Fpasswd", "abc", &"A".repeat(64)] {
         let (s, b) = api
             .call("GET", &format!("/v1/blobs/{bad}"), t, Body::empty())
