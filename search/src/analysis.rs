@@ -1,0 +1,418 @@
+//! Languages, their text analysis, and language detection.
+//!
+//! - French, English, German, Portuguese, Spanish, Dutch: Unicode word
+//!   tokens, lower case, the language's stop words, its Snowball stemmer,
+//!   then ASCII folding (so "Déclaration" and "declaration" meet; the
+//!   stemmer still sees the accents it expects).
+//! - Arabic: Arabic normalization ([`ArabicNormalizer`]: diacritics and
+//!   tatweel removed, alef forms to bare alef, ta marbuta to ha, alef maqsura
+//!   to ya) then light prefix and suffix stripping ([`ArabicLightStemmer`],
+//!   after Larkey's "light10").
+//! - Swahili, Lingala, Kirundi, Luganda: no stemmer exists for these Bantu
+//!   languages, whose words take noun-class prefixes; lower case and ASCII
+//!   folding only, with prefix and typo-tolerant matching at query time.
+
+use serde::{Deserialize, Serialize};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
+};
+
+/// A language the index analyses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Lang {
+    /// French.
+    Fr,
+    /// English.
+    En,
+    /// Arabic.
+    Ar,
+    /// German.
+    De,
+    /// Portuguese.
+    Pt,
+    /// Spanish.
+    Es,
+    /// Dutch.
+    Nl,
+    /// Swahili.
+    Sw,
+    /// Lingala.
+    Ln,
+    /// Kirundi.
+    Rn,
+    /// Luganda.
+    Lg,
+}
+
+impl Lang {
+    /// Every language.
+    pub const ALL: [Self; 11] = [
+        Self::Fr,
+        Self::En,
+        Self::Ar,
+        Self::De,
+        Self::Pt,
+        Self::Es,
+        Self::Nl,
+        Self::Sw,
+        Self::Ln,
+        Self::Rn,
+        Self::Lg,
+    ];
+
+    /// The two-letter code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Fr => "fr",
+            Self::En => "en",
+            Self::Ar => "ar",
+            Self::De => "de",
+            Self::Pt => "pt",
+            Self::Es => "es",
+            Self::Nl => "nl",
+            Self::Sw => "sw",
+            Self::Ln => "ln",
+            Self::Rn => "rn",
+            Self::Lg => "lg",
+        }
+    }
+
+    /// Parses a two-letter code (or a longer tag such as `pt-PT`).
+    pub fn from_code(code: &str) -> Option<Self> {
+        let primary = code.split(['-', '_']).next()?.to_ascii_lowercase();
+        Self::ALL.into_iter().find(|l| l.code() == primary)
+    }
+
+    fn snowball(self) -> Option<Language> {
+        Some(match self {
+            Self::Fr => Language::French,
+            Self::En => Language::English,
+            Self::De => Language::German,
+            Self::Pt => Language::Portuguese,
+            Self::Es => Language::Spanish,
+            Self::Nl => Language::Dutch,
+            Self::Ar | Self::Sw | Self::Ln | Self::Rn | Self::Lg => return None,
+        })
+    }
+
+    /// The name of this language's analyzer in the index.
+    pub fn analyzer_name(self) -> String {
+        format!("amicus_{}", self.code())
+    }
+
+    /// The analyzer of this language.
+    pub fn analyzer(self) -> TextAnalyzer {
+        let base = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(64))
+            .filter(LowerCaser);
+        match (self, self.snowball()) {
+            (Self::Ar, _) => base
+                .filter(ArabicNormalizer)
+                .filter(ArabicLightStemmer)
+                .build(),
+            (_, Some(lang)) => match StopWordFilter::new(lang) {
+                Some(stop) => base
+                    .filter(stop)
+                    .filter(Stemmer::new(lang))
+                    .filter(AsciiFoldingFilter)
+                    .build(),
+                None => base
+                    .filter(Stemmer::new(lang))
+                    .filter(AsciiFoldingFilter)
+                    .build(),
+            },
+            (_, None) => base.filter(AsciiFoldingFilter).build(),
+        }
+    }
+}
+
+/// The analyzer of the language-independent field: lower case and folding.
+pub fn plain_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(ArabicNormalizer)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// The tokens of `text` under an analyzer.
+pub fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while let Some(t) = stream.next() {
+        out.push(t.text.clone());
+    }
+    out
+}
+
+/// Normalizes Arabic spelling variants so that they match: removes the
+/// harakat (U+064B–U+0652), the superscript alef (U+0670) and tatweel
+/// (U+0640); maps alef with hamza above or below and alef with madda to bare
+/// alef; ta marbuta to ha; alef maqsura to ya. Other text passes unchanged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArabicNormalizer;
+
+/// Light Arabic stemming: strips the conjunction و and the article forms
+/// (ال وال بال كال فال لل) when at least two letters remain, then one of the
+/// common suffixes (ها ان ات ون ين يه ية ه ة ي) while at least two letters
+/// remain. Runs after [`ArabicNormalizer`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArabicLightStemmer;
+
+/// Normalizes one Arabic word (see [`ArabicNormalizer`]).
+pub fn normalize_arabic(word: &str) -> String {
+    word.chars()
+        .filter_map(|c| match c {
+            '\u{064B}'..='\u{0652}' | '\u{0670}' | '\u{0640}' => None,
+            'أ' | 'إ' | 'آ' => Some('ا'),
+            'ة' => Some('ه'),
+            'ى' => Some('ي'),
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Stems one normalized Arabic word (see [`ArabicLightStemmer`]).
+pub fn stem_arabic(word: &str) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    if !chars.iter().any(|c| ('\u{0600}'..='\u{06FF}').contains(c)) {
+        return word.to_owned();
+    }
+    let mut w: &[char] = &chars;
+    if w.len() > 3 && w[0] == 'و' {
+        w = &w[1..];
+    }
+    const PREFIXES: [&str; 6] = ["وال", "بال", "كال", "فال", "ال", "لل"];
+    for p in PREFIXES {
+        let p: Vec<char> = p.chars().collect();
+        if w.len() >= p.len() + 2 && w.starts_with(&p) {
+            w = &w[p.len()..];
+            break;
+        }
+    }
+    // After normalization ية is يه and ة is ه.
+    const SUFFIXES: [&str; 8] = ["ها", "ان", "ات", "ون", "ين", "يه", "ه", "ي"];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for s in SUFFIXES {
+            let s: Vec<char> = s.chars().collect();
+            if w.len() >= s.len() + 2 && w.ends_with(&s) {
+                w = &w[..w.len() - s.len()];
+                changed = true;
+                break;
+            }
+        }
+    }
+    w.iter().collect()
+}
+
+macro_rules! word_filter {
+    ($filter:ident, $tokenizer:ident, $stream:ident, $f:expr) => {
+        /// The tokenizer wrapping an inner one with this filter.
+        #[derive(Clone)]
+        pub struct $tokenizer<T>(T);
+
+        /// The token stream of this filter.
+        pub struct $stream<S>(S);
+
+        impl TokenFilter for $filter {
+            type Tokenizer<T: Tokenizer> = $tokenizer<T>;
+            fn transform<T: Tokenizer>(self, tokenizer: T) -> $tokenizer<T> {
+                $tokenizer(tokenizer)
+            }
+        }
+
+        impl<T: Tokenizer> Tokenizer for $tokenizer<T> {
+            type TokenStream<'a> = $stream<T::TokenStream<'a>>;
+            fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+                $stream(self.0.token_stream(text))
+            }
+        }
+
+        impl<S: TokenStream> TokenStream for $stream<S> {
+            fn advance(&mut self) -> bool {
+                while self.0.advance() {
+                    let token: &mut Token = self.0.token_mut();
+                    let changed: String = $f(&token.text);
+                    if !changed.is_empty() {
+                        token.text = changed;
+                        return true;
+                    }
+                }
+                false
+            }
+            fn token(&self) -> &Token {
+                self.0.token()
+            }
+            fn token_mut(&mut self) -> &mut Token {
+                self.0.token_mut()
+            }
+        }
+    };
+}
+
+word_filter!(
+    ArabicNormalizer,
+    ArabicNormalizerTokenizer,
+    ArabicNormalizerStream,
+    normalize_arabic
+);
+word_filter!(
+    ArabicLightStemmer,
+    ArabicStemmerTokenizer,
+    ArabicStemmerStream,
+    stem_arabic
+);
+
+/// Frequent function words of the four Bantu languages (none of which
+/// whatlang knows), used to recognise them.
+const BANTU_MARKERS: [(Lang, &[&str]); 4] = [
+    (
+        Lang::Sw,
+        &[
+            "na", "ya", "wa", "kwa", "katika", "ni", "za", "kila", "mtu", "haki", "au", "hii",
+        ],
+    ),
+    (
+        Lang::Ln,
+        &[
+            "na", "ya", "mpe", "ezali", "te", "moto", "nyonso", "bato", "to", "ete", "mpo", "oyo",
+        ],
+    ),
+    (
+        Lang::Rn,
+        &[
+            "mu",
+            "ku",
+            "canke",
+            "umuntu",
+            "wese",
+            "afise",
+            "uburenganzira",
+            "kandi",
+            "iyo",
+            "ivyo",
+            "kugira",
+            "bose",
+        ],
+    ),
+    (
+        Lang::Lg,
+        &[
+            "mu", "era", "buli", "omuntu", "oba", "eddembe", "okuba", "ku", "nti", "by", "kyonna",
+            "abantu",
+        ],
+    ),
+];
+
+/// Detects the language of a text among the eleven, or `None` when unsure.
+///
+/// The `whatlang` crate (trigram profiles, pure Rust, no model files) covers
+/// French, English, Arabic, German, Portuguese, Spanish and Dutch; it does
+/// not know Swahili, Lingala, Kirundi or Luganda, so those are recognised by
+/// the share of their frequent function words first.
+pub fn detect(text: &str) -> Option<Lang> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if !words.is_empty() {
+        let best = BANTU_MARKERS
+            .iter()
+            .map(|(lang, markers)| {
+                let hits = words
+                    .iter()
+                    .filter(|w| markers.contains(&w.as_str()))
+                    .count();
+                (hits as f64 / words.len() as f64, *lang)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((share, lang)) = best
+            && share >= 0.12
+        {
+            return Some(lang);
+        }
+    }
+    let info = whatlang::detect(text)?;
+    Some(match info.lang() {
+        whatlang::Lang::Fra => Lang::Fr,
+        whatlang::Lang::Eng => Lang::En,
+        whatlang::Lang::Ara => Lang::Ar,
+        whatlang::Lang::Deu => Lang::De,
+        whatlang::Lang::Por => Lang::Pt,
+        whatlang::Lang::Spa => Lang::Es,
+        whatlang::Lang::Nld => Lang::Nl,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lang: Lang, text: &str) -> Vec<String> {
+        tokens(&mut lang.analyzer(), text)
+    }
+
+    #[test]
+    fn european_analysis_stems_and_ignores_accents() {
+        assert_eq!(run(Lang::Fr, "Détenus"), run(Lang::Fr, "detenus"));
+        assert_eq!(run(Lang::Fr, "détention"), run(Lang::Fr, "DETENTION"));
+        assert_eq!(run(Lang::Fr, "libertés"), run(Lang::Fr, "Liberté"));
+        assert_eq!(run(Lang::En, "rights"), run(Lang::En, "right"));
+        assert_eq!(run(Lang::Es, "derechos"), run(Lang::Es, "derecho"));
+        assert_eq!(run(Lang::De, "Rechte"), run(Lang::De, "Recht"));
+        assert!(run(Lang::Fr, "les de la").is_empty(), "stop words");
+    }
+
+    #[test]
+    fn arabic_normalization_covers_diacritics_alef_ta_marbuta_maqsura_and_tatweel() {
+        assert_eq!(normalize_arabic("أَحْرَارًا"), "احرارا");
+        assert_eq!(normalize_arabic("إعلان"), "اعلان");
+        assert_eq!(normalize_arabic("آمن"), "امن");
+        assert_eq!(normalize_arabic("الكرامة"), "الكرامه");
+        assert_eq!(normalize_arabic("مستوى"), "مستوي");
+        assert_eq!(normalize_arabic("حـــقوق"), "حقوق");
+        // The article and the conjunction go; the root stays.
+        assert_eq!(run(Lang::Ar, "والحقوق"), run(Lang::Ar, "حقوق"));
+        assert_eq!(run(Lang::Ar, "الحرية"), run(Lang::Ar, "حرية"));
+        assert_eq!(run(Lang::Ar, "بالكرامة"), run(Lang::Ar, "كرامة"));
+    }
+
+    #[test]
+    fn languages_are_detected() {
+        let cases = [
+            (
+                Lang::Fr,
+                "Tous les êtres humains naissent libres et égaux en dignité et en droits.",
+            ),
+            (
+                Lang::En,
+                "All human beings are born free and equal in dignity and rights.",
+            ),
+            (
+                Lang::Ar,
+                "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق.",
+            ),
+            (
+                Lang::De,
+                "Alle Menschen sind frei und gleich an Würde und Rechten geboren.",
+            ),
+            (
+                Lang::Es,
+                "Todos los seres humanos nacen libres e iguales en dignidad y derechos.",
+            ),
+            (
+                Lang::Sw,
+                "Watu wote wamezaliwa huru, hadhi na haki zao ni sawa. Wote wamejaliwa akili na dhamiri, hivyo yapasa watendeane kindugu.",
+            ),
+        ];
+        for (lang, text) in cases {
+            assert_eq!(detect(text), Some(lang), "{text}");
+        }
+    }
+}

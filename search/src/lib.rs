@@ -1,0 +1,683 @@
+//! # amicus-search
+//!
+//! Multilingual full-text search of the network's public libraries, over
+//! tantivy. Only [`PublicDocument`]s can be indexed: the type holds the
+//! fields of a public document and nothing else, and the server builds it
+//! only from documents of public spaces.
+//!
+//! Each language has its own title and body fields with its own analysis
+//! ([`analysis`]); a document goes into the fields of its declared or
+//! detected language, and into a language-independent field. A query is
+//! analysed for every language in scope: each word matches its stem
+//! exactly, with typos (edit distance 1 from 5 letters, 2 from 9), and the
+//! last word also as a prefix; quoted phrases must match as phrases.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod analysis;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use analysis::{Lang, detect};
+use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery,
+};
+use tantivy::schema::{
+    FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
+    TantivyDocument, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// tantivy failed (I/O, a corrupt or locked index).
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// The index directory could not be opened.
+    #[error("search index directory: {0}")]
+    Directory(String),
+    /// A document or query field is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a public document is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocKind {
+    /// A text.
+    Document,
+    /// A file (its name and description are indexed).
+    File,
+}
+
+impl DocKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Document => "document",
+            Self::File => "file",
+        }
+    }
+}
+
+/// A document of a public space: the only thing the index accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicDocument {
+    /// The public space (hex id).
+    pub space: String,
+    /// The document id within the space.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// The text.
+    pub body: String,
+    /// The declared language; detected when `None`.
+    pub language: Option<Lang>,
+    /// Document or file.
+    pub kind: DocKind,
+    /// The year, if known.
+    pub year: Option<u16>,
+}
+
+/// A query.
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    /// The words; `"quoted phrases"` match as phrases.
+    pub text: String,
+    /// Only these languages (all when empty).
+    pub languages: Vec<Lang>,
+    /// Only this space.
+    pub space: Option<String>,
+    /// Hits to return (at most 100; 10 when 0).
+    pub limit: usize,
+    /// Hits to skip.
+    pub offset: usize,
+}
+
+/// One hit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The space.
+    pub space: String,
+    /// The document id.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// The document's language.
+    pub language: Option<Lang>,
+    /// An excerpt with the matched words in `<mark>…</mark>` (HTML-escaped).
+    pub snippet: String,
+    /// The score.
+    pub score: f32,
+}
+
+/// Hits, their total, and facet counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SearchResults {
+    /// The hits of the page.
+    pub hits: Vec<Hit>,
+    /// How many documents match.
+    pub total: usize,
+    /// Counts per facet value: `space`, `language`, `type`, `year` →
+    /// value → count.
+    pub facets: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+struct Fields {
+    key: Field,
+    space: Field,
+    id: Field,
+    lang: Field,
+    facets: Field,
+    year: Field,
+    title_plain: Field,
+    body_plain: Field,
+    title: BTreeMap<Lang, Field>,
+    body: BTreeMap<Lang, Field>,
+}
+
+/// The index of public documents.
+pub struct SearchIndex {
+    reader: IndexReader,
+    writer: IndexWriter,
+    fields: Fields,
+}
+
+const PLAIN: &str = "amicus_plain";
+
+fn text_options(tokenizer: &str, stored: bool) -> TextOptions {
+    let o = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    if stored { o.set_stored() } else { o }
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let key = b.add_text_field("key", STRING);
+    let space = b.add_text_field("space", STRING | STORED);
+    let id = b.add_text_field("id", STORED);
+    let lang = b.add_text_field("lang", STRING | STORED);
+    let facets = b.add_facet_field("facets", FacetOptions::default());
+    let year = b.add_u64_field("year", INDEXED | STORED | FAST);
+    let title_plain = b.add_text_field("title", text_options(PLAIN, true));
+    let body_plain = b.add_text_field("body", text_options(PLAIN, true));
+    let mut title = BTreeMap::new();
+    let mut body = BTreeMap::new();
+    for l in Lang::ALL {
+        let name = l.analyzer_name();
+        title.insert(
+            l,
+            b.add_text_field(&format!("title_{}", l.code()), text_options(&name, false)),
+        );
+        body.insert(
+            l,
+            b.add_text_field(&format!("body_{}", l.code()), text_options(&name, false)),
+        );
+    }
+    (
+        b.build(),
+        Fields {
+            key,
+            space,
+            id,
+            lang,
+            facets,
+            year,
+            title_plain,
+            body_plain,
+            title,
+            body,
+        },
+    )
+}
+
+fn key(space: &str, id: &str) -> String {
+    format!("{space}/{id}")
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, creating it if needed.
+    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
+        let (schema, fields) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| SearchError::Directory(e.to_string()))?;
+        let index = Index::open_or_create(directory, schema)?;
+        Self::with_index(index, fields)
+    }
+
+    /// An index in memory (tests).
+    pub fn in_memory() -> Result<Self, SearchError> {
+        let (schema, fields) = schema();
+        Self::with_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<Self, SearchError> {
+        for l in Lang::ALL {
+            index
+                .tokenizers()
+                .register(&l.analyzer_name(), l.analyzer());
+        }
+        index
+            .tokenizers()
+            .register(PLAIN, analysis::plain_analyzer());
+        let writer: IndexWriter = index.writer_with_num_threads(1, 30_000_000)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            reader,
+            writer,
+            fields,
+        })
+    }
+
+    /// Adds or replaces a document (visible after [`Self::commit`]).
+    pub fn upsert(&mut self, doc: &PublicDocument) -> Result<Lang, SearchError> {
+        if doc.space.is_empty() || doc.id.is_empty() {
+            return Err(SearchError::Invalid(
+                "a document needs a space and an id".into(),
+            ));
+        }
+        let f = &self.fields;
+        let k = key(&doc.space, &doc.id);
+        self.writer.delete_term(Term::from_field_text(f.key, &k));
+        let lang = doc
+            .language
+            .or_else(|| detect(&format!("{} {}", doc.title, doc.body)))
+            .unwrap_or(Lang::En);
+        let mut d = TantivyDocument::default();
+        d.add_text(f.key, &k);
+        d.add_text(f.space, &doc.space);
+        d.add_text(f.id, &doc.id);
+        d.add_text(f.lang, lang.code());
+        d.add_text(f.title_plain, &doc.title);
+        d.add_text(f.body_plain, &doc.body);
+        d.add_text(f.title[&lang], &doc.title);
+        d.add_text(f.body[&lang], &doc.body);
+        d.add_facet(f.facets, Facet::from_path(["space", doc.space.as_str()]));
+        d.add_facet(f.facets, Facet::from_path(["language", lang.code()]));
+        d.add_facet(f.facets, Facet::from_path(["type", doc.kind.name()]));
+        if let Some(y) = doc.year {
+            d.add_u64(f.year, u64::from(y));
+            d.add_facet(f.facets, Facet::from_path(["year", &y.to_string()]));
+        }
+        self.writer.add_document(d)?;
+        Ok(lang)
+    }
+
+    /// Deletes a document (effective after [`Self::commit`]).
+    pub fn delete(&mut self, space: &str, id: &str) {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.key, &key(space, id)));
+    }
+
+    /// Deletes everything (before a rebuild).
+    pub fn clear(&mut self) -> Result<(), SearchError> {
+        self.writer.delete_all_documents()?;
+        Ok(())
+    }
+
+    /// Makes the pending changes durable and visible to searches.
+    pub fn commit(&mut self) -> Result<(), SearchError> {
+        self.writer.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Number of documents visible to searches.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// True if no document is visible.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn word_query(&self, lang: Lang, word: &str, last: bool) -> Option<Box<dyn Query>> {
+        let mut analyzer = lang.analyzer();
+        let stems = analysis::tokens(&mut analyzer, word);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for stem in stems {
+            for (field, boost) in [
+                (self.fields.title[&lang], 2.0),
+                (self.fields.body[&lang], 1.0),
+            ] {
+                let term = Term::from_field_text(field, &stem);
+                clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                        boost,
+                    )),
+                ));
+                let n = stem.chars().count();
+                let distance = if n >= 9 {
+                    2
+                } else if n >= 5 {
+                    1
+                } else {
+                    0
+                };
+                if distance > 0 {
+                    clauses.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(
+                            Box::new(FuzzyTermQuery::new(term.clone(), distance, true)),
+                            0.3 * boost,
+                        )),
+                    ));
+                }
+                if last && n >= 2 {
+                    clauses.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(
+                            Box::new(FuzzyTermQuery::new_prefix(term, 0, true)),
+                            0.3 * boost,
+                        )),
+                    ));
+                }
+            }
+        }
+        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    fn phrase_query(&self, lang: Lang, phrase: &str) -> Option<Box<dyn Query>> {
+        let mut analyzer = lang.analyzer();
+        let stems = analysis::tokens(&mut analyzer, phrase);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for field in [self.fields.title[&lang], self.fields.body[&lang]] {
+            let terms: Vec<Term> = stems
+                .iter()
+                .map(|s| Term::from_field_text(field, s))
+                .collect();
+            let q: Box<dyn Query> = match terms.len() {
+                0 => return None,
+                1 => Box::new(TermQuery::new(
+                    terms[0].clone(),
+                    IndexRecordOption::WithFreqs,
+                )),
+                _ => Box::new(PhraseQuery::new(terms)),
+            };
+            clauses.push((Occur::Should, q));
+        }
+        Some(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// The query for one language: every phrase must match, words rank.
+    fn language_query(&self, lang: Lang, text: &str) -> Option<Box<dyn Query>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let ends_with_space = text.ends_with(char::is_whitespace);
+        let parts: Vec<&str> = text.split('"').collect();
+        let mut words = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            if i % 2 == 1 && i + 1 < parts.len() {
+                clauses.push((Occur::Must, self.phrase_query(lang, part)?));
+            } else {
+                words.extend(part.split_whitespace());
+            }
+        }
+        let n = words.len();
+        let mut word_clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (i, w) in words.into_iter().enumerate() {
+            let last = i + 1 == n && !ends_with_space && !text.trim_end().ends_with('"');
+            if let Some(q) = self.word_query(lang, w, last) {
+                word_clauses.push((Occur::Should, q));
+            }
+        }
+        // At least one word must match; more words rank higher.
+        if !word_clauses.is_empty() {
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(word_clauses))));
+        }
+        if clauses.is_empty() {
+            return None;
+        }
+        // The language is a filter: it does not change the ranking.
+        let lang_term = Term::from_field_text(self.fields.lang, lang.code());
+        clauses.push((
+            Occur::Must,
+            Box::new(BoostQuery::new(
+                Box::new(TermQuery::new(lang_term, IndexRecordOption::Basic)),
+                0.0,
+            )),
+        ));
+        Some(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// Searches.
+    pub fn search(&self, q: &SearchQuery) -> Result<SearchResults, SearchError> {
+        if q.text.chars().count() > 1_000 {
+            return Err(SearchError::Invalid(
+                "a query holds at most 1,000 characters".into(),
+            ));
+        }
+        let languages = if q.languages.is_empty() {
+            Lang::ALL.to_vec()
+        } else {
+            q.languages.clone()
+        };
+        let per_lang: Vec<(Occur, Box<dyn Query>)> = languages
+            .iter()
+            .filter_map(|l| self.language_query(*l, &q.text).map(|q| (Occur::Should, q)))
+            .collect();
+        if per_lang.is_empty() {
+            return Ok(SearchResults::default());
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, Box::new(BooleanQuery::new(per_lang)))];
+        if let Some(space) = &q.space {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.space, space),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        let limit = match q.limit {
+            0 => 10,
+            n => n.min(100),
+        };
+        let searcher = self.reader.searcher();
+        let mut facets = FacetCollector::for_field("facets");
+        for f in ["/space", "/language", "/type", "/year"] {
+            facets.add_facet(f);
+        }
+        let (top, total, counts) = searcher.search(
+            &query,
+            &(
+                TopDocs::with_limit(limit)
+                    .and_offset(q.offset)
+                    .order_by_score(),
+                Count,
+                facets,
+            ),
+        )?;
+        let mut hits = Vec::new();
+        let mut generators: BTreeMap<Lang, SnippetGenerator> = BTreeMap::new();
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let text = |f: Field| {
+                doc.get_first(f)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            };
+            let language = Lang::from_code(&text(self.fields.lang));
+            let body = text(self.fields.body_plain);
+            let snippet = match language {
+                Some(l) => {
+                    let generator = match generators.entry(l) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let mut g =
+                                SnippetGenerator::create(&searcher, &query, self.fields.body[&l])?;
+                            g.set_max_num_chars(200);
+                            e.insert(g)
+                        }
+                    };
+                    let mut s = generator.snippet(&body);
+                    s.set_snippet_prefix_postfix("<mark>", "</mark>");
+                    let html = s.to_html();
+                    if html.is_empty() {
+                        escape(&body.chars().take(200).collect::<String>())
+                    } else {
+                        html
+                    }
+                }
+                None => escape(&body.chars().take(200).collect::<String>()),
+            };
+            hits.push(Hit {
+                space: text(self.fields.space),
+                id: text(self.fields.id),
+                title: text(self.fields.title_plain),
+                language,
+                snippet,
+                score,
+            });
+        }
+        let mut facet_counts = BTreeMap::new();
+        for (name, root) in [
+            ("space", "/space"),
+            ("language", "/language"),
+            ("type", "/type"),
+            ("year", "/year"),
+        ] {
+            let values: BTreeMap<String, u64> = counts
+                .get(root)
+                .map(|(facet, n)| {
+                    let path = facet.to_path();
+                    (path.last().copied().unwrap_or_default().to_owned(), n)
+                })
+                .collect();
+            facet_counts.insert(name.to_owned(), values);
+        }
+        Ok(SearchResults {
+            hits,
+            total,
+            facets: facet_counts,
+        })
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(space: &str, id: &str, title: &str, body: &str, lang: Option<Lang>) -> PublicDocument {
+        PublicDocument {
+            space: space.into(),
+            id: id.into(),
+            title: title.into(),
+            body: body.into(),
+            language: lang,
+            kind: DocKind::Document,
+            year: Some(2019),
+        }
+    }
+
+    fn index() -> SearchIndex {
+        let mut i = SearchIndex::in_memory().unwrap();
+        i.upsert(&doc(
+            "s1",
+            "a",
+            "Conditions de détention",
+            "Les détenus de la prison centrale de Makala vivent dans des conditions inhumaines.",
+            Some(Lang::Fr),
+        ))
+        .unwrap();
+        i.upsert(&doc(
+            "s1",
+            "b",
+            "Liberté de la presse",
+            "Les journalistes ont été arrêtés à Bujumbura.",
+            None,
+        ))
+        .unwrap();
+        i.upsert(&doc(
+            "s2",
+            "c",
+            "Freedom of assembly",
+            "Protesters were detained in Kampala after the rally.",
+            Some(Lang::En),
+        ))
+        .unwrap();
+        i.upsert(&doc(
+            "s2",
+            "d",
+            "الحق في الحرية",
+            "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق.",
+            None,
+        ))
+        .unwrap();
+        i.commit().unwrap();
+        i
+    }
+
+    fn ids(r: &SearchResults) -> Vec<&str> {
+        r.hits.iter().map(|h| h.id.as_str()).collect()
+    }
+
+    fn q(text: &str) -> SearchQuery {
+        SearchQuery {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inflections_typos_prefixes_and_accents_match() {
+        let i = index();
+        assert_eq!(ids(&i.search(&q("détention")).unwrap())[0], "a");
+        assert_eq!(
+            ids(&i.search(&q("detenus")).unwrap())[0],
+            "a",
+            "accent-insensitive"
+        );
+        assert_eq!(
+            ids(&i.search(&q("journaliste")).unwrap())[0],
+            "b",
+            "detected French, stemmed"
+        );
+        assert_eq!(ids(&i.search(&q("protesers")).unwrap())[0], "c", "a typo");
+        assert_eq!(
+            ids(&i.search(&q("Kamp")).unwrap())[0],
+            "c",
+            "prefix of the last word"
+        );
+        assert_eq!(ids(&i.search(&q("الحقوق")).unwrap())[0], "d");
+        assert_eq!(
+            ids(&i.search(&q("حقوق")).unwrap())[0],
+            "d",
+            "Arabic without the article"
+        );
+        assert_eq!(ids(&i.search(&q("كرامة")).unwrap())[0], "d");
+    }
+
+    #[test]
+    fn phrases_filters_facets_snippets_and_pages() {
+        let i = index();
+        assert_eq!(
+            ids(&i.search(&q("\"prison centrale\"")).unwrap()),
+            vec!["a"]
+        );
+        assert!(ids(&i.search(&q("\"centrale prison\"")).unwrap()).is_empty());
+        let fr_only = SearchQuery {
+            languages: vec![Lang::Fr],
+            ..q("detained détenus")
+        };
+        assert_eq!(ids(&i.search(&fr_only).unwrap()), vec!["a"]);
+        let s2 = SearchQuery {
+            space: Some("s2".into()),
+            ..q("détenus detained")
+        };
+        assert_eq!(ids(&i.search(&s2).unwrap()), vec!["c"]);
+        let r = i.search(&q("détenus detained")).unwrap();
+        assert_eq!(r.total, 2);
+        assert_eq!(r.facets["language"].get("fr"), Some(&1));
+        assert_eq!(r.facets["language"].get("en"), Some(&1));
+        assert_eq!(r.facets["year"].get("2019"), Some(&2));
+        let a = r.hits.iter().find(|h| h.id == "a").unwrap();
+        assert!(a.snippet.contains("<mark>détenus</mark>"), "{}", a.snippet);
+        let page = SearchQuery {
+            limit: 1,
+            offset: 1,
+            ..q("détenus detained")
+        };
+        let p = i.search(&page).unwrap();
+        assert_eq!(p.hits.len(), 1);
+        assert_eq!(p.total, 2);
+    }
+
+    #[test]
+    fn updates_and_deletes_are_visible_after_commit() {
+        let mut i = index();
+        i.upsert(&doc(
+            "s1",
+            "a",
+            "Autre titre",
+            "Rien à voir.",
+            Some(Lang::Fr),
+        ))
+        .unwrap();
+        i.delete("s2", "c");
+        i.commit().unwrap();
+        assert!(ids(&i.search(&q("détenus")).unwrap()).is_empty());
+        assert!(ids(&i.search(&q("detained")).unwrap()).is_empty());
+        assert_eq!(i.len(), 3);
+    }
+}
