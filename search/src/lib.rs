@@ -336,12 +336,16 @@ impl SearchIndex {
                         )),
                     ));
                 }
-                if last && n >= 2 {
+                // The last word may be unfinished; a longer word may have a
+                // longer stem elsewhere (Portuguese "circunstância" stems to
+                // "circunst", "circunstâncias" to "circunstanc").
+                if (last && n >= 2) || n >= 6 {
+                    let weight = if last { 0.3 } else { 0.2 };
                     clauses.push((
                         Occur::Should,
                         Box::new(BoostQuery::new(
                             Box::new(FuzzyTermQuery::new_prefix(term, 0, true)),
-                            0.3 * boost,
+                            weight * boost,
                         )),
                     ));
                 }
