@@ -4,7 +4,6 @@
 //! prompt.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use amicus_cli::{Client, Edit};
 use amicus_core::space::Role;
@@ -104,6 +103,29 @@ enum Command {
     },
     /// Sync every space and show what changed.
     Sync,
+    /// Search the public libraries.
+    Search {
+        /// The words ("quoted phrases" allowed).
+        query: String,
+        /// Languages, comma-separated (fr,en,ar,de,pt,es,nl,sw,ln,rn,lg).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Only this public space.
+        #[arg(long)]
+        space: Option<String>,
+        /// Hits per page.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Hits to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Rebuild the search index from the store (with the server stopped).
+    Reindex {
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +364,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             registration,
         } => serve(data, listen, config, registration).await,
+        Command::Reindex { data } => {
+            let store =
+                amicus_server::store::SledStore::open(&data.join("store")).with_context(|| {
+                    format!(
+                        "cannot open the store in {} (is the server running?)",
+                        data.display()
+                    )
+                })?;
+            let search = amicus_server::search::SearchService::open(&data.join("index"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let n = search.rebuild(&store).map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(json_out, json!({ "indexed": n }), || {
+                format!("indexed {n} public documents")
+            });
+            Ok(())
+        }
         Command::Register {
             server,
             user,
@@ -386,7 +424,41 @@ async fn client_command(
     pass: &[u8],
 ) -> anyhow::Result<()> {
     match command {
-        Command::Serve { .. } | Command::Register { .. } => {
+        Command::Search {
+            query,
+            lang,
+            space,
+            limit,
+            offset,
+        } => {
+            let mut params = vec![
+                ("q", query),
+                ("limit", limit.to_string()),
+                ("offset", offset.to_string()),
+            ];
+            if let Some(l) = lang {
+                params.push(("lang", l));
+            }
+            if let Some(s) = space {
+                params.push(("space", s));
+            }
+            let v: Value = c.http().get_query("/v1/search", &params).await?;
+            print(json_out, v.clone(), || {
+                let mut out = vec![format!("{} results", v["total"])];
+                for h in v["hits"].as_array().into_iter().flatten() {
+                    out.push(format!(
+                        "[{}] {} ({}/{})\n    {}",
+                        h["language"].as_str().unwrap_or("?"),
+                        h["title"].as_str().unwrap_or(""),
+                        h["space"].as_str().unwrap_or(""),
+                        h["id"].as_str().unwrap_or(""),
+                        h["snippet"].as_str().unwrap_or("")
+                    ));
+                }
+                out.join("\n")
+            });
+        }
+        Command::Serve { .. } | Command::Register { .. } | Command::Reindex { .. } => {
             bail!("this command does not use a device's state")
         }
         Command::Login { server } => {
@@ -749,13 +821,12 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = amicus_server::open(config.clone(), Arc::new(amicus_server::public::NoIndex))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the data directory {}: {e}",
-                config.data.display()
-            )
-        })?;
+    let state = amicus_server::open(config.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the data directory {}: {e}",
+            config.data.display()
+        )
+    })?;
     tracing::info!(listen = %addr, data = %config.data.display(), registration = ?config.registration, "amicus server listening");
     // Scripts and tests read the bound address from this line.
     println!("listening on http://{addr}");

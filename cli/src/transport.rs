@@ -104,6 +104,21 @@ impl Http {
         Self::answer(r).await
     }
 
+    /// `GET path?query` (the pairs are URL-encoded).
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let r = self
+            .request(reqwest::Method::GET, path)
+            .query(query)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        Self::answer(r).await
+    }
+
     /// `method path` with a JSON body.
     pub async fn send<T: DeserializeOwned>(
         &self,

@@ -986,3 +986,90 @@ pub async fn delete_public(
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route; see docs/PROTOCOL.md".into())
 }
+
+/// Query of `GET /v1/search`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// The words (quoted phrases allowed).
+    pub q: String,
+    /// Languages, comma-separated codes (`fr,ar`); all when absent.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// A public space (hex id).
+    #[serde(default)]
+    pub space: Option<String>,
+    /// Hits per page (at most 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Hits to skip.
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+/// `GET /v1/search?q=&lang=&space=&limit=&offset=`: searches the public
+/// libraries.
+pub async fn search(
+    State(state): S,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let axum::extract::Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut languages = Vec::new();
+    for code in p
+        .lang
+        .iter()
+        .flat_map(|l| l.split(','))
+        .filter(|c| !c.is_empty())
+    {
+        languages.push(amicus_search::Lang::from_code(code).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown language {code:?}: use fr, en, ar, de, pt, es, nl, sw, ln, rn or lg"
+            ))
+        })?);
+    }
+    if let Some(s) = &p.space {
+        space_id(s)?;
+    }
+    let offset = p.offset.unwrap_or(0);
+    if offset > 10_000 {
+        return Err(ApiError::BadRequest("`offset` is at most 10,000".into()));
+    }
+    let request = amicus_search::SearchQuery {
+        text: p.q,
+        languages,
+        space: p.space,
+        limit: p.limit.unwrap_or(10),
+        offset,
+    };
+    let search = state.search.clone();
+    let results = tokio::task::spawn_blocking(move || search.search(&request))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| match e {
+            amicus_search::SearchError::Invalid(m) => ApiError::BadRequest(m),
+            e => {
+                tracing::error!(error = %e, "search failed");
+                ApiError::Internal
+            }
+        })?;
+    let hits: Vec<Value> = results
+        .hits
+        .iter()
+        .map(|h| {
+            json!({
+                "space": h.space,
+                "id": h.id,
+                "title": h.title,
+                "snippet": h.snippet,
+                "language": h.language.map(|l| l.code()),
+                "score": h.score,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "total": results.total, "hits": hits, "facets": results.facets }),
+    ))
+}

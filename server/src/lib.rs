@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod public;
 pub mod relay;
+pub mod search;
 pub mod state;
 pub mod store;
 pub mod ws;
@@ -67,6 +68,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             axum::routing::delete(api::delete_welcome),
         )
         .route("/v1/ws", get(api::websocket))
+        .route("/v1/search", get(api::search))
         .route("/v1/blobs/missing", post(api::missing_blobs))
         .route(
             "/v1/blobs/{id}",
@@ -100,20 +102,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Opens the store and blob directory under `config.data` and builds the state.
-pub fn open(
-    config: Config,
-    index: Arc<dyn public::PublicIndex>,
-) -> Result<Arc<AppState>, Box<dyn std::error::Error + Send + Sync>> {
+/// Opens the store, the blob directory and the search index under
+/// `config.data` and builds the state. An empty index is rebuilt from the
+/// store's public documents.
+pub fn open(config: Config) -> Result<Arc<AppState>, Box<dyn std::error::Error + Send + Sync>> {
     std::fs::create_dir_all(&config.data)?;
-    let store = store::SledStore::open(&config.data.join("store"))?;
+    let store = Arc::new(store::SledStore::open(&config.data.join("store"))?);
     let blobs = blobs::Blobs::open(&config.data.join("blobs"))?;
-    Ok(Arc::new(AppState::new(
-        config,
-        Arc::new(store),
-        blobs,
-        index,
-    )))
+    let search = Arc::new(search::SearchService::open(&config.data.join("index"))?);
+    if search.is_empty() {
+        let n = search.rebuild(store.as_ref())?;
+        if n > 0 {
+            tracing::info!(documents = n, "search index rebuilt from the store");
+        }
+    }
+    Ok(Arc::new(AppState::new(config, store, blobs, search)))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops

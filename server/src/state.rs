@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::public::PublicIndex;
 use crate::relay::Relay;
+use crate::search::SearchService;
 use crate::store::{SessionRecord, Store};
 
 /// Everything a handler needs, shared behind one `Arc`.
@@ -24,7 +25,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The blob directory.
     pub blobs: Blobs,
-    /// The search hook for public documents.
+    /// The search index of public documents (also the write hook).
+    pub search: Arc<SearchService>,
+    /// The hook called after each write of a public document.
     pub index: Arc<dyn PublicIndex>,
     /// Live connections, per-space ordering and fan-out.
     pub relay: Relay,
@@ -76,14 +79,15 @@ impl AppState {
         config: Config,
         store: Arc<dyn Store>,
         blobs: Blobs,
-        index: Arc<dyn PublicIndex>,
+        search: Arc<SearchService>,
     ) -> Self {
         Self {
+            index: search.clone(),
+            search,
             relay: Relay::new(config.limits.clone()),
             config,
             store,
             blobs,
-            index,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
             challenges: Default::default(),

@@ -1,10 +1,8 @@
 //! The router called directly: every bad input gets a clear JSON error.
 
-use std::sync::Arc;
-
 use amicus_core::UserId;
 use amicus_core::identity::{Statement, UserIdentity};
-use amicus_server::{Config, Registration, app, open, public::NoIndex};
+use amicus_server::{Config, Registration, app, open};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -23,7 +21,7 @@ impl Api {
             registration,
             ..Config::default()
         };
-        let state = open(config, Arc::new(NoIndex)).unwrap();
+        let state = open(config).unwrap();
         Self {
             router: app(state),
             _dir: dir,

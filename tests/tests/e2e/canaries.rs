@@ -117,6 +117,18 @@ async fn canaries_appear_nowhere_on_the_server_nor_in_client_state() {
         .await
         .unwrap();
 
+    // A public document fills the search index, which is scanned too.
+    let library = alice.create_public_space("Bibliothèque").await.unwrap();
+    let _: serde_json::Value = alice
+        .http()
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/public/{}/docs/rapport", library.to_hex()),
+            &serde_json::json!({ "title": "Rapport annuel", "body": "Les libertés publiques en 2026." }),
+        )
+        .await
+        .unwrap();
+
     // The content really went through: bob reads every canary.
     bob.sync_all().await.unwrap();
     let read = bob.read(space, doc).unwrap();
@@ -165,6 +177,11 @@ async fn canaries_appear_nowhere_on_the_server_nor_in_client_state() {
             );
         }
     }
+    let index_files = std::fs::read_dir(data.join("index")).unwrap().count();
+    assert!(
+        index_files > 1,
+        "the search index holds the public document"
+    );
     let mut files = 0;
     scan_dir(&data, &canaries, &mut files);
     assert!(files >= 3, "the data directory holds the store and a blob");

@@ -7,4 +7,5 @@ mod durability;
 mod files;
 mod hostile;
 mod membership;
+mod public;
 mod support;
