@@ -209,6 +209,32 @@ fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, ClientError> {
 }
 
 impl Client {
+    /// A client from its parts, not yet connected.
+    fn assemble(
+        home: Home,
+        http: Http,
+        identity: Option<UserIdentity>,
+        device: Device,
+        provider: MlsProvider,
+        spaces: BTreeMap<SpaceId, Local>,
+        contacts: BTreeMap<String, [u8; 32]>,
+    ) -> Self {
+        Self {
+            home,
+            http,
+            identity,
+            device,
+            provider,
+            spaces,
+            contacts,
+            conn: None,
+            last_io: std::time::Instant::now(),
+            next_request: 1,
+            answers: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Registers a new user with its first device on `server`, and stores the
     /// device's state in a new home at `dir`.
     pub async fn register(
@@ -224,20 +250,15 @@ impl Client {
         let device = identity.new_device();
         let home = Home::create(dir, passphrase)?;
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
-        let mut client = Self {
+        let mut client = Self::assemble(
             home,
             http,
-            identity: Some(identity),
+            Some(identity),
             device,
-            provider: MlsProvider::new(),
-            spaces: BTreeMap::new(),
-            contacts: BTreeMap::new(),
-            conn: None,
-            last_io: std::time::Instant::now(),
-            next_request: 1,
-            answers: HashMap::new(),
-            warnings: Vec::new(),
-        };
+            MlsProvider::new(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
         // The identity key is on disk before the server knows the name; if
         // the server refuses, the new home is removed again.
         client.save()?;
@@ -293,20 +314,15 @@ impl Client {
         }
         let mut http = Http::new(&state.server)?;
         http.set_token(state.token.clone());
-        Ok(Self {
+        Ok(Self::assemble(
             home,
             http,
             identity,
             device,
             provider,
             spaces,
-            contacts: state.contacts.clone(),
-            conn: None,
-            last_io: std::time::Instant::now(),
-            next_request: 1,
-            answers: HashMap::new(),
-            warnings: Vec::new(),
-        })
+            state.contacts.clone(),
+        ))
     }
 
     /// Writes the device's state (encrypted) to its home.
@@ -434,20 +450,15 @@ impl Client {
         })?;
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
-        let client = Client {
-            home: Home::create(dir, passphrase)?,
-            http: Http::new(self.http.base())?,
-            identity: None,
+        let client = Self::assemble(
+            Home::create(dir, passphrase)?,
+            Http::new(self.http.base())?,
+            None,
             device,
-            provider: MlsProvider::new(),
-            spaces: BTreeMap::new(),
-            contacts: self.contacts.clone(),
-            conn: None,
-            last_io: std::time::Instant::now(),
-            next_request: 1,
-            answers: HashMap::new(),
-            warnings: Vec::new(),
-        };
+            MlsProvider::new(),
+            BTreeMap::new(),
+            self.contacts.clone(),
+        );
         client.save()?;
         if let Err(e) = self
             .http

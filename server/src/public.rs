@@ -19,14 +19,6 @@ pub trait PublicIndex: Send + Sync + 'static {
     fn remove(&self, space: SpaceId, id: &str);
 }
 
-/// No search index: public documents are stored and served, not indexed.
-pub struct NoIndex;
-
-impl PublicIndex for NoIndex {
-    fn upsert(&self, _doc: &PublicRecord) {}
-    fn remove(&self, _space: SpaceId, _id: &str) {}
-}
-
 /// Checks a public document id: `[a-z0-9][a-z0-9._-]{0,63}`.
 pub fn check_doc_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()

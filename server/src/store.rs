@@ -5,7 +5,7 @@
 //! the domain types. A method that writes returns only once the write is
 //! durable (flushed to disk): the server acknowledges nothing before that.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use amicus_core::identity::{DeviceCertificate, IdentityPublicKey};
@@ -751,11 +751,6 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
-}
-
-/// The set of devices of a roster, for quick checks.
-pub fn roster_devices(space: &SpaceRecord) -> BTreeSet<DeviceId> {
-    space.roster.keys().copied().collect()
 }
 
 #[cfg(test)]
