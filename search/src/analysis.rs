@@ -8,9 +8,13 @@
 //!   tatweel removed, alef forms to bare alef, ta marbuta to ha, alef maqsura
 //!   to ya) then light prefix and suffix stripping ([`ArabicLightStemmer`],
 //!   after Larkey's "light10").
-//! - Swahili, Lingala, Kirundi, Luganda: no stemmer exists for these Bantu
-//!   languages, whose words take noun-class prefixes; lower case and ASCII
-//!   folding only, with prefix and typo-tolerant matching at query time.
+//! - Swahili, Lingala, Kirundi, Luganda: no Snowball stemmer exists for
+//!   these Bantu languages, which inflect at the front of the word (noun
+//!   class prefixes: Swahili *mtu* / *watu*; subject and tense prefixes on
+//!   verbs: *kulinda* / *wanalinda*). [`BantuPrefixes`] keeps each word and
+//!   adds, at the same position, the word without its longest noun-class
+//!   prefix and without its longest subject + tense prefix, so the forms of
+//!   one stem meet; then lower case and ASCII folding.
 
 use serde::{Deserialize, Serialize};
 use tantivy::tokenizer::{
@@ -122,6 +126,10 @@ impl Lang {
                     .filter(AsciiFoldingFilter)
                     .build(),
             },
+            (Self::Sw | Self::Ln | Self::Rn | Self::Lg, None) => base
+                .filter(BantuPrefixes(self))
+                .filter(AsciiFoldingFilter)
+                .build(),
             (_, None) => base.filter(AsciiFoldingFilter).build(),
         }
     }
@@ -267,6 +275,177 @@ word_filter!(
     stem_arabic
 );
 
+/// The prefixes of a Bantu language: noun-class prefixes (with the
+/// initial vowel, the augment, where the language has one), and the
+/// subject and tense prefixes of verbs (a verb's prefix is a subject
+/// followed by a tense, or the tense may be absent).
+struct Prefixes {
+    nouns: &'static [&'static str],
+    subjects: &'static [&'static str],
+    tenses: &'static [&'static str],
+}
+
+fn prefixes(lang: Lang) -> Option<&'static Prefixes> {
+    const SW: Prefixes = Prefixes {
+        nouns: &[
+            "wa", "mw", "m", "mi", "ki", "vi", "ch", "vy", "ma", "ji", "u", "ku", "kw", "pa",
+        ],
+        subjects: &[
+            "ni", "u", "a", "tu", "m", "wa", "ki", "vi", "i", "zi", "li", "ya", "ku", "pa",
+        ],
+        tenses: &["na", "li", "ta", "me", "ki", "ka", "nge"],
+    };
+    const LN: Prefixes = Prefixes {
+        nouns: &["mo", "ba", "mi", "li", "ma", "e", "bi", "lo", "bo", "ko"],
+        subjects: &[
+            "na", "o", "a", "to", "bo", "ba", "e", "mi", "li", "ma", "bi", "lo", "ko",
+        ],
+        tenses: &["ko", "ka"],
+    };
+    const RN: Prefixes = Prefixes {
+        nouns: &[
+            "umu", "aba", "imi", "iri", "ama", "iki", "igi", "ibi", "ivy", "uru", "aka", "aga",
+            "utu", "ubu", "uku", "ku", "kw", "gu", "mu", "ba", "mi", "ri", "ma", "ki", "gi", "bi",
+            "vy", "ru", "ka", "tu", "bu",
+        ],
+        subjects: &[
+            "n", "u", "a", "tu", "mu", "ba", "ri", "ya", "ki", "bi", "vy", "i", "zi", "ru", "ka",
+            "bu", "ku",
+        ],
+        tenses: &["ra", "a", "zo", "ka"],
+    };
+    const LG: Prefixes = Prefixes {
+        nouns: &[
+            "omu", "aba", "emi", "eri", "ama", "eki", "ebi", "olu", "aka", "obu", "oku", "okw",
+            "ogu", "aga", "otu", "mu", "ba", "mi", "ma", "ki", "bi", "lu", "ka", "bu", "ku",
+        ],
+        subjects: &[
+            "n", "o", "a", "tu", "mu", "ba", "gu", "gi", "li", "ga", "ki", "bi", "e", "zi", "lu",
+            "ka", "bu", "ku",
+        ],
+        tenses: &["na", "ja", "li", "aa", "a"],
+    };
+    match lang {
+        Lang::Sw => Some(&SW),
+        Lang::Ln => Some(&LN),
+        Lang::Rn => Some(&RN),
+        Lang::Lg => Some(&LG),
+        _ => None,
+    }
+}
+
+/// A stem keeps at least this many letters after a prefix comes off.
+const BANTU_MIN_STEM: usize = 4;
+
+/// The stems of a lower-case Bantu word besides the word itself: the word
+/// without its longest noun-class prefix, and without its longest subject
+/// (+ tense) prefix, where at least four letters remain. At most two,
+/// distinct, none equal to the word.
+pub fn bantu_stems(lang: Lang, word: &str) -> Vec<String> {
+    let Some(p) = prefixes(lang) else {
+        return Vec::new();
+    };
+    let strip = |prefix_len: usize| {
+        let rest = &word[prefix_len..];
+        (rest.chars().count() >= BANTU_MIN_STEM).then(|| rest.to_owned())
+    };
+    let noun = p
+        .nouns
+        .iter()
+        .filter(|n| word.starts_with(**n))
+        .map(|n| n.len())
+        .max()
+        .and_then(strip);
+    let verb = p
+        .subjects
+        .iter()
+        .filter(|s| word.starts_with(**s))
+        .flat_map(|s| {
+            let after = &word[s.len()..];
+            std::iter::once(s.len()).chain(
+                p.tenses
+                    .iter()
+                    .filter(move |t| after.starts_with(**t))
+                    .map(move |t| s.len() + t.len()),
+            )
+        })
+        .filter(|len| word.len() - len >= BANTU_MIN_STEM)
+        .max()
+        .and_then(strip);
+    let mut out = Vec::new();
+    for stem in [noun, verb].into_iter().flatten() {
+        if !out.contains(&stem) {
+            out.push(stem);
+        }
+    }
+    out
+}
+
+/// Adds the stems of [`bantu_stems`] after each word, at the word's
+/// position (as synonyms are added), for one of Swahili, Lingala, Kirundi
+/// and Luganda; other languages pass unchanged. Runs after lower-casing.
+#[derive(Clone, Copy, Debug)]
+pub struct BantuPrefixes(pub Lang);
+
+/// The tokenizer wrapping an inner one with [`BantuPrefixes`].
+#[derive(Clone)]
+pub struct BantuPrefixesTokenizer<T> {
+    inner: T,
+    lang: Lang,
+}
+
+/// The token stream of [`BantuPrefixes`].
+pub struct BantuPrefixesStream<S> {
+    inner: S,
+    lang: Lang,
+    current: Token,
+    pending: Vec<String>,
+}
+
+impl TokenFilter for BantuPrefixes {
+    type Tokenizer<T: Tokenizer> = BantuPrefixesTokenizer<T>;
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> BantuPrefixesTokenizer<T> {
+        BantuPrefixesTokenizer {
+            inner: tokenizer,
+            lang: self.0,
+        }
+    }
+}
+
+impl<T: Tokenizer> Tokenizer for BantuPrefixesTokenizer<T> {
+    type TokenStream<'a> = BantuPrefixesStream<T::TokenStream<'a>>;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        BantuPrefixesStream {
+            inner: self.inner.token_stream(text),
+            lang: self.lang,
+            current: Token::default(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<S: TokenStream> TokenStream for BantuPrefixesStream<S> {
+    fn advance(&mut self) -> bool {
+        if let Some(stem) = self.pending.pop() {
+            self.current.text = stem;
+            return true;
+        }
+        if !self.inner.advance() {
+            return false;
+        }
+        self.current = self.inner.token().clone();
+        self.pending = bantu_stems(self.lang, &self.current.text);
+        self.pending.reverse();
+        true
+    }
+    fn token(&self) -> &Token {
+        &self.current
+    }
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.current
+    }
+}
+
 /// Frequent function words of the four Bantu languages (none of which
 /// whatlang knows), used to recognise them.
 const BANTU_MARKERS: [(Lang, &[&str]); 4] = [
@@ -381,6 +560,33 @@ mod tests {
         assert_eq!(run(Lang::Ar, "والحقوق"), run(Lang::Ar, "حقوق"));
         assert_eq!(run(Lang::Ar, "الحرية"), run(Lang::Ar, "حرية"));
         assert_eq!(run(Lang::Ar, "بالكرامة"), run(Lang::Ar, "كرامة"));
+    }
+
+    #[test]
+    fn bantu_forms_of_one_stem_meet() {
+        let shares = |lang: Lang, a: &str, b: &str| {
+            let (a, b) = (run(lang, a), run(lang, b));
+            a.iter().any(|t| b.contains(t))
+        };
+        assert!(shares(Lang::Sw, "kulinda", "wanalinda"));
+        assert!(shares(Lang::Sw, "uhuru", "huru"));
+        assert!(shares(Lang::Rn, "ategerezwa", "bategerezwa"));
+        assert!(shares(Lang::Rn, "igihugu", "ibihugu"));
+        assert!(shares(Lang::Lg, "okukuuma", "bakuuma"));
+        assert!(shares(Lang::Lg, "ekitundu", "ebitundu"));
+        assert!(shares(Lang::Ln, "kozala", "akozala"));
+        // The word itself stays, at the same position as its stems.
+        let mut a = Lang::Sw.analyzer();
+        let mut stream = a.token_stream("watoto wanalinda");
+        let mut seen = Vec::new();
+        while let Some(t) = stream.next() {
+            seen.push((t.text.clone(), t.position));
+        }
+        assert!(seen.contains(&("wanalinda".into(), 1)), "{seen:?}");
+        assert!(seen.contains(&("linda".into(), 1)), "{seen:?}");
+        // Short words keep their prefix: "mtu" is not "tu".
+        assert_eq!(run(Lang::Sw, "mtu"), vec!["mtu"]);
+        assert!(bantu_stems(Lang::Fr, "maison").is_empty());
     }
 
     #[test]

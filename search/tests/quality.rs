@@ -6,9 +6,9 @@
 //! articles of that language, at least five letters long), each put into
 //! another inflected form where the language has one: plural and singular
 //! swapped (French, English, Spanish, Portuguese), `-en` added or removed
-//! (German, Dutch), the article `ال` added or removed (Arabic). Swahili,
-//! Lingala, Kirundi and Luganda, whose inflection works by noun-class
-//! prefixes, keep the words as they are. The query is searched with the
+//! (German, Dutch), the article `ال` added or removed (Arabic), the
+//! noun-class or verbal prefix changed (Swahili, Lingala, Kirundi, Luganda:
+//! see [`bantu`]). The query is searched with the
 //! language filter, and the article's rank gives recall@1, recall@3 and the
 //! mean reciprocal rank (over the top 10).
 
@@ -71,13 +71,90 @@ fn inflect(lang: Lang, word: &str) -> String {
             Some(stem) => stem.to_owned(),
             None => format!("ال{w}"),
         },
-        Lang::Sw | Lang::Ln | Lang::Rn | Lang::Lg => w,
+        Lang::Sw | Lang::Ln | Lang::Rn | Lang::Lg => bantu(lang, &w),
     }
+}
+
+/// Swahili, Lingala, Kirundi and Luganda inflect at the front: a noun
+/// changes its class prefix between singular and plural (Swahili *mtu* /
+/// *watu*, *kitabu* / *vitabu*; Kirundi *igihugu* / *ibihugu*; Luganda
+/// *omuntu* / *abantu*; Lingala *moto* / *bato*), a verb its subject or
+/// tense prefix (Swahili *kulinda* "to protect" / *wanalinda* "they
+/// protect"; Kirundi and Luganda *ategerezwa* / *bategerezwa*, "he / they
+/// must"). The first rule that fits is used (a rule marked as verbal only
+/// for a word ending in *-a*, as verbs do); a word no rule fits stays as it
+/// is. The rules are the regular patterns: a noun with no plural class may
+/// get a form no speaker would write.
+fn bantu(lang: Lang, w: &str) -> String {
+    const VERB: bool = true;
+    let rules: &[(&str, &str, bool)] = match lang {
+        Lang::Sw => &[
+            ("ku", "wana", VERB),
+            ("wame", "ku", VERB),
+            ("wana", "ku", VERB),
+            ("ame", "ku", VERB),
+            ("ana", "ku", VERB),
+            ("ki", "vi", false),
+            ("vi", "ki", false),
+            ("wa", "m", false),
+            ("mw", "wa", false),
+            ("mi", "m", false),
+            ("m", "wa", false),
+        ],
+        Lang::Ln => &[
+            ("ko", "ba", VERB),
+            ("mo", "ba", false),
+            ("ba", "mo", false),
+            ("li", "ma", false),
+            ("ma", "li", false),
+            ("bi", "e", false),
+        ],
+        Lang::Rn => &[
+            ("kw", "baw", VERB),
+            ("ku", "ba", VERB),
+            ("gu", "ba", VERB),
+            ("umu", "aba", false),
+            ("aba", "umu", false),
+            ("igi", "ibi", false),
+            ("iki", "ibi", false),
+            ("ibi", "iki", false),
+            ("iri", "ama", false),
+            ("ama", "iri", false),
+            ("imi", "umu", false),
+            ("aga", "utu", false),
+            ("ba", "a", VERB),
+            ("a", "ba", VERB),
+        ],
+        Lang::Lg => &[
+            ("okw", "baw", VERB),
+            ("oku", "ba", VERB),
+            ("omu", "aba", false),
+            ("aba", "omu", false),
+            ("eki", "ebi", false),
+            ("ebi", "eki", false),
+            ("emi", "omu", false),
+            ("ama", "eri", false),
+            ("ba", "a", VERB),
+            ("a", "ba", VERB),
+        ],
+        _ => &[],
+    };
+    rules
+        .iter()
+        .filter(|(_, _, verb)| !verb || w.ends_with('a'))
+        .find_map(|(from, to, _)| {
+            w.strip_prefix(from)
+                .filter(|rest| rest.chars().count() >= 3)
+                .map(|rest| format!("{to}{rest}"))
+        })
+        .unwrap_or_else(|| w.to_owned())
 }
 
 #[derive(Default)]
 struct Score {
     queries: usize,
+    words: usize,
+    inflected: usize,
     at1: usize,
     at3: usize,
     rr: f64,
@@ -134,7 +211,12 @@ fn recall_and_mrr_per_language_on_the_udhr() {
             let query: Vec<String> = candidates
                 .iter()
                 .take(3)
-                .map(|(_, _, _, w)| inflect(lg, w))
+                .map(|(_, _, _, w)| {
+                    let form = inflect(lg, w);
+                    score.words += 1;
+                    score.inflected += usize::from(form != *w);
+                    form
+                })
                 .collect();
             let results = index
                 .search(&SearchQuery {
@@ -170,18 +252,19 @@ fn recall_and_mrr_per_language_on_the_udhr() {
         let n = score.queries as f64;
         let (r1, r3, mrr) = (score.at1 as f64 / n, score.at3 as f64 / n, score.rr / n);
         report.push(format!(
-            "{:<3} queries {:>2}  recall@1 {:.3}  recall@3 {:.3}  MRR {:.3}",
+            "{:<3} queries {:>2}  words inflected {:>2}/{:<2}  recall@1 {:.3}  recall@3 {:.3}  MRR {:.3}",
             l.code(),
             score.queries,
+            score.inflected,
+            score.words,
             r1,
             r3,
             mrr
         ));
-        let target = matches!(
-            lg,
-            Lang::Fr | Lang::En | Lang::Ar | Lang::De | Lang::Pt | Lang::Es | Lang::Nl
-        );
-        if target && r1 < 0.9 {
+        // The target of the seven languages with a stemmer holds for the
+        // four Bantu languages too (their prefix analysis lifted Swahili and
+        // Lingala from 0.900, Kirundi and Luganda from 0.967, to 1.000).
+        if r1 < 0.9 {
             failures.push(format!("{}: recall@1 {r1:.3} < 0.9", l.code()));
         }
     }
