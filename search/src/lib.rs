@@ -15,11 +15,15 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod highlight;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub use analysis::{Lang, detect};
+pub use highlight::Matcher;
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{
     BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery,
@@ -28,7 +32,6 @@ use tantivy::schema::{
     FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
     TantivyDocument, TextFieldIndexing, TextOptions, Value,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
 /// Why the index failed.
@@ -140,11 +143,37 @@ struct Fields {
 }
 
 /// The index of public documents.
+///
+/// Writes ([`Self::upsert`], [`Self::delete`]) go to one writer behind a
+/// lock; searches read the last committed state without taking it. Changes
+/// become visible and durable at a commit: [`Self::commit`] at once, or,
+/// after [`Self::commit_within`], by a background committer that groups
+/// the writes of a short window into one commit (near-real-time search
+/// without an fsync per write). Dropping the index commits what is pending.
 pub struct SearchIndex {
-    reader: IndexReader,
-    writer: IndexWriter,
-    fields: Fields,
+    shared: Arc<Shared>,
+    committer: Option<std::thread::JoinHandle<()>>,
 }
+
+struct Shared {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    batch: Mutex<Batch>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Batch {
+    /// Writes since the last commit.
+    pending: u64,
+    /// When the first of them came.
+    since: Option<Instant>,
+    stop: bool,
+}
+
+/// A committer commits at once when this many writes are pending.
+const BATCH_MAX: u64 = 10_000;
 
 const PLAIN: &str = "amicus_plain";
 
@@ -233,22 +262,89 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(Self {
-            reader,
-            writer,
-            fields,
+            shared: Arc::new(Shared {
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+                batch: Mutex::new(Batch::default()),
+                wake: Condvar::new(),
+            }),
+            committer: None,
         })
     }
 
-    /// Adds or replaces a document (visible after [`Self::commit`]).
-    pub fn upsert(&mut self, doc: &PublicDocument) -> Result<Lang, SearchError> {
+    /// Commits pending writes in the background, at most `delay` after the
+    /// first of them (or at once when 10,000 are pending). A failed commit
+    /// is reported to `on_error` and retried with the next write.
+    pub fn commit_within(
+        &mut self,
+        delay: Duration,
+        on_error: impl Fn(&SearchError) + Send + 'static,
+    ) {
+        if self.committer.is_some() {
+            return;
+        }
+        let shared = self.shared.clone();
+        self.committer = Some(std::thread::spawn(move || {
+            loop {
+                {
+                    let mut batch = shared.batch.lock().expect("batch lock");
+                    loop {
+                        if batch.stop {
+                            return;
+                        }
+                        match batch.since {
+                            Some(_) if batch.pending >= BATCH_MAX => break,
+                            Some(since) => {
+                                let due = since + delay;
+                                let now = Instant::now();
+                                if now >= due {
+                                    break;
+                                }
+                                batch = shared
+                                    .wake
+                                    .wait_timeout(batch, due - now)
+                                    .expect("batch lock")
+                                    .0;
+                            }
+                            None => batch = shared.wake.wait(batch).expect("batch lock"),
+                        }
+                    }
+                }
+                if let Err(e) = shared.commit() {
+                    on_error(&e);
+                    // Wait for the next write rather than spin on a failure.
+                    shared.batch.lock().expect("batch lock").since = None;
+                }
+            }
+        }));
+    }
+
+    /// Writes not yet committed.
+    pub fn pending(&self) -> u64 {
+        self.shared.batch.lock().expect("batch lock").pending
+    }
+
+    fn touched(&self) {
+        let mut batch = self.shared.batch.lock().expect("batch lock");
+        batch.pending += 1;
+        if batch.since.is_none() {
+            batch.since = Some(Instant::now());
+        }
+        if batch.pending == 1 || batch.pending >= BATCH_MAX {
+            self.shared.wake.notify_all();
+        }
+    }
+
+    /// Adds or replaces a document (visible after the next commit).
+    pub fn upsert(&self, doc: &PublicDocument) -> Result<Lang, SearchError> {
         if doc.space.is_empty() || doc.id.is_empty() {
             return Err(SearchError::Invalid(
                 "a document needs a space and an id".into(),
             ));
         }
-        let f = &self.fields;
+        let f = &self.shared.fields;
         let k = key(&doc.space, &doc.id);
-        self.writer.delete_term(Term::from_field_text(f.key, &k));
         let lang = doc
             .language
             .or_else(|| detect(&format!("{} {}", doc.title, doc.body)))
@@ -269,32 +365,49 @@ impl SearchIndex {
             d.add_u64(f.year, u64::from(y));
             d.add_facet(f.facets, Facet::from_path(["year", &y.to_string()]));
         }
-        self.writer.add_document(d)?;
+        {
+            // Delete and add under one lock: two updates of one document
+            // cannot interleave into two copies.
+            let writer = self.shared.writer.lock().expect("index writer lock");
+            writer.delete_term(Term::from_field_text(f.key, &k));
+            writer.add_document(d)?;
+        }
+        self.touched();
         Ok(lang)
     }
 
-    /// Deletes a document (effective after [`Self::commit`]).
-    pub fn delete(&mut self, space: &str, id: &str) {
-        self.writer
-            .delete_term(Term::from_field_text(self.fields.key, &key(space, id)));
+    /// Deletes a document (effective after the next commit).
+    pub fn delete(&self, space: &str, id: &str) {
+        self.shared
+            .writer
+            .lock()
+            .expect("index writer lock")
+            .delete_term(Term::from_field_text(
+                self.shared.fields.key,
+                &key(space, id),
+            ));
+        self.touched();
     }
 
     /// Deletes everything (before a rebuild).
-    pub fn clear(&mut self) -> Result<(), SearchError> {
-        self.writer.delete_all_documents()?;
+    pub fn clear(&self) -> Result<(), SearchError> {
+        self.shared
+            .writer
+            .lock()
+            .expect("index writer lock")
+            .delete_all_documents()?;
+        self.touched();
         Ok(())
     }
 
-    /// Makes the pending changes durable and visible to searches.
-    pub fn commit(&mut self) -> Result<(), SearchError> {
-        self.writer.commit()?;
-        self.reader.reload()?;
-        Ok(())
+    /// Makes the pending changes durable and visible to searches now.
+    pub fn commit(&self) -> Result<(), SearchError> {
+        self.shared.commit()
     }
 
     /// Number of documents visible to searches.
     pub fn len(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        self.shared.reader.searcher().num_docs()
     }
 
     /// True if no document is visible.
@@ -302,16 +415,56 @@ impl SearchIndex {
         self.len() == 0
     }
 
-    fn word_query(&self, lang: Lang, word: &str, last: bool) -> Option<Box<dyn Query>> {
-        let mut analyzer = lang.analyzer();
-        let stems = analysis::tokens(&mut analyzer, word);
+    /// Searches the last committed state.
+    pub fn search(&self, q: &SearchQuery) -> Result<SearchResults, SearchError> {
+        self.shared.search(q)
+    }
+}
+
+impl Drop for SearchIndex {
+    fn drop(&mut self) {
+        if let Some(committer) = self.committer.take() {
+            self.shared.batch.lock().expect("batch lock").stop = true;
+            self.shared.wake.notify_all();
+            let _ = committer.join();
+        }
+        if self.pending() > 0 {
+            let _ = self.shared.commit();
+        }
+    }
+}
+
+impl Shared {
+    fn commit(&self) -> Result<(), SearchError> {
+        let mut writer = self.writer.lock().expect("index writer lock");
+        // A write counted after this reset is in this commit or the next
+        // (at worst the next commit finds nothing new).
+        let taken = {
+            let mut batch = self.batch.lock().expect("batch lock");
+            let n = batch.pending;
+            batch.pending = 0;
+            batch.since = None;
+            n
+        };
+        if let Err(e) = writer.commit() {
+            let mut batch = self.batch.lock().expect("batch lock");
+            batch.pending += taken;
+            batch.since.get_or_insert_with(Instant::now);
+            return Err(e.into());
+        }
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn word_query(&self, matchers: &[Matcher], last: bool, lang: Lang) -> Option<Box<dyn Query>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for stem in stems {
+        for m in matchers {
             for (field, boost) in [
                 (self.fields.title[&lang], 2.0),
                 (self.fields.body[&lang], 1.0),
             ] {
-                let term = Term::from_field_text(field, &stem);
+                let term = Term::from_field_text(field, &m.stem);
                 clauses.push((
                     Occur::Should,
                     Box::new(BoostQuery::new(
@@ -319,27 +472,16 @@ impl SearchIndex {
                         boost,
                     )),
                 ));
-                let n = stem.chars().count();
-                let distance = if n >= 9 {
-                    2
-                } else if n >= 5 {
-                    1
-                } else {
-                    0
-                };
-                if distance > 0 {
+                if m.distance > 0 {
                     clauses.push((
                         Occur::Should,
                         Box::new(BoostQuery::new(
-                            Box::new(FuzzyTermQuery::new(term.clone(), distance, true)),
+                            Box::new(FuzzyTermQuery::new(term.clone(), m.distance, true)),
                             0.3 * boost,
                         )),
                     ));
                 }
-                // The last word may be unfinished; a longer word may have a
-                // longer stem elsewhere (Portuguese "circunstância" stems to
-                // "circunst", "circunstâncias" to "circunstanc").
-                if (last && n >= 2) || n >= 6 {
+                if m.prefix {
                     let weight = if last { 0.3 } else { 0.2 };
                     clauses.push((
                         Occur::Should,
@@ -376,8 +518,10 @@ impl SearchIndex {
         Some(Box::new(BooleanQuery::new(clauses)))
     }
 
-    /// The query for one language: every phrase must match, words rank.
-    fn language_query(&self, lang: Lang, text: &str) -> Option<Box<dyn Query>> {
+    /// The query for one language (every phrase must match, words rank),
+    /// and what its words match, for the snippets.
+    fn language_query(&self, lang: Lang, text: &str) -> Option<(Box<dyn Query>, Vec<Matcher>)> {
+        let mut all = Vec::new();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let ends_with_space = text.ends_with(char::is_whitespace);
         let parts: Vec<&str> = text.split('"').collect();
@@ -385,6 +529,15 @@ impl SearchIndex {
         for (i, part) in parts.iter().enumerate() {
             if i % 2 == 1 && i + 1 < parts.len() {
                 clauses.push((Occur::Must, self.phrase_query(lang, part)?));
+                all.extend(
+                    highlight::matchers(lang, part, false)
+                        .into_iter()
+                        .map(|m| Matcher {
+                            distance: 0,
+                            prefix: false,
+                            ..m
+                        }),
+                );
             } else {
                 words.extend(part.split_whitespace());
             }
@@ -393,9 +546,11 @@ impl SearchIndex {
         let mut word_clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (i, w) in words.into_iter().enumerate() {
             let last = i + 1 == n && !ends_with_space && !text.trim_end().ends_with('"');
-            if let Some(q) = self.word_query(lang, w, last) {
+            let matchers = highlight::matchers(lang, w, last);
+            if let Some(q) = self.word_query(&matchers, last, lang) {
                 word_clauses.push((Occur::Should, q));
             }
+            all.extend(matchers);
         }
         // At least one word must match; more words rank higher.
         if !word_clauses.is_empty() {
@@ -413,11 +568,10 @@ impl SearchIndex {
                 0.0,
             )),
         ));
-        Some(Box::new(BooleanQuery::new(clauses)))
+        Some((Box::new(BooleanQuery::new(clauses)), all))
     }
 
-    /// Searches.
-    pub fn search(&self, q: &SearchQuery) -> Result<SearchResults, SearchError> {
+    fn search(&self, q: &SearchQuery) -> Result<SearchResults, SearchError> {
         if q.text.chars().count() > 1_000 {
             return Err(SearchError::Invalid(
                 "a query holds at most 1,000 characters".into(),
@@ -428,10 +582,14 @@ impl SearchIndex {
         } else {
             q.languages.clone()
         };
-        let per_lang: Vec<(Occur, Box<dyn Query>)> = languages
-            .iter()
-            .filter_map(|l| self.language_query(*l, &q.text).map(|q| (Occur::Should, q)))
-            .collect();
+        let mut per_lang: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut matchers: BTreeMap<Lang, Vec<Matcher>> = BTreeMap::new();
+        for l in &languages {
+            if let Some((query, m)) = self.language_query(*l, &q.text) {
+                per_lang.push((Occur::Should, query));
+                matchers.insert(*l, m);
+            }
+        }
         if per_lang.is_empty() {
             return Ok(SearchResults::default());
         }
@@ -467,7 +625,6 @@ impl SearchIndex {
             ),
         )?;
         let mut hits = Vec::new();
-        let mut generators: BTreeMap<Lang, SnippetGenerator> = BTreeMap::new();
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
             let text = |f: Field| {
@@ -479,25 +636,9 @@ impl SearchIndex {
             let body = text(self.fields.body_plain);
             let snippet = match language {
                 Some(l) => {
-                    let generator = match generators.entry(l) {
-                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(e) => {
-                            let mut g =
-                                SnippetGenerator::create(&searcher, &query, self.fields.body[&l])?;
-                            g.set_max_num_chars(200);
-                            e.insert(g)
-                        }
-                    };
-                    let mut s = generator.snippet(&body);
-                    s.set_snippet_prefix_postfix("<mark>", "</mark>");
-                    let html = s.to_html();
-                    if html.is_empty() {
-                        escape(&body.chars().take(200).collect::<String>())
-                    } else {
-                        html
-                    }
+                    highlight::snippet(l, &body, matchers.get(&l).map_or(&[], Vec::as_slice))
                 }
-                None => escape(&body.chars().take(200).collect::<String>()),
+                None => highlight::snippet(Lang::En, &body, &[]),
             };
             hits.push(Hit {
                 space: text(self.fields.space),
@@ -532,12 +673,6 @@ impl SearchIndex {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,7 +690,7 @@ mod tests {
     }
 
     fn index() -> SearchIndex {
-        let mut i = SearchIndex::in_memory().unwrap();
+        let i = SearchIndex::in_memory().unwrap();
         i.upsert(&doc(
             "s1",
             "a",
@@ -669,7 +804,7 @@ mod tests {
 
     #[test]
     fn updates_and_deletes_are_visible_after_commit() {
-        let mut i = index();
+        let i = index();
         i.upsert(&doc(
             "s1",
             "a",
@@ -683,5 +818,60 @@ mod tests {
         assert!(ids(&i.search(&q("détenus")).unwrap()).is_empty());
         assert!(ids(&i.search(&q("detained")).unwrap()).is_empty());
         assert_eq!(i.len(), 3);
+    }
+
+    #[test]
+    fn typo_and_prefix_matches_are_highlighted() {
+        let i = index();
+        let r = i.search(&q("protesers Kamp")).unwrap();
+        assert_eq!(
+            r.hits[0].snippet,
+            "<mark>Protesters</mark> were detained in <mark>Kampala</mark> after the rally."
+        );
+        let r = i.search(&q("\"prison centrale\"")).unwrap();
+        assert!(
+            r.hits[0]
+                .snippet
+                .contains("<mark>prison</mark> <mark>centrale</mark>"),
+            "{}",
+            r.hits[0].snippet
+        );
+    }
+
+    #[test]
+    fn the_committer_groups_writes_and_drop_commits_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut i = SearchIndex::open(dir.path()).unwrap();
+            let errors = Arc::new(Mutex::new(Vec::new()));
+            let seen = errors.clone();
+            i.commit_within(Duration::from_millis(50), move |e| {
+                seen.lock().unwrap().push(e.to_string());
+            });
+            for n in 0..20 {
+                i.upsert(&doc(
+                    "s",
+                    &format!("d{n}"),
+                    "Titre",
+                    "Les détenus.",
+                    Some(Lang::Fr),
+                ))
+                .unwrap();
+            }
+            // Visible without an explicit commit, within the window.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while i.len() < 20 {
+                assert!(Instant::now() < deadline, "never committed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(i.pending(), 0);
+            assert!(errors.lock().unwrap().is_empty());
+            // A write left pending is committed when the index closes.
+            i.upsert(&doc("s", "last", "Titre", "Les détenus.", Some(Lang::Fr)))
+                .unwrap();
+        }
+        let i = SearchIndex::open(dir.path()).unwrap();
+        assert_eq!(i.len(), 21);
+        assert_eq!(i.search(&q("détenus")).unwrap().total, 21);
     }
 }

@@ -162,7 +162,7 @@ struct Score {
 
 #[test]
 fn recall_and_mrr_per_language_on_the_udhr() {
-    let mut index = SearchIndex::in_memory().unwrap();
+    let index = SearchIndex::in_memory().unwrap();
     let mut corpus = BTreeMap::new();
     for l in UdhrLanguage::ALL {
         let (_, articles) = udhr(l);

@@ -162,6 +162,9 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
     state.store.flush().map_err(std::io::Error::other)?;
-    tracing::info!("store flushed; stopped");
+    if let Err(e) = state.search.flush() {
+        tracing::error!(error = %e, "committing the search index at shutdown failed");
+    }
+    tracing::info!("store and index flushed; stopped");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! of confidential spaces has no path to this module.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use amicus_search::{
     DocKind, Lang, PublicDocument, SearchError, SearchIndex, SearchQuery, SearchResults,
@@ -13,9 +13,14 @@ use amicus_search::{
 use crate::public::PublicIndex;
 use crate::store::{PublicRecord, Store};
 
-/// The index behind a lock (one writer; searches share its reader).
+/// How long a published document may wait before it is searchable: the
+/// index groups the writes of this window into one commit.
+pub const COMMIT_WITHIN: Duration = Duration::from_millis(250);
+
+/// The index: writes are grouped into background commits; searches read
+/// the last commit without waiting for writers.
 pub struct SearchService {
-    index: Mutex<SearchIndex>,
+    index: SearchIndex,
 }
 
 fn document(r: &PublicRecord) -> PublicDocument {
@@ -39,16 +44,18 @@ fn document(r: &PublicRecord) -> PublicDocument {
 }
 
 impl SearchService {
-    /// Opens (creates) the index in `dir`.
+    /// Opens (creates) the index in `dir`, committing in the background.
     pub fn open(dir: &Path) -> Result<Self, SearchError> {
-        Ok(Self {
-            index: Mutex::new(SearchIndex::open(dir)?),
-        })
+        let mut index = SearchIndex::open(dir)?;
+        index.commit_within(COMMIT_WITHIN, |e| {
+            tracing::error!(error = %e, "committing the search index failed; it is retried with the next write, and `amicus reindex` rebuilds it");
+        });
+        Ok(Self { index })
     }
 
     /// Documents in the index.
     pub fn len(&self) -> u64 {
-        self.index.lock().expect("index lock").len()
+        self.index.len()
     }
 
     /// True if the index is empty.
@@ -58,7 +65,12 @@ impl SearchService {
 
     /// Runs a query.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchResults, SearchError> {
-        self.index.lock().expect("index lock").search(query)
+        self.index.search(query)
+    }
+
+    /// Commits what is pending (at shutdown).
+    pub fn flush(&self) -> Result<(), SearchError> {
+        self.index.commit()
     }
 
     /// Rebuilds the index from every public document of the store.
@@ -67,29 +79,23 @@ impl SearchService {
         store: &dyn Store,
     ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
         let docs = store.all_public_docs()?;
-        let mut index = self.index.lock().expect("index lock");
-        index.clear()?;
+        self.index.clear()?;
         for d in &docs {
-            index.upsert(&document(d))?;
+            self.index.upsert(&document(d))?;
         }
-        index.commit()?;
+        self.index.commit()?;
         Ok(docs.len())
     }
 }
 
 impl PublicIndex for SearchService {
     fn upsert(&self, doc: &PublicRecord) {
-        let mut index = self.index.lock().expect("index lock");
-        if let Err(e) = index.upsert(&document(doc)).and_then(|_| index.commit()) {
+        if let Err(e) = self.index.upsert(&document(doc)) {
             tracing::error!(error = %e, "indexing a public document failed; run `amicus reindex`");
         }
     }
 
     fn remove(&self, space: amicus_core::SpaceId, id: &str) {
-        let mut index = self.index.lock().expect("index lock");
-        index.delete(&space.to_hex(), id);
-        if let Err(e) = index.commit() {
-            tracing::error!(error = %e, "removing a public document from the index failed");
-        }
+        self.index.delete(&space.to_hex(), id);
     }
 }

@@ -58,18 +58,36 @@ async fn a_published_filing_is_found_by_search_with_its_provenance() {
         .unwrap();
     assert_eq!(arabic["id"], "udhr-3");
 
+    // The index commits in the background, within a quarter of a second.
+    let published = std::time::Instant::now();
+    while search(bob.http(), "detention", None).await["total"] != 1
+        || search(bob.http(), "حرية", None).await["total"] != 1
+    {
+        assert!(
+            published.elapsed() < std::time::Duration::from_secs(10),
+            "the published documents never became searchable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // Another member finds it, inflected and without accents.
     let r = search(bob.http(), "detention", None).await;
     assert_eq!(r["hits"][0]["id"], "makala-2026", "{r}");
     assert_eq!(r["hits"][0]["language"], "fr");
-    // Exact-stem matches in the body are highlighted (typo and prefix
-    // matches are found but not highlighted).
-    let r = search(bob.http(), "detenus", None).await;
+    // Matched words are highlighted, exact, with a typo or as a prefix.
+    let r = search(bob.http(), "detenus inhum", None).await;
     assert!(
         r["hits"][0]["snippet"]
             .as_str()
             .unwrap()
             .contains("<mark>détenus</mark>"),
+        "{r}"
+    );
+    assert!(
+        r["hits"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("<mark>inhumaines</mark>"),
         "{r}"
     );
     assert_eq!(r["facets"]["language"]["fr"], 1);
