@@ -105,8 +105,24 @@ impl Lang {
         format!("amicus_{}", self.code())
     }
 
-    /// The analyzer of this language.
+    /// The analyzer of this language (built once, then cloned: a clone
+    /// shares the stop-word set).
     pub fn analyzer(self) -> TextAnalyzer {
+        static BUILT: std::sync::OnceLock<Vec<TextAnalyzer>> = std::sync::OnceLock::new();
+        let built = BUILT.get_or_init(|| Self::ALL.iter().map(|l| l.build_analyzer()).collect());
+        let i = Self::ALL
+            .iter()
+            .position(|l| *l == self)
+            .expect("every language is in ALL");
+        built[i].clone()
+    }
+
+    /// The script of this language's words.
+    pub fn is_arabic_script(self) -> bool {
+        self == Self::Ar
+    }
+
+    fn build_analyzer(self) -> TextAnalyzer {
         let base = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(64))
             .filter(LowerCaser);
@@ -133,16 +149,6 @@ impl Lang {
             (_, None) => base.filter(AsciiFoldingFilter).build(),
         }
     }
-}
-
-/// The analyzer of the language-independent field: lower case and folding.
-pub fn plain_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(64))
-        .filter(LowerCaser)
-        .filter(ArabicNormalizer)
-        .filter(AsciiFoldingFilter)
-        .build()
 }
 
 /// The tokens of `text` under an analyzer.

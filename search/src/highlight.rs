@@ -17,7 +17,8 @@ use crate::analysis::{self, Lang};
 pub struct Matcher {
     /// The analysed form (stem).
     pub stem: String,
-    /// The edit distance allowed (0, 1 or 2; a transposition counts 1).
+    /// The edit distance allowed (0, 1 or 2; a transposition counts 1;
+    /// the first letter must be the same).
     pub distance: u8,
     /// Whether a longer word starting with the stem matches.
     pub prefix: bool,
@@ -28,12 +29,15 @@ impl Matcher {
     pub fn matches(&self, token: &str) -> bool {
         token == self.stem
             || (self.prefix && token.starts_with(&self.stem))
-            || (self.distance > 0 && within_distance(&self.stem, token, self.distance))
+            || (self.distance > 0
+                && token.chars().next() == self.stem.chars().next()
+                && within_distance(&self.stem, token, self.distance))
     }
 }
 
 /// The matchers of one query word in `lang`: each stem matches exactly;
-/// with typos from 5 letters (1 edit) and 9 letters (2 edits); as a prefix
+/// with typos from 5 letters (1 edit) and 9 letters (2 edits), the first
+/// letter kept; as a prefix
 /// when it is the last word of the query (which may be unfinished) or has
 /// 6 letters or more (a longer word may have a longer stem elsewhere:
 /// Portuguese "circunstância" stems to "circunst", "circunstâncias" to
@@ -103,16 +107,54 @@ const WINDOWS: usize = 64;
 /// matched words, HTML-escaped, the matched words in `<mark>…</mark>`, and
 /// `…` where the text was cut. Without a match, the beginning of the text.
 pub fn snippet(lang: Lang, text: &str, matchers: &[Matcher]) -> String {
+    Highlighter::new(lang, matchers.to_vec()).snippet(text)
+}
+
+/// Snippets of one language for one query, remembering which words of the
+/// texts matched (the texts of a page of hits share most of their words).
+pub struct Highlighter {
+    lang: Lang,
+    matchers: Vec<Matcher>,
+    seen: std::collections::HashMap<String, bool>,
+}
+
+impl Highlighter {
+    /// A highlighter of `matchers` in texts of `lang`.
+    pub fn new(lang: Lang, matchers: Vec<Matcher>) -> Self {
+        Self {
+            lang,
+            matchers,
+            seen: Default::default(),
+        }
+    }
+
+    fn matches(&mut self, token: &str) -> bool {
+        if let Some(m) = self.seen.get(token) {
+            return *m;
+        }
+        let m = self.matchers.iter().any(|m| m.matches(token));
+        self.seen.insert(token.to_owned(), m);
+        m
+    }
+
+    /// The snippet of `text` (see [`snippet`]).
+    pub fn snippet(&mut self, text: &str) -> String {
+        let lang = self.lang;
+        snippet_with(lang, text, |t| self.matches(t))
+    }
+}
+
+fn snippet_with(lang: Lang, text: &str, mut matches: impl FnMut(&str) -> bool) -> String {
     let mut scan = text.len().min(SCAN_BYTES);
     while !text.is_char_boundary(scan) {
         scan -= 1;
     }
     let mut marks: Vec<(usize, usize, String)> = Vec::new();
-    if !matchers.is_empty() {
+    {
         let mut analyzer = lang.analyzer();
         let mut stream = analyzer.token_stream(&text[..scan]);
         while let Some(t) = stream.next() {
-            if matchers.iter().any(|m| m.matches(&t.text)) {
+            if matches(&t.text) {
                 let mark = (t.offset_from, t.offset_to, t.text.clone());
                 // Stems added at one position share the word's offsets.
                 if marks.last().is_none_or(|l| (l.0, l.1) != (mark.0, mark.1)) {

@@ -9,12 +9,13 @@
 //! ([`analysis`]); a document goes into the fields of its declared or
 //! detected language, and into a language-independent field. A query is
 //! analysed for every language in scope: each word matches its stem
-//! exactly, with typos (edit distance 1 from 5 letters, 2 from 9), and the
+//! exactly, with typos (edit distance 1 from 5 letters, 2 from 9, first letter kept), and the
 //! last word also as a prefix; quoted phrases must match as phrases.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod automaton;
 pub mod highlight;
 
 use std::collections::BTreeMap;
@@ -23,11 +24,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use analysis::{Lang, detect};
-pub use highlight::Matcher;
+use automaton::{Automata, AutomatonQuery};
+pub use highlight::{Highlighter, Matcher};
 use tantivy::collector::{Count, FacetCollector, TopDocs};
-use tantivy::query::{
-    BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery,
-};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{
     FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
     TantivyDocument, TextFieldIndexing, TextOptions, Value,
@@ -175,7 +175,11 @@ struct Batch {
 /// A committer commits at once when this many writes are pending.
 const BATCH_MAX: u64 = 10_000;
 
-const PLAIN: &str = "amicus_plain";
+/// The version of the schema and analysis. An index written under another
+/// version is deleted when opened (it is derived data: the server rebuilds
+/// it from the store when it finds it empty).
+const SCHEMA_VERSION: &str = "2";
+const VERSION_FILE: &str = "amicus-schema-version";
 
 fn text_options(tokenizer: &str, stored: bool) -> TextOptions {
     let o = TextOptions::default().set_indexing_options(
@@ -194,8 +198,10 @@ fn schema() -> (Schema, Fields) {
     let lang = b.add_text_field("lang", STRING | STORED);
     let facets = b.add_facet_field("facets", FacetOptions::default());
     let year = b.add_u64_field("year", INDEXED | STORED | FAST);
-    let title_plain = b.add_text_field("title", text_options(PLAIN, true));
-    let body_plain = b.add_text_field("body", text_options(PLAIN, true));
+    // The text as written, for hits and snippets; searched through the
+    // per-language fields only.
+    let title_plain = b.add_text_field("title", STORED);
+    let body_plain = b.add_text_field("body", STORED);
     let mut title = BTreeMap::new();
     let mut body = BTreeMap::new();
     for l in Lang::ALL {
@@ -231,9 +237,24 @@ fn key(space: &str, id: &str) -> String {
 }
 
 impl SearchIndex {
-    /// Opens the index in `dir`, creating it if needed.
+    /// Opens the index in `dir`, creating it if needed. An index of an
+    /// older schema is deleted and created empty.
     pub fn open(dir: &Path) -> Result<Self, SearchError> {
-        std::fs::create_dir_all(dir).map_err(|e| SearchError::Directory(e.to_string()))?;
+        let io = |e: std::io::Error| SearchError::Directory(e.to_string());
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let version = dir.join(VERSION_FILE);
+        let current = std::fs::read_to_string(&version).ok();
+        if current.as_deref() != Some(SCHEMA_VERSION) {
+            for entry in std::fs::read_dir(dir).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).map_err(io)?;
+                } else {
+                    std::fs::remove_file(&path).map_err(io)?;
+                }
+            }
+            std::fs::write(&version, SCHEMA_VERSION).map_err(io)?;
+        }
         let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| SearchError::Directory(e.to_string()))?;
@@ -253,9 +274,6 @@ impl SearchIndex {
                 .tokenizers()
                 .register(&l.analyzer_name(), l.analyzer());
         }
-        index
-            .tokenizers()
-            .register(PLAIN, analysis::plain_analyzer());
         let writer: IndexWriter = index.writer_with_num_threads(1, 30_000_000)?;
         let reader = index
             .reader_builder()
@@ -338,6 +356,33 @@ impl SearchIndex {
 
     /// Adds or replaces a document (visible after the next commit).
     pub fn upsert(&self, doc: &PublicDocument) -> Result<Lang, SearchError> {
+        let (key, d, lang) = self.build(doc)?;
+        {
+            // Delete and add under one lock: two updates of one document
+            // cannot interleave into two copies.
+            let writer = self.shared.writer.lock().expect("index writer lock");
+            writer.delete_term(Term::from_field_text(self.shared.fields.key, &key));
+            writer.add_document(d)?;
+        }
+        self.touched();
+        Ok(lang)
+    }
+
+    /// Adds a document known not to be in the index (a rebuild after
+    /// [`Self::clear`]): no deletion of an older copy, so bulk loads go
+    /// faster. Adding a document already present makes two copies.
+    pub fn insert_new(&self, doc: &PublicDocument) -> Result<Lang, SearchError> {
+        let (_, d, lang) = self.build(doc)?;
+        self.shared
+            .writer
+            .lock()
+            .expect("index writer lock")
+            .add_document(d)?;
+        self.touched();
+        Ok(lang)
+    }
+
+    fn build(&self, doc: &PublicDocument) -> Result<(String, TantivyDocument, Lang), SearchError> {
         if doc.space.is_empty() || doc.id.is_empty() {
             return Err(SearchError::Invalid(
                 "a document needs a space and an id".into(),
@@ -365,15 +410,7 @@ impl SearchIndex {
             d.add_u64(f.year, u64::from(y));
             d.add_facet(f.facets, Facet::from_path(["year", &y.to_string()]));
         }
-        {
-            // Delete and add under one lock: two updates of one document
-            // cannot interleave into two copies.
-            let writer = self.shared.writer.lock().expect("index writer lock");
-            writer.delete_term(Term::from_field_text(f.key, &k));
-            writer.add_document(d)?;
-        }
-        self.touched();
-        Ok(lang)
+        Ok((k, d, lang))
     }
 
     /// Deletes a document (effective after the next commit).
@@ -457,7 +494,13 @@ impl Shared {
         Ok(())
     }
 
-    fn word_query(&self, matchers: &[Matcher], last: bool, lang: Lang) -> Option<Box<dyn Query>> {
+    fn word_query(
+        &self,
+        matchers: &[Matcher],
+        last: bool,
+        lang: Lang,
+        automata: &mut Automata,
+    ) -> Option<Box<dyn Query>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for m in matchers {
             for (field, boost) in [
@@ -476,7 +519,10 @@ impl Shared {
                     clauses.push((
                         Occur::Should,
                         Box::new(BoostQuery::new(
-                            Box::new(FuzzyTermQuery::new(term.clone(), m.distance, true)),
+                            Box::new(AutomatonQuery::new(
+                                field,
+                                automata.get(&m.stem, m.distance, false),
+                            )),
                             0.3 * boost,
                         )),
                     ));
@@ -486,7 +532,7 @@ impl Shared {
                     clauses.push((
                         Occur::Should,
                         Box::new(BoostQuery::new(
-                            Box::new(FuzzyTermQuery::new_prefix(term, 0, true)),
+                            Box::new(AutomatonQuery::new(field, automata.get(&m.stem, 0, true))),
                             weight * boost,
                         )),
                     ));
@@ -520,7 +566,12 @@ impl Shared {
 
     /// The query for one language (every phrase must match, words rank),
     /// and what its words match, for the snippets.
-    fn language_query(&self, lang: Lang, text: &str) -> Option<(Box<dyn Query>, Vec<Matcher>)> {
+    fn language_query(
+        &self,
+        lang: Lang,
+        text: &str,
+        automata: &mut Automata,
+    ) -> Option<(Box<dyn Query>, Vec<Matcher>)> {
         let mut all = Vec::new();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let ends_with_space = text.ends_with(char::is_whitespace);
@@ -547,7 +598,7 @@ impl Shared {
         for (i, w) in words.into_iter().enumerate() {
             let last = i + 1 == n && !ends_with_space && !text.trim_end().ends_with('"');
             let matchers = highlight::matchers(lang, w, last);
-            if let Some(q) = self.word_query(&matchers, last, lang) {
+            if let Some(q) = self.word_query(&matchers, last, lang, automata) {
                 word_clauses.push((Occur::Should, q));
             }
             all.extend(matchers);
@@ -577,15 +628,41 @@ impl Shared {
                 "a query holds at most 1,000 characters".into(),
             ));
         }
-        let languages = if q.languages.is_empty() {
+        let searcher = self.reader.searcher();
+        // Only languages asked for, present in the index, and written in
+        // the query's script (an Arabic word is not looked up in the
+        // French fields, nor a Latin one in the Arabic fields).
+        let arabic = q
+            .text
+            .chars()
+            .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c));
+        let latin = q
+            .text
+            .chars()
+            .any(|c| c.is_alphabetic() && !('\u{0600}'..='\u{06FF}').contains(&c));
+        // Digits and signs alone are looked up everywhere.
+        let (arabic, latin) = if arabic || latin {
+            (arabic, latin)
+        } else {
+            (true, true)
+        };
+        let mut languages = Vec::new();
+        for l in if q.languages.is_empty() {
             Lang::ALL.to_vec()
         } else {
             q.languages.clone()
-        };
+        } {
+            let script = if l.is_arabic_script() { arabic } else { latin };
+            let lang_term = Term::from_field_text(self.fields.lang, l.code());
+            if script && searcher.doc_freq(&lang_term)? > 0 {
+                languages.push(l);
+            }
+        }
         let mut per_lang: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut matchers: BTreeMap<Lang, Vec<Matcher>> = BTreeMap::new();
+        let mut automata = Automata::default();
         for l in &languages {
-            if let Some((query, m)) = self.language_query(*l, &q.text) {
+            if let Some((query, m)) = self.language_query(*l, &q.text, &mut automata) {
                 per_lang.push((Occur::Should, query));
                 matchers.insert(*l, m);
             }
@@ -609,7 +686,6 @@ impl Shared {
             0 => 10,
             n => n.min(100),
         };
-        let searcher = self.reader.searcher();
         let mut facets = FacetCollector::for_field("facets");
         for f in ["/space", "/language", "/type", "/year"] {
             facets.add_facet(f);
@@ -625,6 +701,7 @@ impl Shared {
             ),
         )?;
         let mut hits = Vec::new();
+        let mut highlighters: BTreeMap<Lang, Highlighter> = BTreeMap::new();
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
             let text = |f: Field| {
@@ -635,9 +712,12 @@ impl Shared {
             let language = Lang::from_code(&text(self.fields.lang));
             let body = text(self.fields.body_plain);
             let snippet = match language {
-                Some(l) => {
-                    highlight::snippet(l, &body, matchers.get(&l).map_or(&[], Vec::as_slice))
-                }
+                Some(l) => highlighters
+                    .entry(l)
+                    .or_insert_with(|| {
+                        Highlighter::new(l, matchers.get(&l).cloned().unwrap_or_default())
+                    })
+                    .snippet(&body),
                 None => highlight::snippet(Lang::En, &body, &[]),
             };
             hits.push(Hit {

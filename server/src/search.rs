@@ -81,7 +81,7 @@ impl SearchService {
         let docs = store.all_public_docs()?;
         self.index.clear()?;
         for d in &docs {
-            self.index.upsert(&document(d))?;
+            self.index.insert_new(&document(d))?;
         }
         self.index.commit()?;
         Ok(docs.len())
