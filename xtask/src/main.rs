@@ -2,6 +2,8 @@
 //! `cargo xtask ci`: formatting and lint checks, then `test`.
 //! `cargo xtask run [ARGS]`: build everything and start the server
 //! (`amicus serve`, data under `./data`, listening on 127.0.0.1:8080).
+//! `cargo xtask bench [--quick] [NAME...]`: run the benchmarks of
+//! `benches/` and write `BENCHMARKS.md` from their sections.
 //!
 //! Both install what is missing on a fresh machine: the
 //! `wasm32-unknown-unknown` target (through rustup) and Debian's `age`
@@ -16,9 +18,10 @@ fn main() -> ExitCode {
         "test" => test(),
         "ci" => ci(),
         "run" => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|run>\n  test  install test prerequisites, run every test, build the core for wasm32\n  ci    cargo fmt --check, clippy -D warnings, then test\n  run   build and start the server on ./data (extra arguments go to `amicus serve`)"
+                "usage: cargo xtask <test|ci|run|bench>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build and start the server on ./data (extra arguments go to `amicus serve`)\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)"
             );
             return ExitCode::from(2);
         }
@@ -120,7 +123,136 @@ fn test() -> Result<(), String> {
         }
     }
     eprintln!("amicus-core: wasm32 build ok, no tokio/sled/tantivy/axum in its tree");
+    // Every benchmark runs once at small sizes, so a broken one is caught
+    // here rather than when the report is made.
+    bench(&["--quick".to_owned()])
+}
+
+/// The benchmarks of `benches/benches/`, in report order.
+const BENCHES: [&str; 1] = ["search"];
+
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"))
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let names: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    for n in &names {
+        if !BENCHES.contains(n) {
+            return Err(format!(
+                "no benchmark named {n}; there are: {}",
+                BENCHES.join(", ")
+            ));
+        }
+    }
+    let selected: Vec<&str> = if names.is_empty() {
+        BENCHES.to_vec()
+    } else {
+        names
+    };
+    let out = std::fs::canonicalize(target_dir())
+        .unwrap_or_else(|_| target_dir())
+        .join(if quick {
+            "bench-report-quick"
+        } else {
+            "bench-report"
+        });
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    for name in &selected {
+        let _ = std::fs::remove_file(out.join(format!("{name}.md")));
+        eprintln!("+ cargo bench -p amicus-benches --bench {name}");
+        let mut cmd = Command::new("cargo");
+        cmd.args(["bench", "-p", "amicus-benches", "--bench", name])
+            .env("AMICUS_BENCH_OUT", &out)
+            .env("AMICUS_BENCH_SCRATCH", out.join("scratch"));
+        if quick {
+            cmd.env("AMICUS_BENCH_QUICK", "1");
+        }
+        let status = cmd.status().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("the {name} benchmark failed ({status})"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(out.join("scratch"));
+    let report = report(&out, quick)?;
+    let path = if quick {
+        out.join("BENCHMARKS.md")
+    } else {
+        std::path::PathBuf::from("BENCHMARKS.md")
+    };
+    std::fs::write(&path, report).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `BENCHMARKS.md`: the machine, how to reproduce, then every section
+/// found in `out` (a benchmark not run says so).
+fn report(out: &std::path::Path, quick: bool) -> Result<String, String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown".to_owned(), |s| s.trim().to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or("unknown".to_owned(), |kib| {
+            format!("{:.0} GiB", kib / 1024.0 / 1024.0)
+        });
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut md = String::new();
+    md.push_str(
+        "# Benchmarks
+
+",
+    );
+    md.push_str(
+        "Produced by `cargo xtask bench` (this file is written by it; do not edit by hand). \
+         Every comparison is against a baseline measured in the same run on the same machine: \
+         read the ratios, not the absolute times, when comparing machines.\n\n",
+    );
+    if quick {
+        md.push_str("**Quick mode**: small sizes and short measurements, to check that the benchmarks run. These numbers say little.\n\n");
+    }
+    md.push_str(&format!(
+        "| | |\n|---|---|\n| date | {} |\n| commit | `{}` |\n| CPU | {cpu}, {cores} cores available |\n| memory | {memory} |\n| OS | {} |\n| compiler | {} |\n\n",
+        output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        output("git", &["rev-parse", "--short=12", "HEAD"]),
+        output("uname", &["-sr"]),
+        output("rustc", &["-V"]),
+    ));
+    md.push_str("## Reproduce\n\n```sh\ncargo xtask bench            # everything, writes BENCHMARKS.md\ncargo xtask bench search     # one benchmark (the others' sections are kept if present)\ncargo xtask bench --quick    # small sizes, report under the target directory\n```\n\nSizes can be changed with `AMICUS_BENCH_SEARCH_DOCS=100000,1000000`. Raw numbers (JSON) and criterion's data are kept next to the sections under `target/bench-report/`.\n\n");
+    for name in BENCHES {
+        match std::fs::read_to_string(out.join(format!("{name}.md"))) {
+            Ok(section) => {
+                md.push_str(&section);
+                md.push('\n');
+            }
+            Err(_) => md.push_str(&format!("## {name}\n\nNot run.\n\n")),
+        }
+    }
+    Ok(md)
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
