@@ -126,7 +126,33 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
     },
+    /// Audit a server's data directory (server stopped, or a copy): every
+    /// space log's hash chain, every blob's hash, that the search index
+    /// holds only public documents, and every byte (sled values read
+    /// through sled) for canaries. Prints a JSON report; exits with 1 on
+    /// any finding.
+    Audit {
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// A file of canaries, one per line (at least 12 bytes each); may
+        /// be given several times.
+        #[arg(long)]
+        canary: Vec<PathBuf>,
+    },
 }
+
+/// The audit found something (its report is already printed).
+#[derive(Debug)]
+struct AuditFailed(usize);
+
+impl std::fmt::Display for AuditFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the audit found {} problem(s)", self.0)
+    }
+}
+
+impl std::error::Error for AuditFailed {}
 
 #[derive(Subcommand)]
 enum DeviceCommand {
@@ -271,6 +297,10 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<AuditFailed>().is_some() => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             if json {
                 println!("{}", json!({ "error": format!("{e:#}") }));
@@ -340,6 +370,40 @@ fn print(json_out: bool, value: Value, text: impl FnOnce() -> String) {
     }
 }
 
+fn audit(data: &Path, canary_files: &[PathBuf]) -> anyhow::Result<()> {
+    use amicus_server::audit::Canary;
+    let mut canaries = Vec::new();
+    for file in canary_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the canary file {}", file.display()))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            canaries
+                .push(Canary::new(line).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?);
+        }
+    }
+    let report = amicus_server::audit::audit(data, &canaries)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "audited {}: {} spaces ({} log entries), {} blobs ({} bytes), {} index documents, {} files ({} bytes) and {} sled entries scanned for {} canaries: {} finding(s)",
+        data.display(),
+        report.spaces,
+        report.log_entries,
+        report.blobs,
+        report.blob_bytes,
+        report.index_documents,
+        report.files_scanned,
+        report.bytes_scanned,
+        report.sled_entries,
+        report.canaries,
+        report.findings.len()
+    );
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(AuditFailed(report.findings.len()).into())
+    }
+}
+
 fn bar(json_out: bool, what: &str) -> indicatif::ProgressBar {
     if json_out {
         return indicatif::ProgressBar::hidden();
@@ -380,6 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Audit { data, canary } => audit(&data, &canary),
         Command::Register {
             server,
             user,
@@ -458,7 +523,10 @@ async fn client_command(
                 out.join("\n")
             });
         }
-        Command::Serve { .. } | Command::Register { .. } | Command::Reindex { .. } => {
+        Command::Serve { .. }
+        | Command::Register { .. }
+        | Command::Reindex { .. }
+        | Command::Audit { .. } => {
             bail!("this command does not use a device's state")
         }
         Command::Login { server } => {

@@ -151,6 +151,20 @@ impl Lang {
     }
 }
 
+/// The tokens of `text` under an analyzer with their positions, the first
+/// token of each position only (the word itself where a filter adds stems
+/// at its position).
+pub fn positioned_tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while let Some(t) = stream.next() {
+        if out.last().is_none_or(|(p, _)| *p != t.position) {
+            out.push((t.position, t.text.clone()));
+        }
+    }
+    out
+}
+
 /// The tokens of `text` under an analyzer.
 pub fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     let mut out = Vec::new();

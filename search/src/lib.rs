@@ -458,6 +458,39 @@ impl SearchIndex {
     }
 }
 
+/// The (space, id) of every document of the index in `dir`, read without
+/// opening a writer (for the audit). Errors if `dir` holds no index of this
+/// schema version.
+pub fn stored_keys(dir: &Path) -> Result<Vec<(String, String)>, SearchError> {
+    let version = std::fs::read_to_string(dir.join(VERSION_FILE)).ok();
+    if version.as_deref() != Some(SCHEMA_VERSION) {
+        return Err(SearchError::Invalid(format!(
+            "{} holds no index of schema version {SCHEMA_VERSION}",
+            dir.display()
+        )));
+    }
+    let index = Index::open_in_dir(dir)?;
+    let (_, fields) = schema();
+    let reader: IndexReader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    let searcher = reader.searcher();
+    let mut out = Vec::new();
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        for doc in segment.doc_ids_alive() {
+            let d: TantivyDocument = searcher.doc(tantivy::DocAddress::new(ord as u32, doc))?;
+            let text = |f: Field| {
+                d.get_first(f)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            };
+            out.push((text(fields.space), text(fields.id)));
+        }
+    }
+    Ok(out)
+}
+
 impl Drop for SearchIndex {
     fn drop(&mut self) {
         if let Some(committer) = self.committer.take() {
@@ -542,22 +575,27 @@ impl Shared {
         (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
     }
 
+    /// A quoted phrase: its words in order, at the distances they have in
+    /// the text once stop words are left out ("right to life" matches
+    /// "right to life", not "right life"). `None` if the phrase holds only
+    /// stop words (it then constrains nothing).
     fn phrase_query(&self, lang: Lang, phrase: &str) -> Option<Box<dyn Query>> {
         let mut analyzer = lang.analyzer();
-        let stems = analysis::tokens(&mut analyzer, phrase);
+        let stems = analysis::positioned_tokens(&mut analyzer, phrase);
+        let first = stems.first()?.0;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for field in [self.fields.title[&lang], self.fields.body[&lang]] {
-            let terms: Vec<Term> = stems
+            let terms: Vec<(usize, Term)> = stems
                 .iter()
-                .map(|s| Term::from_field_text(field, s))
+                .map(|(p, s)| (p - first, Term::from_field_text(field, s)))
                 .collect();
-            let q: Box<dyn Query> = match terms.len() {
-                0 => return None,
-                1 => Box::new(TermQuery::new(
-                    terms[0].clone(),
+            let q: Box<dyn Query> = if terms.len() == 1 {
+                Box::new(TermQuery::new(
+                    terms[0].1.clone(),
                     IndexRecordOption::WithFreqs,
-                )),
-                _ => Box::new(PhraseQuery::new(terms)),
+                ))
+            } else {
+                Box::new(PhraseQuery::new_with_offset(terms))
             };
             clauses.push((Occur::Should, q));
         }
@@ -579,7 +617,9 @@ impl Shared {
         let mut words = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             if i % 2 == 1 && i + 1 < parts.len() {
-                clauses.push((Occur::Must, self.phrase_query(lang, part)?));
+                if let Some(q) = self.phrase_query(lang, part) {
+                    clauses.push((Occur::Must, q));
+                }
                 all.extend(
                     highlight::matchers(lang, part, false)
                         .into_iter()
@@ -855,6 +895,13 @@ mod tests {
             vec!["a"]
         );
         assert!(ids(&i.search(&q("\"centrale prison\"")).unwrap()).is_empty());
+        // Stop words inside a phrase keep their place.
+        assert_eq!(
+            ids(&i.search(&q("\"détenus de la prison\"")).unwrap()),
+            vec!["a"]
+        );
+        assert!(ids(&i.search(&q("\"détenus prison\"")).unwrap()).is_empty());
+        assert!(ids(&i.search(&q("\"de la\"")).unwrap()).is_empty());
         let fr_only = SearchQuery {
             languages: vec![Lang::Fr],
             ..q("detained détenus")
@@ -916,6 +963,27 @@ mod tests {
             "{}",
             r.hits[0].snippet
         );
+    }
+
+    #[test]
+    fn stored_keys_lists_every_live_document() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let i = SearchIndex::open(dir.path()).unwrap();
+            for id in ["a", "b", "c"] {
+                i.upsert(&doc("s", id, "T", "Texte.", Some(Lang::Fr)))
+                    .unwrap();
+            }
+            i.delete("s", "b");
+            i.commit().unwrap();
+        }
+        let mut keys = stored_keys(dir.path()).unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![("s".into(), "a".into()), ("s".into(), "c".into())]
+        );
+        assert!(stored_keys(&dir.path().join("nothing")).is_err());
     }
 
     #[test]

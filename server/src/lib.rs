@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod blobs;
 pub mod config;
 pub mod error;

@@ -392,12 +392,15 @@ impl SledStore {
         })
     }
 
-    /// The trees, for the audit's read-back of every value.
-    pub fn tree_names(&self) -> Vec<String> {
+    /// Every tree (sled's default tree included), by name, for the audit.
+    pub fn trees(&self) -> Vec<(String, sled::Tree)> {
         self.db
             .tree_names()
             .into_iter()
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .filter_map(|n| {
+                let tree = self.db.open_tree(&n).ok()?;
+                Some((String::from_utf8_lossy(&n).into_owned(), tree))
+            })
             .collect()
     }
 

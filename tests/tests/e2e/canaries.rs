@@ -1,67 +1,22 @@
 //! Canaries written into titles, text, comments, file names and file bodies
-//! appear nowhere the server keeps anything: not in any byte under its data
-//! directory (raw, base64, hex, UTF-16), not in any sled value read back
-//! through sled, not in its logs; and not in the clients' state at rest.
+//! appear nowhere the server keeps anything: `amicus audit` finds none in
+//! any byte under its data directory (raw, base64, hex, UTF-16), nor in any
+//! sled value read back through sled, and its hash chains, blobs and index
+//! check out; the canaries are not in the server's logs, nor in the
+//! clients' state at rest. Then the audit is shown to find what is planted:
+//! an encoded canary, a corrupted blob, a confidential document in the
+//! index, a rewritten log entry.
 
 use std::path::Path;
+use std::process::Command;
 
 use amicus_cli::Edit;
 use amicus_core::space::Role;
+use amicus_server::audit::{Canary, find};
 use base64::Engine;
+use serde_json::Value;
 
-use crate::support::{Server, register};
-
-/// A canary and its encoded forms (form name, bytes).
-type Canary = (String, Vec<(String, Vec<u8>)>);
-
-/// The forms a canary could take when stored or logged.
-fn forms(canary: &str) -> Vec<(String, Vec<u8>)> {
-    let raw = canary.as_bytes();
-    let mut out = vec![
-        ("raw".to_owned(), raw.to_vec()),
-        ("hex".to_owned(), hex::encode(raw).into_bytes()),
-        ("HEX".to_owned(), hex::encode_upper(raw).into_bytes()),
-        (
-            "utf-16le".to_owned(),
-            canary.encode_utf16().flat_map(u16::to_le_bytes).collect(),
-        ),
-        (
-            "utf-16be".to_owned(),
-            canary.encode_utf16().flat_map(u16::to_be_bytes).collect(),
-        ),
-    ];
-    for (name, engine) in [
-        ("base64", &base64::engine::general_purpose::STANDARD),
-        ("base64url", &base64::engine::general_purpose::URL_SAFE),
-    ] {
-        // Whatever the alignment of the canary in the encoded data, one of
-        // these three middles appears in its encoding.
-        for shift in 0..3 {
-            let mut input = vec![0u8; shift];
-            input.extend_from_slice(raw);
-            let enc = engine.encode(&input);
-            out.push((
-                format!("{name}+{shift}"),
-                enc.as_bytes()[4..enc.len() - 4].to_vec(),
-            ));
-        }
-    }
-    out
-}
-
-fn find(haystack: &[u8], canaries: &[Canary]) -> Option<String> {
-    for (canary, forms) in canaries {
-        for (form, needle) in forms {
-            if haystack
-                .windows(needle.len())
-                .any(|w| w == needle.as_slice())
-            {
-                return Some(format!("{canary} as {form}"));
-            }
-        }
-    }
-    None
-}
+use crate::support::{Server, amicus_bin, register};
 
 fn scan_dir(dir: &Path, canaries: &[Canary], files: &mut usize) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -71,15 +26,42 @@ fn scan_dir(dir: &Path, canaries: &[Canary], files: &mut usize) {
         } else {
             *files += 1;
             let bytes = std::fs::read(&path).unwrap();
-            if let Some(hit) = find(&bytes, canaries) {
-                panic!("{hit} found in {}", path.display());
+            if let Some((canary, form)) = find(canaries, &bytes) {
+                panic!("{canary} as {form} found in {}", path.display());
             }
         }
     }
 }
 
+/// Runs `amicus audit`: its exit status and JSON report.
+fn audit(data: &Path, canary_file: &Path) -> (bool, Value) {
+    let out = Command::new(amicus_bin())
+        .args(["audit", "--data"])
+        .arg(data)
+        .arg("--canary")
+        .arg(canary_file)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
+fn kinds(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canaries_appear_nowhere_on_the_server_nor_in_client_state() {
+async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data);
@@ -151,72 +133,145 @@ async fn canaries_appear_nowhere_on_the_server_nor_in_client_state() {
     let log = server.log.clone();
     server.stop();
 
-    let canaries: Vec<Canary> = [&title, &text, &comment, &file_name, &file_body]
-        .into_iter()
-        .map(|c| (c.clone(), forms(c)))
-        .collect();
-    // The scanner itself finds each form wherever it sits.
-    for shift in 0..4 {
-        let mut planted = vec![b'x'; shift];
-        planted.extend_from_slice(text.as_bytes());
-        planted.extend_from_slice(b"tail");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&planted);
-        let utf16: Vec<u8> = String::from_utf8_lossy(&planted)
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect();
-        for encoded in [
-            b64.into_bytes(),
-            hex::encode(&planted).into_bytes(),
-            utf16,
-            planted.clone(),
-        ] {
-            assert!(
-                find(&encoded, &canaries).is_some(),
-                "the scanner misses a planted canary"
-            );
-        }
-    }
+    let all = [&title, &text, &comment, &file_name, &file_body];
+    let canaries: Vec<Canary> = all.iter().map(|c| Canary::new(c).unwrap()).collect();
+    let canary_file = dir.path().join("canaries.txt");
+    std::fs::write(
+        &canary_file,
+        all.iter().map(|c| format!("{c}\n")).collect::<String>(),
+    )
+    .unwrap();
     let index_files = std::fs::read_dir(data.join("index")).unwrap().count();
     assert!(
         index_files > 1,
         "the search index holds the public document"
     );
-    let mut files = 0;
-    scan_dir(&data, &canaries, &mut files);
-    assert!(files >= 3, "the data directory holds the store and a blob");
 
-    let db = sled::open(data.join("store")).unwrap();
-    let mut values = 0;
-    for name in db.tree_names() {
-        let tree = db.open_tree(&name).unwrap();
-        for item in tree.iter() {
-            let (k, v) = item.unwrap();
-            values += 1;
-            for bytes in [&k[..], &v[..]] {
-                if let Some(hit) = find(bytes, &canaries) {
-                    panic!(
-                        "{hit} found in sled tree {}",
-                        String::from_utf8_lossy(&name)
-                    );
-                }
-            }
-        }
-    }
-    assert!(values > 10, "sled holds the logs");
-    drop(db);
+    // The audit of the clean directory passes, having looked everywhere.
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(passed, "{report:#}");
+    assert_eq!(report["canaries"], 5);
+    assert!(report["spaces"].as_u64().unwrap() >= 2, "{report}");
+    assert!(report["log_entries"].as_u64().unwrap() >= 4, "{report}");
+    assert!(report["blobs"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["index_documents"], 1, "{report}");
+    assert!(report["files_scanned"].as_u64().unwrap() >= 3, "{report}");
+    assert!(report["sled_entries"].as_u64().unwrap() > 10, "{report}");
+    let files = report["files_scanned"].as_u64().unwrap();
+    let values = report["sled_entries"].as_u64().unwrap();
 
     let logs = std::fs::read(&log).unwrap();
     assert!(logs.len() > 100, "the server logged its work");
-    if let Some(hit) = find(&logs, &canaries) {
-        panic!("{hit} found in the server's log");
+    if let Some((canary, form)) = find(&canaries, &logs) {
+        panic!("{canary} as {form} found in the server's log");
     }
     let mut client_files = 0;
     for who in ["alice", "bob"] {
         scan_dir(&dir.path().join(who), &canaries, &mut client_files);
     }
     println!(
-        "scanned {files} files and {values} sled entries under the data directory, {} bytes of logs, {client_files} client state files: no canary",
+        "audit: {files} files and {values} sled entries under the data directory; {} bytes of logs, {client_files} client state files: no canary",
         logs.len()
     );
+
+    // An encoded canary planted anywhere under the directory is found.
+    let planted = data.join("blobs").join("notes.bin");
+    let mut bytes = b"xx".to_vec();
+    bytes.extend_from_slice(
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("y{text}z"))
+            .as_bytes(),
+    );
+    std::fs::write(&planted, &bytes).unwrap();
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    let canary_findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "canary")
+        .collect();
+    assert_eq!(canary_findings.len(), 1, "{report:#}");
+    assert!(
+        canary_findings[0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("notes.bin"),
+        "{report:#}"
+    );
+    assert!(
+        canary_findings[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("base64"),
+        "{report:#}"
+    );
+    std::fs::remove_file(&planted).unwrap();
+
+    // A blob whose content no longer matches its name is found.
+    let blob = first_blob(&data.join("blobs"));
+    let original = std::fs::read(&blob).unwrap();
+    let mut corrupt = original.clone();
+    corrupt[original.len() / 2] ^= 1;
+    std::fs::write(&blob, &corrupt).unwrap();
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    assert_eq!(kinds(&report), vec!["blob_hash"], "{report:#}");
+    std::fs::write(&blob, &original).unwrap();
+
+    // A document of the confidential space in the index is found.
+    let leak = amicus_search::PublicDocument {
+        space: space.to_hex(),
+        id: "leak".into(),
+        title: "Not public".into(),
+        body: "Should never be indexed.".into(),
+        language: None,
+        kind: amicus_search::DocKind::Document,
+        year: None,
+    };
+    {
+        let index = amicus_search::SearchIndex::open(&data.join("index")).unwrap();
+        index.upsert(&leak).unwrap();
+        index.commit().unwrap();
+    }
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    assert_eq!(kinds(&report), vec!["index_not_public"], "{report:#}");
+    {
+        let index = amicus_search::SearchIndex::open(&data.join("index")).unwrap();
+        index.delete(&leak.space, &leak.id);
+        index.commit().unwrap();
+    }
+    assert!(audit(&data, &canary_file).0, "clean again");
+
+    // A log entry rewritten in the store breaks the chain.
+    {
+        let db = sled::open(data.join("store")).unwrap();
+        let log = db.open_tree("log").unwrap();
+        let (key, value) = log.iter().nth(1).unwrap().unwrap();
+        let mut changed = value.to_vec();
+        let last = changed.len() - 1;
+        changed[last] ^= 1;
+        log.insert(key, changed).unwrap();
+        db.flush().unwrap();
+    }
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    let found = kinds(&report);
+    assert!(
+        found == vec!["broken_chain"] || found == vec!["head_mismatch"],
+        "{report:#}"
+    );
+}
+
+fn first_blob(dir: &Path) -> std::path::PathBuf {
+    for shard in std::fs::read_dir(dir).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.is_dir() && !shard.ends_with("tmp") {
+            if let Some(f) = std::fs::read_dir(&shard).unwrap().next() {
+                return f.unwrap().path();
+            }
+        }
+    }
+    panic!("no blob under {}", dir.display());
 }
