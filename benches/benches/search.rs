@@ -209,7 +209,7 @@ impl Fts {
             })
             .expect("query")
             .map(|r| r.expect("row"))
-            .map(|h| black_box(h))
+            .map(black_box)
             .count();
         let total: i64 = self
             .conn

@@ -267,10 +267,11 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
 fn first_blob(dir: &Path) -> std::path::PathBuf {
     for shard in std::fs::read_dir(dir).unwrap() {
         let shard = shard.unwrap().path();
-        if shard.is_dir() && !shard.ends_with("tmp") {
-            if let Some(f) = std::fs::read_dir(&shard).unwrap().next() {
-                return f.unwrap().path();
-            }
+        if shard.is_dir()
+            && !shard.ends_with("tmp")
+            && let Some(f) = std::fs::read_dir(&shard).unwrap().next()
+        {
+            return f.unwrap().path();
         }
     }
     panic!("no blob under {}", dir.display());
