@@ -202,10 +202,15 @@ pub fn normalize_arabic(word: &str) -> String {
         .collect()
 }
 
+/// True for a letter of the Arabic block (U+0600–U+06FF).
+pub fn is_arabic(c: char) -> bool {
+    ('\u{0600}'..='\u{06FF}').contains(&c)
+}
+
 /// Stems one normalized Arabic word (see [`ArabicLightStemmer`]).
 pub fn stem_arabic(word: &str) -> String {
     let chars: Vec<char> = word.chars().collect();
-    if !chars.iter().any(|c| ('\u{0600}'..='\u{06FF}').contains(c)) {
+    if !chars.iter().any(|c| is_arabic(*c)) {
         return word.to_owned();
     }
     let mut w: &[char] = &chars;

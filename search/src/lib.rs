@@ -672,14 +672,11 @@ impl Shared {
         // Only languages asked for, present in the index, and written in
         // the query's script (an Arabic word is not looked up in the
         // French fields, nor a Latin one in the Arabic fields).
-        let arabic = q
-            .text
-            .chars()
-            .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c));
+        let arabic = q.text.chars().any(analysis::is_arabic);
         let latin = q
             .text
             .chars()
-            .any(|c| c.is_alphabetic() && !('\u{0600}'..='\u{06FF}').contains(&c));
+            .any(|c| c.is_alphabetic() && !analysis::is_arabic(c));
         // Digits and signs alone are looked up everywhere.
         let (arabic, latin) = if arabic || latin {
             (arabic, latin)

@@ -22,7 +22,7 @@ use amicus_core::wire::{genesis, verify_chain};
 use base64::Engine;
 use serde::Serialize;
 
-use crate::store::{SledStore, SpaceKind, Store};
+use crate::store::{SledStore, SpaceKind, SpaceRecord, Store};
 
 /// What the audit found wrong.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -185,14 +185,14 @@ pub fn audit(data: &Path, canaries: &[Canary]) -> Result<AuditReport, AuditError
         ..Default::default()
     };
     {
-        let store = SledStore::open(&store_dir)
-            .map_err(|e| AuditError::Store(data.to_owned(), e.to_string()))?;
-        logs(&store, &mut report).map_err(|e| AuditError::Store(data.to_owned(), e.to_string()))?;
-        index(&store, &data.join("index"), &mut report)
-            .map_err(|e| AuditError::Store(data.to_owned(), e.to_string()))?;
+        let failed =
+            |e: crate::store::StoreError| AuditError::Store(data.to_owned(), e.to_string());
+        let store = SledStore::open(&store_dir).map_err(failed)?;
+        let spaces = store.spaces().map_err(failed)?;
+        logs(&store, &spaces, &mut report).map_err(failed)?;
+        index(&store, &spaces, &data.join("index"), &mut report).map_err(failed)?;
         if !canaries.is_empty() {
-            sled_values(&store, canaries, &mut report)
-                .map_err(|e| AuditError::Store(data.to_owned(), e.to_string()))?;
+            sled_values(&store, canaries, &mut report).map_err(failed)?;
         }
     }
     blobs(&data.join("blobs"), &mut report)?;
@@ -203,9 +203,14 @@ pub fn audit(data: &Path, canaries: &[Canary]) -> Result<AuditReport, AuditError
 }
 
 /// Every space's log, from the genesis hash to the head of its record.
-fn logs(store: &SledStore, report: &mut AuditReport) -> Result<(), crate::store::StoreError> {
-    for space in store.spaces()? {
+fn logs(
+    store: &SledStore,
+    spaces: &[SpaceRecord],
+    report: &mut AuditReport,
+) -> Result<(), crate::store::StoreError> {
+    for space in spaces {
         report.spaces += 1;
+        let mut broken = false;
         let mut next = 0u64;
         let mut head = genesis(space.id);
         loop {
@@ -219,6 +224,7 @@ fn logs(store: &SledStore, report: &mut AuditReport) -> Result<(), crate::store:
                     (next, head) = (n, h);
                 }
                 Err(e) => {
+                    broken = true;
                     report.findings.push(Finding {
                         kind: "broken_chain",
                         location: format!("space {}", space.id.to_hex()),
@@ -228,10 +234,6 @@ fn logs(store: &SledStore, report: &mut AuditReport) -> Result<(), crate::store:
                 }
             }
         }
-        let broken = report
-            .findings
-            .last()
-            .is_some_and(|f| f.kind == "broken_chain" && f.location.ends_with(&space.id.to_hex()));
         if !broken && (next, head) != (space.next_seq, space.head) {
             report.findings.push(Finding {
                 kind: "head_mismatch",
@@ -323,6 +325,7 @@ fn blobs(dir: &Path, report: &mut AuditReport) -> Result<(), AuditError> {
 /// space in the store.
 fn index(
     store: &SledStore,
+    spaces: &[SpaceRecord],
     dir: &Path,
     report: &mut AuditReport,
 ) -> Result<(), crate::store::StoreError> {
@@ -340,10 +343,10 @@ fn index(
             return Ok(());
         }
     };
-    let mut public: BTreeMap<String, bool> = BTreeMap::new();
-    for s in store.spaces()? {
-        public.insert(s.id.to_hex(), s.kind == SpaceKind::Public);
-    }
+    let public: BTreeMap<String, bool> = spaces
+        .iter()
+        .map(|s| (s.id.to_hex(), s.kind == SpaceKind::Public))
+        .collect();
     for (space, id) in keys {
         report.index_documents += 1;
         let ok = public.get(&space).copied().unwrap_or(false)
