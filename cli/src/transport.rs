@@ -231,10 +231,9 @@ impl Conn {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(amicus_core::wire::MAX_FRAME_LEN))
             .max_frame_size(Some(amicus_core::wire::MAX_FRAME_LEN));
-        let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-                .await
-                .map_err(|e| ClientError::Network(format!("WebSocket: {e}")))?;
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+            .await
+            .map_err(|e| ClientError::Network(format!("WebSocket: {e}")))?;
         Ok(Self { socket })
     }
 

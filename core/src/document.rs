@@ -301,28 +301,51 @@ impl Replica {
         }
     }
 
-    /// Applies every buffered change whose dependencies are present, until
-    /// none is left that can be applied. Returns how many were applied.
+    /// Whether the document holds the change `hash`. A look-up in the change
+    /// graph: `get_change_by_hash` would rebuild the change from the whole
+    /// op set. (Automerge's own queue of changes waiting for dependencies
+    /// stays empty: only changes whose dependencies are present are given
+    /// to it.)
+    fn holds(&mut self, hash: &ChangeHash) -> bool {
+        !self
+            .doc
+            .get_missing_deps(std::slice::from_ref(hash))
+            .contains(hash)
+    }
+
+    /// Applies every buffered change whose dependencies are present or
+    /// applied with it, in one Automerge application per pass (a change
+    /// that comes after its dependencies, the usual order, is ready in the
+    /// same pass). Drops changes the document already has. Returns how many
+    /// were applied.
     fn apply_ready(&mut self) -> Result<usize, DocumentError> {
         let mut applied = 0;
         loop {
-            let (ready, waiting): (Vec<Change>, Vec<Change>) = std::mem::take(&mut self.pending)
-                .into_iter()
-                .partition(|c| {
-                    c.deps()
-                        .iter()
-                        .all(|d| self.doc.get_change_by_hash(d).is_some())
-                });
+            let mut ready = Vec::new();
+            let mut ready_hashes = HashSet::new();
+            let mut waiting = Vec::new();
+            for change in std::mem::take(&mut self.pending) {
+                let hash = change.hash();
+                if ready_hashes.contains(&hash) || self.holds(&hash) {
+                    continue;
+                }
+                let deps_met = change
+                    .deps()
+                    .iter()
+                    .all(|d| ready_hashes.contains(d) || self.holds(d));
+                if deps_met {
+                    ready_hashes.insert(hash);
+                    ready.push(change);
+                } else {
+                    waiting.push(change);
+                }
+            }
             self.pending = waiting;
-            let fresh: Vec<Change> = ready
-                .into_iter()
-                .filter(|c| self.doc.get_change_by_hash(&c.hash()).is_none())
-                .collect();
-            if fresh.is_empty() {
+            if ready.is_empty() {
                 return Ok(applied);
             }
-            applied += fresh.len();
-            self.doc.apply_changes(fresh).map_err(am)?;
+            applied += ready.len();
+            self.doc.apply_changes(ready).map_err(am)?;
         }
     }
 }

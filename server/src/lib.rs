@@ -148,6 +148,11 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Live edits and presence are small frames: send each at
+                // once rather than waiting for the previous one's ACK.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not disable Nagle's algorithm");
+                }
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());

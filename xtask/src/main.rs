@@ -129,7 +129,7 @@ fn test() -> Result<(), String> {
 }
 
 /// The benchmarks of `benches/benches/`, in report order.
-const BENCHES: [&str; 1] = ["search"];
+const BENCHES: [&str; 6] = ["mls", "documents", "files", "relay", "store", "search"];
 
 fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -165,6 +165,10 @@ fn bench(args: &[String]) -> Result<(), String> {
             "bench-report"
         });
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    if selected.contains(&"relay") {
+        // The relay benchmark runs the real server binary.
+        run("cargo", &["build", "--release", "-p", "amicus-cli"])?;
+    }
     for name in &selected {
         let _ = std::fs::remove_file(out.join(format!("{name}.md")));
         eprintln!("+ cargo bench -p amicus-benches --bench {name}");
