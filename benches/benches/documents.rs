@@ -1,7 +1,7 @@
 //! Documents: real editing traces replayed through the whole encrypted path
 //! against plain Automerge applying the same edits, in the same run.
 //!
-//! Traces (`../shared/data/editing-traces/`, CC BY 4.0, see its
+//! Traces (`fixtures/editing-traces/`, CC BY 4.0, see its
 //! `SOURCE.md`; `AMICUS_BENCH_TRACES` names another directory):
 //!
 //! - `automerge-paper` (259,778 single-character edits) and `seph-blog1`,
@@ -82,7 +82,7 @@ fn traces_dir() -> PathBuf {
     std::env::var_os("AMICUS_BENCH_TRACES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/editing-traces")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/editing-traces")
         })
 }
 

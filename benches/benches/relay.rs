@@ -2,7 +2,7 @@
 //! connection of a real `amicus serve` on loopback.
 //!
 //! The server runs as its own process (`target/release/amicus`, built by
-//! `cargo xtask bench`) on a scratch data directory, with rate limits
+//! `cargo xtask bench`), a fresh one per configuration on a scratch data directory, with rate limits
 //! raised so that the writer is not throttled. Accounts are registered
 //! through the HTTP API (device certificates, signed challenges); a writer
 //! creates each confidential space with a real MLS commit adding every
@@ -602,30 +602,32 @@ fn main() {
     let q = quick();
     let counts: Vec<usize> = if q { vec![10] } else { vec![10, 100, 1_000] };
     let appends = if q { 50 } else { 1_000 };
-    let dir = scratch();
-    let server = Server::start(dir.path());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    // A fresh server and accounts per configuration, so that each one's
+    // memory growth is its own (freed memory is not given back to the
+    // system and would be reused by the next configuration's connections).
     let rows: Vec<Row> = rt.block_on(async {
         let http = reqwest::Client::new();
-        let writer = register(&http, &server.url, "writer").await;
-        let max = *counts.iter().max().expect("sizes");
-        let mut accounts = Vec::with_capacity(max);
-        let names: Vec<String> = (0..max).map(|i| format!("reader-{i}")).collect();
-        for chunk in names.chunks(50) {
-            let batch = futures_util::future::join_all(
-                chunk.iter().map(|name| register(&http, &server.url, name)),
-            )
-            .await;
-            accounts.extend(batch);
-        }
         let mut rows = Vec::new();
         for &spaces in &[1usize, 100] {
             for &n in &counts {
                 eprintln!("relay: {n} clients over {} space(s)", spaces.min(n));
+                let dir = scratch();
+                let server = Server::start(dir.path());
+                let writer = register(&http, &server.url, "writer").await;
+                let mut accounts = Vec::with_capacity(n);
+                let names: Vec<String> = (0..n).map(|i| format!("reader-{i}")).collect();
+                for chunk in names.chunks(50) {
+                    let batch = futures_util::future::join_all(
+                        chunk.iter().map(|name| register(&http, &server.url, name)),
+                    )
+                    .await;
+                    accounts.extend(batch);
+                }
                 rows.push(
                     configuration(&server, &http, &writer, &accounts, n, spaces, appends).await,
                 );
@@ -636,7 +638,7 @@ fn main() {
 
     let mut md = String::from("## Relay\n\n");
     md.push_str(&format!(
-        "A real `amicus serve` (its own process, sled store on the scratch directory, log level `warn`) on loopback; {appends} envelopes of 1 KiB appended by one writer over one WebSocket with {WINDOW} appends in flight, each made durable (one flush) before it is acknowledged and fanned out; the subscribers are WebSocket clients in the benchmark's process, subscribed from the live end of their space's log. Clients spread over 100 spaces are assigned round-robin (fewer clients than spaces: one space each). Latency: from the writer sending the append to a subscriber decoding the entry. Baseline, same clients and frames in the same run: a bare tokio-tungstenite broadcast in the benchmark's process (no accounts, no storage, no checks; Nagle off on both ends, as in the server). Both the server and the clients share this machine's cores. One run per configuration.\n\n"
+        "A real `amicus serve` (its own process, a fresh one per configuration, sled store on the scratch directory, log level `warn`) on loopback; {appends} envelopes of 1 KiB appended by one writer over one WebSocket with {WINDOW} appends in flight, each made durable (one flush) before it is acknowledged and fanned out; the subscribers are WebSocket clients in the benchmark's process, subscribed from the live end of their space's log. Clients spread over 100 spaces are assigned round-robin (fewer clients than spaces: one space each). Latency: from the writer sending the append to a subscriber decoding the entry. Baseline, same clients and frames in the same run: a bare tokio-tungstenite broadcast in the benchmark's process (no accounts, no storage, no checks; Nagle off on both ends, as in the server). Both the server and the clients share this machine's cores. One run per configuration.\n\n"
     ));
     md.push_str("| clients | spaces | deliveries | amicus deliveries/s | p50 | p99 | bare fan-out deliveries/s | p50 | p99 | amicus throughput vs bare | server memory per connection |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut raw = Vec::new();

@@ -242,7 +242,14 @@ fn report(out: &std::path::Path, quick: bool) -> String {
     md.push_str(&format!(
         "| | |\n|---|---|\n| date | {} |\n| commit | `{}` |\n| CPU | {cpu}, {cores} cores available |\n| memory | {memory} |\n| OS | {} |\n| compiler | {} |\n\n",
         output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        output("git", &["rev-parse", "--short=12", "HEAD"]),
+        {
+            let head = output("git", &["rev-parse", "--short=12", "HEAD"]);
+            if output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+                head
+            } else {
+                format!("{head}` with uncommitted changes `")
+            }
+        },
         output("uname", &["-sr"]),
         output("rustc", &["-V"]),
     ));
