@@ -244,7 +244,8 @@ fn report(out: &std::path::Path, quick: bool) -> String {
         output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         {
             let head = output("git", &["rev-parse", "--short=12", "HEAD"]);
-            if output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+            let status = output("git", &["status", "--porcelain", "--untracked-files=no"]);
+            if status.is_empty() || status == "unknown" {
                 head
             } else {
                 format!("{head}` with uncommitted changes `")
