@@ -84,8 +84,11 @@ async fn when_two_managers_commit_in_one_epoch_one_wins_and_the_other_reapplies_
         .unwrap();
     bob.sync_all().await.unwrap();
 
+    // Both managers stage against the epoch they synced; whether one's
+    // append lands between the other's sync and append depends on
+    // scheduling, so rounds go on until the race has happened twice.
     let mut invited = Vec::new();
-    for round in 0..6 {
+    for round in 0..30 {
         let (x, y) = (format!("x{round}"), format!("y{round}"));
         register(dir.path(), &server, &x).await;
         register(dir.path(), &server, &y).await;
