@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use amicus_benches::{criterion, criterion_median, fmt_duration, quick, write_section};
 use amicus_core::identity::{Device, IdentityPublicKey, UserIdentity};
-use amicus_core::space::{HistoryPolicy, NewMember, Processed, Role, Space};
+use amicus_core::space::{HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space};
 use amicus_core::{DeviceId, MlsProvider, UserId};
 use criterion::{BatchSize, Criterion, SamplingMode};
 use serde_json::json;
@@ -183,6 +183,32 @@ impl Group {
     }
 }
 
+/// A commit the manager stages and then discards.
+enum Staged<'a> {
+    Add(&'a NewMember),
+    Remove(DeviceId),
+    SelfUpdate,
+}
+
+impl Group {
+    /// Stages `what` as the manager, then discards it: the group is as
+    /// before (except for the manager's handshake ratchet, see `measure`).
+    fn staged(&mut self, what: Staged<'_>) -> PendingCommit {
+        let (provider, device) = (&self.manager.provider, &self.manager.device);
+        let p = match what {
+            Staged::Add(m) => {
+                self.space
+                    .add_members(provider, device, std::slice::from_ref(m), LOG)
+            }
+            Staged::Remove(d) => self.space.remove_devices(provider, device, &[d], LOG),
+            Staged::SelfUpdate => self.space.self_update(provider, device, LOG),
+        }
+        .expect("stage a commit");
+        self.space.commit_rejected(provider).expect("discard");
+        p
+    }
+}
+
 #[derive(Default)]
 struct Sizes {
     add_commit: usize,
@@ -226,88 +252,25 @@ fn measure(c: &mut Criterion, g: &mut Group, n: usize) -> Sizes {
         });
     }
     let (extra, _) = g.newcomer();
-    {
-        let p = g
-            .space
-            .add_members(
-                &g.manager.provider,
-                &g.manager.device,
-                std::slice::from_ref(&extra),
-                LOG,
-            )
-            .expect("stage an add");
-        bytes.add_commit = p.commit.len();
-        bytes.welcome = p.welcome.as_ref().map_or(0, Vec::len);
-        g.space
-            .commit_rejected(&g.manager.provider)
-            .expect("discard");
-        let p = g
-            .space
-            .self_update(&g.manager.provider, &g.manager.device, LOG)
-            .expect("stage a self-update");
-        bytes.update_commit = p.commit.len();
-        g.space
-            .commit_rejected(&g.manager.provider)
-            .expect("discard");
-    }
+    let p = g.staged(Staged::Add(&extra));
+    bytes.add_commit = p.commit.len();
+    bytes.welcome = p.welcome.as_ref().map_or(0, Vec::len);
+    bytes.update_commit = g.staged(Staged::SelfUpdate).commit.len();
     group.bench_function("add", |b| {
-        b.iter(|| {
-            let p = g
-                .space
-                .add_members(
-                    &g.manager.provider,
-                    &g.manager.device,
-                    std::slice::from_ref(&extra),
-                    LOG,
-                )
-                .expect("stage an add");
-            g.space
-                .commit_rejected(&g.manager.provider)
-                .expect("discard");
-            black_box(p)
-        })
+        b.iter(|| black_box(g.staged(Staged::Add(&extra))))
     });
     let victim = *g.others.last().unwrap_or(&g.observer.device.id());
     group.bench_function("remove", |b| {
-        b.iter(|| {
-            let p = g
-                .space
-                .remove_devices(&g.manager.provider, &g.manager.device, &[victim], LOG)
-                .expect("stage a removal");
-            g.space
-                .commit_rejected(&g.manager.provider)
-                .expect("discard");
-            black_box(p)
-        })
+        b.iter(|| black_box(g.staged(Staged::Remove(victim))))
     });
     group.bench_function("self-update", |b| {
-        b.iter(|| {
-            let p = g
-                .space
-                .self_update(&g.manager.provider, &g.manager.device, LOG)
-                .expect("stage a self-update");
-            g.space
-                .commit_rejected(&g.manager.provider)
-                .expect("discard");
-            black_box(p)
-        })
+        b.iter(|| black_box(g.staged(Staged::SelfUpdate)))
     });
     group.bench_function("join", |b| {
         b.iter_batched(
             || {
                 let (joiner, _) = Member::new(&g.fresh_name());
-                let p = g
-                    .space
-                    .add_members(
-                        &g.manager.provider,
-                        &g.manager.device,
-                        &[joiner.as_new_member()],
-                        LOG,
-                    )
-                    .expect("stage an add");
-                g.space
-                    .commit_rejected(&g.manager.provider)
-                    .expect("discard");
+                let p = g.staged(Staged::Add(&joiner.as_new_member()));
                 (joiner, p.welcome.expect("a Welcome"))
             },
             |(joiner, welcome)| {

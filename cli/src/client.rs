@@ -387,8 +387,19 @@ impl Client {
             .safety_number(self.device.user())
     }
 
-    /// Signs in: answers a challenge with the device key.
+    /// Signs in: answers a challenge with the device key. If signing in
+    /// fails (the server is unreachable, say), the previous session token is
+    /// kept: it may well still be valid once the server is back.
     pub async fn login(&mut self) -> Result<(), ClientError> {
+        let previous = self.http.token().map(str::to_owned);
+        let signed_in = self.sign_in().await;
+        if signed_in.is_err() {
+            self.http.set_token(previous);
+        }
+        signed_in
+    }
+
+    async fn sign_in(&mut self) -> Result<(), ClientError> {
         self.http.set_token(None);
         let device = self.device.id().to_hex();
         let c: Value = self
