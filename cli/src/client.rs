@@ -11,17 +11,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use amicus_core::document::{Replica, filing};
-use amicus_core::envelope::Header;
+use amicus_core::document::filing;
 use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
 use amicus_core::identity::{
     Device, DeviceCertificate, IdentityPublicKey, Statement, UserIdentity,
 };
 use amicus_core::library;
-use amicus_core::space::{
-    HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError, SpaceState,
-};
-use amicus_core::wire::{AppendItem, ClientFrame, EntryKind, LogEntry, RefusalCode, ServerFrame};
+use amicus_core::space::{HistoryPolicy, NewMember, PendingCommit, Role, Space, SpaceError};
+use amicus_core::view::{SavedView, SpaceView};
+use amicus_core::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,7 +43,7 @@ struct StateV1 {
     device: Vec<u8>,
     token: Option<String>,
     mls: Vec<u8>,
-    spaces: Vec<SavedSpace>,
+    spaces: Vec<SavedView>,
     /// Identity keys seen for other users (trust on first use; a change is
     /// refused until the user checks the new safety number).
     contacts: BTreeMap<String, [u8; 32]>,
@@ -59,68 +57,22 @@ impl Drop for StateV1 {
         }
         self.device.zeroize();
         self.mls.zeroize();
-        for s in &mut self.spaces {
-            s.state.zeroize();
-        }
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct SavedSpace {
-    state: Vec<u8>,
-    next_seq: u64,
-    head: [u8; 32],
-    removed: bool,
-    /// A commit sent and not yet answered: if it shows up in the log, the
-    /// server accepted it (the answer may have been lost).
-    pending_commit: Option<Vec<u8>>,
-}
-
-/// One space as this device sees it.
+/// One space as this device sees it, and whether the current connection
+/// is subscribed to it.
 struct Local {
-    space: Space,
-    /// Entries before this were processed in an earlier run (durable).
-    next_seq: u64,
-    /// Chained hash of entry `next_seq - 1`.
-    head: [u8; 32],
-    removed: bool,
-    pending_commit: Option<Vec<u8>>,
-    // Rebuilt in every run:
+    view: SpaceView,
     subscribed: bool,
-    chain: (u64, [u8; 32]),
-    in_force: u64,
-    replicas: HashMap<StreamId, Replica>,
-    records: Vec<Vec<u8>>,
-    /// The chained hash of every entry read so far, by sequence number.
-    hashes: Vec<[u8; 32]>,
-    locked: Vec<(StreamId, Vec<u8>, u64)>,
-    broken: Option<String>,
 }
 
 impl Local {
-    fn new(space: Space, next_seq: u64, head: [u8; 32], removed: bool) -> Self {
-        let id = space.id();
+    fn new(view: SpaceView) -> Self {
         Self {
-            space,
-            next_seq,
-            head,
-            removed,
-            pending_commit: None,
+            view,
             subscribed: false,
-            chain: (0, amicus_core::wire::genesis(id)),
-            in_force: 0,
-            replicas: HashMap::new(),
-            records: Vec::new(),
-            hashes: Vec::new(),
-            locked: Vec::new(),
-            broken: None,
         }
-    }
-
-    fn replica(&mut self, stream: StreamId, device: &Device) -> &mut Replica {
-        self.replicas
-            .entry(stream)
-            .or_insert_with(|| Replica::new(stream, device))
     }
 }
 
@@ -305,12 +257,8 @@ impl Client {
             .transpose()?;
         let mut spaces = BTreeMap::new();
         for saved in &state.spaces {
-            let space_state: SpaceState = postcard::from_bytes(&saved.state)
-                .map_err(|_| ClientError::Protocol("corrupt space state".into()))?;
-            let space = Space::load(&provider, space_state)?;
-            let mut local = Local::new(space, saved.next_seq, saved.head, saved.removed);
-            local.pending_commit = saved.pending_commit.clone();
-            spaces.insert(local.space.id(), local);
+            let view = SpaceView::restore(&provider, saved)?;
+            spaces.insert(view.id(), Local::new(view));
         }
         let mut http = Http::new(&state.server)?;
         http.set_token(state.token.clone());
@@ -327,17 +275,7 @@ impl Client {
 
     /// Writes the device's state (encrypted) to its home.
     pub fn save(&self) -> Result<(), ClientError> {
-        let mut spaces = Vec::new();
-        for local in self.spaces.values() {
-            spaces.push(SavedSpace {
-                state: postcard::to_allocvec(&local.space.to_state())
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?,
-                next_seq: local.next_seq,
-                head: local.head,
-                removed: local.removed,
-                pending_commit: local.pending_commit.clone(),
-            });
-        }
+        let spaces = self.spaces.values().map(|l| l.view.save()).collect();
         let state = StateV1 {
             server: self.http.base().to_owned(),
             identity: self.identity.as_ref().map(|i| i.export_secret().to_vec()),
@@ -547,12 +485,7 @@ impl Client {
             } => {
                 if let Some(l) = self.spaces.get_mut(&space) {
                     l.subscribed = true;
-                    if next_seq < l.next_seq && l.broken.is_none() {
-                        l.broken = Some(format!(
-                            "the server's log of space {space} has {next_seq} entries, fewer than the {} this device saw: it was rolled back or truncated",
-                            l.next_seq
-                        ));
-                    }
+                    l.view.synced(next_seq);
                 }
             }
             f @ (ServerFrame::Accepted { request, .. } | ServerFrame::Refused { request, .. }) => {
@@ -564,162 +497,13 @@ impl Client {
     }
 
     fn on_entry(&mut self, id: SpaceId, entry: LogEntry) {
-        let device = &self.device;
-        let provider = &self.provider;
-        let Some(local) = self.spaces.get_mut(&id) else {
-            return;
-        };
-        if local.broken.is_some() {
-            return;
-        }
-        if entry.seq < local.chain.0 {
-            return; // delivered twice (catch-up and live)
-        }
-        if entry.seq != local.chain.0 || entry.prev != local.chain.1 {
-            local.broken = Some(format!(
-                "the log of space {id} breaks its hash chain at entry {}: the server rewrote or forked it",
-                entry.seq
-            ));
-            return;
-        }
-        let hash = entry.hash();
-        local.chain = (entry.seq + 1, hash);
-        local.hashes.push(hash);
-        let replay = entry.seq < local.next_seq;
-        if entry.seq + 1 == local.next_seq && hash != local.head {
-            local.broken = Some(format!(
-                "the log of space {id} differs from the one this device saw before (entry {}): the server rewrote it",
-                entry.seq
-            ));
-            return;
-        }
-        if entry.kind != EntryKind::Envelope {
-            match amicus_core::wire::inspect_mls(&entry.payload) {
-                Ok(f) if f.epoch == entry.epoch && f.group == id.0 => {
-                    // A commit states the log position and head its
-                    // committer saw (§6.1): they must be in this log.
-                    if entry.kind == EntryKind::Commit {
-                        let seen = amicus_core::space::CommitAad::from_bytes(&f.aad).ok();
-                        let genesis = amicus_core::wire::genesis(id);
-                        let consistent = seen.is_some_and(|a| {
-                            (a.log_position == 0 && a.log_head == genesis)
-                                || (a.log_position < entry.seq
-                                    && local.hashes.get(a.log_position as usize)
-                                        == Some(&a.log_head))
-                        });
-                        if !consistent {
-                            local.broken = Some(format!(
-                                "space {id}: the commit at entry {} was made on a log this device never saw: the server forked the log",
-                                entry.seq
-                            ));
-                            return;
-                        }
-                    }
-                }
-                _ => {
-                    local.broken = Some(format!(
-                        "space {id}: entry {} is labelled with an epoch or space its MLS message does not carry",
-                        entry.seq
-                    ));
-                    return;
-                }
-            }
-        }
-        match entry.kind {
-            EntryKind::Commit => {
-                if !replay && !local.removed && entry.epoch == local.space.epoch() {
-                    match local.space.process(provider, &entry.payload) {
-                        Ok(Processed::Commit { removed_self, .. }) => {
-                            if removed_self {
-                                local.removed = true;
-                            }
-                        }
-                        Ok(Processed::OwnCommit | Processed::Own)
-                            if local.pending_commit.as_deref() == Some(&entry.payload[..]) =>
-                        {
-                            // Our commit is in the log: the server accepted it
-                            // even if its answer never reached us.
-                            local.pending_commit = None;
-                            if let Err(e) = local.space.commit_accepted(provider) {
-                                self.warnings.push(format!("merging our own commit: {e}"));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => self.warnings.push(format!(
-                            "space {id}: refused the commit at entry {}: {e}",
-                            entry.seq
-                        )),
-                    }
-                }
-                local.in_force = entry.epoch + 1;
-            }
-            EntryKind::Proposal => {
-                if !replay
-                    && !local.removed
-                    && entry.epoch == local.space.epoch()
-                    && let Err(e) = local.space.process(provider, &entry.payload)
-                {
-                    self.warnings.push(format!(
-                        "space {id}: refused the proposal at entry {}: {e}",
-                        entry.seq
-                    ));
-                }
-            }
-            EntryKind::Envelope => match Header::parse(&entry.payload) {
-                Ok(h) if h.stream == Space::records_stream(id) => {
-                    local.records.push(entry.payload);
-                    Self::unlock(local, device);
-                }
-                Ok(h) => {
-                    let in_force = local.in_force;
-                    let replica = local
-                        .replicas
-                        .entry(h.stream)
-                        .or_insert_with(|| Replica::new(h.stream, device));
-                    if replica
-                        .receive(local.space.keyring(), &entry.payload, Some(in_force))
-                        .is_err()
-                    {
-                        local.locked.push((h.stream, entry.payload, in_force));
-                    }
-                }
-                Err(_) => self.warnings.push(format!(
-                    "space {id}: unreadable envelope at entry {}",
-                    entry.seq
-                )),
-            },
-        }
-        if !replay {
-            local.next_seq = entry.seq + 1;
-            local.head = hash;
-        }
-    }
-
-    /// Ingests every epoch record it can (each may hand on an older epoch's
-    /// secret), then retries envelopes it could not open yet.
-    fn unlock(local: &mut Local, device: &Device) {
-        loop {
-            let before = local.records.len();
-            let records = std::mem::take(&mut local.records);
-            for r in records {
-                if local.space.ingest_epoch_record(&r).is_err() {
-                    local.records.push(r);
-                }
-            }
-            if local.records.len() == before {
-                break;
-            }
-        }
-        let locked = std::mem::take(&mut local.locked);
-        for (stream, payload, in_force) in locked {
-            let keyring = local.space.keyring();
-            let replica = local
-                .replicas
-                .entry(stream)
-                .or_insert_with(|| Replica::new(stream, device));
-            if replica.receive(keyring, &payload, Some(in_force)).is_err() {
-                local.locked.push((stream, payload, in_force));
-            }
+        if let Some(local) = self.spaces.get_mut(&id)
+            && let Some(warning) = local
+                .view
+                .apply(&self.device, &self.provider, entry)
+                .warning
+        {
+            self.warnings.push(warning);
         }
     }
 
@@ -736,7 +520,13 @@ impl Client {
     }
 
     async fn sync_once(&mut self, id: SpaceId) -> Result<(), ClientError> {
-        if self.spaces.get(&id).ok_or_else(|| no_space(id))?.removed {
+        if self
+            .spaces
+            .get(&id)
+            .ok_or_else(|| no_space(id))?
+            .view
+            .is_removed()
+        {
             return Ok(());
         }
         // (Re)connects first: a new connection has no subscription.
@@ -746,7 +536,7 @@ impl Client {
             if let Some(l) = self.spaces.get_mut(&id) {
                 l.subscribed = false;
             }
-            let from = self.spaces[&id].chain.0;
+            let from = self.spaces[&id].view.read_to();
             self.send(ClientFrame::Subscribe {
                 request,
                 space: id,
@@ -758,10 +548,10 @@ impl Client {
                 if let Some(ServerFrame::Refused { message, .. }) = self.answers.remove(&request) {
                     let local = self.spaces.get_mut(&id).expect("present");
                     // A device removed from the space is no longer served.
-                    if local.space.is_active() {
+                    if local.view.space().is_active() {
                         return Err(ClientError::Refused(message));
                     }
-                    local.removed = true;
+                    local.view.mark_removed();
                     return Ok(());
                 }
             }
@@ -769,13 +559,17 @@ impl Client {
             let info: Value = match self.http.get(&format!("/v1/spaces/{}", id.to_hex())).await {
                 Ok(v) => v,
                 Err(ClientError::Server { status: 404, .. }) => {
-                    self.spaces.get_mut(&id).expect("present").removed = true;
+                    self.spaces
+                        .get_mut(&id)
+                        .expect("present")
+                        .view
+                        .mark_removed();
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             };
             let target = info["next_seq"].as_u64().unwrap_or(0);
-            while self.spaces[&id].chain.0 < target {
+            while self.spaces[&id].view.read_to() < target {
                 self.check_broken(id)?;
                 self.recv().await?;
             }
@@ -784,8 +578,8 @@ impl Client {
     }
 
     fn check_broken(&self, id: SpaceId) -> Result<(), ClientError> {
-        match &self.spaces[&id].broken {
-            Some(reason) => Err(ClientError::Forked(reason.clone())),
+        match self.spaces[&id].view.broken() {
+            Some(reason) => Err(ClientError::Forked(reason.to_owned())),
             None => Ok(()),
         }
     }
@@ -812,8 +606,7 @@ impl Client {
                 let own = self.device.certificate().identity_key;
                 match Space::join(&self.provider, &self.device, &own, &welcome) {
                     Ok(s) => {
-                        let head = amicus_core::wire::genesis(space);
-                        self.spaces.insert(space, Local::new(s, 0, head, false));
+                        self.spaces.insert(space, Local::new(SpaceView::new(s)));
                         self.save()?;
                     }
                     Err(e) => self
@@ -867,14 +660,23 @@ impl Client {
                 let claims = intent.prepare(self, id).await?;
                 let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
                 // §6.1: the last entry seen and its hash (genesis if none).
-                let log = (local.next_seq.saturating_sub(1), local.head);
-                intent.stage(&mut local.space, &self.provider, &self.device, log, claims)?
+                let log = local.view.log_position();
+                intent.stage(
+                    local.view.space_mut(),
+                    &self.provider,
+                    &self.device,
+                    log,
+                    claims,
+                )?
             };
-            let epoch = self.spaces[&id].space.epoch();
+            let epoch = self.spaces[&id].view.space().epoch();
             // Write-ahead: if the answer is lost, the commit found in the log
             // is recognised as ours (see `on_entry`).
-            self.spaces.get_mut(&id).expect("present").pending_commit =
-                Some(pending.commit.clone());
+            self.spaces
+                .get_mut(&id)
+                .expect("present")
+                .view
+                .set_pending_commit(Some(pending.commit.clone()));
             self.save()?;
             let item = AppendItem::Commit {
                 epoch,
@@ -885,14 +687,13 @@ impl Client {
             match self.append(id, item).await? {
                 Ok(_) => {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    local.pending_commit = None;
-                    let new_epoch = match local.space.commit_accepted(&self.provider) {
+                    local.view.set_pending_commit(None);
+                    let space = local.view.space_mut();
+                    let new_epoch = match space.commit_accepted(&self.provider) {
                         Ok(e) => e,
                         // Our commit came back through the log first and
                         // was merged there.
-                        Err(SpaceError::NoPendingCommit) if local.space.epoch() > epoch => {
-                            local.space.epoch()
-                        }
+                        Err(SpaceError::NoPendingCommit) if space.epoch() > epoch => space.epoch(),
                         Err(e) => return Err(e.into()),
                     };
                     self.save()?;
@@ -901,12 +702,12 @@ impl Client {
                 }
                 Err((RefusalCode::CommitConflict { current_epoch }, _)) => {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    local.pending_commit = None;
+                    local.view.set_pending_commit(None);
                     // The winner may have arrived first: merging it already
                     // discarded our pending commit.
-                    discard_pending(&mut local.space, &self.provider)?;
+                    discard_pending(local.view.space_mut(), &self.provider)?;
                     self.sync(id).await?;
-                    if self.spaces[&id].space.epoch() < current_epoch {
+                    if self.spaces[&id].view.space().epoch() < current_epoch {
                         return Err(ClientError::Refused(format!(
                             "could not follow space {id} to epoch {current_epoch}; see the warnings"
                         )));
@@ -914,8 +715,8 @@ impl Client {
                 }
                 Err((_, message)) => {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    local.pending_commit = None;
-                    discard_pending(&mut local.space, &self.provider)?;
+                    local.view.set_pending_commit(None);
+                    discard_pending(local.view.space_mut(), &self.provider)?;
                     return Err(ClientError::Refused(message));
                 }
             }
@@ -927,7 +728,10 @@ impl Client {
 
     async fn write_epoch_record(&mut self, id: SpaceId) -> Result<(), ClientError> {
         let local = &self.spaces[&id];
-        let record = local.space.seal_epoch_record(&self.device, local.head)?;
+        let record = local
+            .view
+            .space()
+            .seal_epoch_record(&self.device, local.view.head())?;
         match self.append(id, AppendItem::Envelope(record)).await? {
             Ok(_) => Ok(()),
             Err((_, message)) => {
@@ -956,14 +760,13 @@ impl Client {
                 &json!({ "id": id.to_hex(), "kind": "confidential" }),
             )
             .await?;
-        let head = amicus_core::wire::genesis(id);
-        self.spaces.insert(id, Local::new(space, 0, head, false));
+        self.spaces.insert(id, Local::new(SpaceView::new(space)));
         self.save()?;
         self.sync(id).await?;
         self.write_epoch_record(id).await?;
         let stream = library::stream(id);
         let local = self.spaces.get_mut(&id).expect("present");
-        library::init(local.replica(stream, &self.device).doc())?;
+        library::init(local.view.replica(stream, &self.device).doc())?;
         self.flush(id, stream).await?;
         self.save()?;
         Ok(id)
@@ -1064,9 +867,10 @@ impl Client {
     /// The members of a space: user, device, role and safety number.
     pub fn members(&self, id: SpaceId) -> Result<Vec<Value>, ClientError> {
         let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
-        let policy = local.space.policy()?;
+        let policy = local.view.space().policy()?;
         Ok(local
-            .space
+            .view
+            .space()
             .members()?
             .into_iter()
             .map(|m| {
@@ -1083,19 +887,19 @@ impl Client {
     pub fn epoch(&self, id: SpaceId) -> Result<(u64, String), ClientError> {
         let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
         Ok((
-            local.space.epoch(),
-            hex::encode(local.space.epoch_authenticator()),
+            local.view.space().epoch(),
+            hex::encode(local.view.space().epoch_authenticator()),
         ))
     }
 
     /// True if this device was removed from the space.
     pub fn is_removed(&self, id: SpaceId) -> bool {
-        self.spaces.get(&id).is_some_and(|l| l.removed)
+        self.spaces.get(&id).is_some_and(|l| l.view.is_removed())
     }
 
     /// Entries this device could not open (sealed under epochs it cannot derive).
     pub fn unreadable(&self, id: SpaceId) -> usize {
-        self.spaces.get(&id).map_or(0, |l| l.locked.len())
+        self.spaces.get(&id).map_or(0, |l| l.view.unreadable())
     }
 
     /// Reads entries handed over out of band (as a seized or malicious
@@ -1129,22 +933,13 @@ impl Client {
     async fn flush(&mut self, id: SpaceId, stream: StreamId) -> Result<(), ClientError> {
         for _ in 0..20 {
             let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-            let head = local.head;
-            let envelope = {
-                let Local {
-                    space, replicas, ..
-                } = local;
-                let replica = replicas
-                    .entry(stream)
-                    .or_insert_with(|| Replica::new(stream, &self.device));
-                replica.flush(space.keyring(), &self.device, head)?
-            };
+            let envelope = local.view.flush(stream, &self.device)?;
             let Some(envelope) = envelope else {
                 return Ok(());
             };
             let answer = self.append(id, AppendItem::Envelope(envelope)).await;
             let local = self.spaces.get_mut(&id).expect("present");
-            let replica = local.replicas.get_mut(&stream).expect("present");
+            let replica = local.view.existing_replica(stream).expect("flushed above");
             let answer = match answer {
                 Ok(a) => a,
                 Err(e) => {
@@ -1162,7 +957,7 @@ impl Client {
                 Err((RefusalCode::StaleEpoch { current_epoch }, _)) => {
                     replica.flush_refused();
                     self.sync(id).await?;
-                    if self.spaces[&id].space.epoch() < current_epoch {
+                    if self.spaces[&id].view.space().epoch() < current_epoch {
                         return Err(ClientError::Refused(format!(
                             "could not follow space {id} to epoch {current_epoch}; see the warnings"
                         )));
@@ -1192,11 +987,16 @@ impl Client {
         self.sync(id).await?;
         let stream = StreamId::random();
         let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        filing::init(local.replica(stream, &self.device).doc(), title)?;
+        filing::init(local.view.replica(stream, &self.device).doc(), title)?;
         self.flush(id, stream).await?;
         let lib = library::stream(id);
         let local = self.spaces.get_mut(&id).expect("present");
-        library::add_document(local.replica(lib, &self.device).doc(), stream, title, "")?;
+        library::add_document(
+            local.view.replica(lib, &self.device).doc(),
+            stream,
+            title,
+            "",
+        )?;
         self.flush(id, lib).await?;
         self.save()?;
         Ok(stream)
@@ -1212,8 +1012,8 @@ impl Client {
         self.sync(id).await?;
         let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
         let replica = local
-            .replicas
-            .get_mut(&stream)
+            .view
+            .existing_replica(stream)
             .ok_or_else(|| ClientError::NotFound(format!("no document {stream} in this space")))?;
         let doc = replica.doc();
         for edit in edits {
@@ -1256,8 +1056,8 @@ impl Client {
     pub fn read(&mut self, id: SpaceId, stream: StreamId) -> Result<Filing, ClientError> {
         let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
         let replica = local
-            .replicas
-            .get_mut(&stream)
+            .view
+            .existing_replica(stream)
             .ok_or_else(|| ClientError::NotFound(format!("no readable document {stream}")))?;
         let doc = replica.doc();
         let comments = filing::threads(doc)?
@@ -1313,7 +1113,7 @@ impl Client {
     fn library_entries(&mut self, id: SpaceId) -> Result<Vec<library::Entry>, ClientError> {
         let lib = library::stream(id);
         let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        match local.replicas.get_mut(&lib) {
+        match local.view.existing_replica(lib) {
             Some(r) => Ok(library::entries(r.doc())?),
             None => Ok(Vec::new()),
         }
@@ -1399,7 +1199,7 @@ impl Client {
         debug_assert!(rest.is_empty(), "every chunk was taken one by one");
         let lib = library::stream(id);
         let local = self.spaces.get_mut(&id).expect("present");
-        library::add_file(local.replica(lib, &self.device).doc(), &manifest, "")?;
+        library::add_file(local.view.replica(lib, &self.device).doc(), &manifest, "")?;
         self.flush(id, lib).await?;
         self.home.remove(&upload_name)?;
         self.save()?;
@@ -1492,8 +1292,8 @@ impl Client {
         let filing = self.read(id, stream)?;
         let local = self.spaces.get_mut(&id).expect("read checked it");
         let heads: Vec<String> = local
-            .replicas
-            .get_mut(&stream)
+            .view
+            .existing_replica(stream)
             .expect("read checked it")
             .heads()
             .iter()
@@ -1618,7 +1418,8 @@ impl AsyncIntent for Invite {
     ) -> Result<Vec<Vec<u8>>, ClientError> {
         let local = client.spaces.get(&id).ok_or_else(|| no_space(id))?;
         let present: Vec<String> = local
-            .space
+            .view
+            .space()
             .members()?
             .into_iter()
             .filter(|m| m.user == self.user)

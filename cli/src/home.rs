@@ -10,11 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use amicus_core::at_rest::{AtRestError, StateKey};
 use zeroize::Zeroizing;
-
-const MAGIC: &[u8] = b"AMICUS-HOME\x01";
 
 /// Why the local state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +36,7 @@ pub enum HomeError {
 /// An unlocked home directory.
 pub struct Home {
     dir: PathBuf,
-    key: Zeroizing<[u8; 32]>,
+    key: StateKey,
 }
 
 impl std::fmt::Debug for Home {
@@ -52,16 +49,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
     move |e| HomeError::Io(path.to_path_buf(), e)
 }
 
-fn derive(passphrase: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
-    let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).expect("valid Argon2 parameters");
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut key = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase, salt, key.as_mut())
-        .expect("a 16-byte salt and 32-byte output are valid");
-    key
-}
-
 impl Home {
     /// Creates a new home in `dir` (refuses one that holds a state).
     pub fn create(dir: &Path, passphrase: &[u8]) -> Result<Self, HomeError> {
@@ -70,12 +57,11 @@ impl Home {
         if salt_path.exists() {
             return Err(HomeError::Exists(dir.into()));
         }
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).expect("the operating system provides randomness");
+        let salt = amicus_core::at_rest::new_salt();
         write_atomic(&salt_path, &salt)?;
         Ok(Self {
             dir: dir.into(),
-            key: derive(passphrase, &salt),
+            key: StateKey::derive(passphrase, &salt),
         })
     }
 
@@ -91,7 +77,7 @@ impl Home {
         };
         Ok(Self {
             dir: dir.into(),
-            key: derive(passphrase, &salt),
+            key: StateKey::derive(passphrase, &salt),
         })
     }
 
@@ -100,29 +86,9 @@ impl Home {
         &self.dir
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&(*self.key).into())
-    }
-
     /// Encrypts and writes `plaintext` as file `name` (atomic, synced).
     pub fn write(&self, name: &str, plaintext: &[u8]) -> Result<(), HomeError> {
-        let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce).expect("the operating system provides randomness");
-        let aad = [MAGIC, name.as_bytes()].concat();
-        let ct = self
-            .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| HomeError::Corrupt(name.into()))?;
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        write_atomic(&self.dir.join(name), &out)
+        write_atomic(&self.dir.join(name), &self.key.seal(name, plaintext))
     }
 
     /// Reads and decrypts file `name`; `Ok(None)` if it does not exist.
@@ -133,19 +99,11 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(HomeError::Io(path, e)),
         };
-        let Some(rest) = bytes.strip_prefix(MAGIC) else {
-            return Err(HomeError::Corrupt(name.into()));
-        };
-        if rest.len() < 24 {
-            return Err(HomeError::Corrupt(name.into()));
+        match self.key.open(name, &bytes) {
+            Ok(p) => Ok(Some(p)),
+            Err(AtRestError::Corrupt(n)) => Err(HomeError::Corrupt(n)),
+            Err(AtRestError::Decrypt(n)) => Err(HomeError::Decrypt(n)),
         }
-        let (nonce, ct) = rest.split_at(24);
-        let aad = [MAGIC, name.as_bytes()].concat();
-        let nonce: [u8; 24] = nonce.try_into().expect("24 bytes");
-        self.cipher()
-            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &aad })
-            .map(|p| Some(Zeroizing::new(p)))
-            .map_err(|_| HomeError::Decrypt(name.into()))
     }
 
     /// Removes this home's files (salt and state) and the directory if it

@@ -45,6 +45,9 @@ enum Command {
         /// Who may register: `open` or `invite`.
         #[arg(long)]
         registration: Option<String>,
+        /// The web app's directory (built by `cargo xtask web`), served at `/`.
+        #[arg(long)]
+        web: Option<PathBuf>,
     },
     /// Create an account and this device.
     Register {
@@ -427,7 +430,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             config,
             registration,
-        } => serve(data, listen, config, registration).await,
+            web,
+        } => serve(data, listen, config, registration, web).await,
         Command::Reindex { data } => {
             let store =
                 amicus_server::store::SledStore::open(&data.join("store")).with_context(|| {
@@ -858,6 +862,7 @@ async fn serve(
     listen: Option<std::net::SocketAddr>,
     config_file: Option<PathBuf>,
     registration: Option<String>,
+    web: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
@@ -877,6 +882,15 @@ async fn serve(
     }
     if let Some(l) = listen {
         config.listen = l;
+    }
+    if let Some(w) = web {
+        if !w.join("index.html").is_file() {
+            bail!(
+                "{} holds no index.html: build the web app with `cargo xtask web`",
+                w.display()
+            );
+        }
+        config.web = Some(w);
     }
     if let Some(r) = registration {
         config.registration = match r.as_str() {

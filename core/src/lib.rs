@@ -7,6 +7,7 @@
 //! `amicus` command) and in the browser (`wasm32-unknown-unknown`).
 //!
 //! Map of the crate:
+//! - [`at_rest`]: a device's state sealed under a passphrase.
 //! - [`identity`]: users, devices, device certificates, safety numbers,
 //!   KeyPackages, and the export of a device's secret state.
 //! - [`space`]: one MLS group per confidential space, roles and history
@@ -17,6 +18,8 @@
 //! - [`library`]: the space's library (folders, documents, files).
 //! - [`files`]: chunked, streamed file encryption.
 //! - [`intake`]: sealed submissions in the age v1 format.
+//! - [`view`]: one device's view of a space, rebuilt from its log, with
+//!   fork, rewrite and rollback detection.
 //! - [`wire`]: versioned client/server frames and the hash-chained log.
 //!
 //! `docs/PROTOCOL.md` at the repository root is the normative description of
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod at_rest;
 pub mod document;
 pub mod envelope;
 pub mod files;
@@ -32,6 +36,7 @@ pub mod intake;
 pub mod keyring;
 pub mod library;
 pub mod space;
+pub mod view;
 pub mod wire;
 
 mod ids;

@@ -116,6 +116,8 @@ pub struct Config {
     pub registration: Registration,
     /// Limits.
     pub limits: Limits,
+    /// The web app's directory (built by `cargo xtask web`), served at `/`.
+    pub web: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -125,6 +127,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             registration: Registration::Invite,
             limits: Limits::default(),
+            web: None,
         }
     }
 }
@@ -150,8 +153,8 @@ impl Config {
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
     }
 
-    /// Applies `AMICUS_DATA`, `AMICUS_LISTEN` and `AMICUS_REGISTRATION`
-    /// (`open` or `invite`) from `env`.
+    /// Applies `AMICUS_DATA`, `AMICUS_LISTEN`, `AMICUS_WEB` and
+    /// `AMICUS_REGISTRATION` (`open` or `invite`) from `env`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("AMICUS_DATA") {
             self.data = v.into();
@@ -160,6 +163,9 @@ impl Config {
             self.listen = v
                 .parse()
                 .map_err(|_| ConfigError::Env("AMICUS_LISTEN", v.clone()))?;
+        }
+        if let Some(v) = env("AMICUS_WEB") {
+            self.web = Some(v.into());
         }
         if let Some(v) = env("AMICUS_REGISTRATION") {
             self.registration = match v.as_str() {

@@ -10,7 +10,8 @@
 //! - [`store::Store`] is the durable store (sled in [`store::SledStore`]),
 //!   [`blobs::Blobs`] the content-addressed blob directory;
 //! - [`relay`] orders each space's log and fans entries out;
-//! - [`public::PublicIndex`] is the hook the search index plugs into.
+//! - [`public::PublicIndex`] is the hook the search index plugs into;
+//! - [`web`] serves the web app at `/` when it was built.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod relay;
 pub mod search;
 pub mod state;
 pub mod store;
+pub mod web;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -46,6 +48,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     let json_limit = DefaultBodyLimit::max(limits.max_body);
     let public_limit = DefaultBodyLimit::max(limits.max_public_body + 64 * 1024);
     let counted = state.clone();
+    let web = match &state.config.web {
+        Some(dir) => web::router(dir),
+        None => web::missing(),
+    };
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
@@ -85,7 +91,8 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .delete(api::delete_public)
                 .layer(public_limit),
         )
-        .fallback(api::not_found)
+        .route("/v1/{*rest}", axum::routing::any(api::not_found))
+        .fallback_service(web)
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(json_limit)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

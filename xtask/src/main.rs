@@ -1,14 +1,18 @@
 //! `cargo xtask test`: everything the test suite needs, then every test.
 //! `cargo xtask ci`: formatting and lint checks, then `test`.
-//! `cargo xtask run [ARGS]`: build everything and start the server
-//! (`amicus serve`, data under `./data`, listening on 127.0.0.1:8080).
+//! `cargo xtask run [ARGS]`: build everything (the web app included) and
+//! start the server (`amicus serve`, data under `./data`, listening on
+//! 127.0.0.1:8080, the web app at `/`).
+//! `cargo xtask web`: build the web app only (the wasm client through
+//! `wasm-bindgen-cli-support`, then the static files) into `<target>/web`.
 //! `cargo xtask bench [--quick] [NAME...]`: run the benchmarks of
 //! `benches/` and write `BENCHMARKS.md` from their sections.
 //!
-//! Both install what is missing on a fresh machine: the
-//! `wasm32-unknown-unknown` target (through rustup) and Debian's `age`
-//! command (the reference implementation the sealed-intake format is
-//! interop-tested against).
+//! They install what is missing on a fresh machine: the
+//! `wasm32-unknown-unknown` target (through rustup); for the tests also
+//! Debian's `age` command (the reference implementation the sealed-intake
+//! format is interop-tested against) and `chromium` with `chromium-driver`
+//! (the browser tests drive them; a missing browser fails those tests).
 
 use std::process::{Command, ExitCode};
 
@@ -19,9 +23,10 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "run" => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "web" => web().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|run|bench>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build and start the server on ./data (extra arguments go to `amicus serve`)\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)"
+                "usage: cargo xtask <test|ci|run|web|bench>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)"
             );
             return ExitCode::from(2);
         }
@@ -55,7 +60,7 @@ fn has(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn prerequisites() -> Result<(), String> {
+fn wasm_target() -> Result<(), String> {
     let targets = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -63,7 +68,21 @@ fn prerequisites() -> Result<(), String> {
     if !String::from_utf8_lossy(&targets.stdout).contains("wasm32-unknown-unknown") {
         run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
     }
-    if !has("age") {
+    Ok(())
+}
+
+fn prerequisites() -> Result<(), String> {
+    wasm_target()?;
+    let missing: Vec<&str> = [
+        ("age", "age"),
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+    ]
+    .into_iter()
+    .filter(|(program, _)| !has(program))
+    .map(|(_, package)| package)
+    .collect();
+    if !missing.is_empty() {
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -74,22 +93,32 @@ fn prerequisites() -> Result<(), String> {
             } else {
                 run("sudo", &[&["apt-get"], args].concat())
             };
-            result.map_err(|e| format!("{e}; install Debian's `age` package by hand"))
+            result.map_err(|e| {
+                format!(
+                    "{e}; install the Debian packages {} by hand",
+                    missing.join(", ")
+                )
+            })
         };
         apt(&["update", "-qq"])?;
-        apt(&["install", "-y", "-qq", "age"])?;
+        apt(&[&["install", "-y", "-qq"], &missing[..]].concat())?;
     }
     Ok(())
 }
 
 fn test() -> Result<(), String> {
     prerequisites()?;
-    // The end-to-end tests drive the real `amicus` binary.
+    // The end-to-end tests drive the real `amicus` binary, and the browser
+    // tests the web app it serves.
     run(
         "cargo",
         &["build", "--release", "-p", "amicus-cli", "--bin", "amicus"],
     )?;
-    run("cargo", &["test", "--workspace", "--release"])?;
+    web()?;
+    run(
+        "cargo",
+        &["test", "--workspace", "--release", "--exclude", "xtask"],
+    )?;
     run(
         "cargo",
         &[
@@ -267,7 +296,79 @@ fn report(out: &std::path::Path, quick: bool) -> String {
     md
 }
 
+/// Builds the wasm client in release, generates its JavaScript glue and
+/// TypeScript types with `wasm-bindgen-cli-support` (the version the crate
+/// pins), and copies the app's static files beside it. Returns the
+/// directory to serve.
+fn web() -> Result<std::path::PathBuf, String> {
+    wasm_target()?;
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "amicus-client-wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
+    let wasm = target.join("wasm32-unknown-unknown/release/amicus_client_wasm.wasm");
+    let out = target.join("web");
+    let _ = std::fs::remove_dir_all(&out);
+    let pkg = out.join("pkg");
+    std::fs::create_dir_all(&pkg).map_err(|e| e.to_string())?;
+    eprintln!("+ wasm-bindgen --target web {}", wasm.display());
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)
+        .map_err(|e| e.to_string())?
+        .typescript(true)
+        .out_name("amicus_client")
+        .generate(&pkg)
+        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../client-wasm/web");
+    copy_dir(&app, &out)?;
+    let built = pkg.join("amicus_client_bg.wasm");
+    let size = std::fs::metadata(&built).map_err(|e| e.to_string())?.len();
+    let gzipped = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(&built)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| o.stdout.len());
+    eprintln!(
+        "web app in {}: amicus_client_bg.wasm {:.2} MB{}",
+        out.display(),
+        size as f64 / 1e6,
+        gzipped.map_or(String::new(), |g| format!(
+            " ({:.2} MB gzipped)",
+            g as f64 / 1e6
+        ))
+    );
+    Ok(out)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &dest)?;
+        } else {
+            std::fs::copy(&path, &dest).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn serve(args: &[String]) -> Result<(), String> {
+    let web = web()?;
+    let web = web.to_string_lossy().into_owned();
     let mut all = vec![
         "run",
         "--release",
@@ -277,6 +378,8 @@ fn serve(args: &[String]) -> Result<(), String> {
         "amicus",
         "--",
         "serve",
+        "--web",
+        &web,
     ];
     all.extend(args.iter().map(String::as_str));
     run("cargo", &all)

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real `amicus serve` process on 127.0.0.1:0 and native
 //! clients, as a litigation team would use them.
 
+mod browser;
 mod canaries;
 mod coedit;
 mod durability;
@@ -9,3 +10,4 @@ mod hostile;
 mod membership;
 mod public;
 mod support;
+mod webdriver;

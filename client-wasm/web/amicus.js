@@ -1,0 +1,624 @@
+// The browser client's I/O: HTTP, the WebSocket, IndexedDB, timers. Every
+// key and every check lives in the wasm module (amicus_client); this file
+// moves bytes between it and the network and retries what the protocol
+// says to retry (PROTOCOL §6: commits that lose their epoch, envelopes
+// sealed under an old epoch, rate limits).
+
+import init, { Device, StateKey, Upload } from "./pkg/amicus_client.js";
+
+export { Upload };
+
+let ready = null;
+/** Loads the wasm module once. */
+export function load() {
+  if (!ready) ready = init({ module_or_path: new URL("./pkg/amicus_client_bg.wasm", import.meta.url) });
+  return ready;
+}
+
+const KEY_PACKAGE_TARGET = 20;
+const CHUNK_SIZE = 1 << 20;
+
+/** An error the server answered with (`{error, message}`). */
+export class ServerError extends Error {
+  constructor(status, code, message) {
+    super(message || `${status} ${code}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// ---------------------------------------------------------------- storage
+
+/** The device states of this browser, sealed, in IndexedDB. */
+export const vault = {
+  db: null,
+  async open() {
+    if (this.db) return this.db;
+    this.db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open("amicus", 1);
+      req.onupgradeneeded = () => req.result.createObjectStore("devices", { keyPath: "user" });
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    return this.db;
+  },
+  async tx(mode, fn) {
+    const db = await this.open();
+    return new Promise((resolve, reject) => {
+      const t = db.transaction("devices", mode);
+      const req = fn(t.objectStore("devices"));
+      t.oncomplete = () => resolve(req && req.result);
+      t.onerror = () => reject(t.error);
+      t.onabort = () => reject(t.error || new Error("IndexedDB transaction aborted"));
+    });
+  },
+  /** The users with a device in this browser. */
+  async users() {
+    const all = await this.tx("readonly", (s) => s.getAllKeys());
+    return all || [];
+  },
+  async get(user) {
+    return this.tx("readonly", (s) => s.get(user));
+  },
+  /** Durable once the transaction completes. */
+  async put(record) {
+    return this.tx("readwrite", (s) => s.put(record));
+  },
+  async remove(user) {
+    return this.tx("readwrite", (s) => s.delete(user));
+  },
+};
+
+// ------------------------------------------------------------------- HTTP
+
+async function http(method, path, token, body, raw) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  let payload;
+  if (raw !== undefined) {
+    headers["content-type"] = "application/octet-stream";
+    payload = raw;
+  } else if (body !== undefined) {
+    headers["content-type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const res = await fetch(path, { method, headers, body: payload });
+  const type = res.headers.get("content-type") || "";
+  if (!res.ok) {
+    let code = "error";
+    let message = `${res.status}`;
+    if (type.startsWith("application/json")) {
+      const e = await res.json().catch(() => ({}));
+      code = e.error || code;
+      message = e.message || message;
+    }
+    throw new ServerError(res.status, code, message);
+  }
+  if (type.startsWith("application/json")) return res.json();
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ----------------------------------------------------------------- client
+
+/**
+ * One signed-in device. Emits events on `this.events` (an EventTarget):
+ * `status` ({online}), `spaces`, `changed` ({space, streams}), `members`
+ * ({space}), `presence` ({space, user, device, payload}), `warning`
+ * ({message}).
+ */
+export class Client {
+  constructor(device, key, salt) {
+    this.device = device;
+    this.key = key;
+    this.salt = salt;
+    this.token = null;
+    this.ws = null;
+    this.online = false;
+    this.nextRequest = 1;
+    this.waiting = new Map(); // request id -> {resolve, reject, timer}
+    this.synced = new Map(); // space -> Promise resolver list
+    this.subscribed = new Set();
+    this.isSynced = new Set(); // spaces whose catch-up ended on this connection
+    this.dirty = new Map(); // "space/stream" -> true: unsent local edits
+    this.events = new EventTarget();
+    this.saving = Promise.resolve();
+    this.closed = false;
+  }
+
+  emit(type, detail) {
+    this.events.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  get user() {
+    return this.device.user();
+  }
+
+  /** Creates a new user with this browser as its first device. */
+  static async signUp(user, passphrase, invite) {
+    await load();
+    if ((await vault.users()).includes(user)) {
+      throw new Error("exists");
+    }
+    const device = Device.create(user);
+    const salt = StateKey.new_salt();
+    const key = StateKey.derive(passphrase, salt);
+    const client = new Client(device, key, salt);
+    await http("POST", "/v1/register", null, {
+      certificate: device.certificate(),
+      invite: invite || null,
+    });
+    await client.save();
+    await client.signIn();
+    await client.replenishKeyPackages();
+    return client;
+  }
+
+  /** Unlocks the device of `user` stored in this browser. */
+  static async unlock(user, passphrase) {
+    await load();
+    const record = await vault.get(user);
+    if (!record) throw new Error("no-device");
+    const key = StateKey.derive(passphrase, record.salt);
+    const device = Device.unseal(record.sealed, key);
+    const client = new Client(device, key, record.salt);
+    await client.signIn();
+    return client;
+  }
+
+  /** Seals the state and stores it (queued: saves never interleave). */
+  save() {
+    const sealed = this.device.seal(this.key);
+    const record = { user: this.device.user(), salt: this.salt, sealed };
+    this.saving = this.saving.then(() => vault.put(record));
+    return this.saving;
+  }
+
+  async signIn() {
+    const device = this.device.device_id();
+    const c = await http("POST", "/v1/challenge", null, { device });
+    const signature = this.device.sign_in(c.challenge);
+    const s = await http("POST", "/v1/session", null, { device, challenge: c.challenge, signature });
+    this.token = s.token;
+  }
+
+  api(method, path, body) {
+    return http(method, path, this.token, body);
+  }
+
+  async replenishKeyPackages() {
+    const me = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
+    const mine = (me.devices || []).find((d) => d.device === this.device.device_id());
+    const have = mine ? mine.key_packages || 0 : 0;
+    if (have >= KEY_PACKAGE_TARGET / 2) return;
+    const kps = this.device.key_packages(KEY_PACKAGE_TARGET - have);
+    // The private keys are in the state: store it before anyone can use them.
+    await this.save();
+    await this.api("POST", "/v1/key-packages", { key_packages: kps });
+  }
+
+  // ------------------------------------------------------------ connection
+
+  /** Connects and keeps reconnecting until `close()`. */
+  start() {
+    this.closed = false;
+    this.connect();
+    this.pinger = setInterval(() => {
+      if (this.online) this.ws.send(Device.ping());
+    }, 30000);
+  }
+
+  close() {
+    this.closed = true;
+    clearInterval(this.pinger);
+    if (this.ws) this.ws.close();
+  }
+
+  connect(delay = 0) {
+    if (this.closed) return;
+    setTimeout(async () => {
+      if (this.closed) return;
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      const url = `${proto}//${location.host}/v1/ws?access_token=${encodeURIComponent(this.token)}`;
+      const ws = new WebSocket(url);
+      ws.binaryType = "arraybuffer";
+      this.ws = ws;
+      ws.onopen = () => this.onOpen();
+      ws.onmessage = (m) => this.onFrame(new Uint8Array(m.data));
+      ws.onclose = async () => {
+        if (this.ws !== ws) return;
+        const was = this.online;
+        this.online = false;
+        this.subscribed.clear();
+        this.isSynced.clear();
+        for (const [, w] of this.waiting) w.reject(new Error("offline"));
+        this.waiting.clear();
+        if (was) this.emit("status", { online: false });
+        if (this.closed) return;
+        // The token may have expired: sign in again before reconnecting.
+        try {
+          await this.signIn();
+        } catch (_) {
+          /* the server is unreachable: keep the token, try again later */
+        }
+        this.connect(Math.min(10000, 1000 + delay * 2));
+      };
+    }, delay);
+  }
+
+  async onOpen() {
+    this.online = true;
+    this.emit("status", { online: true });
+    try {
+      await this.acceptWelcomes();
+      for (const s of this.device.spaces()) {
+        if (!s.removed) this.subscribe(s.id);
+      }
+      // Edits made while offline go out now.
+      for (const k of [...this.dirty.keys()]) {
+        const [space, stream] = k.split("/");
+        this.flush(space, stream).catch(() => {});
+      }
+    } catch (e) {
+      this.emit("warning", { message: e.message });
+    }
+  }
+
+  subscribe(space) {
+    if (!this.online || this.subscribed.has(space)) return this.whenSynced(space);
+    this.subscribed.add(space);
+    const request = this.nextRequest++;
+    const p = this.whenSynced(space);
+    this.waiting.set(request, {
+      resolve: () => {},
+      reject: () => {},
+      refused: (ev) => {
+        // A device removed from the space is no longer served.
+        this.device.mark_removed(space);
+        this.save();
+        this.emit("spaces", {});
+        this.emit("warning", { message: ev.message });
+      },
+    });
+    this.ws.send(this.device.subscribe(request, space));
+    return p;
+  }
+
+  whenSynced(space) {
+    return new Promise((resolve) => {
+      const list = this.synced.get(space) || [];
+      list.push(resolve);
+      this.synced.set(space, list);
+      if (this.online && this.subscribed.has(space) && this.isSynced.has(space)) {
+        this.synced.set(space, []);
+        resolve();
+      }
+    });
+  }
+
+  onFrame(bytes) {
+    let ev;
+    try {
+      ev = this.device.receive(bytes);
+    } catch (e) {
+      this.emit("warning", { message: `unreadable frame: ${e.message}` });
+      return;
+    }
+    switch (ev.kind) {
+      case "entry":
+        if (ev.warning) this.emit("warning", { message: ev.warning });
+        if (ev.streams.length) this.emit("changed", { space: ev.space, streams: ev.streams });
+        if (ev.membership) {
+          this.scheduleSave();
+          this.emit("members", { space: ev.space });
+          this.emit("spaces", {});
+        } else {
+          this.scheduleSave();
+        }
+        break;
+      case "synced": {
+        this.isSynced.add(ev.space);
+        if (ev.broken) this.emit("warning", { message: ev.broken });
+        const list = this.synced.get(ev.space) || [];
+        this.synced.set(ev.space, []);
+        for (const r of list) r();
+        this.emit("changed", { space: ev.space, streams: [] });
+        break;
+      }
+      case "accepted":
+      case "refused": {
+        const w = this.waiting.get(ev.request);
+        if (!w) break;
+        this.waiting.delete(ev.request);
+        clearTimeout(w.timer);
+        if (ev.kind === "refused" && w.refused) w.refused(ev);
+        w.resolve(ev);
+        break;
+      }
+      case "welcome":
+        this.acceptWelcomes().catch((e) => this.emit("warning", { message: e.message }));
+        break;
+      case "presence":
+        this.emit("presence", ev);
+        break;
+      default:
+        break;
+    }
+  }
+
+  scheduleSave() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.save(), 300);
+  }
+
+  /** Sends an Append frame built by `make(request)`; resolves with the answer. */
+  async append(make) {
+    if (!this.online) throw new Error("offline");
+    const request = this.nextRequest++;
+    const frame = make(request);
+    if (!frame) return null;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(request);
+        reject(new Error("the server did not answer"));
+      }, 30000);
+      this.waiting.set(request, { resolve, reject, timer });
+      this.ws.send(frame);
+    });
+  }
+
+  /** Waits until this device has read the space up to its current epoch. */
+  async catchUp(space, epoch) {
+    for (let i = 0; i < 100; i++) {
+      const s = this.device.spaces().find((x) => x.id === space);
+      if (!s || s.epoch >= epoch) return;
+      await sleep(100);
+    }
+    throw new Error(`could not follow space ${space} to epoch ${epoch}`);
+  }
+
+  // ---------------------------------------------------------------- spaces
+
+  async acceptWelcomes() {
+    const w = await this.api("GET", "/v1/welcomes");
+    let joined = false;
+    for (const item of w.welcomes || []) {
+      if (!this.device.has_space(item.space)) {
+        try {
+          this.device.join(item.welcome);
+          joined = true;
+          await this.save();
+        } catch (e) {
+          this.emit("warning", { message: `refused the invitation to space ${item.space}: ${e.message}` });
+        }
+      }
+      await this.api("DELETE", `/v1/welcomes/${item.id}`);
+      if (this.device.has_space(item.space)) this.subscribe(item.space);
+    }
+    if (joined) {
+      this.emit("spaces", {});
+      await this.replenishKeyPackages();
+    }
+  }
+
+  /** Creates a confidential space with its library; returns its id. */
+  async createSpace(name) {
+    const space = this.device.create_space();
+    await this.save();
+    await this.api("POST", "/v1/spaces", { id: space, kind: "confidential" });
+    await this.subscribe(space);
+    await this.append((r) => this.device.epoch_record(r, space));
+    this.device.init_library(space);
+    if (name) this.device.new_folder(space, name, "");
+    await this.flush(space, Device.library_stream(space));
+    await this.save();
+    this.emit("spaces", {});
+    return space;
+  }
+
+  /** Adds every device of `user` to the space with `role`. */
+  async invite(space, user, role) {
+    const listing = await this.api("GET", `/v1/users/${encodeURIComponent(user)}`);
+    const key = this.device.trust(user, JSON.stringify(listing));
+    await this.save();
+    let claimed = null;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await this.subscribe(space);
+      const present = this.device
+        .members(space)
+        .filter((m) => m.user === user)
+        .map((m) => m.device);
+      if (!claimed) {
+        const c = await this.api("POST", `/v1/users/${encodeURIComponent(user)}/key-packages/claim`, {
+          except: present,
+        });
+        claimed = c.key_packages || [];
+      }
+      const kps = claimed.filter((k) => !present.includes(k.device)).map((k) => k.key_package);
+      const answer = await this.commit(space, (r) => this.device.stage_invite(r, space, user, key, kps, role));
+      if (answer) return answer;
+    }
+    throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
+  }
+
+  /** Removes `user` and all their devices from the space. */
+  async remove(space, user) {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await this.subscribe(space);
+      const answer = await this.commit(space, (r) => this.device.stage_remove(r, space, user));
+      if (answer) return answer;
+    }
+    throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
+  }
+
+  /** One attempt at a commit: null if another commit took the epoch. */
+  async commit(space, stage) {
+    let frame = null;
+    const answer = await this.append((r) => {
+      frame = stage(r);
+      return frame;
+    }).catch((e) => {
+      if (frame) this.device.commit_rejected(space);
+      throw e;
+    });
+    if (answer.kind === "accepted") {
+      const epoch = this.device.commit_accepted(space);
+      await this.save();
+      await this.append((r) => this.device.epoch_record(r, space)).catch(() => {});
+      this.emit("members", { space });
+      this.emit("spaces", {});
+      return epoch;
+    }
+    this.device.commit_rejected(space);
+    if (answer.code === "commit_conflict") {
+      await this.catchUp(space, answer.current_epoch);
+      return null;
+    }
+    throw new ServerError(409, answer.code, answer.message);
+  }
+
+  // ------------------------------------------------------------- documents
+
+  markDirty(space, stream) {
+    this.dirty.set(`${space}/${stream}`, true);
+    clearTimeout(this.flushTimer);
+    this.flushTimer = setTimeout(() => {
+      for (const k of [...this.dirty.keys()]) {
+        const [sp, st] = k.split("/");
+        this.flush(sp, st).catch(() => {});
+      }
+    }, 150);
+  }
+
+  /** Sends a document's unsent changes; they stay queued while offline. */
+  async flush(space, stream) {
+    const k = `${space}/${stream}`;
+    if (this.flushing?.has(k)) {
+      this.dirty.set(k, true);
+      return;
+    }
+    this.flushing = this.flushing || new Set();
+    this.flushing.add(k);
+    this.dirty.delete(k);
+    try {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        if (!this.online) {
+          this.dirty.set(k, true);
+          return;
+        }
+        let sent = false;
+        let answer;
+        try {
+          answer = await this.append((r) => {
+            const f = this.device.flush(r, space, stream);
+            sent = !!f;
+            return f;
+          });
+        } catch (e) {
+          if (sent) this.device.flush_refused(space, stream);
+          this.dirty.set(k, true);
+          return;
+        }
+        if (!sent) return;
+        if (answer.kind === "accepted") {
+          this.device.flush_accepted(space, stream);
+          if (!this.dirty.has(k)) return;
+          this.dirty.delete(k);
+          continue;
+        }
+        this.device.flush_refused(space, stream);
+        if (answer.code === "stale_epoch") {
+          await this.catchUp(space, answer.current_epoch);
+        } else if (answer.code === "rate_limited") {
+          await sleep(answer.retry_after_ms || 500);
+        } else {
+          throw new ServerError(409, answer.code, answer.message);
+        }
+      }
+    } finally {
+      this.flushing.delete(k);
+    }
+  }
+
+  /** The id of a space's library document. */
+  libraryStream(space) {
+    return Device.library_stream(space);
+  }
+
+  async newDocument(space, title) {
+    const stream = this.device.new_document(space, title);
+    await this.flush(space, stream);
+    await this.flush(space, Device.library_stream(space));
+    return stream;
+  }
+
+  /** Sends a presence message (saved first: it advances a ratchet). */
+  async presence(space, payload) {
+    if (!this.online) return;
+    const frame = this.device.presence(0, space, JSON.stringify(payload));
+    await this.save();
+    if (this.online) this.ws.send(frame);
+  }
+
+  // ----------------------------------------------------------------- files
+
+  /** Seals and uploads `file` chunk by chunk; `progress(done, total)`. */
+  async upload(space, file, folder, progress) {
+    const up = new Upload(file.name, file.type || "application/octet-stream", BigInt(file.size));
+    const total = Number(up.chunk_count());
+    let done = 0;
+    const send = async (chunks) => {
+      for (const c of chunks) {
+        await this.putBlob(c.id, c.blob);
+        done++;
+        progress(done, total);
+      }
+    };
+    for (let at = 0; at < file.size; at += CHUNK_SIZE) {
+      const bytes = new Uint8Array(await file.slice(at, at + CHUNK_SIZE).arrayBuffer());
+      await send(up.push(bytes));
+    }
+    await send(up.trailing());
+    const manifest = up.finish();
+    this.device.add_file(space, manifest, folder || "");
+    await this.flush(space, Device.library_stream(space));
+  }
+
+  /** Uploads one blob, retrying through network failures (resumes). */
+  async putBlob(id, blob) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await http("PUT", `/v1/blobs/${id}`, this.token, undefined, blob);
+        return;
+      } catch (e) {
+        if (e instanceof ServerError && e.status !== 503 && e.status !== 429) throw e;
+        if (attempt >= 30) throw e;
+        await sleep(Math.min(10000, 500 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Downloads and opens a file; returns a Blob. */
+  async download(space, fileId, progress) {
+    const d = this.device.download(space, fileId);
+    const ids = d.chunk_ids();
+    const parts = [];
+    for (let i = 0; i < ids.length; i++) {
+      let blob;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          blob = await http("GET", `/v1/blobs/${ids[i]}`, this.token);
+          break;
+        } catch (e) {
+          if (e instanceof ServerError || attempt >= 30) throw e;
+          await sleep(Math.min(10000, 500 * 2 ** attempt));
+        }
+      }
+      parts.push(d.open_chunk(BigInt(i), blob));
+      progress(i + 1, ids.length);
+    }
+    d.finish();
+    return { blob: new Blob(parts, { type: d.media_type() }), name: d.name() };
+  }
+}

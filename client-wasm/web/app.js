@@ -1,0 +1,679 @@
+// The web app: views built with plain DOM calls (never innerHTML with
+// data), routed by the location hash:
+//   #/                       spaces
+//   #/space/ID               a space: members, library
+//   #/doc/SPACE/STREAM       the editor
+//   #/search                 the public library
+//   #/devices                this user's devices
+
+import { Client, ServerError, vault, load } from "./amicus.js";
+import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
+
+let client = null;
+let cleanup = [];
+const presence = new Map(); // "space/stream" -> Map(device -> {user, at, cursor})
+
+// ------------------------------------------------------------------ DOM
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function field(label, input) {
+  if (!input.id) input.id = `f-${Math.random().toString(36).slice(2)}`;
+  return h("div", { class: "field" }, h("label", { for: input.id }, label), input);
+}
+
+/** Replaces an element's children, skipping absent ones. */
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+function status(message, kind = "info") {
+  const box = document.getElementById("status");
+  box.textContent = message || "";
+  box.className = `status ${kind}`;
+}
+
+function fail(e) {
+  console.error(e);
+  status(`${t("error")}: ${e.message || e}`, "error");
+}
+
+function onCleanup(fn) {
+  cleanup.push(fn);
+}
+
+// ---------------------------------------------------------------- shell
+
+function header() {
+  const select = h(
+    "select",
+    { id: "language", "aria-label": t("language"), onchange: (e) => { setLanguage(e.target.value); render(); } },
+    languages.map(([code, name]) => h("option", { value: code, lang: code, selected: code === language() }, name)),
+  );
+  const nav = client
+    ? h(
+        "nav",
+        { "aria-label": t("app") },
+        h("a", { href: "#/" }, t("spaces")),
+        h("a", { href: "#/search" }, t("publicLibrary")),
+        h("a", { href: "#/devices" }, t("devices")),
+        h("span", { id: "connection", class: client.online ? "online" : "offline", role: "status" },
+          client.online ? t("online") : t("offline")),
+        h("span", { class: "who" }, client.user),
+        h("button", { type: "button", onclick: signOut }, t("signOut")),
+      )
+    : null;
+  return h("header", {}, h("h1", {}, h("a", { href: "#/" }, t("app"))), nav, h("label", { class: "lang" }, t("language"), " ", select));
+}
+
+function render() {
+  for (const fn of cleanup) fn();
+  cleanup = [];
+  document.title = t("app");
+  const root = document.getElementById("app");
+  root.replaceChildren(header(), h("div", { id: "status", class: "status", role: "status", "aria-live": "polite" }), h("main", { id: "main" }));
+  const main = document.getElementById("main");
+  if (!client) return authView(main);
+  const [, view, a, b] = location.hash.split("/");
+  if (view === "space" && a) return spaceView(main, a);
+  if (view === "doc" && a && b) return editorView(main, a, b);
+  if (view === "search") return searchView(main);
+  if (view === "devices") return devicesView(main);
+  return spacesView(main);
+}
+
+// ----------------------------------------------------------------- auth
+
+async function authView(main) {
+  const users = await vault.users().catch(() => []);
+  const signIn = h("form", { id: "sign-in", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    status(t("working"));
+    try {
+      await load();
+      client = await Client.unlock(f.user.value, f.passphrase.value);
+      started();
+    } catch (err) {
+      status(err.message === "no-device" ? t("noDevice") : err instanceof ServerError ? err.message : t("wrongPassphrase"), "error");
+    }
+  } },
+    h("h2", {}, t("signIn")),
+    users.length
+      ? field(t("user"), h("select", { name: "user" }, users.map((u) => h("option", { value: u }, u))))
+      : h("p", {}, t("noDevice")),
+    field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, autocomplete: "current-password" })),
+    h("button", { type: "submit", disabled: !users.length }, t("signIn")),
+  );
+  const signUp = h("form", { id: "sign-up", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    status(t("working"));
+    try {
+      await load();
+      client = await Client.signUp(f.user.value.trim(), f.passphrase.value, f.invite.value.trim());
+      started();
+    } catch (err) {
+      status(err.message === "exists" ? t("exists") : `${t("error")}: ${err.message}`, "error");
+    }
+  } },
+    h("h2", {}, t("signUp")),
+    field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", pattern: "[a-z0-9][a-z0-9._-]{0,63}" })),
+    field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
+    field(t("invite"), h("input", { name: "invite", autocomplete: "off" })),
+    h("button", { type: "submit" }, t("signUp")),
+  );
+  main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp));
+}
+
+function started() {
+  const rerender = () => render();
+  client.events.addEventListener("spaces", () => {
+    if (!location.hash || location.hash === "#/") rerender();
+  });
+  client.events.addEventListener("status", () => {
+    const c = document.getElementById("connection");
+    if (c) {
+      c.className = client.online ? "online" : "offline";
+      c.textContent = client.online ? t("online") : t("offline");
+    }
+  });
+  client.events.addEventListener("warning", (e) => status(e.detail.message, "warning"));
+  client.events.addEventListener("presence", (e) => {
+    const { space, user, device, payload } = e.detail;
+    if (!payload || typeof payload.doc !== "string") return;
+    const k = `${space}/${payload.doc}`;
+    if (!presence.has(k)) presence.set(k, new Map());
+    presence.get(k).set(device, { user, at: Date.now(), cursor: payload.cursor });
+    client.emit("presence-changed", { key: k });
+  });
+  client.start();
+  status("");
+  render();
+}
+
+function signOut() {
+  client.close();
+  client = null;
+  location.hash = "#/";
+  render();
+}
+
+// --------------------------------------------------------------- spaces
+
+function spacesView(main) {
+  const list = client.device.spaces();
+  const form = h("form", { id: "new-space", onsubmit: async (e) => {
+    e.preventDefault();
+    status(t("working"));
+    try {
+      const id = await client.createSpace(e.target.name.value.trim());
+      status("");
+      location.hash = `#/space/${id}`;
+    } catch (err) {
+      fail(err);
+    }
+  } },
+    h("h3", {}, t("newSpace")),
+    field(t("spaceName"), h("input", { name: "name" })),
+    h("button", { type: "submit" }, t("create")),
+  );
+  main.append(
+    h("h2", {}, t("spaces")),
+    list.length
+      ? h("ul", { class: "spaces" }, list.map((s) => h("li", {},
+          h("a", { href: `#/space/${s.id}`, class: "space-link", "data-space": s.id }, `${s.id.slice(0, 8)}…`),
+          " ", h("span", { class: "muted" }, `${t("epoch")} ${s.epoch}`, s.role ? ` · ${t(s.role)}` : ""),
+          s.removed ? h("span", { class: "warning" }, ` · ${t("removed")}`) : null)))
+      : h("p", {}, t("empty")),
+    form,
+    h("p", {}, t("safetyNumber"), ": ", h("code", { class: "safety" }, client.device.safety_number())),
+  );
+}
+
+function spaceView(main, space) {
+  if (!client.device.has_space(space)) {
+    main.append(h("p", {}, t("empty")));
+    return;
+  }
+  const membersBox = h("section", { id: "members", "aria-labelledby": "members-h" });
+  const libraryBox = h("section", { id: "library", "aria-labelledby": "library-h" });
+  const progress = h("progress", { id: "progress", max: 1, value: 0, hidden: true });
+  const progressText = h("span", { id: "progress-text", role: "status", "aria-live": "polite" });
+
+  const drawMembers = () => {
+    const summary = client.device.spaces().find((s) => s.id === space);
+    const me = summary?.role;
+    let members = [];
+    try {
+      members = client.device.members(space);
+    } catch (_) {
+      /* removed */
+    }
+    const byUser = new Map();
+    for (const m of members) {
+      if (!byUser.has(m.user)) byUser.set(m.user, { ...m, devices: 0 });
+      byUser.get(m.user).devices++;
+    }
+    fill(membersBox, 
+      h("h3", { id: "members-h" }, t("members")),
+      summary?.broken ? h("p", { class: "warning", role: "alert" }, `${t("broken")}: ${summary.broken}`) : null,
+      summary?.removed ? h("p", { class: "warning" }, t("removed")) : null,
+      h("table", { class: "members" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("user")), h("th", { scope: "col" }, t("role")), h("th", { scope: "col" }, t("safetyNumberCol")), h("th", { scope: "col" }, ""))),
+        h("tbody", {}, [...byUser.values()].map((m) => h("tr", { "data-user": m.user },
+          h("td", {}, m.user, m.devices > 1 ? ` (${m.devices})` : ""),
+          h("td", {}, t(m.role)),
+          h("td", {}, h("code", { class: "safety" }, m.safety_number || "")),
+          h("td", {}, me === "space_manager" && m.user !== client.user
+            ? h("button", { type: "button", onclick: async () => {
+                status(t("working"));
+                try { await client.remove(space, m.user); status(""); drawMembers(); } catch (err) { fail(err); }
+              } }, t("remove"))
+            : null),
+        )))),
+      h("p", { class: "muted" }, `${t("epoch")} ${summary?.epoch ?? "?"} · `, h("abbr", { title: t("epochCode") }, t("epochCode").split(" (")[0]), ": ",
+        h("code", { id: "epoch-code" }, (summary?.authenticator || "").slice(0, 16))),
+      me === "space_manager"
+        ? h("form", { id: "invite", onsubmit: async (e) => {
+            e.preventDefault();
+            const f = e.target;
+            status(t("working"));
+            try {
+              await client.invite(space, f.user.value.trim(), f.role.value);
+              f.user.value = "";
+              status("");
+              drawMembers();
+            } catch (err) {
+              fail(err);
+            }
+          } },
+            field(t("inviteMember"), h("input", { name: "user", required: true })),
+            field(t("role"), h("select", { name: "role" }, ["contributor", "reader", "content_manager", "space_manager"].map((r) => h("option", { value: r }, t(r))))),
+            h("button", { type: "submit" }, t("add")))
+        : null,
+    );
+  };
+
+  const drawLibrary = () => {
+    let entries = [];
+    try {
+      entries = client.device.library(space);
+    } catch (_) {
+      /* not readable yet */
+    }
+    const folders = entries.filter((e) => e.kind === "folder");
+    const name = (id) => folders.find((f) => f.id === id)?.name;
+    fill(libraryBox, 
+      h("h3", { id: "library-h" }, t("library")),
+      entries.length
+        ? h("ul", { class: "library" }, entries.map((e) => h("li", { class: e.kind },
+            e.kind === "document"
+              ? h("a", { href: `#/doc/${space}/${e.id}`, class: "doc-link" }, e.name || "—")
+              : e.kind === "file"
+                ? h("button", { type: "button", class: "link file-link", "data-file": e.id, onclick: () => download(space, e, progress, progressText) }, `${e.name} (${formatSize(e.size)})`)
+                : h("span", {}, e.name),
+            e.folder && name(e.folder) ? h("span", { class: "muted" }, ` — ${name(e.folder)}`) : null)))
+        : h("p", {}, t("empty")),
+      h("form", { id: "new-doc", onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const id = await client.newDocument(space, e.target.title.value.trim() || "—");
+          location.hash = `#/doc/${space}/${id}`;
+        } catch (err) { fail(err); }
+      } }, field(t("title"), h("input", { name: "title", required: true })), h("button", { type: "submit" }, t("newDocument"))),
+      h("form", { id: "new-folder", onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          client.device.new_folder(space, e.target.name.value.trim(), "");
+          await client.flush(space, client.libraryStream(space));
+          drawLibrary();
+        } catch (err) { fail(err); }
+      } }, field(t("folderName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("newFolder"))),
+      field(t("upload"), h("input", { type: "file", id: "upload", onchange: async (e) => {
+        const file = e.target.files[0];
+        if (!file) return;
+        progress.hidden = false;
+        try {
+          await client.upload(space, file, "", (done, total) => {
+            progress.max = total;
+            progress.value = done;
+            progressText.textContent = `${t("uploading")} ${done}/${total}`;
+          });
+          progressText.textContent = `${t("uploading")}: ${t("done")}`;
+          drawLibrary();
+        } catch (err) { fail(err); }
+        e.target.value = "";
+      } })),
+      progress, progressText,
+    );
+  };
+
+  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), h("h2", {}, `${space.slice(0, 8)}…`), h("div", { class: "columns" }, libraryBox, membersBox));
+  drawMembers();
+  drawLibrary();
+  client.subscribe(space);
+  const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); } };
+  const onMembers = (e) => { if (e.detail.space === space) drawMembers(); };
+  client.events.addEventListener("changed", onChanged);
+  client.events.addEventListener("members", onMembers);
+  onCleanup(() => {
+    client.events.removeEventListener("changed", onChanged);
+    client.events.removeEventListener("members", onMembers);
+  });
+}
+
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+async function download(space, entry, progress, progressText) {
+  progress.hidden = false;
+  try {
+    const { blob, name } = await client.download(space, entry.id, (done, total) => {
+      progress.max = total;
+      progress.value = done;
+      progressText.textContent = `${t("downloading")} ${done}/${total}`;
+    });
+    progressText.textContent = `${t("downloading")}: ${t("done")}`;
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 60000);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// --------------------------------------------------------------- editor
+
+/** Code point index of UTF-16 index `i` in `s`. */
+function cp(s, i) {
+  let n = 0;
+  for (let k = 0; k < i; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 0xd800 && c <= 0xdbff && k + 1 < i) k++;
+    n++;
+  }
+  return n;
+}
+
+/** UTF-16 index of code point index `n` in `s`. */
+function u16(s, n) {
+  let i = 0;
+  while (n > 0 && i < s.length) {
+    const c = s.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+    n--;
+  }
+  return i;
+}
+
+function editorView(main, space, stream) {
+  let filing;
+  try {
+    filing = client.device.read(space, stream);
+  } catch (_) {
+    client.subscribe(space).then(() => render());
+    main.append(h("p", {}, t("working")));
+    return;
+  }
+  const key = `${space}/${stream}`;
+  const title = h("input", { id: "title", class: "title", value: filing.title, "aria-label": t("title") });
+  const text = h("textarea", { id: "editor", "aria-label": t("editor"), spellcheck: "true", dir: "auto" });
+  text.value = filing.body;
+  let shown = filing.body;
+  const preview = h("div", { id: "preview", class: "preview", "aria-label": t("preview"), dir: "auto" });
+  const commentsBox = h("section", { id: "comments" });
+  const versionsBox = h("section", { id: "versions" });
+  const here = h("p", { id: "presence", class: "muted", role: "status", "aria-live": "polite" });
+
+  const drawSide = (f) => {
+    // The formatted view: marks and commented passages over the text.
+    const chars = Array.from(f.body);
+    const spans = chars.map(() => new Set());
+    for (const m of f.marks) for (let i = m.start; i < Math.min(m.end, chars.length); i++) spans[i].add(m.mark);
+    for (const c of f.comments) for (let i = c.start; i < Math.min(c.end, chars.length); i++) spans[i].add("commented");
+    const nodes = [];
+    let run = "";
+    let runKey = null;
+    const flush = () => {
+      if (!run) return;
+      const cls = [...(runKey || [])];
+      let node = document.createTextNode(run);
+      if (cls.includes("bold")) node = h("strong", {}, node);
+      if (cls.includes("italic")) node = h("em", {}, node);
+      if (cls.includes("underline")) node = h("u", {}, node);
+      if (cls.includes("commented")) node = h("mark", {}, node);
+      nodes.push(node);
+      run = "";
+    };
+    chars.forEach((ch, i) => {
+      const k = [...spans[i]].sort().join(",");
+      if (runKey === null || k !== runKey.join(",")) {
+        flush();
+        runKey = [...spans[i]].sort();
+      }
+      run += ch;
+    });
+    flush();
+    fill(preview, ...nodes);
+    fill(commentsBox, h("h3", {}, t("comments")), f.comments.length
+      ? h("ul", {}, f.comments.map((c) => h("li", {},
+          h("q", {}, chars.slice(c.start, c.end).join("")), " ",
+          c.messages.map((m) => h("p", {}, h("strong", {}, m.author), ": ", m.text)))))
+      : h("p", { class: "muted" }, t("empty")));
+    fill(versionsBox, h("h3", {}, t("versions")), f.versions.length
+      ? h("ul", {}, f.versions.map((v) => h("li", {}, h("details", {}, h("summary", {}, `${v.name} — ${v.author}`), h("pre", { dir: "auto" }, v.body)))))
+      : h("p", { class: "muted" }, t("empty")));
+  };
+  drawSide(filing);
+
+  // Local edits: the difference between what was shown and what is typed.
+  text.addEventListener("input", () => {
+    const now = text.value;
+    let start = 0;
+    while (start < shown.length && start < now.length && shown[start] === now[start]) start++;
+    let endOld = shown.length;
+    let endNew = now.length;
+    while (endOld > start && endNew > start && shown[endOld - 1] === now[endNew - 1]) { endOld--; endNew--; }
+    // Never split a surrogate pair.
+    if (start > 0 && shown.charCodeAt(start - 1) >= 0xd800 && shown.charCodeAt(start - 1) <= 0xdbff) start--;
+    try {
+      client.device.splice(space, stream, cp(shown, start), cp(shown, endOld) - cp(shown, start), now.slice(start, endNew));
+      shown = now;
+      client.markDirty(space, stream);
+      drawSide(client.device.read(space, stream));
+    } catch (err) {
+      fail(err);
+    }
+  });
+  title.addEventListener("change", () => {
+    try {
+      client.device.set_title(space, stream, title.value);
+      client.markDirty(space, stream);
+    } catch (err) { fail(err); }
+  });
+
+  // Remote edits: keep the caret where it was relative to the text.
+  const refresh = () => {
+    const f = client.device.read(space, stream);
+    if (f.body !== shown) {
+      const a = text.selectionStart;
+      const b = text.selectionEnd;
+      let start = 0;
+      while (start < shown.length && start < f.body.length && shown[start] === f.body[start]) start++;
+      const delta = f.body.length - shown.length;
+      text.value = f.body;
+      shown = f.body;
+      if (document.activeElement === text) {
+        text.setSelectionRange(a >= start ? Math.max(start, a + delta) : a, b >= start ? Math.max(start, b + delta) : b);
+      }
+    }
+    if (document.activeElement !== title && f.title !== title.value) title.value = f.title;
+    drawSide(f);
+  };
+
+  const selection = () => {
+    const a = cp(shown, text.selectionStart);
+    const b = cp(shown, text.selectionEnd);
+    return a < b ? [a, b] : null;
+  };
+  const formatButton = (mark) => h("button", { type: "button", "data-mark": mark, onclick: () => {
+    const s = selection();
+    if (!s) return status(t("selectFirst"), "warning");
+    try {
+      const active = client.device.read(space, stream).marks.some((m) => m.mark === mark && m.start <= s[0] && m.end >= s[1]);
+      client.device.format(space, stream, s[0], s[1], mark, !active);
+      client.markDirty(space, stream);
+      refresh();
+    } catch (err) { fail(err); }
+  } }, t(mark));
+
+  const commentForm = h("form", { id: "comment-form", onsubmit: (e) => {
+    e.preventDefault();
+    const s = selection();
+    if (!s) return status(t("selectFirst"), "warning");
+    try {
+      client.device.comment(space, stream, s[0], s[1], e.target.text.value);
+      e.target.text.value = "";
+      client.markDirty(space, stream);
+      refresh();
+    } catch (err) { fail(err); }
+  } }, field(t("commentText"), h("input", { name: "text", required: true })), h("button", { type: "submit" }, t("comment")));
+
+  const versionForm = h("form", { id: "version-form", onsubmit: (e) => {
+    e.preventDefault();
+    try {
+      client.device.name_version(space, stream, e.target.name.value);
+      e.target.name.value = "";
+      client.markDirty(space, stream);
+      refresh();
+    } catch (err) { fail(err); }
+  } }, field(t("versionName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("nameVersion")));
+
+  const drawPresence = () => {
+    const now = Date.now();
+    const people = [...(presence.get(key) || new Map()).values()].filter((p) => now - p.at < 15000).map((p) => p.user);
+    here.textContent = people.length ? `${t("present")}: ${[...new Set(people)].join(", ")}` : "";
+  };
+  let lastSent = 0;
+  const announce = () => {
+    const now = Date.now();
+    if (now - lastSent < 2000) return;
+    lastSent = now;
+    client.presence(space, { doc: stream, cursor: cp(shown, text.selectionStart) }).catch(() => {});
+  };
+  text.addEventListener("keyup", announce);
+  text.addEventListener("focus", announce);
+  const beat = setInterval(() => { lastSent = 0; announce(); drawPresence(); }, 5000);
+
+  main.append(
+    h("p", {}, h("a", { href: `#/space/${space}` }, `← ${t("back")}`)),
+    title,
+    h("div", { class: "toolbar", role: "toolbar", "aria-label": t("editor") }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
+    here,
+    h("div", { class: "columns" }, h("div", {}, text, h("h3", {}, t("preview")), preview), h("aside", {}, commentForm, commentsBox, versionForm, versionsBox)),
+  );
+  const onChanged = (e) => {
+    if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) refresh();
+  };
+  const onPresence = (e) => { if (e.detail.key === key) drawPresence(); };
+  client.events.addEventListener("changed", onChanged);
+  client.events.addEventListener("presence-changed", onPresence);
+  onCleanup(() => {
+    clearInterval(beat);
+    client.events.removeEventListener("changed", onChanged);
+    client.events.removeEventListener("presence-changed", onPresence);
+  });
+}
+
+// --------------------------------------------------------------- search
+
+const SEARCH_LANGUAGES = ["fr", "en", "ar", "de", "pt", "es", "nl", "sw", "ln", "rn", "lg"];
+
+/** A server snippet (escaped HTML with <mark>) as DOM, without innerHTML. */
+function snippet(html) {
+  const out = [];
+  const decode = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&");
+  const parts = html.split(/(<mark>|<\/mark>)/);
+  let marked = false;
+  for (const p of parts) {
+    if (p === "<mark>") marked = true;
+    else if (p === "</mark>") marked = false;
+    else if (p) out.push(marked ? h("mark", {}, decode(p)) : document.createTextNode(decode(p)));
+  }
+  return out;
+}
+
+function searchView(main) {
+  const results = h("section", { id: "results", "aria-live": "polite" });
+  const langs = h("select", { name: "lang", "aria-label": t("language") },
+    h("option", { value: "" }, t("allLanguages")),
+    SEARCH_LANGUAGES.map((l) => h("option", { value: l }, l)));
+  const run = async (q, lang, extra = "") => {
+    try {
+      const params = new URLSearchParams({ q, limit: "20" });
+      if (lang) params.set("lang", lang);
+      const r = await client.api("GET", `/v1/search?${params}${extra}`);
+      fill(results, 
+        h("p", {}, r.hits.length ? t("results", { n: r.total }) : t("noResults")),
+        h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
+          h("h4", { dir: "auto" }, hit.title), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
+          h("p", { class: "muted" }, `${hit.language || ""} · ${hit.space.slice(0, 8)}…`)))),
+        h("aside", { class: "facets" }, h("h4", {}, t("facets")),
+          Object.entries(r.facets || {}).map(([name, counts]) => h("div", {}, h("strong", {}, name), h("ul", {},
+            Object.entries(counts).map(([value, n]) => h("li", {},
+              name === "language"
+                ? h("button", { type: "button", class: "link", onclick: () => { langs.value = value; run(q, value); } }, `${value} (${n})`)
+                : `${value} (${n})`)))))),
+      );
+    } catch (err) {
+      fail(err);
+    }
+  };
+  const form = h("form", { id: "search", role: "search", onsubmit: (e) => { e.preventDefault(); run(e.target.q.value, langs.value); } },
+    field(t("query"), h("input", { name: "q", type: "search", required: true, dir: "auto" })), langs, h("button", { type: "submit" }, t("search")));
+  main.append(h("h2", {}, t("publicLibrary")), form, results, publishForms());
+}
+
+function publishForms() {
+  const box = h("section", { id: "publish" });
+  const draw = async () => {
+    let spaces = [];
+    try {
+      const v = await client.api("GET", "/v1/spaces");
+      spaces = (v.spaces || []).filter((s) => s.kind === "public");
+    } catch (_) { /* offline */ }
+    fill(box, 
+      h("h3", {}, t("publicSpaces")),
+      h("form", { id: "new-public", onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const id = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+          await client.api("POST", "/v1/spaces", { id, kind: "public", name: e.target.name.value });
+          draw();
+        } catch (err) { fail(err); }
+      } }, field(t("newPublicSpace"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("create"))),
+      spaces.length
+        ? h("form", { id: "publish-doc", onsubmit: async (e) => {
+            e.preventDefault();
+            const f = e.target;
+            try {
+              const doc = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+              await client.api("PUT", `/v1/public/${f.space.value}/docs/${doc}`, { title: f.title.value, body: f.body.value, language: f.language.value || null });
+              status(t("published"));
+              f.reset();
+            } catch (err) { fail(err); }
+          } },
+            h("h3", {}, t("publish")),
+            field(t("publicSpaces"), h("select", { name: "space" }, spaces.map((s) => h("option", { value: s.id }, s.name || s.id)))),
+            field(t("title"), h("input", { name: "title", required: true, dir: "auto" })),
+            field(t("body"), h("textarea", { name: "body", required: true, dir: "auto" })),
+            field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, "—"), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, l)))),
+            h("button", { type: "submit" }, t("publish")))
+        : null,
+    );
+  };
+  draw();
+  return box;
+}
+
+// -------------------------------------------------------------- devices
+
+async function devicesView(main) {
+  const box = h("section", {}, h("h2", {}, t("devices")));
+  main.append(box);
+  try {
+    const me = await client.api("GET", `/v1/users/${encodeURIComponent(client.user)}`);
+    box.append(
+      h("p", {}, t("safetyNumber"), ": ", h("code", { class: "safety" }, me.safety_number || client.device.safety_number())),
+      h("ul", { class: "devices" }, (me.devices || []).map((d) => h("li", {},
+        h("code", {}, d.device.slice(0, 16)), d.device === client.device.device_id() ? ` (${t("thisDevice")})` : ""))),
+    );
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+setLanguage(initialLanguage());
+window.addEventListener("hashchange", () => render());
+render();

@@ -1,0 +1,131 @@
+//! A device's state encrypted at rest under a passphrase: the native
+//! client's home directory and the browser's IndexedDB use the same format.
+//!
+//! The key is Argon2id(passphrase, salt) with m = 19 MiB, t = 2, p = 1 (the
+//! OWASP minimum for Argon2id) and a random 16-byte salt stored beside the
+//! data. Each sealed item is `"AMICUS-HOME" 0x01 || nonce[24] ||
+//! XChaCha20-Poly1305(key, nonce, aad = "AMICUS-HOME" 0x01 || name,
+//! plaintext)`: the nonce is random (192 bits, so never repeated in
+//! practice) and the name binds the item to its place.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8] = b"AMICUS-HOME\x01";
+
+/// Why a sealed item could not be opened.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AtRestError {
+    /// Not a sealed item of this format.
+    #[error("{0} is not an Amicus sealed state (corrupt, or from another version)")]
+    Corrupt(String),
+    /// The passphrase is wrong or the item was altered.
+    #[error("cannot decrypt {0}: wrong passphrase, or it was altered")]
+    Decrypt(String),
+}
+
+/// The key that seals a device's state (zeroized on drop).
+pub struct StateKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateKey(..)")
+    }
+}
+
+/// A new random salt.
+pub fn new_salt() -> [u8; 16] {
+    crate::random::bytes()
+}
+
+impl StateKey {
+    /// Derives the key from a passphrase and the state's salt (slow on
+    /// purpose: about 19 MiB and two passes of Argon2id).
+    pub fn derive(passphrase: &[u8], salt: &[u8]) -> Self {
+        let params =
+            argon2::Params::new(19 * 1024, 2, 1, Some(32)).expect("valid Argon2 parameters");
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut key = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(passphrase, salt, key.as_mut())
+            .expect("a salt of 8 bytes or more and a 32-byte output are valid");
+        Self(key)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&(*self.0).into())
+    }
+
+    /// Encrypts `plaintext` as the item `name`.
+    pub fn seal(&self, name: &str, plaintext: &[u8]) -> Vec<u8> {
+        let nonce: [u8; 24] = crate::random::bytes();
+        let aad = [MAGIC, name.as_bytes()].concat();
+        let ct = self
+            .cipher()
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encrypts any length a device state has");
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Decrypts the item `name`.
+    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AtRestError> {
+        let rest = sealed
+            .strip_prefix(MAGIC)
+            .filter(|r| r.len() >= 24)
+            .ok_or_else(|| AtRestError::Corrupt(name.into()))?;
+        let (nonce, ct) = rest.split_at(24);
+        let nonce: [u8; 24] = nonce.try_into().expect("24 bytes");
+        let aad = [MAGIC, name.as_bytes()].concat();
+        self.cipher()
+            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &aad })
+            .map(Zeroizing::new)
+            .map_err(|_| AtRestError::Decrypt(name.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_items_are_bound_to_their_name_and_key() {
+        let salt = new_salt();
+        let key = StateKey::derive(b"correct horse", &salt);
+        let sealed = key.seal("state", b"canary-7f3a secret");
+        assert!(!sealed.windows(11).any(|w| w == b"canary-7f3a"));
+        assert_eq!(
+            &key.open("state", &sealed).unwrap()[..],
+            b"canary-7f3a secret"
+        );
+        assert!(matches!(
+            key.open("other", &sealed),
+            Err(AtRestError::Decrypt(_))
+        ));
+        let wrong = StateKey::derive(b"wrong horse", &salt);
+        assert!(matches!(
+            wrong.open("state", &sealed),
+            Err(AtRestError::Decrypt(_))
+        ));
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            key.open("state", &flipped),
+            Err(AtRestError::Decrypt(_))
+        ));
+        assert!(matches!(
+            key.open("state", b"junk"),
+            Err(AtRestError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,404 @@
+//! One device's view of one confidential space, rebuilt from the space's
+//! log: its MLS state, how far it has read, the documents the log's
+//! envelopes hold, and what it detected about the server.
+//!
+//! Sans-IO: a client hands every [`LogEntry`] it receives to
+//! [`SpaceView::apply`] in log order, and every `Synced` position to
+//! [`SpaceView::synced`]. The view checks the hash chain, the consistency
+//! of every commit with the log its committer saw (PROTOCOL §6.1), rollback
+//! and rewriting against the head saved in an earlier run, then processes
+//! commits and opens envelopes. A detected fork or rewrite makes the view
+//! [`broken`](SpaceView::broken) and it ignores everything afterwards. The
+//! native client and the browser client run this same code.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::Replica;
+use crate::envelope::Header;
+use crate::identity::Device;
+use crate::space::{CommitAad, Processed, Space, SpaceError, SpaceState};
+use crate::wire::{EntryKind, LogEntry, genesis, inspect_mls};
+use crate::{MlsProvider, SpaceId, StreamId};
+
+/// The persisted part of a [`SpaceView`] (inside a device's encrypted
+/// state; field order is the format).
+#[derive(Serialize, Deserialize)]
+pub struct SavedView {
+    /// The [`SpaceState`], postcard-encoded.
+    pub state: Vec<u8>,
+    /// Entries before this were processed in an earlier run.
+    pub next_seq: u64,
+    /// Chained hash of entry `next_seq - 1` (genesis if none).
+    pub head: [u8; 32],
+    /// This device was removed from the space.
+    pub removed: bool,
+    /// A commit sent and not yet answered: if it shows up in the log, the
+    /// server accepted it (the answer may have been lost).
+    pub pending_commit: Option<Vec<u8>>,
+}
+
+impl Drop for SavedView {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.state.zeroize();
+    }
+}
+
+/// One space as this device sees it.
+pub struct SpaceView {
+    space: Space,
+    /// Entries before this were processed in an earlier run (durable).
+    next_seq: u64,
+    /// Chained hash of entry `next_seq - 1`.
+    head: [u8; 32],
+    removed: bool,
+    pending_commit: Option<Vec<u8>>,
+    // Rebuilt in every run from the log:
+    chain: (u64, [u8; 32]),
+    in_force: u64,
+    replicas: HashMap<StreamId, Replica>,
+    records: Vec<Vec<u8>>,
+    /// The chained hash of every entry read so far, by sequence number.
+    hashes: Vec<[u8; 32]>,
+    locked: Vec<(StreamId, Vec<u8>, u64)>,
+    broken: Option<String>,
+}
+
+impl std::fmt::Debug for SpaceView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpaceView({}, read {})", self.space.id(), self.chain.0)
+    }
+}
+
+/// What applying one entry changed, for a user interface to refresh.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Documents whose content changed.
+    pub streams: Vec<StreamId>,
+    /// The membership, roles or epoch changed.
+    pub membership: bool,
+    /// Something the user should know (a refused commit, an unreadable entry).
+    pub warning: Option<String>,
+}
+
+impl SpaceView {
+    /// A view of a space just created or joined (nothing read yet).
+    pub fn new(space: Space) -> Self {
+        let head = genesis(space.id());
+        Self::resume(space, 0, head, false)
+    }
+
+    fn resume(space: Space, next_seq: u64, head: [u8; 32], removed: bool) -> Self {
+        let id = space.id();
+        Self {
+            space,
+            next_seq,
+            head,
+            removed,
+            pending_commit: None,
+            chain: (0, genesis(id)),
+            in_force: 0,
+            replicas: HashMap::new(),
+            records: Vec::new(),
+            hashes: Vec::new(),
+            locked: Vec::new(),
+            broken: None,
+        }
+    }
+
+    /// Loads a saved view; the log must then be read again from entry 0.
+    pub fn restore(provider: &MlsProvider, saved: &SavedView) -> Result<Self, SpaceError> {
+        let state: SpaceState = postcard::from_bytes(&saved.state)
+            .map_err(|_| SpaceError::Mls("corrupt saved space state".into()))?;
+        let space = Space::load(provider, state)?;
+        let mut view = Self::resume(space, saved.next_seq, saved.head, saved.removed);
+        view.pending_commit = saved.pending_commit.clone();
+        Ok(view)
+    }
+
+    /// The part to persist.
+    pub fn save(&self) -> SavedView {
+        SavedView {
+            state: postcard::to_allocvec(&self.space.to_state()).expect("space state encodes"),
+            next_seq: self.next_seq,
+            head: self.head,
+            removed: self.removed,
+            pending_commit: self.pending_commit.clone(),
+        }
+    }
+
+    /// The space id.
+    pub fn id(&self) -> SpaceId {
+        self.space.id()
+    }
+
+    /// The MLS space.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// The MLS space, to stage commits.
+    pub fn space_mut(&mut self) -> &mut Space {
+        &mut self.space
+    }
+
+    /// The log position a commit must name (§6.1): the last entry processed
+    /// and its chained hash (genesis if none).
+    pub fn log_position(&self) -> (u64, [u8; 32]) {
+        (self.next_seq.saturating_sub(1), self.head)
+    }
+
+    /// The chained hash of the last entry processed (genesis if none).
+    pub fn head(&self) -> [u8; 32] {
+        self.head
+    }
+
+    /// The next entry expected in this run (where to subscribe from).
+    pub fn read_to(&self) -> u64 {
+        self.chain.0
+    }
+
+    /// True if this device was removed from the space.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Marks the device as removed (the server no longer serves it).
+    pub fn mark_removed(&mut self) {
+        self.removed = true;
+    }
+
+    /// Why the log can no longer be trusted, if it cannot.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Envelopes this device could not open (sealed under epochs it cannot
+    /// derive).
+    pub fn unreadable(&self) -> usize {
+        self.locked.len()
+    }
+
+    /// Records a commit about to be sent (write-ahead: save before sending).
+    pub fn set_pending_commit(&mut self, commit: Option<Vec<u8>>) {
+        self.pending_commit = commit;
+    }
+
+    /// The replica of a document, created empty if this view has none.
+    pub fn replica(&mut self, stream: StreamId, device: &Device) -> &mut Replica {
+        self.replicas
+            .entry(stream)
+            .or_insert_with(|| Replica::new(stream, device))
+    }
+
+    /// The replica of a document, if the log held it.
+    pub fn existing_replica(&mut self, stream: StreamId) -> Option<&mut Replica> {
+        self.replicas.get_mut(&stream)
+    }
+
+    /// Seals the pending changes of a document under the current epoch.
+    pub fn flush(
+        &mut self,
+        stream: StreamId,
+        device: &Device,
+    ) -> Result<Option<Vec<u8>>, crate::document::DocumentError> {
+        let Self {
+            space,
+            replicas,
+            head,
+            ..
+        } = self;
+        replicas
+            .entry(stream)
+            .or_insert_with(|| Replica::new(stream, device))
+            .flush(space.keyring(), device, *head)
+    }
+
+    /// The server's log has `next_seq` entries (a `Synced` frame): fewer
+    /// than this device processed before means it was rolled back.
+    pub fn synced(&mut self, next_seq: u64) {
+        if next_seq < self.next_seq && self.broken.is_none() {
+            self.broken = Some(format!(
+                "the server's log of space {} has {next_seq} entries, fewer than the {} this device saw: it was rolled back or truncated",
+                self.space.id(),
+                self.next_seq
+            ));
+        }
+    }
+
+    /// Reads the next entry of the log.
+    pub fn apply(&mut self, device: &Device, provider: &MlsProvider, entry: LogEntry) -> Applied {
+        let mut out = Applied::default();
+        let id = self.space.id();
+        if self.broken.is_some() || entry.seq < self.chain.0 {
+            return out; // broken, or delivered twice (catch-up and live)
+        }
+        if entry.seq != self.chain.0 || entry.prev != self.chain.1 {
+            self.broken = Some(format!(
+                "the log of space {id} breaks its hash chain at entry {}: the server rewrote or forked it",
+                entry.seq
+            ));
+            return out;
+        }
+        let hash = entry.hash();
+        self.chain = (entry.seq + 1, hash);
+        self.hashes.push(hash);
+        let replay = entry.seq < self.next_seq;
+        if entry.seq + 1 == self.next_seq && hash != self.head {
+            self.broken = Some(format!(
+                "the log of space {id} differs from the one this device saw before (entry {}): the server rewrote it",
+                entry.seq
+            ));
+            return out;
+        }
+        if entry.kind != EntryKind::Envelope {
+            match inspect_mls(&entry.payload) {
+                Ok(f) if f.epoch == entry.epoch && f.group == id.0 => {
+                    // A commit states the log position and head its
+                    // committer saw (§6.1): they must be in this log.
+                    if entry.kind == EntryKind::Commit {
+                        let seen = CommitAad::from_bytes(&f.aad).ok();
+                        let consistent = seen.is_some_and(|a| {
+                            (a.log_position == 0 && a.log_head == genesis(id))
+                                || (a.log_position < entry.seq
+                                    && self.hashes.get(a.log_position as usize)
+                                        == Some(&a.log_head))
+                        });
+                        if !consistent {
+                            self.broken = Some(format!(
+                                "space {id}: the commit at entry {} was made on a log this device never saw: the server forked the log",
+                                entry.seq
+                            ));
+                            return out;
+                        }
+                    }
+                }
+                _ => {
+                    self.broken = Some(format!(
+                        "space {id}: entry {} is labelled with an epoch or space its MLS message does not carry",
+                        entry.seq
+                    ));
+                    return out;
+                }
+            }
+        }
+        match entry.kind {
+            EntryKind::Commit => {
+                if !replay && !self.removed && entry.epoch == self.space.epoch() {
+                    match self.space.process(provider, &entry.payload) {
+                        Ok(Processed::Commit { removed_self, .. }) => {
+                            out.membership = true;
+                            if removed_self {
+                                self.removed = true;
+                            }
+                        }
+                        Ok(Processed::OwnCommit | Processed::Own)
+                            if self.pending_commit.as_deref() == Some(&entry.payload[..]) =>
+                        {
+                            // Our commit is in the log: the server accepted it
+                            // even if its answer never reached us.
+                            self.pending_commit = None;
+                            out.membership = true;
+                            if let Err(e) = self.space.commit_accepted(provider) {
+                                out.warning = Some(format!("merging our own commit: {e}"));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            out.warning = Some(format!(
+                                "space {id}: refused the commit at entry {}: {e}",
+                                entry.seq
+                            ));
+                        }
+                    }
+                }
+                self.in_force = entry.epoch + 1;
+            }
+            EntryKind::Proposal => {
+                if !replay
+                    && !self.removed
+                    && entry.epoch == self.space.epoch()
+                    && let Err(e) = self.space.process(provider, &entry.payload)
+                {
+                    out.warning = Some(format!(
+                        "space {id}: refused the proposal at entry {}: {e}",
+                        entry.seq
+                    ));
+                }
+            }
+            EntryKind::Envelope => match Header::parse(&entry.payload) {
+                Ok(h) if h.stream == Space::records_stream(id) => {
+                    self.records.push(entry.payload);
+                    out.streams = self.unlock(device);
+                }
+                Ok(h) => {
+                    let in_force = self.in_force;
+                    let Self {
+                        space, replicas, ..
+                    } = self;
+                    let replica = replicas
+                        .entry(h.stream)
+                        .or_insert_with(|| Replica::new(h.stream, device));
+                    if replica
+                        .receive(space.keyring(), &entry.payload, Some(in_force))
+                        .is_err()
+                    {
+                        self.locked.push((h.stream, entry.payload, in_force));
+                    } else {
+                        out.streams.push(h.stream);
+                    }
+                }
+                Err(_) => {
+                    out.warning = Some(format!(
+                        "space {id}: unreadable envelope at entry {}",
+                        entry.seq
+                    ));
+                }
+            },
+        }
+        if !replay {
+            self.next_seq = entry.seq + 1;
+            self.head = hash;
+        }
+        out
+    }
+
+    /// Ingests every epoch record it can (each may hand on an older epoch's
+    /// secret), then retries envelopes it could not open yet; returns the
+    /// documents that changed.
+    fn unlock(&mut self, device: &Device) -> Vec<StreamId> {
+        loop {
+            let before = self.records.len();
+            let records = std::mem::take(&mut self.records);
+            for r in records {
+                if self.space.ingest_epoch_record(&r).is_err() {
+                    self.records.push(r);
+                }
+            }
+            if self.records.len() == before {
+                break;
+            }
+        }
+        let mut opened = Vec::new();
+        let locked = std::mem::take(&mut self.locked);
+        for (stream, payload, in_force) in locked {
+            let Self {
+                space, replicas, ..
+            } = self;
+            let replica = replicas
+                .entry(stream)
+                .or_insert_with(|| Replica::new(stream, device));
+            if replica
+                .receive(space.keyring(), &payload, Some(in_force))
+                .is_err()
+            {
+                self.locked.push((stream, payload, in_force));
+            } else {
+                opened.push(stream);
+            }
+        }
+        opened
+    }
+}

@@ -1,0 +1,332 @@
+//! The web app in a real browser: two headless Chromium profiles (one in
+//! French, one in English) against a real `amicus serve` with the app built
+//! by `cargo xtask web`. Screenshots go to `<target>/browser-screenshots/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::Server;
+use crate::webdriver::Browser;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // <target>/release/deps/e2e-… → <target>
+    exe.ancestors().nth(3).expect("target dir").to_path_buf()
+}
+
+fn web_dir() -> PathBuf {
+    let web = target_dir().join("web");
+    assert!(
+        web.join("index.html").is_file() && web.join("pkg/amicus_client_bg.wasm").is_file(),
+        "{} holds no built web app: run `cargo xtask web` (or `cargo xtask test`) first",
+        web.display()
+    );
+    web
+}
+
+async fn sign_up(b: &Browser, url: &str, user: &str) {
+    b.goto(url).await;
+    b.type_into("#sign-up input[name=user]", user).await;
+    b.type_into(
+        "#sign-up input[name=passphrase]",
+        "correct horse battery staple",
+    )
+    .await;
+    b.click("#sign-up button[type=submit]").await;
+    b.wait_for(
+        "the connection after signing up",
+        "const c = document.getElementById('connection'); return c && c.className === 'online'",
+        LONG,
+    )
+    .await;
+}
+
+async fn text_of(b: &Browser, css: &str) -> String {
+    let q = serde_json::to_string(css).unwrap();
+    b.js(
+        &format!(
+            "const e = document.querySelector({q}); return e ? (e.value ?? e.textContent) : null"
+        ),
+        json!([]),
+    )
+    .await
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let shots = target_dir().join("browser-screenshots");
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let amina = Browser::start("amina", "fr", &shots, &downloads.join("amina")).await;
+    let bruno = Browser::start("bruno", "en", &shots, &downloads.join("bruno")).await;
+
+    // The interface follows the browser's language: French for Amina.
+    amina.goto(&server.url).await;
+    amina
+        .wait_for(
+            "the French sign-up form",
+            "return document.documentElement.lang === 'fr' && document.querySelector('#sign-up h2')?.textContent === 'Créer un compte'",
+            LONG,
+        )
+        .await;
+    sign_up(&amina, &server.url, "amina").await;
+    sign_up(&bruno, &server.url, "bruno").await;
+    amina.screenshot("signed-up").await;
+
+    // Amina creates a confidential space and invites Bruno.
+    amina
+        .type_into("#new-space input[name=name]", "Recours")
+        .await;
+    amina.click("#new-space button[type=submit]").await;
+    amina.element("#invite input[name=user]").await;
+    let space = amina
+        .js("return location.hash.split('/')[2]", json!([]))
+        .await
+        .as_str()
+        .expect("space id in the location")
+        .to_owned();
+    amina.type_into("#invite input[name=user]", "bruno").await;
+    amina.click("#invite button[type=submit]").await;
+    amina
+        .wait_for(
+            "Bruno in the members",
+            "return document.querySelector('tr[data-user=bruno]') !== null",
+            LONG,
+        )
+        .await;
+    amina.screenshot("space-members").await;
+
+    // Bruno's browser joins from the Welcome without reloading.
+    bruno
+        .wait_for(
+            "the space in Bruno's list",
+            &format!(
+                "return document.querySelector('.space-link[data-space=\"{space}\"]') !== null"
+            ),
+            LONG,
+        )
+        .await;
+
+    // Amina writes a filing; both open it.
+    amina
+        .type_into("#new-doc input[name=title]", "Requête")
+        .await;
+    amina.click("#new-doc button[type=submit]").await;
+    amina.element("#editor").await;
+    let doc = amina
+        .js("return location.hash.split('/')[3]", json!([]))
+        .await
+        .as_str()
+        .expect("document id")
+        .to_owned();
+    bruno
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/doc/{space}/{doc}")]),
+        )
+        .await;
+    bruno.element("#editor").await;
+
+    // Both type at once; both end with the same text holding both.
+    let a = "Bonjour de Kinshasa. ";
+    let b = "Hello from Tunis. ";
+    tokio::join!(amina.type_into("#editor", a), bruno.type_into("#editor", b));
+    let both = format!(
+        "const v = document.getElementById('editor').value; return v.includes({a:?}) && v.includes({b:?})"
+    );
+    amina
+        .wait_for("both sentences at Amina's", &both, LONG)
+        .await;
+    bruno
+        .wait_for("both sentences at Bruno's", &both, LONG)
+        .await;
+    // Quiescence: the two texts converge to the same string.
+    let mut same = false;
+    for _ in 0..100 {
+        if text_of(&amina, "#editor").await == text_of(&bruno, "#editor").await {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ta, tb) = (
+        text_of(&amina, "#editor").await,
+        text_of(&bruno, "#editor").await,
+    );
+    assert!(same, "the texts differ:\n amina: {ta:?}\n bruno: {tb:?}");
+    assert_eq!(ta.chars().count(), a.chars().count() + b.chars().count());
+    bruno
+        .wait_for(
+            "Amina's presence at Bruno's",
+            "return document.getElementById('presence').textContent.includes('amina')",
+            LONG,
+        )
+        .await;
+    amina.screenshot("co-editing").await;
+    bruno.screenshot("co-editing").await;
+
+    // A file uploads from Bruno and downloads at Amina's, byte-identical.
+    let file = dir.path().join("evidence.bin");
+    let bytes: Vec<u8> = (0..2_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    bruno
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    bruno.type_into("#upload", file.to_str().unwrap()).await;
+    bruno
+        .wait_for(
+            "the upload to finish",
+            "return document.querySelector('.file-link') !== null",
+            LONG,
+        )
+        .await;
+    amina
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    amina.click(".file-link").await;
+    let downloaded = downloads.join("amina").join("evidence.bin");
+    let mut got = None;
+    for _ in 0..300 {
+        if let Ok(b) = std::fs::read(&downloaded)
+            && b.len() == bytes.len()
+        {
+            got = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.unwrap_or_else(|| panic!("{} was not downloaded", downloaded.display()));
+    assert!(got == bytes, "the downloaded file differs from the upload");
+    amina.screenshot("library").await;
+
+    // Arabic: right to left, and remembered after a reload.
+    amina
+        .js(
+            "const s = document.getElementById('language'); s.value = 'ar'; s.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await;
+    amina
+        .wait_for(
+            "the Arabic layout",
+            "return document.documentElement.dir === 'rtl' && document.documentElement.lang === 'ar'",
+            LONG,
+        )
+        .await;
+    amina.screenshot("arabic-rtl").await;
+    amina.goto(&server.url).await;
+    amina
+        .wait_for(
+            "Arabic remembered after a reload",
+            "return document.documentElement.dir === 'rtl' && document.querySelector('#sign-in h2')?.textContent === 'تسجيل الدخول'",
+            LONG,
+        )
+        .await;
+    amina.screenshot("arabic-sign-in").await;
+
+    // The public library: Bruno publishes, then finds it with a highlight.
+    bruno.js("location.hash = '#/search'", json!([])).await;
+    bruno
+        .type_into("#new-public input[name=name]", "Jurisprudence")
+        .await;
+    bruno.click("#new-public button[type=submit]").await;
+    bruno.element("#publish-doc").await;
+    bruno
+        .type_into("#publish-doc input[name=title]", "Détention arbitraire")
+        .await;
+    bruno
+        .type_into(
+            "#publish-doc textarea[name=body]",
+            "La Cour constate la détention arbitraire des requérants à Bujumbura.",
+        )
+        .await;
+    bruno
+        .js(
+            "document.querySelector('#publish-doc select[name=language]').value = 'fr'",
+            json!([]),
+        )
+        .await;
+    bruno.click("#publish-doc button[type=submit]").await;
+    bruno
+        .wait_for(
+            "the publication",
+            "return document.getElementById('status').textContent.length > 0",
+            LONG,
+        )
+        .await;
+    let mut found = false;
+    for _ in 0..50 {
+        bruno
+            .js(
+                "document.querySelector('#search input[name=q]').value = ''",
+                json!([]),
+            )
+            .await;
+        bruno.type_into("#search input[name=q]", "détentions").await;
+        bruno.click("#search button[type=submit]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let marked = bruno
+            .js(
+                "return Array.from(document.querySelectorAll('#results .snippet mark')).map(m => m.textContent)",
+                json!([]),
+            )
+            .await;
+        if marked.as_array().is_some_and(|m| !m.is_empty()) {
+            assert!(
+                marked.as_array().unwrap().iter().any(|m| m
+                    .as_str()
+                    .is_some_and(|s| s.to_lowercase().starts_with("détention"))),
+                "highlighted words: {marked}"
+            );
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "the public search showed no highlighted hit");
+    bruno.screenshot("search").await;
+
+    // The server saw only ciphertext of the confidential filing.
+    drop((amina, bruno));
+    server.stop();
+    let mut leaked = Vec::new();
+    for entry in walk(&dir.path().join("data")) {
+        let data = std::fs::read(&entry).unwrap_or_default();
+        for canary in ["Bonjour de Kinshasa", "Hello from Tunis", "Requête"] {
+            if data.windows(canary.len()).any(|w| w == canary.as_bytes()) {
+                leaked.push(format!("{canary} in {}", entry.display()));
+            }
+        }
+    }
+    assert!(leaked.is_empty(), "plaintext on the server: {leaked:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
