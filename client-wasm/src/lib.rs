@@ -597,6 +597,34 @@ impl Device {
         Ok(self.commit_frame(request, id, pending))
     }
 
+    /// Stages a commit giving `user` another role.
+    pub fn stage_role(
+        &mut self,
+        request: u32,
+        space: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<Vec<u8>, JsError> {
+        let id = space_id(space)?;
+        let user = UserId::new(user).map_err(err)?;
+        let role = parse_role(role)?;
+        let device = &self.device;
+        let provider = &self.provider;
+        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        let log = view.log_position();
+        let mut policy = view.space().policy().map_err(err)?;
+        policy
+            .members
+            .get_mut(&user)
+            .ok_or_else(|| err(format!("{user} is not a member of this space")))?
+            .role = role;
+        let pending = view
+            .space_mut()
+            .change_policy(provider, device, policy, log)
+            .map_err(err)?;
+        Ok(self.commit_frame(request, id, pending))
+    }
+
     fn commit_frame(&mut self, request: u32, id: SpaceId, pending: PendingCommit) -> Vec<u8> {
         let view = self.spaces.get_mut(&id).expect("staged above");
         let epoch = view.space().epoch();

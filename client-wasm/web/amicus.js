@@ -452,6 +452,16 @@ export class Client {
     throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
   }
 
+  /** Gives `user` another role in the space. */
+  async setRole(space, user, role) {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await this.subscribe(space);
+      const answer = await this.commit(space, (r) => this.device.stage_role(r, space, user, role));
+      if (answer) return answer;
+    }
+    throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
+  }
+
   /** One attempt at a commit: null if another commit took the epoch. */
   async commit(space, stage) {
     let frame = null;

@@ -204,6 +204,8 @@ function spacesView(main) {
   );
 }
 
+const ROLES = ["contributor", "reader", "content_manager", "space_manager"];
+
 function spaceView(main, space) {
   if (!client.device.has_space(space)) {
     main.append(h("p", {}, t("empty")));
@@ -236,7 +238,12 @@ function spaceView(main, space) {
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("user")), h("th", { scope: "col" }, t("role")), h("th", { scope: "col" }, t("safetyNumberCol")), h("th", { scope: "col" }, ""))),
         h("tbody", {}, [...byUser.values()].map((m) => h("tr", { "data-user": m.user },
           h("td", {}, m.user, m.devices > 1 ? ` (${m.devices})` : ""),
-          h("td", {}, t(m.role)),
+          h("td", {}, me === "space_manager" && m.user !== client.user
+            ? h("select", { "aria-label": `${t("role")}: ${m.user}`, class: "role", onchange: async (e) => {
+                status(t("working"));
+                try { await client.setRole(space, m.user, e.target.value); status(""); drawMembers(); } catch (err) { fail(err); drawMembers(); }
+              } }, ROLES.map((r) => h("option", { value: r, selected: r === m.role }, t(r))))
+            : t(m.role)),
           h("td", {}, h("code", { class: "safety" }, m.safety_number || "")),
           h("td", {}, me === "space_manager" && m.user !== client.user
             ? h("button", { type: "button", onclick: async () => {
@@ -262,7 +269,7 @@ function spaceView(main, space) {
             }
           } },
             field(t("inviteMember"), h("input", { name: "user", required: true })),
-            field(t("role"), h("select", { name: "role" }, ["contributor", "reader", "content_manager", "space_manager"].map((r) => h("option", { value: r }, t(r))))),
+            field(t("role"), h("select", { name: "role" }, ROLES.map((r) => h("option", { value: r }, t(r))))),
             h("button", { type: "submit" }, t("add")))
         : null,
     );

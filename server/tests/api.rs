@@ -239,3 +239,73 @@ async fn the_first_account_administers_and_later_ones_need_an_invitation() {
         .await;
     check_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
 }
+
+/// Fetches `uri` from a router; returns the status, the CSP header and the body.
+async fn get_raw(router: &axum::Router, uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
+    let response = router
+        .clone()
+        .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let csp = response
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, csp, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(web.join("pkg")).unwrap();
+    std::fs::write(web.join("index.html"), "<!doctype html><title>app</title>").unwrap();
+    std::fs::write(web.join("pkg/m.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside the web directory").unwrap();
+    let config = Config {
+        data: dir.path().join("data"),
+        web: Some(web),
+        ..Config::default()
+    };
+    let router = app(open(config).unwrap());
+
+    let (status, csp, body) = get_raw(&router, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("<title>app</title>"));
+    let csp = csp.expect("a Content-Security-Policy header");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self' 'wasm-unsafe-eval'")
+    );
+    assert!(csp.contains("frame-ancestors 'none'"));
+    let (status, _, _) = get_raw(&router, "/pkg/m.wasm").await;
+    assert_eq!(status, StatusCode::OK);
+    for escape in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/pkg/..%2f..%2fsecret.txt",
+    ] {
+        let (status, _, body) = get_raw(&router, escape).await;
+        assert_ne!(status, StatusCode::OK, "{escape} was served");
+        assert!(!String::from_utf8_lossy(&body).contains("outside the web directory"));
+    }
+    // The API keeps its JSON errors.
+    let (status, _, body) = get_raw(&router, "/v1/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "not_found");
+}
+
+#[tokio::test]
+async fn without_a_built_app_the_root_says_how_to_build_it() {
+    let api = Api::new(Registration::Open);
+    let (status, csp, body) = get_raw(&api.router, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csp.is_some());
+    assert!(String::from_utf8_lossy(&body).contains("cargo xtask run"));
+    let (status, _, _) = get_raw(&api.router, "/index.html").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -172,6 +172,41 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             LONG,
         )
         .await;
+    // Formatting, a comment on a passage and a named version, seen by both.
+    let select = |word: &str| {
+        format!(
+            "const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.indexOf({word:?}), e.value.indexOf({word:?}) + {});",
+            word.len()
+        )
+    };
+    amina.js(&select("Kinshasa"), json!([])).await;
+    amina.click("button[data-mark=bold]").await;
+    amina
+        .type_into("#comment-form input[name=text]", "Préciser la date")
+        .await;
+    amina
+        .js(
+            &format!(
+                "{} document.querySelector('#comment-form button').click();",
+                select("Tunis")
+            ),
+            json!([]),
+        )
+        .await;
+    amina
+        .type_into("#version-form input[name=name]", "Premier jet")
+        .await;
+    amina.click("#version-form button[type=submit]").await;
+    bruno
+        .wait_for(
+            "bold, the comment and the version at Bruno's",
+            "return document.querySelector('#preview strong')?.textContent === 'Kinshasa' \
+             && document.querySelector('#comments q')?.textContent === 'Tunis' \
+             && document.querySelector('#comments').textContent.includes('Préciser la date') \
+             && (document.querySelector('#versions summary')?.textContent || '').startsWith('Premier jet')",
+            LONG,
+        )
+        .await;
     amina.screenshot("co-editing").await;
     bruno.screenshot("co-editing").await;
 
@@ -187,18 +222,33 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             json!([format!("#/space/{space}")]),
         )
         .await;
+    // Amina makes Bruno a content manager meanwhile: his page shows it.
+    amina
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    amina.element("tr[data-user=bruno] select.role").await;
+    amina
+        .js(
+            "const s = document.querySelector('tr[data-user=bruno] select.role'); s.value = 'content_manager'; s.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await;
+    bruno
+        .wait_for(
+            "Bruno's new role at Bruno's",
+            "return document.querySelector('tr[data-user=bruno]')?.textContent.includes('Content manager')",
+            LONG,
+        )
+        .await;
     bruno.type_into("#upload", file.to_str().unwrap()).await;
     bruno
         .wait_for(
             "the upload to finish",
             "return document.querySelector('.file-link') !== null",
             LONG,
-        )
-        .await;
-    amina
-        .js(
-            "location.hash = arguments[0]",
-            json!([format!("#/space/{space}")]),
         )
         .await;
     amina.click(".file-link").await;
