@@ -195,7 +195,7 @@ function spacesView(main) {
     h("h2", {}, t("spaces")),
     list.length
       ? h("ul", { class: "spaces" }, list.map((s) => h("li", {},
-          h("a", { href: `#/space/${s.id}`, class: "space-link", "data-space": s.id }, `${s.id.slice(0, 8)}…`),
+          h("a", { href: `#/space/${s.id}`, class: "space-link", "data-space": s.id }, spaceLabel(s.id)),
           " ", h("span", { class: "muted" }, `${t("epoch")} ${s.epoch}`, s.role ? ` · ${t(s.role)}` : ""),
           s.removed ? h("span", { class: "warning" }, ` · ${t("removed")}`) : null)))
       : h("p", {}, t("empty")),
@@ -205,6 +205,18 @@ function spacesView(main) {
 }
 
 const ROLES = ["contributor", "reader", "content_manager", "space_manager"];
+
+/** A space's label: its first folder's name (encrypted in the library, so
+ * only members see it), else the start of its id. */
+function spaceLabel(space) {
+  try {
+    const folder = client.device.library(space).find((e) => e.kind === "folder" && !e.folder);
+    if (folder) return `${folder.name} (${space.slice(0, 8)})`;
+  } catch (_) {
+    /* not read yet */
+  }
+  return `${space.slice(0, 8)}…`;
+}
 
 function spaceView(main, space) {
   if (!client.device.has_space(space)) {
@@ -329,7 +341,7 @@ function spaceView(main, space) {
     );
   };
 
-  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), h("h2", {}, `${space.slice(0, 8)}…`), h("div", { class: "columns" }, libraryBox, membersBox));
+  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), h("h2", {}, spaceLabel(space)), h("div", { class: "columns" }, libraryBox, membersBox));
   drawMembers();
   drawLibrary();
   client.subscribe(space);
@@ -605,7 +617,7 @@ function searchView(main) {
           h("h4", { dir: "auto" }, hit.title), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
           h("p", { class: "muted" }, `${hit.language || ""} · ${hit.space.slice(0, 8)}…`)))),
         h("aside", { class: "facets" }, h("h4", {}, t("facets")),
-          Object.entries(r.facets || {}).map(([name, counts]) => h("div", {}, h("strong", {}, name), h("ul", {},
+          Object.entries(r.facets || {}).map(([name, counts]) => h("div", {}, h("strong", {}, t(`facet_${name}`)), h("ul", {},
             Object.entries(counts).map(([value, n]) => h("li", {},
               name === "language"
                 ? h("button", { type: "button", class: "link", onclick: () => { langs.value = value; run(q, value); } }, `${value} (${n})`)

@@ -4,6 +4,10 @@
 
 const strings = {
   en: {
+    facet_space: "Space",
+    facet_language: "Language",
+    facet_type: "Type",
+    facet_year: "Year",
     app: "Amicus",
     tagline: "End-to-end encrypted documents for people who defend rights",
     language: "Language",
@@ -83,6 +87,10 @@ const strings = {
     error: "Error",
   },
   fr: {
+    facet_space: "Espace",
+    facet_language: "Langue",
+    facet_type: "Type",
+    facet_year: "Année",
     app: "Amicus",
     tagline: "Des documents chiffrés de bout en bout pour celles et ceux qui défendent les droits",
     language: "Langue",
@@ -162,6 +170,10 @@ const strings = {
     error: "Erreur",
   },
   ar: {
+    facet_space: "المساحة",
+    facet_language: "اللغة",
+    facet_type: "النوع",
+    facet_year: "السنة",
     app: "أميكوس",
     tagline: "وثائق مشفّرة من طرف إلى طرف للمدافعين عن الحقوق",
     language: "اللغة",
