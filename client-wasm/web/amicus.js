@@ -161,7 +161,12 @@ export class Client {
     const record = await vault.get(user);
     if (!record) throw new Error("no-device");
     const key = StateKey.derive(passphrase, record.salt);
-    const device = Device.unseal(record.sealed, key);
+    let device;
+    try {
+      device = Device.unseal(record.sealed, key);
+    } catch (_) {
+      throw new Error("wrong-passphrase");
+    }
     const client = new Client(device, key, record.salt);
     await client.signIn();
     return client;
@@ -274,10 +279,13 @@ export class Client {
       resolve: () => {},
       reject: () => {},
       refused: (ev) => {
-        // A device removed from the space is no longer served.
-        this.device.mark_removed(space);
-        this.save();
-        this.emit("spaces", {});
+        this.subscribed.delete(space);
+        if (ev.code === "forbidden") {
+          // A device removed from the space is no longer served.
+          this.device.mark_removed(space);
+          this.save();
+          this.emit("spaces", {});
+        }
         this.emit("warning", { message: ev.message });
       },
     });

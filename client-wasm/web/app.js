@@ -6,7 +6,7 @@
 //   #/search                 the public library
 //   #/devices                this user's devices
 
-import { Client, ServerError, vault, load } from "./amicus.js";
+import { Client, vault, load } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
 
 let client = null;
@@ -108,7 +108,8 @@ async function authView(main) {
       client = await Client.unlock(f.user.value, f.passphrase.value);
       started();
     } catch (err) {
-      status(err.message === "no-device" ? t("noDevice") : err instanceof ServerError ? err.message : t("wrongPassphrase"), "error");
+      const known = { "no-device": t("noDevice"), "wrong-passphrase": t("wrongPassphrase") };
+      status(known[err.message] || `${t("error")}: ${err.message}`, "error");
     }
   } },
     h("h2", {}, t("signIn")),

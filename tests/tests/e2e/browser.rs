@@ -292,6 +292,52 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         .await;
     amina.screenshot("arabic-sign-in").await;
 
+    // The device state in IndexedDB opens only with the passphrase; once
+    // unlocked, the page reads the space's log again and shows the filing.
+    amina
+        .type_into("#sign-in input[name=passphrase]", "not the passphrase")
+        .await;
+    amina.click("#sign-in button[type=submit]").await;
+    amina
+        .wait_for(
+            "the wrong passphrase refused",
+            "return document.getElementById('status').textContent.includes('عبارة المرور خاطئة')",
+            LONG,
+        )
+        .await;
+    amina
+        .js(
+            "document.querySelector('#sign-in input[name=passphrase]').value = ''",
+            json!([]),
+        )
+        .await;
+    amina
+        .type_into(
+            "#sign-in input[name=passphrase]",
+            "correct horse battery staple",
+        )
+        .await;
+    amina.click("#sign-in button[type=submit]").await;
+    amina
+        .wait_for(
+            "the connection after unlocking",
+            "const c = document.getElementById('connection'); return c && c.className === 'online'",
+            LONG,
+        )
+        .await;
+    amina
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/doc/{space}/{doc}")]),
+        )
+        .await;
+    let restored = format!(
+        "const e = document.getElementById('editor'); return e !== null && e.value === {ta:?}"
+    );
+    amina
+        .wait_for("the filing rebuilt after unlocking", &restored, LONG)
+        .await;
+
     // The public library: Bruno publishes, then finds it with a highlight.
     bruno.js("location.hash = '#/search'", json!([])).await;
     bruno
