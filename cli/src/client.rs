@@ -11,14 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
+use amicus_core::at_rest::DeviceRecord;
 use amicus_core::document::filing;
 use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
-use amicus_core::identity::{
-    Device, DeviceCertificate, IdentityPublicKey, Statement, UserIdentity,
-};
+use amicus_core::identity::{Contacts, Device, IdentityPublicKey, Statement, UserIdentity};
 use amicus_core::library;
 use amicus_core::space::{HistoryPolicy, NewMember, PendingCommit, Role, Space, SpaceError};
-use amicus_core::view::{SavedView, SpaceView};
+use amicus_core::view::SpaceView;
 use amicus_core::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
 use serde::{Deserialize, Serialize};
@@ -35,30 +34,16 @@ const WAIT: Duration = Duration::from_secs(60);
 /// KeyPackages a device keeps in the directory.
 const KEY_PACKAGE_TARGET: usize = 20;
 
-/// The persisted state of a device, version 1.
+/// The persisted state of a device, version 2: the server, the session
+/// token, then the [`DeviceRecord`] the browser client keeps too.
 #[derive(Serialize, Deserialize)]
-struct StateV1 {
+struct StateV2 {
     server: String,
-    identity: Option<Vec<u8>>,
-    device: Vec<u8>,
     token: Option<String>,
-    mls: Vec<u8>,
-    spaces: Vec<SavedView>,
-    /// Identity keys seen for other users (trust on first use; a change is
-    /// refused until the user checks the new safety number).
-    contacts: BTreeMap<String, [u8; 32]>,
+    record: DeviceRecord,
 }
 
-impl Drop for StateV1 {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        if let Some(i) = &mut self.identity {
-            i.zeroize();
-        }
-        self.device.zeroize();
-        self.mls.zeroize();
-    }
-}
+const STATE_VERSION: u8 = 2;
 
 /// One space as this device sees it, and whether the current connection
 /// is subscribed to it.
@@ -131,7 +116,7 @@ pub struct Client {
     device: Device,
     provider: MlsProvider,
     spaces: BTreeMap<SpaceId, Local>,
-    contacts: BTreeMap<String, [u8; 32]>,
+    contacts: Contacts,
     conn: Option<Conn>,
     /// When the connection last carried a frame (the server closes idle ones).
     last_io: std::time::Instant,
@@ -169,7 +154,7 @@ impl Client {
         device: Device,
         provider: MlsProvider,
         spaces: BTreeMap<SpaceId, Local>,
-        contacts: BTreeMap<String, [u8; 32]>,
+        contacts: Contacts,
     ) -> Self {
         Self {
             home,
@@ -209,7 +194,7 @@ impl Client {
             device,
             MlsProvider::new(),
             BTreeMap::new(),
-            BTreeMap::new(),
+            Contacts::default(),
         );
         // The identity key is on disk before the server knows the name; if
         // the server refuses, the new home is removed again.
@@ -237,59 +222,49 @@ impl Client {
         let bytes = home
             .read(STATE_FILE)?
             .ok_or_else(|| ClientError::Home(crate::home::HomeError::Missing(dir.into())))?;
-        let state: StateV1 = match bytes.split_first() {
-            Some((1, rest)) => postcard::from_bytes(rest).map_err(|_| {
-                ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into()))
-            })?,
-            _ => {
-                return Err(ClientError::Home(crate::home::HomeError::Corrupt(
-                    STATE_FILE.into(),
-                )));
-            }
+        let corrupt = || ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into()));
+        let state: StateV2 = match bytes.split_first() {
+            Some((&STATE_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| corrupt())?,
+            _ => return Err(corrupt()),
         };
-        let provider = MlsProvider::import_state(&state.mls)
+        let restored = state
+            .record
+            .restore()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let device = Device::import_secrets(&state.device)?;
-        let identity = state
-            .identity
-            .as_deref()
-            .map(UserIdentity::import_secret)
-            .transpose()?;
-        let mut spaces = BTreeMap::new();
-        for saved in &state.spaces {
-            let view = SpaceView::restore(&provider, saved)?;
-            spaces.insert(view.id(), Local::new(view));
-        }
+        let spaces = restored
+            .spaces
+            .into_iter()
+            .map(|(id, view)| (id, Local::new(view)))
+            .collect();
         let mut http = Http::new(&state.server)?;
         http.set_token(state.token.clone());
         Ok(Self::assemble(
             home,
             http,
-            identity,
-            device,
-            provider,
+            restored.identity,
+            restored.device,
+            restored.provider,
             spaces,
-            state.contacts.clone(),
+            restored.contacts,
         ))
     }
 
     /// Writes the device's state (encrypted) to its home.
     pub fn save(&self) -> Result<(), ClientError> {
-        let spaces = self.spaces.values().map(|l| l.view.save()).collect();
-        let state = StateV1 {
+        let record = DeviceRecord::capture(
+            self.identity.as_ref(),
+            &self.device,
+            &self.provider,
+            self.spaces.values().map(|l| &l.view),
+            &self.contacts,
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let state = StateV2 {
             server: self.http.base().to_owned(),
-            identity: self.identity.as_ref().map(|i| i.export_secret().to_vec()),
-            device: self.device.export_secrets().to_vec(),
             token: self.http.token().map(str::to_owned),
-            mls: self
-                .provider
-                .export_state()
-                .map_err(|e| ClientError::Protocol(e.to_string()))?
-                .to_vec(),
-            spaces,
-            contacts: self.contacts.clone(),
+            record,
         };
-        let mut bytes = Zeroizing::new(vec![1u8]);
+        let mut bytes = Zeroizing::new(vec![STATE_VERSION]);
         bytes.extend_from_slice(&postcard::to_allocvec(&state).expect("state encodes"));
         self.home.write(STATE_FILE, &bytes)?;
         Ok(())
@@ -813,26 +788,16 @@ impl Client {
     ) -> Result<(IdentityPublicKey, Value), ClientError> {
         let v: Value = self.http.get(&format!("/v1/users/{user}")).await?;
         let key = IdentityPublicKey(hexs(field(&v, "identity_key")?)?);
-        match self.contacts.get(user.as_str()) {
-            Some(k) if *k != key.0 => {
-                return Err(ClientError::KeyChanged(user.to_string()));
-            }
-            Some(_) => {}
-            None => {
-                self.contacts.insert(user.to_string(), key.0);
-            }
-        }
+        let mut certificates = Vec::new();
         for d in v["devices"].as_array().into_iter().flatten() {
-            let bytes = hex::decode(field(d, "certificate")?)
-                .map_err(|_| ClientError::Protocol("bad certificate".into()))?;
-            let cert: DeviceCertificate = postcard::from_bytes(&bytes)
-                .map_err(|_| ClientError::Protocol("bad certificate".into()))?;
-            if cert.user != *user || cert.verify(&key).is_err() {
-                return Err(ClientError::Protocol(format!(
-                    "the server lists a device of {user} that {user}'s identity key did not certify"
-                )));
-            }
+            certificates.push(
+                hex::decode(field(d, "certificate")?)
+                    .map_err(|_| ClientError::Protocol("bad certificate".into()))?,
+            );
         }
+        // Trust on first use: a changed key is refused until people compare
+        // safety numbers.
+        self.contacts.check_listing(user, key, &certificates)?;
         Ok((key, v))
     }
 

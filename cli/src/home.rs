@@ -101,7 +101,7 @@ impl Home {
         };
         match self.key.open(name, &bytes) {
             Ok(p) => Ok(Some(p)),
-            Err(AtRestError::Corrupt(n)) => Err(HomeError::Corrupt(n)),
+            Err(AtRestError::Corrupt(n) | AtRestError::State(n)) => Err(HomeError::Corrupt(n)),
             Err(AtRestError::Decrypt(n)) => Err(HomeError::Decrypt(n)),
         }
     }

@@ -44,11 +44,6 @@ pub enum ClientError {
     /// A space's log breaks its hash chain: the server rewrote or forked it.
     #[error("{0}")]
     Forked(String),
-    /// A user's identity key differs from the one seen before.
-    #[error(
-        "the identity key of {0} changed since you first saw it; compare safety numbers out of band before trusting it"
-    )]
-    KeyChanged(String),
     /// No such space, document or file.
     #[error("{0}")]
     NotFound(String),

@@ -18,16 +18,19 @@
 
 use std::collections::BTreeMap;
 
+use amicus_core::at_rest::DeviceRecord;
 use amicus_core::document::filing;
 use amicus_core::files::{FileManifest, FileOpener, FileSealer};
-use amicus_core::identity::IdentityPublicKey;
-use amicus_core::identity::{Device as CoreDevice, DeviceCertificate, Statement, UserIdentity};
+use amicus_core::identity::{
+    Contacts, Device as CoreDevice, IdentityPublicKey, Statement, UserIdentity,
+};
 use amicus_core::library;
-use amicus_core::space::{HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space};
-use amicus_core::view::{SavedView, SpaceView};
+use amicus_core::space::{
+    HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
+};
+use amicus_core::view::SpaceView;
 use amicus_core::wire::{AppendItem, ClientFrame, RefusalCode, ServerFrame};
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
@@ -76,28 +79,8 @@ fn now_ms() -> i64 {
     js_sys::Date::now() as i64
 }
 
-/// The sealed state of a browser device, version 1 (inside
-/// [`StateKey::seal`]; field order is the format).
-#[derive(Serialize, Deserialize)]
-struct BrowserStateV1 {
-    identity: Option<Vec<u8>>,
-    device: Vec<u8>,
-    mls: Vec<u8>,
-    spaces: Vec<SavedView>,
-    contacts: BTreeMap<String, [u8; 32]>,
-}
-
-impl Drop for BrowserStateV1 {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        if let Some(i) = &mut self.identity {
-            i.zeroize();
-        }
-        self.device.zeroize();
-        self.mls.zeroize();
-    }
-}
-
+/// The sealed item holds `STATE_VERSION || postcard(DeviceRecord)`.
+const STATE_VERSION: u8 = 1;
 const STATE_ITEM: &str = "browser-state";
 
 /// The key that seals a device's state at rest (Argon2id of the passphrase).
@@ -130,7 +113,7 @@ pub struct Device {
     device: CoreDevice,
     provider: MlsProvider,
     spaces: BTreeMap<SpaceId, SpaceView>,
-    contacts: BTreeMap<String, [u8; 32]>,
+    contacts: Contacts,
 }
 
 #[wasm_bindgen]
@@ -150,49 +133,43 @@ impl Device {
             device,
             provider,
             spaces: BTreeMap::new(),
-            contacts: BTreeMap::new(),
+            contacts: Contacts::default(),
         }
     }
 
-    /// Opens a sealed state (from IndexedDB). The spaces' logs must then be
-    /// read again from entry 0 (subscribe from [`Device::read_to`]).
+    /// Opens a sealed state (from IndexedDB). The spaces' logs are then
+    /// read again from entry 0 ([`Device::subscribe`] does).
     pub fn unseal(sealed: &[u8], key: &StateKey) -> Result<Device, JsError> {
         let bytes = key.0.open(STATE_ITEM, sealed).map_err(err)?;
-        let state: BrowserStateV1 = match bytes.split_first() {
-            Some((1, rest)) => postcard::from_bytes(rest)
+        let record: DeviceRecord = match bytes.split_first() {
+            Some((&STATE_VERSION, rest)) => postcard::from_bytes(rest)
                 .map_err(|_| err("the saved state is corrupt or from another version"))?,
             _ => return Err(err("the saved state is corrupt or from another version")),
         };
-        let provider = MlsProvider::import_state(&state.mls).map_err(err)?;
-        let device = CoreDevice::import_secrets(&state.device).map_err(err)?;
-        let identity = state
-            .identity
-            .as_deref()
-            .map(UserIdentity::import_secret)
-            .transpose()
-            .map_err(err)?;
-        let mut me = Self::assemble(identity, device, provider);
-        for saved in &state.spaces {
-            let view = SpaceView::restore(&me.provider, saved).map_err(err)?;
-            me.spaces.insert(view.id(), view);
-        }
-        me.contacts = state.contacts.clone();
-        Ok(me)
+        let r = record.restore().map_err(err)?;
+        Ok(Self {
+            identity: r.identity,
+            device: r.device,
+            provider: r.provider,
+            spaces: r.spaces,
+            contacts: r.contacts,
+        })
     }
 
     /// Seals the whole state for IndexedDB. Save after every call that
     /// changes keys (joining, commits, KeyPackages, presence messages)
     /// *before* sending what it produced.
     pub fn seal(&self, key: &StateKey) -> Result<Vec<u8>, JsError> {
-        let state = BrowserStateV1 {
-            identity: self.identity.as_ref().map(|i| i.export_secret().to_vec()),
-            device: self.device.export_secrets().to_vec(),
-            mls: self.provider.export_state().map_err(err)?.to_vec(),
-            spaces: self.spaces.values().map(SpaceView::save).collect(),
-            contacts: self.contacts.clone(),
-        };
-        let mut bytes = Zeroizing::new(vec![1u8]);
-        bytes.extend_from_slice(&postcard::to_allocvec(&state).map_err(err)?);
+        let record = DeviceRecord::capture(
+            self.identity.as_ref(),
+            &self.device,
+            &self.provider,
+            self.spaces.values(),
+            &self.contacts,
+        )
+        .map_err(err)?;
+        let mut bytes = Zeroizing::new(vec![STATE_VERSION]);
+        bytes.extend_from_slice(&postcard::to_allocvec(&record).map_err(err)?);
         Ok(key.0.seal(STATE_ITEM, &bytes))
     }
 
@@ -212,12 +189,6 @@ impl Device {
             .certificate()
             .identity_key
             .safety_number(self.device.user())
-    }
-
-    /// True if this device holds the user's identity key (it can certify
-    /// new devices).
-    pub fn holds_identity(&self) -> bool {
-        self.identity.is_some()
     }
 
     /// The device certificate (hex), for `POST /v1/register` or `/v1/devices`.
@@ -258,36 +229,21 @@ impl Device {
             .ok_or_else(|| err("the listing lacks identity_key"))?;
         let mut key = [0u8; 32];
         hex::decode_to_slice(key_hex, &mut key).map_err(err)?;
-        let pinned = IdentityPublicKey(key);
-        if let Some(seen) = self.contacts.get(user.as_str())
-            && *seen != key
-        {
-            return Err(err(format!(
-                "the identity key of {user} changed since you first saw it; compare safety numbers out of band before trusting it"
-            )));
-        }
-        for d in v["devices"].as_array().into_iter().flatten() {
-            let bytes = d["certificate"]
-                .as_str()
-                .and_then(|c| hex::decode(c).ok())
-                .ok_or_else(|| err("a device lacks its certificate"))?;
-            let cert: DeviceCertificate =
-                postcard::from_bytes(&bytes).map_err(|_| err("bad certificate"))?;
-            if cert.user != user || cert.verify(&pinned).is_err() {
-                return Err(err(format!(
-                    "the server lists a device of {user} that {user}'s identity key did not certify"
-                )));
-            }
-        }
-        self.contacts.insert(user.to_string(), key);
+        let certificates = v["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                d["certificate"]
+                    .as_str()
+                    .and_then(|c| hex::decode(c).ok())
+                    .ok_or_else(|| err("a device lacks its certificate"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.contacts
+            .check_listing(&user, IdentityPublicKey(key), &certificates)
+            .map_err(err)?;
         Ok(key_hex.to_owned())
-    }
-
-    /// The safety number of a user whose key this device has seen.
-    pub fn safety_number_of(&self, user: &str) -> Option<String> {
-        let user = UserId::new(user).ok()?;
-        let key = self.contacts.get(user.as_str())?;
-        Some(IdentityPublicKey(*key).safety_number(&user))
     }
 
     // ---- frames -------------------------------------------------------
@@ -418,12 +374,7 @@ impl Device {
             .space_mut()
             .create_message(&self.provider, &self.device, payload.as_bytes())
             .map_err(err)?;
-        Ok(ClientFrame::Append {
-            request,
-            space: id,
-            item: AppendItem::Application(message),
-        }
-        .encode())
+        Ok(append(request, id, AppendItem::Application(message)))
     }
 
     // ---- spaces -------------------------------------------------------
@@ -463,11 +414,6 @@ impl Device {
     /// True if this device is in the space.
     pub fn has_space(&self, space: &str) -> bool {
         space_id(space).is_ok_and(|id| self.spaces.contains_key(&id))
-    }
-
-    /// The next entry of a space's log this device has not read.
-    pub fn read_to(&self, space: &str) -> Result<u64, JsError> {
-        Ok(self.view(space_id(space)?)?.read_to())
     }
 
     /// Marks the device as removed from a space (the server refuses to
@@ -541,7 +487,7 @@ impl Device {
         let user = UserId::new(user).map_err(err)?;
         let mut key = [0u8; 32];
         hex::decode_to_slice(identity_key, &mut key).map_err(err)?;
-        if self.contacts.get(user.as_str()) != Some(&key) {
+        if self.contacts.key_of(&user) != Some(IdentityPublicKey(key)) {
             return Err(err(format!("check {user}'s listing with trust() first")));
         }
         let role = parse_role(role)?;
@@ -554,27 +500,21 @@ impl Device {
                 "{user} has no device that could be added (all are members, or none has a KeyPackage left)"
             )));
         }
-        let device = &self.device;
-        let provider = &self.provider;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        let log = view.log_position();
-        let role = view
-            .space()
-            .policy()
-            .ok()
-            .and_then(|p| p.role(&user))
-            .unwrap_or(role);
-        let member = NewMember {
-            user,
-            identity_key: IdentityPublicKey(key),
-            role,
-            key_packages: kps,
-        };
-        let pending = view
-            .space_mut()
-            .add_members(provider, device, &[member], log)
-            .map_err(err)?;
-        Ok(self.commit_frame(request, id, pending))
+        self.stage(request, id, |space, provider, device, log| {
+            // A member's new devices keep the member's role.
+            let role = space
+                .policy()
+                .ok()
+                .and_then(|p| p.role(&user))
+                .unwrap_or(role);
+            let member = NewMember {
+                user,
+                identity_key: IdentityPublicKey(key),
+                role,
+                key_packages: kps,
+            };
+            space.add_members(provider, device, &[member], log)
+        })
     }
 
     /// Stages a commit removing `user` and all their devices.
@@ -586,15 +526,9 @@ impl Device {
     ) -> Result<Vec<u8>, JsError> {
         let id = space_id(space)?;
         let user = UserId::new(user).map_err(err)?;
-        let device = &self.device;
-        let provider = &self.provider;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        let log = view.log_position();
-        let pending = view
-            .space_mut()
-            .remove_user(provider, device, &user, log)
-            .map_err(err)?;
-        Ok(self.commit_frame(request, id, pending))
+        self.stage(request, id, |space, provider, device, log| {
+            space.remove_user(provider, device, &user, log)
+        })
     }
 
     /// Stages a commit giving `user` another role.
@@ -608,39 +542,43 @@ impl Device {
         let id = space_id(space)?;
         let user = UserId::new(user).map_err(err)?;
         let role = parse_role(role)?;
-        let device = &self.device;
-        let provider = &self.provider;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        let log = view.log_position();
-        let mut policy = view.space().policy().map_err(err)?;
-        policy
-            .members
-            .get_mut(&user)
-            .ok_or_else(|| err(format!("{user} is not a member of this space")))?
-            .role = role;
-        let pending = view
-            .space_mut()
-            .change_policy(provider, device, policy, log)
-            .map_err(err)?;
-        Ok(self.commit_frame(request, id, pending))
+        self.stage(request, id, |space, provider, device, log| {
+            let mut policy = space.policy()?;
+            policy
+                .members
+                .get_mut(&user)
+                .ok_or(SpaceError::NoSuchMember)?
+                .role = role;
+            space.change_policy(provider, device, policy, log)
+        })
     }
 
-    fn commit_frame(&mut self, request: u32, id: SpaceId, pending: PendingCommit) -> Vec<u8> {
-        let view = self.spaces.get_mut(&id).expect("staged above");
+    /// Stages a commit built by `build` against the space's current epoch
+    /// and log position, records it as pending (write-ahead: a commit found
+    /// in the log is recognised as ours) and returns its `Append` frame.
+    fn stage(
+        &mut self,
+        request: u32,
+        id: SpaceId,
+        build: impl FnOnce(
+            &mut Space,
+            &MlsProvider,
+            &CoreDevice,
+            (u64, [u8; 32]),
+        ) -> Result<PendingCommit, SpaceError>,
+    ) -> Result<Vec<u8>, JsError> {
+        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        let log = view.log_position();
         let epoch = view.space().epoch();
-        // Write-ahead: a commit found in the log is recognised as ours.
+        let pending = build(view.space_mut(), &self.provider, &self.device, log).map_err(err)?;
         view.set_pending_commit(Some(pending.commit.clone()));
-        ClientFrame::Append {
-            request,
-            space: id,
-            item: AppendItem::Commit {
-                epoch,
-                commit: pending.commit,
-                welcome: pending.welcome,
-                aad: pending.aad.to_bytes(),
-            },
-        }
-        .encode()
+        let item = AppendItem::Commit {
+            epoch,
+            commit: pending.commit,
+            welcome: pending.welcome,
+            aad: pending.aad.to_bytes(),
+        };
+        Ok(append(request, id, item))
     }
 
     /// The server accepted the staged commit: merges it; returns the epoch.
@@ -679,12 +617,7 @@ impl Device {
             .space()
             .seal_epoch_record(&self.device, view.head())
             .map_err(err)?;
-        Ok(ClientFrame::Append {
-            request,
-            space: id,
-            item: AppendItem::Envelope(record),
-        }
-        .encode())
+        Ok(append(request, id, AppendItem::Envelope(record)))
     }
 
     // ---- documents ----------------------------------------------------
@@ -863,14 +796,10 @@ impl Device {
         let stream = stream_id(stream)?;
         let device = &self.device;
         let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        Ok(view.flush(stream, device).map_err(err)?.map(|envelope| {
-            ClientFrame::Append {
-                request,
-                space: id,
-                item: AppendItem::Envelope(envelope),
-            }
-            .encode()
-        }))
+        Ok(view
+            .flush(stream, device)
+            .map_err(err)?
+            .map(|envelope| append(request, id, AppendItem::Envelope(envelope))))
     }
 
     /// The server stored the last flush.
@@ -950,6 +879,16 @@ impl Device {
     fn doc(&mut self, space: &str, stream: &str) -> Result<&mut automerge::AutoCommit, JsError> {
         Ok(self.replica(space, stream)?.doc())
     }
+}
+
+/// An `Append` frame.
+fn append(request: u32, space: SpaceId, item: AppendItem) -> Vec<u8> {
+    ClientFrame::Append {
+        request,
+        space,
+        item,
+    }
+    .encode()
 }
 
 fn no_space(id: SpaceId) -> JsError {

@@ -121,6 +121,7 @@ export class Client {
     this.synced = new Map(); // space -> Promise resolver list
     this.subscribed = new Set();
     this.isSynced = new Set(); // spaces whose catch-up ended on this connection
+    this.subscribeRequests = new Map(); // space -> request id of its Subscribe
     this.dirty = new Map(); // "space/stream" -> true: unsent local edits
     this.events = new EventTarget();
     this.saving = Promise.resolve();
@@ -237,6 +238,7 @@ export class Client {
         this.online = false;
         this.subscribed.clear();
         this.isSynced.clear();
+        this.subscribeRequests.clear();
         for (const [, w] of this.waiting) w.reject(new Error("offline"));
         this.waiting.clear();
         if (was) this.emit("status", { online: false });
@@ -275,6 +277,8 @@ export class Client {
     this.subscribed.add(space);
     const request = this.nextRequest++;
     const p = this.whenSynced(space);
+    // Answered by `Synced` (which carries no request id) or a refusal.
+    this.subscribeRequests.set(space, request);
     this.waiting.set(request, {
       resolve: () => {},
       reject: () => {},
@@ -327,6 +331,8 @@ export class Client {
         break;
       case "synced": {
         this.isSynced.add(ev.space);
+        this.waiting.delete(this.subscribeRequests.get(ev.space));
+        this.subscribeRequests.delete(ev.space);
         if (ev.broken) this.emit("warning", { message: ev.broken });
         const list = this.synced.get(ev.space) || [];
         this.synced.set(ev.space, []);

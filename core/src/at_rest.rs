@@ -7,7 +7,17 @@
 //! XChaCha20-Poly1305(key, nonce, aad = "AMICUS-HOME" 0x01 || name,
 //! plaintext)`: the nonce is random (192 bits, so never repeated in
 //! practice) and the name binds the item to its place.
+//!
+//! [`DeviceRecord`] is what both clients put in it: the device's secrets,
+//! its MLS store, its view of every space and the identity keys it pinned.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{Contacts, Device, UserIdentity};
+use crate::view::{SavedView, SpaceView};
+use crate::{MlsProvider, SpaceId};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
@@ -23,6 +33,93 @@ pub enum AtRestError {
     /// The passphrase is wrong or the item was altered.
     #[error("cannot decrypt {0}: wrong passphrase, or it was altered")]
     Decrypt(String),
+    /// The device state decrypts but does not load.
+    #[error("the device state does not load: {0}")]
+    State(String),
+}
+
+/// A device's state between runs (field order is the format): identity
+/// secret (the user's first device only), device secrets, MLS store, every
+/// space's [`SavedView`], pinned contacts. Secrets are zeroized on drop.
+#[derive(Serialize, Deserialize)]
+pub struct DeviceRecord {
+    identity: Option<Vec<u8>>,
+    device: Vec<u8>,
+    mls: Vec<u8>,
+    spaces: Vec<SavedView>,
+    contacts: Contacts,
+}
+
+impl Drop for DeviceRecord {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(i) = &mut self.identity {
+            i.zeroize();
+        }
+        self.device.zeroize();
+        self.mls.zeroize();
+    }
+}
+
+/// A [`DeviceRecord`] loaded back.
+pub struct Restored {
+    /// The user's identity, if this device holds it.
+    pub identity: Option<UserIdentity>,
+    /// The device.
+    pub device: Device,
+    /// Its MLS store.
+    pub provider: MlsProvider,
+    /// Its spaces; their logs must be read again from entry 0.
+    pub spaces: BTreeMap<SpaceId, SpaceView>,
+    /// The identity keys it pinned.
+    pub contacts: Contacts,
+}
+
+impl DeviceRecord {
+    /// Captures a device's state.
+    pub fn capture<'a>(
+        identity: Option<&UserIdentity>,
+        device: &Device,
+        provider: &MlsProvider,
+        spaces: impl IntoIterator<Item = &'a SpaceView>,
+        contacts: &Contacts,
+    ) -> Result<Self, AtRestError> {
+        Ok(Self {
+            identity: identity.map(|i| i.export_secret().to_vec()),
+            device: device.export_secrets().to_vec(),
+            mls: provider
+                .export_state()
+                .map_err(|e| AtRestError::State(e.to_string()))?
+                .to_vec(),
+            spaces: spaces.into_iter().map(SpaceView::save).collect(),
+            contacts: contacts.clone(),
+        })
+    }
+
+    /// Loads the state back.
+    pub fn restore(&self) -> Result<Restored, AtRestError> {
+        let state = |e: &dyn std::fmt::Display| AtRestError::State(e.to_string());
+        let provider = MlsProvider::import_state(&self.mls).map_err(|e| state(&e))?;
+        let device = Device::import_secrets(&self.device).map_err(|e| state(&e))?;
+        let identity = self
+            .identity
+            .as_deref()
+            .map(UserIdentity::import_secret)
+            .transpose()
+            .map_err(|e| state(&e))?;
+        let mut spaces = BTreeMap::new();
+        for saved in &self.spaces {
+            let view = SpaceView::restore(&provider, saved).map_err(|e| state(&e))?;
+            spaces.insert(view.id(), view);
+        }
+        Ok(Restored {
+            identity,
+            device,
+            provider,
+            spaces,
+            contacts: self.contacts.clone(),
+        })
+    }
 }
 
 /// The key that seals a device's state (zeroized on drop).

@@ -63,6 +63,16 @@ pub enum IdentityError {
     /// A key is not a valid Ed25519 public key.
     #[error("invalid Ed25519 public key")]
     BadKey,
+    /// A user's identity key differs from the one pinned when the user was
+    /// first seen.
+    #[error(
+        "the identity key of {0} changed since you first saw it; compare safety numbers out of band before trusting it"
+    )]
+    KeyChanged(String),
+    /// A directory listing holds a device the user's identity key did not
+    /// certify (or a certificate that does not decode).
+    #[error("the server lists a device of {0} that {0}'s identity key did not certify")]
+    UncertifiedDevice(String),
     /// A KeyPackage could not be decoded or its signature or lifetime is invalid.
     #[error("invalid KeyPackage: {0}")]
     BadKeyPackage(String),
@@ -448,6 +458,43 @@ impl Statement {
     }
 }
 
+/// Identity keys seen for other users, pinned on first use: a listing
+/// with another key is refused until people compare safety numbers.
+/// Serialized as the map of user name to key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contacts(std::collections::BTreeMap<String, [u8; 32]>);
+
+impl Contacts {
+    /// Checks a directory listing of `user` (its identity key and the
+    /// postcard bytes of every device certificate): each certificate must
+    /// name `user` and verify under `key`, and `key` must be the one pinned
+    /// for `user`, or is pinned now if `user` is new.
+    pub fn check_listing(
+        &mut self,
+        user: &UserId,
+        key: IdentityPublicKey,
+        certificates: &[Vec<u8>],
+    ) -> Result<(), IdentityError> {
+        if self.0.get(user.as_str()).is_some_and(|k| *k != key.0) {
+            return Err(IdentityError::KeyChanged(user.to_string()));
+        }
+        for bytes in certificates {
+            let certified = postcard::from_bytes::<DeviceCertificate>(bytes)
+                .is_ok_and(|cert| cert.user == *user && cert.verify(&key).is_ok());
+            if !certified {
+                return Err(IdentityError::UncertifiedDevice(user.to_string()));
+            }
+        }
+        self.0.insert(user.to_string(), key.0);
+        Ok(())
+    }
+
+    /// The key pinned for `user`.
+    pub fn key_of(&self, user: &UserId) -> Option<IdentityPublicKey> {
+        self.0.get(user.as_str()).map(|k| IdentityPublicKey(*k))
+    }
+}
+
 /// Verifies a device's signed statement (strict Ed25519 verification).
 pub fn verify_statement(
     device_key: &[u8; 32],
@@ -570,6 +617,44 @@ mod tests {
             forged.verify(&a.public()),
             Err(IdentityError::BadCertificate)
         ));
+    }
+
+    #[test]
+    fn a_listing_pins_the_first_key_and_refuses_another_or_an_uncertified_device() {
+        let a = alice();
+        let user = a.user().clone();
+        let cert = |d: &Device| postcard::to_allocvec(d.certificate()).unwrap();
+        let mut contacts = Contacts::default();
+        let listing = vec![cert(&a.new_device()), cert(&a.new_device())];
+        contacts.check_listing(&user, a.public(), &listing).unwrap();
+        assert_eq!(contacts.key_of(&user), Some(a.public()));
+        // The same key again, with one more device: fine.
+        let more = [listing.clone(), vec![cert(&a.new_device())]].concat();
+        contacts.check_listing(&user, a.public(), &more).unwrap();
+        // A server substituting the user's key (with devices it certified).
+        let mallory = UserIdentity::generate(user.clone());
+        assert!(matches!(
+            contacts.check_listing(&user, mallory.public(), &[cert(&mallory.new_device())]),
+            Err(IdentityError::KeyChanged(_))
+        ));
+        // A device the pinned key did not certify, or garbage, in the listing.
+        for bad in [cert(&mallory.new_device()), b"junk".to_vec()] {
+            let listing = [listing.clone(), vec![bad]].concat();
+            assert!(matches!(
+                contacts.check_listing(&user, a.public(), &listing),
+                Err(IdentityError::UncertifiedDevice(_))
+            ));
+        }
+        // A refused first listing pins nothing.
+        let bob = UserIdentity::generate(UserId::new("bob").unwrap());
+        let bob_user = bob.user().clone();
+        assert!(
+            contacts
+                .check_listing(&bob_user, bob.public(), &[cert(&mallory.new_device())])
+                .is_err()
+        );
+        assert_eq!(contacts.key_of(&bob_user), None);
+        assert_eq!(contacts.key_of(&user), Some(a.public()));
     }
 
     #[test]

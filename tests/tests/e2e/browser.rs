@@ -63,7 +63,9 @@ async fn text_of(b: &Browser, css: &str) -> String {
 async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     let web = web_dir();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let data = dir.path().join("data");
+    let config = format!("web = {web:?}\n");
+    let server = Server::start_with(&data, &config);
     let shots = target_dir().join("browser-screenshots");
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
@@ -210,6 +212,40 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina.screenshot("co-editing").await;
     bruno.screenshot("co-editing").await;
 
+    // The server goes away; Bruno keeps typing; once it is back at the same
+    // address, both pages reconnect and his offline sentence reaches Amina.
+    let listen = server.url.trim_start_matches("http://").to_owned();
+    server.stop();
+    bruno
+        .wait_for(
+            "the offline state at Bruno's",
+            "return document.getElementById('connection').className === 'offline'",
+            LONG,
+        )
+        .await;
+    bruno
+        .js(
+            "const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.length, e.value.length);",
+            json!([]),
+        )
+        .await;
+    bruno.type_into("#editor", "Écrit hors ligne.").await;
+    bruno.screenshot("offline").await;
+    let server = Server::start_at(&data, &config, &listen);
+    let offline = "return document.getElementById('editor').value.includes('Écrit hors ligne.')";
+    amina
+        .wait_for("Bruno's offline sentence at Amina's", offline, LONG)
+        .await;
+    let now = text_of(&bruno, "#editor").await;
+    assert!(
+        now.starts_with(&ta) && now.ends_with("Écrit hors ligne."),
+        "{now:?}"
+    );
+    let same = format!("return document.getElementById('editor').value === {now:?}");
+    amina
+        .wait_for("the same text at Amina's", &same, LONG)
+        .await;
+
     // A file uploads from Bruno and downloads at Amina's, byte-identical.
     let file = dir.path().join("evidence.bin");
     let bytes: Vec<u8> = (0..2_500_000u32)
@@ -332,7 +368,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         )
         .await;
     let restored = format!(
-        "const e = document.getElementById('editor'); return e !== null && e.value === {ta:?}"
+        "const e = document.getElementById('editor'); return e !== null && e.value === {now:?}"
     );
     amina
         .wait_for("the filing rebuilt after unlocking", &restored, LONG)
@@ -405,7 +441,12 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     let mut leaked = Vec::new();
     for entry in walk(&dir.path().join("data")) {
         let data = std::fs::read(&entry).unwrap_or_default();
-        for canary in ["Bonjour de Kinshasa", "Hello from Tunis", "Requête"] {
+        for canary in [
+            "Bonjour de Kinshasa",
+            "Hello from Tunis",
+            "Écrit hors ligne",
+            "Requête",
+        ] {
             if data.windows(canary.len()).any(|w| w == canary.as_bytes()) {
                 leaked.push(format!("{canary} in {}", entry.display()));
             }

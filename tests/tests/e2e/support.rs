@@ -39,6 +39,12 @@ impl Server {
 
     /// Starts `amicus serve` with a configuration file holding `config` (TOML).
     pub fn start_with(data: &Path, config: &str) -> Self {
+        Self::start_at(data, config, "127.0.0.1:0")
+    }
+
+    /// Starts `amicus serve` listening on `listen` (to restart a server at
+    /// the address its clients know).
+    pub fn start_at(data: &Path, config: &str, listen: &str) -> Self {
         let log = data.with_extension(format!("{}.log", std::process::id() ^ rand_u32()));
         let config_path = data.with_extension("toml");
         std::fs::write(&config_path, config).expect("config file");
@@ -46,7 +52,7 @@ impl Server {
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--registration",
                 "open",
                 "--data",
