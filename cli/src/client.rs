@@ -49,7 +49,10 @@ const STATE_VERSION: u8 = 2;
 /// is subscribed to it.
 struct Local {
     view: SpaceView,
+    /// Subscribed on the current connection, with nothing missing since.
     subscribed: bool,
+    /// Where the last `Synced` said the server's log ends.
+    synced: Option<u64>,
 }
 
 impl Local {
@@ -57,9 +60,14 @@ impl Local {
         Self {
             view,
             subscribed: false,
+            synced: None,
         }
     }
 }
+
+/// How many times a client subscribes again to a space whose server
+/// announces entries it does not deliver, before saying so.
+const SUBSCRIBE_ATTEMPTS: usize = 3;
 
 /// An edit to a filing.
 #[derive(Clone, Debug)]
@@ -459,7 +467,7 @@ impl Client {
                 space, next_seq, ..
             } => {
                 if let Some(l) = self.spaces.get_mut(&space) {
-                    l.subscribed = true;
+                    l.synced = Some(next_seq);
                     l.view.synced(next_seq);
                 }
             }
@@ -472,12 +480,15 @@ impl Client {
     }
 
     fn on_entry(&mut self, id: SpaceId, entry: LogEntry) {
-        if let Some(local) = self.spaces.get_mut(&id)
-            && let Some(warning) = local
-                .view
-                .apply(&self.device, &self.provider, entry)
-                .warning
-        {
+        let Some(local) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        let applied = local.view.apply(&self.device, &self.provider, entry);
+        if applied.missing.is_some() {
+            // An entry was skipped on the way: subscribe again from it.
+            local.subscribed = false;
+        }
+        if let Some(warning) = applied.warning {
             self.warnings.push(warning);
         }
     }
@@ -507,29 +518,7 @@ impl Client {
         // (Re)connects first: a new connection has no subscription.
         self.conn().await?;
         if !self.spaces[&id].subscribed {
-            let request = self.request_id();
-            if let Some(l) = self.spaces.get_mut(&id) {
-                l.subscribed = false;
-            }
-            let from = self.spaces[&id].view.read_to();
-            self.send(ClientFrame::Subscribe {
-                request,
-                space: id,
-                from_seq: from,
-            })
-            .await?;
-            while !self.spaces[&id].subscribed {
-                self.recv().await?;
-                if let Some(ServerFrame::Refused { message, .. }) = self.answers.remove(&request) {
-                    let local = self.spaces.get_mut(&id).expect("present");
-                    // A device removed from the space is no longer served.
-                    if local.view.space().is_active() {
-                        return Err(ClientError::Refused(message));
-                    }
-                    local.view.mark_removed();
-                    return Ok(());
-                }
-            }
+            self.subscribe(id).await?;
         } else {
             let info: Value = match self.http.get(&format!("/v1/spaces/{}", id.to_hex())).await {
                 Ok(v) => v,
@@ -546,10 +535,63 @@ impl Client {
             let target = info["next_seq"].as_u64().unwrap_or(0);
             while self.spaces[&id].view.read_to() < target {
                 self.check_broken(id)?;
+                if !self.spaces[&id].subscribed {
+                    self.subscribe(id).await?;
+                    continue;
+                }
                 self.recv().await?;
             }
         }
         self.check_broken(id)
+    }
+
+    /// Subscribes to a space from the first entry not read yet and reads
+    /// the catch-up up to where the server's `Synced` says the log ends. If
+    /// entries went missing on the way, asks again; a server that keeps
+    /// announcing entries it does not deliver is reported as withholding.
+    async fn subscribe(&mut self, id: SpaceId) -> Result<(), ClientError> {
+        for _ in 0..SUBSCRIBE_ATTEMPTS {
+            let request = self.request_id();
+            let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+            local.synced = None;
+            local.subscribed = false;
+            let from = local.view.read_to();
+            self.send(ClientFrame::Subscribe {
+                request,
+                space: id,
+                from_seq: from,
+            })
+            .await?;
+            let end = loop {
+                if let Some(ServerFrame::Refused { message, .. }) = self.answers.remove(&request) {
+                    let local = self.spaces.get_mut(&id).expect("present");
+                    local.subscribed = false;
+                    // A device removed from the space is no longer served.
+                    if local.view.space().is_active() {
+                        return Err(ClientError::Refused(message));
+                    }
+                    local.view.mark_removed();
+                    return Ok(());
+                }
+                if let Some(end) = self.spaces[&id].synced {
+                    break end;
+                }
+                self.recv().await?;
+            };
+            self.check_broken(id)?;
+            let local = self.spaces.get_mut(&id).expect("present");
+            // Gaps seen before the catch-up ended were filled by it if
+            // everything up to its end was read.
+            if local.view.read_to() >= end {
+                local.subscribed = true;
+                return Ok(());
+            }
+        }
+        Err(ClientError::Withheld(format!(
+            "the server says space {id} has {} entries but did not deliver entry {} after {SUBSCRIBE_ATTEMPTS} subscriptions: it is withholding part of the log",
+            self.spaces[&id].synced.unwrap_or(0),
+            self.spaces[&id].view.read_to()
+        )))
     }
 
     fn check_broken(&self, id: SpaceId) -> Result<(), ClientError> {
@@ -631,6 +673,12 @@ impl Client {
     {
         for _attempt in 0..20 {
             self.sync(id).await?;
+            // A commit sent before the client stopped (crashed, or lost
+            // its connection) and not in the log now that it has been read
+            // to its end was never accepted: forget it.
+            let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+            local.view.set_pending_commit(None);
+            discard_pending(local.view.space_mut(), &self.provider)?;
             let pending: PendingCommit = {
                 let claims = intent.prepare(self, id).await?;
                 let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;

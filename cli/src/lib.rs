@@ -44,6 +44,9 @@ pub enum ClientError {
     /// A space's log breaks its hash chain: the server rewrote or forked it.
     #[error("{0}")]
     Forked(String),
+    /// The server announced log entries it does not deliver.
+    #[error("{0}")]
+    Withheld(String),
     /// No such space, document or file.
     #[error("{0}")]
     NotFound(String),

@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 const TYPES: &'static str = r#"
 /** What a server frame changed. */
 export type ClientEvent =
-  | { kind: "entry"; space: string; streams: string[]; membership: boolean; warning?: string }
+  | { kind: "entry"; space: string; streams: string[]; membership: boolean; warning?: string; missing?: number; broken?: string }
   | { kind: "synced"; space: string; next_seq: number; broken?: string }
   | { kind: "accepted"; request: number; seq: number }
   | { kind: "refused"; request: number; code: string; current_epoch?: number; retry_after_ms?: number; message: string }
@@ -280,6 +280,8 @@ impl Device {
                         "streams": applied.streams.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
                         "membership": applied.membership,
                         "warning": applied.warning,
+                        "missing": applied.missing,
+                        "broken": view.broken(),
                     })
                 }
                 None => {

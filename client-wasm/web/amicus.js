@@ -122,6 +122,7 @@ export class Client {
     this.subscribed = new Set();
     this.isSynced = new Set(); // spaces whose catch-up ended on this connection
     this.subscribeRequests = new Map(); // space -> request id of its Subscribe
+    this.brokenShown = new Set(); // spaces whose broken log was reported
     this.dirty = new Map(); // "space/stream" -> true: unsent local edits
     this.events = new EventTarget();
     this.saving = Promise.resolve();
@@ -320,6 +321,17 @@ export class Client {
     switch (ev.kind) {
       case "entry":
         if (ev.warning) this.emit("warning", { message: ev.warning });
+        if (ev.broken && !this.brokenShown.has(ev.space)) {
+          this.brokenShown.add(ev.space);
+          this.emit("warning", { message: ev.broken });
+        }
+        if (ev.missing != null && !this.subscribeRequests.has(ev.space)) {
+          // An entry was skipped on the way: read the log again from the
+          // first missing one.
+          this.subscribed.delete(ev.space);
+          this.isSynced.delete(ev.space);
+          this.subscribe(ev.space).catch(() => {});
+        }
         if (ev.streams.length) this.emit("changed", { space: ev.space, streams: ev.streams });
         if (ev.membership) {
           this.scheduleSave();

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::Replica;
-use crate::envelope::Header;
+use crate::document::{DocumentError, Replica};
+use crate::envelope::{EnvelopeError, Header};
 use crate::identity::Device;
 use crate::space::{CommitAad, Processed, Space, SpaceError, SpaceState};
 use crate::wire::{EntryKind, LogEntry, genesis, inspect_mls};
@@ -81,6 +81,10 @@ pub struct Applied {
     pub membership: bool,
     /// Something the user should know (a refused commit, an unreadable entry).
     pub warning: Option<String>,
+    /// The entry came after a gap (an entry was dropped or reordered on the
+    /// way): it was not read, and the log must be read again from this
+    /// position (subscribe again from [`SpaceView::read_to`]).
+    pub missing: Option<u64>,
 }
 
 impl SpaceView {
@@ -232,13 +236,39 @@ impl SpaceView {
     pub fn apply(&mut self, device: &Device, provider: &MlsProvider, entry: LogEntry) -> Applied {
         let mut out = Applied::default();
         let id = self.space.id();
-        if self.broken.is_some() || entry.seq < self.chain.0 {
-            return out; // broken, or delivered twice (catch-up and live)
+        if self.broken.is_some() {
+            return out;
         }
-        if entry.seq != self.chain.0 || entry.prev != self.chain.1 {
+        if entry.seq < self.chain.0 {
+            // Delivered twice (catch-up and live, or a second subscription):
+            // it must be the entry already read at that position.
+            if self.hashes.get(entry.seq as usize) != Some(&entry.hash()) {
+                self.broken = Some(format!(
+                    "the server sent two different entries at position {} of space {id}: it forked the log",
+                    entry.seq
+                ));
+            }
+            return out;
+        }
+        if entry.seq > self.chain.0 {
+            // An entry is missing: nothing after it can be read before it.
+            out.missing = Some(self.chain.0);
+            return out;
+        }
+        if entry.prev != self.chain.1 {
             self.broken = Some(format!(
                 "the log of space {id} breaks its hash chain at entry {}: the server rewrote or forked it",
                 entry.seq
+            ));
+            return out;
+        }
+        if entry.epoch != self.in_force {
+            // The server labels every entry with the epoch in force when it
+            // was appended; a commit moves it by one. Anything else is an
+            // entry replayed from another epoch or a log put together.
+            self.broken = Some(format!(
+                "space {id}: entry {} is labelled epoch {} where epoch {} is in force: the server replayed or misplaced it",
+                entry.seq, entry.epoch, self.in_force
             ));
             return out;
         }
@@ -341,13 +371,18 @@ impl SpaceView {
                     let replica = replicas
                         .entry(h.stream)
                         .or_insert_with(|| Replica::new(h.stream, device));
-                    if replica
-                        .receive(space.keyring(), &entry.payload, Some(in_force))
-                        .is_err()
-                    {
-                        self.locked.push((h.stream, entry.payload, in_force));
-                    } else {
-                        out.streams.push(h.stream);
+                    match replica.receive(space.keyring(), &entry.payload, Some(in_force)) {
+                        Ok(_) => out.streams.push(h.stream),
+                        // Its epoch's key may come with a later record.
+                        Err(DocumentError::Envelope(EnvelopeError::UnknownEpoch(_))) => {
+                            self.locked.push((h.stream, entry.payload, in_force));
+                        }
+                        Err(e) => {
+                            out.warning = Some(format!(
+                                "space {id}: refused the envelope at entry {}: {e}",
+                                entry.seq
+                            ));
+                        }
                     }
                 }
                 Err(_) => {

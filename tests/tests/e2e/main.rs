@@ -8,6 +8,8 @@ mod durability;
 mod files;
 mod hostile;
 mod membership;
+mod misbehaving;
 mod public;
+mod relay_double;
 mod support;
 mod webdriver;

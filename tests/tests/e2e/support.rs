@@ -156,3 +156,19 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
 }
+
+/// True when the long variants of the crash, load and fuzz tests are asked
+/// for (`AMICUS_LONG=1`).
+pub fn long() -> bool {
+    std::env::var("AMICUS_LONG").is_ok_and(|v| v == "1")
+}
+
+/// A numeric setting from the environment, else `default`.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a valid number")),
+        Err(_) => default,
+    }
+}
