@@ -1007,15 +1007,50 @@ pub struct SearchParams {
     pub offset: Option<usize>,
 }
 
+/// True if every `&`-separated part of a query string is UTF-8 after
+/// percent-decoding (`+` is a space).
+fn percent_decodes_to_utf8(query: &str) -> bool {
+    query.split('&').all(|part| {
+        let bytes = part.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b'+' => out.push(b' '),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        std::str::from_utf8(&out).is_ok()
+    })
+}
+
 /// `GET /v1/search?q=&lang=&space=&limit=&offset=`: searches the public
 /// libraries.
 pub async fn search(
     State(state): S,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     query: Result<axum::extract::Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
+    // The query decoder replaces invalid UTF-8; refuse it instead, so that
+    // nobody searches for replacement characters without knowing.
+    if !percent_decodes_to_utf8(raw.as_deref().unwrap_or("")) {
+        return Err(ApiError::BadRequest(
+            "the query string is not valid UTF-8 once percent-decoded".into(),
+        ));
+    }
     let axum::extract::Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut languages = Vec::new();
     for code in p

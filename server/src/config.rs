@@ -47,8 +47,10 @@ pub struct Limits {
     pub send_queue_bytes: usize,
     /// Seconds to receive a request's headers.
     pub header_timeout_secs: u64,
-    /// Seconds to receive a request's body.
+    /// Seconds without any byte of a request's body before the request ends.
     pub body_timeout_secs: u64,
+    /// Seconds to receive a request's whole body, however it trickles in.
+    pub body_deadline_secs: u64,
     /// Seconds without any frame before a WebSocket is closed (clients ping).
     pub idle_timeout_secs: u64,
     /// Seconds a session token stays valid.
@@ -79,6 +81,7 @@ impl Default for Limits {
             send_queue_bytes: 64 << 20,
             header_timeout_secs: 10,
             body_timeout_secs: 60,
+            body_deadline_secs: 300,
             idle_timeout_secs: 90,
             session_secs: 30 * 24 * 3600,
             challenge_secs: 120,
@@ -97,6 +100,11 @@ impl Limits {
     /// Body timeout.
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
+    }
+
+    /// [`Self::body_deadline_secs`] as a duration.
+    pub fn body_deadline(&self) -> Duration {
+        Duration::from_secs(self.body_deadline_secs)
     }
     /// WebSocket idle timeout.
     pub fn idle_timeout(&self) -> Duration {

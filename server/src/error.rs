@@ -127,11 +127,18 @@ pub async fn json_errors(response: Response) -> Response {
         s if s.is_server_error() => "internal",
         _ => "bad_request",
     };
-    let message = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("error")
-    );
+    // A rejection's own short text says more than the status line.
+    let body = axum::body::to_bytes(response.into_body(), 512)
+        .await
+        .unwrap_or_default();
+    let message = match std::str::from_utf8(&body) {
+        Ok(text) if !text.trim().is_empty() && !text.contains('<') => text.trim().to_owned(),
+        _ => format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        ),
+    };
     (
         status,
         Json(serde_json::json!({ "error": code, "message": message })),

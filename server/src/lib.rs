@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod blobs;
 pub mod config;
+mod deadline;
 pub mod error;
 pub mod public;
 pub mod relay;
@@ -45,6 +46,7 @@ pub use state::AppState;
 /// The router of the whole API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
     let limits = &state.config.limits;
+    let body_deadline = limits.body_deadline();
     let json_limit = DefaultBodyLimit::max(limits.max_body);
     let public_limit = DefaultBodyLimit::max(limits.max_public_body + 64 * 1024);
     let counted = state.clone();
@@ -97,6 +99,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(json_limit)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_timeout(),
+        ))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                deadline::limit(body_deadline, req, next)
+            },
         ))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {

@@ -236,7 +236,7 @@ impl Relay {
         }
     }
 
-    /// Appends an item to a space log (see `docs/PROTOCOL.md` §12.4): checks
+    /// Appends an item to a space log (see `docs/PROTOCOL.md` §12.5): checks
     /// membership and the clear framing, arbitrates commits, makes the entry
     /// durable, then fans it out.
     pub async fn append(

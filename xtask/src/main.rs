@@ -7,6 +7,9 @@
 //! `wasm-bindgen-cli-support`, then the static files) into `<target>/web`.
 //! `cargo xtask bench [--quick] [NAME...]`: run the benchmarks of
 //! `benches/` and write `BENCHMARKS.md` from their sections.
+//! `cargo xtask fuzz [--seconds N] [TARGET...]`: run the cargo-fuzz targets
+//! of `fuzz/` (nightly; installs cargo-fuzz when missing), each for N
+//! seconds (`AMICUS_FUZZ_SECONDS`, else 15, or 600 with `AMICUS_LONG=1`).
 //!
 //! They install what is missing on a fresh machine: the
 //! `wasm32-unknown-unknown` target (through rustup); for the tests also
@@ -24,9 +27,10 @@ fn main() -> ExitCode {
         "run" => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         "web" => web().map(|_| ()),
+        "fuzz" => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|run|web|bench>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)"
+                "usage: cargo xtask <test|ci|run|web|bench|fuzz>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)"
             );
             return ExitCode::from(2);
         }
@@ -152,6 +156,7 @@ fn test() -> Result<(), String> {
         }
     }
     eprintln!("amicus-core: wasm32 build ok, no tokio/sled/tantivy/axum in its tree");
+    fuzz(&[])?;
     // Every benchmark runs once at small sizes, so a broken one is caught
     // here rather than when the report is made.
     bench(&["--quick".to_owned()])
@@ -383,6 +388,97 @@ fn serve(args: &[String]) -> Result<(), String> {
     ];
     all.extend(args.iter().map(String::as_str));
     run("cargo", &all)
+}
+
+/// The fuzz targets of `fuzz/fuzz_targets/` (bodies in `tests/src/fuzz.rs`).
+const FUZZ_TARGETS: [&str; 5] = ["frames", "envelopes", "mls", "documents", "search_query"];
+
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let long = std::env::var("AMICUS_LONG").is_ok_and(|v| v == "1");
+    let mut seconds: u64 = match std::env::var("AMICUS_FUZZ_SECONDS") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("AMICUS_FUZZ_SECONDS={v} is not a number"))?,
+        Err(_) if long => 600,
+        Err(_) => 15,
+    };
+    let mut targets = Vec::new();
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if a == "--seconds" {
+            seconds = args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or("--seconds needs a number")?;
+        } else if FUZZ_TARGETS.contains(&a.as_str()) {
+            targets.push(a.as_str());
+        } else {
+            return Err(format!(
+                "unknown fuzz target {a}; the targets are {}",
+                FUZZ_TARGETS.join(", ")
+            ));
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    let toolchains = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map_err(|e| format!("rustup is needed for the nightly toolchain: {e}"))?;
+    if !String::from_utf8_lossy(&toolchains.stdout).contains("nightly") {
+        return Err(
+            "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly".into(),
+        );
+    }
+    let cargo_fuzz_installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !cargo_fuzz_installed {
+        run("cargo", &["install", "cargo-fuzz", "--locked"])?;
+    }
+    let target = std::path::absolute(target_dir()).map_err(|e| e.to_string())?;
+    let build_dir = target.join("fuzz");
+    for name in targets {
+        let corpus = target.join("fuzz-corpus").join(name);
+        std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+        let regressions = format!("fuzz/regressions/{name}");
+        let max_time = format!("-max_total_time={seconds}");
+        let args = [
+            "+nightly",
+            "fuzz",
+            "run",
+            name,
+            "--sanitizer",
+            "none",
+            "--target-dir",
+            build_dir.to_str().ok_or("target directory is not UTF-8")?,
+            corpus.to_str().ok_or("target directory is not UTF-8")?,
+            &regressions,
+            "--",
+            &max_time,
+            "-timeout=20",
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+        ];
+        eprintln!("+ cargo {}", args.join(" "));
+        let status = Command::new("cargo")
+            .args(args)
+            // The outer cargo's toolchain must not leak into the nightly one.
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC")
+            .env_remove("CARGO")
+            .status()
+            .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "fuzz target {name} failed ({status}): the input is under fuzz/artifacts/{name}/; keep it as fuzz/regressions/{name}/<what-it-shows> once fixed"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn ci() -> Result<(), String> {

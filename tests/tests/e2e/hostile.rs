@@ -244,3 +244,207 @@ async fn a_reader_that_stops_reading_is_disconnected_as_too_slow() {
     );
     println!("slow reader closed after {appended} appends of 1 MiB, {entries} entries delivered");
 }
+
+/// Writes `head`, then one more byte every 300 ms, until the server closes
+/// the connection; returns how long that took (None: still open at 20 s).
+async fn trickle(addr: &str, head: &[u8]) -> Option<std::time::Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(head).await.ok()?;
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Some(started.elapsed()),
+                Ok(_) => {} // an error answer; the close follows
+            },
+            () = tokio::time::sleep(std::time::Duration::from_millis(300)) => {
+                if stream.write_all(b"a").await.is_err() {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A raw HTTP/1.1 request; returns the status and body.
+async fn raw(addr: &str, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// Slow and abusive HTTP clients: headers or a body trickled a byte at a
+/// time (slowloris), a flood of requests, too many WebSockets, invalid
+/// UTF-8, unknown API versions. Each is cut off in bounded time or gets a
+/// clear refusal; the server's memory stays bounded and it keeps answering
+/// everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_abusive_http_clients_are_cut_off_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        "[limits]\nheader_timeout_secs = 2\nbody_timeout_secs = 2\nbody_deadline_secs = 3\nrate_per_second = 50\nrate_burst = 100\n",
+    );
+    let alice = register(dir.path(), &server, "alice").await;
+    let token = alice.http().token().unwrap().to_owned();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let rss_before = crate::support::peak_rss(server.pid()).unwrap();
+
+    // 200 slowloris connections and 20 trickled bodies at once, while a
+    // patient client checks that the server still answers.
+    let mut slow = Vec::new();
+    for i in 0..220 {
+        let addr = addr.clone();
+        slow.push(tokio::spawn(async move {
+            if i < 200 {
+                trickle(&addr, b"GET /healthz HTTP/1.1\r\nHost: amicus\r\nX-Slow: ").await
+            } else {
+                trickle(
+                    &addr,
+                    b"POST /v1/register HTTP/1.1\r\nHost: amicus\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"certificate\":\"",
+                )
+                .await
+            }
+        }));
+    }
+    let health = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let r = health
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .expect("the server answers others during the attack");
+        assert!(r.status().is_success());
+    }
+    let mut longest = std::time::Duration::ZERO;
+    for (i, task) in slow.into_iter().enumerate() {
+        let kind = if i < 200 { "headers" } else { "body" };
+        let closed = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("connection {i} trickling its {kind} was never cut off"));
+        longest = longest.max(closed);
+    }
+    assert!(
+        longest < std::time::Duration::from_secs(8),
+        "cut off after {longest:?} with 2 s timeouts"
+    );
+
+    // Floods of authenticated requests: searches (rate limited per device)
+    // are answered or refused with 429 and a Retry-After; listings (cheap
+    // reads, not rate limited) are all answered.
+    let client = reqwest::Client::new();
+    let mut answers = std::collections::BTreeMap::new();
+    for (path, expected) in [
+        ("/v1/search?q=d%C3%A9tention", &[200, 429][..]),
+        ("/v1/spaces", &[200][..]),
+    ] {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..15 {
+            let batch = (0..100).map(|_| {
+                client
+                    .get(format!("{}{path}", server.url))
+                    .bearer_auth(&token)
+                    .send()
+            });
+            for r in futures_util::future::join_all(batch).await {
+                let r = r.unwrap();
+                if r.status() == 429 {
+                    assert!(r.headers().contains_key("retry-after"));
+                }
+                *seen.entry(r.status().as_u16()).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(
+            seen.keys().copied().collect::<Vec<_>>(),
+            expected,
+            "{path}: {seen:?}"
+        );
+        answers.insert(path, seen);
+    }
+
+    // Too many WebSockets for one device: the ninth is refused clearly.
+    let mut sockets = Vec::new();
+    let mut refused = None;
+    for _ in 0..9 {
+        let mut ws = connect(&server, Some(&token)).await.unwrap();
+        ws.send(Message::Binary(ClientFrame::Ping.encode().into()))
+            .await
+            .unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Binary(_))) => sockets.push(ws),
+            Some(Ok(Message::Close(Some(f)))) => {
+                refused = Some(u16::from(f.code));
+                break;
+            }
+            other => panic!("expected a Pong or a close, got {other:?}"),
+        }
+    }
+    assert_eq!(sockets.len(), 8);
+    assert_eq!(refused, Some(4029));
+    drop(sockets);
+
+    // Invalid UTF-8 and unknown API versions get JSON errors.
+    let search = [
+        &b"GET /v1/search?q=%FF%FE HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAuthorization: Bearer "[..],
+        token.as_bytes(),
+        b"\r\n\r\n",
+    ]
+    .concat();
+    let cases: [(&[u8], u16); 4] = [
+        (
+            b"POST /v1/challenge HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"device\":\"\xff\xfe\"}",
+            400,
+        ),
+        (
+            b"GET /v1/users/%FF%FE HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (&search, 400),
+        (
+            b"GET /v2/spaces HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = raw(&addr, request).await;
+        assert_eq!(status, expected, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("not a JSON error: {body:?}"));
+        assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
+        println!("{status}: {}", v["message"]);
+    }
+
+    let rss_after = crate::support::peak_rss(server.pid()).unwrap();
+    println!(
+        "220 trickling connections cut off within {longest:?}; flood answers {answers:?}; peak memory {} → {} MiB",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+    assert!(
+        rss_after < rss_before + (64 << 20),
+        "memory grew by {} MiB",
+        (rss_after - rss_before) >> 20
+    );
+}
