@@ -570,6 +570,14 @@ impl Device {
         ) -> Result<PendingCommit, SpaceError>,
     ) -> Result<Vec<u8>, JsError> {
         let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        // The caller has read the log to its end (a `Synced`): a commit
+        // still pending from before (a reload, a lost answer) is not in it,
+        // so the server never accepted it. Forget it.
+        view.set_pending_commit(None);
+        match view.space_mut().commit_rejected(&self.provider) {
+            Ok(()) | Err(SpaceError::NoPendingCommit) => {}
+            Err(e) => return Err(err(e)),
+        }
         let log = view.log_position();
         let epoch = view.space().epoch();
         let pending = build(view.space_mut(), &self.provider, &self.device, log).map_err(err)?;

@@ -379,9 +379,8 @@ export class Client {
   }
 
   /** Sends an Append frame built by `make(request)`; resolves with the answer. */
-  async append(make) {
+  async append(make, request = this.nextRequest++) {
     if (!this.online) throw new Error("offline");
-    const request = this.nextRequest++;
     const frame = make(request);
     if (!frame) return null;
     return new Promise((resolve, reject) => {
@@ -490,14 +489,15 @@ export class Client {
 
   /** One attempt at a commit: null if another commit took the epoch. */
   async commit(space, stage) {
-    let frame = null;
-    const answer = await this.append((r) => {
-      frame = stage(r);
-      return frame;
-    }).catch((e) => {
-      if (frame) this.device.commit_rejected(space);
-      throw e;
-    });
+    if (!this.online) throw new Error("offline");
+    const request = this.nextRequest++;
+    const frame = stage(request);
+    // Write-ahead: the pending commit is stored before it is sent. If no
+    // answer comes (a lost connection, a reload), the commit found in the
+    // log later is recognised as ours and merged; not found once the log is
+    // read to its end, the next staging drops it.
+    await this.save();
+    const answer = await this.append(() => frame, request);
     if (answer.kind === "accepted") {
       const epoch = this.device.commit_accepted(space);
       await this.save();
