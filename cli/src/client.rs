@@ -565,7 +565,6 @@ impl Client {
             let end = loop {
                 if let Some(ServerFrame::Refused { message, .. }) = self.answers.remove(&request) {
                     let local = self.spaces.get_mut(&id).expect("present");
-                    local.subscribed = false;
                     // A device removed from the space is no longer served.
                     if local.view.space().is_active() {
                         return Err(ClientError::Refused(message));

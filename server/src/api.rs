@@ -1007,33 +1007,6 @@ pub struct SearchParams {
     pub offset: Option<usize>,
 }
 
-/// True if every `&`-separated part of a query string is UTF-8 after
-/// percent-decoding (`+` is a space).
-fn percent_decodes_to_utf8(query: &str) -> bool {
-    query.split('&').all(|part| {
-        let bytes = part.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            match bytes[i] {
-                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                },
-                b'+' => out.push(b' '),
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        std::str::from_utf8(&out).is_ok()
-    })
-}
-
 /// `GET /v1/search?q=&lang=&space=&limit=&offset=`: searches the public
 /// libraries.
 pub async fn search(
@@ -1046,7 +1019,11 @@ pub async fn search(
     state.rate_api(who.device)?;
     // The query decoder replaces invalid UTF-8; refuse it instead, so that
     // nobody searches for replacement characters without knowing.
-    if !percent_decodes_to_utf8(raw.as_deref().unwrap_or("")) {
+    let raw = raw.as_deref().unwrap_or("");
+    if percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .is_err()
+    {
         return Err(ApiError::BadRequest(
             "the query string is not valid UTF-8 once percent-decoded".into(),
         ));

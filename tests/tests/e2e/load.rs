@@ -53,6 +53,14 @@ impl Tally {
         };
         *self.errors.entry(kind.to_owned()).or_default() += 1;
     }
+
+    fn add(&mut self, other: Tally) {
+        self.acknowledged += other.acknowledged;
+        self.reconnects += other.reconnects;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
 }
 
 /// One member's work until `deadline`: pause, sometimes drop the
@@ -161,25 +169,13 @@ async fn hundreds_of_clients_in_twenty_spaces_converge() {
                         }
                     }
                     if m == 0 {
-                        let first = edit_until(client, space, doc, midway, &url).await;
+                        tally.add(edit_until(client, space, doc, midway, &url).await);
                         client
                             .invite(space, &format!("s{s}m{members}"), Role::Contributor)
                             .await
                             .unwrap();
-                        let second = edit_until(client, space, doc, deadline, &url).await;
-                        tally.acknowledged = first.acknowledged + second.acknowledged;
-                        tally.reconnects = first.reconnects + second.reconnects;
-                        for (k, v) in first.errors.into_iter().chain(second.errors) {
-                            *tally.errors.entry(k).or_default() += v;
-                        }
-                        return tally;
                     }
-                    let rest = edit_until(client, space, doc, deadline, &url).await;
-                    tally.acknowledged += rest.acknowledged;
-                    tally.reconnects += rest.reconnects;
-                    for (k, v) in rest.errors {
-                        *tally.errors.entry(k).or_default() += v;
-                    }
+                    tally.add(edit_until(client, space, doc, deadline, &url).await);
                     tally
                 }
             })
@@ -238,14 +234,15 @@ async fn hundreds_of_clients_in_twenty_spaces_converge() {
         chars += reference.chars().count();
     }
 
-    let acknowledged: u64 = tallies.iter().map(|t| t.acknowledged).sum();
-    let reconnects: u64 = tallies.iter().map(|t| t.reconnects).sum();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for t in &tallies {
-        for (k, v) in &t.errors {
-            *errors.entry(k.clone()).or_default() += v;
-        }
+    let mut total = Tally::default();
+    for t in tallies {
+        total.add(t);
     }
+    let Tally {
+        acknowledged,
+        reconnects,
+        errors,
+    } = total;
     let failed: u64 = errors.values().sum();
     println!(
         "{clients} clients, {spaces} spaces, {:.1} s of editing: {acknowledged} edits acknowledged ({:.0}/s), {reconnects} reconnections, errors {errors:?}; quiescent {:.1} s later; {chars} characters in all, every replica identical, every safety code equal",

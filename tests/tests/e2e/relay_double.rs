@@ -168,8 +168,9 @@ impl Shadow {
     /// Appends an entry (labelled `epoch`) and delivers it to every client
     /// of the relays serving this shadow; returns its position and hash.
     pub fn push(&mut self, kind: EntryKind, epoch: u64, payload: Vec<u8>) -> (u64, [u8; 32]) {
+        let seq = self.next_seq();
         let entry = LogEntry {
-            seq: self.next_seq(),
+            seq,
             prev: self.head,
             kind,
             epoch,
@@ -190,7 +191,7 @@ impl Shadow {
                 let _ = client.send(frame.clone());
             }
         }
-        (entry_seq(&frame), hash)
+        (seq, hash)
     }
 
     /// The current epoch of the shadow log.
@@ -226,13 +227,6 @@ impl Shadow {
         };
         let (seq, hash) = self.push(kind, epoch, payload);
         ServerFrame::Accepted { request, seq, hash }
-    }
-}
-
-fn entry_seq(frame: &ServerFrame) -> u64 {
-    match frame {
-        ServerFrame::Entry { entry, .. } => entry.seq,
-        _ => 0,
     }
 }
 
