@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use amicus_core::at_rest::DeviceRecord;
+use amicus_core::at_rest::{DeviceRecord, UnsentEdits};
 use amicus_core::document::filing;
 use amicus_core::files::{FileManifest, FileOpener, FileSealer};
 use amicus_core::identity::{
@@ -82,6 +82,8 @@ fn now_ms() -> i64 {
 /// The sealed item holds `STATE_VERSION || postcard(DeviceRecord)`.
 const STATE_VERSION: u8 = 1;
 const STATE_ITEM: &str = "browser-state";
+/// The sealed item holding the edits not yet acknowledged.
+const UNSENT_ITEM: &str = "browser-unsent";
 
 /// The key that seals a device's state at rest (Argon2id of the passphrase).
 #[wasm_bindgen]
@@ -114,6 +116,8 @@ pub struct Device {
     provider: MlsProvider,
     spaces: BTreeMap<SpaceId, SpaceView>,
     contacts: Contacts,
+    /// Documents with unacknowledged edits at the last `seal_unsent`.
+    unsent_documents: usize,
 }
 
 #[wasm_bindgen]
@@ -134,6 +138,7 @@ impl Device {
             provider,
             spaces: BTreeMap::new(),
             contacts: Contacts::default(),
+            unsent_documents: 0,
         }
     }
 
@@ -153,6 +158,7 @@ impl Device {
             provider: r.provider,
             spaces: r.spaces,
             contacts: r.contacts,
+            unsent_documents: 0,
         })
     }
 
@@ -171,6 +177,61 @@ impl Device {
         let mut bytes = Zeroizing::new(vec![STATE_VERSION]);
         bytes.extend_from_slice(&postcard::to_allocvec(&record).map_err(err)?);
         Ok(key.0.seal(STATE_ITEM, &bytes))
+    }
+
+    /// Seals the edits the server has not acknowledged yet, for IndexedDB
+    /// (beside the state, item `unsent`), or `undefined` if there are none.
+    /// Store it whenever documents change: after a reload,
+    /// [`Device::adopt_unsent`] takes them back.
+    pub fn seal_unsent(&mut self, key: &StateKey) -> Option<Vec<u8>> {
+        let list: Vec<UnsentEdits> = self
+            .spaces
+            .iter_mut()
+            .flat_map(|(space, view)| {
+                view.unsent()
+                    .into_iter()
+                    .map(|(stream, changes)| UnsentEdits {
+                        space: *space,
+                        stream,
+                        changes,
+                    })
+            })
+            .collect();
+        self.unsent_documents = list.len();
+        if list.is_empty() {
+            return None;
+        }
+        Some(key.0.seal(UNSENT_ITEM, &UnsentEdits::encode(&list)))
+    }
+
+    /// How many documents had unacknowledged edits at the last
+    /// [`Device::seal_unsent`].
+    pub fn unsent_documents(&self) -> usize {
+        self.unsent_documents
+    }
+
+    /// Takes back the edits sealed by [`Device::seal_unsent`] before a
+    /// reload; returns the documents (`"space/stream"`) to flush once their
+    /// space is read. Edits of a space this device no longer follows are
+    /// dropped.
+    #[wasm_bindgen(unchecked_return_type = "string[]")]
+    pub fn adopt_unsent(&mut self, sealed: &[u8], key: &StateKey) -> Result<JsValue, JsError> {
+        let bytes = key.0.open(UNSENT_ITEM, sealed).map_err(err)?;
+        let mut documents = Vec::new();
+        for mut edits in UnsentEdits::decode(&bytes).map_err(err)? {
+            let Some(view) = self.spaces.get_mut(&edits.space) else {
+                continue;
+            };
+            let changes = std::mem::take(&mut edits.changes);
+            view.adopt(&self.device, edits.stream, changes)
+                .map_err(err)?;
+            documents.push(format!(
+                "{}/{}",
+                edits.space.to_hex(),
+                edits.stream.to_hex()
+            ));
+        }
+        Ok(js(&json!(documents)))
     }
 
     /// The user name.

@@ -29,24 +29,34 @@ export class ServerError extends Error {
 
 // ---------------------------------------------------------------- storage
 
-/** The device states of this browser, sealed, in IndexedDB. */
+/**
+ * The device states of this browser, sealed, in IndexedDB: `devices` holds
+ * `{user, salt, sealed}` (the state), `unsent` holds `{user, sealed}` (the
+ * edits the server has not acknowledged, sealed under the same key).
+ */
 export const vault = {
   db: null,
   async open() {
     if (this.db) return this.db;
     this.db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open("amicus", 1);
-      req.onupgradeneeded = () => req.result.createObjectStore("devices", { keyPath: "user" });
+      const req = indexedDB.open("amicus", 2);
+      req.onupgradeneeded = () => {
+        for (const store of ["devices", "unsent"]) {
+          if (!req.result.objectStoreNames.contains(store)) {
+            req.result.createObjectStore(store, { keyPath: "user" });
+          }
+        }
+      };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
     });
     return this.db;
   },
-  async tx(mode, fn) {
+  async tx(mode, fn, store = "devices") {
     const db = await this.open();
     return new Promise((resolve, reject) => {
-      const t = db.transaction("devices", mode);
-      const req = fn(t.objectStore("devices"));
+      const t = db.transaction(store, mode);
+      const req = fn(t.objectStore(store));
       t.oncomplete = () => resolve(req && req.result);
       t.onerror = () => reject(t.error);
       t.onabort = () => reject(t.error || new Error("IndexedDB transaction aborted"));
@@ -65,7 +75,15 @@ export const vault = {
     return this.tx("readwrite", (s) => s.put(record));
   },
   async remove(user) {
+    await this.tx("readwrite", (s) => s.delete(user), "unsent");
     return this.tx("readwrite", (s) => s.delete(user));
+  },
+  async getUnsent(user) {
+    return this.tx("readonly", (s) => s.get(user), "unsent");
+  },
+  /** Stores the sealed unsent edits, or forgets them (`sealed` undefined). */
+  async putUnsent(user, sealed) {
+    return this.tx("readwrite", (s) => (sealed ? s.put({ user, sealed }) : s.delete(user)), "unsent");
   },
 };
 
@@ -106,7 +124,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * One signed-in device. Emits events on `this.events` (an EventTarget):
  * `status` ({online}), `spaces`, `changed` ({space, streams}), `members`
  * ({space}), `presence` ({space, user, device, payload}), `warning`
- * ({message}).
+ * ({message}), `unsent` ({documents}: how many documents have edits the
+ * server has not acknowledged, stored in this browser).
  */
 export class Client {
   constructor(device, key, salt) {
@@ -170,7 +189,23 @@ export class Client {
       throw new Error("wrong-passphrase");
     }
     const client = new Client(device, key, record.salt);
-    await client.signIn();
+    // Edits the server had not acknowledged when the page was left go out
+    // once their space has been read again.
+    const unsent = await vault.getUnsent(user);
+    if (unsent) {
+      try {
+        for (const k of device.adopt_unsent(unsent.sealed, key)) client.dirty.set(k, true);
+      } catch (e) {
+        client.pendingWarning = `edits kept in this browser could not be restored: ${e.message}`;
+      }
+    }
+    try {
+      await client.signIn();
+    } catch (e) {
+      // Unreachable server: the page starts offline and signs in when it
+      // reconnects. A refusal is an error.
+      if (e instanceof ServerError) throw e;
+    }
     return client;
   }
 
@@ -180,6 +215,23 @@ export class Client {
     const record = { user: this.device.user(), salt: this.salt, sealed };
     this.saving = this.saving.then(() => vault.put(record));
     return this.saving;
+  }
+
+  /** Seals the edits the server has not acknowledged and stores them. */
+  saveUnsent() {
+    clearTimeout(this.unsentTimer);
+    const sealed = this.device.seal_unsent(this.key);
+    const documents = this.device.unsent_documents();
+    this.saving = this.saving
+      .then(() => vault.putUnsent(this.device.user(), sealed))
+      .then(() => this.emit("unsent", { documents }))
+      .catch((e) => this.emit("warning", { message: `could not keep unsent edits in this browser: ${e.message}` }));
+    return this.saving;
+  }
+
+  scheduleUnsentSave() {
+    clearTimeout(this.unsentTimer);
+    this.unsentTimer = setTimeout(() => this.saveUnsent(), 300);
   }
 
   async signIn() {
@@ -210,6 +262,7 @@ export class Client {
   /** Connects and keeps reconnecting until `close()`. */
   start() {
     this.closed = false;
+    if (this.pendingWarning) this.emit("warning", { message: this.pendingWarning });
     this.connect();
     this.pinger = setInterval(() => {
       if (this.online) this.ws.send(Device.ping());
@@ -263,10 +316,13 @@ export class Client {
       for (const s of this.device.spaces()) {
         if (!s.removed) this.subscribe(s.id);
       }
-      // Edits made while offline go out now.
+      // Edits made while offline (or kept from before a reload) go out
+      // once their space has been read.
       for (const k of [...this.dirty.keys()]) {
         const [space, stream] = k.split("/");
-        this.flush(space, stream).catch(() => {});
+        this.subscribe(space)
+          .then(() => this.flush(space, stream))
+          .catch(() => {});
       }
     } catch (e) {
       this.emit("warning", { message: e.message });
@@ -518,6 +574,7 @@ export class Client {
 
   markDirty(space, stream) {
     this.dirty.set(`${space}/${stream}`, true);
+    this.scheduleUnsentSave();
     clearTimeout(this.flushTimer);
     this.flushTimer = setTimeout(() => {
       for (const k of [...this.dirty.keys()]) {
@@ -574,6 +631,7 @@ export class Client {
       }
     } finally {
       this.flushing.delete(k);
+      this.scheduleUnsentSave();
     }
   }
 

@@ -72,11 +72,20 @@ function header() {
         h("a", { href: "#/devices" }, t("devices")),
         h("span", { id: "connection", class: client.online ? "online" : "offline", role: "status" },
           client.online ? t("online") : t("offline")),
+        unsentNote(),
         h("span", { class: "who" }, client.user),
         h("button", { type: "button", onclick: signOut }, t("signOut")),
       )
     : null;
   return h("header", {}, h("h1", {}, h("a", { href: "#/" }, t("app"))), nav, h("label", { class: "lang" }, t("language"), " ", select));
+}
+
+/** How many documents have edits the server has not acknowledged, kept in
+ * this browser (they survive a reload and go out when connected). */
+function unsentNote() {
+  const n = client.unsentDocuments || 0;
+  return h("span", { id: "unsent", class: "muted", role: "status", "data-documents": n, hidden: n === 0 },
+    t("unsentKept", { n }));
 }
 
 function render() {
@@ -153,6 +162,10 @@ function started() {
     }
   });
   client.events.addEventListener("warning", (e) => status(e.detail.message, "warning"));
+  client.events.addEventListener("unsent", (e) => {
+    client.unsentDocuments = e.detail.documents;
+    document.getElementById("unsent")?.replaceWith(unsentNote());
+  });
   client.events.addEventListener("presence", (e) => {
     const { space, user, device, payload } = e.detail;
     if (!payload || typeof payload.doc !== "string") return;

@@ -122,6 +122,48 @@ impl DeviceRecord {
     }
 }
 
+/// One document's edits the server has not acknowledged, kept across a
+/// reload (the browser seals a list of them as its own item, beside the
+/// device state, so that typing never re-seals the MLS store).
+#[derive(Serialize, Deserialize)]
+pub struct UnsentEdits {
+    /// The space.
+    pub space: SpaceId,
+    /// The document.
+    pub stream: crate::StreamId,
+    /// Raw Automerge changes, in causal order.
+    pub changes: Vec<Vec<u8>>,
+}
+
+impl Drop for UnsentEdits {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for c in &mut self.changes {
+            c.zeroize();
+        }
+    }
+}
+
+impl UnsentEdits {
+    /// `1 || postcard(list)`, the plaintext to seal.
+    pub fn encode(list: &[UnsentEdits]) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(vec![1u8]);
+        out.extend_from_slice(&postcard::to_allocvec(list).expect("edits always encode"));
+        out
+    }
+
+    /// The list encoded by [`Self::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Vec<UnsentEdits>, AtRestError> {
+        match bytes.split_first() {
+            Some((1, rest)) => crate::decode_exact(rest)
+                .ok_or_else(|| AtRestError::State("corrupt unsent edits".into())),
+            _ => Err(AtRestError::State(
+                "unsent edits from another version".into(),
+            )),
+        }
+    }
+}
+
 /// The key that seals a device's state (zeroized on drop).
 pub struct StateKey(Zeroizing<[u8; 32]>);
 

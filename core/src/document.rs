@@ -116,6 +116,17 @@ pub struct Replica {
     seen: HashSet<(DeviceId, MessageId)>,
     actors: HashMap<Vec<u8>, DeviceId>,
     pending: Vec<Change>,
+    /// This device's changes from an earlier run that the server had not
+    /// acknowledged ([`Self::adopt`]): sent with the next flush.
+    carried: Vec<Carried>,
+}
+
+/// A change of this device carried over from an earlier run.
+struct Carried {
+    hash: ChangeHash,
+    raw: Vec<u8>,
+    /// In the flush awaiting an answer.
+    sent: bool,
 }
 
 impl core::fmt::Debug for Replica {
@@ -147,6 +158,7 @@ impl Replica {
             seen: HashSet::new(),
             actors,
             pending: Vec::new(),
+            carried: Vec::new(),
         }
     }
 
@@ -172,26 +184,39 @@ impl Replica {
         self.pending.len()
     }
 
-    /// Seals every local change since the last flush into one envelope, or
-    /// returns `None` if there is nothing new.
+    /// This replica's own changes not in `since`'s history, in causal order.
+    fn own_changes_since(&mut self, since: &[ChangeHash]) -> Vec<Vec<u8>> {
+        self.doc.commit();
+        let actor = self.doc.get_actor().clone();
+        self.doc
+            .get_changes(since)
+            .into_iter()
+            .filter(|c| c.actor_id() == &actor)
+            .map(|c| c.raw_bytes().to_vec())
+            .collect()
+    }
+
+    /// Seals every local change since the last flush, and the changes
+    /// carried over from an earlier run, into one envelope, or returns
+    /// `None` if there is nothing new.
     pub fn flush(
         &mut self,
         keyring: &KeyRing,
         device: &Device,
         log_head: [u8; 32],
     ) -> Result<Option<Vec<u8>>, DocumentError> {
-        self.doc.commit();
-        let actor = self.doc.get_actor().clone();
-        let changes: Vec<Vec<u8>> = self
-            .doc
-            .get_changes(&self.flushed_heads)
-            .into_iter()
-            .filter(|c| c.actor_id() == &actor)
-            .map(|c| c.raw_bytes().to_vec())
-            .collect();
-        if changes.is_empty() {
+        let flushed = self.flushed_heads.clone();
+        let own = self.own_changes_since(&flushed);
+        if own.is_empty() && self.carried.is_empty() {
             return Ok(None);
         }
+        // Carried changes first: this run's changes may depend on them.
+        let mut changes = Vec::with_capacity(self.carried.len() + own.len());
+        for c in &mut self.carried {
+            c.sent = true;
+            changes.push(c.raw.clone());
+        }
+        changes.extend(own);
         self.seq += 1;
         let body = DocBody::Changes(changes).encode();
         let envelope =
@@ -208,11 +233,68 @@ impl Replica {
         if let Some(before) = self.unacknowledged_from.take() {
             self.flushed_heads = before;
         }
+        for c in &mut self.carried {
+            c.sent = false;
+        }
     }
 
     /// The server accepted the last flushed envelope.
     pub fn flush_accepted(&mut self) {
         self.unacknowledged_from = None;
+        self.carried.retain(|c| !c.sent);
+    }
+
+    /// This device's changes the server has not acknowledged (unsent, or
+    /// sent without an answer yet), raw, in causal order: what to keep
+    /// across a reload, to be given back to [`Self::adopt`].
+    pub fn unsent(&mut self) -> Vec<Vec<u8>> {
+        let since = self
+            .unacknowledged_from
+            .clone()
+            .unwrap_or_else(|| self.flushed_heads.clone());
+        let mut out: Vec<Vec<u8>> = self.carried.iter().map(|c| c.raw.clone()).collect();
+        out.extend(self.own_changes_since(&since));
+        out
+    }
+
+    /// Takes back this device's changes kept from an earlier run by
+    /// [`Self::unsent`]: they enter the document (once the changes they
+    /// depend on have been read from the log) and go out with the next
+    /// flush, unless the log turns out to hold them already. Their actors
+    /// are bound to `device`, as the receivers bind them.
+    pub fn adopt(&mut self, device: DeviceId, raw: Vec<Vec<u8>>) -> Result<(), DocumentError> {
+        let mut changes = Vec::with_capacity(raw.len());
+        for bytes in raw {
+            let change = Change::from_bytes(bytes.clone()).map_err(am)?;
+            let actor = change.actor_id().to_bytes().to_vec();
+            if self
+                .actors
+                .get(&actor)
+                .is_some_and(|owner| *owner != device)
+            {
+                return Err(DocumentError::ActorMismatch);
+            }
+            changes.push((change, bytes));
+        }
+        if self.pending.len() + changes.len() > MAX_PENDING_CHANGES {
+            return Err(DocumentError::TooManyPending);
+        }
+        for (change, raw) in changes {
+            let hash = change.hash();
+            self.actors
+                .insert(change.actor_id().to_bytes().to_vec(), device);
+            if self.holds(&hash) || self.carried.iter().any(|c| c.hash == hash) {
+                continue;
+            }
+            self.carried.push(Carried {
+                hash,
+                raw,
+                sent: false,
+            });
+            self.pending.push(change);
+        }
+        self.apply_ready()?;
+        Ok(())
     }
 
     /// Seals the whole document as a snapshot (content managers only).
@@ -275,6 +357,9 @@ impl Replica {
                 for actor in new_bindings {
                     self.actors.insert(actor, opened.device);
                 }
+                // Carried changes the log holds need not be sent again.
+                let arrived: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+                self.carried.retain(|c| !arrived.contains(&c.hash));
                 self.seen.insert(key);
                 self.pending.extend(changes);
                 let applied = self.apply_ready()?;
@@ -714,5 +799,76 @@ mod tests {
             a.flush(&ring, &amina, [0; 32]).unwrap().is_none(),
             "after an acceptance there is nothing to seal again"
         );
+    }
+
+    /// Edits kept by [`Replica::unsent`] when a page is closed come back in
+    /// a new replica (new actor) through [`Replica::adopt`], wait there for
+    /// the changes they depend on, go out once, and reach the others; edits
+    /// the log already holds are not sent again.
+    #[test]
+    fn unsent_edits_survive_a_reload_and_go_out_once() {
+        let (amina, bertrand) = (member("amina"), member("bertrand"));
+        let ring = ring(&[&amina, &bertrand]);
+        let stream = StreamId::random();
+        let mut b = Replica::new(stream, &bertrand);
+        filing::init(b.doc(), "Requête").unwrap();
+        filing::splice(b.doc(), 0, 0, "Les faits. ").unwrap();
+        let log_1 = b.flush(&ring, &bertrand, [0; 32]).unwrap().unwrap();
+        b.flush_accepted();
+
+        // Amina reads the log, writes twice: the first flush is accepted,
+        // the second is sent and unanswered, then a third edit stays local.
+        let mut a = Replica::new(stream, &amina);
+        a.receive(&ring, &log_1, None).unwrap();
+        filing::splice(a.doc(), 11, 0, "Le droit. ").unwrap();
+        let log_2 = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        a.flush_accepted();
+        filing::splice(a.doc(), 21, 0, "La demande. ").unwrap();
+        let _unanswered = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        filing::splice(a.doc(), 33, 0, "Hors ligne.").unwrap();
+        let kept = a.unsent();
+        assert_eq!(kept.len(), 2, "the unanswered flush and the local edit");
+        drop(a);
+
+        // The page is loaded again: the kept edits are adopted before the
+        // log is read, so they wait for their dependencies.
+        let mut a = Replica::new(stream, &amina);
+        a.adopt(amina.id(), kept.clone()).unwrap();
+        assert_eq!(a.pending(), 2);
+        for entry in [&log_1, &log_2] {
+            a.receive(&ring, entry, None).unwrap();
+        }
+        assert_eq!(a.pending(), 0);
+        let text = "Les faits. Le droit. La demande. Hors ligne.";
+        assert_eq!(filing::body(a.doc()).unwrap(), text);
+        assert_eq!(a.unsent().len(), 2, "still unacknowledged");
+        let out = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        a.flush_refused();
+        let out_again = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        a.flush_accepted();
+        assert!(a.unsent().is_empty());
+        assert!(a.flush(&ring, &amina, [0; 32]).unwrap().is_none());
+
+        for entry in [&log_2, &out, &out_again] {
+            b.receive(&ring, entry, None).unwrap();
+        }
+        assert_eq!(filing::body(b.doc()).unwrap(), text);
+
+        // Had the log already held them, nothing would be sent again.
+        let mut c = Replica::new(stream, &amina);
+        for entry in [&log_1, &log_2, &out] {
+            c.receive(&ring, entry, None).unwrap();
+        }
+        c.adopt(amina.id(), kept.clone()).unwrap();
+        assert!(c.unsent().is_empty());
+        assert!(c.flush(&ring, &amina, [0; 32]).unwrap().is_none());
+
+        // Nobody else's changes can be adopted as one's own.
+        let mut d = Replica::new(stream, &bertrand);
+        d.receive(&ring, &out, None).unwrap();
+        assert!(matches!(
+            d.adopt(bertrand.id(), kept),
+            Err(DocumentError::ActorMismatch)
+        ));
     }
 }

@@ -220,6 +220,30 @@ impl SpaceView {
             .flush(space.keyring(), device, *head)
     }
 
+    /// Every document's local changes the server has not acknowledged
+    /// ([`Replica::unsent`]), to keep across a reload.
+    pub fn unsent(&mut self) -> Vec<(StreamId, Vec<Vec<u8>>)> {
+        let mut out: Vec<(StreamId, Vec<Vec<u8>>)> = self
+            .replicas
+            .iter_mut()
+            .map(|(stream, r)| (*stream, r.unsent()))
+            .filter(|(_, changes)| !changes.is_empty())
+            .collect();
+        out.sort_by_key(|(stream, _)| *stream);
+        out
+    }
+
+    /// Takes back changes kept by [`Self::unsent`] in an earlier run
+    /// ([`Replica::adopt`]).
+    pub fn adopt(
+        &mut self,
+        device: &Device,
+        stream: StreamId,
+        changes: Vec<Vec<u8>>,
+    ) -> Result<(), DocumentError> {
+        self.replica(stream, device).adopt(device.id(), changes)
+    }
+
     /// The server's log has `next_seq` entries (a `Synced` frame): fewer
     /// than this device processed before means it was rolled back.
     pub fn synced(&mut self, next_seq: u64) {

@@ -212,34 +212,91 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina.screenshot("co-editing").await;
     bruno.screenshot("co-editing").await;
 
-    // The server goes away; Bruno keeps typing; once it is back at the same
-    // address, both pages reconnect and his offline sentence reaches Amina.
+    // The server goes away. Bruno keeps typing; Amina types too, then
+    // leaves the page before the server is back: her sentence is kept,
+    // sealed, in IndexedDB. Once the server is back at the same address,
+    // Bruno's page reconnects, Amina opens the app and unlocks again, and
+    // both sentences reach both pages.
     let listen = server.url.trim_start_matches("http://").to_owned();
     server.stop();
-    bruno
-        .wait_for(
-            "the offline state at Bruno's",
+    let to_end = "const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.length, e.value.length);";
+    for who in [&bruno, &amina] {
+        who.wait_for(
+            "the offline state",
             "return document.getElementById('connection').className === 'offline'",
             LONG,
         )
         .await;
-    bruno
-        .js(
-            "const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.length, e.value.length);",
-            json!([]),
+        who.js(to_end, json!([])).await;
+    }
+    bruno.type_into("#editor", "Écrit hors ligne.").await;
+    amina.type_into("#editor", "Gardé au rechargement.").await;
+    amina
+        .wait_for(
+            "Amina's unsent edit kept in the browser",
+            "return document.getElementById('unsent')?.dataset.documents === '1'",
+            LONG,
         )
         .await;
-    bruno.type_into("#editor", "Écrit hors ligne.").await;
     bruno.screenshot("offline").await;
+    amina.screenshot("offline-unsent").await;
+    amina.goto("about:blank").await;
+    let sealed = walk(&amina.profile().join("Default/IndexedDB"));
+    assert!(!sealed.is_empty(), "no IndexedDB files in Amina's profile");
+    for file in sealed {
+        let data = std::fs::read(&file).unwrap_or_default();
+        let needle = "Gardé au rechargement".as_bytes();
+        assert!(
+            !data.windows(needle.len()).any(|w| w == needle),
+            "the unsent edit is in clear in {}",
+            file.display()
+        );
+    }
     let server = Server::start_at(&data, &config, &listen);
-    let offline = "return document.getElementById('editor').value.includes('Écrit hors ligne.')";
+    amina.goto(&server.url).await;
     amina
-        .wait_for("Bruno's offline sentence at Amina's", offline, LONG)
+        .type_into(
+            "#sign-in input[name=passphrase]",
+            "correct horse battery staple",
+        )
+        .await;
+    amina.click("#sign-in button[type=submit]").await;
+    amina
+        .wait_for(
+            "the connection after unlocking",
+            "const c = document.getElementById('connection'); return c && c.className === 'online'",
+            LONG,
+        )
+        .await;
+    amina
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/doc/{space}/{doc}")]),
+        )
+        .await;
+    let both_offline = "const v = document.getElementById('editor')?.value || ''; \
+        return v.includes('Écrit hors ligne.') && v.includes('Gardé au rechargement.')";
+    amina
+        .wait_for("both offline sentences at Amina's", both_offline, LONG)
+        .await;
+    bruno
+        .wait_for("both offline sentences at Bruno's", both_offline, LONG)
+        .await;
+    amina
+        .wait_for(
+            "the kept edit forgotten once acknowledged",
+            "return new Promise((done) => { const q = indexedDB.open('amicus'); \
+             q.onsuccess = () => { const g = q.result.transaction('unsent').objectStore('unsent').get('amina'); \
+             g.onsuccess = () => done(g.result === undefined); }; })",
+            LONG,
+        )
         .await;
     let now = text_of(&bruno, "#editor").await;
-    assert!(
-        now.starts_with(&ta) && now.ends_with("Écrit hors ligne."),
-        "{now:?}"
+    assert!(now.starts_with(&ta), "{now:?}");
+    assert_eq!(
+        now.chars().count(),
+        ta.chars().count() + "Écrit hors ligne.Gardé au rechargement.".chars().count(),
+        "each sentence once: {now:?}"
     );
     let same = format!("return document.getElementById('editor').value === {now:?}");
     amina
@@ -445,6 +502,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             "Bonjour de Kinshasa",
             "Hello from Tunis",
             "Écrit hors ligne",
+            "Gardé au rechargement",
             "Requête",
         ] {
             if data.windows(canary.len()).any(|w| w == canary.as_bytes()) {

@@ -29,7 +29,7 @@ pub struct Browser {
     base: String,
     session: String,
     http: reqwest::Client,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
     screenshots: PathBuf,
     pub name: String,
 }
@@ -102,10 +102,15 @@ impl Browser {
             base,
             session,
             http,
-            _profile: profile,
+            profile,
             screenshots: screenshots.to_path_buf(),
             name: name.to_owned(),
         }
+    }
+
+    /// The browser's profile directory (its IndexedDB lives there).
+    pub fn profile(&self) -> &Path {
+        self.profile.path()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
