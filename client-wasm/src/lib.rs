@@ -25,6 +25,7 @@ use amicus_core::identity::{
     Contacts, Device as CoreDevice, IdentityPublicKey, Statement, UserIdentity,
 };
 use amicus_core::library;
+use amicus_core::pairing;
 use amicus_core::space::{
     HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
 };
@@ -55,6 +56,8 @@ export interface Member { user: string; device: string; role: string; safety_num
 export interface LibraryEntry { kind: "folder" | "document" | "file"; id: string; name: string; folder?: string; size?: number }
 /** A filing as read. */
 export interface Filing { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[]; versions: { name: string; author: string; body: string }[]; changes: number }
+/** The identity holder's answer to a pairing offer. */
+export interface PairingAnswer { device: string; certificate: string; answer: string }
 /** A sealed chunk to store under its id. */
 export interface SealedChunk { index: number; id: string; blob: Uint8Array }
 "#;
@@ -105,6 +108,65 @@ impl StateKey {
             passphrase.as_bytes(),
             salt,
         )))
+    }
+}
+
+/// A pairing code made on the identity holder (shown to the user, who
+/// types it into the new browser; zeroized when freed).
+#[wasm_bindgen]
+pub struct PairingCode(pairing::PairingCode);
+
+#[wasm_bindgen]
+impl PairingCode {
+    /// A fresh code.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> PairingCode {
+        PairingCode(pairing::PairingCode::random())
+    }
+
+    /// The code to show: six groups of four digits.
+    pub fn display(&self) -> String {
+        self.0.display()
+    }
+}
+
+impl Default for PairingCode {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A browser being linked to an existing user (PROTOCOL §3.4).
+#[wasm_bindgen]
+pub struct Linking {
+    new: pairing::NewDevice,
+    code: pairing::PairingCode,
+}
+
+#[wasm_bindgen]
+impl Linking {
+    /// Generates this browser's device key for `user`, with the code typed
+    /// from the other device (Latin or Arabic digits; spaces, dashes
+    /// ignored).
+    #[wasm_bindgen(constructor)]
+    pub fn new(user: &str, code: &str) -> Result<Linking, JsError> {
+        let user = UserId::new(user).map_err(err)?;
+        Ok(Linking {
+            new: pairing::NewDevice::generate(user),
+            code: pairing::PairingCode::parse(code).map_err(err)?,
+        })
+    }
+
+    /// The offer (hex) for `POST /v1/pairing`.
+    pub fn offer(&self) -> String {
+        hex::encode(self.new.offer(&self.code))
+    }
+
+    /// Checks the answer (hex) and returns the new, certified device.
+    pub fn complete(&self, answer: &str) -> Result<Device, JsError> {
+        let answer = hex::decode(answer).map_err(err)?;
+        let device = self.new.complete(&self.code, &answer).map_err(err)?;
+        Ok(Device::assemble(None, device, MlsProvider::new()))
     }
 }
 
@@ -234,6 +296,32 @@ impl Device {
         Ok(js(&json!(documents)))
     }
 
+    /// Answers a new device's pairing offer (hex, from `GET /v1/pairing`)
+    /// made with `code`: returns `{certificate, answer}` (hex) for
+    /// `POST /v1/devices` and then `POST /v1/pairing/{id}/answer`. Only the
+    /// browser holding the user's identity key can; an offer made with
+    /// another code is refused.
+    #[wasm_bindgen(unchecked_return_type = "PairingAnswer")]
+    pub fn accept_pairing(&self, code: &PairingCode, offer: &str) -> Result<JsValue, JsError> {
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            err("this browser does not hold your identity key: link the new browser from the first one")
+        })?;
+        let offer = hex::decode(offer).map_err(err)?;
+        let (certificate, answer) =
+            pairing::accept_offer(identity, &code.0, &offer).map_err(err)?;
+        Ok(js(&json!({
+            "device": certificate.device.to_hex(),
+            "certificate": hex::encode(postcard::to_allocvec(&certificate).map_err(err)?),
+            "answer": hex::encode(answer),
+        })))
+    }
+
+    /// Whether this browser holds the user's identity key (it can link
+    /// other devices).
+    pub fn holds_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// The user name.
     pub fn user(&self) -> String {
         self.device.user().to_string()
@@ -290,6 +378,11 @@ impl Device {
             .ok_or_else(|| err("the listing lacks identity_key"))?;
         let mut key = [0u8; 32];
         hex::decode_to_slice(key_hex, &mut key).map_err(err)?;
+        if &user == self.device.user() && key != self.device.certificate().identity_key.0 {
+            return Err(err(
+                "the server lists another identity key for your own user: do not trust this server",
+            ));
+        }
         let certificates = v["devices"]
             .as_array()
             .into_iter()

@@ -4,7 +4,7 @@
 // says to retry (PROTOCOL §6: commits that lose their epoch, envelopes
 // sealed under an old epoch, rate limits).
 
-import init, { Device, StateKey, Upload } from "./pkg/amicus_client.js";
+import init, { Device, Linking, PairingCode, StateKey, Upload } from "./pkg/amicus_client.js";
 
 export { Upload };
 
@@ -174,6 +174,51 @@ export class Client {
     await client.signIn();
     await client.replenishKeyPackages();
     return client;
+  }
+
+  /**
+   * Links this browser to an existing user (PROTOCOL §3.4) with the code
+   * shown by the user's first device: leaves an offer with the server,
+   * waits for the answer (up to the offer's lifetime), checks it, and
+   * stores the new device under `passphrase`. `onOffered()` is called once
+   * the offer is with the server.
+   */
+  static async link(user, code, passphrase, onOffered) {
+    await load();
+    if ((await vault.users()).includes(user)) throw new Error("exists");
+    let linking;
+    try {
+      linking = new Linking(user, code);
+    } catch (e) {
+      throw new Error(`bad-code: ${e.message}`);
+    }
+    try {
+      const o = await http("POST", "/v1/pairing", null, { user, offer: linking.offer() });
+      if (onOffered) onOffered();
+      const deadline = Date.now() + (o.expires_in_secs || 600) * 1000;
+      let device = null;
+      while (!device) {
+        if (Date.now() > deadline) throw new Error("pairing-expired");
+        await sleep(1000);
+        let a;
+        try {
+          a = await http("GET", `/v1/pairing/${o.id}`);
+        } catch (e) {
+          if (e instanceof ServerError && e.status === 404) throw new Error("pairing-expired");
+          continue; // the network: try again
+        }
+        if (a.answer) device = linking.complete(a.answer);
+      }
+      const salt = StateKey.new_salt();
+      const key = StateKey.derive(passphrase, salt);
+      const client = new Client(device, key, salt);
+      await client.save();
+      await client.signIn();
+      await client.replenishKeyPackages();
+      return client;
+    } finally {
+      linking.free();
+    }
   }
 
   /** Unlocks the device of `user` stored in this browser. */
@@ -457,6 +502,73 @@ export class Client {
       await sleep(100);
     }
     throw new Error(`could not follow space ${space} to epoch ${epoch}`);
+  }
+
+  // --------------------------------------------------------------- pairing
+
+  /**
+   * Shows a new pairing code (the first device only) and answers the offer
+   * made with it; returns `{code, done}` where `done` resolves with the new
+   * device's id once it is certified, or rejects. `stop()` on the returned
+   * object gives up.
+   */
+  startPairing() {
+    const code = new PairingCode();
+    const shown = code.display();
+    let stopped = false;
+    const done = (async () => {
+      try {
+        const deadline = Date.now() + 600 * 1000;
+        while (!stopped && Date.now() < deadline) {
+          const o = await this.api("GET", "/v1/pairing").catch(() => ({ offers: [] }));
+          for (const offer of o.offers || []) {
+            let a;
+            try {
+              a = this.device.accept_pairing(code, offer.offer);
+            } catch (_) {
+              continue; // made with another code (a typo, or not ours): not answered
+            }
+            // Registered before the answer: the new device signs in with it.
+            await this.api("POST", "/v1/devices", { certificate: a.certificate });
+            await this.api("POST", `/v1/pairing/${offer.id}/answer`, { answer: a.answer });
+            return a.device;
+          }
+          await sleep(1500);
+        }
+        throw new Error(stopped ? "stopped" : "pairing-expired");
+      } finally {
+        code.free();
+      }
+    })();
+    return { code: shown, done, stop: () => { stopped = true; } };
+  }
+
+  /**
+   * Adds this user's devices that are in no space yet (a browser just
+   * linked) to every space this device manages, once they have published
+   * KeyPackages. Returns `{added, others}`: space ids where they were
+   * added, and those where a space manager must add them.
+   */
+  async addNewDevices(device) {
+    for (let i = 0; i < 120; i++) {
+      const me = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
+      const d = (me.devices || []).find((x) => x.device === device);
+      if (d && d.key_packages > 0) break;
+      await sleep(1000);
+    }
+    const added = [];
+    const others = [];
+    for (const s of this.device.spaces()) {
+      if (s.removed) continue;
+      if (this.device.members(s.id).some((m) => m.device === device)) continue;
+      if (s.role !== "space_manager") {
+        others.push(s.id);
+        continue;
+      }
+      await this.invite(s.id, this.user, s.role);
+      added.push(s.id);
+    }
+    return { added, others };
   }
 
   // ---------------------------------------------------------------- spaces

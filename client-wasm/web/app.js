@@ -146,7 +146,36 @@ async function authView(main) {
     field(t("invite"), h("input", { name: "invite", autocomplete: "off" })),
     h("button", { type: "submit" }, t("signUp")),
   );
-  main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp));
+  const link = h("form", { id: "link", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    status(t("working"));
+    f.querySelector("button").disabled = true;
+    try {
+      await load();
+      client = await Client.link(f.user.value.trim(), f.code.value, f.passphrase.value, () => status(t("linkWaiting")));
+      started();
+      status(t("linked"));
+    } catch (err) {
+      f.querySelector("button").disabled = false;
+      const m = err.message || "";
+      status(
+        m === "exists" ? t("exists")
+          : m.startsWith("bad-code") ? t("badCode")
+          : m === "pairing-expired" ? t("pairingExpired")
+          : `${t("error")}: ${m}`,
+        "error",
+      );
+    }
+  } },
+    h("h2", {}, t("linkBrowser")),
+    h("p", { class: "muted" }, t("linkIntro")),
+    field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", pattern: "[a-z0-9][a-z0-9._-]{0,63}" })),
+    field(t("pairingCode"), h("input", { name: "code", required: true, autocomplete: "off", inputmode: "numeric", dir: "ltr" })),
+    field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
+    h("button", { type: "submit" }, t("link")),
+  );
+  main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp, link));
 }
 
 function started() {
@@ -692,17 +721,50 @@ function publishForms() {
 
 async function devicesView(main) {
   const box = h("section", {}, h("h2", {}, t("devices")));
-  main.append(box);
-  try {
+  const list = h("ul", { class: "devices" });
+  const pairing = h("section", { id: "pairing", "aria-live": "polite" });
+  main.append(box, pairing);
+  const drawList = async () => {
     const me = await client.api("GET", `/v1/users/${encodeURIComponent(client.user)}`);
+    fill(list, (me.devices || []).map((d) => h("li", { "data-device": d.device },
+      h("code", {}, d.device.slice(0, 16)), d.device === client.device.device_id() ? ` (${t("thisDevice")})` : "")));
+  };
+  try {
     box.append(
-      h("p", {}, t("safetyNumber"), ": ", h("code", { class: "safety" }, me.safety_number || client.device.safety_number())),
-      h("ul", { class: "devices" }, (me.devices || []).map((d) => h("li", {},
-        h("code", {}, d.device.slice(0, 16)), d.device === client.device.device_id() ? ` (${t("thisDevice")})` : ""))),
+      h("p", {}, t("safetyNumber"), ": ", h("code", { class: "safety" }, client.device.safety_number())),
+      list,
     );
+    await drawList();
   } catch (err) {
     fail(err);
   }
+  if (!client.device.holds_identity()) {
+    pairing.append(h("p", { class: "muted" }, t("firstDeviceOnly")));
+    return;
+  }
+  const start = h("button", { type: "button", id: "link-another", onclick: async () => {
+    start.disabled = true;
+    const p = client.startPairing();
+    onCleanup(p.stop);
+    fill(pairing, h("p", {}, t("linkShow")), h("output", { id: "pairing-code", dir: "ltr", class: "code" }, p.code));
+    try {
+      const device = await p.done;
+      fill(pairing, h("p", {}, t("linked")));
+      await drawList();
+      status(t("working"));
+      const { added, others } = await client.addNewDevices(device);
+      status("");
+      fill(pairing,
+        h("p", { id: "pairing-done" }, t("linked"), " ", t("linkedAdded", { n: added.length })),
+        others.length ? h("p", {}, t("linkedOthers", { spaces: others.map(spaceLabel).join(", ") })) : null);
+    } catch (err) {
+      if (err.message === "stopped") return;
+      fill(pairing, start);
+      start.disabled = false;
+      status(err.message === "pairing-expired" ? t("pairingExpired") : `${t("error")}: ${err.message}`, "error");
+    }
+  } }, t("linkAnother"));
+  pairing.append(start);
 }
 
 // ---------------------------------------------------------------- start

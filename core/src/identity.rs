@@ -180,7 +180,7 @@ impl UserIdentity {
         })
     }
 
-    /// Certifies a device key generated elsewhere (QR pairing).
+    /// Certifies a device key generated elsewhere (pairing, [`crate::pairing`]).
     pub fn certify(&self, device: DeviceId, device_key: &VerifyingKey) -> DeviceCertificate {
         let mut cert = DeviceCertificate {
             user: self.user.clone(),
@@ -324,6 +324,23 @@ pub(crate) fn capabilities() -> Capabilities {
 }
 
 impl Device {
+    /// A device whose key was certified elsewhere (pairing): the key must
+    /// be the certificate's.
+    pub(crate) fn certified(
+        key: SigningKey,
+        certificate: DeviceCertificate,
+    ) -> Result<Self, IdentityError> {
+        if key.verifying_key().to_bytes() != certificate.device_key {
+            return Err(IdentityError::CertificateMismatch);
+        }
+        Ok(Self {
+            user: certificate.user.clone(),
+            device: certificate.device,
+            key,
+            certificate,
+        })
+    }
+
     /// The owning user.
     pub fn user(&self) -> &UserId {
         &self.user

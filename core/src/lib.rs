@@ -35,6 +35,7 @@ pub mod identity;
 pub mod intake;
 pub mod keyring;
 pub mod library;
+pub mod pairing;
 pub mod space;
 pub mod view;
 pub mod wire;

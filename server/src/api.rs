@@ -220,6 +220,102 @@ pub async fn challenge(
     ))
 }
 
+/// Body of `POST /v1/pairing`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingOffer {
+    /// The user the new device asks to join.
+    pub user: String,
+    /// The offer (hex, opaque to the server).
+    pub offer: String,
+}
+
+fn pairing_id(s: &str) -> Result<[u8; 16], ApiError> {
+    bytes_hex::<16>("id", s)
+}
+
+/// `POST /v1/pairing` (no session: the device is not certified yet): keeps
+/// a new device's offer for the user's identity holder (§3.4).
+pub async fn pairing_offer(
+    State(state): S,
+    j: ApiJson<PairingOffer>,
+) -> Result<Response, ApiError> {
+    let b = body(j)?;
+    let user = user_id(&b.user)?;
+    let offer = vec_hex("offer", &b.offer, crate::pairing::MAX_OFFER)?;
+    if state.store.user(&user)?.is_none() {
+        return Err(ApiError::NotFound(format!("no user {user}")));
+    }
+    let id = state
+        .pairings
+        .lock()
+        .expect("pairing lock")
+        .offer(user, offer)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": hex::encode(id), "expires_in_secs": crate::pairing::TTL.as_secs() })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/pairing`: the unanswered offers for the caller's user.
+pub async fn pairing_offers(State(state): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let offers: Vec<Value> = state
+        .pairings
+        .lock()
+        .expect("pairing lock")
+        .offers_for(&who.user)
+        .into_iter()
+        .map(|(id, offer)| json!({ "id": hex::encode(id), "offer": hex::encode(offer) }))
+        .collect();
+    Ok(Json(json!({ "offers": offers })))
+}
+
+/// Body of `POST /v1/pairing/{id}/answer`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingReply {
+    /// The answer (hex, opaque to the server).
+    pub answer: String,
+}
+
+/// `POST /v1/pairing/{id}/answer`: the identity holder's answer to an offer
+/// for its user.
+pub async fn pairing_reply(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    j: ApiJson<PairingReply>,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let id = pairing_id(&id)?;
+    let answer = vec_hex("answer", &body(j)?.answer, crate::pairing::MAX_ANSWER)?;
+    state
+        .pairings
+        .lock()
+        .expect("pairing lock")
+        .answer(&who.user, id, answer)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/pairing/{id}` (no session; the id is the new device's handle):
+/// the answer, or `null` while there is none. A delivered answer is
+/// forgotten.
+pub async fn pairing_answer(
+    State(state): S,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = pairing_id(&id)?;
+    let answer = state
+        .pairings
+        .lock()
+        .expect("pairing lock")
+        .take_answer(id)?;
+    Ok(Json(json!({ "answer": answer.map(hex::encode) })))
+}
+
 /// Body of `POST /v1/session`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,6 +21,7 @@ pub mod blobs;
 pub mod config;
 mod deadline;
 pub mod error;
+pub mod pairing;
 pub mod public;
 pub mod relay;
 pub mod search;
@@ -62,6 +63,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/challenge", post(api::challenge))
         .route("/v1/session", post(api::session))
         .route("/v1/devices", post(api::add_device))
+        .route(
+            "/v1/pairing",
+            post(api::pairing_offer).get(api::pairing_offers),
+        )
+        .route("/v1/pairing/{id}", get(api::pairing_answer))
+        .route("/v1/pairing/{id}/answer", post(api::pairing_reply))
         .route("/v1/users/{user}", get(api::user))
         .route(
             "/v1/users/{user}/key-packages/claim",

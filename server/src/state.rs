@@ -37,6 +37,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     challenges: std::sync::Mutex<HashMap<DeviceId, ([u8; 32], Instant)>>,
     rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
+    /// The pairing mailbox (in memory only).
+    pub pairings: std::sync::Mutex<crate::pairing::Pairings>,
 }
 
 /// Who is calling: a signed-in device.
@@ -92,6 +94,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             challenges: Default::default(),
             rates: Default::default(),
+            pairings: Default::default(),
         }
     }
 

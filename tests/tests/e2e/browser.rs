@@ -431,6 +431,77 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         .wait_for("the filing rebuilt after unlocking", &restored, LONG)
         .await;
 
+    // Amina links a second browser (in Arabic) with the code her first one
+    // shows, typed in Arabic-Indic digits: the new browser is certified,
+    // added to the space Amina manages, and reads the filing.
+    let amina2 = Browser::start("amina-2", "ar", &shots, &downloads.join("amina-2")).await;
+    amina.js("location.hash = '#/devices'", json!([])).await;
+    amina.click("#link-another").await;
+    let code = amina
+        .wait_for(
+            "the pairing code",
+            "return document.getElementById('pairing-code')?.textContent || null",
+            LONG,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let arabic: String = code
+        .chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_u32(0x660 + d).unwrap(),
+            None => ' ',
+        })
+        .collect();
+    assert_eq!(arabic.chars().filter(|c| *c != ' ').count(), 24, "{code}");
+    amina.screenshot("pairing-code").await;
+    amina2.goto(&server.url).await;
+    amina2.type_into("#link input[name=user]", "amina").await;
+    amina2.type_into("#link input[name=code]", &arabic).await;
+    amina2
+        .type_into(
+            "#link input[name=passphrase]",
+            "another browser, another passphrase",
+        )
+        .await;
+    amina2.click("#link button[type=submit]").await;
+    amina2
+        .wait_for(
+            "the linked browser online",
+            "const c = document.getElementById('connection'); return c && c.className === 'online'",
+            LONG,
+        )
+        .await;
+    amina
+        .wait_for(
+            "the new browser added to the space",
+            "return document.getElementById('pairing-done')?.textContent.includes('1') \
+             && document.querySelectorAll('ul.devices li').length === 2",
+            LONG,
+        )
+        .await;
+    amina2
+        .wait_for(
+            "the space in the linked browser",
+            &format!(
+                "return document.querySelector('.space-link[data-space=\"{space}\"]') !== null"
+            ),
+            LONG,
+        )
+        .await;
+    amina2
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/doc/{space}/{doc}")]),
+        )
+        .await;
+    amina2
+        .wait_for("the filing in the linked browser", &restored, LONG)
+        .await;
+    amina2.screenshot("linked-browser").await;
+    drop(amina2);
+
     // The public library: Bruno publishes, then finds it with a highlight.
     bruno.js("location.hash = '#/search'", json!([])).await;
     bruno

@@ -1,0 +1,366 @@
+//! Linking a new device to an existing user through the server (PROTOCOL
+//! §3.4), authenticated by a code the user carries by hand.
+//!
+//! The device that holds the user's identity key shows a [`PairingCode`]
+//! (24 random digits, about 80 bits). On the new device the user types it;
+//! the new device generates its key ([`NewDevice`]) and leaves an *offer*
+//! with the server: its device id and key, tagged with a key derived from
+//! the code. The identity holder reads the offers of its user, keeps the one
+//! whose tag verifies, certifies the key ([`accept_offer`]) and leaves an
+//! *answer*: the certificate, tagged the same way. The new device checks the
+//! tag and the certificate ([`NewDevice::complete`]) and pins the identity
+//! key it carries. The code never reaches the server, so the server can
+//! neither substitute a key of its own in the offer nor an identity of its
+//! own in the answer; it can only drop or delay them.
+
+use core::fmt;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::identity::{Device, DeviceCertificate, UserIdentity};
+use crate::{DeviceId, UserId};
+
+/// Digits in a pairing code.
+pub const CODE_DIGITS: usize = 24;
+
+const KEY_CONTEXT: &str = "amicus pairing v1";
+const OFFER_LABEL: &[u8] = b"amicus pairing offer v1\0";
+const ANSWER_LABEL: &[u8] = b"amicus pairing answer v1\0";
+
+/// Why pairing failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PairingError {
+    /// The code is not 24 digits.
+    #[error("a pairing code is {CODE_DIGITS} digits (spaces and dashes are ignored)")]
+    BadCode,
+    /// Not an offer or answer of this version.
+    #[error("not a pairing {0} of this version")]
+    Malformed(&'static str),
+    /// The tag does not verify under the code: made with another code, or
+    /// altered on the way.
+    #[error("the pairing {0} was not made with this code (mistyped, or altered on the way)")]
+    WrongCode(&'static str),
+    /// The offer names another user.
+    #[error("the offer is for user {0}, not this one")]
+    OtherUser(UserId),
+    /// The certificate does not certify this device's key, or its
+    /// signature does not verify.
+    #[error("the answer does not certify this device's key")]
+    BadCertificate,
+    /// The offered device key is not a valid Ed25519 key.
+    #[error("the offered device key is not a valid key")]
+    BadKey,
+}
+
+/// The secret the user carries from the identity holder to the new device
+/// (zeroized on drop; never in `Debug`).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PairingCode([u8; CODE_DIGITS]);
+
+impl fmt::Debug for PairingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PairingCode(..)")
+    }
+}
+
+impl PairingCode {
+    /// A fresh code: a uniform 128-bit number reduced modulo 10^24 (the
+    /// bias is below 10^-14).
+    pub fn random() -> Self {
+        let n = u128::from_le_bytes(crate::random::bytes()) % 10u128.pow(CODE_DIGITS as u32);
+        let mut text = zeroize::Zeroizing::new(format!("{n:0width$}", width = CODE_DIGITS));
+        let mut out = [0u8; CODE_DIGITS];
+        out.copy_from_slice(text.as_bytes());
+        text.zeroize();
+        Self(out)
+    }
+
+    /// Reads a typed code: ASCII, Arabic-Indic and Extended Arabic-Indic
+    /// digits; spaces and dashes are ignored.
+    pub fn parse(text: &str) -> Result<Self, PairingError> {
+        let mut out = [0u8; CODE_DIGITS];
+        let mut n = 0;
+        for c in text.chars() {
+            let digit = match c {
+                '0'..='9' => c as u32 - '0' as u32,
+                '\u{660}'..='\u{669}' => c as u32 - 0x660,
+                '\u{6F0}'..='\u{6F9}' => c as u32 - 0x6F0,
+                ' ' | '-' | '\u{a0}' | '\u{2009}' => continue,
+                _ => return Err(PairingError::BadCode),
+            };
+            if n == CODE_DIGITS {
+                return Err(PairingError::BadCode);
+            }
+            out[n] = b'0' + digit as u8;
+            n += 1;
+        }
+        if n != CODE_DIGITS {
+            out.zeroize();
+            return Err(PairingError::BadCode);
+        }
+        Ok(Self(out))
+    }
+
+    /// The code to show: six groups of four digits.
+    pub fn display(&self) -> String {
+        self.0
+            .chunks(4)
+            .map(|g| std::str::from_utf8(g).expect("digits"))
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
+    fn tag(&self, label: &[u8], body: &[u8]) -> blake3::Hash {
+        let mut key = blake3::derive_key(KEY_CONTEXT, &self.0);
+        let mut h = blake3::Hasher::new_keyed(&key);
+        key.zeroize();
+        h.update(label);
+        h.update(body);
+        h.finalize()
+    }
+}
+
+/// What is tagged in an offer: `postcard(user, device, device key)`.
+#[derive(Serialize, Deserialize)]
+struct OfferBody {
+    user: UserId,
+    device: DeviceId,
+    device_key: [u8; 32],
+}
+
+/// `1 || postcard(Offer)`.
+#[derive(Serialize, Deserialize)]
+struct Offer {
+    body: OfferBody,
+    tag: [u8; 32],
+}
+
+/// `1 || postcard(Answer)`; the tag covers `postcard(certificate)`.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    certificate: DeviceCertificate,
+    tag: [u8; 32],
+}
+
+fn versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![1u8];
+    out.extend_from_slice(&postcard::to_allocvec(value).expect("pairing messages encode"));
+    out
+}
+
+fn unversioned<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &'static str,
+) -> Result<T, PairingError> {
+    match bytes.split_first() {
+        Some((1, rest)) => crate::decode_exact(rest).ok_or(PairingError::Malformed(what)),
+        _ => Err(PairingError::Malformed(what)),
+    }
+}
+
+/// A device being linked: its key, not yet certified.
+pub struct NewDevice {
+    user: UserId,
+    device: DeviceId,
+    key: SigningKey,
+}
+
+impl fmt::Debug for NewDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NewDevice({}/{})", self.user, self.device)
+    }
+}
+
+impl NewDevice {
+    /// Generates the new device's id and key.
+    pub fn generate(user: UserId) -> Self {
+        Self {
+            user,
+            device: DeviceId::random(),
+            key: SigningKey::from_bytes(&crate::random::bytes()),
+        }
+    }
+
+    /// The device id.
+    pub fn id(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The offer to leave with the server.
+    pub fn offer(&self, code: &PairingCode) -> Vec<u8> {
+        let body = OfferBody {
+            user: self.user.clone(),
+            device: self.device,
+            device_key: self.key.verifying_key().to_bytes(),
+        };
+        let tag = code.tag(
+            OFFER_LABEL,
+            &postcard::to_allocvec(&body).expect("offers encode"),
+        );
+        versioned(&Offer {
+            body,
+            tag: *tag.as_bytes(),
+        })
+    }
+
+    /// Checks the identity holder's answer and becomes a certified device.
+    /// On error the device stays as it was (try another answer).
+    pub fn complete(&self, code: &PairingCode, answer: &[u8]) -> Result<Device, PairingError> {
+        let answer: Answer = unversioned(answer, "answer")?;
+        let expected = code.tag(
+            ANSWER_LABEL,
+            &postcard::to_allocvec(&answer.certificate).expect("certificates encode"),
+        );
+        // blake3::Hash compares in constant time.
+        if expected != blake3::Hash::from_bytes(answer.tag) {
+            return Err(PairingError::WrongCode("answer"));
+        }
+        let cert = answer.certificate;
+        if cert.user != self.user
+            || cert.device != self.device
+            || cert.device_key != self.key.verifying_key().to_bytes()
+        {
+            return Err(PairingError::BadCertificate);
+        }
+        cert.verify(&cert.identity_key.clone())
+            .map_err(|_| PairingError::BadCertificate)?;
+        Device::certified(self.key.clone(), cert).map_err(|_| PairingError::BadCertificate)
+    }
+}
+
+/// The identity holder's side: checks an offer made with `code` and
+/// certifies its key. Returns the certificate (for `POST /v1/devices`) and
+/// the answer to leave with the server.
+pub fn accept_offer(
+    identity: &UserIdentity,
+    code: &PairingCode,
+    offer: &[u8],
+) -> Result<(DeviceCertificate, Vec<u8>), PairingError> {
+    let offer: Offer = unversioned(offer, "offer")?;
+    let expected = code.tag(
+        OFFER_LABEL,
+        &postcard::to_allocvec(&offer.body).expect("offers encode"),
+    );
+    if expected != blake3::Hash::from_bytes(offer.tag) {
+        return Err(PairingError::WrongCode("offer"));
+    }
+    if &offer.body.user != identity.user() {
+        return Err(PairingError::OtherUser(offer.body.user));
+    }
+    let key = VerifyingKey::from_bytes(&offer.body.device_key).map_err(|_| PairingError::BadKey)?;
+    let certificate = identity.certify(offer.body.device, &key);
+    let tag = code.tag(
+        ANSWER_LABEL,
+        &postcard::to_allocvec(&certificate).expect("certificates encode"),
+    );
+    let answer = versioned(&Answer {
+        certificate: certificate.clone(),
+        tag: *tag.as_bytes(),
+    });
+    Ok((certificate, answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amina() -> UserIdentity {
+        UserIdentity::generate(UserId::new("amina").unwrap())
+    }
+
+    /// The whole exchange: the new device ends certified by the identity,
+    /// with the identity's key pinned in its certificate.
+    #[test]
+    fn a_device_paired_with_the_right_code_is_certified_by_the_identity() {
+        let identity = amina();
+        let code = PairingCode::random();
+        let typed = PairingCode::parse(&code.display()).unwrap();
+        let new = NewDevice::generate(identity.user().clone());
+        let (cert, answer) = accept_offer(&identity, &code, &new.offer(&typed)).unwrap();
+        let device = new.complete(&typed, &answer).unwrap();
+        assert_eq!(device.id(), new.id());
+        assert_eq!(device.certificate(), &cert);
+        cert.verify(&identity.public()).unwrap();
+    }
+
+    /// A server that does not know the code can neither slip its own key
+    /// into an offer nor its own identity into an answer, nor replay an
+    /// answer made for another device.
+    #[test]
+    fn without_the_code_offers_and_answers_are_refused() {
+        let identity = amina();
+        let code = PairingCode::random();
+        let other = PairingCode::random();
+        let new = NewDevice::generate(identity.user().clone());
+
+        // An offer made with another code (the server's own device key).
+        let forged = NewDevice::generate(identity.user().clone()).offer(&other);
+        assert_eq!(
+            accept_offer(&identity, &code, &forged).unwrap_err(),
+            PairingError::WrongCode("offer")
+        );
+        // The right offer with one byte changed (the key or the device id).
+        let offer = new.offer(&code);
+        for at in [2, 10, 30, offer.len() - 1] {
+            let mut bad = offer.clone();
+            bad[at] ^= 1;
+            assert!(accept_offer(&identity, &code, &bad).is_err(), "byte {at}");
+        }
+        // An answer certifying the device under an identity of the server's.
+        let mallory = amina();
+        let (_, fake) = accept_offer(&mallory, &other, &new.offer(&other)).unwrap();
+        assert_eq!(
+            new.complete(&code, &fake).unwrap_err(),
+            PairingError::WrongCode("answer")
+        );
+        // A genuine answer for another device.
+        let elsewhere = NewDevice::generate(identity.user().clone());
+        let (_, theirs) = accept_offer(&identity, &code, &elsewhere.offer(&code)).unwrap();
+        assert_eq!(
+            new.complete(&code, &theirs).unwrap_err(),
+            PairingError::BadCertificate
+        );
+        // An offer for another user.
+        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
+        assert!(matches!(
+            accept_offer(&bruno, &code, &new.offer(&code)),
+            Err(PairingError::OtherUser(_))
+        ));
+        // Truncated or unversioned bytes.
+        for junk in [&offer[..0], &offer[..5], &[2u8, 0, 0][..]] {
+            assert_eq!(
+                accept_offer(&identity, &code, junk).unwrap_err(),
+                PairingError::Malformed("offer")
+            );
+        }
+    }
+
+    /// Codes read as typed, in Latin or Arabic digits, with separators.
+    #[test]
+    fn codes_are_read_in_latin_and_arabic_digits() {
+        let code = PairingCode::random();
+        let shown = code.display();
+        assert_eq!(shown.len(), CODE_DIGITS + 5);
+        let arabic: String = shown
+            .chars()
+            .map(|c| match c.to_digit(10) {
+                Some(d) => char::from_u32(0x660 + d).unwrap(),
+                None => ' ',
+            })
+            .collect();
+        assert_eq!(PairingCode::parse(&arabic).unwrap().0, code.0);
+        let persian: String = shown
+            .chars()
+            .filter_map(|c| c.to_digit(10).map(|d| char::from_u32(0x6F0 + d).unwrap()))
+            .collect();
+        assert_eq!(PairingCode::parse(&persian).unwrap().0, code.0);
+        for bad in ["", "1234", &format!("{shown}1"), &shown.replace('1', "x")] {
+            if bad != shown {
+                assert_eq!(PairingCode::parse(bad).unwrap_err(), PairingError::BadCode);
+            }
+        }
+        assert!(!format!("{code:?}").contains(&shown[..4]));
+    }
+}
