@@ -136,7 +136,7 @@ impl Default for PairingCode {
     }
 }
 
-/// A browser being linked to an existing user (PROTOCOL §3.4).
+/// A browser being linked to an existing user (PROTOCOL §3.6).
 #[wasm_bindgen]
 pub struct Linking {
     new: pairing::NewDevice,

@@ -177,7 +177,7 @@ export class Client {
   }
 
   /**
-   * Links this browser to an existing user (PROTOCOL §3.4) with the code
+   * Links this browser to an existing user (PROTOCOL §3.6) with the code
    * shown by the user's first device: leaves an offer with the server,
    * waits for the answer (up to the offer's lifetime), checks it, and
    * stores the new device under `passphrase`. `onOffered()` is called once

@@ -1,5 +1,5 @@
 //! Linking a new device to an existing user through the server (PROTOCOL
-//! §3.4), authenticated by a code the user carries by hand.
+//! §3.6), authenticated by a code the user carries by hand.
 //!
 //! The device that holds the user's identity key shows a [`PairingCode`]
 //! (24 random digits, about 80 bits). On the new device the user types it;

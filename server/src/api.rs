@@ -235,7 +235,7 @@ fn pairing_id(s: &str) -> Result<[u8; 16], ApiError> {
 }
 
 /// `POST /v1/pairing` (no session: the device is not certified yet): keeps
-/// a new device's offer for the user's identity holder (§3.4).
+/// a new device's offer for the user's identity holder (§3.6).
 pub async fn pairing_offer(
     State(state): S,
     j: ApiJson<PairingOffer>,

@@ -1,4 +1,4 @@
-//! The pairing mailbox (PROTOCOL §3.4): a new device leaves an offer for a
+//! The pairing mailbox (PROTOCOL §3.6): a new device leaves an offer for a
 //! user, the user's identity holder reads it and leaves an answer, the new
 //! device takes the answer. The server cannot read either (they are tagged
 //! under a code it never sees); it only keeps them, in memory, for

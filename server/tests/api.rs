@@ -71,6 +71,18 @@ impl Api {
 
     /// Registers `name` and signs its device in; returns the token.
     async fn user(&self, name: &str, invite: Option<&str>) -> (StatusCode, Option<String>) {
+        match self.account(name, invite).await {
+            Ok((_, token)) => (StatusCode::CREATED, Some(token)),
+            Err(status) => (status, None),
+        }
+    }
+
+    /// Registers `name` and signs its first device in: its identity and token.
+    async fn account(
+        &self,
+        name: &str,
+        invite: Option<&str>,
+    ) -> Result<(UserIdentity, String), StatusCode> {
         let identity = UserIdentity::generate(UserId::new(name).unwrap());
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).unwrap());
@@ -83,8 +95,14 @@ impl Api {
             )
             .await;
         if status != StatusCode::CREATED {
-            return (status, None);
+            return Err(status);
         }
+        let token = self.sign_in(&device).await;
+        Ok((identity, token))
+    }
+
+    /// Signs a device in; returns the token.
+    async fn sign_in(&self, device: &amicus_core::identity::Device) -> String {
         let (_, c) = self
             .json(
                 "POST",
@@ -98,8 +116,8 @@ impl Api {
         let (status, s) = self
             .json("POST", "/v1/session", None, json!({ "device": device.id().to_hex(), "challenge": hex::encode(&challenge), "signature": hex::encode(sig) }))
             .await;
-        assert_eq!(status, StatusCode::OK);
-        (StatusCode::CREATED, s["token"].as_str().map(str::to_owned))
+        assert_eq!(status, StatusCode::OK, "{s}");
+        s["token"].as_str().unwrap().to_owned()
     }
 }
 
@@ -308,4 +326,113 @@ async fn without_a_built_app_the_root_says_how_to_build_it() {
     assert!(String::from_utf8_lossy(&body).contains("cargo xtask run"));
     let (status, _, _) = get_raw(&api.router, "/index.html").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Pairing through the server's mailbox (PROTOCOL §3.6): offers only for
+/// existing users and within limits, listed only to that user, answered
+/// only by that user and once, the answer delivered once; the linked device
+/// then signs in.
+#[tokio::test]
+async fn a_new_device_pairs_through_the_mailbox_and_signs_in() {
+    use amicus_core::pairing::{NewDevice, PairingCode, accept_offer};
+    let api = Api::new(Registration::Open);
+    let (amina, amina_token) = api.account("amina", None).await.unwrap();
+    let (_, bruno_token) = api.account("bruno", None).await.unwrap();
+    let code = PairingCode::random();
+    let new = NewDevice::generate(amina.user().clone());
+    let offer = hex::encode(new.offer(&code));
+
+    let (st, b) = api
+        .json(
+            "POST",
+            "/v1/pairing",
+            None,
+            json!({ "user": "nobody", "offer": offer }),
+        )
+        .await;
+    check_error(st, &b, StatusCode::NOT_FOUND, "not_found");
+    let (st, b) = api
+        .json(
+            "POST",
+            "/v1/pairing",
+            None,
+            json!({ "user": "amina", "offer": "zz" }),
+        )
+        .await;
+    check_error(st, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (st, b) = api
+        .json(
+            "POST",
+            "/v1/pairing",
+            None,
+            json!({ "user": "amina", "offer": "00".repeat(1025) }),
+        )
+        .await;
+    check_error(st, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let (st, b) = api
+        .json(
+            "POST",
+            "/v1/pairing",
+            None,
+            json!({ "user": "amina", "offer": offer }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+
+    let (st, b) = api.json("GET", "/v1/pairing", None, json!(null)).await;
+    check_error(st, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (_, b) = api
+        .json("GET", "/v1/pairing", Some(&bruno_token), json!(null))
+        .await;
+    assert_eq!(b["offers"], json!([]), "Bruno sees no offer for Amina");
+    let (_, b) = api
+        .json("GET", "/v1/pairing", Some(&amina_token), json!(null))
+        .await;
+    assert_eq!(b["offers"], json!([{ "id": id, "offer": offer }]));
+    let (st, b) = api
+        .json("GET", &format!("/v1/pairing/{id}"), None, json!(null))
+        .await;
+    assert_eq!((st, &b["answer"]), (StatusCode::OK, &Value::Null));
+    let (st, b) = api
+        .json("GET", "/v1/pairing/not-hex", None, json!(null))
+        .await;
+    check_error(st, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    let (cert, answer) = accept_offer(&amina, &code, &hex::decode(&offer).unwrap()).unwrap();
+    let answer = json!({ "answer": hex::encode(&answer) });
+    let path = format!("/v1/pairing/{id}/answer");
+    let (st, b) = api
+        .json("POST", &path, Some(&bruno_token), answer.clone())
+        .await;
+    check_error(st, &b, StatusCode::NOT_FOUND, "not_found");
+    let cert_hex = hex::encode(postcard::to_allocvec(&cert).unwrap());
+    let (st, b) = api
+        .json(
+            "POST",
+            "/v1/devices",
+            Some(&amina_token),
+            json!({ "certificate": cert_hex }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let (st, _) = api
+        .json("POST", &path, Some(&amina_token), answer.clone())
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, b) = api.json("POST", &path, Some(&amina_token), answer).await;
+    check_error(st, &b, StatusCode::CONFLICT, "conflict");
+
+    let (st, b) = api
+        .json("GET", &format!("/v1/pairing/{id}"), None, json!(null))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let device = new
+        .complete(&code, &hex::decode(b["answer"].as_str().unwrap()).unwrap())
+        .unwrap();
+    let (st, b) = api
+        .json("GET", &format!("/v1/pairing/{id}"), None, json!(null))
+        .await;
+    check_error(st, &b, StatusCode::NOT_FOUND, "not_found");
+    assert!(!api.sign_in(&device).await.is_empty());
 }
