@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use amicus_core::at_rest::{DeviceRecord, UnsentEdits};
 use amicus_core::document::filing;
-use amicus_core::files::{FileManifest, FileOpener, FileSealer};
+use amicus_core::files::{FileError, FileManifest, FileOpener, FileSealer, UploadProgress};
 use amicus_core::identity::{
     Contacts, Device as CoreDevice, IdentityPublicKey, Statement, UserIdentity,
 };
@@ -58,6 +58,8 @@ export interface LibraryEntry { kind: "folder" | "document" | "file"; id: string
 export interface Filing { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[]; versions: { name: string; author: string; body: string }[]; changes: number }
 /** The identity holder's answer to a pairing offer. */
 export interface PairingAnswer { device: string; certificate: string; answer: string }
+/** An interrupted upload, as its sealed progress describes it. */
+export interface SavedUploadInfo { file: string; space: string; folder: string; name: string; size: number; done: number; chunks: number }
 /** A sealed chunk to store under its id. */
 export interface SealedChunk { index: number; id: string; blob: Uint8Array }
 "#;
@@ -1082,6 +1084,29 @@ fn parse_role(role: &str) -> Result<Role, JsError> {
 #[wasm_bindgen]
 pub struct Upload {
     sealer: Option<FileSealer>,
+    /// Where the file goes (kept with the sealed progress).
+    space: String,
+    folder: String,
+}
+
+/// The sealed item of an upload in progress.
+const UPLOAD_ITEM: &str = "browser-upload";
+
+/// What an interrupted upload keeps: `1 || postcard(SavedUpload)`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedUpload {
+    progress: UploadProgress,
+    space: String,
+    folder: String,
+}
+
+fn open_upload(sealed: &[u8], key: &StateKey) -> Result<SavedUpload, JsError> {
+    let bytes = key.0.open(UPLOAD_ITEM, sealed).map_err(err)?;
+    match bytes.split_first() {
+        Some((1, rest)) => postcard::from_bytes(rest)
+            .map_err(|_| err("the saved upload is corrupt or from another version")),
+        _ => Err(err("the saved upload is corrupt or from another version")),
+    }
 }
 
 fn chunks_js(chunks: Vec<amicus_core::files::SealedChunk>) -> JsValue {
@@ -1102,12 +1127,111 @@ fn chunks_js(chunks: Vec<amicus_core::files::SealedChunk>) -> JsValue {
 
 #[wasm_bindgen]
 impl Upload {
-    /// Starts sealing a file of `size` bytes under a fresh random secret.
+    /// Starts sealing a file of `size` bytes under a fresh random secret,
+    /// for the library of `space` (in `folder`, `""` for the top).
     #[wasm_bindgen(constructor)]
-    pub fn new(name: &str, media_type: &str, size: u64) -> Result<Upload, JsError> {
+    pub fn new(
+        name: &str,
+        media_type: &str,
+        size: u64,
+        space: &str,
+        folder: &str,
+    ) -> Result<Upload, JsError> {
+        space_id(space)?;
         Ok(Self {
             sealer: Some(FileSealer::new(name, media_type, size).map_err(err)?),
+            space: space.to_owned(),
+            folder: folder.to_owned(),
         })
+    }
+
+    /// The progress so far, sealed for IndexedDB. Write-ahead (PROTOCOL
+    /// §10.7): store it after a chunk is sealed and *before* that chunk is
+    /// uploaded, with the chunk itself (ciphertext), so a resumed upload
+    /// sends that chunk again instead of sealing it again.
+    pub fn seal_progress(&self, key: &StateKey) -> Result<Vec<u8>, JsError> {
+        let sealer = self.sealer.as_ref().ok_or_else(|| err("upload finished"))?;
+        let saved = SavedUpload {
+            progress: sealer.progress(),
+            space: self.space.clone(),
+            folder: self.folder.clone(),
+        };
+        let mut bytes = Zeroizing::new(vec![1u8]);
+        bytes.extend_from_slice(&postcard::to_allocvec(&saved).map_err(err)?);
+        Ok(key.0.seal(UPLOAD_ITEM, &bytes))
+    }
+
+    /// Rebuilds an interrupted upload from its sealed progress. Push the
+    /// file again from byte 0: the chunks already sealed are not sealed
+    /// again, and if the file is not the same up to that point the push
+    /// fails with the error `source-changed` (start a new upload).
+    pub fn resume(sealed: &[u8], key: &StateKey) -> Result<Upload, JsError> {
+        let saved = open_upload(sealed, key)?;
+        Ok(Self {
+            sealer: Some(FileSealer::resume(saved.progress.clone()).map_err(err)?),
+            space: saved.space.clone(),
+            folder: saved.folder.clone(),
+        })
+    }
+
+    /// What a sealed progress describes: `{file, space, folder, name, size,
+    /// done, chunks}` (chunks sealed so far, and in all).
+    #[wasm_bindgen(unchecked_return_type = "SavedUploadInfo")]
+    pub fn describe(sealed: &[u8], key: &StateKey) -> Result<JsValue, JsError> {
+        let saved = open_upload(sealed, key)?;
+        let p = &saved.progress;
+        Ok(js(&json!({
+            "file": p.file_id().to_string(), "space": saved.space, "folder": saved.folder,
+            "name": p.name(), "size": p.plaintext_size(),
+            "done": p.chunks_emitted(), "chunks": p.chunk_count(),
+        })))
+    }
+
+    /// The file id (hex).
+    pub fn file_id(&self) -> String {
+        self.sealer
+            .as_ref()
+            .map_or_else(String::new, |s| s.file_id().to_string())
+    }
+
+    /// The space the file goes to.
+    pub fn space(&self) -> String {
+        self.space.clone()
+    }
+
+    /// The folder the file goes to.
+    pub fn folder(&self) -> String {
+        self.folder.clone()
+    }
+
+    /// How many chunks were sealed so far.
+    pub fn chunks_sealed(&self) -> u64 {
+        self.sealer
+            .as_ref()
+            .map_or(0, |s| s.progress().chunks_emitted())
+    }
+
+    /// The ids of the chunks sealed so far (to ask the server which it lacks).
+    pub fn chunk_ids(&self) -> Vec<String> {
+        self.sealer.as_ref().map_or_else(Vec::new, |s| {
+            s.progress()
+                .chunk_ids()
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        })
+    }
+
+    /// After the last bytes: the next padding chunk, or `undefined` when
+    /// there is none left (take them one at a time, storing the progress
+    /// before each).
+    #[wasm_bindgen(unchecked_return_type = "SealedChunk | undefined")]
+    pub fn next_trailing(&mut self) -> Result<JsValue, JsError> {
+        let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
+        match sealer.next_trailing_chunk().map_err(err)? {
+            Some(c) => Ok(js_sys::Array::from(&chunks_js(vec![c])).get(0)),
+            None => Ok(JsValue::UNDEFINED),
+        }
     }
 
     /// The number of chunks the file will have.
@@ -1119,7 +1243,11 @@ impl Upload {
     #[wasm_bindgen(unchecked_return_type = "SealedChunk[]")]
     pub fn push(&mut self, data: &[u8]) -> Result<JsValue, JsError> {
         let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
-        Ok(chunks_js(sealer.push(data).map_err(err)?))
+        match sealer.push(data) {
+            Ok(chunks) => Ok(chunks_js(chunks)),
+            Err(FileError::SourceChanged) => Err(JsError::new("source-changed")),
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// After the last bytes: the padding chunks, then the manifest to pass

@@ -32,19 +32,25 @@ export class ServerError extends Error {
 /**
  * The device states of this browser, sealed, in IndexedDB: `devices` holds
  * `{user, salt, sealed}` (the state), `unsent` holds `{user, sealed}` (the
- * edits the server has not acknowledged, sealed under the same key).
+ * edits the server has not acknowledged, sealed under the same key),
+ * `uploads` holds `{id, user, sealed, chunk}` for each interrupted upload
+ * (its sealed progress, and the last sealed chunk, ciphertext, until the
+ * server has it).
  */
 export const vault = {
   db: null,
   async open() {
     if (this.db) return this.db;
     this.db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open("amicus", 2);
+      const req = indexedDB.open("amicus", 3);
       req.onupgradeneeded = () => {
         for (const store of ["devices", "unsent"]) {
           if (!req.result.objectStoreNames.contains(store)) {
             req.result.createObjectStore(store, { keyPath: "user" });
           }
+        }
+        if (!req.result.objectStoreNames.contains("uploads")) {
+          req.result.createObjectStore("uploads", { keyPath: "id" });
         }
       };
       req.onsuccess = () => resolve(req.result);
@@ -75,11 +81,24 @@ export const vault = {
     return this.tx("readwrite", (s) => s.put(record));
   },
   async remove(user) {
+    for (const u of await this.uploads(user)) await this.removeUpload(u.id);
     await this.tx("readwrite", (s) => s.delete(user), "unsent");
     return this.tx("readwrite", (s) => s.delete(user));
   },
   async getUnsent(user) {
     return this.tx("readonly", (s) => s.get(user), "unsent");
+  },
+  /** The interrupted uploads of `user`. */
+  async uploads(user) {
+    const all = await this.tx("readonly", (s) => s.getAll(), "uploads");
+    return (all || []).filter((u) => u.user === user);
+  },
+  /** Durable once the transaction completes. */
+  async putUpload(record) {
+    return this.tx("readwrite", (s) => s.put(record), "uploads");
+  },
+  async removeUpload(id) {
+    return this.tx("readwrite", (s) => s.delete(id), "uploads");
   },
   /** Stores the sealed unsent edits, or forgets them (`sealed` undefined). */
   async putUnsent(user, sealed) {
@@ -769,26 +788,87 @@ export class Client {
 
   // ----------------------------------------------------------------- files
 
-  /** Seals and uploads `file` chunk by chunk; `progress(done, total)`. */
-  async upload(space, file, folder, progress) {
-    const up = new Upload(file.name, file.type || "application/octet-stream", BigInt(file.size));
-    const total = Number(up.chunk_count());
-    let done = 0;
-    const send = async (chunks) => {
-      for (const c of chunks) {
-        await this.putBlob(c.id, c.blob);
-        done++;
-        progress(done, total);
+  /** The uploads of this user interrupted earlier (a closed page, a lost
+   * connection): `{id, file, space, folder, name, size, done, chunks}`. */
+  async interruptedUploads() {
+    const out = [];
+    for (const u of await vault.uploads(this.user)) {
+      try {
+        out.push({ id: u.id, ...Upload.describe(u.sealed, this.key) });
+      } catch (_) {
+        /* sealed under another key or corrupt: not ours to resume */
       }
-    };
-    for (let at = 0; at < file.size; at += CHUNK_SIZE) {
-      const bytes = new Uint8Array(await file.slice(at, at + CHUNK_SIZE).arrayBuffer());
-      await send(up.push(bytes));
     }
-    await send(up.trailing());
-    const manifest = up.finish();
-    this.device.add_file(space, manifest, folder || "");
-    await this.flush(space, Device.library_stream(space));
+    return out;
+  }
+
+  /** Forgets an interrupted upload (its chunks stay unreferenced). */
+  discardUpload(id) {
+    return vault.removeUpload(id);
+  }
+
+  /**
+   * Seals and uploads `file` chunk by chunk into `space` (`folder`, "" for
+   * the top); `progress(done, total)`. Resumable: after each chunk is
+   * sealed, its progress and the chunk are stored before the chunk is sent
+   * (write-ahead, PROTOCOL §10.7); `resume` (an id from
+   * `interruptedUploads()`) continues such an upload with the same file
+   * chosen again, sealing nothing twice. A different file starts afresh.
+   */
+  async upload(space, file, folder, progress, resume) {
+    let up = null;
+    let record = null;
+    if (resume) {
+      record = (await vault.uploads(this.user)).find((u) => u.id === resume);
+      if (!record) throw new Error("no such interrupted upload");
+      up = Upload.resume(record.sealed, this.key);
+      space = up.space();
+      folder = up.folder();
+      if (record.chunk) await this.putBlob(record.chunk.id, record.chunk.blob);
+      const m = await this.api("POST", "/v1/blobs/missing", { ids: up.chunk_ids() });
+      if ((m.missing || []).length) {
+        // A chunk sent before is gone from the server: start afresh.
+        up.free();
+        up = null;
+        await vault.removeUpload(record.id);
+      }
+    }
+    if (!up) {
+      up = new Upload(file.name, file.type || "application/octet-stream", BigInt(file.size), space, folder || "");
+      record = { id: up.file_id(), user: this.user, sealed: null, chunk: null };
+    }
+    try {
+      const total = Number(up.chunk_count());
+      progress(Number(up.chunks_sealed()), total);
+      const send = async (c) => {
+        record.sealed = up.seal_progress(this.key);
+        record.chunk = { id: c.id, blob: c.blob };
+        await vault.putUpload(record);
+        await this.putBlob(c.id, c.blob);
+        progress(Number(up.chunks_sealed()), total);
+      };
+      for (let at = 0; at < file.size; at += CHUNK_SIZE) {
+        const bytes = new Uint8Array(await file.slice(at, at + CHUNK_SIZE).arrayBuffer());
+        let chunks;
+        try {
+          chunks = up.push(bytes);
+        } catch (e) {
+          if (resume && e.message === "source-changed") {
+            await vault.removeUpload(record.id);
+            return this.upload(space, file, folder, progress);
+          }
+          throw e;
+        }
+        for (const c of chunks) await send(c);
+      }
+      for (let c = up.next_trailing(); c; c = up.next_trailing()) await send(c);
+      const manifest = up.finish();
+      this.device.add_file(space, manifest, folder || "");
+      await this.flush(space, Device.library_stream(space));
+      await vault.removeUpload(record.id);
+    } finally {
+      up.free();
+    }
   }
 
   /** Uploads one blob, retrying through network failures (resumes). */

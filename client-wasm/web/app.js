@@ -368,25 +368,56 @@ function spaceView(main, space) {
       field(t("upload"), h("input", { type: "file", id: "upload", onchange: async (e) => {
         const file = e.target.files[0];
         if (!file) return;
-        progress.hidden = false;
-        try {
-          await client.upload(space, file, "", (done, total) => {
-            progress.max = total;
-            progress.value = done;
-            progressText.textContent = `${t("uploading")} ${done}/${total}`;
-          });
-          progressText.textContent = `${t("uploading")}: ${t("done")}`;
-          drawLibrary();
-        } catch (err) { fail(err); }
+        await uploadFile(file);
         e.target.value = "";
       } })),
       progress, progressText,
+      interruptedBox,
     );
+  };
+
+  const interruptedBox = h("section", { id: "interrupted", "aria-labelledby": "interrupted-h" });
+  const uploadFile = async (file, resume) => {
+    progress.hidden = false;
+    try {
+      await client.upload(space, file, "", (done, total) => {
+        progress.max = total;
+        progress.value = done;
+        progressText.textContent = `${t("uploading")} ${done}/${total}`;
+      }, resume);
+      progressText.textContent = `${t("uploading")}: ${t("done")}`;
+      drawLibrary();
+    } catch (err) {
+      fail(err);
+    }
+    drawInterrupted();
+  };
+  const drawInterrupted = async () => {
+    const list = (await client.interruptedUploads().catch(() => [])).filter((u) => u.space === space);
+    fill(interruptedBox, list.length ? [
+      h("h4", { id: "interrupted-h" }, t("interrupted")),
+      h("ul", {}, list.map((u) => h("li", { class: "interrupted", "data-upload": u.id },
+        `${u.name} (${formatSize(u.size)}) — ${u.done}/${u.chunks} `,
+        field(t("resumeUpload", { name: u.name }), h("input", { type: "file", class: "resume", onchange: async (e) => {
+          const file = e.target.files[0];
+          if (!file) return;
+          if (file.size !== u.size) {
+            status(t("notSameFile", { name: u.name }), "error");
+            return;
+          }
+          await uploadFile(file, u.id);
+        } })),
+        h("button", { type: "button", class: "discard", onclick: async () => {
+          await client.discardUpload(u.id);
+          drawInterrupted();
+        } }, t("discard"))))),
+    ] : []);
   };
 
   main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), h("h2", {}, spaceLabel(space)), h("div", { class: "columns" }, libraryBox, membersBox));
   drawMembers();
   drawLibrary();
+  drawInterrupted();
   client.subscribe(space);
   const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); } };
   const onMembers = (e) => { if (e.detail.space === space) drawMembers(); };

@@ -529,6 +529,11 @@ impl UploadProgress {
         self.plaintext_size
     }
 
+    /// The file's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The total number of chunks of the file.
     pub fn chunk_count(&self) -> u64 {
         chunk_count(self.padded_size)

@@ -45,6 +45,23 @@ async fn sign_up(b: &Browser, url: &str, user: &str) {
     .await;
 }
 
+/// Opens the app and unlocks the device stored in the browser.
+async fn unlock(b: &Browser, url: &str) {
+    b.goto(url).await;
+    b.type_into(
+        "#sign-in input[name=passphrase]",
+        "correct horse battery staple",
+    )
+    .await;
+    b.click("#sign-in button[type=submit]").await;
+    b.wait_for(
+        "the connection after unlocking",
+        "const c = document.getElementById('connection'); return c && c.className === 'online'",
+        LONG,
+    )
+    .await;
+}
+
 async fn text_of(b: &Browser, css: &str) -> String {
     let q = serde_json::to_string(css).unwrap();
     b.js(
@@ -253,21 +270,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         );
     }
     let server = Server::start_at(&data, &config, &listen);
-    amina.goto(&server.url).await;
-    amina
-        .type_into(
-            "#sign-in input[name=passphrase]",
-            "correct horse battery staple",
-        )
-        .await;
-    amina.click("#sign-in button[type=submit]").await;
-    amina
-        .wait_for(
-            "the connection after unlocking",
-            "const c = document.getElementById('connection'); return c && c.className === 'online'",
-            LONG,
-        )
-        .await;
+    unlock(&amina, &server.url).await;
     amina
         .js(
             "location.hash = arguments[0]",
@@ -336,14 +339,56 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             LONG,
         )
         .await;
-    bruno.type_into("#upload", file.to_str().unwrap()).await;
+    // The server goes away as Bruno starts the upload; he leaves the page.
+    // Back, he chooses the file again and the upload resumes from its
+    // stored progress: the chunk sealed before is sent, not sealed again.
+    server.stop();
     bruno
         .wait_for(
-            "the upload to finish",
-            "return document.querySelector('.file-link') !== null",
+            "the offline state at Bruno's",
+            "return document.getElementById('connection').className === 'offline'",
             LONG,
         )
         .await;
+    bruno.type_into("#upload", file.to_str().unwrap()).await;
+    bruno
+        .wait_for(
+            "the upload's progress stored before its first chunk leaves",
+            "return new Promise((done) => { const q = indexedDB.open('amicus'); \
+             q.onsuccess = () => { const g = q.result.transaction('uploads').objectStore('uploads').getAll(); \
+             g.onsuccess = () => done(g.result.some((u) => u.user === 'bruno' && u.chunk && u.sealed)); }; })",
+            LONG,
+        )
+        .await;
+    bruno.goto("about:blank").await;
+    let server = Server::start_at(&data, &config, &listen);
+    unlock(&bruno, &server.url).await;
+    bruno
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    bruno.element(".interrupted input.resume").await;
+    bruno.screenshot("interrupted-upload").await;
+    bruno
+        .type_into(".interrupted input.resume", file.to_str().unwrap())
+        .await;
+    bruno
+        .wait_for(
+            "the resumed upload to finish",
+            "return document.querySelector('.file-link') !== null \
+             && document.querySelector('.interrupted') === null",
+            LONG,
+        )
+        .await;
+    // Resumed, not restarted: the server holds exactly the file's chunks
+    // (a fresh start would have left the first attempt's chunk behind).
+    let blobs = walk(&data.join("blobs"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.len() == 64))
+        .count();
+    assert_eq!(blobs, 3, "chunks stored for a 2.5 MB file");
     amina.click(".file-link").await;
     let downloaded = downloads.join("amina").join("evidence.bin");
     let mut got = None;
