@@ -56,6 +56,8 @@ export interface Member { user: string; device: string; role: string; safety_num
 export interface LibraryEntry { kind: "folder" | "document" | "file"; id: string; name: string; folder?: string; size?: number }
 /** A filing as read. */
 export interface Filing { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[]; versions: { name: string; author: string; body: string }[]; changes: number }
+/** The edits the server has not acknowledged, sealed (absent if none). */
+export interface UnsentEdits { documents: number; sealed?: Uint8Array }
 /** The identity holder's answer to a pairing offer. */
 export interface PairingAnswer { device: string; certificate: string; answer: string }
 /** An interrupted upload, as its sealed progress describes it. */
@@ -180,8 +182,6 @@ pub struct Device {
     provider: MlsProvider,
     spaces: BTreeMap<SpaceId, SpaceView>,
     contacts: Contacts,
-    /// Documents with unacknowledged edits at the last `seal_unsent`.
-    unsent_documents: usize,
 }
 
 #[wasm_bindgen]
@@ -202,7 +202,6 @@ impl Device {
             provider,
             spaces: BTreeMap::new(),
             contacts: Contacts::default(),
-            unsent_documents: 0,
         }
     }
 
@@ -222,7 +221,6 @@ impl Device {
             provider: r.provider,
             spaces: r.spaces,
             contacts: r.contacts,
-            unsent_documents: 0,
         })
     }
 
@@ -244,10 +242,11 @@ impl Device {
     }
 
     /// Seals the edits the server has not acknowledged yet, for IndexedDB
-    /// (beside the state, item `unsent`), or `undefined` if there are none.
-    /// Store it whenever documents change: after a reload,
-    /// [`Device::adopt_unsent`] takes them back.
-    pub fn seal_unsent(&mut self, key: &StateKey) -> Option<Vec<u8>> {
+    /// (beside the state, item `unsent`): `{documents, sealed}`, `sealed`
+    /// absent when no document has any. Store it whenever documents change:
+    /// after a reload, [`Device::adopt_unsent`] takes them back.
+    #[wasm_bindgen(unchecked_return_type = "UnsentEdits")]
+    pub fn seal_unsent(&mut self, key: &StateKey) -> JsValue {
         let list: Vec<UnsentEdits> = self
             .spaces
             .iter_mut()
@@ -261,17 +260,17 @@ impl Device {
                     })
             })
             .collect();
-        self.unsent_documents = list.len();
-        if list.is_empty() {
-            return None;
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&out, &"documents".into(), &list.len().into());
+        if !list.is_empty() {
+            let sealed = key.0.seal(UNSENT_ITEM, &UnsentEdits::encode(&list));
+            let _ = js_sys::Reflect::set(
+                &out,
+                &"sealed".into(),
+                &js_sys::Uint8Array::from(&sealed[..]).into(),
+            );
         }
-        Some(key.0.seal(UNSENT_ITEM, &UnsentEdits::encode(&list)))
-    }
-
-    /// How many documents had unacknowledged edits at the last
-    /// [`Device::seal_unsent`].
-    pub fn unsent_documents(&self) -> usize {
-        self.unsent_documents
+        out.into()
     }
 
     /// Takes back the edits sealed by [`Device::seal_unsent`] before a
@@ -1166,11 +1165,15 @@ impl Upload {
     /// again, and if the file is not the same up to that point the push
     /// fails with the error `source-changed` (start a new upload).
     pub fn resume(sealed: &[u8], key: &StateKey) -> Result<Upload, JsError> {
-        let saved = open_upload(sealed, key)?;
+        let SavedUpload {
+            progress,
+            space,
+            folder,
+        } = open_upload(sealed, key)?;
         Ok(Self {
-            sealer: Some(FileSealer::resume(saved.progress.clone()).map_err(err)?),
-            space: saved.space.clone(),
-            folder: saved.folder.clone(),
+            sealer: Some(FileSealer::resume(progress).map_err(err)?),
+            space,
+            folder,
         })
     }
 

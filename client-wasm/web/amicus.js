@@ -151,6 +151,7 @@ export class Client {
     this.device = device;
     this.key = key;
     this.salt = salt;
+    this.unsentDocuments = 0; // documents with edits kept in this browser
     this.token = null;
     this.ws = null;
     this.online = false;
@@ -284,11 +285,13 @@ export class Client {
   /** Seals the edits the server has not acknowledged and stores them. */
   saveUnsent() {
     clearTimeout(this.unsentTimer);
-    const sealed = this.device.seal_unsent(this.key);
-    const documents = this.device.unsent_documents();
+    const { documents, sealed } = this.device.seal_unsent(this.key);
     this.saving = this.saving
       .then(() => vault.putUnsent(this.device.user(), sealed))
-      .then(() => this.emit("unsent", { documents }))
+      .then(() => {
+        this.unsentDocuments = documents;
+        this.emit("unsent", { documents });
+      })
       .catch((e) => this.emit("warning", { message: `could not keep unsent edits in this browser: ${e.message}` }));
     return this.saving;
   }

@@ -191,8 +191,7 @@ function started() {
     }
   });
   client.events.addEventListener("warning", (e) => status(e.detail.message, "warning"));
-  client.events.addEventListener("unsent", (e) => {
-    client.unsentDocuments = e.detail.documents;
+  client.events.addEventListener("unsent", () => {
     document.getElementById("unsent")?.replaceWith(unsentNote());
   });
   client.events.addEventListener("presence", (e) => {

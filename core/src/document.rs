@@ -187,6 +187,11 @@ impl Replica {
     /// This replica's own changes not in `since`'s history, in causal order.
     fn own_changes_since(&mut self, since: &[ChangeHash]) -> Vec<Vec<u8>> {
         self.doc.commit();
+        // Most replicas were only read in this run: their actor has no
+        // change, known without rebuilding the document's changes.
+        if self.doc.get_last_local_change().is_none() {
+            return Vec::new();
+        }
         let actor = self.doc.get_actor().clone();
         self.doc
             .get_changes(since)
