@@ -55,7 +55,8 @@ export interface Member { user: string; device: string; role: string; safety_num
 /** An entry of a space's library. */
 export interface LibraryEntry { kind: "folder" | "document" | "file"; id: string; name: string; folder?: string; size?: number }
 /** A filing as read. */
-export interface Filing { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[]; versions: { name: string; author: string; body: string }[]; changes: number }
+export interface FilingText { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[] }
+export interface Filing extends FilingText { versions: { name: string; author: string; body: string }[] }
 /** The edits the server has not acknowledged, sealed (absent if none). */
 export interface UnsentEdits { documents: number; sealed?: Uint8Array }
 /** The identity holder's answer to a pairing offer. */
@@ -855,9 +856,29 @@ impl Device {
         Ok(js(&json!(list)))
     }
 
-    /// Reads a filing.
+    /// Reads a filing: its text with marks and comments, and its named
+    /// versions (each rebuilt at its heads: the editor reads [`Self::text`]
+    /// on each keystroke instead).
     #[wasm_bindgen(unchecked_return_type = "Filing")]
     pub fn read(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
+        let mut out = self.text_value(space, stream)?;
+        let doc = self.doc(space, stream)?;
+        let mut versions = Vec::new();
+        for v in filing::versions(doc).map_err(err)? {
+            let body = filing::body_at(doc, &v).map_err(err)?;
+            versions.push(json!({ "name": v.name, "author": v.author, "body": body }));
+        }
+        out["versions"] = json!(versions);
+        Ok(js(&out))
+    }
+
+    /// A filing's title and text with its marks and commented passages.
+    #[wasm_bindgen(unchecked_return_type = "FilingText")]
+    pub fn text(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
+        Ok(js(&self.text_value(space, stream)?))
+    }
+
+    fn text_value(&mut self, space: &str, stream: &str) -> Result<Value, JsError> {
         let doc = self.doc(space, stream)?;
         let marks: Vec<Value> = filing::marks(doc)
             .map_err(err)?
@@ -874,19 +895,12 @@ impl Device {
                 })
             })
             .collect();
-        let mut versions = Vec::new();
-        for v in filing::versions(doc).map_err(err)? {
-            let body = filing::body_at(doc, &v).map_err(err)?;
-            versions.push(json!({ "name": v.name, "author": v.author, "body": body }));
-        }
-        Ok(js(&json!({
+        Ok(json!({
             "title": filing::title(doc).map_err(err)?,
             "body": filing::body(doc).map_err(err)?,
             "marks": marks,
             "comments": comments,
-            "versions": versions,
-            "changes": doc.get_changes(&[]).len(),
-        })))
+        }))
     }
 
     /// Replaces `delete` characters at `at` (Unicode code points) by `text`.

@@ -8,6 +8,7 @@
 
 import { Client, vault, load } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
+import { createEditor } from "./editor.js";
 
 let client = null;
 let cleanup = [];
@@ -198,6 +199,10 @@ function started() {
     const { space, user, device, payload } = e.detail;
     if (!payload || typeof payload.doc !== "string") return;
     const k = `${space}/${payload.doc}`;
+    // A device is in one document at a time.
+    for (const [other, here] of presence) {
+      if (other !== k && other.startsWith(`${space}/`) && here.delete(device)) client.emit("presence-changed", { key: other });
+    }
     if (!presence.has(k)) presence.set(k, new Map());
     presence.get(k).set(device, { user, at: Date.now(), cursor: payload.cursor });
     client.emit("presence-changed", { key: k });
@@ -455,28 +460,6 @@ async function download(space, entry, progress, progressText) {
 
 // --------------------------------------------------------------- editor
 
-/** Code point index of UTF-16 index `i` in `s`. */
-function cp(s, i) {
-  let n = 0;
-  for (let k = 0; k < i; k++) {
-    const c = s.charCodeAt(k);
-    if (c >= 0xd800 && c <= 0xdbff && k + 1 < i) k++;
-    n++;
-  }
-  return n;
-}
-
-/** UTF-16 index of code point index `n` in `s`. */
-function u16(s, n) {
-  let i = 0;
-  while (n > 0 && i < s.length) {
-    const c = s.charCodeAt(i);
-    i += c >= 0xd800 && c <= 0xdbff ? 2 : 1;
-    n--;
-  }
-  return i;
-}
-
 function editorView(main, space, stream) {
   let filing;
   try {
@@ -488,74 +471,65 @@ function editorView(main, space, stream) {
   }
   const key = `${space}/${stream}`;
   const title = h("input", { id: "title", class: "title", value: filing.title, "aria-label": t("title") });
-  const text = h("textarea", { id: "editor", "aria-label": t("editor"), spellcheck: "true", dir: "auto" });
-  text.value = filing.body;
-  let shown = filing.body;
-  const preview = h("div", { id: "preview", class: "preview", "aria-label": t("preview"), dir: "auto" });
   const commentsBox = h("section", { id: "comments" });
   const versionsBox = h("section", { id: "versions" });
   const here = h("p", { id: "presence", class: "muted", role: "status", "aria-live": "polite" });
 
-  const drawSide = (f) => {
-    // The formatted view: marks and commented passages over the text.
+  const drawComments = (f) => {
     const chars = Array.from(f.body);
-    const spans = chars.map(() => new Set());
-    for (const m of f.marks) for (let i = m.start; i < Math.min(m.end, chars.length); i++) spans[i].add(m.mark);
-    for (const c of f.comments) for (let i = c.start; i < Math.min(c.end, chars.length); i++) spans[i].add("commented");
-    const nodes = [];
-    let run = "";
-    let runKey = null;
-    const flush = () => {
-      if (!run) return;
-      const cls = [...(runKey || [])];
-      let node = document.createTextNode(run);
-      if (cls.includes("bold")) node = h("strong", {}, node);
-      if (cls.includes("italic")) node = h("em", {}, node);
-      if (cls.includes("underline")) node = h("u", {}, node);
-      if (cls.includes("commented")) node = h("mark", {}, node);
-      nodes.push(node);
-      run = "";
-    };
-    chars.forEach((ch, i) => {
-      const k = [...spans[i]].sort().join(",");
-      if (runKey === null || k !== runKey.join(",")) {
-        flush();
-        runKey = [...spans[i]].sort();
-      }
-      run += ch;
-    });
-    flush();
-    fill(preview, ...nodes);
     fill(commentsBox, h("h3", {}, t("comments")), f.comments.length
       ? h("ul", {}, f.comments.map((c) => h("li", {},
           h("q", {}, chars.slice(c.start, c.end).join("")), " ",
           c.messages.map((m) => h("p", {}, h("strong", {}, m.author), ": ", m.text)))))
       : h("p", { class: "muted" }, t("empty")));
+  };
+  const drawVersions = (f) => {
     fill(versionsBox, h("h3", {}, t("versions")), f.versions.length
       ? h("ul", {}, f.versions.map((v) => h("li", {}, h("details", {}, h("summary", {}, `${v.name} — ${v.author}`), h("pre", { dir: "auto" }, v.body)))))
       : h("p", { class: "muted" }, t("empty")));
   };
-  drawSide(filing);
 
-  // Local edits: the difference between what was shown and what is typed.
-  text.addEventListener("input", () => {
-    const now = text.value;
-    let start = 0;
-    while (start < shown.length && start < now.length && shown[start] === now[start]) start++;
-    let endOld = shown.length;
-    let endNew = now.length;
-    while (endOld > start && endNew > start && shown[endOld - 1] === now[endNew - 1]) { endOld--; endNew--; }
-    // Never split a surrogate pair.
-    if (start > 0 && shown.charCodeAt(start - 1) >= 0xd800 && shown.charCodeAt(start - 1) <= 0xdbff) start--;
+  // Formats the selection, or removes the mark if all of it carries it.
+  const toggle = (mark) => {
+    const s = editor.selection();
+    if (!s) return status(t("selectFirst"), "warning");
     try {
-      client.device.splice(space, stream, cp(shown, start), cp(shown, endOld) - cp(shown, start), now.slice(start, endNew));
-      shown = now;
+      const active = client.device.text(space, stream).marks.some((m) => m.mark === mark && m.start <= s[0] && m.end >= s[1]);
+      client.device.format(space, stream, s[0], s[1], mark, !active);
       client.markDirty(space, stream);
-      drawSide(client.device.read(space, stream));
-    } catch (err) {
-      fail(err);
-    }
+      editor.redraw();
+    } catch (err) { fail(err); }
+  };
+
+  // The caret is announced at most once a second, the last position always.
+  let lastSent = 0;
+  let pending = null;
+  const announce = () => {
+    if (pending) return;
+    pending = setTimeout(() => {
+      pending = null;
+      lastSent = Date.now();
+      const cursor = editor.caret();
+      client.presence(space, cursor === null ? { doc: stream } : { doc: stream, cursor }).catch(() => {});
+    }, Math.max(0, lastSent + 1000 - Date.now()));
+  };
+
+  const editor = createEditor({
+    label: t("editor"),
+    model: () => client.device.text(space, stream),
+    splice: (at, removed, text) => client.device.splice(space, stream, at, removed, text),
+    format: toggle,
+    changed: () => {
+      client.markDirty(space, stream);
+      drawComments(client.device.text(space, stream));
+      announce();
+    },
+    moved: announce,
   });
+  editor.refresh();
+  drawComments(filing);
+  drawVersions(filing);
+
   title.addEventListener("change", () => {
     try {
       client.device.set_title(space, stream, title.value);
@@ -563,44 +537,21 @@ function editorView(main, space, stream) {
     } catch (err) { fail(err); }
   });
 
-  // Remote edits: keep the caret where it was relative to the text.
+  // Edits from elsewhere: the editor keeps the caret where it was relative
+  // to the text around it.
   const refresh = () => {
     const f = client.device.read(space, stream);
-    if (f.body !== shown) {
-      const a = text.selectionStart;
-      const b = text.selectionEnd;
-      let start = 0;
-      while (start < shown.length && start < f.body.length && shown[start] === f.body[start]) start++;
-      const delta = f.body.length - shown.length;
-      text.value = f.body;
-      shown = f.body;
-      if (document.activeElement === text) {
-        text.setSelectionRange(a >= start ? Math.max(start, a + delta) : a, b >= start ? Math.max(start, b + delta) : b);
-      }
-    }
+    editor.refresh();
     if (document.activeElement !== title && f.title !== title.value) title.value = f.title;
-    drawSide(f);
+    drawComments(f);
+    drawVersions(f);
   };
 
-  const selection = () => {
-    const a = cp(shown, text.selectionStart);
-    const b = cp(shown, text.selectionEnd);
-    return a < b ? [a, b] : null;
-  };
-  const formatButton = (mark) => h("button", { type: "button", "data-mark": mark, onclick: () => {
-    const s = selection();
-    if (!s) return status(t("selectFirst"), "warning");
-    try {
-      const active = client.device.read(space, stream).marks.some((m) => m.mark === mark && m.start <= s[0] && m.end >= s[1]);
-      client.device.format(space, stream, s[0], s[1], mark, !active);
-      client.markDirty(space, stream);
-      refresh();
-    } catch (err) { fail(err); }
-  } }, t(mark));
+  const formatButton = (mark) => h("button", { type: "button", "data-mark": mark, title: t(`${mark}Key`), onmousedown: (e) => e.preventDefault(), onclick: () => toggle(mark) }, t(mark));
 
   const commentForm = h("form", { id: "comment-form", onsubmit: (e) => {
     e.preventDefault();
-    const s = selection();
+    const s = editor.selection();
     if (!s) return status(t("selectFirst"), "warning");
     try {
       client.device.comment(space, stream, s[0], s[1], e.target.text.value);
@@ -620,29 +571,25 @@ function editorView(main, space, stream) {
     } catch (err) { fail(err); }
   } }, field(t("versionName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("nameVersion")));
 
+  // Who is here, and where their caret is (announced within 15 seconds).
   const drawPresence = () => {
     const now = Date.now();
-    const people = [...(presence.get(key) || new Map()).values()].filter((p) => now - p.at < 15000).map((p) => p.user);
-    here.textContent = people.length ? `${t("present")}: ${[...new Set(people)].join(", ")}` : "";
+    const live = [...(presence.get(key) || new Map()).entries()].filter(([, p]) => now - p.at < 15000);
+    const people = [...new Set(live.map(([, p]) => p.user))];
+    const line = people.length ? `${t("present")}: ${people.join(", ")}` : "";
+    if (here.textContent !== line) here.textContent = line;
+    editor.showCarets(live.filter(([, p]) => Number.isInteger(p.cursor) && p.cursor >= 0).map(([device, p]) => ({ device, user: p.user, cursor: p.cursor })));
   };
-  let lastSent = 0;
-  const announce = () => {
-    const now = Date.now();
-    if (now - lastSent < 2000) return;
-    lastSent = now;
-    client.presence(space, { doc: stream, cursor: cp(shown, text.selectionStart) }).catch(() => {});
-  };
-  text.addEventListener("keyup", announce);
-  text.addEventListener("focus", announce);
-  const beat = setInterval(() => { lastSent = 0; announce(); drawPresence(); }, 5000);
+  const beat = setInterval(() => { announce(); drawPresence(); }, 5000);
 
   main.append(
     h("p", {}, h("a", { href: `#/space/${space}` }, `← ${t("back")}`)),
     title,
-    h("div", { class: "toolbar", role: "toolbar", "aria-label": t("editor") }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
+    h("div", { class: "toolbar", role: "toolbar", "aria-label": t("formatting"), "aria-controls": "editor" }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
     here,
-    h("div", { class: "columns" }, h("div", {}, text, h("h3", {}, t("preview")), preview), h("aside", {}, commentForm, commentsBox, versionForm, versionsBox)),
+    h("div", { class: "columns" }, editor.element, h("aside", {}, commentForm, commentsBox, versionForm, versionsBox)),
   );
+  drawPresence();
   const onChanged = (e) => {
     if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) refresh();
   };
@@ -651,6 +598,8 @@ function editorView(main, space, stream) {
   client.events.addEventListener("presence-changed", onPresence);
   onCleanup(() => {
     clearInterval(beat);
+    clearTimeout(pending);
+    editor.close();
     client.events.removeEventListener("changed", onChanged);
     client.events.removeEventListener("presence-changed", onPresence);
   });

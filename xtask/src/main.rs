@@ -333,7 +333,13 @@ fn web() -> Result<std::path::PathBuf, String> {
         .out_name("amicus_client")
         .generate(&pkg)
         .map_err(|e| format!("wasm-bindgen: {e}"))?;
-    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../client-wasm/web");
+    // The checkout being built: `cargo run` names it at run time. The path
+    // compiled in is only a fallback, since a binary built from another
+    // clone sharing the target directory may be reused as fresh.
+    let xtask = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let app = xtask.join("../client-wasm/web");
     copy_dir(&app, &out)?;
     let built = pkg.join("amicus_client_bg.wasm");
     let size = std::fs::metadata(&built).map_err(|e| e.to_string())?.len();

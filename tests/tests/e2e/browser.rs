@@ -45,6 +45,27 @@ async fn sign_up(b: &Browser, url: &str, user: &str) {
     .await;
 }
 
+/// Selects, in the editor, the first occurrence of `arguments[0]` (or
+/// places the caret before it when `arguments[1]` is true). The editor
+/// shows the text as text nodes, with its marks as elements around them.
+const SELECT: &str = "const e = document.getElementById('editor'); e.focus(); \
+    const nodes = []; const walk = (x) => { for (const c of x.childNodes) { if (c.nodeType === 3) nodes.push(c); else walk(c); } }; walk(e); \
+    const find = (i) => { let seen = 0; for (const n of nodes) { if (i <= seen + n.data.length) return [n, i - seen]; seen += n.data.length; } }; \
+    const at = e.textContent.indexOf(arguments[0]); if (at < 0) throw new Error('not in the text: ' + arguments[0]); \
+    const r = document.createRange(); r.setStart(...find(at)); r.setEnd(...find(arguments[1] ? at : at + arguments[0].length)); \
+    getSelection().removeAllRanges(); getSelection().addRange(r);";
+
+/// The W3C WebDriver codes of the keys the editor test presses.
+const ENTER: &str = "\u{E007}";
+const CONTROL: &str = "\u{E009}";
+const SHIFT: &str = "\u{E008}";
+const RELEASE: &str = "\u{E000}";
+
+/// Places the caret at the end of the editor's text.
+const TO_END: &str = "const e = document.getElementById('editor'); e.focus(); \
+    const r = document.createRange(); r.selectNodeContents(e); r.collapse(false); \
+    getSelection().removeAllRanges(); getSelection().addRange(r);";
+
 /// Opens the app and unlocks the device stored in the browser.
 async fn unlock(b: &Browser, url: &str) {
     b.goto(url).await;
@@ -161,7 +182,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     let b = "Hello from Tunis. ";
     tokio::join!(amina.type_into("#editor", a), bruno.type_into("#editor", b));
     let both = format!(
-        "const v = document.getElementById('editor').value; return v.includes({a:?}) && v.includes({b:?})"
+        "const v = document.getElementById('editor').textContent; return v.includes({a:?}) && v.includes({b:?})"
     );
     amina
         .wait_for("both sentences at Amina's", &both, LONG)
@@ -191,27 +212,56 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             LONG,
         )
         .await;
-    // Formatting, a comment on a passage and a named version, seen by both.
-    let select = |word: &str| {
-        format!(
-            "const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.indexOf({word:?}), e.value.indexOf({word:?}) + {});",
-            word.len()
-        )
-    };
-    amina.js(&select("Kinshasa"), json!([])).await;
-    amina.click("button[data-mark=bold]").await;
-    amina
-        .type_into("#comment-form input[name=text]", "Préciser la date")
-        .await;
-    amina
+    // The editor reads each change as one replacement: on random pairs of
+    // texts with characters outside the Basic Multilingual Plane, the
+    // replacement rebuilds the new text and never cuts a surrogate pair.
+    let broken = amina
         .js(
-            &format!(
-                "{} document.querySelector('#comment-form button').click();",
-                select("Tunis")
-            ),
+            "return import('./editor.js').then(({ difference }) => { \
+               const alphabet = ['a', 'b', '\\n', 'é', 'ب', '😀', '😁', '🈀']; \
+               const word = () => Array.from({ length: Math.floor(Math.random() * 6) }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join(''); \
+               const cut = (s, i) => i > 0 && i < s.length && s.charCodeAt(i) >= 0xdc00 && s.charCodeAt(i) <= 0xdfff; \
+               const bad = []; \
+               for (let k = 0; k < 5000; k++) { \
+                 const was = word(); const now = word(); const [s, ew, en] = difference(was, now); \
+                 if (was.slice(0, s) + now.slice(s, en) + was.slice(ew) !== now || cut(was, s) || cut(was, ew) || cut(now, s) || cut(now, en)) bad.push([was, now]); \
+               } \
+               return bad.slice(0, 3); })",
             json!([]),
         )
         .await;
+    assert_eq!(broken, json!([]), "replacements that are wrong");
+
+    // Amina's caret, placed before "Kinshasa", is drawn at Bruno's right
+    // before the same letter.
+    amina.js(SELECT, json!(["Kinshasa", true])).await;
+    bruno
+        .wait_for(
+            "Amina's caret at Bruno's",
+            "const c = document.querySelector('.remote-caret[data-user=\"amina\"]'); if (!c) return false; \
+             const e = document.getElementById('editor'); const t = e.textContent; const at = t.indexOf('Kinshasa'); \
+             const nodes = []; const walk = (x) => { for (const n of x.childNodes) { if (n.nodeType === 3) nodes.push(n); else walk(n); } }; walk(e); \
+             let seen = 0; let r = null; for (const n of nodes) { if (at < seen + n.data.length) { r = document.createRange(); r.setStart(n, at - seen); r.setEnd(n, at - seen + 1); break; } seen += n.data.length; } \
+             const k = r.getBoundingClientRect(); const b = c.getBoundingClientRect(); \
+             return Math.abs(b.left - k.left) < 4 && Math.abs(b.top - k.top) < 4",
+            LONG,
+        )
+        .await;
+    bruno.screenshot("remote-caret").await;
+
+    // Formatting in place, a comment on a passage and a named version, seen
+    // by both. Bold comes from the toolbar, italic from Ctrl+I.
+    amina.js(SELECT, json!(["Kinshasa", false])).await;
+    amina.click("button[data-mark=bold]").await;
+    amina.js(SELECT, json!(["Hello", false])).await;
+    amina
+        .type_into("#editor", &format!("{CONTROL}i{RELEASE}"))
+        .await;
+    amina.js(SELECT, json!(["Tunis", false])).await;
+    amina
+        .type_into("#comment-form input[name=text]", "Préciser la date")
+        .await;
+    amina.click("#comment-form button[type=submit]").await;
     amina
         .type_into("#version-form input[name=name]", "Premier jet")
         .await;
@@ -219,7 +269,9 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     bruno
         .wait_for(
             "bold, the comment and the version at Bruno's",
-            "return document.querySelector('#preview strong')?.textContent === 'Kinshasa' \
+            "return document.querySelector('#editor strong')?.textContent === 'Kinshasa' \
+             && document.querySelector('#editor em')?.textContent === 'Hello' \
+             && document.querySelector('#editor mark')?.textContent === 'Tunis' \
              && document.querySelector('#comments q')?.textContent === 'Tunis' \
              && document.querySelector('#comments').textContent.includes('Préciser la date') \
              && (document.querySelector('#versions summary')?.textContent || '').startsWith('Premier jet')",
@@ -229,6 +281,38 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina.screenshot("co-editing").await;
     bruno.screenshot("co-editing").await;
 
+    // Undo and redo (Ctrl+Z, Ctrl+Shift+Z) take back and restore Amina's
+    // typing, at both pages.
+    amina.js(TO_END, json!([])).await;
+    amina.type_into("#editor", "Brouillon").await;
+    let with_draft = format!(
+        "return document.getElementById('editor').textContent === {:?}",
+        format!("{ta}Brouillon")
+    );
+    let without_draft = format!("return document.getElementById('editor').textContent === {ta:?}");
+    bruno
+        .wait_for("the draft word at Bruno's", &with_draft, LONG)
+        .await;
+    amina
+        .type_into("#editor", &format!("{CONTROL}z{RELEASE}"))
+        .await;
+    bruno
+        .wait_for("the draft word undone at Bruno's", &without_draft, LONG)
+        .await;
+    amina
+        .type_into("#editor", &format!("{CONTROL}{SHIFT}z{RELEASE}"))
+        .await;
+    bruno
+        .wait_for("the draft word redone at Bruno's", &with_draft, LONG)
+        .await;
+    amina
+        .type_into("#editor", &format!("{CONTROL}z{RELEASE}"))
+        .await;
+    for who in [&amina, &bruno] {
+        who.wait_for("the draft word undone again", &without_draft, LONG)
+            .await;
+    }
+
     // The server goes away. Bruno keeps typing; Amina types too, then
     // leaves the page before the server is back: her sentence is kept,
     // sealed, in IndexedDB. Once the server is back at the same address,
@@ -236,7 +320,6 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     // both sentences reach both pages.
     let listen = server.url.trim_start_matches("http://").to_owned();
     server.stop();
-    let to_end = "const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.length, e.value.length);";
     for who in [&bruno, &amina] {
         who.wait_for(
             "the offline state",
@@ -244,9 +327,11 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             LONG,
         )
         .await;
-        who.js(to_end, json!([])).await;
+        who.js(TO_END, json!([])).await;
     }
-    bruno.type_into("#editor", "Écrit hors ligne.").await;
+    bruno
+        .type_into("#editor", &format!("{ENTER}Écrit hors ligne."))
+        .await;
     amina.type_into("#editor", "Gardé au rechargement.").await;
     amina
         .wait_for(
@@ -277,8 +362,8 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             json!([format!("#/doc/{space}/{doc}")]),
         )
         .await;
-    let both_offline = "const v = document.getElementById('editor')?.value || ''; \
-        return v.includes('Écrit hors ligne.') && v.includes('Gardé au rechargement.')";
+    let both_offline = "const v = document.getElementById('editor')?.textContent || ''; \
+        return v.includes('\\nÉcrit hors ligne.') && v.includes('Gardé au rechargement.')";
     amina
         .wait_for("both offline sentences at Amina's", both_offline, LONG)
         .await;
@@ -298,13 +383,26 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     assert!(now.starts_with(&ta), "{now:?}");
     assert_eq!(
         now.chars().count(),
-        ta.chars().count() + "Écrit hors ligne.Gardé au rechargement.".chars().count(),
+        ta.chars().count() + "\nÉcrit hors ligne.Gardé au rechargement.".chars().count(),
         "each sentence once: {now:?}"
     );
-    let same = format!("return document.getElementById('editor').value === {now:?}");
+    let same = format!("return document.getElementById('editor').textContent === {now:?}");
     amina
         .wait_for("the same text at Amina's", &same, LONG)
         .await;
+    // Bruno's Enter is a line break in the text, drawn as a new line, with
+    // no markup of the browser's own in the editor.
+    let lines = amina
+        .js(
+            "const e = document.getElementById('editor'); \
+             const nodes = []; const walk = (x) => { for (const n of x.childNodes) { if (n.nodeType === 3) nodes.push(n); else walk(n); } }; walk(e); \
+             const top = (i) => { let seen = 0; for (const n of nodes) { if (i < seen + n.data.length) { const r = document.createRange(); r.setStart(n, i - seen); r.setEnd(n, i - seen + 1); return r.getBoundingClientRect().top; } seen += n.data.length; } }; \
+             const at = e.textContent.indexOf('\\nÉcrit') + 1; \
+             return [top(0) < top(at), e.querySelectorAll('div, p, span, b, i, font').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(lines, json!([true, 0]), "the line break as drawn");
 
     // A file uploads from Bruno and downloads at Amina's, byte-identical.
     let file = dir.path().join("evidence.bin");
@@ -405,6 +503,27 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     assert!(got == bytes, "the downloaded file differs from the upload");
     amina.screenshot("library").await;
 
+    // German and Portuguese: Bruno's interface in each, left to right.
+    for (lang, spaces) in [("de", "Bereiche"), ("pt", "Espaços")] {
+        bruno
+            .js(
+                "const s = document.getElementById('language'); s.value = arguments[0]; s.dispatchEvent(new Event('change'));",
+                json!([lang]),
+            )
+            .await;
+        bruno
+            .wait_for(
+                &format!("Bruno's interface in {lang}"),
+                &format!(
+                    "return document.documentElement.lang === {lang:?} && document.documentElement.dir === 'ltr' \
+                     && document.querySelector('header nav a[href=\"#/\"]')?.textContent === {spaces:?}"
+                ),
+                LONG,
+            )
+            .await;
+        bruno.screenshot(&format!("interface-{lang}")).await;
+    }
+
     // Arabic: right to left, and remembered after a reload.
     amina
         .js(
@@ -470,7 +589,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         )
         .await;
     let restored = format!(
-        "const e = document.getElementById('editor'); return e !== null && e.value === {now:?}"
+        "const e = document.getElementById('editor'); return e !== null && e.textContent === {now:?}"
     );
     amina
         .wait_for("the filing rebuilt after unlocking", &restored, LONG)

@@ -1,0 +1,427 @@
+// The document editor: formatted text edited in place.
+//
+// The element is contenteditable, and what it shows is always drawn from the
+// replica: plain text (counted in code points by the replica) with marks and
+// commented passages over it. Whatever the browser changes in the element is
+// read back as the difference between the text shown and the element's text,
+// applied to the replica, and the element is drawn again. Line breaks,
+// pasting, the formatting keys and undo are handled here instead of being
+// left to the browser, which would otherwise add markup of its own.
+
+/** Code point index of UTF-16 index `i` in `s`. */
+export function cp(s, i) {
+  let n = 0;
+  for (let k = 0; k < i; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 0xd800 && c <= 0xdbff && k + 1 < i) k++;
+    n++;
+  }
+  return n;
+}
+
+/** UTF-16 index of code point index `n` in `s`. */
+export function u16(s, n) {
+  let i = 0;
+  while (n > 0 && i < s.length) {
+    const c = s.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+    n--;
+  }
+  return i;
+}
+
+const isHigh = (c) => c >= 0xd800 && c <= 0xdbff;
+const isLow = (c) => c >= 0xdc00 && c <= 0xdfff;
+
+/** The shortest replacement turning `was` into `now`, in UTF-16 indices,
+ * never splitting a surrogate pair: `[start, endWas, endNow]`. */
+export function difference(was, now) {
+  let start = 0;
+  while (start < was.length && start < now.length && was[start] === now[start]) start++;
+  if (start > 0 && isHigh(was.charCodeAt(start - 1))) start--;
+  let endWas = was.length;
+  let endNow = now.length;
+  while (endWas > start && endNow > start && was[endWas - 1] === now[endNow - 1]) {
+    endWas--;
+    endNow--;
+  }
+  if (endWas < was.length && isLow(was.charCodeAt(endWas))) {
+    endWas++;
+    endNow++;
+  }
+  return [start, endWas, endNow];
+}
+
+// The marks drawn, each as the element that shows it.
+const TAGS = { bold: "strong", italic: "em", underline: "u", commented: "mark" };
+const ORDER = ["bold", "italic", "underline", "commented"];
+
+/** The text an element shows: text nodes, and a line break for each `<br>`
+ * but the one that only keeps a final empty line visible. Blocks the browser
+ * may have added start a new line. */
+function read(root) {
+  let out = "";
+  const go = (node) => {
+    for (const c of node.childNodes) {
+      if (c.nodeType === Node.TEXT_NODE) out += c.data;
+      else if (c.nodeName === "BR") {
+        if (!(c.dataset && c.dataset.end)) out += "\n";
+      } else if (c.nodeType === Node.ELEMENT_NODE || c.nodeType === Node.DOCUMENT_FRAGMENT_NODE) {
+        const block = c.nodeName === "DIV" || c.nodeName === "P";
+        if (block && out.length && !out.endsWith("\n")) out += "\n";
+        go(c);
+      }
+    }
+  };
+  go(root);
+  return out;
+}
+
+/** Draws `body` with its marks and comments into `root`. */
+function draw(root, body, marks, comments) {
+  const chars = Array.from(body);
+  const n = chars.length;
+  const ranges = [
+    ...marks.map((m) => ({ s: m.start, e: Math.min(m.end, n), k: m.mark })),
+    ...comments.map((c) => ({ s: c.start, e: Math.min(c.end, n), k: "commented" })),
+  ].filter((r) => r.s < r.e && TAGS[r.k]);
+  const cuts = new Set([0, n]);
+  for (const r of ranges) {
+    cuts.add(r.s);
+    cuts.add(r.e);
+  }
+  const at = [...cuts].sort((a, b) => a - b);
+  const nodes = [];
+  for (let i = 0; i + 1 < at.length; i++) {
+    const [a, b] = [at[i], at[i + 1]];
+    let node = document.createTextNode(chars.slice(a, b).join(""));
+    const kinds = new Set(ranges.filter((r) => r.s <= a && r.e >= b).map((r) => r.k));
+    for (const k of ORDER) {
+      if (!kinds.has(k)) continue;
+      const wrap = document.createElement(TAGS[k]);
+      wrap.append(node);
+      node = wrap;
+    }
+    nodes.push(node);
+  }
+  if (body === "" || body.endsWith("\n")) {
+    const br = document.createElement("br");
+    br.dataset.end = "1";
+    nodes.push(br);
+  }
+  root.replaceChildren(...nodes);
+}
+
+/** UTF-16 index, in the text `root` shows, of the point (`node`, `offset`). */
+function indexAt(root, node, offset) {
+  const r = document.createRange();
+  r.setStart(root, 0);
+  r.setEnd(node, offset);
+  return read(r.cloneContents()).length;
+}
+
+/** The DOM point showing UTF-16 index `i` of the text in `root`. */
+function pointAt(root, i) {
+  let seen = 0;
+  let found = null;
+  const go = (node) => {
+    for (let k = 0; k < node.childNodes.length && !found; k++) {
+      const c = node.childNodes[k];
+      if (c.nodeType === Node.TEXT_NODE) {
+        if (i <= seen + c.data.length) found = [c, i - seen];
+        else seen += c.data.length;
+      } else if (c.nodeName === "BR") {
+        if (i === seen) found = [node, k];
+        else if (!c.dataset.end) seen += 1;
+      } else go(c);
+    }
+  };
+  go(root);
+  return found || [root, root.childNodes.length];
+}
+
+/** A colour for a user name, the same on every device. */
+function colour(name) {
+  let x = 0;
+  for (const ch of name) x = (x * 31 + ch.codePointAt(0)) >>> 0;
+  return `hsl(${x % 360} 70% 38%)`;
+}
+
+/**
+ * An editor over one document.
+ *
+ * `model()` returns the replica's `{body, marks, comments}`; `splice(at,
+ * removed, text)` applies an edit (code points) and returns nothing;
+ * `format(mark)` toggles a mark over the selection; `changed()` is called
+ * after each local edit; `moved()` when the caret moves.
+ */
+export function createEditor({ label, model, splice, format, changed, moved }) {
+  const el = document.createElement("div");
+  Object.assign(el, { id: "editor", className: "editor", contentEditable: "true", spellcheck: true });
+  el.setAttribute("role", "textbox");
+  el.setAttribute("aria-multiline", "true");
+  el.setAttribute("aria-label", label);
+  el.setAttribute("dir", "auto");
+  const carets = document.createElement("div");
+  carets.className = "carets";
+  carets.setAttribute("aria-hidden", "true");
+  const wrap = document.createElement("div");
+  wrap.className = "editor-wrap";
+  wrap.append(el, carets);
+
+  let shown = "";
+  let drawn = "";
+  let composing = false;
+  let others = new Map(); // device -> {user, cursor (code points)}
+  const undo = [];
+  const redo = [];
+
+  const selection = () => {
+    const s = document.getSelection();
+    if (!s || s.rangeCount === 0) return null;
+    const r = s.getRangeAt(0);
+    if (!el.contains(r.startContainer) || !el.contains(r.endContainer)) return null;
+    return [indexAt(el, r.startContainer, r.startOffset), indexAt(el, r.endContainer, r.endOffset)];
+  };
+  const place = (a, b = a) => {
+    if (document.activeElement !== el) return;
+    const s = document.getSelection();
+    const r = document.createRange();
+    const [na, oa] = pointAt(el, Math.min(a, shown.length));
+    const [nb, ob] = pointAt(el, Math.min(b, shown.length));
+    r.setStart(na, oa);
+    r.setEnd(nb, ob);
+    s.removeAllRanges();
+    s.addRange(r);
+  };
+
+  /** Draws the replica's state, keeping the selection at `keep` (UTF-16). */
+  const redraw = (keep) => {
+    const m = model();
+    shown = m.body;
+    const key = JSON.stringify([m.body, m.marks, m.comments]);
+    if (key !== drawn || read(el) !== shown) {
+      draw(el, m.body, m.marks, m.comments);
+      drawn = key;
+      if (keep) place(keep[0], keep[1]);
+    }
+    drawCarets();
+  };
+
+  // Other people's carets and the undo steps follow the text they point
+  // into when code points [start, end) are replaced, the text growing by
+  // `delta`. A step inside the replaced passage is left where it is: undo
+  // checks its text before applying it.
+  const shift = (start, end, delta) => {
+    for (const o of others.values()) if (o.cursor >= end) o.cursor = Math.max(start, o.cursor + delta);
+    for (const e of [...undo, ...redo]) if (e.at >= end) e.at = Math.max(start, e.at + delta);
+    if (kept) kept = kept.map((x) => (x >= end ? x + delta : Math.min(x, start)));
+    if (kept && kept[0] >= kept[1]) kept = null;
+    if (lastCaret !== null && lastCaret >= end) lastCaret += delta;
+    else if (lastCaret !== null && lastCaret > start) lastCaret = start;
+  };
+
+  /** Applies the replacement of UTF-16 `[a, b)` by `text` as a local edit. */
+  const edit = (a, b, text, record = true) => {
+    const at = cp(shown, a);
+    const removed = shown.slice(a, b);
+    const gone = cp(shown, b) - at;
+    splice(at, gone, text);
+    shift(at, at + gone, Array.from(text).length - gone);
+    if (record) {
+      const last = undo[undo.length - 1];
+      const now = Date.now();
+      if (last && !removed && !last.removed && now - last.t < 1000 && last.at + Array.from(last.inserted).length === at && !text.includes("\n")) {
+        last.inserted += text;
+        last.t = now;
+      } else undo.push({ at, removed, inserted: text, t: now });
+      if (undo.length > 500) undo.shift();
+      redo.length = 0;
+    }
+    changed();
+  };
+
+  const insert = (text) => {
+    const s = selection() || [shown.length, shown.length];
+    const [a, b] = [Math.min(...s), Math.max(...s)];
+    edit(a, b, text);
+    redraw([a + text.length, a + text.length]);
+  };
+
+  /** Reads what the browser changed in the element. */
+  const sync = () => {
+    const now = read(el);
+    if (now === shown) return;
+    const s = selection();
+    const [start, endWas, endNow] = difference(shown, now);
+    edit(start, endWas, now.slice(start, endNow));
+    redraw(s);
+  };
+
+  const history = (from, to) => {
+    const e = from.pop();
+    if (!e) return;
+    const a = u16(shown, e.at);
+    const b = u16(shown, e.at + Array.from(e.inserted).length);
+    if (shown.slice(a, b) !== e.inserted) {
+      // Someone else changed this passage since: undoing would remove
+      // their text, so this step (and older ones) are dropped.
+      from.length = 0;
+      return;
+    }
+    const gone = Array.from(e.inserted).length;
+    splice(e.at, gone, e.removed);
+    shift(e.at, e.at + gone, Array.from(e.removed).length - gone);
+    to.push({ at: e.at, removed: e.inserted, inserted: e.removed, t: 0 });
+    changed();
+    redraw([a + e.removed.length, a + e.removed.length]);
+  };
+
+  el.addEventListener("beforeinput", (e) => {
+    switch (e.inputType) {
+      case "insertParagraph":
+      case "insertLineBreak":
+        e.preventDefault();
+        insert("\n");
+        break;
+      case "formatBold":
+      case "formatItalic":
+      case "formatUnderline":
+        e.preventDefault();
+        format(e.inputType.slice(6).toLowerCase());
+        break;
+      case "historyUndo":
+        e.preventDefault();
+        history(undo, redo);
+        break;
+      case "historyRedo":
+        e.preventDefault();
+        history(redo, undo);
+        break;
+      default:
+        if (e.inputType.startsWith("format")) e.preventDefault();
+    }
+  });
+  // Undo and redo from the keyboard are taken before the browser sees them:
+  // its own history does not know the replica.
+  el.addEventListener("keydown", (e) => {
+    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
+    const key = /^[a-z]$/i.test(e.key) ? e.key.toLowerCase() : e.code.replace(/^Key/, "").toLowerCase();
+    if (key === "z" && !e.shiftKey) {
+      e.preventDefault();
+      history(undo, redo);
+    } else if ((key === "z" && e.shiftKey) || (key === "y" && !e.shiftKey)) {
+      e.preventDefault();
+      history(redo, undo);
+    }
+  });
+  el.addEventListener("paste", (e) => {
+    e.preventDefault();
+    insert(e.clipboardData.getData("text/plain").replace(/\r\n?/g, "\n"));
+  });
+  el.addEventListener("input", (e) => {
+    if (!e.isComposing && !composing) sync();
+  });
+  el.addEventListener("compositionstart", () => { composing = true; });
+  el.addEventListener("compositionend", () => {
+    composing = false;
+    sync();
+  });
+  // The last passage selected stays the one the toolbar and the comment
+  // form act on when the focus moves to them.
+  // Likewise the caret: others see where one was last working.
+  let kept = null;
+  let lastCaret = null;
+  const onSelection = () => {
+    if (document.activeElement !== el) return;
+    const s = selection();
+    if (s) {
+      kept = s[0] === s[1] ? null : [cp(shown, Math.min(...s)), cp(shown, Math.max(...s))];
+      lastCaret = cp(shown, s[1]);
+    }
+    moved();
+  };
+  document.addEventListener("selectionchange", onSelection);
+  const onResize = () => drawCarets();
+  window.addEventListener("resize", onResize);
+
+  function drawCarets() {
+    const base = wrap.getBoundingClientRect();
+    const marks = [];
+    for (const [device, o] of others) {
+      const i = u16(shown, Math.min(o.cursor, Array.from(shown).length));
+      const [node, offset] = pointAt(el, i);
+      const r = document.createRange();
+      r.setStart(node, offset);
+      r.setEnd(node, offset);
+      let rect = r.getClientRects()[0];
+      if (!rect && node.nodeType === Node.TEXT_NODE && offset < node.data.length) {
+        r.setEnd(node, offset + 1);
+        const whole = r.getClientRects()[0];
+        if (whole) rect = { left: getComputedStyle(el).direction === "rtl" ? whole.right : whole.left, top: whole.top, height: whole.height };
+      }
+      if (!rect) rect = el.getBoundingClientRect();
+      const c = document.createElement("span");
+      c.className = "remote-caret";
+      c.dataset.user = o.user;
+      c.dataset.device = device;
+      c.style.left = `${rect.left - base.left}px`;
+      c.style.top = `${rect.top - base.top}px`;
+      c.style.height = `${rect.height || 18}px`;
+      c.style.borderColor = colour(o.user);
+      const name = document.createElement("span");
+      name.className = "remote-name";
+      name.textContent = o.user;
+      name.style.background = colour(o.user);
+      c.append(name);
+      marks.push(c);
+    }
+    carets.replaceChildren(...marks);
+  }
+
+  return {
+    element: wrap,
+    /** Draws the replica's state after a change from elsewhere, keeping the
+     * local selection where it was relative to the text around it. */
+    refresh() {
+      if (composing) return;
+      const was = shown;
+      const now = model().body;
+      let s = selection();
+      if (now !== was) {
+        const [start, endWas, endNow] = difference(was, now);
+        const delta = endNow - endWas;
+        if (s) s = s.map((x) => (x >= endWas ? x + delta : x > start ? start : x));
+        shift(cp(was, start), cp(was, endWas), cp(now, endNow) - cp(was, endWas));
+      }
+      redraw(s);
+    },
+    /** The selection as code point indices `[start, end)`, if not empty:
+     * the live one while the editor has the focus, else the last one. */
+    selection() {
+      const s = document.activeElement === el ? selection() : null;
+      if (!s) return kept;
+      const [a, b] = [cp(shown, Math.min(...s)), cp(shown, Math.max(...s))];
+      return a < b ? [a, b] : null;
+    },
+    /** The caret as a code point index: the live one while the editor
+     * has the focus, else the last one (null if there was none). */
+    caret() {
+      const s = document.activeElement === el ? selection() : null;
+      return s ? cp(shown, s[1]) : lastCaret;
+    },
+    /** Shows other people's carets: `[{device, user, cursor}]`. */
+    showCarets(list) {
+      others = new Map(list.map((o) => [o.device, { user: o.user, cursor: o.cursor }]));
+      drawCarets();
+    },
+    /** Draws again keeping the selection (after a local format or comment). */
+    redraw() {
+      redraw(selection());
+    },
+    close() {
+      window.removeEventListener("resize", onResize);
+      document.removeEventListener("selectionchange", onSelection);
+    },
+  };
+}
