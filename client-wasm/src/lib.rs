@@ -26,6 +26,7 @@ use amicus_core::identity::{
 };
 use amicus_core::library;
 use amicus_core::pairing;
+use amicus_core::publication::{self, CopyCheck};
 use amicus_core::space::{
     HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
 };
@@ -56,6 +57,7 @@ export interface Member { user: string; device: string; role: string; safety_num
 export interface LibraryEntry { kind: "folder" | "document" | "file"; id: string; name: string; folder?: string; size?: number }
 /** A filing as read. */
 export interface FilingText { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[] }
+export interface Publication { title: string; body: string; language: string | null; provenance: { source_space: string; source_stream: string; heads: string[]; device: string; signature: string } }
 export interface Filing extends FilingText { versions: { name: string; author: string; body: string }[] }
 /** The edits the server has not acknowledged, sealed (absent if none). */
 export interface UnsentEdits { documents: number; sealed?: Uint8Array }
@@ -876,6 +878,73 @@ impl Device {
     #[wasm_bindgen(unchecked_return_type = "FilingText")]
     pub fn text(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
         Ok(js(&self.text_value(space, stream)?))
+    }
+
+    /// The body of `PUT /v1/public/{public_space}/docs/{doc}` publishing a
+    /// filing's current title and text, with its provenance signed by this
+    /// device (PROTOCOL §15.1). `language` is a primary tag or empty.
+    #[wasm_bindgen(unchecked_return_type = "Publication")]
+    pub fn publication(
+        &mut self,
+        space: &str,
+        stream: &str,
+        public_space: &str,
+        doc: &str,
+        language: &str,
+    ) -> Result<JsValue, JsError> {
+        let public = space_id(public_space)?;
+        let source = space_id(space)?;
+        let stream_hex = stream_id(stream)?.to_hex();
+        let replica = self.replica(space, stream)?;
+        let heads: Vec<String> = replica.heads().iter().map(|h| h.to_string()).collect();
+        let doc_ = replica.doc();
+        let title = filing::title(doc_).map_err(err)?;
+        let body = filing::body(doc_).map_err(err)?;
+        let message = publication::provenance_message(
+            public,
+            doc,
+            &title,
+            &body,
+            &source.to_hex(),
+            &stream_hex,
+            &heads,
+        );
+        let signature = self.device.sign_statement(Statement::Provenance, &message);
+        Ok(js(&json!({
+            "title": title,
+            "body": body,
+            "language": if language.is_empty() { Value::Null } else { json!(language) },
+            "provenance": {
+                "source_space": source.to_hex(),
+                "source_stream": stream_hex,
+                "heads": heads,
+                "device": self.device.id().to_hex(),
+                "signature": hex::encode(signature),
+            },
+        })))
+    }
+
+    /// Compares a public copy with this device's replica of its source:
+    /// `"matches"` (the title and text at the provenance's heads are the
+    /// published ones), `"differs"`, or `"unknown"` (some head is not held
+    /// here yet).
+    #[wasm_bindgen(unchecked_return_type = "\"matches\" | \"differs\" | \"unknown\"")]
+    pub fn check_copy(
+        &mut self,
+        space: &str,
+        stream: &str,
+        heads: Vec<String>,
+        title: &str,
+        body: &str,
+    ) -> Result<JsValue, JsError> {
+        let doc = self.doc(space, stream)?;
+        Ok(JsValue::from_str(
+            match publication::check_copy(doc, &heads, title, body).map_err(err)? {
+                CopyCheck::Matches => "matches",
+                CopyCheck::Differs => "differs",
+                CopyCheck::Unknown => "unknown",
+            },
+        ))
     }
 
     fn text_value(&mut self, space: &str, stream: &str) -> Result<Value, JsError> {

@@ -101,6 +101,7 @@ function render() {
   if (view === "space" && a) return spaceView(main, a);
   if (view === "doc" && a && b) return editorView(main, a, b);
   if (view === "search") return searchView(main);
+  if (view === "public" && a && b) return publicView(main, a, b);
   if (view === "devices") return devicesView(main);
   return spacesView(main);
 }
@@ -571,6 +572,30 @@ function editorView(main, space, stream) {
     } catch (err) { fail(err); }
   } }, field(t("versionName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("nameVersion")));
 
+  // Publishing the filing's current text with signed provenance. The public
+  // copy's id is the stream's, so publishing again replaces it.
+  const publishBox = h("section", { id: "publish-filing" }, h("h3", {}, t("publishFiling")));
+  client.api("GET", "/v1/spaces").then((v) => {
+    const publics = (v.spaces || []).filter((x) => x.kind === "public");
+    const result = h("p", { role: "status" });
+    if (!publics.length) return publishBox.append(h("p", { class: "muted" }, t("noPublicSpace")));
+    publishBox.append(h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      try {
+        const target = f.space.value;
+        const body = client.device.publication(space, stream, target, stream, f.language.value);
+        await client.api("PUT", `/v1/public/${target}/docs/${stream}`, body);
+        fill(result, t("published"), " ", h("a", { href: `#/public/${target}/${stream}` }, t("openPublic")));
+      } catch (err) { fail(err); }
+    } },
+      h("p", { class: "muted" }, t("publishFilingHelp")),
+      field(t("publicSpaces"), h("select", { name: "space" }, publics.map((x) => h("option", { value: x.id }, x.name || x.id)))),
+      field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, t("detect")), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, l)))),
+      h("button", { type: "submit" }, t("publishButton")),
+    ), result);
+  }).catch(() => {});
+
   // Who is here, and where their caret is (announced within 15 seconds).
   const drawPresence = () => {
     const now = Date.now();
@@ -587,7 +612,7 @@ function editorView(main, space, stream) {
     title,
     h("div", { class: "toolbar", role: "toolbar", "aria-label": t("formatting"), "aria-controls": "editor" }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
     here,
-    h("div", { class: "columns" }, editor.element, h("aside", {}, commentForm, commentsBox, versionForm, versionsBox)),
+    h("div", { class: "columns" }, editor.element, h("aside", {}, commentForm, commentsBox, versionForm, versionsBox, publishBox)),
   );
   drawPresence();
   const onChanged = (e) => {
@@ -636,7 +661,7 @@ function searchView(main) {
       fill(results, 
         h("p", {}, r.hits.length ? t("results", { n: r.total }) : t("noResults")),
         h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
-          h("h4", { dir: "auto" }, hit.title), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
+          h("h4", { dir: "auto" }, h("a", { href: `#/public/${hit.space}/${hit.id}` }, hit.title)), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
           h("p", { class: "muted" }, `${hit.language || ""} · ${hit.space.slice(0, 8)}…`)))),
         h("aside", { class: "facets" }, h("h4", {}, t("facets")),
           Object.entries(r.facets || {}).map(([name, counts]) => h("div", {}, h("strong", {}, t(`facet_${name}`)), h("ul", {},
@@ -694,6 +719,57 @@ function publishForms() {
   };
   draw();
   return box;
+}
+
+/** One public document, with its provenance and, for a member of the
+ * source space, the comparison with the filing there. */
+async function publicView(main, space, doc) {
+  let d;
+  try {
+    d = await client.api("GET", `/v1/public/${space}/docs/${doc}`);
+  } catch (err) {
+    main.append(h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)));
+    return fail(err);
+  }
+  const date = new Date(d.updated * 1000).toLocaleDateString(language());
+  const check = h("p", { id: "copy-check", role: "status" });
+  main.append(
+    h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)),
+    h("article", { id: "public-doc", lang: d.language || undefined },
+      h("h2", { dir: "auto" }, d.title),
+      h("p", { class: "muted" }, [d.language, t("byLine", { author: d.author, date })].filter(Boolean).join(" · ")),
+      h("div", { class: "public-body", dir: "auto" }, d.body)),
+    h("section", { id: "provenance" }, h("h3", {}, t("provenance")),
+      d.provenance
+        ? [h("p", {}, t("provenanceSigned", { author: d.author, device: d.provenance.device.slice(0, 8) })), check]
+        : h("p", { class: "muted" }, t("noProvenance"))),
+  );
+  const p = d.provenance;
+  if (!p) return;
+  if (!client.device.spaces().some((x) => x.id === p.source_space && !x.removed)) {
+    check.textContent = t("copyNotMember");
+    return;
+  }
+  // Compared now, and again as the source space's entries arrive while
+  // the published version is not held here yet.
+  const compare = () => {
+    let verdict = "unknown";
+    try {
+      verdict = client.device.check_copy(p.source_space, p.source_stream, p.heads, d.title, d.body);
+    } catch (_) { /* the document is not readable here (yet) */ }
+    const title = verdict === "matches" ? client.device.text(p.source_space, p.source_stream).title : "";
+    check.textContent = { matches: t("copyMatches", { title }), differs: t("copyDiffers"), unknown: t("copyUnknown") }[verdict];
+    check.className = verdict === "differs" ? "warning" : verdict === "matches" ? "online" : "muted";
+    check.dataset.verdict = verdict;
+    return verdict !== "unknown";
+  };
+  const onChanged = (e) => {
+    if (e.detail.space === p.source_space && compare()) client.events.removeEventListener("changed", onChanged);
+  };
+  client.events.addEventListener("changed", onChanged);
+  onCleanup(() => client.events.removeEventListener("changed", onChanged));
+  compare();
+  client.subscribe(p.source_space).then(() => onChanged({ detail: { space: p.source_space } })).catch(() => {});
 }
 
 // -------------------------------------------------------------- devices

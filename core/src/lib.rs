@@ -36,6 +36,7 @@ pub mod intake;
 pub mod keyring;
 pub mod library;
 pub mod pairing;
+pub mod publication;
 pub mod space;
 pub mod view;
 pub mod wire;

@@ -5,6 +5,8 @@
 //! confidential spaces never calls it.
 
 use amicus_core::SpaceId;
+/// The bytes a publisher signs, shared with the clients.
+pub use amicus_core::publication::provenance_message;
 
 use crate::error::ApiError;
 use crate::store::PublicRecord;
@@ -35,35 +37,4 @@ pub fn check_doc_id(id: &str) -> Result<(), ApiError> {
                 .into(),
         ))
     }
-}
-
-/// The bytes a publisher signs (statement `Provenance`): the public copy
-/// (space, id, blake3 of title and body) bound to the confidential source
-/// (space and stream ids, Automerge heads).
-pub fn provenance_message(
-    public_space: SpaceId,
-    id: &str,
-    title: &str,
-    body: &str,
-    source_space: &str,
-    source_stream: &str,
-    heads: &[String],
-) -> Vec<u8> {
-    let mut content = blake3::Hasher::new_derive_key("amicus public content v1");
-    content.update(&(title.len() as u64).to_be_bytes());
-    content.update(title.as_bytes());
-    content.update(body.as_bytes());
-    let mut out = Vec::new();
-    out.extend_from_slice(&public_space.0);
-    for part in [id, source_space, source_stream] {
-        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        out.extend_from_slice(part.as_bytes());
-    }
-    out.extend_from_slice(content.finalize().as_bytes());
-    out.extend_from_slice(&(heads.len() as u64).to_be_bytes());
-    for h in heads {
-        out.extend_from_slice(&(h.len() as u64).to_be_bytes());
-        out.extend_from_slice(h.as_bytes());
-    }
-    out
 }

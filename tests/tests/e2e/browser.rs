@@ -727,6 +727,75 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     assert!(found, "the public search showed no highlighted hit");
     bruno.screenshot("search").await;
 
+    // Bruno publishes a second filing of the confidential space from its
+    // editor, with signed provenance. Amina finds it, opens it, and her
+    // browser checks it against her own replica of the filing.
+    let vetted = "Le Comité conclut à la torture du requérant à Goma.";
+    bruno
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    bruno
+        .type_into("#new-doc input[name=title]", "Constatations")
+        .await;
+    bruno.click("#new-doc button[type=submit]").await;
+    bruno.element("#editor").await;
+    bruno.type_into("#editor", vetted).await;
+    bruno.element("#publish-filing form").await;
+    bruno
+        .js(
+            "document.querySelector('#publish-filing select[name=language]').value = 'fr'",
+            json!([]),
+        )
+        .await;
+    bruno.click("#publish-filing button[type=submit]").await;
+    bruno
+        .wait_for(
+            "the published filing",
+            "return document.querySelector('#publish-filing a[href^=\"#/public/\"]') !== null",
+            LONG,
+        )
+        .await;
+    amina.js("location.hash = '#/search'", json!([])).await;
+    let mut opened = false;
+    for _ in 0..50 {
+        amina
+            .js(
+                "document.querySelector('#search input[name=q]').value = ''",
+                json!([]),
+            )
+            .await;
+        amina
+            .type_into("#search input[name=q]", "torture Goma")
+            .await;
+        amina.click("#search button[type=submit]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let clicked = amina
+            .js(
+                "const a = Array.from(document.querySelectorAll('#results .hit h4 a')).find((a) => a.textContent === 'Constatations'); if (a) a.click(); return !!a",
+                json!([]),
+            )
+            .await;
+        if clicked == json!(true) {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "the published filing was not found");
+    amina
+        .wait_for(
+            "the public copy checked against Amina's replica",
+            &format!(
+                "return document.querySelector('#public-doc .public-body')?.textContent === {vetted:?} \
+                 && document.getElementById('copy-check')?.dataset.verdict === 'matches'"
+            ),
+            LONG,
+        )
+        .await;
+    amina.screenshot("public-copy-checked").await;
+
     // The server saw only ciphertext of the confidential filing.
     drop((amina, bruno));
     server.stop();
