@@ -591,7 +591,7 @@ function editorView(main, space, stream) {
     } },
       h("p", { class: "muted" }, t("publishFilingHelp")),
       field(t("publicSpaces"), h("select", { name: "space" }, publics.map((x) => h("option", { value: x.id }, x.name || x.id)))),
-      field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, t("detect")), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, l)))),
+      field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, t("detect")), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))))),
       h("button", { type: "submit" }, t("publishButton")),
     ), result);
   }).catch(() => {});
@@ -634,6 +634,20 @@ function editorView(main, space, stream) {
 
 const SEARCH_LANGUAGES = ["fr", "en", "ar", "de", "pt", "es", "nl", "sw", "ln", "rn", "lg"];
 
+/** A language's name in the interface's language ("fr" is "French",
+ * "français" or "الفرنسية"): ours for the four Bantu languages (browsers
+ * name some of them in few languages, or as "Rundi" and "Ganda"), else the
+ * browser's, else the code. */
+function langName(code) {
+  const own = t(`lang_${code}`);
+  if (own !== `lang_${code}`) return own;
+  try {
+    return new Intl.DisplayNames([language()], { type: "language" }).of(code) || code;
+  } catch (_) {
+    return code;
+  }
+}
+
 /** A server snippet (escaped HTML with <mark>) as DOM, without innerHTML. */
 function snippet(html) {
   const out = [];
@@ -652,7 +666,7 @@ function searchView(main) {
   const results = h("section", { id: "results", "aria-live": "polite" });
   const langs = h("select", { name: "lang", "aria-label": t("language") },
     h("option", { value: "" }, t("allLanguages")),
-    SEARCH_LANGUAGES.map((l) => h("option", { value: l }, l)));
+    SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))));
   const run = async (q, lang, extra = "") => {
     try {
       const params = new URLSearchParams({ q, limit: "20" });
@@ -662,12 +676,12 @@ function searchView(main) {
         h("p", {}, r.hits.length ? t("results", { n: r.total }) : t("noResults")),
         h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
           h("h4", { dir: "auto" }, h("a", { href: `#/public/${hit.space}/${hit.id}` }, hit.title)), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
-          h("p", { class: "muted" }, `${hit.language || ""} · ${hit.space.slice(0, 8)}…`)))),
+          h("p", { class: "muted" }, `${hit.language ? langName(hit.language) : ""} · ${hit.space.slice(0, 8)}…`)))),
         h("aside", { class: "facets" }, h("h4", {}, t("facets")),
           Object.entries(r.facets || {}).map(([name, counts]) => h("div", {}, h("strong", {}, t(`facet_${name}`)), h("ul", {},
             Object.entries(counts).map(([value, n]) => h("li", {},
               name === "language"
-                ? h("button", { type: "button", class: "link", onclick: () => { langs.value = value; run(q, value); } }, `${value} (${n})`)
+                ? h("button", { type: "button", class: "link", "data-lang": value, onclick: () => { langs.value = value; run(q, value); } }, `${langName(value)} (${n})`)
                 : `${value} (${n})`)))))),
       );
     } catch (err) {
@@ -712,7 +726,7 @@ function publishForms() {
             field(t("publicSpaces"), h("select", { name: "space" }, spaces.map((s) => h("option", { value: s.id }, s.name || s.id)))),
             field(t("title"), h("input", { name: "title", required: true, dir: "auto" })),
             field(t("body"), h("textarea", { name: "body", required: true, dir: "auto" })),
-            field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, "—"), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, l)))),
+            field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, "—"), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))))),
             h("button", { type: "submit" }, t("publish")))
         : null,
     );
@@ -737,7 +751,7 @@ async function publicView(main, space, doc) {
     h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)),
     h("article", { id: "public-doc", lang: d.language || undefined },
       h("h2", { dir: "auto" }, d.title),
-      h("p", { class: "muted" }, [d.language, t("byLine", { author: d.author, date })].filter(Boolean).join(" · ")),
+      h("p", { class: "muted" }, [d.language && langName(d.language), t("byLine", { author: d.author, date })].filter(Boolean).join(" · ")),
       h("div", { class: "public-body", dir: "auto" }, d.body)),
     h("section", { id: "provenance" }, h("h3", {}, t("provenance")),
       d.provenance

@@ -286,7 +286,7 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
     std::fs::write(dir.path().join("secret.txt"), "outside the web directory").unwrap();
     let config = Config {
         data: dir.path().join("data"),
-        web: Some(web),
+        web: Some(web.clone()),
         ..Config::default()
     };
     let router = app(open(config).unwrap());
@@ -301,6 +301,36 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
     assert!(csp.contains("frame-ancestors 'none'"));
     let (status, _, _) = get_raw(&router, "/pkg/m.wasm").await;
     assert_eq!(status, StatusCode::OK);
+    // A precompressed sibling goes to browsers that accept gzip, with the
+    // original's type; others get the file itself.
+    std::fs::write(web.join("pkg/m.wasm.gz"), b"gzip bytes").unwrap();
+    for (accept, encoding, body) in [
+        (Some("gzip, deflate, br"), Some("gzip"), &b"gzip bytes"[..]),
+        (None, None, &b"\0asm\x01\0\0\0"[..]),
+    ] {
+        let mut request = Request::builder().uri("/pkg/m.wasm");
+        if let Some(a) = accept {
+            request = request.header("accept-encoding", a);
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let h = response.headers();
+        assert_eq!(
+            h.get("content-encoding").map(|v| v.to_str().unwrap()),
+            encoding
+        );
+        assert_eq!(h.get("content-type").unwrap(), "application/wasm");
+        assert!(h.get("content-security-policy").is_some());
+        assert_eq!(h.get("vary").unwrap(), "accept-encoding");
+        let got = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], body);
+    }
     for escape in [
         "/../secret.txt",
         "/%2e%2e/secret.txt",

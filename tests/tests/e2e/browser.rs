@@ -726,6 +726,20 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     }
     assert!(found, "the public search showed no highlighted hit");
     bruno.screenshot("search").await;
+    // Languages are named in the interface's language (Portuguese here),
+    // the languages of the DRC, Burundi and Uganda included.
+    let names = bruno
+        .js(
+            "return Array.from(document.querySelectorAll('#search select[name=lang] option')).filter((o) => o.value).map((o) => [o.value, o.textContent])",
+            json!([]),
+        )
+        .await;
+    let names = names.as_array().expect("language options").clone();
+    assert_eq!(names.len(), 11, "{names:?}");
+    for pair in &names {
+        assert_ne!(pair[0], pair[1], "a language shown by its code: {pair}");
+    }
+    assert!(names.contains(&json!(["fr", "francês"])), "{names:?}");
 
     // Bruno publishes a second filing of the confidential space from its
     // editor, with signed provenance. Amina finds it, opens it, and her
