@@ -22,11 +22,11 @@ use amicus_core::at_rest::{DeviceRecord, UnsentEdits};
 use amicus_core::document::filing;
 use amicus_core::files::{FileError, FileManifest, FileOpener, FileSealer, UploadProgress};
 use amicus_core::identity::{
-    Contacts, Device as CoreDevice, IdentityPublicKey, Statement, UserIdentity,
+    Contacts, Device as CoreDevice, DeviceCertificate, IdentityPublicKey, Statement, UserIdentity,
 };
 use amicus_core::library;
 use amicus_core::pairing;
-use amicus_core::publication::{self, CopyCheck};
+use amicus_core::publication::{self, CopyCheck, Provenance};
 use amicus_core::space::{
     HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
 };
@@ -402,6 +402,43 @@ impl Device {
             .check_listing(&user, IdentityPublicKey(key), &certificates)
             .map_err(err)?;
         Ok(key_hex.to_owned())
+    }
+
+    /// Checks a public copy's provenance in this browser, without relying
+    /// on the server's check: `listing` is the author's `GET
+    /// /v1/users/{author}` answer, checked as [`Self::trust`] does (every
+    /// device certified by the identity key, the key the one seen before);
+    /// the device the record names must be among them, and its signature
+    /// must hold over this copy (`public_space`, `doc`, `title`, `body`) and
+    /// the record's source. Returns the author's safety number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_provenance(
+        &mut self,
+        author: &str,
+        listing: &str,
+        public_space: &str,
+        doc: &str,
+        title: &str,
+        body: &str,
+        provenance: &str,
+    ) -> Result<String, JsError> {
+        let key = self.trust(author, listing)?;
+        let record: Provenance = serde_json::from_str(provenance).map_err(err)?;
+        let v: Value = serde_json::from_str(listing).map_err(err)?;
+        let certificate = v["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["certificate"].as_str().and_then(|c| hex::decode(c).ok()))
+            .filter_map(|c| postcard::from_bytes::<DeviceCertificate>(&c).ok())
+            .find(|c| c.device.to_hex() == record.device)
+            .ok_or_else(|| err("the device named by the provenance is not one of its author's"))?;
+        record
+            .verify(space_id(public_space)?, doc, title, body, &certificate)
+            .map_err(err)?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&key, &mut bytes).map_err(err)?;
+        Ok(IdentityPublicKey(bytes).safety_number(&UserId::new(author).map_err(err)?))
     }
 
     // ---- frames -------------------------------------------------------
@@ -874,6 +911,18 @@ impl Device {
         Ok(js(&out))
     }
 
+    /// A filing's named versions, without their text.
+    #[wasm_bindgen(unchecked_return_type = "{ name: string; author: string }[]")]
+    pub fn versions(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
+        let doc = self.doc(space, stream)?;
+        let list: Vec<Value> = filing::versions(doc)
+            .map_err(err)?
+            .into_iter()
+            .map(|v| json!({ "name": v.name, "author": v.author }))
+            .collect();
+        Ok(js(&json!(list)))
+    }
+
     /// A filing's title and text with its marks and commented passages.
     #[wasm_bindgen(unchecked_return_type = "FilingText")]
     pub fn text(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
@@ -909,18 +958,18 @@ impl Device {
             &stream_hex,
             &heads,
         );
-        let signature = self.device.sign_statement(Statement::Provenance, &message);
+        let provenance = Provenance {
+            source_space: source.to_hex(),
+            source_stream: stream_hex,
+            heads,
+            device: self.device.id().to_hex(),
+            signature: hex::encode(self.device.sign_statement(Statement::Provenance, &message)),
+        };
         Ok(js(&json!({
             "title": title,
             "body": body,
             "language": if language.is_empty() { Value::Null } else { json!(language) },
-            "provenance": {
-                "source_space": source.to_hex(),
-                "source_stream": stream_hex,
-                "heads": heads,
-                "device": self.device.id().to_hex(),
-                "signature": hex::encode(signature),
-            },
+            "provenance": provenance,
         })))
     }
 

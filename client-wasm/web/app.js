@@ -12,6 +12,7 @@ import { createEditor } from "./editor.js";
 
 let client = null;
 let cleanup = [];
+let generation = 0; // counts the views drawn: a view still loading checks it is current
 const presence = new Map(); // "space/stream" -> Map(device -> {user, at, cursor})
 
 // ------------------------------------------------------------------ DOM
@@ -90,6 +91,7 @@ function unsentNote() {
 }
 
 function render() {
+  generation++;
   for (const fn of cleanup) fn();
   cleanup = [];
   document.title = t("app");
@@ -526,10 +528,12 @@ function editorView(main, space, stream) {
       announce();
     },
     moved: announce,
+    failed: fail,
   });
   editor.refresh();
   drawComments(filing);
   drawVersions(filing);
+  let versionsKey = JSON.stringify(filing.versions.map((v) => [v.name, v.author]));
 
   title.addEventListener("change", () => {
     try {
@@ -540,12 +544,18 @@ function editorView(main, space, stream) {
 
   // Edits from elsewhere: the editor keeps the caret where it was relative
   // to the text around it.
+  // The versions (each rebuilt at its heads) are read again only when one
+  // is added, which also keeps an opened one open while others type.
   const refresh = () => {
-    const f = client.device.read(space, stream);
+    const f = client.device.text(space, stream);
     editor.refresh();
     if (document.activeElement !== title && f.title !== title.value) title.value = f.title;
     drawComments(f);
-    drawVersions(f);
+    const key = JSON.stringify(client.device.versions(space, stream).map((v) => [v.name, v.author]));
+    if (key !== versionsKey) {
+      versionsKey = key;
+      drawVersions(client.device.read(space, stream));
+    }
   };
 
   const formatButton = (mark) => h("button", { type: "button", "data-mark": mark, title: t(`${mark}Key`), onmousedown: (e) => e.preventDefault(), onclick: () => toggle(mark) }, t(mark));
@@ -584,6 +594,8 @@ function editorView(main, space, stream) {
       const f = e.target;
       try {
         const target = f.space.value;
+        // The signed heads go to the server first, for members to check.
+        await client.flush(space, stream);
         const body = client.device.publication(space, stream, target, stream, f.language.value);
         await client.api("PUT", `/v1/public/${target}/docs/${stream}`, body);
         fill(result, t("published"), " ", h("a", { href: `#/public/${target}/${stream}` }, t("openPublic")));
@@ -738,15 +750,19 @@ function publishForms() {
 /** One public document, with its provenance and, for a member of the
  * source space, the comparison with the filing there. */
 async function publicView(main, space, doc) {
+  const mine = generation;
+  const current = () => mine === generation;
   let d;
   try {
     d = await client.api("GET", `/v1/public/${space}/docs/${doc}`);
+    if (!current()) return;
   } catch (err) {
     main.append(h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)));
     return fail(err);
   }
   const date = new Date(d.updated * 1000).toLocaleDateString(language());
   const check = h("p", { id: "copy-check", role: "status" });
+  const signed = h("p", { id: "signature-check", role: "status" });
   main.append(
     h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)),
     h("article", { id: "public-doc", lang: d.language || undefined },
@@ -755,11 +771,27 @@ async function publicView(main, space, doc) {
       h("div", { class: "public-body", dir: "auto" }, d.body)),
     h("section", { id: "provenance" }, h("h3", {}, t("provenance")),
       d.provenance
-        ? [h("p", {}, t("provenanceSigned", { author: d.author, device: d.provenance.device.slice(0, 8) })), check]
+        ? [h("p", {}, t("provenanceSigned", { author: d.author, device: String(d.provenance.device).slice(0, 8) })), signed, check]
         : h("p", { class: "muted" }, t("noProvenance"))),
   );
   const p = d.provenance;
   if (!p) return;
+  // The signature, checked here against the author's devices as certified
+  // by the identity key this browser pinned (not on the server's word).
+  try {
+    const listing = await client.api("GET", `/v1/users/${encodeURIComponent(d.author)}`);
+    if (!current()) return;
+    const safety = client.device.verify_provenance(d.author, JSON.stringify(listing), space, doc, d.title, d.body, JSON.stringify(p));
+    await client.save();
+    signed.textContent = t("signatureChecked", { author: d.author, safety });
+    signed.className = "online";
+    signed.dataset.signature = "verified";
+  } catch (err) {
+    signed.textContent = `${t("signatureFailed")} ${err.message}`;
+    signed.className = "warning";
+    signed.dataset.signature = "failed";
+  }
+  if (!current()) return;
   if (!client.device.spaces().some((x) => x.id === p.source_space && !x.removed)) {
     check.textContent = t("copyNotMember");
     return;
@@ -767,13 +799,18 @@ async function publicView(main, space, doc) {
   // Compared now, and again as the source space's entries arrive while
   // the published version is not held here yet.
   const compare = () => {
+    if (!current()) return true;
     let verdict = "unknown";
     try {
       verdict = client.device.check_copy(p.source_space, p.source_stream, p.heads, d.title, d.body);
     } catch (_) { /* the document is not readable here (yet) */ }
+    // The text and heads of a public copy are public: anyone could sign
+    // them again under their own name. A copy is vouched for only if its
+    // signer is a device of the source space.
+    if (verdict === "matches" && !client.device.members(p.source_space).some((m) => m.device === p.device)) verdict = "foreign";
     const title = verdict === "matches" ? client.device.text(p.source_space, p.source_stream).title : "";
-    check.textContent = { matches: t("copyMatches", { title }), differs: t("copyDiffers"), unknown: t("copyUnknown") }[verdict];
-    check.className = verdict === "differs" ? "warning" : verdict === "matches" ? "online" : "muted";
+    check.textContent = { matches: t("copyMatches", { title }), differs: t("copyDiffers"), foreign: t("copyForeign"), unknown: t("copyUnknown") }[verdict];
+    check.className = verdict === "differs" || verdict === "foreign" ? "warning" : verdict === "matches" ? "online" : "muted";
     check.dataset.verdict = verdict;
     return verdict !== "unknown";
   };

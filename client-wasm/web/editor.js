@@ -52,29 +52,50 @@ export function difference(was, now) {
   return [start, endWas, endNow];
 }
 
+// The input the browser may apply itself; the editor reads the text back.
+const KEPT_INPUT = /^(insertText|insertReplacementText|insertCompositionText|insertFromComposition|deleteComposedCharacter.*|deleteContent.*|deleteWord.*|deleteSoftLine.*|deleteHardLine.*|deleteEntireSoftLine|deleteByCut|insertTranspose)$/;
+
 // The marks drawn, each as the element that shows it.
 const TAGS = { bold: "strong", italic: "em", underline: "u", commented: "mark" };
 const ORDER = ["bold", "italic", "underline", "commented"];
 
-/** The text an element shows: text nodes, and a line break for each `<br>`
- * but the one that only keeps a final empty line visible. Blocks the browser
- * may have added start a new line. */
-function read(root) {
-  let out = "";
+/** What the element shows, in document order: text nodes, line breaks and
+ * the blocks a browser may add, each with the UTF-16 length it stands for.
+ * The editor never draws a line break as `<br>` (the text holds "\n" and
+ * the element keeps white space), so a `<br>` with no text after it is one
+ * the browser or the editor added to keep a last empty line visible, and
+ * stands for nothing; a block starts a new line. */
+function tokens(root) {
+  const out = [];
+  let lastText = -1;
   const go = (node) => {
     for (const c of node.childNodes) {
-      if (c.nodeType === Node.TEXT_NODE) out += c.data;
-      else if (c.nodeName === "BR") {
-        if (!(c.dataset && c.dataset.end)) out += "\n";
-      } else if (c.nodeType === Node.ELEMENT_NODE || c.nodeType === Node.DOCUMENT_FRAGMENT_NODE) {
-        const block = c.nodeName === "DIV" || c.nodeName === "P";
-        if (block && out.length && !out.endsWith("\n")) out += "\n";
+      if (c.nodeType === Node.TEXT_NODE) {
+        out.push({ node: c, kind: "text", len: c.data.length });
+        if (c.data.length) lastText = out.length - 1;
+      } else if (c.nodeName === "BR") {
+        out.push({ node: c, kind: "br", len: 1 });
+      } else if (c.nodeType === Node.ELEMENT_NODE) {
+        if (c.nodeName === "DIV" || c.nodeName === "P") out.push({ node: c, kind: "block", len: 1 });
         go(c);
       }
     }
   };
   go(root);
+  for (let k = lastText + 1; k < out.length; k++) if (out[k].kind === "br") out[k].len = 0;
+  // A block adds a line break only between text that does not end one.
+  let text = "";
+  for (const tk of out) {
+    if (tk.kind === "block" && (text === "" || text.endsWith("\n"))) tk.len = 0;
+    if (tk.kind === "text") text += tk.node.data;
+    else if (tk.len) text += "\n";
+  }
   return out;
+}
+
+/** The text an element shows (see [`tokens`]). */
+function read(root) {
+  return tokens(root).map((tk) => (tk.kind === "text" ? tk.node.data : "\n".repeat(tk.len))).join("");
 }
 
 /** Draws `body` with its marks and comments into `root`. */
@@ -114,30 +135,33 @@ function draw(root, body, marks, comments) {
 
 /** UTF-16 index, in the text `root` shows, of the point (`node`, `offset`). */
 function indexAt(root, node, offset) {
-  const r = document.createRange();
-  r.setStart(root, 0);
-  r.setEnd(node, offset);
-  return read(r.cloneContents()).length;
+  const point = document.createRange();
+  point.setStart(node, offset);
+  let i = 0;
+  // Tokens come in document order: count those that start before the
+  // point (a block's line break also when the point opens the block).
+  for (const tk of tokens(root)) {
+    if (tk.kind === "text" && tk.node === node) return i + offset;
+    const c = point.comparePoint(tk.node, 0);
+    if (c > 0 || (c === 0 && tk.kind !== "block")) break;
+    i += tk.len;
+  }
+  return i;
 }
 
 /** The DOM point showing UTF-16 index `i` of the text in `root`. */
 function pointAt(root, i) {
   let seen = 0;
-  let found = null;
-  const go = (node) => {
-    for (let k = 0; k < node.childNodes.length && !found; k++) {
-      const c = node.childNodes[k];
-      if (c.nodeType === Node.TEXT_NODE) {
-        if (i <= seen + c.data.length) found = [c, i - seen];
-        else seen += c.data.length;
-      } else if (c.nodeName === "BR") {
-        if (i === seen) found = [node, k];
-        else if (!c.dataset.end) seen += 1;
-      } else go(c);
+  const before = (n) => [n.parentNode, Array.prototype.indexOf.call(n.parentNode.childNodes, n)];
+  for (const tk of tokens(root)) {
+    if (tk.kind === "text") {
+      if (i <= seen + tk.len) return [tk.node, i - seen];
+    } else if (i === seen) {
+      return before(tk.node);
     }
-  };
-  go(root);
-  return found || [root, root.childNodes.length];
+    seen += tk.len;
+  }
+  return [root, root.childNodes.length];
 }
 
 /** A colour for a user name, the same on every device. */
@@ -153,9 +177,10 @@ function colour(name) {
  * `model()` returns the replica's `{body, marks, comments}`; `splice(at,
  * removed, text)` applies an edit (code points) and returns nothing;
  * `format(mark)` toggles a mark over the selection; `changed()` is called
- * after each local edit; `moved()` when the caret moves.
+ * after each local edit; `moved()` when the caret moves; `failed(err)` when
+ * the replica refuses an edit (the element is then drawn again from it).
  */
-export function createEditor({ label, model, splice, format, changed, moved }) {
+export function createEditor({ label, model, splice, format, changed, moved, failed }) {
   const el = document.createElement("div");
   Object.assign(el, { id: "editor", className: "editor", contentEditable: "true", spellcheck: true });
   el.setAttribute("role", "textbox");
@@ -172,7 +197,7 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
   let shown = "";
   let drawn = "";
   let composing = false;
-  let others = new Map(); // device -> {user, cursor (code points)}
+  let others = new Map(); // device -> {user, cursor (code points), announced}
   const undo = [];
   const redo = [];
 
@@ -210,23 +235,32 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
 
   // Other people's carets and the undo steps follow the text they point
   // into when code points [start, end) are replaced, the text growing by
-  // `delta`. A step inside the replaced passage is left where it is: undo
-  // checks its text before applying it.
+  // `delta`. An undo step whose place was inside the replaced passage has
+  // lost it: it is marked, and undo stops there rather than guess.
   const shift = (start, end, delta) => {
     for (const o of others.values()) if (o.cursor >= end) o.cursor = Math.max(start, o.cursor + delta);
-    for (const e of [...undo, ...redo]) if (e.at >= end) e.at = Math.max(start, e.at + delta);
+    for (const e of [...undo, ...redo]) {
+      if (e.at >= end) e.at = Math.max(start, e.at + delta);
+      else if (e.at > start) e.lost = true;
+    }
     if (kept) kept = kept.map((x) => (x >= end ? x + delta : Math.min(x, start)));
     if (kept && kept[0] >= kept[1]) kept = null;
     if (lastCaret !== null && lastCaret >= end) lastCaret += delta;
     else if (lastCaret !== null && lastCaret > start) lastCaret = start;
   };
 
-  /** Applies the replacement of UTF-16 `[a, b)` by `text` as a local edit. */
+  /** Applies the replacement of UTF-16 `[a, b)` by `text` as a local edit;
+   * false if the replica refused it. */
   const edit = (a, b, text, record = true) => {
     const at = cp(shown, a);
     const removed = shown.slice(a, b);
     const gone = cp(shown, b) - at;
-    splice(at, gone, text);
+    try {
+      splice(at, gone, text);
+    } catch (err) {
+      failed(err);
+      return false;
+    }
     shift(at, at + gone, Array.from(text).length - gone);
     if (record) {
       const last = undo[undo.length - 1];
@@ -239,23 +273,44 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
       redo.length = 0;
     }
     changed();
+    return true;
   };
 
-  const insert = (text) => {
-    const s = selection() || [shown.length, shown.length];
+  const insert = (text, at = null) => {
+    const s = at ?? selection() ?? [shown.length, shown.length];
     const [a, b] = [Math.min(...s), Math.max(...s)];
-    edit(a, b, text);
-    redraw([a + text.length, a + text.length]);
+    if (edit(a, b, text)) redraw([a + text.length, a + text.length]);
+    else redraw(null);
+  };
+
+  /** Takes in the edits of others that arrived while the browser was
+   * composing (the element was left alone meanwhile), keeping `[a, b)`
+   * (UTF-16, over the text shown) on the same text: returns it moved. */
+  const catchUp = (a, b) => {
+    const now = model().body;
+    if (now === shown) return [a, b];
+    const [rs, re, rn] = difference(shown, now);
+    const move = (x) => (x >= re ? x + rn - re : x <= rs ? x : rn);
+    shift(cp(shown, rs), cp(shown, re), cp(now, rn) - cp(shown, re));
+    shown = now;
+    const s = move(a);
+    return [s, Math.max(s, move(b))];
   };
 
   /** Reads what the browser changed in the element. */
   const sync = () => {
     const now = read(el);
-    if (now === shown) return;
-    const s = selection();
+    if (now === shown) {
+      refresh();
+      return;
+    }
     const [start, endWas, endNow] = difference(shown, now);
-    edit(start, endWas, now.slice(start, endNow));
-    redraw(s);
+    const text = now.slice(start, endNow);
+    const shifted = model().body !== shown;
+    const [a, b] = catchUp(start, endWas);
+    const ok = edit(a, b, text);
+    // Where the browser left the caret, unless others' edits moved the text.
+    redraw(ok ? (shifted ? [a + text.length, a + text.length] : selection()) : null);
   };
 
   const history = (from, to) => {
@@ -263,14 +318,22 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
     if (!e) return;
     const a = u16(shown, e.at);
     const b = u16(shown, e.at + Array.from(e.inserted).length);
-    if (shown.slice(a, b) !== e.inserted) {
-      // Someone else changed this passage since: undoing would remove
-      // their text, so this step (and older ones) are dropped.
+    if (e.lost || b > shown.length || shown.slice(a, b) !== e.inserted) {
+      // Someone else changed this passage since: undoing could remove
+      // their text or put it back in the wrong place, so this step and
+      // the older ones are dropped.
       from.length = 0;
       return;
     }
     const gone = Array.from(e.inserted).length;
-    splice(e.at, gone, e.removed);
+    try {
+      splice(e.at, gone, e.removed);
+    } catch (err) {
+      from.length = 0;
+      failed(err);
+      redraw(null);
+      return;
+    }
     shift(e.at, e.at + gone, Array.from(e.removed).length - gone);
     to.push({ at: e.at, removed: e.inserted, inserted: e.removed, t: 0 });
     changed();
@@ -299,7 +362,11 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
         history(redo, undo);
         break;
       default:
-        if (e.inputType.startsWith("format")) e.preventDefault();
+        // Typing, deleting, spelling corrections and composition change
+        // the text and are read back; anything else (lists, links, rules,
+        // dragging within the editor, other formatting) would add markup
+        // the document does not hold.
+        if (!KEPT_INPUT.test(e.inputType)) e.preventDefault();
     }
   });
   // Undo and redo from the keyboard are taken before the browser sees them:
@@ -317,15 +384,31 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
   });
   el.addEventListener("paste", (e) => {
     e.preventDefault();
-    insert(e.clipboardData.getData("text/plain").replace(/\r\n?/g, "\n"));
+    const text = e.clipboardData.getData("text/plain").replace(/\r\n?/g, "\n");
+    if (text) insert(text);
+  });
+  // Dropped text goes in as plain text where it is dropped (text dragged
+  // within the editor is copied: the browser's move would be markup).
+  el.addEventListener("dragstart", (e) => e.dataTransfer && (e.dataTransfer.effectAllowed = "copy"));
+  el.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const text = (e.dataTransfer?.getData("text/plain") || "").replace(/\r\n?/g, "\n");
+    const r = document.caretRangeFromPoint?.(e.clientX, e.clientY);
+    const p = r ? [r.startContainer, r.startOffset] : (({ offsetNode, offset } = {}) => [offsetNode, offset])(document.caretPositionFromPoint?.(e.clientX, e.clientY) ?? undefined);
+    if (!text || !p[0] || !el.contains(p[0])) return;
+    el.focus();
+    const i = indexAt(el, p[0], p[1]);
+    insert(text, [i, i]);
   });
   el.addEventListener("input", (e) => {
     if (!e.isComposing && !composing) sync();
   });
   el.addEventListener("compositionstart", () => { composing = true; });
+  // Read after the event, so a composition that ends as the next begins
+  // (Korean, for one) is not redrawn under the input method.
   el.addEventListener("compositionend", () => {
     composing = false;
-    sync();
+    setTimeout(() => { if (!composing) sync(); }, 0);
   });
   // The last passage selected stays the one the toolbar and the comment
   // form act on when the focus moves to them.
@@ -379,23 +462,19 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
     carets.replaceChildren(...marks);
   }
 
+  /** Draws the replica's state after a change from elsewhere, keeping the
+   * local selection where it was relative to the text around it. While the
+   * browser composes, the element is left alone: the change is taken in
+   * when the composition ends. */
+  function refresh() {
+    if (composing) return;
+    const s = selection();
+    redraw(s ? catchUp(s[0], s[1]) : (catchUp(0, 0), null));
+  }
+
   return {
     element: wrap,
-    /** Draws the replica's state after a change from elsewhere, keeping the
-     * local selection where it was relative to the text around it. */
-    refresh() {
-      if (composing) return;
-      const was = shown;
-      const now = model().body;
-      let s = selection();
-      if (now !== was) {
-        const [start, endWas, endNow] = difference(was, now);
-        const delta = endNow - endWas;
-        if (s) s = s.map((x) => (x >= endWas ? x + delta : x > start ? start : x));
-        shift(cp(was, start), cp(was, endWas), cp(now, endNow) - cp(was, endWas));
-      }
-      redraw(s);
-    },
+    refresh,
     /** The selection as code point indices `[start, end)`, if not empty:
      * the live one while the editor has the focus, else the last one. */
     selection() {
@@ -410,9 +489,14 @@ export function createEditor({ label, model, splice, format, changed, moved }) {
       const s = document.activeElement === el ? selection() : null;
       return s ? cp(shown, s[1]) : lastCaret;
     },
-    /** Shows other people's carets: `[{device, user, cursor}]`. */
+    /** Shows other people's carets: `[{device, user, cursor}]`. A caret
+     * announced before keeps the place the edits since moved it to. */
     showCarets(list) {
-      others = new Map(list.map((o) => [o.device, { user: o.user, cursor: o.cursor }]));
+      others = new Map(list.map((o) => {
+        const was = others.get(o.device);
+        const cursor = was && was.announced === o.cursor ? was.cursor : o.cursor;
+        return [o.device, { user: o.user, cursor, announced: o.cursor }];
+      }));
       drawCarets();
     },
     /** Draws again keeping the selection (after a local format or comment). */

@@ -9,14 +9,90 @@
 //! [`check_copy`]: the text at those heads must be the published text.
 
 use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc};
+use serde::{Deserialize, Serialize};
 
+use crate::SpaceId;
 use crate::document::DocumentError;
+use crate::identity::{DeviceCertificate, Statement, verify_statement};
+
+/// A publisher's signed statement that a public document is a vetted
+/// version of a confidential document (which stays unnamed: only opaque ids
+/// and the Automerge heads, which reveal nothing of its content).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The confidential space (hex id).
+    pub source_space: String,
+    /// The document stream (hex id).
+    pub source_stream: String,
+    /// The Automerge heads published (hex).
+    pub heads: Vec<String>,
+    /// The publishing device (hex id).
+    pub device: String,
+    /// Ed25519 signature (hex) by the device key over
+    /// [`provenance_message`].
+    pub signature: String,
+}
+
+/// Why a provenance record does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvenanceError {
+    /// The certificate given is not the one of the device the record names.
+    #[error("the provenance names another device than the certificate")]
+    OtherDevice,
+    /// The signature is not 64 bytes of hex.
+    #[error("the provenance signature is not 64 bytes of hex")]
+    Malformed,
+    /// The signature does not verify over this copy and source.
+    #[error("the provenance signature does not verify")]
+    BadSignature,
+}
+
+impl Provenance {
+    /// Checks the signature of the device `certificate` names over the copy
+    /// (`public_space`, `id`, `title`, `body`) and this record's source.
+    /// Whether the certificate itself is genuine (signed by the author's
+    /// identity key) is for the caller to establish.
+    pub fn verify(
+        &self,
+        public_space: SpaceId,
+        id: &str,
+        title: &str,
+        body: &str,
+        certificate: &DeviceCertificate,
+    ) -> Result<(), ProvenanceError> {
+        if certificate.device.to_hex() != self.device {
+            return Err(ProvenanceError::OtherDevice);
+        }
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(&self.signature, &mut signature)
+            .map_err(|_| ProvenanceError::Malformed)?;
+        let message = provenance_message(
+            public_space,
+            id,
+            title,
+            body,
+            &self.source_space,
+            &self.source_stream,
+            &self.heads,
+        );
+        if verify_statement(
+            &certificate.device_key,
+            Statement::Provenance,
+            &message,
+            &signature,
+        ) {
+            Ok(())
+        } else {
+            Err(ProvenanceError::BadSignature)
+        }
+    }
+}
 
 /// The bytes a publisher signs (statement `Provenance`): the public copy
 /// (space, id, BLAKE3 of title and body) bound to the confidential source
 /// (space and stream ids, Automerge heads, all as hex).
 pub fn provenance_message(
-    public_space: crate::SpaceId,
+    public_space: SpaceId,
     id: &str,
     title: &str,
     body: &str,
@@ -100,8 +176,9 @@ fn am(e: automerge::AutomergeError) -> DocumentError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SpaceId;
+    use crate::UserId;
     use crate::document::filing;
+    use crate::identity::UserIdentity;
 
     fn hex_heads(doc: &mut AutoCommit) -> Vec<String> {
         doc.get_heads().iter().map(|h| h.to_string()).collect()
@@ -169,6 +246,70 @@ mod tests {
                 "{heads:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_publishing_device_signature_verifies_and_nothing_else_does() {
+        let alice = UserIdentity::generate(UserId::new("alice").unwrap());
+        let device = alice.new_device();
+        let other = alice.new_device();
+        let public = SpaceId([3; 16]);
+        let (source, stream) = ("aa".repeat(16), "bb".repeat(16));
+        let heads = vec!["cc".repeat(32)];
+        let message = provenance_message(public, "doc", "Titre", "Texte", &source, &stream, &heads);
+        let record = Provenance {
+            source_space: source.clone(),
+            source_stream: stream.clone(),
+            heads: heads.clone(),
+            device: device.id().to_hex(),
+            signature: hex::encode(device.sign_statement(Statement::Provenance, &message)),
+        };
+        let cert = device.certificate();
+        assert_eq!(record.verify(public, "doc", "Titre", "Texte", cert), Ok(()));
+        // Another copy, another place, another id.
+        for (space, id, title, body) in [
+            (public, "doc", "Titre", "Texte modifié"),
+            (public, "doc", "Titre 2", "Texte"),
+            (public, "doc2", "Titre", "Texte"),
+            (SpaceId([4; 16]), "doc", "Titre", "Texte"),
+        ] {
+            assert_eq!(
+                record.verify(space, id, title, body, cert),
+                Err(ProvenanceError::BadSignature)
+            );
+        }
+        // Another source.
+        let mut moved = record.clone();
+        moved.heads = vec!["cd".repeat(32)];
+        assert_eq!(
+            moved.verify(public, "doc", "Titre", "Texte", cert),
+            Err(ProvenanceError::BadSignature)
+        );
+        // Another device of the same user, or another key put into the
+        // certificate, does not stand for the signer.
+        assert_eq!(
+            record.verify(public, "doc", "Titre", "Texte", other.certificate()),
+            Err(ProvenanceError::OtherDevice)
+        );
+        let mut swapped = cert.clone();
+        swapped.device_key = other.certificate().device_key;
+        assert_eq!(
+            record.verify(public, "doc", "Titre", "Texte", &swapped),
+            Err(ProvenanceError::BadSignature)
+        );
+        // A signature made for another kind of statement does not count.
+        let mut sign_in = record.clone();
+        sign_in.signature = hex::encode(device.sign_statement(Statement::SignIn, &message));
+        assert_eq!(
+            sign_in.verify(public, "doc", "Titre", "Texte", cert),
+            Err(ProvenanceError::BadSignature)
+        );
+        let mut short = record.clone();
+        short.signature.truncate(100);
+        assert_eq!(
+            short.verify(public, "doc", "Titre", "Texte", cert),
+            Err(ProvenanceError::Malformed)
+        );
     }
 
     #[test]

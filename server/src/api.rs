@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::blobs::{BlobId, Stored};
 use crate::config::Registration;
 use crate::error::{ApiError, rejection};
-use crate::public::{check_doc_id, provenance_message};
+use crate::public::check_doc_id;
 use crate::state::{AppState, Caller, now, random32, secret_hash};
 use crate::store::{
     Admission, Created, DeviceRecord, InviteRecord, Provenance, PublicFile, PublicRecord,
@@ -974,26 +974,8 @@ pub async fn put_public(
             .ok_or_else(|| {
                 ApiError::BadRequest("provenance names a device that is not yours".into())
             })?;
-        let sig: [u8; 64] = bytes_hex("provenance.signature", &p.signature)?;
-        let message = provenance_message(
-            space.id,
-            &doc,
-            &req.title,
-            &req.body,
-            &p.source_space,
-            &p.source_stream,
-            &p.heads,
-        );
-        if !verify_statement(
-            &record.certificate.device_key,
-            Statement::Provenance,
-            &message,
-            &sig,
-        ) {
-            return Err(ApiError::BadRequest(
-                "the provenance signature does not verify".into(),
-            ));
-        }
+        p.verify(space.id, &doc, &req.title, &req.body, &record.certificate)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     let record = PublicRecord {
         space: space.id,

@@ -166,23 +166,7 @@ pub struct PublicFile {
     pub chunks: Vec<String>,
 }
 
-/// A publisher's signed statement that a public document is a vetted
-/// version of a confidential document (which stays unnamed: only opaque ids
-/// and the Automerge heads, which reveal nothing of its content).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provenance {
-    /// The confidential space (hex id).
-    pub source_space: String,
-    /// The document stream (hex id).
-    pub source_stream: String,
-    /// The Automerge heads published (hex).
-    pub heads: Vec<String>,
-    /// The publishing device (hex id).
-    pub device: String,
-    /// Ed25519 signature (hex) by the device key over
-    /// [`provenance_message`](crate::public::provenance_message).
-    pub signature: String,
-}
+pub use amicus_core::publication::Provenance;
 
 /// Whether a user was created, and as what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

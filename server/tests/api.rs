@@ -83,6 +83,17 @@ impl Api {
         name: &str,
         invite: Option<&str>,
     ) -> Result<(UserIdentity, String), StatusCode> {
+        self.account_device(name, invite)
+            .await
+            .map(|(identity, _, token)| (identity, token))
+    }
+
+    /// Like [`Self::account`], with the signed-in device.
+    async fn account_device(
+        &self,
+        name: &str,
+        invite: Option<&str>,
+    ) -> Result<(UserIdentity, amicus_core::identity::Device, String), StatusCode> {
         let identity = UserIdentity::generate(UserId::new(name).unwrap());
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).unwrap());
@@ -98,7 +109,7 @@ impl Api {
             return Err(status);
         }
         let token = self.sign_in(&device).await;
-        Ok((identity, token))
+        Ok((identity, device, token))
     }
 
     /// Signs a device in; returns the token.
@@ -465,4 +476,76 @@ async fn a_new_device_pairs_through_the_mailbox_and_signs_in() {
         .await;
     check_error(st, &b, StatusCode::NOT_FOUND, "not_found");
     assert!(!api.sign_in(&device).await.is_empty());
+}
+
+/// A public copy's provenance is kept only if one of the publisher's own
+/// devices signed this very copy and source (PROTOCOL §15.1).
+#[tokio::test]
+async fn provenance_is_kept_only_when_the_publishers_device_signed_this_copy() {
+    use amicus_core::publication::provenance_message;
+    let api = Api::new(Registration::Open);
+    let (_, alice, token) = api.account_device("alice", None).await.unwrap();
+    let (_, bob, _) = api.account_device("bob", None).await.unwrap();
+    let public = "0f".repeat(16);
+    let (status, body) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            Some(&token),
+            json!({ "id": public, "kind": "public", "name": "Jurisprudence" }),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let space = amicus_core::SpaceId::from_hex(&public).unwrap();
+    let (source, stream, heads) = ("aa".repeat(16), "bb".repeat(16), vec!["cc".repeat(32)]);
+    let write = |signer: &amicus_core::identity::Device, signed_body: &str| {
+        let message = provenance_message(
+            space,
+            "arret-1",
+            "Arrêt",
+            signed_body,
+            &source,
+            &stream,
+            &heads,
+        );
+        json!({
+            "title": "Arrêt",
+            "body": "La Cour constate la violation.",
+            "provenance": {
+                "source_space": source,
+                "source_stream": stream,
+                "heads": heads,
+                "device": signer.id().to_hex(),
+                "signature": hex::encode(signer.sign_statement(Statement::Provenance, &message)),
+            },
+        })
+    };
+    let uri = format!("/v1/public/{public}/docs/arret-1");
+    // Signed over another text, by someone else's device, or malformed:
+    // refused, and nothing is written.
+    let mut malformed = write(&alice, "La Cour constate la violation.");
+    malformed["provenance"]["signature"] = json!("00");
+    for body in [
+        write(&alice, "La Cour ne constate rien."),
+        write(&bob, "La Cour constate la violation."),
+        malformed,
+    ] {
+        let (status, answer) = api.json("PUT", &uri, Some(&token), body).await;
+        check_error(status, &answer, StatusCode::BAD_REQUEST, "bad_request");
+        let (status, _) = api.json("GET", &uri, Some(&token), Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, answer) = api
+        .json(
+            "PUT",
+            &uri,
+            Some(&token),
+            write(&alice, "La Cour constate la violation."),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {answer}");
+    let (status, record) = api.json("GET", &uri, Some(&token), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["provenance"]["device"], alice.id().to_hex());
+    assert_eq!(record["provenance"]["heads"], json!(heads));
 }

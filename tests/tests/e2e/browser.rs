@@ -743,7 +743,8 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
 
     // Bruno publishes a second filing of the confidential space from its
     // editor, with signed provenance. Amina finds it, opens it, and her
-    // browser checks it against her own replica of the filing.
+    // browser checks the signature against Bruno's certified devices and
+    // the text against her own replica of the filing.
     let vetted = "Le Comité conclut à la torture du requérant à Goma.";
     bruno
         .js(
@@ -803,7 +804,8 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             "the public copy checked against Amina's replica",
             &format!(
                 "return document.querySelector('#public-doc .public-body')?.textContent === {vetted:?} \
-                 && document.getElementById('copy-check')?.dataset.verdict === 'matches'"
+                 && document.getElementById('copy-check')?.dataset.verdict === 'matches' \
+                 && document.getElementById('signature-check')?.dataset.signature === 'verified'"
             ),
             LONG,
         )
