@@ -37,6 +37,7 @@ pub mod keyring;
 pub mod library;
 pub mod pairing;
 pub mod publication;
+pub mod recovery;
 pub mod space;
 pub mod view;
 pub mod wire;

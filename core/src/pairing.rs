@@ -80,27 +80,7 @@ impl PairingCode {
     /// Reads a typed code: ASCII, Arabic-Indic and Extended Arabic-Indic
     /// digits; spaces and dashes are ignored.
     pub fn parse(text: &str) -> Result<Self, PairingError> {
-        let mut out = [0u8; CODE_DIGITS];
-        let mut n = 0;
-        for c in text.chars() {
-            let digit = match c {
-                '0'..='9' => c as u32 - '0' as u32,
-                '\u{660}'..='\u{669}' => c as u32 - 0x660,
-                '\u{6F0}'..='\u{6F9}' => c as u32 - 0x6F0,
-                ' ' | '-' | '\u{a0}' | '\u{2009}' => continue,
-                _ => return Err(PairingError::BadCode),
-            };
-            if n == CODE_DIGITS {
-                return Err(PairingError::BadCode);
-            }
-            out[n] = b'0' + digit as u8;
-            n += 1;
-        }
-        if n != CODE_DIGITS {
-            out.zeroize();
-            return Err(PairingError::BadCode);
-        }
-        Ok(Self(out))
+        read_digits(text).map(Self).ok_or(PairingError::BadCode)
     }
 
     /// The code to show: six groups of four digits.
@@ -120,6 +100,37 @@ impl PairingCode {
         h.update(body);
         h.finalize()
     }
+}
+
+/// Reads exactly `N` typed digits (as ASCII): ASCII, Arabic-Indic and
+/// Extended Arabic-Indic digits; spaces and dashes are ignored. Nothing
+/// of a refused text is left in memory.
+pub(crate) fn read_digits<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    let mut n = 0;
+    for c in text.chars() {
+        let digit = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            '\u{660}'..='\u{669}' => c as u32 - 0x660,
+            '\u{6F0}'..='\u{6F9}' => c as u32 - 0x6F0,
+            ' ' | '-' | '\u{a0}' | '\u{2009}' => continue,
+            _ => {
+                out.zeroize();
+                return None;
+            }
+        };
+        if n == N {
+            out.zeroize();
+            return None;
+        }
+        out[n] = b'0' + digit as u8;
+        n += 1;
+    }
+    if n != N {
+        out.zeroize();
+        return None;
+    }
+    Some(out)
 }
 
 /// What is tagged in an offer: `postcard(user, device, device key)`.

@@ -387,17 +387,23 @@ pub async fn add_device(
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let cert = certificate(&body(j)?.certificate)?;
-    let user = state
-        .store
-        .user(&who.user)?
-        .ok_or(ApiError::Unauthenticated)?;
     if cert.user != who.user {
         return Err(ApiError::Forbidden(
             "a device can only be added to its own user".into(),
         ));
     }
+    register_device(&state, cert)
+}
+
+/// Registers a device whose certificate verifies under its user's
+/// registered identity key.
+fn register_device(state: &AppState, cert: DeviceCertificate) -> Result<Response, ApiError> {
+    let user = state
+        .store
+        .user(&cert.user)?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {}", cert.user)))?;
     cert.verify(&user.identity_key).map_err(|_| {
-        ApiError::BadRequest("the certificate is not signed by your identity key".into())
+        ApiError::BadRequest("the certificate is not signed by this user's identity key".into())
     })?;
     if state.store.device(cert.device)?.is_some() {
         return Err(ApiError::Conflict(
@@ -412,12 +418,78 @@ pub async fn add_device(
             "this device id is registered already".into(),
         ));
     }
-    tracing::info!(user = %who.user, device = %cert.device, "device added");
+    tracing::info!(user = %cert.user, device = %cert.device, "device added");
     Ok((
         StatusCode::CREATED,
         Json(json!({ "device": cert.device.to_hex() })),
     )
         .into_response())
+}
+
+/// Body of `PUT /v1/recovery`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryKit {
+    /// The kit (hex, opaque to the server: sealed under the user's
+    /// recovery code).
+    pub kit: String,
+}
+
+/// `PUT /v1/recovery`: a device stores its user's recovery kit, replacing
+/// the earlier one.
+pub async fn put_recovery(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<RecoveryKit>,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let kit = vec_hex("kit", &body(j)?.kit, amicus_core::recovery::MAX_KIT_BYTES)?;
+    state.store.put_recovery(&who.user, &kit)?;
+    tracing::info!(user = %who.user, "recovery kit replaced");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The rate bucket of the recovery routes of `user`, which are open to
+/// anyone (a device that has lost every other has no session).
+fn recovery_bucket(user: &UserId) -> DeviceId {
+    let h = blake3::derive_key("amicus recovery rate v1", user.as_str().as_bytes());
+    DeviceId(h[..16].try_into().expect("16 bytes"))
+}
+
+/// `GET /v1/recovery/{user}`: the user's recovery kit. Anyone may fetch it:
+/// it opens only with the code, which the server never sees.
+pub async fn get_recovery(
+    State(state): S,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&name)?;
+    state.rate_api(recovery_bucket(&user))?;
+    let kit = state
+        .store
+        .recovery(&user)?
+        .ok_or_else(|| ApiError::NotFound(format!("{user} has no recovery kit")))?;
+    Ok(Json(json!({ "kit": hex::encode(kit) })))
+}
+
+/// `POST /v1/recovery/{user}/devices`: registers a device of `user`
+/// without a session. The certificate is the proof: only the identity key,
+/// opened from the recovery kit, signs one.
+pub async fn recover_device(
+    State(state): S,
+    Path(name): Path<String>,
+    j: ApiJson<NewDevice>,
+) -> Result<Response, ApiError> {
+    let user = user_id(&name)?;
+    state.rate_api(recovery_bucket(&user))?;
+    let cert = certificate(&body(j)?.certificate)?;
+    if cert.user != user {
+        return Err(ApiError::BadRequest(format!(
+            "the certificate is for {}, not {user}",
+            cert.user
+        )));
+    }
+    register_device(&state, cert)
 }
 
 /// `GET /v1/users/{user}`: the identity key and certified devices, for

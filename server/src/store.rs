@@ -228,6 +228,11 @@ pub trait Store: Send + Sync + 'static {
     fn add_device(&self, device: &DeviceRecord) -> Result<bool, StoreError>;
     /// A user's devices.
     fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Replaces a user's recovery kit (opaque: sealed under a code the
+    /// server never sees).
+    fn put_recovery(&self, user: &UserId, kit: &[u8]) -> Result<(), StoreError>;
+    /// A user's recovery kit.
+    fn recovery(&self, user: &UserId) -> Result<Option<Vec<u8>>, StoreError>;
     /// A device.
     fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
     /// Stores an invitation under its code's hash.
@@ -343,6 +348,7 @@ pub struct SledStore {
     welcome_bodies: sled::Tree,
     public: sled::Tree,
     usage: sled::Tree,
+    recovery: sled::Tree,
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -372,6 +378,7 @@ impl SledStore {
             welcome_bodies: tree("welcome_bodies")?,
             public: tree("public")?,
             usage: tree("usage")?,
+            recovery: tree("recovery")?,
             db,
         })
     }
@@ -449,6 +456,15 @@ impl Store for SledStore {
             .get(user_key(user))?
             .map(|v| dec("users", &v))
             .transpose()
+    }
+
+    fn put_recovery(&self, user: &UserId, kit: &[u8]) -> Result<(), StoreError> {
+        self.recovery.insert(user_key(user), kit)?;
+        self.durable()
+    }
+
+    fn recovery(&self, user: &UserId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.recovery.get(user_key(user))?.map(|v| v.to_vec()))
     }
 
     fn add_device(&self, device: &DeviceRecord) -> Result<bool, StoreError> {

@@ -549,3 +549,79 @@ async fn provenance_is_kept_only_when_the_publishers_device_signed_this_copy() {
     assert_eq!(record["provenance"]["device"], alice.id().to_hex());
     assert_eq!(record["provenance"]["heads"], json!(heads));
 }
+
+/// Recovery (PROTOCOL §3.7): the kit a signed-in device stores is handed to
+/// anyone and opens only with the code; a device certified by the identity
+/// key it holds registers without a session and signs in. A certificate
+/// made with another identity key or for another user is refused.
+#[tokio::test]
+async fn a_lost_account_is_recovered_with_its_code_and_nothing_else() {
+    use amicus_core::recovery::{RecoveryCode, open_kit, seal_kit};
+    let api = Api::new(Registration::Open);
+    let (amina, token) = api.account("amina", None).await.unwrap();
+    let (bruno, _) = api.account("bruno", None).await.unwrap();
+    for user in ["amina", "nobody"] {
+        let (status, body) = api
+            .json("GET", &format!("/v1/recovery/{user}"), None, Value::Null)
+            .await;
+        check_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    let code = RecoveryCode::random();
+    let kit = seal_kit(&amina, &code);
+    let (status, body) = api
+        .json(
+            "PUT",
+            "/v1/recovery",
+            None,
+            json!({ "kit": hex::encode(&kit) }),
+        )
+        .await;
+    check_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, _) = api
+        .json(
+            "PUT",
+            "/v1/recovery",
+            Some(&token),
+            json!({ "kit": "00".repeat(2000) }),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, body) = api
+        .json(
+            "PUT",
+            "/v1/recovery",
+            Some(&token),
+            json!({ "kit": hex::encode(&kit) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // The browser that lost everything: no session, the code in hand.
+    let (status, body) = api
+        .json("GET", "/v1/recovery/amina", None, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let fetched = hex::decode(body["kit"].as_str().unwrap()).unwrap();
+    assert_eq!(fetched, kit);
+    let identity = open_kit(amina.user(), &code, &fetched).unwrap();
+    let device = identity.new_device();
+    let register = |d: &amicus_core::identity::Device| json!({ "certificate": hex::encode(postcard::to_allocvec(d.certificate()).unwrap()) });
+    let uri = "/v1/recovery/amina/devices";
+    let impostor = UserIdentity::generate(UserId::new("amina").unwrap()).new_device();
+    let (status, body) = api.json("POST", uri, None, register(&impostor)).await;
+    check_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = api
+        .json("POST", uri, None, register(&bruno.new_device()))
+        .await;
+    check_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = api.json("POST", uri, None, register(&device)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api.json("POST", uri, None, register(&device)).await;
+    check_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let recovered = api.sign_in(&device).await;
+    let (status, listing) = api
+        .json("GET", "/v1/users/amina", Some(&recovered), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listing["devices"].as_array().unwrap().len(), 2, "{listing}");
+}
