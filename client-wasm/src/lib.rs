@@ -27,6 +27,7 @@ use amicus_core::identity::{
 use amicus_core::library;
 use amicus_core::pairing;
 use amicus_core::publication::{self, CopyCheck, Provenance};
+use amicus_core::recovery::{self, RecoveryCode};
 use amicus_core::space::{
     HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
 };
@@ -318,6 +319,35 @@ impl Device {
             "certificate": hex::encode(postcard::to_allocvec(&certificate).map_err(err)?),
             "answer": hex::encode(answer),
         })))
+    }
+
+    /// A new recovery code and the kit it opens (the identity key sealed
+    /// under it): `{code, kit}`, the code to show once and the kit (hex) for
+    /// `PUT /v1/recovery`, which replaces the earlier kit. Only the browser
+    /// holding the identity key can.
+    #[wasm_bindgen(unchecked_return_type = "{ code: string; kit: string }")]
+    pub fn new_recovery_kit(&self) -> Result<JsValue, JsError> {
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            err("this browser does not hold your identity key: make the recovery code in the first one")
+        })?;
+        let code = RecoveryCode::random();
+        let kit = recovery::seal_kit(identity, &code);
+        Ok(js(
+            &json!({ "code": code.display().as_str(), "kit": hex::encode(kit) }),
+        ))
+    }
+
+    /// A new device for `user` recovered from its kit (hex, from `GET
+    /// /v1/recovery/{user}`) with the code typed (Latin or Arabic digits):
+    /// it holds the identity key again, and its certificate (see
+    /// [`Device::certificate`]) goes to `POST /v1/recovery/{user}/devices`.
+    pub fn recover(user: &str, code: &str, kit: &str) -> Result<Device, JsError> {
+        let user = UserId::new(user).map_err(err)?;
+        let code = RecoveryCode::parse(code).map_err(err)?;
+        let kit = hex::decode(kit).map_err(err)?;
+        let identity = recovery::open_kit(&user, &code, &kit).map_err(err)?;
+        let device = identity.new_device();
+        Ok(Self::assemble(Some(identity), device, MlsProvider::new()))
     }
 
     /// Whether this browser holds the user's identity key (it can link

@@ -241,6 +241,54 @@ export class Client {
     }
   }
 
+  /** Recovers the account `user` in this browser with its recovery code:
+   * the kit the server keeps opens with the code and gives back the
+   * identity key, which certifies a new device for this browser. */
+  static async recover(user, code, passphrase) {
+    await load();
+    if ((await vault.users()).includes(user)) throw new Error("exists");
+    let kit;
+    try {
+      kit = (await http("GET", `/v1/recovery/${encodeURIComponent(user)}`)).kit;
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) throw new Error("no-kit");
+      throw e;
+    }
+    let device;
+    try {
+      device = Device.recover(user, code, kit);
+    } catch (e) {
+      throw new Error(`bad-recovery-code: ${e.message}`);
+    }
+    await http("POST", `/v1/recovery/${encodeURIComponent(user)}/devices`, null, { certificate: device.certificate() });
+    const salt = StateKey.new_salt();
+    const key = StateKey.derive(passphrase, salt);
+    const client = new Client(device, key, salt);
+    await client.save();
+    await client.signIn();
+    await client.replenishKeyPackages();
+    return client;
+  }
+
+  /** Makes a new recovery code: its kit replaces the earlier one at the
+   * server. Returns the code, to show once. */
+  async newRecoveryCode() {
+    const { code, kit } = this.device.new_recovery_kit();
+    await this.api("PUT", "/v1/recovery", { kit });
+    return code;
+  }
+
+  /** Whether the server keeps a recovery kit for this user. */
+  async hasRecoveryKit() {
+    try {
+      await this.api("GET", `/v1/recovery/${encodeURIComponent(this.user)}`);
+      return true;
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) return false;
+      throw e;
+    }
+  }
+
   /** Unlocks the device of `user` stored in this browser. */
   static async unlock(user, passphrase) {
     await load();

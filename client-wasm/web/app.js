@@ -179,7 +179,37 @@ async function authView(main) {
     field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
     h("button", { type: "submit" }, t("link")),
   );
-  main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp, link));
+  const recover = h("form", { id: "recover", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    status(t("working"));
+    f.querySelector("button").disabled = true;
+    try {
+      await load();
+      client = await Client.recover(f.user.value.trim(), f.code.value, f.passphrase.value);
+      f.code.value = "";
+      started();
+      status(t("recovered"));
+    } catch (err) {
+      f.querySelector("button").disabled = false;
+      const m = err.message || "";
+      status(
+        m === "exists" ? t("exists")
+          : m === "no-kit" ? t("noKit")
+          : m.startsWith("bad-recovery-code") ? t("badRecoveryCode")
+          : `${t("error")}: ${m}`,
+        "error",
+      );
+    }
+  } },
+    h("h2", {}, t("recoverAccount")),
+    h("p", { class: "muted" }, t("recoverIntro")),
+    field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", pattern: "[a-z0-9][a-z0-9._-]{0,63}" })),
+    field(t("recoveryCode"), h("input", { name: "code", required: true, autocomplete: "off", inputmode: "numeric", dir: "ltr", spellcheck: "false" })),
+    field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
+    h("button", { type: "submit" }, t("recover")),
+  );
+  main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp, link, recover));
 }
 
 function started() {
@@ -242,6 +272,7 @@ function spacesView(main) {
     h("button", { type: "submit" }, t("create")),
   );
   main.append(
+    recoveryWarning(),
     h("h2", {}, t("spaces")),
     list.length
       ? h("ul", { class: "spaces" }, list.map((s) => h("li", {},
@@ -844,6 +875,7 @@ async function devicesView(main) {
   } catch (err) {
     fail(err);
   }
+  main.append(recoverySection());
   if (!client.device.holds_identity()) {
     pairing.append(h("p", { class: "muted" }, t("firstDeviceOnly")));
     return;
@@ -871,6 +903,48 @@ async function devicesView(main) {
     }
   } }, t("linkAnother"));
   pairing.append(start);
+}
+
+/** The recovery code: whether one exists, and a button to make a new one
+ * (shown once). */
+function recoverySection() {
+  const box = h("section", { id: "recovery", "aria-live": "polite" }, h("h3", {}, t("recoveryTitle")), h("p", { class: "muted" }, t("recoveryExplain")));
+  if (!client.device.holds_identity()) {
+    box.append(h("p", { class: "muted" }, t("recoveryHolderOnly")));
+    return box;
+  }
+  const state = h("p", { id: "recovery-state" });
+  const make = h("button", { type: "button", id: "make-recovery", onclick: async () => {
+    make.disabled = true;
+    try {
+      const code = await client.newRecoveryCode();
+      client.recoveryKit = true;
+      state.textContent = t("recoveryExists");
+      state.className = "";
+      box.append(h("p", { class: "warning" }, t("recoveryShown")), h("output", { id: "recovery-code", dir: "ltr", class: "code" }, code));
+    } catch (err) {
+      make.disabled = false;
+      fail(err);
+    }
+  } }, t("makeRecovery"));
+  box.append(state, make);
+  client.hasRecoveryKit().then((has) => {
+    client.recoveryKit = has;
+    state.textContent = has ? t("recoveryExists") : t("recoveryMissing");
+    state.className = has ? "" : "warning";
+  }).catch(() => {});
+  return box;
+}
+
+/** A warning on the spaces page while the account has no recovery code
+ * (asked once per sign-in). */
+function recoveryWarning() {
+  const note = h("p", { id: "no-recovery", class: "warning", hidden: true }, t("recoveryMissing"), " ", h("a", { href: "#/devices" }, t("noRecoveryLink")));
+  if (!client.device.holds_identity()) return note;
+  const show = (has) => { note.hidden = has; };
+  if (client.recoveryKit !== undefined) show(client.recoveryKit);
+  else client.hasRecoveryKit().then((has) => { client.recoveryKit = has; show(has); }).catch(() => {});
+  return note;
 }
 
 // ---------------------------------------------------------------- start

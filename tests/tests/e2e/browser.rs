@@ -666,6 +666,91 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina2.screenshot("linked-browser").await;
     drop(amina2);
 
+    // Recovery: Amina's spaces page warns that her account has no recovery
+    // code; she makes one. A new browser (German interface) that knows only
+    // her name and the code gets her account back: a wrong code is refused
+    // and changes nothing, the right one registers a device that holds her
+    // identity key again (it can link further browsers).
+    amina.js("location.hash = '#/'", json!([])).await;
+    amina
+        .wait_for(
+            "the warning that no recovery code exists",
+            "const n = document.getElementById('no-recovery'); return n !== null && !n.hidden",
+            LONG,
+        )
+        .await;
+    amina.js("location.hash = '#/devices'", json!([])).await;
+    amina.click("#make-recovery").await;
+    let recovery = amina
+        .wait_for(
+            "the recovery code",
+            "return document.getElementById('recovery-code')?.textContent || null",
+            LONG,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        recovery.chars().filter(char::is_ascii_digit).count(),
+        40,
+        "{recovery}"
+    );
+    amina.screenshot("recovery-code").await;
+    let amina3 = Browser::start("amina-3", "de", &shots, &downloads.join("amina-3")).await;
+    amina3.goto(&server.url).await;
+    let wrong: String = recovery
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match (i, c.to_digit(10)) {
+            (0, Some(d)) => char::from_digit((d + 1) % 10, 10).unwrap(),
+            _ => c,
+        })
+        .collect();
+    for (code, outcome) in [(&wrong, "refused"), (&recovery, "accepted")] {
+        amina3
+            .js(
+                "document.querySelectorAll('#recover input').forEach((i) => { i.value = ''; })",
+                json!([]),
+            )
+            .await;
+        amina3.type_into("#recover input[name=user]", "amina").await;
+        amina3.type_into("#recover input[name=code]", code).await;
+        amina3
+            .type_into("#recover input[name=passphrase]", "a third passphrase")
+            .await;
+        amina3.click("#recover button[type=submit]").await;
+        if outcome == "refused" {
+            amina3
+                .wait_for(
+                    "the wrong recovery code refused",
+                    "const s = document.getElementById('status'); return s.className.includes('error') \
+                     && s.textContent.includes('Wiederherstellungscode')",
+                    LONG,
+                )
+                .await;
+        }
+    }
+    amina3
+        .wait_for(
+            "the recovered browser online",
+            "const c = document.getElementById('connection'); return c && c.className === 'online'",
+            LONG,
+        )
+        .await;
+    amina3.js("location.hash = '#/devices'", json!([])).await;
+    amina3
+        .wait_for(
+            "the recovered browser among Amina's devices, able to link others",
+            "return document.querySelectorAll('ul.devices li').length === 3 \
+             && document.getElementById('link-another') !== null \
+             && document.getElementById('recovery-state')?.textContent.length > 0",
+            LONG,
+        )
+        .await;
+    amina3.screenshot("recovered").await;
+    drop(amina3);
+
     // The public library: Bruno publishes, then finds it with a highlight.
     bruno.js("location.hash = '#/search'", json!([])).await;
     bruno
@@ -816,6 +901,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     drop((amina, bruno));
     server.stop();
     let mut leaked = Vec::new();
+    let flat_recovery = recovery.replace('-', "");
     for entry in walk(&dir.path().join("data")) {
         let data = std::fs::read(&entry).unwrap_or_default();
         for canary in [
@@ -824,6 +910,8 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             "Écrit hors ligne",
             "Gardé au rechargement",
             "Requête",
+            recovery.as_str(),
+            flat_recovery.as_str(),
         ] {
             if data.windows(canary.len()).any(|w| w == canary.as_bytes()) {
                 leaked.push(format!("{canary} in {}", entry.display()));
