@@ -136,6 +136,12 @@ impl PairingCode {
     pub fn display(&self) -> String {
         self.0.display()
     }
+
+    /// The channel (hex) to open with `POST /v1/pairing/open` before
+    /// showing the code: the server keeps only an offer made on it.
+    pub fn channel(&self) -> String {
+        hex::encode(self.0.channel())
+    }
 }
 
 impl Default for PairingCode {
@@ -163,6 +169,12 @@ impl Linking {
             new: pairing::NewDevice::generate(user),
             code: pairing::PairingCode::parse(code).map_err(err)?,
         })
+    }
+
+    /// The channel (hex) the other device opened for this code, named in
+    /// `POST /v1/pairing`.
+    pub fn channel(&self) -> String {
+        hex::encode(self.code.channel())
     }
 
     /// The offer (hex) for `POST /v1/pairing`.

@@ -213,7 +213,13 @@ export class Client {
       throw new Error(`bad-code: ${e.message}`);
     }
     try {
-      const o = await http("POST", "/v1/pairing", null, { user, offer: linking.offer() });
+      let o;
+      try {
+        o = await http("POST", "/v1/pairing", null, { user, channel: linking.channel(), offer: linking.offer() });
+      } catch (e) {
+        if (e instanceof ServerError && e.status === 404) throw new Error("no-pairing");
+        throw e;
+      }
       if (onOffered) onOffered();
       const deadline = Date.now() + (o.expires_in_secs || 600) * 1000;
       let device = null;
@@ -582,8 +588,15 @@ export class Client {
    * device's id once it is certified, or rejects. `stop()` on the returned
    * object gives up.
    */
-  startPairing() {
+  async startPairing() {
     const code = new PairingCode();
+    try {
+      // The server keeps only an offer made on this code's channel.
+      await this.api("POST", "/v1/pairing/open", { channel: code.channel() });
+    } catch (e) {
+      code.free();
+      throw e;
+    }
     const shown = code.display();
     let stopped = false;
     const done = (async () => {

@@ -167,6 +167,7 @@ async function authView(main) {
         m === "exists" ? t("exists")
           : m.startsWith("bad-code") ? t("badCode")
           : m === "pairing-expired" ? t("pairingExpired")
+          : m === "no-pairing" ? t("pairingNotFound")
           : `${t("error")}: ${m}`,
         "error",
       );
@@ -882,7 +883,13 @@ async function devicesView(main) {
   }
   const start = h("button", { type: "button", id: "link-another", onclick: async () => {
     start.disabled = true;
-    const p = client.startPairing();
+    let p;
+    try {
+      p = await client.startPairing();
+    } catch (err) {
+      start.disabled = false;
+      return fail(err);
+    }
     onCleanup(p.stop);
     fill(pairing, h("p", {}, t("linkShow")), h("output", { id: "pairing-code", dir: "ltr", class: "code" }, p.code));
     try {

@@ -28,6 +28,7 @@ pub const CODE_DIGITS: usize = 24;
 const KEY_CONTEXT: &str = "amicus pairing v1";
 const OFFER_LABEL: &[u8] = b"amicus pairing offer v1\0";
 const ANSWER_LABEL: &[u8] = b"amicus pairing answer v1\0";
+const CHANNEL_LABEL: &[u8] = b"amicus pairing channel v1\0";
 
 /// Why pairing failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -90,6 +91,14 @@ impl PairingCode {
             .map(|g| std::str::from_utf8(g).expect("digits"))
             .collect::<Vec<_>>()
             .join("-")
+    }
+
+    /// The channel the identity holder opens for this code's one offer:
+    /// the first 16 bytes of `BLAKE3-keyed(K, "amicus pairing channel
+    /// v1\0")`. It tells the server no more about the code than a tag does.
+    pub fn channel(&self) -> [u8; 16] {
+        let h = self.tag(CHANNEL_LABEL, b"");
+        h.as_bytes()[..16].try_into().expect("16 bytes")
     }
 
     fn tag(&self, label: &[u8], body: &[u8]) -> blake3::Hash {
@@ -373,5 +382,18 @@ mod tests {
             }
         }
         assert!(!format!("{code:?}").contains(&shown[..4]));
+    }
+
+    #[test]
+    fn the_channel_follows_the_code_and_differs_from_its_tags() {
+        let code = PairingCode::random();
+        let again = PairingCode::parse(&code.display()).unwrap();
+        assert_eq!(code.channel(), again.channel());
+        assert_ne!(code.channel(), PairingCode::random().channel());
+        assert_ne!(
+            code.channel()[..],
+            code.tag(OFFER_LABEL, b"").as_bytes()[..16],
+            "a channel is not an offer tag"
+        );
     }
 }

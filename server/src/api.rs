@@ -226,8 +226,36 @@ pub async fn challenge(
 pub struct PairingOffer {
     /// The user the new device asks to join.
     pub user: String,
+    /// The channel the user's device opened (hex, derived from the code).
+    pub channel: String,
     /// The offer (hex, opaque to the server).
     pub offer: String,
+}
+
+/// Body of `POST /v1/pairing/open`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingOpen {
+    /// The channel (hex, derived from the code the device shows).
+    pub channel: String,
+}
+
+/// `POST /v1/pairing/open`: a device of the user, showing a pairing code,
+/// opens the channel derived from it for one offer (§3.6).
+pub async fn pairing_open(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<PairingOpen>,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let channel = bytes_hex::<16>("channel", &body(j)?.channel)?;
+    state
+        .pairings
+        .lock()
+        .expect("pairing lock")
+        .open(who.user, channel)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn pairing_id(s: &str) -> Result<[u8; 16], ApiError> {
@@ -242,6 +270,8 @@ pub async fn pairing_offer(
 ) -> Result<Response, ApiError> {
     let b = body(j)?;
     let user = user_id(&b.user)?;
+    state.rate_api(open_bucket("amicus pairing rate v1", &user))?;
+    let channel = bytes_hex::<16>("channel", &b.channel)?;
     let offer = vec_hex("offer", &b.offer, crate::pairing::MAX_OFFER)?;
     if state.store.user(&user)?.is_none() {
         return Err(ApiError::NotFound(format!("no user {user}")));
@@ -250,7 +280,7 @@ pub async fn pairing_offer(
         .pairings
         .lock()
         .expect("pairing lock")
-        .offer(user, offer)?;
+        .offer(user, channel, offer)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": hex::encode(id), "expires_in_secs": crate::pairing::TTL.as_secs() })),
@@ -450,10 +480,10 @@ pub async fn put_recovery(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The rate bucket of the recovery routes of `user`, which are open to
-/// anyone (a device that has lost every other has no session).
-fn recovery_bucket(user: &UserId) -> DeviceId {
-    let h = blake3::derive_key("amicus recovery rate v1", user.as_str().as_bytes());
+/// The rate bucket of a route open to anyone (a device without a session:
+/// not certified yet, or recovering) that names `user`.
+fn open_bucket(context: &str, user: &UserId) -> DeviceId {
+    let h = blake3::derive_key(context, user.as_str().as_bytes());
     DeviceId(h[..16].try_into().expect("16 bytes"))
 }
 
@@ -464,7 +494,7 @@ pub async fn get_recovery(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_id(&name)?;
-    state.rate_api(recovery_bucket(&user))?;
+    state.rate_api(open_bucket("amicus recovery rate v1", &user))?;
     let kit = state
         .store
         .recovery(&user)?
@@ -481,7 +511,7 @@ pub async fn recover_device(
     j: ApiJson<NewDevice>,
 ) -> Result<Response, ApiError> {
     let user = user_id(&name)?;
-    state.rate_api(recovery_bucket(&user))?;
+    state.rate_api(open_bucket("amicus recovery rate v1", &user))?;
     let cert = certificate(&body(j)?.certificate)?;
     if cert.user != user {
         return Err(ApiError::BadRequest(format!(

@@ -70,6 +70,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/pairing",
             post(api::pairing_offer).get(api::pairing_offers),
         )
+        .route("/v1/pairing/open", post(api::pairing_open))
         .route("/v1/pairing/{id}", get(api::pairing_answer))
         .route("/v1/pairing/{id}/answer", post(api::pairing_reply))
         .route("/v1/users/{user}", get(api::user))

@@ -1,9 +1,11 @@
-//! The pairing mailbox (PROTOCOL §3.6): a new device leaves an offer for a
-//! user, the user's identity holder reads it and leaves an answer, the new
-//! device takes the answer. The server cannot read either (they are tagged
-//! under a code it never sees); it only keeps them, in memory, for
-//! [`TTL`]. Bounded: [`PER_USER`] offers per user (the oldest goes), and
-//! [`TOTAL`] in all.
+//! The pairing mailbox (PROTOCOL §3.6): the identity holder opens a
+//! *channel* (an id derived from the pairing code it shows), a new device
+//! leaves one offer on that channel, the identity holder reads it and
+//! leaves an answer, the new device takes the answer. The server cannot
+//! read or forge either (they are tagged under the code, which it never
+//! sees), and it keeps only offers on channels the user opened, so someone
+//! who knows only the user name cannot push a genuine offer out. Everything
+//! lives in memory for [`TTL`]; bounded per user and in all ([`TOTAL`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,16 +14,23 @@ use amicus_core::UserId;
 
 use crate::error::ApiError;
 
-/// How long an offer (and its answer) is kept.
+/// How long a channel, an offer and its answer are kept.
 pub const TTL: Duration = Duration::from_secs(600);
-/// Live offers per user; a new one pushes out the oldest.
-pub const PER_USER: usize = 8;
-/// Live offers in all.
+/// Open channels per user; opening another closes the oldest.
+pub const OPEN_PER_USER: usize = 4;
+/// Channels and offers in all.
 pub const TOTAL: usize = 10_000;
 /// Largest offer, in bytes.
 pub const MAX_OFFER: usize = 1024;
 /// Largest answer, in bytes.
 pub const MAX_ANSWER: usize = 4096;
+
+struct Channel {
+    user: UserId,
+    created: Instant,
+    /// Order of opening (instants may tie).
+    seq: u64,
+}
 
 struct Slot {
     user: UserId,
@@ -30,36 +39,79 @@ struct Slot {
     created: Instant,
 }
 
-/// The offers and answers in flight.
+/// The channels, offers and answers in flight.
 #[derive(Default)]
 pub struct Pairings {
+    channels: HashMap<[u8; 16], Channel>,
     slots: HashMap<[u8; 16], Slot>,
+    opened: u64,
 }
 
 impl Pairings {
     fn prune(&mut self) {
+        self.channels.retain(|_, c| c.created.elapsed() < TTL);
         self.slots.retain(|_, s| s.created.elapsed() < TTL);
     }
 
-    /// Keeps an offer for `user`; returns its id (the new device's handle
-    /// on the answer).
-    pub fn offer(&mut self, user: UserId, offer: Vec<u8>) -> Result<[u8; 16], ApiError> {
+    fn full(&self) -> bool {
+        self.channels.len() + self.slots.len() >= TOTAL
+    }
+
+    /// Opens `channel` for one offer to `user` (called by a device of that
+    /// user, which shows the code the channel is derived from).
+    pub fn open(&mut self, user: UserId, channel: [u8; 16]) -> Result<(), ApiError> {
         self.prune();
-        let mut mine: Vec<([u8; 16], Instant)> = self
-            .slots
+        if self.channels.get(&channel).is_some_and(|c| c.user != user) {
+            return Err(ApiError::Conflict(
+                "this pairing channel is taken: show a new code".into(),
+            ));
+        }
+        let mut mine: Vec<([u8; 16], u64)> = self
+            .channels
             .iter()
-            .filter(|(_, s)| s.user == user)
-            .map(|(id, s)| (*id, s.created))
+            .filter(|(id, c)| c.user == user && **id != channel)
+            .map(|(id, c)| (*id, c.seq))
             .collect();
-        if mine.len() >= PER_USER {
-            mine.sort_by_key(|(_, created)| *created);
-            for (id, _) in &mine[..=mine.len() - PER_USER] {
-                self.slots.remove(id);
+        if mine.len() >= OPEN_PER_USER {
+            mine.sort_by_key(|(_, seq)| *seq);
+            for (id, _) in &mine[..=mine.len() - OPEN_PER_USER] {
+                self.channels.remove(id);
             }
+        }
+        if self.full() {
+            return Err(ApiError::RateLimited(60_000));
+        }
+        self.opened += 1;
+        self.channels.insert(
+            channel,
+            Channel {
+                user,
+                created: Instant::now(),
+                seq: self.opened,
+            },
+        );
+        Ok(())
+    }
+
+    /// Keeps an offer for `user` on `channel`, which `user` must have
+    /// opened; the channel then closes (one offer per code). Returns the
+    /// offer's id (the new device's handle on the answer).
+    pub fn offer(
+        &mut self,
+        user: UserId,
+        channel: [u8; 16],
+        offer: Vec<u8>,
+    ) -> Result<[u8; 16], ApiError> {
+        self.prune();
+        if !self.channels.get(&channel).is_some_and(|c| c.user == user) {
+            return Err(ApiError::NotFound(
+                "no pairing is waiting for this code and user: check both, or show a new code on your other browser".into(),
+            ));
         }
         if self.slots.len() >= TOTAL {
             return Err(ApiError::RateLimited(60_000));
         }
+        self.channels.remove(&channel);
         let mut id = [0u8; 16];
         id.copy_from_slice(&crate::state::random32()[..16]);
         self.slots.insert(
@@ -131,7 +183,8 @@ mod tests {
     #[test]
     fn an_answer_reaches_the_offer_once_and_only_from_its_user() {
         let mut p = Pairings::default();
-        let id = p.offer(user("amina"), b"offer".to_vec()).unwrap();
+        p.open(user("amina"), [1; 16]).unwrap();
+        let id = p.offer(user("amina"), [1; 16], b"offer".to_vec()).unwrap();
         assert_eq!(p.offers_for(&user("amina")), vec![(id, b"offer".to_vec())]);
         assert!(p.offers_for(&user("bruno")).is_empty());
         assert_eq!(p.take_answer(id).unwrap(), None);
@@ -153,17 +206,50 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_offers_pushes_out_only_that_users_oldest() {
+    fn only_offers_on_a_channel_the_user_opened_are_kept_one_per_channel() {
         let mut p = Pairings::default();
-        let bruno = p.offer(user("bruno"), b"b".to_vec()).unwrap();
-        let first = p.offer(user("amina"), b"0".to_vec()).unwrap();
-        for i in 1..=PER_USER {
-            p.offer(user("amina"), vec![i as u8]).unwrap();
+        // Someone who knows only the name: no channel, nothing kept.
+        for channel in [[0; 16], [9; 16]] {
+            assert!(matches!(
+                p.offer(user("amina"), channel, b"flood".to_vec()),
+                Err(ApiError::NotFound(_))
+            ));
         }
-        let listed = p.offers_for(&user("amina"));
-        assert_eq!(listed.len(), PER_USER);
-        assert!(listed.iter().all(|(id, _)| *id != first));
-        assert!(matches!(p.take_answer(first), Err(ApiError::NotFound(_))));
-        assert_eq!(p.take_answer(bruno).unwrap(), None);
+        p.open(user("amina"), [1; 16]).unwrap();
+        // Another user's name on Amina's channel: refused, the channel stays.
+        assert!(matches!(
+            p.offer(user("bruno"), [1; 16], b"x".to_vec()),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            p.open(user("bruno"), [1; 16]),
+            Err(ApiError::Conflict(_))
+        ));
+        let id = p
+            .offer(user("amina"), [1; 16], b"genuine".to_vec())
+            .unwrap();
+        // The channel took its one offer.
+        assert!(matches!(
+            p.offer(user("amina"), [1; 16], b"second".to_vec()),
+            Err(ApiError::NotFound(_))
+        ));
+        assert_eq!(
+            p.offers_for(&user("amina")),
+            vec![(id, b"genuine".to_vec())]
+        );
+        // Opening more channels than allowed closes the oldest.
+        for i in 2..=(OPEN_PER_USER as u8 + 2) {
+            p.open(user("amina"), [i; 16]).unwrap();
+        }
+        assert!(matches!(
+            p.offer(user("amina"), [2; 16], b"late".to_vec()),
+            Err(ApiError::NotFound(_))
+        ));
+        p.offer(
+            user("amina"),
+            [OPEN_PER_USER as u8 + 2; 16],
+            b"new".to_vec(),
+        )
+        .unwrap();
     }
 }

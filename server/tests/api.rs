@@ -370,9 +370,9 @@ async fn without_a_built_app_the_root_says_how_to_build_it() {
 }
 
 /// Pairing through the server's mailbox (PROTOCOL §3.6): offers only for
-/// existing users and within limits, listed only to that user, answered
-/// only by that user and once, the answer delivered once; the linked device
-/// then signs in.
+/// existing users, within limits and on a channel the user opened (one
+/// offer each), listed only to that user, answered only by that user and
+/// once, the answer delivered once; the linked device then signs in.
 #[tokio::test]
 async fn a_new_device_pairs_through_the_mailbox_and_signs_in() {
     use amicus_core::pairing::{NewDevice, PairingCode, accept_offer};
@@ -382,44 +382,72 @@ async fn a_new_device_pairs_through_the_mailbox_and_signs_in() {
     let code = PairingCode::random();
     let new = NewDevice::generate(amina.user().clone());
     let offer = hex::encode(new.offer(&code));
+    let channel = hex::encode(code.channel());
+    let post = |user: &str, channel: &str, offer: &str| json!({ "user": user, "channel": channel, "offer": offer });
 
+    // Before Amina's device opens the channel, no offer is kept for her.
     let (st, b) = api
-        .json(
-            "POST",
-            "/v1/pairing",
-            None,
-            json!({ "user": "nobody", "offer": offer }),
-        )
+        .json("POST", "/v1/pairing", None, post("amina", &channel, &offer))
         .await;
     check_error(st, &b, StatusCode::NOT_FOUND, "not_found");
     let (st, b) = api
         .json(
             "POST",
-            "/v1/pairing",
+            "/v1/pairing/open",
             None,
-            json!({ "user": "amina", "offer": "zz" }),
+            json!({ "channel": channel }),
         )
         .await;
-    check_error(st, &b, StatusCode::BAD_REQUEST, "bad_request");
+    check_error(st, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
     let (st, b) = api
         .json(
             "POST",
-            "/v1/pairing",
-            None,
-            json!({ "user": "amina", "offer": "00".repeat(1025) }),
+            "/v1/pairing/open",
+            Some(&amina_token),
+            json!({ "channel": channel }),
         )
         .await;
-    check_error(st, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert_eq!(st, StatusCode::NO_CONTENT, "{b}");
+    for (body, status, error) in [
+        (
+            post("nobody", &channel, &offer),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            post("bruno", &channel, &offer),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            post("amina", &"00".repeat(16), &offer),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            post("amina", &channel, "zz"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post("amina", &channel, &"00".repeat(1025)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ] {
+        let (st, b) = api.json("POST", "/v1/pairing", None, body).await;
+        check_error(st, &b, status, error);
+    }
     let (st, b) = api
-        .json(
-            "POST",
-            "/v1/pairing",
-            None,
-            json!({ "user": "amina", "offer": offer }),
-        )
+        .json("POST", "/v1/pairing", None, post("amina", &channel, &offer))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{b}");
     let id = b["id"].as_str().unwrap().to_owned();
+    // The channel took its one offer.
+    let (st, b) = api
+        .json("POST", "/v1/pairing", None, post("amina", &channel, &offer))
+        .await;
+    check_error(st, &b, StatusCode::NOT_FOUND, "not_found");
 
     let (st, b) = api.json("GET", "/v1/pairing", None, json!(null)).await;
     check_error(st, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
