@@ -103,7 +103,7 @@ impl Pairings {
         offer: Vec<u8>,
     ) -> Result<[u8; 16], ApiError> {
         self.prune();
-        if !self.channels.get(&channel).is_some_and(|c| c.user == user) {
+        if self.channels.get(&channel).is_none_or(|c| c.user != user) {
             return Err(ApiError::NotFound(
                 "no pairing is waiting for this code and user: check both, or show a new code on your other browser".into(),
             ));
