@@ -302,7 +302,7 @@ function spaceLabel(space) {
 
 function spaceView(main, space) {
   if (!client.device.has_space(space)) {
-    main.append(h("p", {}, t("empty")));
+    main.append(h("p", { class: "warning" }, t("notInSpace")));
     return;
   }
   const membersBox = h("section", { id: "members", "aria-labelledby": "members-h" });
@@ -367,6 +367,32 @@ function spaceView(main, space) {
             h("button", { type: "submit" }, t("add")))
         : null,
     );
+    if (me === "space_manager") offerNewDevices(byUser);
+  };
+
+  // A space manager sees which members have certified browsers that are not
+  // in the space yet (linked or recovered since) and adds them in one click.
+  const offerNewDevices = (byUser) => {
+    const inSpace = new Set(members().map((m) => m.device));
+    for (const m of byUser.values()) {
+      client.api("GET", `/v1/users/${encodeURIComponent(m.user)}`).then((listing) => {
+        const waiting = (listing.devices || []).filter((d) => !inSpace.has(d.device) && d.key_packages > 0);
+        const cell = membersBox.querySelector(`tr[data-user="${CSS.escape(m.user)}"] td:last-child`);
+        if (!waiting.length || !cell) return;
+        cell.append(h("button", { type: "button", class: "add-devices", "data-user": m.user, onclick: async (e) => {
+          e.target.disabled = true;
+          status(t("working"));
+          try { await client.invite(space, m.user, m.role); status(""); drawMembers(); } catch (err) { e.target.disabled = false; fail(err); }
+        } }, t("addNewDevices", { n: waiting.length })));
+      }).catch(() => {});
+    }
+  };
+  const members = () => {
+    try {
+      return client.device.members(space);
+    } catch (_) {
+      return [];
+    }
   };
 
   const drawLibrary = () => {
@@ -496,6 +522,10 @@ async function download(space, entry, progress, progressText) {
 // --------------------------------------------------------------- editor
 
 function editorView(main, space, stream) {
+  if (!client.device.has_space(space)) {
+    main.append(h("p", { class: "warning" }, t("notInSpace")));
+    return;
+  }
   let filing;
   try {
     filing = client.device.read(space, stream);

@@ -105,6 +105,8 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     let config = format!("web = {web:?}\n");
     let server = Server::start_with(&data, &config);
     let shots = target_dir().join("browser-screenshots");
+    // Only this run's screenshots (a failure leaves a `timeout` one).
+    let _ = std::fs::remove_dir_all(&shots);
     let downloads = dir.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let amina = Browser::start("amina", "fr", &shots, &downloads.join("amina")).await;
@@ -749,6 +751,42 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         )
         .await;
     amina3.screenshot("recovered").await;
+    // The recovered browser is in no space yet: Amina's first browser, a
+    // space manager, offers to add it and does; it then reads the filing.
+    amina
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    amina
+        .wait_for(
+            "the offer to add Amina's new browser",
+            "return document.querySelector('button.add-devices[data-user=\"amina\"]')?.textContent.includes('1') || false",
+            LONG,
+        )
+        .await;
+    amina.screenshot("add-new-browser").await;
+    amina.click("button.add-devices[data-user=\"amina\"]").await;
+    amina3.js("location.hash = '#/'", json!([])).await;
+    amina3
+        .wait_for(
+            "the space in the recovered browser",
+            &format!(
+                "return document.querySelector('.space-link[data-space=\"{space}\"]') !== null"
+            ),
+            LONG,
+        )
+        .await;
+    amina3
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/doc/{space}/{doc}")]),
+        )
+        .await;
+    amina3
+        .wait_for("the filing in the recovered browser", &restored, LONG)
+        .await;
     drop(amina3);
 
     // The public library: Bruno publishes, then finds it with a highlight.
