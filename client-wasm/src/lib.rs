@@ -334,23 +334,34 @@ impl Device {
     }
 
     /// A new recovery code and the kit it opens (the identity key sealed
-    /// under it): `{code, kit}`, the code to show once and the kit (hex) for
-    /// `PUT /v1/recovery`, which replaces the earlier kit. Only the browser
+    /// under it): `{code, kit, verifier}`, the code to show once, and the
+    /// kit and the verifier of the code's access value (hex) for `PUT
+    /// /v1/recovery`, which replaces the earlier ones. Only the browser
     /// holding the identity key can.
-    #[wasm_bindgen(unchecked_return_type = "{ code: string; kit: string }")]
+    #[wasm_bindgen(unchecked_return_type = "{ code: string; kit: string; verifier: string }")]
     pub fn new_recovery_kit(&self) -> Result<JsValue, JsError> {
         let identity = self.identity.as_ref().ok_or_else(|| {
             err("this browser does not hold your identity key: make the recovery code in the first one")
         })?;
         let code = RecoveryCode::random();
         let kit = recovery::seal_kit(identity, &code);
-        Ok(js(
-            &json!({ "code": code.display().as_str(), "kit": hex::encode(kit) }),
-        ))
+        let verifier = recovery::access_verifier(&code.access());
+        Ok(js(&json!({
+            "code": code.display().as_str(),
+            "kit": hex::encode(kit),
+            "verifier": hex::encode(verifier),
+        })))
     }
 
-    /// A new device for `user` recovered from its kit (hex, from `GET
-    /// /v1/recovery/{user}`) with the code typed (Latin or Arabic digits):
+    /// The access value (hex) of a typed recovery code, shown to the server
+    /// to fetch the kit and register the recovered device.
+    pub fn recovery_access(code: &str) -> Result<String, JsError> {
+        let code = RecoveryCode::parse(code).map_err(err)?;
+        Ok(hex::encode(*code.access()))
+    }
+
+    /// A new device for `user` recovered from its kit (hex, from `POST
+    /// /v1/recovery/{user}/kit`) with the code typed (Latin or Arabic digits):
     /// it holds the identity key again, and its certificate (see
     /// [`Device::certificate`]) goes to `POST /v1/recovery/{user}/devices`.
     pub fn recover(user: &str, code: &str, kit: &str) -> Result<Device, JsError> {

@@ -253,46 +253,48 @@ export class Client {
   static async recover(user, code, passphrase) {
     await load();
     if ((await vault.users()).includes(user)) throw new Error("exists");
-    let kit;
+    let access;
     try {
-      kit = (await http("GET", `/v1/recovery/${encodeURIComponent(user)}`)).kit;
-    } catch (e) {
-      if (e instanceof ServerError && e.status === 404) throw new Error("no-kit");
-      throw e;
-    }
-    let device;
-    try {
-      device = Device.recover(user, code, kit);
+      access = Device.recovery_access(code);
     } catch (e) {
       throw new Error(`bad-recovery-code: ${e.message}`);
     }
-    await http("POST", `/v1/recovery/${encodeURIComponent(user)}/devices`, null, { certificate: device.certificate() });
+    const path = `/v1/recovery/${encodeURIComponent(user)}`;
+    let kit;
+    try {
+      kit = (await http("POST", `${path}/kit`, null, { access })).kit;
+    } catch (e) {
+      // The same answer for no such user, no kit and a wrong code.
+      if (e instanceof ServerError && e.status === 404) throw new Error("bad-recovery-code");
+      throw e;
+    }
+    const device = Device.recover(user, code, kit);
     const salt = StateKey.new_salt();
     const key = StateKey.derive(passphrase, salt);
     const client = new Client(device, key, salt);
+    await http("POST", `${path}/devices`, null, { access, certificate: device.certificate() });
     await client.save();
     await client.signIn();
     await client.replenishKeyPackages();
     return client;
   }
 
-  /** Makes a new recovery code: its kit replaces the earlier one at the
-   * server. Returns the code, to show once. */
-  async newRecoveryCode() {
-    const { code, kit } = this.device.new_recovery_kit();
-    await this.api("PUT", "/v1/recovery", { kit });
-    return code;
+  /** A new recovery code and its kit, not yet active: show the code, then
+   * `activateRecovery` (which may be retried with the same kit). */
+  newRecoveryKit() {
+    return this.device.new_recovery_kit();
+  }
+
+  /** Stores a kit made by `newRecoveryKit`: it replaces the earlier one,
+   * whose code then opens nothing at the server. */
+  async activateRecovery({ kit, verifier }) {
+    await this.api("PUT", "/v1/recovery", { kit, verifier });
+    this.recoveryKit = true;
   }
 
   /** Whether the server keeps a recovery kit for this user. */
   async hasRecoveryKit() {
-    try {
-      await this.api("GET", `/v1/recovery/${encodeURIComponent(this.user)}`);
-      return true;
-    } catch (e) {
-      if (e instanceof ServerError && e.status === 404) return false;
-      throw e;
-    }
+    return !!(await this.api("GET", "/v1/recovery")).exists;
   }
 
   /** Unlocks the device of `user` stored in this browser. */

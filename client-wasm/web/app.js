@@ -196,7 +196,6 @@ async function authView(main) {
       const m = err.message || "";
       status(
         m === "exists" ? t("exists")
-          : m === "no-kit" ? t("noKit")
           : m.startsWith("bad-recovery-code") ? t("badRecoveryCode")
           : `${t("error")}: ${m}`,
         "error",
@@ -951,24 +950,35 @@ function recoverySection() {
     return box;
   }
   const state = h("p", { id: "recovery-state" });
-  const make = h("button", { type: "button", id: "make-recovery", onclick: async () => {
+  const shown = (has) => {
+    state.textContent = has ? t("recoveryExists") : t("recoveryMissing");
+    state.className = has ? "" : "warning";
+  };
+  // The code is shown first; the kit goes to the server (replacing the
+  // earlier one) only once the person says it is written down, and the
+  // same kit is sent again if that fails.
+  const make = h("button", { type: "button", id: "make-recovery", onclick: () => {
     make.disabled = true;
-    try {
-      const code = await client.newRecoveryCode();
-      client.recoveryKit = true;
-      state.textContent = t("recoveryExists");
-      state.className = "";
-      box.append(h("p", { class: "warning" }, t("recoveryShown")), h("output", { id: "recovery-code", dir: "ltr", class: "code" }, code));
-    } catch (err) {
-      make.disabled = false;
-      fail(err);
-    }
+    const made = client.newRecoveryKit();
+    const activate = h("button", { type: "button", id: "activate-recovery", onclick: async () => {
+      activate.disabled = true;
+      try {
+        await client.activateRecovery(made);
+        shown(true);
+        fill(pending, h("p", { id: "recovery-active" }, t("recoveryActive")));
+      } catch (err) {
+        activate.disabled = false;
+        fail(err);
+      }
+    } }, t("recoveryWritten"));
+    const pending = h("div", {}, h("p", { class: "warning" }, t("recoveryShown")),
+      h("output", { id: "recovery-code", dir: "ltr", class: "code" }, made.code), activate);
+    box.append(pending);
   } }, t("makeRecovery"));
   box.append(state, make);
   client.hasRecoveryKit().then((has) => {
-    client.recoveryKit = has;
-    state.textContent = has ? t("recoveryExists") : t("recoveryMissing");
-    state.className = has ? "" : "warning";
+    if (client.recoveryKit === undefined || has) client.recoveryKit = has;
+    shown(client.recoveryKit);
   }).catch(() => {});
   return box;
 }

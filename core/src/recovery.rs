@@ -10,8 +10,15 @@
 //! identity key and registers that certificate. The recovered device holds
 //! the identity key, so it can link further devices.
 //!
+//! The server hands the kit, and registers a recovered device, only to a
+//! request carrying the code's *access value* ([`RecoveryCode::access`]),
+//! which it checks against the verifier stored with the kit
+//! ([`access_verifier`]). So kits cannot be collected to be opened later
+//! with a stolen code, and making a new code (a new kit and verifier)
+//! shuts the old one out of the server.
+//!
 //! Anyone holding the code holds the account: it is shown once and kept
-//! like a key. Making a new kit (with a new code) replaces the old one.
+//! like a key.
 
 use core::fmt;
 
@@ -26,6 +33,8 @@ use crate::identity::UserIdentity;
 pub const RECOVERY_DIGITS: usize = 40;
 
 const KEY_CONTEXT: &str = "amicus recovery v1";
+const ACCESS_CONTEXT: &str = "amicus recovery access v1";
+const VERIFIER_CONTEXT: &str = "amicus recovery verifier v1";
 const AAD_LABEL: &[u8] = b"amicus recovery kit v1\0";
 const VERSION: u8 = 1;
 /// Version, nonce, sealed identity secret and tag: the kit is never larger.
@@ -96,10 +105,29 @@ impl RecoveryCode {
         )
     }
 
+    /// What a request shows the server to fetch the kit or register a
+    /// recovered device: a key derived from the code, independent of the
+    /// kit's key. The server keeps only [`access_verifier`] of it.
+    pub fn access(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(ACCESS_CONTEXT, &self.0))
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         let key = Zeroizing::new(blake3::derive_key(KEY_CONTEXT, &self.0));
         XChaCha20Poly1305::new(&(*key).into())
     }
+}
+
+/// What the server stores to check an access value: a one-way function of
+/// it, so the stored verifier does not grant access.
+pub fn access_verifier(access: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key(VERIFIER_CONTEXT, access)
+}
+
+/// Whether `access` matches `verifier` (constant time).
+pub fn access_matches(access: &[u8; 32], verifier: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(access_verifier(access).ct_eq(verifier))
 }
 
 fn aad(user: &UserId) -> Vec<u8> {
@@ -215,6 +243,20 @@ mod tests {
         // The kit shows nothing of the secret it holds.
         let secret = identity.export_secret();
         assert!(!kit.windows(16).any(|w| secret.windows(16).any(|s| s == w)));
+    }
+
+    #[test]
+    fn only_the_codes_access_value_matches_its_verifier() {
+        let code = RecoveryCode::random();
+        let verifier = access_verifier(&code.access());
+        assert!(access_matches(&code.access(), &verifier));
+        assert!(!access_matches(&RecoveryCode::random().access(), &verifier));
+        // The verifier is not itself an access value, and neither is the
+        // kit's key material.
+        assert!(!access_matches(&verifier, &verifier));
+        let kit_key = blake3::derive_key(KEY_CONTEXT, &code.0);
+        assert_ne!(kit_key, *code.access());
+        assert!(!access_matches(&kit_key, &verifier));
     }
 
     #[test]

@@ -270,7 +270,6 @@ pub async fn pairing_offer(
 ) -> Result<Response, ApiError> {
     let b = body(j)?;
     let user = user_id(&b.user)?;
-    state.rate_api(open_bucket("amicus pairing rate v1", &user))?;
     let channel = bytes_hex::<16>("channel", &b.channel)?;
     let offer = vec_hex("offer", &b.offer, crate::pairing::MAX_OFFER)?;
     if state.store.user(&user)?.is_none() {
@@ -463,10 +462,13 @@ pub struct RecoveryKit {
     /// The kit (hex, opaque to the server: sealed under the user's
     /// recovery code).
     pub kit: String,
+    /// The verifier of the code's access value (hex, 32 bytes).
+    pub verifier: String,
 }
 
-/// `PUT /v1/recovery`: a device stores its user's recovery kit, replacing
-/// the earlier one.
+/// `PUT /v1/recovery`: a device stores its user's recovery kit and the
+/// verifier of its code's access value, replacing the earlier ones (the old
+/// code then opens nothing here).
 pub async fn put_recovery(
     State(state): S,
     headers: HeaderMap,
@@ -474,52 +476,92 @@ pub async fn put_recovery(
 ) -> Result<StatusCode, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
-    let kit = vec_hex("kit", &body(j)?.kit, amicus_core::recovery::MAX_KIT_BYTES)?;
-    state.store.put_recovery(&who.user, &kit)?;
+    let b = body(j)?;
+    let kit = vec_hex("kit", &b.kit, amicus_core::recovery::MAX_KIT_BYTES)?;
+    if kit.is_empty() {
+        return Err(ApiError::BadRequest("the kit is empty".into()));
+    }
+    let verifier = bytes_hex::<32>("verifier", &b.verifier)?;
+    state.store.put_recovery(&who.user, verifier, &kit)?;
     tracing::info!(user = %who.user, "recovery kit replaced");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The rate bucket of a route open to anyone (a device without a session:
-/// not certified yet, or recovering) that names `user`.
-fn open_bucket(context: &str, user: &UserId) -> DeviceId {
-    let h = blake3::derive_key(context, user.as_str().as_bytes());
-    DeviceId(h[..16].try_into().expect("16 bytes"))
+/// `GET /v1/recovery`: whether the caller's user has a recovery kit.
+pub async fn recovery_status(State(state): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    Ok(Json(
+        json!({ "exists": state.store.recovery(&who.user)?.is_some() }),
+    ))
 }
 
-/// `GET /v1/recovery/{user}`: the user's recovery kit. Anyone may fetch it:
-/// it opens only with the code, which the server never sees.
+/// The kit of `user` if `access` (hex) matches its verifier. The same
+/// answer for an unknown user, a user without a kit and a wrong access
+/// value: the route tells nothing to whoever lacks the code.
+fn recovery_kit(state: &AppState, user: &UserId, access: &str) -> Result<Vec<u8>, ApiError> {
+    let access = bytes_hex::<32>("access", access)?;
+    match state.store.recovery(user)? {
+        Some((verifier, kit)) if amicus_core::recovery::access_matches(&access, &verifier) => {
+            Ok(kit)
+        }
+        _ => Err(ApiError::NotFound(
+            "no recovery kit of this account opens with this code".into(),
+        )),
+    }
+}
+
+/// Body of `POST /v1/recovery/{user}/kit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryAccess {
+    /// The code's access value (hex, 32 bytes).
+    pub access: String,
+}
+
+/// `POST /v1/recovery/{user}/kit`: the user's recovery kit, to a request
+/// that shows the code's access value.
 pub async fn get_recovery(
     State(state): S,
     Path(name): Path<String>,
+    j: ApiJson<RecoveryAccess>,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_id(&name)?;
-    state.rate_api(open_bucket("amicus recovery rate v1", &user))?;
-    let kit = state
-        .store
-        .recovery(&user)?
-        .ok_or_else(|| ApiError::NotFound(format!("{user} has no recovery kit")))?;
+    let kit = recovery_kit(&state, &user, &body(j)?.access)?;
     Ok(Json(json!({ "kit": hex::encode(kit) })))
 }
 
+/// Body of `POST /v1/recovery/{user}/devices`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveredDevice {
+    /// The code's access value (hex, 32 bytes).
+    pub access: String,
+    /// The new device's certificate (hex of postcard).
+    pub certificate: String,
+}
+
 /// `POST /v1/recovery/{user}/devices`: registers a device of `user`
-/// without a session. The certificate is the proof: only the identity key,
-/// opened from the recovery kit, signs one.
+/// without a session, for a request that shows the code's access value and
+/// a certificate made with the identity key the kit holds.
 pub async fn recover_device(
     State(state): S,
     Path(name): Path<String>,
-    j: ApiJson<NewDevice>,
+    j: ApiJson<RecoveredDevice>,
 ) -> Result<Response, ApiError> {
     let user = user_id(&name)?;
-    state.rate_api(open_bucket("amicus recovery rate v1", &user))?;
-    let cert = certificate(&body(j)?.certificate)?;
+    let b = body(j)?;
+    recovery_kit(&state, &user, &b.access)?;
+    let cert = certificate(&b.certificate)?;
     if cert.user != user {
         return Err(ApiError::BadRequest(format!(
             "the certificate is for {}, not {user}",
             cert.user
         )));
     }
-    register_device(&state, cert)
+    let device = cert.device;
+    let response = register_device(&state, cert)?;
+    tracing::info!(user = %user, device = %device, "device registered by recovery");
+    Ok(response)
 }
 
 /// `GET /v1/users/{user}`: the identity key and certified devices, for

@@ -63,8 +63,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/challenge", post(api::challenge))
         .route("/v1/session", post(api::session))
         .route("/v1/devices", post(api::add_device))
-        .route("/v1/recovery", put(api::put_recovery))
-        .route("/v1/recovery/{user}", get(api::get_recovery))
+        .route(
+            "/v1/recovery",
+            put(api::put_recovery).get(api::recovery_status),
+        )
+        .route("/v1/recovery/{user}/kit", post(api::get_recovery))
         .route("/v1/recovery/{user}/devices", post(api::recover_device))
         .route(
             "/v1/pairing",

@@ -18,6 +18,9 @@ use crate::error::ApiError;
 pub const TTL: Duration = Duration::from_secs(600);
 /// Open channels per user; opening another closes the oldest.
 pub const OPEN_PER_USER: usize = 4;
+/// Offers kept per user (answered or not): one user cannot fill the
+/// mailbox for everyone.
+pub const OFFERS_PER_USER: usize = 8;
 /// Channels and offers in all.
 pub const TOTAL: usize = 10_000;
 /// Largest offer, in bytes.
@@ -65,6 +68,9 @@ impl Pairings {
             return Err(ApiError::Conflict(
                 "this pairing channel is taken: show a new code".into(),
             ));
+        }
+        if self.slots.values().filter(|s| s.user == user).count() >= OFFERS_PER_USER {
+            return Err(ApiError::RateLimited(60_000));
         }
         let mut mine: Vec<([u8; 16], u64)> = self
             .channels
@@ -162,7 +168,7 @@ impl Pairings {
         self.prune();
         let Some(slot) = self.slots.get(&id) else {
             return Err(ApiError::NotFound(
-                "no such pairing offer (it expired or was pushed out by newer ones): make a new one".into(),
+                "no such pairing offer (it expired): make a new one".into(),
             ));
         };
         if slot.answer.is_none() {
@@ -251,5 +257,16 @@ mod tests {
             b"new".to_vec(),
         )
         .unwrap();
+        // One user cannot fill the mailbox: past its offers, no channel.
+        for i in 0..(OFFERS_PER_USER - 2) as u8 {
+            p.open(user("amina"), [100 + i; 16]).unwrap();
+            p.offer(user("amina"), [100 + i; 16], b"more".to_vec())
+                .unwrap();
+        }
+        assert!(matches!(
+            p.open(user("amina"), [200; 16]),
+            Err(ApiError::RateLimited(_))
+        ));
+        p.open(user("bruno"), [201; 16]).unwrap();
     }
 }

@@ -229,10 +229,11 @@ pub trait Store: Send + Sync + 'static {
     /// A user's devices.
     fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Replaces a user's recovery kit (opaque: sealed under a code the
-    /// server never sees).
-    fn put_recovery(&self, user: &UserId, kit: &[u8]) -> Result<(), StoreError>;
-    /// A user's recovery kit.
-    fn recovery(&self, user: &UserId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// server never sees) and the verifier of the code's access value.
+    fn put_recovery(&self, user: &UserId, verifier: [u8; 32], kit: &[u8])
+    -> Result<(), StoreError>;
+    /// A user's recovery verifier and kit.
+    fn recovery(&self, user: &UserId) -> Result<Option<RecoveryRecord>, StoreError>;
     /// A device.
     fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
     /// Stores an invitation under its code's hash.
@@ -332,6 +333,9 @@ fn public_key(space: SpaceId, id: &str) -> Vec<u8> {
     k.extend_from_slice(id.as_bytes());
     k
 }
+
+/// A user's recovery kit and the verifier of its code's access value.
+pub type RecoveryRecord = ([u8; 32], Vec<u8>);
 
 /// The sled store: one tree per kind of record.
 pub struct SledStore {
@@ -458,13 +462,27 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn put_recovery(&self, user: &UserId, kit: &[u8]) -> Result<(), StoreError> {
-        self.recovery.insert(user_key(user), kit)?;
+    fn put_recovery(
+        &self,
+        user: &UserId,
+        verifier: [u8; 32],
+        kit: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut value = verifier.to_vec();
+        value.extend_from_slice(kit);
+        self.recovery.insert(user_key(user), value)?;
         self.durable()
     }
 
-    fn recovery(&self, user: &UserId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.recovery.get(user_key(user))?.map(|v| v.to_vec()))
+    fn recovery(&self, user: &UserId) -> Result<Option<RecoveryRecord>, StoreError> {
+        match self.recovery.get(user_key(user))? {
+            None => Ok(None),
+            Some(v) if v.len() > 32 => {
+                let (verifier, kit) = v.split_at(32);
+                Ok(Some((verifier.try_into().expect("32 bytes"), kit.to_vec())))
+            }
+            Some(_) => Err(StoreError::Corrupt("recovery")),
+        }
     }
 
     fn add_device(&self, device: &DeviceRecord) -> Result<bool, StoreError> {

@@ -578,31 +578,39 @@ async fn provenance_is_kept_only_when_the_publishers_device_signed_this_copy() {
     assert_eq!(record["provenance"]["heads"], json!(heads));
 }
 
-/// Recovery (PROTOCOL §3.7): the kit a signed-in device stores is handed to
-/// anyone and opens only with the code; a device certified by the identity
-/// key it holds registers without a session and signs in. A certificate
-/// made with another identity key or for another user is refused.
+/// Recovery (PROTOCOL §3.7): the kit a signed-in device stores is handed
+/// only to a request showing the code's access value (the same refusal for
+/// an unknown user, a user without a kit and a wrong code); a device
+/// certified by the identity key it holds then registers without a session
+/// and signs in. A certificate made with another identity key or for
+/// another user is refused, and a new code shuts the old one out.
 #[tokio::test]
 async fn a_lost_account_is_recovered_with_its_code_and_nothing_else() {
-    use amicus_core::recovery::{RecoveryCode, open_kit, seal_kit};
+    use amicus_core::recovery::{RecoveryCode, access_verifier, open_kit, seal_kit};
     let api = Api::new(Registration::Open);
     let (amina, token) = api.account("amina", None).await.unwrap();
     let (bruno, _) = api.account("bruno", None).await.unwrap();
-    for user in ["amina", "nobody"] {
-        let (status, body) = api
-            .json("GET", &format!("/v1/recovery/{user}"), None, Value::Null)
-            .await;
-        check_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    }
     let code = RecoveryCode::random();
-    let kit = seal_kit(&amina, &code);
-    let (status, body) = api
-        .json(
-            "PUT",
-            "/v1/recovery",
-            None,
-            json!({ "kit": hex::encode(&kit) }),
+    let access = hex::encode(*code.access());
+    let fetch = |user: &str, access: &str| {
+        (
+            format!("/v1/recovery/{user}/kit"),
+            json!({ "access": access }),
         )
+    };
+    for user in ["amina", "nobody"] {
+        let (uri, body) = fetch(user, &access);
+        let (status, answer) = api.json("POST", &uri, None, body).await;
+        check_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (_, status) = api
+        .json("GET", "/v1/recovery", Some(&token), Value::Null)
+        .await;
+    assert_eq!(status, json!({ "exists": false }));
+    let kit = seal_kit(&amina, &code);
+    let put = |kit: &[u8], code: &RecoveryCode| json!({ "kit": hex::encode(kit), "verifier": hex::encode(access_verifier(&code.access())) });
+    let (status, body) = api
+        .json("PUT", "/v1/recovery", None, put(&kit, &code))
         .await;
     check_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
     let (status, _) = api
@@ -610,41 +618,68 @@ async fn a_lost_account_is_recovered_with_its_code_and_nothing_else() {
             "PUT",
             "/v1/recovery",
             Some(&token),
-            json!({ "kit": "00".repeat(2000) }),
+            json!({ "kit": "00".repeat(2000), "verifier": "00".repeat(32) }),
         )
         .await;
     assert!(status.is_client_error(), "{status}");
     let (status, body) = api
-        .json(
-            "PUT",
-            "/v1/recovery",
-            Some(&token),
-            json!({ "kit": hex::encode(&kit) }),
-        )
+        .json("PUT", "/v1/recovery", Some(&token), put(&kit, &code))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, status) = api
+        .json("GET", "/v1/recovery", Some(&token), Value::Null)
+        .await;
+    assert_eq!(status, json!({ "exists": true }));
+
+    // Without the code, nothing: not the kit, not a device.
+    let wrong = hex::encode(*RecoveryCode::random().access());
+    let (uri, body) = fetch("amina", &wrong);
+    let (status, answer) = api.json("POST", &uri, None, body).await;
+    check_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
 
     // The browser that lost everything: no session, the code in hand.
-    let (status, body) = api
-        .json("GET", "/v1/recovery/amina", None, Value::Null)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let fetched = hex::decode(body["kit"].as_str().unwrap()).unwrap();
+    let (uri, body) = fetch("amina", &access);
+    let (status, answer) = api.json("POST", &uri, None, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let fetched = hex::decode(answer["kit"].as_str().unwrap()).unwrap();
     assert_eq!(fetched, kit);
     let identity = open_kit(amina.user(), &code, &fetched).unwrap();
     let device = identity.new_device();
-    let register = |d: &amicus_core::identity::Device| json!({ "certificate": hex::encode(postcard::to_allocvec(d.certificate()).unwrap()) });
+    let register = |d: &amicus_core::identity::Device, access: &str| {
+        json!({
+            "access": access,
+            "certificate": hex::encode(postcard::to_allocvec(d.certificate()).unwrap()),
+        })
+    };
     let uri = "/v1/recovery/amina/devices";
     let impostor = UserIdentity::generate(UserId::new("amina").unwrap()).new_device();
-    let (status, body) = api.json("POST", uri, None, register(&impostor)).await;
-    check_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    for (body, status, error) in [
+        (
+            register(&device, &wrong),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            register(&impostor, &access),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            register(&bruno.new_device(), &access),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let (st, answer) = api.json("POST", uri, None, body).await;
+        check_error(st, &answer, status, error);
+    }
     let (status, body) = api
-        .json("POST", uri, None, register(&bruno.new_device()))
+        .json("POST", uri, None, register(&device, &access))
         .await;
-    check_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
-    let (status, body) = api.json("POST", uri, None, register(&device)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = api.json("POST", uri, None, register(&device)).await;
+    let (status, body) = api
+        .json("POST", uri, None, register(&device, &access))
+        .await;
     check_error(status, &body, StatusCode::CONFLICT, "conflict");
     let recovered = api.sign_in(&device).await;
     let (status, listing) = api
@@ -652,4 +687,29 @@ async fn a_lost_account_is_recovered_with_its_code_and_nothing_else() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listing["devices"].as_array().unwrap().len(), 2, "{listing}");
+
+    // A new code from the recovered device: the old one opens nothing here.
+    let code2 = RecoveryCode::random();
+    let (status, _) = api
+        .json(
+            "PUT",
+            "/v1/recovery",
+            Some(&recovered),
+            put(&seal_kit(&identity, &code2), &code2),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (uri, body) = fetch("amina", &access);
+    let (status, answer) = api.json("POST", &uri, None, body).await;
+    check_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
+    let late = identity.new_device();
+    let (status, answer) = api
+        .json(
+            "POST",
+            "/v1/recovery/amina/devices",
+            None,
+            register(&late, &access),
+        )
+        .await;
+    check_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
 }

@@ -669,7 +669,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     drop(amina2);
 
     // Recovery: Amina's spaces page warns that her account has no recovery
-    // code; she makes one. A new browser (German interface) that knows only
+    // code; she makes one (shown, then used once she confirms). A new browser (German interface) that knows only
     // her name and the code gets her account back: a wrong code is refused
     // and changes nothing, the right one registers a device that holds her
     // identity key again (it can link further browsers).
@@ -699,6 +699,14 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         "{recovery}"
     );
     amina.screenshot("recovery-code").await;
+    amina.click("#activate-recovery").await;
+    amina
+        .wait_for(
+            "the recovery code active",
+            "return document.getElementById('recovery-active') !== null",
+            LONG,
+        )
+        .await;
     let amina3 = Browser::start("amina-3", "de", &shots, &downloads.join("amina-3")).await;
     amina3.goto(&server.url).await;
     let wrong: String = recovery
