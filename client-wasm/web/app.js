@@ -150,29 +150,31 @@ async function authView(main) {
     field(t("invite"), h("input", { name: "invite", autocomplete: "off" })),
     h("button", { type: "submit" }, t("signUp")),
   );
-  const link = h("form", { id: "link", onsubmit: async (e) => {
+  // Linking and recovering: the form stays disabled while it works, and a
+  // failure names what went wrong.
+  const opening = (open, done, known) => async (e) => {
     e.preventDefault();
     const f = e.target;
     status(t("working"));
     f.querySelector("button").disabled = true;
     try {
       await load();
-      client = await Client.link(f.user.value.trim(), f.code.value, f.passphrase.value, () => status(t("linkWaiting")));
+      client = await open(f);
+      f.code.value = "";
       started();
-      status(t("linked"));
+      status(t(done));
     } catch (err) {
       f.querySelector("button").disabled = false;
       const m = err.message || "";
-      status(
-        m === "exists" ? t("exists")
-          : m.startsWith("bad-code") ? t("badCode")
-          : m === "pairing-expired" ? t("pairingExpired")
-          : m === "no-pairing" ? t("pairingNotFound")
-          : `${t("error")}: ${m}`,
-        "error",
-      );
+      const key = Object.entries({ exists: "exists", ...known }).find(([prefix]) => m.startsWith(prefix))?.[1];
+      status(key ? t(key) : `${t("error")}: ${m}`, "error");
     }
-  } },
+  };
+  const link = h("form", { id: "link", onsubmit: opening(
+    (f) => Client.link(f.user.value.trim(), f.code.value, f.passphrase.value, () => status(t("linkWaiting"))),
+    "linked",
+    { "bad-code": "badCode", "pairing-expired": "pairingExpired", "no-pairing": "pairingNotFound" },
+  ) },
     h("h2", {}, t("linkBrowser")),
     h("p", { class: "muted" }, t("linkIntro")),
     field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", pattern: "[a-z0-9][a-z0-9._-]{0,63}" })),
@@ -180,28 +182,11 @@ async function authView(main) {
     field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
     h("button", { type: "submit" }, t("link")),
   );
-  const recover = h("form", { id: "recover", onsubmit: async (e) => {
-    e.preventDefault();
-    const f = e.target;
-    status(t("working"));
-    f.querySelector("button").disabled = true;
-    try {
-      await load();
-      client = await Client.recover(f.user.value.trim(), f.code.value, f.passphrase.value);
-      f.code.value = "";
-      started();
-      status(t("recovered"));
-    } catch (err) {
-      f.querySelector("button").disabled = false;
-      const m = err.message || "";
-      status(
-        m === "exists" ? t("exists")
-          : m.startsWith("bad-recovery-code") ? t("badRecoveryCode")
-          : `${t("error")}: ${m}`,
-        "error",
-      );
-    }
-  } },
+  const recover = h("form", { id: "recover", onsubmit: opening(
+    (f) => Client.recover(f.user.value.trim(), f.code.value, f.passphrase.value),
+    "recovered",
+    { "bad-recovery-code": "badRecoveryCode" },
+  ) },
     h("h2", {}, t("recoverAccount")),
     h("p", { class: "muted" }, t("recoverIntro")),
     field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", pattern: "[a-z0-9][a-z0-9._-]{0,63}" })),
