@@ -178,18 +178,28 @@ export class Client {
 
   /** Creates a new user with this browser as its first device. */
   static async signUp(user, passphrase, invite) {
-    await load();
-    if ((await vault.users()).includes(user)) {
-      throw new Error("exists");
-    }
+    await Client.vacant(user);
     const device = Device.create(user);
-    const salt = StateKey.new_salt();
-    const key = StateKey.derive(passphrase, salt);
-    const client = new Client(device, key, salt);
-    await http("POST", "/v1/register", null, {
+    return Client.settle(device, passphrase, () => http("POST", "/v1/register", null, {
       certificate: device.certificate(),
       invite: invite || null,
-    });
+    }));
+  }
+
+  /** Loads the module; refuses a user this browser already holds. */
+  static async vacant(user) {
+    await load();
+    if ((await vault.users()).includes(user)) throw new Error("exists");
+  }
+
+  /** Stores a new device of this browser under `passphrase` (the key is
+   * derived first, so nothing can fail between registering and storing
+   * but the storage itself), once `register()` has made it known to the
+   * server; then signs it in and publishes KeyPackages. */
+  static async settle(device, passphrase, register) {
+    const salt = StateKey.new_salt();
+    const client = new Client(device, StateKey.derive(passphrase, salt), salt);
+    await register();
     await client.save();
     await client.signIn();
     await client.replenishKeyPackages();
@@ -204,8 +214,7 @@ export class Client {
    * the offer is with the server.
    */
   static async link(user, code, passphrase, onOffered) {
-    await load();
-    if ((await vault.users()).includes(user)) throw new Error("exists");
+    await Client.vacant(user);
     let linking;
     try {
       linking = new Linking(user, code);
@@ -235,13 +244,8 @@ export class Client {
         }
         if (a.answer) device = linking.complete(a.answer);
       }
-      const salt = StateKey.new_salt();
-      const key = StateKey.derive(passphrase, salt);
-      const client = new Client(device, key, salt);
-      await client.save();
-      await client.signIn();
-      await client.replenishKeyPackages();
-      return client;
+      // Registered by the device that answered.
+      return Client.settle(device, passphrase, async () => {});
     } finally {
       linking.free();
     }
@@ -251,8 +255,7 @@ export class Client {
    * the kit the server keeps opens with the code and gives back the
    * identity key, which certifies a new device for this browser. */
   static async recover(user, code, passphrase) {
-    await load();
-    if ((await vault.users()).includes(user)) throw new Error("exists");
+    await Client.vacant(user);
     let access;
     try {
       access = Device.recovery_access(code);
@@ -269,14 +272,7 @@ export class Client {
       throw e;
     }
     const device = Device.recover(user, code, kit);
-    const salt = StateKey.new_salt();
-    const key = StateKey.derive(passphrase, salt);
-    const client = new Client(device, key, salt);
-    await http("POST", `${path}/devices`, null, { access, certificate: device.certificate() });
-    await client.save();
-    await client.signIn();
-    await client.replenishKeyPackages();
-    return client;
+    return Client.settle(device, passphrase, () => http("POST", `${path}/devices`, null, { access, certificate: device.certificate() }));
   }
 
   /** A new recovery code and its kit, not yet active: show the code, then
@@ -292,9 +288,12 @@ export class Client {
     this.recoveryKit = true;
   }
 
-  /** Whether the server keeps a recovery kit for this user. */
+  /** Whether the server keeps a recovery kit for this user (remembered in
+   * `recoveryKit`; a kit activated meanwhile counts). */
   async hasRecoveryKit() {
-    return !!(await this.api("GET", "/v1/recovery")).exists;
+    const exists = !!(await this.api("GET", "/v1/recovery")).exists;
+    this.recoveryKit = exists || this.recoveryKit === true;
+    return this.recoveryKit;
   }
 
   /** Unlocks the device of `user` stored in this browser. */

@@ -961,10 +961,7 @@ function recoverySection() {
     box.append(pending);
   } }, t("makeRecovery"));
   box.append(state, make);
-  client.hasRecoveryKit().then((has) => {
-    if (client.recoveryKit === undefined || has) client.recoveryKit = has;
-    shown(client.recoveryKit);
-  }).catch(() => {});
+  client.hasRecoveryKit().then(shown).catch(() => {});
   return box;
 }
 
@@ -975,7 +972,7 @@ function recoveryWarning() {
   if (!client.device.holds_identity()) return note;
   const show = (has) => { note.hidden = has; };
   if (client.recoveryKit !== undefined) show(client.recoveryKit);
-  else client.hasRecoveryKit().then((has) => { client.recoveryKit = has; show(has); }).catch(() => {});
+  else client.hasRecoveryKit().then(show).catch(() => {});
   return note;
 }
 
