@@ -34,16 +34,33 @@ const WAIT: Duration = Duration::from_secs(60);
 /// KeyPackages a device keeps in the directory.
 const KEY_PACKAGE_TARGET: usize = 20;
 
-/// The persisted state of a device, version 2: the server, the session
-/// token, then the [`DeviceRecord`] the browser client keeps too.
+/// The persisted state of a device, version 3: the server, the session
+/// token, then the [`DeviceRecord`] the browser client keeps too (encoded
+/// with its own version byte).
 #[derive(Serialize, Deserialize)]
+struct StateV3 {
+    server: String,
+    token: Option<String>,
+    record: Vec<u8>,
+}
+
+impl Drop for StateV3 {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.record.zeroize();
+    }
+}
+
+/// Version 2, read once and written again as version 3 (its spaces read
+/// their logs again from entry 0 that once).
+#[derive(Deserialize)]
 struct StateV2 {
     server: String,
     token: Option<String>,
-    record: DeviceRecord,
+    record: amicus_core::at_rest::LegacyDeviceRecord,
 }
 
-const STATE_VERSION: u8 = 2;
+const STATE_VERSION: u8 = 3;
 
 /// One space as this device sees it, and whether the current connection
 /// is subscribed to it.
@@ -231,12 +248,24 @@ impl Client {
             .read(STATE_FILE)?
             .ok_or_else(|| ClientError::Home(crate::home::HomeError::Missing(dir.into())))?;
         let corrupt = || ClientError::Home(crate::home::HomeError::Corrupt(STATE_FILE.into()));
-        let state: StateV2 = match bytes.split_first() {
-            Some((&STATE_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| corrupt())?,
+        let (server, token, record) = match bytes.split_first() {
+            Some((&STATE_VERSION, rest)) => {
+                let mut state: StateV3 = postcard::from_bytes(rest).map_err(|_| corrupt())?;
+                let record = DeviceRecord::decode(&state.record)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                (
+                    std::mem::take(&mut state.server),
+                    state.token.take(),
+                    record,
+                )
+            }
+            Some((2, rest)) => {
+                let state: StateV2 = postcard::from_bytes(rest).map_err(|_| corrupt())?;
+                (state.server, state.token, DeviceRecord::from(state.record))
+            }
             _ => return Err(corrupt()),
         };
-        let restored = state
-            .record
+        let restored = record
             .restore()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let spaces = restored
@@ -244,8 +273,8 @@ impl Client {
             .into_iter()
             .map(|(id, view)| (id, Local::new(view)))
             .collect();
-        let mut http = Http::new(&state.server)?;
-        http.set_token(state.token.clone());
+        let mut http = Http::new(&server)?;
+        http.set_token(token);
         Ok(Self::assemble(
             home,
             http,
@@ -258,19 +287,19 @@ impl Client {
     }
 
     /// Writes the device's state (encrypted) to its home.
-    pub fn save(&self) -> Result<(), ClientError> {
+    pub fn save(&mut self) -> Result<(), ClientError> {
         let record = DeviceRecord::capture(
             self.identity.as_ref(),
             &self.device,
             &self.provider,
-            self.spaces.values().map(|l| &l.view),
+            self.spaces.values_mut().map(|l| &mut l.view),
             &self.contacts,
         )
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let state = StateV2 {
+        let state = StateV3 {
             server: self.http.base().to_owned(),
             token: self.http.token().map(str::to_owned),
-            record,
+            record: record.encode().to_vec(),
         };
         let mut bytes = Zeroizing::new(vec![STATE_VERSION]);
         bytes.extend_from_slice(&postcard::to_allocvec(&state).expect("state encodes"));
@@ -382,7 +411,7 @@ impl Client {
         })?;
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
-        let client = Self::assemble(
+        let mut client = Self::assemble(
             Home::create(dir, passphrase)?,
             Http::new(self.http.base())?,
             None,
@@ -400,7 +429,6 @@ impl Client {
             client.home.destroy()?;
             return Err(e);
         }
-        let mut client = client;
         client.login().await?;
         client.replenish_key_packages().await?;
         client.save()?;

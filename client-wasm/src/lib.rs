@@ -90,8 +90,7 @@ fn now_ms() -> i64 {
     js_sys::Date::now() as i64
 }
 
-/// The sealed item holds `STATE_VERSION || postcard(DeviceRecord)`.
-const STATE_VERSION: u8 = 1;
+/// The sealed item holds [`DeviceRecord::encode`].
 const STATE_ITEM: &str = "browser-state";
 /// The sealed item holding the edits not yet acknowledged.
 const UNSENT_ITEM: &str = "browser-unsent";
@@ -221,15 +220,12 @@ impl Device {
         }
     }
 
-    /// Opens a sealed state (from IndexedDB). The spaces' logs are then
-    /// read again from entry 0 ([`Device::subscribe`] does).
+    /// Opens a sealed state (from IndexedDB). Each space's log is then
+    /// read from the first entry the saved state had not processed
+    /// ([`Device::subscribe`] does).
     pub fn unseal(sealed: &[u8], key: &StateKey) -> Result<Device, JsError> {
         let bytes = key.0.open(STATE_ITEM, sealed).map_err(err)?;
-        let record: DeviceRecord = match bytes.split_first() {
-            Some((&STATE_VERSION, rest)) => postcard::from_bytes(rest)
-                .map_err(|_| err("the saved state is corrupt or from another version"))?,
-            _ => return Err(err("the saved state is corrupt or from another version")),
-        };
+        let record = DeviceRecord::decode(&bytes).map_err(err)?;
         let r = record.restore().map_err(err)?;
         Ok(Self {
             identity: r.identity,
@@ -243,17 +239,16 @@ impl Device {
     /// Seals the whole state for IndexedDB. Save after every call that
     /// changes keys (joining, commits, KeyPackages, presence messages)
     /// *before* sending what it produced.
-    pub fn seal(&self, key: &StateKey) -> Result<Vec<u8>, JsError> {
+    pub fn seal(&mut self, key: &StateKey) -> Result<Vec<u8>, JsError> {
         let record = DeviceRecord::capture(
             self.identity.as_ref(),
             &self.device,
             &self.provider,
-            self.spaces.values(),
+            self.spaces.values_mut(),
             &self.contacts,
         )
         .map_err(err)?;
-        let mut bytes = Zeroizing::new(vec![STATE_VERSION]);
-        bytes.extend_from_slice(&postcard::to_allocvec(&record).map_err(err)?);
+        let bytes = record.encode();
         Ok(key.0.seal(STATE_ITEM, &bytes))
     }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Contacts, Device, UserIdentity};
-use crate::view::{SavedView, SpaceView};
+use crate::view::{LegacySavedView, SavedView, SpaceView};
 use crate::{MlsProvider, SpaceId};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -69,10 +69,51 @@ pub struct Restored {
     pub device: Device,
     /// Its MLS store.
     pub provider: MlsProvider,
-    /// Its spaces; their logs must be read again from entry 0.
+    /// Its spaces, each read up to where it was saved.
     pub spaces: BTreeMap<SpaceId, SpaceView>,
     /// The identity keys it pinned.
     pub contacts: Contacts,
+}
+
+/// The version byte in front of an encoded [`DeviceRecord`].
+pub const RECORD_VERSION: u8 = 3;
+
+/// A [`DeviceRecord`] as earlier versions held it (views without their
+/// [`crate::view::ViewCache`]): the browser's state of version 1 and
+/// the native client's of version 2; read by [`DeviceRecord::decode`].
+#[derive(Serialize, Deserialize)]
+pub struct LegacyDeviceRecord {
+    identity: Option<Vec<u8>>,
+    device: Vec<u8>,
+    mls: Vec<u8>,
+    spaces: Vec<LegacySavedView>,
+    contacts: Contacts,
+}
+
+impl Drop for LegacyDeviceRecord {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(i) = &mut self.identity {
+            i.zeroize();
+        }
+        self.device.zeroize();
+        self.mls.zeroize();
+    }
+}
+
+impl From<LegacyDeviceRecord> for DeviceRecord {
+    fn from(mut v: LegacyDeviceRecord) -> Self {
+        DeviceRecord {
+            identity: v.identity.take(),
+            device: std::mem::take(&mut v.device),
+            mls: std::mem::take(&mut v.mls),
+            spaces: std::mem::take(&mut v.spaces)
+                .into_iter()
+                .map(SavedView::from)
+                .collect(),
+            contacts: v.contacts.clone(),
+        }
+    }
 }
 
 impl DeviceRecord {
@@ -81,7 +122,7 @@ impl DeviceRecord {
         identity: Option<&UserIdentity>,
         device: &Device,
         provider: &MlsProvider,
-        spaces: impl IntoIterator<Item = &'a SpaceView>,
+        spaces: impl IntoIterator<Item = &'a mut SpaceView>,
         contacts: &Contacts,
     ) -> Result<Self, AtRestError> {
         Ok(Self {
@@ -96,7 +137,31 @@ impl DeviceRecord {
         })
     }
 
-    /// Loads the state back.
+    /// `RECORD_VERSION || postcard(record)`, the plaintext to seal.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(vec![RECORD_VERSION]);
+        out.extend_from_slice(&postcard::to_allocvec(self).expect("a device record encodes"));
+        out
+    }
+
+    /// A record encoded by [`Self::encode`], or a legacy one behind the
+    /// version byte 1 (whose spaces read their logs again from entry 0
+    /// once).
+    pub fn decode(bytes: &[u8]) -> Result<Self, AtRestError> {
+        let corrupt = || AtRestError::State("the saved state is corrupt".into());
+        match bytes.split_first() {
+            Some((&RECORD_VERSION, rest)) => crate::decode_exact(rest).ok_or_else(corrupt),
+            Some((1, rest)) => crate::decode_exact::<LegacyDeviceRecord>(rest)
+                .map(DeviceRecord::from)
+                .ok_or_else(corrupt),
+            _ => Err(AtRestError::State(
+                "the saved state is from another version of Amicus".into(),
+            )),
+        }
+    }
+
+    /// Loads the state back. A space whose view was saved with its cache
+    /// goes on reading its log after the entries it had processed.
     pub fn restore(&self) -> Result<Restored, AtRestError> {
         let state = |e: &dyn std::fmt::Display| AtRestError::State(e.to_string());
         let provider = MlsProvider::import_state(&self.mls).map_err(|e| state(&e))?;
@@ -109,7 +174,7 @@ impl DeviceRecord {
             .map_err(|e| state(&e))?;
         let mut spaces = BTreeMap::new();
         for saved in &self.spaces {
-            let view = SpaceView::restore(&provider, saved).map_err(|e| state(&e))?;
+            let view = SpaceView::restore(&provider, &device, saved).map_err(|e| state(&e))?;
             spaces.insert(view.id(), view);
         }
         Ok(Restored {

@@ -105,6 +105,32 @@ pub enum Received {
     Snapshot,
 }
 
+/// A [`Replica`] between runs (inside the device's encrypted state;
+/// field order is the format): the saved Automerge document, the
+/// device's sequence number on the stream, the (signer, message id) pairs
+/// seen, the actor bindings, the changes waiting for their dependencies,
+/// and this device's changes the server has not acknowledged.
+#[derive(Serialize, Deserialize)]
+pub struct SavedReplica {
+    stream: StreamId,
+    document: Vec<u8>,
+    seq: u64,
+    seen: Vec<(DeviceId, MessageId)>,
+    actors: Vec<(Vec<u8>, DeviceId)>,
+    pending: Vec<Vec<u8>>,
+    carried: Vec<Vec<u8>>,
+}
+
+impl Drop for SavedReplica {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.document.zeroize();
+        for c in self.pending.iter_mut().chain(self.carried.iter_mut()) {
+            c.zeroize();
+        }
+    }
+}
+
 /// One device's replica of one document stream.
 pub struct Replica {
     stream: StreamId,
@@ -300,6 +326,69 @@ impl Replica {
         }
         self.apply_ready()?;
         Ok(())
+    }
+
+    /// The replica's state, to be kept between runs so that a restarted
+    /// device reads only the log entries after the ones it processed.
+    /// This device's changes the server has not acknowledged are kept apart
+    /// (as by [`Self::unsent`]) and go out again with the next flush.
+    pub fn save(&mut self) -> SavedReplica {
+        let carried = self.unsent();
+        let mut seen: Vec<(DeviceId, MessageId)> = self.seen.iter().copied().collect();
+        seen.sort();
+        let mut actors: Vec<(Vec<u8>, DeviceId)> =
+            self.actors.iter().map(|(a, d)| (a.clone(), *d)).collect();
+        actors.sort();
+        SavedReplica {
+            stream: self.stream,
+            document: self.doc.save(),
+            seq: self.seq,
+            seen,
+            actors,
+            pending: self
+                .pending
+                .iter_mut()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect(),
+            carried,
+        }
+    }
+
+    /// A replica saved by [`Self::save`]. It writes under a fresh actor
+    /// id (an actor id never serves two change histories, even if the
+    /// saved state is older than the last run); the changes of the earlier
+    /// actor that the server had not acknowledged go out with the next
+    /// flush.
+    pub fn restore(saved: &SavedReplica, device: &Device) -> Result<Self, DocumentError> {
+        let mut doc = AutoCommit::load(&saved.document).map_err(am)?;
+        doc.set_actor(automerge::ActorId::random());
+        let mut actors: HashMap<Vec<u8>, DeviceId> = saved.actors.iter().cloned().collect();
+        actors.insert(doc.get_actor().to_bytes().to_vec(), device.id());
+        let mut pending = Vec::with_capacity(saved.pending.len());
+        for raw in &saved.pending {
+            pending.push(Change::from_bytes(raw.clone()).map_err(am)?);
+        }
+        let mut carried = Vec::with_capacity(saved.carried.len());
+        for raw in &saved.carried {
+            let change = Change::from_bytes(raw.clone()).map_err(am)?;
+            carried.push(Carried {
+                hash: change.hash(),
+                raw: raw.clone(),
+                sent: false,
+            });
+        }
+        let flushed_heads = doc.get_heads();
+        Ok(Self {
+            stream: saved.stream,
+            doc,
+            seq: saved.seq,
+            flushed_heads,
+            unacknowledged_from: None,
+            seen: saved.seen.iter().copied().collect(),
+            actors,
+            pending,
+            carried,
+        })
     }
 
     /// Seals the whole document as a snapshot (content managers only).

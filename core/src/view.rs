@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{DocumentError, Replica};
+use crate::document::{DocumentError, Replica, SavedReplica};
 use crate::envelope::{EnvelopeError, Header};
 use crate::identity::Device;
 use crate::space::{CommitAad, Processed, Space, SpaceError, SpaceState};
@@ -37,9 +37,70 @@ pub struct SavedView {
     /// A commit sent and not yet answered: if it shows up in the log, the
     /// server accepted it (the answer may have been lost).
     pub pending_commit: Option<Vec<u8>>,
+    /// What reading entries `0..next_seq` built, so that a restarted device
+    /// reads only the entries after them; `None` (a state saved by an
+    /// earlier version, or in the middle of reading the log again) means
+    /// the log is read again from entry 0.
+    pub cache: Option<ViewCache>,
 }
 
 impl Drop for SavedView {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.state.zeroize();
+    }
+}
+
+/// What a [`SpaceView`] built from the entries it read (field order is the
+/// format): the epoch in force after them, the chained hash of each, the
+/// documents, the epoch records not ingested yet and the envelopes that
+/// wait for their epoch's key.
+#[derive(Serialize, Deserialize)]
+pub struct ViewCache {
+    in_force: u64,
+    hashes: Vec<[u8; 32]>,
+    replicas: Vec<SavedReplica>,
+    records: Vec<Vec<u8>>,
+    locked: Vec<(StreamId, Vec<u8>, u64)>,
+}
+
+impl Drop for ViewCache {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for r in &mut self.records {
+            r.zeroize();
+        }
+        for (_, payload, _) in &mut self.locked {
+            payload.zeroize();
+        }
+    }
+}
+
+/// A [`SavedView`] as earlier versions held it (before the [`ViewCache`]):
+/// such a view reads its log again from entry 0.
+#[derive(Serialize, Deserialize)]
+pub struct LegacySavedView {
+    state: Vec<u8>,
+    next_seq: u64,
+    head: [u8; 32],
+    removed: bool,
+    pending_commit: Option<Vec<u8>>,
+}
+
+impl From<LegacySavedView> for SavedView {
+    fn from(mut v: LegacySavedView) -> Self {
+        SavedView {
+            state: std::mem::take(&mut v.state),
+            next_seq: v.next_seq,
+            head: v.head,
+            removed: v.removed,
+            pending_commit: v.pending_commit.take(),
+            cache: None,
+        }
+    }
+}
+
+impl Drop for LegacySavedView {
     fn drop(&mut self) {
         use zeroize::Zeroize;
         self.state.zeroize();
@@ -112,24 +173,66 @@ impl SpaceView {
         }
     }
 
-    /// Loads a saved view; the log must then be read again from entry 0.
-    pub fn restore(provider: &MlsProvider, saved: &SavedView) -> Result<Self, SpaceError> {
+    /// Loads a saved view. With its [`ViewCache`], reading goes on after
+    /// the entries it had processed; without, from entry 0 (entries before
+    /// `next_seq` are then checked against the saved head, not processed).
+    pub fn restore(
+        provider: &MlsProvider,
+        device: &Device,
+        saved: &SavedView,
+    ) -> Result<Self, SpaceError> {
         let state: SpaceState = postcard::from_bytes(&saved.state)
             .map_err(|_| SpaceError::Mls("corrupt saved space state".into()))?;
         let space = Space::load(provider, state)?;
         let mut view = Self::resume(space, saved.next_seq, saved.head, saved.removed);
         view.pending_commit = saved.pending_commit.clone();
+        if let Some(cache) = &saved.cache {
+            if cache.hashes.len() as u64 != saved.next_seq
+                || cache.hashes.last().is_some_and(|h| *h != saved.head)
+            {
+                return Err(SpaceError::Mls(
+                    "the saved view's log hashes do not end at its head".into(),
+                ));
+            }
+            for r in &cache.replicas {
+                let replica = Replica::restore(r, device)
+                    .map_err(|e| SpaceError::Mls(format!("saved document: {e}")))?;
+                view.replicas.insert(replica.stream(), replica);
+            }
+            view.chain = (saved.next_seq, saved.head);
+            view.in_force = cache.in_force;
+            view.hashes = cache.hashes.clone();
+            view.records = cache.records.clone();
+            view.locked = cache.locked.clone();
+        }
         Ok(view)
     }
 
-    /// The part to persist.
-    pub fn save(&self) -> SavedView {
+    /// The part to persist. In the middle of reading the log again from
+    /// entry 0 (a view saved without its cache), the cache is left out
+    /// until the reading has caught up.
+    pub fn save(&mut self) -> SavedView {
+        let cache = (self.chain.0 == self.next_seq).then(|| {
+            let mut streams: Vec<StreamId> = self.replicas.keys().copied().collect();
+            streams.sort();
+            ViewCache {
+                in_force: self.in_force,
+                hashes: self.hashes.clone(),
+                replicas: streams
+                    .into_iter()
+                    .map(|s| self.replicas.get_mut(&s).expect("listed").save())
+                    .collect(),
+                records: self.records.clone(),
+                locked: self.locked.clone(),
+            }
+        });
         SavedView {
             state: postcard::to_allocvec(&self.space.to_state()).expect("space state encodes"),
             next_seq: self.next_seq,
             head: self.head,
             removed: self.removed,
             pending_commit: self.pending_commit.clone(),
+            cache,
         }
     }
 

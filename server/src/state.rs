@@ -195,6 +195,8 @@ pub struct Metrics {
     pub commit_conflicts: AtomicU64,
     /// Live frames delivered to subscribers.
     pub delivered: AtomicU64,
+    /// Log entries read from the store and sent to catch up a subscription.
+    pub log_entries_served: AtomicU64,
     /// Connections closed because their send queue was full.
     pub slow_consumers: AtomicU64,
     /// Requests refused by the rate limiter.
@@ -212,7 +214,7 @@ pub struct Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64, &str); 11] = [
+        let rows: [(&str, &str, &AtomicU64, &str); 12] = [
             (
                 "amicus_http_requests_total",
                 "counter",
@@ -242,6 +244,12 @@ impl Metrics {
                 "counter",
                 &self.delivered,
                 "live frames delivered",
+            ),
+            (
+                "amicus_log_entries_served_total",
+                "counter",
+                &self.log_entries_served,
+                "log entries sent to catch up subscriptions",
             ),
             (
                 "amicus_slow_consumers_total",

@@ -203,6 +203,10 @@ async fn handle(
                     if !send(state, sink, ServerFrame::Entry { space, entry }.encode()).await {
                         return false;
                     }
+                    state
+                        .metrics
+                        .log_entries_served
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
             let synced = ServerFrame::Synced {

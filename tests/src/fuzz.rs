@@ -69,7 +69,7 @@ fn member() -> &'static Mutex<Member> {
             .flush(space.keyring(), &device, [0; 32])
             .expect("sealed")
             .expect("changes to seal");
-        let view = SpaceView::new(space);
+        let mut view = SpaceView::new(space);
         let saved = view.save();
         Mutex::new(Member {
             provider,
@@ -136,7 +136,7 @@ pub fn mls(data: &[u8]) {
             let Ok(entry) = postcard::from_bytes::<LogEntry>(rest) else {
                 return;
             };
-            let Ok(mut view) = SpaceView::restore(&m.provider, &m.saved) else {
+            let Ok(mut view) = SpaceView::restore(&m.provider, &m.device, &m.saved) else {
                 return;
             };
             let _ = view.apply(&m.device, &m.provider, entry);

@@ -4,5 +4,6 @@
 mod age_interop;
 mod documents;
 mod removal;
+mod restart;
 mod spaces;
 mod support;

@@ -8,6 +8,7 @@ mod durability;
 mod files;
 mod fuzz_regressions;
 mod hostile;
+mod incremental;
 mod load;
 mod membership;
 mod misbehaving;
