@@ -1,24 +1,25 @@
-//! The native client: one device's state, its spaces and their documents,
-//! kept in sync with a relay server.
+//! The native client: a tokio driver of the core's client engine
+//! ([`amicus_core::engine::Engine`]).
 //!
-//! The device state (secrets, MLS store, epoch secrets, log cursors) lives
-//! in an encrypted [`Home`]. Documents are rebuilt in memory by reading each
-//! space's log from the start: commits already processed are skipped, every
-//! envelope is opened again with the key ring, and the chain of the log is
-//! verified again against the head this device saw last.
+//! Every protocol decision (subscriptions and catch-up, withholding and
+//! fork detection, commits and their retries, flushing, signing in again)
+//! is the engine's; this module moves its frames over one WebSocket and
+//! its requests over HTTP, keeps its state encrypted in a [`Home`] (durable
+//! before anything it sends, as the engine asks), and turns its results
+//! into [`ClientError`]s. A restarted client reads each space's log from
+//! where its saved state stopped.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use amicus_core::at_rest::DeviceRecord;
+use amicus_core::at_rest::{DeviceRecord, Restored};
 use amicus_core::document::filing;
+use amicus_core::engine::{Code, Config, Engine, Event, Failure, Intent, Link, OpId, Output};
 use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
-use amicus_core::identity::{Contacts, Device, IdentityPublicKey, Statement, UserIdentity};
+use amicus_core::identity::{Contacts, Device, Statement, UserIdentity};
 use amicus_core::library;
-use amicus_core::space::{HistoryPolicy, NewMember, PendingCommit, Role, Space, SpaceError};
-use amicus_core::view::SpaceView;
-use amicus_core::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
+use amicus_core::space::Role;
+use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,8 +32,6 @@ use crate::transport::{Conn, Http};
 
 const STATE_FILE: &str = "state";
 const WAIT: Duration = Duration::from_secs(60);
-/// KeyPackages a device keeps in the directory.
-const KEY_PACKAGE_TARGET: usize = 20;
 
 /// The persisted state of a device, version 3: the server, the session
 /// token, then the [`DeviceRecord`] the browser client keeps too (encoded
@@ -61,30 +60,6 @@ struct StateV2 {
 }
 
 const STATE_VERSION: u8 = 3;
-
-/// One space as this device sees it, and whether the current connection
-/// is subscribed to it.
-struct Local {
-    view: SpaceView,
-    /// Subscribed on the current connection, with nothing missing since.
-    subscribed: bool,
-    /// Where the last `Synced` said the server's log ends.
-    synced: Option<u64>,
-}
-
-impl Local {
-    fn new(view: SpaceView) -> Self {
-        Self {
-            view,
-            subscribed: false,
-            synced: None,
-        }
-    }
-}
-
-/// How many times a client subscribes again to a space whose server
-/// announces entries it does not deliver, before saying so.
-const SUBSCRIBE_ATTEMPTS: usize = 3;
 
 /// An edit to a filing.
 #[derive(Clone, Debug)]
@@ -137,63 +112,71 @@ pub struct Listed {
 pub struct Client {
     home: Home,
     http: Http,
-    identity: Option<UserIdentity>,
-    device: Device,
-    provider: MlsProvider,
-    spaces: BTreeMap<SpaceId, Local>,
-    contacts: Contacts,
+    engine: Engine,
     conn: Option<Conn>,
-    /// When the connection last carried a frame (the server closes idle ones).
-    last_io: std::time::Instant,
-    next_request: u32,
-    answers: HashMap<u32, ServerFrame>,
+    /// The origin of the engine's clock.
+    clock: Instant,
     /// Things the user should know (refused commits, unreadable entries).
     pub warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Client({}, {})", self.device.user(), self.device.id())
+        write!(f, "Client({:?})", self.engine)
     }
 }
 
-fn hexs<const N: usize>(s: &str) -> Result<[u8; N], ClientError> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|_| ClientError::Protocol(format!("expected {} hex digits", N * 2)))?;
-    Ok(out)
+/// The engine's settings for a command-line client: an operation fails at
+/// once when the server cannot be reached (the user runs the command
+/// again), and reconnects without waiting.
+fn config() -> Config {
+    Config {
+        fail_offline: true,
+        reconnect_ms: (0, 0),
+        ..Config::default()
+    }
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, ClientError> {
-    v[name]
-        .as_str()
-        .ok_or_else(|| ClientError::Protocol(format!("the server's answer lacks `{name}`")))
+impl From<Failure> for ClientError {
+    fn from(f: Failure) -> Self {
+        match (f.code, f.server) {
+            (Code::Withheld, _) => ClientError::Withheld(f.message),
+            (Code::Forked, _) => ClientError::Forked(f.message),
+            (Code::Network | Code::Timeout, _) => ClientError::Network(f.message),
+            (Code::NotMember | Code::NoKeyPackages, _) => ClientError::NotFound(f.message),
+            (Code::Identity, _) => ClientError::Identity(f.message),
+            (Code::Protocol, _) => ClientError::Protocol(f.message),
+            (_, Some((status, code))) => ClientError::Server {
+                status,
+                code,
+                message: f.message,
+            },
+            _ => ClientError::Refused(f.message),
+        }
+    }
 }
 
 impl Client {
     /// A client from its parts, not yet connected.
-    fn assemble(
-        home: Home,
-        http: Http,
-        identity: Option<UserIdentity>,
-        device: Device,
-        provider: MlsProvider,
-        spaces: BTreeMap<SpaceId, Local>,
-        contacts: Contacts,
-    ) -> Self {
+    fn assemble(home: Home, mut http: Http, restored: Restored, token: Option<String>) -> Self {
+        http.set_token(token.clone());
         Self {
             home,
             http,
+            engine: Engine::new(restored, token, config()),
+            conn: None,
+            clock: Instant::now(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn fresh(identity: Option<UserIdentity>, device: Device, contacts: Contacts) -> Restored {
+        Restored {
             identity,
             device,
-            provider,
-            spaces,
+            provider: MlsProvider::new(),
+            spaces: Default::default(),
             contacts,
-            conn: None,
-            last_io: std::time::Instant::now(),
-            next_request: 1,
-            answers: HashMap::new(),
-            warnings: Vec::new(),
         }
     }
 
@@ -212,15 +195,8 @@ impl Client {
         let device = identity.new_device();
         let home = Home::create(dir, passphrase)?;
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
-        let mut client = Self::assemble(
-            home,
-            http,
-            Some(identity),
-            device,
-            MlsProvider::new(),
-            BTreeMap::new(),
-            Contacts::default(),
-        );
+        let restored = Self::fresh(Some(identity), device, Contacts::default());
+        let mut client = Self::assemble(home, http, restored, None);
         // The identity key is on disk before the server knows the name; if
         // the server refuses, the new home is removed again.
         client.save()?;
@@ -236,7 +212,6 @@ impl Client {
             return Err(e);
         }
         client.login().await?;
-        client.replenish_key_packages().await?;
         client.save()?;
         Ok(client)
     }
@@ -268,37 +243,19 @@ impl Client {
         let restored = record
             .restore()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let spaces = restored
-            .spaces
-            .into_iter()
-            .map(|(id, view)| (id, Local::new(view)))
-            .collect();
-        let mut http = Http::new(&server)?;
-        http.set_token(token);
-        Ok(Self::assemble(
-            home,
-            http,
-            restored.identity,
-            restored.device,
-            restored.provider,
-            spaces,
-            restored.contacts,
-        ))
+        let http = Http::new(&server)?;
+        Ok(Self::assemble(home, http, restored, token))
     }
 
     /// Writes the device's state (encrypted) to its home.
     pub fn save(&mut self) -> Result<(), ClientError> {
-        let record = DeviceRecord::capture(
-            self.identity.as_ref(),
-            &self.device,
-            &self.provider,
-            self.spaces.values_mut().map(|l| &mut l.view),
-            &self.contacts,
-        )
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let record = self
+            .engine
+            .persist()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let state = StateV3 {
             server: self.http.base().to_owned(),
-            token: self.http.token().map(str::to_owned),
+            token: self.engine.token().map(str::to_owned),
             record: record.encode().to_vec(),
         };
         let mut bytes = Zeroizing::new(vec![STATE_VERSION]);
@@ -309,94 +266,150 @@ impl Client {
 
     /// Points the device at another server address (the same server moved).
     pub fn set_server(&mut self, server: &str) -> Result<(), ClientError> {
-        let token = self.http.token().map(str::to_owned);
         self.http = Http::new(server)?;
-        self.http.set_token(token);
-        self.conn = None;
-        for local in self.spaces.values_mut() {
-            local.subscribed = false;
-        }
+        self.http.set_token(self.engine.token().map(str::to_owned));
+        self.drop_connection();
         Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn drop_connection(&mut self) {
+        if self.conn.take().is_some() {
+            let now = self.now();
+            self.engine.handle_link(now, Link::Down);
+        }
     }
 
     /// The user.
     pub fn user(&self) -> &UserId {
-        self.device.user()
+        self.engine.device().user()
     }
 
     /// The device id (hex).
     pub fn device_id(&self) -> String {
-        self.device.id().to_hex()
+        self.engine.device().id().to_hex()
     }
 
     /// The user's safety number.
     pub fn safety_number(&self) -> String {
-        self.device
+        let device = self.engine.device();
+        device
             .certificate()
             .identity_key
-            .safety_number(self.device.user())
+            .safety_number(device.user())
     }
 
-    /// Signs in: answers a challenge with the device key. If signing in
-    /// fails (the server is unreachable, say), the previous session token is
-    /// kept: it may well still be valid once the server is back.
+    /// Runs one operation of the engine to its end: makes durable what it
+    /// asks to, sends its frames and requests, feeds it what comes back.
+    async fn run(&mut self, intent: Intent) -> Result<Output, ClientError> {
+        let now = self.now();
+        let op = self.engine.start(now, intent);
+        loop {
+            if let Some(result) = self.pump(op).await? {
+                return result.map_err(ClientError::from);
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Does everything the engine asks for now; returns the operation's
+    /// result once it ended.
+    async fn pump(&mut self, op: OpId) -> Result<Option<Result<Output, Failure>>, ClientError> {
+        loop {
+            let mut moved = false;
+            if self.engine.must_persist() {
+                self.save()?;
+            }
+            if self.conn.is_none() && self.engine.wants_connection() {
+                self.connect().await;
+                moved = true;
+            }
+            while let Some(frame) = self.engine.poll_transmit() {
+                moved = true;
+                self.send(frame).await;
+            }
+            while let Some((id, request)) = self.engine.poll_request() {
+                moved = true;
+                let response = self.http.call(&request, self.engine.token()).await;
+                let now = self.now();
+                self.engine.handle_response(now, id, response);
+            }
+            // Commands that only call the API use the engine's session.
+            self.http.set_token(self.engine.token().map(str::to_owned));
+            let mut result = None;
+            while let Some(event) = self.engine.poll_event() {
+                match event {
+                    Event::Done {
+                        op: done,
+                        result: r,
+                    } if done == op => result = Some(r),
+                    Event::Warning { message, .. } => self.warnings.push(message),
+                    _ => {}
+                }
+            }
+            if result.is_some() {
+                return Ok(result);
+            }
+            if !moved {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn connect(&mut self) {
+        let token = self.engine.token().unwrap_or_default().to_owned();
+        let link = match Conn::open(self.http.base(), &token).await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                Link::Up
+            }
+            Err(ClientError::Server { status: 401, .. }) => Link::Unauthorized,
+            Err(_) => Link::Down,
+        };
+        let now = self.now();
+        self.engine.handle_link(now, link);
+    }
+
+    async fn send(&mut self, frame: ClientFrame) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if conn.send(&frame).await.is_err() {
+            self.drop_connection();
+        }
+    }
+
+    /// Waits for a frame or the engine's next timeout, and hands it over.
+    async fn wait(&mut self) {
+        let now = self.now();
+        let until = self
+            .engine
+            .poll_timeout()
+            .unwrap_or(now + WAIT.as_millis() as u64);
+        let wait = Duration::from_millis(until.saturating_sub(now).max(1));
+        match self.conn.as_mut() {
+            Some(conn) => match conn.next(wait).await {
+                Ok(Some(frame)) => {
+                    let now = self.now();
+                    self.engine.handle_frame(now, frame);
+                }
+                Ok(None) => {}
+                Err(_) => self.drop_connection(),
+            },
+            None => tokio::time::sleep(wait).await,
+        }
+        let now = self.now();
+        self.engine.handle_timeout(now);
+    }
+
+    /// Signs in: answers a challenge with the device key, and keeps the
+    /// device's KeyPackages topped up.
     pub async fn login(&mut self) -> Result<(), ClientError> {
-        let previous = self.http.token().map(str::to_owned);
-        let signed_in = self.sign_in().await;
-        if signed_in.is_err() {
-            self.http.set_token(previous);
-        }
-        signed_in
-    }
-
-    async fn sign_in(&mut self) -> Result<(), ClientError> {
-        self.http.set_token(None);
-        let device = self.device.id().to_hex();
-        let c: Value = self
-            .http
-            .post("/v1/challenge", &json!({ "device": device }))
-            .await?;
-        let challenge: [u8; 32] = hexs(field(&c, "challenge")?)?;
-        let signature = self.device.sign_statement(Statement::SignIn, &challenge);
-        let s: Value = self
-            .http
-            .post(
-                "/v1/session",
-                &json!({ "device": device, "challenge": hex::encode(challenge), "signature": hex::encode(signature) }),
-            )
-            .await?;
-        self.http.set_token(Some(field(&s, "token")?.to_owned()));
-        self.conn = None;
-        Ok(())
-    }
-
-    /// Keeps [`KEY_PACKAGE_TARGET`] KeyPackages of this device in the directory.
-    pub async fn replenish_key_packages(&mut self) -> Result<(), ClientError> {
-        let me: Value = self
-            .http
-            .get(&format!("/v1/users/{}", self.device.user()))
-            .await?;
-        let have = me["devices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|d| d["device"] == self.device.id().to_hex())
-            .and_then(|d| d["key_packages"].as_u64())
-            .unwrap_or(0) as usize;
-        if have >= KEY_PACKAGE_TARGET / 2 {
-            return Ok(());
-        }
-        let kps = self
-            .device
-            .key_packages(&self.provider, KEY_PACKAGE_TARGET - have)?;
-        // The private keys are in the MLS store: save it before the
-        // KeyPackages can be used by anyone.
-        self.save()?;
-        let list: Vec<String> = kps.iter().map(hex::encode).collect();
-        let _: Value = self
-            .http
-            .post("/v1/key-packages", &json!({ "key_packages": list }))
-            .await?;
+        self.run(Intent::SignIn).await?;
+        self.run(Intent::Refresh).await?;
         Ok(())
     }
 
@@ -404,21 +417,19 @@ impl Client {
     /// stores its state in a new home at `dir` (this device must hold the
     /// user's identity key).
     pub async fn add_device(&self, dir: &Path, passphrase: &[u8]) -> Result<Client, ClientError> {
-        let identity = self.identity.as_ref().ok_or_else(|| {
+        let identity = self.engine.identity().ok_or_else(|| {
             ClientError::Usage(
                 "this device does not hold the identity key; use the first device".into(),
             )
         })?;
         let device = identity.new_device();
         let cert = hex::encode(postcard::to_allocvec(device.certificate()).expect("encodes"));
+        let restored = Self::fresh(None, device, self.engine.contacts().clone());
         let mut client = Self::assemble(
             Home::create(dir, passphrase)?,
             Http::new(self.http.base())?,
+            restored,
             None,
-            device,
-            MlsProvider::new(),
-            BTreeMap::new(),
-            self.contacts.clone(),
         );
         client.save()?;
         if let Err(e) = self
@@ -430,396 +441,33 @@ impl Client {
             return Err(e);
         }
         client.login().await?;
-        client.replenish_key_packages().await?;
         client.save()?;
         Ok(client)
     }
 
-    async fn conn(&mut self) -> Result<&mut Conn, ClientError> {
-        // The server closes connections idle for 90 s: start afresh before.
-        if self.last_io.elapsed() > Duration::from_secs(60) {
-            self.conn = None;
-        }
-        if self.conn.is_none() {
-            let token = match self.http.token() {
-                Some(t) => t.to_owned(),
-                None => {
-                    self.login().await?;
-                    self.http.token().unwrap_or_default().to_owned()
-                }
-            };
-            let conn = match Conn::open(self.http.base(), &token).await {
-                Ok(c) => c,
-                Err(_) => {
-                    // The token may have expired: sign in again once.
-                    self.login().await?;
-                    Conn::open(self.http.base(), self.http.token().unwrap_or_default()).await?
-                }
-            };
-            self.conn = Some(conn);
-            self.last_io = std::time::Instant::now();
-            for local in self.spaces.values_mut() {
-                local.subscribed = false;
-            }
-        }
-        Ok(self.conn.as_mut().expect("just set"))
-    }
-
-    async fn send(&mut self, frame: ClientFrame) -> Result<(), ClientError> {
-        let r = self.conn().await?.send(&frame).await;
-        if r.is_err() {
-            self.conn = None;
-        }
-        self.last_io = std::time::Instant::now();
-        r
-    }
-
-    async fn recv(&mut self) -> Result<(), ClientError> {
-        let frame = match self.conn().await?.recv(WAIT).await {
-            Ok(f) => {
-                self.last_io = std::time::Instant::now();
-                f
-            }
-            Err(e) => {
-                self.conn = None;
-                return Err(e);
-            }
-        };
-        self.on_frame(frame)
-    }
-
-    fn on_frame(&mut self, frame: ServerFrame) -> Result<(), ClientError> {
-        match frame {
-            ServerFrame::Entry { space, entry } => self.on_entry(space, entry),
-            ServerFrame::Synced {
-                space, next_seq, ..
-            } => {
-                if let Some(l) = self.spaces.get_mut(&space) {
-                    l.synced = Some(next_seq);
-                    l.view.synced(next_seq);
-                }
-            }
-            f @ (ServerFrame::Accepted { request, .. } | ServerFrame::Refused { request, .. }) => {
-                self.answers.insert(request, f);
-            }
-            ServerFrame::Welcome { .. } | ServerFrame::Application { .. } | ServerFrame::Pong => {}
-        }
-        Ok(())
-    }
-
-    fn on_entry(&mut self, id: SpaceId, entry: LogEntry) {
-        let Some(local) = self.spaces.get_mut(&id) else {
-            return;
-        };
-        let applied = local.view.apply(&self.device, &self.provider, entry);
-        if applied.missing.is_some() {
-            // An entry was skipped on the way: subscribe again from it.
-            local.subscribed = false;
-        }
-        if let Some(warning) = applied.warning {
-            self.warnings.push(warning);
-        }
-    }
-
-    /// Brings one space up to date with the server's log (reconnecting once
-    /// if the connection dropped, for instance after an idle timeout).
+    /// Brings one space up to date with the server's log.
     pub async fn sync(&mut self, id: SpaceId) -> Result<(), ClientError> {
-        match self.sync_once(id).await {
-            Err(ClientError::Network(_)) => {
-                self.conn = None;
-                self.sync_once(id).await
-            }
-            other => other,
-        }
+        self.run(Intent::Sync(id)).await.map(|_| ())
     }
 
-    async fn sync_once(&mut self, id: SpaceId) -> Result<(), ClientError> {
-        if self
-            .spaces
-            .get(&id)
-            .ok_or_else(|| no_space(id))?
-            .view
-            .is_removed()
-        {
-            return Ok(());
-        }
-        // (Re)connects first: a new connection has no subscription.
-        self.conn().await?;
-        if !self.spaces[&id].subscribed {
-            self.subscribe(id).await?;
-        } else {
-            let info: Value = match self.http.get(&format!("/v1/spaces/{}", id.to_hex())).await {
-                Ok(v) => v,
-                Err(ClientError::Server { status: 404, .. }) => {
-                    self.spaces
-                        .get_mut(&id)
-                        .expect("present")
-                        .view
-                        .mark_removed();
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            };
-            let target = info["next_seq"].as_u64().unwrap_or(0);
-            while self.spaces[&id].view.read_to() < target {
-                self.check_broken(id)?;
-                if !self.spaces[&id].subscribed {
-                    self.subscribe(id).await?;
-                    continue;
-                }
-                self.recv().await?;
-            }
-        }
-        self.check_broken(id)
-    }
-
-    /// Subscribes to a space from the first entry not read yet and reads
-    /// the catch-up up to where the server's `Synced` says the log ends. If
-    /// entries went missing on the way, asks again; a server that keeps
-    /// announcing entries it does not deliver is reported as withholding.
-    async fn subscribe(&mut self, id: SpaceId) -> Result<(), ClientError> {
-        for _ in 0..SUBSCRIBE_ATTEMPTS {
-            let request = self.request_id();
-            let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-            local.synced = None;
-            local.subscribed = false;
-            let from = local.view.read_to();
-            self.send(ClientFrame::Subscribe {
-                request,
-                space: id,
-                from_seq: from,
-            })
-            .await?;
-            let end = loop {
-                if let Some(ServerFrame::Refused { message, .. }) = self.answers.remove(&request) {
-                    let local = self.spaces.get_mut(&id).expect("present");
-                    // A device removed from the space is no longer served.
-                    if local.view.space().is_active() {
-                        return Err(ClientError::Refused(message));
-                    }
-                    local.view.mark_removed();
-                    return Ok(());
-                }
-                if let Some(end) = self.spaces[&id].synced {
-                    break end;
-                }
-                self.recv().await?;
-            };
-            self.check_broken(id)?;
-            let local = self.spaces.get_mut(&id).expect("present");
-            // Gaps seen before the catch-up ended were filled by it if
-            // everything up to its end was read.
-            if local.view.read_to() >= end {
-                local.subscribed = true;
-                return Ok(());
-            }
-        }
-        Err(ClientError::Withheld(format!(
-            "the server says space {id} has {} entries but did not deliver entry {} after {SUBSCRIBE_ATTEMPTS} subscriptions: it is withholding part of the log",
-            self.spaces[&id].synced.unwrap_or(0),
-            self.spaces[&id].view.read_to()
-        )))
-    }
-
-    fn check_broken(&self, id: SpaceId) -> Result<(), ClientError> {
-        match self.spaces[&id].view.broken() {
-            Some(reason) => Err(ClientError::Forked(reason.to_owned())),
-            None => Ok(()),
-        }
-    }
-
-    /// Joins every space whose Welcome waits for this device, then syncs all.
+    /// Joins every space whose Welcome waits for this device, tops up its
+    /// KeyPackages, then syncs all.
     pub async fn sync_all(&mut self) -> Result<(), ClientError> {
-        self.accept_welcomes().await?;
-        let ids: Vec<SpaceId> = self.spaces.keys().copied().collect();
-        for id in ids {
-            self.sync(id).await?;
-        }
+        self.run(Intent::Refresh).await?;
         self.save()
-    }
-
-    async fn accept_welcomes(&mut self) -> Result<(), ClientError> {
-        let w: Value = self.http.get("/v1/welcomes").await?;
-        for item in w["welcomes"].as_array().into_iter().flatten() {
-            let id = item["id"].as_u64().unwrap_or(0);
-            let space = SpaceId::from_hex(field(item, "space")?)
-                .map_err(|_| ClientError::Protocol("bad space id".into()))?;
-            if !self.spaces.contains_key(&space) {
-                let welcome = hex::decode(field(item, "welcome")?)
-                    .map_err(|_| ClientError::Protocol("bad Welcome".into()))?;
-                let own = self.device.certificate().identity_key;
-                match Space::join(&self.provider, &self.device, &own, &welcome) {
-                    Ok(s) => {
-                        self.spaces.insert(space, Local::new(SpaceView::new(s)));
-                        self.save()?;
-                    }
-                    Err(e) => self
-                        .warnings
-                        .push(format!("refused the invitation to space {space}: {e}")),
-                }
-            }
-            self.http.delete(&format!("/v1/welcomes/{id}")).await?;
-        }
-        self.replenish_key_packages().await
-    }
-
-    fn request_id(&mut self) -> u32 {
-        self.next_request = self.next_request.wrapping_add(1).max(1);
-        self.next_request
-    }
-
-    /// Appends an item and waits for the server's answer.
-    async fn append(
-        &mut self,
-        space: SpaceId,
-        item: AppendItem,
-    ) -> Result<Result<(u64, [u8; 32]), (RefusalCode, String)>, ClientError> {
-        let request = self.request_id();
-        self.send(ClientFrame::Append {
-            request,
-            space,
-            item,
-        })
-        .await?;
-        loop {
-            match self.answers.remove(&request) {
-                Some(ServerFrame::Accepted { seq, hash, .. }) => return Ok(Ok((seq, hash))),
-                Some(ServerFrame::Refused { code, message, .. }) => {
-                    return Ok(Err((code, message)));
-                }
-                _ => self.recv().await?,
-            }
-        }
-    }
-
-    /// Sends a commit built by `intent` against the current state; if another
-    /// commit took the epoch, processes it and builds the commit again.
-    async fn commit<F>(&mut self, id: SpaceId, mut intent: F) -> Result<u64, ClientError>
-    where
-        F: AsyncIntent,
-    {
-        for _attempt in 0..20 {
-            self.sync(id).await?;
-            // A commit sent before the client stopped (crashed, or lost
-            // its connection) and not in the log now that it has been read
-            // to its end was never accepted: forget it.
-            let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-            local.view.set_pending_commit(None);
-            discard_pending(local.view.space_mut(), &self.provider)?;
-            let pending: PendingCommit = {
-                let claims = intent.prepare(self, id).await?;
-                let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-                // §6.1: the last entry seen and its hash (genesis if none).
-                let log = local.view.log_position();
-                intent.stage(
-                    local.view.space_mut(),
-                    &self.provider,
-                    &self.device,
-                    log,
-                    claims,
-                )?
-            };
-            let epoch = self.spaces[&id].view.space().epoch();
-            // Write-ahead: if the answer is lost, the commit found in the log
-            // is recognised as ours (see `on_entry`).
-            self.spaces
-                .get_mut(&id)
-                .expect("present")
-                .view
-                .set_pending_commit(Some(pending.commit.clone()));
-            self.save()?;
-            let item = AppendItem::Commit {
-                epoch,
-                commit: pending.commit.clone(),
-                welcome: pending.welcome.clone(),
-                aad: pending.aad.to_bytes(),
-            };
-            match self.append(id, item).await? {
-                Ok(_) => {
-                    let local = self.spaces.get_mut(&id).expect("present");
-                    local.view.set_pending_commit(None);
-                    let space = local.view.space_mut();
-                    let new_epoch = match space.commit_accepted(&self.provider) {
-                        Ok(e) => e,
-                        // Our commit came back through the log first and
-                        // was merged there.
-                        Err(SpaceError::NoPendingCommit) if space.epoch() > epoch => space.epoch(),
-                        Err(e) => return Err(e.into()),
-                    };
-                    self.save()?;
-                    self.write_epoch_record(id).await?;
-                    return Ok(new_epoch);
-                }
-                Err((RefusalCode::CommitConflict { current_epoch }, _)) => {
-                    let local = self.spaces.get_mut(&id).expect("present");
-                    local.view.set_pending_commit(None);
-                    // The winner may have arrived first: merging it already
-                    // discarded our pending commit.
-                    discard_pending(local.view.space_mut(), &self.provider)?;
-                    self.sync(id).await?;
-                    if self.spaces[&id].view.space().epoch() < current_epoch {
-                        return Err(ClientError::Refused(format!(
-                            "could not follow space {id} to epoch {current_epoch}; see the warnings"
-                        )));
-                    }
-                }
-                Err((_, message)) => {
-                    let local = self.spaces.get_mut(&id).expect("present");
-                    local.view.set_pending_commit(None);
-                    discard_pending(local.view.space_mut(), &self.provider)?;
-                    return Err(ClientError::Refused(message));
-                }
-            }
-        }
-        Err(ClientError::Refused(
-            "the space kept changing; 20 attempts to commit lost their epoch".into(),
-        ))
-    }
-
-    async fn write_epoch_record(&mut self, id: SpaceId) -> Result<(), ClientError> {
-        let local = &self.spaces[&id];
-        let record = local
-            .view
-            .space()
-            .seal_epoch_record(&self.device, local.view.head())?;
-        match self.append(id, AppendItem::Envelope(record)).await? {
-            Ok(_) => Ok(()),
-            Err((_, message)) => {
-                self.warnings
-                    .push(format!("the epoch record was not stored: {message}"));
-                Ok(())
-            }
-        }
     }
 
     /// Creates a confidential space (history policy `full`) with this device
     /// as its space manager, and its library.
     pub async fn create_space(&mut self) -> Result<SpaceId, ClientError> {
-        let identity_key = self.device.certificate().identity_key;
-        let space = Space::create(
-            &self.provider,
-            &self.device,
-            identity_key,
-            HistoryPolicy::Full,
-        )?;
-        let id = space.id();
-        let _: Value = self
-            .http
-            .post(
-                "/v1/spaces",
-                &json!({ "id": id.to_hex(), "kind": "confidential" }),
-            )
-            .await?;
-        self.spaces.insert(id, Local::new(SpaceView::new(space)));
+        let output = self.run(Intent::CreateSpace).await?;
         self.save()?;
-        self.sync(id).await?;
-        self.write_epoch_record(id).await?;
-        let stream = library::stream(id);
-        let local = self.spaces.get_mut(&id).expect("present");
-        library::init(local.view.replica(stream, &self.device).doc())?;
-        self.flush(id, stream).await?;
-        self.save()?;
-        Ok(id)
+        match output {
+            Output::Space(id) => Ok(id),
+            other => Err(ClientError::Protocol(format!(
+                "creating a space ended with {other:?}"
+            ))),
+        }
     }
 
     /// Creates a public space with a name.
@@ -838,12 +486,13 @@ impl Client {
     /// The spaces the server lists for this device.
     pub async fn list_spaces(&mut self) -> Result<Value, ClientError> {
         let mut v: Value = self.http.get("/v1/spaces").await?;
+        let mine = self.engine.spaces();
         if let Some(list) = v["spaces"].as_array_mut() {
             for s in list {
                 let joined = s["id"]
                     .as_str()
                     .and_then(|h| SpaceId::from_hex(h).ok())
-                    .is_some_and(|id| self.spaces.contains_key(&id));
+                    .is_some_and(|id| mine.contains(&id));
                 s["joined"] = json!(joined);
             }
         }
@@ -852,28 +501,18 @@ impl Client {
 
     /// The ids of the confidential spaces this device holds.
     pub fn spaces(&self) -> Vec<SpaceId> {
-        self.spaces.keys().copied().collect()
+        self.engine.spaces()
     }
 
-    /// Looks up a user's identity key and checks it against the one seen
-    /// before (trust on first use).
-    async fn identity_of(
-        &mut self,
-        user: &UserId,
-    ) -> Result<(IdentityPublicKey, Value), ClientError> {
-        let v: Value = self.http.get(&format!("/v1/users/{user}")).await?;
-        let key = IdentityPublicKey(hexs(field(&v, "identity_key")?)?);
-        let mut certificates = Vec::new();
-        for d in v["devices"].as_array().into_iter().flatten() {
-            certificates.push(
-                hex::decode(field(d, "certificate")?)
-                    .map_err(|_| ClientError::Protocol("bad certificate".into()))?,
-            );
+    async fn commit(&mut self, intent: Intent) -> Result<u64, ClientError> {
+        let output = self.run(intent).await?;
+        self.save()?;
+        match output {
+            Output::Epoch(e) => Ok(e),
+            other => Err(ClientError::Protocol(format!(
+                "a commit ended with {other:?}"
+            ))),
         }
-        // Trust on first use: a changed key is refused until people compare
-        // safety numbers.
-        self.contacts.check_listing(user, key, &certificates)?;
-        Ok((key, v))
     }
 
     /// Adds every device of `user` not yet in the space (a new member with
@@ -885,31 +524,41 @@ impl Client {
         role: Role,
     ) -> Result<u64, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
-        let (key, _) = self.identity_of(&user).await?;
-        self.commit(
-            id,
-            Invite {
-                user,
-                key,
-                role,
-                claimed: Vec::new(),
-            },
-        )
+        self.commit(Intent::Invite {
+            space: id,
+            user,
+            role,
+        })
         .await
     }
 
     /// Removes a user and all their devices from the space.
     pub async fn remove(&mut self, id: SpaceId, user: &str) -> Result<u64, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
-        self.commit(id, Removal { user }).await
+        self.commit(Intent::Remove { space: id, user }).await
+    }
+
+    /// Changes a member's role.
+    pub async fn set_role(
+        &mut self,
+        id: SpaceId,
+        user: &str,
+        role: Role,
+    ) -> Result<u64, ClientError> {
+        let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.commit(Intent::SetRole {
+            space: id,
+            user,
+            role,
+        })
+        .await
     }
 
     /// The members of a space: user, device, role and safety number.
     pub fn members(&self, id: SpaceId) -> Result<Vec<Value>, ClientError> {
-        let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
-        let policy = local.view.space().policy()?;
-        Ok(local
-            .view
+        let view = self.engine.view(id).ok_or_else(|| no_space(id))?;
+        let policy = view.space().policy()?;
+        Ok(view
             .space()
             .members()?
             .into_iter()
@@ -918,41 +567,45 @@ impl Client {
                     .members
                     .get(&m.user)
                     .map(|p| p.identity_key.safety_number(&m.user));
-                json!({ "user": m.user.as_str(), "device": m.device.to_hex(), "role": format!("{:?}", m.role), "safety_number": safety })
+                json!({ "user": m.user.as_str(), "device": m.device.to_hex(), "role": m.role.as_str(), "safety_number": safety })
             })
             .collect())
     }
 
     /// The space's epoch and safety code (epoch authenticator).
     pub fn epoch(&self, id: SpaceId) -> Result<(u64, String), ClientError> {
-        let local = self.spaces.get(&id).ok_or_else(|| no_space(id))?;
+        let view = self.engine.view(id).ok_or_else(|| no_space(id))?;
         Ok((
-            local.view.space().epoch(),
-            hex::encode(local.view.space().epoch_authenticator()),
+            view.space().epoch(),
+            hex::encode(view.space().epoch_authenticator()),
         ))
     }
 
     /// True if this device was removed from the space.
     pub fn is_removed(&self, id: SpaceId) -> bool {
-        self.spaces.get(&id).is_some_and(|l| l.view.is_removed())
+        self.engine.view(id).is_some_and(|v| v.is_removed())
     }
 
     /// Entries this device could not open (sealed under epochs it cannot derive).
     pub fn unreadable(&self, id: SpaceId) -> usize {
-        self.spaces.get(&id).map_or(0, |l| l.view.unreadable())
+        self.engine.view(id).map_or(0, |v| v.unreadable())
     }
 
     /// Reads entries handed over out of band (as a seized or malicious
     /// server could); used to show what a device can and cannot decrypt.
     pub fn ingest(&mut self, id: SpaceId, entries: Vec<LogEntry>) {
-        for e in entries {
-            self.on_entry(id, e);
+        self.engine.ingest(id, entries);
+        while let Some(event) = self.engine.poll_event() {
+            if let Event::Warning { message, .. } = event {
+                self.warnings.push(message);
+            }
         }
     }
 
     /// Every log entry of a space, from the server (members only).
     pub async fn fetch_log(&mut self, id: SpaceId) -> Result<Vec<LogEntry>, ClientError> {
-        let mut conn = Conn::open(self.http.base(), self.http.token().unwrap_or_default()).await?;
+        let token = self.engine.token().unwrap_or_default().to_owned();
+        let mut conn = Conn::open(self.http.base(), &token).await?;
         conn.send(&ClientFrame::Subscribe {
             request: 1,
             space: id,
@@ -971,51 +624,9 @@ impl Client {
     }
 
     async fn flush(&mut self, id: SpaceId, stream: StreamId) -> Result<(), ClientError> {
-        for _ in 0..20 {
-            let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-            let envelope = local.view.flush(stream, &self.device)?;
-            let Some(envelope) = envelope else {
-                return Ok(());
-            };
-            let answer = self.append(id, AppendItem::Envelope(envelope)).await;
-            let local = self.spaces.get_mut(&id).expect("present");
-            let replica = local.view.existing_replica(stream).expect("flushed above");
-            let answer = match answer {
-                Ok(a) => a,
-                Err(e) => {
-                    // Unanswered: send these changes again next time (the
-                    // document drops duplicates if the server had them).
-                    replica.flush_refused();
-                    return Err(e);
-                }
-            };
-            match answer {
-                Ok(_) => {
-                    replica.flush_accepted();
-                    return Ok(());
-                }
-                Err((RefusalCode::StaleEpoch { current_epoch }, _)) => {
-                    replica.flush_refused();
-                    self.sync(id).await?;
-                    if self.spaces[&id].view.space().epoch() < current_epoch {
-                        return Err(ClientError::Refused(format!(
-                            "could not follow space {id} to epoch {current_epoch}; see the warnings"
-                        )));
-                    }
-                }
-                Err((RefusalCode::RateLimited { retry_after_ms }, _)) => {
-                    replica.flush_refused();
-                    tokio::time::sleep(Duration::from_millis(u64::from(retry_after_ms))).await;
-                }
-                Err((_, message)) => {
-                    replica.flush_refused();
-                    return Err(ClientError::Refused(message));
-                }
-            }
-        }
-        Err(ClientError::Refused(
-            "the space kept changing epoch; try again".into(),
-        ))
+        self.run(Intent::Flush { space: id, stream })
+            .await
+            .map(|_| ())
     }
 
     /// Creates a filing in the space's library; returns its id.
@@ -1026,17 +637,16 @@ impl Client {
     ) -> Result<StreamId, ClientError> {
         self.sync(id).await?;
         let stream = StreamId::random();
-        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        filing::init(local.view.replica(stream, &self.device).doc(), title)?;
+        self.engine
+            .edit(id, stream, |r| filing::init(r.doc(), title))
+            .ok_or_else(|| no_space(id))??;
         self.flush(id, stream).await?;
         let lib = library::stream(id);
-        let local = self.spaces.get_mut(&id).expect("present");
-        library::add_document(
-            local.view.replica(lib, &self.device).doc(),
-            stream,
-            title,
-            "",
-        )?;
+        self.engine
+            .edit(id, lib, |r| {
+                library::add_document(r.doc(), stream, title, "")
+            })
+            .ok_or_else(|| no_space(id))??;
         self.flush(id, lib).await?;
         self.save()?;
         Ok(stream)
@@ -1050,53 +660,24 @@ impl Client {
         edits: &[Edit],
     ) -> Result<(), ClientError> {
         self.sync(id).await?;
-        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        let replica = local
-            .view
-            .existing_replica(stream)
-            .ok_or_else(|| ClientError::NotFound(format!("no document {stream} in this space")))?;
-        let doc = replica.doc();
-        for edit in edits {
-            match edit {
-                Edit::Title(t) => filing::set_title(doc, t)?,
-                Edit::Insert(at, text) => {
-                    let len = filing::body(doc)?.chars().count();
-                    let at = at.unwrap_or(len);
-                    if at > len {
-                        return Err(ClientError::Usage(format!(
-                            "position {at} is past the end ({len})"
-                        )));
-                    }
-                    filing::splice(doc, at, 0, text)?;
-                }
-                Edit::Delete(at, n) => {
-                    let len = filing::body(doc)?.chars().count();
-                    if at + n > len {
-                        return Err(ClientError::Usage(format!("deletion past the end ({len})")));
-                    }
-                    filing::splice(doc, *at, *n as isize, "")?;
-                }
-                Edit::Comment(start, end, text) => {
-                    let author = self.device.user().to_string();
-                    let thread = hex::encode(amicus_core::MessageId::random().0);
-                    filing::comment(doc, &thread, *start, *end, &author, text, now_ms())?;
-                }
-                Edit::Format(start, end, mark) => filing::format(doc, *start, *end, mark, true)?,
-                Edit::Version(name) => {
-                    let author = self.device.user().to_string();
-                    filing::name_version(doc, name, &author, now_ms())?;
-                }
-            }
+        let author = self.user().to_string();
+        let view = self.engine.view_mut(id).ok_or_else(|| no_space(id))?;
+        if view.existing_replica(stream).is_none() {
+            return Err(ClientError::NotFound(format!(
+                "no document {stream} in this space"
+            )));
         }
+        self.engine
+            .edit(id, stream, |r| apply_edits(r.doc(), edits, &author))
+            .ok_or_else(|| no_space(id))??;
         self.flush(id, stream).await?;
         self.save()
     }
 
     /// Reads a filing.
     pub fn read(&mut self, id: SpaceId, stream: StreamId) -> Result<Filing, ClientError> {
-        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        let replica = local
-            .view
+        let view = self.engine.view_mut(id).ok_or_else(|| no_space(id))?;
+        let replica = view
             .existing_replica(stream)
             .ok_or_else(|| ClientError::NotFound(format!("no readable document {stream}")))?;
         let doc = replica.doc();
@@ -1152,8 +733,8 @@ impl Client {
 
     fn library_entries(&mut self, id: SpaceId) -> Result<Vec<library::Entry>, ClientError> {
         let lib = library::stream(id);
-        let local = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        match local.view.existing_replica(lib) {
+        let view = self.engine.view_mut(id).ok_or_else(|| no_space(id))?;
+        match view.existing_replica(lib) {
             Some(r) => Ok(library::entries(r.doc())?),
             None => Ok(Vec::new()),
         }
@@ -1238,8 +819,9 @@ impl Client {
         let (rest, manifest) = sealer.finish()?;
         debug_assert!(rest.is_empty(), "every chunk was taken one by one");
         let lib = library::stream(id);
-        let local = self.spaces.get_mut(&id).expect("present");
-        library::add_file(local.view.replica(lib, &self.device).doc(), &manifest, "")?;
+        self.engine
+            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, ""))
+            .ok_or_else(|| no_space(id))??;
         self.flush(id, lib).await?;
         self.home.remove(&upload_name)?;
         self.save()?;
@@ -1330,16 +912,15 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.sync(id).await?;
         let filing = self.read(id, stream)?;
-        let local = self.spaces.get_mut(&id).expect("read checked it");
-        let heads: Vec<String> = local
-            .view
+        let view = self.engine.view_mut(id).expect("read checked it");
+        let heads: Vec<String> = view
             .existing_replica(stream)
             .expect("read checked it")
             .heads()
             .iter()
             .map(|h| hex::encode(h.0))
             .collect();
-        let message = amicus_server::public::provenance_message(
+        let message = amicus_core::publication::provenance_message(
             public_space,
             doc_id,
             &filing.title,
@@ -1348,7 +929,10 @@ impl Client {
             &stream.to_hex(),
             &heads,
         );
-        let signature = self.device.sign_statement(Statement::Provenance, &message);
+        let signature = self
+            .engine
+            .device()
+            .sign_statement(Statement::Provenance, &message);
         let body = json!({
             "title": filing.title,
             "body": filing.body,
@@ -1357,7 +941,7 @@ impl Client {
                 "source_space": id.to_hex(),
                 "source_stream": stream.to_hex(),
                 "heads": heads,
-                "device": self.device.id().to_hex(),
+                "device": self.engine.device().id().to_hex(),
                 "signature": hex::encode(signature),
             }
         });
@@ -1409,134 +993,43 @@ fn media_type(name: &str) -> &'static str {
     }
 }
 
-fn discard_pending(space: &mut Space, provider: &MlsProvider) -> Result<(), ClientError> {
-    match space.commit_rejected(provider) {
-        Ok(()) | Err(SpaceError::NoPendingCommit) => Ok(()),
-        Err(e) => Err(e.into()),
+/// Applies a command line's edits to a filing.
+fn apply_edits(
+    doc: &mut automerge::AutoCommit,
+    edits: &[Edit],
+    author: &str,
+) -> Result<(), ClientError> {
+    for edit in edits {
+        match edit {
+            Edit::Title(t) => filing::set_title(doc, t)?,
+            Edit::Insert(at, text) => {
+                let len = filing::body(doc)?.chars().count();
+                let at = at.unwrap_or(len);
+                if at > len {
+                    return Err(ClientError::Usage(format!(
+                        "position {at} is past the end ({len})"
+                    )));
+                }
+                filing::splice(doc, at, 0, text)?;
+            }
+            Edit::Delete(at, n) => {
+                let len = filing::body(doc)?.chars().count();
+                if at + n > len {
+                    return Err(ClientError::Usage(format!("deletion past the end ({len})")));
+                }
+                filing::splice(doc, *at, *n as isize, "")?;
+            }
+            Edit::Comment(start, end, text) => {
+                let thread = hex::encode(amicus_core::MessageId::random().0);
+                filing::comment(doc, &thread, *start, *end, author, text, now_ms())?;
+            }
+            Edit::Format(start, end, mark) => filing::format(doc, *start, *end, mark, true)?,
+            Edit::Version(name) => filing::name_version(doc, name, author, now_ms())?,
+        }
     }
+    Ok(())
 }
 
 fn no_space(id: SpaceId) -> ClientError {
     ClientError::NotFound(format!("this device is not in space {id}"))
-}
-
-/// A commit to make: `prepare` gathers what it needs from the server (again
-/// at every attempt), `stage` builds it against the current state.
-trait AsyncIntent {
-    type Claims;
-    async fn prepare(
-        &mut self,
-        client: &mut Client,
-        id: SpaceId,
-    ) -> Result<Self::Claims, ClientError>;
-    fn stage(
-        &mut self,
-        space: &mut Space,
-        provider: &MlsProvider,
-        device: &Device,
-        log: (u64, [u8; 32]),
-        claims: Self::Claims,
-    ) -> Result<PendingCommit, ClientError>;
-}
-
-struct Invite {
-    user: UserId,
-    key: IdentityPublicKey,
-    role: Role,
-    /// KeyPackages claimed at the first attempt, by device: a commit that
-    /// lost its epoch never reached anyone, so they serve again.
-    claimed: Vec<(String, Vec<u8>)>,
-}
-
-impl AsyncIntent for Invite {
-    type Claims = Vec<Vec<u8>>;
-
-    async fn prepare(
-        &mut self,
-        client: &mut Client,
-        id: SpaceId,
-    ) -> Result<Vec<Vec<u8>>, ClientError> {
-        let local = client.spaces.get(&id).ok_or_else(|| no_space(id))?;
-        let present: Vec<String> = local
-            .view
-            .space()
-            .members()?
-            .into_iter()
-            .filter(|m| m.user == self.user)
-            .map(|m| m.device.to_hex())
-            .collect();
-        if self.claimed.is_empty() {
-            let claimed: Value = client
-                .http
-                .post(
-                    &format!("/v1/users/{}/key-packages/claim", self.user),
-                    &json!({ "except": present }),
-                )
-                .await?;
-            self.claimed = claimed["key_packages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|k| {
-                    let device = k["device"].as_str()?.to_owned();
-                    let kp = hex::decode(k["key_package"].as_str()?).ok()?;
-                    Some((device, kp))
-                })
-                .collect();
-        }
-        let kps: Vec<Vec<u8>> = self
-            .claimed
-            .iter()
-            .filter(|(d, _)| !present.contains(d))
-            .map(|(_, kp)| kp.clone())
-            .collect();
-        if kps.is_empty() {
-            return Err(ClientError::NotFound(format!(
-                "{} has no device that could be added (all are members, or none has a KeyPackage left)",
-                self.user
-            )));
-        }
-        Ok(kps)
-    }
-
-    fn stage(
-        &mut self,
-        space: &mut Space,
-        provider: &MlsProvider,
-        device: &Device,
-        log: (u64, [u8; 32]),
-        key_packages: Vec<Vec<u8>>,
-    ) -> Result<PendingCommit, ClientError> {
-        let role = space.policy()?.role(&self.user).unwrap_or(self.role);
-        let member = NewMember {
-            user: self.user.clone(),
-            identity_key: self.key,
-            role,
-            key_packages,
-        };
-        Ok(space.add_members(provider, device, &[member], log)?)
-    }
-}
-
-struct Removal {
-    user: UserId,
-}
-
-impl AsyncIntent for Removal {
-    type Claims = ();
-
-    async fn prepare(&mut self, _client: &mut Client, _id: SpaceId) -> Result<(), ClientError> {
-        Ok(())
-    }
-
-    fn stage(
-        &mut self,
-        space: &mut Space,
-        provider: &MlsProvider,
-        device: &Device,
-        log: (u64, [u8; 32]),
-        (): (),
-    ) -> Result<PendingCommit, ClientError> {
-        Ok(space.remove_user(provider, device, &self.user, log)?)
-    }
 }

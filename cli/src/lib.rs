@@ -59,7 +59,13 @@ pub enum ClientError {
     /// A file operation failed.
     #[error(transparent)]
     File(#[from] amicus_core::files::FileError),
-    /// An identity operation failed.
-    #[error(transparent)]
-    Identity(#[from] amicus_core::identity::IdentityError),
+    /// An identity key changed, or a certificate does not verify.
+    #[error("{0}")]
+    Identity(String),
+}
+
+impl From<amicus_core::identity::IdentityError> for ClientError {
+    fn from(e: amicus_core::identity::IdentityError) -> Self {
+        ClientError::Identity(e.to_string())
+    }
 }

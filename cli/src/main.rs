@@ -343,12 +343,8 @@ fn stream(s: &str) -> anyhow::Result<StreamId> {
 }
 
 fn role(s: &str) -> anyhow::Result<Role> {
-    Ok(match s {
-        "reader" => Role::Reader,
-        "contributor" => Role::Contributor,
-        "content-manager" => Role::ContentManager,
-        "space-manager" => Role::SpaceManager,
-        _ => bail!("a role is reader, contributor, content-manager or space-manager"),
+    Role::parse(s).ok_or_else(|| {
+        anyhow::anyhow!("a role is reader, contributor, content-manager or space-manager")
     })
 }
 
@@ -538,7 +534,6 @@ async fn client_command(
                 c.set_server(&s)?;
             }
             c.login().await?;
-            c.replenish_key_packages().await?;
             print(json_out, json!({ "user": c.user().as_str() }), || {
                 format!("signed in as {}", c.user())
             });

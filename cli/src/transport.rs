@@ -94,6 +94,45 @@ impl Http {
         ClientError::Network(e.without_url().to_string())
     }
 
+    /// Sends a request of the client engine and hands back what came (`Err`
+    /// when no answer came).
+    pub async fn call(
+        &self,
+        request: &amicus_core::api::HttpRequest,
+        token: Option<&str>,
+    ) -> Result<amicus_core::api::HttpResponse, String> {
+        use amicus_core::api::Method;
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut r = self
+            .http
+            .request(method, format!("{}{}", self.base, request.path));
+        if request.signed_in
+            && let Some(t) = token
+        {
+            r = r.bearer_auth(t);
+        }
+        if let Some(body) = &request.body {
+            r = r
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let response = r.send().await.map_err(|e| e.without_url().to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(amicus_core::api::HttpResponse {
+            status,
+            body: body.to_vec(),
+        })
+    }
+
     /// `GET path`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let r = self
@@ -207,6 +246,8 @@ impl Http {
     }
 }
 
+const NO_ANSWER: &str = "the server did not answer in time";
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -233,7 +274,16 @@ impl Conn {
             .max_frame_size(Some(amicus_core::wire::MAX_FRAME_LEN));
         let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
-            .map_err(|e| ClientError::Network(format!("WebSocket: {e}")))?;
+            .map_err(|e| match e {
+                tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
+                    ClientError::Server {
+                        status: 401,
+                        code: "unauthenticated".into(),
+                        message: "the session token was refused".into(),
+                    }
+                }
+                e => ClientError::Network(format!("WebSocket: {e}")),
+            })?;
         Ok(Self { socket })
     }
 
@@ -245,12 +295,21 @@ impl Conn {
             .map_err(|e| ClientError::Network(format!("WebSocket: {e}")))
     }
 
+    /// The next server frame, or `None` if none comes within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Result<Option<ServerFrame>, ClientError> {
+        match self.recv(wait).await {
+            Ok(f) => Ok(Some(f)),
+            Err(ClientError::Network(m)) if m == NO_ANSWER => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The next server frame, or an error if none comes within `wait`.
     pub async fn recv(&mut self, wait: Duration) -> Result<ServerFrame, ClientError> {
         loop {
             let next = tokio::time::timeout(wait, self.socket.next())
                 .await
-                .map_err(|_| ClientError::Network("the server did not answer in time".into()))?;
+                .map_err(|_| ClientError::Network(NO_ANSWER.into()))?;
             match next {
                 Some(Ok(Message::Binary(b))) => {
                     return ServerFrame::decode(&b)

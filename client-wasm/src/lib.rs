@@ -1241,22 +1241,11 @@ fn no_space(id: SpaceId) -> JsError {
 }
 
 fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Reader => "reader",
-        Role::Contributor => "contributor",
-        Role::ContentManager => "content_manager",
-        Role::SpaceManager => "space_manager",
-    }
+    role.as_str()
 }
 
 fn parse_role(role: &str) -> Result<Role, JsError> {
-    Ok(match role {
-        "reader" => Role::Reader,
-        "contributor" => Role::Contributor,
-        "content_manager" => Role::ContentManager,
-        "space_manager" => Role::SpaceManager,
-        _ => return Err(err(format!("unknown role {role}"))),
-    })
+    Role::parse(role).ok_or_else(|| err(format!("unknown role {role}")))
 }
 
 /// A file being sealed, chunk by chunk, for upload.

@@ -7,6 +7,9 @@
 //! `amicus` command) and in the browser (`wasm32-unknown-unknown`).
 //!
 //! Map of the crate:
+//! - [`engine`]: the client engine, every decision a client makes, driven
+//!   by a native, a browser or a simulated driver.
+//! - [`api`]: the HTTP API's request and answer bodies.
 //! - [`at_rest`]: a device's state sealed under a passphrase.
 //! - [`identity`]: users, devices, device certificates, safety numbers,
 //!   KeyPackages, and the export of a device's secret state.
@@ -27,8 +30,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod at_rest;
 pub mod document;
+pub mod engine;
 pub mod envelope;
 pub mod files;
 pub mod identity;

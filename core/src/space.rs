@@ -66,6 +66,29 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's stable name, as every interface shows and reads it:
+    /// `reader`, `contributor`, `content_manager`, `space_manager`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Contributor => "contributor",
+            Role::ContentManager => "content_manager",
+            Role::SpaceManager => "space_manager",
+        }
+    }
+
+    /// A role from its name ([`Self::as_str`]; a hyphen may stand for the
+    /// underscore, as typed on a command line).
+    pub fn parse(name: &str) -> Option<Role> {
+        Some(match name.replace('-', "_").as_str() {
+            "reader" => Role::Reader,
+            "contributor" => Role::Contributor,
+            "content_manager" => Role::ContentManager,
+            "space_manager" => Role::SpaceManager,
+            _ => return None,
+        })
+    }
+
     /// Whether this role may write an envelope of `kind`.
     pub fn may_write(self, kind: Kind) -> bool {
         match kind {

@@ -288,6 +288,11 @@ impl SpaceView {
         self.locked.len()
     }
 
+    /// The commit sent and not answered yet, if any.
+    pub fn pending_commit(&self) -> Option<&[u8]> {
+        self.pending_commit.as_deref()
+    }
+
     /// Records a commit about to be sent (write-ahead: save before sending).
     pub fn set_pending_commit(&mut self, commit: Option<Vec<u8>>) {
         self.pending_commit = commit;

@@ -1,0 +1,215 @@
+//! The HTTP API's request and answer bodies, as JSON (PROTOCOL §12.1):
+//! one definition for the server's handlers, the client engine and the
+//! browser. Binary values travel as lower-case hex; every body refuses
+//! unknown fields.
+//!
+//! [`HttpRequest`] and [`HttpResponse`] are what the client engine hands
+//! its driver and gets back: a method, a path and JSON bytes. The driver
+//! adds the session token (`Authorization: Bearer`) when
+//! [`HttpRequest::signed_in`] says so, and nothing else.
+
+use serde::{Deserialize, Serialize};
+
+/// An HTTP method the API uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A request for the driver to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: Method,
+    /// The path and query, from `/v1/`.
+    pub path: String,
+    /// A JSON body (`Content-Type: application/json`), if any.
+    pub body: Option<Vec<u8>>,
+    /// The request carries the session token.
+    pub signed_in: bool,
+}
+
+/// What came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The body (JSON, or empty).
+    pub body: Vec<u8>,
+}
+
+/// The JSON form of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable code (`bad_request`, `unauthenticated`, `not_found`, …).
+    pub error: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// Body of `POST /v1/challenge`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The device (hex).
+    pub device: String,
+}
+
+/// Answer to `POST /v1/challenge`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// 32 random bytes (hex) to sign.
+    pub challenge: String,
+}
+
+/// Body of `POST /v1/session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// The device (hex).
+    pub device: String,
+    /// The challenge (hex).
+    pub challenge: String,
+    /// Ed25519 signature by the device key over the challenge, statement
+    /// `SignIn` (hex).
+    pub signature: String,
+}
+
+/// Answer to `POST /v1/session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session token.
+    pub token: String,
+    /// When it expires (seconds since the Unix epoch).
+    pub expires: u64,
+    /// The user.
+    pub user: String,
+}
+
+/// Answer to `GET /v1/users/{user}`: the identity key and certified
+/// devices; members who add the user check every certificate themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserListing {
+    /// The user.
+    pub user: String,
+    /// The identity key (hex).
+    pub identity_key: String,
+    /// The safety number the server computed (never trusted; shown only).
+    pub safety_number: String,
+    /// The certified devices.
+    pub devices: Vec<ListedDevice>,
+}
+
+/// One device of a [`UserListing`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedDevice {
+    /// The device (hex).
+    pub device: String,
+    /// Its certificate (hex of postcard).
+    pub certificate: String,
+    /// KeyPackages it has in the directory.
+    #[serde(default)]
+    pub key_packages: u64,
+}
+
+/// Body of `POST /v1/key-packages`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPackages {
+    /// Encoded KeyPackages (hex), each an MLS message.
+    pub key_packages: Vec<String>,
+}
+
+/// Answer to `POST /v1/key-packages`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    /// KeyPackages the device now has in the directory.
+    pub count: u64,
+}
+
+/// Body of `POST /v1/users/{user}/key-packages/claim`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// Devices (hex) already in the space: no KeyPackage is taken for them.
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
+/// Answer to a claim: one KeyPackage per device, each handed out once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claimed {
+    /// The KeyPackages taken.
+    pub key_packages: Vec<ClaimedKeyPackage>,
+    /// Devices (hex) that had none left.
+    pub missing: Vec<String>,
+}
+
+/// One KeyPackage of [`Claimed`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    /// The device (hex).
+    pub device: String,
+    /// The KeyPackage (hex).
+    pub key_package: String,
+}
+
+/// Body of `POST /v1/spaces`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSpace {
+    /// The space id (hex; for a confidential space, its MLS group id).
+    pub id: String,
+    /// `confidential` or `public`.
+    pub kind: String,
+    /// A name, for public spaces only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Answer to `GET /v1/welcomes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcomes {
+    /// Welcomes queued for the device, oldest first.
+    pub welcomes: Vec<QueuedWelcome>,
+}
+
+/// One Welcome of [`Welcomes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedWelcome {
+    /// The queue id (to delete it once processed).
+    pub id: u64,
+    /// The space (hex).
+    pub space: String,
+    /// The MLS Welcome (hex).
+    pub welcome: String,
+}
+
+/// Encodes a body.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("API bodies always encode")
+}
+
+/// Decodes an answer's body.
+pub(crate) fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("unexpected answer from the server: {e}"))
+}

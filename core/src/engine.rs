@@ -1,0 +1,2117 @@
+//! The client engine: everything a client decides, once, without I/O.
+//!
+//! In the manner of quinn-proto and rustls, a driver (the native client's
+//! tokio loop, the browser's JavaScript, the whole-system simulation) feeds
+//! the [`Engine`] what happened — user intents ([`Engine::start`]), server
+//! frames ([`Engine::handle_frame`]), answers to HTTP requests
+//! ([`Engine::handle_response`]), the connection going up or down
+//! ([`Engine::handle_link`]) and time ([`Engine::handle_timeout`]) — and
+//! asks it what to do: state to make durable ([`Engine::must_persist`],
+//! [`Engine::persist`]), frames to send ([`Engine::poll_transmit`]), HTTP
+//! requests to make ([`Engine::poll_request`]), events for the interface
+//! ([`Engine::poll_event`]) and when to wake it ([`Engine::poll_timeout`]).
+//!
+//! **Durability rule.** While [`Engine::must_persist`] is true,
+//! [`Engine::poll_transmit`] and [`Engine::poll_request`] return nothing:
+//! the driver makes [`Engine::persist`]'s record durable first. The engine
+//! asks for it after every change that must survive a crash before the
+//! server may see its consequence: a commit staged (so that its answer, if
+//! lost, is recognised in the log), a commit merged, a space joined, fresh
+//! KeyPackages (their private keys), a space created.
+//!
+//! Decided here, for every client: the subscription to a space's log and
+//! reading it after a gap, the limit after which a server that announces
+//! entries it does not deliver is reported as withholding
+//! ([`Config::subscribe_attempts`]), fork and rollback detection (through
+//! [`SpaceView`]), commits with their write-ahead pending record, the retry
+//! after losing an epoch to another commit, epoch records, flushing with
+//! its retries and back-off, signing in again when the session expired,
+//! reconnecting with back-off, keep-alive pings, Welcomes and KeyPackage
+//! top-up. Times are milliseconds on the driver's monotonic clock.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::api::{self, HttpRequest, HttpResponse, Method};
+use crate::at_rest::{AtRestError, DeviceRecord, Restored};
+use crate::document::Replica;
+use crate::identity::{Contacts, Device, IdentityPublicKey, Statement, UserIdentity};
+use crate::space::{HistoryPolicy, NewMember, PendingCommit, Role, Space, SpaceError};
+use crate::view::SpaceView;
+use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
+use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, library};
+
+/// An operation started by [`Engine::start`].
+pub type OpId = u64;
+/// An HTTP request handed out by [`Engine::poll_request`].
+pub type RequestId = u64;
+
+/// The engine's limits and timings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Subscriptions to a space whose server announces entries it does not
+    /// deliver before the server is reported as withholding.
+    pub subscribe_attempts: u32,
+    /// After reporting withholding, when to subscribe again (ms).
+    pub withheld_retry_ms: u64,
+    /// An operation that makes no progress for this long fails (ms).
+    pub op_timeout_ms: u64,
+    /// Commits built again after losing the epoch to another commit.
+    pub commit_attempts: u32,
+    /// Flushes sealed again after a refusal.
+    pub flush_attempts: u32,
+    /// Edits made through [`Engine::edit`] go out at most this long after
+    /// the first of them (ms): a fixed interval, not a pause in typing, so
+    /// that timing reveals little about typing.
+    pub flush_interval_ms: u64,
+    /// A ping on an otherwise silent connection (the server closes idle
+    /// ones after 90 s).
+    pub ping_ms: u64,
+    /// Reconnection back-off: first delay and ceiling (ms).
+    pub reconnect_ms: (u64, u64),
+    /// KeyPackages the device keeps in the directory (topped up below half).
+    pub key_package_target: usize,
+    /// Operations fail as soon as the connection is lost or cannot be
+    /// opened (a command-line client, whose user runs the command again),
+    /// instead of waiting for it to come back (an app that stays open).
+    /// A commit whose answer was lost stays pending in the saved state and
+    /// is recognised in the log at the next reading.
+    pub fail_offline: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            subscribe_attempts: 3,
+            withheld_retry_ms: 30_000,
+            op_timeout_ms: 60_000,
+            commit_attempts: 20,
+            flush_attempts: 20,
+            flush_interval_ms: 2_000,
+            ping_ms: 30_000,
+            reconnect_ms: (500, 30_000),
+            key_package_target: 20,
+            fail_offline: false,
+        }
+    }
+}
+
+/// What a user (or the driver on its behalf) asks for.
+#[derive(Clone, Debug)]
+pub enum Intent {
+    /// Sign in (a challenge signed with the device key).
+    SignIn,
+    /// Join the spaces whose Welcomes wait, keep the KeyPackages topped
+    /// up, and read every space to the end of its log.
+    Refresh,
+    /// Read one space to the end of its log.
+    Sync(SpaceId),
+    /// Create a confidential space (history `full`) with this device as its
+    /// space manager, and its library.
+    CreateSpace,
+    /// Add every device of `user` not yet in the space: a new member with
+    /// `role`, or new devices of a member (who keeps their role).
+    Invite {
+        /// The space.
+        space: SpaceId,
+        /// The user.
+        user: UserId,
+        /// The role of a new member.
+        role: Role,
+    },
+    /// Remove a user and all their devices.
+    Remove {
+        /// The space.
+        space: SpaceId,
+        /// The user.
+        user: UserId,
+    },
+    /// Change a member's role.
+    SetRole {
+        /// The space.
+        space: SpaceId,
+        /// The member.
+        user: UserId,
+        /// The new role.
+        role: Role,
+    },
+    /// Send a document's changes now.
+    Flush {
+        /// The space.
+        space: SpaceId,
+        /// The document.
+        stream: StreamId,
+    },
+}
+
+/// What a finished operation produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Nothing more to say.
+    Done,
+    /// The space created.
+    Space(SpaceId),
+    /// The space's epoch after the commit.
+    Epoch(u64),
+}
+
+/// A stable code for an error or a warning: the interface translates it,
+/// and matches on it rather than on a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// The server announces log entries it does not deliver.
+    Withheld,
+    /// The server forked, rewrote, rolled back or replayed the log.
+    Forked,
+    /// The server refused a frame (the message says why).
+    Refused,
+    /// The space kept changing under a commit or a flush.
+    Contended,
+    /// This device is not in the space, or no longer.
+    NotMember,
+    /// The user has no device that could be added.
+    NoKeyPackages,
+    /// An identity key changed or a certificate does not verify.
+    Identity,
+    /// An MLS operation failed (see the message).
+    Space,
+    /// A document operation failed.
+    Document,
+    /// The server could not be reached.
+    Network,
+    /// The server answered an HTTP request with an error.
+    Server,
+    /// Nothing happened for too long.
+    Timeout,
+    /// The server's answer is not what the protocol says.
+    Protocol,
+    /// Signing in was refused.
+    SignIn,
+    /// A commit of another member was refused (the entry is skipped).
+    EntryRefused,
+    /// The epoch record after a commit could not be stored.
+    EpochRecordNotStored,
+    /// A Welcome could not be used.
+    InvitationRefused,
+}
+
+impl Code {
+    /// The code as the interface sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Withheld => "withheld",
+            Code::Forked => "forked",
+            Code::Refused => "refused",
+            Code::Contended => "contended",
+            Code::NotMember => "not_member",
+            Code::NoKeyPackages => "no_key_packages",
+            Code::Identity => "identity",
+            Code::Space => "space",
+            Code::Document => "document",
+            Code::Network => "network",
+            Code::Server => "server",
+            Code::Timeout => "timeout",
+            Code::Protocol => "protocol",
+            Code::SignIn => "sign_in",
+            Code::EntryRefused => "entry_refused",
+            Code::EpochRecordNotStored => "epoch_record_not_stored",
+            Code::InvitationRefused => "invitation_refused",
+        }
+    }
+}
+
+/// Why an operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The stable code.
+    pub code: Code,
+    /// A sentence for people.
+    pub message: String,
+    /// For [`Code::Server`]: the HTTP status and the server's error code.
+    pub server: Option<(u16, String)>,
+}
+
+impl Failure {
+    fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            server: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What the interface hears.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Documents of a space changed.
+    Changed {
+        /// The space.
+        space: SpaceId,
+        /// The documents.
+        streams: Vec<StreamId>,
+    },
+    /// Membership, roles or the epoch of a space changed.
+    Membership {
+        /// The space.
+        space: SpaceId,
+    },
+    /// This device joined a space.
+    Joined {
+        /// The space.
+        space: SpaceId,
+    },
+    /// This device was removed from a space.
+    Removed {
+        /// The space.
+        space: SpaceId,
+    },
+    /// Something the user should know.
+    Warning {
+        /// The stable code.
+        code: Code,
+        /// The space concerned.
+        space: Option<SpaceId>,
+        /// A sentence for people.
+        message: String,
+    },
+    /// An operation of [`Engine::start`] ended.
+    Done {
+        /// The operation.
+        op: OpId,
+        /// What it produced, or why it failed.
+        result: Result<Output, Failure>,
+    },
+}
+
+/// The state of the WebSocket, as the driver reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Connected.
+    Up,
+    /// Closed, or could not be opened.
+    Down,
+    /// The server refused the connection's session token.
+    Unauthorized,
+}
+
+/// One space this device is in, and its subscription on this connection.
+struct Tracked {
+    view: SpaceView,
+    /// Subscribe requests not answered by `Synced` yet, in order.
+    outstanding: VecDeque<u32>,
+    /// Subscribed, with nothing missing since.
+    live: bool,
+    /// To subscribe again when the connection comes back.
+    wanted: bool,
+    /// The last subscribe request whose `Synced` found the log read to its end.
+    completed: u32,
+    /// Subscriptions in a row whose catch-up ended short of the log.
+    attempts: u32,
+    /// An entry skipped for a gap since the last subscription (its position).
+    gap: Option<u64>,
+    /// The subscriptions up to this request failed, and why.
+    failed: Option<(u32, Failure)>,
+    /// After withholding was reported: when to subscribe again.
+    retry_at: Option<u64>,
+    /// A forked log was reported.
+    fork_reported: bool,
+}
+
+impl Tracked {
+    fn new(view: SpaceView) -> Self {
+        Self {
+            view,
+            outstanding: VecDeque::new(),
+            live: false,
+            wanted: false,
+            completed: 0,
+            attempts: 0,
+            gap: None,
+            failed: None,
+            retry_at: None,
+            fork_reported: false,
+        }
+    }
+}
+
+/// A commit to make.
+#[derive(Clone, Debug)]
+enum CommitIntent {
+    Invite { user: UserId, role: Role },
+    Remove { user: UserId },
+    SetRole { user: UserId, role: Role },
+}
+
+#[derive(Debug)]
+enum CommitStage {
+    Start,
+    Lookup(RequestId),
+    Syncing(OpId),
+    Claiming(RequestId),
+    Appending { request: u32, epoch: u64, link: u64 },
+    Recording(OpId),
+}
+
+#[derive(Debug)]
+struct CommitOp {
+    space: SpaceId,
+    intent: CommitIntent,
+    stage: CommitStage,
+    attempt: u32,
+    key: Option<IdentityPublicKey>,
+    claimed: Option<Vec<(DeviceId, Vec<u8>)>>,
+    /// A commit of ours sent at this epoch whose answer was lost: the log
+    /// tells whether it was accepted.
+    sent: Option<u64>,
+    /// After a conflict: the epoch the space must be followed to.
+    target: u64,
+}
+
+#[derive(Debug)]
+enum FlushStage {
+    Ready,
+    Appending { request: u32, link: u64 },
+    Waiting { until: u64 },
+    Syncing { child: OpId, target: u64 },
+}
+
+#[derive(Debug)]
+enum RefreshStage {
+    Start,
+    Welcomes(RequestId),
+    Deleting(Vec<RequestId>),
+    Listing(RequestId),
+    Publishing(RequestId),
+    Syncing(Vec<OpId>),
+}
+
+#[derive(Debug)]
+enum CreateStage {
+    Start,
+    Registering(SpaceId, RequestId),
+    Syncing(SpaceId, OpId),
+    Recording(SpaceId, OpId),
+    Library(SpaceId, OpId),
+}
+
+#[derive(Debug)]
+enum Op {
+    SignIn {
+        challenge: Option<RequestId>,
+        session: Option<RequestId>,
+    },
+    Sync {
+        space: SpaceId,
+        request: Option<u32>,
+    },
+    Refresh {
+        full: bool,
+        stage: RefreshStage,
+    },
+    Create(CreateStage),
+    Commit(Box<CommitOp>),
+    Flush {
+        space: SpaceId,
+        stream: StreamId,
+        attempt: u32,
+        stage: FlushStage,
+    },
+    Record {
+        space: SpaceId,
+        sent: Option<(u32, u64)>,
+    },
+}
+
+struct Running {
+    op: Op,
+    /// A child of another operation: its result goes to the parent.
+    child: bool,
+    /// Started by the engine itself: a failure becomes a warning.
+    detached: bool,
+    deadline: u64,
+}
+
+enum Step {
+    Pending,
+    Moved,
+    Finished(Result<Output, Failure>),
+}
+
+/// One device's client, without I/O.
+pub struct Engine {
+    config: Config,
+    identity: Option<UserIdentity>,
+    device: Device,
+    provider: MlsProvider,
+    contacts: Contacts,
+    token: Option<String>,
+    spaces: BTreeMap<SpaceId, Tracked>,
+    now: u64,
+    online: bool,
+    /// Incremented each time the connection goes down.
+    link: u64,
+    reconnect_at: u64,
+    reconnect_delay: u64,
+    last_sent: u64,
+    next_frame: u32,
+    subscriptions: BTreeMap<u32, SpaceId>,
+    answers: BTreeMap<u32, ServerFrame>,
+    next_request: RequestId,
+    inflight: BTreeMap<RequestId, HttpRequest>,
+    /// Requests waiting for a session (sent again once signed in).
+    parked: Vec<RequestId>,
+    responses: BTreeMap<RequestId, Result<HttpResponse, String>>,
+    next_op: OpId,
+    ops: BTreeMap<OpId, Running>,
+    finished: BTreeMap<OpId, Result<Output, Failure>>,
+    /// Documents edited through [`Engine::edit`], and when they go out.
+    due: BTreeMap<(SpaceId, StreamId), u64>,
+    transmit: VecDeque<ClientFrame>,
+    requests: VecDeque<(RequestId, HttpRequest)>,
+    events: VecDeque<Event>,
+    must_persist: bool,
+    changed: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({}, {})", self.device.user(), self.device.id())
+    }
+}
+
+impl Engine {
+    /// An engine for a device restored from its record (or new), with its
+    /// session token if it has one.
+    pub fn new(restored: Restored, token: Option<String>, config: Config) -> Self {
+        let spaces = restored
+            .spaces
+            .into_iter()
+            .map(|(id, view)| (id, Tracked::new(view)))
+            .collect();
+        Self {
+            config,
+            identity: restored.identity,
+            device: restored.device,
+            provider: restored.provider,
+            contacts: restored.contacts,
+            token,
+            spaces,
+            now: 0,
+            online: false,
+            link: 0,
+            reconnect_at: 0,
+            reconnect_delay: 0,
+            last_sent: 0,
+            next_frame: 0,
+            subscriptions: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            next_request: 0,
+            inflight: BTreeMap::new(),
+            parked: Vec::new(),
+            responses: BTreeMap::new(),
+            next_op: 0,
+            ops: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            due: BTreeMap::new(),
+            transmit: VecDeque::new(),
+            requests: VecDeque::new(),
+            events: VecDeque::new(),
+            must_persist: false,
+            changed: false,
+        }
+    }
+
+    // ---- reading ------------------------------------------------------
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The user's identity, if this device holds it.
+    pub fn identity(&self) -> Option<&UserIdentity> {
+        self.identity.as_ref()
+    }
+
+    /// The device's MLS provider.
+    pub fn provider(&self) -> &MlsProvider {
+        &self.provider
+    }
+
+    /// The identity keys pinned on first use.
+    pub fn contacts(&self) -> &Contacts {
+        &self.contacts
+    }
+
+    /// The session token, for the driver to present.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Replaces the session token (a driver that signed in another way).
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+        self.changed = true;
+    }
+
+    /// The spaces this device is in.
+    pub fn spaces(&self) -> Vec<SpaceId> {
+        self.spaces.keys().copied().collect()
+    }
+
+    /// One space's view.
+    pub fn view(&self, space: SpaceId) -> Option<&SpaceView> {
+        self.spaces.get(&space).map(|t| &t.view)
+    }
+
+    /// One space's view, to read its documents.
+    pub fn view_mut(&mut self, space: SpaceId) -> Option<&mut SpaceView> {
+        self.spaces.get_mut(&space).map(|t| &mut t.view)
+    }
+
+    /// Applies local edits to a document (created empty if the space has
+    /// none); they go out within [`Config::flush_interval_ms`], or at once
+    /// with [`Intent::Flush`].
+    pub fn edit<T, E>(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+        edit: impl FnOnce(&mut Replica) -> Result<T, E>,
+    ) -> Option<Result<T, E>> {
+        let tracked = self.spaces.get_mut(&space)?;
+        let result = edit(tracked.view.replica(stream, &self.device));
+        let due = self.now + self.config.flush_interval_ms;
+        self.due.entry((space, stream)).or_insert(due);
+        self.changed = true;
+        Some(result)
+    }
+
+    /// Reads entries handed over out of band (as a seized server could),
+    /// to show what this device can and cannot open.
+    pub fn ingest(&mut self, space: SpaceId, entries: Vec<LogEntry>) {
+        for entry in entries {
+            self.on_entry(space, entry);
+        }
+    }
+
+    // ---- durability ---------------------------------------------------
+
+    /// True when [`Self::persist`]'s record must be durable before anything
+    /// else is sent.
+    pub fn must_persist(&self) -> bool {
+        self.must_persist
+    }
+
+    /// True when something changed since the last [`Self::persist`].
+    pub fn changed(&self) -> bool {
+        self.changed || self.must_persist
+    }
+
+    /// The device's whole state, to make durable (see the module's
+    /// durability rule).
+    pub fn persist(&mut self) -> Result<DeviceRecord, AtRestError> {
+        let record = DeviceRecord::capture(
+            self.identity.as_ref(),
+            &self.device,
+            &self.provider,
+            self.spaces.values_mut().map(|t| &mut t.view),
+            &self.contacts,
+        )?;
+        self.must_persist = false;
+        self.changed = false;
+        Ok(record)
+    }
+
+    // ---- outputs ------------------------------------------------------
+
+    /// The next frame to send on the WebSocket.
+    pub fn poll_transmit(&mut self) -> Option<ClientFrame> {
+        if self.must_persist || !self.online {
+            return None;
+        }
+        let frame = self.transmit.pop_front()?;
+        self.last_sent = self.now;
+        Some(frame)
+    }
+
+    /// The next HTTP request to make.
+    pub fn poll_request(&mut self) -> Option<(RequestId, HttpRequest)> {
+        if self.must_persist {
+            return None;
+        }
+        self.requests.pop_front()
+    }
+
+    /// The next event for the interface.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// True when the driver should open the WebSocket now.
+    pub fn wants_connection(&self) -> bool {
+        !self.online
+            && self.token.is_some()
+            && self.now >= self.reconnect_at
+            && (self
+                .ops
+                .values()
+                .any(|r| matches!(r.op, Op::Sync { .. } | Op::Flush { .. } | Op::Record { .. }))
+                || self.spaces.values().any(|t| t.wanted))
+    }
+
+    /// When to call [`Self::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut at: Option<u64> = None;
+        let mut consider = |t: u64| at = Some(at.map_or(t, |a| a.min(t)));
+        for r in self.ops.values() {
+            consider(r.deadline);
+            if let Op::Flush {
+                stage: FlushStage::Waiting { until },
+                ..
+            } = r.op
+            {
+                consider(until);
+            }
+        }
+        for t in self.spaces.values() {
+            if let Some(r) = t.retry_at {
+                consider(r);
+            }
+        }
+        for due in self.due.values() {
+            consider(*due);
+        }
+        if self.online {
+            consider(self.last_sent + self.config.ping_ms);
+        } else if self.token.is_some() && self.reconnect_at > self.now {
+            consider(self.reconnect_at);
+        }
+        at
+    }
+
+    // ---- inputs -------------------------------------------------------
+
+    /// Starts an operation; its end comes as [`Event::Done`].
+    pub fn start(&mut self, now: u64, intent: Intent) -> OpId {
+        self.now = self.now.max(now);
+        let op = match intent {
+            Intent::SignIn => Op::SignIn {
+                challenge: None,
+                session: None,
+            },
+            Intent::Refresh => Op::Refresh {
+                full: true,
+                stage: RefreshStage::Start,
+            },
+            Intent::Sync(space) => Op::Sync {
+                space,
+                request: None,
+            },
+            Intent::CreateSpace => Op::Create(CreateStage::Start),
+            Intent::Invite { space, user, role } => {
+                commit(space, CommitIntent::Invite { user, role })
+            }
+            Intent::Remove { space, user } => commit(space, CommitIntent::Remove { user }),
+            Intent::SetRole { space, user, role } => {
+                commit(space, CommitIntent::SetRole { user, role })
+            }
+            Intent::Flush { space, stream } => {
+                self.due.remove(&(space, stream));
+                Op::Flush {
+                    space,
+                    stream,
+                    attempt: 0,
+                    stage: FlushStage::Ready,
+                }
+            }
+        };
+        let id = self.spawn(op, false, false);
+        self.drive();
+        id
+    }
+
+    /// A frame from the server.
+    pub fn handle_frame(&mut self, now: u64, frame: ServerFrame) {
+        self.now = self.now.max(now);
+        match frame {
+            ServerFrame::Entry { space, entry } => self.on_entry(space, entry),
+            ServerFrame::Synced {
+                space, next_seq, ..
+            } => self.on_synced(space, next_seq),
+            ServerFrame::Refused { request, .. } if self.subscriptions.contains_key(&request) => {
+                self.on_subscribe_refused(request, frame);
+            }
+            ServerFrame::Accepted { request, .. } | ServerFrame::Refused { request, .. } => {
+                self.answers.insert(request, frame);
+            }
+            ServerFrame::Welcome { .. } => {
+                let refreshing = self
+                    .ops
+                    .values()
+                    .any(|r| matches!(r.op, Op::Refresh { .. }));
+                if !refreshing {
+                    let op = Op::Refresh {
+                        full: false,
+                        stage: RefreshStage::Start,
+                    };
+                    self.spawn(op, false, true);
+                }
+            }
+            ServerFrame::Application { .. } | ServerFrame::Pong => {}
+        }
+        self.drive();
+    }
+
+    /// The answer to an HTTP request (`Err`: it could not be sent or no
+    /// answer came).
+    pub fn handle_response(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        response: Result<HttpResponse, String>,
+    ) {
+        self.now = self.now.max(now);
+        let Some(request) = self.inflight.get(&id) else {
+            return;
+        };
+        let expired = matches!(&response, Ok(r) if r.status == 401) && request.signed_in;
+        if expired {
+            // The session expired: sign in again, then send it again.
+            self.token = None;
+            self.parked.push(id);
+            self.ensure_sign_in();
+        } else {
+            self.inflight.remove(&id);
+            self.responses.insert(id, response);
+        }
+        self.drive();
+    }
+
+    /// The WebSocket went up or down.
+    pub fn handle_link(&mut self, now: u64, link: Link) {
+        self.now = self.now.max(now);
+        match link {
+            Link::Up => {
+                self.online = true;
+                self.reconnect_delay = 0;
+                self.last_sent = self.now;
+                let wanted: Vec<SpaceId> = self
+                    .spaces
+                    .iter()
+                    .filter(|(_, t)| t.wanted)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in wanted {
+                    self.subscribe(id);
+                }
+            }
+            Link::Down | Link::Unauthorized => {
+                let was_online = self.online;
+                self.online = false;
+                self.link += 1;
+                self.transmit.clear();
+                self.subscriptions.clear();
+                self.answers.clear();
+                for t in self.spaces.values_mut() {
+                    t.wanted |= t.live || !t.outstanding.is_empty();
+                    t.live = false;
+                    t.outstanding.clear();
+                    t.gap = None;
+                }
+                let (first, ceiling) = self.config.reconnect_ms;
+                self.reconnect_delay = if was_online {
+                    first
+                } else {
+                    (self.reconnect_delay * 2).clamp(first, ceiling)
+                };
+                self.reconnect_at = self.now + self.reconnect_delay;
+                if link == Link::Unauthorized {
+                    self.token = None;
+                    self.reconnect_at = self.now;
+                    self.ensure_sign_in();
+                } else if self.config.fail_offline {
+                    self.abort_offline();
+                }
+            }
+        }
+        self.drive();
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        if self.online && self.now >= self.last_sent + self.config.ping_ms {
+            self.transmit.push_back(ClientFrame::Ping);
+        }
+        let retry: Vec<SpaceId> = self
+            .spaces
+            .iter()
+            .filter(|(_, t)| t.retry_at.is_some_and(|r| r <= self.now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in retry {
+            if let Some(t) = self.spaces.get_mut(&id) {
+                t.retry_at = None;
+                t.wanted = true;
+            }
+            if self.online {
+                self.subscribe(id);
+            }
+        }
+        let due: Vec<(SpaceId, StreamId)> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= self.now)
+            .map(|(k, _)| *k)
+            .collect();
+        for (space, stream) in due {
+            self.due.remove(&(space, stream));
+            let op = Op::Flush {
+                space,
+                stream,
+                attempt: 0,
+                stage: FlushStage::Ready,
+            };
+            self.spawn(op, false, true);
+        }
+        self.drive();
+    }
+
+    /// Ends every operation that needs the connection (see
+    /// [`Config::fail_offline`]); changes sent without an answer go again
+    /// with the next flush.
+    fn abort_offline(&mut self) {
+        let ids: Vec<OpId> = self
+            .ops
+            .iter()
+            .filter(|(_, r)| !matches!(r.op, Op::SignIn { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(running) = self.ops.remove(&id) else {
+                continue;
+            };
+            if let Op::Flush {
+                space,
+                stream,
+                stage: FlushStage::Appending { .. },
+                ..
+            } = running.op
+            {
+                self.refuse_flush(space, stream);
+            }
+            let failure = Failure::new(
+                Code::Network,
+                "the connection to the server was lost or could not be opened",
+            );
+            if running.child {
+                continue;
+            }
+            self.finish(id, &running, Err(failure));
+        }
+        self.finished.clear();
+    }
+
+    // ---- the log ------------------------------------------------------
+
+    fn subscribe(&mut self, id: SpaceId) -> Option<u32> {
+        if !self.online {
+            return None;
+        }
+        let t = self.spaces.get_mut(&id)?;
+        if t.view.is_removed() || t.view.broken().is_some() {
+            return None;
+        }
+        self.next_frame = self.next_frame.wrapping_add(1).max(1);
+        let request = self.next_frame;
+        t.outstanding.push_back(request);
+        t.live = false;
+        t.wanted = true;
+        t.gap = None;
+        self.subscriptions.insert(request, id);
+        self.transmit.push_back(ClientFrame::Subscribe {
+            request,
+            space: id,
+            from_seq: t.view.read_to(),
+        });
+        Some(request)
+    }
+
+    fn on_entry(&mut self, id: SpaceId, entry: LogEntry) {
+        let Some(t) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        let seq = entry.seq;
+        let was_removed = t.view.is_removed();
+        let applied = t.view.apply(&self.device, &self.provider, entry);
+        self.changed = true;
+        if applied.missing.is_some() {
+            t.gap = Some(t.gap.map_or(seq, |g| g.max(seq)));
+            if t.live && t.outstanding.is_empty() {
+                // An entry was skipped on the way: read again from it.
+                self.subscribe(id);
+            }
+        }
+        let t = self.spaces.get_mut(&id).expect("present");
+        if !applied.streams.is_empty() {
+            self.events.push_back(Event::Changed {
+                space: id,
+                streams: applied.streams,
+            });
+        }
+        if applied.membership {
+            self.events.push_back(Event::Membership { space: id });
+        }
+        if let Some(message) = applied.warning {
+            self.events.push_back(Event::Warning {
+                code: Code::EntryRefused,
+                space: Some(id),
+                message,
+            });
+        }
+        if !was_removed && t.view.is_removed() {
+            self.events.push_back(Event::Removed { space: id });
+        }
+        self.report_fork(id);
+    }
+
+    fn report_fork(&mut self, id: SpaceId) {
+        let Some(t) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        if let Some(reason) = t.view.broken()
+            && !t.fork_reported
+        {
+            t.fork_reported = true;
+            t.live = false;
+            t.wanted = false;
+            self.events.push_back(Event::Warning {
+                code: Code::Forked,
+                space: Some(id),
+                message: reason.to_owned(),
+            });
+        }
+    }
+
+    fn on_synced(&mut self, id: SpaceId, next_seq: u64) {
+        let Some(t) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        let Some(request) = t.outstanding.pop_front() else {
+            return;
+        };
+        self.subscriptions.remove(&request);
+        t.view.synced(next_seq);
+        if t.view.broken().is_some() {
+            self.report_fork(id);
+            return;
+        }
+        if t.view.read_to() >= next_seq {
+            t.completed = request;
+            t.attempts = 0;
+            t.failed = None;
+            if t.outstanding.is_empty() {
+                if t.gap.is_some_and(|g| g >= t.view.read_to()) {
+                    // Live entries passed the catch-up: read them again.
+                    self.subscribe(id);
+                } else {
+                    t.live = true;
+                    t.gap = None;
+                }
+            }
+        } else if t.outstanding.is_empty() {
+            t.attempts += 1;
+            if t.attempts >= self.config.subscribe_attempts {
+                let failure = Failure::new(
+                    Code::Withheld,
+                    format!(
+                        "the server says space {id} has {next_seq} entries but did not deliver entry {} after {} subscriptions: it is withholding part of the log",
+                        t.view.read_to(),
+                        t.attempts
+                    ),
+                );
+                t.attempts = 0;
+                t.live = false;
+                t.wanted = false;
+                t.retry_at = Some(self.now + self.config.withheld_retry_ms);
+                t.failed = Some((request, failure.clone()));
+                self.events.push_back(Event::Warning {
+                    code: Code::Withheld,
+                    space: Some(id),
+                    message: failure.message,
+                });
+            } else {
+                self.subscribe(id);
+            }
+        }
+    }
+
+    fn on_subscribe_refused(&mut self, request: u32, frame: ServerFrame) {
+        let Some(id) = self.subscriptions.remove(&request) else {
+            return;
+        };
+        let ServerFrame::Refused { code, message, .. } = frame else {
+            return;
+        };
+        let Some(t) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        t.outstanding.retain(|r| *r != request);
+        t.live = false;
+        t.wanted = false;
+        if code == RefusalCode::Forbidden && !t.view.space().is_active() {
+            // A device removed from the space is no longer served.
+            if !t.view.is_removed() {
+                t.view.mark_removed();
+                self.must_persist = true;
+                self.events.push_back(Event::Removed { space: id });
+            }
+        } else if code == RefusalCode::Forbidden {
+            t.view.mark_removed();
+            self.changed = true;
+            t.failed = Some((request, Failure::new(Code::NotMember, message)));
+            self.events.push_back(Event::Removed { space: id });
+        } else {
+            t.failed = Some((request, Failure::new(Code::Refused, message)));
+        }
+    }
+
+    fn append(&mut self, space: SpaceId, item: AppendItem) -> u32 {
+        self.next_frame = self.next_frame.wrapping_add(1).max(1);
+        let request = self.next_frame;
+        self.transmit.push_back(ClientFrame::Append {
+            request,
+            space,
+            item,
+        });
+        request
+    }
+
+    // ---- HTTP ---------------------------------------------------------
+
+    fn request(&mut self, method: Method, path: String, body: Option<Vec<u8>>) -> RequestId {
+        self.next_request += 1;
+        let id = self.next_request;
+        let request = HttpRequest {
+            method,
+            path,
+            body,
+            signed_in: true,
+        };
+        self.inflight.insert(id, request.clone());
+        if self.token.is_none() {
+            self.parked.push(id);
+            self.ensure_sign_in();
+        } else {
+            self.requests.push_back((id, request));
+        }
+        id
+    }
+
+    fn open_request(&mut self, path: &str, body: Vec<u8>) -> RequestId {
+        self.next_request += 1;
+        let id = self.next_request;
+        let request = HttpRequest {
+            method: Method::Post,
+            path: path.to_owned(),
+            body: Some(body),
+            signed_in: false,
+        };
+        self.inflight.insert(id, request.clone());
+        self.requests.push_back((id, request));
+        id
+    }
+
+    /// Takes the answer to `id`, decoded, if it came.
+    fn answer<T: for<'a> serde::Deserialize<'a>>(
+        &mut self,
+        id: RequestId,
+    ) -> Option<Result<T, Failure>> {
+        let response = self.responses.remove(&id)?;
+        Some(match response {
+            Err(e) => Err(Failure::new(
+                Code::Network,
+                format!("the server could not be reached: {e}"),
+            )),
+            Ok(r) if (200..300).contains(&r.status) => {
+                let body: &[u8] = if r.body.is_empty() { b"null" } else { &r.body };
+                api::from_json(body).map_err(|e| Failure::new(Code::Protocol, e))
+            }
+            Ok(r) => {
+                let e: api::ErrorBody = api::from_json(&r.body).unwrap_or(api::ErrorBody {
+                    error: "unknown".into(),
+                    message: "the server gave no explanation".into(),
+                });
+                Err(Failure {
+                    code: Code::Server,
+                    message: format!("the server refused ({}): {}", r.status, e.message),
+                    server: Some((r.status, e.error)),
+                })
+            }
+        })
+    }
+
+    fn ensure_sign_in(&mut self) {
+        if !self.ops.values().any(|r| matches!(r.op, Op::SignIn { .. })) {
+            let op = Op::SignIn {
+                challenge: None,
+                session: None,
+            };
+            self.spawn(op, false, true);
+        }
+    }
+
+    // ---- operations ---------------------------------------------------
+
+    fn spawn(&mut self, op: Op, child: bool, detached: bool) -> OpId {
+        self.next_op += 1;
+        let id = self.next_op;
+        self.ops.insert(
+            id,
+            Running {
+                op,
+                child,
+                detached,
+                deadline: self.now + self.config.op_timeout_ms,
+            },
+        );
+        id
+    }
+
+    fn child(&mut self, op: Op) -> OpId {
+        self.spawn(op, true, false)
+    }
+
+    /// Takes a child's result, if it ended.
+    fn child_result(&mut self, id: OpId) -> Option<Result<Output, Failure>> {
+        self.finished.remove(&id)
+    }
+
+    /// Advances every operation until none moves.
+    fn drive(&mut self) {
+        loop {
+            let mut moved = false;
+            let ids: Vec<OpId> = self.ops.keys().copied().collect();
+            for id in ids {
+                let Some(mut running) = self.ops.remove(&id) else {
+                    continue;
+                };
+                let step = if self.now >= running.deadline {
+                    Step::Finished(Err(Failure::new(
+                        Code::Timeout,
+                        "the server did not answer in time",
+                    )))
+                } else {
+                    self.advance(&mut running.op)
+                };
+                match step {
+                    Step::Pending => {
+                        self.ops.insert(id, running);
+                    }
+                    Step::Moved => {
+                        moved = true;
+                        running.deadline = self.now + self.config.op_timeout_ms;
+                        self.ops.insert(id, running);
+                    }
+                    Step::Finished(result) => {
+                        moved = true;
+                        self.finish(id, &running, result);
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn finish(&mut self, id: OpId, running: &Running, result: Result<Output, Failure>) {
+        if let Op::SignIn { .. } = running.op {
+            let parked = std::mem::take(&mut self.parked);
+            for r in parked {
+                match (&result, self.inflight.get(&r)) {
+                    (Ok(_), Some(request)) => self.requests.push_back((r, request.clone())),
+                    (Err(e), Some(_)) => {
+                        self.inflight.remove(&r);
+                        self.responses.insert(r, Err(e.message.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if running.child {
+            self.finished.insert(id, result);
+        } else if running.detached {
+            if let Err(f) = result {
+                self.events.push_back(Event::Warning {
+                    code: f.code,
+                    space: None,
+                    message: f.message,
+                });
+            }
+        } else {
+            self.events.push_back(Event::Done { op: id, result });
+        }
+    }
+
+    fn advance(&mut self, op: &mut Op) -> Step {
+        match op {
+            Op::SignIn { challenge, session } => self.advance_sign_in(challenge, session),
+            Op::Sync { space, request } => self.advance_sync(*space, request),
+            Op::Refresh { full, stage } => self.advance_refresh(*full, stage),
+            Op::Create(stage) => self.advance_create(stage),
+            Op::Commit(c) => self.advance_commit(c),
+            Op::Flush {
+                space,
+                stream,
+                attempt,
+                stage,
+            } => self.advance_flush(*space, *stream, attempt, stage),
+            Op::Record { space, sent } => self.advance_record(*space, sent),
+        }
+    }
+
+    fn advance_sign_in(
+        &mut self,
+        challenge: &mut Option<RequestId>,
+        session: &mut Option<RequestId>,
+    ) -> Step {
+        let device = self.device.id().to_hex();
+        match (*challenge, *session) {
+            (None, _) => {
+                let body = api::to_json(&api::ChallengeRequest {
+                    device: device.clone(),
+                });
+                *challenge = Some(self.open_request("/v1/challenge", body));
+                Step::Moved
+            }
+            (Some(c), None) => match self.answer::<api::Challenge>(c) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(sign_in_failure(e))),
+                Some(Ok(answer)) => {
+                    let mut bytes = [0u8; 32];
+                    if hex::decode_to_slice(&answer.challenge, &mut bytes).is_err() {
+                        return Step::Finished(Err(Failure::new(
+                            Code::Protocol,
+                            "the server's challenge is not 32 bytes of hex",
+                        )));
+                    }
+                    let signature = self.device.sign_statement(Statement::SignIn, &bytes);
+                    let body = api::to_json(&api::SignIn {
+                        device,
+                        challenge: answer.challenge,
+                        signature: hex::encode(signature),
+                    });
+                    *session = Some(self.open_request("/v1/session", body));
+                    Step::Moved
+                }
+            },
+            (Some(_), Some(s)) => match self.answer::<api::Session>(s) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(sign_in_failure(e))),
+                Some(Ok(answer)) => {
+                    self.token = Some(answer.token);
+                    self.changed = true;
+                    self.reconnect_at = self.now;
+                    Step::Finished(Ok(Output::Done))
+                }
+            },
+        }
+    }
+
+    fn advance_sync(&mut self, space: SpaceId, request: &mut Option<u32>) -> Step {
+        let Some(t) = self.spaces.get(&space) else {
+            return Step::Finished(Err(not_member(space)));
+        };
+        if let Some(reason) = t.view.broken() {
+            return Step::Finished(Err(Failure::new(Code::Forked, reason)));
+        }
+        if t.view.is_removed() {
+            return match &t.failed {
+                Some((r, f)) if request.is_some_and(|mine| *r >= mine) => {
+                    Step::Finished(Err(f.clone()))
+                }
+                _ => Step::Finished(Ok(Output::Done)),
+            };
+        }
+        match *request {
+            None => match self.subscribe(space) {
+                Some(r) => {
+                    *request = Some(r);
+                    Step::Moved
+                }
+                None => Step::Pending,
+            },
+            Some(mine) => {
+                if t.completed >= mine {
+                    return Step::Finished(Ok(Output::Done));
+                }
+                if let Some((r, f)) = &t.failed
+                    && *r >= mine
+                {
+                    return Step::Finished(Err(f.clone()));
+                }
+                if self.online && t.outstanding.is_empty() && !t.live && t.retry_at.is_none() {
+                    // The subscription was lost with the connection.
+                    *request = self.subscribe(space);
+                    return Step::Moved;
+                }
+                Step::Pending
+            }
+        }
+    }
+
+    fn advance_refresh(&mut self, full: bool, stage: &mut RefreshStage) -> Step {
+        match stage {
+            RefreshStage::Start => {
+                *stage =
+                    RefreshStage::Welcomes(self.request(Method::Get, "/v1/welcomes".into(), None));
+                Step::Moved
+            }
+            RefreshStage::Welcomes(r) => {
+                let welcomes = match self.answer::<api::Welcomes>(*r) {
+                    None => return Step::Pending,
+                    Some(Err(e)) => return Step::Finished(Err(e)),
+                    Some(Ok(w)) => w.welcomes,
+                };
+                let mut deletes = Vec::new();
+                for w in welcomes {
+                    self.join(&w);
+                    deletes.push(self.request(
+                        Method::Delete,
+                        format!("/v1/welcomes/{}", w.id),
+                        None,
+                    ));
+                }
+                *stage = RefreshStage::Deleting(deletes);
+                Step::Moved
+            }
+            RefreshStage::Deleting(rs) => {
+                while let Some(r) = rs.last().copied() {
+                    match self.answer::<serde::de::IgnoredAny>(r) {
+                        None => return Step::Pending,
+                        Some(Err(e)) => return Step::Finished(Err(e)),
+                        Some(Ok(_)) => {
+                            rs.pop();
+                        }
+                    }
+                }
+                if !full {
+                    return Step::Finished(Ok(Output::Done));
+                }
+                let path = format!("/v1/users/{}", self.device.user());
+                *stage = RefreshStage::Listing(self.request(Method::Get, path, None));
+                Step::Moved
+            }
+            RefreshStage::Listing(r) => {
+                let listing = match self.answer::<api::UserListing>(*r) {
+                    None => return Step::Pending,
+                    Some(Err(e)) => return Step::Finished(Err(e)),
+                    Some(Ok(l)) => l,
+                };
+                let me = self.device.id().to_hex();
+                let have = listing
+                    .devices
+                    .iter()
+                    .find(|d| d.device == me)
+                    .map_or(0, |d| d.key_packages) as usize;
+                let target = self.config.key_package_target;
+                if have >= target / 2 {
+                    *stage = RefreshStage::Syncing(self.sync_all());
+                    return Step::Moved;
+                }
+                let kps = match self.device.key_packages(&self.provider, target - have) {
+                    Ok(k) => k,
+                    Err(e) => return Step::Finished(Err(Failure::new(Code::Space, e.to_string()))),
+                };
+                // Their private keys are in the MLS store: durable before
+                // anyone can use them.
+                self.must_persist = true;
+                let body = api::to_json(&api::KeyPackages {
+                    key_packages: kps.iter().map(hex::encode).collect(),
+                });
+                *stage = RefreshStage::Publishing(self.request(
+                    Method::Post,
+                    "/v1/key-packages".into(),
+                    Some(body),
+                ));
+                Step::Moved
+            }
+            RefreshStage::Publishing(r) => match self.answer::<api::Count>(*r) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    *stage = RefreshStage::Syncing(self.sync_all());
+                    Step::Moved
+                }
+            },
+            RefreshStage::Syncing(children) => {
+                if children.iter().any(|c| !self.finished.contains_key(c)) {
+                    return Step::Pending;
+                }
+                let mut result = Ok(Output::Done);
+                for c in children.iter() {
+                    if let Some(Err(e)) = self.child_result(*c)
+                        && result.is_ok()
+                    {
+                        result = Err(e);
+                    }
+                }
+                Step::Finished(result)
+            }
+        }
+    }
+
+    fn sync_all(&mut self) -> Vec<OpId> {
+        let ids: Vec<SpaceId> = self.spaces.keys().copied().collect();
+        ids.into_iter()
+            .map(|space| {
+                self.child(Op::Sync {
+                    space,
+                    request: None,
+                })
+            })
+            .collect()
+    }
+
+    fn join(&mut self, w: &api::QueuedWelcome) {
+        let Ok(space) = SpaceId::from_hex(&w.space) else {
+            self.events.push_back(Event::Warning {
+                code: Code::InvitationRefused,
+                space: None,
+                message: "a queued Welcome names no valid space".into(),
+            });
+            return;
+        };
+        if self.spaces.contains_key(&space) {
+            return;
+        }
+        let own = self.device.certificate().identity_key;
+        let joined = hex::decode(&w.welcome)
+            .map_err(|_| "the Welcome is not hex".to_owned())
+            .and_then(|bytes| {
+                Space::join(&self.provider, &self.device, &own, &bytes).map_err(|e| e.to_string())
+            });
+        match joined {
+            Ok(s) => {
+                self.spaces.insert(space, Tracked::new(SpaceView::new(s)));
+                self.must_persist = true;
+                self.events.push_back(Event::Joined { space });
+            }
+            Err(e) => self.events.push_back(Event::Warning {
+                code: Code::InvitationRefused,
+                space: Some(space),
+                message: format!("refused the invitation to space {space}: {e}"),
+            }),
+        }
+    }
+
+    fn advance_create(&mut self, stage: &mut CreateStage) -> Step {
+        match *stage {
+            CreateStage::Start => {
+                let key = self.device.certificate().identity_key;
+                let space =
+                    match Space::create(&self.provider, &self.device, key, HistoryPolicy::Full) {
+                        Ok(s) => s,
+                        Err(e) => return Step::Finished(Err(space_failure(e))),
+                    };
+                let id = space.id();
+                self.spaces.insert(id, Tracked::new(SpaceView::new(space)));
+                self.must_persist = true;
+                let body = api::to_json(&api::NewSpace {
+                    id: id.to_hex(),
+                    kind: "confidential".into(),
+                    name: None,
+                });
+                let r = self.request(Method::Post, "/v1/spaces".into(), Some(body));
+                *stage = CreateStage::Registering(id, r);
+                Step::Moved
+            }
+            CreateStage::Registering(id, r) => match self.answer::<serde::de::IgnoredAny>(r) {
+                None => Step::Pending,
+                Some(Err(e)) => {
+                    self.spaces.remove(&id);
+                    self.must_persist = true;
+                    Step::Finished(Err(e))
+                }
+                Some(Ok(_)) => {
+                    let child = self.child(Op::Sync {
+                        space: id,
+                        request: None,
+                    });
+                    *stage = CreateStage::Syncing(id, child);
+                    Step::Moved
+                }
+            },
+            CreateStage::Syncing(id, child) => match self.child_result(child) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    let child = self.child(Op::Record {
+                        space: id,
+                        sent: None,
+                    });
+                    *stage = CreateStage::Recording(id, child);
+                    Step::Moved
+                }
+            },
+            CreateStage::Recording(id, child) => match self.child_result(child) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    let stream = library::stream(id);
+                    let device = &self.device;
+                    let Some(t) = self.spaces.get_mut(&id) else {
+                        return Step::Finished(Err(not_member(id)));
+                    };
+                    if let Err(e) = library::init(t.view.replica(stream, device).doc()) {
+                        return Step::Finished(Err(Failure::new(Code::Document, e.to_string())));
+                    }
+                    let child = self.child(Op::Flush {
+                        space: id,
+                        stream,
+                        attempt: 0,
+                        stage: FlushStage::Ready,
+                    });
+                    *stage = CreateStage::Library(id, child);
+                    Step::Moved
+                }
+            },
+            CreateStage::Library(id, child) => match self.child_result(child) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => Step::Finished(Ok(Output::Space(id))),
+            },
+        }
+    }
+
+    fn advance_record(&mut self, space: SpaceId, sent: &mut Option<(u32, u64)>) -> Step {
+        match *sent {
+            Some((request, link)) => {
+                if let Some(answer) = self.answers.remove(&request) {
+                    if let ServerFrame::Refused { message, .. } = answer {
+                        self.events.push_back(Event::Warning {
+                            code: Code::EpochRecordNotStored,
+                            space: Some(space),
+                            message: format!("the epoch record was not stored: {message}"),
+                        });
+                    }
+                    return Step::Finished(Ok(Output::Done));
+                }
+                if link != self.link {
+                    // Lost with the connection: send it again.
+                    *sent = None;
+                    return Step::Moved;
+                }
+                Step::Pending
+            }
+            None => {
+                if !self.online {
+                    return Step::Pending;
+                }
+                let Some(t) = self.spaces.get(&space) else {
+                    return Step::Finished(Err(not_member(space)));
+                };
+                let record = match t
+                    .view
+                    .space()
+                    .seal_epoch_record(&self.device, t.view.head())
+                {
+                    Ok(r) => r,
+                    Err(e) => return Step::Finished(Err(space_failure(e))),
+                };
+                let request = self.append(space, AppendItem::Envelope(record));
+                *sent = Some((request, self.link));
+                Step::Moved
+            }
+        }
+    }
+
+    fn advance_flush(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+        attempt: &mut u32,
+        stage: &mut FlushStage,
+    ) -> Step {
+        if *attempt >= self.config.flush_attempts {
+            return Step::Finished(Err(Failure::new(
+                Code::Contended,
+                format!("the space kept changing epoch; {attempt} flushes were refused"),
+            )));
+        }
+        match *stage {
+            FlushStage::Ready => {
+                if !self.online {
+                    return Step::Pending;
+                }
+                let device = &self.device;
+                let Some(t) = self.spaces.get_mut(&space) else {
+                    return Step::Finished(Err(not_member(space)));
+                };
+                match t.view.flush(stream, device) {
+                    Err(e) => Step::Finished(Err(Failure::new(Code::Document, e.to_string()))),
+                    Ok(None) => Step::Finished(Ok(Output::Done)),
+                    Ok(Some(envelope)) => {
+                        let request = self.append(space, AppendItem::Envelope(envelope));
+                        *stage = FlushStage::Appending {
+                            request,
+                            link: self.link,
+                        };
+                        Step::Moved
+                    }
+                }
+            }
+            FlushStage::Appending { request, link } => {
+                let Some(answer) = self.answers.remove(&request) else {
+                    if link != self.link {
+                        // Unanswered: the changes go again (receivers drop
+                        // the ones they hold).
+                        self.refuse_flush(space, stream);
+                        *stage = FlushStage::Ready;
+                        return Step::Moved;
+                    }
+                    return Step::Pending;
+                };
+                match answer {
+                    ServerFrame::Accepted { .. } => {
+                        if let Some(r) = self.replica(space, stream) {
+                            r.flush_accepted();
+                        }
+                        self.changed = true;
+                        Step::Finished(Ok(Output::Done))
+                    }
+                    ServerFrame::Refused { code, message, .. } => {
+                        self.refuse_flush(space, stream);
+                        *attempt += 1;
+                        match code {
+                            RefusalCode::StaleEpoch { current_epoch } => {
+                                let child = self.child(Op::Sync {
+                                    space,
+                                    request: None,
+                                });
+                                *stage = FlushStage::Syncing {
+                                    child,
+                                    target: current_epoch,
+                                };
+                                Step::Moved
+                            }
+                            RefusalCode::RateLimited { retry_after_ms } => {
+                                *stage = FlushStage::Waiting {
+                                    until: self.now + u64::from(retry_after_ms),
+                                };
+                                Step::Moved
+                            }
+                            _ => Step::Finished(Err(Failure::new(Code::Refused, message))),
+                        }
+                    }
+                    _ => Step::Pending,
+                }
+            }
+            FlushStage::Waiting { until } => {
+                if self.now >= until {
+                    *stage = FlushStage::Ready;
+                    Step::Moved
+                } else {
+                    Step::Pending
+                }
+            }
+            FlushStage::Syncing { child, target } => match self.child_result(child) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    let epoch = self
+                        .spaces
+                        .get(&space)
+                        .map_or(0, |t| t.view.space().epoch());
+                    if epoch < target {
+                        return Step::Finished(Err(could_not_follow(space, target)));
+                    }
+                    *stage = FlushStage::Ready;
+                    Step::Moved
+                }
+            },
+        }
+    }
+
+    fn replica(&mut self, space: SpaceId, stream: StreamId) -> Option<&mut Replica> {
+        self.spaces.get_mut(&space)?.view.existing_replica(stream)
+    }
+
+    fn refuse_flush(&mut self, space: SpaceId, stream: StreamId) {
+        if let Some(r) = self.replica(space, stream) {
+            r.flush_refused();
+        }
+    }
+
+    fn advance_commit(&mut self, c: &mut CommitOp) -> Step {
+        if c.attempt >= self.config.commit_attempts {
+            return Step::Finished(Err(Failure::new(
+                Code::Contended,
+                format!(
+                    "the space kept changing; {} attempts to commit lost their epoch",
+                    c.attempt
+                ),
+            )));
+        }
+        match c.stage {
+            CommitStage::Start => {
+                if let (CommitIntent::Invite { user, .. }, None) = (&c.intent, c.key) {
+                    let path = format!("/v1/users/{user}");
+                    c.stage = CommitStage::Lookup(self.request(Method::Get, path, None));
+                } else {
+                    c.stage = CommitStage::Syncing(self.child(Op::Sync {
+                        space: c.space,
+                        request: None,
+                    }));
+                }
+                Step::Moved
+            }
+            CommitStage::Lookup(r) => {
+                let listing = match self.answer::<api::UserListing>(r) {
+                    None => return Step::Pending,
+                    Some(Err(e)) => return Step::Finished(Err(e)),
+                    Some(Ok(l)) => l,
+                };
+                let CommitIntent::Invite { user, .. } = &c.intent else {
+                    return Step::Finished(Err(Failure::new(Code::Protocol, "no lookup")));
+                };
+                match self.pin(user, &listing) {
+                    Ok(key) => c.key = Some(key),
+                    Err(e) => return Step::Finished(Err(e)),
+                }
+                c.stage = CommitStage::Syncing(self.child(Op::Sync {
+                    space: c.space,
+                    request: None,
+                }));
+                Step::Moved
+            }
+            CommitStage::Syncing(child) => {
+                match self.child_result(child) {
+                    None => return Step::Pending,
+                    Some(Err(e)) => return Step::Finished(Err(e)),
+                    Some(Ok(_)) => {}
+                }
+                let Some(t) = self.spaces.get_mut(&c.space) else {
+                    return Step::Finished(Err(not_member(c.space)));
+                };
+                if let Some(epoch) = c.sent.take()
+                    && t.view.pending_commit().is_none()
+                    && t.view.space().epoch() > epoch
+                {
+                    // Our commit is in the log: it was accepted, and the
+                    // view merged it.
+                    self.must_persist = true;
+                    c.stage = CommitStage::Recording(self.child(Op::Record {
+                        space: c.space,
+                        sent: None,
+                    }));
+                    return Step::Moved;
+                }
+                if t.view.space().epoch() < c.target {
+                    return Step::Finished(Err(could_not_follow(c.space, c.target)));
+                }
+                // Read to the end of the log: a commit still pending from
+                // before (a crash, a lost answer) is not in it, so it was
+                // never accepted.
+                t.view.set_pending_commit(None);
+                if let Err(e) = discard_pending(t.view.space_mut(), &self.provider) {
+                    return Step::Finished(Err(space_failure(e)));
+                }
+                if let (CommitIntent::Invite { user, .. }, None) = (&c.intent, &c.claimed) {
+                    let except = self.present(c.space, user);
+                    let body = api::to_json(&api::Claim {
+                        except: except.iter().map(DeviceId::to_hex).collect(),
+                    });
+                    let path = format!("/v1/users/{user}/key-packages/claim");
+                    c.stage = CommitStage::Claiming(self.request(Method::Post, path, Some(body)));
+                    return Step::Moved;
+                }
+                self.build_commit(c)
+            }
+            CommitStage::Claiming(r) => {
+                let claimed = match self.answer::<api::Claimed>(r) {
+                    None => return Step::Pending,
+                    Some(Err(e)) => return Step::Finished(Err(e)),
+                    Some(Ok(c)) => c,
+                };
+                // A commit that lost its epoch never reached anyone, so the
+                // KeyPackages claimed for it serve again.
+                c.claimed = Some(
+                    claimed
+                        .key_packages
+                        .into_iter()
+                        .filter_map(|k| {
+                            Some((
+                                DeviceId::from_hex(&k.device).ok()?,
+                                hex::decode(&k.key_package).ok()?,
+                            ))
+                        })
+                        .collect(),
+                );
+                self.build_commit(c)
+            }
+            CommitStage::Appending {
+                request,
+                epoch,
+                link,
+            } => {
+                let Some(answer) = self.answers.remove(&request) else {
+                    if link != self.link {
+                        // The answer was lost with the connection: the log
+                        // will say whether the commit was accepted.
+                        c.sent = Some(epoch);
+                        c.stage = CommitStage::Syncing(self.child(Op::Sync {
+                            space: c.space,
+                            request: None,
+                        }));
+                        return Step::Moved;
+                    }
+                    return Step::Pending;
+                };
+                let Some(t) = self.spaces.get_mut(&c.space) else {
+                    return Step::Finished(Err(not_member(c.space)));
+                };
+                t.view.set_pending_commit(None);
+                match answer {
+                    ServerFrame::Accepted { .. } => {
+                        let space = t.view.space_mut();
+                        match space.commit_accepted(&self.provider) {
+                            Ok(_) => {}
+                            // It came back through the log first and was
+                            // merged there.
+                            Err(SpaceError::NoPendingCommit) if space.epoch() > epoch => {}
+                            Err(e) => return Step::Finished(Err(space_failure(e))),
+                        }
+                        self.must_persist = true;
+                        self.events.push_back(Event::Membership { space: c.space });
+                        c.stage = CommitStage::Recording(self.child(Op::Record {
+                            space: c.space,
+                            sent: None,
+                        }));
+                        Step::Moved
+                    }
+                    ServerFrame::Refused { code, message, .. } => {
+                        // The winner may have arrived first: merging it
+                        // already discarded our pending commit.
+                        if let Err(e) = discard_pending(t.view.space_mut(), &self.provider) {
+                            return Step::Finished(Err(space_failure(e)));
+                        }
+                        self.changed = true;
+                        match code {
+                            RefusalCode::CommitConflict { current_epoch } => {
+                                c.attempt += 1;
+                                c.target = current_epoch;
+                                c.stage = CommitStage::Syncing(self.child(Op::Sync {
+                                    space: c.space,
+                                    request: None,
+                                }));
+                                Step::Moved
+                            }
+                            _ => Step::Finished(Err(Failure::new(Code::Refused, message))),
+                        }
+                    }
+                    _ => Step::Pending,
+                }
+            }
+            CommitStage::Recording(child) => match self.child_result(child) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    let epoch = self
+                        .spaces
+                        .get(&c.space)
+                        .map_or(0, |t| t.view.space().epoch());
+                    Step::Finished(Ok(Output::Epoch(epoch)))
+                }
+            },
+        }
+    }
+
+    /// Checks a directory listing against the keys pinned on first use.
+    fn pin(
+        &mut self,
+        user: &UserId,
+        listing: &api::UserListing,
+    ) -> Result<IdentityPublicKey, Failure> {
+        let protocol = |m: &str| Failure::new(Code::Protocol, m);
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&listing.identity_key, &mut key)
+            .map_err(|_| protocol("the listing's identity key is not 32 bytes of hex"))?;
+        let key = IdentityPublicKey(key);
+        let mut certificates = Vec::with_capacity(listing.devices.len());
+        for d in &listing.devices {
+            certificates.push(
+                hex::decode(&d.certificate)
+                    .map_err(|_| protocol("a listed certificate is not hex"))?,
+            );
+        }
+        // Trust on first use: a changed key is refused until people
+        // compare safety numbers.
+        self.contacts
+            .check_listing(user, key, &certificates)
+            .map_err(|e| Failure::new(Code::Identity, e.to_string()))?;
+        self.changed = true;
+        Ok(key)
+    }
+
+    /// The devices of `user` already in the space.
+    fn present(&self, space: SpaceId, user: &UserId) -> Vec<DeviceId> {
+        self.spaces
+            .get(&space)
+            .and_then(|t| t.view.space().members().ok())
+            .map(|roster| {
+                roster
+                    .into_iter()
+                    .filter(|m| m.user == *user)
+                    .map(|m| m.device)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn build_commit(&mut self, c: &mut CommitOp) -> Step {
+        if !self.online {
+            // Built when the connection is back: the log may move first.
+            c.stage = CommitStage::Syncing(self.child(Op::Sync {
+                space: c.space,
+                request: None,
+            }));
+            return Step::Moved;
+        }
+        let present: BTreeSet<DeviceId> = match &c.intent {
+            CommitIntent::Invite { user, .. } => self.present(c.space, user).into_iter().collect(),
+            _ => BTreeSet::new(),
+        };
+        let Some(t) = self.spaces.get_mut(&c.space) else {
+            return Step::Finished(Err(not_member(c.space)));
+        };
+        let log = t.view.log_position();
+        let epoch = t.view.space().epoch();
+        let (provider, device) = (&self.provider, &self.device);
+        let space = t.view.space_mut();
+        let staged: Result<PendingCommit, Failure> = match &c.intent {
+            CommitIntent::Invite { user, role } => {
+                let key_packages: Vec<Vec<u8>> = c
+                    .claimed
+                    .iter()
+                    .flatten()
+                    .filter(|(d, _)| !present.contains(d))
+                    .map(|(_, kp)| kp.clone())
+                    .collect();
+                if key_packages.is_empty() {
+                    return Step::Finished(Err(Failure::new(
+                        Code::NoKeyPackages,
+                        format!(
+                            "{user} has no device that could be added (all are members, or none has a KeyPackage left)"
+                        ),
+                    )));
+                }
+                let role = space
+                    .policy()
+                    .ok()
+                    .and_then(|p| p.role(user))
+                    .unwrap_or(*role);
+                let member = NewMember {
+                    user: user.clone(),
+                    identity_key: c.key.expect("looked up before"),
+                    role,
+                    key_packages,
+                };
+                space
+                    .add_members(provider, device, &[member], log)
+                    .map_err(space_failure)
+            }
+            CommitIntent::Remove { user } => space
+                .remove_user(provider, device, user, log)
+                .map_err(space_failure),
+            CommitIntent::SetRole { user, role } => space
+                .policy()
+                .and_then(|mut policy| {
+                    policy
+                        .members
+                        .get_mut(user)
+                        .ok_or(SpaceError::NoSuchMember)?
+                        .role = *role;
+                    space.change_policy(provider, device, policy, log)
+                })
+                .map_err(space_failure),
+        };
+        let pending = match staged {
+            Ok(p) => p,
+            Err(e) => return Step::Finished(Err(e)),
+        };
+        // Write-ahead: if the answer is lost, the commit found in the log
+        // is recognised as ours.
+        t.view.set_pending_commit(Some(pending.commit.clone()));
+        self.must_persist = true;
+        let item = AppendItem::Commit {
+            epoch,
+            commit: pending.commit,
+            welcome: pending.welcome,
+            aad: pending.aad.to_bytes(),
+        };
+        let request = self.append(c.space, item);
+        c.stage = CommitStage::Appending {
+            request,
+            epoch,
+            link: self.link,
+        };
+        Step::Moved
+    }
+}
+
+fn commit(space: SpaceId, intent: CommitIntent) -> Op {
+    Op::Commit(Box::new(CommitOp {
+        space,
+        intent,
+        stage: CommitStage::Start,
+        attempt: 0,
+        key: None,
+        claimed: None,
+        sent: None,
+        target: 0,
+    }))
+}
+
+fn discard_pending(space: &mut Space, provider: &MlsProvider) -> Result<(), SpaceError> {
+    match space.commit_rejected(provider) {
+        Ok(()) | Err(SpaceError::NoPendingCommit) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn not_member(space: SpaceId) -> Failure {
+    Failure::new(
+        Code::NotMember,
+        format!("this device is not in space {space}"),
+    )
+}
+
+fn space_failure(e: SpaceError) -> Failure {
+    Failure::new(Code::Space, e.to_string())
+}
+
+fn sign_in_failure(e: Failure) -> Failure {
+    if e.code == Code::Server {
+        Failure {
+            code: Code::SignIn,
+            ..e
+        }
+    } else {
+        e
+    }
+}
+
+fn could_not_follow(space: SpaceId, epoch: u64) -> Failure {
+    Failure::new(
+        Code::Contended,
+        format!("could not follow space {space} to epoch {epoch}; see the warnings"),
+    )
+}
