@@ -103,6 +103,12 @@ pub enum Received {
     Duplicate,
     /// A snapshot was loaded.
     Snapshot,
+    /// The changes were verified and wait to be applied
+    /// ([`Replica::receive_later`]).
+    Queued {
+        /// The signer.
+        device: DeviceId,
+    },
 }
 
 /// A [`Replica`] between runs (inside the device's encrypted state;
@@ -145,6 +151,9 @@ pub struct Replica {
     /// This device's changes from an earlier run that the server had not
     /// acknowledged ([`Self::adopt`]): sent with the next flush.
     carried: Vec<Carried>,
+    /// Changes were received with [`Self::receive_later`] and not applied
+    /// yet: the next look at the document applies them, in one batch.
+    unsettled: bool,
 }
 
 /// A change of this device carried over from an earlier run.
@@ -185,6 +194,7 @@ impl Replica {
             actors,
             pending: Vec::new(),
             carried: Vec::new(),
+            unsettled: false,
         }
     }
 
@@ -195,11 +205,13 @@ impl Replica {
 
     /// The Automerge document (read it with [`filing`] or [`crate::library`]).
     pub fn doc(&mut self) -> &mut AutoCommit {
+        self.settle();
         &mut self.doc
     }
 
     /// The document's heads, sorted: equal heads mean equal documents.
     pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.settle();
         let mut h = self.doc.get_heads();
         h.sort();
         h
@@ -212,6 +224,7 @@ impl Replica {
 
     /// This replica's own changes not in `since`'s history, in causal order.
     fn own_changes_since(&mut self, since: &[ChangeHash]) -> Vec<Vec<u8>> {
+        self.settle();
         self.doc.commit();
         // Most replicas were only read in this run: their actor has no
         // change, known without rebuilding the document's changes.
@@ -333,6 +346,7 @@ impl Replica {
     /// This device's changes the server has not acknowledged are kept apart
     /// (as by [`Self::unsent`]) and go out again with the next flush.
     pub fn save(&mut self) -> SavedReplica {
+        self.settle();
         let carried = self.unsent();
         let mut seen: Vec<(DeviceId, MessageId)> = self.seen.iter().copied().collect();
         seen.sort();
@@ -388,6 +402,7 @@ impl Replica {
             actors,
             pending,
             carried,
+            unsettled: true,
         })
     }
 
@@ -398,6 +413,7 @@ impl Replica {
         device: &Device,
         log_head: [u8; 32],
     ) -> Result<Vec<u8>, DocumentError> {
+        self.settle();
         self.doc.commit();
         let heads = self.heads().iter().map(|h| h.0).collect();
         let body = DocBody::Snapshot {
@@ -423,6 +439,31 @@ impl Replica {
         keyring: &KeyRing,
         envelope: &[u8],
         in_force: Option<u64>,
+    ) -> Result<Received, DocumentError> {
+        self.receive_inner(keyring, envelope, in_force, false)
+    }
+
+    /// Like [`Self::receive`], but the changes are applied at the next look
+    /// at the document ([`Self::doc`], [`Self::heads`], a flush, a save),
+    /// together with every change received meanwhile: Automerge applies a
+    /// batch in about the time of one change, so reading a long log this
+    /// way costs a fraction of applying its envelopes one by one. The
+    /// envelope is verified now, and refused now if it must be.
+    pub fn receive_later(
+        &mut self,
+        keyring: &KeyRing,
+        envelope: &[u8],
+        in_force: Option<u64>,
+    ) -> Result<Received, DocumentError> {
+        self.receive_inner(keyring, envelope, in_force, true)
+    }
+
+    fn receive_inner(
+        &mut self,
+        keyring: &KeyRing,
+        envelope: &[u8],
+        in_force: Option<u64>,
+        later: bool,
     ) -> Result<Received, DocumentError> {
         let opened = keyring.open(envelope, self.stream, in_force)?;
         let key = (opened.device, opened.header.message);
@@ -456,6 +497,13 @@ impl Replica {
                 self.carried.retain(|c| !arrived.contains(&c.hash));
                 self.seen.insert(key);
                 self.pending.extend(changes);
+                if later {
+                    self.unsettled = true;
+                    return Ok(Received::Queued {
+                        device: opened.device,
+                    });
+                }
+                self.settle();
                 let applied = self.apply_ready()?;
                 Ok(Received::Applied {
                     device: opened.device,
@@ -472,6 +520,7 @@ impl Replica {
                     return Err(DocumentError::SnapshotHeads);
                 }
                 self.seen.insert(key);
+                self.settle();
                 self.doc.merge(&mut loaded).map_err(am)?;
                 self.apply_ready()?;
                 Ok(Received::Snapshot)
@@ -490,6 +539,49 @@ impl Replica {
             .doc
             .get_missing_deps(std::slice::from_ref(hash))
             .contains(hash)
+    }
+
+    /// Applies the changes received with [`Self::receive_later`]. A batch
+    /// Automerge refuses (a member's change that reuses a sequence number
+    /// of its actor) is applied change by change instead, and the refused
+    /// changes are dropped.
+    fn settle(&mut self) {
+        if !std::mem::take(&mut self.unsettled) {
+            return;
+        }
+        let backup = self.pending.clone();
+        if self.apply_ready().is_ok() {
+            return;
+        }
+        self.pending = backup;
+        loop {
+            let ready: Vec<Change> = self
+                .pending
+                .iter()
+                .filter(|c| !self.holds_ref(&c.hash()))
+                .filter(|c| c.deps().iter().all(|d| self.holds_ref(d)))
+                .cloned()
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for change in ready {
+                let hash = change.hash();
+                if self.doc.apply_changes([change]).is_err() {
+                    self.pending.retain(|c| c.hash() != hash);
+                }
+            }
+            let doc = &mut self.doc;
+            self.pending.retain(|c| {
+                let h = c.hash();
+                doc.get_missing_deps(std::slice::from_ref(&h)).contains(&h)
+            });
+        }
+    }
+
+    /// [`Self::holds`] without the borrow of `self` as a whole.
+    fn holds_ref(&self, hash: &ChangeHash) -> bool {
+        self.doc.get_change_by_hash(hash).is_some()
     }
 
     /// Applies every buffered change whose dependencies are present or
@@ -838,6 +930,51 @@ mod tests {
             Some(roster),
         );
         ring
+    }
+
+    /// A batch of changes received with `receive_later` in which one member
+    /// reuses a sequence number of its actor for another change (which
+    /// Automerge refuses, and would refuse the whole batch for): the good
+    /// changes are all applied, only one of the two rival changes is.
+    #[test]
+    fn a_rival_change_in_a_batch_is_dropped_and_the_rest_applied() {
+        let (amina, bertrand) = (member("amina"), member("bertrand"));
+        let ring = ring(&[&amina, &bertrand]);
+        let stream = StreamId::random();
+        let mut a = Replica::new(stream, &amina);
+        filing::init(a.doc(), "Mémoire").unwrap();
+        let first = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        // Bertrand's replica, and a copy of it that reuses his actor.
+        let mut b = Replica::new(stream, &bertrand);
+        b.receive(&ring, &first, None).unwrap();
+        let mut rival = AutoCommit::load(&b.doc().save()).unwrap();
+        rival.set_actor(b.doc().get_actor().clone());
+        filing::splice(b.doc(), 0, 0, "Bonne ").unwrap();
+        let good = b.flush(&ring, &bertrand, [0; 32]).unwrap().unwrap();
+        filing::splice(&mut rival, 0, 0, "Rivale ").unwrap();
+        rival.commit();
+        let raw = rival.get_last_local_change().unwrap().raw_bytes().to_vec();
+        let body = DocBody::Changes(vec![raw]).encode();
+        let forged = ring
+            .seal(&bertrand, Kind::Change, stream, 9, [0; 32], &body)
+            .unwrap();
+        filing::splice(a.doc(), 0, 0, "Amina. ").unwrap();
+        let later = a.flush(&ring, &amina, [0; 32]).unwrap().unwrap();
+        let mut c = Replica::new(stream, &member("chloe"));
+        for e in [&first, &good, &forged, &later] {
+            assert!(matches!(
+                c.receive_later(&ring, e, None).unwrap(),
+                Received::Queued { .. }
+            ));
+        }
+        let text = filing::body(c.doc()).unwrap();
+        assert!(text.contains("Amina. "), "{text}");
+        assert_eq!(
+            text.contains("Bonne ") as u8 + text.contains("Rivale ") as u8,
+            1,
+            "{text}"
+        );
+        assert_eq!(c.pending(), 0);
     }
 
     /// A member re-signing another member's change under its own name is

@@ -503,7 +503,7 @@ impl SpaceView {
                     let replica = replicas
                         .entry(h.stream)
                         .or_insert_with(|| Replica::new(h.stream, device));
-                    match replica.receive(space.keyring(), &entry.payload, Some(in_force)) {
+                    match replica.receive_later(space.keyring(), &entry.payload, Some(in_force)) {
                         Ok(_) => out.streams.push(h.stream),
                         // Its epoch's key may come with a later record.
                         Err(DocumentError::Envelope(EnvelopeError::UnknownEpoch(_))) => {
@@ -558,7 +558,7 @@ impl SpaceView {
                 .entry(stream)
                 .or_insert_with(|| Replica::new(stream, device));
             if replica
-                .receive(space.keyring(), &payload, Some(in_force))
+                .receive_later(space.keyring(), &payload, Some(in_force))
                 .is_err()
             {
                 self.locked.push((stream, payload, in_force));

@@ -1,7 +1,9 @@
 //! Property: three members edit the same filing concurrently; whatever the
 //! order in which the envelopes arrive, and however often each is repeated,
-//! every replica ends with the same text and the same heads. Duplicates are
-//! dropped, changes whose dependencies are missing wait, nothing is lost.
+//! every replica ends with the same text and the same heads, whether each
+//! envelope is applied as it arrives or all in one batch at the end.
+//! Duplicates are dropped, changes whose dependencies are missing wait,
+//! nothing is lost.
 
 use amicus_core::StreamId;
 use amicus_core::document::{Received, Replica, filing};
@@ -77,7 +79,7 @@ proptest! {
             for &i in &order {
                 match r.receive(m.space.as_ref().unwrap().keyring(), &envelopes[i], None).unwrap() {
                     Received::Duplicate => dupes += 1,
-                    Received::Applied { .. } | Received::Snapshot => {}
+                    Received::Applied { .. } | Received::Snapshot | Received::Queued { .. } => {}
                 }
             }
             prop_assert!(dupes >= order.len() - envelopes.len());
@@ -87,8 +89,20 @@ proptest! {
         for &i in &order {
             fresh.receive(members[0].space.as_ref().unwrap().keyring(), &envelopes[i], None).unwrap();
         }
+        // One more receives everything in a batch applied at the end, as a
+        // device reading a long log does.
+        let mut batched = Replica::new(stream, &members[1].device);
+        let mut queued = 0;
+        for &i in &order {
+            match batched.receive_later(members[1].space.as_ref().unwrap().keyring(), &envelopes[i], None).unwrap() {
+                Received::Queued { .. } => queued += 1,
+                Received::Duplicate => {}
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+        prop_assert_eq!(queued, envelopes.len());
         let reference = (replicas[0].heads(), filing::body(replicas[0].doc()).unwrap());
-        for r in replicas.iter_mut().chain(std::iter::once(&mut fresh)) {
+        for r in replicas.iter_mut().chain([&mut fresh, &mut batched]) {
             prop_assert_eq!(&(r.heads(), filing::body(r.doc()).unwrap()), &reference);
             prop_assert_eq!(filing::title(r.doc()).unwrap(), "Requête en annulation");
             prop_assert_eq!(filing::threads(r.doc()).unwrap().len(), 1);
