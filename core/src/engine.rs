@@ -70,6 +70,10 @@ pub struct Config {
     pub reconnect_ms: (u64, u64),
     /// KeyPackages the device keeps in the directory (topped up below half).
     pub key_package_target: usize,
+    /// A member that finds no record of the current epoch in the log this
+    /// long after it first noticed writes it itself (its committer may have
+    /// stopped before writing it; ms).
+    pub record_grace_ms: u64,
     /// Operations fail as soon as the connection is lost or cannot be
     /// opened (a command-line client, whose user runs the command again),
     /// instead of waiting for it to come back (an app that stays open).
@@ -90,6 +94,7 @@ impl Default for Config {
             ping_ms: 30_000,
             reconnect_ms: (500, 30_000),
             key_package_target: 20,
+            record_grace_ms: 10_000,
             fail_offline: false,
         }
     }
@@ -354,8 +359,15 @@ enum CommitStage {
     Lookup(RequestId),
     Syncing(OpId),
     Claiming(RequestId),
-    Appending { request: u32, epoch: u64, link: u64 },
+    Appending {
+        request: u32,
+        epoch: u64,
+        link: u64,
+    },
     Recording(OpId),
+    /// The record of the epoch the commit leaves is not in the log yet:
+    /// written first, so that no epoch is left without one.
+    PreRecording(OpId),
 }
 
 #[derive(Debug)]
@@ -371,6 +383,8 @@ struct CommitOp {
     sent: Option<u64>,
     /// After a conflict: the epoch the space must be followed to.
     target: u64,
+    /// The missing record of the current epoch was written (once).
+    prerecorded: bool,
 }
 
 #[derive(Debug)]
@@ -472,6 +486,9 @@ pub struct Engine {
     finished: BTreeMap<OpId, Result<Output, Failure>>,
     /// Documents edited through [`Engine::edit`], and when they go out.
     due: BTreeMap<(SpaceId, StreamId), u64>,
+    /// Spaces whose log holds no record of their current epoch: the epoch,
+    /// and when this device writes it if nobody has by then.
+    unrecorded: BTreeMap<SpaceId, (u64, u64)>,
     transmit: VecDeque<ClientFrame>,
     requests: VecDeque<(RequestId, HttpRequest)>,
     events: VecDeque<Event>,
@@ -489,11 +506,16 @@ impl Engine {
     /// An engine for a device restored from its record (or new), with its
     /// session token if it has one.
     pub fn new(restored: Restored, token: Option<String>, config: Config) -> Self {
-        let spaces = restored
-            .spaces
-            .into_iter()
-            .map(|(id, view)| (id, Tracked::new(view)))
-            .collect();
+        let mut due = BTreeMap::new();
+        let mut spaces = BTreeMap::new();
+        for (id, mut view) in restored.spaces {
+            // Edits kept from the last run that the server had not
+            // acknowledged go out at the first flush interval.
+            for (stream, _) in view.unsent() {
+                due.insert((id, stream), config.flush_interval_ms);
+            }
+            spaces.insert(id, Tracked::new(view));
+        }
         Self {
             config,
             identity: restored.identity,
@@ -518,7 +540,8 @@ impl Engine {
             next_op: 0,
             ops: BTreeMap::new(),
             finished: BTreeMap::new(),
-            due: BTreeMap::new(),
+            due,
+            unrecorded: BTreeMap::new(),
             transmit: VecDeque::new(),
             requests: VecDeque::new(),
             events: VecDeque::new(),
@@ -558,6 +581,40 @@ impl Engine {
     pub fn set_token(&mut self, token: Option<String>) {
         self.token = token;
         self.changed = true;
+    }
+
+    /// A summary of the engine's state for diagnostics (no secret, no
+    /// content): connection, running operations, each space's subscription.
+    pub fn status(&self) -> String {
+        let ops: Vec<String> = self
+            .ops
+            .values()
+            .map(|r| format!("{:?}", r.op).chars().take(80).collect())
+            .collect();
+        let spaces: Vec<String> = self
+            .spaces
+            .iter()
+            .map(|(id, t)| {
+                format!(
+                    "{id}: read {} live {} wanted {} outstanding {:?} completed {} attempts {} failed {:?} retry {:?}",
+                    t.view.read_to(),
+                    t.live,
+                    t.wanted,
+                    t.outstanding,
+                    t.completed,
+                    t.attempts,
+                    t.failed.as_ref().map(|(r, f)| (r, f.code)),
+                    t.retry_at
+                )
+            })
+            .collect();
+        format!(
+            "now {} online {} token {} reconnect at {} ops {ops:?} spaces {spaces:?}",
+            self.now,
+            self.online,
+            self.token.is_some(),
+            self.reconnect_at
+        )
     }
 
     /// The spaces this device is in.
@@ -655,14 +712,15 @@ impl Engine {
 
     /// True when the driver should open the WebSocket now.
     pub fn wants_connection(&self) -> bool {
-        !self.online
-            && self.token.is_some()
-            && self.now >= self.reconnect_at
-            && (self
-                .ops
-                .values()
-                .any(|r| matches!(r.op, Op::Sync { .. } | Op::Flush { .. } | Op::Record { .. }))
-                || self.spaces.values().any(|t| t.wanted))
+        !self.online && self.token.is_some() && self.now >= self.reconnect_at && self.needs_link()
+    }
+
+    /// Some operation or subscription needs the WebSocket.
+    fn needs_link(&self) -> bool {
+        self.ops
+            .values()
+            .any(|r| matches!(r.op, Op::Sync { .. } | Op::Flush { .. } | Op::Record { .. }))
+            || self.spaces.values().any(|t| t.wanted)
     }
 
     /// When to call [`Self::handle_timeout`] next.
@@ -687,9 +745,13 @@ impl Engine {
         for due in self.due.values() {
             consider(*due);
         }
+        for (_, at) in self.unrecorded.values() {
+            consider(*at);
+        }
         if self.online {
             consider(self.last_sent + self.config.ping_ms);
-        } else if self.token.is_some() && self.reconnect_at > self.now {
+        } else if self.reconnect_at > self.now && self.needs_link() {
+            // Time to reconnect, or to sign in again first.
             consider(self.reconnect_at);
         }
         at
@@ -880,7 +942,48 @@ impl Engine {
             };
             self.spawn(op, false, true);
         }
+        self.check_records();
         self.drive();
+    }
+
+    /// Notes spaces whose log, read to its end, holds no record of their
+    /// current epoch, and writes the record once the grace period passed.
+    fn check_records(&mut self) {
+        let ids: Vec<SpaceId> = self.spaces.keys().copied().collect();
+        for id in ids {
+            let t = &self.spaces[&id];
+            let (view, epoch) = (&t.view, t.view.space().epoch());
+            let usable =
+                t.live && !view.is_removed() && view.broken().is_none() && view.can_record();
+            if !usable || view.has_record(epoch) {
+                self.unrecorded.remove(&id);
+                continue;
+            }
+            match self.unrecorded.get(&id) {
+                Some((e, at)) if *e == epoch => {
+                    if self.now >= *at {
+                        let writing =
+                            self.busy(|op| matches!(op, Op::Record { space, .. } if *space == id));
+                        if !writing {
+                            self.spawn(
+                                Op::Record {
+                                    space: id,
+                                    sent: None,
+                                },
+                                false,
+                                true,
+                            );
+                        }
+                        let again = self.now + self.config.record_grace_ms;
+                        self.unrecorded.insert(id, (epoch, again));
+                    }
+                }
+                _ => {
+                    let at = self.now + self.config.record_grace_ms;
+                    self.unrecorded.insert(id, (epoch, at));
+                }
+            }
+        }
     }
 
     /// Ends every operation that needs the connection (see
@@ -1023,6 +1126,7 @@ impl Engine {
                 } else {
                     t.live = true;
                     t.gap = None;
+                    self.check_records();
                 }
             }
         } else if t.outstanding.is_empty() {
@@ -1229,10 +1333,27 @@ impl Engine {
                 break;
             }
         }
+        // The connection needs a session this device no longer has (it
+        // expired, or signing in failed): sign in again, with back-off.
+        let signing_in = self.busy(|op| matches!(op, Op::SignIn { .. }));
+        if !self.online
+            && self.token.is_none()
+            && !signing_in
+            && self.now >= self.reconnect_at
+            && self.needs_link()
+        {
+            self.ensure_sign_in();
+            self.drive();
+        }
     }
 
     fn finish(&mut self, id: OpId, running: &Running, result: Result<Output, Failure>) {
         if let Op::SignIn { .. } = running.op {
+            if result.is_err() {
+                let (first, ceiling) = self.config.reconnect_ms;
+                self.reconnect_delay = (self.reconnect_delay * 2).clamp(first, ceiling);
+                self.reconnect_at = self.now + self.reconnect_delay;
+            }
             let parked = std::mem::take(&mut self.parked);
             for r in parked {
                 match (&result, self.inflight.get(&r)) {
@@ -1648,13 +1769,20 @@ impl Engine {
         }
         match *stage {
             FlushStage::Ready => {
-                if !self.online {
+                if !self.online || self.busy(|op| matches!(op, Op::Flush { space: s, stream: t, stage, .. } if (*s, *t) == (space, stream) && !matches!(stage, FlushStage::Ready)))
+                {
+                    // One flush of a document at a time: a refused flush
+                    // gives its changes back to the next one.
                     return Step::Pending;
                 }
                 let device = &self.device;
                 let Some(t) = self.spaces.get_mut(&space) else {
                     return Step::Finished(Err(not_member(space)));
                 };
+                if t.view.existing_replica(stream).is_none() {
+                    // Nothing was written to a document this device has not.
+                    return Step::Finished(Ok(Output::Done));
+                }
                 match t.view.flush(stream, device) {
                     Err(e) => Step::Finished(Err(Failure::new(Code::Document, e.to_string()))),
                     Ok(None) => Step::Finished(Ok(Output::Done)),
@@ -1740,6 +1868,12 @@ impl Engine {
         }
     }
 
+    /// Whether another running operation matches (the one being advanced
+    /// is out of the table meanwhile).
+    fn busy(&self, matches: impl Fn(&Op) -> bool) -> bool {
+        self.ops.values().any(|r| matches(&r.op))
+    }
+
     fn replica(&mut self, space: SpaceId, stream: StreamId) -> Option<&mut Replica> {
         self.spaces.get_mut(&space)?.view.existing_replica(stream)
     }
@@ -1761,6 +1895,15 @@ impl Engine {
             )));
         }
         match c.stage {
+            CommitStage::Start
+                if self.busy(|op| {
+                    matches!(op, Op::Commit(o) if o.space == c.space && !matches!(o.stage, CommitStage::Start))
+                }) =>
+            {
+                // One commit of a space at a time: the MLS group holds one
+                // pending commit.
+                Step::Pending
+            }
             CommitStage::Start => {
                 if let (CommitIntent::Invite { user, .. }, None) = (&c.intent, c.key) {
                     let path = format!("/v1/users/{user}");
@@ -1823,6 +1966,17 @@ impl Engine {
                 t.view.set_pending_commit(None);
                 if let Err(e) = discard_pending(t.view.space_mut(), &self.provider) {
                     return Step::Finished(Err(space_failure(e)));
+                }
+                if !c.prerecorded
+                    && !t.view.has_record(t.view.space().epoch())
+                    && t.view.can_record()
+                {
+                    c.prerecorded = true;
+                    c.stage = CommitStage::PreRecording(self.child(Op::Record {
+                        space: c.space,
+                        sent: None,
+                    }));
+                    return Step::Moved;
                 }
                 if let (CommitIntent::Invite { user, .. }, None) = (&c.intent, &c.claimed) {
                     let except = self.present(c.space, user);
@@ -1920,6 +2074,18 @@ impl Engine {
                     _ => Step::Pending,
                 }
             }
+            CommitStage::PreRecording(child) => match self.child_result(child) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    // Read it back (and anything else new) before building.
+                    c.stage = CommitStage::Syncing(self.child(Op::Sync {
+                        space: c.space,
+                        request: None,
+                    }));
+                    Step::Moved
+                }
+            },
             CommitStage::Recording(child) => match self.child_result(child) {
                 None => Step::Pending,
                 Some(Err(e)) => Step::Finished(Err(e)),
@@ -2077,6 +2243,7 @@ fn commit(space: SpaceId, intent: CommitIntent) -> Op {
         claimed: None,
         sent: None,
         target: 0,
+        prerecorded: false,
     }))
 }
 

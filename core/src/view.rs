@@ -53,8 +53,8 @@ impl Drop for SavedView {
 
 /// What a [`SpaceView`] built from the entries it read (field order is the
 /// format): the epoch in force after them, the chained hash of each, the
-/// documents, the epoch records not ingested yet and the envelopes that
-/// wait for their epoch's key.
+/// documents, the epoch records not ingested yet, the envelopes that wait
+/// for their epoch's key, and the epochs whose record the log holds.
 #[derive(Serialize, Deserialize)]
 pub struct ViewCache {
     in_force: u64,
@@ -62,6 +62,7 @@ pub struct ViewCache {
     replicas: Vec<SavedReplica>,
     records: Vec<Vec<u8>>,
     locked: Vec<(StreamId, Vec<u8>, u64)>,
+    recorded: Vec<u64>,
 }
 
 impl Drop for ViewCache {
@@ -124,6 +125,8 @@ pub struct SpaceView {
     /// The chained hash of every entry read so far, by sequence number.
     hashes: Vec<[u8; 32]>,
     locked: Vec<(StreamId, Vec<u8>, u64)>,
+    /// The epochs whose record the log holds.
+    recorded: std::collections::BTreeSet<u64>,
     broken: Option<String>,
 }
 
@@ -169,6 +172,7 @@ impl SpaceView {
             records: Vec::new(),
             hashes: Vec::new(),
             locked: Vec::new(),
+            recorded: Default::default(),
             broken: None,
         }
     }
@@ -204,6 +208,7 @@ impl SpaceView {
             view.hashes = cache.hashes.clone();
             view.records = cache.records.clone();
             view.locked = cache.locked.clone();
+            view.recorded = cache.recorded.iter().copied().collect();
         }
         Ok(view)
     }
@@ -224,6 +229,7 @@ impl SpaceView {
                     .collect(),
                 records: self.records.clone(),
                 locked: self.locked.clone(),
+                recorded: self.recorded.iter().copied().collect(),
             }
         });
         SavedView {
@@ -286,6 +292,25 @@ impl SpaceView {
     /// derive).
     pub fn unreadable(&self) -> usize {
         self.locked.len()
+    }
+
+    /// Whether the log read so far holds a complete record of `epoch`
+    /// (written by its committer, or by another member when the committer
+    /// did not): one this device could open, handing on the previous
+    /// epoch's secret under history `full`.
+    pub fn has_record(&self, epoch: u64) -> bool {
+        self.recorded.contains(&epoch)
+    }
+
+    /// Whether this device can write a complete record of the current
+    /// epoch: under history `full` it needs the previous epoch's secret.
+    pub fn can_record(&self) -> bool {
+        let epoch = self.space.epoch();
+        let full = self
+            .space
+            .policy()
+            .is_ok_and(|p| p.history == crate::space::HistoryPolicy::Full);
+        epoch == 0 || !full || self.space.keyring().secret(epoch - 1).is_some()
     }
 
     /// The commit sent and not answered yet, if any.
@@ -539,9 +564,20 @@ impl SpaceView {
         loop {
             let before = self.records.len();
             let records = std::mem::take(&mut self.records);
+            let full = self
+                .space
+                .policy()
+                .is_ok_and(|p| p.history == crate::space::HistoryPolicy::Full);
             for r in records {
-                if self.space.ingest_epoch_record(&r).is_err() {
-                    self.records.push(r);
+                match self.space.ingest_epoch_record(&r) {
+                    // A record counts if it hands on what it must: under
+                    // `full`, the previous epoch's secret.
+                    Ok(record) => {
+                        if record.previous.is_some() || record.epoch == 0 || !full {
+                            self.recorded.insert(record.epoch);
+                        }
+                    }
+                    Err(_) => self.records.push(r),
                 }
             }
             if self.records.len() == before {

@@ -16,7 +16,7 @@ use amicus_core::wire::{
     AppendItem, EntryKind, LogEntry, MlsContent, RefusalCode, ServerFrame, inspect_mls,
     is_mls_welcome,
 };
-use amicus_core::{DeviceId, SpaceId};
+use amicus_core::{DeviceId, SpaceId, UserId};
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::Limits;
@@ -237,8 +237,8 @@ impl Relay {
     }
 
     /// Appends an item to a space log (see `docs/PROTOCOL.md` §12.5): checks
-    /// membership and the clear framing, arbitrates commits, makes the entry
-    /// durable, then fans it out.
+    /// membership and the clear framing, arbitrates commits ([`decide`]),
+    /// makes the entry durable, then fans it out.
     pub async fn append(
         &self,
         state: &AppState,
@@ -252,171 +252,32 @@ impl Relay {
         let _guard = lock.lock().await;
         let mut space = load(state, space_id)?;
         member(&space, caller)?;
-        let stale = |what: &str| {
-            refuse(
-                RefusalCode::StaleEpoch {
-                    current_epoch: space.epoch,
-                },
-                format!(
-                    "{what} is for another epoch; the space is in epoch {}",
-                    space.epoch
-                ),
-            )
+        let registered = |device: DeviceId, user: &UserId| {
+            state
+                .store
+                .device(device)
+                .map_err(internal)
+                .map(|d| d.is_some_and(|d| &d.certificate.user == user))
         };
-        let mut welcome_to: Vec<DeviceId> = Vec::new();
-        let mut welcome_body: Option<Vec<u8>> = None;
-        let mut removed = Vec::new();
-        let (kind, payload) = match item {
-            AppendItem::Commit {
-                epoch,
-                commit,
-                welcome,
-                aad,
-            } => {
-                let framing = inspect_mls(&commit)
-                    .map_err(|_| malformed("the commit is not an MLS PrivateMessage"))?;
-                if framing.group != space_id.0 || framing.content != MlsContent::Commit {
-                    return Err(malformed("the commit is not a commit of this space"));
-                }
-                if framing.epoch != epoch || framing.aad != aad {
-                    return Err(malformed(
-                        "the commit's epoch or authenticated data differs from the append's",
-                    ));
-                }
-                let parsed = CommitAad::from_bytes(&aad)
-                    .map_err(|_| malformed("the commit's authenticated data is malformed"))?;
-                if epoch != space.epoch {
-                    state
-                        .metrics
-                        .commit_conflicts
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(refuse(
-                        RefusalCode::CommitConflict {
-                            current_epoch: space.epoch,
-                        },
-                        format!(
-                            "another commit took epoch {epoch}; the space is in epoch {}: process it and re-apply your change",
-                            space.epoch
-                        ),
-                    ));
-                }
-                if parsed.roster_change.len() > MAX_ADDS_PER_COMMIT * 2
-                    || !parsed.roster_change.windows(2).all(|w| w[0] < w[1])
-                {
-                    return Err(malformed(
-                        "a commit's roster change is sorted, without repeats, and at most 2,000 devices long",
-                    ));
-                }
-                let mut adds = Vec::new();
-                for change in &parsed.roster_change {
-                    match change {
-                        RosterChange::Add { user, device } => {
-                            let known = state
-                                .store
-                                .device(*device)
-                                .map_err(internal)?
-                                .is_some_and(|d| &d.certificate.user == user);
-                            if !known {
-                                return Err(malformed(format!(
-                                    "the commit adds device {device}, which is not a registered device of {user}"
-                                )));
-                            }
-                            adds.push((*device, user.clone()));
-                        }
-                        RosterChange::Remove { device } => removed.push(*device),
-                    }
-                }
-                if adds.len() > MAX_ADDS_PER_COMMIT {
-                    return Err(malformed("at most 1,000 devices are added per commit"));
-                }
-                match (&welcome, adds.is_empty()) {
-                    (Some(w), false) if is_mls_welcome(w) => {}
-                    (None, true) => {}
-                    _ => {
-                        return Err(malformed(
-                            "a commit that adds devices carries one MLS Welcome, and only then",
-                        ));
-                    }
-                }
-                for d in &removed {
-                    space.roster.remove(d);
-                }
-                for (d, u) in &adds {
-                    space.roster.insert(*d, u.clone());
-                }
-                if space.roster.is_empty() {
-                    return Err(malformed(
-                        "a commit may not remove every device of the space",
-                    ));
-                }
-                // A device's queue is bounded: past the limit, the device
-                // must drain its Welcomes before it can be added elsewhere.
-                for (d, _) in &adds {
-                    if state.store.welcome_count(*d).map_err(internal)? < MAX_QUEUED_WELCOMES {
-                        welcome_to.push(*d);
-                    }
-                }
-                welcome_body = welcome;
-                (EntryKind::Commit, commit)
-            }
-            AppendItem::Envelope(bytes) => {
-                let header = Header::parse(&bytes)
-                    .map_err(|_| malformed("the envelope's header does not parse"))?;
-                if header.space != space_id {
-                    return Err(malformed("the envelope belongs to another space"));
-                }
-                // Content must be sealed under the current epoch's key. An
-                // epoch record may come late (another commit can follow the
-                // one it describes before the committer writes it); members
-                // open records without an epoch-in-force check.
-                let in_time = match header.kind {
-                    Kind::EpochRecord => header.epoch <= space.epoch,
-                    Kind::Change | Kind::Snapshot => header.epoch == space.epoch,
-                };
-                if !in_time {
-                    return Err(stale("the envelope"));
-                }
-                if header.kind == Kind::Snapshot
-                    && (space.snapshots.len() < MAX_SNAPSHOT_STREAMS
-                        || space.snapshots.contains_key(&header.stream.0))
-                {
-                    space.snapshots.insert(header.stream.0, space.next_seq);
-                }
-                (EntryKind::Envelope, bytes)
-            }
-            AppendItem::Proposal(bytes) => {
-                let framing = inspect_mls(&bytes)
-                    .map_err(|_| malformed("the proposal is not an MLS PrivateMessage"))?;
-                if framing.group != space_id.0 || framing.content != MlsContent::Proposal {
-                    return Err(malformed("not a proposal of this space"));
-                }
-                if framing.epoch != space.epoch {
-                    return Err(stale("the proposal"));
-                }
-                (EntryKind::Proposal, bytes)
-            }
-            AppendItem::Application(bytes) => {
-                if bytes.len() > MAX_APPLICATION_MESSAGE {
-                    return Err(refuse(
-                        RefusalCode::TooLarge,
-                        "an application message (presence, cursors) holds at most 64 KiB",
-                    ));
-                }
-                let framing = inspect_mls(&bytes).map_err(|_| {
-                    malformed("the application message is not an MLS PrivateMessage")
-                })?;
-                if framing.group != space_id.0 || framing.content != MlsContent::Application {
-                    return Err(malformed("not an application message of this space"));
-                }
-                if framing.epoch != space.epoch {
-                    return Err(stale("the application message"));
-                }
+        let decision = decide(&mut space, item, registered);
+        if let Err(Refusal {
+            code: RefusalCode::CommitConflict { .. },
+            ..
+        }) = &decision
+        {
+            state
+                .metrics
+                .commit_conflicts
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let (entry, welcome_body, adds, removed) = match decision? {
+            Decision::Relay(message) => {
                 self.fan_out(
                     state,
                     space_id,
                     &ServerFrame::Application {
                         space: space_id,
-                        message: bytes,
+                        message,
                     },
                     from,
                 );
@@ -425,19 +286,20 @@ impl Relay {
                     head: space.head,
                 });
             }
+            Decision::Log {
+                entry,
+                welcome,
+                adds,
+                removed,
+            } => (entry, welcome, adds, removed),
         };
-        let entry = LogEntry {
-            seq: space.next_seq,
-            prev: space.head,
-            kind,
-            epoch: space.epoch,
-            payload,
-        };
-        let hash = entry.hash();
-        space.next_seq += 1;
-        space.head = hash;
-        if kind == EntryKind::Commit {
-            space.epoch += 1;
+        // A device's queue is bounded: past the limit, the device must
+        // drain its Welcomes before it can be added elsewhere.
+        let mut welcome_to = Vec::new();
+        for d in adds {
+            if state.store.welcome_count(d).map_err(internal)? < MAX_QUEUED_WELCOMES {
+                welcome_to.push(d);
+            }
         }
         let store = state.store.clone();
         let (entry, welcome_body, welcome_to) = tokio::task::spawn_blocking(move || {
@@ -453,7 +315,7 @@ impl Relay {
         .map_err(|_| internal(StoreError::Database("append task failed".into())))?
         .map_err(internal)?;
         state.metrics.appends.fetch_add(1, Ordering::Relaxed);
-        let seq = entry.seq;
+        let (seq, hash) = (entry.seq, entry.hash());
         self.fan_out(
             state,
             space_id,
@@ -477,6 +339,201 @@ impl Relay {
         }
         Ok(Appended::Logged { seq, hash })
     }
+}
+
+/// What an accepted append does.
+pub enum Decision {
+    /// A new log entry; the space record has advanced past it.
+    Log {
+        /// The entry.
+        entry: LogEntry,
+        /// The Welcome of a commit that adds devices.
+        welcome: Option<Vec<u8>>,
+        /// The devices the commit adds (they get the Welcome).
+        adds: Vec<DeviceId>,
+        /// The devices the commit removes (they are no longer served).
+        removed: Vec<DeviceId>,
+    },
+    /// An application message to relay live (never stored).
+    Relay(Vec<u8>),
+}
+
+/// The relay's decision on one append to a confidential space, without
+/// lock, store or socket: the server calls it under the space's lock and
+/// makes the result durable; the whole-system simulation's model relay
+/// calls it too. `registered` says whether a device is a registered device
+/// of a user. On success `space` has advanced (position, head, epoch,
+/// delivery roster, snapshot positions); on a refusal it is unchanged.
+pub fn decide(
+    space_record: &mut SpaceRecord,
+    item: AppendItem,
+    registered: impl Fn(DeviceId, &UserId) -> Result<bool, Refusal>,
+) -> Result<Decision, Refusal> {
+    let mut space = space_record.clone();
+    let space_id = space.id;
+    let stale = |what: &str, epoch: u64| {
+        refuse(
+            RefusalCode::StaleEpoch {
+                current_epoch: epoch,
+            },
+            format!("{what} is for another epoch; the space is in epoch {epoch}"),
+        )
+    };
+    let mut welcome_body: Option<Vec<u8>> = None;
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    let (kind, payload) = match item {
+        AppendItem::Commit {
+            epoch,
+            commit,
+            welcome,
+            aad,
+        } => {
+            let framing = inspect_mls(&commit)
+                .map_err(|_| malformed("the commit is not an MLS PrivateMessage"))?;
+            if framing.group != space_id.0 || framing.content != MlsContent::Commit {
+                return Err(malformed("the commit is not a commit of this space"));
+            }
+            if framing.epoch != epoch || framing.aad != aad {
+                return Err(malformed(
+                    "the commit's epoch or authenticated data differs from the append's",
+                ));
+            }
+            let parsed = CommitAad::from_bytes(&aad)
+                .map_err(|_| malformed("the commit's authenticated data is malformed"))?;
+            if epoch != space.epoch {
+                return Err(refuse(
+                    RefusalCode::CommitConflict {
+                        current_epoch: space.epoch,
+                    },
+                    format!(
+                        "another commit took epoch {epoch}; the space is in epoch {}: process it and re-apply your change",
+                        space.epoch
+                    ),
+                ));
+            }
+            if parsed.roster_change.len() > MAX_ADDS_PER_COMMIT * 2
+                || !parsed.roster_change.windows(2).all(|w| w[0] < w[1])
+            {
+                return Err(malformed(
+                    "a commit's roster change is sorted, without repeats, and at most 2,000 devices long",
+                ));
+            }
+            let mut adds = Vec::new();
+            for change in &parsed.roster_change {
+                match change {
+                    RosterChange::Add { user, device } => {
+                        let known = registered(*device, user)?;
+                        if !known {
+                            return Err(malformed(format!(
+                                "the commit adds device {device}, which is not a registered device of {user}"
+                            )));
+                        }
+                        adds.push((*device, user.clone()));
+                    }
+                    RosterChange::Remove { device } => removed.push(*device),
+                }
+            }
+            if adds.len() > MAX_ADDS_PER_COMMIT {
+                return Err(malformed("at most 1,000 devices are added per commit"));
+            }
+            match (&welcome, adds.is_empty()) {
+                (Some(w), false) if is_mls_welcome(w) => {}
+                (None, true) => {}
+                _ => {
+                    return Err(malformed(
+                        "a commit that adds devices carries one MLS Welcome, and only then",
+                    ));
+                }
+            }
+            for d in &removed {
+                space.roster.remove(d);
+            }
+            for (d, u) in &adds {
+                space.roster.insert(*d, u.clone());
+            }
+            if space.roster.is_empty() {
+                return Err(malformed(
+                    "a commit may not remove every device of the space",
+                ));
+            }
+            added = adds.iter().map(|(d, _)| *d).collect();
+            welcome_body = welcome;
+            (EntryKind::Commit, commit)
+        }
+        AppendItem::Envelope(bytes) => {
+            let header = Header::parse(&bytes)
+                .map_err(|_| malformed("the envelope's header does not parse"))?;
+            if header.space != space_id {
+                return Err(malformed("the envelope belongs to another space"));
+            }
+            // Content must be sealed under the current epoch's key. An
+            // epoch record may come late (another commit can follow the
+            // one it describes before the committer writes it); members
+            // open records without an epoch-in-force check.
+            let in_time = match header.kind {
+                Kind::EpochRecord => header.epoch <= space.epoch,
+                Kind::Change | Kind::Snapshot => header.epoch == space.epoch,
+            };
+            if !in_time {
+                return Err(stale("the envelope", space.epoch));
+            }
+            if header.kind == Kind::Snapshot
+                && (space.snapshots.len() < MAX_SNAPSHOT_STREAMS
+                    || space.snapshots.contains_key(&header.stream.0))
+            {
+                space.snapshots.insert(header.stream.0, space.next_seq);
+            }
+            (EntryKind::Envelope, bytes)
+        }
+        AppendItem::Proposal(bytes) => {
+            let framing = inspect_mls(&bytes)
+                .map_err(|_| malformed("the proposal is not an MLS PrivateMessage"))?;
+            if framing.group != space_id.0 || framing.content != MlsContent::Proposal {
+                return Err(malformed("not a proposal of this space"));
+            }
+            if framing.epoch != space.epoch {
+                return Err(stale("the proposal", space.epoch));
+            }
+            (EntryKind::Proposal, bytes)
+        }
+        AppendItem::Application(bytes) => {
+            if bytes.len() > MAX_APPLICATION_MESSAGE {
+                return Err(refuse(
+                    RefusalCode::TooLarge,
+                    "an application message (presence, cursors) holds at most 64 KiB",
+                ));
+            }
+            let framing = inspect_mls(&bytes)
+                .map_err(|_| malformed("the application message is not an MLS PrivateMessage"))?;
+            if framing.group != space_id.0 || framing.content != MlsContent::Application {
+                return Err(malformed("not an application message of this space"));
+            }
+            if framing.epoch != space.epoch {
+                return Err(stale("the application message", space.epoch));
+            }
+            return Ok(Decision::Relay(bytes));
+        }
+    };
+    let entry = LogEntry {
+        seq: space.next_seq,
+        prev: space.head,
+        kind,
+        epoch: space.epoch,
+        payload,
+    };
+    space.next_seq += 1;
+    space.head = entry.hash();
+    if kind == EntryKind::Commit {
+        space.epoch += 1;
+    }
+    *space_record = space;
+    Ok(Decision::Log {
+        entry,
+        welcome: welcome_body,
+        adds: added,
+        removed,
+    })
 }
 
 fn malformed(message: impl Into<String>) -> Refusal {
