@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use amicus_core::api::{
+    Challenge, ChallengeRequest, Claim, Claimed, ClaimedKeyPackage, Count, KeyPackages,
+    ListedDevice, QueuedWelcome, Session, SignIn, UserListing, Welcomes,
+};
 use amicus_core::identity::{DeviceCertificate, Statement, verify_statement};
 use amicus_core::{DeviceId, MlsProvider, SpaceId, UserId};
 use axum::Json;
@@ -198,26 +202,18 @@ pub async fn invite(
     Ok(Json(json!({ "code": code, "expires_in_days": days })))
 }
 
-/// Body of `POST /v1/challenge`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChallengeRequest {
-    /// The device (hex).
-    pub device: String,
-}
-
 /// `POST /v1/challenge`: a random challenge for a device to sign.
 pub async fn challenge(
     State(state): S,
     j: ApiJson<ChallengeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Challenge>, ApiError> {
     let device = device_id(&body(j)?.device)?;
     if state.store.device(device)?.is_none() {
         return Err(ApiError::NotFound("no such device; register first".into()));
     }
-    Ok(Json(
-        json!({ "challenge": hex::encode(state.challenge(device)) }),
-    ))
+    Ok(Json(Challenge {
+        challenge: hex::encode(state.challenge(device)),
+    }))
 }
 
 /// Body of `POST /v1/pairing`.
@@ -345,20 +341,8 @@ pub async fn pairing_answer(
     Ok(Json(json!({ "answer": answer.map(hex::encode) })))
 }
 
-/// Body of `POST /v1/session`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignIn {
-    /// The device (hex).
-    pub device: String,
-    /// The challenge (hex).
-    pub challenge: String,
-    /// Ed25519 signature by the device key over the challenge, statement `SignIn` (hex).
-    pub signature: String,
-}
-
 /// `POST /v1/session`: answers a challenge and receives a session token.
-pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Value>, ApiError> {
+pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Session>, ApiError> {
     let req = body(j)?;
     let device = device_id(&req.device)?;
     let challenge: [u8; 32] = bytes_hex("challenge", &req.challenge)?;
@@ -393,9 +377,11 @@ pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Value>,
         },
     )?;
     tracing::info!(user = %record.certificate.user, device = %device, "signed in");
-    Ok(Json(
-        json!({ "token": token, "expires": expires, "user": record.certificate.user.as_str() }),
-    ))
+    Ok(Json(Session {
+        token,
+        expires,
+        user: record.certificate.user.to_string(),
+    }))
 }
 
 /// Body of `POST /v1/devices`.
@@ -570,39 +556,32 @@ pub async fn user(
     State(state): S,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserListing>, ApiError> {
     caller(&state, &headers)?;
     let name = user_id(&name)?;
     let user = state
         .store
         .user(&name)?
         .ok_or_else(|| ApiError::NotFound(format!("no user {name}")))?;
-    let devices: Vec<Value> = state
+    let devices: Vec<ListedDevice> = state
         .store
         .devices(&name)?
         .into_iter()
-        .map(|d| {
-            json!({
-                "device": d.certificate.device.to_hex(),
-                "certificate": hex::encode(postcard::to_allocvec(&d.certificate).unwrap_or_default()),
-                "key_packages": state.store.key_package_count(d.certificate.device).unwrap_or(0),
-            })
+        .map(|d| ListedDevice {
+            device: d.certificate.device.to_hex(),
+            certificate: hex::encode(postcard::to_allocvec(&d.certificate).unwrap_or_default()),
+            key_packages: state
+                .store
+                .key_package_count(d.certificate.device)
+                .unwrap_or(0) as u64,
         })
         .collect();
-    Ok(Json(json!({
-        "user": name.as_str(),
-        "identity_key": hex::encode(user.identity_key.0),
-        "safety_number": user.identity_key.safety_number(&name),
-        "devices": devices,
-    })))
-}
-
-/// Body of `POST /v1/key-packages`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyPackages {
-    /// Encoded KeyPackages (hex), each an MLS message.
-    pub key_packages: Vec<String>,
+    Ok(Json(UserListing {
+        user: name.to_string(),
+        identity_key: hex::encode(user.identity_key.0),
+        safety_number: user.identity_key.safety_number(&name),
+        devices,
+    }))
 }
 
 /// `POST /v1/key-packages`: uploads a batch of the caller device's KeyPackages.
@@ -610,7 +589,7 @@ pub async fn upload_key_packages(
     State(state): S,
     headers: HeaderMap,
     j: ApiJson<KeyPackages>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Count>, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let req = body(j)?;
@@ -653,16 +632,9 @@ pub async fn upload_key_packages(
         kps.push(bytes);
     }
     let count = state.store.add_key_packages(who.device, &kps)?;
-    Ok(Json(json!({ "count": count })))
-}
-
-/// Body of `POST /v1/users/{user}/key-packages/claim`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Claim {
-    /// Devices (hex) already in the space: no KeyPackage is taken for them.
-    #[serde(default)]
-    pub except: Vec<String>,
+    Ok(Json(Count {
+        count: count as u64,
+    }))
 }
 
 /// `POST /v1/users/{user}/key-packages/claim`: one KeyPackage per device of
@@ -672,7 +644,7 @@ pub async fn claim_key_packages(
     headers: HeaderMap,
     Path(name): Path<String>,
     j: ApiJson<Claim>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Claimed>, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let except = body(j)?.except;
@@ -693,13 +665,17 @@ pub async fn claim_key_packages(
             continue;
         }
         match state.store.take_key_package(id)? {
-            Some(kp) => {
-                found.push(json!({ "device": id.to_hex(), "key_package": hex::encode(kp) }))
-            }
+            Some(kp) => found.push(ClaimedKeyPackage {
+                device: id.to_hex(),
+                key_package: hex::encode(kp),
+            }),
             None => missing.push(id.to_hex()),
         }
     }
-    Ok(Json(json!({ "key_packages": found, "missing": missing })))
+    Ok(Json(Claimed {
+        key_packages: found,
+        missing,
+    }))
 }
 
 /// Body of `POST /v1/spaces`.
@@ -883,15 +859,19 @@ pub async fn set_role(
 }
 
 /// `GET /v1/welcomes`: Welcomes queued for this device.
-pub async fn welcomes(State(state): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn welcomes(State(state): S, headers: HeaderMap) -> Result<Json<Welcomes>, ApiError> {
     let who = caller(&state, &headers)?;
-    let list: Vec<Value> = state
+    let welcomes = state
         .store
         .welcomes(who.device, 50)?
         .into_iter()
-        .map(|(id, space, w)| json!({ "id": id, "space": space.to_hex(), "welcome": hex::encode(w) }))
+        .map(|(id, space, w)| QueuedWelcome {
+            id,
+            space: space.to_hex(),
+            welcome: hex::encode(w),
+        })
         .collect();
-    Ok(Json(json!({ "welcomes": list })))
+    Ok(Json(Welcomes { welcomes }))
 }
 
 /// `DELETE /v1/welcomes/{id}`: the device processed a Welcome.

@@ -7,6 +7,10 @@
 //! `wasm-bindgen-cli-support`, then the static files) into `<target>/web`.
 //! `cargo xtask bench [--quick] [NAME...]`: run the benchmarks of
 //! `benches/` and write `BENCHMARKS.md` from their sections.
+//! `cargo xtask simulate [--seeds N] [--first N] [--seed N]`: run the
+//! whole-system simulation (`tests/tests/simulation`) over N seeds from
+//! `--first` (2,000 from 1 by default, as the test command does), or
+//! replay one seed.
 //! `cargo xtask fuzz [--seconds N] [TARGET...]`: run the cargo-fuzz targets
 //! of `fuzz/` (nightly; installs cargo-fuzz when missing), each for N
 //! seconds (`AMICUS_FUZZ_SECONDS`, else 15, or 600 with `AMICUS_LONG=1`).
@@ -28,9 +32,10 @@ fn main() -> ExitCode {
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         "web" => web().map(|_| ()),
         "fuzz" => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "simulate" => simulate(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|run|web|bench|fuzz>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)"
+                "usage: cargo xtask <test|ci|run|web|bench|fuzz|simulate>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)\n  simulate [--seeds N] [--first N] [--seed N]: run the whole-system simulation over N seeds, or replay one"
             );
             return ExitCode::from(2);
         }
@@ -160,6 +165,47 @@ fn test() -> Result<(), String> {
     // Every benchmark runs once at small sizes, so a broken one is caught
     // here rather than when the report is made.
     bench(&["--quick".to_owned()])
+}
+
+/// The whole-system simulation over many seeds, or one seed replayed.
+fn simulate(args: &[String]) -> Result<(), String> {
+    let mut command = Command::new("cargo");
+    command.args([
+        "test",
+        "--release",
+        "-p",
+        "amicus-tests",
+        "--test",
+        "simulation",
+        "--",
+        "--nocapture",
+    ]);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let variable = match flag.as_str() {
+            "--seeds" => "AMICUS_SIM_SEEDS",
+            "--first" => "AMICUS_SIM_FIRST",
+            "--seed" => "AMICUS_SIM_SEED",
+            other => return Err(format!("simulate: unknown argument {other}")),
+        };
+        let value = it
+            .next()
+            .filter(|v| v.parse::<u64>().is_ok())
+            .ok_or_else(|| format!("simulate: {flag} takes a number"))?;
+        command.env(variable, value);
+    }
+    eprintln!(
+        "+ cargo test --release -p amicus-tests --test simulation {}",
+        args.join(" ")
+    );
+    let status = command
+        .status()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the simulation failed; each failing seed printed the command that replays it".into())
+    }
 }
 
 /// The benchmarks of `benches/benches/`, in report order.

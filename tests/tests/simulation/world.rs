@@ -346,7 +346,7 @@ impl World {
 
     /// Sends a frame to a client, through the misbehaving server if the
     /// client is its victim.
-    fn to_client(&mut self, conn: u64, frame: ServerFrame) {
+    fn send_to_client(&mut self, conn: u64, frame: ServerFrame) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -452,7 +452,7 @@ impl World {
             return;
         };
         match frame {
-            ClientFrame::Ping => self.to_client(conn, ServerFrame::Pong),
+            ClientFrame::Ping => self.send_to_client(conn, ServerFrame::Pong),
             ClientFrame::Subscribe {
                 request,
                 space,
@@ -463,7 +463,7 @@ impl World {
                     self.conns.get_mut(&conn).unwrap().subs.insert(space);
                 }
                 for f in frames {
-                    self.to_client(conn, f);
+                    self.send_to_client(conn, f);
                 }
             }
             ClientFrame::Append {
@@ -472,7 +472,7 @@ impl World {
                 item,
             } => {
                 let appended = self.model.append(device, request, space, item);
-                self.to_client(conn, appended.answer);
+                self.send_to_client(conn, appended.answer);
                 if let Some((space, entry)) = appended.entry {
                     self.mix.entries += 1;
                     let subscribers: Vec<u64> = self
@@ -482,7 +482,7 @@ impl World {
                         .map(|(id, _)| *id)
                         .collect();
                     for s in subscribers {
-                        self.to_client(
+                        self.send_to_client(
                             s,
                             ServerFrame::Entry {
                                 space,
@@ -505,7 +505,7 @@ impl World {
                         .map(|(id, _)| *id)
                         .collect();
                     for t in targets {
-                        self.to_client(t, welcome.clone());
+                        self.send_to_client(t, welcome.clone());
                     }
                 }
                 if !appended.removed.is_empty() {
@@ -721,7 +721,7 @@ impl World {
             let mut moved = false;
             let now = self.now;
             let engine = self.nodes[i].engine.as_mut().unwrap();
-            if engine.must_persist() || (engine.changed() && now % 1_000 == 0) {
+            if engine.must_persist() || (engine.changed() && now.is_multiple_of(1_000)) {
                 let record = engine.persist().unwrap();
                 self.nodes[i].token = engine.token().map(str::to_owned);
                 self.nodes[i].disk = record.encode().to_vec();
@@ -934,7 +934,7 @@ impl World {
                 ));
             }
         }
-        let mut reference: Option<(String, String, Vec<String>, u64, Vec<u8>)> = None;
+        let mut reference: Option<Seen> = None;
         if self.removal_epoch.is_none() {
             // The answer to the removal was lost to a crash: the rosters of
             // Alice's key ring say when Carol left.
@@ -1031,8 +1031,8 @@ impl World {
                 "{text} [{pending} waiting, {unreadable} unreadable, epoch {epoch}, records {recorded:?}, keys {keys:?}]"
             );
             match &reference {
-                None => reference = Some((n.name.to_owned(), text, heads, epoch, code)),
-                Some((who, t, h, e, c)) => {
+                None => reference = Some(Seen(n.name.to_owned(), text, heads, epoch, code)),
+                Some(Seen(who, t, h, e, c)) => {
                     if *t != text || *h != heads {
                         let name = n.name;
                         let warnings: Vec<_> = self
@@ -1053,7 +1053,7 @@ impl World {
                 }
             }
         }
-        let (_, text, ..) = reference.ok_or("no honest member is left to compare")?;
+        let Seen(_, text, ..) = reference.ok_or("no honest member is left to compare")?;
         for n in &self.nodes {
             for m in &n.acked {
                 let count = text.matches(m.as_str()).count();
@@ -1073,6 +1073,9 @@ impl World {
         Ok(self.mix)
     }
 }
+
+/// What one member ends with: name, text, heads, epoch, safety code.
+struct Seen(String, String, Vec<String>, u64, Vec<u8>);
 
 fn name_purpose(name: &str) -> &'static str {
     if name == "bob" {
