@@ -67,7 +67,7 @@ fn amicus_bin() -> PathBuf {
         .join("amicus");
     assert!(
         bin.exists(),
-        "{} is missing: `cargo xtask bench` builds it (or `cargo build --release -p amicus-cli`)",
+        "{} is missing: `cargo xtask bench` builds it (or `cargo build --release -p amicus`)",
         bin.display()
     );
     bin

@@ -121,7 +121,7 @@ fn test() -> Result<(), String> {
     // tests the web app it serves.
     run(
         "cargo",
-        &["build", "--release", "-p", "amicus-cli", "--bin", "amicus"],
+        &["build", "--release", "-p", "amicus", "--bin", "amicus"],
     )?;
     web()?;
     run(
@@ -161,6 +161,30 @@ fn test() -> Result<(), String> {
         }
     }
     eprintln!("amicus-core: wasm32 build ok, no tokio/sled/tantivy/axum in its tree");
+    // The native client is a client: the server's storage, index and HTTP
+    // framework stay in the `amicus` command that links both.
+    let tree = Command::new("cargo")
+        .args([
+            "tree",
+            "-p",
+            "amicus-cli",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    for forbidden in ["sled ", "tantivy ", "axum "] {
+        if tree.lines().any(|l| l.starts_with(forbidden)) {
+            return Err(format!(
+                "amicus-cli must not depend on {}",
+                forbidden.trim()
+            ));
+        }
+    }
+    eprintln!("amicus-cli: no sled/tantivy/axum in its tree");
     fuzz(&[])?;
     // Every benchmark runs once at small sizes, so a broken one is caught
     // here rather than when the report is made.
@@ -247,7 +271,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     if selected.contains(&"relay") {
         // The relay benchmark runs the real server binary.
-        run("cargo", &["build", "--release", "-p", "amicus-cli"])?;
+        run("cargo", &["build", "--release", "-p", "amicus"])?;
     }
     for name in &selected {
         let _ = std::fs::remove_file(out.join(format!("{name}.md")));
@@ -453,7 +477,7 @@ fn serve(args: &[String]) -> Result<(), String> {
         "run",
         "--release",
         "-p",
-        "amicus-cli",
+        "amicus",
         "--bin",
         "amicus",
         "--",

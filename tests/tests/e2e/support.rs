@@ -18,7 +18,7 @@ pub fn amicus_bin() -> PathBuf {
     let bin = dir.join("amicus");
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo xtask test`, or `cargo build --release -p amicus-cli` before the tests",
+        "{} is missing: run `cargo xtask test`, or `cargo build --release -p amicus` before the tests",
         bin.display()
     );
     bin
