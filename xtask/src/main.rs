@@ -139,56 +139,35 @@ fn test() -> Result<(), String> {
             "wasm32-unknown-unknown",
         ],
     )?;
-    let tree = Command::new("cargo")
-        .args([
-            "tree",
-            "-p",
-            "amicus-core",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let tree = String::from_utf8_lossy(&tree.stdout);
-    for forbidden in ["tokio ", "sled ", "tantivy ", "axum "] {
-        if tree.lines().any(|l| l.starts_with(forbidden)) {
-            return Err(format!(
-                "amicus-core must not depend on {}",
-                forbidden.trim()
-            ));
-        }
-    }
+    forbid_in_tree("amicus-core", &["tokio", "sled", "tantivy", "axum"])?;
     eprintln!("amicus-core: wasm32 build ok, no tokio/sled/tantivy/axum in its tree");
     // The native client is a client: the server's storage, index and HTTP
     // framework stay in the `amicus` command that links both.
-    let tree = Command::new("cargo")
-        .args([
-            "tree",
-            "-p",
-            "amicus-cli",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let tree = String::from_utf8_lossy(&tree.stdout);
-    for forbidden in ["sled ", "tantivy ", "axum "] {
-        if tree.lines().any(|l| l.starts_with(forbidden)) {
-            return Err(format!(
-                "amicus-cli must not depend on {}",
-                forbidden.trim()
-            ));
-        }
-    }
+    forbid_in_tree("amicus-cli", &["sled", "tantivy", "axum"])?;
     eprintln!("amicus-cli: no sled/tantivy/axum in its tree");
     fuzz(&[])?;
     // Every benchmark runs once at small sizes, so a broken one is caught
     // here rather than when the report is made.
     bench(&["--quick".to_owned()])
+}
+
+/// Fails if `cargo tree` shows one of `forbidden` among `package`'s normal
+/// dependencies.
+fn forbid_in_tree(package: &str, forbidden: &[&str]) -> Result<(), String> {
+    let tree = Command::new("cargo")
+        .args([
+            "tree", "-p", package, "--edges", "normal", "--prefix", "none",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    for crate_name in forbidden {
+        let prefix = format!("{crate_name} ");
+        if tree.lines().any(|l| l.starts_with(&prefix)) {
+            return Err(format!("{package} must not depend on {crate_name}"));
+        }
+    }
+    Ok(())
 }
 
 /// The whole-system simulation over many seeds, or one seed replayed.
