@@ -508,13 +508,25 @@ impl Engine {
     pub fn new(restored: Restored, token: Option<String>, config: Config) -> Self {
         let mut due = BTreeMap::new();
         let mut spaces = BTreeMap::new();
+        let mut events = VecDeque::new();
         for (id, mut view) in restored.spaces {
             // Edits kept from the last run that the server had not
             // acknowledged go out at the first flush interval.
             for (stream, _) in view.unsent() {
                 due.insert((id, stream), config.flush_interval_ms);
             }
-            spaces.insert(id, Tracked::new(view));
+            if let Some(reason) = view.broken() {
+                // Said again at every start: the log was forked or rolled
+                // back for this device in an earlier run.
+                events.push_back(Event::Warning {
+                    code: Code::Forked,
+                    space: Some(id),
+                    message: reason.to_owned(),
+                });
+            }
+            let mut tracked = Tracked::new(view);
+            tracked.fork_reported = tracked.view.broken().is_some();
+            spaces.insert(id, tracked);
         }
         Self {
             config,
@@ -544,7 +556,7 @@ impl Engine {
             unrecorded: BTreeMap::new(),
             transmit: VecDeque::new(),
             requests: VecDeque::new(),
-            events: VecDeque::new(),
+            events,
             must_persist: false,
             changed: false,
         }
@@ -1092,6 +1104,8 @@ impl Engine {
             && !t.fork_reported
         {
             t.fork_reported = true;
+            // The evidence is durable before anything else goes out.
+            self.must_persist = true;
             t.live = false;
             t.wanted = false;
             self.events.push_back(Event::Warning {
@@ -1177,10 +1191,10 @@ impl Engine {
                 self.events.push_back(Event::Removed { space: id });
             }
         } else if code == RefusalCode::Forbidden {
-            t.view.mark_removed();
-            self.changed = true;
+            // The group has not removed this device: the server's word
+            // alone does not (it could lie); the space is not followed
+            // until asked again.
             t.failed = Some((request, Failure::new(Code::NotMember, message)));
-            self.events.push_back(Event::Removed { space: id });
         } else {
             t.failed = Some((request, Failure::new(Code::Refused, message)));
         }

@@ -42,6 +42,10 @@ pub struct SavedView {
     /// earlier version, or in the middle of reading the log again) means
     /// the log is read again from entry 0.
     pub cache: Option<ViewCache>,
+    /// Why the log can no longer be trusted, once detected: the evidence
+    /// of a fork or rollback outlives a restart (a server that shows the
+    /// honest log afterwards does not erase it).
+    pub broken: Option<String>,
 }
 
 impl Drop for SavedView {
@@ -97,6 +101,7 @@ impl From<LegacySavedView> for SavedView {
             removed: v.removed,
             pending_commit: v.pending_commit.take(),
             cache: None,
+            broken: None,
         }
     }
 }
@@ -190,6 +195,7 @@ impl SpaceView {
         let space = Space::load(provider, state)?;
         let mut view = Self::resume(space, saved.next_seq, saved.head, saved.removed);
         view.pending_commit = saved.pending_commit.clone();
+        view.broken = saved.broken.clone();
         if let Some(cache) = &saved.cache {
             if cache.hashes.len() as u64 != saved.next_seq
                 || cache.hashes.last().is_some_and(|h| *h != saved.head)
@@ -239,6 +245,7 @@ impl SpaceView {
             removed: self.removed,
             pending_commit: self.pending_commit.clone(),
             cache,
+            broken: self.broken.clone(),
         }
     }
 

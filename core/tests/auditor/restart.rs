@@ -2,7 +2,8 @@
 //! the log entries it had not processed, and ends with the same documents
 //! as a device that read the whole log; its edits that were typed but not
 //! sent before the restart still go out once. The checks against the
-//! server (a rewritten entry, a rolled-back log) hold across the restart.
+//! server (a rewritten entry, a rolled-back log) hold across the restart,
+//! and a fork once detected stays detected.
 
 use amicus_core::at_rest::DeviceRecord;
 use amicus_core::document::filing;
@@ -184,6 +185,12 @@ fn a_restarted_device_still_detects_a_rewritten_or_rolled_back_log() {
         "{:?}",
         restarted.broken()
     );
+    // The evidence outlives another restart, whatever the server shows next.
+    let mut again = restart(&bob, &mut restarted);
+    assert!(again.broken().is_some_and(|r| r.contains("forked")));
+    let honest = log.entries[seen as usize - 1].clone();
+    again.apply(&bob.device, &bob.provider, honest);
+    assert!(again.broken().is_some());
     // A log shorter than the one read before the restart.
     let mut restarted = restart(&bob, &mut b);
     restarted.synced(seen - 1);

@@ -40,8 +40,12 @@ use world::{Misbehaviour, World};
 ///   one does);
 /// - 1408: a device whose session expired while it was offline never
 ///   signed in again (nothing woke the engine to: it now signs in again
-///   with back-off whenever it needs the connection and has no session).
-const REGRESSIONS: &[u64] = &[34, 129, 390, 1408];
+///   with back-off whenever it needs the connection and has no session);
+/// - 7231: a device that detected a forked log crashed before its state
+///   was saved, and after the restart nothing remembered the fork (the
+///   reason is now part of the saved view, durable before anything else
+///   is sent, and reported again at every start).
+const REGRESSIONS: &[u64] = &[34, 129, 390, 1408, 7231];
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -325,7 +325,37 @@ impl World {
                             _ => false,
                         };
                     }
+                    let debug = altered && std::env::var("AMICUS_SIM_DEBUG").is_ok();
+                    let space = match &frame {
+                        ServerFrame::Entry { space, entry } => {
+                            if debug {
+                                eprintln!(
+                                    "{} altered entry {} delivered, read {:?}",
+                                    self.now,
+                                    entry.seq,
+                                    e.view(*space).map(|v| v.read_to())
+                                );
+                            }
+                            Some(*space)
+                        }
+                        _ => None,
+                    };
                     e.handle_frame(self.now, frame);
+                    if debug && let Some(space) = space {
+                        eprintln!(
+                            "  broken after: {:?}",
+                            e.view(space).map(|v| v.broken().map(str::to_owned))
+                        );
+                    }
+                    // A driver hands the interface what a frame changed at
+                    // once (before anything else can happen to the device).
+                    let mut events = Vec::new();
+                    while let Some(event) = e.poll_event() {
+                        events.push(event);
+                    }
+                    for event in events {
+                        self.on_event(node, event);
+                    }
                 }
                 Msg::Http {
                     node,
@@ -915,7 +945,15 @@ impl World {
             self.misbehaviour,
             Misbehaviour::Withholds | Misbehaviour::RollsBack | Misbehaviour::Forks
         );
-        if reportable && self.triggered {
+        // A victim removed from the space is no longer served at all: what
+        // was withheld from it is not its to read.
+        let victim_device = self.nodes[self.victim]
+            .engine
+            .as_ref()
+            .map(|e| e.device().id());
+        let victim_served =
+            victim_device.is_some_and(|d| self.model.spaces[&space].record.roster.contains_key(&d));
+        if reportable && self.triggered && victim_served {
             let expected = if self.misbehaviour == Misbehaviour::Withholds {
                 Code::Withheld
             } else {
@@ -977,10 +1015,15 @@ impl World {
                 }
                 return Err(format!("{}'s view broke: {:?}", n.name, view.broken()));
             }
-            if view.is_removed() {
-                if n.name != "carol" || removal_epoch.is_none() {
-                    return Err(format!("{} was removed", n.name));
-                }
+            // Carol is out once the server's roster says so: her device
+            // learns it from the removal commit if it read it, and otherwise
+            // only from the server refusing to serve her, which alone does
+            // not mark the space as left (a server could lie).
+            let out = n.name == "carol" && removal_epoch.is_some();
+            if view.is_removed() && !out {
+                return Err(format!("{} was removed", n.name));
+            }
+            if out {
                 // A removed member reads nothing written after its removal.
                 let text = view
                     .existing_replica(stream)
