@@ -2296,3 +2296,97 @@ fn could_not_follow(space: SpaceId, epoch: u64) -> Failure {
         format!("could not follow space {space} to epoch {epoch}; see the warnings"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::HttpResponse;
+
+    fn engine(name: &str) -> Engine {
+        let identity = UserIdentity::generate(UserId::new(name).unwrap());
+        let device = identity.new_device();
+        let restored = Restored {
+            identity: Some(identity),
+            device,
+            provider: MlsProvider::new(),
+            spaces: Default::default(),
+            contacts: Contacts::default(),
+        };
+        Engine::new(restored, Some("token".into()), Config::default())
+    }
+
+    fn ok(body: &str) -> Result<HttpResponse, String> {
+        Ok(HttpResponse {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    /// The durability rule: a created space (its MLS state) is durable
+    /// before the server hears of it, and fresh KeyPackages (their private
+    /// keys) before they are published; nothing is requested or sent while
+    /// a persist is due.
+    #[test]
+    fn nothing_goes_out_before_what_it_depends_on_is_durable() {
+        let mut e = engine("amina");
+        e.start(0, Intent::CreateSpace);
+        assert!(e.must_persist());
+        assert_eq!(e.poll_request(), None, "a request before the persist");
+        e.persist().unwrap();
+        let (_, request) = e.poll_request().expect("the space is registered");
+        assert_eq!(request.path, "/v1/spaces");
+
+        let mut e = engine("bruno");
+        e.start(0, Intent::Refresh);
+        let (welcomes, _) = e.poll_request().unwrap();
+        e.handle_response(1, welcomes, ok(r#"{"welcomes":[]}"#));
+        let (listing, request) = e.poll_request().unwrap();
+        assert_eq!(request.path, "/v1/users/bruno");
+        let me = e.device().id().to_hex();
+        let body = format!(
+            r#"{{"user":"bruno","identity_key":"00","safety_number":"","devices":[{{"device":"{me}","certificate":"","key_packages":0}}]}}"#
+        );
+        e.handle_response(2, listing, ok(&body));
+        assert!(e.must_persist(), "fresh KeyPackages are not durable yet");
+        assert_eq!(e.poll_request(), None);
+        e.persist().unwrap();
+        let (_, request) = e.poll_request().unwrap();
+        assert_eq!(request.path, "/v1/key-packages");
+    }
+
+    /// A session the server no longer accepts is renewed, and the refused
+    /// request goes again with the same id once signed in.
+    #[test]
+    fn an_expired_session_is_renewed_and_the_request_sent_again() {
+        let mut e = engine("amina");
+        e.start(0, Intent::Refresh);
+        let (id, first) = e.poll_request().unwrap();
+        e.handle_response(
+            1,
+            id,
+            Ok(HttpResponse {
+                status: 401,
+                body: br#"{"error":"unauthenticated","message":"sign in first"}"#.to_vec(),
+            }),
+        );
+        assert_eq!(e.token(), None);
+        let (challenge, request) = e.poll_request().unwrap();
+        assert_eq!(request.path, "/v1/challenge");
+        assert!(!request.signed_in);
+        e.handle_response(
+            2,
+            challenge,
+            ok(&format!(r#"{{"challenge":"{}"}}"#, "ab".repeat(32))),
+        );
+        let (session, request) = e.poll_request().unwrap();
+        assert_eq!(request.path, "/v1/session");
+        e.handle_response(
+            3,
+            session,
+            ok(r#"{"token":"renewed","expires":0,"user":"amina"}"#),
+        );
+        assert_eq!(e.token(), Some("renewed"));
+        let (again, request) = e.poll_request().unwrap();
+        assert_eq!((again, request), (id, first));
+    }
+}
