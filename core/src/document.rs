@@ -402,7 +402,7 @@ impl Replica {
             actors,
             pending,
             carried,
-            unsettled: true,
+            unsettled: false,
         })
     }
 
@@ -555,33 +555,24 @@ impl Replica {
         }
         self.pending = backup;
         loop {
-            let ready: Vec<Change> = self
-                .pending
-                .iter()
-                .filter(|c| !self.holds_ref(&c.hash()))
-                .filter(|c| c.deps().iter().all(|d| self.holds_ref(d)))
-                .cloned()
-                .collect();
-            if ready.is_empty() {
-                break;
-            }
-            for change in ready {
+            let mut progressed = false;
+            for change in std::mem::take(&mut self.pending) {
                 let hash = change.hash();
-                if self.doc.apply_changes([change]).is_err() {
-                    self.pending.retain(|c| c.hash() != hash);
+                if self.holds(&hash) {
+                    progressed = true;
+                } else if change.deps().iter().all(|d| self.holds(d)) {
+                    // Automerge checks a change before applying anything of
+                    // it: a refused change leaves the document as it was.
+                    let _ = self.doc.apply_changes([change]);
+                    progressed = true;
+                } else {
+                    self.pending.push(change);
                 }
             }
-            let doc = &mut self.doc;
-            self.pending.retain(|c| {
-                let h = c.hash();
-                doc.get_missing_deps(std::slice::from_ref(&h)).contains(&h)
-            });
+            if !progressed {
+                break;
+            }
         }
-    }
-
-    /// [`Self::holds`] without the borrow of `self` as a whole.
-    fn holds_ref(&self, hash: &ChangeHash) -> bool {
-        self.doc.get_change_by_hash(hash).is_some()
     }
 
     /// Applies every buffered change whose dependencies are present or

@@ -1306,6 +1306,19 @@ impl Engine {
         self.spawn(op, true, false)
     }
 
+    /// A child that reads `space` to the end of its log.
+    fn sync_child(&mut self, space: SpaceId) -> OpId {
+        self.child(Op::Sync {
+            space,
+            request: None,
+        })
+    }
+
+    /// A child that writes the record of `space`'s current epoch.
+    fn record_child(&mut self, space: SpaceId) -> OpId {
+        self.child(Op::Record { space, sent: None })
+    }
+
     /// Takes a child's result, if it ended.
     fn child_result(&mut self, id: OpId) -> Option<Result<Output, Failure>> {
         self.finished.remove(&id)
@@ -1676,10 +1689,7 @@ impl Engine {
                     Step::Finished(Err(e))
                 }
                 Some(Ok(_)) => {
-                    let child = self.child(Op::Sync {
-                        space: id,
-                        request: None,
-                    });
+                    let child = self.sync_child(id);
                     *stage = CreateStage::Syncing(id, child);
                     Step::Moved
                 }
@@ -1688,10 +1698,7 @@ impl Engine {
                 None => Step::Pending,
                 Some(Err(e)) => Step::Finished(Err(e)),
                 Some(Ok(_)) => {
-                    let child = self.child(Op::Record {
-                        space: id,
-                        sent: None,
-                    });
+                    let child = self.record_child(id);
                     *stage = CreateStage::Recording(id, child);
                     Step::Moved
                 }
@@ -1923,10 +1930,7 @@ impl Engine {
                     let path = format!("/v1/users/{user}");
                     c.stage = CommitStage::Lookup(self.request(Method::Get, path, None));
                 } else {
-                    c.stage = CommitStage::Syncing(self.child(Op::Sync {
-                        space: c.space,
-                        request: None,
-                    }));
+                    c.stage = CommitStage::Syncing(self.sync_child(c.space));
                 }
                 Step::Moved
             }
@@ -1943,10 +1947,7 @@ impl Engine {
                     Ok(key) => c.key = Some(key),
                     Err(e) => return Step::Finished(Err(e)),
                 }
-                c.stage = CommitStage::Syncing(self.child(Op::Sync {
-                    space: c.space,
-                    request: None,
-                }));
+                c.stage = CommitStage::Syncing(self.sync_child(c.space));
                 Step::Moved
             }
             CommitStage::Syncing(child) => {
@@ -1965,10 +1966,7 @@ impl Engine {
                     // Our commit is in the log: it was accepted, and the
                     // view merged it.
                     self.must_persist = true;
-                    c.stage = CommitStage::Recording(self.child(Op::Record {
-                        space: c.space,
-                        sent: None,
-                    }));
+                    c.stage = CommitStage::Recording(self.record_child(c.space));
                     return Step::Moved;
                 }
                 if t.view.space().epoch() < c.target {
@@ -1986,10 +1984,7 @@ impl Engine {
                     && t.view.can_record()
                 {
                     c.prerecorded = true;
-                    c.stage = CommitStage::PreRecording(self.child(Op::Record {
-                        space: c.space,
-                        sent: None,
-                    }));
+                    c.stage = CommitStage::PreRecording(self.record_child(c.space));
                     return Step::Moved;
                 }
                 if let (CommitIntent::Invite { user, .. }, None) = (&c.intent, &c.claimed) {
@@ -2035,10 +2030,7 @@ impl Engine {
                         // The answer was lost with the connection: the log
                         // will say whether the commit was accepted.
                         c.sent = Some(epoch);
-                        c.stage = CommitStage::Syncing(self.child(Op::Sync {
-                            space: c.space,
-                            request: None,
-                        }));
+                        c.stage = CommitStage::Syncing(self.sync_child(c.space));
                         return Step::Moved;
                     }
                     return Step::Pending;
@@ -2059,10 +2051,7 @@ impl Engine {
                         }
                         self.must_persist = true;
                         self.events.push_back(Event::Membership { space: c.space });
-                        c.stage = CommitStage::Recording(self.child(Op::Record {
-                            space: c.space,
-                            sent: None,
-                        }));
+                        c.stage = CommitStage::Recording(self.record_child(c.space));
                         Step::Moved
                     }
                     ServerFrame::Refused { code, message, .. } => {
@@ -2076,10 +2065,7 @@ impl Engine {
                             RefusalCode::CommitConflict { current_epoch } => {
                                 c.attempt += 1;
                                 c.target = current_epoch;
-                                c.stage = CommitStage::Syncing(self.child(Op::Sync {
-                                    space: c.space,
-                                    request: None,
-                                }));
+                                c.stage = CommitStage::Syncing(self.sync_child(c.space));
                                 Step::Moved
                             }
                             _ => Step::Finished(Err(Failure::new(Code::Refused, message))),
@@ -2093,10 +2079,7 @@ impl Engine {
                 Some(Err(e)) => Step::Finished(Err(e)),
                 Some(Ok(_)) => {
                     // Read it back (and anything else new) before building.
-                    c.stage = CommitStage::Syncing(self.child(Op::Sync {
-                        space: c.space,
-                        request: None,
-                    }));
+                    c.stage = CommitStage::Syncing(self.sync_child(c.space));
                     Step::Moved
                 }
             },
@@ -2159,10 +2142,7 @@ impl Engine {
     fn build_commit(&mut self, c: &mut CommitOp) -> Step {
         if !self.online {
             // Built when the connection is back: the log may move first.
-            c.stage = CommitStage::Syncing(self.child(Op::Sync {
-                space: c.space,
-                request: None,
-            }));
+            c.stage = CommitStage::Syncing(self.sync_child(c.space));
             return Step::Moved;
         }
         let present: BTreeSet<DeviceId> = match &c.intent {
@@ -2352,6 +2332,19 @@ mod tests {
         e.persist().unwrap();
         let (_, request) = e.poll_request().unwrap();
         assert_eq!(request.path, "/v1/key-packages");
+    }
+
+    /// A connection that carried nothing for `ping_ms` gets a ping (the
+    /// server closes idle ones), and nothing before.
+    #[test]
+    fn a_silent_connection_is_kept_alive_with_a_ping() {
+        let mut e = engine("amina");
+        e.handle_link(1_000, Link::Up);
+        assert_eq!(e.poll_timeout(), Some(31_000));
+        e.handle_timeout(30_999);
+        assert_eq!(e.poll_transmit(), None);
+        e.handle_timeout(31_000);
+        assert_eq!(e.poll_transmit(), Some(ClientFrame::Ping));
     }
 
     /// A session the server no longer accepts is renewed, and the refused

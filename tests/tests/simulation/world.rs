@@ -325,28 +325,7 @@ impl World {
                             _ => false,
                         };
                     }
-                    let debug = altered && std::env::var("AMICUS_SIM_DEBUG").is_ok();
-                    let space = match &frame {
-                        ServerFrame::Entry { space, entry } => {
-                            if debug {
-                                eprintln!(
-                                    "{} altered entry {} delivered, read {:?}",
-                                    self.now,
-                                    entry.seq,
-                                    e.view(*space).map(|v| v.read_to())
-                                );
-                            }
-                            Some(*space)
-                        }
-                        _ => None,
-                    };
                     e.handle_frame(self.now, frame);
-                    if debug && let Some(space) = space {
-                        eprintln!(
-                            "  broken after: {:?}",
-                            e.view(space).map(|v| v.broken().map(str::to_owned))
-                        );
-                    }
                     // A driver hands the interface what a frame changed at
                     // once (before anything else can happen to the device).
                     let mut events = Vec::new();
