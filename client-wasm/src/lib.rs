@@ -1,89 +1,73 @@
 //! # amicus-client-wasm
 //!
 //! The browser client of Amicus: [`amicus_core`] exported through
-//! wasm-bindgen, sans-IO like the core itself. The web app's JavaScript
-//! (`web/amicus.js`) owns the WebSocket, `fetch` and IndexedDB; this crate
-//! owns every key and every check. Frames go in as bytes and come out as
-//! bytes; events come out as plain objects whose TypeScript types are
-//! declared below and emitted into the generated `.d.ts`.
+//! wasm-bindgen. [`Device`] is the client engine
+//! ([`amicus_core::engine`]), the same one the native client drives: the
+//! web app's JavaScript (`web/amicus.js`) only moves what the engine asks
+//! for between it and the WebSocket, `fetch`, IndexedDB and the timer, and
+//! shows its events. Every key, every check and every protocol decision is
+//! here. The values crossing the boundary are Rust types whose TypeScript
+//! declarations are generated (tsify) into the `.d.ts` the JavaScript is
+//! checked against; errors are `Error`s with a stable `code`.
 //!
-//! - [`Device`]: one browser device: its identity (the first device holds
-//!   the user's identity key), MLS state, the spaces it is in (each a
-//!   [`SpaceView`] rebuilt from the space's log, with the same fork and
-//!   rollback detection as the native client), and its documents.
+//! - [`Device`]: one browser device: the engine, with its identity (the
+//!   first device holds the user's identity key), MLS state, spaces and
+//!   documents.
 //! - [`StateKey`]: the passphrase-derived key that seals the device's state
 //!   for IndexedDB ([`amicus_core::at_rest`], the native client's format).
 //! - [`Upload`] and [`Download`]: a file sealed and opened chunk by chunk.
 #![forbid(unsafe_code)]
 
+mod types;
+
+pub use types::*;
+
 use std::collections::BTreeMap;
 
-use amicus_core::at_rest::{DeviceRecord, UnsentEdits};
-use amicus_core::document::filing;
+use amicus_core::api::{self, HttpResponse, Method};
+use amicus_core::at_rest::{DeviceRecord, Restored, UnsentEdits};
+use amicus_core::document::{Replica, filing};
+use amicus_core::engine::{Config, Engine, Intent, Link};
 use amicus_core::files::{FileError, FileManifest, FileOpener, FileSealer, UploadProgress};
 use amicus_core::identity::{
-    Contacts, Device as CoreDevice, DeviceCertificate, IdentityPublicKey, Statement, UserIdentity,
+    Contacts, Device as CoreDevice, DeviceCertificate, Statement, UserIdentity,
 };
 use amicus_core::library;
 use amicus_core::pairing;
 use amicus_core::publication::{self, CopyCheck, Provenance};
 use amicus_core::recovery::{self, RecoveryCode};
-use amicus_core::space::{
-    HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
-};
+use amicus_core::space::Role;
 use amicus_core::view::SpaceView;
-use amicus_core::wire::{AppendItem, ClientFrame, RefusalCode, ServerFrame};
+use amicus_core::wire::ServerFrame;
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
+use serde::Serialize;
 use serde_json::{Value, json};
+use tsify::{Ts, Tsify};
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** What a server frame changed. */
-export type ClientEvent =
-  | { kind: "entry"; space: string; streams: string[]; membership: boolean; warning?: string; missing?: number; broken?: string }
-  | { kind: "synced"; space: string; next_seq: number; broken?: string }
-  | { kind: "accepted"; request: number; seq: number }
-  | { kind: "refused"; request: number; code: string; current_epoch?: number; retry_after_ms?: number; message: string }
-  | { kind: "welcome"; space: string; welcome: string }
-  | { kind: "presence"; space: string; user: string; device: string; payload: any }
-  | { kind: "pong" }
-  | { kind: "ignored"; reason: string };
-/** A space this device is in. */
-export interface SpaceSummary { id: string; epoch: number; authenticator: string; removed: boolean; broken?: string; unreadable: number; role?: string }
-/** A member device of a space. */
-export interface Member { user: string; device: string; role: string; safety_number?: string }
-/** An entry of a space's library. */
-export interface LibraryEntry { kind: "folder" | "document" | "file"; id: string; name: string; folder?: string; size?: number }
-/** A filing as read. */
-export interface FilingText { title: string; body: string; marks: { mark: string; start: number; end: number }[]; comments: { thread: string; start: number; end: number; resolved: boolean; messages: { author: string; text: string }[] }[] }
-export interface Publication { title: string; body: string; language: string | null; provenance: { source_space: string; source_stream: string; heads: string[]; device: string; signature: string } }
-export interface Filing extends FilingText { versions: { name: string; author: string; body: string }[] }
-/** The edits the server has not acknowledged, sealed (absent if none). */
-export interface UnsentEdits { documents: number; sealed?: Uint8Array }
-/** The identity holder's answer to a pairing offer. */
-export interface PairingAnswer { device: string; certificate: string; answer: string }
 /** An interrupted upload, as its sealed progress describes it. */
 export interface SavedUploadInfo { file: string; space: string; folder: string; name: string; size: number; done: number; chunks: number }
 /** A sealed chunk to store under its id. */
 export interface SealedChunk { index: number; id: string; blob: Uint8Array }
 "#;
 
-fn err(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+fn err(e: impl std::fmt::Display) -> JsValue {
+    fail(ErrorCode::Document, e)
 }
 
 fn js(v: &Value) -> JsValue {
     js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
 }
 
-fn space_id(hex: &str) -> Result<SpaceId, JsError> {
-    SpaceId::from_hex(hex).map_err(|_| err(format!("not a space id: {hex}")))
+fn space_id(hex: &str) -> Result<SpaceId, JsValue> {
+    SpaceId::from_hex(hex).map_err(|_| bad(format!("not a space id: {hex}")))
 }
 
-fn stream_id(hex: &str) -> Result<StreamId, JsError> {
-    StreamId::from_hex(hex).map_err(|_| err(format!("not a document id: {hex}")))
+fn stream_id(hex: &str) -> Result<StreamId, JsValue> {
+    StreamId::from_hex(hex).map_err(|_| bad(format!("not a document id: {hex}")))
 }
 
 fn now_ms() -> i64 {
@@ -107,9 +91,9 @@ impl StateKey {
     }
 
     /// Derives the key (about a second: Argon2id, 19 MiB).
-    pub fn derive(passphrase: &str, salt: &[u8]) -> Result<StateKey, JsError> {
+    pub fn derive(passphrase: &str, salt: &[u8]) -> Result<StateKey, JsValue> {
         if salt.len() < 16 {
-            return Err(err("the salt must be at least 16 bytes"));
+            return Err(bad("the salt must be at least 16 bytes"));
         }
         Ok(Self(amicus_core::at_rest::StateKey::derive(
             passphrase.as_bytes(),
@@ -162,11 +146,11 @@ impl Linking {
     /// from the other device (Latin or Arabic digits; spaces, dashes
     /// ignored).
     #[wasm_bindgen(constructor)]
-    pub fn new(user: &str, code: &str) -> Result<Linking, JsError> {
-        let user = UserId::new(user).map_err(err)?;
+    pub fn new(user: &str, code: &str) -> Result<Linking, JsValue> {
+        let user = UserId::new(user).map_err(bad)?;
         Ok(Linking {
             new: pairing::NewDevice::generate(user),
-            code: pairing::PairingCode::parse(code).map_err(err)?,
+            code: pairing::PairingCode::parse(code).map_err(|e| fail(ErrorCode::BadCode, e))?,
         })
     }
 
@@ -182,176 +166,365 @@ impl Linking {
     }
 
     /// Checks the answer (hex) and returns the new, certified device.
-    pub fn complete(&self, answer: &str) -> Result<Device, JsError> {
-        let answer = hex::decode(answer).map_err(err)?;
-        let device = self.new.complete(&self.code, &answer).map_err(err)?;
-        Ok(Device::assemble(None, device, MlsProvider::new()))
+    pub fn complete(&self, answer: &str) -> Result<Device, JsValue> {
+        let answer = hex::decode(answer).map_err(bad)?;
+        let device = self
+            .new
+            .complete(&self.code, &answer)
+            .map_err(|e| fail(ErrorCode::BadCode, e))?;
+        Ok(Device::fresh(None, device))
     }
 }
 
-/// One browser device.
+/// A JavaScript `Error` with a stable `code` beside its message.
+fn fail(code: ErrorCode, message: impl std::fmt::Display) -> JsValue {
+    let e = js_sys::Error::new(&message.to_string());
+    let code = serde_wasm_bindgen::to_value(&code).unwrap_or(JsValue::NULL);
+    let _ = js_sys::Reflect::set(&e, &"code".into(), &code);
+    e.into()
+}
+
+fn bad(e: impl std::fmt::Display) -> JsValue {
+    fail(ErrorCode::BadInput, e)
+}
+
+fn doc_err(e: impl std::fmt::Display) -> JsValue {
+    fail(ErrorCode::Document, e)
+}
+
+/// A value with generated TypeScript declarations, for JavaScript.
+fn ts<T: Tsify + Serialize>(value: T) -> Result<Ts<T>, JsValue> {
+    value.into_ts().map_err(|e| fail(ErrorCode::Protocol, e))
+}
+
+/// The browser's engine settings: an app that stays open follows every
+/// space live and waits for the connection to come back instead of failing.
+fn config() -> Config {
+    Config {
+        follow: true,
+        ..Config::default()
+    }
+}
+
+/// One browser device: the client engine ([`amicus_core::engine`]) with
+/// its keys, spaces and documents. The page's JavaScript drives it: it
+/// hands over frames, HTTP answers, the connection's state and time, and
+/// does what the engine asks — make the state durable in IndexedDB
+/// ([`Device::must_persist`], [`Device::seal`]) *before* sending anything
+/// further, send frames ([`Device::poll_transmit`]), make HTTP requests
+/// ([`Device::poll_request`]), show events ([`Device::poll_event`]) and
+/// wake it at [`Device::next_timeout`]. It decides nothing itself.
 #[wasm_bindgen]
 pub struct Device {
-    identity: Option<UserIdentity>,
-    device: CoreDevice,
-    provider: MlsProvider,
-    spaces: BTreeMap<SpaceId, SpaceView>,
-    contacts: Contacts,
+    engine: Engine,
+    /// The engine's clock starts at this wall-clock time (ms).
+    started: f64,
 }
 
 #[wasm_bindgen]
 impl Device {
     /// A new user with this browser as its first device (holding the
     /// user's identity key).
-    pub fn create(user: &str) -> Result<Device, JsError> {
-        let user = UserId::new(user).map_err(err)?;
+    pub fn create(user: &str) -> Result<Device, JsValue> {
+        let user = UserId::new(user).map_err(bad)?;
         let identity = UserIdentity::generate(user);
         let device = identity.new_device();
-        Ok(Self::assemble(Some(identity), device, MlsProvider::new()))
+        Ok(Self::fresh(Some(identity), device))
     }
 
-    fn assemble(identity: Option<UserIdentity>, device: CoreDevice, provider: MlsProvider) -> Self {
-        Self {
+    fn fresh(identity: Option<UserIdentity>, device: CoreDevice) -> Self {
+        Self::assemble(Restored {
             identity,
             device,
-            provider,
+            provider: MlsProvider::new(),
             spaces: BTreeMap::new(),
             contacts: Contacts::default(),
-        }
-    }
-
-    /// Opens a sealed state (from IndexedDB). Each space's log is then
-    /// read from the first entry the saved state had not processed
-    /// ([`Device::subscribe`] does).
-    pub fn unseal(sealed: &[u8], key: &StateKey) -> Result<Device, JsError> {
-        let bytes = key.0.open(STATE_ITEM, sealed).map_err(err)?;
-        let record = DeviceRecord::decode(&bytes).map_err(err)?;
-        let r = record.restore().map_err(err)?;
-        Ok(Self {
-            identity: r.identity,
-            device: r.device,
-            provider: r.provider,
-            spaces: r.spaces,
-            contacts: r.contacts,
         })
     }
 
-    /// Seals the whole state for IndexedDB. Save after every call that
-    /// changes keys (joining, commits, KeyPackages, presence messages)
-    /// *before* sending what it produced.
-    pub fn seal(&mut self, key: &StateKey) -> Result<Vec<u8>, JsError> {
-        let record = DeviceRecord::capture(
-            self.identity.as_ref(),
-            &self.device,
-            &self.provider,
-            self.spaces.values_mut(),
-            &self.contacts,
-        )
-        .map_err(err)?;
-        let bytes = record.encode();
-        Ok(key.0.seal(STATE_ITEM, &bytes))
+    fn assemble(restored: Restored) -> Self {
+        Self {
+            engine: Engine::new(restored, None, config()),
+            started: js_sys::Date::now(),
+        }
     }
 
-    /// Seals the edits the server has not acknowledged yet, for IndexedDB
-    /// (beside the state, item `unsent`): `{documents, sealed}`, `sealed`
-    /// absent when no document has any. Store it whenever documents change:
-    /// after a reload, [`Device::adopt_unsent`] takes them back.
-    #[wasm_bindgen(unchecked_return_type = "UnsentEdits")]
-    pub fn seal_unsent(&mut self, key: &StateKey) -> JsValue {
-        let list: Vec<UnsentEdits> = self
-            .spaces
-            .iter_mut()
-            .flat_map(|(space, view)| {
-                view.unsent()
-                    .into_iter()
-                    .map(|(stream, changes)| UnsentEdits {
-                        space: *space,
-                        stream,
-                        changes,
-                    })
-            })
-            .collect();
-        let out = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&out, &"documents".into(), &list.len().into());
-        if !list.is_empty() {
-            let sealed = key.0.seal(UNSENT_ITEM, &UnsentEdits::encode(&list));
-            let _ = js_sys::Reflect::set(
-                &out,
-                &"sealed".into(),
-                &js_sys::Uint8Array::from(&sealed[..]).into(),
-            );
+    /// Opens a sealed state (from IndexedDB). A restarted device reads
+    /// only the log entries it had not processed. `unsent` is the sealed
+    /// edits an earlier version of the app kept beside the state: they are
+    /// taken back (and go out at the first flush).
+    pub fn unseal(
+        sealed: &[u8],
+        key: &StateKey,
+        unsent: Option<Vec<u8>>,
+    ) -> Result<Device, JsValue> {
+        let bytes = key
+            .0
+            .open(STATE_ITEM, sealed)
+            .map_err(|e| fail(ErrorCode::Sealed, e))?;
+        let record = DeviceRecord::decode(&bytes).map_err(|e| fail(ErrorCode::Sealed, e))?;
+        let mut restored = record.restore().map_err(|e| fail(ErrorCode::Sealed, e))?;
+        if let Some(sealed) = unsent {
+            adopt_unsent(&mut restored, &sealed, key)?;
         }
-        out.into()
+        Ok(Self::assemble(restored))
     }
 
-    /// Takes back the edits sealed by [`Device::seal_unsent`] before a
-    /// reload; returns the documents (`"space/stream"`) to flush once their
-    /// space is read. Edits of a space this device no longer follows are
-    /// dropped.
-    #[wasm_bindgen(unchecked_return_type = "string[]")]
-    pub fn adopt_unsent(&mut self, sealed: &[u8], key: &StateKey) -> Result<JsValue, JsError> {
-        let bytes = key.0.open(UNSENT_ITEM, sealed).map_err(err)?;
-        let mut documents = Vec::new();
-        for mut edits in UnsentEdits::decode(&bytes).map_err(err)? {
-            let Some(view) = self.spaces.get_mut(&edits.space) else {
-                continue;
-            };
-            let changes = std::mem::take(&mut edits.changes);
-            view.adopt(&self.device, edits.stream, changes)
-                .map_err(err)?;
-            documents.push(format!(
-                "{}/{}",
-                edits.space.to_hex(),
-                edits.stream.to_hex()
-            ));
-        }
-        Ok(js(&json!(documents)))
+    fn now(&self) -> u64 {
+        (js_sys::Date::now() - self.started).max(0.0) as u64
     }
+
+    // ---- the engine's inputs -------------------------------------------
+
+    /// Signs in (a challenge signed with the device key); returns the
+    /// operation, ended by a `done` event.
+    pub fn sign_in(&mut self) -> f64 {
+        self.start(Intent::SignIn)
+    }
+
+    /// Joins the spaces whose Welcomes wait, tops the KeyPackages up and
+    /// reads every space to the end of its log.
+    pub fn refresh(&mut self) -> f64 {
+        self.start(Intent::Refresh)
+    }
+
+    /// Reads one space to the end of its log.
+    pub fn sync(&mut self, space: &str) -> Result<f64, JsValue> {
+        Ok(self.start(Intent::Sync(space_id(space)?)))
+    }
+
+    /// Creates a confidential space with its library (`done` carries its id).
+    pub fn create_space(&mut self) -> f64 {
+        self.start(Intent::CreateSpace)
+    }
+
+    /// Adds every device of `user` not yet in the space, a new member with
+    /// `role` (`reader`, `contributor`, `content_manager`, `space_manager`).
+    pub fn invite(&mut self, space: &str, user: &str, role: &str) -> Result<f64, JsValue> {
+        let intent = Intent::Invite {
+            space: space_id(space)?,
+            user: UserId::new(user).map_err(bad)?,
+            role: parse_role(role)?,
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Removes `user` and all their devices from the space.
+    pub fn remove(&mut self, space: &str, user: &str) -> Result<f64, JsValue> {
+        let intent = Intent::Remove {
+            space: space_id(space)?,
+            user: UserId::new(user).map_err(bad)?,
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Gives a member another role.
+    pub fn set_role(&mut self, space: &str, user: &str, role: &str) -> Result<f64, JsValue> {
+        let intent = Intent::SetRole {
+            space: space_id(space)?,
+            user: UserId::new(user).map_err(bad)?,
+            role: parse_role(role)?,
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Sends a document's edits now rather than at the next interval.
+    pub fn flush(&mut self, space: &str, stream: &str) -> Result<f64, JsValue> {
+        let intent = Intent::Flush {
+            space: space_id(space)?,
+            stream: stream_id(stream)?,
+        };
+        Ok(self.start(intent))
+    }
+
+    fn start(&mut self, intent: Intent) -> f64 {
+        let now = self.now();
+        self.engine.start(now, intent) as f64
+    }
+
+    /// A frame from the WebSocket (an unreadable one is refused).
+    pub fn handle_frame(&mut self, frame: &[u8]) -> Result<(), JsValue> {
+        let frame = ServerFrame::decode(frame).map_err(|e| fail(ErrorCode::Protocol, e))?;
+        let now = self.now();
+        self.engine.handle_frame(now, frame);
+        Ok(())
+    }
+
+    /// The answer to the request `id` of [`Self::poll_request`].
+    pub fn handle_response(&mut self, id: f64, status: u16, body: Vec<u8>) {
+        let now = self.now();
+        self.engine
+            .handle_response(now, id as u64, Ok(HttpResponse { status, body }));
+    }
+
+    /// The request `id` could not be sent, or no answer came.
+    pub fn handle_unreachable(&mut self, id: f64, message: &str) {
+        let now = self.now();
+        self.engine
+            .handle_response(now, id as u64, Err(message.to_owned()));
+    }
+
+    /// The WebSocket opened.
+    pub fn link_up(&mut self) {
+        let now = self.now();
+        self.engine.handle_link(now, Link::Up);
+    }
+
+    /// The WebSocket closed; `opened`: it had opened before (a browser is
+    /// not told why one could not be opened).
+    pub fn link_down(&mut self, opened: bool) {
+        let now = self.now();
+        let link = if opened { Link::Down } else { Link::Failed };
+        self.engine.handle_link(now, link);
+    }
+
+    /// Time passed (call at [`Self::next_timeout`]).
+    pub fn handle_timeout(&mut self) {
+        let now = self.now();
+        self.engine.handle_timeout(now);
+    }
+
+    // ---- the engine's outputs ------------------------------------------
+
+    /// True when the state must be sealed and stored ([`Self::seal`]),
+    /// and the store complete, before anything else is sent.
+    pub fn must_persist(&self) -> bool {
+        self.engine.must_persist()
+    }
+
+    /// True when something changed since the last [`Self::seal`] (store it
+    /// soon: documents read, edits made).
+    pub fn changed(&self) -> bool {
+        self.engine.changed()
+    }
+
+    /// Seals the whole state for IndexedDB (the native client's format).
+    pub fn seal(&mut self, key: &StateKey) -> Result<Vec<u8>, JsValue> {
+        let record = self
+            .engine
+            .persist()
+            .map_err(|e| fail(ErrorCode::Sealed, e))?;
+        Ok(key.0.seal(STATE_ITEM, &record.encode()))
+    }
+
+    /// The next frame to send on the WebSocket.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.engine.poll_transmit().map(|f| f.encode())
+    }
+
+    /// The next HTTP request to make.
+    pub fn poll_request(&mut self) -> Option<Ts<HttpCall>> {
+        let (id, request) = self.engine.poll_request()?;
+        ts(HttpCall {
+            id: id as f64,
+            method: match request.method {
+                Method::Get => HttpMethod::Get,
+                Method::Post => HttpMethod::Post,
+                Method::Put => HttpMethod::Put,
+                Method::Delete => HttpMethod::Delete,
+            },
+            path: request.path,
+            body: request
+                .body
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            token: request
+                .signed_in
+                .then(|| self.engine.token().map(str::to_owned))
+                .flatten(),
+        })
+        .ok()
+    }
+
+    /// The next event for the interface.
+    pub fn poll_event(&mut self) -> Option<Ts<ClientEvent>> {
+        let event = ClientEvent::from(self.engine.poll_event()?);
+        ts(event).ok()
+    }
+
+    /// True when the WebSocket should be opened now.
+    pub fn wants_connection(&self) -> bool {
+        self.engine.wants_connection()
+    }
+
+    /// In how many milliseconds to call [`Self::handle_timeout`].
+    pub fn next_timeout(&self) -> Option<f64> {
+        let at = self.engine.poll_timeout()?;
+        Some(at.saturating_sub(self.now()) as f64)
+    }
+
+    /// The session token, for the WebSocket and the file transfers.
+    pub fn token(&self) -> Option<String> {
+        self.engine.token().map(str::to_owned)
+    }
+
+    /// The documents with edits the server has not acknowledged (kept in
+    /// the sealed state until it has).
+    pub fn unsent_documents(&self) -> usize {
+        self.engine.unsent_documents()
+    }
+
+    /// The engine's state, for diagnostics (nothing secret).
+    pub fn status(&self) -> String {
+        self.engine.status()
+    }
+
+    /// Sends a presence message (JSON, at most 1 KiB) to the space's
+    /// members online; false when offline. Pump afterwards: the state is
+    /// made durable before the frame leaves.
+    pub fn presence(&mut self, space: &str, payload: &str) -> Result<bool, JsValue> {
+        let _: Value = serde_json::from_str(payload).map_err(bad)?;
+        self.engine
+            .presence(space_id(space)?, payload.as_bytes())
+            .map_err(|f| fail(f.code.into(), f.message))
+    }
+
+    // ---- identity -------------------------------------------------------
 
     /// Answers a new device's pairing offer (hex, from `GET /v1/pairing`)
     /// made with `code`: returns `{certificate, answer}` (hex) for
     /// `POST /v1/devices` and then `POST /v1/pairing/{id}/answer`. Only the
     /// browser holding the user's identity key can; an offer made with
     /// another code is refused.
-    #[wasm_bindgen(unchecked_return_type = "PairingAnswer")]
-    pub fn accept_pairing(&self, code: &PairingCode, offer: &str) -> Result<JsValue, JsError> {
-        let identity = self.identity.as_ref().ok_or_else(|| {
-            err("this browser does not hold your identity key: link the new browser from the first one")
+    pub fn accept_pairing(
+        &self,
+        code: &PairingCode,
+        offer: &str,
+    ) -> Result<Ts<PairingAnswer>, JsValue> {
+        let identity = self.engine.identity().ok_or_else(|| {
+            fail(ErrorCode::Identity, "this browser does not hold your identity key: link the new browser from the first one")
         })?;
-        let offer = hex::decode(offer).map_err(err)?;
-        let (certificate, answer) =
-            pairing::accept_offer(identity, &code.0, &offer).map_err(err)?;
-        Ok(js(&json!({
-            "device": certificate.device.to_hex(),
-            "certificate": hex::encode(postcard::to_allocvec(&certificate).map_err(err)?),
-            "answer": hex::encode(answer),
-        })))
+        let offer = hex::decode(offer).map_err(bad)?;
+        let (certificate, answer) = pairing::accept_offer(identity, &code.0, &offer)
+            .map_err(|e| fail(ErrorCode::BadCode, e))?;
+        ts(PairingAnswer {
+            device: certificate.device.to_hex(),
+            certificate: hex::encode(postcard::to_allocvec(&certificate).map_err(bad)?),
+            answer: hex::encode(answer),
+        })
     }
 
     /// A new recovery code and the kit it opens (the identity key sealed
-    /// under it): `{code, kit, verifier}`, the code to show once, and the
-    /// kit and the verifier of the code's access value (hex) for `PUT
-    /// /v1/recovery`, which replaces the earlier ones. Only the browser
-    /// holding the identity key can.
-    #[wasm_bindgen(unchecked_return_type = "{ code: string; kit: string; verifier: string }")]
-    pub fn new_recovery_kit(&self) -> Result<JsValue, JsError> {
-        let identity = self.identity.as_ref().ok_or_else(|| {
-            err("this browser does not hold your identity key: make the recovery code in the first one")
+    /// under it): the code to show once, and the kit and the verifier of
+    /// the code's access value (hex) for `PUT /v1/recovery`, which replaces
+    /// the earlier ones. Only the browser holding the identity key can.
+    pub fn new_recovery_kit(&self) -> Result<Ts<RecoveryKit>, JsValue> {
+        let identity = self.engine.identity().ok_or_else(|| {
+            fail(ErrorCode::Identity, "this browser does not hold your identity key: make the recovery code in the first one")
         })?;
         let code = RecoveryCode::random();
         let kit = recovery::seal_kit(identity, &code);
         let verifier = recovery::access_verifier(&code.access());
-        Ok(js(&json!({
-            "code": code.display().as_str(),
-            "kit": hex::encode(kit),
-            "verifier": hex::encode(verifier),
-        })))
+        ts(RecoveryKit {
+            code: code.display().as_str().to_owned(),
+            kit: hex::encode(kit),
+            verifier: hex::encode(verifier),
+        })
     }
 
     /// The access value (hex) of a typed recovery code, shown to the server
     /// to fetch the kit and register the recovered device.
-    pub fn recovery_access(code: &str) -> Result<String, JsError> {
-        let code = RecoveryCode::parse(code).map_err(err)?;
+    pub fn recovery_access(code: &str) -> Result<String, JsValue> {
+        let code = RecoveryCode::parse(code).map_err(|e| fail(ErrorCode::BadCode, e))?;
         Ok(hex::encode(*code.access()))
     }
 
@@ -359,106 +532,53 @@ impl Device {
     /// /v1/recovery/{user}/kit`) with the code typed (Latin or Arabic digits):
     /// it holds the identity key again, and its certificate (see
     /// [`Device::certificate`]) goes to `POST /v1/recovery/{user}/devices`.
-    pub fn recover(user: &str, code: &str, kit: &str) -> Result<Device, JsError> {
-        let user = UserId::new(user).map_err(err)?;
-        let code = RecoveryCode::parse(code).map_err(err)?;
-        let kit = hex::decode(kit).map_err(err)?;
-        let identity = recovery::open_kit(&user, &code, &kit).map_err(err)?;
+    pub fn recover(user: &str, code: &str, kit: &str) -> Result<Device, JsValue> {
+        let user = UserId::new(user).map_err(bad)?;
+        let code = RecoveryCode::parse(code).map_err(|e| fail(ErrorCode::BadCode, e))?;
+        let kit = hex::decode(kit).map_err(bad)?;
+        let identity =
+            recovery::open_kit(&user, &code, &kit).map_err(|e| fail(ErrorCode::BadCode, e))?;
         let device = identity.new_device();
-        Ok(Self::assemble(Some(identity), device, MlsProvider::new()))
+        Ok(Self::fresh(Some(identity), device))
     }
 
     /// Whether this browser holds the user's identity key (it can link
     /// other devices).
     pub fn holds_identity(&self) -> bool {
-        self.identity.is_some()
+        self.engine.identity().is_some()
     }
 
     /// The user name.
     pub fn user(&self) -> String {
-        self.device.user().to_string()
+        self.engine.device().user().to_string()
     }
 
     /// This device's id (hex).
     pub fn device_id(&self) -> String {
-        self.device.id().to_hex()
+        self.engine.device().id().to_hex()
     }
 
     /// The user's safety number, to compare out of band.
     pub fn safety_number(&self) -> String {
-        self.device
+        let device = self.engine.device();
+        device
             .certificate()
             .identity_key
-            .safety_number(self.device.user())
+            .safety_number(device.user())
     }
 
     /// The device certificate (hex), for `POST /v1/register` or `/v1/devices`.
     pub fn certificate(&self) -> String {
-        hex::encode(postcard::to_allocvec(self.device.certificate()).expect("encodes"))
-    }
-
-    /// Signs a sign-in challenge (hex) from `POST /v1/challenge`.
-    pub fn sign_in(&self, challenge: &str) -> Result<String, JsError> {
-        let c = hex::decode(challenge).map_err(err)?;
-        if c.len() != 32 {
-            return Err(err("a challenge is 32 bytes"));
-        }
-        Ok(hex::encode(
-            self.device.sign_statement(Statement::SignIn, &c),
-        ))
-    }
-
-    /// `n` new KeyPackages (hex) for `POST /v1/key-packages`. Their private
-    /// keys are in the state: seal and store it before uploading them.
-    #[wasm_bindgen(unchecked_return_type = "string[]")]
-    pub fn key_packages(&self, n: usize) -> Result<JsValue, JsError> {
-        let kps = self
-            .device
-            .key_packages(&self.provider, n.min(100))
-            .map_err(err)?;
-        Ok(js(&json!(kps.iter().map(hex::encode).collect::<Vec<_>>())))
-    }
-
-    /// Checks a user's listing from `GET /v1/users/{user}`: every device
-    /// must be certified by the identity key, and the key must be the one
-    /// seen before (trust on first use). Returns the identity key (hex).
-    pub fn trust(&mut self, user: &str, listing: &str) -> Result<String, JsError> {
-        let user = UserId::new(user).map_err(err)?;
-        let v: Value = serde_json::from_str(listing).map_err(err)?;
-        let key_hex = v["identity_key"]
-            .as_str()
-            .ok_or_else(|| err("the listing lacks identity_key"))?;
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(key_hex, &mut key).map_err(err)?;
-        if &user == self.device.user() && key != self.device.certificate().identity_key.0 {
-            return Err(err(
-                "the server lists another identity key for your own user: do not trust this server",
-            ));
-        }
-        let certificates = v["devices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                d["certificate"]
-                    .as_str()
-                    .and_then(|c| hex::decode(c).ok())
-                    .ok_or_else(|| err("a device lacks its certificate"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.contacts
-            .check_listing(&user, IdentityPublicKey(key), &certificates)
-            .map_err(err)?;
-        Ok(key_hex.to_owned())
+        hex::encode(postcard::to_allocvec(self.engine.device().certificate()).expect("encodes"))
     }
 
     /// Checks a public copy's provenance in this browser, without relying
     /// on the server's check: `listing` is the author's `GET
-    /// /v1/users/{author}` answer, checked as [`Self::trust`] does (every
-    /// device certified by the identity key, the key the one seen before);
-    /// the device the record names must be among them, and its signature
-    /// must hold over this copy (`public_space`, `doc`, `title`, `body`) and
-    /// the record's source. Returns the author's safety number.
+    /// /v1/users/{author}` answer, checked as a commit's is (every device
+    /// certified by the identity key, the key the one seen before); the
+    /// device the record names must be among them, and its signature must
+    /// hold over this copy (`public_space`, `doc`, `title`, `body`) and the
+    /// record's source. Returns the author's safety number.
     #[allow(clippy::too_many_arguments)]
     pub fn verify_provenance(
         &mut self,
@@ -469,518 +589,240 @@ impl Device {
         title: &str,
         body: &str,
         provenance: &str,
-    ) -> Result<String, JsError> {
-        let key = self.trust(author, listing)?;
-        let record: Provenance = serde_json::from_str(provenance).map_err(err)?;
-        let v: Value = serde_json::from_str(listing).map_err(err)?;
-        let certificate = v["devices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d["certificate"].as_str().and_then(|c| hex::decode(c).ok()))
+    ) -> Result<String, JsValue> {
+        let author = UserId::new(author).map_err(bad)?;
+        let listing: api::UserListing = serde_json::from_str(listing)
+            .map_err(|e| fail(ErrorCode::Protocol, format!("the author's listing: {e}")))?;
+        let key = self
+            .engine
+            .pin(&author, &listing)
+            .map_err(|f| fail(f.code.into(), f.message))?;
+        let record: Provenance = serde_json::from_str(provenance).map_err(bad)?;
+        let certificate = listing
+            .devices
+            .iter()
+            .filter_map(|d| hex::decode(&d.certificate).ok())
             .filter_map(|c| postcard::from_bytes::<DeviceCertificate>(&c).ok())
             .find(|c| c.device.to_hex() == record.device)
-            .ok_or_else(|| err("the device named by the provenance is not one of its author's"))?;
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::Identity,
+                    "the device named by the provenance is not one of its author's",
+                )
+            })?;
         record
             .verify(space_id(public_space)?, doc, title, body, &certificate)
-            .map_err(err)?;
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(&key, &mut bytes).map_err(err)?;
-        Ok(IdentityPublicKey(bytes).safety_number(&UserId::new(author).map_err(err)?))
+            .map_err(|e| fail(ErrorCode::Identity, e))?;
+        Ok(key.safety_number(&author))
     }
 
-    // ---- frames -------------------------------------------------------
-
-    /// A `Subscribe` frame for a space, from the next entry this device
-    /// has not read in this run.
-    pub fn subscribe(&self, request: u32, space: &str) -> Result<Vec<u8>, JsError> {
-        let id = space_id(space)?;
-        let view = self.view(id)?;
-        Ok(ClientFrame::Subscribe {
-            request,
-            space: id,
-            from_seq: view.read_to(),
-        }
-        .encode())
-    }
-
-    /// A `Ping` frame.
-    pub fn ping() -> Vec<u8> {
-        ClientFrame::Ping.encode()
-    }
-
-    /// Reads one server frame and says what it changed.
-    #[wasm_bindgen(unchecked_return_type = "ClientEvent")]
-    pub fn receive(&mut self, frame: &[u8]) -> Result<JsValue, JsError> {
-        let frame = ServerFrame::decode(frame).map_err(err)?;
-        let event = match frame {
-            ServerFrame::Entry { space, entry } => match self.spaces.get_mut(&space) {
-                Some(view) => {
-                    let applied = view.apply(&self.device, &self.provider, entry);
-                    json!({
-                        "kind": "entry",
-                        "space": space.to_hex(),
-                        "streams": applied.streams.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
-                        "membership": applied.membership,
-                        "warning": applied.warning,
-                        "missing": applied.missing,
-                        "broken": view.broken(),
-                    })
-                }
-                None => {
-                    json!({ "kind": "ignored", "reason": "an entry of a space this device is not in" })
-                }
-            },
-            ServerFrame::Synced {
-                space, next_seq, ..
-            } => match self.spaces.get_mut(&space) {
-                Some(view) => {
-                    view.synced(next_seq);
-                    json!({ "kind": "synced", "space": space.to_hex(), "next_seq": next_seq, "broken": view.broken() })
-                }
-                None => json!({ "kind": "ignored", "reason": "a space this device is not in" }),
-            },
-            ServerFrame::Accepted { request, seq, .. } => {
-                json!({ "kind": "accepted", "request": request, "seq": seq })
-            }
-            ServerFrame::Refused {
-                request,
-                code,
-                message,
-            } => {
-                let mut v = json!({ "kind": "refused", "request": request, "message": message });
-                let name = match code {
-                    RefusalCode::CommitConflict { current_epoch } => {
-                        v["current_epoch"] = json!(current_epoch);
-                        "commit_conflict"
-                    }
-                    RefusalCode::StaleEpoch { current_epoch } => {
-                        v["current_epoch"] = json!(current_epoch);
-                        "stale_epoch"
-                    }
-                    RefusalCode::RateLimited { retry_after_ms } => {
-                        v["retry_after_ms"] = json!(retry_after_ms);
-                        "rate_limited"
-                    }
-                    RefusalCode::TooLarge => "too_large",
-                    RefusalCode::Forbidden => "forbidden",
-                    RefusalCode::Malformed => "malformed",
-                    RefusalCode::Unavailable => "unavailable",
-                };
-                v["code"] = json!(name);
-                v
-            }
-            ServerFrame::Welcome { space, welcome } => {
-                json!({ "kind": "welcome", "space": space.to_hex(), "welcome": hex::encode(welcome) })
-            }
-            ServerFrame::Application { space, message } => self.presence_in(space, &message),
-            ServerFrame::Pong => json!({ "kind": "pong" }),
-        };
-        Ok(js(&event))
-    }
-
-    fn presence_in(&mut self, space: SpaceId, message: &[u8]) -> Value {
-        let Some(view) = self.spaces.get_mut(&space) else {
-            return json!({ "kind": "ignored", "reason": "a space this device is not in" });
-        };
-        match view.space_mut().process(&self.provider, message) {
-            Ok(Processed::Application { device, payload }) => {
-                let user = view
-                    .space()
-                    .members()
-                    .ok()
-                    .and_then(|r| r.into_iter().find(|m| m.device == device))
-                    .map(|m| m.user.to_string())
-                    .unwrap_or_default();
-                let payload: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-                json!({ "kind": "presence", "space": space.to_hex(), "user": user, "device": device.to_hex(), "payload": payload })
-            }
-            Ok(_) => json!({ "kind": "ignored", "reason": "not an application message" }),
-            Err(e) => json!({ "kind": "ignored", "reason": e.to_string() }),
-        }
-    }
-
-    /// An `Append` frame carrying a presence message (an MLS application
-    /// message: relayed live, never stored). It advances this device's
-    /// sending ratchet: seal the state before sending the frame.
-    pub fn presence(
-        &mut self,
-        request: u32,
-        space: &str,
-        payload: &str,
-    ) -> Result<Vec<u8>, JsError> {
-        let id = space_id(space)?;
-        let _: Value = serde_json::from_str(payload).map_err(err)?;
-        if payload.len() > 1024 {
-            return Err(err("a presence message is at most 1 KiB"));
-        }
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        let message = view
-            .space_mut()
-            .create_message(&self.provider, &self.device, payload.as_bytes())
-            .map_err(err)?;
-        Ok(append(request, id, AppendItem::Application(message)))
-    }
-
-    // ---- spaces -------------------------------------------------------
-
-    /// Creates a confidential space with this device as its space manager;
-    /// returns its id. Then: `POST /v1/spaces`, subscribe, append
-    /// [`Device::epoch_record`], and flush the library ([`Device::init_library`]).
-    pub fn create_space(&mut self) -> Result<String, JsError> {
-        let key = self.device.certificate().identity_key;
-        let space =
-            Space::create(&self.provider, &self.device, key, HistoryPolicy::Full).map_err(err)?;
-        let id = space.id();
-        self.spaces.insert(id, SpaceView::new(space));
-        Ok(id.to_hex())
-    }
-
-    /// Starts the library of a space this device created.
-    pub fn init_library(&mut self, space: &str) -> Result<(), JsError> {
-        let id = space_id(space)?;
-        let device = &self.device;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        library::init(view.replica(library::stream(id), device).doc()).map_err(err)
-    }
-
-    /// Joins a space from a Welcome (hex); returns the space id.
-    pub fn join(&mut self, welcome: &str) -> Result<String, JsError> {
-        let bytes = hex::decode(welcome).map_err(err)?;
-        let own = self.device.certificate().identity_key;
-        let space = Space::join(&self.provider, &self.device, &own, &bytes).map_err(err)?;
-        let id = space.id();
-        self.spaces
-            .entry(id)
-            .or_insert_with(|| SpaceView::new(space));
-        Ok(id.to_hex())
-    }
+    // ---- spaces ---------------------------------------------------------
 
     /// True if this device is in the space.
     pub fn has_space(&self, space: &str) -> bool {
-        space_id(space).is_ok_and(|id| self.spaces.contains_key(&id))
-    }
-
-    /// Marks the device as removed from a space (the server refuses to
-    /// serve it).
-    pub fn mark_removed(&mut self, space: &str) -> Result<(), JsError> {
-        let id = space_id(space)?;
-        self.view_mut(id)?.mark_removed();
-        Ok(())
+        space_id(space).is_ok_and(|id| self.engine.view(id).is_some())
     }
 
     /// The spaces this device is in.
-    #[wasm_bindgen(unchecked_return_type = "SpaceSummary[]")]
-    pub fn spaces(&self) -> JsValue {
-        let me = self.device.user();
-        let list: Vec<Value> = self
-            .spaces
-            .values()
-            .map(|v| {
-                let role = v.space().policy().ok().and_then(|p| p.role(me));
-                json!({
-                    "id": v.id().to_hex(),
-                    "epoch": v.space().epoch(),
-                    "authenticator": hex::encode(v.space().epoch_authenticator()),
-                    "removed": v.is_removed(),
-                    "broken": v.broken(),
-                    "unreadable": v.unreadable(),
-                    "role": role.map(role_name),
+    pub fn spaces(&self) -> Result<Ts<SpaceList>, JsValue> {
+        let me = self.engine.device().user();
+        ts(SpaceList(
+            self.engine
+                .spaces()
+                .into_iter()
+                .filter_map(|id| self.engine.view(id))
+                .map(|v| {
+                    let role = v.space().policy().ok().and_then(|p| p.role(me));
+                    SpaceSummary {
+                        id: v.id().to_hex(),
+                        epoch: v.space().epoch() as f64,
+                        authenticator: hex::encode(v.space().epoch_authenticator()),
+                        removed: v.is_removed(),
+                        broken: v.broken().map(str::to_owned),
+                        unreadable: v.unreadable() as f64,
+                        role: role.map(|r| r.as_str().to_owned()),
+                    }
                 })
-            })
-            .collect();
-        js(&json!(list))
+                .collect(),
+        ))
     }
 
     /// The member devices of a space, with roles and safety numbers.
-    #[wasm_bindgen(unchecked_return_type = "Member[]")]
-    pub fn members(&self, space: &str) -> Result<JsValue, JsError> {
+    pub fn members(&self, space: &str) -> Result<Ts<MemberList>, JsValue> {
         let view = self.view(space_id(space)?)?;
-        let policy = view.space().policy().map_err(err)?;
-        let list: Vec<Value> = view
+        let policy = view
+            .space()
+            .policy()
+            .map_err(|e| fail(ErrorCode::Space, e))?;
+        let members = view
             .space()
             .members()
-            .map_err(err)?
-            .into_iter()
-            .map(|m| {
-                let safety = policy
-                    .members
-                    .get(&m.user)
-                    .map(|p| p.identity_key.safety_number(&m.user));
-                json!({ "user": m.user.as_str(), "device": m.device.to_hex(), "role": role_name(m.role), "safety_number": safety })
-            })
-            .collect();
-        Ok(js(&json!(list)))
+            .map_err(|e| fail(ErrorCode::Space, e))?;
+        ts(MemberList(
+            members
+                .into_iter()
+                .map(|m| Member {
+                    safety_number: policy
+                        .members
+                        .get(&m.user)
+                        .map(|p| p.identity_key.safety_number(&m.user)),
+                    user: m.user.to_string(),
+                    device: m.device.to_hex(),
+                    role: m.role.as_str().to_owned(),
+                })
+                .collect(),
+        ))
     }
 
-    /// Stages a commit adding every device of `user` whose KeyPackage was
-    /// claimed (`key_packages`: hex strings) with `role` (`reader`,
-    /// `contributor`, `content_manager`, `space_manager`); `identity_key`
-    /// comes from [`Device::trust`]. Returns the `Append` frame; then call
-    /// [`Device::commit_accepted`] or [`Device::commit_rejected`] with the
-    /// server's answer.
-    pub fn stage_invite(
-        &mut self,
-        request: u32,
-        space: &str,
-        user: &str,
-        identity_key: &str,
-        key_packages: Vec<String>,
-        role: &str,
-    ) -> Result<Vec<u8>, JsError> {
-        let id = space_id(space)?;
-        let user = UserId::new(user).map_err(err)?;
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(identity_key, &mut key).map_err(err)?;
-        if self.contacts.key_of(&user) != Some(IdentityPublicKey(key)) {
-            return Err(err(format!("check {user}'s listing with trust() first")));
-        }
-        let role = parse_role(role)?;
-        let kps = key_packages
-            .iter()
-            .map(|k| hex::decode(k).map_err(err))
-            .collect::<Result<Vec<_>, _>>()?;
-        if kps.is_empty() {
-            return Err(err(format!(
-                "{user} has no device that could be added (all are members, or none has a KeyPackage left)"
-            )));
-        }
-        self.stage(request, id, |space, provider, device, log| {
-            // A member's new devices keep the member's role.
-            let role = space
-                .policy()
-                .ok()
-                .and_then(|p| p.role(&user))
-                .unwrap_or(role);
-            let member = NewMember {
-                user,
-                identity_key: IdentityPublicKey(key),
-                role,
-                key_packages: kps,
-            };
-            space.add_members(provider, device, &[member], log)
-        })
-    }
+    // ---- documents ------------------------------------------------------
 
-    /// Stages a commit removing `user` and all their devices.
-    pub fn stage_remove(
-        &mut self,
-        request: u32,
-        space: &str,
-        user: &str,
-    ) -> Result<Vec<u8>, JsError> {
-        let id = space_id(space)?;
-        let user = UserId::new(user).map_err(err)?;
-        self.stage(request, id, |space, provider, device, log| {
-            space.remove_user(provider, device, &user, log)
-        })
-    }
-
-    /// Stages a commit giving `user` another role.
-    pub fn stage_role(
-        &mut self,
-        request: u32,
-        space: &str,
-        user: &str,
-        role: &str,
-    ) -> Result<Vec<u8>, JsError> {
-        let id = space_id(space)?;
-        let user = UserId::new(user).map_err(err)?;
-        let role = parse_role(role)?;
-        self.stage(request, id, |space, provider, device, log| {
-            let mut policy = space.policy()?;
-            policy
-                .members
-                .get_mut(&user)
-                .ok_or(SpaceError::NoSuchMember)?
-                .role = role;
-            space.change_policy(provider, device, policy, log)
-        })
-    }
-
-    /// Stages a commit built by `build` against the space's current epoch
-    /// and log position, records it as pending (write-ahead: a commit found
-    /// in the log is recognised as ours) and returns its `Append` frame.
-    fn stage(
-        &mut self,
-        request: u32,
-        id: SpaceId,
-        build: impl FnOnce(
-            &mut Space,
-            &MlsProvider,
-            &CoreDevice,
-            (u64, [u8; 32]),
-        ) -> Result<PendingCommit, SpaceError>,
-    ) -> Result<Vec<u8>, JsError> {
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        // The caller has read the log to its end (a `Synced`): a commit
-        // still pending from before (a reload, a lost answer) is not in it,
-        // so the server never accepted it. Forget it.
-        view.set_pending_commit(None);
-        match view.space_mut().commit_rejected(&self.provider) {
-            Ok(()) | Err(SpaceError::NoPendingCommit) => {}
-            Err(e) => return Err(err(e)),
-        }
-        let log = view.log_position();
-        let epoch = view.space().epoch();
-        let pending = build(view.space_mut(), &self.provider, &self.device, log).map_err(err)?;
-        view.set_pending_commit(Some(pending.commit.clone()));
-        let item = AppendItem::Commit {
-            epoch,
-            commit: pending.commit,
-            welcome: pending.welcome,
-            aad: pending.aad.to_bytes(),
-        };
-        Ok(append(request, id, item))
-    }
-
-    /// The server accepted the staged commit: merges it; returns the epoch.
-    pub fn commit_accepted(&mut self, space: &str) -> Result<u64, JsError> {
-        let id = space_id(space)?;
-        let provider = &self.provider;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        view.set_pending_commit(None);
-        match view.space_mut().commit_accepted(provider) {
-            Ok(e) => Ok(e),
-            // It came back through the log first and was merged there.
-            Err(amicus_core::space::SpaceError::NoPendingCommit) => Ok(view.space().epoch()),
-            Err(e) => Err(err(e)),
-        }
-    }
-
-    /// The server refused the staged commit (or another took the epoch):
-    /// drops it. Catch up with the log, then stage again.
-    pub fn commit_rejected(&mut self, space: &str) -> Result<(), JsError> {
-        let id = space_id(space)?;
-        let provider = &self.provider;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        view.set_pending_commit(None);
-        match view.space_mut().commit_rejected(provider) {
-            Ok(()) | Err(amicus_core::space::SpaceError::NoPendingCommit) => Ok(()),
-            Err(e) => Err(err(e)),
-        }
-    }
-
-    /// An `Append` frame with the epoch record of the current epoch (after
-    /// creating a space or a commit of this device).
-    pub fn epoch_record(&self, request: u32, space: &str) -> Result<Vec<u8>, JsError> {
-        let id = space_id(space)?;
-        let view = self.view(id)?;
-        let record = view
-            .space()
-            .seal_epoch_record(&self.device, view.head())
-            .map_err(err)?;
-        Ok(append(request, id, AppendItem::Envelope(record)))
-    }
-
-    // ---- documents ----------------------------------------------------
-
-    /// Creates a filing and lists it in the library; returns its id. Flush
-    /// the filing, then the library.
-    pub fn new_document(&mut self, space: &str, title: &str) -> Result<String, JsError> {
+    /// Creates a filing and lists it in the library; returns its id. Both
+    /// go out at the next flush interval (or [`Self::flush`] them).
+    pub fn new_document(&mut self, space: &str, title: &str) -> Result<String, JsValue> {
         let id = space_id(space)?;
         let stream = StreamId::random();
-        let device = &self.device;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        filing::init(view.replica(stream, device).doc(), title).map_err(err)?;
-        library::add_document(
-            view.replica(library::stream(id), device).doc(),
-            stream,
-            title,
-            "",
-        )
-        .map_err(err)?;
+        self.edit(id, stream, |doc| filing::init(doc, title))?;
+        self.edit(id, library::stream(id), |doc| {
+            library::add_document(doc, stream, title, "")
+        })?;
         Ok(stream.to_hex())
     }
 
     /// Adds a folder to the library; returns its id.
-    pub fn new_folder(&mut self, space: &str, name: &str, parent: &str) -> Result<String, JsError> {
+    pub fn new_folder(&mut self, space: &str, name: &str, parent: &str) -> Result<String, JsValue> {
         let id = space_id(space)?;
-        let device = &self.device;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
         let folder = hex::encode(amicus_core::MessageId::random().0);
-        library::add_folder(
-            view.replica(library::stream(id), device).doc(),
-            &folder,
-            name,
-            parent,
-        )
-        .map_err(err)?;
+        self.edit(id, library::stream(id), |doc| {
+            library::add_folder(doc, &folder, name, parent)
+        })?;
         Ok(folder)
     }
 
     /// The id of a space's library stream.
-    pub fn library_stream(space: &str) -> Result<String, JsError> {
+    pub fn library_stream(space: &str) -> Result<String, JsValue> {
         Ok(library::stream(space_id(space)?).to_hex())
     }
 
     /// The library of a space.
-    #[wasm_bindgen(unchecked_return_type = "LibraryEntry[]")]
-    pub fn library(&mut self, space: &str) -> Result<JsValue, JsError> {
+    pub fn library(&mut self, space: &str) -> Result<Ts<LibraryList>, JsValue> {
         let id = space_id(space)?;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        let view = self.view_mut(id)?;
         let Some(replica) = view.existing_replica(library::stream(id)) else {
-            return Ok(js(&json!([])));
+            return ts(LibraryList(Vec::new()));
         };
-        let list: Vec<Value> = library::entries(replica.doc())
-            .map_err(err)?
-            .into_iter()
-            .map(|e| match e {
-                library::Entry::Folder { id, name, parent } => {
-                    json!({ "kind": "folder", "id": id, "name": name, "folder": parent })
-                }
-                library::Entry::Document {
-                    stream,
-                    title,
-                    folder,
-                } => json!({ "kind": "document", "id": stream.to_hex(), "name": title, "folder": folder }),
-                library::Entry::File { manifest, folder } => json!({
-                    "kind": "file", "id": manifest.file_id.to_string(), "name": manifest.name,
-                    "size": manifest.plaintext_size, "folder": folder,
-                }),
-            })
-            .collect();
-        Ok(js(&json!(list)))
+        let entries = library::entries(replica.doc()).map_err(doc_err)?;
+        ts(LibraryList(
+            entries
+                .into_iter()
+                .map(|e| match e {
+                    library::Entry::Folder { id, name, parent } => LibraryEntry {
+                        kind: EntryKind::Folder,
+                        id,
+                        name,
+                        folder: Some(parent),
+                        size: None,
+                    },
+                    library::Entry::Document {
+                        stream,
+                        title,
+                        folder,
+                    } => LibraryEntry {
+                        kind: EntryKind::Document,
+                        id: stream.to_hex(),
+                        name: title,
+                        folder: Some(folder),
+                        size: None,
+                    },
+                    library::Entry::File { manifest, folder } => LibraryEntry {
+                        kind: EntryKind::File,
+                        id: manifest.file_id.to_string(),
+                        name: manifest.name,
+                        folder: Some(folder),
+                        size: Some(manifest.plaintext_size as f64),
+                    },
+                })
+                .collect(),
+        ))
     }
 
     /// Reads a filing: its text with marks and comments, and its named
     /// versions (each rebuilt at its heads: the editor reads [`Self::text`]
     /// on each keystroke instead).
-    #[wasm_bindgen(unchecked_return_type = "Filing")]
-    pub fn read(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
-        let mut out = self.text_value(space, stream)?;
+    pub fn read(&mut self, space: &str, stream: &str) -> Result<Ts<Filing>, JsValue> {
+        let text = self.filing_text(space, stream)?;
         let doc = self.doc(space, stream)?;
         let mut versions = Vec::new();
-        for v in filing::versions(doc).map_err(err)? {
-            let body = filing::body_at(doc, &v).map_err(err)?;
-            versions.push(json!({ "name": v.name, "author": v.author, "body": body }));
+        for v in filing::versions(doc).map_err(doc_err)? {
+            let body = filing::body_at(doc, &v).map_err(doc_err)?;
+            versions.push(NamedVersion {
+                name: v.name,
+                author: v.author,
+                body: Some(body),
+            });
         }
-        out["versions"] = json!(versions);
-        Ok(js(&out))
+        ts(Filing {
+            title: text.title,
+            body: text.body,
+            marks: text.marks,
+            comments: text.comments,
+            versions,
+        })
     }
 
     /// A filing's named versions, without their text.
-    #[wasm_bindgen(unchecked_return_type = "{ name: string; author: string }[]")]
-    pub fn versions(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
+    pub fn versions(&mut self, space: &str, stream: &str) -> Result<Ts<VersionList>, JsValue> {
         let doc = self.doc(space, stream)?;
-        let list: Vec<Value> = filing::versions(doc)
-            .map_err(err)?
-            .into_iter()
-            .map(|v| json!({ "name": v.name, "author": v.author }))
-            .collect();
-        Ok(js(&json!(list)))
+        ts(VersionList(
+            filing::versions(doc)
+                .map_err(doc_err)?
+                .into_iter()
+                .map(|v| NamedVersion {
+                    name: v.name,
+                    author: v.author,
+                    body: None,
+                })
+                .collect(),
+        ))
     }
 
     /// A filing's title and text with its marks and commented passages.
-    #[wasm_bindgen(unchecked_return_type = "FilingText")]
-    pub fn text(&mut self, space: &str, stream: &str) -> Result<JsValue, JsError> {
-        Ok(js(&self.text_value(space, stream)?))
+    pub fn text(&mut self, space: &str, stream: &str) -> Result<Ts<FilingText>, JsValue> {
+        ts(self.filing_text(space, stream)?)
+    }
+
+    fn filing_text(&mut self, space: &str, stream: &str) -> Result<FilingText, JsValue> {
+        let doc = self.doc(space, stream)?;
+        let marks = filing::marks(doc)
+            .map_err(doc_err)?
+            .into_iter()
+            .map(|(mark, start, end)| Mark { mark, start, end })
+            .collect();
+        let comments = filing::threads(doc)
+            .map_err(doc_err)?
+            .into_iter()
+            .map(|t| Thread {
+                thread: t.id,
+                start: t.start,
+                end: t.end,
+                resolved: t.resolved,
+                messages: t
+                    .messages
+                    .into_iter()
+                    .map(|(author, text)| Message { author, text })
+                    .collect(),
+            })
+            .collect();
+        Ok(FilingText {
+            title: filing::title(doc).map_err(doc_err)?,
+            body: filing::body(doc).map_err(doc_err)?,
+            marks,
+            comments,
+        })
     }
 
     /// The body of `PUT /v1/public/{public_space}/docs/{doc}` publishing a
     /// filing's current title and text, with its provenance signed by this
     /// device (PROTOCOL §15.1). `language` is a primary tag or empty.
-    #[wasm_bindgen(unchecked_return_type = "Publication")]
     pub fn publication(
         &mut self,
         space: &str,
@@ -988,15 +830,15 @@ impl Device {
         public_space: &str,
         doc: &str,
         language: &str,
-    ) -> Result<JsValue, JsError> {
+    ) -> Result<Ts<Publication>, JsValue> {
         let public = space_id(public_space)?;
         let source = space_id(space)?;
         let stream_hex = stream_id(stream)?.to_hex();
         let replica = self.replica(space, stream)?;
         let heads: Vec<String> = replica.heads().iter().map(|h| h.to_string()).collect();
         let doc_ = replica.doc();
-        let title = filing::title(doc_).map_err(err)?;
-        let body = filing::body(doc_).map_err(err)?;
+        let title = filing::title(doc_).map_err(doc_err)?;
+        let body = filing::body(doc_).map_err(doc_err)?;
         let message = publication::provenance_message(
             public,
             doc,
@@ -1006,26 +848,29 @@ impl Device {
             &stream_hex,
             &heads,
         );
-        let provenance = Provenance {
+        let provenance = SignedProvenance {
             source_space: source.to_hex(),
             source_stream: stream_hex,
             heads,
-            device: self.device.id().to_hex(),
-            signature: hex::encode(self.device.sign_statement(Statement::Provenance, &message)),
+            device: self.engine.device().id().to_hex(),
+            signature: hex::encode(
+                self.engine
+                    .device()
+                    .sign_statement(Statement::Provenance, &message),
+            ),
         };
-        Ok(js(&json!({
-            "title": title,
-            "body": body,
-            "language": if language.is_empty() { Value::Null } else { json!(language) },
-            "provenance": provenance,
-        })))
+        ts(Publication {
+            title,
+            body,
+            language: (!language.is_empty()).then(|| language.to_owned()),
+            provenance,
+        })
     }
 
     /// Compares a public copy with this device's replica of its source:
-    /// `"matches"` (the title and text at the provenance's heads are the
-    /// published ones), `"differs"`, or `"unknown"` (some head is not held
+    /// `matches` (the title and text at the provenance's heads are the
+    /// published ones), `differs`, or `unknown` (some head is not held
     /// here yet).
-    #[wasm_bindgen(unchecked_return_type = "\"matches\" | \"differs\" | \"unknown\"")]
     pub fn check_copy(
         &mut self,
         space: &str,
@@ -1033,40 +878,15 @@ impl Device {
         heads: Vec<String>,
         title: &str,
         body: &str,
-    ) -> Result<JsValue, JsError> {
+    ) -> Result<Ts<CopyCheckResult>, JsValue> {
         let doc = self.doc(space, stream)?;
-        Ok(JsValue::from_str(
-            match publication::check_copy(doc, &heads, title, body).map_err(err)? {
-                CopyCheck::Matches => "matches",
-                CopyCheck::Differs => "differs",
-                CopyCheck::Unknown => "unknown",
+        ts(
+            match publication::check_copy(doc, &heads, title, body).map_err(doc_err)? {
+                CopyCheck::Matches => CopyCheckResult::Matches,
+                CopyCheck::Differs => CopyCheckResult::Differs,
+                CopyCheck::Unknown => CopyCheckResult::Unknown,
             },
-        ))
-    }
-
-    fn text_value(&mut self, space: &str, stream: &str) -> Result<Value, JsError> {
-        let doc = self.doc(space, stream)?;
-        let marks: Vec<Value> = filing::marks(doc)
-            .map_err(err)?
-            .into_iter()
-            .map(|(mark, start, end)| json!({ "mark": mark, "start": start, "end": end }))
-            .collect();
-        let comments: Vec<Value> = filing::threads(doc)
-            .map_err(err)?
-            .into_iter()
-            .map(|t| {
-                json!({
-                    "thread": t.id, "start": t.start, "end": t.end, "resolved": t.resolved,
-                    "messages": t.messages.iter().map(|(a, m)| json!({ "author": a, "text": m })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        Ok(json!({
-            "title": filing::title(doc).map_err(err)?,
-            "body": filing::body(doc).map_err(err)?,
-            "marks": marks,
-            "comments": comments,
-        }))
+        )
     }
 
     /// Replaces `delete` characters at `at` (Unicode code points) by `text`.
@@ -1077,18 +897,22 @@ impl Device {
         at: usize,
         delete: usize,
         text: &str,
-    ) -> Result<(), JsError> {
-        let doc = self.doc(space, stream)?;
-        let len = filing::body(doc).map_err(err)?.chars().count();
+    ) -> Result<(), JsValue> {
+        let len = filing::body(self.doc(space, stream)?)
+            .map_err(doc_err)?
+            .chars()
+            .count();
         if at.saturating_add(delete) > len {
-            return Err(err(format!("the edit reaches past the end ({len})")));
+            return Err(bad(format!("the edit reaches past the end ({len})")));
         }
-        filing::splice(doc, at, delete as isize, text).map_err(err)
+        self.edit_existing(space, stream, |doc| {
+            filing::splice(doc, at, delete as isize, text)
+        })
     }
 
     /// Sets the title.
-    pub fn set_title(&mut self, space: &str, stream: &str, title: &str) -> Result<(), JsError> {
-        filing::set_title(self.doc(space, stream)?, title).map_err(err)
+    pub fn set_title(&mut self, space: &str, stream: &str, title: &str) -> Result<(), JsValue> {
+        self.edit_existing(space, stream, |doc| filing::set_title(doc, title))
     }
 
     /// Turns a mark (`bold`, `italic`, `underline`) on or off over `[start, end)`.
@@ -1100,11 +924,13 @@ impl Device {
         end: usize,
         mark: &str,
         on: bool,
-    ) -> Result<(), JsError> {
+    ) -> Result<(), JsValue> {
         if !matches!(mark, "bold" | "italic" | "underline") {
-            return Err(err(format!("unknown mark {mark}")));
+            return Err(bad(format!("unknown mark {mark}")));
         }
-        filing::format(self.doc(space, stream)?, start, end, mark, on).map_err(err)
+        self.edit_existing(space, stream, |doc| {
+            filing::format(doc, start, end, mark, on)
+        })
     }
 
     /// Comments on the passage `[start, end)`.
@@ -1115,75 +941,42 @@ impl Device {
         start: usize,
         end: usize,
         text: &str,
-    ) -> Result<(), JsError> {
-        let author = self.device.user().to_string();
+    ) -> Result<(), JsValue> {
+        let author = self.user();
         let thread = hex::encode(amicus_core::MessageId::random().0);
-        let doc = self.doc(space, stream)?;
-        filing::comment(doc, &thread, start, end, &author, text, now_ms()).map_err(err)
+        self.edit_existing(space, stream, |doc| {
+            filing::comment(doc, &thread, start, end, &author, text, now_ms())
+        })
     }
 
     /// Names the current version.
-    pub fn name_version(&mut self, space: &str, stream: &str, name: &str) -> Result<(), JsError> {
-        let author = self.device.user().to_string();
-        filing::name_version(self.doc(space, stream)?, name, &author, now_ms()).map_err(err)
-    }
-
-    /// An `Append` frame sealing the document's unsent changes, or
-    /// `undefined` if there are none. Then [`Device::flush_accepted`] or
-    /// [`Device::flush_refused`] (the changes are sent again next time).
-    pub fn flush(
-        &mut self,
-        request: u32,
-        space: &str,
-        stream: &str,
-    ) -> Result<Option<Vec<u8>>, JsError> {
-        let id = space_id(space)?;
-        let stream = stream_id(stream)?;
-        let device = &self.device;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        Ok(view
-            .flush(stream, device)
-            .map_err(err)?
-            .map(|envelope| append(request, id, AppendItem::Envelope(envelope))))
-    }
-
-    /// The server stored the last flush.
-    pub fn flush_accepted(&mut self, space: &str, stream: &str) -> Result<(), JsError> {
-        self.replica(space, stream)?.flush_accepted();
-        Ok(())
-    }
-
-    /// The last flush was refused or unanswered.
-    pub fn flush_refused(&mut self, space: &str, stream: &str) -> Result<(), JsError> {
-        self.replica(space, stream)?.flush_refused();
-        Ok(())
+    pub fn name_version(&mut self, space: &str, stream: &str, name: &str) -> Result<(), JsValue> {
+        let author = self.user();
+        self.edit_existing(space, stream, |doc| {
+            filing::name_version(doc, name, &author, now_ms())
+        })
     }
 
     /// Lists a sealed file (its manifest from [`Upload::finish`]) in the
-    /// library; flush the library afterwards.
-    pub fn add_file(&mut self, space: &str, manifest: &[u8], folder: &str) -> Result<(), JsError> {
+    /// library; it goes out with the library's next flush.
+    pub fn add_file(&mut self, space: &str, manifest: &[u8], folder: &str) -> Result<(), JsValue> {
         let id = space_id(space)?;
         let manifest: FileManifest =
-            postcard::from_bytes(manifest).map_err(|_| err("not a file manifest"))?;
-        let device = &self.device;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
-        library::add_file(
-            view.replica(library::stream(id), device).doc(),
-            &manifest,
-            folder,
-        )
-        .map_err(err)
+            postcard::from_bytes(manifest).map_err(|_| bad("not a file manifest"))?;
+        self.edit(id, library::stream(id), |doc| {
+            library::add_file(doc, &manifest, folder)
+        })
     }
 
     /// Starts downloading a file of the library (by file id).
-    pub fn download(&mut self, space: &str, file: &str) -> Result<Download, JsError> {
+    pub fn download(&mut self, space: &str, file: &str) -> Result<Download, JsValue> {
         let id = space_id(space)?;
-        let view = self.spaces.get_mut(&id).ok_or_else(|| no_space(id))?;
+        let view = self.view_mut(id)?;
         let replica = view
             .existing_replica(library::stream(id))
-            .ok_or_else(|| err("this space has no library yet"))?;
+            .ok_or_else(|| fail(ErrorCode::Document, "this space has no library yet"))?;
         let manifest = library::entries(replica.doc())
-            .map_err(err)?
+            .map_err(doc_err)?
             .into_iter()
             .find_map(|e| match e {
                 library::Entry::File { manifest, .. } if manifest.file_id.to_string() == file => {
@@ -1191,8 +984,8 @@ impl Device {
                 }
                 _ => None,
             })
-            .ok_or_else(|| err(format!("no file {file} in this space")))?;
-        let opener = FileOpener::new(&manifest).map_err(err)?;
+            .ok_or_else(|| fail(ErrorCode::Document, format!("no file {file} in this space")))?;
+        let opener = FileOpener::new(&manifest).map_err(doc_err)?;
         Ok(Download {
             chunk_ids: manifest.chunk_ids.iter().map(|c| c.to_string()).collect(),
             name: manifest.name.clone(),
@@ -1200,52 +993,86 @@ impl Device {
             opener: Some(opener),
         })
     }
+}
 
-    fn view(&self, id: SpaceId) -> Result<&SpaceView, JsError> {
-        self.spaces.get(&id).ok_or_else(|| no_space(id))
+impl Device {
+    fn view(&self, id: SpaceId) -> Result<&SpaceView, JsValue> {
+        self.engine.view(id).ok_or_else(|| no_space(id))
     }
 
-    fn view_mut(&mut self, id: SpaceId) -> Result<&mut SpaceView, JsError> {
-        self.spaces.get_mut(&id).ok_or_else(|| no_space(id))
+    fn view_mut(&mut self, id: SpaceId) -> Result<&mut SpaceView, JsValue> {
+        self.engine.view_mut(id).ok_or_else(|| no_space(id))
     }
 
-    fn replica(
+    fn replica(&mut self, space: &str, stream: &str) -> Result<&mut Replica, JsValue> {
+        let id = space_id(space)?;
+        let stream = stream_id(stream)?;
+        self.view_mut(id)?.existing_replica(stream).ok_or_else(|| {
+            fail(
+                ErrorCode::Document,
+                format!("no readable document {stream} in this space"),
+            )
+        })
+    }
+
+    fn doc(&mut self, space: &str, stream: &str) -> Result<&mut automerge::AutoCommit, JsValue> {
+        Ok(self.replica(space, stream)?.doc())
+    }
+
+    /// A local edit of a document (created empty if the space has none),
+    /// through the engine, which sends it at the next flush interval.
+    fn edit<T>(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, amicus_core::document::DocumentError>,
+    ) -> Result<T, JsValue> {
+        self.engine
+            .edit(space, stream, |replica| edit(replica.doc()))
+            .ok_or_else(|| no_space(space))?
+            .map_err(doc_err)
+    }
+
+    /// A local edit of a document the space already holds.
+    fn edit_existing<T>(
         &mut self,
         space: &str,
         stream: &str,
-    ) -> Result<&mut amicus_core::document::Replica, JsError> {
-        let id = space_id(space)?;
-        let stream = stream_id(stream)?;
-        self.view_mut(id)?
-            .existing_replica(stream)
-            .ok_or_else(|| err(format!("no readable document {stream} in this space")))
-    }
-
-    fn doc(&mut self, space: &str, stream: &str) -> Result<&mut automerge::AutoCommit, JsError> {
-        Ok(self.replica(space, stream)?.doc())
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, amicus_core::document::DocumentError>,
+    ) -> Result<T, JsValue> {
+        self.replica(space, stream)?;
+        self.edit(space_id(space)?, stream_id(stream)?, edit)
     }
 }
 
-/// An `Append` frame.
-fn append(request: u32, space: SpaceId, item: AppendItem) -> Vec<u8> {
-    ClientFrame::Append {
-        request,
-        space,
-        item,
+/// Takes back the edits an earlier version of the app sealed beside the
+/// state (item `browser-unsent`); edits of a space this device no longer
+/// follows are dropped.
+fn adopt_unsent(restored: &mut Restored, sealed: &[u8], key: &StateKey) -> Result<(), JsValue> {
+    let bytes = key
+        .0
+        .open(UNSENT_ITEM, sealed)
+        .map_err(|e| fail(ErrorCode::Sealed, e))?;
+    for mut edits in UnsentEdits::decode(&bytes).map_err(|e| fail(ErrorCode::Sealed, e))? {
+        let Some(view) = restored.spaces.get_mut(&edits.space) else {
+            continue;
+        };
+        let changes = std::mem::take(&mut edits.changes);
+        view.adopt(&restored.device, edits.stream, changes)
+            .map_err(doc_err)?;
     }
-    .encode()
+    Ok(())
 }
 
-fn no_space(id: SpaceId) -> JsError {
-    err(format!("this device is not in space {id}"))
+fn no_space(id: SpaceId) -> JsValue {
+    fail(
+        ErrorCode::NotMember,
+        format!("this device is not in space {id}"),
+    )
 }
 
-fn role_name(role: Role) -> &'static str {
-    role.as_str()
-}
-
-fn parse_role(role: &str) -> Result<Role, JsError> {
-    Role::parse(role).ok_or_else(|| err(format!("unknown role {role}")))
+fn parse_role(role: &str) -> Result<Role, JsValue> {
+    Role::parse(role).ok_or_else(|| bad(format!("unknown role {role}")))
 }
 
 /// A file being sealed, chunk by chunk, for upload.
@@ -1268,7 +1095,7 @@ struct SavedUpload {
     folder: String,
 }
 
-fn open_upload(sealed: &[u8], key: &StateKey) -> Result<SavedUpload, JsError> {
+fn open_upload(sealed: &[u8], key: &StateKey) -> Result<SavedUpload, JsValue> {
     let bytes = key.0.open(UPLOAD_ITEM, sealed).map_err(err)?;
     match bytes.split_first() {
         Some((1, rest)) => postcard::from_bytes(rest)
@@ -1304,7 +1131,7 @@ impl Upload {
         size: u64,
         space: &str,
         folder: &str,
-    ) -> Result<Upload, JsError> {
+    ) -> Result<Upload, JsValue> {
         space_id(space)?;
         Ok(Self {
             sealer: Some(FileSealer::new(name, media_type, size).map_err(err)?),
@@ -1317,7 +1144,7 @@ impl Upload {
     /// §10.7): store it after a chunk is sealed and *before* that chunk is
     /// uploaded, with the chunk itself (ciphertext), so a resumed upload
     /// sends that chunk again instead of sealing it again.
-    pub fn seal_progress(&self, key: &StateKey) -> Result<Vec<u8>, JsError> {
+    pub fn seal_progress(&self, key: &StateKey) -> Result<Vec<u8>, JsValue> {
         let sealer = self.sealer.as_ref().ok_or_else(|| err("upload finished"))?;
         let saved = SavedUpload {
             progress: sealer.progress(),
@@ -1333,7 +1160,7 @@ impl Upload {
     /// file again from byte 0: the chunks already sealed are not sealed
     /// again, and if the file is not the same up to that point the push
     /// fails with the error `source-changed` (start a new upload).
-    pub fn resume(sealed: &[u8], key: &StateKey) -> Result<Upload, JsError> {
+    pub fn resume(sealed: &[u8], key: &StateKey) -> Result<Upload, JsValue> {
         let SavedUpload {
             progress,
             space,
@@ -1349,7 +1176,7 @@ impl Upload {
     /// What a sealed progress describes: `{file, space, folder, name, size,
     /// done, chunks}` (chunks sealed so far, and in all).
     #[wasm_bindgen(unchecked_return_type = "SavedUploadInfo")]
-    pub fn describe(sealed: &[u8], key: &StateKey) -> Result<JsValue, JsError> {
+    pub fn describe(sealed: &[u8], key: &StateKey) -> Result<JsValue, JsValue> {
         let saved = open_upload(sealed, key)?;
         let p = &saved.progress;
         Ok(js(&json!({
@@ -1398,7 +1225,7 @@ impl Upload {
     /// there is none left (take them one at a time, storing the progress
     /// before each).
     #[wasm_bindgen(unchecked_return_type = "SealedChunk | undefined")]
-    pub fn next_trailing(&mut self) -> Result<JsValue, JsError> {
+    pub fn next_trailing(&mut self) -> Result<JsValue, JsValue> {
         let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
         match sealer.next_trailing_chunk().map_err(err)? {
             Some(c) => Ok(js_sys::Array::from(&chunks_js(vec![c])).get(0)),
@@ -1413,11 +1240,14 @@ impl Upload {
 
     /// Seals the next bytes of the file; returns the chunks completed.
     #[wasm_bindgen(unchecked_return_type = "SealedChunk[]")]
-    pub fn push(&mut self, data: &[u8]) -> Result<JsValue, JsError> {
+    pub fn push(&mut self, data: &[u8]) -> Result<JsValue, JsValue> {
         let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
         match sealer.push(data) {
             Ok(chunks) => Ok(chunks_js(chunks)),
-            Err(FileError::SourceChanged) => Err(JsError::new("source-changed")),
+            Err(FileError::SourceChanged) => Err(fail(
+                ErrorCode::SourceChanged,
+                "the file is not the one chosen before",
+            )),
             Err(e) => Err(err(e)),
         }
     }
@@ -1425,7 +1255,7 @@ impl Upload {
     /// After the last bytes: the padding chunks, then the manifest to pass
     /// to [`Device::add_file`].
     #[wasm_bindgen(unchecked_return_type = "SealedChunk[]")]
-    pub fn trailing(&mut self) -> Result<JsValue, JsError> {
+    pub fn trailing(&mut self) -> Result<JsValue, JsValue> {
         let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
         let mut out = Vec::new();
         while let Some(c) = sealer.next_trailing_chunk().map_err(err)? {
@@ -1436,7 +1266,7 @@ impl Upload {
 
     /// The manifest (bytes, secret inside: keep it only in the encrypted
     /// library).
-    pub fn finish(&mut self) -> Result<Vec<u8>, JsError> {
+    pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
         let sealer = self.sealer.take().ok_or_else(|| err("upload finished"))?;
         let (rest, manifest) = sealer.finish().map_err(err)?;
         if !rest.is_empty() {
@@ -1473,7 +1303,7 @@ impl Download {
     }
 
     /// Checks and decrypts chunk `index`.
-    pub fn open_chunk(&mut self, index: u64, blob: &[u8]) -> Result<Vec<u8>, JsError> {
+    pub fn open_chunk(&mut self, index: u64, blob: &[u8]) -> Result<Vec<u8>, JsValue> {
         let opener = self
             .opener
             .as_mut()
@@ -1482,7 +1312,7 @@ impl Download {
     }
 
     /// Checks that every chunk was opened (a truncated file is refused).
-    pub fn finish(&mut self) -> Result<(), JsError> {
+    pub fn finish(&mut self) -> Result<(), JsValue> {
         let opener = self.opener.take().ok_or_else(|| err("download finished"))?;
         opener.finish().map_err(err)
     }

@@ -1,13 +1,23 @@
-// The browser client's I/O: HTTP, the WebSocket, IndexedDB, timers. Every
-// key and every check lives in the wasm module (amicus_client); this file
-// moves bytes between it and the network and retries what the protocol
-// says to retry (PROTOCOL §6: commits that lose their epoch, envelopes
-// sealed under an old epoch, rate limits).
+// @ts-check
+// The browser client's I/O. The wasm module's `Device` is the client engine
+// (PROTOCOL §16), the one the native client drives too: it decides every
+// step of the protocol (signing in, following each space's log and reading
+// it after a gap, reporting a server that withholds or forks it, commits
+// and their retries, flushes, epoch records, Welcomes, KeyPackages,
+// reconnecting). This file only does what it asks: store its sealed state in
+// IndexedDB before anything else goes out, send its frames and HTTP
+// requests, hand it what comes back, wake it when it asks, and turn its
+// events into DOM events. Pairing, recovery and file transfers are HTTP
+// calls around the module's keys.
 
 import init, { Device, Linking, PairingCode, StateKey, Upload } from "./pkg/amicus_client.js";
 
 export { Upload };
 
+/** @typedef {import("./pkg/amicus_client.js").ClientEvent} ClientEvent */
+/** @typedef {import("./pkg/amicus_client.js").HttpCall} HttpCall */
+
+/** @type {Promise<unknown> | null} */
 let ready = null;
 /** Loads the wasm module once. */
 export function load() {
@@ -15,15 +25,26 @@ export function load() {
   return ready;
 }
 
-const KEY_PACKAGE_TARGET = 20;
 const CHUNK_SIZE = 1 << 20;
 
-/** An error the server answered with (`{error, message}`). */
-export class ServerError extends Error {
-  constructor(status, code, message) {
-    super(message || `${status} ${code}`);
-    this.status = status;
+/** An error with a stable code the interface matches on (the module's
+ * `ErrorCode`s, the server's codes, and this file's own: `exists`,
+ * `no-device`, `wrong-passphrase`, `no-pairing`, `pairing-expired`,
+ * `stopped`, `bad-code`, `bad-recovery-code`, `no-upload`). */
+export class AppError extends Error {
+  /** @param {string} code @param {string} [message] */
+  constructor(code, message) {
+    super(message || code);
     this.code = code;
+  }
+}
+
+/** An error the server answered with (`{error, message}`). */
+export class ServerError extends AppError {
+  /** @param {number} status @param {string} code @param {string} [message] */
+  constructor(status, code, message) {
+    super(code, message || `${status} ${code}`);
+    this.status = status;
   }
 }
 
@@ -108,7 +129,15 @@ export const vault = {
 
 // ------------------------------------------------------------------- HTTP
 
+/**
+ * One HTTP request to the page's origin; JSON in and out (or bytes with
+ * `raw`). Rejects with a `ServerError` for an error answer.
+ * @param {string} method @param {string} path @param {string | null | undefined} token
+ * @param {unknown} [body] @param {Uint8Array} [raw]
+ * @returns {Promise<any>}
+ */
 async function http(method, path, token, body, raw) {
+  /** @type {Record<string, string>} */
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
   let payload;
@@ -135,6 +164,7 @@ async function http(method, path, token, body, raw) {
   return new Uint8Array(await res.arrayBuffer());
 }
 
+/** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ----------------------------------------------------------------- client
@@ -143,31 +173,36 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * One signed-in device. Emits events on `this.events` (an EventTarget):
  * `status` ({online}), `spaces`, `changed` ({space, streams}), `members`
  * ({space}), `presence` ({space, user, device, payload}), `warning`
- * ({message}), `unsent` ({documents}: how many documents have edits the
- * server has not acknowledged, stored in this browser).
+ * ({code, message}), `unsent` ({documents}: how many documents have edits
+ * the server has not acknowledged, kept in this browser's sealed state).
  */
 export class Client {
+  /** @param {Device} device @param {StateKey} key @param {Uint8Array} salt */
   constructor(device, key, salt) {
     this.device = device;
     this.key = key;
     this.salt = salt;
-    this.unsentDocuments = 0; // documents with edits kept in this browser
-    this.token = null;
+    /** @type {WebSocket | null} */
     this.ws = null;
     this.online = false;
-    this.nextRequest = 1;
-    this.waiting = new Map(); // request id -> {resolve, reject, timer}
-    this.synced = new Map(); // space -> Promise resolver list
-    this.subscribed = new Set();
-    this.isSynced = new Set(); // spaces whose catch-up ended on this connection
-    this.subscribeRequests = new Map(); // space -> request id of its Subscribe
-    this.brokenShown = new Set(); // spaces whose broken log was reported
-    this.dirty = new Map(); // "space/stream" -> true: unsent local edits
-    this.events = new EventTarget();
-    this.saving = Promise.resolve();
     this.closed = false;
+    this.events = new EventTarget();
+    /** @type {Map<number, {resolve: (e: any) => void, reject: (e: Error) => void}>} */
+    this.ops = new Map();
+    /** @type {Promise<unknown>} */
+    this.saving = Promise.resolve();
+    this.pumping = false;
+    this.again = false;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.timer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.saveTimer = undefined;
+    this.unsentDocuments = device.unsent_documents();
+    /** @type {boolean | undefined} */
+    this.recoveryKit = undefined;
   }
 
+  /** @param {string} type @param {unknown} [detail] */
   emit(type, detail) {
     this.events.dispatchEvent(new CustomEvent(type, { detail }));
   }
@@ -176,7 +211,8 @@ export class Client {
     return this.device.user();
   }
 
-  /** Creates a new user with this browser as its first device. */
+  /** Creates a new user with this browser as its first device.
+   * @param {string} user @param {string} passphrase @param {string} [invite] */
   static async signUp(user, passphrase, invite) {
     await Client.vacant(user);
     const device = Device.create(user);
@@ -186,23 +222,25 @@ export class Client {
     }));
   }
 
-  /** Loads the module; refuses a user this browser already holds. */
+  /** Loads the module; refuses a user this browser already holds.
+   * @param {string} user */
   static async vacant(user) {
     await load();
-    if ((await vault.users()).includes(user)) throw new Error("exists");
+    if ((await vault.users()).includes(user)) throw new AppError("exists");
   }
 
   /** Stores a new device of this browser under `passphrase` (the key is
    * derived first, so nothing can fail between registering and storing
    * but the storage itself), once `register()` has made it known to the
-   * server; then signs it in and publishes KeyPackages. */
+   * server; then signs it in and publishes KeyPackages.
+   * @param {Device} device @param {string} passphrase @param {() => Promise<unknown>} register */
   static async settle(device, passphrase, register) {
     const salt = StateKey.new_salt();
     const client = new Client(device, StateKey.derive(passphrase, salt), salt);
     await register();
     await client.save();
-    await client.signIn();
-    await client.replenishKeyPackages();
+    await client.run(device.sign_in());
+    await client.run(device.refresh());
     return client;
   }
 
@@ -219,27 +257,27 @@ export class Client {
     try {
       linking = new Linking(user, code);
     } catch (e) {
-      throw new Error(`bad-code: ${e.message}`);
+      throw new AppError("bad-code", e instanceof Error ? e.message : String(e));
     }
     try {
       let o;
       try {
         o = await http("POST", "/v1/pairing", null, { user, channel: linking.channel(), offer: linking.offer() });
       } catch (e) {
-        if (e instanceof ServerError && e.status === 404) throw new Error("no-pairing");
+        if (e instanceof ServerError && e.status === 404) throw new AppError("no-pairing");
         throw e;
       }
       if (onOffered) onOffered();
       const deadline = Date.now() + (o.expires_in_secs || 600) * 1000;
       let device = null;
       while (!device) {
-        if (Date.now() > deadline) throw new Error("pairing-expired");
+        if (Date.now() > deadline) throw new AppError("pairing-expired");
         await sleep(1000);
         let a;
         try {
           a = await http("GET", `/v1/pairing/${o.id}`);
         } catch (e) {
-          if (e instanceof ServerError && e.status === 404) throw new Error("pairing-expired");
+          if (e instanceof ServerError && e.status === 404) throw new AppError("pairing-expired");
           continue; // the network: try again
         }
         if (a.answer) device = linking.complete(a.answer);
@@ -260,7 +298,7 @@ export class Client {
     try {
       access = Device.recovery_access(code);
     } catch (e) {
-      throw new Error(`bad-recovery-code: ${e.message}`);
+      throw new AppError("bad-recovery-code", e instanceof Error ? e.message : String(e));
     }
     const path = `/v1/recovery/${encodeURIComponent(user)}`;
     let kit;
@@ -268,7 +306,7 @@ export class Client {
       kit = (await http("POST", `${path}/kit`, null, { access })).kit;
     } catch (e) {
       // The same answer for no such user, no kit and a wrong code.
-      if (e instanceof ServerError && e.status === 404) throw new Error("bad-recovery-code");
+      if (e instanceof ServerError && e.status === 404) throw new AppError("bad-recovery-code");
       throw e;
     }
     const device = Device.recover(user, code, kit);
@@ -296,289 +334,223 @@ export class Client {
     return this.recoveryKit;
   }
 
-  /** Unlocks the device of `user` stored in this browser. */
+  /** Unlocks the device of `user` stored in this browser.
+   * @param {string} user @param {string} passphrase */
   static async unlock(user, passphrase) {
     await load();
     const record = await vault.get(user);
-    if (!record) throw new Error("no-device");
+    if (!record) throw new AppError("no-device");
     const key = StateKey.derive(passphrase, record.salt);
+    // Edits an earlier version of the app kept beside the state.
+    const unsent = await vault.getUnsent(user);
     let device;
     try {
-      device = Device.unseal(record.sealed, key);
+      device = Device.unseal(record.sealed, key, unsent ? unsent.sealed : undefined);
     } catch (_) {
-      throw new Error("wrong-passphrase");
+      throw new AppError("wrong-passphrase");
     }
     const client = new Client(device, key, record.salt);
-    // Edits the server had not acknowledged when the page was left go out
-    // once their space has been read again.
-    const unsent = await vault.getUnsent(user);
     if (unsent) {
-      try {
-        for (const k of device.adopt_unsent(unsent.sealed, key)) client.dirty.set(k, true);
-      } catch (e) {
-        client.pendingWarning = `edits kept in this browser could not be restored: ${e.message}`;
-      }
+      // They are in the sealed state now.
+      await client.save();
+      await vault.putUnsent(user, undefined);
     }
     try {
-      await client.signIn();
+      await client.run(device.sign_in());
     } catch (e) {
-      // Unreachable server: the page starts offline and signs in when it
-      // reconnects. A refusal is an error.
-      if (e instanceof ServerError) throw e;
+      // Unreachable server: the page starts offline and the engine signs
+      // in when it can. A refusal is an error.
+      if (!(e instanceof AppError) || e.code !== "network") throw e;
     }
     return client;
   }
 
-  /** Seals the state and stores it (queued: saves never interleave). */
+  /** Seals the state and stores it (queued: saves never interleave);
+   * resolves once it is durable. Then `unsent` tells how many documents
+   * have edits the server has not acknowledged, now kept in the browser. */
   save() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
     const sealed = this.device.seal(this.key);
+    const documents = this.device.unsent_documents();
     const record = { user: this.device.user(), salt: this.salt, sealed };
-    this.saving = this.saving.then(() => vault.put(record));
-    return this.saving;
-  }
-
-  /** Seals the edits the server has not acknowledged and stores them. */
-  saveUnsent() {
-    clearTimeout(this.unsentTimer);
-    const { documents, sealed } = this.device.seal_unsent(this.key);
     this.saving = this.saving
-      .then(() => vault.putUnsent(this.device.user(), sealed))
+      .then(() => vault.put(record))
       .then(() => {
-        this.unsentDocuments = documents;
-        this.emit("unsent", { documents });
-      })
-      .catch((e) => this.emit("warning", { message: `could not keep unsent edits in this browser: ${e.message}` }));
+        if (documents !== this.unsentDocuments) {
+          this.unsentDocuments = documents;
+          this.emit("unsent", { documents });
+        }
+      });
     return this.saving;
   }
 
-  scheduleUnsentSave() {
-    clearTimeout(this.unsentTimer);
-    this.unsentTimer = setTimeout(() => this.saveUnsent(), 300);
+  // ---------------------------------------------------------- the engine
+
+  /** Resolves with the `done` event of the engine's operation `op`, or
+   * rejects with its error (an `AppError` with the engine's code).
+   * @param {number} op
+   * @returns {Promise<any>} */
+  run(op) {
+    const done = new Promise((resolve, reject) => this.ops.set(op, { resolve, reject }));
+    this.pump();
+    return done;
   }
 
-  async signIn() {
-    const device = this.device.device_id();
-    const c = await http("POST", "/v1/challenge", null, { device });
-    const signature = this.device.sign_in(c.challenge);
-    const s = await http("POST", "/v1/session", null, { device, challenge: c.challenge, signature });
-    this.token = s.token;
+  /** Does what the engine asks, until it asks nothing more: the durable
+   * state first (nothing is sent while a store is due), then frames,
+   * requests and events; then waits for its next timeout. */
+  pump() {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    (async () => {
+      try {
+        do {
+          this.again = false;
+          if (this.device.must_persist()) await this.save();
+          if (!this.closed && !this.ws && this.device.wants_connection()) this.connect();
+          for (let f = this.device.poll_transmit(); f; f = this.device.poll_transmit()) {
+            this.ws?.send(f);
+          }
+          for (let r = this.device.poll_request(); r; r = this.device.poll_request()) this.call(r);
+          for (let e = this.device.poll_event(); e; e = this.device.poll_event()) this.dispatch(e);
+        } while (this.again || this.device.must_persist());
+        // Other changes (documents read, edits) are stored within 300 ms,
+        // however fast they come.
+        if (this.device.changed() && this.saveTimer === undefined) {
+          this.saveTimer = setTimeout(() => this.save().catch((e) => this.warn("sealed", e)), 300);
+        }
+        clearTimeout(this.timer);
+        const wait = this.device.next_timeout();
+        if (wait !== undefined && !this.closed) {
+          this.timer = setTimeout(() => {
+            this.device.handle_timeout();
+            this.pump();
+          }, Math.min(wait, 2 ** 31 - 1));
+        }
+      } catch (e) {
+        this.warn("sealed", e);
+      } finally {
+        this.pumping = false;
+      }
+      if (this.again) this.pump();
+    })();
   }
 
-  api(method, path, body) {
-    return http(method, path, this.token, body);
+  /** @param {string} code @param {any} e */
+  warn(code, e) {
+    this.emit("warning", { code, message: e && e.message ? e.message : String(e) });
   }
 
-  async replenishKeyPackages() {
-    const me = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
-    const mine = (me.devices || []).find((d) => d.device === this.device.device_id());
-    const have = mine ? mine.key_packages || 0 : 0;
-    if (have >= KEY_PACKAGE_TARGET / 2) return;
-    const kps = this.device.key_packages(KEY_PACKAGE_TARGET - have);
-    // The private keys are in the state: store it before anyone can use them.
-    await this.save();
-    await this.api("POST", "/v1/key-packages", { key_packages: kps });
+  /** Makes one HTTP request of the engine and hands it the answer.
+   * @param {HttpCall} r */
+  async call(r) {
+    /** @type {Record<string, string>} */
+    const headers = {};
+    if (r.token) headers.authorization = `Bearer ${r.token}`;
+    if (r.body !== undefined) headers["content-type"] = "application/json";
+    try {
+      const res = await fetch(r.path, { method: r.method, headers, body: r.body });
+      const body = new Uint8Array(await res.arrayBuffer());
+      this.device.handle_response(r.id, res.status, body);
+    } catch (e) {
+      this.device.handle_unreachable(r.id, e instanceof Error ? e.message : String(e));
+    }
+    this.pump();
+  }
+
+  /** Turns an engine event into what the interface listens to.
+   * @param {ClientEvent} e */
+  dispatch(e) {
+    switch (e.kind) {
+      case "done": {
+        const waiting = this.ops.get(e.op);
+        this.ops.delete(e.op);
+        if (!waiting) break;
+        if (e.error) {
+          const err = e.error.status
+            ? new ServerError(e.error.status, e.error.server_code || e.error.code, e.error.message)
+            : new AppError(e.error.code, e.error.message);
+          waiting.reject(err);
+        } else {
+          waiting.resolve(e);
+        }
+        break;
+      }
+      case "changed":
+        this.emit("changed", { space: e.space, streams: e.streams });
+        break;
+      case "membership":
+        this.emit("members", { space: e.space });
+        this.emit("spaces", {});
+        break;
+      case "joined":
+      case "removed":
+        this.emit("spaces", {});
+        break;
+      case "warning":
+        this.emit("warning", { code: e.code, message: e.message });
+        break;
+      case "presence": {
+        let payload = null;
+        try {
+          payload = JSON.parse(e.payload);
+        } catch (_) {
+          break; // not JSON: not from this app
+        }
+        this.emit("presence", { space: e.space, user: e.user, device: e.device, payload });
+        break;
+      }
+    }
   }
 
   // ------------------------------------------------------------ connection
 
-  /** Connects and keeps reconnecting until `close()`. */
+  /** Lets the engine keep a connection open (it opens it when it wants). */
   start() {
     this.closed = false;
-    if (this.pendingWarning) this.emit("warning", { message: this.pendingWarning });
-    this.connect();
-    this.pinger = setInterval(() => {
-      if (this.online) this.ws.send(Device.ping());
-    }, 30000);
+    this.pump();
   }
 
   close() {
     this.closed = true;
-    clearInterval(this.pinger);
+    clearTimeout(this.timer);
     if (this.ws) this.ws.close();
   }
 
-  connect(delay = 0) {
-    if (this.closed) return;
-    setTimeout(async () => {
-      if (this.closed) return;
-      const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const url = `${proto}//${location.host}/v1/ws?access_token=${encodeURIComponent(this.token)}`;
-      const ws = new WebSocket(url);
-      ws.binaryType = "arraybuffer";
-      this.ws = ws;
-      ws.onopen = () => this.onOpen();
-      ws.onmessage = (m) => this.onFrame(new Uint8Array(m.data));
-      ws.onclose = async () => {
-        if (this.ws !== ws) return;
-        const was = this.online;
-        this.online = false;
-        this.subscribed.clear();
-        this.isSynced.clear();
-        this.subscribeRequests.clear();
-        for (const [, w] of this.waiting) w.reject(new Error("offline"));
-        this.waiting.clear();
-        if (was) this.emit("status", { online: false });
-        if (this.closed) return;
-        // The token may have expired: sign in again before reconnecting.
-        try {
-          await this.signIn();
-        } catch (_) {
-          /* the server is unreachable: keep the token, try again later */
-        }
-        this.connect(Math.min(10000, 1000 + delay * 2));
-      };
-    }, delay);
-  }
-
-  async onOpen() {
-    this.online = true;
-    this.emit("status", { online: true });
-    try {
-      await this.acceptWelcomes();
-      for (const s of this.device.spaces()) {
-        if (!s.removed) this.subscribe(s.id);
+  connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = `${proto}//${location.host}/v1/ws?access_token=${encodeURIComponent(this.device.token() || "")}`;
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.online = true;
+      this.device.link_up();
+      this.emit("status", { online: true });
+      this.pump();
+    };
+    ws.onmessage = (m) => {
+      try {
+        this.device.handle_frame(new Uint8Array(m.data));
+      } catch (e) {
+        this.warn("protocol", e);
       }
-      // Edits made while offline (or kept from before a reload) go out
-      // once their space has been read.
-      for (const k of [...this.dirty.keys()]) {
-        const [space, stream] = k.split("/");
-        this.subscribe(space)
-          .then(() => this.flush(space, stream))
-          .catch(() => {});
-      }
-    } catch (e) {
-      this.emit("warning", { message: e.message });
-    }
-  }
-
-  subscribe(space) {
-    if (!this.online || this.subscribed.has(space)) return this.whenSynced(space);
-    this.subscribed.add(space);
-    const request = this.nextRequest++;
-    const p = this.whenSynced(space);
-    // Answered by `Synced` (which carries no request id) or a refusal.
-    this.subscribeRequests.set(space, request);
-    this.waiting.set(request, {
-      resolve: () => {},
-      reject: () => {},
-      refused: (ev) => {
-        this.subscribed.delete(space);
-        if (ev.code === "forbidden") {
-          // A device removed from the space is no longer served.
-          this.device.mark_removed(space);
-          this.save();
-          this.emit("spaces", {});
-        }
-        this.emit("warning", { message: ev.message });
-      },
-    });
-    this.ws.send(this.device.subscribe(request, space));
-    return p;
-  }
-
-  whenSynced(space) {
-    return new Promise((resolve) => {
-      const list = this.synced.get(space) || [];
-      list.push(resolve);
-      this.synced.set(space, list);
-      if (this.online && this.subscribed.has(space) && this.isSynced.has(space)) {
-        this.synced.set(space, []);
-        resolve();
-      }
-    });
-  }
-
-  onFrame(bytes) {
-    let ev;
-    try {
-      ev = this.device.receive(bytes);
-    } catch (e) {
-      this.emit("warning", { message: `unreadable frame: ${e.message}` });
-      return;
-    }
-    switch (ev.kind) {
-      case "entry":
-        if (ev.warning) this.emit("warning", { message: ev.warning });
-        if (ev.broken && !this.brokenShown.has(ev.space)) {
-          this.brokenShown.add(ev.space);
-          this.emit("warning", { message: ev.broken });
-        }
-        if (ev.missing != null && !this.subscribeRequests.has(ev.space)) {
-          // An entry was skipped on the way: read the log again from the
-          // first missing one.
-          this.subscribed.delete(ev.space);
-          this.isSynced.delete(ev.space);
-          this.subscribe(ev.space).catch(() => {});
-        }
-        if (ev.streams.length) this.emit("changed", { space: ev.space, streams: ev.streams });
-        if (ev.membership) {
-          this.scheduleSave();
-          this.emit("members", { space: ev.space });
-          this.emit("spaces", {});
-        } else {
-          this.scheduleSave();
-        }
-        break;
-      case "synced": {
-        this.isSynced.add(ev.space);
-        this.waiting.delete(this.subscribeRequests.get(ev.space));
-        this.subscribeRequests.delete(ev.space);
-        if (ev.broken) this.emit("warning", { message: ev.broken });
-        const list = this.synced.get(ev.space) || [];
-        this.synced.set(ev.space, []);
-        for (const r of list) r();
-        this.emit("changed", { space: ev.space, streams: [] });
-        break;
-      }
-      case "accepted":
-      case "refused": {
-        const w = this.waiting.get(ev.request);
-        if (!w) break;
-        this.waiting.delete(ev.request);
-        clearTimeout(w.timer);
-        if (ev.kind === "refused" && w.refused) w.refused(ev);
-        w.resolve(ev);
-        break;
-      }
-      case "welcome":
-        this.acceptWelcomes().catch((e) => this.emit("warning", { message: e.message }));
-        break;
-      case "presence":
-        this.emit("presence", ev);
-        break;
-      default:
-        break;
-    }
-  }
-
-  scheduleSave() {
-    clearTimeout(this.saveTimer);
-    this.saveTimer = setTimeout(() => this.save(), 300);
-  }
-
-  /** Sends an Append frame built by `make(request)`; resolves with the answer. */
-  async append(make, request = this.nextRequest++) {
-    if (!this.online) throw new Error("offline");
-    const frame = make(request);
-    if (!frame) return null;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(request);
-        reject(new Error("the server did not answer"));
-      }, 30000);
-      this.waiting.set(request, { resolve, reject, timer });
-      this.ws.send(frame);
-    });
-  }
-
-  /** Waits until this device has read the space up to its current epoch. */
-  async catchUp(space, epoch) {
-    for (let i = 0; i < 100; i++) {
-      const s = this.device.spaces().find((x) => x.id === space);
-      if (!s || s.epoch >= epoch) return;
-      await sleep(100);
-    }
-    throw new Error(`could not follow space ${space} to epoch ${epoch}`);
+      this.pump();
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.online = false;
+      this.device.link_down(opened);
+      if (opened) this.emit("status", { online: false });
+      this.pump();
+    };
   }
 
   // --------------------------------------------------------------- pairing
@@ -619,7 +591,7 @@ export class Client {
           }
           await sleep(1500);
         }
-        throw new Error(stopped ? "stopped" : "pairing-expired");
+        throw new AppError(stopped ? "stopped" : "pairing-expired");
       } finally {
         code.free();
       }
@@ -632,11 +604,12 @@ export class Client {
    * linked) to every space this device manages, once they have published
    * KeyPackages. Returns `{added, others}`: space ids where they were
    * added, and those where a space manager must add them.
+   * @param {string} device
    */
   async addNewDevices(device) {
     for (let i = 0; i < 120; i++) {
       const me = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
-      const d = (me.devices || []).find((x) => x.device === device);
+      const d = (me.devices || []).find((/** @type {any} */ x) => x.device === device);
       if (d && d.key_packages > 0) break;
       await sleep(1000);
     }
@@ -657,185 +630,69 @@ export class Client {
 
   // ---------------------------------------------------------------- spaces
 
-  async acceptWelcomes() {
-    const w = await this.api("GET", "/v1/welcomes");
-    let joined = false;
-    for (const item of w.welcomes || []) {
-      if (!this.device.has_space(item.space)) {
-        try {
-          this.device.join(item.welcome);
-          joined = true;
-          await this.save();
-        } catch (e) {
-          this.emit("warning", { message: `refused the invitation to space ${item.space}: ${e.message}` });
-        }
-      }
-      await this.api("DELETE", `/v1/welcomes/${item.id}`);
-      if (this.device.has_space(item.space)) this.subscribe(item.space);
-    }
-    if (joined) {
-      this.emit("spaces", {});
-      await this.replenishKeyPackages();
-    }
+  /** An HTTP call with this device's session (the interface's own reads:
+   * listings, the public library, recovery).
+   * @param {string} method @param {string} path @param {unknown} [body] */
+  api(method, path, body) {
+    return http(method, path, this.device.token(), body);
   }
 
-  /** Creates a confidential space with its library; returns its id. */
+  /** Creates a confidential space with its library, named `name`; returns
+   * its id. @param {string} name */
   async createSpace(name) {
-    const space = this.device.create_space();
-    await this.save();
-    await this.api("POST", "/v1/spaces", { id: space, kind: "confidential" });
-    await this.subscribe(space);
-    await this.append((r) => this.device.epoch_record(r, space));
-    this.device.init_library(space);
-    if (name) this.device.new_folder(space, name, "");
-    await this.flush(space, Device.library_stream(space));
-    await this.save();
+    const done = await this.run(this.device.create_space());
+    const space = done.space;
+    if (name) {
+      this.device.new_folder(space, name, "");
+      await this.run(this.device.flush(space, Device.library_stream(space)));
+    }
     this.emit("spaces", {});
     return space;
   }
 
-  /** Adds every device of `user` to the space with `role`. */
-  async invite(space, user, role) {
-    const listing = await this.api("GET", `/v1/users/${encodeURIComponent(user)}`);
-    const key = this.device.trust(user, JSON.stringify(listing));
-    await this.save();
-    let claimed = null;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      await this.subscribe(space);
-      const present = this.device
-        .members(space)
-        .filter((m) => m.user === user)
-        .map((m) => m.device);
-      if (!claimed) {
-        const c = await this.api("POST", `/v1/users/${encodeURIComponent(user)}/key-packages/claim`, {
-          except: present,
-        });
-        claimed = c.key_packages || [];
-      }
-      const kps = claimed.filter((k) => !present.includes(k.device)).map((k) => k.key_package);
-      const answer = await this.commit(space, (r) => this.device.stage_invite(r, space, user, key, kps, role));
-      if (answer) return answer;
-    }
-    throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
+  /** Reads a space to the end of its log. @param {string} space */
+  sync(space) {
+    return this.run(this.device.sync(space));
   }
 
-  /** Removes `user` and all their devices from the space. */
-  async remove(space, user) {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      await this.subscribe(space);
-      const answer = await this.commit(space, (r) => this.device.stage_remove(r, space, user));
-      if (answer) return answer;
-    }
-    throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
+  /** Adds every device of `user` to the space with `role`.
+   * @param {string} space @param {string} user @param {string} role */
+  invite(space, user, role) {
+    return this.run(this.device.invite(space, user, role));
   }
 
-  /** Gives `user` another role in the space. */
-  async setRole(space, user, role) {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      await this.subscribe(space);
-      const answer = await this.commit(space, (r) => this.device.stage_role(r, space, user, role));
-      if (answer) return answer;
-    }
-    throw new Error("the space kept changing; 20 attempts to commit lost their epoch");
+  /** Removes `user` and all their devices from the space.
+   * @param {string} space @param {string} user */
+  remove(space, user) {
+    return this.run(this.device.remove(space, user));
   }
 
-  /** One attempt at a commit: null if another commit took the epoch. */
-  async commit(space, stage) {
-    if (!this.online) throw new Error("offline");
-    const request = this.nextRequest++;
-    const frame = stage(request);
-    // Write-ahead: the pending commit is stored before it is sent. If no
-    // answer comes (a lost connection, a reload), the commit found in the
-    // log later is recognised as ours and merged; not found once the log is
-    // read to its end, the next staging drops it.
-    await this.save();
-    const answer = await this.append(() => frame, request);
-    if (answer.kind === "accepted") {
-      const epoch = this.device.commit_accepted(space);
-      await this.save();
-      await this.append((r) => this.device.epoch_record(r, space)).catch(() => {});
-      this.emit("members", { space });
-      this.emit("spaces", {});
-      return epoch;
-    }
-    this.device.commit_rejected(space);
-    if (answer.code === "commit_conflict") {
-      await this.catchUp(space, answer.current_epoch);
-      return null;
-    }
-    throw new ServerError(409, answer.code, answer.message);
+  /** Gives `user` another role in the space.
+   * @param {string} space @param {string} user @param {string} role */
+  setRole(space, user, role) {
+    return this.run(this.device.set_role(space, user, role));
   }
 
   // ------------------------------------------------------------- documents
 
-  markDirty(space, stream) {
-    this.dirty.set(`${space}/${stream}`, true);
-    this.scheduleUnsentSave();
-    clearTimeout(this.flushTimer);
-    this.flushTimer = setTimeout(() => {
-      for (const k of [...this.dirty.keys()]) {
-        const [sp, st] = k.split("/");
-        this.flush(sp, st).catch(() => {});
-      }
-    }, 150);
+  /** A local edit was made through `this.device`: the engine sends it at
+   * its next flush interval. */
+  edited() {
+    this.pump();
   }
 
-  /** Sends a document's unsent changes; they stay queued while offline. */
-  async flush(space, stream) {
-    const k = `${space}/${stream}`;
-    if (this.flushing?.has(k)) {
-      this.dirty.set(k, true);
-      return;
-    }
-    this.flushing = this.flushing || new Set();
-    this.flushing.add(k);
-    this.dirty.delete(k);
-    try {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        if (!this.online) {
-          this.dirty.set(k, true);
-          return;
-        }
-        let sent = false;
-        let answer;
-        try {
-          answer = await this.append((r) => {
-            const f = this.device.flush(r, space, stream);
-            sent = !!f;
-            return f;
-          });
-        } catch (e) {
-          if (sent) this.device.flush_refused(space, stream);
-          this.dirty.set(k, true);
-          return;
-        }
-        if (!sent) return;
-        if (answer.kind === "accepted") {
-          this.device.flush_accepted(space, stream);
-          if (!this.dirty.has(k)) return;
-          this.dirty.delete(k);
-          continue;
-        }
-        this.device.flush_refused(space, stream);
-        if (answer.code === "stale_epoch") {
-          await this.catchUp(space, answer.current_epoch);
-        } else if (answer.code === "rate_limited") {
-          await sleep(answer.retry_after_ms || 500);
-        } else {
-          throw new ServerError(409, answer.code, answer.message);
-        }
-      }
-    } finally {
-      this.flushing.delete(k);
-      this.scheduleUnsentSave();
-    }
+  /** Sends a document's edits now (they stay queued while offline).
+   * @param {string} space @param {string} stream */
+  flush(space, stream) {
+    return this.run(this.device.flush(space, stream));
   }
 
-  /** The id of a space's library document. */
+  /** The id of a space's library document. @param {string} space */
   libraryStream(space) {
     return Device.library_stream(space);
   }
 
+  /** @param {string} space @param {string} title */
   async newDocument(space, title) {
     const stream = this.device.new_document(space, title);
     await this.flush(space, stream);
@@ -843,12 +700,14 @@ export class Client {
     return stream;
   }
 
-  /** Sends a presence message (saved first: it advances a ratchet). */
-  async presence(space, payload) {
-    if (!this.online) return;
-    const frame = this.device.presence(0, space, JSON.stringify(payload));
-    await this.save();
-    if (this.online) this.ws.send(frame);
+  /** Sends a presence message to the members online (best effort).
+   * @param {string} space @param {unknown} payload */
+  presence(space, payload) {
+    try {
+      if (this.device.presence(space, JSON.stringify(payload))) this.pump();
+    } catch (_) {
+      /* not in the space (any more): nothing to show */
+    }
   }
 
   // ----------------------------------------------------------------- files
@@ -885,7 +744,7 @@ export class Client {
     let record = null;
     if (resume) {
       record = (await vault.uploads(this.user)).find((u) => u.id === resume);
-      if (!record) throw new Error("no such interrupted upload");
+      if (!record) throw new AppError("no-upload", "no such interrupted upload");
       up = Upload.resume(record.sealed, this.key);
       space = up.space();
       folder = up.folder();
@@ -918,7 +777,7 @@ export class Client {
         try {
           chunks = up.push(bytes);
         } catch (e) {
-          if (resume && e.message === "source-changed") {
+          if (resume && e instanceof Error && "code" in e && e.code === "source_changed") {
             await vault.removeUpload(record.id);
             return this.upload(space, file, folder, progress);
           }
@@ -940,7 +799,7 @@ export class Client {
   async putBlob(id, blob) {
     for (let attempt = 0; ; attempt++) {
       try {
-        await http("PUT", `/v1/blobs/${id}`, this.token, undefined, blob);
+        await http("PUT", `/v1/blobs/${id}`, this.device.token(), undefined, blob);
         return;
       } catch (e) {
         if (e instanceof ServerError && e.status !== 503 && e.status !== 429) throw e;
@@ -959,7 +818,7 @@ export class Client {
       let blob;
       for (let attempt = 0; ; attempt++) {
         try {
-          blob = await http("GET", `/v1/blobs/${ids[i]}`, this.token);
+          blob = await http("GET", `/v1/blobs/${ids[i]}`, this.device.token());
           break;
         } catch (e) {
           if (e instanceof ServerError || attempt >= 30) throw e;

@@ -122,7 +122,7 @@ async function authView(main) {
       started();
     } catch (err) {
       const known = { "no-device": t("noDevice"), "wrong-passphrase": t("wrongPassphrase") };
-      status(known[err.message] || `${t("error")}: ${err.message}`, "error");
+      status(known[err.code] || `${t("error")}: ${err.message}`, "error");
     }
   } },
     h("h2", {}, t("signIn")),
@@ -141,7 +141,7 @@ async function authView(main) {
       client = await Client.signUp(f.user.value.trim(), f.passphrase.value, f.invite.value.trim());
       started();
     } catch (err) {
-      status(err.message === "exists" ? t("exists") : `${t("error")}: ${err.message}`, "error");
+      status(err.code === "exists" ? t("exists") : `${t("error")}: ${err.message}`, "error");
     }
   } },
     h("h2", {}, t("signUp")),
@@ -165,9 +165,8 @@ async function authView(main) {
       status(t(done));
     } catch (err) {
       f.querySelector("button").disabled = false;
-      const m = err.message || "";
-      const key = Object.entries({ exists: "exists", ...known }).find(([prefix]) => m.startsWith(prefix))?.[1];
-      status(key ? t(key) : `${t("error")}: ${m}`, "error");
+      const key = { exists: "exists", ...known }[err.code];
+      status(key ? t(key) : `${t("error")}: ${err.message}`, "error");
     }
   };
   const link = h("form", { id: "link", onsubmit: opening(
@@ -197,6 +196,9 @@ async function authView(main) {
   main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp, link, recover));
 }
 
+/** The engine's warnings the interface words itself. */
+const warnings = { withheld: "warnWithheld", forked: "warnForked" };
+
 function started() {
   const rerender = () => render();
   client.events.addEventListener("spaces", () => {
@@ -209,7 +211,12 @@ function started() {
       c.textContent = client.online ? t("online") : t("offline");
     }
   });
-  client.events.addEventListener("warning", (e) => status(e.detail.message, "warning"));
+  // A warning the interface knows is shown in its language; the others
+  // with the engine's sentence.
+  client.events.addEventListener("warning", (e) => {
+    const known = warnings[e.detail.code];
+    status(known ? `${t(known)} (${e.detail.message})` : e.detail.message, "warning");
+  });
   client.events.addEventListener("unsent", () => {
     document.getElementById("unsent")?.replaceWith(unsentNote());
   });
@@ -467,7 +474,7 @@ function spaceView(main, space) {
   drawMembers();
   drawLibrary();
   drawInterrupted();
-  client.subscribe(space);
+  client.sync(space).catch(() => {});
   const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); } };
   const onMembers = (e) => { if (e.detail.space === space) drawMembers(); };
   client.events.addEventListener("changed", onChanged);
@@ -514,7 +521,7 @@ function editorView(main, space, stream) {
   try {
     filing = client.device.read(space, stream);
   } catch (_) {
-    client.subscribe(space).then(() => render());
+    client.sync(space).then(() => render()).catch(() => {});
     main.append(h("p", {}, t("working")));
     return;
   }
@@ -545,7 +552,7 @@ function editorView(main, space, stream) {
     try {
       const active = client.device.text(space, stream).marks.some((m) => m.mark === mark && m.start <= s[0] && m.end >= s[1]);
       client.device.format(space, stream, s[0], s[1], mark, !active);
-      client.markDirty(space, stream);
+      client.edited();
       editor.redraw();
     } catch (err) { fail(err); }
   };
@@ -569,7 +576,7 @@ function editorView(main, space, stream) {
     splice: (at, removed, text) => client.device.splice(space, stream, at, removed, text),
     format: toggle,
     changed: () => {
-      client.markDirty(space, stream);
+      client.edited();
       drawComments(client.device.text(space, stream));
       announce();
     },
@@ -584,7 +591,7 @@ function editorView(main, space, stream) {
   title.addEventListener("change", () => {
     try {
       client.device.set_title(space, stream, title.value);
-      client.markDirty(space, stream);
+      client.edited();
     } catch (err) { fail(err); }
   });
 
@@ -613,7 +620,7 @@ function editorView(main, space, stream) {
     try {
       client.device.comment(space, stream, s[0], s[1], e.target.text.value);
       e.target.text.value = "";
-      client.markDirty(space, stream);
+      client.edited();
       refresh();
     } catch (err) { fail(err); }
   } }, field(t("commentText"), h("input", { name: "text", required: true })), h("button", { type: "submit" }, t("comment")));
@@ -623,7 +630,7 @@ function editorView(main, space, stream) {
     try {
       client.device.name_version(space, stream, e.target.name.value);
       e.target.name.value = "";
-      client.markDirty(space, stream);
+      client.edited();
       refresh();
     } catch (err) { fail(err); }
   } }, field(t("versionName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("nameVersion")));
@@ -866,7 +873,7 @@ async function publicView(main, space, doc) {
   client.events.addEventListener("changed", onChanged);
   onCleanup(() => client.events.removeEventListener("changed", onChanged));
   compare();
-  client.subscribe(p.source_space).then(() => onChanged({ detail: { space: p.source_space } })).catch(() => {});
+  client.sync(p.source_space).then(() => onChanged({ detail: { space: p.source_space } })).catch(() => {});
 }
 
 // -------------------------------------------------------------- devices
@@ -917,10 +924,10 @@ async function devicesView(main) {
         h("p", { id: "pairing-done" }, t("linked"), " ", t("linkedAdded", { n: added.length })),
         others.length ? h("p", {}, t("linkedOthers", { spaces: others.map(spaceLabel).join(", ") })) : null);
     } catch (err) {
-      if (err.message === "stopped") return;
+      if (err.code === "stopped") return;
       fill(pairing, start);
       start.disabled = false;
-      status(err.message === "pairing-expired" ? t("pairingExpired") : `${t("error")}: ${err.message}`, "error");
+      status(err.code === "pairing-expired" ? t("pairingExpired") : `${t("error")}: ${err.message}`, "error");
     }
   } }, t("linkAnother"));
   pairing.append(start);

@@ -35,10 +35,13 @@ use crate::api::{self, HttpRequest, HttpResponse, Method};
 use crate::at_rest::{AtRestError, DeviceRecord, Restored};
 use crate::document::Replica;
 use crate::identity::{Contacts, Device, IdentityPublicKey, Statement, UserIdentity};
-use crate::space::{HistoryPolicy, NewMember, PendingCommit, Role, Space, SpaceError};
+use crate::space::{HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError};
 use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, library};
+
+/// The largest presence message [`Engine::presence`] sends.
+pub const MAX_PRESENCE: usize = 1024;
 
 /// An operation started by [`Engine::start`].
 pub type OpId = u64;
@@ -80,6 +83,12 @@ pub struct Config {
     /// A commit whose answer was lost stays pending in the saved state and
     /// is recognised in the log at the next reading.
     pub fail_offline: bool,
+    /// Follow every space this device is in, as an app that stays open
+    /// does: keep the connection up (a Welcome may come at any time), read
+    /// each space live, and at each new connection join the spaces whose
+    /// Welcomes wait, top the KeyPackages up and read every space to the
+    /// end ([`Intent::Refresh`]).
+    pub follow: bool,
 }
 
 impl Default for Config {
@@ -96,6 +105,7 @@ impl Default for Config {
             key_package_target: 20,
             record_grace_ms: 10_000,
             fail_offline: false,
+            follow: false,
         }
     }
 }
@@ -285,6 +295,18 @@ pub enum Event {
         /// A sentence for people.
         message: String,
     },
+    /// Another member's presence message (live, never stored: where
+    /// their caret is, that they are typing), as they sent it.
+    Presence {
+        /// The space.
+        space: SpaceId,
+        /// The member.
+        user: UserId,
+        /// Their device.
+        device: DeviceId,
+        /// What they sent ([`Engine::presence`]).
+        payload: Vec<u8>,
+    },
     /// An operation of [`Engine::start`] ended.
     Done {
         /// The operation.
@@ -303,6 +325,10 @@ pub enum Link {
     Down,
     /// The server refused the connection's session token.
     Unauthorized,
+    /// Could not be opened, for a reason the driver cannot see (a browser
+    /// is told neither the status nor the cause): the session may have
+    /// expired, so the next attempt, after the back-off, signs in first.
+    Failed,
 }
 
 /// One space this device is in, and its subscription on this connection.
@@ -526,6 +552,7 @@ impl Engine {
             }
             let mut tracked = Tracked::new(view);
             tracked.fork_reported = tracked.view.broken().is_some();
+            tracked.wanted = config.follow && !tracked.view.is_removed();
             spaces.insert(id, tracked);
         }
         Self {
@@ -661,6 +688,53 @@ impl Engine {
         Some(result)
     }
 
+    /// Sends a presence message to the space's members online now (an MLS
+    /// application message: relayed, never stored; at most
+    /// [`MAX_PRESENCE`] bytes). Best effort: `Ok(false)` when offline. It
+    /// moves this device's sending ratchet on, so the state is made durable
+    /// before the frame leaves (the durability rule).
+    pub fn presence(&mut self, space: SpaceId, payload: &[u8]) -> Result<bool, Failure> {
+        if payload.len() > MAX_PRESENCE {
+            return Err(Failure::new(
+                Code::Refused,
+                format!("a presence message holds at most {MAX_PRESENCE} bytes"),
+            ));
+        }
+        let tracked = self.spaces.get_mut(&space).ok_or_else(|| {
+            Failure::new(
+                Code::NotMember,
+                format!("this device is not in space {space}"),
+            )
+        })?;
+        if !self.online || !tracked.live || tracked.view.is_removed() {
+            return Ok(false);
+        }
+        let message = tracked
+            .view
+            .space_mut()
+            .create_message(&self.provider, &self.device, payload)
+            .map_err(|e| Failure::new(Code::Space, e.to_string()))?;
+        self.must_persist = true;
+        self.transmit.push_back(ClientFrame::Append {
+            request: 0,
+            space,
+            item: AppendItem::Application(message),
+        });
+        Ok(true)
+    }
+
+    /// The documents whose local edits the server has not acknowledged yet
+    /// (waiting for the flush interval, or being sent).
+    pub fn unsent_documents(&self) -> usize {
+        let mut documents: BTreeSet<(SpaceId, StreamId)> = self.due.keys().copied().collect();
+        for r in self.ops.values() {
+            if let Op::Flush { space, stream, .. } = r.op {
+                documents.insert((space, stream));
+            }
+        }
+        documents.len()
+    }
+
     /// Reads entries handed over out of band (as a seized server could),
     /// to show what this device can and cannot open.
     pub fn ingest(&mut self, space: SpaceId, entries: Vec<LogEntry>) {
@@ -733,6 +807,7 @@ impl Engine {
             .values()
             .any(|r| matches!(r.op, Op::Sync { .. } | Op::Flush { .. } | Op::Record { .. }))
             || self.spaces.values().any(|t| t.wanted)
+            || self.config.follow
     }
 
     /// When to call [`Self::handle_timeout`] next.
@@ -821,6 +896,8 @@ impl Engine {
             ServerFrame::Refused { request, .. } if self.subscriptions.contains_key(&request) => {
                 self.on_subscribe_refused(request, frame);
             }
+            // Request 0 is a presence message's: nothing waits for its answer.
+            ServerFrame::Accepted { request: 0, .. } | ServerFrame::Refused { request: 0, .. } => {}
             ServerFrame::Accepted { request, .. } | ServerFrame::Refused { request, .. } => {
                 self.answers.insert(request, frame);
             }
@@ -837,9 +914,40 @@ impl Engine {
                     self.spawn(op, false, true);
                 }
             }
-            ServerFrame::Application { .. } | ServerFrame::Pong => {}
+            ServerFrame::Application { space, message } => self.on_presence(space, &message),
+            ServerFrame::Pong => {}
         }
         self.drive();
+    }
+
+    fn on_presence(&mut self, space: SpaceId, message: &[u8]) {
+        let Some(tracked) = self.spaces.get_mut(&space) else {
+            return;
+        };
+        // A message this device cannot open (another epoch, a replay) is
+        // dropped: presence is best effort.
+        let Ok(Processed::Application { device, payload }) =
+            tracked.view.space_mut().process(&self.provider, message)
+        else {
+            return;
+        };
+        // Opening it moved the receiving ratchet on.
+        self.changed = true;
+        let user = tracked
+            .view
+            .space()
+            .members()
+            .ok()
+            .and_then(|members| members.into_iter().find(|m| m.device == device))
+            .map(|m| m.user);
+        if let Some(user) = user {
+            self.events.push_back(Event::Presence {
+                space,
+                user,
+                device,
+                payload,
+            });
+        }
     }
 
     /// The answer to an HTTP request (`Err`: it could not be sent or no
@@ -884,8 +992,16 @@ impl Engine {
                 for id in wanted {
                     self.subscribe(id);
                 }
+                let refreshing = self.busy(|op| matches!(op, Op::Refresh { .. }));
+                if self.config.follow && !refreshing {
+                    let op = Op::Refresh {
+                        full: true,
+                        stage: RefreshStage::Start,
+                    };
+                    self.spawn(op, false, true);
+                }
             }
-            Link::Down | Link::Unauthorized => {
+            Link::Down | Link::Unauthorized | Link::Failed => {
                 let was_online = self.online;
                 self.online = false;
                 self.link += 1;
@@ -909,8 +1025,14 @@ impl Engine {
                     self.token = None;
                     self.reconnect_at = self.now;
                     self.ensure_sign_in();
-                } else if self.config.fail_offline {
-                    self.abort_offline();
+                } else {
+                    if link == Link::Failed {
+                        // Signed in again once the back-off has passed.
+                        self.token = None;
+                    }
+                    if self.config.fail_offline {
+                        self.abort_offline();
+                    }
                 }
             }
         }
@@ -1651,6 +1773,13 @@ impl Engine {
                 self.spaces.insert(space, Tracked::new(SpaceView::new(s)));
                 self.must_persist = true;
                 self.events.push_back(Event::Joined { space });
+                if self.config.follow {
+                    // Sent once the joined state is durable.
+                    if let Some(t) = self.spaces.get_mut(&space) {
+                        t.wanted = true;
+                    }
+                    self.subscribe(space);
+                }
             }
             Err(e) => self.events.push_back(Event::Warning {
                 code: Code::InvitationRefused,
@@ -2098,7 +2227,10 @@ impl Engine {
     }
 
     /// Checks a directory listing against the keys pinned on first use.
-    fn pin(
+    /// Checks a user's listing (`GET /v1/users/{user}`): every device
+    /// certified by the identity key, and the key the one pinned when it
+    /// was first seen (trust on first use). Returns the identity key.
+    pub fn pin(
         &mut self,
         user: &UserId,
         listing: &api::UserListing,

@@ -375,9 +375,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina
         .wait_for(
             "the kept edit forgotten once acknowledged",
-            "return new Promise((done) => { const q = indexedDB.open('amicus'); \
-             q.onsuccess = () => { const g = q.result.transaction('unsent').objectStore('unsent').get('amina'); \
-             g.onsuccess = () => done(g.result === undefined); }; })",
+            "return document.getElementById('unsent')?.dataset.documents === '0'",
             LONG,
         )
         .await;

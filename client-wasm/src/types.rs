@@ -1,0 +1,411 @@
+//! The values crossing the wasm boundary. The TypeScript declarations the
+//! web app is checked against (`tsc --noEmit`) are generated from these
+//! types (tsify), field for field; each type says what it carries, and a
+//! field's name is its JSON name.
+#![allow(missing_docs)]
+
+use amicus_core::StreamId;
+use amicus_core::engine::{Code, Event, Failure, Output};
+use serde::Serialize;
+use tsify::Tsify;
+
+/// A stable code for an error or a warning: the interface translates it
+/// and matches on it, never on a message (the engine's [`Code`], and the
+/// browser's own).
+#[derive(Clone, Copy, Debug, Serialize, Tsify)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The server announces log entries it does not deliver.
+    Withheld,
+    /// The server forked, rewrote, rolled back or replayed the log.
+    Forked,
+    /// The server refused a frame.
+    Refused,
+    /// The space kept changing under a commit or a flush.
+    Contended,
+    /// This device is not in the space, or no longer.
+    NotMember,
+    /// The user has no device that could be added.
+    NoKeyPackages,
+    /// An identity key changed or a certificate does not verify.
+    Identity,
+    /// An MLS operation failed.
+    Space,
+    /// A document operation failed.
+    Document,
+    /// The server could not be reached.
+    Network,
+    /// The server answered an HTTP request with an error.
+    Server,
+    /// Nothing happened for too long.
+    Timeout,
+    /// The server's answer is not what the protocol says.
+    Protocol,
+    /// Signing in was refused.
+    SignIn,
+    /// A commit of another member was refused (the entry is skipped).
+    EntryRefused,
+    /// The epoch record after a commit could not be stored.
+    EpochRecordNotStored,
+    /// A Welcome could not be used.
+    InvitationRefused,
+    /// An argument is not what the call takes (an id, a role, a range).
+    BadInput,
+    /// The stored state does not open with this key (a wrong passphrase),
+    /// or is corrupt.
+    Sealed,
+    /// A resumed upload's file is not the one chosen before.
+    SourceChanged,
+    /// A pairing or recovery code, offer or answer does not check.
+    BadCode,
+}
+
+/// What the engine tells the interface ([`Device::poll_event`]).
+#[derive(Serialize, Tsify)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// Documents of a space changed.
+    Changed { space: String, streams: Vec<String> },
+    /// Membership, roles or the epoch of a space changed.
+    Membership { space: String },
+    /// This device joined a space.
+    Joined { space: String },
+    /// This device was removed from a space.
+    Removed { space: String },
+    /// Something the user should know.
+    Warning {
+        code: ErrorCode,
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        space: Option<String>,
+        message: String,
+    },
+    /// Another member's presence message (its JSON text).
+    Presence {
+        space: String,
+        user: String,
+        device: String,
+        payload: String,
+    },
+    /// An operation ended: `error` absent when it succeeded.
+    Done {
+        op: f64,
+        /// The space an operation created.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        space: Option<String>,
+        /// The space's epoch after a commit.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<f64>,
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<OpError>,
+    },
+}
+
+/// Why an operation failed.
+#[derive(Serialize, Tsify)]
+pub struct OpError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For `server`: the HTTP status and the server's own error code.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_code: Option<String>,
+}
+
+/// An HTTP request the engine asks for ([`Device::poll_request`]): send
+/// it to the page's own origin, then hand the answer to
+/// [`Device::handle_response`] (or [`Device::handle_unreachable`]).
+#[derive(Serialize, Tsify)]
+pub struct HttpCall {
+    pub id: f64,
+    pub method: HttpMethod,
+    /// From `/v1/`.
+    pub path: String,
+    /// A JSON body.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The session token, for `Authorization: Bearer`.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// An HTTP method.
+#[derive(Serialize, Tsify)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+/// A space this device is in.
+#[derive(Serialize, Tsify)]
+pub struct SpaceSummary {
+    pub id: String,
+    pub epoch: f64,
+    pub authenticator: String,
+    pub removed: bool,
+    /// Why its log cannot be trusted (forked, rolled back), if it cannot.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
+    /// Entries this device could not open.
+    pub unreadable: f64,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// The spaces of [`Device::spaces`].
+#[derive(Serialize, Tsify)]
+pub struct SpaceList(pub Vec<SpaceSummary>);
+
+/// A member device of a space.
+#[derive(Serialize, Tsify)]
+pub struct Member {
+    pub user: String,
+    pub device: String,
+    pub role: String,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_number: Option<String>,
+}
+
+/// The members of [`Device::members`].
+#[derive(Serialize, Tsify)]
+pub struct MemberList(pub Vec<Member>);
+
+/// The kind of a library entry.
+#[derive(Serialize, Tsify)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Folder,
+    Document,
+    File,
+}
+
+/// An entry of a space's library.
+#[derive(Serialize, Tsify)]
+pub struct LibraryEntry {
+    pub kind: EntryKind,
+    pub id: String,
+    pub name: String,
+    /// The folder it is in (`""`: the top).
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    /// A file's size in bytes.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<f64>,
+}
+
+/// The entries of [`Device::library`].
+#[derive(Serialize, Tsify)]
+pub struct LibraryList(pub Vec<LibraryEntry>);
+
+/// A mark over `[start, end)`.
+#[derive(Serialize, Tsify)]
+pub struct Mark {
+    pub mark: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A comment thread on the passage `[start, end)`.
+#[derive(Serialize, Tsify)]
+pub struct Thread {
+    pub thread: String,
+    pub start: usize,
+    pub end: usize,
+    pub resolved: bool,
+    pub messages: Vec<Message>,
+}
+
+/// One message of a thread.
+#[derive(Serialize, Tsify)]
+pub struct Message {
+    pub author: String,
+    pub text: String,
+}
+
+/// A filing's title and text with its marks and comments.
+#[derive(Serialize, Tsify)]
+pub struct FilingText {
+    pub title: String,
+    pub body: String,
+    pub marks: Vec<Mark>,
+    pub comments: Vec<Thread>,
+}
+
+/// A named version (its text only where asked for).
+#[derive(Serialize, Tsify)]
+pub struct NamedVersion {
+    pub name: String,
+    pub author: String,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// The versions of [`Device::versions`].
+#[derive(Serialize, Tsify)]
+pub struct VersionList(pub Vec<NamedVersion>);
+
+/// A filing as read, with its named versions.
+#[derive(Serialize, Tsify)]
+pub struct Filing {
+    pub title: String,
+    pub body: String,
+    pub marks: Vec<Mark>,
+    pub comments: Vec<Thread>,
+    pub versions: Vec<NamedVersion>,
+}
+
+/// A public copy to `PUT`, with its provenance (JSON text).
+#[derive(Serialize, Tsify)]
+pub struct Publication {
+    pub title: String,
+    pub body: String,
+    /// A primary language tag, if given.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    pub provenance: SignedProvenance,
+}
+
+/// A publication's provenance (PROTOCOL §15.1), as `Provenance` in the core.
+#[derive(Serialize, Tsify)]
+pub struct SignedProvenance {
+    pub source_space: String,
+    pub source_stream: String,
+    pub heads: Vec<String>,
+    pub device: String,
+    pub signature: String,
+}
+
+/// What [`Device::check_copy`] found.
+#[derive(Serialize, Tsify)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyCheckResult {
+    Matches,
+    Differs,
+    Unknown,
+}
+
+/// The identity holder's answer to a pairing offer.
+#[derive(Serialize, Tsify)]
+pub struct PairingAnswer {
+    pub device: String,
+    pub certificate: String,
+    pub answer: String,
+}
+
+/// A recovery code (to show once) and its kit.
+#[derive(Serialize, Tsify)]
+pub struct RecoveryKit {
+    pub code: String,
+    pub kit: String,
+    pub verifier: String,
+}
+
+impl From<Code> for ErrorCode {
+    fn from(code: Code) -> Self {
+        match code {
+            Code::Withheld => Self::Withheld,
+            Code::Forked => Self::Forked,
+            Code::Refused => Self::Refused,
+            Code::Contended => Self::Contended,
+            Code::NotMember => Self::NotMember,
+            Code::NoKeyPackages => Self::NoKeyPackages,
+            Code::Identity => Self::Identity,
+            Code::Space => Self::Space,
+            Code::Document => Self::Document,
+            Code::Network => Self::Network,
+            Code::Server => Self::Server,
+            Code::Timeout => Self::Timeout,
+            Code::Protocol => Self::Protocol,
+            Code::SignIn => Self::SignIn,
+            Code::EntryRefused => Self::EntryRefused,
+            Code::EpochRecordNotStored => Self::EpochRecordNotStored,
+            Code::InvitationRefused => Self::InvitationRefused,
+        }
+    }
+}
+
+impl From<Event> for ClientEvent {
+    fn from(event: Event) -> Self {
+        let hexes = |streams: Vec<StreamId>| streams.iter().map(|s| s.to_hex()).collect();
+        match event {
+            Event::Changed { space, streams } => Self::Changed {
+                space: space.to_hex(),
+                streams: hexes(streams),
+            },
+            Event::Membership { space } => Self::Membership {
+                space: space.to_hex(),
+            },
+            Event::Joined { space } => Self::Joined {
+                space: space.to_hex(),
+            },
+            Event::Removed { space } => Self::Removed {
+                space: space.to_hex(),
+            },
+            Event::Warning {
+                code,
+                space,
+                message,
+            } => Self::Warning {
+                code: code.into(),
+                space: space.map(|s| s.to_hex()),
+                message,
+            },
+            Event::Presence {
+                space,
+                user,
+                device,
+                payload,
+            } => Self::Presence {
+                space: space.to_hex(),
+                user: user.to_string(),
+                device: device.to_hex(),
+                payload: String::from_utf8_lossy(&payload).into_owned(),
+            },
+            Event::Done { op, result } => {
+                let (space, epoch, error) = match result {
+                    Ok(Output::Done) => (None, None, None),
+                    Ok(Output::Space(id)) => (Some(id.to_hex()), None, None),
+                    Ok(Output::Epoch(e)) => (None, Some(e as f64), None),
+                    Err(f) => (None, None, Some(op_error(f))),
+                };
+                Self::Done {
+                    op: op as f64,
+                    space,
+                    epoch,
+                    error,
+                }
+            }
+        }
+    }
+}
+
+fn op_error(f: Failure) -> OpError {
+    let (status, server_code) = match f.server {
+        Some((status, code)) => (Some(status), Some(code)),
+        None => (None, None),
+    };
+    OpError {
+        code: f.code.into(),
+        message: f.message,
+        status,
+        server_code,
+    }
+}
