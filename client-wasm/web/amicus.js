@@ -59,10 +59,13 @@ export class ServerError extends AppError {
  * server has it).
  */
 export const vault = {
+  /** @type {IDBDatabase | null} */
   db: null,
+  /** @returns {Promise<IDBDatabase>} */
   async open() {
     if (this.db) return this.db;
-    this.db = await new Promise((resolve, reject) => {
+    /** @type {IDBDatabase} */
+    const db = await new Promise((resolve, reject) => {
       const req = indexedDB.open("amicus", 3);
       req.onupgradeneeded = () => {
         for (const store of ["devices", "unsent"]) {
@@ -77,8 +80,14 @@ export const vault = {
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
     });
-    return this.db;
+    this.db = db;
+    return db;
   },
+  /** Runs `fn` in a transaction on `store`; resolves with its request's
+   * result once the transaction is complete (durable).
+   * @param {IDBTransactionMode} mode
+   * @param {(s: IDBObjectStore) => IDBRequest | undefined} fn
+   * @returns {Promise<any>} */
   async tx(mode, fn, store = "devices") {
     const db = await this.open();
     return new Promise((resolve, reject) => {
@@ -132,7 +141,7 @@ export const vault = {
 /**
  * One HTTP request to the page's origin; JSON in and out (or bytes with
  * `raw`). Rejects with a `ServerError` for an error answer.
- * @param {string} method @param {string} path @param {string | null | undefined} token
+ * @param {string} method @param {string} path @param {string | null | undefined} [token]
  * @param {unknown} [body] @param {Uint8Array} [raw]
  * @returns {Promise<any>}
  */
@@ -140,10 +149,11 @@ async function http(method, path, token, body, raw) {
   /** @type {Record<string, string>} */
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
+  /** @type {BodyInit | undefined} */
   let payload;
   if (raw !== undefined) {
     headers["content-type"] = "application/octet-stream";
-    payload = raw;
+    payload = /** @type {Uint8Array<ArrayBuffer>} */ (raw);
   } else if (body !== undefined) {
     headers["content-type"] = "application/json";
     payload = JSON.stringify(body);
@@ -813,6 +823,7 @@ export class Client {
   async download(space, fileId, progress) {
     const d = this.device.download(space, fileId);
     const ids = d.chunk_ids();
+    /** @type {BlobPart[]} */
     const parts = [];
     for (let i = 0; i < ids.length; i++) {
       let blob;
@@ -825,7 +836,7 @@ export class Client {
           await sleep(Math.min(10000, 500 * 2 ** attempt));
         }
       }
-      parts.push(d.open_chunk(BigInt(i), blob));
+      parts.push(/** @type {Uint8Array<ArrayBuffer>} */ (d.open_chunk(BigInt(i), blob)));
       progress(i + 1, ids.length);
     }
     d.finish();

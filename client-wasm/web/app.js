@@ -10,6 +10,7 @@ import { Client, vault, load } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
 import { createEditor } from "./editor.js";
 
+/** @type {Client} The signed-in device (null before signing in). */
 let client = null;
 let cleanup = [];
 let generation = 0; // counts the views drawn: a view still loading checks it is current
@@ -213,14 +214,14 @@ function started() {
   });
   // A warning the interface knows is shown in its language; the others
   // with the engine's sentence.
-  client.events.addEventListener("warning", (e) => {
+  client.events.addEventListener("warning", (/** @type {any} */ e) => {
     const known = warnings[e.detail.code];
     status(known ? `${t(known)} (${e.detail.message})` : e.detail.message, "warning");
   });
   client.events.addEventListener("unsent", () => {
     document.getElementById("unsent")?.replaceWith(unsentNote());
   });
-  client.events.addEventListener("presence", (e) => {
+  client.events.addEventListener("presence", (/** @type {any} */ e) => {
     const { space, user, device, payload } = e.detail;
     if (!payload || typeof payload.doc !== "string") return;
     const k = `${space}/${payload.doc}`;
@@ -566,7 +567,7 @@ function editorView(main, space, stream) {
       pending = null;
       lastSent = Date.now();
       const cursor = editor.caret();
-      client.presence(space, cursor === null ? { doc: stream } : { doc: stream, cursor }).catch(() => {});
+      client.presence(space, cursor === null ? { doc: stream } : { doc: stream, cursor });
     }, Math.max(0, lastSent + 1000 - Date.now()));
   };
 

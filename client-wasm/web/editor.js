@@ -394,14 +394,16 @@ export function createEditor({ label, model, splice, format, changed, moved, fai
     e.preventDefault();
     const text = (e.dataTransfer?.getData("text/plain") || "").replace(/\r\n?/g, "\n");
     const r = document.caretRangeFromPoint?.(e.clientX, e.clientY);
-    const p = r ? [r.startContainer, r.startOffset] : (({ offsetNode, offset } = {}) => [offsetNode, offset])(document.caretPositionFromPoint?.(e.clientX, e.clientY) ?? undefined);
+    const c = r ? null : document.caretPositionFromPoint?.(e.clientX, e.clientY);
+    /** @type {[Node | undefined, number]} */
+    const p = r ? [r.startContainer, r.startOffset] : [c?.offsetNode, c?.offset ?? 0];
     if (!text || !p[0] || !el.contains(p[0])) return;
     el.focus();
     const i = indexAt(el, p[0], p[1]);
     insert(text, [i, i]);
   });
   el.addEventListener("input", (e) => {
-    if (!e.isComposing && !composing) sync();
+    if (!(e instanceof InputEvent && e.isComposing) && !composing) sync();
   });
   el.addEventListener("compositionstart", () => { composing = true; });
   // Read after the event, so a composition that ends as the next begins
@@ -437,6 +439,7 @@ export function createEditor({ label, model, splice, format, changed, moved, fai
       const r = document.createRange();
       r.setStart(node, offset);
       r.setEnd(node, offset);
+      /** @type {{ left: number, top: number, height: number } | undefined} */
       let rect = r.getClientRects()[0];
       if (!rect && node.nodeType === Node.TEXT_NODE && offset < node.data.length) {
         r.setEnd(node, offset + 1);

@@ -5,6 +5,10 @@
 //! 127.0.0.1:8080, the web app at `/`).
 //! `cargo xtask web`: build the web app only (the wasm client through
 //! `wasm-bindgen-cli-support`, then the static files) into `<target>/web`.
+//! `cargo xtask check-js`: build the web app and check its JavaScript
+//! against the TypeScript declarations generated from the wasm client's
+//! Rust types (`tsc --noEmit` with TypeScript from the npm registry; the
+//! test command does it too).
 //! `cargo xtask bench [--quick] [NAME...]`: run the benchmarks of
 //! `benches/` and write `BENCHMARKS.md` from their sections.
 //! `cargo xtask simulate [--seeds N] [--first N] [--seed N]`: run the
@@ -19,7 +23,8 @@
 //! `wasm32-unknown-unknown` target (through rustup); for the tests also
 //! Debian's `age` command (the reference implementation the sealed-intake
 //! format is interop-tested against) and `chromium` with `chromium-driver`
-//! (the browser tests drive them; a missing browser fails those tests).
+//! (the browser tests drive them; a missing browser fails those tests),
+//! and Node.js with npm (TypeScript checks the web app's JavaScript).
 
 use std::process::{Command, ExitCode};
 
@@ -31,11 +36,12 @@ fn main() -> ExitCode {
         "run" => serve(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         "web" => web().map(|_| ()),
+        "check-js" => web().and_then(|web| check_js(&web)),
         "fuzz" => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         "simulate" => simulate(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|run|web|bench|fuzz|simulate>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)\n  simulate [--seeds N] [--first N] [--seed N]: run the whole-system simulation over N seeds, or replay one"
+                "usage: cargo xtask <test|ci|run|web|bench|fuzz|simulate>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  check-js  build the web app and check its JavaScript against the generated TypeScript declarations (tsc from npm)\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)\n  simulate [--seeds N] [--first N] [--seed N]: run the whole-system simulation over N seeds, or replay one"
             );
             return ExitCode::from(2);
         }
@@ -86,6 +92,8 @@ fn prerequisites() -> Result<(), String> {
         ("age", "age"),
         ("chromium", "chromium"),
         ("chromedriver", "chromium-driver"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
     ]
     .into_iter()
     .filter(|(program, _)| !has(program))
@@ -123,7 +131,8 @@ fn test() -> Result<(), String> {
         "cargo",
         &["build", "--release", "-p", "amicus", "--bin", "amicus"],
     )?;
-    web()?;
+    let web = web()?;
+    check_js(&web)?;
     run(
         "cargo",
         &["test", "--workspace", "--release", "--exclude", "xtask"],
@@ -403,6 +412,71 @@ fn web() -> Result<std::path::PathBuf, String> {
         gzipped as f64 / 1e6
     );
     Ok(out)
+}
+
+/// The TypeScript compiler the web app is checked with (from the npm
+/// registry; it has no dependencies).
+const TYPESCRIPT: &str = "typescript@5.9.3";
+
+/// Checks the web app's JavaScript against the TypeScript declarations
+/// generated from the wasm client's Rust types (`tsc --noEmit`, no
+/// bundler): the engine's driver (`amicus.js`) strictly, the interface
+/// with the compiler's default checks. Needs the built app (`web`).
+fn check_js(web: &std::path::Path) -> Result<(), String> {
+    let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
+    let tools = target.join("tools/typescript");
+    let tsc = tools.join("node_modules/typescript/bin/tsc");
+    if !tsc.is_file() {
+        std::fs::create_dir_all(&tools).map_err(|e| e.to_string())?;
+        let prefix = tools.to_string_lossy();
+        run(
+            "npm",
+            &[
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+                &prefix,
+                TYPESCRIPT,
+            ],
+        )?;
+    }
+    let check = target.join("web-check");
+    std::fs::create_dir_all(&check).map_err(|e| e.to_string())?;
+    let file = |name: &str| web.join(name).to_string_lossy().into_owned();
+    let configs = [
+        ("driver", true, vec![file("amicus.js")]),
+        (
+            "app",
+            false,
+            vec![file("app.js"), file("editor.js"), file("i18n.js")],
+        ),
+    ];
+    for (name, strict, files) in configs {
+        let config = serde_json::json!({
+            "compilerOptions": {
+                "allowJs": true,
+                "checkJs": true,
+                "noEmit": true,
+                "strict": strict,
+                "noImplicitAny": false,
+                "target": "es2022",
+                "module": "es2022",
+                "moduleResolution": "bundler",
+                "lib": ["esnext", "dom", "dom.iterable"],
+            },
+            "files": files,
+        });
+        let path = check.join(format!("{name}.json"));
+        std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())?;
+        run(
+            "node",
+            &[&tsc.to_string_lossy(), "--project", &path.to_string_lossy()],
+        )?;
+    }
+    eprintln!("web app: the JavaScript checks against the generated declarations (tsc --noEmit)");
+    Ok(())
 }
 
 /// Writes `<file>.gz` (best compression) beside every text or wasm file
