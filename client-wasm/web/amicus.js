@@ -533,8 +533,9 @@ export class Client {
 
   connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${proto}//${location.host}/v1/ws?access_token=${encodeURIComponent(this.device.token() || "")}`;
-    const ws = new WebSocket(url);
+    // A browser cannot set the Authorization header of a WebSocket: the
+    // token travels as a subprotocol, never in the URL (URLs end in logs).
+    const ws = new WebSocket(`${proto}//${location.host}/v1/ws`, ["amicus.v1", `amicus.bearer.${this.device.token() || ""}`]);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     let opened = false;

@@ -73,7 +73,7 @@ fn certificate(s: &str) -> Result<DeviceCertificate, ApiError> {
 }
 
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    state.caller(headers, None)
+    state.caller(headers)
 }
 
 /// `GET /healthz`: 200 when the store answers.
@@ -896,12 +896,14 @@ pub async fn delete_welcome(
 pub async fn websocket(
     State(state): S,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let who = state.caller(&headers, query.as_deref())?;
+    let who = state.caller(&headers)?;
     let max = state.config.limits.max_frame;
+    // Chosen when the client offers it (a browser carrying its token in
+    // the subprotocol must be answered with one it offered).
     Ok(ws
+        .protocols([crate::state::WS_PROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| crate::ws::connection(state, socket, who)))

@@ -17,6 +17,11 @@ use crate::relay::Relay;
 use crate::search::SearchService;
 use crate::store::{SessionRecord, Store};
 
+/// The WebSocket subprotocol the server speaks (and answers with).
+pub const WS_PROTOCOL: &str = "amicus.v1";
+/// The prefix of the subprotocol that carries a browser's session token.
+pub const WS_BEARER: &str = "amicus.bearer.";
+
 /// Everything a handler needs, shared behind one `Arc`.
 pub struct AppState {
     /// The configuration.
@@ -122,20 +127,24 @@ impl AppState {
         }
     }
 
-    /// Resolves the bearer token of a request (header `Authorization: Bearer`
-    /// or, for browsers opening a WebSocket, `?access_token=`).
-    pub fn caller(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Caller, ApiError> {
+    /// Resolves the bearer token of a request: the header `Authorization:
+    /// Bearer`, or, for a browser opening a WebSocket (which cannot set
+    /// that header), the subprotocol `amicus.bearer.<token>` offered beside
+    /// [`WS_PROTOCOL`]. Never a URL: URLs end in proxies' logs.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned)
             .or_else(|| {
-                query.and_then(|q| {
-                    q.split('&')
-                        .find_map(|kv| kv.strip_prefix("access_token="))
-                        .map(str::to_owned)
-                })
+                headers
+                    .get_all("sec-websocket-protocol")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .find_map(|p| p.trim().strip_prefix(WS_BEARER))
+                    .map(str::to_owned)
             })
             .ok_or(ApiError::Unauthenticated)?;
         let session: SessionRecord = self

@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::Server;
+use crate::relay_double::Relay;
+use crate::support::{Server, register};
 use crate::webdriver::Browser;
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// One browser test at a time: each drives Chromium profiles, which two
+/// cores run one scenario's worth of at a time.
+static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -99,6 +104,7 @@ async fn text_of(b: &Browser, css: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
+    let _one = CHROMIUM.lock().await;
     let web = web_dir();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -976,4 +982,112 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A browser reloaded reads no log entry it had read before (the engine's
+/// saved position, PROTOCOL §7.2), and a browser whose server withholds
+/// entries it announces says so, in the interface's language, as the
+/// native client does (the same engine decides, `Code::Withheld`). Amina's
+/// browser talks to the server through the misbehaving relay; Bruno is a
+/// native client talking to the server directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_browser_reads_no_old_entry_and_reports_a_withholding_server() {
+    const SERVED: &str = "amicus_log_entries_served_total";
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let relay = Relay::start(&server.url).await;
+    let shots = target_dir().join("browser-screenshots-withheld");
+    let _ = std::fs::remove_dir_all(&shots);
+    let amina = Browser::start("amina", "en", &shots, &dir.path().join("downloads")).await;
+    let mut bruno = register(dir.path(), &server, "bruno").await;
+
+    sign_up(&amina, &relay.url, "amina").await;
+    amina
+        .type_into("#new-space input[name=name]", "Recours")
+        .await;
+    amina.click("#new-space button[type=submit]").await;
+    amina.element("#invite input[name=user]").await;
+    let space = amina
+        .js("return location.hash.split('/')[2]", json!([]))
+        .await
+        .as_str()
+        .expect("space id in the location")
+        .to_owned();
+    amina.type_into("#invite input[name=user]", "bruno").await;
+    amina.click("#invite button[type=submit]").await;
+    amina
+        .wait_for(
+            "Bruno in the members",
+            "return document.querySelector('tr[data-user=bruno]') !== null",
+            LONG,
+        )
+        .await;
+    let id = amicus_core::SpaceId::from_hex(&space).unwrap();
+    bruno.sync_all().await.unwrap();
+    let doc = bruno.new_document(id, "Requête").await.unwrap();
+    bruno
+        .edit(
+            id,
+            doc,
+            &[amicus_cli::Edit::Insert(None, "Exposé des faits.".into())],
+        )
+        .await
+        .unwrap();
+    let listed = "return [...document.querySelectorAll('a.doc-link')].some((a) => a.textContent === 'Requête')";
+    amina.wait_for("Bruno's filing listed", listed, LONG).await;
+    // The position read is stored within 300 ms of the last change.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Reloaded and unlocked, the page subscribes from where it was: the
+    // server serves no entry, and the filing is there from the saved state.
+    amina.goto("about:blank").await;
+    let before = server.metric(SERVED).await;
+    unlock(&amina, &relay.url).await;
+    amina
+        .js(
+            "location.hash = arguments[0]",
+            json!([format!("#/space/{space}")]),
+        )
+        .await;
+    amina
+        .wait_for("the filing after the reload", listed, LONG)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        server.metric(SERVED).await - before,
+        0,
+        "the reloaded page read entries it had read before"
+    );
+    amina.screenshot("reloaded").await;
+
+    // The relay now withholds every entry of the space it is asked for,
+    // while the server's `Synced` still announces them; Bruno writes while
+    // Amina's page is closed.
+    amina.goto("about:blank").await;
+    relay.down(move |frame| match frame {
+        amicus_core::wire::ServerFrame::Entry { space, .. } if space == id => Vec::new(),
+        other => vec![other],
+    });
+    bruno
+        .edit(
+            id,
+            doc,
+            &[amicus_cli::Edit::Insert(
+                None,
+                " Gardé par le serveur.".into(),
+            )],
+        )
+        .await
+        .unwrap();
+    unlock(&amina, &relay.url).await;
+    amina
+        .wait_for(
+            "the withholding warning",
+            "return (document.getElementById('status')?.textContent || '').includes('The server holds back part of this space')",
+            LONG,
+        )
+        .await;
+    amina.screenshot("withheld").await;
 }

@@ -325,8 +325,11 @@ async fn websocket(
         shared.upstream.trim_start_matches("http://")
     );
     let mut request = url.into_client_request().unwrap();
-    if let Some(auth) = headers.get("authorization") {
-        request.headers_mut().insert("authorization", auth.clone());
+    // The session: a native client's header, or a browser's subprotocol.
+    for name in ["authorization", "sec-websocket-protocol"] {
+        if let Some(value) = headers.get(name) {
+            request.headers_mut().insert(name, value.clone());
+        }
     }
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(amicus_core::wire::MAX_FRAME_LEN + 1024))
@@ -337,6 +340,7 @@ async fn websocket(
             Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
         };
     upgrade
+        .protocols(["amicus.v1"])
         .max_message_size(amicus_core::wire::MAX_FRAME_LEN + 1024)
         .on_upgrade(move |client| pump(shared, client, upstream))
 }
