@@ -2514,4 +2514,124 @@ mod tests {
         let (again, request) = e.poll_request().unwrap();
         assert_eq!((again, request), (id, first));
     }
+
+    fn following(name: &str, space: bool) -> (Engine, Option<SpaceId>) {
+        let identity = UserIdentity::generate(UserId::new(name).unwrap());
+        let device = identity.new_device();
+        let provider = MlsProvider::new();
+        let mut spaces = BTreeMap::new();
+        let mut id = None;
+        if space {
+            let key = device.certificate().identity_key;
+            let s = Space::create(&provider, &device, key, HistoryPolicy::Full).unwrap();
+            id = Some(s.id());
+            spaces.insert(s.id(), SpaceView::new(s));
+        }
+        let restored = Restored {
+            identity: Some(identity),
+            device,
+            provider,
+            spaces,
+            contacts: Contacts::default(),
+        };
+        let config = Config {
+            follow: true,
+            ..Config::default()
+        };
+        (Engine::new(restored, Some("token".into()), config), id)
+    }
+
+    /// An app that follows its spaces wants the connection even with no
+    /// space (a Welcome may come), subscribes to every space as it comes
+    /// up, and refreshes its Welcomes and KeyPackages at each connection.
+    #[test]
+    fn an_app_that_follows_subscribes_and_refreshes_at_each_connection() {
+        let (mut e, _) = following("amina", false);
+        assert!(e.wants_connection(), "no connection wanted with no space");
+        let (mut e, space) = following("amina", true);
+        let space = space.unwrap();
+        assert!(e.wants_connection());
+        e.handle_link(0, Link::Up);
+        assert!(matches!(
+            e.poll_transmit(),
+            Some(ClientFrame::Subscribe { space: s, from_seq: 0, .. }) if s == space
+        ));
+        let (_, request) = e.poll_request().expect("a refresh at the connection");
+        assert_eq!(request.path, "/v1/welcomes");
+        e.handle_link(10, Link::Down);
+        e.handle_timeout(10_000);
+        assert!(e.wants_connection(), "no reconnection after the back-off");
+    }
+
+    /// A socket a browser could not open (it is not told why) is tried
+    /// again after the back-off, signed in anew first: the session may be
+    /// what the server refused.
+    #[test]
+    fn a_socket_that_could_not_be_opened_signs_in_again_after_the_back_off() {
+        let (mut e, _) = following("amina", true);
+        e.handle_link(0, Link::Failed);
+        assert_eq!(e.token(), None);
+        assert_eq!(e.poll_request(), None, "signed in again at once");
+        let at = e.poll_timeout().expect("a time to try again");
+        assert!(at > 0);
+        e.handle_timeout(at);
+        let (_, request) = e.poll_request().expect("signing in after the back-off");
+        assert_eq!(request.path, "/v1/challenge");
+        assert!(!e.wants_connection(), "connecting without a session");
+    }
+
+    /// A presence message is sent only on a live subscription, after the
+    /// state its sending ratchet moved is durable; its answer is awaited by
+    /// nobody and kept nowhere.
+    #[test]
+    fn a_presence_message_leaves_after_the_ratchet_is_durable() {
+        let (mut e, space) = following("amina", true);
+        let space = space.unwrap();
+        assert_eq!(e.presence(space, b"{}"), Ok(false), "sent while offline");
+        e.handle_link(0, Link::Up);
+        let Some(ClientFrame::Subscribe { .. }) = e.poll_transmit() else {
+            panic!("no subscription");
+        };
+        assert_eq!(
+            e.presence(space, b"{}"),
+            Ok(false),
+            "sent before the log was read"
+        );
+        e.handle_frame(
+            1,
+            ServerFrame::Synced {
+                space,
+                next_seq: 0,
+                head: crate::wire::genesis(space),
+                epoch: 0,
+            },
+        );
+        assert_eq!(e.presence(space, b"{\"doc\":\"x\"}"), Ok(true));
+        assert!(e.must_persist());
+        assert_eq!(e.poll_transmit(), None, "sent before the persist");
+        e.persist().unwrap();
+        let frame = e.poll_transmit().expect("the presence message");
+        assert!(matches!(
+            frame,
+            ClientFrame::Append {
+                request: 0,
+                item: AppendItem::Application(_),
+                ..
+            }
+        ));
+        e.handle_frame(
+            2,
+            ServerFrame::Accepted {
+                request: 0,
+                seq: 0,
+                hash: [0; 32],
+            },
+        );
+        assert!(e.answers.is_empty(), "an answer nobody waits for is kept");
+        let big = vec![b' '; MAX_PRESENCE + 1];
+        assert_eq!(
+            e.presence(space, &big).map_err(|f| f.code),
+            Err(Code::Refused)
+        );
+    }
 }
