@@ -46,6 +46,44 @@ async fn answer(ws: &mut Ws) -> ServerFrame {
     }
 }
 
+/// A session token is taken from the `Authorization` header or, for a
+/// browser, the WebSocket subprotocol `amicus.bearer.<token>` (answered
+/// with `amicus.v1`), never from the URL, where proxies log it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_takes_its_token_from_a_header_never_from_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let alice = register(dir.path(), &server, "alice").await;
+    let token = alice.http().token().unwrap().to_owned();
+    let host = server.url.trim_start_matches("http://");
+
+    let url = format!("ws://{host}/v1/ws?access_token={token}");
+    let refused = tokio_tungstenite::connect_async(url).await;
+    assert!(refused.is_err(), "a token in the URL opened a socket");
+
+    let offer = |protocols: String| {
+        let mut req = format!("ws://{host}/v1/ws").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        req
+    };
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async(offer(format!("amicus.v1, amicus.bearer.{token}")))
+            .await
+            .expect("the subprotocol's token refused");
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "amicus.v1",
+        "the server must answer with the protocol, never echo the token"
+    );
+    ws.send(Message::Binary(ClientFrame::Ping.encode().into()))
+        .await
+        .unwrap();
+    assert!(matches!(answer(&mut ws).await, ServerFrame::Pong));
+    let forged = offer("amicus.v1, amicus.bearer.forged".into());
+    assert!(tokio_tungstenite::connect_async(forged).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_are_refused_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
