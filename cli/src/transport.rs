@@ -1,6 +1,11 @@
 //! The client's two transports: JSON over HTTP (reqwest) and binary frames
-//! over one WebSocket (tokio-tungstenite).
+//! over one WebSocket (tokio-tungstenite), both in the clear to an
+//! `http://` address (a local server, a tunnel) or over TLS to an
+//! `https://` one (rustls, with the system's roots and those given by
+//! [`trust_certificates`]).
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use amicus_core::wire::{ClientFrame, ServerFrame};
@@ -12,6 +17,86 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::ClientError;
 
+/// What went wrong with a request, with its causes (a refused certificate
+/// is a cause of "error sending request"), without the URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Roots trusted besides the system's, for this process (`--ca-cert`).
+static EXTRA_ROOTS: OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>> = OnceLock::new();
+
+/// Trusts the certificates of a PEM file as roots, besides the system's,
+/// for every `https://` server this process reaches (a server with a
+/// certificate of the organisation's own authority). Once per process;
+/// returns how many certificates the file holds.
+pub fn trust_certificates(pem: &Path) -> Result<usize, ClientError> {
+    use rustls_pki_types::pem::PemObject;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        ClientError::Usage(format!(
+            "cannot read the certificates of {}: {e}",
+            pem.display()
+        ))
+    };
+    let certificates = rustls_pki_types::CertificateDer::pem_file_iter(pem)
+        .map_err(|e| unreadable(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(&e))?;
+    if certificates.is_empty() {
+        return Err(unreadable(&"no certificate in the file"));
+    }
+    let n = certificates.len();
+    EXTRA_ROOTS
+        .set(certificates)
+        .map_err(|_| ClientError::Usage("extra roots are set once per process".into()))?;
+    Ok(n)
+}
+
+/// The TLS settings of every `https://` and `wss://` connection: TLS 1.2
+/// or 1.3 (rustls's safe defaults, the ring provider), the system's roots
+/// and the extra ones. Built once.
+fn tls() -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            // Unreadable system certificates are skipped, as browsers do.
+            let system = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(system.certs);
+            for c in EXTRA_ROOTS.get().into_iter().flatten() {
+                roots.add(c.clone()).map_err(|e| {
+                    format!("a certificate given with --ca-cert is not a usable root: {e}")
+                })?;
+            }
+            if roots.is_empty() {
+                return Err("no root certificate to check the server's with: install the system's CA certificates or give --ca-cert".into());
+            }
+            // ring: no C toolchain beyond a compiler, and no post-quantum
+            // key exchange yet (which rustls marks as deprecated). The
+            // content is end-to-end encrypted whatever the transport; TLS
+            // keeps the session token and the traffic's shape from the
+            // network.
+            #[allow(deprecated)]
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+        .map_err(ClientError::Usage)
+}
+
 /// The HTTP side.
 #[derive(Clone)]
 pub struct Http {
@@ -21,16 +106,23 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client of the server at `base` (`http://host:port`).
+    /// A client of the server at `base` (`https://host[:port]`, or
+    /// `http://host:port` for a local server or a tunnel).
     pub fn new(base: &str) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        let builder = if base.starts_with("https://") {
+            builder
+                .use_preconfigured_tls((*tls()?).clone())
+                .https_only(true)
+        } else if base.starts_with("http://") {
+            builder
+        } else {
             return Err(ClientError::Usage(format!(
-                "the server address must start with http:// (got {base}); put a TLS reverse proxy in front of remote servers and reach it through a local tunnel"
+                "the server address must start with https:// or http:// (got {base})"
             )));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        };
+        let http = builder
             .build()
             .map_err(|e| ClientError::Network(e.to_string()))?;
         Ok(Self {
@@ -91,7 +183,7 @@ impl Http {
     }
 
     fn network(e: reqwest::Error) -> ClientError {
-        ClientError::Network(e.without_url().to_string())
+        ClientError::Network(describe(e))
     }
 
     /// Sends a request of the client engine and hands back what came (`Err`
@@ -121,12 +213,9 @@ impl Http {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        let response = r.send().await.map_err(|e| e.without_url().to_string())?;
+        let response = r.send().await.map_err(describe)?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let body = response.bytes().await.map_err(describe)?;
         Ok(amicus_core::api::HttpResponse {
             status,
             body: body.to_vec(),
@@ -257,9 +346,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Opens the WebSocket of the server at `base` with a session token.
+    /// Opens the WebSocket of the server at `base` with a session token
+    /// (in the `Authorization` header, never in the URL).
     pub async fn open(base: &str, token: &str) -> Result<Self, ClientError> {
-        let url = format!("ws://{}/v1/ws", base.trim_start_matches("http://"));
+        let (url, connector) = match base.strip_prefix("https://") {
+            Some(host) => (
+                format!("wss://{host}/v1/ws"),
+                Some(tokio_tungstenite::Connector::Rustls(tls()?)),
+            ),
+            None => (
+                format!("ws://{}/v1/ws", base.trim_start_matches("http://")),
+                None,
+            ),
+        };
         let mut request = url
             .into_client_request()
             .map_err(|e| ClientError::Network(e.to_string()))?;
@@ -272,18 +371,23 @@ impl Conn {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(amicus_core::wire::MAX_FRAME_LEN))
             .max_frame_size(Some(amicus_core::wire::MAX_FRAME_LEN));
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
-                    ClientError::Server {
-                        status: 401,
-                        code: "unauthenticated".into(),
-                        message: "the session token was refused".into(),
-                    }
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        )
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
+                ClientError::Server {
+                    status: 401,
+                    code: "unauthenticated".into(),
+                    message: "the session token was refused".into(),
                 }
-                e => ClientError::Network(format!("WebSocket: {e}")),
-            })?;
+            }
+            e => ClientError::Network(format!("WebSocket: {e}")),
+        })?;
         Ok(Self { socket })
     }
 

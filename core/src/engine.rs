@@ -2546,7 +2546,7 @@ mod tests {
     /// up, and refreshes its Welcomes and KeyPackages at each connection.
     #[test]
     fn an_app_that_follows_subscribes_and_refreshes_at_each_connection() {
-        let (mut e, _) = following("amina", false);
+        let (e, _) = following("amina", false);
         assert!(e.wants_connection(), "no connection wanted with no space");
         let (mut e, space) = following("amina", true);
         let space = space.unwrap();

@@ -5,8 +5,9 @@
 //! serves public spaces' plaintext documents to members of the network.
 //!
 //! - [`app`] builds the HTTP and WebSocket router over one [`AppState`];
-//! - [`serve`] runs it on a listener with header and body timeouts and a
-//!   graceful shutdown that flushes the store;
+//! - [`serve`] runs it on a listener, in the clear or over TLS
+//!   ([`tls_acceptor`]), with header and body timeouts and a graceful
+//!   shutdown that flushes the store;
 //! - [`store::Store`] is the durable store (sled in [`store::SledStore`]),
 //!   [`blobs::Blobs`] the content-addressed blob directory;
 //! - [`relay`] orders each space's log and fans entries out;
@@ -148,12 +149,49 @@ pub fn open(config: Config) -> Result<Arc<AppState>, Box<dyn std::error::Error +
     Ok(Arc::new(AppState::new(config, store, blobs, search)))
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; then stops
-/// accepting, closes WebSockets, lets requests in flight finish (at most 10
-/// seconds) and flushes the store.
+/// The TLS side of [`serve`]: the certificate chain and private key of PEM
+/// files, TLS 1.2 and 1.3 (rustls's safe defaults, the ring provider),
+/// HTTP/1.1 (the WebSocket upgrade needs it).
+pub fn tls_acceptor(
+    certificates: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certificates)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "cannot read the certificates of {}: {e}",
+                certificates.display()
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no certificate", certificates.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the private key of {}: {e}", key.display()))?;
+    // ring: see the client's transport; the content is end-to-end
+    // encrypted whatever the transport.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `state` on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves; then stops accepting, closes WebSockets, lets requests in
+/// flight finish (at most 10 seconds) and flushes the store.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let router = app(state.clone());
@@ -163,6 +201,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.limits.header_timeout());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // A TLS handshake gets as long as a request's headers.
+    let handshake = state.config.limits.header_timeout();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -182,11 +222,31 @@ pub async fn serve(
                     tracing::debug!(error = %e, "could not disable Nagle's algorithm");
                 }
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                match tls.clone() {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        // Watched once the handshake is done.
+                        let (builder, watcher) = (builder.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn.into_owned()).await;
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

@@ -25,6 +25,10 @@ struct Cli {
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Trust the certificates of this PEM file, besides the system's, to
+    /// check an https:// server's (an organisation's own authority).
+    #[arg(long, global = true, env = "AMICUS_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,10 +52,16 @@ enum Command {
         /// The web app's directory (built by `cargo xtask web`), served at `/`.
         #[arg(long)]
         web: Option<PathBuf>,
+        /// Serve over TLS with this certificate chain (PEM), and `--tls-key`.
+        #[arg(long, env = "AMICUS_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of `--tls-cert`.
+        #[arg(long, env = "AMICUS_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Create an account and this device.
     Register {
-        /// Server address, e.g. http://127.0.0.1:8080.
+        /// Server address: https://host[:port], or http://host:port for a local server or a tunnel.
         #[arg(long, env = "AMICUS_SERVER")]
         server: String,
         /// User name.
@@ -420,6 +430,9 @@ fn bar(json_out: bool, what: &str) -> indicatif::ProgressBar {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json_out = cli.json;
     let home = cli.home;
+    if let Some(pem) = &cli.ca_cert {
+        amicus_cli::transport::trust_certificates(pem)?;
+    }
     match cli.command {
         Command::Serve {
             data,
@@ -427,7 +440,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             registration,
             web,
-        } => serve(data, listen, config, registration, web).await,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = tls_cert.zip(tls_key);
+            serve(data, listen, config, registration, web, tls).await
+        }
         Command::Reindex { data } => {
             let store =
                 amicus_server::store::SledStore::open(&data.join("store")).with_context(|| {
@@ -858,6 +876,7 @@ async fn serve(
     config_file: Option<PathBuf>,
     registration: Option<String>,
     web: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
 ) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
@@ -894,6 +913,12 @@ async fn serve(
             _ => bail!("--registration is `open` or `invite`"),
         };
     }
+    let acceptor = match &tls {
+        Some((cert, key)) => {
+            Some(amicus_server::tls_acceptor(cert, key).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -906,8 +931,9 @@ async fn serve(
     })?;
     tracing::info!(listen = %addr, data = %config.data.display(), registration = ?config.registration, "amicus server listening");
     // Scripts and tests read the bound address from this line.
-    println!("listening on http://{addr}");
-    amicus_server::serve(listener, state, shutdown_signal()).await?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    amicus_server::serve(listener, state, acceptor, shutdown_signal()).await?;
     Ok(())
 }
 

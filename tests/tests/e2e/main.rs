@@ -15,4 +15,5 @@ mod misbehaving;
 mod public;
 mod relay_double;
 mod support;
+mod tls;
 mod webdriver;

@@ -45,6 +45,11 @@ impl Server {
     /// Starts `amicus serve` listening on `listen` (to restart a server at
     /// the address its clients know).
     pub fn start_at(data: &Path, config: &str, listen: &str) -> Self {
+        Self::start_args(data, config, listen, &[])
+    }
+
+    /// Starts `amicus serve` with more arguments (`--tls-cert` …).
+    pub fn start_args(data: &Path, config: &str, listen: &str, extra: &[&std::ffi::OsStr]) -> Self {
         let log = data.with_extension(format!("{}.log", std::process::id() ^ rand_u32()));
         let config_path = data.with_extension("toml");
         std::fs::write(&config_path, config).expect("config file");
@@ -60,6 +65,7 @@ impl Server {
             .arg(data)
             .arg("--config")
             .arg(&config_path)
+            .args(extra)
             .env("AMICUS_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
