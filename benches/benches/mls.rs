@@ -172,7 +172,11 @@ impl Group {
                 .expect("merge");
             let processed = self
                 .observed
-                .process(&self.observer.provider, &pending.commit)
+                .process(
+                    &self.observer.provider,
+                    &pending.commit,
+                    amicus_core::space::Content::Commit,
+                )
                 .expect("the observer processes the commit");
             assert!(matches!(processed, Processed::Commit { .. }));
             self.others.extend(ids);
@@ -243,7 +247,11 @@ fn measure(c: &mut Criterion, g: &mut Group, n: usize) -> Sizes {
                 },
                 |commit| {
                     let processed = observed
-                        .process(&observer.provider, &commit)
+                        .process(
+                            &observer.provider,
+                            &commit,
+                            amicus_core::space::Content::Commit,
+                        )
                         .expect("process the commit");
                     assert!(matches!(processed, Processed::Commit { .. }));
                 },
@@ -292,7 +300,11 @@ fn measure(c: &mut Criterion, g: &mut Group, n: usize) -> Sizes {
         .commit_accepted(&g.observer.provider)
         .expect("merge");
     g.space
-        .process(&g.manager.provider, &p.commit)
+        .process(
+            &g.manager.provider,
+            &p.commit,
+            amicus_core::space::Content::Commit,
+        )
         .expect("the manager processes it");
     bytes
 }

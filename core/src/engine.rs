@@ -35,7 +35,9 @@ use crate::api::{self, HttpRequest, HttpResponse, Method};
 use crate::at_rest::{AtRestError, DeviceRecord, Restored};
 use crate::document::Replica;
 use crate::identity::{Contacts, Device, IdentityPublicKey, Statement, UserIdentity};
-use crate::space::{HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError};
+use crate::space::{
+    Content, HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
+};
 use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, library};
@@ -927,7 +929,10 @@ impl Engine {
         // A message this device cannot open (another epoch, a replay) is
         // dropped: presence is best effort.
         let Ok(Processed::Application { device, payload }) =
-            tracked.view.space_mut().process(&self.provider, message)
+            tracked
+                .view
+                .space_mut()
+                .process(&self.provider, message, Content::Application)
         else {
             return;
         };
@@ -2633,5 +2638,137 @@ mod tests {
             e.presence(space, &big).map_err(|f| f.code),
             Err(Code::Refused)
         );
+    }
+
+    /// A commit delivered as a presence message (the live, unstored path),
+    /// or in a log entry labelled as a proposal, is refused before MLS sees
+    /// it: it merges nothing and shows nothing. Only a commit entry carries
+    /// a commit, where every member reads the same one at the same place.
+    #[test]
+    fn a_commit_delivered_as_presence_or_as_a_proposal_merges_nothing() {
+        let amina = UserIdentity::generate(UserId::new("amina").unwrap());
+        let amina_device = amina.new_device();
+        let amina_mls = MlsProvider::new();
+        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
+        let bruno_device = bruno.new_device();
+        let bruno_mls = MlsProvider::new();
+        let key = amina_device.certificate().identity_key;
+        let mut space = Space::create(&amina_mls, &amina_device, key, HistoryPolicy::Full).unwrap();
+        let id = space.id();
+        let log = (0, crate::wire::genesis(id));
+        let member = NewMember {
+            user: bruno_device.user().clone(),
+            identity_key: bruno.public(),
+            role: Role::Contributor,
+            key_packages: bruno_device.key_packages(&bruno_mls, 1).unwrap(),
+        };
+        let added = space
+            .add_members(&amina_mls, &amina_device, &[member], log)
+            .unwrap();
+        space.commit_accepted(&amina_mls).unwrap();
+        let welcome = added.welcome.expect("a Welcome");
+        let joined = Space::join(&bruno_mls, &bruno_device, &bruno.public(), &welcome).unwrap();
+        let epoch = joined.epoch();
+        let mut policy = space.policy().unwrap();
+        policy.members.get_mut(bruno_device.user()).unwrap().role = Role::Reader;
+        let demoted = space
+            .change_policy(&amina_mls, &amina_device, policy, log)
+            .unwrap();
+
+        let mut spaces = BTreeMap::new();
+        spaces.insert(id, SpaceView::new(joined));
+        let restored = Restored {
+            identity: Some(bruno),
+            device: bruno_device,
+            provider: bruno_mls,
+            spaces,
+            contacts: Contacts::default(),
+        };
+        let mut e = Engine::new(restored, Some("token".into()), Config::default());
+        e.handle_frame(
+            0,
+            ServerFrame::Application {
+                space: id,
+                message: demoted.commit.clone(),
+            },
+        );
+        let unchanged = |e: &Engine, how: &str| {
+            let view = e.view(id).unwrap();
+            assert_eq!(view.space().epoch(), epoch, "the commit was merged {how}");
+            let role = view.space().policy().unwrap().role(e.device().user());
+            assert_eq!(role, Some(Role::Contributor), "{how}");
+        };
+        unchanged(&e, "as presence");
+        assert_eq!(e.poll_event(), None);
+        // The log: Bruno's addition, then the commit labelled a proposal.
+        let first = LogEntry {
+            seq: 0,
+            prev: crate::wire::genesis(id),
+            kind: crate::wire::EntryKind::Commit,
+            epoch: epoch - 1,
+            payload: added.commit,
+        };
+        let second = LogEntry {
+            seq: 1,
+            prev: first.hash(),
+            kind: crate::wire::EntryKind::Proposal,
+            epoch,
+            payload: demoted.commit,
+        };
+        e.ingest(id, vec![first, second]);
+        assert_eq!(e.view(id).unwrap().read_to(), 2, "the log was not read");
+        assert_eq!(e.view(id).unwrap().broken(), None);
+        unchanged(&e, "as a proposal");
+    }
+
+    /// Edits go out at a fixed interval after the first of them, however
+    /// the typing goes on or pauses: when envelopes leave says nothing of
+    /// the rhythm of typing (PROTOCOL §9.3).
+    #[test]
+    fn edits_leave_at_a_fixed_interval_not_after_a_pause_in_typing() {
+        let (mut e, space) = following("amina", true);
+        let space = space.unwrap();
+        e.handle_link(0, Link::Up);
+        while e.poll_transmit().is_some() {}
+        e.handle_frame(
+            0,
+            ServerFrame::Synced {
+                space,
+                next_seq: 0,
+                head: crate::wire::genesis(space),
+                epoch: 0,
+            },
+        );
+        let stream = StreamId::random();
+        let sent = |e: &mut Engine| {
+            let mut n = 0;
+            while let Some(f) = e.poll_transmit() {
+                if let ClientFrame::Append {
+                    item: AppendItem::Envelope(_),
+                    ..
+                } = f
+                {
+                    n += 1;
+                }
+            }
+            n
+        };
+        // Typing every 100 ms, with a pause of 700 ms in the middle.
+        for t in (100..=900).step_by(100).chain((1_600..=1_900).step_by(100)) {
+            e.handle_timeout(t);
+            e.edit(space, stream, |r| {
+                if t == 100 {
+                    crate::document::filing::init(r.doc(), "Requête")?;
+                }
+                crate::document::filing::splice(r.doc(), 0, 0, "x")
+            })
+            .unwrap()
+            .unwrap();
+            assert_eq!(sent(&mut e), 0, "an envelope left at {t} ms");
+        }
+        e.handle_timeout(2_099);
+        assert_eq!(sent(&mut e), 0, "an envelope left before the interval");
+        e.handle_timeout(2_100);
+        assert_eq!(sent(&mut e), 1, "the interval after the first edit");
     }
 }

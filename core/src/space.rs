@@ -32,8 +32,8 @@ use openmls::group::{
 };
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    CredentialType, Extension, ExtensionType, Extensions, GroupContext, GroupId, LeafNodeIndex,
-    LeafNodeParameters, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
+    ContentType, CredentialType, Extension, ExtensionType, Extensions, GroupContext, GroupId,
+    LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
     ProcessedMessageContent, Proposal, ProtocolMessage, QueuedProposal,
     RequiredCapabilitiesExtension, Sender, StagedCommit, StagedWelcome, UnknownExtension,
 };
@@ -310,6 +310,21 @@ pub struct PendingCommit {
     pub welcome: Option<Vec<u8>>,
     /// The commit's authenticated data, also inside `commit`.
     pub aad: CommitAad,
+}
+
+/// The MLS content a message must carry where it was found: a log entry's
+/// kind, or a live presence message. A message whose (clear) content type
+/// is another is refused before anything is decrypted or merged, so that a
+/// commit cannot come in through the presence path, nor a commit through
+/// an entry labelled proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// An application message (presence; relayed, never stored).
+    Application,
+    /// A proposal (a log entry of kind `Proposal`).
+    Proposal,
+    /// A commit (a log entry of kind `Commit`).
+    Commit,
 }
 
 /// What processing an incoming MLS message did. Its `Debug` never shows an
@@ -1023,15 +1038,27 @@ impl Space {
         Ok(encode(&msg))
     }
 
-    /// Processes an incoming MLS message from the space's log or live feed.
-    /// A commit is checked against the policy in force before it is merged;
-    /// a refused message changes nothing.
+    /// Processes an incoming MLS message from the space's log or live feed,
+    /// which must carry `expected` content. A commit is checked against the
+    /// policy in force before it is merged; a refused message changes
+    /// nothing.
     pub fn process(
         &mut self,
         provider: &MlsProvider,
         bytes: &[u8],
+        expected: Content,
     ) -> Result<Processed, SpaceError> {
         let message = decode_protocol_message(bytes)?;
+        let found = match message.content_type() {
+            ContentType::Application => Content::Application,
+            ContentType::Proposal => Content::Proposal,
+            ContentType::Commit => Content::Commit,
+        };
+        if found != expected {
+            return Err(SpaceError::UnexpectedMessage(format!(
+                "{found:?} content where {expected:?} belongs"
+            )));
+        }
         if message.is_external() {
             return Err(SpaceError::UnexpectedMessage(
                 "external messages are refused".into(),

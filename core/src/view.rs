@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::document::{DocumentError, Replica, SavedReplica};
 use crate::envelope::{EnvelopeError, Header};
 use crate::identity::Device;
-use crate::space::{CommitAad, Processed, Space, SpaceError, SpaceState};
+use crate::space::{CommitAad, Content, Processed, Space, SpaceError, SpaceState};
 use crate::wire::{EntryKind, LogEntry, genesis, inspect_mls};
 use crate::{MlsProvider, SpaceId, StreamId};
 
@@ -481,7 +481,10 @@ impl SpaceView {
         match entry.kind {
             EntryKind::Commit => {
                 if !replay && !self.removed && entry.epoch == self.space.epoch() {
-                    match self.space.process(provider, &entry.payload) {
+                    match self
+                        .space
+                        .process(provider, &entry.payload, Content::Commit)
+                    {
                         Ok(Processed::Commit { removed_self, .. }) => {
                             out.membership = true;
                             if removed_self {
@@ -514,7 +517,9 @@ impl SpaceView {
                 if !replay
                     && !self.removed
                     && entry.epoch == self.space.epoch()
-                    && let Err(e) = self.space.process(provider, &entry.payload)
+                    && let Err(e) = self
+                        .space
+                        .process(provider, &entry.payload, Content::Proposal)
                 {
                     out.warning = Some(format!(
                         "space {id}: refused the proposal at entry {}: {e}",

@@ -124,7 +124,10 @@ pub fn mls(data: &[u8]) {
         0 => {
             let m = &mut *m;
             let epoch = m.view.space().epoch();
-            let _ = m.view.space_mut().process(&m.provider, rest);
+            use amicus_core::space::Content;
+            for expected in [Content::Application, Content::Proposal, Content::Commit] {
+                let _ = m.view.space_mut().process(&m.provider, rest, expected);
+            }
             assert_eq!(m.view.space().epoch(), epoch, "garbage moved the epoch");
         }
         1 => {

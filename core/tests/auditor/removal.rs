@@ -37,7 +37,11 @@ fn a_removed_member_reads_nothing_written_after_its_removal() {
         .space
         .as_mut()
         .unwrap()
-        .process(&c.provider, &pending.commit)
+        .process(
+            &c.provider,
+            &pending.commit,
+            amicus_core::space::Content::Commit,
+        )
         .unwrap();
 
     // After the removal: a document change, a library entry with a file manifest, an intake submission.

@@ -66,7 +66,11 @@ fn a_removed_member_is_out_and_the_others_move_on() {
         .space
         .as_mut()
         .unwrap()
-        .process(provider, &pending.commit)
+        .process(
+            provider,
+            &pending.commit,
+            amicus_core::space::Content::Commit,
+        )
         .unwrap();
     assert!(
         matches!(
@@ -112,11 +116,11 @@ fn every_other_member_refuses_a_non_managers_add_or_remove() {
         for i in [0, 2] {
             let m = &mut members[i];
             let before = m.space.as_ref().unwrap().epoch_authenticator();
-            let result = m
-                .space
-                .as_mut()
-                .unwrap()
-                .process(&m.provider, &pending.commit);
+            let result = m.space.as_mut().unwrap().process(
+                &m.provider,
+                &pending.commit,
+                amicus_core::space::Content::Commit,
+            );
             assert!(
                 matches!(result, Err(SpaceError::PolicyViolation(_))),
                 "{attack}: {result:?}"

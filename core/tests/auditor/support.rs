@@ -89,7 +89,11 @@ pub fn deliver_commit(committer: &mut Member, pending: &PendingCommit, others: &
             .space
             .as_mut()
             .unwrap()
-            .process(provider, &pending.commit)
+            .process(
+                provider,
+                &pending.commit,
+                amicus_core::space::Content::Commit,
+            )
             .unwrap()
         {
             Processed::Commit { .. } => {}
