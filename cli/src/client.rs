@@ -755,18 +755,22 @@ impl Client {
             .await
             .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
         let size = meta.len();
-        let upload_name = upload_file_name(id, path);
-        let spool_name = format!("{upload_name}.chunk");
+        let upload_name = upload_record_name(id, path);
         let mut sealer = None;
         if let Some(bytes) = self.home.read(&upload_name)?
-            && let Ok(saved) = postcard::from_bytes::<UploadProgress>(&bytes)
+            && let Some((saved, chunk)) = self.saved_upload(&upload_name, &bytes)?
             && saved.plaintext_size() == size
         {
-            // Upload the chunk that was spooled when the upload stopped.
-            if let Some(blob) = self.home.read(&spool_name)? {
+            // The chunk kept when the upload stopped goes first, if the
+            // progress beside it names it: a chunk the progress does not
+            // cover may be sealed again from a changed file under the same
+            // nonce, and two different ciphertexts under one nonce must
+            // never both leave the device.
+            if let Some(blob) = chunk {
                 let cid = ChunkId::of(&blob);
-                self.http.put_blob(&cid.to_string(), blob.to_vec()).await?;
-                self.home.remove(&spool_name)?;
+                if saved.chunk_ids().contains(&cid) {
+                    self.http.put_blob(&cid.to_string(), blob.to_vec()).await?;
+                }
             }
             let ids: Vec<String> = saved.chunk_ids().iter().map(|c| c.to_string()).collect();
             let m: Value = self
@@ -806,14 +810,12 @@ impl Client {
                 Err(e) => return Err(e.into()),
             };
             for chunk in chunks {
-                self.upload_chunk(&sealer, &upload_name, &spool_name, chunk)
-                    .await?;
+                self.upload_chunk(&sealer, &upload_name, chunk).await?;
                 progress(sealer.progress().chunks_emitted(), total);
             }
         }
         while let Some(chunk) = sealer.next_trailing_chunk()? {
-            self.upload_chunk(&sealer, &upload_name, &spool_name, chunk)
-                .await?;
+            self.upload_chunk(&sealer, &upload_name, chunk).await?;
             progress(sealer.progress().chunks_emitted(), total);
         }
         let (rest, manifest) = sealer.finish()?;
@@ -828,22 +830,46 @@ impl Client {
         Ok(manifest)
     }
 
-    /// Write-ahead: spool the sealed chunk and persist the progress that
-    /// covers it, then upload it, then drop the spool.
+    /// Write-ahead (PROTOCOL §10.7): the sealed chunk and the progress that
+    /// covers it are stored in one atomic write, then the chunk is sent. No
+    /// crash can leave a sealed chunk kept without its progress.
     async fn upload_chunk(
         &mut self,
         sealer: &FileSealer,
         upload_name: &str,
-        spool_name: &str,
         chunk: amicus_core::files::SealedChunk,
     ) -> Result<(), ClientError> {
-        self.home.write(spool_name, &chunk.blob)?;
-        let progress = postcard::to_allocvec(&sealer.progress()).expect("progress encodes");
-        self.home.write(upload_name, &Zeroizing::new(progress))?;
-        self.http
-            .put_blob(&chunk.id.to_string(), chunk.blob)
-            .await?;
-        Ok(self.home.remove(spool_name)?)
+        let record = SavedUpload {
+            progress: sealer.progress(),
+            chunk: Some(chunk.blob.clone()),
+        };
+        let mut bytes = Zeroizing::new(vec![UPLOAD_VERSION]);
+        bytes.extend_from_slice(&postcard::to_allocvec(&record).expect("upload record encodes"));
+        self.home.write(upload_name, &bytes)?;
+        self.http.put_blob(&chunk.id.to_string(), chunk.blob).await
+    }
+
+    /// An interrupted upload's record: its progress and the chunk sent
+    /// last. Records of earlier versions (the progress alone, the chunk in
+    /// a file of its own, written first) are read too.
+    fn saved_upload(
+        &self,
+        upload_name: &str,
+        bytes: &[u8],
+    ) -> Result<Option<(UploadProgress, Option<Vec<u8>>)>, ClientError> {
+        // Whole records only: a record of one layout never reads as the other.
+        if let Some((&UPLOAD_VERSION, rest)) = bytes.split_first()
+            && let Ok((record, [])) = postcard::take_from_bytes::<SavedUpload>(rest)
+        {
+            return Ok(Some((record.progress, record.chunk)));
+        }
+        let Ok((progress, [])) = postcard::take_from_bytes::<UploadProgress>(bytes) else {
+            return Ok(None);
+        };
+        let legacy = format!("{upload_name}.chunk");
+        let chunk = self.home.read(&legacy)?.map(|c| c.to_vec());
+        self.home.remove(&legacy)?;
+        Ok(Some((progress, chunk)))
     }
 
     /// Downloads and decrypts a file of the library (by name or file id)
@@ -969,7 +995,19 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn upload_file_name(space: SpaceId, path: &Path) -> String {
+/// The version byte of an upload record ([`SavedUpload`]).
+const UPLOAD_VERSION: u8 = 2;
+
+/// What an interrupted upload keeps in the home: its progress and, until
+/// the next one replaces it, the sealed chunk that progress covers last.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedUpload {
+    progress: UploadProgress,
+    chunk: Option<Vec<u8>>,
+}
+
+/// The home file where an interrupted upload of `path` into `space` is kept.
+pub fn upload_record_name(space: SpaceId, path: &Path) -> String {
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut h = blake3::Hasher::new_derive_key("amicus client upload v1");
     h.update(&space.0);

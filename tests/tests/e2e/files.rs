@@ -154,3 +154,89 @@ async fn a_512_mib_file_round_trips_with_bounded_memory_and_an_interrupted_uploa
         );
     }
 }
+
+/// The crash the write-ahead must survive without reusing a nonce: a
+/// sealed chunk kept beside a progress that does not cover it (what an
+/// earlier version left when it stopped between writing the one and the
+/// other), and the file changed meanwhile. The resumed upload must not send
+/// that chunk: the same chunk, sealed again from the changed file under the
+/// same nonce, would put two ciphertexts under one nonce on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_its_progress_does_not_cover_is_never_sent() {
+    use amicus_core::files::{CHUNK_SIZE, ChunkId, FileSealer};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut amina = register(dir.path(), &server, "amina").await;
+    let space = amina.create_space().await.unwrap();
+
+    let path = dir.path().join("pièce.bin");
+    let mut content: Vec<u8> = (0..3 * CHUNK_SIZE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let mut sealer = FileSealer::new(
+        "pièce.bin",
+        "application/octet-stream",
+        content.len() as u64,
+    )
+    .unwrap();
+    // Sealed chunk by chunk: the progress once the first has come out,
+    // then the second.
+    let mut emitted = Vec::new();
+    let mut before = None;
+    for part in content.chunks(CHUNK_SIZE / 4) {
+        emitted.extend(sealer.push(part).unwrap());
+        if emitted.len() == 1 && before.is_none() {
+            before = Some(sealer.progress());
+        }
+        if emitted.len() >= 2 {
+            break;
+        }
+    }
+    let before = before.expect("a progress after the first chunk");
+    let (first, second) = (emitted[0].clone(), emitted[1].clone());
+    amina
+        .http()
+        .put_blob(&first.id.to_string(), first.blob.clone())
+        .await
+        .unwrap();
+    let name = amicus_cli::client::upload_record_name(space, &path);
+    let home = amicus_cli::home::Home::open(&dir.path().join("amina"), PASS).unwrap();
+    assert!(
+        !before.chunk_ids().contains(&second.id),
+        "covers chunk 0 only"
+    );
+    home.write(&name, &postcard::to_allocvec(&before).unwrap())
+        .unwrap();
+    home.write(&format!("{name}.chunk"), &second.blob).unwrap();
+    drop(amina);
+
+    // The file changes in its second chunk, then the upload is resumed.
+    content[CHUNK_SIZE + 10] ^= 0xff;
+    std::fs::write(&path, &content).unwrap();
+    let mut amina = amicus_cli::Client::open(&dir.path().join("amina"), PASS)
+        .await
+        .unwrap();
+    amina
+        .put_file(space, &path, "pièce.bin", &mut |_, _| {})
+        .await
+        .unwrap();
+    let missing: serde_json::Value = amina
+        .http()
+        .post(
+            "/v1/blobs/missing",
+            &serde_json::json!({ "ids": [second.id.to_string()] }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        missing["missing"],
+        serde_json::json!([second.id.to_string()]),
+        "the chunk its progress did not cover was sent"
+    );
+    assert_ne!(ChunkId::of(&second.blob), first.id);
+    let out = dir.path().join("reçue.bin");
+    amina
+        .get_file(space, "pièce.bin", &out, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), content);
+}
