@@ -677,11 +677,12 @@ impl Client {
     /// Reads a filing.
     pub fn read(&mut self, id: SpaceId, stream: StreamId) -> Result<Filing, ClientError> {
         let view = self.engine.view_mut(id).ok_or_else(|| no_space(id))?;
+        let authors = view.authors(stream);
         let replica = view
             .existing_replica(stream)
             .ok_or_else(|| ClientError::NotFound(format!("no readable document {stream}")))?;
         let doc = replica.doc();
-        let comments = filing::threads(doc)?
+        let comments = filing::threads(doc, &authors)?
             .into_iter()
             .map(|t| {
                 json!({
@@ -689,7 +690,11 @@ impl Client {
                     "start": t.start,
                     "end": t.end,
                     "resolved": t.resolved,
-                    "messages": t.messages.iter().map(|(a, m)| json!({ "author": a, "text": m })).collect::<Vec<_>>(),
+                    "messages": t.messages.iter().map(|m| json!({
+                        "author": m.author.name,
+                        "verified": m.author.verified,
+                        "text": m.text,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -698,7 +703,10 @@ impl Client {
             title: filing::title(doc)?,
             body: filing::body(doc)?,
             comments,
-            versions: filing::versions(doc)?.into_iter().map(|v| v.name).collect(),
+            versions: filing::versions(doc, &authors)?
+                .into_iter()
+                .map(|v| v.name)
+                .collect(),
             changes: doc.get_changes(&[]).len(),
         })
     }
@@ -758,7 +766,10 @@ impl Client {
         let upload_name = upload_record_name(id, path);
         let mut sealer = None;
         if let Some(bytes) = self.home.read(&upload_name)?
-            && let Some((saved, chunk)) = self.saved_upload(&upload_name, &bytes)?
+            && let Some(SavedUpload {
+                progress: saved,
+                chunk,
+            }) = self.saved_upload(&upload_name, &bytes)?
             && saved.plaintext_size() == size
         {
             // The chunk kept when the upload stopped goes first, if the
@@ -856,12 +867,12 @@ impl Client {
         &self,
         upload_name: &str,
         bytes: &[u8],
-    ) -> Result<Option<(UploadProgress, Option<Vec<u8>>)>, ClientError> {
+    ) -> Result<Option<SavedUpload>, ClientError> {
         // Whole records only: a record of one layout never reads as the other.
         if let Some((&UPLOAD_VERSION, rest)) = bytes.split_first()
             && let Ok((record, [])) = postcard::take_from_bytes::<SavedUpload>(rest)
         {
-            return Ok(Some((record.progress, record.chunk)));
+            return Ok(Some(record));
         }
         let Ok((progress, [])) = postcard::take_from_bytes::<UploadProgress>(bytes) else {
             return Ok(None);
@@ -869,7 +880,7 @@ impl Client {
         let legacy = format!("{upload_name}.chunk");
         let chunk = self.home.read(&legacy)?.map(|c| c.to_vec());
         self.home.remove(&legacy)?;
-        Ok(Some((progress, chunk)))
+        Ok(Some(SavedUpload { progress, chunk }))
     }
 
     /// Downloads and decrypts a file of the library (by name or file id)

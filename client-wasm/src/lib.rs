@@ -750,13 +750,15 @@ impl Device {
     /// on each keystroke instead).
     pub fn read(&mut self, space: &str, stream: &str) -> Result<Ts<Filing>, JsValue> {
         let text = self.filing_text(space, stream)?;
+        let authors = self.authors(space, stream)?;
         let doc = self.doc(space, stream)?;
         let mut versions = Vec::new();
-        for v in filing::versions(doc).map_err(doc_err)? {
+        for v in filing::versions(doc, &authors).map_err(doc_err)? {
             let body = filing::body_at(doc, &v).map_err(doc_err)?;
             versions.push(NamedVersion {
                 name: v.name,
-                author: v.author,
+                author: v.author.name,
+                verified: v.author.verified,
                 body: Some(body),
             });
         }
@@ -771,14 +773,16 @@ impl Device {
 
     /// A filing's named versions, without their text.
     pub fn versions(&mut self, space: &str, stream: &str) -> Result<Ts<VersionList>, JsValue> {
+        let authors = self.authors(space, stream)?;
         let doc = self.doc(space, stream)?;
         ts(VersionList(
-            filing::versions(doc)
+            filing::versions(doc, &authors)
                 .map_err(doc_err)?
                 .into_iter()
                 .map(|v| NamedVersion {
                     name: v.name,
-                    author: v.author,
+                    author: v.author.name,
+                    verified: v.author.verified,
                     body: None,
                 })
                 .collect(),
@@ -791,13 +795,14 @@ impl Device {
     }
 
     fn filing_text(&mut self, space: &str, stream: &str) -> Result<FilingText, JsValue> {
+        let authors = self.authors(space, stream)?;
         let doc = self.doc(space, stream)?;
         let marks = filing::marks(doc)
             .map_err(doc_err)?
             .into_iter()
             .map(|(mark, start, end)| Mark { mark, start, end })
             .collect();
-        let comments = filing::threads(doc)
+        let comments = filing::threads(doc, &authors)
             .map_err(doc_err)?
             .into_iter()
             .map(|t| Thread {
@@ -808,7 +813,11 @@ impl Device {
                 messages: t
                     .messages
                     .into_iter()
-                    .map(|(author, text)| Message { author, text })
+                    .map(|m| Message {
+                        author: m.author.name,
+                        verified: m.author.verified,
+                        text: m.text,
+                    })
                     .collect(),
             })
             .collect();
@@ -1013,6 +1022,15 @@ impl Device {
                 format!("no readable document {stream} in this space"),
             )
         })
+    }
+
+    /// Who wrote what in a document, as the log proves it.
+    fn authors(
+        &self,
+        space: &str,
+        stream: &str,
+    ) -> Result<amicus_core::document::Authors, JsValue> {
+        Ok(self.view(space_id(space)?)?.authors(stream_id(stream)?))
     }
 
     fn doc(&mut self, space: &str, stream: &str) -> Result<&mut automerge::AutoCommit, JsValue> {

@@ -231,10 +231,13 @@ pub struct Thread {
     pub messages: Vec<Message>,
 }
 
-/// One message of a thread.
+/// One message of a thread. `author` is the user whose device signed the
+/// text (`verified`), or, for text that came in a snapshot, the name the
+/// message claims (not `verified`).
 #[derive(Serialize, Tsify)]
 pub struct Message {
     pub author: String,
+    pub verified: bool,
     pub text: String,
 }
 
@@ -247,11 +250,13 @@ pub struct FilingText {
     pub comments: Vec<Thread>,
 }
 
-/// A named version (its text only where asked for).
+/// A named version (its text only where asked for); `author` as for
+/// [`Message`].
 #[derive(Serialize, Tsify)]
 pub struct NamedVersion {
     pub name: String,
     pub author: String,
+    pub verified: bool,
     #[tsify(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,

@@ -197,6 +197,13 @@ async function authView(main) {
   main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp, link, recover));
 }
 
+/** Who wrote a comment or named a version: the user whose device signed
+ * it, or, for content that came in a snapshot, the name it claims, marked
+ * as not verified. */
+function authorName(item) {
+  return item.verified ? item.author : t("unverifiedAuthor", { author: item.author });
+}
+
 /** The engine's warnings the interface words itself. */
 const warnings = { withheld: "warnWithheld", forked: "warnForked" };
 
@@ -537,12 +544,12 @@ function editorView(main, space, stream) {
     fill(commentsBox, h("h3", {}, t("comments")), f.comments.length
       ? h("ul", {}, f.comments.map((c) => h("li", {},
           h("q", {}, chars.slice(c.start, c.end).join("")), " ",
-          c.messages.map((m) => h("p", {}, h("strong", {}, m.author), ": ", m.text)))))
+          c.messages.map((m) => h("p", {}, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), ": ", m.text)))))
       : h("p", { class: "muted" }, t("empty")));
   };
   const drawVersions = (f) => {
     fill(versionsBox, h("h3", {}, t("versions")), f.versions.length
-      ? h("ul", {}, f.versions.map((v) => h("li", {}, h("details", {}, h("summary", {}, `${v.name} — ${v.author}`), h("pre", { dir: "auto" }, v.body)))))
+      ? h("ul", {}, f.versions.map((v) => h("li", {}, h("details", {}, h("summary", {}, `${v.name} — ${authorName(v)}`), h("pre", { dir: "auto" }, v.body)))))
       : h("p", { class: "muted" }, t("empty")));
   };
 

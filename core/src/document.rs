@@ -612,6 +612,35 @@ impl Replica {
     }
 }
 
+/// Who wrote what in a document, as the log proves it: each Automerge
+/// actor of the replica bound to the device that signed its changes, and
+/// each device to its user through the space's rosters
+/// ([`crate::view::SpaceView::authors`]). A name written into the document
+/// (a comment's or a version's `author` field) is a claim anyone could make;
+/// the interface shows the name found here.
+#[derive(Clone, Debug, Default)]
+pub struct Authors(HashMap<Vec<u8>, String>);
+
+impl Authors {
+    /// Authors from (actor, user) pairs.
+    pub fn new(pairs: impl IntoIterator<Item = (Vec<u8>, String)>) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+
+    /// The user who wrote with `actor`, if the log binds it to one.
+    pub fn of(&self, actor: &automerge::ActorId) -> Option<&str> {
+        self.0.get(actor.to_bytes()).map(String::as_str)
+    }
+}
+
+impl Replica {
+    /// Each Automerge actor of this document and the device bound to it
+    /// (the one that signed the first change of that actor).
+    pub fn actor_devices(&self) -> impl Iterator<Item = (&[u8], DeviceId)> {
+        self.actors.iter().map(|(a, d)| (a.as_slice(), *d))
+    }
+}
+
 /// The Automerge model of a strategic filing.
 ///
 /// ```text
@@ -626,7 +655,51 @@ pub mod filing {
     use automerge::transaction::Transactable;
     use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
-    use super::{DocumentError, am};
+    use super::{Authors, DocumentError, am};
+
+    /// Who wrote an item: the user the log binds its actor to, or, if the
+    /// actor is bound to none (content that came in a snapshot), the name
+    /// the item claims, not verified.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Author {
+        /// The name to show.
+        pub name: String,
+        /// True when `name` is the signer's, false when it is a claim.
+        pub verified: bool,
+    }
+
+    /// The author of the field `key` of `item`: whoever last wrote it.
+    fn author(
+        doc: &AutoCommit,
+        item: &automerge::ObjId,
+        key: &str,
+        claimed: &str,
+        authors: &Authors,
+    ) -> Author {
+        let actor = match doc.get(item, key) {
+            Ok(Some((_, automerge::ObjId::Id(_, actor, _)))) => Some(actor),
+            _ => None,
+        };
+        match actor.as_ref().and_then(|a| authors.of(a)) {
+            Some(user) => Author {
+                name: user.to_owned(),
+                verified: true,
+            },
+            None => Author {
+                name: claimed.to_owned(),
+                verified: false,
+            },
+        }
+    }
+
+    /// One message of a thread.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Message {
+        /// Who wrote its text.
+        pub author: Author,
+        /// Its text.
+        pub text: String,
+    }
 
     /// A comment thread anchored to a passage.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -639,8 +712,8 @@ pub mod filing {
         pub end: usize,
         /// Whether it was resolved.
         pub resolved: bool,
-        /// (author, text) in order.
-        pub messages: Vec<(String, String)>,
+        /// The messages in order.
+        pub messages: Vec<Message>,
     }
 
     /// A named version.
@@ -649,7 +722,7 @@ pub mod filing {
         /// Its name.
         pub name: String,
         /// Who named it.
-        pub author: String,
+        pub author: Author,
         /// The document heads it names.
         pub heads: Vec<ChangeHash>,
     }
@@ -785,8 +858,9 @@ pub mod filing {
         Ok(())
     }
 
-    /// Every comment thread, with its passage where it is now.
-    pub fn threads(doc: &AutoCommit) -> Result<Vec<Thread>, DocumentError> {
+    /// Every comment thread, with its passage where it is now and each
+    /// message's author as `authors` proves it.
+    pub fn threads(doc: &AutoCommit, authors: &Authors) -> Result<Vec<Thread>, DocumentError> {
         let b = obj(doc, "body")?;
         let comments = obj(doc, "comments")?;
         let mut out = Vec::new();
@@ -817,7 +891,10 @@ pub mod filing {
                             },
                             _ => String::new(),
                         };
-                        messages.push((field("author"), field("text")));
+                        messages.push(Message {
+                            author: author(doc, &m, "text", &field("author"), authors),
+                            text: field("text"),
+                        });
                     }
                 }
             }
@@ -855,8 +932,9 @@ pub mod filing {
         Ok(())
     }
 
-    /// The named versions, oldest first.
-    pub fn versions(doc: &AutoCommit) -> Result<Vec<Version>, DocumentError> {
+    /// The named versions, oldest first, each with its author as `authors`
+    /// proves it.
+    pub fn versions(doc: &AutoCommit, authors: &Authors) -> Result<Vec<Version>, DocumentError> {
         let versions = obj(doc, "versions")?;
         let mut out = Vec::new();
         for i in 0..doc.length(&versions) {
@@ -879,7 +957,7 @@ pub mod filing {
             }
             out.push(Version {
                 name: s("name"),
-                author: s("author"),
+                author: author(doc, &v, "name", &s("author"), authors),
                 heads,
             });
         }

@@ -2771,4 +2771,106 @@ mod tests {
         e.handle_timeout(2_100);
         assert_eq!(sent(&mut e), 1, "the interval after the first edit");
     }
+
+    /// The author shown for a comment or a named version is the user whose
+    /// device signed it, not the name written into it: a contributor who
+    /// writes "amina" as the author of his comment and of his version is
+    /// shown as himself at every member's.
+    #[test]
+    fn a_comment_or_version_claiming_another_author_shows_its_signer() {
+        use crate::document::{Replica, filing};
+        let amina = UserIdentity::generate(UserId::new("amina").unwrap());
+        let amina_device = amina.new_device();
+        let amina_mls = MlsProvider::new();
+        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
+        let bruno_device = bruno.new_device();
+        let bruno_mls = MlsProvider::new();
+        let key = amina_device.certificate().identity_key;
+        let mut space = Space::create(&amina_mls, &amina_device, key, HistoryPolicy::Full).unwrap();
+        let id = space.id();
+        let member = NewMember {
+            user: bruno_device.user().clone(),
+            identity_key: bruno.public(),
+            role: Role::Contributor,
+            key_packages: bruno_device.key_packages(&bruno_mls, 1).unwrap(),
+        };
+        let added = space
+            .add_members(
+                &amina_mls,
+                &amina_device,
+                &[member],
+                (0, crate::wire::genesis(id)),
+            )
+            .unwrap();
+        space.commit_accepted(&amina_mls).unwrap();
+        let joined = Space::join(
+            &bruno_mls,
+            &bruno_device,
+            &bruno.public(),
+            &added.welcome.unwrap(),
+        )
+        .unwrap();
+
+        // Bruno writes a filing with a comment and a version, both "by amina".
+        let stream = StreamId::random();
+        let mut forged = Replica::new(stream, &bruno_device);
+        filing::init(forged.doc(), "Requête").unwrap();
+        filing::splice(forged.doc(), 0, 0, "Exposé des faits.").unwrap();
+        filing::comment(forged.doc(), "t1", 0, 6, "amina", "Approuvé", 0).unwrap();
+        filing::name_version(forged.doc(), "Version signée", "amina", 0).unwrap();
+        let envelope = forged
+            .flush(joined.keyring(), &bruno_device, [0; 32])
+            .unwrap()
+            .unwrap();
+
+        let mut spaces = BTreeMap::new();
+        spaces.insert(id, SpaceView::new(space));
+        let restored = Restored {
+            identity: Some(amina),
+            device: amina_device,
+            provider: amina_mls,
+            spaces,
+            contacts: Contacts::default(),
+        };
+        let mut e = Engine::new(restored, Some("token".into()), Config::default());
+        let first = LogEntry {
+            seq: 0,
+            prev: crate::wire::genesis(id),
+            kind: crate::wire::EntryKind::Commit,
+            epoch: 0,
+            payload: added.commit,
+        };
+        let second = LogEntry {
+            seq: 1,
+            prev: first.hash(),
+            kind: crate::wire::EntryKind::Envelope,
+            epoch: 1,
+            payload: envelope,
+        };
+        e.ingest(id, vec![first, second]);
+        let view = e.view_mut(id).unwrap();
+        let authors = view.authors(stream);
+        let doc = view.existing_replica(stream).expect("the filing").doc();
+        let threads = filing::threads(doc, &authors).unwrap();
+        let message = &threads[0].messages[0];
+        assert_eq!(message.text, "Approuvé");
+        assert_eq!(
+            (message.author.name.as_str(), message.author.verified),
+            ("bruno", true),
+            "a comment shown under the name it claims"
+        );
+        let versions = filing::versions(doc, &authors).unwrap();
+        assert_eq!(
+            (
+                versions[0].author.name.as_str(),
+                versions[0].author.verified
+            ),
+            ("bruno", true),
+            "a version shown under the name it claims"
+        );
+        // Without the log's bindings the claim is all there is, and it says so.
+        let unbound = filing::threads(doc, &Default::default()).unwrap();
+        assert_eq!(unbound[0].messages[0].author.name, "amina");
+        assert!(!unbound[0].messages[0].author.verified);
+    }
 }

@@ -210,6 +210,11 @@ impl KeyRing {
         self.epochs.get(&epoch).and_then(|e| e.roster.as_ref())
     }
 
+    /// Every roster known, newest epoch first.
+    pub fn rosters(&self) -> impl Iterator<Item = &Roster> {
+        self.epochs.values().rev().filter_map(|e| e.roster.as_ref())
+    }
+
     /// Seals `body` in the newest epoch as `device`.
     pub fn seal(
         &self,

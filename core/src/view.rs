@@ -15,12 +15,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{DocumentError, Replica, SavedReplica};
+use crate::document::{Authors, DocumentError, Replica, SavedReplica};
 use crate::envelope::{EnvelopeError, Header};
 use crate::identity::Device;
 use crate::space::{CommitAad, Content, Processed, Space, SpaceError, SpaceState};
 use crate::wire::{EntryKind, LogEntry, genesis, inspect_mls};
-use crate::{MlsProvider, SpaceId, StreamId};
+use crate::{DeviceId, MlsProvider, SpaceId, StreamId};
 
 /// The persisted part of a [`SpaceView`] (inside a device's encrypted
 /// state; field order is the format).
@@ -335,6 +335,29 @@ impl SpaceView {
         self.replicas
             .entry(stream)
             .or_insert_with(|| Replica::new(stream, device))
+    }
+
+    /// Who wrote what in a document: each of its Automerge actors bound to
+    /// the device that signed its changes, and each device to its user in
+    /// the current roster or the roster of any epoch this device can read.
+    pub fn authors(&self, stream: StreamId) -> Authors {
+        let Some(replica) = self.replicas.get(&stream) else {
+            return Authors::default();
+        };
+        let mut users: HashMap<DeviceId, String> = HashMap::new();
+        for m in self.space.members().unwrap_or_default() {
+            users.insert(m.device, m.user.to_string());
+        }
+        for roster in self.space.keyring().rosters() {
+            for e in roster {
+                users.entry(e.device).or_insert_with(|| e.user.to_string());
+            }
+        }
+        Authors::new(
+            replica
+                .actor_devices()
+                .filter_map(|(actor, device)| Some((actor.to_vec(), users.get(&device)?.clone()))),
+        )
     }
 
     /// The replica of a document, if the log held it.

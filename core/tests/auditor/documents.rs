@@ -105,7 +105,7 @@ proptest! {
         for r in replicas.iter_mut().chain([&mut fresh, &mut batched]) {
             prop_assert_eq!(&(r.heads(), filing::body(r.doc()).unwrap()), &reference);
             prop_assert_eq!(filing::title(r.doc()).unwrap(), "Requête en annulation");
-            prop_assert_eq!(filing::threads(r.doc()).unwrap().len(), 1);
+            prop_assert_eq!(filing::threads(r.doc(), &Default::default()).unwrap().len(), 1);
         }
         prop_assert!(reference.1.contains("chloe:3"));
     }
