@@ -42,6 +42,15 @@ use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, library};
 
+/// Users' names for a sentence: `a, b, c`.
+fn names(users: &[UserId]) -> String {
+    users
+        .iter()
+        .map(UserId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The largest presence message [`Engine::presence`] sends.
 pub const MAX_PRESENCE: usize = 1024;
 
@@ -354,6 +363,8 @@ struct Tracked {
     retry_at: Option<u64>,
     /// A forked log was reported.
     fork_reported: bool,
+    /// Users reported as pinned with another key than this device's.
+    key_conflicts: BTreeSet<UserId>,
 }
 
 impl Tracked {
@@ -369,6 +380,7 @@ impl Tracked {
             failed: None,
             retry_at: None,
             fork_reported: false,
+            key_conflicts: BTreeSet::new(),
         }
     }
 }
@@ -1220,7 +1232,44 @@ impl Engine {
         if !was_removed && t.view.is_removed() {
             self.events.push_back(Event::Removed { space: id });
         }
+        if applied.membership {
+            self.check_pinned_keys(id);
+        }
         self.report_fork(id);
+    }
+
+    /// After a commit: users new to this device are pinned with the key the
+    /// group pins for them; a user the group pins with another key than the
+    /// one this device verified is reported (once per user and space).
+    fn check_pinned_keys(&mut self, id: SpaceId) {
+        let Some(t) = self.spaces.get(&id) else {
+            return;
+        };
+        let Ok(policy) = t.view.space().policy() else {
+            return;
+        };
+        let keys = policy.members.iter().map(|(u, m)| (u, m.identity_key));
+        let conflicts = self.contacts.conflicts(keys);
+        for (user, m) in &policy.members {
+            if self.contacts.pin(user, m.identity_key) {
+                self.changed = true;
+            }
+        }
+        let t = self.spaces.get_mut(&id).expect("present");
+        let fresh: Vec<UserId> = conflicts
+            .into_iter()
+            .filter(|u| t.key_conflicts.insert(u.clone()))
+            .collect();
+        if !fresh.is_empty() {
+            self.events.push_back(Event::Warning {
+                code: Code::Identity,
+                space: Some(id),
+                message: format!(
+                    "space {id} now names another identity key for {} than the one this device verified: do not trust what is written under that name until you have compared safety numbers",
+                    names(&fresh)
+                ),
+            });
+        }
     }
 
     fn report_fork(&mut self, id: SpaceId) {
@@ -1773,6 +1822,24 @@ impl Engine {
             .and_then(|bytes| {
                 Space::join(&self.provider, &self.device, &own, &bytes).map_err(|e| e.to_string())
             });
+        // The group must pin, for every user this device knows, the key it
+        // verified: a server could otherwise build a group whose "alice" is
+        // a key it holds (PROTOCOL §5.3).
+        let joined = joined.and_then(|s| {
+            let policy = s.policy().map_err(|e| e.to_string())?;
+            let keys = policy.members.iter().map(|(u, m)| (u, m.identity_key));
+            let conflicts = self.contacts.conflicts(keys);
+            if !conflicts.is_empty() {
+                return Err(format!(
+                    "it names another identity key for {} than the one this device verified: it may come from someone posing as them",
+                    names(&conflicts)
+                ));
+            }
+            for (user, m) in &policy.members {
+                self.contacts.pin(user, m.identity_key);
+            }
+            Ok(s)
+        });
         match joined {
             Ok(s) => {
                 self.spaces.insert(space, Tracked::new(SpaceView::new(s)));
@@ -2872,5 +2939,70 @@ mod tests {
         let unbound = filing::threads(doc, &Default::default()).unwrap();
         assert_eq!(unbound[0].messages[0].author.name, "amina");
         assert!(!unbound[0].messages[0].author.verified);
+    }
+
+    /// A Welcome into a group that pins, for a user this device verified,
+    /// another identity key (a group the server built around a key it
+    /// holds) is refused: the device does not join and says why. The same
+    /// group from the genuine user is joined.
+    #[test]
+    fn a_welcome_pinning_another_key_for_a_known_user_is_refused() {
+        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
+        let bruno_device = bruno.new_device();
+        let bruno_mls = MlsProvider::new();
+        let genuine = UserIdentity::generate(UserId::new("amina").unwrap());
+        let posing = UserIdentity::generate(UserId::new("amina").unwrap());
+        let welcome_from = |amina: &UserIdentity| {
+            let device = amina.new_device();
+            let mls = MlsProvider::new();
+            let key = device.certificate().identity_key;
+            let mut space = Space::create(&mls, &device, key, HistoryPolicy::Full).unwrap();
+            let member = NewMember {
+                user: bruno_device.user().clone(),
+                identity_key: bruno.public(),
+                role: Role::Contributor,
+                key_packages: bruno_device.key_packages(&bruno_mls, 1).unwrap(),
+            };
+            let log = (0, crate::wire::genesis(space.id()));
+            let added = space.add_members(&mls, &device, &[member], log).unwrap();
+            (space.id(), added.welcome.unwrap())
+        };
+        let (forged_space, forged) = welcome_from(&posing);
+        let (real_space, real) = welcome_from(&genuine);
+
+        let mut contacts = Contacts::default();
+        assert!(contacts.pin(genuine.user(), genuine.public()));
+        let restored = Restored {
+            identity: Some(bruno),
+            device: bruno_device,
+            provider: bruno_mls,
+            spaces: Default::default(),
+            contacts,
+        };
+        let mut e = Engine::new(restored, Some("token".into()), Config::default());
+        e.start(0, Intent::Refresh);
+        let (welcomes, _) = e.poll_request().unwrap();
+        let body = serde_json::json!({ "welcomes": [
+            { "id": 1, "space": forged_space.to_hex(), "welcome": hex::encode(forged) },
+            { "id": 2, "space": real_space.to_hex(), "welcome": hex::encode(real) },
+        ]});
+        e.handle_response(1, welcomes, ok(&body.to_string()));
+        assert_eq!(
+            e.spaces(),
+            vec![real_space],
+            "joined the group of a posing key"
+        );
+        let mut refused = false;
+        while let Some(event) = e.poll_event() {
+            if let Event::Warning {
+                code: Code::InvitationRefused,
+                space: Some(s),
+                message,
+            } = event
+            {
+                refused |= s == forged_space && message.contains("amina");
+            }
+        }
+        assert!(refused, "the refusal was not reported");
     }
 }

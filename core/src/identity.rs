@@ -506,6 +506,24 @@ impl Contacts {
         Ok(())
     }
 
+    /// The keys that `keys` names for users whose pinned key is another:
+    /// empty when every user is new or named with the key pinned.
+    pub fn conflicts<'a>(
+        &self,
+        keys: impl IntoIterator<Item = (&'a UserId, IdentityPublicKey)>,
+    ) -> Vec<UserId> {
+        keys.into_iter()
+            .filter(|(user, key)| self.key_of(user).is_some_and(|k| k != *key))
+            .map(|(user, _)| user.clone())
+            .collect()
+    }
+
+    /// Pins `key` for `user` if no key is pinned for `user` yet (trust on
+    /// first use); a different pinned key stays, and the answer is false.
+    pub fn pin(&mut self, user: &UserId, key: IdentityPublicKey) -> bool {
+        *self.0.entry(user.to_string()).or_insert(key.0) == key.0
+    }
+
     /// The key pinned for `user`.
     pub fn key_of(&self, user: &UserId) -> Option<IdentityPublicKey> {
         self.0.get(user.as_str()).map(|k| IdentityPublicKey(*k))
