@@ -53,6 +53,13 @@ impl Home {
     /// Creates a new home in `dir` (refuses one that holds a state).
     pub fn create(dir: &Path, passphrase: &[u8]) -> Result<Self, HomeError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // Only the user may list or read it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
         let salt_path = dir.join("salt");
         if salt_path.exists() {
             return Err(HomeError::Exists(dir.into()));
@@ -129,7 +136,19 @@ impl Home {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Readable by the user only, whatever the umask.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(io(&tmp))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // A temporary file left by a crash keeps its old mode: set it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(&tmp))?;
+    }
     f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
@@ -144,6 +163,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A seized device's home is no easier to read for another account on
+    /// it: the directory and every file are the user's alone, whatever the
+    /// umask.
+    #[cfg(unix)]
+    #[test]
+    fn the_home_and_its_files_are_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home_dir = dir.path().join("home");
+        let home = Home::create(&home_dir, b"correct horse").unwrap();
+        home.write("state", b"secret").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&home_dir), 0o700);
+        assert_eq!(mode(&home_dir.join("salt")), 0o600);
+        assert_eq!(mode(&home_dir.join("state")), 0o600);
+    }
 
     #[test]
     fn files_are_encrypted_bound_to_their_name_and_passphrase() {

@@ -238,6 +238,47 @@ impl std::fmt::Debug for StateKey {
     }
 }
 
+#[cfg(feature = "strength")]
+/// The least zxcvbn score a new passphrase must reach: 3, "safely
+/// unguessable", at least 10^8 guesses, the offline attack on a seized
+/// device's state being the one that matters.
+pub const MIN_PASSPHRASE_SCORE: u8 = 3;
+
+/// Why a passphrase is refused for a new device state.
+#[cfg(feature = "strength")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this passphrase is too easy to guess for whoever seizes the device (strength {score} of 4, at least {MIN_PASSPHRASE_SCORE} needed){hint}"
+)]
+pub struct WeakPassphrase {
+    /// zxcvbn's score, 0 to 4.
+    pub score: u8,
+    /// zxcvbn's advice, as `: advice`, or empty.
+    pub hint: String,
+}
+
+#[cfg(feature = "strength")]
+/// Checks a new passphrase with zxcvbn (dictionaries, keyboard patterns,
+/// dates, repeats, and `context`: the user name and the like, which make
+/// a passphrase easier to guess for someone who knows them).
+pub fn check_new_passphrase(passphrase: &str, context: &[&str]) -> Result<(), WeakPassphrase> {
+    let estimate = zxcvbn::zxcvbn(passphrase, context);
+    let score = u8::from(estimate.score());
+    if score >= MIN_PASSPHRASE_SCORE {
+        return Ok(());
+    }
+    let hint = estimate
+        .feedback()
+        .and_then(|f| {
+            f.warning()
+                .map(|w| w.to_string())
+                .or_else(|| f.suggestions().first().map(|s| s.to_string()))
+        })
+        .map(|h| format!(": {h}"))
+        .unwrap_or_default();
+    Err(WeakPassphrase { score, hint })
+}
+
 /// A new random salt.
 pub fn new_salt() -> [u8; 16] {
     crate::random::bytes()
@@ -301,6 +342,33 @@ impl StateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Common, short, keyboard-walk and name-based passphrases are refused
+    /// with advice; long unusual ones pass.
+    #[cfg(feature = "strength")]
+    #[test]
+    fn weak_passphrases_are_refused_for_new_states() {
+        for weak in [
+            "password1",
+            "azertyuiop",
+            "qwerty123",
+            "amina2024",
+            "12345678910",
+        ] {
+            let refused = check_new_passphrase(weak, &["amina"]);
+            assert!(refused.is_err(), "{weak} accepted");
+        }
+        assert!(check_new_passphrase("amina-amina-amina", &["amina"]).is_err());
+        for strong in [
+            "correct horse battery staple",
+            "Kinshasa: le greffe ferme à 16h !",
+        ] {
+            assert_eq!(check_new_passphrase(strong, &["amina"]), Ok(()), "{strong}");
+        }
+        let e = check_new_passphrase("password", &[]).unwrap_err();
+        assert!(e.score < MIN_PASSPHRASE_SCORE);
+        assert!(e.to_string().contains("too easy to guess"));
+    }
 
     #[test]
     fn sealed_items_are_bound_to_their_name_and_key() {

@@ -470,6 +470,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = home_dir(home)?;
             let pass = passphrase()?;
+            // The state it protects goes wherever the device goes.
+            amicus_core::at_rest::check_new_passphrase(&pass, &[&user])?;
             let c =
                 Client::register(&dir, pass.as_bytes(), &server, &user, invite.as_deref()).await?;
             print(

@@ -62,7 +62,7 @@ async fn a_whole_scenario_runs_over_tls_with_the_servers_own_authority() {
 
     // The command: without the authority, the server's certificate is
     // refused and nothing is registered; with `--ca-cert`, it registers.
-    let register = |name: &str, ca: Option<&std::path::Path>| {
+    let register_with = |name: &str, ca: Option<&std::path::Path>, pass: &str| {
         let mut c = Command::new(amicus_bin());
         if let Some(ca) = ca {
             c.arg("--ca-cert").arg(ca);
@@ -70,9 +70,12 @@ async fn a_whole_scenario_runs_over_tls_with_the_servers_own_authority() {
         c.arg("--home")
             .arg(dir.path().join(name))
             .args(["register", "--server", &server.url, name])
-            .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
+            .env("AMICUS_PASSPHRASE", pass)
             .output()
             .expect("run amicus register")
+    };
+    let register = |name: &str, ca: Option<&std::path::Path>| {
+        register_with(name, ca, std::str::from_utf8(PASS).unwrap())
     };
     let refused = register("nobody", None);
     assert!(
@@ -83,6 +86,10 @@ async fn a_whole_scenario_runs_over_tls_with_the_servers_own_authority() {
     assert!(said.contains("certificate"), "{said}");
     let cleartext = reqwest::get(server.url.replace("https://", "http://") + "/healthz").await;
     assert!(cleartext.is_err(), "the TLS port answered in the clear");
+    let weak = register_with("amina", Some(&ca), "amina2024");
+    assert!(!weak.status.success(), "a weak passphrase was taken");
+    let said = String::from_utf8_lossy(&weak.stderr);
+    assert!(said.contains("too easy to guess"), "{said}");
     let out = register("amina", Some(&ca));
     assert!(
         out.status.success(),
