@@ -3005,4 +3005,138 @@ mod tests {
         }
         assert!(refused, "the refusal was not reported");
     }
+
+    /// A server refusing to serve a space (`Forbidden`) does not make a
+    /// device that the group still counts as a member leave it: only the
+    /// group's own removal does. The device keeps the space, unremoved.
+    #[test]
+    fn a_bare_forbidden_does_not_mark_a_member_removed() {
+        let (mut e, space) = following("amina", true);
+        let space = space.unwrap();
+        e.handle_link(0, Link::Up);
+        let Some(ClientFrame::Subscribe { request, .. }) = e.poll_transmit() else {
+            panic!("no subscription");
+        };
+        e.handle_frame(
+            1,
+            ServerFrame::Refused {
+                request,
+                code: RefusalCode::Forbidden,
+                message: "not a member".into(),
+            },
+        );
+        assert!(
+            !e.view(space).unwrap().is_removed(),
+            "marked removed on the server's word"
+        );
+        assert!(!e.must_persist());
+        while let Some(event) = e.poll_event() {
+            assert!(!matches!(event, Event::Removed { .. }), "{event:?}");
+        }
+    }
+
+    /// A commit that brings a user the device verified with another key
+    /// than the group now pins for them is reported, once; a user new to the
+    /// device is pinned with the group's key.
+    #[test]
+    fn a_commit_pinning_another_key_for_a_known_user_is_reported() {
+        let amina = UserIdentity::generate(UserId::new("amina").unwrap());
+        let amina_device = amina.new_device();
+        let amina_mls = MlsProvider::new();
+        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
+        let bruno_device = bruno.new_device();
+        let bruno_mls = MlsProvider::new();
+        let chloe = UserIdentity::generate(UserId::new("chloe").unwrap());
+        let posing = UserIdentity::generate(UserId::new("chloe").unwrap());
+        let posing_device = posing.new_device();
+        let posing_mls = MlsProvider::new();
+        let key = amina_device.certificate().identity_key;
+        let mut space = Space::create(&amina_mls, &amina_device, key, HistoryPolicy::Full).unwrap();
+        let id = space.id();
+        let invite = |identity: &UserIdentity, device: &Device, mls: &MlsProvider| NewMember {
+            user: device.user().clone(),
+            identity_key: identity.public(),
+            role: Role::Contributor,
+            key_packages: device.key_packages(mls, 1).unwrap(),
+        };
+        let genesis = crate::wire::genesis(id);
+        let first = space
+            .add_members(
+                &amina_mls,
+                &amina_device,
+                &[invite(&bruno, &bruno_device, &bruno_mls)],
+                (0, genesis),
+            )
+            .unwrap();
+        space.commit_accepted(&amina_mls).unwrap();
+        let joined = Space::join(
+            &bruno_mls,
+            &bruno_device,
+            &bruno.public(),
+            &first.welcome.unwrap(),
+        )
+        .unwrap();
+        let entry0 = LogEntry {
+            seq: 0,
+            prev: genesis,
+            kind: crate::wire::EntryKind::Commit,
+            epoch: 0,
+            payload: first.commit,
+        };
+        let second = space
+            .add_members(
+                &amina_mls,
+                &amina_device,
+                &[invite(&posing, &posing_device, &posing_mls)],
+                (0, entry0.hash()),
+            )
+            .unwrap();
+        let entry1 = LogEntry {
+            seq: 1,
+            prev: entry0.hash(),
+            kind: crate::wire::EntryKind::Commit,
+            epoch: 1,
+            payload: second.commit,
+        };
+
+        let mut contacts = Contacts::default();
+        contacts.pin(chloe.user(), chloe.public());
+        let mut spaces = BTreeMap::new();
+        spaces.insert(id, SpaceView::new(joined));
+        let restored = Restored {
+            identity: Some(bruno),
+            device: bruno_device,
+            provider: bruno_mls,
+            spaces,
+            contacts,
+        };
+        let mut e = Engine::new(restored, Some("token".into()), Config::default());
+        e.ingest(id, vec![entry0, entry1]);
+        assert_eq!(
+            e.view(id).unwrap().space().epoch(),
+            2,
+            "the commit was not read"
+        );
+        let warned: Vec<String> = std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                Event::Warning {
+                    code: Code::Identity,
+                    message,
+                    ..
+                } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("chloe"));
+        assert_eq!(
+            e.contacts().key_of(chloe.user()),
+            Some(chloe.public()),
+            "re-pinned"
+        );
+        assert_eq!(
+            e.contacts().key_of(&UserId::new("amina").unwrap()),
+            Some(amina.public())
+        );
+    }
 }
