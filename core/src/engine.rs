@@ -2707,51 +2707,101 @@ mod tests {
         );
     }
 
+    /// One user's parts.
+    struct Person {
+        identity: UserIdentity,
+        device: Device,
+        mls: MlsProvider,
+    }
+
+    fn person(name: &str) -> Person {
+        let identity = UserIdentity::generate(UserId::new(name).unwrap());
+        let device = identity.new_device();
+        Person {
+            identity,
+            device,
+            mls: MlsProvider::new(),
+        }
+    }
+
+    impl Person {
+        /// An invitation of this person's device as a contributor.
+        fn invitation(&self) -> NewMember {
+            NewMember {
+                user: self.device.user().clone(),
+                identity_key: self.identity.public(),
+                role: Role::Contributor,
+                key_packages: self.device.key_packages(&self.mls, 1).unwrap(),
+            }
+        }
+
+        /// An engine for this person holding `spaces`.
+        fn engine(self, spaces: Vec<Space>, contacts: Contacts) -> Engine {
+            let restored = Restored {
+                identity: Some(self.identity),
+                device: self.device,
+                provider: self.mls,
+                spaces: spaces
+                    .into_iter()
+                    .map(|s| (s.id(), SpaceView::new(s)))
+                    .collect(),
+                contacts,
+            };
+            Engine::new(restored, Some("token".into()), Config::default())
+        }
+    }
+
+    /// Amina's space (her state at epoch 1) with Bruno added as a
+    /// contributor (his joined state), and the log's first entry: the
+    /// commit that added him.
+    fn amina_adds_bruno() -> (Person, Space, Person, Space, LogEntry) {
+        let (amina, bruno) = (person("amina"), person("bruno"));
+        let key = amina.device.certificate().identity_key;
+        let mut space = Space::create(&amina.mls, &amina.device, key, HistoryPolicy::Full).unwrap();
+        let genesis = crate::wire::genesis(space.id());
+        let added = space
+            .add_members(
+                &amina.mls,
+                &amina.device,
+                &[bruno.invitation()],
+                (0, genesis),
+            )
+            .unwrap();
+        space.commit_accepted(&amina.mls).unwrap();
+        let welcome = added.welcome.expect("a Welcome");
+        let joined = Space::join(
+            &bruno.mls,
+            &bruno.device,
+            &bruno.identity.public(),
+            &welcome,
+        )
+        .unwrap();
+        let entry = LogEntry {
+            seq: 0,
+            prev: genesis,
+            kind: crate::wire::EntryKind::Commit,
+            epoch: 0,
+            payload: added.commit,
+        };
+        (amina, space, bruno, joined, entry)
+    }
+
     /// A commit delivered as a presence message (the live, unstored path),
     /// or in a log entry labelled as a proposal, is refused before MLS sees
     /// it: it merges nothing and shows nothing. Only a commit entry carries
     /// a commit, where every member reads the same one at the same place.
     #[test]
     fn a_commit_delivered_as_presence_or_as_a_proposal_merges_nothing() {
-        let amina = UserIdentity::generate(UserId::new("amina").unwrap());
-        let amina_device = amina.new_device();
-        let amina_mls = MlsProvider::new();
-        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
-        let bruno_device = bruno.new_device();
-        let bruno_mls = MlsProvider::new();
-        let key = amina_device.certificate().identity_key;
-        let mut space = Space::create(&amina_mls, &amina_device, key, HistoryPolicy::Full).unwrap();
+        let (amina, mut space, bruno, joined, first) = amina_adds_bruno();
         let id = space.id();
-        let log = (0, crate::wire::genesis(id));
-        let member = NewMember {
-            user: bruno_device.user().clone(),
-            identity_key: bruno.public(),
-            role: Role::Contributor,
-            key_packages: bruno_device.key_packages(&bruno_mls, 1).unwrap(),
-        };
-        let added = space
-            .add_members(&amina_mls, &amina_device, &[member], log)
-            .unwrap();
-        space.commit_accepted(&amina_mls).unwrap();
-        let welcome = added.welcome.expect("a Welcome");
-        let joined = Space::join(&bruno_mls, &bruno_device, &bruno.public(), &welcome).unwrap();
         let epoch = joined.epoch();
         let mut policy = space.policy().unwrap();
-        policy.members.get_mut(bruno_device.user()).unwrap().role = Role::Reader;
+        policy.members.get_mut(bruno.device.user()).unwrap().role = Role::Reader;
+        let log = (1, first.hash());
         let demoted = space
-            .change_policy(&amina_mls, &amina_device, policy, log)
+            .change_policy(&amina.mls, &amina.device, policy, log)
             .unwrap();
-
-        let mut spaces = BTreeMap::new();
-        spaces.insert(id, SpaceView::new(joined));
-        let restored = Restored {
-            identity: Some(bruno),
-            device: bruno_device,
-            provider: bruno_mls,
-            spaces,
-            contacts: Contacts::default(),
-        };
-        let mut e = Engine::new(restored, Some("token".into()), Config::default());
+        let mut e = bruno.engine(vec![joined], Contacts::default());
         e.handle_frame(
             0,
             ServerFrame::Application {
@@ -2768,13 +2818,6 @@ mod tests {
         unchanged(&e, "as presence");
         assert_eq!(e.poll_event(), None);
         // The log: Bruno's addition, then the commit labelled a proposal.
-        let first = LogEntry {
-            seq: 0,
-            prev: crate::wire::genesis(id),
-            kind: crate::wire::EntryKind::Commit,
-            epoch: epoch - 1,
-            payload: added.commit,
-        };
         let second = LogEntry {
             seq: 1,
             prev: first.hash(),
@@ -2846,67 +2889,22 @@ mod tests {
     #[test]
     fn a_comment_or_version_claiming_another_author_shows_its_signer() {
         use crate::document::{Replica, filing};
-        let amina = UserIdentity::generate(UserId::new("amina").unwrap());
-        let amina_device = amina.new_device();
-        let amina_mls = MlsProvider::new();
-        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
-        let bruno_device = bruno.new_device();
-        let bruno_mls = MlsProvider::new();
-        let key = amina_device.certificate().identity_key;
-        let mut space = Space::create(&amina_mls, &amina_device, key, HistoryPolicy::Full).unwrap();
+        let (amina, space, bruno, joined, first) = amina_adds_bruno();
         let id = space.id();
-        let member = NewMember {
-            user: bruno_device.user().clone(),
-            identity_key: bruno.public(),
-            role: Role::Contributor,
-            key_packages: bruno_device.key_packages(&bruno_mls, 1).unwrap(),
-        };
-        let added = space
-            .add_members(
-                &amina_mls,
-                &amina_device,
-                &[member],
-                (0, crate::wire::genesis(id)),
-            )
-            .unwrap();
-        space.commit_accepted(&amina_mls).unwrap();
-        let joined = Space::join(
-            &bruno_mls,
-            &bruno_device,
-            &bruno.public(),
-            &added.welcome.unwrap(),
-        )
-        .unwrap();
 
         // Bruno writes a filing with a comment and a version, both "by amina".
         let stream = StreamId::random();
-        let mut forged = Replica::new(stream, &bruno_device);
+        let mut forged = Replica::new(stream, &bruno.device);
         filing::init(forged.doc(), "Requête").unwrap();
         filing::splice(forged.doc(), 0, 0, "Exposé des faits.").unwrap();
         filing::comment(forged.doc(), "t1", 0, 6, "amina", "Approuvé", 0).unwrap();
         filing::name_version(forged.doc(), "Version signée", "amina", 0).unwrap();
         let envelope = forged
-            .flush(joined.keyring(), &bruno_device, [0; 32])
+            .flush(joined.keyring(), &bruno.device, [0; 32])
             .unwrap()
             .unwrap();
 
-        let mut spaces = BTreeMap::new();
-        spaces.insert(id, SpaceView::new(space));
-        let restored = Restored {
-            identity: Some(amina),
-            device: amina_device,
-            provider: amina_mls,
-            spaces,
-            contacts: Contacts::default(),
-        };
-        let mut e = Engine::new(restored, Some("token".into()), Config::default());
-        let first = LogEntry {
-            seq: 0,
-            prev: crate::wire::genesis(id),
-            kind: crate::wire::EntryKind::Commit,
-            epoch: 0,
-            payload: added.commit,
-        };
+        let mut e = amina.engine(vec![space], Contacts::default());
         let second = LogEntry {
             seq: 1,
             prev: first.hash(),
@@ -3040,54 +3038,15 @@ mod tests {
     /// device is pinned with the group's key.
     #[test]
     fn a_commit_pinning_another_key_for_a_known_user_is_reported() {
-        let amina = UserIdentity::generate(UserId::new("amina").unwrap());
-        let amina_device = amina.new_device();
-        let amina_mls = MlsProvider::new();
-        let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
-        let bruno_device = bruno.new_device();
-        let bruno_mls = MlsProvider::new();
-        let chloe = UserIdentity::generate(UserId::new("chloe").unwrap());
-        let posing = UserIdentity::generate(UserId::new("chloe").unwrap());
-        let posing_device = posing.new_device();
-        let posing_mls = MlsProvider::new();
-        let key = amina_device.certificate().identity_key;
-        let mut space = Space::create(&amina_mls, &amina_device, key, HistoryPolicy::Full).unwrap();
+        let (amina, mut space, bruno, joined, entry0) = amina_adds_bruno();
         let id = space.id();
-        let invite = |identity: &UserIdentity, device: &Device, mls: &MlsProvider| NewMember {
-            user: device.user().clone(),
-            identity_key: identity.public(),
-            role: Role::Contributor,
-            key_packages: device.key_packages(mls, 1).unwrap(),
-        };
-        let genesis = crate::wire::genesis(id);
-        let first = space
-            .add_members(
-                &amina_mls,
-                &amina_device,
-                &[invite(&bruno, &bruno_device, &bruno_mls)],
-                (0, genesis),
-            )
-            .unwrap();
-        space.commit_accepted(&amina_mls).unwrap();
-        let joined = Space::join(
-            &bruno_mls,
-            &bruno_device,
-            &bruno.public(),
-            &first.welcome.unwrap(),
-        )
-        .unwrap();
-        let entry0 = LogEntry {
-            seq: 0,
-            prev: genesis,
-            kind: crate::wire::EntryKind::Commit,
-            epoch: 0,
-            payload: first.commit,
-        };
+        let chloe = UserIdentity::generate(UserId::new("chloe").unwrap());
+        let posing = person("chloe");
         let second = space
             .add_members(
-                &amina_mls,
-                &amina_device,
-                &[invite(&posing, &posing_device, &posing_mls)],
+                &amina.mls,
+                &amina.device,
+                &[posing.invitation()],
                 (0, entry0.hash()),
             )
             .unwrap();
@@ -3101,16 +3060,7 @@ mod tests {
 
         let mut contacts = Contacts::default();
         contacts.pin(chloe.user(), chloe.public());
-        let mut spaces = BTreeMap::new();
-        spaces.insert(id, SpaceView::new(joined));
-        let restored = Restored {
-            identity: Some(bruno),
-            device: bruno_device,
-            provider: bruno_mls,
-            spaces,
-            contacts,
-        };
-        let mut e = Engine::new(restored, Some("token".into()), Config::default());
+        let mut e = bruno.engine(vec![joined], contacts);
         e.ingest(id, vec![entry0, entry1]);
         assert_eq!(
             e.view(id).unwrap().space().epoch(),
@@ -3134,9 +3084,7 @@ mod tests {
             Some(chloe.public()),
             "re-pinned"
         );
-        assert_eq!(
-            e.contacts().key_of(&UserId::new("amina").unwrap()),
-            Some(amina.public())
-        );
+        let amina_key = amina.identity.public();
+        assert_eq!(e.contacts().key_of(amina.identity.user()), Some(amina_key));
     }
 }

@@ -88,6 +88,26 @@ async fn unlock(b: &Browser, url: &str) {
     .await;
 }
 
+/// Creates a confidential space named `name` from the spaces page and
+/// invites `user` as a member; returns the space id once `user` is listed.
+async fn create_space_and_invite(b: &Browser, name: &str, user: &str) -> String {
+    b.type_into("#new-space input[name=name]", name).await;
+    b.click("#new-space button[type=submit]").await;
+    b.element("#invite input[name=user]").await;
+    let space = b
+        .js("return location.hash.split('/')[2]", json!([]))
+        .await
+        .as_str()
+        .expect("space id in the location")
+        .to_owned();
+    b.type_into("#invite input[name=user]", user).await;
+    b.click("#invite button[type=submit]").await;
+    let listed = format!("return document.querySelector('tr[data-user={user}]') !== null");
+    b.wait_for(&format!("{user} in the members"), &listed, LONG)
+        .await;
+    space
+}
+
 async fn text_of(b: &Browser, css: &str) -> String {
     let q = serde_json::to_string(css).unwrap();
     b.js(
@@ -132,26 +152,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina.screenshot("signed-up").await;
 
     // Amina creates a confidential space and invites Bruno.
-    amina
-        .type_into("#new-space input[name=name]", "Recours")
-        .await;
-    amina.click("#new-space button[type=submit]").await;
-    amina.element("#invite input[name=user]").await;
-    let space = amina
-        .js("return location.hash.split('/')[2]", json!([]))
-        .await
-        .as_str()
-        .expect("space id in the location")
-        .to_owned();
-    amina.type_into("#invite input[name=user]", "bruno").await;
-    amina.click("#invite button[type=submit]").await;
-    amina
-        .wait_for(
-            "Bruno in the members",
-            "return document.querySelector('tr[data-user=bruno]') !== null",
-            LONG,
-        )
-        .await;
+    let space = create_space_and_invite(&amina, "Recours", "bruno").await;
     amina.screenshot("space-members").await;
 
     // Bruno's browser joins from the Welcome without reloading.
@@ -1004,26 +1005,7 @@ async fn a_reloaded_browser_reads_no_old_entry_and_reports_a_withholding_server(
     let mut bruno = register(dir.path(), &server, "bruno").await;
 
     sign_up(&amina, &relay.url, "amina").await;
-    amina
-        .type_into("#new-space input[name=name]", "Recours")
-        .await;
-    amina.click("#new-space button[type=submit]").await;
-    amina.element("#invite input[name=user]").await;
-    let space = amina
-        .js("return location.hash.split('/')[2]", json!([]))
-        .await
-        .as_str()
-        .expect("space id in the location")
-        .to_owned();
-    amina.type_into("#invite input[name=user]", "bruno").await;
-    amina.click("#invite button[type=submit]").await;
-    amina
-        .wait_for(
-            "Bruno in the members",
-            "return document.querySelector('tr[data-user=bruno]') !== null",
-            LONG,
-        )
-        .await;
+    let space = create_space_and_invite(&amina, "Recours", "bruno").await;
     let id = amicus_core::SpaceId::from_hex(&space).unwrap();
     bruno.sync_all().await.unwrap();
     let doc = bruno.new_document(id, "Requête").await.unwrap();
