@@ -6,7 +6,7 @@
 //   #/search                 the public library
 //   #/devices                this user's devices
 
-import { Client, vault, load } from "./amicus.js";
+import { Client, load } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
 import { createEditor } from "./editor.js";
 
@@ -112,14 +112,15 @@ function render() {
 // ----------------------------------------------------------------- auth
 
 async function authView(main) {
-  const users = await vault.users().catch(() => []);
+  // The accounts held here are not listed: someone shown the page (at a
+  // checkpoint, say) learns nothing of who uses this browser.
   const signIn = h("form", { id: "sign-in", onsubmit: async (e) => {
     e.preventDefault();
     const f = e.target;
     status(t("working"));
     try {
       await load();
-      client = await Client.unlock(f.user.value, f.passphrase.value);
+      client = await Client.unlock(f.user.value.trim(), f.passphrase.value);
       started();
     } catch (err) {
       const known = { "no-device": t("noDevice"), "wrong-passphrase": t("wrongPassphrase") };
@@ -127,11 +128,9 @@ async function authView(main) {
     }
   } },
     h("h2", {}, t("signIn")),
-    users.length
-      ? field(t("user"), h("select", { name: "user" }, users.map((u) => h("option", { value: u }, u))))
-      : h("p", {}, t("noDevice")),
+    field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", autocapitalize: "none", spellcheck: "false" })),
     field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, autocomplete: "current-password" })),
-    h("button", { type: "submit", disabled: !users.length }, t("signIn")),
+    h("button", { type: "submit" }, t("signIn")),
   );
   const signUp = h("form", { id: "sign-up", onsubmit: async (e) => {
     e.preventDefault();

@@ -71,9 +71,17 @@ const TO_END: &str = "const e = document.getElementById('editor'); e.focus(); \
     const r = document.createRange(); r.selectNodeContents(e); r.collapse(false); \
     getSelection().removeAllRanges(); getSelection().addRange(r);";
 
-/// Opens the app and unlocks the device stored in the browser.
-async fn unlock(b: &Browser, url: &str) {
+/// Opens the app and unlocks the device of `user` stored in the browser
+/// (the page lists no account: the name is typed).
+async fn unlock(b: &Browser, url: &str, user: &str) {
     b.goto(url).await;
+    b.wait_for(
+        "a sign-in form that lists no account",
+        "return !!document.querySelector('#sign-in input[name=user]') && !document.querySelector('#sign-in select, #sign-in option')",
+        LONG,
+    )
+    .await;
+    b.type_into("#sign-in input[name=user]", user).await;
     b.type_into(
         "#sign-in input[name=passphrase]",
         "correct horse battery staple",
@@ -364,7 +372,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         );
     }
     let server = Server::start_at(&data, &config, &listen);
-    unlock(&amina, &server.url).await;
+    unlock(&amina, &server.url, "amina").await;
     amina
         .js(
             "location.hash = arguments[0]",
@@ -467,7 +475,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         .await;
     bruno.goto("about:blank").await;
     let server = Server::start_at(&data, &config, &listen);
-    unlock(&bruno, &server.url).await;
+    unlock(&bruno, &server.url, "bruno").await;
     bruno
         .js(
             "location.hash = arguments[0]",
@@ -558,6 +566,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
 
     // The device state in IndexedDB opens only with the passphrase; once
     // unlocked, the page reads the space's log again and shows the filing.
+    amina.type_into("#sign-in input[name=user]", "amina").await;
     amina
         .type_into("#sign-in input[name=passphrase]", "not the passphrase")
         .await;
@@ -1026,7 +1035,7 @@ async fn a_reloaded_browser_reads_no_old_entry_and_reports_a_withholding_server(
     // server serves no entry, and the filing is there from the saved state.
     amina.goto("about:blank").await;
     let before = server.metric(SERVED).await;
-    unlock(&amina, &relay.url).await;
+    unlock(&amina, &relay.url, "amina").await;
     amina
         .js(
             "location.hash = arguments[0]",
@@ -1063,7 +1072,7 @@ async fn a_reloaded_browser_reads_no_old_entry_and_reports_a_withholding_server(
         )
         .await
         .unwrap();
-    unlock(&amina, &relay.url).await;
+    unlock(&amina, &relay.url, "amina").await;
     amina
         .wait_for(
             "the withholding warning",
