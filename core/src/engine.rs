@@ -2487,16 +2487,7 @@ mod tests {
     use crate::api::HttpResponse;
 
     fn engine(name: &str) -> Engine {
-        let identity = UserIdentity::generate(UserId::new(name).unwrap());
-        let device = identity.new_device();
-        let restored = Restored {
-            identity: Some(identity),
-            device,
-            provider: MlsProvider::new(),
-            spaces: Default::default(),
-            contacts: Contacts::default(),
-        };
-        Engine::new(restored, Some("token".into()), Config::default())
+        person(name).engine(Vec::new(), Contacts::default())
     }
 
     fn ok(body: &str) -> Result<HttpResponse, String> {
@@ -2587,30 +2578,36 @@ mod tests {
         assert_eq!((again, request), (id, first));
     }
 
+    /// An engine in `follow` mode, holding a space it created if `space`.
     fn following(name: &str, space: bool) -> (Engine, Option<SpaceId>) {
-        let identity = UserIdentity::generate(UserId::new(name).unwrap());
-        let device = identity.new_device();
-        let provider = MlsProvider::new();
-        let mut spaces = BTreeMap::new();
-        let mut id = None;
-        if space {
-            let key = device.certificate().identity_key;
-            let s = Space::create(&provider, &device, key, HistoryPolicy::Full).unwrap();
-            id = Some(s.id());
-            spaces.insert(s.id(), SpaceView::new(s));
-        }
-        let restored = Restored {
-            identity: Some(identity),
-            device,
-            provider,
-            spaces,
-            contacts: Contacts::default(),
-        };
+        let p = person(name);
+        let key = p.device.certificate().identity_key;
+        let spaces: Vec<Space> = space
+            .then(|| Space::create(&p.mls, &p.device, key, HistoryPolicy::Full).unwrap())
+            .into_iter()
+            .collect();
+        let id = spaces.first().map(Space::id);
         let config = Config {
             follow: true,
             ..Config::default()
         };
-        (Engine::new(restored, Some("token".into()), config), id)
+        (p.engine_with(spaces, Contacts::default(), config), id)
+    }
+
+    /// Connects `e` and has the server say `space`'s log is empty: the
+    /// space is read live.
+    fn live(e: &mut Engine, space: SpaceId) {
+        e.handle_link(0, Link::Up);
+        while e.poll_transmit().is_some() {}
+        e.handle_frame(
+            0,
+            ServerFrame::Synced {
+                space,
+                next_seq: 0,
+                head: crate::wire::genesis(space),
+                epoch: 0,
+            },
+        );
     }
 
     /// An app that follows its spaces wants the connection even with no
@@ -2737,6 +2734,10 @@ mod tests {
 
         /// An engine for this person holding `spaces`.
         fn engine(self, spaces: Vec<Space>, contacts: Contacts) -> Engine {
+            self.engine_with(spaces, contacts, Config::default())
+        }
+
+        fn engine_with(self, spaces: Vec<Space>, contacts: Contacts, config: Config) -> Engine {
             let restored = Restored {
                 identity: Some(self.identity),
                 device: self.device,
@@ -2747,7 +2748,7 @@ mod tests {
                     .collect(),
                 contacts,
             };
-            Engine::new(restored, Some("token".into()), Config::default())
+            Engine::new(restored, Some("token".into()), config)
         }
     }
 
@@ -2838,17 +2839,7 @@ mod tests {
     fn edits_leave_at_a_fixed_interval_not_after_a_pause_in_typing() {
         let (mut e, space) = following("amina", true);
         let space = space.unwrap();
-        e.handle_link(0, Link::Up);
-        while e.poll_transmit().is_some() {}
-        e.handle_frame(
-            0,
-            ServerFrame::Synced {
-                space,
-                next_seq: 0,
-                head: crate::wire::genesis(space),
-                epoch: 0,
-            },
-        );
+        live(&mut e, space);
         let stream = StreamId::random();
         let sent = |e: &mut Engine| {
             let mut n = 0;

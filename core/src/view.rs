@@ -344,19 +344,20 @@ impl SpaceView {
         let Some(replica) = self.replicas.get(&stream) else {
             return Authors::default();
         };
-        let mut users: HashMap<DeviceId, String> = HashMap::new();
-        for m in self.space.members().unwrap_or_default() {
-            users.insert(m.device, m.user.to_string());
-        }
-        for roster in self.space.keyring().rosters() {
-            for e in roster {
-                users.entry(e.device).or_insert_with(|| e.user.to_string());
-            }
-        }
+        // Read on every redraw of a filing: only the document's own actors
+        // (a few) are resolved, the current roster first, then older ones.
+        let members = self.space.members().unwrap_or_default();
+        let user_of = |device: DeviceId| {
+            members
+                .iter()
+                .chain(self.space.keyring().rosters().flatten())
+                .find(|e| e.device == device)
+                .map(|e| e.user.to_string())
+        };
         Authors::new(
             replica
                 .actor_devices()
-                .filter_map(|(actor, device)| Some((actor.to_vec(), users.get(&device)?.clone()))),
+                .filter_map(|(actor, device)| Some((actor.to_vec(), user_of(device)?))),
         )
     }
 
