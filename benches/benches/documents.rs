@@ -133,6 +133,7 @@ fn pair() -> (Member, Member) {
                 identity_key: bertrand_user.public(),
                 role: Role::Contributor,
                 key_packages: bertrand.key_packages(&bertrand_provider, 1).expect("kp"),
+                revoked: Vec::new(),
             }],
             (0, [0; 32]),
         )

@@ -82,6 +82,7 @@ impl Member {
                 .device
                 .key_packages(&self.provider, 1)
                 .expect("a KeyPackage"),
+            revoked: Vec::new(),
         }
     }
 }
@@ -153,6 +154,7 @@ impl Group {
             identity_key: user.public(),
             role: Role::Contributor,
             key_packages: device.key_packages(&self.pool, 1).expect("a KeyPackage"),
+            revoked: Vec::new(),
         };
         (member, device.id())
     }

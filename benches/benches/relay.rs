@@ -440,6 +440,7 @@ async fn configuration(
                 identity_key: a.identity.public(),
                 role: Role::Contributor,
                 key_packages: a.device.key_packages(&pool, 1).expect("a KeyPackage"),
+                revoked: Vec::new(),
             })
             .collect();
         let id = space.id();

@@ -386,7 +386,7 @@ impl From<Event> for ClientEvent {
             },
             Event::Done { op, result } => {
                 let (space, epoch, error) = match result {
-                    Ok(Output::Done) => (None, None, None),
+                    Ok(Output::Done | Output::Revoked(_)) => (None, None, None),
                     Ok(Output::Space(id)) => (Some(id.to_hex()), None, None),
                     Ok(Output::Epoch(e)) => (None, Some(e as f64), None),
                     Err(f) => (None, None, Some(op_error(f))),

@@ -115,8 +115,21 @@ pub struct UserListing {
     pub identity_key: String,
     /// The safety number the server computed (never trusted; shown only).
     pub safety_number: String,
-    /// The certified devices.
+    /// The certified devices that are not revoked.
     pub devices: Vec<ListedDevice>,
+    /// The revoked devices: each a [`crate::identity::DeviceRevocation`]
+    /// (hex of postcard) signed by the identity key, which members check
+    /// and keep in every space's policy so that nobody adds them again.
+    #[serde(default)]
+    pub revoked: Vec<String>,
+}
+
+/// Body of `POST /v1/devices/revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// The [`crate::identity::DeviceRevocation`] (hex of postcard).
+    pub revocation: String,
 }
 
 /// One device of a [`UserListing`].

@@ -34,7 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::api::{self, HttpRequest, HttpResponse, Method};
 use crate::at_rest::{AtRestError, DeviceRecord, Restored};
 use crate::document::Replica;
-use crate::identity::{Contacts, Device, IdentityPublicKey, Statement, UserIdentity};
+use crate::identity::{
+    Contacts, Device, DeviceRevocation, IdentityPublicKey, Statement, UserIdentity,
+};
 use crate::space::{
     Content, HistoryPolicy, NewMember, PendingCommit, Processed, Role, Space, SpaceError,
 };
@@ -160,6 +162,15 @@ pub enum Intent {
         /// The new role.
         role: Role,
     },
+    /// Revoke one of this user's other devices (seized, lost): the
+    /// identity key signs the revocation, the server is told (it refuses
+    /// the device's sign-in from then on), and every space this device
+    /// shares with it removes it in one commit, which also lists it as
+    /// revoked so that no member adds it again. Needs the identity key.
+    Revoke {
+        /// The device.
+        device: DeviceId,
+    },
     /// Send a document's changes now.
     Flush {
         /// The space.
@@ -178,6 +189,8 @@ pub enum Output {
     Space(SpaceId),
     /// The space's epoch after the commit.
     Epoch(u64),
+    /// A device revoked, and the spaces it was removed from.
+    Revoked(Vec<SpaceId>),
 }
 
 /// A stable code for an error or a warning: the interface translates it,
@@ -391,6 +404,7 @@ enum CommitIntent {
     Invite { user: UserId, role: Role },
     Remove { user: UserId },
     SetRole { user: UserId, role: Role },
+    Revoke { revocation: DeviceRevocation },
 }
 
 #[derive(Debug)]
@@ -417,6 +431,8 @@ struct CommitOp {
     stage: CommitStage,
     attempt: u32,
     key: Option<IdentityPublicKey>,
+    /// The invited user's revoked devices, from the directory (verified).
+    revoked: Vec<DeviceRevocation>,
     claimed: Option<Vec<(DeviceId, Vec<u8>)>>,
     /// A commit of ours sent at this epoch whose answer was lost: the log
     /// tells whether it was accepted.
@@ -480,6 +496,17 @@ enum Op {
         space: SpaceId,
         sent: Option<(u32, u64)>,
     },
+    Revoke {
+        device: DeviceId,
+        stage: RevokeStage,
+    },
+}
+
+#[derive(Debug)]
+enum RevokeStage {
+    Start,
+    Telling(RequestId, DeviceRevocation),
+    Committing(Vec<(SpaceId, OpId)>),
 }
 
 struct Running {
@@ -884,6 +911,10 @@ impl Engine {
             Intent::SetRole { space, user, role } => {
                 commit(space, CommitIntent::SetRole { user, role })
             }
+            Intent::Revoke { device } => Op::Revoke {
+                device,
+                stage: RevokeStage::Start,
+            },
             Intent::Flush { space, stream } => {
                 self.due.remove(&(space, stream));
                 Op::Flush {
@@ -1598,6 +1629,100 @@ impl Engine {
                 stage,
             } => self.advance_flush(*space, *stream, attempt, stage),
             Op::Record { space, sent } => self.advance_record(*space, sent),
+            Op::Revoke { device, stage } => self.advance_revoke(*device, stage),
+        }
+    }
+
+    /// The identity key's revocation of `device`, one of this user's
+    /// other devices.
+    fn revocation(&self, device: DeviceId) -> Result<DeviceRevocation, Failure> {
+        let Some(identity) = &self.identity else {
+            return Err(Failure::new(
+                Code::Identity,
+                "this device does not hold the identity key: revoke from the device that does, or recover the identity with the recovery code first",
+            ));
+        };
+        if device == self.device.id() {
+            return Err(Failure::new(
+                Code::Identity,
+                "a device cannot revoke itself; revoke it from another device of yours",
+            ));
+        }
+        Ok(identity.revoke(device))
+    }
+
+    fn advance_revoke(&mut self, device: DeviceId, stage: &mut RevokeStage) -> Step {
+        match stage {
+            RevokeStage::Start => {
+                let revocation = match self.revocation(device) {
+                    Ok(r) => r,
+                    Err(e) => return Step::Finished(Err(e)),
+                };
+                let body = api::to_json(&api::Revoke {
+                    revocation: hex::encode(
+                        postcard::to_allocvec(&revocation).expect("a revocation always encodes"),
+                    ),
+                });
+                let request = self.request(Method::Post, "/v1/devices/revoke".into(), Some(body));
+                *stage = RevokeStage::Telling(request, revocation);
+                Step::Moved
+            }
+            RevokeStage::Telling(r, revocation) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    // The server no longer serves the device; now every
+                    // space it shares with this one removes it.
+                    let spaces: Vec<SpaceId> = self
+                        .spaces
+                        .iter()
+                        .filter(|(_, t)| {
+                            !t.view.is_removed()
+                                && t.view.space().members().is_ok_and(|roster| {
+                                    roster.iter().any(|m| m.device == revocation.device)
+                                })
+                        })
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let children = spaces
+                        .into_iter()
+                        .map(|space| {
+                            let intent = CommitIntent::Revoke {
+                                revocation: revocation.clone(),
+                            };
+                            (space, self.child(commit(space, intent)))
+                        })
+                        .collect();
+                    *stage = RevokeStage::Committing(children);
+                    Step::Moved
+                }
+            },
+            RevokeStage::Committing(children) => {
+                if children.iter().any(|(_, c)| !self.finished.contains_key(c)) {
+                    return Step::Pending;
+                }
+                let mut removed = Vec::new();
+                let mut failed = Vec::new();
+                for (space, c) in children.iter() {
+                    match self.child_result(*c) {
+                        Some(Ok(_)) => removed.push(*space),
+                        Some(Err(e)) => failed.push(format!("{space}: {e}")),
+                        None => {}
+                    }
+                }
+                if failed.is_empty() {
+                    Step::Finished(Ok(Output::Revoked(removed)))
+                } else {
+                    Step::Finished(Err(Failure::new(
+                        Code::Space,
+                        format!(
+                            "the server no longer serves the device, but it is still in {} space(s): {}; run the revocation again",
+                            failed.len(),
+                            failed.join("; ")
+                        ),
+                    )))
+                }
+            }
         }
     }
 
@@ -2148,6 +2273,10 @@ impl Engine {
                     Ok(key) => c.key = Some(key),
                     Err(e) => return Step::Finished(Err(e)),
                 }
+                match revocations(user, c.key.as_ref().expect("pinned"), &listing) {
+                    Ok(revoked) => c.revoked = revoked,
+                    Err(e) => return Step::Finished(Err(e)),
+                }
                 c.stage = CommitStage::Syncing(self.sync_child(c.space));
                 Step::Moved
             }
@@ -2189,7 +2318,8 @@ impl Engine {
                     return Step::Moved;
                 }
                 if let (CommitIntent::Invite { user, .. }, None) = (&c.intent, &c.claimed) {
-                    let except = self.present(c.space, user);
+                    let mut except = self.present(c.space, user);
+                    except.extend(c.revoked.iter().map(|r| r.device));
                     let body = api::to_json(&api::Claim {
                         except: except.iter().map(DeviceId::to_hex).collect(),
                     });
@@ -2349,8 +2479,14 @@ impl Engine {
             c.stage = CommitStage::Syncing(self.sync_child(c.space));
             return Step::Moved;
         }
+        // Neither a device in the space already nor a revoked one, even if
+        // the directory handed out a KeyPackage of it.
         let present: BTreeSet<DeviceId> = match &c.intent {
-            CommitIntent::Invite { user, .. } => self.present(c.space, user).into_iter().collect(),
+            CommitIntent::Invite { user, .. } => self
+                .present(c.space, user)
+                .into_iter()
+                .chain(c.revoked.iter().map(|r| r.device))
+                .collect(),
             _ => BTreeSet::new(),
         };
         let Some(t) = self.spaces.get_mut(&c.space) else {
@@ -2387,11 +2523,15 @@ impl Engine {
                     identity_key: c.key.expect("looked up before"),
                     role,
                     key_packages,
+                    revoked: c.revoked.clone(),
                 };
                 space
                     .add_members(provider, device, &[member], log)
                     .map_err(space_failure)
             }
+            CommitIntent::Revoke { revocation } => space
+                .revoke_device(provider, device, revocation, log)
+                .map_err(space_failure),
             CommitIntent::Remove { user } => space
                 .remove_user(provider, device, user, log)
                 .map_err(space_failure),
@@ -2431,6 +2571,30 @@ impl Engine {
     }
 }
 
+/// The revoked devices of a user's listing, each checked against the
+/// identity key pinned for the user.
+fn revocations(
+    user: &UserId,
+    key: &IdentityPublicKey,
+    listing: &api::UserListing,
+) -> Result<Vec<DeviceRevocation>, Failure> {
+    listing
+        .revoked
+        .iter()
+        .map(|h| {
+            let revocation = hex::decode(h)
+                .ok()
+                .and_then(|b| crate::decode_exact::<DeviceRevocation>(&b))
+                .filter(|r| r.user == *user)
+                .ok_or_else(|| Failure::new(Code::Protocol, "a listed revocation is malformed"))?;
+            revocation
+                .verify(key)
+                .map_err(|e| Failure::new(Code::Identity, e.to_string()))?;
+            Ok(revocation)
+        })
+        .collect()
+}
+
 fn commit(space: SpaceId, intent: CommitIntent) -> Op {
     Op::Commit(Box::new(CommitOp {
         space,
@@ -2438,6 +2602,7 @@ fn commit(space: SpaceId, intent: CommitIntent) -> Op {
         stage: CommitStage::Start,
         attempt: 0,
         key: None,
+        revoked: Vec::new(),
         claimed: None,
         sent: None,
         target: 0,
@@ -2729,6 +2894,7 @@ mod tests {
                 identity_key: self.identity.public(),
                 role: Role::Contributor,
                 key_packages: self.device.key_packages(&self.mls, 1).unwrap(),
+                revoked: Vec::new(),
             }
         }
 
@@ -2951,6 +3117,7 @@ mod tests {
                 identity_key: bruno.public(),
                 role: Role::Contributor,
                 key_packages: bruno_device.key_packages(&bruno_mls, 1).unwrap(),
+                revoked: Vec::new(),
             };
             let log = (0, crate::wire::genesis(space.id()));
             let added = space.add_members(&mls, &device, &[member], log).unwrap();

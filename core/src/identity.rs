@@ -37,6 +37,7 @@ pub const DEVICE_CERTIFICATE_EXTENSION: u16 = 0xF0A2;
 pub const SPACE_POLICY_EXTENSION: u16 = 0xF0A1;
 
 const CERTIFICATE_CONTEXT: &[u8] = b"amicus device certificate v1\0";
+const REVOCATION_CONTEXT: &[u8] = b"amicus device revocation v1\0";
 /// The most KeyPackages one call creates (the directory takes them in batches).
 pub const MAX_KEY_PACKAGE_BATCH: usize = 1_000;
 
@@ -90,6 +91,9 @@ pub enum IdentityError {
     /// The exported secret state is truncated or from another format version.
     #[error("the device's secret state is corrupt or of an unknown version")]
     CorruptSecrets,
+    /// A device revocation is not signed by the user's pinned identity key.
+    #[error("the device revocation is not signed by the user's identity key")]
+    BadRevocation,
 }
 
 /// The public half of a user's long-term identity key.
@@ -191,6 +195,72 @@ impl UserIdentity {
         };
         cert.signature = self.key.sign(&cert.signed_bytes()).to_bytes();
         cert
+    }
+
+    /// Revokes one of this user's devices (seized, lost, sold): the server
+    /// then refuses its sign-in, and every member of a space removes it on
+    /// seeing the statement and refuses to add it again.
+    pub fn revoke(&self, device: DeviceId) -> DeviceRevocation {
+        let mut revocation = DeviceRevocation {
+            user: self.user.clone(),
+            device,
+            signature: Revocation([0u8; 64]),
+        };
+        revocation.signature = Revocation(
+            self.key
+                .sign(&revocation.signed_bytes(&self.public()))
+                .to_bytes(),
+        );
+        revocation
+    }
+}
+
+/// The identity key's signature of a [`DeviceRevocation`], as a space's
+/// policy keeps it next to the revoked device's id.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation(#[serde(with = "serde_sig")] pub [u8; 64]);
+
+impl fmt::Debug for Revocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Revocation")
+    }
+}
+
+/// The statement "device `device` of `user` is revoked", signed by the
+/// user's identity key. It has no expiry and no undo: a revoked device id
+/// never comes back (the user pairs a new device instead).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRevocation {
+    /// The user.
+    pub user: UserId,
+    /// The revoked device.
+    pub device: DeviceId,
+    /// Ed25519 signature by the identity key over [`Self::signed_bytes`].
+    pub signature: Revocation,
+}
+
+impl DeviceRevocation {
+    /// `"amicus device revocation v1\0" || u8 len || user || device (16) || identity key (32)`:
+    /// the key is inside, so a statement made under an older identity key
+    /// does not verify under the current one.
+    pub fn signed_bytes(&self, identity_key: &IdentityPublicKey) -> Vec<u8> {
+        let user = self.user.as_str().as_bytes();
+        let mut out = Vec::with_capacity(REVOCATION_CONTEXT.len() + 1 + user.len() + 48);
+        out.extend_from_slice(REVOCATION_CONTEXT);
+        out.push(user.len() as u8);
+        out.extend_from_slice(user);
+        out.extend_from_slice(&self.device.0);
+        out.extend_from_slice(&identity_key.0);
+        out
+    }
+
+    /// Checks the signature under `pinned`, the identity key the checker
+    /// trusts for [`Self::user`].
+    pub fn verify(&self, pinned: &IdentityPublicKey) -> Result<(), IdentityError> {
+        let key = VerifyingKey::from_bytes(&pinned.0).map_err(|_| IdentityError::BadKey)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        key.verify_strict(&self.signed_bytes(pinned), &sig)
+            .map_err(|_| IdentityError::BadRevocation)
     }
 }
 
@@ -652,6 +722,42 @@ mod tests {
             forged.verify(&a.public()),
             Err(IdentityError::BadCertificate)
         ));
+    }
+
+    #[test]
+    fn a_revocation_verifies_only_under_its_users_key_and_for_its_device() {
+        let a = alice();
+        let phone = a.new_device();
+        let revocation = a.revoke(phone.id());
+        revocation.verify(&a.public()).unwrap();
+        // Another identity claiming to be alice cannot revoke her devices.
+        let mallory = UserIdentity::generate(a.user().clone());
+        assert!(matches!(
+            mallory.revoke(phone.id()).verify(&a.public()),
+            Err(IdentityError::BadRevocation)
+        ));
+        assert!(revocation.verify(&mallory.public()).is_err());
+        // The signature of one device's revocation does not revoke another.
+        let laptop = a.new_device();
+        let moved = DeviceRevocation {
+            device: laptop.id(),
+            ..revocation.clone()
+        };
+        assert!(moved.verify(&a.public()).is_err());
+        // Nor can a device key (or a certificate's signature) stand in for it.
+        let by_device = DeviceRevocation {
+            signature: Revocation(phone.sign_with_context(
+                REVOCATION_CONTEXT,
+                &revocation.signed_bytes(&a.public())[REVOCATION_CONTEXT.len()..],
+            )),
+            ..revocation.clone()
+        };
+        assert!(by_device.verify(&a.public()).is_err());
+        let bytes = postcard::to_allocvec(&revocation).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<DeviceRevocation>(&bytes).unwrap(),
+            revocation
+        );
     }
 
     #[test]

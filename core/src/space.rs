@@ -42,7 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Kind;
 use crate::identity::{
-    self, Device, DeviceCertificate, IdentityError, IdentityPublicKey, SPACE_POLICY_EXTENSION,
+    self, Device, DeviceCertificate, DeviceRevocation, IdentityError, IdentityPublicKey,
+    Revocation, SPACE_POLICY_EXTENSION,
 };
 use crate::keyring::{EXPORTER_LABEL, EpochSecret, KeyRing, Roster, RosterEntry};
 use crate::{CIPHERSUITE, DeviceId, MlsProvider, SpaceId, StreamId, UserId};
@@ -122,19 +123,42 @@ pub struct PolicyMember {
     pub role: Role,
 }
 
-/// The GroupContext extension of a space: roles, pinned identity keys and
-/// history policy. Encoded as `1 || postcard(SpacePolicy)`; users sorted.
+/// A revoked device of a space's policy: whose it was, and the identity
+/// key's signature of its [`DeviceRevocation`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedDevice {
+    /// The device's user.
+    pub user: UserId,
+    /// The signature, checked against the user's pinned identity key by
+    /// every member when the commit that adds it is processed.
+    pub signature: Revocation,
+}
+
+/// The GroupContext extension of a space: roles, pinned identity keys,
+/// revoked devices and history policy. Encoded as `2 || postcard(SpacePolicy)`;
+/// users and devices sorted. Version 1 (no revoked devices) is still read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpacePolicy {
     /// The history policy.
     pub history: HistoryPolicy,
     /// The users and their roles.
     pub members: BTreeMap<UserId, PolicyMember>,
+    /// Revoked devices: none may be in the group, no commit may add one,
+    /// and none is ever taken off the list (not even when its user leaves
+    /// the space and is added again).
+    pub revoked: BTreeMap<DeviceId, RevokedDevice>,
+}
+
+/// Version 1 of the policy, before devices could be revoked.
+#[derive(Deserialize)]
+struct SpacePolicyV1 {
+    history: HistoryPolicy,
+    members: BTreeMap<UserId, PolicyMember>,
 }
 
 impl SpacePolicy {
     fn to_extension(&self) -> Extension {
-        let mut bytes = vec![1u8];
+        let mut bytes = vec![2u8];
         bytes.extend_from_slice(&postcard::to_allocvec(self).expect("policy always encodes"));
         Extension::Unknown(SPACE_POLICY_EXTENSION, UnknownExtension(bytes))
     }
@@ -163,9 +187,88 @@ impl SpacePolicy {
             .unknown(SPACE_POLICY_EXTENSION)
             .ok_or(SpaceError::NoPolicy)?;
         match ext.0.split_first() {
-            Some((1, rest)) => crate::decode_exact(rest).ok_or(SpaceError::NoPolicy),
+            Some((2, rest)) => crate::decode_exact(rest).ok_or(SpaceError::NoPolicy),
+            Some((1, rest)) => {
+                let v1: SpacePolicyV1 = crate::decode_exact(rest).ok_or(SpaceError::NoPolicy)?;
+                Ok(Self {
+                    history: v1.history,
+                    members: v1.members,
+                    revoked: BTreeMap::new(),
+                })
+            }
             _ => Err(SpaceError::NoPolicy),
         }
+    }
+
+    /// Whether `device` is revoked in this policy.
+    pub fn is_revoked(&self, device: DeviceId) -> bool {
+        self.revoked.contains_key(&device)
+    }
+
+    /// Lists a revocation, checked against the identity key pinned for its
+    /// user; false if the device is listed already.
+    pub fn revoke(&mut self, revocation: &DeviceRevocation) -> Result<bool, SpaceError> {
+        let member = self
+            .members
+            .get(&revocation.user)
+            .ok_or(SpaceError::NoSuchMember)?;
+        revocation.verify(&member.identity_key)?;
+        if self.revoked.contains_key(&revocation.device) {
+            return Ok(false);
+        }
+        self.revoked.insert(
+            revocation.device,
+            RevokedDevice {
+                user: revocation.user.clone(),
+                signature: revocation.signature,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Whether `next` differs from this policy only by revoked devices
+    /// added (what any member may commit; the signatures are checked by
+    /// [`Self::check_revocations`]).
+    fn only_revokes(&self, next: &SpacePolicy) -> bool {
+        self.history == next.history
+            && self.members == next.members
+            && self
+                .revoked
+                .iter()
+                .all(|(d, r)| next.revoked.get(d) == Some(r))
+    }
+
+    /// Checks `next`'s revocations against this policy: none is taken off
+    /// the list, and each new one is signed by the identity key `next`
+    /// pins for its user.
+    fn check_revocations(&self, next: &SpacePolicy) -> Result<(), SpaceError> {
+        if self
+            .revoked
+            .iter()
+            .any(|(d, r)| next.revoked.get(d) != Some(r))
+        {
+            return Err(SpaceError::PolicyViolation(
+                "a revoked device was taken off the list".into(),
+            ));
+        }
+        for (device, r) in &next.revoked {
+            if self.revoked.contains_key(device) {
+                continue;
+            }
+            let pinned = next.members.get(&r.user).ok_or_else(|| {
+                SpaceError::PolicyViolation(format!(
+                    "a device of {} revoked outside the policy",
+                    r.user
+                ))
+            })?;
+            DeviceRevocation {
+                user: r.user.clone(),
+                device: *device,
+                signature: r.signature,
+            }
+            .verify(&pinned.identity_key)?;
+        }
+        Ok(())
     }
 
     /// The role of `user`, if listed.
@@ -245,6 +348,9 @@ pub enum SpaceError {
     /// The change would leave the space without a space manager.
     #[error("a space must keep at least one space manager")]
     NoManagerLeft,
+    /// The device is listed as revoked in the space already.
+    #[error("this device is revoked in the space already")]
+    AlreadyRevoked,
     /// A device certificate or KeyPackage check failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -291,6 +397,10 @@ pub struct NewMember {
     pub role: Role,
     /// One encoded KeyPackage per device of the user.
     pub key_packages: Vec<Vec<u8>>,
+    /// The user's revoked devices (from the directory, each signature
+    /// checked by the space against `identity_key`): kept in the policy so
+    /// that no member ever adds them back.
+    pub revoked: Vec<DeviceRevocation>,
 }
 
 /// What one commit changes: devices added and removed, and a new policy.
@@ -450,7 +560,11 @@ impl Space {
                 role: Role::SpaceManager,
             },
         );
-        let policy = SpacePolicy { history, members };
+        let policy = SpacePolicy {
+            history,
+            members,
+            revoked: BTreeMap::new(),
+        };
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
             .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
@@ -659,16 +773,26 @@ impl Space {
         self.policy()?.role(&user).ok_or(SpaceError::Forbidden)
     }
 
-    /// Test hook: this member stops checking its *own* role before staging
-    /// commits, to play a misbehaving member. Other members still check.
+    /// Test hook: this member stops checking its *own* role (and whether a
+    /// device it adds is revoked) before staging commits, to play a
+    /// misbehaving member. Other members still check.
     #[cfg(feature = "dangerous-test-hooks")]
     pub fn dangerous_skip_local_role_checks(&mut self) {
         self.skip_local_role_checks = true;
     }
 
-    fn require_manager(&self) -> Result<(), SpaceError> {
+    /// Whether this member checks its own commits (always, but under the
+    /// test hook of a misbehaving member).
+    fn checks_itself(&self) -> bool {
         #[cfg(feature = "dangerous-test-hooks")]
         if self.skip_local_role_checks {
+            return false;
+        }
+        true
+    }
+
+    fn require_manager(&self) -> Result<(), SpaceError> {
+        if !self.checks_itself() {
             return Ok(());
         }
         if self.own_role()? == Role::SpaceManager {
@@ -796,9 +920,24 @@ impl Space {
                     role: m.role,
                 },
             );
+            for r in &m.revoked {
+                if r.user != m.user {
+                    return Err(SpaceError::PolicyViolation(format!(
+                        "a revocation of {} given for {}",
+                        r.user, m.user
+                    )));
+                }
+                policy.revoke(r)?;
+            }
             for bytes in &m.key_packages {
                 let kp = identity::validate_key_package(provider, bytes, &m.user, &m.identity_key)?;
                 let cert = DeviceCertificate::from_extensions(kp.leaf_node().extensions())?;
+                if policy.is_revoked(cert.device) && self.checks_itself() {
+                    return Err(SpaceError::PolicyViolation(format!(
+                        "device {} of {} is revoked",
+                        cert.device, m.user
+                    )));
+                }
                 change.push(RosterChange::Add {
                     user: m.user.clone(),
                     device: cert.device,
@@ -833,6 +972,42 @@ impl Space {
     ) -> Result<PendingCommit, SpaceError> {
         self.require_manager()?;
         let changes = self.removal_of(devices)?;
+        self.stage(provider, device, log, changes)
+    }
+
+    /// Stages a commit that applies a device revocation: the device is
+    /// listed as revoked in the policy and, if it is in the group, removed.
+    /// Any member may commit it, whatever its role: the authority is the
+    /// identity key's signature, which every member checks.
+    pub fn revoke_device(
+        &mut self,
+        provider: &MlsProvider,
+        device: &Device,
+        revocation: &DeviceRevocation,
+        log: (u64, [u8; 32]),
+    ) -> Result<PendingCommit, SpaceError> {
+        let mut policy = self.policy()?;
+        if !policy.revoke(revocation)? {
+            return Err(SpaceError::AlreadyRevoked);
+        }
+        let in_group = self
+            .leaf_of(revocation.device)
+            .filter(|leaf| {
+                self.group.member_at(*leaf).is_some_and(|m| {
+                    identity::parse_credential(&m.credential)
+                        .is_ok_and(|(user, _)| user == revocation.user)
+                })
+            })
+            .is_some();
+        let removed = if in_group {
+            vec![revocation.device]
+        } else {
+            vec![]
+        };
+        let changes = Changes {
+            policy: Some(policy),
+            ..self.removal_of(&removed)?
+        };
         self.stage(provider, device, log, changes)
     }
 
@@ -1169,15 +1344,23 @@ impl Space {
                 )));
             }
         }
+        // Revocations are never taken back, each verifies under its user's
+        // key, and a revoked device leaves in the commit that revokes it.
+        policy.check_revocations(&new_policy)?;
         let removed: Vec<LeafNodeIndex> = staged
             .remove_proposals()
             .map(|r| r.remove_proposal().removed())
             .collect();
         for m in self.group.members() {
-            let (user, _) = identity::parse_credential(&m.credential)?;
+            let (user, device) = identity::parse_credential(&m.credential)?;
             if !new_policy.members.contains_key(&user) && !removed.contains(&m.index) {
                 return Err(SpaceError::PolicyViolation(format!(
                     "{user} left the policy but kept a device"
+                )));
+            }
+            if new_policy.is_revoked(device) && !removed.contains(&m.index) {
+                return Err(SpaceError::PolicyViolation(format!(
+                    "device {device} of {user} is revoked but stays"
                 )));
             }
         }
@@ -1281,7 +1464,14 @@ fn check_proposal(
             }
         }
         Proposal::Remove(r) => {
-            if !manager && r.removed() != *proposer {
+            // Anyone may remove a device whose revocation the same commit
+            // writes into the policy (its signature is checked there).
+            let revoked = || {
+                let removed = group.member_at(r.removed())?;
+                let (owner, device) = identity::parse_credential(&removed.credential).ok()?;
+                new_policy.map(|p| p.revoked.get(&device).is_some_and(|r| r.user == owner))
+            };
+            if !manager && r.removed() != *proposer && revoked() != Some(true) {
                 return Err(SpaceError::PolicyViolation(format!(
                     "{user} may not remove others"
                 )));
@@ -1289,7 +1479,8 @@ fn check_proposal(
         }
         Proposal::SelfRemove => {}
         Proposal::GroupContextExtensions(_) => {
-            if !manager {
+            let only_revokes = new_policy.is_some_and(|next| policy.only_revokes(next));
+            if !manager && !only_revokes {
                 return Err(SpaceError::PolicyViolation(format!(
                     "{user} may not change roles"
                 )));
@@ -1328,6 +1519,12 @@ fn check_leaf(policy: &SpacePolicy, leaf: &openmls::prelude::LeafNode) -> Result
         SpaceError::PolicyViolation(format!("{} is not in the space policy", cert.user))
     })?;
     cert.verify(&pinned.identity_key)?;
+    if policy.is_revoked(cert.device) {
+        return Err(SpaceError::PolicyViolation(format!(
+            "device {} of {} is revoked",
+            cert.device, cert.user
+        )));
+    }
     Ok(())
 }
 

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 
 use amicus_core::api::{
     Challenge, ChallengeRequest, Claim, Claimed, ClaimedKeyPackage, Count, KeyPackages,
-    ListedDevice, QueuedWelcome, Session, SignIn, UserListing, Welcomes,
+    ListedDevice, QueuedWelcome, Revoke, Session, SignIn, UserListing, Welcomes,
 };
-use amicus_core::identity::{DeviceCertificate, Statement, verify_statement};
+use amicus_core::identity::{DeviceCertificate, DeviceRevocation, Statement, verify_statement};
 use amicus_core::{DeviceId, MlsProvider, SpaceId, UserId};
 use axum::Json;
 use axum::body::Body;
@@ -356,6 +356,11 @@ pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Session
         .store
         .device(device)?
         .ok_or_else(|| ApiError::SignInRefused("no such device".into()))?;
+    if state.store.revocation(device)?.is_some() {
+        return Err(ApiError::SignInRefused(
+            "this device was revoked by its user".into(),
+        ));
+    }
     if !verify_statement(
         &record.certificate.device_key,
         Statement::SignIn,
@@ -408,6 +413,59 @@ pub async fn add_device(
         ));
     }
     register_device(&state, cert)
+}
+
+/// `POST /v1/devices/revoke`: a device of the user files the revocation of
+/// another of the user's devices, signed by the identity key. From then on
+/// the revoked device cannot sign in (401), its sessions and KeyPackages
+/// are gone, its connections close (4003), and the directory lists it as
+/// revoked (for members, who remove it from their spaces). Filing the same
+/// revocation again changes nothing.
+pub async fn revoke_device(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<Revoke>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let bytes = vec_hex("revocation", &body(j)?.revocation, 1024)?;
+    let revocation: DeviceRevocation = postcard::from_bytes(&bytes)
+        .map_err(|_| ApiError::BadRequest("`revocation` is not a device revocation".into()))?;
+    if revocation.user != who.user {
+        return Err(ApiError::Forbidden(
+            "a device can only revoke devices of its own user".into(),
+        ));
+    }
+    if revocation.device == who.device {
+        return Err(ApiError::BadRequest(
+            "a device cannot revoke itself; revoke it from another device".into(),
+        ));
+    }
+    let user = state
+        .store
+        .user(&who.user)?
+        .ok_or(ApiError::Unauthenticated)?;
+    revocation.verify(&user.identity_key).map_err(|_| {
+        ApiError::BadRequest("the revocation is not signed by this user's identity key".into())
+    })?;
+    if state
+        .store
+        .device(revocation.device)?
+        .is_none_or(|d| d.certificate.user != who.user)
+    {
+        return Err(ApiError::NotFound(format!(
+            "{} has no device {}",
+            who.user, revocation.device
+        )));
+    }
+    let newly = state.store.revoke_device(&revocation)?;
+    state.relay.close_revoked(revocation.device);
+    if newly {
+        tracing::info!(user = %who.user, device = %revocation.device, by = %who.device, "device revoked");
+    }
+    Ok(Json(
+        json!({ "device": revocation.device.to_hex(), "revoked": true }),
+    ))
 }
 
 /// Registers a device whose certificate verifies under its user's
@@ -563,9 +621,15 @@ pub async fn user(
         .store
         .user(&name)?
         .ok_or_else(|| ApiError::NotFound(format!("no user {name}")))?;
-    let devices: Vec<ListedDevice> = state
-        .store
-        .devices(&name)?
+    let mut devices = Vec::new();
+    let mut revoked = Vec::new();
+    for d in state.store.devices(&name)? {
+        match state.store.revocation(d.certificate.device)? {
+            Some(r) => revoked.push(hex::encode(postcard::to_allocvec(&r).unwrap_or_default())),
+            None => devices.push(d),
+        }
+    }
+    let devices: Vec<ListedDevice> = devices
         .into_iter()
         .map(|d| ListedDevice {
             device: d.certificate.device.to_hex(),
@@ -581,6 +645,7 @@ pub async fn user(
         identity_key: hex::encode(user.identity_key.0),
         safety_number: user.identity_key.safety_number(&name),
         devices,
+        revoked,
     }))
 }
 
@@ -661,7 +726,7 @@ pub async fn claim_key_packages(
     let mut missing = Vec::new();
     for d in state.store.devices(&name)? {
         let id = d.certificate.device;
-        if except.contains(&id.to_hex()) {
+        if except.contains(&id.to_hex()) || state.store.revocation(id)?.is_some() {
             continue;
         }
         match state.store.take_key_package(id)? {

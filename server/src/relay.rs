@@ -41,6 +41,7 @@ pub struct Outbox {
     pub device: DeviceId,
     tx: mpsc::Sender<Arc<Vec<u8>>>,
     overflow: Arc<(AtomicBool, Notify)>,
+    revoked: Arc<Notify>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
 }
@@ -68,6 +69,8 @@ pub struct Inbox {
     pub rx: mpsc::Receiver<Arc<Vec<u8>>>,
     /// Set and notified when the queue overflowed.
     pub overflow: Arc<(AtomicBool, Notify)>,
+    /// Notified when the device is revoked: the connection closes.
+    pub revoked: Arc<Notify>,
     /// Bytes waiting in the queue; the reader subtracts what it takes.
     pub queued_bytes: Arc<AtomicUsize>,
 }
@@ -136,12 +139,14 @@ impl Relay {
         }
         let (tx, rx) = mpsc::channel(self.limits.send_queue.max(1));
         let overflow = Arc::new((AtomicBool::new(false), Notify::new()));
+        let revoked = Arc::new(Notify::new());
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let outbox = Outbox {
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             device,
             tx,
             overflow: overflow.clone(),
+            revoked: revoked.clone(),
             queued_bytes: queued_bytes.clone(),
             max_bytes: self.limits.send_queue_bytes,
         };
@@ -151,6 +156,7 @@ impl Relay {
             Inbox {
                 rx,
                 overflow,
+                revoked,
                 queued_bytes,
             },
         ))
@@ -225,6 +231,16 @@ impl Relay {
         if let Some(conns) = self.devices.lock().expect("relay lock").get(&device) {
             for outbox in conns.values() {
                 outbox.offer(bytes.clone());
+            }
+        }
+    }
+
+    /// Closes every connection of a revoked device (each ends with close
+    /// code 4003).
+    pub fn close_revoked(&self, device: DeviceId) {
+        if let Some(conns) = self.devices.lock().expect("relay lock").get(&device) {
+            for outbox in conns.values() {
+                outbox.revoked.notify_one();
             }
         }
     }

@@ -151,7 +151,9 @@ impl AppState {
             .store
             .session(secret_hash(&token))?
             .ok_or(ApiError::Unauthenticated)?;
-        if session.expires < now() {
+        // A revoked device's sessions are deleted with its revocation; one
+        // made in the same instant is refused here.
+        if session.expires < now() || self.store.revocation(session.device)?.is_some() {
             return Err(ApiError::Unauthenticated);
         }
         Ok(Caller {

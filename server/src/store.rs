@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use amicus_core::identity::{DeviceCertificate, IdentityPublicKey};
+use amicus_core::identity::{DeviceCertificate, DeviceRevocation, IdentityPublicKey};
 use amicus_core::wire::LogEntry;
 use amicus_core::{DeviceId, SpaceId, UserId};
 use serde::de::DeserializeOwned;
@@ -236,6 +236,12 @@ pub trait Store: Send + Sync + 'static {
     fn recovery(&self, user: &UserId) -> Result<Option<RecoveryRecord>, StoreError>;
     /// A device.
     fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    /// Records a device's revocation (signed by its user's identity key,
+    /// checked by the caller) and deletes the device's sessions and
+    /// KeyPackages; false if it was revoked already. Atomic.
+    fn revoke_device(&self, revocation: &DeviceRevocation) -> Result<bool, StoreError>;
+    /// The revocation of a device, if it is revoked.
+    fn revocation(&self, device: DeviceId) -> Result<Option<DeviceRevocation>, StoreError>;
     /// Stores an invitation under its code's hash.
     fn put_invite(&self, code_hash: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError>;
     /// Removes and returns an invitation. Atomic: a code is used once.
@@ -353,6 +359,7 @@ pub struct SledStore {
     public: sled::Tree,
     usage: sled::Tree,
     recovery: sled::Tree,
+    revocations: sled::Tree,
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -383,6 +390,7 @@ impl SledStore {
             public: tree("public")?,
             usage: tree("usage")?,
             recovery: tree("recovery")?,
+            revocations: tree("revocations")?,
             db,
         })
     }
@@ -522,6 +530,48 @@ impl Store for SledStore {
         self.devices
             .get(device.0)?
             .map(|v| dec("devices", &v))
+            .transpose()
+    }
+
+    fn revoke_device(&self, revocation: &DeviceRevocation) -> Result<bool, StoreError> {
+        let device = revocation.device;
+        let sessions: Vec<sled::IVec> = self
+            .sessions
+            .iter()
+            .filter_map(|item| {
+                let (key, value) = item.ok()?;
+                let session: SessionRecord = dec("sessions", &value).ok()?;
+                (session.device == device).then_some(key)
+            })
+            .collect();
+        let key_packages: Vec<sled::IVec> = self
+            .key_packages
+            .scan_prefix(device.0)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        let revoked = (&self.revocations, &self.sessions, &self.key_packages)
+            .transaction(|(revocations, sessions_tx, kps)| -> TxResult<bool> {
+                if revocations.get(device.0)?.is_some() {
+                    return Ok(false);
+                }
+                revocations.insert(device.0.as_slice(), enc(revocation))?;
+                for key in &sessions {
+                    sessions_tx.remove(key.clone())?;
+                }
+                for key in &key_packages {
+                    kps.remove(key.clone())?;
+                }
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        self.durable()?;
+        Ok(revoked)
+    }
+
+    fn revocation(&self, device: DeviceId) -> Result<Option<DeviceRevocation>, StoreError> {
+        self.revocations
+            .get(device.0)?
+            .map(|v| dec("revocations", &v))
             .transpose()
     }
 

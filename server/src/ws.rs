@@ -3,7 +3,7 @@
 //! async function.
 //!
 //! Close codes: 1001 server shutting down, 1003 text frame, 1008 undecodable
-//! frame, 4000 idle, 4008 too slow (send queue full), 4029 too many
+//! frame, 4000 idle, 4003 device revoked, 4008 too slow (send queue full), 4029 too many
 //! connections for this device. A peer whose queue overflows while the
 //! server is blocked writing to it (it stopped reading) is dropped without a
 //! close frame, which could not get through.
@@ -20,6 +20,8 @@ use crate::state::{AppState, Caller};
 
 /// Close code: the connection was idle too long.
 pub const CLOSE_IDLE: u16 = 4000;
+/// Close code: the device was revoked by its user.
+pub const CLOSE_REVOKED: u16 = 4003;
 /// Close code: the client did not read fast enough.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// Close code: the device has too many connections.
@@ -87,6 +89,11 @@ async fn run(
             biased;
             () = state.shutdown.cancelled() => {
                 close(sink, 1001, "server shutting down").await;
+                return;
+            }
+            () = inbox.revoked.notified() => {
+                tracing::info!(device = %caller.device, "closing a revoked device's connection");
+                close(sink, CLOSE_REVOKED, "this device was revoked by its user").await;
                 return;
             }
             () = inbox.overflow.1.notified() => {

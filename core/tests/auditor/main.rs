@@ -5,5 +5,6 @@ mod age_interop;
 mod documents;
 mod removal;
 mod restart;
+mod revocation;
 mod spaces;
 mod support;

@@ -53,6 +53,7 @@ impl Member {
                 .iter()
                 .map(|d| d.device.key_packages(&d.provider, 1).unwrap().remove(0))
                 .collect(),
+            revoked: Vec::new(),
         }
     }
 

@@ -167,6 +167,8 @@ impl Model {
                                 as u64,
                         })
                         .collect(),
+                    // The model has no revocations.
+                    revoked: Vec::new(),
                 };
                 json(200, &listing)
             }
