@@ -547,7 +547,9 @@ pub struct Engine {
     inflight: BTreeMap<RequestId, HttpRequest>,
     /// Requests waiting for a session (sent again once signed in).
     parked: Vec<RequestId>,
-    responses: BTreeMap<RequestId, Result<HttpResponse, String>>,
+    /// Answers to requests, or why there is none (the server could not be
+    /// reached, or signing in again before sending it failed).
+    responses: BTreeMap<RequestId, Result<HttpResponse, Failure>>,
     next_op: OpId,
     ops: BTreeMap<OpId, Running>,
     finished: BTreeMap<OpId, Result<Output, Failure>>,
@@ -1018,6 +1020,12 @@ impl Engine {
             self.ensure_sign_in();
         } else {
             self.inflight.remove(&id);
+            let response = response.map_err(|e| {
+                Failure::new(
+                    Code::Network,
+                    format!("the server could not be reached: {e}"),
+                )
+            });
             self.responses.insert(id, response);
         }
         self.drive();
@@ -1460,10 +1468,7 @@ impl Engine {
     ) -> Option<Result<T, Failure>> {
         let response = self.responses.remove(&id)?;
         Some(match response {
-            Err(e) => Err(Failure::new(
-                Code::Network,
-                format!("the server could not be reached: {e}"),
-            )),
+            Err(e) => Err(e),
             Ok(r) if (200..300).contains(&r.status) => {
                 let body: &[u8] = if r.body.is_empty() { b"null" } else { &r.body };
                 api::from_json(body).map_err(|e| Failure::new(Code::Protocol, e))
@@ -1594,7 +1599,9 @@ impl Engine {
                     (Ok(_), Some(request)) => self.requests.push_back((r, request.clone())),
                     (Err(e), Some(_)) => {
                         self.inflight.remove(&r);
-                        self.responses.insert(r, Err(e.message.clone()));
+                        // Signing in was refused (a revoked device, an
+                        // unknown one): the request fails for that reason.
+                        self.responses.insert(r, Err(e.clone()));
                     }
                     _ => {}
                 }

@@ -176,6 +176,15 @@ enum DeviceCommand {
     },
     /// This device's id and the user's safety number.
     Show,
+    /// Every device of this user, revoked ones included.
+    List,
+    /// Revoke another device of this user (seized, lost, sold): it can no
+    /// longer sign in, and every space this device shares with it removes
+    /// it. Run it on the device that holds the identity key.
+    Revoke {
+        /// The device id (see `amicus device list`).
+        device: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -580,6 +589,42 @@ async fn client_command(
                         c.user(),
                         c.device_id(),
                         c.safety_number()
+                    )
+                },
+            );
+        }
+        Command::Device {
+            command: DeviceCommand::List,
+        } => {
+            let devices = c.devices().await?;
+            print(json_out, json!({ "devices": devices }), || {
+                devices
+                    .iter()
+                    .map(|d| {
+                        let state = if d.revoked {
+                            "revoked".to_owned()
+                        } else {
+                            format!("{} KeyPackages", d.key_packages)
+                        };
+                        let this = if d.this { " (this device)" } else { "" };
+                        format!("{}{this}  {state}", d.device)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        Command::Device {
+            command: DeviceCommand::Revoke { device },
+        } => {
+            let spaces = c.revoke_device(&device).await?;
+            let ids: Vec<String> = spaces.iter().map(|s| s.to_hex()).collect();
+            print(
+                json_out,
+                json!({ "device": device, "removed_from": ids }),
+                || {
+                    format!(
+                        "device {device} revoked; removed from {} space(s)",
+                        spaces.len()
                     )
                 },
             );

@@ -178,7 +178,7 @@ fn a_revoked_device_is_never_added_back() {
     let err = amina.space.as_mut().unwrap().add_members(
         &amina.provider,
         &amina.device,
-        &[phone_invite.clone()],
+        std::slice::from_ref(&phone_invite),
         (2, [0; 32]),
     );
     assert!(
@@ -192,7 +192,7 @@ fn a_revoked_device_is_never_added_back() {
         .add_members(
             &amina.provider,
             &amina.device,
-            &[phone_invite.clone()],
+            std::slice::from_ref(&phone_invite),
             (2, [0; 32]),
         )
         .unwrap()
