@@ -118,6 +118,44 @@ pub struct PreviousEpoch {
     pub secret: EpochSecret,
     /// Its roster.
     pub roster: Roster,
+    /// The device whose commit began it, if the writer knows: the one
+    /// device besides its space managers whose record of it is accepted.
+    pub committer: Option<DeviceId>,
+}
+
+/// An epoch record as written before records named the previous epoch's
+/// committer (read with `committer: None`).
+#[derive(Deserialize)]
+struct EpochRecordV1 {
+    epoch: u64,
+    roster: Roster,
+    intake_epoch: Option<u64>,
+    previous: Option<PreviousEpochV1>,
+}
+
+#[derive(Deserialize)]
+struct PreviousEpochV1 {
+    secret: EpochSecret,
+    roster: Roster,
+}
+
+impl EpochRecord {
+    /// Decodes a record's body, of either format.
+    fn decode(body: &[u8]) -> Option<Self> {
+        crate::decode_exact::<EpochRecord>(body).or_else(|| {
+            let v1: EpochRecordV1 = crate::decode_exact(body)?;
+            Some(EpochRecord {
+                epoch: v1.epoch,
+                roster: v1.roster,
+                intake_epoch: v1.intake_epoch,
+                previous: v1.previous.map(|p| PreviousEpoch {
+                    secret: p.secret,
+                    roster: p.roster,
+                    committer: None,
+                }),
+            })
+        })
+    }
 }
 
 /// Why the key ring refused something.
@@ -133,6 +171,10 @@ pub enum KeyRingError {
     /// This device has no write role in the current epoch.
     #[error("this device may not write this kind of envelope in the current epoch")]
     NotAllowed,
+    /// An epoch record signed by a device that is neither the epoch's
+    /// committer nor a space manager in it: ignored.
+    #[error("an epoch record from neither the epoch's committer nor a space manager")]
+    RecordNotAuthorized,
 }
 
 struct EpochEntry {
@@ -295,13 +337,15 @@ impl KeyRing {
         )
     }
 
-    /// Seals the record of the newest epoch.
+    /// Seals the record of the newest epoch; `previous_committer` is the
+    /// device whose commit began the epoch before it, if known.
     pub fn seal_record(
         &self,
         device: &Device,
         records: StreamId,
         history: HistoryPolicy,
         intake_epoch: Option<u64>,
+        previous_committer: Option<DeviceId>,
         log_head: [u8; 32],
     ) -> Result<Vec<u8>, KeyRingError> {
         let epoch = self.latest().ok_or(KeyRingError::NotAllowed)?;
@@ -315,6 +359,7 @@ impl KeyRing {
                 Some(PreviousEpoch {
                     secret: e.secret.clone(),
                     roster: e.roster.clone()?,
+                    committer: previous_committer,
                 })
             }),
             HistoryPolicy::SinceJoin => None,
@@ -329,21 +374,27 @@ impl KeyRing {
         self.seal(device, Kind::EpochRecord, records, epoch, log_head, &body)
     }
 
-    /// Reads an epoch record: checks it like any envelope, then learns the
-    /// previous epoch it hands on. Returns the record.
+    /// Reads an epoch record: checks it like any envelope, then asks
+    /// `authorized` whether its signer may write the record of its epoch
+    /// (given that epoch's roster), and only then learns the previous
+    /// epoch it hands on. Returns the record.
     pub fn ingest_record(
         &mut self,
         bytes: &[u8],
         records: StreamId,
+        authorized: impl FnOnce(u64, DeviceId, &Roster) -> bool,
     ) -> Result<EpochRecord, KeyRingError> {
         let opened = self.open(bytes, records, None)?;
         if opened.header.kind != Kind::EpochRecord {
             return Err(KeyRingError::BadRecord);
         }
-        let record: EpochRecord =
-            crate::decode_exact(&opened.body).ok_or(KeyRingError::BadRecord)?;
+        let record = EpochRecord::decode(&opened.body).ok_or(KeyRingError::BadRecord)?;
         if record.epoch != opened.header.epoch {
             return Err(KeyRingError::BadRecord);
+        }
+        let roster = self.roster(record.epoch).ok_or(KeyRingError::BadRecord)?;
+        if !authorized(record.epoch, opened.device, roster) {
+            return Err(KeyRingError::RecordNotAuthorized);
         }
         if let (Some(prev), Some(p)) = (record.previous.as_ref(), record.epoch.checked_sub(1)) {
             self.insert(p, prev.secret.clone(), Some(prev.roster.clone()));

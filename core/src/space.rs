@@ -498,6 +498,10 @@ pub struct Space {
     group: MlsGroup,
     keyring: KeyRing,
     intake_epoch: Option<u64>,
+    /// The device whose commit began each epoch, where known (its own
+    /// commits, those it processed, its Welcome's sender, and what
+    /// accepted records say of earlier epochs).
+    committers: BTreeMap<u64, DeviceId>,
     #[cfg(feature = "dangerous-test-hooks")]
     skip_local_role_checks: bool,
 }
@@ -515,6 +519,32 @@ pub struct SpaceState {
     id: SpaceId,
     keyring: crate::keyring::KeyRingState,
     intake_epoch: Option<u64>,
+    committers: Vec<(u64, DeviceId)>,
+}
+
+/// A [`SpaceState`] as saved before committers were kept.
+#[derive(Deserialize)]
+struct SpaceStateV1 {
+    id: SpaceId,
+    keyring: crate::keyring::KeyRingState,
+    intake_epoch: Option<u64>,
+}
+
+impl SpaceState {
+    /// Decodes a state saved as `postcard(SpaceState)`, or in the earlier
+    /// form without committers (whose epochs then accept records from
+    /// space managers only, until records name their committers).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        crate::decode_exact::<SpaceState>(bytes).or_else(|| {
+            let v1: SpaceStateV1 = crate::decode_exact(bytes)?;
+            Some(SpaceState {
+                id: v1.id,
+                keyring: v1.keyring,
+                intake_epoch: v1.intake_epoch,
+                committers: Vec::new(),
+            })
+        })
+    }
 }
 
 fn join_config() -> MlsGroupJoinConfig {
@@ -584,6 +614,7 @@ impl Space {
         )
         .map_err(mls)?;
         let mut space = Self::fresh(id, group);
+        space.committers.insert(0, device.id());
         space.learn_current_epoch(provider)?;
         Ok(space)
     }
@@ -611,7 +642,7 @@ impl Space {
             ));
         }
         let sender = staged.welcome_sender().map_err(mls)?;
-        let (sender_user, _) = identity::parse_credential(sender.credential())?;
+        let (sender_user, sender_device) = identity::parse_credential(sender.credential())?;
         if policy.role(&sender_user) != Some(Role::SpaceManager) {
             return Err(SpaceError::PolicyViolation(
                 "welcome sent by a non-manager".into(),
@@ -644,6 +675,8 @@ impl Space {
             return Err(e);
         }
         let mut space = Self::fresh(id, group);
+        // The Welcome's sender made the commit that added this device.
+        space.committers.insert(space.epoch(), sender_device);
         let roster = space.current_roster(&policy);
         space.keyring.insert(
             space.epoch(),
@@ -659,6 +692,7 @@ impl Space {
             group,
             keyring: KeyRing::new(id),
             intake_epoch: None,
+            committers: BTreeMap::new(),
             #[cfg(feature = "dangerous-test-hooks")]
             skip_local_role_checks: false,
         }
@@ -674,6 +708,7 @@ impl Space {
             group,
             keyring: KeyRing::from_state(state.keyring),
             intake_epoch: state.intake_epoch,
+            committers: state.committers.into_iter().collect(),
             #[cfg(feature = "dangerous-test-hooks")]
             skip_local_role_checks: false,
         })
@@ -685,6 +720,7 @@ impl Space {
             id: self.id,
             keyring: self.keyring.to_state(),
             intake_epoch: self.intake_epoch,
+            committers: self.committers.iter().map(|(e, d)| (*e, *d)).collect(),
         }
     }
 
@@ -765,6 +801,19 @@ impl Space {
             Some(roster),
         );
         Ok(())
+    }
+
+    fn own_device(&self) -> Result<DeviceId, SpaceError> {
+        let cred = self.group.credential().map_err(mls)?;
+        Ok(identity::parse_credential(cred)?.1)
+    }
+
+    /// Whether this device's record of the current epoch will be accepted
+    /// by joiners: it made the epoch's commit, or it is a space manager.
+    pub fn may_record(&self) -> bool {
+        let own = self.own_device().ok();
+        own.is_some() && self.committers.get(&self.epoch()).copied() == own
+            || self.own_role().is_ok_and(|r| r == Role::SpaceManager)
     }
 
     fn own_role(&self) -> Result<Role, SpaceError> {
@@ -1142,6 +1191,9 @@ impl Space {
             .ok_or(SpaceError::NoPendingCommit)?;
         let had_removals = pending.remove_proposals().next().is_some();
         self.group.merge_pending_commit(provider).map_err(mls)?;
+        if let Ok(own) = self.own_device() {
+            self.committers.insert(self.epoch(), own);
+        }
         self.after_merge(provider, had_removals)?;
         Ok(self.epoch())
     }
@@ -1277,11 +1329,17 @@ impl Space {
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let aad = CommitAad::from_bytes(&aad_bytes)?;
                 self.check_commit(sender, &staged, &aad)?;
+                let committer = self
+                    .group
+                    .member_at(sender)
+                    .ok_or(SpaceError::NoSuchMember)?;
+                let (_, committer) = identity::parse_credential(&committer.credential)?;
                 let had_removals = staged.remove_proposals().next().is_some();
                 let removed_self = staged.self_removed();
                 self.group
                     .merge_staged_commit(provider, *staged)
                     .map_err(mls)?;
+                self.committers.insert(self.epoch(), committer);
                 self.after_merge(provider, had_removals)?;
                 Ok(Processed::Commit {
                     epoch: self.epoch(),
@@ -1400,7 +1458,8 @@ impl Space {
     }
 
     /// Seals the epoch record of the current epoch (the committer does this
-    /// right after its commit is accepted; any member after a timeout).
+    /// right after its commit is accepted; a space manager after a timeout,
+    /// [`Self::may_record`]).
     pub fn seal_epoch_record(
         &self,
         device: &Device,
@@ -1413,20 +1472,38 @@ impl Space {
                 Self::records_stream(self.id),
                 history,
                 self.intake_epoch,
+                self.epoch()
+                    .checked_sub(1)
+                    .and_then(|p| self.committers.get(&p).copied()),
                 log_head,
             )
             .map_err(|e| SpaceError::Mls(e.to_string()))
     }
 
     /// Reads an epoch record (walking back through history, or learning the
-    /// intake epoch).
+    /// intake epoch). Only the record of the epoch's committer or of one of
+    /// its space managers is taken: any member could seal one, and a
+    /// joiner believes what it hands on (PROTOCOL §8.4).
     pub fn ingest_epoch_record(
         &mut self,
         bytes: &[u8],
     ) -> Result<crate::keyring::EpochRecord, crate::keyring::KeyRingError> {
-        let record = self
-            .keyring
-            .ingest_record(bytes, Self::records_stream(self.id))?;
+        let committers = &self.committers;
+        let record = self.keyring.ingest_record(
+            bytes,
+            Self::records_stream(self.id),
+            |epoch, signer, roster| {
+                committers.get(&epoch) == Some(&signer)
+                    || roster
+                        .iter()
+                        .any(|m| m.device == signer && m.role == Role::SpaceManager)
+            },
+        )?;
+        if let (Some(prev), Some(p)) = (&record.previous, record.epoch.checked_sub(1))
+            && let Some(committer) = prev.committer
+        {
+            self.committers.entry(p).or_insert(committer);
+        }
         if record.epoch == self.epoch() && record.intake_epoch > self.intake_epoch {
             self.intake_epoch = record.intake_epoch;
         }

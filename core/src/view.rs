@@ -190,8 +190,8 @@ impl SpaceView {
         device: &Device,
         saved: &SavedView,
     ) -> Result<Self, SpaceError> {
-        let state: SpaceState = postcard::from_bytes(&saved.state)
-            .map_err(|_| SpaceError::Mls("corrupt saved space state".into()))?;
+        let state = SpaceState::decode(&saved.state)
+            .ok_or_else(|| SpaceError::Mls("corrupt saved space state".into()))?;
         let space = Space::load(provider, state)?;
         let mut view = Self::resume(space, saved.next_seq, saved.head, saved.removed);
         view.pending_commit = saved.pending_commit.clone();
@@ -310,8 +310,12 @@ impl SpaceView {
     }
 
     /// Whether this device can write a complete record of the current
-    /// epoch: under history `full` it needs the previous epoch's secret.
+    /// epoch that joiners accept: it made the epoch's commit or is a space
+    /// manager, and under history `full` it has the previous epoch's secret.
     pub fn can_record(&self) -> bool {
+        if !self.space.may_record() {
+            return false;
+        }
         let epoch = self.space.epoch();
         let full = self
             .space

@@ -3,6 +3,7 @@
 
 mod age_interop;
 mod documents;
+mod records;
 mod removal;
 mod restart;
 mod revocation;
