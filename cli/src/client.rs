@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use amicus_core::at_rest::{DeviceRecord, Restored};
 use amicus_core::document::filing;
-use amicus_core::engine::{Code, Config, Engine, Event, Failure, Intent, Link, OpId, Output};
-use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
-use amicus_core::identity::{
-    Contacts, Device, DeviceCertificate, DeviceRevocation, Statement, UserIdentity,
+use amicus_core::engine::{
+    self, Code, Config, Engine, Event, Failure, Intent, Link, OpId, Output, OwnDevice,
 };
+use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
+use amicus_core::identity::{Contacts, Device, Statement, UserIdentity};
 use amicus_core::library;
 use amicus_core::space::Role;
 use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
@@ -542,49 +542,11 @@ impl Client {
 
     /// This user's devices as the directory lists them, each certificate
     /// and revocation checked against the identity key this device was
-    /// certified by (a server cannot slip in a device or hide one as revoked).
-    pub async fn devices(&self) -> Result<Vec<ListedDevice>, ClientError> {
-        let own = self.engine.device();
-        let key = own.certificate().identity_key;
-        let path = format!("/v1/users/{}", own.user());
+    /// certified by.
+    pub async fn devices(&self) -> Result<Vec<OwnDevice>, ClientError> {
+        let path = format!("/v1/users/{}", self.engine.device().user());
         let listing: api::UserListing = self.http.get(&path).await?;
-        if listing.identity_key != hex::encode(key.0) {
-            return Err(ClientError::Protocol(
-                "the directory lists another identity key for this user".into(),
-            ));
-        }
-        let mut out = Vec::new();
-        for d in &listing.devices {
-            let cert = hex::decode(&d.certificate)
-                .ok()
-                .and_then(|b| postcard::from_bytes::<DeviceCertificate>(&b).ok())
-                .filter(|c| c.user == *own.user() && c.verify(&key).is_ok())
-                .ok_or_else(|| {
-                    ClientError::Protocol(format!("device {} is not certified by you", d.device))
-                })?;
-            out.push(ListedDevice {
-                device: cert.device.to_hex(),
-                this: cert.device == own.id(),
-                revoked: false,
-                key_packages: d.key_packages,
-            });
-        }
-        for r in &listing.revoked {
-            let revocation = hex::decode(r)
-                .ok()
-                .and_then(|b| postcard::from_bytes::<DeviceRevocation>(&b).ok())
-                .filter(|r| r.user == *own.user() && r.verify(&key).is_ok())
-                .ok_or_else(|| {
-                    ClientError::Protocol("a listed revocation is not signed by you".into())
-                })?;
-            out.push(ListedDevice {
-                device: revocation.device.to_hex(),
-                this: revocation.device == own.id(),
-                revoked: true,
-                key_packages: 0,
-            });
-        }
-        Ok(out)
+        Ok(engine::own_devices(self.engine.device(), &listing)?)
     }
 
     /// Revokes another device of this user (needs the identity key): the
@@ -1062,19 +1024,6 @@ impl Client {
     pub fn http(&self) -> &Http {
         &self.http
     }
-}
-
-/// One device of this user, as [`Client::devices`] lists it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ListedDevice {
-    /// The device id (hex).
-    pub device: String,
-    /// This device.
-    pub this: bool,
-    /// Revoked: it can no longer sign in, and no space accepts it.
-    pub revoked: bool,
-    /// KeyPackages it has in the directory.
-    pub key_packages: u64,
 }
 
 fn now_ms() -> i64 {

@@ -39,7 +39,7 @@ use amicus_core::recovery::{self, RecoveryCode};
 use amicus_core::space::Role;
 use amicus_core::view::SpaceView;
 use amicus_core::wire::ServerFrame;
-use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
+use amicus_core::{DeviceId, MlsProvider, SpaceId, StreamId, UserId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tsify::{Ts, Tsify};
@@ -316,6 +316,32 @@ impl Device {
             user: UserId::new(user).map_err(bad)?,
         };
         Ok(self.start(intent))
+    }
+
+    /// Revokes another device of this user (this browser must hold the
+    /// identity key): the server stops serving it and every space this
+    /// browser shares with it removes it (`done` lists those spaces).
+    pub fn revoke(&mut self, device: &str) -> Result<f64, JsValue> {
+        let device = DeviceId::from_hex(device).map_err(bad)?;
+        Ok(self.start(Intent::Revoke { device }))
+    }
+
+    /// This user's devices from the JSON of `GET /v1/users/{own user}`,
+    /// each certificate and revocation checked against the identity key.
+    pub fn own_devices(&self, listing: &str) -> Result<Ts<OwnDevices>, JsValue> {
+        let listing: api::UserListing = serde_json::from_str(listing)
+            .map_err(|e| fail(ErrorCode::Protocol, format!("the listing: {e}")))?;
+        let devices = amicus_core::engine::own_devices(self.engine.device(), &listing)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .into_iter()
+            .map(|d| OwnDevice {
+                device: d.device,
+                this: d.this,
+                revoked: d.revoked,
+                key_packages: d.key_packages as f64,
+            })
+            .collect();
+        ts(OwnDevices { devices })
     }
 
     /// Gives a member another role.

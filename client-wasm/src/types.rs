@@ -98,6 +98,10 @@ pub enum ClientEvent {
         #[tsify(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<f64>,
+        /// The spaces a revoked device was removed from.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        removed_from: Option<Vec<String>>,
         #[tsify(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<OpError>,
@@ -315,6 +319,23 @@ pub struct PairingAnswer {
     pub answer: String,
 }
 
+/// One device of this user, as the directory lists it (checked).
+#[derive(Serialize, Tsify)]
+pub struct OwnDevice {
+    pub device: String,
+    /// This browser.
+    pub this: bool,
+    /// Revoked by its user: it can no longer sign in.
+    pub revoked: bool,
+    pub key_packages: f64,
+}
+
+/// This user's devices (checked against the identity key).
+#[derive(Serialize, Tsify)]
+pub struct OwnDevices {
+    pub devices: Vec<OwnDevice>,
+}
+
 /// A recovery code (to show once) and its kit.
 #[derive(Serialize, Tsify)]
 pub struct RecoveryKit {
@@ -385,16 +406,21 @@ impl From<Event> for ClientEvent {
                 payload: String::from_utf8_lossy(&payload).into_owned(),
             },
             Event::Done { op, result } => {
-                let (space, epoch, error) = match result {
-                    Ok(Output::Done | Output::Revoked(_)) => (None, None, None),
-                    Ok(Output::Space(id)) => (Some(id.to_hex()), None, None),
-                    Ok(Output::Epoch(e)) => (None, Some(e as f64), None),
-                    Err(f) => (None, None, Some(op_error(f))),
-                };
+                let (mut space, mut epoch, mut removed_from, mut error) = (None, None, None, None);
+                match result {
+                    Ok(Output::Done) => {}
+                    Ok(Output::Space(id)) => space = Some(id.to_hex()),
+                    Ok(Output::Epoch(e)) => epoch = Some(e as f64),
+                    Ok(Output::Revoked(spaces)) => {
+                        removed_from = Some(spaces.iter().map(|s| s.to_hex()).collect());
+                    }
+                    Err(f) => error = Some(op_error(f)),
+                }
                 Self::Done {
                     op: op as f64,
                     space,
                     epoch,
+                    removed_from,
                     error,
                 }
             }

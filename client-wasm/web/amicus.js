@@ -16,6 +16,7 @@ export { Upload };
 
 /** @typedef {import("./pkg/amicus_client.js").ClientEvent} ClientEvent */
 /** @typedef {import("./pkg/amicus_client.js").HttpCall} HttpCall */
+/** @typedef {import("./pkg/amicus_client.js").OwnDevice} OwnDevice */
 
 /** @type {Promise<unknown> | null} */
 let ready = null;
@@ -676,6 +677,22 @@ export class Client {
    * @param {string} space @param {string} user */
   remove(space, user) {
     return this.run(this.device.remove(space, user));
+  }
+
+  /** This user's devices as the directory lists them, each checked
+   * against the identity key by the engine.
+   * @returns {Promise<OwnDevice[]>} */
+  async ownDevices() {
+    const listing = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
+    return this.device.own_devices(JSON.stringify(listing)).devices;
+  }
+
+  /** Revokes another device of this user (this browser holds the identity
+   * key); resolves with the spaces it was removed from.
+   * @param {string} device @returns {Promise<string[]>} */
+  async revoke(device) {
+    const done = await this.run(this.device.revoke(device));
+    return done.removed_from || [];
   }
 
   /** Gives `user` another role in the space.

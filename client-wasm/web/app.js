@@ -204,7 +204,7 @@ function authorName(item) {
 }
 
 /** The engine's warnings the interface words itself. */
-const warnings = { withheld: "warnWithheld", forked: "warnForked" };
+const warnings = { withheld: "warnWithheld", forked: "warnForked", sign_in: "warnSignIn" };
 
 function started() {
   const rerender = () => render();
@@ -890,10 +890,36 @@ async function devicesView(main) {
   const list = h("ul", { class: "devices" });
   const pairing = h("section", { id: "pairing", "aria-live": "polite" });
   main.append(box, pairing);
+  // A device of this user is revoked from a browser that holds the
+  // identity key, after a second click that confirms it.
+  const revokeButton = (device) => {
+    const button = h("button", { type: "button", class: "revoke", "data-device": device, onclick: async () => {
+      if (!button.classList.contains("confirm")) {
+        button.classList.add("confirm");
+        button.textContent = t("revokeConfirm");
+        return;
+      }
+      button.disabled = true;
+      status(t("working"));
+      try {
+        const spaces = await client.revoke(device);
+        status(t("revokedDone", { n: spaces.length }));
+        await drawList();
+      } catch (err) {
+        button.disabled = false;
+        fail(err);
+      }
+    } }, t("revoke"));
+    return button;
+  };
   const drawList = async () => {
-    const me = await client.api("GET", `/v1/users/${encodeURIComponent(client.user)}`);
-    fill(list, (me.devices || []).map((d) => h("li", { "data-device": d.device },
-      h("code", {}, d.device.slice(0, 16)), d.device === client.device.device_id() ? ` (${t("thisDevice")})` : "")));
+    const devices = await client.ownDevices();
+    const holder = client.device.holds_identity();
+    fill(list, devices.map((d) => h("li", { "data-device": d.device, class: d.revoked ? "revoked" : "" },
+      h("code", {}, d.device.slice(0, 16)),
+      d.this ? ` (${t("thisDevice")})` : "",
+      d.revoked ? h("span", { class: "warning" }, ` · ${t("revokedDevice")}`) : null,
+      holder && !d.this && !d.revoked ? revokeButton(d.device) : null)));
   };
   try {
     box.append(

@@ -2578,6 +2578,63 @@ impl Engine {
     }
 }
 
+/// One device of this device's own user, from the directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OwnDevice {
+    /// The device id (hex).
+    pub device: String,
+    /// This device.
+    pub this: bool,
+    /// Revoked: it can no longer sign in, and no space that lists the
+    /// revocation accepts it.
+    pub revoked: bool,
+    /// KeyPackages it has in the directory.
+    pub key_packages: u64,
+}
+
+/// This user's devices from the listing of `GET /v1/users/{own user}`, each
+/// certificate and revocation checked against the identity key that
+/// certified `device`: a server can neither slip in a device of its own nor
+/// pass a live device off as revoked.
+pub fn own_devices(device: &Device, listing: &api::UserListing) -> Result<Vec<OwnDevice>, Failure> {
+    let key = device.certificate().identity_key;
+    let user = device.user();
+    if listing.user != user.as_str() || listing.identity_key != hex::encode(key.0) {
+        return Err(Failure::new(
+            Code::Identity,
+            "the directory lists another identity key for this user",
+        ));
+    }
+    let mut out = Vec::new();
+    for d in &listing.devices {
+        let certificate = hex::decode(&d.certificate)
+            .ok()
+            .and_then(|b| crate::decode_exact::<crate::identity::DeviceCertificate>(&b))
+            .filter(|c| c.user == *user && c.verify(&key).is_ok())
+            .ok_or_else(|| {
+                Failure::new(
+                    Code::Identity,
+                    format!("device {} is not certified by your identity key", d.device),
+                )
+            })?;
+        out.push(OwnDevice {
+            device: certificate.device.to_hex(),
+            this: certificate.device == device.id(),
+            revoked: false,
+            key_packages: d.key_packages,
+        });
+    }
+    for r in revocations(user, &key, listing)? {
+        out.push(OwnDevice {
+            device: r.device.to_hex(),
+            this: r.device == device.id(),
+            revoked: true,
+            key_packages: 0,
+        });
+    }
+    Ok(out)
+}
+
 /// The revoked devices of a user's listing, each checked against the
 /// identity key pinned for the user.
 fn revocations(

@@ -680,6 +680,36 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         .wait_for("the filing in the linked browser", &restored, LONG)
         .await;
     amina2.screenshot("linked-browser").await;
+
+    // The second browser is seized: Amina revokes it from her first one
+    // (two clicks, the second confirming). The page says it was removed
+    // from the space and lists it as revoked; the revoked browser loses its
+    // connection and, unable to sign in again, says so in Arabic.
+    amina.js("location.hash = '#/devices'", json!([])).await;
+    amina
+        .wait_for(
+            "a revoke button on the linked browser's line",
+            "return document.querySelector('ul.devices li button.revoke') !== null",
+            LONG,
+        )
+        .await;
+    amina.click("ul.devices li button.revoke").await;
+    amina.click("ul.devices li button.revoke.confirm").await;
+    amina
+        .wait_for(
+            "the linked browser revoked and out of the space",
+            "const s = document.getElementById('status');              return document.querySelector('ul.devices li.revoked') !== null              && document.querySelector('ul.devices li button.revoke') === null              && s.textContent.includes('1')",
+            LONG,
+        )
+        .await;
+    amina.screenshot("revoked-browser").await;
+    amina2
+        .wait_for(
+            "the revoked browser offline and told it cannot sign in",
+            "const c = document.getElementById('connection'); const s = document.getElementById('status');              return c && c.className !== 'online' && s.textContent.includes('تعذّر على هذا المتصفح تسجيل الدخول')",
+            LONG,
+        )
+        .await;
     drop(amina2);
 
     // Recovery: Amina's spaces page warns that her account has no recovery
