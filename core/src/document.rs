@@ -55,6 +55,11 @@ pub enum DocumentError {
     /// Automerge refused a change or a snapshot.
     #[error("automerge: {0}")]
     Automerge(String),
+    /// The envelope names as the log its writer had read a head this
+    /// device's log does not hold before it: its writer was shown another
+    /// log (the server forked it), or it lies.
+    #[error("written on a log this device was never shown (the server may have forked the log)")]
+    UnknownLogHead,
 }
 
 fn am<E: core::fmt::Display>(e: E) -> DocumentError {
@@ -440,7 +445,7 @@ impl Replica {
         envelope: &[u8],
         in_force: Option<u64>,
     ) -> Result<Received, DocumentError> {
-        self.receive_inner(keyring, envelope, in_force, false)
+        self.receive_inner(keyring, envelope, in_force, false, |_| true)
     }
 
     /// Like [`Self::receive`], but the changes are applied at the next look
@@ -455,7 +460,20 @@ impl Replica {
         envelope: &[u8],
         in_force: Option<u64>,
     ) -> Result<Received, DocumentError> {
-        self.receive_inner(keyring, envelope, in_force, true)
+        self.receive_inner(keyring, envelope, in_force, true, |_| true)
+    }
+
+    /// [`Self::receive_later`] for an envelope read from the log: `on_log`
+    /// says whether the log head its writer names is one this device's log
+    /// holds before the envelope (PROTOCOL §12.3); if not, it is refused.
+    pub fn receive_from_log(
+        &mut self,
+        keyring: &KeyRing,
+        envelope: &[u8],
+        in_force: Option<u64>,
+        on_log: impl FnOnce(&[u8; 32]) -> bool,
+    ) -> Result<Received, DocumentError> {
+        self.receive_inner(keyring, envelope, in_force, true, on_log)
     }
 
     fn receive_inner(
@@ -464,8 +482,12 @@ impl Replica {
         envelope: &[u8],
         in_force: Option<u64>,
         later: bool,
+        on_log: impl FnOnce(&[u8; 32]) -> bool,
     ) -> Result<Received, DocumentError> {
         let opened = keyring.open(envelope, self.stream, in_force)?;
+        if !on_log(&opened.log_head) {
+            return Err(DocumentError::UnknownLogHead);
+        }
         let key = (opened.device, opened.header.message);
         if self.seen.contains(&key) {
             return Ok(Received::Duplicate);

@@ -3103,6 +3103,59 @@ mod tests {
         assert_eq!(sent(&mut e), 1, "the interval after the first edit");
     }
 
+    /// An envelope names the log head its writer had read. Between commits
+    /// a server could show members different logs; a member refuses, and
+    /// reports, an envelope whose writer names a head its own log does not
+    /// hold before the envelope, and takes one that names an entry it read.
+    #[test]
+    fn an_envelope_written_on_a_log_this_device_never_saw_is_refused() {
+        use crate::document::{Replica, filing};
+        let (amina, space, bruno, joined, first) = amina_adds_bruno();
+        let id = space.id();
+        let write = |text: &str, head: [u8; 32]| {
+            let mut replica = Replica::new(StreamId::random(), &bruno.device);
+            filing::init(replica.doc(), text).unwrap();
+            let stream = replica.stream();
+            let envelope = replica
+                .flush(joined.keyring(), &bruno.device, head)
+                .unwrap()
+                .unwrap();
+            (stream, envelope)
+        };
+        // The entry Bruno was shown at position 1, and Amina never was.
+        let elsewhere = LogEntry {
+            seq: 1,
+            prev: first.hash(),
+            kind: crate::wire::EntryKind::Proposal,
+            epoch: 1,
+            payload: b"shown to bruno only".to_vec(),
+        };
+        let (forked, on_fork) = write("Sur un autre journal", elsewhere.hash());
+        let (genuine, on_log) = write("Sur le journal commun", first.hash());
+        let mut e = amina.engine(vec![space], Contacts::default());
+        let entry = |seq: u64, prev: [u8; 32], payload: Vec<u8>| LogEntry {
+            seq,
+            prev,
+            kind: crate::wire::EntryKind::Envelope,
+            epoch: 1,
+            payload,
+        };
+        let second = entry(1, first.hash(), on_fork);
+        let third = entry(2, second.hash(), on_log);
+        e.ingest(id, vec![first, second, third]);
+        let view = e.view_mut(id).unwrap();
+        assert!(
+            view.existing_replica(forked)
+                .is_none_or(|r| filing::title(r.doc()).is_err())
+        );
+        let title = filing::title(view.existing_replica(genuine).expect("read").doc()).unwrap();
+        assert_eq!(title, "Sur le journal commun");
+        let warned = std::iter::from_fn(|| e.poll_event()).any(|ev| {
+            matches!(ev, Event::Warning { message, .. } if message.contains("entry 1") && message.contains("forked"))
+        });
+        assert!(warned, "the refused envelope was not reported");
+    }
+
     /// The author shown for a comment or a named version is the user whose
     /// device signed it, not the name written into it: a contributor who
     /// writes "amina" as the author of his comment and of his version is
@@ -3121,7 +3174,7 @@ mod tests {
         filing::comment(forged.doc(), "t1", 0, 6, "amina", "Approuvé", 0).unwrap();
         filing::name_version(forged.doc(), "Version signée", "amina", 0).unwrap();
         let envelope = forged
-            .flush(joined.keyring(), &bruno.device, [0; 32])
+            .flush(joined.keyring(), &bruno.device, first.hash())
             .unwrap()
             .unwrap();
 

@@ -563,12 +563,22 @@ impl SpaceView {
                 Ok(h) => {
                     let in_force = self.in_force;
                     let Self {
-                        space, replicas, ..
+                        space,
+                        replicas,
+                        hashes,
+                        ..
                     } = self;
                     let replica = replicas
                         .entry(h.stream)
                         .or_insert_with(|| Replica::new(h.stream, device));
-                    match replica.receive_later(space.keyring(), &entry.payload, Some(in_force)) {
+                    let before = &hashes[..(entry.seq as usize).min(hashes.len())];
+                    let on_log = |head: &[u8; 32]| on_log(id, before, head);
+                    match replica.receive_from_log(
+                        space.keyring(),
+                        &entry.payload,
+                        Some(in_force),
+                        on_log,
+                    ) {
                         Ok(_) => out.streams.push(h.stream),
                         // Its epoch's key may come with a later record.
                         Err(DocumentError::Envelope(EnvelopeError::UnknownEpoch(_))) => {
@@ -628,13 +638,18 @@ impl SpaceView {
         let locked = std::mem::take(&mut self.locked);
         for (stream, payload, in_force) in locked {
             let Self {
-                space, replicas, ..
+                space,
+                replicas,
+                hashes,
+                ..
             } = self;
             let replica = replicas
                 .entry(stream)
                 .or_insert_with(|| Replica::new(stream, device));
+            // Its position is not kept: its head must be on the log read.
+            let on_log = |head: &[u8; 32]| on_log(space.id(), hashes, head);
             if replica
-                .receive_later(space.keyring(), &payload, Some(in_force))
+                .receive_from_log(space.keyring(), &payload, Some(in_force), on_log)
                 .is_err()
             {
                 self.locked.push((stream, payload, in_force));
@@ -644,4 +659,11 @@ impl SpaceView {
         }
         opened
     }
+}
+
+/// Whether `head`, the log head an envelope's writer names, is the genesis
+/// of `space` or the hash of one of `read`, the entries before it (the
+/// newest are looked at first: a writer names what it read last).
+fn on_log(space: SpaceId, read: &[[u8; 32]], head: &[u8; 32]) -> bool {
+    *head == crate::wire::genesis(space) || read.iter().rev().any(|h| h == head)
 }
