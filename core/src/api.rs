@@ -124,6 +124,23 @@ pub struct UserListing {
     pub revoked: Vec<String>,
 }
 
+/// Answer to `GET /v1/revocations`: for each space the caller's device is
+/// in, the revocations of devices its delivery roster still holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocations {
+    /// The spaces with a revoked device still in them.
+    pub spaces: Vec<SpaceRevocations>,
+}
+
+/// One space of [`Revocations`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRevocations {
+    /// The space (hex).
+    pub space: String,
+    /// Each a [`crate::identity::DeviceRevocation`] (hex of postcard).
+    pub revoked: Vec<String>,
+}
+
 /// Body of `POST /v1/devices/revoke`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

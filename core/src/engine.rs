@@ -459,6 +459,10 @@ enum RefreshStage {
     Listing(RequestId),
     Publishing(RequestId),
     Syncing(Vec<OpId>),
+    /// Asking which revoked devices are still in this device's spaces.
+    Revocations(RequestId),
+    /// Committing those revocations.
+    Revoking(Vec<OpId>),
 }
 
 #[derive(Debug)]
@@ -1919,9 +1923,90 @@ impl Engine {
                         result = Err(e);
                     }
                 }
-                Step::Finished(result)
+                if result.is_err() {
+                    return Step::Finished(result);
+                }
+                *stage = RefreshStage::Revocations(self.request(
+                    Method::Get,
+                    "/v1/revocations".into(),
+                    None,
+                ));
+                Step::Moved
+            }
+            RefreshStage::Revocations(r) => {
+                let listed = match self.answer::<api::Revocations>(*r) {
+                    None => return Step::Pending,
+                    Some(Err(e)) => return Step::Finished(Err(e)),
+                    Some(Ok(l)) => l,
+                };
+                let children = self
+                    .revocations_to_commit(&listed)
+                    .into_iter()
+                    .map(|(space, revocation)| {
+                        self.child(commit(space, CommitIntent::Revoke { revocation }))
+                    })
+                    .collect();
+                *stage = RefreshStage::Revoking(children);
+                Step::Moved
+            }
+            RefreshStage::Revoking(children) => {
+                if children.iter().any(|c| !self.finished.contains_key(c)) {
+                    return Step::Pending;
+                }
+                // Another member may have committed it first, or a commit
+                // lost its epoch for good: the next refresh tries again.
+                for c in children.iter() {
+                    if let Some(Err(e)) = self.child_result(*c) {
+                        self.events.push_back(Event::Warning {
+                            code: e.code,
+                            space: None,
+                            message: format!("a revoked device is still in a space: {e}"),
+                        });
+                    }
+                }
+                Step::Finished(Ok(Output::Done))
             }
         }
+    }
+
+    /// The revocations the server lists that this device should commit:
+    /// each of a device still in one of its spaces' groups and not yet in
+    /// that space's policy (the space checks the signature when it stages
+    /// the commit; a forged one is refused there).
+    fn revocations_to_commit(&self, listed: &api::Revocations) -> Vec<(SpaceId, DeviceRevocation)> {
+        let mut out = Vec::new();
+        for entry in &listed.spaces {
+            let Ok(space) = SpaceId::from_hex(&entry.space) else {
+                continue;
+            };
+            let Some(t) = self.spaces.get(&space) else {
+                continue;
+            };
+            if t.view.is_removed() || t.view.broken().is_some() {
+                continue;
+            }
+            let Ok(policy) = t.view.space().policy() else {
+                continue;
+            };
+            let Ok(roster) = t.view.space().members() else {
+                continue;
+            };
+            for h in &entry.revoked {
+                let Some(revocation) = hex::decode(h)
+                    .ok()
+                    .and_then(|b| crate::decode_exact::<DeviceRevocation>(&b))
+                else {
+                    continue;
+                };
+                let in_group = roster
+                    .iter()
+                    .any(|m| m.device == revocation.device && m.user == revocation.user);
+                if in_group && !policy.is_revoked(revocation.device) {
+                    out.push((space, revocation));
+                }
+            }
+        }
+        out
     }
 
     fn sync_all(&mut self) -> Vec<OpId> {
@@ -2536,9 +2621,18 @@ impl Engine {
                     .add_members(provider, device, &[member], log)
                     .map_err(space_failure)
             }
-            CommitIntent::Revoke { revocation } => space
-                .revoke_device(provider, device, revocation, log)
-                .map_err(space_failure),
+            CommitIntent::Revoke { revocation } => {
+                if space
+                    .policy()
+                    .is_ok_and(|p| p.is_revoked(revocation.device))
+                {
+                    // Another member committed it first.
+                    return Step::Finished(Ok(Output::Epoch(epoch)));
+                }
+                space
+                    .revoke_device(provider, device, revocation, log)
+                    .map_err(space_failure)
+            }
             CommitIntent::Remove { user } => space
                 .remove_user(provider, device, user, log)
                 .map_err(space_failure),

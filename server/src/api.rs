@@ -10,7 +10,7 @@ use amicus_core::api::{
     ListedDevice, QueuedWelcome, Revoke, Session, SignIn, UserListing, Welcomes,
 };
 use amicus_core::identity::{DeviceCertificate, DeviceRevocation, Statement, verify_statement};
-use amicus_core::{DeviceId, MlsProvider, SpaceId, UserId};
+use amicus_core::{DeviceId, MlsProvider, SpaceId, UserId, api};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State, WebSocketUpgrade};
@@ -466,6 +466,38 @@ pub async fn revoke_device(
     Ok(Json(
         json!({ "device": revocation.device.to_hex(), "revoked": true }),
     ))
+}
+
+/// `GET /v1/revocations`: for each confidential space the caller's device
+/// is in, the revocations of devices still in its delivery roster, so that
+/// a member can commit them (any member may: the revocation is signed by
+/// the device's user, and every member checks it).
+pub async fn revocations(
+    State(state): S,
+    headers: HeaderMap,
+) -> Result<Json<api::Revocations>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let revoked = state.store.revocations()?;
+    let mut spaces = Vec::new();
+    if !revoked.is_empty() {
+        for s in state.store.spaces()? {
+            if s.kind != SpaceKind::Confidential || !visible(&s, &who) {
+                continue;
+            }
+            let here: Vec<String> = revoked
+                .iter()
+                .filter(|r| s.roster.contains_key(&r.device))
+                .map(|r| hex::encode(postcard::to_allocvec(r).unwrap_or_default()))
+                .collect();
+            if !here.is_empty() {
+                spaces.push(api::SpaceRevocations {
+                    space: s.id.to_hex(),
+                    revoked: here,
+                });
+            }
+        }
+    }
+    Ok(Json(api::Revocations { spaces }))
 }
 
 /// Registers a device whose certificate verifies under its user's

@@ -65,6 +65,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/session", post(api::session))
         .route("/v1/devices", post(api::add_device))
         .route("/v1/devices/revoke", post(api::revoke_device))
+        .route("/v1/revocations", get(api::revocations))
         .route(
             "/v1/recovery",
             put(api::put_recovery).get(api::recovery_status),

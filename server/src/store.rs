@@ -242,6 +242,8 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_device(&self, revocation: &DeviceRevocation) -> Result<bool, StoreError>;
     /// The revocation of a device, if it is revoked.
     fn revocation(&self, device: DeviceId) -> Result<Option<DeviceRevocation>, StoreError>;
+    /// Every revocation (revocations are rare: a few per user at most).
+    fn revocations(&self) -> Result<Vec<DeviceRevocation>, StoreError>;
     /// Stores an invitation under its code's hash.
     fn put_invite(&self, code_hash: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError>;
     /// Removes and returns an invitation. Atomic: a code is used once.
@@ -573,6 +575,14 @@ impl Store for SledStore {
             .get(device.0)?
             .map(|v| dec("revocations", &v))
             .transpose()
+    }
+
+    fn revocations(&self) -> Result<Vec<DeviceRevocation>, StoreError> {
+        self.revocations
+            .iter()
+            .values()
+            .map(|v| dec("revocations", &v?))
+            .collect()
     }
 
     fn put_invite(&self, code_hash: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError> {

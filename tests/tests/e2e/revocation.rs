@@ -1,7 +1,8 @@
 //! A seized phone: Amina revokes it from her laptop. The server stops
-//! serving it at once, every space it was in removes it in one commit, it
-//! reads nothing written afterwards even when handed the whole log, and
-//! inviting Amina again does not bring it back.
+//! serving it at once, every space it was in removes it in one commit (the
+//! laptop's, or, where the laptop is not a member, the next member's to
+//! refresh), it reads nothing written afterwards even when handed the whole
+//! log, and inviting Amina again does not bring it back.
 
 use amicus_cli::{ClientError, Edit};
 use amicus_core::space::Role;
@@ -38,6 +39,12 @@ async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
             .unwrap();
         spaces.push((space, doc));
     }
+    // A space the phone made itself, with Bruno as a contributor: the
+    // laptop is not in it.
+    let own = phone.create_space().await.unwrap();
+    phone.invite(own, "bruno", Role::Contributor).await.unwrap();
+    bruno.sync_all().await.unwrap();
+    assert!(in_roster(&bruno, own, &phone_id));
     phone.sync_all().await.unwrap();
     amina.sync_all().await.unwrap();
     for (space, doc) in &spaces {
@@ -102,8 +109,16 @@ async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
             .any(|d| d.device == laptop_id && d.this && !d.revoked)
     );
 
-    // One commit per space took it out, and Bruno's client accepted it.
+    // One commit per space took it out, and Bruno's client accepted it;
+    // in the phone's own space, Bruno's client committed the revocation
+    // itself when it refreshed (the server lists it; Bruno's client checks
+    // its signature against Amina's pinned key).
+    let own_epoch = bruno.epoch(own).unwrap().0;
     bruno.sync_all().await.unwrap();
+    assert_eq!(bruno.epoch(own).unwrap().0, own_epoch + 1);
+    assert!(!in_roster(&bruno, own, &phone_id));
+    bruno.sync_all().await.unwrap();
+    assert_eq!(bruno.epoch(own).unwrap().0, own_epoch + 1, "committed once");
     for ((space, doc), before) in spaces.iter().zip(&epochs) {
         assert_eq!(bruno.epoch(*space).unwrap().0, before + 1);
         assert!(!in_roster(&bruno, *space, &phone_id));

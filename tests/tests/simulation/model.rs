@@ -218,6 +218,8 @@ impl Model {
                     },
                 )
             }
+            // The model has no revocations.
+            (Method::Get, ["v1", "revocations"]) => json(200, &api::Revocations::default()),
             (Method::Get, ["v1", "welcomes"]) => {
                 let device = caller.expect("signed in");
                 let list = self.welcomes.get(&device).cloned().unwrap_or_default();
