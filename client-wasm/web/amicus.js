@@ -131,6 +131,17 @@ export const vault = {
   async removeUpload(id) {
     return this.tx("readwrite", (s) => s.delete(id), "uploads");
   },
+  /** Deletes the whole database (no account is left in it). */
+  async destroy() {
+    if (this.db) this.db.close();
+    this.db = null;
+    await new Promise((resolve, reject) => {
+      const req = indexedDB.deleteDatabase("amicus");
+      req.onsuccess = () => resolve(undefined);
+      req.onerror = () => reject(req.error);
+      req.onblocked = () => resolve(undefined);
+    });
+  },
   /** Stores the sealed unsent edits, or forgets them (`sealed` undefined). */
   async putUnsent(user, sealed) {
     return this.tx("readwrite", (s) => (sealed ? s.put({ user, sealed }) : s.delete(user)), "unsent");
@@ -197,6 +208,8 @@ export class Client {
     this.ws = null;
     this.online = false;
     this.closed = false;
+    /** Locked: the engine and the state key were freed. */
+    this.freed = false;
     this.events = new EventTarget();
     /** @type {Map<number, {resolve: (e: any) => void, reject: (e: Error) => void}>} */
     this.ops = new Map();
@@ -380,6 +393,7 @@ export class Client {
    * resolves once it is durable. Then `unsent` tells how many documents
    * have edits the server has not acknowledged, now kept in the browser. */
   save() {
+    if (this.freed) return this.saving;
     clearTimeout(this.saveTimer);
     this.saveTimer = undefined;
     const sealed = this.device.seal(this.key);
@@ -412,6 +426,7 @@ export class Client {
    * state first (nothing is sent while a store is due), then frames,
    * requests and events; then waits for its next timeout. */
   pump() {
+    if (this.freed) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -422,6 +437,7 @@ export class Client {
         do {
           this.again = false;
           if (this.device.must_persist()) await this.save();
+          if (this.freed) return;
           if (!this.closed && !this.ws && this.device.wants_connection()) this.connect();
           for (let f = this.device.poll_transmit(); f; f = this.device.poll_transmit()) {
             this.ws?.send(f);
@@ -431,6 +447,7 @@ export class Client {
         } while (this.again || this.device.must_persist());
         // Other changes (documents read, edits) are stored within 300 ms,
         // however fast they come.
+        if (this.freed) return;
         if (this.device.changed() && this.saveTimer === undefined) {
           this.saveTimer = setTimeout(() => this.save().catch((e) => this.warn("sealed", e)), 300);
         }
@@ -466,8 +483,10 @@ export class Client {
     try {
       const res = await fetch(r.path, { method: r.method, headers, body: r.body });
       const body = new Uint8Array(await res.arrayBuffer());
+      if (this.freed) return;
       this.device.handle_response(r.id, res.status, body);
     } catch (e) {
+      if (this.freed) return;
       this.device.handle_unreachable(r.id, e instanceof Error ? e.message : String(e));
     }
     this.pump();
@@ -529,7 +548,39 @@ export class Client {
   close() {
     this.closed = true;
     clearTimeout(this.timer);
-    if (this.ws) this.ws.close();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+  }
+
+  /** Locks: stores the state, then frees the engine (device key, MLS
+   * state, epoch secrets, documents: zeroized as they are dropped) and the
+   * state key. Nothing of the account stays in memory but what the page
+   * shows until it is drawn again; unlocking needs the passphrase. */
+  async lock() {
+    if (this.freed) return;
+    clearTimeout(this.saveTimer);
+    try {
+      await this.save();
+    } catch (e) {
+      this.warn("sealed", e);
+    }
+    this.close();
+    await this.saving.catch(() => {});
+    this.freed = true;
+    this.device.free();
+    this.key.free();
+  }
+
+  /** Erases every trace of this account from this browser: its sealed
+   * state, its kept edits and interrupted uploads, and the whole database
+   * if no other account is left. The server still knows the device: to
+   * shut it out, revoke it from another device. */
+  async erase() {
+    const user = this.user;
+    await this.lock();
+    await vault.remove(user);
+    if ((await vault.users()).length === 0) await vault.destroy();
   }
 
   connect() {
@@ -548,6 +599,7 @@ export class Client {
       this.pump();
     };
     ws.onmessage = (m) => {
+      if (this.ws !== ws) return;
       try {
         this.device.handle_frame(new Uint8Array(m.data));
       } catch (e) {

@@ -242,13 +242,60 @@ function started() {
   client.start();
   status("");
   render();
+  idle.arm();
+}
+
+/** Ends the session: the state is stored, then the keys held in memory
+ * are freed; `message` is shown on the sign-in page. */
+async function lockNow(message = "") {
+  const c = client;
+  if (!c) return;
+  client = null;
+  idle.disarm();
+  presence.clear();
+  location.hash = "#/";
+  render();
+  await c.lock();
+  if (message) status(message, "warning");
 }
 
 function signOut() {
-  client.close();
-  client = null;
-  location.hash = "#/";
-  render();
+  lockNow();
+}
+
+/** The idle lock: after `seconds()` without a key, a pointer or a touch,
+ * the session locks and forgets its keys (a phone taken from a table
+ * holds nothing open). The delay is this browser's choice (Devices page);
+ * 15 minutes unless chosen. */
+const idle = {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  timer: undefined,
+  key: "amicus.idle",
+  choices: [300, 900, 1800, 3600],
+  seconds() {
+    const chosen = Number(localStorage.getItem(this.key));
+    return Number.isFinite(chosen) && chosen > 0 ? chosen : 900;
+  },
+  /** @param {number} seconds */
+  choose(seconds) {
+    localStorage.setItem(this.key, String(seconds));
+    this.arm();
+  },
+  arm() {
+    clearTimeout(this.timer);
+    if (!client) return;
+    const seconds = this.seconds();
+    this.timer = setTimeout(() => lockNow(t("lockedIdle", { n: Math.max(1, Math.round(seconds / 60)) })), seconds * 1000);
+  },
+  disarm() {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  },
+};
+for (const event of ["keydown", "pointerdown", "touchstart", "wheel"]) {
+  document.addEventListener(event, () => {
+    if (client) idle.arm();
+  }, { capture: true, passive: true });
 }
 
 // --------------------------------------------------------------- spaces
@@ -930,7 +977,7 @@ async function devicesView(main) {
   } catch (err) {
     fail(err);
   }
-  main.append(recoverySection());
+  main.append(recoverySection(), lockSection());
   if (!client.device.holds_identity()) {
     pairing.append(h("p", { class: "muted" }, t("firstDeviceOnly")));
     return;
@@ -964,6 +1011,37 @@ async function devicesView(main) {
     }
   } }, t("linkAnother"));
   pairing.append(start);
+}
+
+/** The idle lock's delay, and erasing the account from this browser (two
+ * clicks, the second confirming). */
+function lockSection() {
+  const minutes = h("select", { id: "idle-lock", onchange: (e) => idle.choose(Number(e.target.value)) },
+    idle.choices.map((s) => h("option", { value: String(s), selected: s === idle.seconds() }, t("minutes", { n: s / 60 }))));
+  const erase = h("button", { type: "button", id: "erase-browser", onclick: async () => {
+    if (!erase.classList.contains("confirm")) {
+      erase.classList.add("confirm");
+      erase.textContent = t("eraseConfirm");
+      return;
+    }
+    erase.disabled = true;
+    const c = client;
+    if (!c) return;
+    client = null;
+    idle.disarm();
+    presence.clear();
+    location.hash = "#/";
+    render();
+    try {
+      await c.erase();
+      status(t("erased"));
+    } catch (err) {
+      fail(err);
+    }
+  } }, t("eraseBrowser"));
+  return h("section", { id: "this-browser" }, h("h3", {}, t("thisBrowser")),
+    field(t("idleLock"), minutes),
+    h("p", { class: "muted" }, t("eraseExplain")), erase);
 }
 
 /** The recovery code: whether one exists, and a button to make a new one

@@ -133,9 +133,14 @@ pub enum Intent {
     Refresh,
     /// Read one space to the end of its log.
     Sync(SpaceId),
-    /// Create a confidential space (history `full`) with this device as its
-    /// space manager, and its library.
-    CreateSpace,
+    /// Create a confidential space with this device as its space manager,
+    /// and its library: `full` history (members added later read the
+    /// whole case file) or `since-join` (they read nothing written before
+    /// they joined).
+    CreateSpace {
+        /// The history policy.
+        history: HistoryPolicy,
+    },
     /// Add every device of `user` not yet in the space: a new member with
     /// `role`, or new devices of a member (who keeps their role).
     Invite {
@@ -467,7 +472,7 @@ enum RefreshStage {
 
 #[derive(Debug)]
 enum CreateStage {
-    Start,
+    Start(HistoryPolicy),
     Registering(SpaceId, RequestId),
     Syncing(SpaceId, OpId),
     Recording(SpaceId, OpId),
@@ -909,7 +914,7 @@ impl Engine {
                 space,
                 request: None,
             },
-            Intent::CreateSpace => Op::Create(CreateStage::Start),
+            Intent::CreateSpace { history } => Op::Create(CreateStage::Start(history)),
             Intent::Invite { space, user, role } => {
                 commit(space, CommitIntent::Invite { user, role })
             }
@@ -2080,13 +2085,12 @@ impl Engine {
 
     fn advance_create(&mut self, stage: &mut CreateStage) -> Step {
         match *stage {
-            CreateStage::Start => {
+            CreateStage::Start(history) => {
                 let key = self.device.certificate().identity_key;
-                let space =
-                    match Space::create(&self.provider, &self.device, key, HistoryPolicy::Full) {
-                        Ok(s) => s,
-                        Err(e) => return Step::Finished(Err(space_failure(e))),
-                    };
+                let space = match Space::create(&self.provider, &self.device, key, history) {
+                    Ok(s) => s,
+                    Err(e) => return Step::Finished(Err(space_failure(e))),
+                };
                 let id = space.id();
                 self.spaces.insert(id, Tracked::new(SpaceView::new(space)));
                 self.must_persist = true;
@@ -2827,7 +2831,12 @@ mod tests {
     #[test]
     fn nothing_goes_out_before_what_it_depends_on_is_durable() {
         let mut e = engine("amina");
-        e.start(0, Intent::CreateSpace);
+        e.start(
+            0,
+            Intent::CreateSpace {
+                history: HistoryPolicy::Full,
+            },
+        );
         assert!(e.must_persist());
         assert_eq!(e.poll_request(), None, "a request before the persist");
         e.persist().unwrap();

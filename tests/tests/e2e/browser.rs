@@ -1112,3 +1112,80 @@ async fn a_reloaded_browser_reads_no_old_entry_and_reports_a_withholding_server(
         .await;
     amina.screenshot("withheld").await;
 }
+
+/// For the seized phone, in a browser (Portuguese interface): the session
+/// locks by itself after the idle delay chosen for this browser and needs
+/// the passphrase again; and erasing the browser leaves no trace of the
+/// account in it (no database, the name unknown at the sign-in page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_locks_when_idle_and_erases_every_trace_of_its_account() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let shots = target_dir().join("browser-screenshots-seized");
+    let _ = std::fs::remove_dir_all(&shots);
+    let amina = Browser::start("amina", "pt", &shots, &dir.path().join("downloads")).await;
+    sign_up(&amina, &server.url, "amina").await;
+
+    // Idle for the delay this browser chose (3 s here): the session locks,
+    // the sign-in page says why, and only the passphrase opens it again.
+    amina
+        .js(
+            "localStorage.setItem('amicus.idle', '3'); document.dispatchEvent(new KeyboardEvent('keydown'))",
+            json!([]),
+        )
+        .await;
+    amina
+        .wait_for(
+            "the session locked after the idle delay",
+            "const s = document.getElementById('status'); \
+             return document.getElementById('sign-in') !== null && document.getElementById('connection') === null \
+             && s.textContent.includes('Bloqueado após')",
+            LONG,
+        )
+        .await;
+    amina.screenshot("locked").await;
+    amina
+        .js("localStorage.setItem('amicus.idle', '900')", json!([]))
+        .await;
+    unlock(&amina, &server.url, "amina").await;
+
+    // Erased: nothing of the account stays in the browser.
+    amina.js("location.hash = '#/devices'", json!([])).await;
+    amina.click("#erase-browser").await;
+    amina.click("#erase-browser.confirm").await;
+    amina
+        .wait_for(
+            "the browser erased",
+            "const s = document.getElementById('status'); \
+             return document.getElementById('sign-in') !== null && s.textContent.includes('já não contém nada')",
+            LONG,
+        )
+        .await;
+    let databases = amina
+        .wait_for(
+            "the list of this origin's databases",
+            "indexedDB.databases().then((d) => { window.__dbs = d.map((x) => x.name); }); \
+             return window.__dbs ? JSON.stringify(window.__dbs) : null",
+            LONG,
+        )
+        .await;
+    assert_eq!(databases, json!("[]"), "a database survived the erasure");
+    amina.type_into("#sign-in input[name=user]", "amina").await;
+    amina
+        .type_into(
+            "#sign-in input[name=passphrase]",
+            "correct horse battery staple",
+        )
+        .await;
+    amina.click("#sign-in button[type=submit]").await;
+    amina
+        .wait_for(
+            "the account unknown to the erased browser",
+            "return document.getElementById('status').textContent.includes('Ainda não existe nenhuma conta')",
+            LONG,
+        )
+        .await;
+    amina.screenshot("erased").await;
+}

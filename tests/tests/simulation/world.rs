@@ -554,7 +554,13 @@ impl World {
         {
             // Alice creates the space once signed in.
             if self.nodes[ALICE].engine.as_ref().unwrap().token().is_some() {
-                self.start(ALICE, Intent::CreateSpace, "create");
+                self.start(
+                    ALICE,
+                    Intent::CreateSpace {
+                        history: amicus_core::space::HistoryPolicy::Full,
+                    },
+                    "create",
+                );
             }
         }
         for i in 0..self.nodes.len() {
