@@ -3120,6 +3120,55 @@ mod tests {
         (amina, space, bruno, joined, entry)
     }
 
+    /// A device id names one leaf: a commit that would put a second leaf
+    /// under an id already in the group (a user certifying another key
+    /// under it) is refused by every member, and a Welcome into a group
+    /// holding one is refused by the joiner.
+    #[test]
+    fn no_two_leaves_share_a_device_id() {
+        let (amina, mut space, bruno, mut joined, first) = amina_adds_bruno();
+        let twin_mls = MlsProvider::new();
+        let twin = {
+            let key = ed25519_dalek::SigningKey::from_bytes(&crate::random::bytes());
+            let certificate = bruno
+                .identity
+                .certify(bruno.device.id(), &key.verifying_key());
+            Device::certified(key, certificate).unwrap()
+        };
+        let member = NewMember {
+            key_packages: twin.key_packages(&twin_mls, 1).unwrap(),
+            ..bruno.invitation()
+        };
+        let log = (1, first.hash());
+        let refused = space.add_members(
+            &amina.mls,
+            &amina.device,
+            std::slice::from_ref(&member),
+            log,
+        );
+        assert!(
+            matches!(refused, Err(SpaceError::PolicyViolation(_))),
+            "{refused:?}"
+        );
+        space.dangerous_skip_local_role_checks();
+        let pending = space
+            .add_members(&amina.mls, &amina.device, &[member], log)
+            .unwrap();
+        let before = joined.epoch();
+        let processed = joined.process(&bruno.mls, &pending.commit, Content::Commit);
+        assert!(
+            matches!(processed, Err(SpaceError::PolicyViolation(ref m)) if m.contains("twice")),
+            "{processed:?}"
+        );
+        assert_eq!(joined.epoch(), before);
+        let welcome = pending.welcome.expect("a Welcome");
+        let joining = Space::join(&twin_mls, &twin, &bruno.identity.public(), &welcome);
+        assert!(
+            matches!(joining, Err(SpaceError::PolicyViolation(ref m)) if m.contains("twice")),
+            "{joining:?}"
+        );
+    }
+
     /// A commit delivered as a presence message (the live, unstored path),
     /// or in a log entry labelled as a proposal, is refused before MLS sees
     /// it: it merges nothing and shows nothing. Only a commit entry carries

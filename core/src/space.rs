@@ -661,12 +661,19 @@ impl Space {
             .map_err(mls)?;
         let mut group = staged.into_group(provider).map_err(mls)?;
         let verified = (|| {
+            let mut devices = std::collections::BTreeSet::new();
             for leaf in group.public_group().members() {
                 let node = group
                     .public_group()
                     .leaf(leaf.index)
                     .ok_or(SpaceError::NoSuchMember)?;
                 check_leaf(&policy, node)?;
+                let (_, device) = identity::parse_credential(node.credential())?;
+                if !devices.insert(device) {
+                    return Err(SpaceError::PolicyViolation(format!(
+                        "device {device} is in the group twice"
+                    )));
+                }
             }
             Ok::<(), SpaceError>(())
         })();
@@ -996,6 +1003,23 @@ impl Space {
         }
         if kps.len() > MAX_ADDS_PER_COMMIT {
             return Err(SpaceError::TooManyAdds);
+        }
+        if self.checks_itself() {
+            let mut devices: std::collections::BTreeSet<DeviceId> = self
+                .group
+                .members()
+                .filter_map(|m| identity::parse_credential(&m.credential).ok())
+                .map(|(_, d)| d)
+                .collect();
+            for c in &change {
+                if let RosterChange::Add { user, device } = c
+                    && !devices.insert(*device)
+                {
+                    return Err(SpaceError::PolicyViolation(format!(
+                        "device {device} of {user} is in the space already"
+                    )));
+                }
+            }
         }
         let policy_change = (policy != self.policy()?).then_some(policy);
         self.stage(
@@ -1435,6 +1459,23 @@ impl Space {
                 return Err(SpaceError::PolicyViolation(
                     "the committer changed its credential or key".into(),
                 ));
+            }
+        }
+        // Device ids name members (rosters, envelopes' signers, removals):
+        // no two leaves may share one.
+        let mut devices = std::collections::BTreeSet::new();
+        for m in self.group.members() {
+            if !removed.contains(&m.index) {
+                devices.insert(identity::parse_credential(&m.credential)?.1);
+            }
+        }
+        for c in &change {
+            if let RosterChange::Add { user, device } = c
+                && !devices.insert(*device)
+            {
+                return Err(SpaceError::PolicyViolation(format!(
+                    "device {device} of {user} would be in the group twice"
+                )));
             }
         }
         change.sort();
