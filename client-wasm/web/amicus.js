@@ -26,6 +26,24 @@ export function load() {
   return ready;
 }
 
+/** @type {Promise<typeof import("./strength/amicus_strength.js")> | null} */
+let strength = null;
+
+/** Refuses a new passphrase that is too easy to guess for whoever seizes
+ * the device: the check `amicus register` makes (zxcvbn, score 3 of 4 at
+ * least), from a module of its own loaded the first time it is needed.
+ * @param {string} passphrase @param {string} user */
+export async function checkNewPassphrase(passphrase, user) {
+  if (!strength) {
+    strength = import("./strength/amicus_strength.js").then(async (m) => {
+      await m.default({ module_or_path: new URL("./strength/amicus_strength_bg.wasm", import.meta.url) });
+      return m;
+    });
+  }
+  const score = (await strength).weakness(passphrase, user);
+  if (score !== undefined) throw new AppError("weak-passphrase", `strength ${score} of 4`);
+}
+
 const CHUNK_SIZE = 1 << 20;
 
 /** An error with a stable code the interface matches on (the module's
@@ -239,6 +257,7 @@ export class Client {
    * @param {string} user @param {string} passphrase @param {string} [invite] */
   static async signUp(user, passphrase, invite) {
     await Client.vacant(user);
+    await checkNewPassphrase(passphrase, user);
     const device = Device.create(user);
     return Client.settle(device, passphrase, () => http("POST", "/v1/register", null, {
       certificate: device.certificate(),
@@ -277,6 +296,7 @@ export class Client {
    */
   static async link(user, code, passphrase, onOffered) {
     await Client.vacant(user);
+    await checkNewPassphrase(passphrase, user);
     let linking;
     try {
       linking = new Linking(user, code);
@@ -318,6 +338,7 @@ export class Client {
    * identity key, which certifies a new device for this browser. */
   static async recover(user, code, passphrase) {
     await Client.vacant(user);
+    await checkNewPassphrase(passphrase, user);
     let access;
     try {
       access = Device.recovery_access(code);

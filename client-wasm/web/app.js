@@ -141,7 +141,8 @@ async function authView(main) {
       client = await Client.signUp(f.user.value.trim(), f.passphrase.value, f.invite.value.trim());
       started();
     } catch (err) {
-      status(err.code === "exists" ? t("exists") : `${t("error")}: ${err.message}`, "error");
+      const known = { exists: "exists", "weak-passphrase": "weakPassphrase" }[err.code];
+      status(known ? t(known) : `${t("error")}: ${err.message}`, "error");
     }
   } },
     h("h2", {}, t("signUp")),
@@ -165,7 +166,7 @@ async function authView(main) {
       status(t(done));
     } catch (err) {
       f.querySelector("button").disabled = false;
-      const key = { exists: "exists", ...known }[err.code];
+      const key = { exists: "exists", "weak-passphrase": "weakPassphrase", ...known }[err.code];
       status(key ? t(key) : `${t("error")}: ${err.message}`, "error");
     }
   };

@@ -391,6 +391,30 @@ fn web() -> Result<std::path::PathBuf, String> {
         .out_name("amicus_client")
         .generate(&pkg)
         .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    // The passphrase strength check, a module of its own (zxcvbn's
+    // dictionaries), built in its own invocation so that the client's
+    // module is not built with it.
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "amicus-strength",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    let strength = out.join("strength");
+    std::fs::create_dir_all(&strength).map_err(|e| e.to_string())?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(target.join("wasm32-unknown-unknown/release/amicus_strength.wasm"))
+        .web(true)
+        .map_err(|e| e.to_string())?
+        .typescript(true)
+        .out_name("amicus_strength")
+        .generate(&strength)
+        .map_err(|e| format!("wasm-bindgen: {e}"))?;
     // The checkout being built: `cargo run` names it at run time. The path
     // compiled in is only a fallback, since a binary built from another
     // clone sharing the target directory may be reused as fresh.

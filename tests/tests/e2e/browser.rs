@@ -1113,10 +1113,11 @@ async fn a_reloaded_browser_reads_no_old_entry_and_reports_a_withholding_server(
     amina.screenshot("withheld").await;
 }
 
-/// For the seized phone, in a browser (Portuguese interface): the session
-/// locks by itself after the idle delay chosen for this browser and needs
-/// the passphrase again; and erasing the browser leaves no trace of the
-/// account in it (no database, the name unknown at the sign-in page).
+/// For the seized phone, in a browser (Portuguese interface): a passphrase
+/// easy to guess is refused; the session locks by itself after the idle
+/// delay chosen for this browser and needs the passphrase again; and
+/// erasing the browser leaves no trace of the account in it (no database,
+/// the name unknown at the sign-in page).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_locks_when_idle_and_erases_every_trace_of_its_account() {
     let _one = CHROMIUM.lock().await;
@@ -1126,6 +1127,24 @@ async fn a_browser_locks_when_idle_and_erases_every_trace_of_its_account() {
     let shots = target_dir().join("browser-screenshots-seized");
     let _ = std::fs::remove_dir_all(&shots);
     let amina = Browser::start("amina", "pt", &shots, &dir.path().join("downloads")).await;
+
+    // A passphrase easy to guess is refused before anything is created,
+    // by the same check as `amicus register` (loaded on demand).
+    amina.goto(&server.url).await;
+    amina.type_into("#sign-up input[name=user]", "amina").await;
+    amina
+        .type_into("#sign-up input[name=passphrase]", "amina2024")
+        .await;
+    amina.click("#sign-up button[type=submit]").await;
+    amina
+        .wait_for(
+            "the weak passphrase refused",
+            "const s = document.getElementById('status'); \
+             return s.className.includes('error') && s.textContent.includes('Esta frase-passe é demasiado fácil')",
+            LONG,
+        )
+        .await;
+    // Nothing was made of it: the name is still free, here and on the server.
     sign_up(&amina, &server.url, "amina").await;
 
     // Idle for the delay this browser chose (3 s here): the session locks,
