@@ -246,18 +246,40 @@ function started() {
   idle.arm();
 }
 
-/** Ends the session: the state is stored, then the keys held in memory
- * are freed; `message` is shown on the sign-in page. */
-async function lockNow(message = "") {
+/** Leaves the signed-in views for the sign-in page; returns the client
+ * that was signed in, for the caller to lock or erase. */
+function endSession() {
   const c = client;
-  if (!c) return;
   client = null;
   idle.disarm();
   presence.clear();
   location.hash = "#/";
   render();
+  return c;
+}
+
+/** Ends the session: the state is stored, then the keys held in memory
+ * are freed; `message` is shown on the sign-in page. */
+async function lockNow(message = "") {
+  const c = endSession();
+  if (!c) return;
   await c.lock();
   if (message) status(message, "warning");
+}
+
+/** A button that acts on its second click, the first asking to confirm
+ * (its label becomes `confirmLabel`). */
+function confirmingButton(attrs, label, confirmLabel, act) {
+  const button = h("button", { type: "button", ...attrs, onclick: async () => {
+    if (!button.classList.contains("confirm")) {
+      button.classList.add("confirm");
+      button.textContent = confirmLabel;
+      return;
+    }
+    button.disabled = true;
+    await act(button);
+  } }, label);
+  return button;
 }
 
 function signOut() {
@@ -940,26 +962,17 @@ async function devicesView(main) {
   main.append(box, pairing);
   // A device of this user is revoked from a browser that holds the
   // identity key, after a second click that confirms it.
-  const revokeButton = (device) => {
-    const button = h("button", { type: "button", class: "revoke", "data-device": device, onclick: async () => {
-      if (!button.classList.contains("confirm")) {
-        button.classList.add("confirm");
-        button.textContent = t("revokeConfirm");
-        return;
-      }
-      button.disabled = true;
-      status(t("working"));
-      try {
-        const spaces = await client.revoke(device);
-        status(t("revokedDone", { n: spaces.length }));
-        await drawList();
-      } catch (err) {
-        button.disabled = false;
-        fail(err);
-      }
-    } }, t("revoke"));
-    return button;
-  };
+  const revokeButton = (device) => confirmingButton({ class: "revoke", "data-device": device }, t("revoke"), t("revokeConfirm"), async (button) => {
+    status(t("working"));
+    try {
+      const spaces = await client.revoke(device);
+      status(t("revokedDone", { n: spaces.length }));
+      await drawList();
+    } catch (err) {
+      button.disabled = false;
+      fail(err);
+    }
+  });
   const drawList = async () => {
     const devices = await client.ownDevices();
     const holder = client.device.holds_identity();
@@ -1019,27 +1032,16 @@ async function devicesView(main) {
 function lockSection() {
   const minutes = h("select", { id: "idle-lock", onchange: (e) => idle.choose(Number(e.target.value)) },
     idle.choices.map((s) => h("option", { value: String(s), selected: s === idle.seconds() }, t("minutes", { n: s / 60 }))));
-  const erase = h("button", { type: "button", id: "erase-browser", onclick: async () => {
-    if (!erase.classList.contains("confirm")) {
-      erase.classList.add("confirm");
-      erase.textContent = t("eraseConfirm");
-      return;
-    }
-    erase.disabled = true;
-    const c = client;
+  const erase = confirmingButton({ id: "erase-browser" }, t("eraseBrowser"), t("eraseConfirm"), async () => {
+    const c = endSession();
     if (!c) return;
-    client = null;
-    idle.disarm();
-    presence.clear();
-    location.hash = "#/";
-    render();
     try {
       await c.erase();
       status(t("erased"));
     } catch (err) {
       fail(err);
     }
-  } }, t("eraseBrowser"));
+  });
   return h("section", { id: "this-browser" }, h("h3", {}, t("thisBrowser")),
     field(t("idleLock"), minutes),
     h("p", { class: "muted" }, t("eraseExplain")), erase);

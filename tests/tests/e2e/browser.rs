@@ -81,6 +81,17 @@ async fn unlock(b: &Browser, url: &str, user: &str) {
         LONG,
     )
     .await;
+    submit_sign_in(b, user).await;
+    b.wait_for(
+        "the connection after unlocking",
+        "const c = document.getElementById('connection'); return c && c.className === 'online'",
+        LONG,
+    )
+    .await;
+}
+
+/// Fills the sign-in form with `user` and the tests' passphrase, and sends it.
+async fn submit_sign_in(b: &Browser, user: &str) {
     b.type_into("#sign-in input[name=user]", user).await;
     b.type_into(
         "#sign-in input[name=passphrase]",
@@ -88,12 +99,6 @@ async fn unlock(b: &Browser, url: &str, user: &str) {
     )
     .await;
     b.click("#sign-in button[type=submit]").await;
-    b.wait_for(
-        "the connection after unlocking",
-        "const c = document.getElementById('connection'); return c && c.className === 'online'",
-        LONG,
-    )
-    .await;
 }
 
 /// Creates a confidential space named `name` from the spaces page and
@@ -1191,14 +1196,7 @@ async fn a_browser_locks_when_idle_and_erases_every_trace_of_its_account() {
         )
         .await;
     assert_eq!(databases, json!("[]"), "a database survived the erasure");
-    amina.type_into("#sign-in input[name=user]", "amina").await;
-    amina
-        .type_into(
-            "#sign-in input[name=passphrase]",
-            "correct horse battery staple",
-        )
-        .await;
-    amina.click("#sign-in button[type=submit]").await;
+    submit_sign_in(&amina, "amina").await;
     amina
         .wait_for(
             "the account unknown to the erased browser",
