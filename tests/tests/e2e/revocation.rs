@@ -4,13 +4,13 @@
 //! refresh), it reads nothing written afterwards even when handed the whole
 //! log, and inviting Amina again does not bring it back.
 
-use amicus_cli::{ClientError, Edit};
+use amicus_cli::{Client, ClientError, Edit};
 use amicus_core::space::Role;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{PASS, Server, register};
+use crate::support::{PASS, Server, amicus_bin, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
@@ -71,12 +71,41 @@ async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
         Err(ClientError::Identity(_))
     ));
 
-    let removed = amina.revoke_device(&phone_id).await.unwrap();
-    let mut expected: Vec<_> = spaces.iter().map(|(s, _)| *s).collect();
+    // Amina revokes it with the command, on the laptop (its home is free
+    // while the command runs).
+    drop(amina);
+    let amicus = |args: &[&str]| {
+        let out = std::process::Command::new(amicus_bin())
+            .arg("--home")
+            .arg(dir.path().join("amina"))
+            .arg("--json")
+            .args(args)
+            .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
+            .output()
+            .expect("run amicus");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "amicus {args:?}: {said}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let revoked = amicus(&["device", "revoke", &phone_id]);
+    let mut removed: Vec<String> = revoked["removed_from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    removed.sort();
+    let mut expected: Vec<String> = spaces.iter().map(|(s, _)| s.to_hex()).collect();
     expected.sort();
-    let mut removed_sorted = removed.clone();
-    removed_sorted.sort();
-    assert_eq!(removed_sorted, expected, "removed from both spaces");
+    assert_eq!(removed, expected, "removed from both spaces");
+    let listed = amicus(&["device", "list"]);
+    let devices = listed["devices"].as_array().unwrap();
+    assert!(
+        devices
+            .iter()
+            .any(|d| d["device"] == phone_id.as_str() && d["revoked"] == true)
+    );
+    let mut amina = Client::open(&dir.path().join("amina"), PASS).await.unwrap();
 
     // Its open socket is closed with 4003...
     let code = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -153,7 +182,7 @@ async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
     }
 }
 
-fn in_roster(client: &amicus_cli::Client, space: amicus_core::SpaceId, device: &str) -> bool {
+fn in_roster(client: &Client, space: amicus_core::SpaceId, device: &str) -> bool {
     client
         .members(space)
         .unwrap()
