@@ -49,6 +49,7 @@ pub enum ErrorCode {
     EpochRecordNotStored,
     /// A Welcome could not be used.
     InvitationRefused,
+    Revoked,
     /// An argument is not what the call takes (an id, a role, a range).
     BadInput,
     /// The stored state does not open with this key (a wrong passphrase),
@@ -364,6 +365,7 @@ impl From<Code> for ErrorCode {
             Code::EntryRefused => Self::EntryRefused,
             Code::EpochRecordNotStored => Self::EpochRecordNotStored,
             Code::InvitationRefused => Self::InvitationRefused,
+            Code::Revoked => Self::Revoked,
         }
     }
 }

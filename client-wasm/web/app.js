@@ -205,7 +205,7 @@ function authorName(item) {
 }
 
 /** The engine's warnings the interface words itself. */
-const warnings = { withheld: "warnWithheld", forked: "warnForked", sign_in: "warnSignIn" };
+const warnings = { withheld: "warnWithheld", forked: "warnForked", sign_in: "warnSignIn", revoked: "warnRevoked" };
 
 function started() {
   const rerender = () => render();

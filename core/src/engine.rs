@@ -236,6 +236,8 @@ pub enum Code {
     EpochRecordNotStored,
     /// A Welcome could not be used.
     InvitationRefused,
+    /// This device was revoked by its user: it will never sign in again.
+    Revoked,
 }
 
 impl Code {
@@ -259,6 +261,7 @@ impl Code {
             Code::EntryRefused => "entry_refused",
             Code::EpochRecordNotStored => "epoch_record_not_stored",
             Code::InvitationRefused => "invitation_refused",
+            Code::Revoked => "revoked",
         }
     }
 }
@@ -572,6 +575,9 @@ pub struct Engine {
     events: VecDeque<Event>,
     must_persist: bool,
     changed: bool,
+    /// The server said this device was revoked: no more signing in, and
+    /// every request fails at once.
+    revoked: Option<Failure>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -638,6 +644,7 @@ impl Engine {
             events,
             must_persist: false,
             changed: false,
+            revoked: None,
         }
     }
 
@@ -1446,6 +1453,10 @@ impl Engine {
             body,
             signed_in: true,
         };
+        if let Some(revoked) = &self.revoked {
+            self.responses.insert(id, Err(revoked.clone()));
+            return id;
+        }
         self.inflight.insert(id, request.clone());
         if self.token.is_none() {
             self.parked.push(id);
@@ -1497,6 +1508,9 @@ impl Engine {
     }
 
     fn ensure_sign_in(&mut self) {
+        if self.revoked.is_some() {
+            return;
+        }
         if !self.ops.values().any(|r| matches!(r.op, Op::SignIn { .. })) {
             let op = Op::SignIn {
                 challenge: None,
@@ -1586,6 +1600,7 @@ impl Engine {
         let signing_in = self.busy(|op| matches!(op, Op::SignIn { .. }));
         if !self.online
             && self.token.is_none()
+            && self.revoked.is_none()
             && !signing_in
             && self.now >= self.reconnect_at
             && self.needs_link()
@@ -1597,6 +1612,12 @@ impl Engine {
 
     fn finish(&mut self, id: OpId, running: &Running, result: Result<Output, Failure>) {
         if let Op::SignIn { .. } = running.op {
+            if let Err(e) = &result
+                && e.code == Code::Revoked
+            {
+                // For good: the device stops asking (PROTOCOL §3.8).
+                self.revoked = Some(e.clone());
+            }
             if result.is_err() {
                 let (first, ceiling) = self.config.reconnect_ms;
                 self.reconnect_delay = (self.reconnect_delay * 2).clamp(first, ceiling);
@@ -2791,7 +2812,15 @@ fn space_failure(e: SpaceError) -> Failure {
 }
 
 fn sign_in_failure(e: Failure) -> Failure {
-    if e.code == Code::Server {
+    if e.server
+        .as_ref()
+        .is_some_and(|(_, code)| code == "device_revoked")
+    {
+        Failure {
+            code: Code::Revoked,
+            ..e
+        }
+    } else if e.code == Code::Server {
         Failure {
             code: Code::SignIn,
             ..e
@@ -2872,6 +2901,63 @@ mod tests {
         assert_eq!(e.poll_transmit(), None);
         e.handle_timeout(31_000);
         assert_eq!(e.poll_transmit(), Some(ClientFrame::Ping));
+    }
+
+    /// A device its user revoked is told so at its next sign-in: the engine
+    /// reports it once, stops signing in and connecting, and fails every
+    /// later request at once instead of retrying for ever.
+    #[test]
+    fn a_revoked_device_stops_signing_in_and_says_why() {
+        let (mut e, _) = following("amina", true);
+        e.handle_link(0, Link::Failed);
+        e.handle_timeout(60_000);
+        let (challenge, request) = e.poll_request().expect("a sign-in");
+        assert_eq!(request.path, "/v1/challenge");
+        e.handle_response(
+            60_001,
+            challenge,
+            ok(&format!(r#"{{"challenge":"{}"}}"#, "ab".repeat(32))),
+        );
+        let (session, _) = e.poll_request().unwrap();
+        e.handle_response(
+            60_002,
+            session,
+            Ok(HttpResponse {
+                status: 401,
+                body: br#"{"error":"device_revoked","message":"this device was revoked"}"#.to_vec(),
+            }),
+        );
+        let events: Vec<Event> = std::iter::from_fn(|| e.poll_event()).collect();
+        assert!(
+            events.iter().any(|ev| matches!(
+                ev,
+                Event::Warning {
+                    code: Code::Revoked,
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+        for t in [120_000, 600_000, 3_600_000] {
+            e.handle_timeout(t);
+            assert!(!e.wants_connection());
+            assert_eq!(e.poll_request(), None, "signing in again at {t}");
+        }
+        let op = e.start(3_600_001, Intent::Refresh);
+        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            Event::Done { op: o, result } if o == op => Some(result),
+            _ => None,
+        });
+        assert!(
+            matches!(
+                done,
+                Some(Err(Failure {
+                    code: Code::Revoked,
+                    ..
+                }))
+            ),
+            "{done:?}"
+        );
     }
 
     /// A session the server no longer accepts is renewed, and the refused

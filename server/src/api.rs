@@ -357,9 +357,7 @@ pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Session
         .device(device)?
         .ok_or_else(|| ApiError::SignInRefused("no such device".into()))?;
     if state.store.revocation(device)?.is_some() {
-        return Err(ApiError::SignInRefused(
-            "this device was revoked by its user".into(),
-        ));
+        return Err(ApiError::DeviceRevoked);
     }
     if !verify_statement(
         &record.certificate.device_key,

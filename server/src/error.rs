@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The signature over the challenge is wrong or the challenge expired.
     #[error("sign-in refused: {0}")]
     SignInRefused(String),
+    /// The device was revoked by its user: it will never sign in again.
+    #[error("this device was revoked by its user; it can no longer sign in")]
+    DeviceRevoked,
     /// The caller's role or account does not allow this.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -52,6 +55,7 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::SignInRefused(_) => (StatusCode::UNAUTHORIZED, "sign_in_refused"),
+            Self::DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

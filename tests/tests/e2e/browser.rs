@@ -711,7 +711,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina2
         .wait_for(
             "the revoked browser offline and told it cannot sign in",
-            "const c = document.getElementById('connection'); const s = document.getElementById('status');              return c && c.className !== 'online' && s.textContent.includes('تعذّر على هذا المتصفح تسجيل الدخول')",
+            "const c = document.getElementById('connection'); const s = document.getElementById('status');              return c && c.className !== 'online' && s.textContent.includes('أُبطل هذا المتصفح من جهاز آخر')",
             LONG,
         )
         .await;

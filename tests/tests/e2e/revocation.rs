@@ -123,12 +123,12 @@ async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
     // ...its session is refused, and signing in again gets 401.
     let refused = phone.sync_all().await;
     assert!(
-        matches!(refused, Err(ClientError::Server { status: 401, .. })),
+        matches!(&refused, Err(ClientError::Server { status: 401, code, .. }) if code == "device_revoked"),
         "{refused:?}"
     );
     assert!(matches!(
         phone.login().await,
-        Err(ClientError::Server { status: 401, .. })
+        Err(ClientError::Server { status: 401, code, .. }) if code == "device_revoked"
     ));
     let devices = amina.devices().await.unwrap();
     assert!(devices.iter().any(|d| d.device == phone_id && d.revoked));
