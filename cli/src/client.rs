@@ -20,7 +20,7 @@ use amicus_core::engine::{
 use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
 use amicus_core::identity::{Contacts, Device, Statement, UserIdentity};
 use amicus_core::library;
-use amicus_core::space::{HistoryPolicy, Role};
+use amicus_core::space::Role;
 use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
 use amicus_core::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, api};
 use serde::{Deserialize, Serialize};
@@ -462,11 +462,7 @@ impl Client {
     /// Creates a confidential space (history policy `full`) with this device
     /// as its space manager, and its library.
     pub async fn create_space(&mut self) -> Result<SpaceId, ClientError> {
-        let output = self
-            .run(Intent::CreateSpace {
-                history: HistoryPolicy::Full,
-            })
-            .await?;
+        let output = self.run(Intent::CreateSpace).await?;
         self.save()?;
         match output {
             Output::Space(id) => Ok(id),

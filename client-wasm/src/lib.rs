@@ -36,7 +36,7 @@ use amicus_core::library;
 use amicus_core::pairing;
 use amicus_core::publication::{self, CopyCheck, Provenance};
 use amicus_core::recovery::{self, RecoveryCode};
-use amicus_core::space::{HistoryPolicy, Role};
+use amicus_core::space::Role;
 use amicus_core::view::SpaceView;
 use amicus_core::wire::ServerFrame;
 use amicus_core::{DeviceId, MlsProvider, SpaceId, StreamId, UserId};
@@ -296,9 +296,7 @@ impl Device {
     /// Creates a confidential space (history `full`) with its library
     /// (`done` carries its id).
     pub fn create_space(&mut self) -> f64 {
-        self.start(Intent::CreateSpace {
-            history: HistoryPolicy::Full,
-        })
+        self.start(Intent::CreateSpace)
     }
 
     /// Adds every device of `user` not yet in the space, a new member with

@@ -133,14 +133,9 @@ pub enum Intent {
     Refresh,
     /// Read one space to the end of its log.
     Sync(SpaceId),
-    /// Create a confidential space with this device as its space manager,
-    /// and its library: `full` history (members added later read the
-    /// whole case file) or `since-join` (they read nothing written before
-    /// they joined).
-    CreateSpace {
-        /// The history policy.
-        history: HistoryPolicy,
-    },
+    /// Create a confidential space (history `full`) with this device as its
+    /// space manager, and its library.
+    CreateSpace,
     /// Add every device of `user` not yet in the space: a new member with
     /// `role`, or new devices of a member (who keeps their role).
     Invite {
@@ -475,7 +470,7 @@ enum RefreshStage {
 
 #[derive(Debug)]
 enum CreateStage {
-    Start(HistoryPolicy),
+    Start,
     Registering(SpaceId, RequestId),
     Syncing(SpaceId, OpId),
     Recording(SpaceId, OpId),
@@ -921,7 +916,7 @@ impl Engine {
                 space,
                 request: None,
             },
-            Intent::CreateSpace { history } => Op::Create(CreateStage::Start(history)),
+            Intent::CreateSpace => Op::Create(CreateStage::Start),
             Intent::Invite { space, user, role } => {
                 commit(space, CommitIntent::Invite { user, role })
             }
@@ -1712,14 +1707,9 @@ impl Engine {
                     // space it shares with this one removes it.
                     let spaces: Vec<SpaceId> = self
                         .spaces
-                        .iter()
-                        .filter(|(_, t)| {
-                            !t.view.is_removed()
-                                && t.view.space().members().is_ok_and(|roster| {
-                                    roster.iter().any(|m| m.device == revocation.device)
-                                })
-                        })
-                        .map(|(id, _)| *id)
+                        .keys()
+                        .copied()
+                        .filter(|space| self.must_revoke(*space, revocation))
                         .collect();
                     let children = spaces
                         .into_iter()
@@ -2005,34 +1995,39 @@ impl Engine {
             let Ok(space) = SpaceId::from_hex(&entry.space) else {
                 continue;
             };
-            let Some(t) = self.spaces.get(&space) else {
-                continue;
-            };
-            if t.view.is_removed() || t.view.broken().is_some() {
-                continue;
-            }
-            let Ok(policy) = t.view.space().policy() else {
-                continue;
-            };
-            let Ok(roster) = t.view.space().members() else {
-                continue;
-            };
             for h in &entry.revoked {
-                let Some(revocation) = hex::decode(h)
+                let revocation = hex::decode(h)
                     .ok()
-                    .and_then(|b| crate::decode_exact::<DeviceRevocation>(&b))
-                else {
-                    continue;
-                };
-                let in_group = roster
-                    .iter()
-                    .any(|m| m.device == revocation.device && m.user == revocation.user);
-                if in_group && !policy.is_revoked(revocation.device) {
+                    .and_then(|b| crate::decode_exact::<DeviceRevocation>(&b));
+                if let Some(revocation) = revocation
+                    && self.must_revoke(space, &revocation)
+                {
                     out.push((space, revocation));
                 }
             }
         }
         out
+    }
+
+    /// Whether this device should commit `revocation` in `space`: it is in
+    /// the space (not removed, its log not broken), whose group holds the
+    /// revoked device of that user and whose policy does not list it yet.
+    fn must_revoke(&self, space: SpaceId, revocation: &DeviceRevocation) -> bool {
+        let Some(t) = self.spaces.get(&space) else {
+            return false;
+        };
+        let view = &t.view;
+        !view.is_removed()
+            && view.broken().is_none()
+            && view.space().members().is_ok_and(|roster| {
+                roster
+                    .iter()
+                    .any(|m| m.device == revocation.device && m.user == revocation.user)
+            })
+            && view
+                .space()
+                .policy()
+                .is_ok_and(|p| !p.is_revoked(revocation.device))
     }
 
     fn sync_all(&mut self) -> Vec<OpId> {
@@ -2106,12 +2101,13 @@ impl Engine {
 
     fn advance_create(&mut self, stage: &mut CreateStage) -> Step {
         match *stage {
-            CreateStage::Start(history) => {
+            CreateStage::Start => {
                 let key = self.device.certificate().identity_key;
-                let space = match Space::create(&self.provider, &self.device, key, history) {
-                    Ok(s) => s,
-                    Err(e) => return Step::Finished(Err(space_failure(e))),
-                };
+                let space =
+                    match Space::create(&self.provider, &self.device, key, HistoryPolicy::Full) {
+                        Ok(s) => s,
+                        Err(e) => return Step::Finished(Err(space_failure(e))),
+                    };
                 let id = space.id();
                 self.spaces.insert(id, Tracked::new(SpaceView::new(space)));
                 self.must_persist = true;
@@ -2860,12 +2856,7 @@ mod tests {
     #[test]
     fn nothing_goes_out_before_what_it_depends_on_is_durable() {
         let mut e = engine("amina");
-        e.start(
-            0,
-            Intent::CreateSpace {
-                history: HistoryPolicy::Full,
-            },
-        );
+        e.start(0, Intent::CreateSpace);
         assert!(e.must_persist());
         assert_eq!(e.poll_request(), None, "a request before the persist");
         e.persist().unwrap();

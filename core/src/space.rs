@@ -226,16 +226,12 @@ impl SpacePolicy {
         Ok(true)
     }
 
-    /// Whether `next` differs from this policy only by revoked devices
-    /// added (what any member may commit; the signatures are checked by
-    /// [`Self::check_revocations`]).
+    /// Whether `next` differs from this policy at most in its revoked
+    /// devices (what any member may commit: [`Self::check_revocations`],
+    /// applied to every commit, lets that list only grow, by signed
+    /// revocations).
     fn only_revokes(&self, next: &SpacePolicy) -> bool {
-        self.history == next.history
-            && self.members == next.members
-            && self
-                .revoked
-                .iter()
-                .all(|(d, r)| next.revoked.get(d) == Some(r))
+        self.history == next.history && self.members == next.members
     }
 
     /// Checks `next`'s revocations against this policy: none is taken off
@@ -661,21 +657,21 @@ impl Space {
             .map_err(mls)?;
         let mut group = staged.into_group(provider).map_err(mls)?;
         let verified = (|| {
-            let mut devices = std::collections::BTreeSet::new();
+            let mut devices = Vec::new();
             for leaf in group.public_group().members() {
                 let node = group
                     .public_group()
                     .leaf(leaf.index)
                     .ok_or(SpaceError::NoSuchMember)?;
                 check_leaf(&policy, node)?;
-                let (_, device) = identity::parse_credential(node.credential())?;
-                if !devices.insert(device) {
-                    return Err(SpaceError::PolicyViolation(format!(
-                        "device {device} is in the group twice"
-                    )));
-                }
+                devices.push(identity::parse_credential(node.credential())?.1);
             }
-            Ok::<(), SpaceError>(())
+            match repeated(devices) {
+                Some(device) => Err(SpaceError::PolicyViolation(format!(
+                    "device {device} is in the group twice"
+                ))),
+                None => Ok::<(), SpaceError>(()),
+            }
         })();
         if let Err(e) = verified {
             let _ = group.delete(provider.storage());
@@ -810,6 +806,22 @@ impl Space {
         Ok(())
     }
 
+    /// The device ids of the group once `removed` leave and `change`'s
+    /// additions join (a repeated id appears twice).
+    fn devices_after(&self, removed: &[LeafNodeIndex], change: &[RosterChange]) -> Vec<DeviceId> {
+        let staying = self
+            .group
+            .members()
+            .filter(|m| !removed.contains(&m.index))
+            .filter_map(|m| identity::parse_credential(&m.credential).ok())
+            .map(|(_, d)| d);
+        let added = change.iter().filter_map(|c| match c {
+            RosterChange::Add { device, .. } => Some(*device),
+            RosterChange::Remove { .. } => None,
+        });
+        staying.chain(added).collect()
+    }
+
     fn own_device(&self) -> Result<DeviceId, SpaceError> {
         let cred = self.group.credential().map_err(mls)?;
         Ok(identity::parse_credential(cred)?.1)
@@ -818,9 +830,10 @@ impl Space {
     /// Whether this device's record of the current epoch will be accepted
     /// by joiners: it made the epoch's commit, or it is a space manager.
     pub fn may_record(&self) -> bool {
-        let own = self.own_device().ok();
-        own.is_some() && self.committers.get(&self.epoch()).copied() == own
-            || self.own_role().is_ok_and(|r| r == Role::SpaceManager)
+        let committed = self
+            .own_device()
+            .is_ok_and(|own| self.committers.get(&self.epoch()) == Some(&own));
+        committed || self.own_role().is_ok_and(|r| r == Role::SpaceManager)
     }
 
     fn own_role(&self) -> Result<Role, SpaceError> {
@@ -1004,22 +1017,12 @@ impl Space {
         if kps.len() > MAX_ADDS_PER_COMMIT {
             return Err(SpaceError::TooManyAdds);
         }
-        if self.checks_itself() {
-            let mut devices: std::collections::BTreeSet<DeviceId> = self
-                .group
-                .members()
-                .filter_map(|m| identity::parse_credential(&m.credential).ok())
-                .map(|(_, d)| d)
-                .collect();
-            for c in &change {
-                if let RosterChange::Add { user, device } = c
-                    && !devices.insert(*device)
-                {
-                    return Err(SpaceError::PolicyViolation(format!(
-                        "device {device} of {user} is in the space already"
-                    )));
-                }
-            }
+        if self.checks_itself()
+            && let Some(device) = repeated(self.devices_after(&[], &change))
+        {
+            return Err(SpaceError::PolicyViolation(format!(
+                "device {device} is in the space already"
+            )));
         }
         let policy_change = (policy != self.policy()?).then_some(policy);
         self.stage(
@@ -1330,18 +1333,16 @@ impl Space {
             }
         };
         let aad_bytes = processed.aad().to_vec();
+        let member = self
+            .group
+            .member_at(sender)
+            .ok_or(SpaceError::NoSuchMember)?;
+        let (_, sender_device) = identity::parse_credential(&member.credential)?;
         match processed.into_content() {
-            ProcessedMessageContent::ApplicationMessage(app) => {
-                let member = self
-                    .group
-                    .member_at(sender)
-                    .ok_or(SpaceError::NoSuchMember)?;
-                let (_, device) = identity::parse_credential(&member.credential)?;
-                Ok(Processed::Application {
-                    device,
-                    payload: app.into_bytes(),
-                })
-            }
+            ProcessedMessageContent::ApplicationMessage(app) => Ok(Processed::Application {
+                device: sender_device,
+                payload: app.into_bytes(),
+            }),
             ProcessedMessageContent::ProposalMessage(proposal) => {
                 let policy = self.policy()?;
                 check_proposal(&self.group, &policy, &proposal, None)?;
@@ -1353,17 +1354,12 @@ impl Space {
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let aad = CommitAad::from_bytes(&aad_bytes)?;
                 self.check_commit(sender, &staged, &aad)?;
-                let committer = self
-                    .group
-                    .member_at(sender)
-                    .ok_or(SpaceError::NoSuchMember)?;
-                let (_, committer) = identity::parse_credential(&committer.credential)?;
                 let had_removals = staged.remove_proposals().next().is_some();
                 let removed_self = staged.self_removed();
                 self.group
                     .merge_staged_commit(provider, *staged)
                     .map_err(mls)?;
-                self.committers.insert(self.epoch(), committer);
+                self.committers.insert(self.epoch(), sender_device);
                 self.after_merge(provider, had_removals)?;
                 Ok(Processed::Commit {
                     epoch: self.epoch(),
@@ -1463,20 +1459,10 @@ impl Space {
         }
         // Device ids name members (rosters, envelopes' signers, removals):
         // no two leaves may share one.
-        let mut devices = std::collections::BTreeSet::new();
-        for m in self.group.members() {
-            if !removed.contains(&m.index) {
-                devices.insert(identity::parse_credential(&m.credential)?.1);
-            }
-        }
-        for c in &change {
-            if let RosterChange::Add { user, device } = c
-                && !devices.insert(*device)
-            {
-                return Err(SpaceError::PolicyViolation(format!(
-                    "device {device} of {user} would be in the group twice"
-                )));
-            }
+        if let Some(device) = repeated(self.devices_after(&removed, &change)) {
+            return Err(SpaceError::PolicyViolation(format!(
+                "device {device} would be in the group twice"
+            )));
         }
         change.sort();
         if change != aad.roster_change {
@@ -1524,7 +1510,7 @@ impl Space {
     /// Reads an epoch record (walking back through history, or learning the
     /// intake epoch). Only the record of the epoch's committer or of one of
     /// its space managers is taken: any member could seal one, and a
-    /// joiner believes what it hands on (PROTOCOL §8.4).
+    /// joiner believes what it hands on (PROTOCOL §7.2).
     pub fn ingest_epoch_record(
         &mut self,
         bytes: &[u8],
@@ -1627,6 +1613,12 @@ fn check_proposal(
         }
     }
     Ok(())
+}
+
+/// The first device id that `devices` holds twice, if any.
+fn repeated(devices: impl IntoIterator<Item = DeviceId>) -> Option<DeviceId> {
+    let mut seen = std::collections::BTreeSet::new();
+    devices.into_iter().find(|d| !seen.insert(*d))
 }
 
 /// Checks that a leaf's device certificate is signed by its user's pinned key.

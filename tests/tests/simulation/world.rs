@@ -554,13 +554,7 @@ impl World {
         {
             // Alice creates the space once signed in.
             if self.nodes[ALICE].engine.as_ref().unwrap().token().is_some() {
-                self.start(
-                    ALICE,
-                    Intent::CreateSpace {
-                        history: amicus_core::space::HistoryPolicy::Full,
-                    },
-                    "create",
-                );
+                self.start(ALICE, Intent::CreateSpace, "create");
             }
         }
         for i in 0..self.nodes.len() {
