@@ -2027,7 +2027,7 @@ impl Engine {
             && view
                 .space()
                 .policy()
-                .is_ok_and(|p| !p.is_revoked(revocation.device))
+                .is_ok_and(|p| !p.is_revoked(revocation.device, &revocation.user))
     }
 
     fn sync_all(&mut self) -> Vec<OpId> {
@@ -2645,7 +2645,7 @@ impl Engine {
             CommitIntent::Revoke { revocation } => {
                 if space
                     .policy()
-                    .is_ok_and(|p| p.is_revoked(revocation.device))
+                    .is_ok_and(|p| p.is_revoked(revocation.device, &revocation.user))
                 {
                     // Another member committed it first.
                     return Step::Finished(Ok(Output::Epoch(epoch)));

@@ -123,17 +123,6 @@ pub struct PolicyMember {
     pub role: Role,
 }
 
-/// A revoked device of a space's policy: whose it was, and the identity
-/// key's signature of its [`DeviceRevocation`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevokedDevice {
-    /// The device's user.
-    pub user: UserId,
-    /// The signature, checked against the user's pinned identity key by
-    /// every member when the commit that adds it is processed.
-    pub signature: Revocation,
-}
-
 /// The GroupContext extension of a space: roles, pinned identity keys,
 /// revoked devices and history policy. Encoded as `2 || postcard(SpacePolicy)`;
 /// users and devices sorted. Version 1 (no revoked devices) is still read.
@@ -143,10 +132,14 @@ pub struct SpacePolicy {
     pub history: HistoryPolicy,
     /// The users and their roles.
     pub members: BTreeMap<UserId, PolicyMember>,
-    /// Revoked devices: none may be in the group, no commit may add one,
-    /// and none is ever taken off the list (not even when its user leaves
-    /// the space and is added again).
-    pub revoked: BTreeMap<DeviceId, RevokedDevice>,
+    /// Revoked devices, each under its user (a member can only ever
+    /// revoke a device of its own: another user's device with the same id
+    /// is not touched) with the identity key's signature of its
+    /// [`DeviceRevocation`], checked against the user's pinned key by every
+    /// member when the commit that lists it is processed. None may be in
+    /// the group, no commit may add one, and none is ever taken off the
+    /// list (not even when its user leaves the space and is added again).
+    pub revoked: BTreeMap<(DeviceId, UserId), Revocation>,
 }
 
 /// Version 1 of the policy, before devices could be revoked.
@@ -200,9 +193,9 @@ impl SpacePolicy {
         }
     }
 
-    /// Whether `device` is revoked in this policy.
-    pub fn is_revoked(&self, device: DeviceId) -> bool {
-        self.revoked.contains_key(&device)
+    /// Whether `user`'s device `device` is revoked in this policy.
+    pub fn is_revoked(&self, device: DeviceId, user: &UserId) -> bool {
+        self.revoked.contains_key(&(device, user.clone()))
     }
 
     /// Lists a revocation, checked against the identity key pinned for its
@@ -213,16 +206,11 @@ impl SpacePolicy {
             .get(&revocation.user)
             .ok_or(SpaceError::NoSuchMember)?;
         revocation.verify(&member.identity_key)?;
-        if self.revoked.contains_key(&revocation.device) {
+        let key = (revocation.device, revocation.user.clone());
+        if self.revoked.contains_key(&key) {
             return Ok(false);
         }
-        self.revoked.insert(
-            revocation.device,
-            RevokedDevice {
-                user: revocation.user.clone(),
-                signature: revocation.signature,
-            },
-        );
+        self.revoked.insert(key, revocation.signature);
         Ok(true)
     }
 
@@ -241,26 +229,25 @@ impl SpacePolicy {
         if self
             .revoked
             .iter()
-            .any(|(d, r)| next.revoked.get(d) != Some(r))
+            .any(|(k, signature)| next.revoked.get(k) != Some(signature))
         {
             return Err(SpaceError::PolicyViolation(
                 "a revoked device was taken off the list".into(),
             ));
         }
-        for (device, r) in &next.revoked {
-            if self.revoked.contains_key(device) {
+        for (key @ (device, user), signature) in &next.revoked {
+            if self.revoked.contains_key(key) {
                 continue;
             }
-            let pinned = next.members.get(&r.user).ok_or_else(|| {
+            let pinned = next.members.get(user).ok_or_else(|| {
                 SpaceError::PolicyViolation(format!(
-                    "a device of {} revoked outside the policy",
-                    r.user
+                    "a device of {user} revoked outside the policy"
                 ))
             })?;
             DeviceRevocation {
-                user: r.user.clone(),
+                user: user.clone(),
                 device: *device,
-                signature: r.signature,
+                signature: *signature,
             }
             .verify(&pinned.identity_key)?;
         }
@@ -1001,7 +988,7 @@ impl Space {
             for bytes in &m.key_packages {
                 let kp = identity::validate_key_package(provider, bytes, &m.user, &m.identity_key)?;
                 let cert = DeviceCertificate::from_extensions(kp.leaf_node().extensions())?;
-                if policy.is_revoked(cert.device) && self.checks_itself() {
+                if policy.is_revoked(cert.device, &m.user) && self.checks_itself() {
                     return Err(SpaceError::PolicyViolation(format!(
                         "device {} of {} is revoked",
                         cert.device, m.user
@@ -1436,7 +1423,7 @@ impl Space {
                     "{user} left the policy but kept a device"
                 )));
             }
-            if new_policy.is_revoked(device) && !removed.contains(&m.index) {
+            if new_policy.is_revoked(device, &user) && !removed.contains(&m.index) {
                 return Err(SpaceError::PolicyViolation(format!(
                     "device {device} of {user} is revoked but stays"
                 )));
@@ -1573,7 +1560,7 @@ fn check_proposal(
             let revoked = || {
                 let removed = group.member_at(r.removed())?;
                 let (owner, device) = identity::parse_credential(&removed.credential).ok()?;
-                new_policy.map(|p| p.revoked.get(&device).is_some_and(|r| r.user == owner))
+                new_policy.map(|p| p.is_revoked(device, &owner))
             };
             if !manager && r.removed() != *proposer && revoked() != Some(true) {
                 return Err(SpaceError::PolicyViolation(format!(
@@ -1629,7 +1616,7 @@ fn check_leaf(policy: &SpacePolicy, leaf: &openmls::prelude::LeafNode) -> Result
         SpaceError::PolicyViolation(format!("{} is not in the space policy", cert.user))
     })?;
     cert.verify(&pinned.identity_key)?;
-    if policy.is_revoked(cert.device) {
+    if policy.is_revoked(cert.device, &cert.user) {
         return Err(SpaceError::PolicyViolation(format!(
             "device {} of {} is revoked",
             cert.device, cert.user

@@ -79,7 +79,12 @@ fn a_reader_revokes_their_seized_phone_and_every_member_removes_it() {
     for member in [&m[0], &m[1], &m[3]] {
         let space = member.space.as_ref().unwrap();
         assert_eq!(space.epoch(), 2);
-        assert!(space.policy().unwrap().is_revoked(phone));
+        assert!(
+            space
+                .policy()
+                .unwrap()
+                .is_revoked(phone, &UserId::new("bruno").unwrap())
+        );
         assert!(space.members().unwrap().iter().all(|e| e.device != phone));
     }
     let code = |i: usize| m[i].space.as_ref().unwrap().epoch_authenticator();
@@ -134,13 +139,9 @@ fn no_device_revokes_or_removes_its_users_other_devices_without_the_identity_key
         .commit;
     space.commit_rejected(&phone.provider).unwrap();
     let mut policy = space.policy().unwrap();
-    policy.revoked.insert(
-        laptop,
-        amicus_core::space::RevokedDevice {
-            user: forged.user.clone(),
-            signature: forged.signature,
-        },
-    );
+    policy
+        .revoked
+        .insert((laptop, forged.user.clone()), forged.signature);
     let listing = space
         .change_policy(&phone.provider, &phone.device, policy, (1, [0; 32]))
         .unwrap()
@@ -222,7 +223,12 @@ fn a_revoked_device_is_never_added_back() {
     let phone = m[2].device.id();
     let amina = &mut m[0];
     let space = amina.space.as_mut().unwrap();
-    assert!(space.policy().unwrap().is_revoked(phone));
+    assert!(
+        space
+            .policy()
+            .unwrap()
+            .is_revoked(phone, &UserId::new("bruno").unwrap())
+    );
     // (Amina still skips her own checks: only Chloe's check is left.)
     let pending = space
         .add_members(&amina.provider, &amina.device, &[both], (3, [0; 32]))
@@ -247,4 +253,64 @@ fn no_commit_takes_a_revocation_back() {
         let err = refused_by(&mut m[i], &pending.commit);
         assert!(matches!(err, SpaceError::PolicyViolation(_)), "{err:?}");
     }
+}
+
+#[test]
+fn a_member_revokes_only_its_own_devices_never_another_users_device_id() {
+    // Amina's space with Chloe; Bruno is not in it yet.
+    let mut amina = Member::new("amina");
+    amina.create_space(HistoryPolicy::Full);
+    let mut chloe = Member::new("chloe");
+    let pending = amina
+        .space
+        .as_mut()
+        .unwrap()
+        .add_members(
+            &amina.provider,
+            &amina.device,
+            &[Member::invitation(&[&chloe], Role::Contributor)],
+            (0, [0; 32]),
+        )
+        .unwrap();
+    deliver_commit(&mut amina, &pending, &mut []);
+    chloe.join(pending.welcome.as_ref().unwrap());
+    let bruno = Rc::new(UserIdentity::generate(UserId::new("bruno").unwrap()));
+    let mut laptop = Member::device_of(bruno.clone());
+    let mut phone = Member::device_of(bruno);
+    // Chloe signs a revocation of "her" device carrying the id of Bruno's
+    // phone, and commits it: valid, but it revokes nothing of Bruno's.
+    let squatted = chloe.identity.revoke(phone.device.id());
+    let pending = chloe
+        .space
+        .as_mut()
+        .unwrap()
+        .revoke_device(&chloe.provider, &chloe.device, &squatted, (1, [0; 32]))
+        .unwrap();
+    deliver_commit(&mut chloe, &pending, &mut [&mut amina]);
+    let policy = amina.space.as_ref().unwrap().policy().unwrap();
+    assert!(policy.is_revoked(phone.device.id(), &UserId::new("chloe").unwrap()));
+    assert!(!policy.is_revoked(phone.device.id(), &UserId::new("bruno").unwrap()));
+    // Amina invites Bruno with both devices: both are added and join.
+    let pending = amina
+        .space
+        .as_mut()
+        .unwrap()
+        .add_members(
+            &amina.provider,
+            &amina.device,
+            &[Member::invitation(&[&laptop, &phone], Role::Reader)],
+            (2, [0; 32]),
+        )
+        .expect("a device id another member listed under itself blocks nobody");
+    deliver_commit(&mut amina, &pending, &mut [&mut chloe]);
+    for m in [&mut laptop, &mut phone] {
+        m.join(pending.welcome.as_ref().unwrap());
+    }
+    let members = chloe.space.as_ref().unwrap().members().unwrap();
+    assert!(
+        members
+            .iter()
+            .any(|e| e.device == phone.device.id() && e.user.as_str() == "bruno")
+    );
+    assert_eq!(phone.epoch(), chloe.epoch());
 }
