@@ -41,6 +41,8 @@ fn space_record(id: SpaceId) -> SpaceRecord {
         roles: Default::default(),
         snapshots: Default::default(),
         name: None,
+        last_commit: None,
+        barred: Default::default(),
     }
 }
 

@@ -56,6 +56,10 @@ fn names(users: &[UserId]) -> String {
 /// The largest presence message [`Engine::presence`] sends.
 pub const MAX_PRESENCE: usize = 1024;
 
+/// How long a device waits to report a refused commit again while its
+/// epoch is not reopened (milliseconds).
+pub const REPORT_RETRY_MS: u64 = 30_000;
+
 /// An operation started by [`Engine::start`].
 pub type OpId = u64;
 /// An HTTP request handed out by [`Engine::poll_request`].
@@ -381,6 +385,9 @@ struct Tracked {
     fork_reported: bool,
     /// Users reported as pinned with another key than this device's.
     key_conflicts: BTreeSet<UserId>,
+    /// A commit this device refused, still to be reopened: its position
+    /// and when to report it (again).
+    report: Option<(u64, u64)>,
 }
 
 impl Tracked {
@@ -397,6 +404,7 @@ impl Tracked {
             retry_at: None,
             fork_reported: false,
             key_conflicts: BTreeSet::new(),
+            report: None,
         }
     }
 }
@@ -549,6 +557,8 @@ pub struct Engine {
     last_sent: u64,
     next_frame: u32,
     subscriptions: BTreeMap<u32, SpaceId>,
+    /// Reports sent and not answered yet (request → space).
+    reports: BTreeMap<u32, SpaceId>,
     answers: BTreeMap<u32, ServerFrame>,
     next_request: RequestId,
     inflight: BTreeMap<RequestId, HttpRequest>,
@@ -624,6 +634,7 @@ impl Engine {
             last_sent: 0,
             next_frame: 0,
             subscriptions: BTreeMap::new(),
+            reports: BTreeMap::new(),
             answers: BTreeMap::new(),
             next_request: 0,
             inflight: BTreeMap::new(),
@@ -890,6 +901,11 @@ impl Engine {
             consider(*at);
         }
         if self.online {
+            for t in self.spaces.values() {
+                if let Some((_, at)) = t.report {
+                    consider(at);
+                }
+            }
             consider(self.last_sent + self.config.ping_ms);
         } else if self.reconnect_at > self.now && self.needs_link() {
             // Time to reconnect, or to sign in again first.
@@ -953,6 +969,14 @@ impl Engine {
             } => self.on_synced(space, next_seq),
             ServerFrame::Refused { request, .. } if self.subscriptions.contains_key(&request) => {
                 self.on_subscribe_refused(request, frame);
+            }
+            ServerFrame::Reported {
+                request, reopened, ..
+            } => self.on_reported(request, reopened, None),
+            ServerFrame::Refused {
+                request, message, ..
+            } if self.reports.contains_key(&request) => {
+                self.on_reported(request, false, Some(message));
             }
             // Request 0 is a presence message's: nothing waits for its answer.
             ServerFrame::Accepted { request: 0, .. } | ServerFrame::Refused { request: 0, .. } => {}
@@ -1144,7 +1168,66 @@ impl Engine {
             self.spawn(op, false, true);
         }
         self.check_records();
+        self.send_reports();
         self.drive();
+    }
+
+    /// Reports the commits this device refused whose report is due (once
+    /// refused, then every [`REPORT_RETRY_MS`] until the epoch is reopened
+    /// or a later commit makes it moot: an answer can be lost).
+    fn send_reports(&mut self) {
+        if !self.online {
+            return;
+        }
+        let now = self.now;
+        let due: Vec<(SpaceId, u64)> = self
+            .spaces
+            .iter_mut()
+            .filter_map(|(id, t)| match &mut t.report {
+                Some((commit, at)) if *at <= now => {
+                    *at = now + REPORT_RETRY_MS;
+                    Some((*id, *commit))
+                }
+                _ => None,
+            })
+            .collect();
+        for (space, commit) in due {
+            self.next_frame = self.next_frame.wrapping_add(1).max(1);
+            let request = self.next_frame;
+            self.reports.insert(request, space);
+            self.transmit.push_back(ClientFrame::Report {
+                request,
+                space,
+                commit,
+            });
+        }
+    }
+
+    /// The server's answer to a report: once the epoch is reopened, the
+    /// space is read again if the server had stopped serving it (the
+    /// refused commit may have taken this device off the roster); a
+    /// refusal ends the reporting and is shown.
+    fn on_reported(&mut self, request: u32, reopened: bool, refused: Option<String>) {
+        let Some(id) = self.reports.remove(&request) else {
+            return;
+        };
+        let Some(t) = self.spaces.get_mut(&id) else {
+            return;
+        };
+        if let Some(message) = refused {
+            t.report = None;
+            self.events.push_back(Event::Warning {
+                code: Code::Refused,
+                space: Some(id),
+                message: format!("the server did not count this device's report of a refused commit: {message}"),
+            });
+        } else if reopened {
+            t.report = None;
+            if !t.live && t.outstanding.is_empty() {
+                t.failed = None;
+                self.subscribe(id);
+            }
+        }
     }
 
     /// Notes spaces whose log, read to its end, holds no record of their
@@ -1278,6 +1361,12 @@ impl Engine {
                 space: Some(id),
                 message,
             });
+        }
+        if let Some(commit) = applied.refused {
+            t.report = Some((commit, self.now));
+        } else if t.report.is_some() && t.view.refused().is_none() {
+            // Reopened, or moot.
+            t.report = None;
         }
         if !was_removed && t.view.is_removed() {
             self.events.push_back(Event::Removed { space: id });

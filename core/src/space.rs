@@ -814,6 +814,11 @@ impl Space {
         Ok(identity::parse_credential(cred)?.1)
     }
 
+    /// The device whose commit began `epoch`, where this device knows it.
+    pub fn committer_of(&self, epoch: u64) -> Option<DeviceId> {
+        self.committers.get(&epoch).copied()
+    }
+
     /// Whether this device's record of the current epoch will be accepted
     /// by joiners: it made the epoch's commit, or it is a space manager.
     pub fn may_record(&self) -> bool {

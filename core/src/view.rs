@@ -19,7 +19,7 @@ use crate::document::{Authors, DocumentError, Replica, SavedReplica};
 use crate::envelope::{EnvelopeError, Header};
 use crate::identity::Device;
 use crate::space::{CommitAad, Content, Processed, Space, SpaceError, SpaceState};
-use crate::wire::{EntryKind, LogEntry, genesis, inspect_mls};
+use crate::wire::{EntryKind, LogEntry, Reopen, genesis, inspect_mls};
 use crate::{DeviceId, MlsProvider, SpaceId, StreamId};
 
 /// The persisted part of a [`SpaceView`] (inside a device's encrypted
@@ -133,6 +133,13 @@ pub struct SpaceView {
     /// The epochs whose record the log holds.
     recorded: std::collections::BTreeSet<u64>,
     broken: Option<String>,
+    /// The position and epoch of the last commit read in this run (not
+    /// saved: after a restart a reopening is checked against the epoch in
+    /// force alone).
+    last_commit: Option<(u64, u64)>,
+    /// The commit this device refused in this run, until its epoch is
+    /// reopened or a later commit makes the refusal moot.
+    refused: Option<u64>,
 }
 
 impl std::fmt::Debug for SpaceView {
@@ -154,6 +161,10 @@ pub struct Applied {
     /// way): it was not read, and the log must be read again from this
     /// position (subscribe again from [`SpaceView::read_to`]).
     pub missing: Option<u64>,
+    /// This device's group refused the commit at this position: report it
+    /// to the server (PROTOCOL §6.4), which reopens its epoch once most
+    /// members did.
+    pub refused: Option<u64>,
 }
 
 impl SpaceView {
@@ -179,6 +190,8 @@ impl SpaceView {
             locked: Vec::new(),
             recorded: Default::default(),
             broken: None,
+            last_commit: None,
+            refused: None,
         }
     }
 
@@ -288,6 +301,12 @@ impl SpaceView {
     /// Marks the device as removed (the server no longer serves it).
     pub fn mark_removed(&mut self) {
         self.removed = true;
+    }
+
+    /// The commit this device refused in this run, while its epoch is not
+    /// reopened and no later commit made the refusal moot.
+    pub fn refused(&self) -> Option<u64> {
+        self.refused
     }
 
     /// Why the log can no longer be trusted, if it cannot.
@@ -454,7 +473,13 @@ impl SpaceView {
             ));
             return out;
         }
-        if entry.epoch != self.in_force {
+        // A reopening is labelled with the epoch it reopens: the one the
+        // last commit left.
+        let labelled = match entry.kind {
+            EntryKind::Reopen => entry.epoch + 1 == self.in_force,
+            _ => entry.epoch == self.in_force,
+        };
+        if !labelled {
             // The server labels every entry with the epoch in force when it
             // was appended; a commit moves it by one. Anything else is an
             // entry replayed from another epoch or a log put together.
@@ -475,7 +500,7 @@ impl SpaceView {
             ));
             return out;
         }
-        if entry.kind != EntryKind::Envelope {
+        if matches!(entry.kind, EntryKind::Commit | EntryKind::Proposal) {
             match inspect_mls(&entry.payload) {
                 Ok(f) if f.epoch == entry.epoch && f.group == id.0 => {
                     // A commit states the log position and head its
@@ -532,14 +557,63 @@ impl SpaceView {
                         }
                         Ok(_) => {}
                         Err(e) => {
+                            self.refused = Some(entry.seq);
+                            out.refused = Some(entry.seq);
                             out.warning = Some(format!(
                                 "space {id}: refused the commit at entry {}: {e}",
                                 entry.seq
                             ));
                         }
                     }
+                } else if !replay
+                    && let Some(refused) = self.refused.take()
+                {
+                    out.warning = Some(format!(
+                        "space {id}: the space went on past the commit at entry {refused}, which this device refused: it stays in the epoch before it and can no longer follow the space"
+                    ));
                 }
+                self.last_commit = Some((entry.seq, entry.epoch));
                 self.in_force = entry.epoch + 1;
+            }
+            EntryKind::Reopen => {
+                let reopen = Reopen::decode(&entry.payload).filter(|r| {
+                    r.commit < entry.seq
+                        && self
+                            .last_commit
+                            .is_none_or(|c| c == (r.commit, entry.epoch))
+                });
+                let Some(reopen) = reopen else {
+                    self.broken = Some(format!(
+                        "space {id}: entry {} reopens an epoch that the last commit did not begin: the server misplaced it",
+                        entry.seq
+                    ));
+                    return out;
+                };
+                // A device whose group went through the refused commit is
+                // in an epoch the others left: it cannot follow any more.
+                let accepted = !self.removed
+                    && self.space.epoch() == entry.epoch + 1
+                    && self.space.committer_of(entry.epoch + 1) == Some(reopen.committer);
+                if accepted && !replay {
+                    self.broken = Some(format!(
+                        "space {id}: the members refused the commit at entry {}, which this device had accepted; it can no longer follow the space",
+                        reopen.commit
+                    ));
+                    return out;
+                }
+                self.in_force = entry.epoch;
+                self.last_commit = None;
+                // Envelopes sealed after the refused commit, under the
+                // epoch it would have begun, will never open.
+                self.locked.retain(|(_, _, in_force)| *in_force <= entry.epoch);
+                if !replay {
+                    self.refused = None;
+                    out.membership = true;
+                    out.warning = Some(format!(
+                        "space {id}: the members refused the commit at entry {}; epoch {} is open again",
+                        reopen.commit, entry.epoch
+                    ));
+                }
             }
             EntryKind::Proposal => {
                 if !replay

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{SpaceId, envelope};
+use crate::{DeviceId, SpaceId, envelope};
 
 /// Version byte of every frame.
 pub const WIRE_VERSION: u8 = 1;
@@ -84,6 +84,17 @@ pub enum ClientFrame {
     },
     /// Keep-alive.
     Ping,
+    /// This device refused the commit at `commit` (its group found it
+    /// invalid): a report toward reopening its epoch (PROTOCOL §6.4).
+    /// Answered by `Reported` or `Refused` with the same request id.
+    Report {
+        /// Chosen by the client to match the answer.
+        request: u32,
+        /// The space.
+        space: SpaceId,
+        /// The sequence number of the refused commit.
+        commit: u64,
+    },
 }
 
 /// Why the server refused an append.
@@ -172,6 +183,18 @@ pub enum ServerFrame {
         /// The space's current epoch.
         epoch: u64,
     },
+    /// A report was counted (or the commit was refused already).
+    Reported {
+        /// The client's request id.
+        request: u32,
+        /// True once the commit's epoch is reopened (a `Reopen` entry is
+        /// in the log).
+        reopened: bool,
+        /// Users who reported the commit so far.
+        reports: u32,
+        /// Users whose reports reopen it.
+        needed: u32,
+    },
 }
 
 /// What the clear MLS framing of a message says (no key needed): the server
@@ -248,6 +271,38 @@ pub enum EntryKind {
     Envelope = 2,
     /// An MLS proposal.
     Proposal = 3,
+    /// The server reopened the epoch of the last commit, which the members
+    /// refused (PROTOCOL §6.4): the payload is [`Reopen::encode`], the
+    /// entry's epoch the reopened one.
+    Reopen = 4,
+}
+
+/// The payload of a [`EntryKind::Reopen`] entry: which commit the members
+/// refused, and the device that appended it (as the server knows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reopen {
+    /// The sequence number of the refused commit.
+    pub commit: u64,
+    /// The device that appended it.
+    pub committer: DeviceId,
+}
+
+impl Reopen {
+    /// `commit u64 BE || committer [16]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.commit.to_be_bytes().to_vec();
+        out.extend_from_slice(&self.committer.0);
+        out
+    }
+
+    /// Reads [`Self::encode`]'s form; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (commit, committer) = bytes.split_first_chunk::<8>()?;
+        Some(Self {
+            commit: u64::from_be_bytes(*commit),
+            committer: DeviceId(committer.try_into().ok()?),
+        })
+    }
 }
 
 /// One entry of a space log.

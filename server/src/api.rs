@@ -844,6 +844,8 @@ pub async fn create_space(
         roles: BTreeMap::new(),
         snapshots: BTreeMap::new(),
         name,
+        last_commit: None,
+        barred: Default::default(),
     };
     match req.kind {
         SpaceKind::Confidential => {

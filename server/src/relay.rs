@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use amicus_core::envelope::{Header, Kind};
 use amicus_core::space::{CommitAad, RosterChange};
 use amicus_core::wire::{
-    AppendItem, EntryKind, LogEntry, MlsContent, RefusalCode, ServerFrame, inspect_mls,
+    AppendItem, EntryKind, LogEntry, MlsContent, RefusalCode, Reopen, ServerFrame, inspect_mls,
     is_mls_welcome,
 };
 use amicus_core::{DeviceId, SpaceId, UserId};
@@ -30,7 +30,7 @@ pub const MAX_SNAPSHOT_STREAMS: usize = 10_000;
 /// Largest application message (relayed live, never stored).
 pub const MAX_APPLICATION_MESSAGE: usize = 64 << 10;
 use crate::state::{AppState, Caller};
-use crate::store::{Append, SpaceKind, SpaceRecord, StoreError};
+use crate::store::{Append, LastCommit, SpaceKind, SpaceRecord, StoreError};
 
 /// One live connection's outbound side.
 #[derive(Clone)]
@@ -275,7 +275,7 @@ impl Relay {
                 .map_err(internal)
                 .map(|d| d.is_some_and(|d| &d.certificate.user == user))
         };
-        let decision = decide(&mut space, item, registered);
+        let decision = decide(&mut space, (caller.device, &caller.user), item, registered);
         if let Err(Refusal {
             code: RefusalCode::CommitConflict { .. },
             ..
@@ -355,6 +355,148 @@ impl Relay {
         }
         Ok(Appended::Logged { seq, hash })
     }
+
+    /// Counts a member's report of a refused commit ([`report`]): the
+    /// count is durable before the answer, and a reopening's entry is
+    /// durable before it is fanned out.
+    pub async fn report(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        space_id: SpaceId,
+        commit: u64,
+    ) -> Result<Reported, Refusal> {
+        let lock = self.lock_of(space_id);
+        let _guard = lock.lock().await;
+        let mut space = load(state, space_id)?;
+        let before = space.clone();
+        let mut outcome = report(&mut space, (caller.device, &caller.user), commit)?;
+        if space != before {
+            let store = state.store.clone();
+            let entry = outcome.reopen.clone();
+            tokio::task::spawn_blocking(move || {
+                store.append(Append {
+                    space: &space,
+                    entry: entry.as_ref(),
+                    welcome: None,
+                })
+            })
+            .await
+            .map_err(|_| internal(StoreError::Database("report task failed".into())))?
+            .map_err(internal)?;
+        }
+        if let Some(entry) = outcome.reopen.take() {
+            state.metrics.appends.fetch_add(1, Ordering::Relaxed);
+            self.fan_out(
+                state,
+                space_id,
+                &ServerFrame::Entry {
+                    space: space_id,
+                    entry,
+                },
+                None,
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// What a report did ([`report`]).
+#[derive(Debug)]
+pub struct Reported {
+    /// The `Reopen` entry this report wrote (to make durable and fan
+    /// out), if it was the one that reached the majority.
+    pub reopen: Option<LogEntry>,
+    /// True if the commit's epoch is reopened (by this report or before).
+    pub reopened: bool,
+    /// Users who reported the commit.
+    pub reports: u32,
+    /// Users whose reports reopen it: more than half of the users the
+    /// space's delivery roster held before the commit, its committer's
+    /// user left out.
+    pub needed: u32,
+}
+
+/// The relay's decision on one report that a member's group refused the
+/// commit at `commit` (PROTOCOL §6.4), without lock or store. Only the
+/// space's last commit can be reported, only by a device the roster held
+/// before it (a device it removed included) of another user than its
+/// committer's, and each user counts once. When more than half of those
+/// users reported it, the epoch is reopened: the roster is as before the
+/// commit, the space is back in the commit's epoch (the next valid commit
+/// takes it), the committer's user may never commit in the space again,
+/// and a `Reopen` entry records it in the log, where the refused commit
+/// stays. A commit its members accepted cannot be reopened by a minority.
+pub fn report(
+    space_record: &mut SpaceRecord,
+    reporter: (DeviceId, &UserId),
+    commit: u64,
+) -> Result<Reported, Refusal> {
+    let mut space = space_record.clone();
+    let Some(last) = space.last_commit.as_mut().filter(|c| c.seq == commit) else {
+        return Err(malformed(format!(
+            "entry {commit} is not the last commit of the space (a later commit was accepted, or it is no commit): it can no longer be reported"
+        )));
+    };
+    let mut before = space.roster.clone();
+    if !last.reopened {
+        for d in &last.added {
+            before.remove(d);
+        }
+        for (d, u) in &last.removed {
+            before.insert(*d, u.clone());
+        }
+    }
+    if before.get(&reporter.0) != Some(reporter.1) {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            "this device was not in the space's roster when the commit was made",
+        ));
+    }
+    if last.committer.1 == *reporter.1 {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            "a commit cannot be reported by its committer's own user",
+        ));
+    }
+    let voters: std::collections::BTreeSet<&UserId> = before
+        .values()
+        .filter(|u| **u != last.committer.1)
+        .collect();
+    let needed = voters.len() as u32 / 2 + 1;
+    let mut reopen = None;
+    if !last.reopened {
+        last.reports.insert(reporter.1.clone());
+        if last.reports.len() as u32 >= needed {
+            last.reopened = true;
+            let entry = LogEntry {
+                seq: space.next_seq,
+                prev: space.head,
+                kind: EntryKind::Reopen,
+                epoch: last.epoch,
+                payload: Reopen {
+                    commit: last.seq,
+                    committer: last.committer.0,
+                }
+                .encode(),
+            };
+            space.roster = before;
+            space.epoch = last.epoch;
+            space.barred.insert(last.committer.1.clone());
+            space.next_seq += 1;
+            space.head = entry.hash();
+            reopen = Some(entry);
+        }
+    }
+    let last = space.last_commit.as_ref().expect("present");
+    let outcome = Reported {
+        reopen,
+        reopened: last.reopened,
+        reports: last.reports.len() as u32,
+        needed,
+    };
+    *space_record = space;
+    Ok(outcome)
 }
 
 /// What an accepted append does.
@@ -377,11 +519,13 @@ pub enum Decision {
 /// The relay's decision on one append to a confidential space, without
 /// lock, store or socket: the server calls it under the space's lock and
 /// makes the result durable; the whole-system simulation's model relay
-/// calls it too. `registered` says whether a device is a registered device
-/// of a user. On success `space` has advanced (position, head, epoch,
-/// delivery roster, snapshot positions); on a refusal it is unchanged.
+/// calls it too. `caller` is the appending device and its user;
+/// `registered` says whether a device is a registered device of a user. On
+/// success `space` has advanced (position, head, epoch, delivery roster,
+/// snapshot positions, last commit); on a refusal it is unchanged.
 pub fn decide(
     space_record: &mut SpaceRecord,
+    caller: (DeviceId, &UserId),
     item: AppendItem,
     registered: impl Fn(DeviceId, &UserId) -> Result<bool, Refusal>,
 ) -> Result<Decision, Refusal> {
@@ -417,6 +561,12 @@ pub fn decide(
             }
             let parsed = CommitAad::from_bytes(&aad)
                 .map_err(|_| malformed("the commit's authenticated data is malformed"))?;
+            if space.barred.contains(caller.1) {
+                return Err(refuse(
+                    RefusalCode::Forbidden,
+                    "the members of this space refused an earlier commit of yours: you may not commit in it any more",
+                ));
+            }
             if epoch != space.epoch {
                 return Err(refuse(
                     RefusalCode::CommitConflict {
@@ -462,12 +612,27 @@ pub fn decide(
                     ));
                 }
             }
+            let mut undo = Vec::new();
             for d in &removed {
-                space.roster.remove(d);
+                if let Some(u) = space.roster.remove(d) {
+                    undo.push((*d, u));
+                }
             }
+            let mut new = Vec::new();
             for (d, u) in &adds {
-                space.roster.insert(*d, u.clone());
+                if space.roster.insert(*d, u.clone()).is_none() {
+                    new.push(*d);
+                }
             }
+            space.last_commit = Some(LastCommit {
+                seq: space.next_seq,
+                epoch,
+                committer: (caller.0, caller.1.clone()),
+                added: new,
+                removed: undo,
+                reports: Default::default(),
+                reopened: false,
+            });
             if space.roster.is_empty() {
                 return Err(malformed(
                     "a commit may not remove every device of the space",

@@ -124,6 +124,48 @@ pub struct SpaceRecord {
     pub snapshots: BTreeMap<[u8; 16], u64>,
     /// A display name (public spaces only; confidential names stay encrypted).
     pub name: Option<String>,
+    /// The last commit accepted (confidential), while its epoch may still
+    /// be reopened by the members' reports (PROTOCOL §6.4).
+    pub last_commit: Option<LastCommit>,
+    /// Users a majority of members refused a commit of: none of their
+    /// devices may commit in this space again.
+    pub barred: std::collections::BTreeSet<UserId>,
+}
+
+/// The last commit of a space, as the relay keeps it to reopen its epoch
+/// if the members refuse it: who appended it, what its clear roster change
+/// did to the delivery roster (to undo it), and who reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastCommit {
+    /// The commit's sequence number.
+    pub seq: u64,
+    /// The epoch it moved from.
+    pub epoch: u64,
+    /// The device that appended it, and its user.
+    pub committer: (DeviceId, UserId),
+    /// Devices it added to the delivery roster.
+    pub added: Vec<DeviceId>,
+    /// Devices it took off the delivery roster, with their users.
+    pub removed: Vec<(DeviceId, UserId)>,
+    /// Users who reported it (each counts once, whatever its devices).
+    pub reports: std::collections::BTreeSet<UserId>,
+    /// True once its epoch was reopened.
+    pub reopened: bool,
+}
+
+/// A [`SpaceRecord`] as stored before epochs could be reopened (version 1).
+#[derive(Deserialize)]
+struct SpaceRecordV1 {
+    id: SpaceId,
+    kind: SpaceKind,
+    created_by: UserId,
+    epoch: u64,
+    next_seq: u64,
+    head: [u8; 32],
+    roster: BTreeMap<DeviceId, UserId>,
+    roles: BTreeMap<UserId, PublicRole>,
+    snapshots: BTreeMap<[u8; 16], u64>,
+    name: Option<String>,
 }
 
 /// A public document: plaintext, readable by every member of the network.
@@ -322,6 +364,42 @@ fn dec<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, Store
             _ => Err(StoreError::Corrupt(tree)),
         },
         _ => Err(StoreError::Corrupt(tree)),
+    }
+}
+
+/// The version byte of a stored [`SpaceRecord`] (version 1, without
+/// `last_commit` and `barred`, is still read).
+const SPACE_VERSION: u8 = 2;
+
+fn enc_space(space: &SpaceRecord) -> Vec<u8> {
+    let mut out = vec![SPACE_VERSION];
+    out.extend_from_slice(&postcard::to_allocvec(space).expect("records always encode"));
+    out
+}
+
+fn dec_space(bytes: &[u8]) -> Result<SpaceRecord, StoreError> {
+    match bytes.split_first() {
+        Some((&SPACE_VERSION, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((value, [])) => Ok(value),
+            _ => Err(StoreError::Corrupt("spaces")),
+        },
+        _ => {
+            let v1: SpaceRecordV1 = dec("spaces", bytes)?;
+            Ok(SpaceRecord {
+                id: v1.id,
+                kind: v1.kind,
+                created_by: v1.created_by,
+                epoch: v1.epoch,
+                next_seq: v1.next_seq,
+                head: v1.head,
+                roster: v1.roster,
+                roles: v1.roles,
+                snapshots: v1.snapshots,
+                name: v1.name,
+                last_commit: None,
+                barred: Default::default(),
+            })
+        }
     }
 }
 
@@ -651,7 +729,7 @@ impl Store for SledStore {
     fn create_space(&self, space: &SpaceRecord) -> Result<bool, StoreError> {
         let created = self
             .spaces
-            .compare_and_swap(space.id.0, None as Option<&[u8]>, Some(enc(space)))?
+            .compare_and_swap(space.id.0, None as Option<&[u8]>, Some(enc_space(space)))?
             .is_ok();
         self.durable()?;
         Ok(created)
@@ -660,19 +738,19 @@ impl Store for SledStore {
     fn space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
         self.spaces
             .get(id.0)?
-            .map(|v| dec("spaces", &v))
+            .map(|v| dec_space(&v))
             .transpose()
     }
 
     fn spaces(&self) -> Result<Vec<SpaceRecord>, StoreError> {
         self.spaces
             .iter()
-            .map(|item| dec("spaces", &item?.1))
+            .map(|item| dec_space(&item?.1))
             .collect()
     }
 
     fn append(&self, append: Append<'_>) -> Result<(), StoreError> {
-        let space_bytes = enc(append.space);
+        let space_bytes = enc_space(append.space);
         let id = append.space.id;
         let entry = append.entry.map(|e| (log_key(id, e.seq), enc(e)));
         let mut queued = Vec::new();

@@ -261,5 +261,36 @@ async fn handle(
             };
             send(state, sink, answer.encode()).await
         }
+        ClientFrame::Report {
+            request,
+            space,
+            commit,
+        } => {
+            let answer = if let Err(ms) = state.rate(caller.device) {
+                ServerFrame::Refused {
+                    request,
+                    code: RefusalCode::RateLimited { retry_after_ms: ms },
+                    message: format!("too many requests; retry after {ms} ms"),
+                }
+            } else {
+                match state.relay.report(state, caller, space, commit).await {
+                    Ok(r) => ServerFrame::Reported {
+                        request,
+                        reopened: r.reopened,
+                        reports: r.reports,
+                        needed: r.needed,
+                    },
+                    Err(r) => {
+                        state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                        ServerFrame::Refused {
+                            request,
+                            code: r.code,
+                            message: r.message,
+                        }
+                    }
+                }
+            };
+            send(state, sink, answer.encode()).await
+        }
     }
 }

@@ -10,7 +10,7 @@ use amicus_core::api::{self, HttpRequest, HttpResponse, Method};
 use amicus_core::identity::{DeviceCertificate, Statement, UserIdentity, verify_statement};
 use amicus_core::wire::{AppendItem, LogEntry, RefusalCode, ServerFrame, genesis};
 use amicus_core::{DeviceId, SpaceId, UserId};
-use amicus_server::relay::{Decision, decide};
+use amicus_server::relay::{Decision, decide, report};
 use amicus_server::store::{SpaceKind, SpaceRecord};
 use serde::Serialize;
 
@@ -275,6 +275,8 @@ impl Model {
                     roles: BTreeMap::new(),
                     snapshots: BTreeMap::new(),
                     name: None,
+                    last_commit: None,
+                    barred: Default::default(),
                 };
                 record.roster.insert(device, user);
                 self.spaces.insert(
@@ -328,6 +330,59 @@ impl Model {
         out
     }
 
+    /// A report of a refused commit, through the relay's own
+    /// [`report`]: the answer, and the `Reopen` entry it appended if any.
+    pub fn report(
+        &mut self,
+        device: DeviceId,
+        request: u32,
+        space: SpaceId,
+        commit: u64,
+    ) -> (ServerFrame, Option<(SpaceId, LogEntry)>) {
+        let Some(user) = self.devices.get(&device).map(|c| c.user.clone()) else {
+            return (
+                ServerFrame::Refused {
+                    request,
+                    code: RefusalCode::Forbidden,
+                    message: "unknown device".into(),
+                },
+                None,
+            );
+        };
+        let Some(log) = self.spaces.get_mut(&space) else {
+            return (
+                ServerFrame::Refused {
+                    request,
+                    code: RefusalCode::Forbidden,
+                    message: "no such space".into(),
+                },
+                None,
+            );
+        };
+        match report(&mut log.record, (device, &user), commit) {
+            Err(r) => (
+                ServerFrame::Refused {
+                    request,
+                    code: r.code,
+                    message: r.message,
+                },
+                None,
+            ),
+            Ok(r) => {
+                let entry = r.reopen.inspect(|e| log.entries.push(e.clone()));
+                (
+                    ServerFrame::Reported {
+                        request,
+                        reopened: r.reopened,
+                        reports: r.reports,
+                        needed: r.needed,
+                    },
+                    entry.map(|e| (space, e)),
+                )
+            }
+        }
+    }
+
     pub fn append(
         &mut self,
         device: DeviceId,
@@ -355,7 +410,8 @@ impl Model {
         };
         let registered =
             |d: DeviceId, u: &UserId| Ok(devices.get(&d).is_some_and(|c| &c.user == u));
-        match decide(&mut log.record, item, registered) {
+        let user = devices.get(&device).map(|c| c.user.clone()).expect("registered");
+        match decide(&mut log.record, (device, &user), item, registered) {
             Err(r) => refused(r.code, r.message),
             Ok(Decision::Relay(_)) => Appended {
                 answer: ServerFrame::Accepted {

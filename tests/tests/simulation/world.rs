@@ -475,6 +475,32 @@ impl World {
                     self.send_to_client(conn, f);
                 }
             }
+            ClientFrame::Report {
+                request,
+                space,
+                commit,
+            } => {
+                let (answer, entry) = self.model.report(device, request, space, commit);
+                self.send_to_client(conn, answer);
+                if let Some((space, entry)) = entry {
+                    self.mix.entries += 1;
+                    let subscribers: Vec<u64> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.alive && c.subs.contains(&space))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for s in subscribers {
+                        self.send_to_client(
+                            s,
+                            ServerFrame::Entry {
+                                space,
+                                entry: entry.clone(),
+                            },
+                        );
+                    }
+                }
+            }
             ClientFrame::Append {
                 request,
                 space,
