@@ -1020,6 +1020,12 @@ impl Client {
         Ok(())
     }
 
+    /// Test hook: the engine itself, to play a misbehaving member.
+    #[cfg(feature = "dangerous-test-hooks")]
+    pub fn dangerous_engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     /// The HTTP side, for commands that only call the API.
     pub fn http(&self) -> &Http {
         &self.http

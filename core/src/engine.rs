@@ -731,6 +731,17 @@ impl Engine {
         self.spaces.get(&space).map(|t| &t.view)
     }
 
+    /// Test hook: a space's view with the provider and device, to play a
+    /// misbehaving member that stages what its engine never would.
+    #[cfg(feature = "dangerous-test-hooks")]
+    pub fn dangerous_space(
+        &mut self,
+        space: SpaceId,
+    ) -> Option<(&mut SpaceView, &MlsProvider, &Device)> {
+        let t = self.spaces.get_mut(&space)?;
+        Some((&mut t.view, &self.provider, &self.device))
+    }
+
     /// One space's view, to read its documents.
     pub fn view_mut(&mut self, space: SpaceId) -> Option<&mut SpaceView> {
         self.spaces.get_mut(&space).map(|t| &mut t.view)
@@ -999,6 +1010,7 @@ impl Engine {
             ServerFrame::Application { space, message } => self.on_presence(space, &message),
             ServerFrame::Pong => {}
         }
+        self.send_reports();
         self.drive();
     }
 

@@ -7,23 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Server, register};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(server: &Server, token: Option<&str>) -> Result<Ws, String> {
-    let url = format!("ws://{}/v1/ws", server.url.trim_start_matches("http://"));
-    let mut req = url.into_client_request().unwrap();
-    if let Some(t) = token {
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
-}
+use crate::support::{Server, Ws, answer, connect, register};
 
 /// The close code the server ends the connection with.
 async fn closed_with(ws: &mut Ws) -> u16 {
@@ -32,16 +16,6 @@ async fn closed_with(ws: &mut Ws) -> u16 {
             Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
-async fn answer(ws: &mut Ws) -> ServerFrame {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(b))) => return ServerFrame::decode(&b).unwrap(),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a frame, got {other:?}"),
         }
     }
 }

@@ -14,6 +14,7 @@ mod membership;
 mod misbehaving;
 mod public;
 mod relay_double;
+mod reopen;
 mod revocation;
 mod support;
 mod tls;

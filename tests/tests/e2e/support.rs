@@ -6,6 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amicus_cli::Client;
+use amicus_core::wire::ServerFrame;
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub const PASS: &[u8] = b"correct horse battery staple";
 /// The close code of a connection that did not read fast enough.
@@ -176,5 +180,33 @@ pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
             .parse()
             .unwrap_or_else(|_| panic!("{name}={v} is not a valid number")),
         Err(_) => default,
+    }
+}
+
+/// A raw WebSocket to the server (for frames no client sends).
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(server: &Server, token: Option<&str>) -> Result<Ws, String> {
+    let url = format!("ws://{}/v1/ws", server.url.trim_start_matches("http://"));
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+/// The next frame the server sends.
+pub async fn answer(ws: &mut Ws) -> ServerFrame {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => return ServerFrame::decode(&b).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a frame, got {other:?}"),
+        }
     }
 }
