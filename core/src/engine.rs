@@ -1231,7 +1231,9 @@ impl Engine {
             self.events.push_back(Event::Warning {
                 code: Code::Refused,
                 space: Some(id),
-                message: format!("the server did not count this device's report of a refused commit: {message}"),
+                message: format!(
+                    "the server did not count this device's report of a refused commit: {message}"
+                ),
             });
         } else if reopened {
             t.report = None;
@@ -3296,6 +3298,85 @@ mod tests {
             payload: added.commit,
         };
         (amina, space, bruno, joined, entry)
+    }
+
+    /// A commit its group refuses is reported to the server (and again
+    /// while its epoch is not reopened); the reopening entry puts the
+    /// member back in the epoch with nothing lost, while a device whose
+    /// group went through the refused commit (its committer, or a device
+    /// it added) learns that it can no longer follow the space.
+    #[test]
+    fn a_refused_commit_is_reported_and_its_reopening_strands_only_who_accepted_it() {
+        let (amina, space, bruno, mut joined, first) = amina_adds_bruno();
+        let (id, amina_device) = (space.id(), amina.device.id());
+        // Bruno, a contributor, removes Amina: his own checks skipped.
+        joined.dangerous_skip_local_role_checks();
+        let bad = joined
+            .remove_devices(
+                &bruno.mls,
+                &bruno.device,
+                &[amina_device],
+                (0, first.hash()),
+            )
+            .unwrap();
+        joined.commit_accepted(&bruno.mls).unwrap();
+        let second = LogEntry {
+            seq: 1,
+            prev: first.hash(),
+            kind: crate::wire::EntryKind::Commit,
+            epoch: 1,
+            payload: bad.commit,
+        };
+        let reopen = LogEntry {
+            seq: 2,
+            prev: second.hash(),
+            kind: crate::wire::EntryKind::Reopen,
+            epoch: 1,
+            payload: crate::wire::Reopen {
+                commit: 1,
+                committer: bruno.device.id(),
+            }
+            .encode(),
+        };
+        let mut a = amina.engine(vec![space], Contacts::default());
+        a.handle_link(0, Link::Up);
+        while a.poll_transmit().is_some() {}
+        for entry in [first.clone(), second.clone()] {
+            a.handle_frame(0, ServerFrame::Entry { space: id, entry });
+        }
+        let reports = |e: &mut Engine| {
+            std::iter::from_fn(|| e.poll_transmit())
+                .filter(
+                    |f| matches!(f, ClientFrame::Report { space, commit: 1, .. } if *space == id),
+                )
+                .count()
+        };
+        assert_eq!(reports(&mut a), 1, "the refused commit is reported");
+        assert_eq!(a.view(id).unwrap().space().epoch(), 1);
+        a.handle_timeout(REPORT_RETRY_MS);
+        assert_eq!(reports(&mut a), 1, "and reported again while not reopened");
+        a.handle_frame(
+            REPORT_RETRY_MS,
+            ServerFrame::Entry {
+                space: id,
+                entry: reopen.clone(),
+            },
+        );
+        let view = a.view(id).unwrap();
+        assert!(view.broken().is_none() && view.refused().is_none());
+        a.handle_timeout(3 * REPORT_RETRY_MS);
+        assert_eq!(reports(&mut a), 0, "nothing to report once reopened");
+        // The epoch is open again: Amina's next commit is valid.
+        let epoch = a.view(id).unwrap().space().epoch();
+        assert_eq!(epoch, 1);
+
+        // Bruno's group went through his own commit: he is stranded.
+        let mut b = bruno.engine(vec![joined], Contacts::default());
+        for entry in [first, second, reopen] {
+            b.handle_frame(0, ServerFrame::Entry { space: id, entry });
+        }
+        let broken = b.view(id).unwrap().broken().unwrap_or_default().to_owned();
+        assert!(broken.contains("had accepted"), "{broken}");
     }
 
     /// A device id names one leaf: a commit that would put a second leaf

@@ -565,9 +565,7 @@ impl SpaceView {
                             ));
                         }
                     }
-                } else if !replay
-                    && let Some(refused) = self.refused.take()
-                {
+                } else if !replay && let Some(refused) = self.refused.take() {
                     out.warning = Some(format!(
                         "space {id}: the space went on past the commit at entry {refused}, which this device refused: it stays in the epoch before it and can no longer follow the space"
                     ));
@@ -605,7 +603,8 @@ impl SpaceView {
                 self.last_commit = None;
                 // Envelopes sealed after the refused commit, under the
                 // epoch it would have begun, will never open.
-                self.locked.retain(|(_, _, in_force)| *in_force <= entry.epoch);
+                self.locked
+                    .retain(|(_, _, in_force)| *in_force <= entry.epoch);
                 if !replay {
                     self.refused = None;
                     out.membership = true;

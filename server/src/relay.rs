@@ -85,6 +85,7 @@ pub struct Relay {
 }
 
 /// Why an append was refused, as sent to the client.
+#[derive(Debug)]
 pub struct Refusal {
     /// The code.
     pub code: RefusalCode,
@@ -748,5 +749,131 @@ fn member(space: &SpaceRecord, caller: &Caller) -> Result<(), Refusal> {
             RefusalCode::Forbidden,
             "this device is not in the space's roster",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use amicus_core::wire::genesis;
+
+    use super::*;
+
+    fn user(name: &str) -> UserId {
+        UserId::new(name).unwrap()
+    }
+
+    /// A space of `users` (one device each) whose last commit, appended by
+    /// `committer`'s device, took `removed`'s device off the roster.
+    fn space(users: &[&str], committer: &str, removed: &str) -> (SpaceRecord, Vec<DeviceId>) {
+        let devices: Vec<DeviceId> = users.iter().map(|_| DeviceId::random()).collect();
+        let id = SpaceId::random();
+        let mut roster: BTreeMap<DeviceId, UserId> = users
+            .iter()
+            .zip(&devices)
+            .map(|(u, d)| (*d, user(u)))
+            .collect();
+        let at = |name: &str| devices[users.iter().position(|u| *u == name).unwrap()];
+        roster.remove(&at(removed));
+        let record = SpaceRecord {
+            id,
+            kind: SpaceKind::Confidential,
+            created_by: user(users[0]),
+            epoch: 4,
+            next_seq: 10,
+            head: genesis(id),
+            roster,
+            roles: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            name: None,
+            last_commit: Some(LastCommit {
+                seq: 9,
+                epoch: 3,
+                committer: (at(committer), user(committer)),
+                added: Vec::new(),
+                removed: vec![(at(removed), user(removed))],
+                reports: Default::default(),
+                reopened: false,
+            }),
+            barred: Default::default(),
+        };
+        (record, devices)
+    }
+
+    /// Most users other than the committer's reopen the epoch, a removed
+    /// device's report counting; the roster, epoch and log are as the
+    /// reopening says, and the committer's user is barred.
+    #[test]
+    fn most_other_users_reopen_the_last_commit_and_its_committer_is_barred() {
+        let users = ["amina", "bruno", "chloe", "dan", "mallory"];
+        let (mut space, d) = space(&users, "mallory", "amina");
+        // Four voters: three reports are needed.
+        let first = report(&mut space, (d[0], &user("amina")), 9).unwrap();
+        assert_eq!((first.reopened, first.reports, first.needed), (false, 1, 3));
+        // A user counts once, however often it reports.
+        let again = report(&mut space, (d[0], &user("amina")), 9).unwrap();
+        assert_eq!((again.reopened, again.reports), (false, 1));
+        let second = report(&mut space, (d[1], &user("bruno")), 9).unwrap();
+        assert_eq!((second.reopened, second.reports), (false, 2));
+        assert_eq!(space.epoch, 4);
+        let third = report(&mut space, (d[2], &user("chloe")), 9).unwrap();
+        assert!(third.reopened);
+        let entry = third.reopen.expect("the reopening entry");
+        assert_eq!(entry.kind, EntryKind::Reopen);
+        assert_eq!((entry.seq, entry.epoch), (10, 3));
+        assert_eq!(
+            Reopen::decode(&entry.payload),
+            Some(Reopen {
+                commit: 9,
+                committer: d[4]
+            })
+        );
+        assert_eq!(
+            (space.epoch, space.next_seq, space.head),
+            (3, 11, entry.hash())
+        );
+        assert_eq!(space.roster.get(&d[0]), Some(&user("amina")));
+        assert!(space.barred.contains(&user("mallory")));
+        // Late reports are answered, and reopen nothing twice.
+        let late = report(&mut space, (d[3], &user("dan")), 9).unwrap();
+        assert!(late.reopened && late.reopen.is_none());
+        assert_eq!(space.next_seq, 11);
+    }
+
+    #[test]
+    fn only_the_last_commit_is_reported_by_another_user_of_the_roster_before_it() {
+        let users = ["amina", "bruno", "mallory"];
+        let (mut space, d) = space(&users, "mallory", "amina");
+        let before = space.clone();
+        let refused = |r: Result<Reported, Refusal>| r.expect_err("refused").code;
+        assert_eq!(
+            refused(report(&mut space, (d[2], &user("mallory")), 9)),
+            RefusalCode::Forbidden
+        );
+        assert_eq!(
+            refused(report(&mut space, (DeviceId::random(), &user("bruno")), 9)),
+            RefusalCode::Forbidden
+        );
+        assert_eq!(
+            refused(report(&mut space, (d[1], &user("amina")), 9)),
+            RefusalCode::Forbidden
+        );
+        assert_eq!(
+            refused(report(&mut space, (d[1], &user("bruno")), 8)),
+            RefusalCode::Malformed
+        );
+        assert_eq!(space, before, "a refused report changes nothing");
+        // Two voters: both are needed.
+        assert!(
+            !report(&mut space, (d[1], &user("bruno")), 9)
+                .unwrap()
+                .reopened
+        );
+        assert!(
+            report(&mut space, (d[0], &user("amina")), 9)
+                .unwrap()
+                .reopened
+        );
     }
 }

@@ -736,17 +736,11 @@ impl Store for SledStore {
     }
 
     fn space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
-        self.spaces
-            .get(id.0)?
-            .map(|v| dec_space(&v))
-            .transpose()
+        self.spaces.get(id.0)?.map(|v| dec_space(&v)).transpose()
     }
 
     fn spaces(&self) -> Result<Vec<SpaceRecord>, StoreError> {
-        self.spaces
-            .iter()
-            .map(|item| dec_space(&item?.1))
-            .collect()
+        self.spaces.iter().map(|item| dec_space(&item?.1)).collect()
     }
 
     fn append(&self, append: Append<'_>) -> Result<(), StoreError> {

@@ -10,7 +10,9 @@
 use amicus_cli::Edit;
 use amicus_core::DeviceId;
 use amicus_core::space::Role;
-use amicus_core::wire::{AppendItem, ClientFrame, EntryKind, RefusalCode, ServerFrame, inspect_mls};
+use amicus_core::wire::{
+    AppendItem, ClientFrame, EntryKind, RefusalCode, ServerFrame, inspect_mls,
+};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,7 +20,11 @@ use crate::support::{Server, answer, connect, register};
 
 /// Mallory's client stages what no honest engine would: the removal of
 /// `victim` by a Reader. Returns the append (never merged by Mallory).
-fn bad_commit(mallory: &mut amicus_cli::Client, space: amicus_core::SpaceId, victim: DeviceId) -> AppendItem {
+fn bad_commit(
+    mallory: &mut amicus_cli::Client,
+    space: amicus_core::SpaceId,
+    victim: DeviceId,
+) -> AppendItem {
     let (view, provider, device) = mallory
         .dangerous_engine()
         .dangerous_space(space)
@@ -58,7 +64,11 @@ async fn a_readers_bad_commit_is_reopened_once_and_the_space_goes_on() {
     }
     let doc = amina.new_document(space, "Requête").await.unwrap();
     amina
-        .edit(space, doc, &[Edit::Insert(None, "Drafted by Amina. ".into())])
+        .edit(
+            space,
+            doc,
+            &[Edit::Insert(None, "Drafted by Amina. ".into())],
+        )
         .await
         .unwrap();
     for c in [&mut bruno, &mut chloe, &mut mallory] {
@@ -76,7 +86,9 @@ async fn a_readers_bad_commit_is_reopened_once_and_the_space_goes_on() {
         space,
         item,
     };
-    ws.send(Message::Binary(append.encode().into())).await.unwrap();
+    ws.send(Message::Binary(append.encode().into()))
+        .await
+        .unwrap();
     let ServerFrame::Accepted { seq: refused, .. } = answer(&mut ws).await else {
         panic!("the server cannot read the commit and accepts it");
     };
@@ -88,7 +100,11 @@ async fn a_readers_bad_commit_is_reopened_once_and_the_space_goes_on() {
     // report it; two of the three other users reopen it.
     for c in [&mut bruno, &mut chloe] {
         c.sync(space).await.unwrap();
-        assert_eq!(c.epoch(space).unwrap().0, epoch, "the member stays in the epoch");
+        assert_eq!(
+            c.epoch(space).unwrap().0,
+            epoch,
+            "the member stays in the epoch"
+        );
         assert!(
             c.warnings.iter().any(|w| w.contains("refused the commit")),
             "{:?}",
@@ -117,7 +133,11 @@ async fn a_readers_bad_commit_is_reopened_once_and_the_space_goes_on() {
     // Amina is served again and the next valid commit takes the epoch.
     amina.sync(space).await.unwrap();
     amina
-        .edit(space, doc, &[Edit::Insert(None, "Amended by Amina. ".into())])
+        .edit(
+            space,
+            doc,
+            &[Edit::Insert(None, "Amended by Amina. ".into())],
+        )
         .await
         .unwrap();
     bruno.sync(space).await.unwrap();
@@ -151,7 +171,9 @@ async fn a_readers_bad_commit_is_reopened_once_and_the_space_goes_on() {
         space,
         item,
     };
-    ws.send(Message::Binary(append.encode().into())).await.unwrap();
+    ws.send(Message::Binary(append.encode().into()))
+        .await
+        .unwrap();
     match answer(&mut ws).await {
         ServerFrame::Refused {
             request: 2,
@@ -175,7 +197,9 @@ async fn a_readers_bad_commit_is_reopened_once_and_the_space_goes_on() {
         space,
         commit,
     };
-    ws.send(Message::Binary(report.encode().into())).await.unwrap();
+    ws.send(Message::Binary(report.encode().into()))
+        .await
+        .unwrap();
     match answer(&mut ws).await {
         ServerFrame::Reported {
             request: 3,

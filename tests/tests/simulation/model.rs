@@ -410,7 +410,10 @@ impl Model {
         };
         let registered =
             |d: DeviceId, u: &UserId| Ok(devices.get(&d).is_some_and(|c| &c.user == u));
-        let user = devices.get(&device).map(|c| c.user.clone()).expect("registered");
+        let user = devices
+            .get(&device)
+            .map(|c| c.user.clone())
+            .expect("registered");
         match decide(&mut log.record, (device, &user), item, registered) {
             Err(r) => refused(r.code, r.message),
             Ok(Decision::Relay(_)) => Appended {
