@@ -162,7 +162,7 @@ pub struct Applied {
     /// position (subscribe again from [`SpaceView::read_to`]).
     pub missing: Option<u64>,
     /// This device's group refused the commit at this position: report it
-    /// to the server (PROTOCOL §6.4), which reopens its epoch once most
+    /// to the server (PROTOCOL §6.3), which reopens its epoch once most
     /// members did.
     pub refused: Option<u64>,
 }

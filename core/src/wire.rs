@@ -85,7 +85,7 @@ pub enum ClientFrame {
     /// Keep-alive.
     Ping,
     /// This device refused the commit at `commit` (its group found it
-    /// invalid): a report toward reopening its epoch (PROTOCOL §6.4).
+    /// invalid): a report toward reopening its epoch (PROTOCOL §6.3).
     /// Answered by `Reported` or `Refused` with the same request id.
     Report {
         /// Chosen by the client to match the answer.
@@ -272,7 +272,7 @@ pub enum EntryKind {
     /// An MLS proposal.
     Proposal = 3,
     /// The server reopened the epoch of the last commit, which the members
-    /// refused (PROTOCOL §6.4): the payload is [`Reopen::encode`], the
+    /// refused (PROTOCOL §6.3): the payload is [`Reopen::encode`], the
     /// entry's epoch the reopened one.
     Reopen = 4,
 }

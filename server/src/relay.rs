@@ -419,7 +419,7 @@ pub struct Reported {
 }
 
 /// The relay's decision on one report that a member's group refused the
-/// commit at `commit` (PROTOCOL §6.4), without lock or store. Only the
+/// commit at `commit` (PROTOCOL §6.3), without lock or store. Only the
 /// space's last commit can be reported, only by a device the roster held
 /// before it (a device it removed included) of another user than its
 /// committer's, and each user counts once. When more than half of those

@@ -125,7 +125,7 @@ pub struct SpaceRecord {
     /// A display name (public spaces only; confidential names stay encrypted).
     pub name: Option<String>,
     /// The last commit accepted (confidential), while its epoch may still
-    /// be reopened by the members' reports (PROTOCOL §6.4).
+    /// be reopened by the members' reports (PROTOCOL §6.3).
     pub last_commit: Option<LastCommit>,
     /// Users a majority of members refused a commit of: none of their
     /// devices may commit in this space again.

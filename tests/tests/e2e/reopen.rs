@@ -1,4 +1,4 @@
-//! A malicious Reader cannot freeze a space (PROTOCOL §6.4). Mallory, a
+//! A malicious Reader cannot freeze a space (PROTOCOL §6.3). Mallory, a
 //! Reader, appends a commit that removes Amina: the server cannot read it
 //! and accepts it (dropping Amina's device, as its clear roster change
 //! says), so one commit would stop the space for ever. Every other member's
