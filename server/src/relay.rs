@@ -215,6 +215,12 @@ impl Relay {
         Ok(record)
     }
 
+    /// Counts an entry made durable and fans it out to every subscriber.
+    fn logged(&self, state: &AppState, space: SpaceId, entry: LogEntry) {
+        state.metrics.appends.fetch_add(1, Ordering::Relaxed);
+        self.fan_out(state, space, &ServerFrame::Entry { space, entry }, None);
+    }
+
     fn fan_out(&self, state: &AppState, space: SpaceId, frame: &ServerFrame, except: Option<u64>) {
         let bytes = Arc::new(frame.encode());
         let subs = self.subscribers.lock().expect("relay lock");
@@ -331,17 +337,8 @@ impl Relay {
         .await
         .map_err(|_| internal(StoreError::Database("append task failed".into())))?
         .map_err(internal)?;
-        state.metrics.appends.fetch_add(1, Ordering::Relaxed);
         let (seq, hash) = (entry.seq, entry.hash());
-        self.fan_out(
-            state,
-            space_id,
-            &ServerFrame::Entry {
-                space: space_id,
-                entry,
-            },
-            None,
-        );
+        self.logged(state, space_id, entry);
         if !removed.is_empty() {
             self.unsubscribe_devices(space_id, &removed);
         }
@@ -387,16 +384,7 @@ impl Relay {
             .map_err(internal)?;
         }
         if let Some(entry) = outcome.reopen.take() {
-            state.metrics.appends.fetch_add(1, Ordering::Relaxed);
-            self.fan_out(
-                state,
-                space_id,
-                &ServerFrame::Entry {
-                    space: space_id,
-                    entry,
-                },
-                None,
-            );
+            self.logged(state, space_id, entry);
         }
         Ok(outcome)
     }

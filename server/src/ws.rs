@@ -15,7 +15,7 @@ use amicus_core::wire::{ClientFrame, RefusalCode, ServerFrame, WireError};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 
-use crate::relay::{Appended, Inbox, Outbox};
+use crate::relay::{Appended, Inbox, Outbox, Refusal};
 use crate::state::{AppState, Caller};
 
 /// Close code: the connection was idle too long.
@@ -229,12 +229,8 @@ async fn handle(
             space,
             item,
         } => {
-            let answer = if let Err(ms) = state.rate(caller.device) {
-                ServerFrame::Refused {
-                    request,
-                    code: RefusalCode::RateLimited { retry_after_ms: ms },
-                    message: format!("too many requests; retry after {ms} ms"),
-                }
+            let answer = if let Some(limited) = rate_limited(state, caller, request) {
+                limited
             } else {
                 match state
                     .relay
@@ -249,14 +245,7 @@ async fn handle(
                         seq: next_seq,
                         hash: head,
                     },
-                    Err(r) => {
-                        state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
-                        ServerFrame::Refused {
-                            request,
-                            code: r.code,
-                            message: r.message,
-                        }
-                    }
+                    Err(r) => refused(state, request, r),
                 }
             };
             send(state, sink, answer.encode()).await
@@ -266,12 +255,8 @@ async fn handle(
             space,
             commit,
         } => {
-            let answer = if let Err(ms) = state.rate(caller.device) {
-                ServerFrame::Refused {
-                    request,
-                    code: RefusalCode::RateLimited { retry_after_ms: ms },
-                    message: format!("too many requests; retry after {ms} ms"),
-                }
+            let answer = if let Some(limited) = rate_limited(state, caller, request) {
+                limited
             } else {
                 match state.relay.report(state, caller, space, commit).await {
                     Ok(r) => ServerFrame::Reported {
@@ -280,17 +265,30 @@ async fn handle(
                         reports: r.reports,
                         needed: r.needed,
                     },
-                    Err(r) => {
-                        state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
-                        ServerFrame::Refused {
-                            request,
-                            code: r.code,
-                            message: r.message,
-                        }
-                    }
+                    Err(r) => refused(state, request, r),
                 }
             };
             send(state, sink, answer.encode()).await
         }
+    }
+}
+
+/// The refusal of a device over its rate limit, if it is.
+fn rate_limited(state: &AppState, caller: &Caller, request: u32) -> Option<ServerFrame> {
+    let ms = state.rate(caller.device).err()?;
+    Some(ServerFrame::Refused {
+        request,
+        code: RefusalCode::RateLimited { retry_after_ms: ms },
+        message: format!("too many requests; retry after {ms} ms"),
+    })
+}
+
+/// A refusal as sent to the client, counted.
+fn refused(state: &AppState, request: u32, r: Refusal) -> ServerFrame {
+    state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+    ServerFrame::Refused {
+        request,
+        code: r.code,
+        message: r.message,
     }
 }

@@ -13,7 +13,7 @@ use amicus_core::UserId;
 use amicus_core::identity::{DeviceRevocation, IdentityError, Revocation, UserIdentity};
 use amicus_core::space::{Content, HistoryPolicy, Processed, Role, SpaceError};
 
-use crate::support::{Member, deliver_commit};
+use crate::support::{Member, deliver_commit, space_with};
 
 /// Amina's space (she manages it), with Bruno as a Reader on his laptop
 /// (which holds his identity key) and his phone, and Chloe as a
@@ -258,22 +258,10 @@ fn no_commit_takes_a_revocation_back() {
 #[test]
 fn a_member_revokes_only_its_own_devices_never_another_users_device_id() {
     // Amina's space with Chloe; Bruno is not in it yet.
-    let mut amina = Member::new("amina");
-    amina.create_space(HistoryPolicy::Full);
-    let mut chloe = Member::new("chloe");
-    let pending = amina
-        .space
-        .as_mut()
-        .unwrap()
-        .add_members(
-            &amina.provider,
-            &amina.device,
-            &[Member::invitation(&[&chloe], Role::Contributor)],
-            (0, [0; 32]),
-        )
-        .unwrap();
-    deliver_commit(&mut amina, &pending, &mut []);
-    chloe.join(pending.welcome.as_ref().unwrap());
+    let [mut amina, mut chloe]: [Member; 2] =
+        space_with(&["amina", "chloe"], Role::Contributor, HistoryPolicy::Full)
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("two members"));
     let bruno = Rc::new(UserIdentity::generate(UserId::new("bruno").unwrap()));
     let mut laptop = Member::device_of(bruno.clone());
     let mut phone = Member::device_of(bruno);

@@ -11,7 +11,7 @@ use amicus_core::document::filing;
 use amicus_core::engine::{Code, Config, Engine, Event, Intent, Link, OpId, Output, RequestId};
 use amicus_core::identity::{Contacts, UserIdentity};
 use amicus_core::space::Role;
-use amicus_core::wire::{ClientFrame, ServerFrame};
+use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
 use amicus_core::{MlsProvider, SpaceId, StreamId, UserId};
 
 use crate::model::Model;
@@ -451,6 +451,26 @@ impl World {
         }
     }
 
+    /// A new log entry to every live subscriber of its space.
+    fn fan_out(&mut self, space: SpaceId, entry: LogEntry) {
+        self.mix.entries += 1;
+        let subscribers: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.alive && c.subs.contains(&space))
+            .map(|(id, _)| *id)
+            .collect();
+        for s in subscribers {
+            self.send_to_client(
+                s,
+                ServerFrame::Entry {
+                    space,
+                    entry: entry.clone(),
+                },
+            );
+        }
+    }
+
     fn serve(&mut self, conn: u64, frame: ClientFrame) {
         let Some(c) = self.conns.get(&conn).filter(|c| c.alive) else {
             return;
@@ -483,22 +503,7 @@ impl World {
                 let (answer, entry) = self.model.report(device, request, space, commit);
                 self.send_to_client(conn, answer);
                 if let Some((space, entry)) = entry {
-                    self.mix.entries += 1;
-                    let subscribers: Vec<u64> = self
-                        .conns
-                        .iter()
-                        .filter(|(_, c)| c.alive && c.subs.contains(&space))
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for s in subscribers {
-                        self.send_to_client(
-                            s,
-                            ServerFrame::Entry {
-                                space,
-                                entry: entry.clone(),
-                            },
-                        );
-                    }
+                    self.fan_out(space, entry);
                 }
             }
             ClientFrame::Append {
@@ -509,22 +514,7 @@ impl World {
                 let appended = self.model.append(device, request, space, item);
                 self.send_to_client(conn, appended.answer);
                 if let Some((space, entry)) = appended.entry {
-                    self.mix.entries += 1;
-                    let subscribers: Vec<u64> = self
-                        .conns
-                        .iter()
-                        .filter(|(_, c)| c.alive && c.subs.contains(&space))
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for s in subscribers {
-                        self.send_to_client(
-                            s,
-                            ServerFrame::Entry {
-                                space,
-                                entry: entry.clone(),
-                            },
-                        );
-                    }
+                    self.fan_out(space, entry);
                 }
                 for (d, welcome) in appended.welcomes {
                     let targets: Vec<u64> = self
