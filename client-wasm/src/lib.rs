@@ -165,14 +165,15 @@ impl Linking {
         hex::encode(self.new.offer(&self.code))
     }
 
-    /// Checks the answer (hex) and returns the new, certified device.
+    /// Checks the answer (hex) and returns the new, certified device,
+    /// trusting the identity keys the other device had pinned.
     pub fn complete(&self, answer: &str) -> Result<Device, JsValue> {
         let answer = hex::decode(answer).map_err(bad)?;
-        let device = self
+        let (device, contacts) = self
             .new
             .complete(&self.code, &answer)
             .map_err(|e| fail(ErrorCode::BadCode, e))?;
-        Ok(Device::fresh(None, device))
+        Ok(Device::fresh(None, device, contacts))
     }
 }
 
@@ -229,16 +230,16 @@ impl Device {
         let user = UserId::new(user).map_err(bad)?;
         let identity = UserIdentity::generate(user);
         let device = identity.new_device();
-        Ok(Self::fresh(Some(identity), device))
+        Ok(Self::fresh(Some(identity), device, Contacts::default()))
     }
 
-    fn fresh(identity: Option<UserIdentity>, device: CoreDevice) -> Self {
+    fn fresh(identity: Option<UserIdentity>, device: CoreDevice, contacts: Contacts) -> Self {
         Self::assemble(Restored {
             identity,
             device,
             provider: MlsProvider::new(),
             spaces: BTreeMap::new(),
-            contacts: Contacts::default(),
+            contacts,
         })
     }
 
@@ -521,7 +522,8 @@ impl Device {
             fail(ErrorCode::Identity, "this browser does not hold your identity key: link the new browser from the first one")
         })?;
         let offer = hex::decode(offer).map_err(bad)?;
-        let (certificate, answer) = pairing::accept_offer(identity, &code.0, &offer)
+        let contacts = self.engine.contacts();
+        let (certificate, answer) = pairing::accept_offer(identity, &code.0, &offer, contacts)
             .map_err(|e| fail(ErrorCode::BadCode, e))?;
         ts(PairingAnswer {
             device: certificate.device.to_hex(),
@@ -566,7 +568,7 @@ impl Device {
         let identity =
             recovery::open_kit(&user, &code, &kit).map_err(|e| fail(ErrorCode::BadCode, e))?;
         let device = identity.new_device();
-        Ok(Self::fresh(Some(identity), device))
+        Ok(Self::fresh(Some(identity), device, Contacts::default()))
     }
 
     /// Whether this browser holds the user's identity key (it can link

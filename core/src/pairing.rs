@@ -19,7 +19,10 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::identity::{Device, DeviceCertificate, UserIdentity};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::identity::{Contacts, Device, DeviceCertificate, UserIdentity};
 use crate::{DeviceId, UserId};
 
 /// Digits in a pairing code.
@@ -28,6 +31,8 @@ pub const CODE_DIGITS: usize = 24;
 const KEY_CONTEXT: &str = "amicus pairing v1";
 const OFFER_LABEL: &[u8] = b"amicus pairing offer v1\0";
 const ANSWER_LABEL: &[u8] = b"amicus pairing answer v1\0";
+const ANSWER_V2_LABEL: &[u8] = b"amicus pairing answer v2\0";
+const CONTACTS_CONTEXT: &str = "amicus pairing contacts v1";
 const CHANNEL_LABEL: &[u8] = b"amicus pairing channel v1\0";
 
 /// Why pairing failed.
@@ -101,6 +106,13 @@ impl PairingCode {
         h.as_bytes()[..16].try_into().expect("16 bytes")
     }
 
+    /// The cipher that carries the identity holder's contacts to the new
+    /// device (a key of its own, derived from the same digits).
+    fn contacts_cipher(&self) -> XChaCha20Poly1305 {
+        let key = zeroize::Zeroizing::new(blake3::derive_key(CONTACTS_CONTEXT, &self.0));
+        XChaCha20Poly1305::new(&(*key).into())
+    }
+
     fn tag(&self, label: &[u8], body: &[u8]) -> blake3::Hash {
         let mut key = blake3::derive_key(KEY_CONTEXT, &self.0);
         let mut h = blake3::Hasher::new_keyed(&key);
@@ -164,8 +176,33 @@ struct Answer {
     tag: [u8; 32],
 }
 
+/// `2 || postcard(AnswerV2)`: the certificate and the identity holder's
+/// pinned contacts, sealed under a key derived from the code (the server
+/// learns neither whom the user knows nor their keys); the tag covers
+/// `postcard(certificate) || nonce || sealed`.
+#[derive(Serialize, Deserialize)]
+struct AnswerV2 {
+    certificate: DeviceCertificate,
+    nonce: [u8; 24],
+    sealed: Vec<u8>,
+    tag: [u8; 32],
+}
+
+impl AnswerV2 {
+    fn tagged(certificate: &DeviceCertificate, nonce: &[u8; 24], sealed: &[u8]) -> Vec<u8> {
+        let mut body = postcard::to_allocvec(certificate).expect("certificates encode");
+        body.extend_from_slice(nonce);
+        body.extend_from_slice(sealed);
+        body
+    }
+}
+
 fn versioned<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![1u8];
+    versioned_as(1, value)
+}
+
+fn versioned_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
     out.extend_from_slice(&postcard::to_allocvec(value).expect("pairing messages encode"));
     out
 }
@@ -225,19 +262,51 @@ impl NewDevice {
         })
     }
 
-    /// Checks the identity holder's answer and becomes a certified device.
-    /// On error the device stays as it was (try another answer).
-    pub fn complete(&self, code: &PairingCode, answer: &[u8]) -> Result<Device, PairingError> {
-        let answer: Answer = unversioned(answer, "answer")?;
-        let expected = code.tag(
-            ANSWER_LABEL,
-            &postcard::to_allocvec(&answer.certificate).expect("certificates encode"),
-        );
-        // blake3::Hash compares in constant time.
-        if expected != blake3::Hash::from_bytes(answer.tag) {
-            return Err(PairingError::WrongCode("answer"));
-        }
-        let cert = answer.certificate;
+    /// Checks the identity holder's answer and becomes a certified device,
+    /// with the identity holder's pinned contacts (none from an answer of
+    /// version 1). On error the device stays as it was (try another answer).
+    pub fn complete(
+        &self,
+        code: &PairingCode,
+        answer: &[u8],
+    ) -> Result<(Device, Contacts), PairingError> {
+        let (cert, contacts) = match answer.first() {
+            Some(2) => {
+                let answer: AnswerV2 =
+                    crate::decode_exact(&answer[1..]).ok_or(PairingError::Malformed("answer"))?;
+                let body = AnswerV2::tagged(&answer.certificate, &answer.nonce, &answer.sealed);
+                // blake3::Hash compares in constant time.
+                if code.tag(ANSWER_V2_LABEL, &body) != blake3::Hash::from_bytes(answer.tag) {
+                    return Err(PairingError::WrongCode("answer"));
+                }
+                let aad = postcard::to_allocvec(&answer.certificate).expect("certificates encode");
+                let plain = zeroize::Zeroizing::new(
+                    code.contacts_cipher()
+                        .decrypt(
+                            &XNonce::from(answer.nonce),
+                            Payload {
+                                msg: &answer.sealed,
+                                aad: &aad,
+                            },
+                        )
+                        .map_err(|_| PairingError::WrongCode("answer"))?,
+                );
+                let contacts: Contacts =
+                    crate::decode_exact(&plain).ok_or(PairingError::Malformed("answer"))?;
+                (answer.certificate, contacts)
+            }
+            _ => {
+                let answer: Answer = unversioned(answer, "answer")?;
+                let expected = code.tag(
+                    ANSWER_LABEL,
+                    &postcard::to_allocvec(&answer.certificate).expect("certificates encode"),
+                );
+                if expected != blake3::Hash::from_bytes(answer.tag) {
+                    return Err(PairingError::WrongCode("answer"));
+                }
+                (answer.certificate, Contacts::default())
+            }
+        };
         if cert.user != self.user
             || cert.device != self.device
             || cert.device_key != self.key.verifying_key().to_bytes()
@@ -246,17 +315,22 @@ impl NewDevice {
         }
         cert.verify(&cert.identity_key.clone())
             .map_err(|_| PairingError::BadCertificate)?;
-        Device::certified(self.key.clone(), cert).map_err(|_| PairingError::BadCertificate)
+        let device =
+            Device::certified(self.key.clone(), cert).map_err(|_| PairingError::BadCertificate)?;
+        Ok((device, contacts))
     }
 }
 
 /// The identity holder's side: checks an offer made with `code` and
 /// certifies its key. Returns the certificate (for `POST /v1/devices`) and
-/// the answer to leave with the server.
+/// the answer to leave with the server, which carries `contacts` (the
+/// identity keys this device pinned) sealed for the new device, so that it
+/// trusts the same keys instead of pinning anew what the server lists.
 pub fn accept_offer(
     identity: &UserIdentity,
     code: &PairingCode,
     offer: &[u8],
+    contacts: &Contacts,
 ) -> Result<(DeviceCertificate, Vec<u8>), PairingError> {
     let offer: Offer = unversioned(offer, "offer")?;
     let expected = code.tag(
@@ -271,14 +345,33 @@ pub fn accept_offer(
     }
     let key = VerifyingKey::from_bytes(&offer.body.device_key).map_err(|_| PairingError::BadKey)?;
     let certificate = identity.certify(offer.body.device, &key);
+    // A fresh random nonce per answer; a code makes one answer.
+    let nonce: [u8; 24] = crate::random::bytes();
+    let aad = postcard::to_allocvec(&certificate).expect("certificates encode");
+    let plain = zeroize::Zeroizing::new(postcard::to_allocvec(contacts).expect("contacts encode"));
+    let sealed = code
+        .contacts_cipher()
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: &plain,
+                aad: &aad,
+            },
+        )
+        .expect("XChaCha20-Poly1305 encrypts any list of contacts");
     let tag = code.tag(
-        ANSWER_LABEL,
-        &postcard::to_allocvec(&certificate).expect("certificates encode"),
+        ANSWER_V2_LABEL,
+        &AnswerV2::tagged(&certificate, &nonce, &sealed),
     );
-    let answer = versioned(&Answer {
-        certificate: certificate.clone(),
-        tag: *tag.as_bytes(),
-    });
+    let answer = versioned_as(
+        2,
+        &AnswerV2 {
+            certificate: certificate.clone(),
+            nonce,
+            sealed,
+            tag: *tag.as_bytes(),
+        },
+    );
     Ok((certificate, answer))
 }
 
@@ -298,8 +391,11 @@ mod tests {
         let code = PairingCode::random();
         let typed = PairingCode::parse(&code.display()).unwrap();
         let new = NewDevice::generate(identity.user().clone());
-        let (cert, answer) = accept_offer(&identity, &code, &new.offer(&typed)).unwrap();
-        let device = new.complete(&typed, &answer).unwrap();
+        let mut contacts = Contacts::default();
+        contacts.pin(&UserId::new("bruno").unwrap(), amina().public());
+        let (cert, answer) = accept_offer(&identity, &code, &new.offer(&typed), &contacts).unwrap();
+        let (device, copied) = new.complete(&typed, &answer).unwrap();
+        assert_eq!(copied, contacts, "the new device trusts the same keys");
         assert_eq!(device.id(), new.id());
         assert_eq!(device.certificate(), &cert);
         cert.verify(&identity.public()).unwrap();
@@ -318,7 +414,7 @@ mod tests {
         // An offer made with another code (the server's own device key).
         let forged = NewDevice::generate(identity.user().clone()).offer(&other);
         assert_eq!(
-            accept_offer(&identity, &code, &forged).unwrap_err(),
+            accept_offer(&identity, &code, &forged, &Contacts::default()).unwrap_err(),
             PairingError::WrongCode("offer")
         );
         // The right offer with one byte changed (the key or the device id).
@@ -326,32 +422,42 @@ mod tests {
         for at in [2, 10, 30, offer.len() - 1] {
             let mut bad = offer.clone();
             bad[at] ^= 1;
-            assert!(accept_offer(&identity, &code, &bad).is_err(), "byte {at}");
+            assert!(
+                accept_offer(&identity, &code, &bad, &Contacts::default()).is_err(),
+                "byte {at}"
+            );
         }
         // An answer certifying the device under an identity of the server's.
         let mallory = amina();
-        let (_, fake) = accept_offer(&mallory, &other, &new.offer(&other)).unwrap();
+        let (_, fake) =
+            accept_offer(&mallory, &other, &new.offer(&other), &Contacts::default()).unwrap();
         assert_eq!(
-            new.complete(&code, &fake).unwrap_err(),
+            new.complete(&code, &fake).map(|_| ()).unwrap_err(),
             PairingError::WrongCode("answer")
         );
         // A genuine answer for another device.
         let elsewhere = NewDevice::generate(identity.user().clone());
-        let (_, theirs) = accept_offer(&identity, &code, &elsewhere.offer(&code)).unwrap();
+        let (_, theirs) = accept_offer(
+            &identity,
+            &code,
+            &elsewhere.offer(&code),
+            &Contacts::default(),
+        )
+        .unwrap();
         assert_eq!(
-            new.complete(&code, &theirs).unwrap_err(),
+            new.complete(&code, &theirs).map(|_| ()).unwrap_err(),
             PairingError::BadCertificate
         );
         // An offer for another user.
         let bruno = UserIdentity::generate(UserId::new("bruno").unwrap());
         assert!(matches!(
-            accept_offer(&bruno, &code, &new.offer(&code)),
+            accept_offer(&bruno, &code, &new.offer(&code), &Contacts::default()),
             Err(PairingError::OtherUser(_))
         ));
         // Truncated or unversioned bytes.
         for junk in [&offer[..0], &offer[..5], &[2u8, 0, 0][..]] {
             assert_eq!(
-                accept_offer(&identity, &code, junk).unwrap_err(),
+                accept_offer(&identity, &code, junk, &Contacts::default()).unwrap_err(),
                 PairingError::Malformed("offer")
             );
         }
@@ -395,5 +501,29 @@ mod tests {
             code.tag(OFFER_LABEL, b"").as_bytes()[..16],
             "a channel is not an offer tag"
         );
+    }
+
+    /// The contacts travel sealed: the server sees neither the names nor
+    /// the keys, and an answer altered anywhere (certificate, nonce,
+    /// sealed contacts, tag) is refused.
+    #[test]
+    fn the_contacts_travel_sealed_and_untouched() {
+        let identity = amina();
+        let code = PairingCode::random();
+        let new = NewDevice::generate(identity.user().clone());
+        let mut contacts = Contacts::default();
+        contacts.pin(&UserId::new("bruno").unwrap(), amina().public());
+        let (_, answer) = accept_offer(&identity, &code, &new.offer(&code), &contacts).unwrap();
+        assert!(
+            !answer.windows(5).any(|w| w == b"bruno"),
+            "the name is not in clear"
+        );
+        for at in [1, 40, answer.len() - 40, answer.len() - 1] {
+            let mut bad = answer.clone();
+            bad[at] ^= 1;
+            assert!(new.complete(&code, &bad).is_err(), "byte {at}");
+        }
+        let (_, copied) = new.complete(&code, &answer).unwrap();
+        assert_eq!(copied, contacts);
     }
 }
