@@ -214,6 +214,19 @@ impl SpacePolicy {
         Ok(true)
     }
 
+    /// A `since-join` space stays so: under `full`, the next epoch's
+    /// record would hand on the secret of an epoch written under
+    /// `since-join`, and every later joiner would read what was written
+    /// for the members of then only (`full` → `since-join` is allowed).
+    fn check_history(&self, next: &SpacePolicy) -> Result<(), SpaceError> {
+        if self.history == HistoryPolicy::SinceJoin && next.history == HistoryPolicy::Full {
+            return Err(SpaceError::PolicyViolation(
+                "a space whose joiners read only what follows their join cannot open its history to them".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `next` differs from this policy at most in its revoked
     /// devices (what any member may commit: [`Self::check_revocations`],
     /// applied to every commit, lets that list only grow, by signed
@@ -1117,6 +1130,9 @@ impl Space {
         self.require_manager()?;
         policy.check()?;
         let current = self.policy()?;
+        if self.checks_itself() {
+            current.check_history(&policy)?;
+        }
         if policy.members.keys().ne(current.members.keys())
             || policy
                 .members
@@ -1414,6 +1430,7 @@ impl Space {
                 )));
             }
         }
+        policy.check_history(&new_policy)?;
         // Revocations are never taken back, each verifies under its user's
         // key, and a revoked device leaves in the commit that revokes it.
         policy.check_revocations(&new_policy)?;

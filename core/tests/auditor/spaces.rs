@@ -130,3 +130,44 @@ fn every_other_member_refuses_a_non_managers_add_or_remove() {
         }
     }
 }
+
+/// A `since-join` space never becomes `full`: its next record would hand
+/// on the secret of an epoch written for the members of then only, and
+/// every later joiner would read it. Refused by the manager's own client
+/// and, if it skips its checks, by every other member.
+#[test]
+fn a_since_join_space_never_opens_its_history_to_joiners() {
+    let mut m = space_with(
+        &["amina", "bertrand", "chloe"],
+        Role::Contributor,
+        HistoryPolicy::SinceJoin,
+    );
+    let (amina, rest) = m.split_first_mut().unwrap();
+    let space = amina.space.as_mut().unwrap();
+    let mut policy = space.policy().unwrap();
+    policy.history = HistoryPolicy::Full;
+    let local = space.change_policy(&amina.provider, &amina.device, policy.clone(), (1, [0; 32]));
+    assert!(
+        matches!(local, Err(SpaceError::PolicyViolation(_))),
+        "{local:?}"
+    );
+    space.dangerous_skip_local_role_checks();
+    let pending = space
+        .change_policy(&amina.provider, &amina.device, policy, (1, [0; 32]))
+        .unwrap();
+    for other in rest.iter_mut() {
+        let before = other.epoch();
+        let err = other
+            .space
+            .as_mut()
+            .unwrap()
+            .process(
+                &other.provider,
+                &pending.commit,
+                amicus_core::space::Content::Commit,
+            )
+            .expect_err("refused");
+        assert!(matches!(err, SpaceError::PolicyViolation(_)), "{err:?}");
+        assert_eq!(other.epoch(), before);
+    }
+}
