@@ -128,6 +128,21 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A document holding this device's unacknowledged edits ([`Client::unsent`]).
+#[derive(Clone, Debug)]
+pub struct UnsentDocument {
+    /// The space.
+    pub space: SpaceId,
+    /// The document.
+    pub stream: StreamId,
+    /// How many changes wait.
+    pub changes: usize,
+    /// Why they can no longer be sent, or `None` while they go out.
+    pub blocked: Option<String>,
+    /// A filing's title and body as this device has them (edits included).
+    pub text: Option<(String, String)>,
+}
+
 /// The engine's settings for a command-line client: an operation fails at
 /// once when the server cannot be reached (the user runs the command
 /// again), and reconnects without waiting.
@@ -665,15 +680,12 @@ impl Client {
         self.sync(id).await?;
         let stream = StreamId::random();
         self.engine
-            .edit(id, stream, |r| filing::init(r.doc(), title))
-            .ok_or_else(|| no_space(id))??;
+            .edit(id, stream, |r| filing::init(r.doc(), title))??;
         self.flush(id, stream).await?;
         let lib = library::stream(id);
-        self.engine
-            .edit(id, lib, |r| {
-                library::add_document(r.doc(), stream, title, "")
-            })
-            .ok_or_else(|| no_space(id))??;
+        self.engine.edit(id, lib, |r| {
+            library::add_document(r.doc(), stream, title, "")
+        })??;
         self.flush(id, lib).await?;
         self.save()?;
         Ok(stream)
@@ -695,10 +707,42 @@ impl Client {
             )));
         }
         self.engine
-            .edit(id, stream, |r| apply_edits(r.doc(), edits, &author))
-            .ok_or_else(|| no_space(id))??;
+            .edit(id, stream, |r| apply_edits(r.doc(), edits, &author))??;
         self.flush(id, stream).await?;
         self.save()
+    }
+
+    /// The documents holding this device's edits that the server has not
+    /// acknowledged, with their text as this device has it (a filing's
+    /// title and body; a space's library has none) and why they can no
+    /// longer be sent, if they cannot. They are kept until sent or
+    /// discarded ([`Self::discard_unsent`]).
+    pub fn unsent(&mut self) -> Vec<UnsentDocument> {
+        let waiting = self.engine.unsent();
+        waiting
+            .into_iter()
+            .map(|u| {
+                let text = (u.stream != library::stream(u.space))
+                    .then(|| self.read(u.space, u.stream).ok())
+                    .flatten()
+                    .map(|f| (f.title, f.body));
+                UnsentDocument {
+                    space: u.space,
+                    stream: u.stream,
+                    changes: u.changes,
+                    blocked: u.blocked,
+                    text,
+                }
+            })
+            .collect()
+    }
+
+    /// Drops this device's unacknowledged edits of a document; returns how
+    /// many changes were dropped.
+    pub fn discard_unsent(&mut self, id: SpaceId, stream: StreamId) -> Result<usize, ClientError> {
+        let dropped = self.engine.discard_unsent(id, stream)?;
+        self.save()?;
+        Ok(dropped)
     }
 
     /// Reads a filing.
@@ -860,8 +904,7 @@ impl Client {
         debug_assert!(rest.is_empty(), "every chunk was taken one by one");
         let lib = library::stream(id);
         self.engine
-            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, ""))
-            .ok_or_else(|| no_space(id))??;
+            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, ""))??;
         self.flush(id, lib).await?;
         self.home.remove(&upload_name)?;
         self.save()?;

@@ -487,8 +487,34 @@ impl Device {
 
     /// The documents with edits the server has not acknowledged (kept in
     /// the sealed state until it has).
-    pub fn unsent_documents(&self) -> usize {
+    pub fn unsent_documents(&mut self) -> usize {
         self.engine.unsent_documents()
+    }
+
+    /// Every document holding edits of this browser the server has not
+    /// acknowledged, with why they can no longer be sent, if they cannot
+    /// (they are kept until sent or discarded; read them with `text`).
+    pub fn unsent(&mut self) -> Result<Ts<UnsentList>, JsValue> {
+        ts(UnsentList(
+            self.engine
+                .unsent()
+                .into_iter()
+                .map(|u| UnsentDocument {
+                    space: u.space.to_hex(),
+                    stream: u.stream.to_hex(),
+                    changes: u.changes,
+                    blocked: u.blocked,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Drops this browser's unacknowledged edits of a document (after the
+    /// person saw or saved them); returns how many changes were dropped.
+    pub fn discard_unsent(&mut self, space: &str, stream: &str) -> Result<usize, JsValue> {
+        self.engine
+            .discard_unsent(space_id(space)?, stream_id(stream)?)
+            .map_err(|f| fail(f.code.into(), f.message))
     }
 
     /// The engine's state, for diagnostics (nothing secret).
@@ -1076,7 +1102,7 @@ impl Device {
     ) -> Result<T, JsValue> {
         self.engine
             .edit(space, stream, |replica| edit(replica.doc()))
-            .ok_or_else(|| no_space(space))?
+            .map_err(|f| fail(f.code.into(), f.message))?
             .map_err(doc_err)
     }
 

@@ -49,7 +49,10 @@ pub enum ErrorCode {
     EpochRecordNotStored,
     /// A Welcome could not be used.
     InvitationRefused,
+    /// This device was revoked by its user.
     Revoked,
+    /// This device may not write in the space (removed, Reader, broken log).
+    ReadOnly,
     /// An argument is not what the call takes (an id, a role, a range).
     BadInput,
     /// The stored state does not open with this key (a wrong passphrase),
@@ -366,6 +369,7 @@ impl From<Code> for ErrorCode {
             Code::EpochRecordNotStored => Self::EpochRecordNotStored,
             Code::InvitationRefused => Self::InvitationRefused,
             Code::Revoked => Self::Revoked,
+            Code::ReadOnly => Self::ReadOnly,
         }
     }
 }
@@ -442,3 +446,19 @@ fn op_error(f: Failure) -> OpError {
         server_code,
     }
 }
+
+/// A document with edits of this browser the server has not acknowledged.
+#[derive(Serialize, Tsify)]
+pub struct UnsentDocument {
+    pub space: String,
+    pub stream: String,
+    /// How many changes wait.
+    pub changes: usize,
+    /// Why they can no longer be sent (removed, Reader, broken log), or
+    /// null while they go out at the next flush.
+    pub blocked: Option<String>,
+}
+
+/// The documents of [`Device::unsent`].
+#[derive(Serialize, Tsify)]
+pub struct UnsentList(pub Vec<UnsentDocument>);

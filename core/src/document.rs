@@ -306,6 +306,45 @@ impl Replica {
         out
     }
 
+    /// Drops this device's changes the server has not acknowledged (see
+    /// [`Self::unsent`]): the document becomes what was acknowledged and
+    /// received, and later edits go under a fresh actor (an actor id is
+    /// never reused for two histories, and a dropped change may have
+    /// reached others). Returns how many changes were dropped.
+    pub fn discard_unsent(&mut self) -> Result<usize, DocumentError> {
+        let dropped: HashSet<ChangeHash> = self
+            .unsent()
+            .into_iter()
+            .filter_map(|raw| Change::from_bytes(raw).ok().map(|c| c.hash()))
+            .collect();
+        if dropped.is_empty() {
+            return Ok(0);
+        }
+        let kept: Vec<Change> = self
+            .doc
+            .get_changes(&[])
+            .into_iter()
+            .filter(|c| !dropped.contains(&c.hash()))
+            .collect();
+        let mut doc = AutoCommit::new();
+        doc.set_actor(automerge::ActorId::random());
+        doc.apply_changes(kept)
+            .map_err(|e| DocumentError::Automerge(e.to_string()))?;
+        let own = self
+            .actors
+            .get(&self.doc.get_actor().to_bytes().to_vec())
+            .copied();
+        if let Some(device) = own {
+            self.actors
+                .insert(doc.get_actor().to_bytes().to_vec(), device);
+        }
+        self.doc = doc;
+        self.carried.clear();
+        self.unacknowledged_from = None;
+        self.flushed_heads = self.doc.get_heads();
+        Ok(dropped.len())
+    }
+
     /// Takes back this device's changes kept from an earlier run by
     /// [`Self::unsent`]: they enter the document (once the changes they
     /// depend on have been read from the log) and go out with the next

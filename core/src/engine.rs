@@ -197,6 +197,20 @@ pub enum Output {
     Revoked(Vec<SpaceId>),
 }
 
+/// A document with edits of this device the server has not acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsent {
+    /// The space.
+    pub space: SpaceId,
+    /// The document.
+    pub stream: StreamId,
+    /// How many changes wait.
+    pub changes: usize,
+    /// Why they can no longer be sent (removed, a Reader, a broken log),
+    /// or `None` while they go out at the next flush.
+    pub blocked: Option<String>,
+}
+
 /// A stable code for an error or a warning: the interface translates it,
 /// and matches on it rather than on a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -237,6 +251,9 @@ pub enum Code {
     InvitationRefused,
     /// This device was revoked by its user: it will never sign in again.
     Revoked,
+    /// This device may not write in the space: it was removed, its role
+    /// is Reader, or the space's log can no longer be trusted.
+    ReadOnly,
 }
 
 impl Code {
@@ -260,6 +277,7 @@ impl Code {
             Code::EntryRefused => "entry_refused",
             Code::EpochRecordNotStored => "epoch_record_not_stored",
             Code::InvitationRefused => "invitation_refused",
+            Code::ReadOnly => "read_only",
             Code::Revoked => "revoked",
         }
     }
@@ -601,8 +619,10 @@ impl Engine {
         for (id, mut view) in restored.spaces {
             // Edits kept from the last run that the server had not
             // acknowledged go out at the first flush interval.
-            for (stream, _) in view.unsent() {
-                due.insert((id, stream), config.flush_interval_ms);
+            if read_only(&view).is_none() {
+                for (stream, _) in view.unsent() {
+                    due.insert((id, stream), config.flush_interval_ms);
+                }
             }
             if let Some(reason) = view.broken() {
                 // Said again at every start: the log was forked or rolled
@@ -755,13 +775,58 @@ impl Engine {
         space: SpaceId,
         stream: StreamId,
         edit: impl FnOnce(&mut Replica) -> Result<T, E>,
-    ) -> Option<Result<T, E>> {
-        let tracked = self.spaces.get_mut(&space)?;
+    ) -> Result<Result<T, E>, Failure> {
+        let tracked = self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?;
+        if let Some(why) = read_only(&tracked.view) {
+            return Err(Failure::new(Code::ReadOnly, why));
+        }
         let result = edit(tracked.view.replica(stream, &self.device));
         let due = self.now + self.config.flush_interval_ms;
         self.due.entry((space, stream)).or_insert(due);
         self.changed = true;
-        Some(result)
+        Ok(result)
+    }
+
+    /// The documents holding edits of this device that the server has not
+    /// acknowledged, in every space, with whether they can still be sent:
+    /// what a person must be shown, never silently lost (kept across
+    /// restarts until sent or discarded with [`Self::discard_unsent`]).
+    pub fn unsent(&mut self) -> Vec<Unsent> {
+        let mut out = Vec::new();
+        for (id, t) in &mut self.spaces {
+            let blocked = read_only(&t.view);
+            for (stream, changes) in t.view.unsent() {
+                out.push(Unsent {
+                    space: *id,
+                    stream,
+                    changes: changes.len(),
+                    blocked: blocked.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Drops this device's unacknowledged edits of a document (after the
+    /// person saw or exported them): the document becomes what the others
+    /// have. Returns how many changes were dropped.
+    pub fn discard_unsent(&mut self, space: SpaceId, stream: StreamId) -> Result<usize, Failure> {
+        let t = self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?;
+        let Some(replica) = t.view.existing_replica(stream) else {
+            return Ok(0);
+        };
+        let dropped = replica
+            .discard_unsent()
+            .map_err(|e| Failure::new(Code::Document, e.to_string()))?;
+        self.due.remove(&(space, stream));
+        self.changed = true;
+        Ok(dropped)
     }
 
     /// Sends a presence message to the space's members online now (an MLS
@@ -801,8 +866,9 @@ impl Engine {
 
     /// The documents whose local edits the server has not acknowledged yet
     /// (waiting for the flush interval, or being sent).
-    pub fn unsent_documents(&self) -> usize {
+    pub fn unsent_documents(&mut self) -> usize {
         let mut documents: BTreeSet<(SpaceId, StreamId)> = self.due.keys().copied().collect();
+        documents.extend(self.unsent().into_iter().map(|u| (u.space, u.stream)));
         for r in self.ops.values() {
             if let Op::Flush { space, stream, .. } = r.op {
                 documents.insert((space, stream));
@@ -1350,6 +1416,9 @@ impl Engine {
         };
         let seq = entry.seq;
         let was_removed = t.view.is_removed();
+        // Only a commit (or a reopening) changes who may write.
+        let was_writable =
+            entry.kind != crate::wire::EntryKind::Envelope && read_only(&t.view).is_none();
         let applied = t.view.apply(&self.device, &self.provider, entry);
         self.changed = true;
         if applied.missing.is_some() {
@@ -1384,6 +1453,21 @@ impl Engine {
         }
         if !was_removed && t.view.is_removed() {
             self.events.push_back(Event::Removed { space: id });
+        }
+        if was_writable && let Some(why) = read_only(&t.view) {
+            // Rights changed under the person's feet: said at once, and
+            // what waits to be sent is kept for them to see.
+            let waiting = t.view.unsent().len();
+            let kept = if waiting > 0 {
+                format!(" Edits not sent in {waiting} document(s) are kept on this device.")
+            } else {
+                String::new()
+            };
+            self.events.push_back(Event::Warning {
+                code: Code::ReadOnly,
+                space: Some(id),
+                message: format!("{why}.{kept}"),
+            });
         }
         if applied.membership {
             self.check_pinned_keys(id);
@@ -2342,6 +2426,10 @@ impl Engine {
                 let Some(t) = self.spaces.get_mut(&space) else {
                     return Step::Finished(Err(not_member(space)));
                 };
+                if let Some(why) = read_only(&t.view) {
+                    // Kept, listed by `unsent`, never sent to be refused.
+                    return Step::Finished(Err(Failure::new(Code::ReadOnly, why)));
+                }
                 if t.view.existing_replica(stream).is_none() {
                     // Nothing was written to a document this device has not.
                     return Step::Finished(Ok(Output::Done));
@@ -2896,6 +2984,29 @@ fn discard_pending(space: &mut Space, provider: &MlsProvider) -> Result<(), Spac
     match space.commit_rejected(provider) {
         Ok(()) | Err(SpaceError::NoPendingCommit) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Why this device may not write in a space, if it may not: removed, a
+/// Reader, or a log that can no longer be trusted.
+fn read_only(view: &SpaceView) -> Option<String> {
+    let id = view.id();
+    if view.is_removed() || !view.space().is_active() {
+        return Some(format!(
+            "this device was removed from space {id}: what it shows is the history up to then, and nothing can be written there"
+        ));
+    }
+    if view.broken().is_some() {
+        return Some(format!(
+            "the log of space {id} can no longer be trusted: nothing more is written there"
+        ));
+    }
+    match view.space().own_role() {
+        Ok(role) if role.may_write(crate::envelope::Kind::Change) => None,
+        Ok(_) => Some(format!(
+            "your role in space {id} is Reader: you can read, not write"
+        )),
+        Err(_) => Some(format!("this device has no role in space {id}")),
     }
 }
 

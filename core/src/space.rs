@@ -841,7 +841,8 @@ impl Space {
         committed || self.own_role().is_ok_and(|r| r == Role::SpaceManager)
     }
 
-    fn own_role(&self) -> Result<Role, SpaceError> {
+    /// This device's user's role in the space.
+    pub fn own_role(&self) -> Result<Role, SpaceError> {
         let cred = self.group.credential().map_err(mls)?;
         let (user, _) = identity::parse_credential(cred)?;
         self.policy()?.role(&user).ok_or(SpaceError::Forbidden)

@@ -277,6 +277,17 @@ enum DocCommand {
         /// The space.
         space: String,
     },
+    /// Documents holding edits of this device the server has not
+    /// acknowledged, and why they cannot be sent (removed, Reader).
+    Unsent {
+        /// Write each filing as this device has it (edits included) to
+        /// DIR/<doc>.md.
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+        /// Then drop those edits (after exporting them, or for good).
+        #[arg(long)]
+        discard: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -645,13 +656,26 @@ async fn client_command(
                     json!({ "space": id.to_hex(), "epoch": epoch, "safety_code": code, "removed": c.is_removed(id) })
                 })
                 .collect();
-            print(json_out, json!({ "spaces": spaces }), || {
-                spaces
-                    .iter()
-                    .map(|s| format!("{} epoch {}", s["space"].as_str().unwrap_or(""), s["epoch"]))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            // Edits that can no longer be sent are said at every sync.
+            let blocked = c.unsent().iter().filter(|u| u.blocked.is_some()).count();
+            print(
+                json_out,
+                json!({ "spaces": spaces, "unsent_blocked": blocked }),
+                || {
+                    let mut lines: Vec<String> = spaces
+                        .iter()
+                        .map(|s| {
+                            format!("{} epoch {}", s["space"].as_str().unwrap_or(""), s["epoch"])
+                        })
+                        .collect();
+                    if blocked > 0 {
+                        lines.push(format!(
+                        "{blocked} document(s) hold edits of this device that can no longer be sent: `amicus doc unsent --export DIR` writes them out"
+                    ));
+                    }
+                    lines.join("\n")
+                },
+            );
         }
         Command::Space { command } => space_command(c, command, json_out).await?,
         Command::Doc { command } => doc_command(c, command, json_out).await?,
@@ -833,7 +857,73 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
             );
         }
         DocCommand::Ls { space: s } => list(c, &s, json_out, None)?,
+        DocCommand::Unsent { export, discard } => unsent(c, export, discard, json_out)?,
     }
+    Ok(())
+}
+
+/// Lists (and exports, discards) the documents with unacknowledged edits.
+fn unsent(
+    c: &mut Client,
+    export: Option<std::path::PathBuf>,
+    discard: bool,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let waiting = c.unsent();
+    let mut listed = Vec::new();
+    for u in &waiting {
+        let mut file = None;
+        if let (Some(dir), Some((title, body))) = (&export, &u.text) {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(format!("{}.md", u.stream.to_hex()));
+            std::fs::write(&path, format!("# {title}\n\n{body}\n"))?;
+            file = Some(path.display().to_string());
+        }
+        listed.push(json!({
+            "space": u.space.to_hex(),
+            "doc": u.stream.to_hex(),
+            "title": u.text.as_ref().map(|(t, _)| t),
+            "changes": u.changes,
+            "blocked": u.blocked,
+            "exported": file,
+        }));
+    }
+    if discard {
+        for u in &waiting {
+            c.discard_unsent(u.space, u.stream)?;
+        }
+    }
+    print(
+        json_out,
+        json!({ "unsent": listed, "discarded": discard }),
+        || {
+            if listed.is_empty() {
+                return "every edit of this device has reached the server".to_owned();
+            }
+            listed
+                .iter()
+                .map(|u| {
+                    let title = u["title"].as_str().unwrap_or("library");
+                    let state = u["blocked"].as_str().unwrap_or("waiting to be sent");
+                    let mut line = format!(
+                        "{} {} ({}): {} change(s); {state}",
+                        u["space"].as_str().unwrap_or(""),
+                        u["doc"].as_str().unwrap_or(""),
+                        title,
+                        u["changes"]
+                    );
+                    if let Some(f) = u["exported"].as_str() {
+                        line.push_str(&format!("; written to {f}"));
+                    }
+                    if discard {
+                        line.push_str("; discarded");
+                    }
+                    line
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
     Ok(())
 }
 
