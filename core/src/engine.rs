@@ -3411,6 +3411,131 @@ mod tests {
         (amina, space, bruno, joined, entry)
     }
 
+    /// Rights that change under a person's feet lose nothing: Bruno's
+    /// sentence typed before his removal is never sent to be refused, is
+    /// said at once, stays listed (also after a restart) with why, and
+    /// goes only when he discards it; a Reader cannot type at all.
+    #[test]
+    fn edits_that_can_no_longer_be_sent_are_kept_listed_and_discarded_only_on_request() {
+        let (amina, mut space, bruno, joined, first) = amina_adds_bruno();
+        let id = space.id();
+        let stream = StreamId::random();
+        let removal = space
+            .remove_user(
+                &amina.mls,
+                &amina.device,
+                bruno.device.user(),
+                (0, first.hash()),
+            )
+            .unwrap();
+        let mut b = bruno.engine(vec![joined], Contacts::default());
+        b.handle_link(0, Link::Up);
+        b.handle_frame(
+            0,
+            ServerFrame::Entry {
+                space: id,
+                entry: first.clone(),
+            },
+        );
+        b.edit(id, stream, |r| {
+            crate::document::filing::init(r.doc(), "Brouillon de Bruno")
+        })
+        .unwrap()
+        .unwrap();
+        while b.poll_event().is_some() {}
+        let second = LogEntry {
+            seq: 1,
+            prev: first.hash(),
+            kind: crate::wire::EntryKind::Commit,
+            epoch: 1,
+            payload: removal.commit,
+        };
+        b.handle_frame(
+            10,
+            ServerFrame::Entry {
+                space: id,
+                entry: second,
+            },
+        );
+        let said: Vec<Event> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            said.iter().any(|e| matches!(e, Event::Warning { code: Code::ReadOnly, message, .. } if message.contains("kept"))),
+            "{said:?}"
+        );
+        while b.poll_transmit().is_some() {}
+        b.handle_timeout(60_000);
+        let sent: Vec<ClientFrame> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        assert!(
+            !sent.iter().any(|f| matches!(f, ClientFrame::Append { .. })),
+            "nothing is sent to be refused: {sent:?}"
+        );
+        let listed = b.unsent();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].stream, stream);
+        assert!(
+            listed[0]
+                .blocked
+                .as_deref()
+                .unwrap_or_default()
+                .contains("removed")
+        );
+        assert_eq!(b.unsent_documents(), 1);
+        let refused = b.edit(id, stream, |_| Ok::<(), ()>(()));
+        assert!(
+            matches!(refused, Err(ref f) if f.code == Code::ReadOnly),
+            "{refused:?}"
+        );
+
+        // After a restart: still there, still not sent.
+        let record = b.persist().unwrap();
+        let mut b = Engine::new(
+            record.restore().unwrap(),
+            Some("token".into()),
+            Config::default(),
+        );
+        b.handle_link(0, Link::Up);
+        b.handle_timeout(60_000);
+        assert!(
+            !std::iter::from_fn(|| b.poll_transmit())
+                .any(|f| matches!(f, ClientFrame::Append { .. }))
+        );
+        assert_eq!(b.unsent().len(), 1);
+        let title = |e: &mut Engine| {
+            let view = e.view_mut(id).unwrap();
+            let r = view.existing_replica(stream).unwrap();
+            crate::document::filing::title(r.doc()).ok()
+        };
+        assert_eq!(title(&mut b).as_deref(), Some("Brouillon de Bruno"));
+        // Discarded on request only: nothing waits, and the text is gone.
+        assert_eq!(b.discard_unsent(id, stream).unwrap(), 1);
+        assert!(b.unsent().is_empty());
+        assert_eq!(b.unsent_documents(), 0);
+        assert_ne!(title(&mut b).as_deref(), Some("Brouillon de Bruno"));
+    }
+
+    /// A Reader's engine refuses to write instead of queuing edits that
+    /// every other member would refuse.
+    #[test]
+    fn a_reader_cannot_write() {
+        let (amina, mut space, bruno, mut joined, first) = amina_adds_bruno();
+        let id = space.id();
+        let mut policy = space.policy().unwrap();
+        policy.members.get_mut(bruno.device.user()).unwrap().role = Role::Reader;
+        let demoted = space
+            .change_policy(&amina.mls, &amina.device, policy, (0, first.hash()))
+            .unwrap();
+        joined
+            .process(&bruno.mls, &demoted.commit, Content::Commit)
+            .unwrap();
+        let mut b = bruno.engine(vec![joined], Contacts::default());
+        let refused = b.edit(id, StreamId::random(), |_| Ok::<(), ()>(()));
+        assert!(
+            matches!(refused, Err(ref f) if f.code == Code::ReadOnly && f.message.contains("Reader")),
+            "{refused:?}"
+        );
+        assert!(b.unsent().is_empty());
+    }
+
     /// A commit its group refuses is reported to the server (and again
     /// while its epoch is not reopened); the reopening entry puts the
     /// member back in the epoch with nothing lost, while a device whose

@@ -3,7 +3,7 @@
 use amicus_cli::Edit;
 use amicus_core::space::Role;
 
-use crate::support::{PASS, Server, register};
+use crate::support::{PASS, Server, amicus_json, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_reads_nothing_written_afterwards_and_a_later_device_reads_everything() {
@@ -129,4 +129,80 @@ async fn when_two_managers_commit_in_one_epoch_one_wins_and_the_other_reapplies_
         "{conflicts} commit conflicts, all recovered; {} users added",
         invited.len()
     );
+}
+
+/// Bruno types a sentence his client has not sent yet when Alice removes
+/// him: it is never sent to be refused, nor lost. `amicus sync` says it
+/// waits, `amicus doc unsent --export` writes it out with why it cannot go,
+/// and only `--discard` drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_members_unsent_sentence_is_kept_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let mut bruno = register(dir.path(), &server, "bruno").await;
+    let space = alice.create_space().await.unwrap();
+    alice
+        .invite(space, "bruno", Role::Contributor)
+        .await
+        .unwrap();
+    let doc = alice.new_document(space, "Mémoire").await.unwrap();
+    alice
+        .edit(space, doc, &[Edit::Insert(None, "Shared text.".into())])
+        .await
+        .unwrap();
+    bruno.sync_all().await.unwrap();
+    // Typed, not flushed yet (the engine sends at its flush interval).
+    bruno
+        .dangerous_engine()
+        .edit(space, doc, |r| {
+            amicus_core::document::filing::splice(r.doc(), 12, 0, " Bruno's unsent sentence.")
+        })
+        .unwrap()
+        .unwrap();
+    bruno.save().unwrap();
+    alice.remove(space, "bruno").await.unwrap();
+    bruno.sync_all().await.unwrap();
+    assert!(bruno.is_removed(space));
+    assert!(
+        bruno
+            .warnings
+            .iter()
+            .any(|w| w.contains("kept on this device")),
+        "{:?}",
+        bruno.warnings
+    );
+    drop(bruno);
+
+    let home = dir.path().join("bruno");
+    let synced = amicus_json(&home, &["sync"]);
+    assert_eq!(synced["unsent_blocked"], 1, "{synced}");
+    let out = dir.path().join("unsent");
+    let listed = amicus_json(&home, &["doc", "unsent", "--export", out.to_str().unwrap()]);
+    let entry = &listed["unsent"][0];
+    assert_eq!(entry["doc"], doc.to_hex());
+    assert!(
+        entry["blocked"].as_str().unwrap().contains("removed"),
+        "{listed}"
+    );
+    let written = std::fs::read_to_string(out.join(format!("{}.md", doc.to_hex()))).unwrap();
+    assert!(written.contains("Bruno's unsent sentence."), "{written}");
+    // Still there at the next start; gone only when discarded.
+    assert_eq!(
+        amicus_json(&home, &["doc", "unsent"])["unsent"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    amicus_json(&home, &["doc", "unsent", "--discard"]);
+    assert!(
+        amicus_json(&home, &["doc", "unsent"])["unsent"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Alice never received it.
+    alice.sync(space).await.unwrap();
+    assert_eq!(alice.read(space, doc).unwrap().body, "Shared text.");
 }

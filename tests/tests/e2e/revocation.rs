@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{PASS, Server, amicus_bin, register};
+use crate::support::{PASS, Server, amicus_json, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
@@ -74,19 +74,7 @@ async fn a_revoked_phone_is_shut_out_of_the_server_and_of_every_space() {
     // Amina revokes it with the command, on the laptop (its home is free
     // while the command runs).
     drop(amina);
-    let amicus = |args: &[&str]| {
-        let out = std::process::Command::new(amicus_bin())
-            .arg("--home")
-            .arg(dir.path().join("amina"))
-            .arg("--json")
-            .args(args)
-            .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
-            .output()
-            .expect("run amicus");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "amicus {args:?}: {said}");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
-    };
+    let amicus = |args: &[&str]| amicus_json(&dir.path().join("amina"), args);
     let revoked = amicus(&["device", "revoke", &phone_id]);
     let mut removed: Vec<String> = revoked["removed_from"]
         .as_array()

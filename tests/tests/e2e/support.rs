@@ -28,6 +28,22 @@ pub fn amicus_bin() -> PathBuf {
     bin
 }
 
+/// Runs the `amicus` command with `--json` on a home (whose client must
+/// be closed meanwhile); its output, parsed.
+pub fn amicus_json(home: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(amicus_bin())
+        .arg("--home")
+        .arg(home)
+        .arg("--json")
+        .args(args)
+        .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
+        .output()
+        .expect("run amicus");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "amicus {args:?}: {said}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 /// A server process.
 pub struct Server {
     child: Child,
