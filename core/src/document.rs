@@ -330,10 +330,7 @@ impl Replica {
         doc.set_actor(automerge::ActorId::random());
         doc.apply_changes(kept)
             .map_err(|e| DocumentError::Automerge(e.to_string()))?;
-        let own = self
-            .actors
-            .get(&self.doc.get_actor().to_bytes().to_vec())
-            .copied();
+        let own = self.actors.get(self.doc.get_actor().to_bytes()).copied();
         if let Some(device) = own {
             self.actors
                 .insert(doc.get_actor().to_bytes().to_vec(), device);
