@@ -468,7 +468,9 @@ async fn a_new_device_pairs_through_the_mailbox_and_signs_in() {
         .await;
     check_error(st, &b, StatusCode::BAD_REQUEST, "bad_request");
 
-    let (cert, answer) = accept_offer(&amina, &code, &hex::decode(&offer).unwrap()).unwrap();
+    let contacts = amicus_core::identity::Contacts::default();
+    let (cert, answer) =
+        accept_offer(&amina, &code, &hex::decode(&offer).unwrap(), &contacts).unwrap();
     let answer = json!({ "answer": hex::encode(&answer) });
     let path = format!("/v1/pairing/{id}/answer");
     let (st, b) = api
@@ -496,7 +498,7 @@ async fn a_new_device_pairs_through_the_mailbox_and_signs_in() {
         .json("GET", &format!("/v1/pairing/{id}"), None, json!(null))
         .await;
     assert_eq!(st, StatusCode::OK);
-    let device = new
+    let (device, _) = new
         .complete(&code, &hex::decode(b["answer"].as_str().unwrap()).unwrap())
         .unwrap();
     let (st, b) = api

@@ -701,7 +701,7 @@ impl World {
         let at = places[at_random % places.len()];
         let typed = engine
             .edit(space, stream, |r| filing::splice(r.doc(), at, 0, &marker))
-            .is_some_and(|r| r.is_ok());
+            .is_ok_and(|r| r.is_ok());
         if !typed {
             return;
         }
