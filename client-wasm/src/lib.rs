@@ -696,6 +696,7 @@ impl Device {
                         broken: v.broken().map(str::to_owned),
                         unreadable: v.unreadable() as f64,
                         role: role.map(|r| r.as_str().to_owned()),
+                        read_only: amicus_core::engine::read_only(v),
                     }
                 })
                 .collect(),

@@ -171,6 +171,11 @@ pub struct SpaceSummary {
     #[tsify(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Why this browser may not write there (removed, Reader, broken
+    /// log), if it may not: the interface offers no way to write.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<String>,
 }
 
 /// The spaces of [`Device::spaces`].

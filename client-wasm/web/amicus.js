@@ -543,7 +543,7 @@ export class Client {
         this.emit("spaces", {});
         break;
       case "warning":
-        this.emit("warning", { code: e.code, message: e.message });
+        this.emit("warning", { code: e.code, space: e.space, message: e.message });
         break;
       case "presence": {
         let payload = null;

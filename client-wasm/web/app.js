@@ -5,6 +5,7 @@
 //   #/doc/SPACE/STREAM       the editor
 //   #/search                 the public library
 //   #/devices                this user's devices
+//   #/unsent                 edits not sent, to save or discard
 
 import { Client, load } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
@@ -87,7 +88,7 @@ function header() {
  * this browser (they survive a reload and go out when connected). */
 function unsentNote() {
   const n = client.unsentDocuments || 0;
-  return h("span", { id: "unsent", class: "muted", role: "status", "data-documents": n, hidden: n === 0 },
+  return h("a", { id: "unsent", href: "#/unsent", class: "muted", role: "status", "data-documents": n, hidden: n === 0 },
     t("unsentKept", { n }));
 }
 
@@ -106,6 +107,7 @@ function render() {
   if (view === "search") return searchView(main);
   if (view === "public" && a && b) return publicView(main, a, b);
   if (view === "devices") return devicesView(main);
+  if (view === "unsent") return unsentView(main);
   return spacesView(main);
 }
 
@@ -205,7 +207,7 @@ function authorName(item) {
 }
 
 /** The engine's warnings the interface words itself. */
-const warnings = { withheld: "warnWithheld", forked: "warnForked", sign_in: "warnSignIn", revoked: "warnRevoked" };
+const warnings = { withheld: "warnWithheld", forked: "warnForked", sign_in: "warnSignIn", revoked: "warnRevoked", read_only: "warnReadOnly" };
 
 function started() {
   const rerender = () => render();
@@ -223,6 +225,16 @@ function started() {
   // with the engine's sentence.
   client.events.addEventListener("warning", (/** @type {any} */ e) => {
     const known = warnings[e.detail.code];
+    // Rights changed in the space on screen: it is drawn again without
+    // the means to write (what was typed and not sent stays, listed).
+    const [, view, on] = location.hash.split("/");
+    if (e.detail.code === "read_only" && (view === "space" || view === "doc") && on === e.detail.space) {
+      client.save().then(() => {
+        render();
+        status(t(known), "warning");
+      });
+      return;
+    }
     status(known ? `${t(known)} (${e.detail.message})` : e.detail.message, "warning");
   });
   client.events.addEventListener("unsent", () => {
@@ -464,6 +476,8 @@ function spaceView(main, space) {
   };
 
   const drawLibrary = () => {
+    const summary = client.device.spaces().find((s) => s.id === space);
+    const readOnly = Boolean(summary?.read_only);
     let entries = [];
     try {
       entries = client.device.library(space);
@@ -483,14 +497,15 @@ function spaceView(main, space) {
                 : h("span", {}, e.name),
             e.folder && name(e.folder) ? h("span", { class: "muted" }, ` — ${name(e.folder)}`) : null)))
         : h("p", {}, t("empty")),
-      h("form", { id: "new-doc", onsubmit: async (e) => {
+      readOnly ? h("p", { id: "read-only", class: "muted" }, t(summary?.removed ? "removed" : "readerOnly")) : null,
+      readOnly ? null : h("form", { id: "new-doc", onsubmit: async (e) => {
         e.preventDefault();
         try {
           const id = await client.newDocument(space, e.target.title.value.trim() || "—");
           location.hash = `#/doc/${space}/${id}`;
         } catch (err) { fail(err); }
       } }, field(t("title"), h("input", { name: "title", required: true })), h("button", { type: "submit" }, t("newDocument"))),
-      h("form", { id: "new-folder", onsubmit: async (e) => {
+      readOnly ? null : h("form", { id: "new-folder", onsubmit: async (e) => {
         e.preventDefault();
         try {
           client.device.new_folder(space, e.target.name.value.trim(), "");
@@ -498,7 +513,7 @@ function spaceView(main, space) {
           drawLibrary();
         } catch (err) { fail(err); }
       } }, field(t("folderName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("newFolder"))),
-      field(t("upload"), h("input", { type: "file", id: "upload", onchange: async (e) => {
+      readOnly ? null : field(t("upload"), h("input", { type: "file", id: "upload", onchange: async (e) => {
         const file = e.target.files[0];
         if (!file) return;
         await uploadFile(file);
@@ -749,13 +764,24 @@ function editorView(main, space, stream) {
   };
   const beat = setInterval(() => { announce(); drawPresence(); }, 5000);
 
-  main.append(
+  // Where this browser may not write (removed, Reader), the filing is
+  // shown read-only, with nothing offered that would be refused.
+  const summary = client.device.spaces().find((x) => x.id === space);
+  const readOnly = Boolean(summary?.read_only);
+  if (readOnly) {
+    title.readOnly = true;
+    const text = editor.element.querySelector("#editor");
+    text.setAttribute("contenteditable", "false");
+    text.setAttribute("aria-readonly", "true");
+  }
+  main.append(...[
     h("p", {}, h("a", { href: `#/space/${space}` }, `← ${t("back")}`)),
+    readOnly ? h("p", { id: "read-only", class: "warning", role: "status" }, t(summary?.removed ? "removed" : "readerOnly")) : null,
     title,
-    h("div", { class: "toolbar", role: "toolbar", "aria-label": t("formatting"), "aria-controls": "editor" }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
+    readOnly ? null : h("div", { class: "toolbar", role: "toolbar", "aria-label": t("formatting"), "aria-controls": "editor" }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
     here,
-    h("div", { class: "columns" }, editor.element, h("aside", {}, commentForm, commentsBox, versionForm, versionsBox, publishBox)),
-  );
+    h("div", { class: "columns" }, editor.element, h("aside", {}, readOnly ? null : commentForm, commentsBox, readOnly ? null : versionForm, versionsBox, readOnly ? null : publishBox)),
+  ].filter(Boolean));
   drawPresence();
   const onChanged = (e) => {
     if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) refresh();
@@ -954,6 +980,45 @@ async function publicView(main, space, doc) {
 }
 
 // -------------------------------------------------------------- devices
+
+/** Saves `text` as a file on this device (nothing leaves it). */
+function saveText(name, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/markdown;charset=utf-8" }));
+  const a = h("a", { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 60000);
+}
+
+/** Edits this browser holds that the server has not acknowledged: each
+ * can be saved as a file and, only on request, discarded. */
+function unsentView(main) {
+  const list = h("ul", { id: "unsent-list" });
+  const draw = () => {
+    const waiting = client.device.unsent();
+    const spaces = client.device.spaces();
+    fill(list, waiting.length ? waiting.map((u) => {
+      let text = null;
+      try { text = client.device.text(u.space, u.stream); } catch (_) { /* the library, not a filing */ }
+      const title = text ? (text.title || "—") : t("library");
+      const state = u.blocked
+        ? t(spaces.find((x) => x.id === u.space)?.removed ? "unsentRemoved" : "unsentBlocked")
+        : t("unsentWaiting");
+      return h("li", { "data-stream": u.stream, class: u.blocked ? "blocked" : "" },
+        h("strong", { dir: "auto" }, title), " ", h("span", { class: u.blocked ? "warning" : "muted" }, `· ${state}`), " ",
+        text ? h("button", { type: "button", class: "save-unsent", onclick: () => saveText(`${title}.md`, `# ${text.title}\n\n${text.body}\n`) }, t("saveAsFile")) : null, " ",
+        confirmingButton({ class: "discard-unsent" }, t("discardUnsent"), t("discardUnsentConfirm"), async () => {
+          try {
+            client.device.discard_unsent(u.space, u.stream);
+            await client.save();
+            draw();
+          } catch (err) { fail(err); }
+        }));
+    }) : h("li", { class: "muted" }, t("unsentNone")));
+  };
+  main.append(h("h2", {}, t("unsentTitle")), h("p", { class: "muted" }, t("unsentHelp")), list);
+  draw();
+}
 
 async function devicesView(main) {
   const box = h("section", {}, h("h2", {}, t("devices")));

@@ -2988,8 +2988,9 @@ fn discard_pending(space: &mut Space, provider: &MlsProvider) -> Result<(), Spac
 }
 
 /// Why this device may not write in a space, if it may not: removed, a
-/// Reader, or a log that can no longer be trusted.
-fn read_only(view: &SpaceView) -> Option<String> {
+/// Reader, or a log that can no longer be trusted (what [`Engine::edit`]
+/// refuses with [`Code::ReadOnly`]; an interface offers no way to write).
+pub fn read_only(view: &SpaceView) -> Option<String> {
     let id = view.id();
     if view.is_removed() || !view.space().is_active() {
         return Some(format!(

@@ -1206,3 +1206,140 @@ async fn a_browser_locks_when_idle_and_erases_every_trace_of_its_account() {
         .await;
     amina.screenshot("erased").await;
 }
+
+/// Rights that change under Bruno's feet (French interface). He is typing
+/// in a filing, his sentence not yet acknowledged, when Amina removes him:
+/// within 2 seconds the page says so and the filing turns read-only; the
+/// sentence is listed with why it cannot go, saved as a file on request,
+/// and still listed after a reload, when the history up to the removal
+/// is still readable. Nothing of it reached Amina. In a space where he is
+/// a Reader, nothing to create, upload or edit is offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_write() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let relay = Relay::start(&server.url).await;
+    let shots = target_dir().join("browser-screenshots-rights");
+    let _ = std::fs::remove_dir_all(&shots);
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let bruno = Browser::start("bruno", "fr", &shots, &downloads).await;
+    sign_up(&bruno, &relay.url, "bruno").await;
+    let mut amina = register(dir.path(), &server, "amina").await;
+    let space = amina.create_space().await.unwrap();
+    amina
+        .invite(space, "bruno", amicus_core::space::Role::Contributor)
+        .await
+        .unwrap();
+    let doc = amina.new_document(space, "Requête").await.unwrap();
+    amina
+        .edit(
+            space,
+            doc,
+            &[amicus_cli::Edit::Insert(None, "Exposé des faits.".into())],
+        )
+        .await
+        .unwrap();
+    let shown = "return (document.getElementById('editor')?.textContent || '').includes('Exposé des faits.')";
+    bruno
+        .wait_for(
+            "the filing at Bruno's",
+            &visit(&format!("#/doc/{space}/{doc}"), shown),
+            LONG,
+        )
+        .await;
+
+    // From now on his page's writes do not reach the server (a connection
+    // that loses them): what he types stays unacknowledged.
+    relay.up(|frame| match frame {
+        amicus_core::wire::ClientFrame::Append {
+            item: amicus_core::wire::AppendItem::Envelope(_),
+            ..
+        } => None,
+        other => Some(other),
+    });
+    bruno.js(TO_END, json!([])).await;
+    bruno.type_into("#editor", " Phrase de Bruno.").await;
+    amina.remove(space, "bruno").await.unwrap();
+    let notice = "return document.getElementById('read-only') !== null \
+        && document.getElementById('editor').getAttribute('contenteditable') === 'false' \
+        && (document.getElementById('status')?.textContent || '').includes('Vous ne pouvez plus écrire')";
+    bruno
+        .wait_for(
+            "the removal notice within 2 s",
+            notice,
+            Duration::from_secs(2),
+        )
+        .await;
+    bruno.screenshot("removed-while-typing").await;
+
+    let listed = visit(
+        "#/unsent",
+        &format!(
+            "const li = document.querySelector('#unsent-list li[data-stream=\"{}\"].blocked'); \
+             return li !== null && li.textContent.includes('retiré')",
+            doc.to_hex()
+        ),
+    );
+    bruno
+        .wait_for("the unsent sentence listed", &listed, LONG)
+        .await;
+    bruno
+        .click("#unsent-list li.blocked button.save-unsent")
+        .await;
+    let saved = downloads.join("Requête.md");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&saved).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("Phrase de Bruno."), "saved: {text:?}");
+    bruno.screenshot("unsent").await;
+
+    // After a reload: still listed, and the history still readable.
+    relay.honest();
+    bruno.goto("about:blank").await;
+    unlock(&bruno, &relay.url, "bruno").await;
+    bruno
+        .wait_for("the sentence still listed after a reload", &listed, LONG)
+        .await;
+    let readable = visit(
+        &format!("#/doc/{space}/{doc}"),
+        &format!("{shown} && document.getElementById('read-only') !== null"),
+    );
+    bruno
+        .wait_for("the filing readable after the reload", &readable, LONG)
+        .await;
+    amina.sync(space).await.unwrap();
+    assert_eq!(amina.read(space, doc).unwrap().body, "Exposé des faits.");
+
+    // A Reader is offered nothing to write.
+    let other = amina.create_space().await.unwrap();
+    amina
+        .invite(other, "bruno", amicus_core::space::Role::Reader)
+        .await
+        .unwrap();
+    let reader = visit(
+        &format!("#/space/{other}"),
+        "return Boolean(document.getElementById('read-only')?.textContent.includes('Lecteur')) \
+         && !document.querySelector('#new-doc, #new-folder, #upload')",
+    );
+    bruno.wait_for("a Reader's space page", &reader, LONG).await;
+    bruno.screenshot("reader").await;
+}
+
+/// A script for `wait_for` that shows the view at `hash` and checks it
+/// with `check` (a function body returning a boolean); while the check
+/// fails, it draws the view again (through another view), so that what
+/// arrived meanwhile is shown.
+fn visit(hash: &str, check: &str) -> String {
+    format!(
+        "const want = {hash:?}; const ok = location.hash === want && (() => {{ {check} }})(); \
+         if (!ok) location.hash = location.hash === want ? '#/' : want; return ok;"
+    )
+}
