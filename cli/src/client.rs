@@ -91,10 +91,21 @@ pub struct Filing {
     pub body: String,
     /// Comment threads: anchors and messages.
     pub comments: Vec<Value>,
-    /// Named versions.
-    pub versions: Vec<String>,
+    /// Named versions, oldest first, each with who named it.
+    pub versions: Vec<NamedVersion>,
     /// Number of Automerge changes.
     pub changes: usize,
+}
+
+/// A named version of a filing.
+#[derive(Clone, Debug, Serialize)]
+pub struct NamedVersion {
+    /// Its name.
+    pub name: String,
+    /// The user whose device named it, or the name a snapshot claims.
+    pub author: String,
+    /// Whether `author` is the signer's user (not only a claim).
+    pub verified: bool,
 }
 
 /// A library entry as listed.
@@ -623,6 +634,12 @@ impl Client {
         ))
     }
 
+    /// The space code people compare, as every client shows it.
+    pub fn space_code(&self, id: SpaceId) -> Result<String, ClientError> {
+        let view = self.engine.view(id).ok_or_else(|| no_space(id))?;
+        Ok(view.space().space_code())
+    }
+
     /// True if this device was removed from the space.
     pub fn is_removed(&self, id: SpaceId) -> bool {
         self.engine.view(id).is_some_and(|v| v.is_removed())
@@ -776,7 +793,11 @@ impl Client {
             comments,
             versions: filing::versions(doc, &authors)?
                 .into_iter()
-                .map(|v| v.name)
+                .map(|v| NamedVersion {
+                    name: v.name,
+                    author: v.author.name,
+                    verified: v.author.verified,
+                })
                 .collect(),
             changes: doc.get_changes(&[]).len(),
         })

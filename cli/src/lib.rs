@@ -11,7 +11,7 @@ pub mod client;
 pub mod home;
 pub mod transport;
 
-pub use client::{Client, Edit, Filing, Listed, UnsentDocument};
+pub use client::{Client, Edit, Filing, Listed, NamedVersion, UnsentDocument};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -692,6 +692,7 @@ impl Device {
                         id: v.id().to_hex(),
                         epoch: v.space().epoch() as f64,
                         authenticator: hex::encode(v.space().epoch_authenticator()),
+                        code: v.space().space_code(),
                         removed: v.is_removed(),
                         broken: v.broken().map(str::to_owned),
                         unreadable: v.unreadable() as f64,

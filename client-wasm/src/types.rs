@@ -161,6 +161,8 @@ pub struct SpaceSummary {
     pub id: String,
     pub epoch: f64,
     pub authenticator: String,
+    /// The space code people compare (the same form as `amicus`'s).
+    pub code: String,
     pub removed: bool,
     /// Why its log cannot be trusted (forked, rolled back), if it cannot.
     #[tsify(optional)]

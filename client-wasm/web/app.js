@@ -427,7 +427,7 @@ function spaceView(main, space) {
             : null),
         )))),
       h("p", { class: "muted" }, `${t("epoch")} ${summary?.epoch ?? "?"} · `, h("abbr", { title: t("epochCode") }, t("epochCode").split(" (")[0]), ": ",
-        h("code", { id: "epoch-code" }, (summary?.authenticator || "").slice(0, 16))),
+        h("code", { id: "epoch-code" }, summary?.code || "")),
       me === "space_manager"
         ? h("form", { id: "invite", onsubmit: async (e) => {
             e.preventDefault();

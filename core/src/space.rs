@@ -100,6 +100,23 @@ impl Role {
     }
 }
 
+/// The form of a space code read aloud or compared on two screens: the
+/// first 10 bytes as five groups of four lower-case hex digits. 80 bits:
+/// two members who see the same code are in the same group state unless
+/// someone found a collision of the authenticator's first 80 bits for a
+/// state of its choosing, far beyond reach, and it fits a phone's line.
+pub fn space_code(authenticator: &[u8]) -> String {
+    authenticator
+        .iter()
+        .take(10)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|pair| pair.concat())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// How much history a joiner may read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum HistoryPolicy {
@@ -766,6 +783,13 @@ impl Space {
     /// code to compare out of band: equal codes mean the same group state.
     pub fn epoch_authenticator(&self) -> Vec<u8> {
         self.group.epoch_authenticator().as_slice().to_vec()
+    }
+
+    /// The space code people compare, the same in every client: the
+    /// first 80 bits of the epoch authenticator as five groups of four
+    /// hex digits ([`space_code`]).
+    pub fn space_code(&self) -> String {
+        space_code(&self.epoch_authenticator())
     }
 
     /// The members of the current epoch, with roles.
@@ -1652,4 +1676,18 @@ fn to32(bytes: &[u8]) -> Result<[u8; 32], SpaceError> {
     bytes
         .try_into()
         .map_err(|_| SpaceError::Mls("exporter returned a wrong length".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The space code is the authenticator's first 80 bits in five groups
+    /// of four hex digits, whatever the client.
+    #[test]
+    fn a_space_code_is_five_groups_of_four_hex_digits() {
+        let authenticator: Vec<u8> = (0u8..32).collect();
+        assert_eq!(
+            super::space_code(&authenticator),
+            "0001 0203 0405 0607 0809"
+        );
+    }
 }

@@ -203,7 +203,8 @@ enum SpaceCommand {
         space: String,
         /// The user.
         user: String,
-        /// reader, contributor, content-manager or space-manager.
+        /// reader, contributor, content_manager or space_manager (a hyphen
+        /// may stand for the underscore).
         #[arg(long, default_value = "contributor")]
         role: String,
     },
@@ -372,9 +373,19 @@ fn stream(s: &str) -> anyhow::Result<StreamId> {
     StreamId::from_hex(s).map_err(|_| anyhow::anyhow!("a document id is 32 hex digits, got {s:?}"))
 }
 
+/// Who wrote a comment: the signer's user, or a name only claimed.
+fn author(message: &Value) -> String {
+    let name = message["author"].as_str().unwrap_or("?");
+    if message["verified"] == true {
+        name.to_owned()
+    } else {
+        format!("{name} (name not verified)")
+    }
+}
+
 fn role(s: &str) -> anyhow::Result<Role> {
     Role::parse(s).ok_or_else(|| {
-        anyhow::anyhow!("a role is reader, contributor, content-manager or space-manager")
+        anyhow::anyhow!("a role is reader, contributor, content_manager or space_manager")
     })
 }
 
@@ -652,8 +663,9 @@ async fn client_command(
                 .spaces()
                 .into_iter()
                 .map(|id| {
-                    let (epoch, code) = c.epoch(id).unwrap_or_default();
-                    json!({ "space": id.to_hex(), "epoch": epoch, "safety_code": code, "removed": c.is_removed(id) })
+                    let (epoch, authenticator) = c.epoch(id).unwrap_or_default();
+                    let code = c.space_code(id).unwrap_or_default();
+                    json!({ "space": id.to_hex(), "epoch": epoch, "safety_code": code, "authenticator": authenticator, "removed": c.is_removed(id) })
                 })
                 .collect();
             // Edits that can no longer be sent are said at every sync.
@@ -665,7 +677,12 @@ async fn client_command(
                     let mut lines: Vec<String> = spaces
                         .iter()
                         .map(|s| {
-                            format!("{} epoch {}", s["space"].as_str().unwrap_or(""), s["epoch"])
+                            format!(
+                                "{} epoch {} · space code {}",
+                                s["space"].as_str().unwrap_or(""),
+                                s["epoch"],
+                                s["safety_code"].as_str().unwrap_or("")
+                            )
                         })
                         .collect();
                     if blocked > 0 {
@@ -760,10 +777,11 @@ async fn space_command(
             c.sync_all().await?;
             let id = space(&s)?;
             let members = c.members(id)?;
-            let (epoch, code) = c.epoch(id)?;
+            let (epoch, authenticator) = c.epoch(id)?;
+            let code = c.space_code(id)?;
             print(
                 json_out,
-                json!({ "members": members, "epoch": epoch, "safety_code": code }),
+                json!({ "members": members, "epoch": epoch, "safety_code": code, "authenticator": authenticator }),
                 || {
                     let mut out: Vec<String> = members
                         .iter()
@@ -777,7 +795,7 @@ async fn space_command(
                             )
                         })
                         .collect();
-                    out.push(format!("epoch {epoch}, safety code {code}"));
+                    out.push(format!("epoch {epoch} · space code {code}"));
                     out.join("\n")
                 },
             );
@@ -841,7 +859,31 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
         DocCommand::Cat { space: s, doc } => {
             let f = c.read(space(&s)?, stream(&doc)?)?;
             print(json_out, serde_json::to_value(&f)?, || {
-                format!("# {}\n\n{}", f.title, f.body)
+                let mut out = format!("# {}\n\n{}", f.title, f.body);
+                // Comments after the text, each on the passage it marks,
+                // as the browser shows them.
+                let chars: Vec<char> = f.body.chars().collect();
+                for t in &f.comments {
+                    let at = |k: &str| t[k].as_u64().unwrap_or(0) as usize;
+                    let passage: String = chars
+                        .get(at("start").min(chars.len())..at("end").min(chars.len()))
+                        .map(|p| p.iter().collect())
+                        .unwrap_or_default();
+                    let state = if t["resolved"] == true {
+                        " (resolved)"
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!("\n\n> {passage}{state}"));
+                    for m in t["messages"].as_array().into_iter().flatten() {
+                        out.push_str(&format!(
+                            "\n{}: {}",
+                            author(m),
+                            m["text"].as_str().unwrap_or("")
+                        ));
+                    }
+                }
+                out
             });
         }
         DocCommand::History { space: s, doc } => {
@@ -851,7 +893,14 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
                 json!({ "versions": f.versions, "changes": f.changes }),
                 || {
                     let mut out = vec![format!("{} changes", f.changes)];
-                    out.extend(f.versions.iter().map(|v| format!("version: {v}")));
+                    out.extend(f.versions.iter().map(|v| {
+                        let by = if v.verified {
+                            v.author.clone()
+                        } else {
+                            format!("{} (name not verified)", v.author)
+                        };
+                        format!("version: {} — {by}", v.name)
+                    }));
                     out.join("\n")
                 },
             );

@@ -1331,6 +1331,27 @@ async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_wr
     );
     bruno.wait_for("a Reader's space page", &reader, LONG).await;
     bruno.screenshot("reader").await;
+
+    // The page and the command show the same epoch and space code, in
+    // one form.
+    amina.sync(other).await.unwrap();
+    let code = amina.space_code(other).unwrap();
+    let epoch = amina.epoch(other).unwrap().0;
+    assert_eq!(code.len(), 24, "five groups of four: {code}");
+    let shown = bruno
+        .js(
+            "const c = document.getElementById('epoch-code'); return [c?.textContent, c?.parentElement?.textContent]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(shown[0].as_str(), Some(code.as_str()), "{shown}");
+    assert!(
+        shown[1]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("Époque {epoch} ")),
+        "{shown}"
+    );
 }
 
 /// A script for `wait_for` that shows the view at `hash` and checks it
