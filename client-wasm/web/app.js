@@ -410,7 +410,7 @@ function spaceView(main, space) {
       summary?.removed ? h("p", { class: "warning" }, t("removed")) : null,
       h("table", { class: "members" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("user")), h("th", { scope: "col" }, t("role")), h("th", { scope: "col" }, t("safetyNumberCol")), h("th", { scope: "col" }, ""))),
-        h("tbody", {}, [...byUser.values()].map((m) => h("tr", { "data-user": m.user },
+        h("tbody", {}, [...byUser.values()].map((m) => h("tr", { "data-user": m.user, "data-role": m.role },
           h("td", {}, m.user, m.devices > 1 ? ` (${m.devices})` : ""),
           h("td", {}, me === "space_manager" && m.user !== client.user
             ? h("select", { "aria-label": `${t("role")}: ${m.user}`, class: "role", onchange: async (e) => {

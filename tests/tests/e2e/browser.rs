@@ -1345,6 +1345,28 @@ async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_wr
         )
         .await;
     assert_eq!(shown[0].as_str(), Some(code.as_str()), "{shown}");
+    // And the same role names: the page's rows carry the names the
+    // command prints.
+    let roles = bruno
+        .js(
+            "return [...document.querySelectorAll('tr[data-user]')].map((r) => [r.dataset.user, r.dataset.role]).sort()",
+            json!([]),
+        )
+        .await;
+    let mut listed: Vec<(String, String)> = amina
+        .members(other)
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["user"].as_str().unwrap().to_owned(),
+                m["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(roles, json!(listed), "roles at the page and at the command");
     assert!(
         shown[1]
             .as_str()
