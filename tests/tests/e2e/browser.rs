@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::relay_double::Relay;
-use crate::support::{Server, register};
+use crate::support::{Server, register, shared_filing};
 use crate::webdriver::Browser;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -1228,20 +1228,7 @@ async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_wr
     let bruno = Browser::start("bruno", "fr", &shots, &downloads).await;
     sign_up(&bruno, &relay.url, "bruno").await;
     let mut amina = register(dir.path(), &server, "amina").await;
-    let space = amina.create_space().await.unwrap();
-    amina
-        .invite(space, "bruno", amicus_core::space::Role::Contributor)
-        .await
-        .unwrap();
-    let doc = amina.new_document(space, "Requête").await.unwrap();
-    amina
-        .edit(
-            space,
-            doc,
-            &[amicus_cli::Edit::Insert(None, "Exposé des faits.".into())],
-        )
-        .await
-        .unwrap();
+    let (space, doc) = shared_filing(&mut amina, "bruno").await;
     let shown = "return (document.getElementById('editor')?.textContent || '').includes('Exposé des faits.')";
     bruno
         .wait_for(

@@ -44,6 +44,29 @@ pub fn amicus_json(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// A space `owner` creates with `member` in it as a contributor, and a
+/// filing "Requête" holding "Exposé des faits.".
+pub async fn shared_filing(
+    owner: &mut Client,
+    member: &str,
+) -> (amicus_core::SpaceId, amicus_core::StreamId) {
+    let space = owner.create_space().await.unwrap();
+    owner
+        .invite(space, member, amicus_core::space::Role::Contributor)
+        .await
+        .unwrap();
+    let doc = owner.new_document(space, "Requête").await.unwrap();
+    owner
+        .edit(
+            space,
+            doc,
+            &[amicus_cli::Edit::Insert(None, "Exposé des faits.".into())],
+        )
+        .await
+        .unwrap();
+    (space, doc)
+}
+
 /// A server process.
 pub struct Server {
     child: Child,

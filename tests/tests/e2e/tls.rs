@@ -8,9 +8,8 @@ use std::ffi::OsStr;
 use std::process::Command;
 
 use amicus_cli::{Client, Edit};
-use amicus_core::space::Role;
 
-use crate::support::{PASS, Server, amicus_bin};
+use crate::support::{PASS, Server, amicus_bin, shared_filing};
 
 /// A certificate authority and a certificate it signed for 127.0.0.1 and
 /// localhost, as PEM files in `dir`: (authority, chain, key).
@@ -105,20 +104,7 @@ async fn a_whole_scenario_runs_over_tls_with_the_servers_own_authority() {
     let mut bruno = Client::register(&dir.path().join("bruno"), PASS, &server.url, "bruno", None)
         .await
         .unwrap();
-    let space = amina.create_space().await.unwrap();
-    amina
-        .invite(space, "bruno", Role::Contributor)
-        .await
-        .unwrap();
-    let doc = amina.new_document(space, "Requête").await.unwrap();
-    amina
-        .edit(
-            space,
-            doc,
-            &[Edit::Insert(None, "Exposé des faits.".into())],
-        )
-        .await
-        .unwrap();
+    let (space, doc) = shared_filing(&mut amina, "bruno").await;
     let file = dir.path().join("pièce.bin");
     let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&file, &bytes).unwrap();
