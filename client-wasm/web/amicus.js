@@ -760,6 +760,20 @@ export class Client {
     return this.device.own_devices(JSON.stringify(listing)).devices;
   }
 
+  /** Whether this user administers the server (the directory says so).
+   * @returns {Promise<boolean>} */
+  async isAdmin() {
+    const listing = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
+    return Boolean(listing && listing.admin);
+  }
+
+  /** A new invitation code to the server, valid `days` days (1–90); only
+   * the administrator may make one.
+   * @param {number} days @returns {Promise<{code: string, expires_in_days: number}>} */
+  newInvitation(days) {
+    return this.api("POST", "/v1/invites", { days });
+  }
+
   /** Revokes another device of this user (this browser holds the identity
    * key); resolves with the spaces it was removed from.
    * @param {string} device @returns {Promise<string[]>} */

@@ -6,6 +6,8 @@
 //   #/search                 the public library
 //   #/devices                this user's devices
 //   #/unsent                 edits not sent, to save or discard
+//   #/admin                  the administrator's invitations
+//   #/join/CODE              (signed out) the sign-up form, invited
 
 import { Client, load } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
@@ -16,6 +18,7 @@ let client = null;
 let cleanup = [];
 let generation = 0; // counts the views drawn: a view still loading checks it is current
 const presence = new Map(); // "space/stream" -> Map(device -> {user, at, cursor})
+let administrator = false; // this user administers the server (the directory says)
 
 // ------------------------------------------------------------------ DOM
 
@@ -74,6 +77,7 @@ function header() {
         h("a", { href: "#/" }, t("spaces")),
         h("a", { href: "#/search" }, t("publicLibrary")),
         h("a", { href: "#/devices" }, t("devices")),
+        administrator ? h("a", { href: "#/admin", id: "admin-link" }, t("admin")) : null,
         h("span", { id: "connection", class: client.online ? "online" : "offline", role: "status" },
           client.online ? t("online") : t("offline")),
         unsentNote(),
@@ -108,12 +112,17 @@ function render() {
   if (view === "public" && a && b) return publicView(main, a, b);
   if (view === "devices") return devicesView(main);
   if (view === "unsent") return unsentView(main);
+  if (view === "admin") return adminView(main);
   return spacesView(main);
 }
 
 // ----------------------------------------------------------------- auth
 
 async function authView(main) {
+  // An invitation link (#/join/CODE) fills the code in: the fragment never
+  // reaches the server with a request.
+  const [, route, code] = location.hash.split("/");
+  const invited = route === "join" && /^[0-9a-f]{32}$/.test(code || "") ? code : null;
   // The accounts held here are not listed: someone shown the page (at a
   // checkpoint, say) learns nothing of who uses this browser.
   const signIn = h("form", { id: "sign-in", onsubmit: async (e) => {
@@ -141,6 +150,8 @@ async function authView(main) {
     try {
       await load();
       client = await Client.signUp(f.user.value.trim(), f.passphrase.value, f.invite.value.trim());
+      // The used invitation leaves the address bar and the history.
+      if (invited) history.replaceState(null, "", "#/");
       started();
     } catch (err) {
       const known = { exists: "exists", "weak-passphrase": "weakPassphrase" }[err.code];
@@ -150,7 +161,7 @@ async function authView(main) {
     h("h2", {}, t("signUp")),
     field(t("user"), h("input", { name: "user", required: true, autocomplete: "username", pattern: "[a-z0-9][a-z0-9._-]{0,63}" })),
     field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
-    field(t("invite"), h("input", { name: "invite", autocomplete: "off" })),
+    field(t("invite"), h("input", { name: "invite", autocomplete: "off", value: invited || undefined })),
     h("button", { type: "submit" }, t("signUp")),
   );
   // Linking and recovering: the form stays disabled while it works, and a
@@ -196,7 +207,10 @@ async function authView(main) {
     field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
     h("button", { type: "submit" }, t("recover")),
   );
-  main.append(h("p", { class: "tagline" }, t("tagline")), h("div", { class: "auth" }, signIn, signUp, link, recover));
+  main.append(h("p", { class: "tagline" }, t("tagline")),
+    invited ? h("p", { id: "invited", class: "notice" }, t("invitedJoin")) : null,
+    h("div", { class: "auth" }, ...(invited ? [signUp, signIn, link, recover] : [signIn, signUp, link, recover])));
+  if (invited) signUp.querySelector("input[name=user]").focus();
 }
 
 /** Who wrote a comment or named a version: the user whose device signed
@@ -211,6 +225,15 @@ const warnings = { withheld: "warnWithheld", forked: "warnForked", sign_in: "war
 
 function started() {
   const rerender = () => render();
+  // The administrator is told so once, and finds the invitations in the
+  // header from then on.
+  administrator = false;
+  client.isAdmin().then((admin) => {
+    if (!admin || administrator) return;
+    administrator = true;
+    render();
+    status(t("youAreAdmin"));
+  }).catch(() => {});
   client.events.addEventListener("spaces", () => {
     if (!location.hash || location.hash === "#/") rerender();
   });
@@ -980,6 +1003,40 @@ async function publicView(main, space, doc) {
 }
 
 // -------------------------------------------------------------- devices
+
+/** The administrator's page: invitations to the server, as a code and as
+ * a link that opens the sign-up form with the code filled in. */
+async function adminView(main) {
+  const mine = generation;
+  let admin = false;
+  try { admin = await client.isAdmin(); } catch (err) { fail(err); }
+  if (mine !== generation) return;
+  if (!admin) {
+    main.append(h("h2", {}, t("admin")), h("p", { class: "muted" }, t("notAdmin")));
+    return;
+  }
+  const made = h("div", { id: "invitation", "aria-live": "polite" });
+  const form = h("form", { id: "new-invitation", onsubmit: async (e) => {
+    e.preventDefault();
+    const days = Number(e.target.days.value) || 7;
+    try {
+      const invitation = await client.newInvitation(days);
+      const url = `${location.origin}${location.pathname}#/join/${invitation.code}`;
+      const copy = (text) => async () => {
+        try { await navigator.clipboard.writeText(text); status(t("copied")); } catch (_) { status(text); }
+      };
+      fill(made,
+        h("p", {}, t("invitationMade", { n: invitation.expires_in_days })),
+        field(t("invitationLink"), h("input", { id: "invitation-link", readonly: true, value: url, dir: "ltr" })),
+        h("button", { type: "button", onclick: copy(url) }, t("copy")),
+        field(t("invitationCode"), h("input", { id: "invitation-code", readonly: true, value: invitation.code, dir: "ltr" })),
+        h("p", { class: "muted" }, t("invitationOnce")));
+    } catch (err) { fail(err); }
+  } },
+    field(t("invitationDays"), h("input", { name: "days", type: "number", min: 1, max: 90, value: 7, required: true })),
+    h("button", { type: "submit" }, t("makeInvitation")));
+  main.append(h("h2", {}, t("admin")), h("p", {}, t("adminIntro")), form, made);
+}
 
 /** Saves `text` as a file on this device (nothing leaves it). */
 function saveText(name, text) {

@@ -122,6 +122,10 @@ pub struct UserListing {
     /// and keep in every space's policy so that nobody adds them again.
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// The user administers the server (makes invitations): shown to the
+    /// user, never trusted for anything in a space.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Answer to `GET /v1/revocations`: for each space the caller's device is

@@ -676,6 +676,7 @@ pub async fn user(
         safety_number: user.identity_key.safety_number(&name),
         devices,
         revoked,
+        admin: user.admin,
     }))
 }
 

@@ -1373,3 +1373,97 @@ fn visit(hash: &str, check: &str) -> String {
          if (!ok) location.hash = location.hash === want ? '#/' : want; return ok;"
     )
 }
+
+/// Onboarding without the command line (Arabic interface for the
+/// administrator, French for the colleague), on a server that registers
+/// by invitation only: the first account is told it administers the
+/// server, makes an invitation link from its Administration page, and the
+/// colleague who opens the link finds the sign-up form with the code in it
+/// and joins; the link works once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_invites_a_colleague_with_a_link() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &format!("web = {web:?}\nregistration = \"invite\"\n"),
+    );
+    let shots = target_dir().join("browser-screenshots-admin");
+    let _ = std::fs::remove_dir_all(&shots);
+    let downloads = dir.path().join("downloads");
+    let amina = Browser::start("amina", "ar", &shots, &downloads.join("amina")).await;
+    sign_up(&amina, &server.url, "amina").await;
+    amina
+        .wait_for(
+            "the administrator told so, and the Administration link",
+            "return document.getElementById('admin-link') !== null \
+             && (document.getElementById('status')?.textContent || '').includes('أنت مدير هذا الخادم')",
+            LONG,
+        )
+        .await;
+    amina.click("#admin-link").await;
+    amina.element("#new-invitation").await;
+    amina.click("#new-invitation button[type=submit]").await;
+    amina.element("#invitation-link").await;
+    let link = amina
+        .js(
+            "return document.getElementById('invitation-link').value",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = link.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        link.starts_with(&server.url) && link.contains("#/join/"),
+        "{link}"
+    );
+    assert_eq!(code.len(), 32, "{link}");
+    amina.screenshot("invitation").await;
+
+    let bruno = Browser::start("bruno", "fr", &shots, &downloads.join("bruno")).await;
+    bruno.goto(&link).await;
+    bruno
+        .wait_for(
+            "the sign-up form with the code",
+            &format!(
+                "return document.getElementById('invited') !== null \
+                 && document.querySelector('#sign-up input[name=invite]')?.value === {code:?} \
+                 && document.activeElement === document.querySelector('#sign-up input[name=user]')"
+            ),
+            LONG,
+        )
+        .await;
+    bruno.screenshot("invited").await;
+    bruno.type_into("#sign-up input[name=user]", "bruno").await;
+    bruno
+        .type_into(
+            "#sign-up input[name=passphrase]",
+            "correct horse battery staple",
+        )
+        .await;
+    bruno.click("#sign-up button[type=submit]").await;
+    bruno
+        .wait_for(
+            "Bruno signed up through the link",
+            "const c = document.getElementById('connection'); return c && c.className === 'online' && !document.getElementById('admin-link')",
+            LONG,
+        )
+        .await;
+
+    // The link works once.
+    let again = amicus_cli::Client::register(
+        &dir.path().join("chloe"),
+        crate::support::PASS,
+        &server.url,
+        "chloe",
+        Some(&code),
+    )
+    .await;
+    match again {
+        Err(e) => assert!(e.to_string().contains("invitation"), "{e}"),
+        Ok(_) => panic!("an invitation was used twice"),
+    }
+}

@@ -96,15 +96,16 @@ impl Server {
         let log = data.with_extension(format!("{}.log", std::process::id() ^ rand_u32()));
         let config_path = data.with_extension("toml");
         std::fs::write(&config_path, config).expect("config file");
+        // Open registration unless the configuration chooses.
+        let registration: &[&str] = if config.contains("registration") {
+            &[]
+        } else {
+            &["--registration", "open"]
+        };
         let child = Command::new(amicus_bin())
-            .args([
-                "serve",
-                "--listen",
-                listen,
-                "--registration",
-                "open",
-                "--data",
-            ])
+            .args(["serve", "--listen", listen])
+            .args(registration)
+            .arg("--data")
             .arg(data)
             .arg("--config")
             .arg(&config_path)
