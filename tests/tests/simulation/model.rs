@@ -169,6 +169,7 @@ impl Model {
                         .collect(),
                     // The model has no revocations.
                     revoked: Vec::new(),
+                    admin: false,
                 };
                 json(200, &listing)
             }
