@@ -1105,7 +1105,10 @@ impl Device {
         self.engine
             .edit(space, stream, |replica| edit(replica.doc()))
             .map_err(|f| fail(f.code.into(), f.message))?
-            .map_err(doc_err)
+            .map_err(|e| match e {
+                amicus_core::document::DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
+                e => doc_err(e),
+            })
     }
 
     /// A local edit of a document the space already holds.

@@ -62,6 +62,8 @@ pub enum ErrorCode {
     SourceChanged,
     /// A pairing or recovery code, offer or answer does not check.
     BadCode,
+    /// A title or name is empty, too long, or not one line.
+    BadName,
 }
 
 /// What the engine tells the interface ([`Device::poll_event`]).

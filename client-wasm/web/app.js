@@ -55,7 +55,10 @@ function status(message, kind = "info") {
 
 function fail(e) {
   console.error(e);
-  status(`${t("error")}: ${e.message || e}`, "error");
+  // Errors with a code the interface words are said in the person's
+  // language; the others with the engine's sentence.
+  const known = { bad_name: "badName", read_only: "warnReadOnly" }[e && e.code];
+  status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
 
 function onCleanup(fn) {
@@ -524,7 +527,7 @@ function spaceView(main, space) {
       readOnly ? null : h("form", { id: "new-doc", onsubmit: async (e) => {
         e.preventDefault();
         try {
-          const id = await client.newDocument(space, e.target.title.value.trim() || "—");
+          const id = await client.newDocument(space, e.target.title.value);
           location.hash = `#/doc/${space}/${id}`;
         } catch (err) { fail(err); }
       } }, field(t("title"), h("input", { name: "title", required: true })), h("button", { type: "submit" }, t("newDocument"))),

@@ -26,6 +26,32 @@ use crate::{DeviceId, MessageId, StreamId};
 /// The most changes buffered while waiting for their dependencies.
 pub const MAX_PENDING_CHANGES: usize = 100_000;
 
+/// The most characters in a title or a name (filings, folders).
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A title or name as it is stored: without the spaces around it, not
+/// empty, at most [`MAX_NAME_CHARS`] characters, on one line.
+pub fn checked_name(raw: &str) -> Result<String, DocumentError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(DocumentError::BadName(
+            "a title or name cannot be empty".into(),
+        ));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(DocumentError::BadName(format!(
+            "a title or name holds at most {MAX_NAME_CHARS} characters; this one has {chars}"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(DocumentError::BadName(
+            "a title or name is one line, without control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// Why a document operation failed. A refused envelope changes nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -55,6 +81,10 @@ pub enum DocumentError {
     /// Automerge refused a change or a snapshot.
     #[error("automerge: {0}")]
     Automerge(String),
+    /// A title or name is empty, too long or not one line
+    /// ([`checked_name`]).
+    #[error("{0}")]
+    BadName(String),
     /// The envelope names as the log its writer had read a head this
     /// device's log does not hold before it: its writer was shown another
     /// log (the server forked it), or it lies.
@@ -796,8 +826,9 @@ pub mod filing {
 
     /// Creates the structure of a new filing (its creator does this once).
     pub fn init(doc: &mut AutoCommit, title: &str) -> Result<(), DocumentError> {
+        let title = super::checked_name(title)?;
         let t = doc.put_object(ROOT, "title", ObjType::Text).map_err(am)?;
-        doc.splice_text(&t, 0, 0, title).map_err(am)?;
+        doc.splice_text(&t, 0, 0, &title).map_err(am)?;
         doc.put_object(ROOT, "body", ObjType::Text).map_err(am)?;
         doc.put_object(ROOT, "comments", ObjType::Map).map_err(am)?;
         doc.put_object(ROOT, "versions", ObjType::List)
@@ -810,10 +841,11 @@ pub mod filing {
         doc.text(obj(doc, "title")?).map_err(am)
     }
 
-    /// Replaces the title.
+    /// Replaces the title (checked by [`super::checked_name`]).
     pub fn set_title(doc: &mut AutoCommit, title: &str) -> Result<(), DocumentError> {
+        let title = super::checked_name(title)?;
         let t = obj(doc, "title")?;
-        doc.update_text(&t, title).map_err(am)
+        doc.update_text(&t, &title).map_err(am)
     }
 
     /// The body text.
@@ -1030,6 +1062,35 @@ pub mod filing {
 
 #[cfg(test)]
 mod tests {
+    /// Titles and names are stored trimmed; an empty one, one longer than
+    /// 200 characters or one of several lines is refused with a sentence
+    /// that says so, and nothing is written.
+    #[test]
+    fn titles_are_trimmed_and_refused_when_empty_or_too_long() {
+        let mut doc = AutoCommit::new();
+        filing::init(&mut doc, "  Requête en référé  ").unwrap();
+        assert_eq!(filing::title(&doc).unwrap(), "Requête en référé");
+        for bad in ["   ", "", "deux\nlignes"] {
+            let err = filing::set_title(&mut doc, bad).unwrap_err();
+            assert!(matches!(err, DocumentError::BadName(_)), "{bad:?}: {err}");
+        }
+        let long = "é".repeat(MAX_NAME_CHARS + 1);
+        let err = filing::set_title(&mut doc, &long).unwrap_err();
+        assert!(err.to_string().contains("201"), "{err}");
+        assert_eq!(
+            filing::title(&doc).unwrap(),
+            "Requête en référé",
+            "nothing written"
+        );
+        assert!(filing::set_title(&mut doc, &"é".repeat(MAX_NAME_CHARS)).is_ok());
+        let mut library = AutoCommit::new();
+        crate::library::init(&mut library).unwrap();
+        assert!(matches!(
+            crate::library::add_folder(&mut library, "f1", " \t ", ""),
+            Err(DocumentError::BadName(_))
+        ));
+    }
+
     use super::*;
     use crate::identity::UserIdentity;
     use crate::keyring::{EpochSecret, RosterEntry};

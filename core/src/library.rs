@@ -88,6 +88,7 @@ pub fn add_folder(
     name: &str,
     parent: &str,
 ) -> Result<(), DocumentError> {
+    let name = crate::document::checked_name(name)?;
     let folders = map(doc, "folders")?;
     let f = doc.put_object(&folders, id, ObjType::Map).map_err(am)?;
     doc.put(&f, "name", name).map_err(am)?;
@@ -101,6 +102,7 @@ pub fn add_document(
     title: &str,
     folder: &str,
 ) -> Result<(), DocumentError> {
+    let title = crate::document::checked_name(title)?;
     let docs = map(doc, "documents")?;
     let d = doc
         .put_object(&docs, stream.to_hex(), ObjType::Map)
