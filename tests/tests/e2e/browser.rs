@@ -1238,6 +1238,34 @@ async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_wr
         )
         .await;
 
+    // A title of spaces only is refused with a sentence in his language.
+    bruno
+        .wait_for(
+            "the space page",
+            &visit(
+                &format!("#/space/{space}"),
+                "return document.querySelector('#new-doc') !== null",
+            ),
+            LONG,
+        )
+        .await;
+    bruno.type_into("#new-doc input[name=title]", "   ").await;
+    bruno.click("#new-doc button[type=submit]").await;
+    bruno
+        .wait_for(
+            "the refusal of an empty title",
+            "return (document.getElementById('status')?.textContent || '').includes('Un titre ou un nom ne peut pas être vide')",
+            LONG,
+        )
+        .await;
+    bruno
+        .wait_for(
+            "the filing again",
+            &visit(&format!("#/doc/{space}/{doc}"), shown),
+            LONG,
+        )
+        .await;
+
     // From now on his page's writes do not reach the server (a connection
     // that loses them): what he types stays unacknowledged.
     relay.up(|frame| match frame {
