@@ -403,9 +403,9 @@ struct Tracked {
     fork_reported: bool,
     /// Users reported as pinned with another key than this device's.
     key_conflicts: BTreeSet<UserId>,
-    /// A commit this device refused, still to be reopened: its position
-    /// and when to report it (again).
-    report: Option<(u64, u64)>,
+    /// When to report (again) the commit this device refused
+    /// ([`SpaceView::refused`]) while its epoch is not reopened.
+    report_at: Option<u64>,
 }
 
 impl Tracked {
@@ -422,7 +422,7 @@ impl Tracked {
             retry_at: None,
             fork_reported: false,
             key_conflicts: BTreeSet::new(),
-            report: None,
+            report_at: None,
         }
     }
 }
@@ -979,7 +979,7 @@ impl Engine {
         }
         if self.online {
             for t in self.spaces.values() {
-                if let Some((_, at)) = t.report {
+                if let Some(at) = t.report_at {
                     consider(at);
                 }
             }
@@ -1076,7 +1076,6 @@ impl Engine {
             ServerFrame::Application { space, message } => self.on_presence(space, &message),
             ServerFrame::Pong => {}
         }
-        self.send_reports();
         self.drive();
     }
 
@@ -1261,12 +1260,11 @@ impl Engine {
         let due: Vec<(SpaceId, u64)> = self
             .spaces
             .iter_mut()
-            .filter_map(|(id, t)| match &mut t.report {
-                Some((commit, at)) if *at <= now => {
-                    *at = now + REPORT_RETRY_MS;
-                    Some((*id, *commit))
-                }
-                _ => None,
+            .filter_map(|(id, t)| {
+                let due = t.report_at.is_some_and(|at| at <= now);
+                let commit = t.view.refused().filter(|_| due)?;
+                t.report_at = Some(now + REPORT_RETRY_MS);
+                Some((*id, commit))
             })
             .collect();
         for (space, commit) in due {
@@ -1293,7 +1291,7 @@ impl Engine {
             return;
         };
         if let Some(message) = refused {
-            t.report = None;
+            t.report_at = None;
             self.events.push_back(Event::Warning {
                 code: Code::Refused,
                 space: Some(id),
@@ -1302,7 +1300,7 @@ impl Engine {
                 ),
             });
         } else if reopened {
-            t.report = None;
+            t.report_at = None;
             if !t.live && t.outstanding.is_empty() {
                 t.failed = None;
                 self.subscribe(id);
@@ -1445,11 +1443,11 @@ impl Engine {
                 message,
             });
         }
-        if let Some(commit) = applied.refused {
-            t.report = Some((commit, self.now));
-        } else if t.report.is_some() && t.view.refused().is_none() {
+        if applied.refused.is_some() {
+            t.report_at = Some(self.now);
+        } else if t.view.refused().is_none() {
             // Reopened, or moot.
-            t.report = None;
+            t.report_at = None;
         }
         if !was_removed && t.view.is_removed() {
             self.events.push_back(Event::Removed { space: id });
@@ -1473,6 +1471,9 @@ impl Engine {
             self.check_pinned_keys(id);
         }
         self.report_fork(id);
+        if applied.refused.is_some() {
+            self.send_reports();
+        }
     }
 
     /// After a commit: users new to this device are pinned with the key the
