@@ -797,8 +797,15 @@ impl Engine {
     pub fn unsent(&mut self) -> Vec<Unsent> {
         let mut out = Vec::new();
         for (id, t) in &mut self.spaces {
-            let blocked = read_only(&t.view);
-            for (stream, changes) in t.view.unsent() {
+            let waiting = t.view.unsent();
+            // Read the policy only where something waits (this runs at
+            // every save of the browser).
+            let blocked = if waiting.is_empty() {
+                None
+            } else {
+                read_only(&t.view)
+            };
+            for (stream, changes) in waiting {
                 out.push(Unsent {
                     space: *id,
                     stream,
