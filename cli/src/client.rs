@@ -106,6 +106,16 @@ pub struct NamedVersion {
     pub author: String,
     /// Whether `author` is the signer's user (not only a claim).
     pub verified: bool,
+    /// When it was named (RFC 3339, UTC), as the namer's device said.
+    pub at: Option<String>,
+}
+
+/// A time in milliseconds since 1970 as RFC 3339 in UTC, to the second,
+/// or `None` for a time no calendar holds.
+fn rfc3339(at_ms: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// A library entry as listed.
@@ -782,6 +792,7 @@ impl Client {
                         "author": m.author.name,
                         "verified": m.author.verified,
                         "text": m.text,
+                        "at": m.at_ms.and_then(rfc3339),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -797,6 +808,7 @@ impl Client {
                     name: v.name,
                     author: v.author.name,
                     verified: v.author.verified,
+                    at: v.at_ms.and_then(rfc3339),
                 })
                 .collect(),
             changes: doc.get_changes(&[]).len(),

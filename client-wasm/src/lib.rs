@@ -816,6 +816,7 @@ impl Device {
                 name: v.name,
                 author: v.author.name,
                 verified: v.author.verified,
+                at_ms: v.at_ms.map(|t| t as f64),
                 body: Some(body),
             });
         }
@@ -840,6 +841,7 @@ impl Device {
                     name: v.name,
                     author: v.author.name,
                     verified: v.author.verified,
+                    at_ms: v.at_ms.map(|t| t as f64),
                     body: None,
                 })
                 .collect(),
@@ -874,6 +876,7 @@ impl Device {
                         author: m.author.name,
                         verified: m.author.verified,
                         text: m.text,
+                        at_ms: m.at_ms.map(|t| t as f64),
                     })
                     .collect(),
             })

@@ -256,6 +256,11 @@ pub struct Message {
     pub author: String,
     pub verified: bool,
     pub text: String,
+    /// When it was written, in milliseconds since 1970 UTC, as the
+    /// writer's device said (absent if it gave none).
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<f64>,
 }
 
 /// A filing's title and text with its marks and comments.
@@ -274,6 +279,10 @@ pub struct NamedVersion {
     pub name: String,
     pub author: String,
     pub verified: bool,
+    /// When it was named, as for [`Message::at_ms`].
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<f64>,
     #[tsify(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,

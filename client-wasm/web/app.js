@@ -649,17 +649,22 @@ function editorView(main, space, stream) {
   const versionsBox = h("section", { id: "versions" });
   const here = h("p", { id: "presence", class: "muted", role: "status", "aria-live": "polite" });
 
+  // A time as the writer's device gave it, in the reader's language and
+  // time zone; nothing when the writer gave none.
+  const when = (item) => item.at_ms === undefined ? null
+    : h("time", { datetime: new Date(item.at_ms).toISOString(), class: "muted" },
+      new Intl.DateTimeFormat(language(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(item.at_ms)));
   const drawComments = (f) => {
     const chars = Array.from(f.body);
     fill(commentsBox, h("h3", {}, t("comments")), f.comments.length
       ? h("ul", {}, f.comments.map((c) => h("li", {},
           h("q", {}, chars.slice(c.start, c.end).join("")), " ",
-          c.messages.map((m) => h("p", {}, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), ": ", m.text)))))
+          c.messages.map((m) => h("p", {}, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), " ", when(m), ": ", m.text)))))
       : h("p", { class: "muted" }, t("empty")));
   };
   const drawVersions = (f) => {
     fill(versionsBox, h("h3", {}, t("versions")), f.versions.length
-      ? h("ul", {}, f.versions.map((v) => h("li", {}, h("details", {}, h("summary", {}, `${v.name} — ${authorName(v)}`), h("pre", { dir: "auto" }, v.body)))))
+      ? h("ul", {}, f.versions.map((v) => h("li", {}, h("details", {}, h("summary", {}, `${v.name} — ${authorName(v)} `, when(v)), h("pre", { dir: "auto" }, v.body)))))
       : h("p", { class: "muted" }, t("empty")));
   };
 

@@ -787,6 +787,10 @@ pub mod filing {
         pub author: Author,
         /// Its text.
         pub text: String,
+        /// When it was written, in milliseconds since 1970 UTC, as the
+        /// writer's device clock said (part of what the writer signed, so
+        /// a claim of `author` when verified, not of the relay).
+        pub at_ms: Option<i64>,
     }
 
     /// A comment thread anchored to a passage.
@@ -813,6 +817,19 @@ pub mod filing {
         pub author: Author,
         /// The document heads it names.
         pub heads: Vec<ChangeHash>,
+        /// When it was named, as for [`Message::at_ms`].
+        pub at_ms: Option<i64>,
+    }
+
+    /// The timestamp in the field `key` of `item`, if it holds one.
+    fn timestamp(doc: &AutoCommit, item: &automerge::ObjId, key: &str) -> Option<i64> {
+        match doc.get(item, key) {
+            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Timestamp(t) => Some(*t),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     fn obj(doc: &AutoCommit, key: &str) -> Result<automerge::ObjId, DocumentError> {
@@ -984,6 +1001,7 @@ pub mod filing {
                         messages.push(Message {
                             author: author(doc, &m, "text", &field("author"), authors),
                             text: field("text"),
+                            at_ms: timestamp(doc, &m, "at"),
                         });
                     }
                 }
@@ -1049,6 +1067,7 @@ pub mod filing {
                 name: s("name"),
                 author: author(doc, &v, "name", &s("author"), authors),
                 heads,
+                at_ms: timestamp(doc, &v, "at"),
             });
         }
         Ok(out)
@@ -1089,6 +1108,28 @@ mod tests {
             crate::library::add_folder(&mut library, "f1", " \t ", ""),
             Err(DocumentError::BadName(_))
         ));
+    }
+
+    /// A version and a comment carry the time their writer gave, read back
+    /// as written; an item written without one (an older client) has none.
+    #[test]
+    fn versions_and_messages_keep_their_time() {
+        use automerge::transaction::Transactable;
+        let mut doc = AutoCommit::new();
+        filing::init(&mut doc, "Requête").unwrap();
+        filing::splice(&mut doc, 0, 0, "Attendu que").unwrap();
+        let when = 1_796_000_000_123;
+        filing::comment(&mut doc, "t1", 0, 7, "amina", "Préciser", when + 1).unwrap();
+        filing::name_version(&mut doc, "Déposée", "amina", when).unwrap();
+        let authors = Authors::new([]);
+        let versions = filing::versions(&doc, &authors).unwrap();
+        assert_eq!(versions[0].at_ms, Some(when));
+        let threads = filing::threads(&doc, &authors).unwrap();
+        assert_eq!(threads[0].messages[0].at_ms, Some(when + 1));
+        let list = doc.get(automerge::ROOT, "versions").unwrap().unwrap().1;
+        let v = doc.get(&list, 0).unwrap().unwrap().1;
+        doc.delete(&v, "at").unwrap();
+        assert_eq!(filing::versions(&doc, &authors).unwrap()[0].at_ms, None);
     }
 
     use super::*;

@@ -876,8 +876,12 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
                     };
                     out.push_str(&format!("\n\n> {passage}{state}"));
                     for m in t["messages"].as_array().into_iter().flatten() {
+                        let when = m["at"]
+                            .as_str()
+                            .map(|a| format!(" ({a})"))
+                            .unwrap_or_default();
                         out.push_str(&format!(
-                            "\n{}: {}",
+                            "\n{}{when}: {}",
                             author(m),
                             m["text"].as_str().unwrap_or("")
                         ));
@@ -899,7 +903,10 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
                         } else {
                             format!("{} (name not verified)", v.author)
                         };
-                        format!("version: {} — {by}", v.name)
+                        match &v.at {
+                            Some(at) => format!("version: {} — {by}, {at}", v.name),
+                            None => format!("version: {} — {by}", v.name),
+                        }
                     }));
                     out.join("\n")
                 },

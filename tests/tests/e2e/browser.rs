@@ -300,6 +300,14 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             LONG,
         )
         .await;
+    // Each carries the time Amina's device gave, shown at Bruno's.
+    bruno
+        .wait_for(
+            "the version's and the comment's time at Bruno's",
+            "const recent = (sel) => { const t = document.querySelector(sel);                if (!t || !t.textContent.trim()) return false;                const age = Date.now() - Date.parse(t.getAttribute('datetime'));                return age >= -60000 && age < 3600000; };              return recent('#versions summary time') && recent('#comments li p time')",
+            LONG,
+        )
+        .await;
     amina.screenshot("co-editing").await;
     bruno.screenshot("co-editing").await;
 

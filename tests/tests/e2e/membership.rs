@@ -151,6 +151,18 @@ async fn a_removed_members_unsent_sentence_is_kept_and_exported() {
         .edit(space, doc, &[Edit::Insert(None, "Shared text.".into())])
         .await
         .unwrap();
+    alice
+        .edit(
+            space,
+            doc,
+            &[
+                Edit::Comment(0, 6, "À vérifier".into()),
+                Edit::Version("Premier jet".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    let named_at = std::time::SystemTime::now();
     bruno.sync_all().await.unwrap();
     // Typed, not flushed yet (the engine sends at its flush interval).
     bruno
@@ -175,6 +187,25 @@ async fn a_removed_members_unsent_sentence_is_kept_and_exported() {
     drop(bruno);
 
     let home = dir.path().join("bruno");
+    // The history up to the removal says who named each version and when,
+    // and each comment when it was written (RFC 3339, UTC).
+    let recent = |at: &serde_json::Value| {
+        let at = at.as_str().unwrap_or_else(|| panic!("no time: {at}"));
+        let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp();
+        let since = named_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((since - 120..=since + 1).contains(&t), "{at}");
+    };
+    let history = amicus_json(&home, &["doc", "history", &space.to_hex(), &doc.to_hex()]);
+    assert_eq!(history["versions"][0]["name"], "Premier jet", "{history}");
+    assert_eq!(history["versions"][0]["author"], "alice");
+    recent(&history["versions"][0]["at"]);
+    let cat = amicus_json(&home, &["doc", "cat", &space.to_hex(), &doc.to_hex()]);
+    recent(&cat["comments"][0]["messages"][0]["at"]);
     let synced = amicus_json(&home, &["sync"]);
     assert_eq!(synced["unsent_blocked"], 1, "{synced}");
     let out = dir.path().join("unsent");
