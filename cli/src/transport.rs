@@ -272,6 +272,15 @@ impl Http {
         self.send(reqwest::Method::POST, path, body).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        self.send(reqwest::Method::PUT, path, body).await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         let r = self

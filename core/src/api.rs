@@ -136,6 +136,33 @@ pub struct Revocations {
     pub spaces: Vec<SpaceRevocations>,
 }
 
+/// Body of `PUT /v1/account/notifications`: where and how often the
+/// server may say, by email, that there is activity (PROTOCOL §15.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// The address (may be empty with mode `off`: the server forgets it).
+    pub email: String,
+    /// `off`, `daily` or `immediate`.
+    pub mode: String,
+    /// The language of the messages: `en`, `fr`, `ar`, `de` or `pt`.
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// Answer to `GET` and `PUT /v1/account/notifications`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notifications {
+    /// Whether this server sends email at all (it has a mail server).
+    pub available: bool,
+    /// The address given, or empty.
+    pub email: String,
+    /// `off`, `daily` or `immediate`.
+    pub mode: String,
+    /// The language of the messages.
+    pub language: String,
+}
+
 /// One space of [`Revocations`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpaceRevocations {

@@ -25,8 +25,8 @@ use crate::error::{ApiError, rejection};
 use crate::public::check_doc_id;
 use crate::state::{AppState, Caller, now, random32, secret_hash};
 use crate::store::{
-    Admission, Created, DeviceRecord, InviteRecord, Provenance, PublicFile, PublicRecord,
-    PublicRole, SessionRecord, SpaceKind, SpaceRecord, UserRecord,
+    Admission, Created, DeviceRecord, InviteRecord, NotifyMode, Provenance, PublicFile,
+    PublicRecord, PublicRole, SessionRecord, SpaceKind, SpaceRecord, UserRecord,
 };
 
 type S = State<Arc<AppState>>;
@@ -464,6 +464,76 @@ pub async fn revoke_device(
     Ok(Json(
         json!({ "device": revocation.device.to_hex(), "revoked": true }),
     ))
+}
+
+fn notifications_of(state: &AppState, user: &UserId) -> api::Notifications {
+    let record = state.notifier.get(user);
+    api::Notifications {
+        available: state.notifier.available(),
+        email: record.as_ref().map(|r| r.email.clone()).unwrap_or_default(),
+        mode: match record.as_ref().map(|r| r.mode) {
+            Some(NotifyMode::Daily) => "daily",
+            Some(NotifyMode::Immediate) => "immediate",
+            Some(NotifyMode::Off) | None => "off",
+        }
+        .into(),
+        language: record.map_or_else(|| "en".into(), |r| r.language),
+    }
+}
+
+/// `GET /v1/account/notifications`: the caller's notification email
+/// settings, and whether this server sends email at all.
+pub async fn notifications(
+    State(state): S,
+    headers: HeaderMap,
+) -> Result<Json<api::Notifications>, ApiError> {
+    let who = caller(&state, &headers)?;
+    Ok(Json(notifications_of(&state, &who.user)))
+}
+
+/// `PUT /v1/account/notifications`: sets the caller's address, choice
+/// (`off`, `daily`, `immediate`) and language. `off` forgets the address.
+/// Nothing is stored unless every field is valid.
+pub async fn set_notifications(
+    State(state): S,
+    headers: HeaderMap,
+    j: ApiJson<api::NotificationSettings>,
+) -> Result<Json<api::Notifications>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let req = body(j)?;
+    let mode = match req.mode.as_str() {
+        "off" => NotifyMode::Off,
+        "daily" => NotifyMode::Daily,
+        "immediate" => NotifyMode::Immediate,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "`mode` is off, daily or immediate, not {other:?}"
+            )));
+        }
+    };
+    let language = req.language.unwrap_or_else(|| "en".into());
+    if !crate::notify::LANGUAGES.contains(&language.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "`language` is one of {}, not {language:?}",
+            crate::notify::LANGUAGES.join(", ")
+        )));
+    }
+    let settings = if mode == NotifyMode::Off {
+        None
+    } else {
+        if !state.notifier.available() {
+            return Err(ApiError::Conflict(
+                "this server sends no email: its administrator has not configured a mail server"
+                    .into(),
+            ));
+        }
+        let email = crate::notify::checked_email(&req.email).map_err(ApiError::BadRequest)?;
+        Some((email, mode, language))
+    };
+    state
+        .notifier
+        .set(state.store.as_ref(), &who.user, settings)?;
+    Ok(Json(notifications_of(&state, &who.user)))
 }
 
 /// `GET /v1/revocations`: for each confidential space the caller's device

@@ -112,6 +112,86 @@ impl Limits {
     }
 }
 
+/// How the server reaches its mail server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailSecurity {
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+    /// STARTTLS, required (port 587 by default): no mail leaves in the
+    /// clear if the server does not offer it.
+    Starttls,
+    /// In the clear (port 25 by default): only to a mail server on this
+    /// machine (a loopback address or `localhost`).
+    None,
+}
+
+/// The `[mail]` section: the SMTP server notification emails leave
+/// through (PROTOCOL §15.2). Without it the server sends no email.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    /// The SMTP server's host name.
+    pub host: String,
+    /// Its port (by default that of `security`).
+    pub port: Option<u16>,
+    /// How to connect.
+    pub security: MailSecurity,
+    /// The SMTP user name, if the server wants one.
+    pub username: Option<String>,
+    /// Its password (also `AMICUS_SMTP_PASSWORD`); never printed.
+    pub password: Option<String>,
+    /// The sender address, `Amicus <notices@example.org>` or bare.
+    pub from: String,
+    /// The address of the web app, given in each message.
+    pub link: String,
+    /// The hour (UTC, 0–23) daily messages leave at.
+    pub digest_hour_utc: u8,
+    /// How long after activity an immediate message leaves, seconds (so
+    /// that a burst of edits makes one message).
+    pub immediate_delay_secs: u64,
+    /// The least time between two immediate messages to one person.
+    pub min_interval_secs: u64,
+    /// How often the server looks for messages to send, seconds.
+    pub check_secs: u64,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: None,
+            security: MailSecurity::Starttls,
+            username: None,
+            password: None,
+            from: String::new(),
+            link: String::new(),
+            digest_hour_utc: 7,
+            immediate_delay_secs: 300,
+            min_interval_secs: 3600,
+            check_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("from", &self.from)
+            .field("link", &self.link)
+            .field("digest_hour_utc", &self.digest_hour_utc)
+            .field("immediate_delay_secs", &self.immediate_delay_secs)
+            .field("min_interval_secs", &self.min_interval_secs)
+            .field("check_secs", &self.check_secs)
+            .finish()
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -126,6 +206,8 @@ pub struct Config {
     pub limits: Limits,
     /// The web app's directory (built by `cargo xtask web`), served at `/`.
     pub web: Option<PathBuf>,
+    /// The mail server for notification emails (none: no email).
+    pub mail: Option<Mail>,
 }
 
 impl Default for Config {
@@ -136,6 +218,7 @@ impl Default for Config {
             registration: Registration::Invite,
             limits: Limits::default(),
             web: None,
+            mail: None,
         }
     }
 }
@@ -161,8 +244,9 @@ impl Config {
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
     }
 
-    /// Applies `AMICUS_DATA`, `AMICUS_LISTEN`, `AMICUS_WEB` and
-    /// `AMICUS_REGISTRATION` (`open` or `invite`) from `env`.
+    /// Applies `AMICUS_DATA`, `AMICUS_LISTEN`, `AMICUS_WEB`,
+    /// `AMICUS_REGISTRATION` (`open` or `invite`) and `AMICUS_SMTP_PASSWORD`
+    /// (into `[mail]`) from `env`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("AMICUS_DATA") {
             self.data = v.into();
@@ -174,6 +258,17 @@ impl Config {
         }
         if let Some(v) = env("AMICUS_WEB") {
             self.web = Some(v.into());
+        }
+        if let Some(v) = env("AMICUS_SMTP_PASSWORD") {
+            match self.mail.as_mut() {
+                Some(mail) => mail.password = Some(v),
+                None => {
+                    return Err(ConfigError::Env(
+                        "AMICUS_SMTP_PASSWORD",
+                        "set, but the configuration has no [mail] section".into(),
+                    ));
+                }
+            }
         }
         if let Some(v) = env("AMICUS_REGISTRATION") {
             self.registration = match v.as_str() {

@@ -22,6 +22,7 @@ pub mod blobs;
 pub mod config;
 mod deadline;
 pub mod error;
+pub mod notify;
 pub mod pairing;
 pub mod public;
 pub mod relay;
@@ -66,6 +67,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/devices", post(api::add_device))
         .route("/v1/devices/revoke", post(api::revoke_device))
         .route("/v1/revocations", get(api::revocations))
+        .route(
+            "/v1/account/notifications",
+            get(api::notifications).put(api::set_notifications),
+        )
         .route(
             "/v1/recovery",
             put(api::put_recovery).get(api::recovery_status),
@@ -148,7 +153,7 @@ pub fn open(config: Config) -> Result<Arc<AppState>, Box<dyn std::error::Error +
             tracing::info!(documents = n, "search index rebuilt from the store");
         }
     }
-    Ok(Arc::new(AppState::new(config, store, blobs, search)))
+    Ok(Arc::new(AppState::new(config, store, blobs, search)?))
 }
 
 /// The TLS side of [`serve`]: the certificate chain and private key of PEM
@@ -197,6 +202,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let router = app(state.clone());
+    tokio::spawn(notify::run(state.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -324,6 +324,11 @@ impl Relay {
                 welcome_to.push(d);
             }
         }
+        // Who may hear of it by email (only if anyone asked for email).
+        let members = state
+            .notifier
+            .anyone()
+            .then(|| space.roster.values().cloned().collect::<Vec<_>>());
         let store = state.store.clone();
         let (entry, welcome_body, welcome_to) = tokio::task::spawn_blocking(move || {
             store
@@ -339,6 +344,11 @@ impl Relay {
         .map_err(internal)?;
         let (seq, hash) = (entry.seq, entry.hash());
         self.logged(state, space_id, entry);
+        if let Some(members) = members {
+            state
+                .notifier
+                .activity(&members, &caller.user, crate::state::now());
+        }
         if !removed.is_empty() {
             self.unsubscribe_devices(space_id, &removed);
         }

@@ -44,6 +44,8 @@ pub struct AppState {
     rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
     /// The pairing mailbox (in memory only).
     pub pairings: std::sync::Mutex<crate::pairing::Pairings>,
+    /// Who asked for notification emails, and who has activity waiting.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Who is calling: a signed-in device.
@@ -81,14 +83,16 @@ struct Bucket {
 }
 
 impl AppState {
-    /// A state over an opened store and blob directory.
+    /// A state over an opened store and blob directory; an error says
+    /// what is wrong in the `[mail]` section.
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
         blobs: Blobs,
         search: Arc<SearchService>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, String> {
+        let notifier = crate::notify::Notifier::open(config.mail.as_ref(), store.as_ref())?;
+        Ok(Self {
             index: search.clone(),
             search,
             relay: Relay::new(config.limits.clone()),
@@ -100,7 +104,8 @@ impl AppState {
             challenges: Default::default(),
             rates: Default::default(),
             pairings: Default::default(),
-        }
+            notifier,
+        })
     }
 
     /// Issues a sign-in challenge for a device (replacing any earlier one:

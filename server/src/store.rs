@@ -345,8 +345,44 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `bytes` to a user's blob usage if the total stays within
     /// `quota`; returns the new total, or `None` (nothing written) if over.
     fn charge(&self, user: &UserId, bytes: u64, quota: u64) -> Result<Option<u64>, StoreError>;
+    /// A user's notification settings and state.
+    fn notify(&self, user: &UserId) -> Result<Option<NotifyRecord>, StoreError>;
+    /// Writes a user's notification record, or forgets it (`None`).
+    fn put_notify(&self, user: &UserId, record: Option<&NotifyRecord>) -> Result<(), StoreError>;
+    /// Every notification record (one per user who asked for email).
+    fn all_notify(&self) -> Result<Vec<(UserId, NotifyRecord)>, StoreError>;
     /// Flushes everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// How often a user wants to hear of activity while away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyMode {
+    /// Never.
+    Off,
+    /// One message a day, at the configured hour, if there was activity.
+    Daily,
+    /// Soon after activity, at most once per configured interval.
+    Immediate,
+}
+
+/// What the server keeps to tell a user, by email, that there is
+/// activity while none of their devices is connected: the address, the
+/// choice, and two times. Never which space or what changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyRecord {
+    /// Where to write.
+    pub email: String,
+    /// How often.
+    pub mode: NotifyMode,
+    /// The language of the message (`en`, `fr`, `ar`, `de`, `pt`).
+    pub language: String,
+    /// Since when (Unix seconds) there has been activity the user has not
+    /// been connected for; `None` when there is nothing to say.
+    pub pending_since: Option<u64>,
+    /// When (Unix seconds) the last message was sent.
+    pub last_sent: Option<u64>,
 }
 
 const VERSION: u8 = 1;
@@ -440,6 +476,7 @@ pub struct SledStore {
     usage: sled::Tree,
     recovery: sled::Tree,
     revocations: sled::Tree,
+    notify: sled::Tree,
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -471,6 +508,7 @@ impl SledStore {
             usage: tree("usage")?,
             recovery: tree("recovery")?,
             revocations: tree("revocations")?,
+            notify: tree("notify")?,
             db,
         })
     }
@@ -899,6 +937,34 @@ impl Store for SledStore {
         })?;
         self.durable()?;
         Ok(result)
+    }
+
+    fn notify(&self, user: &UserId) -> Result<Option<NotifyRecord>, StoreError> {
+        self.notify
+            .get(user_key(user))?
+            .map(|v| dec("notify", &v))
+            .transpose()
+    }
+
+    fn put_notify(&self, user: &UserId, record: Option<&NotifyRecord>) -> Result<(), StoreError> {
+        match record {
+            Some(r) => self.notify.insert(user_key(user), enc(r))?,
+            None => self.notify.remove(user_key(user))?,
+        };
+        self.durable()
+    }
+
+    fn all_notify(&self) -> Result<Vec<(UserId, NotifyRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.notify.iter() {
+            let (k, v) = item?;
+            let user = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|u| UserId::new(u).ok())
+                .ok_or(StoreError::Corrupt("notify"))?;
+            out.push((user, dec("notify", &v)?));
+        }
+        Ok(out)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -54,7 +54,9 @@ pub async fn connection(state: Arc<AppState>, socket: WebSocket, caller: Caller)
     };
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
     tracing::info!(device = %caller.device, "connected");
+    state.notifier.connected(&caller.user);
     run(&state, &caller, &outbox, inbox, &mut sink, &mut stream).await;
+    state.notifier.disconnected(&caller.user);
     state.relay.disconnect(&outbox);
     state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(device = %caller.device, "disconnected");

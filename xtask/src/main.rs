@@ -88,7 +88,7 @@ fn wasm_target() -> Result<(), String> {
 
 fn prerequisites() -> Result<(), String> {
     wasm_target()?;
-    let missing: Vec<&str> = [
+    let mut missing: Vec<&str> = [
         ("age", "age"),
         ("chromium", "chromium"),
         ("chromedriver", "chromium-driver"),
@@ -99,6 +99,15 @@ fn prerequisites() -> Result<(), String> {
     .filter(|(program, _)| !has(program))
     .map(|(_, package)| package)
     .collect();
+    // The SMTP server the notification tests send to, run by Debian's
+    // interpreter.
+    let smtp = Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !smtp {
+        missing.push("python3-aiosmtpd");
+    }
     if !missing.is_empty() {
         let root = Command::new("id")
             .arg("-u")

@@ -83,6 +83,20 @@ enum Command {
     },
     /// Create an invitation code (administrator).
     Invite,
+    /// Email when there is activity while none of your devices is
+    /// connected. The message says only that: no title, name or text.
+    /// Without options, shows the current choice.
+    Notifications {
+        /// The address to write to.
+        #[arg(long)]
+        email: Option<String>,
+        /// `off` (the server forgets the address), `daily` or `immediate`.
+        #[arg(long)]
+        mode: Option<String>,
+        /// The messages' language: en, fr, ar, de or pt.
+        #[arg(long)]
+        language: Option<String>,
+    },
     /// Confidential and public spaces.
     Space {
         #[command(subcommand)]
@@ -655,6 +669,43 @@ async fn client_command(
             let v: Value = c.http().post("/v1/invites", &json!({})).await?;
             print(json_out, v.clone(), || {
                 format!("invitation code: {}", v["code"].as_str().unwrap_or(""))
+            });
+        }
+        Command::Notifications {
+            email,
+            mode,
+            language,
+        } => {
+            let path = "/v1/account/notifications";
+            let mut now: amicus_core::api::Notifications = c.http().get(path).await?;
+            if email.is_some() || mode.is_some() || language.is_some() {
+                let settings = amicus_core::api::NotificationSettings {
+                    mode: mode.unwrap_or_else(|| {
+                        if now.mode == "off" {
+                            "daily".into()
+                        } else {
+                            now.mode.clone()
+                        }
+                    }),
+                    email: email.unwrap_or(now.email),
+                    language: Some(language.unwrap_or(now.language)),
+                };
+                now = c
+                    .http()
+                    .put(path, &serde_json::to_value(&settings)?)
+                    .await?;
+            }
+            print(json_out, serde_json::to_value(&now)?, || {
+                if !now.available {
+                    "this server sends no email (it has no mail server)".to_owned()
+                } else if now.mode == "off" {
+                    "no notification emails".to_owned()
+                } else {
+                    format!(
+                        "{} emails to {} in {} when there is activity while you are away (they say nothing more)",
+                        now.mode, now.email, now.language
+                    )
+                }
             });
         }
         Command::Sync => {

@@ -34,7 +34,7 @@ fn scan_dir(dir: &Path, canaries: &[Canary], files: &mut usize) {
 }
 
 /// Runs `amicus audit`: its exit status and JSON report.
-fn audit(data: &Path, canary_file: &Path) -> (bool, Value) {
+pub(crate) fn audit(data: &Path, canary_file: &Path) -> (bool, Value) {
     let out = Command::new(amicus_bin())
         .args(["audit", "--data"])
         .arg(data)

@@ -12,6 +12,7 @@ mod incremental;
 mod load;
 mod membership;
 mod misbehaving;
+mod notifications;
 mod public;
 mod relay_double;
 mod reopen;
