@@ -767,6 +767,20 @@ export class Client {
     return Boolean(listing && listing.admin);
   }
 
+  /** This user's choice of notification email, and whether the server
+   * sends email at all.
+   * @returns {Promise<{available: boolean, email: string, mode: string, language: string}>} */
+  notifications() {
+    return this.api("GET", "/v1/account/notifications");
+  }
+
+  /** Sets where and how often (`off`, `daily`, `immediate`) the server
+   * says there is activity; the server checks every field.
+   * @param {string} email @param {string} mode @param {string} language */
+  setNotifications(email, mode, language) {
+    return this.api("PUT", "/v1/account/notifications", { email, mode, language });
+  }
+
   /** A new invitation code to the server, valid `days` days (1–90); only
    * the administrator may make one.
    * @param {number} days @returns {Promise<{code: string, expires_in_days: number}>} */

@@ -1121,7 +1121,7 @@ async function devicesView(main) {
   } catch (err) {
     fail(err);
   }
-  main.append(recoverySection(), lockSection());
+  main.append(recoverySection(), notificationSection(), lockSection());
   if (!client.device.holds_identity()) {
     pairing.append(h("p", { class: "muted" }, t("firstDeviceOnly")));
     return;
@@ -1175,6 +1175,34 @@ function lockSection() {
   return h("section", { id: "this-browser" }, h("h3", {}, t("thisBrowser")),
     field(t("idleLock"), minutes),
     h("p", { class: "muted" }, t("eraseExplain")), erase);
+}
+
+/** Notification emails: an address and how often, said plainly to carry
+ * no content; the server checks the address. */
+function notificationSection() {
+  const box = h("section", { id: "notifications", "aria-live": "polite" }, h("h3", {}, t("notifyTitle")), h("p", { class: "muted" }, t("notifyExplain")));
+  const email = h("input", { type: "email", name: "email", autocomplete: "email", dir: "ltr" });
+  const mode = h("select", { name: "mode" }, ["off", "daily", "immediate"].map((m) => h("option", { value: m }, t(`notify_${m}`))));
+  const saved = h("p", { class: "muted", role: "status" });
+  const form = h("form", { id: "notify-form", onsubmit: async (e) => {
+    e.preventDefault();
+    saved.textContent = "";
+    try {
+      const now = await client.setNotifications(email.value, mode.value, language());
+      email.value = now.email;
+      mode.value = now.mode;
+      saved.textContent = t("notifySaved");
+    } catch (err) {
+      fail(err);
+    }
+  } }, field(t("notifyEmail"), email), field(t("notifyMode"), mode), h("button", { type: "submit" }, t("notifySave")), saved);
+  client.notifications().then((now) => {
+    if (!now.available) return box.append(h("p", { id: "notify-unavailable" }, t("notifyUnavailable")));
+    email.value = now.email;
+    mode.value = now.mode;
+    box.append(form);
+  }).catch(fail);
+  return box;
 }
 
 /** The recovery code: whether one exists, and a button to make a new one

@@ -304,7 +304,11 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     bruno
         .wait_for(
             "the version's and the comment's time at Bruno's",
-            "const recent = (sel) => { const t = document.querySelector(sel);                if (!t || !t.textContent.trim()) return false;                const age = Date.now() - Date.parse(t.getAttribute('datetime'));                return age >= -60000 && age < 3600000; };              return recent('#versions summary time') && recent('#comments li p time')",
+            "const recent = (sel) => { const t = document.querySelector(sel); \
+               if (!t || !t.textContent.trim()) return false; \
+               const age = Date.now() - Date.parse(t.getAttribute('datetime')); \
+               return age >= -60000 && age < 3600000; }; \
+             return recent('#versions summary time') && recent('#comments li p time')",
             LONG,
         )
         .await;
@@ -1501,5 +1505,95 @@ async fn the_administrator_invites_a_colleague_with_a_link() {
     match again {
         Err(e) => assert!(e.to_string().contains("invitation"), "{e}"),
         Ok(_) => panic!("an invitation was used twice"),
+    }
+}
+
+/// On a 360-px phone screen in Arabic, Bruno asks on his Devices page for
+/// an email soon after there is something new, and closes the app; Amina
+/// writes in a space they share; the message reaches the SMTP server in
+/// Arabic, the language of his interface, and holds none of her words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_asks_for_email_in_the_browser_and_is_told_when_away() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = crate::notifications::Smtp::start(&dir.path().join("mail"));
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &format!(
+            "web = {web:?}\n{}",
+            crate::notifications::mail_config(&smtp)
+        ),
+    );
+    let shots = target_dir().join("browser-screenshots-notify");
+    let _ = std::fs::remove_dir_all(&shots);
+    let bruno = Browser::start("bruno", "ar", &shots, &dir.path().join("downloads")).await;
+    bruno.resize(360, 760).await;
+    sign_up(&bruno, &server.url, "bruno").await;
+    bruno.click("a[href='#/devices']").await;
+    bruno.element("#notify-form").await;
+    bruno
+        .type_into("#notify-form input[name=email]", "bruno@example.org")
+        .await;
+    bruno
+        .js(
+            "document.querySelector('#notify-form select[name=mode]').value = 'immediate'",
+            json!([]),
+        )
+        .await;
+    bruno.click("#notify-form button[type=submit]").await;
+    bruno
+        .wait_for(
+            "the choice saved",
+            "return (document.querySelector('#notify-form [role=status]')?.textContent || '') === 'تم الحفظ.'",
+            LONG,
+        )
+        .await;
+    let fits = bruno
+        .js(
+            "const f = document.getElementById('notify-form').getBoundingClientRect(); \
+             return document.documentElement.scrollWidth <= window.innerWidth \
+               && f.left >= 0 && f.right <= window.innerWidth && document.dir === 'rtl'",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        fits,
+        json!(true),
+        "the section fits a 360-px screen, right to left"
+    );
+    bruno.screenshot("notifications").await;
+    drop(bruno);
+
+    let mut amina = register(dir.path(), &server, "amina").await;
+    let space = amina.create_space().await.unwrap();
+    amina
+        .invite(space, "bruno", amicus_core::space::Role::Contributor)
+        .await
+        .unwrap();
+    let words = "Le témoin a vu la scène depuis la fenêtre";
+    let doc = amina
+        .new_document(space, "Requête confidentielle")
+        .await
+        .unwrap();
+    amina
+        .edit(space, doc, &[amicus_cli::Edit::Insert(None, words.into())])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    let (subject, body) = loop {
+        if let Some(m) = smtp.to("bruno@example.org").pop() {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no email reached Bruno"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(subject, "Amicus: نشاط جديد");
+    assert!(body.contains("https://amicus.test/"), "{body}");
+    for secret in [words, "Requête", "amina", &space.to_hex(), &doc.to_hex()] {
+        assert!(!body.contains(secret), "{secret} in {body}");
     }
 }

@@ -15,16 +15,26 @@ use crate::support::{Server, register};
 
 const PATH: &str = "/v1/account/notifications";
 
+/// The `[mail]` table of a server sending to `smtp` at once.
+pub(crate) fn mail_config(smtp: &Smtp) -> String {
+    format!(
+        "[mail]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+         from = \"Amicus <notices@amicus.test>\"\nlink = \"https://amicus.test/\"\n\
+         immediate_delay_secs = 1\nmin_interval_secs = 0\ncheck_secs = 1\n",
+        smtp.port
+    )
+}
+
 /// An SMTP server on a loopback port, storing each message it accepts as
 /// a file under `maildir/new`; stopped when dropped.
-struct Smtp {
+pub(crate) struct Smtp {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     maildir: PathBuf,
 }
 
 impl Smtp {
-    fn start(maildir: &Path) -> Self {
+    pub(crate) fn start(maildir: &Path) -> Self {
         // Debian's interpreter holds the Debian package; another `python3`
         // first on the PATH may not.
         let python = ["/usr/bin/python3", "python3"]
@@ -71,7 +81,7 @@ impl Smtp {
     }
 
     /// Every message received so far, raw.
-    fn messages(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn messages(&self) -> Vec<Vec<u8>> {
         let Ok(dir) = std::fs::read_dir(self.maildir.join("new")) else {
             return Vec::new();
         };
@@ -80,7 +90,7 @@ impl Smtp {
     }
 
     /// The messages to `to`, parsed: (subject, text).
-    fn to(&self, to: &str) -> Vec<(String, String)> {
+    pub(crate) fn to(&self, to: &str) -> Vec<(String, String)> {
         self.messages()
             .iter()
             .filter_map(|raw| {
@@ -120,15 +130,7 @@ async fn an_away_member_is_told_by_email_only_that_there_is_activity() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(&dir.path().join("mail"));
     let data = dir.path().join("data");
-    let server = Server::start_with(
-        &data,
-        &format!(
-            "[mail]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
-             from = \"Amicus <notices@amicus.test>\"\nlink = \"https://amicus.test/\"\n\
-             immediate_delay_secs = 1\nmin_interval_secs = 0\ncheck_secs = 1\n",
-            smtp.port
-        ),
-    );
+    let server = Server::start_with(&data, &mail_config(&smtp));
     let mut amina = register(dir.path(), &server, "amina").await;
     let bruno = register(dir.path(), &server, "bruno").await;
     let carla = register(dir.path(), &server, "carla").await;

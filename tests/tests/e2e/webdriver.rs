@@ -132,6 +132,16 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// Sets the window's size in CSS pixels (a phone's screen: 360 wide).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
     /// Opens a URL.
     pub async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
