@@ -78,6 +78,10 @@ pub enum Edit {
     Format(usize, usize, String),
     /// Name the current version.
     Version(String),
+    /// Reply in a comment thread (its id, as `doc cat` shows it).
+    Reply(String, String),
+    /// Resolve a comment thread (`true`) or open it again.
+    Resolve(String, bool),
 }
 
 /// A filing as read.
@@ -788,6 +792,10 @@ impl Client {
                     "start": t.start,
                     "end": t.end,
                     "resolved": t.resolved,
+                    "resolved_by": t.resolved_by.as_ref().map(|a| json!({
+                        "author": a.name,
+                        "verified": a.verified,
+                    })),
                     "messages": t.messages.iter().map(|m| json!({
                         "author": m.author.name,
                         "verified": m.author.verified,
@@ -1183,6 +1191,8 @@ fn apply_edits(
             }
             Edit::Format(start, end, mark) => filing::format(doc, *start, *end, mark, true)?,
             Edit::Version(name) => filing::name_version(doc, name, author, now_ms())?,
+            Edit::Reply(thread, text) => filing::reply(doc, thread, author, text, now_ms())?,
+            Edit::Resolve(thread, resolved) => filing::resolve(doc, thread, *resolved)?,
         }
     }
     Ok(())

@@ -869,6 +869,12 @@ impl Device {
                 start: t.start,
                 end: t.end,
                 resolved: t.resolved,
+                resolved_by: t.resolved_by.map(|a| Message {
+                    author: a.name,
+                    verified: a.verified,
+                    text: String::new(),
+                    at_ms: None,
+                }),
                 messages: t
                     .messages
                     .into_iter()
@@ -1018,6 +1024,31 @@ impl Device {
         })
     }
 
+    /// Replies in a comment thread.
+    pub fn reply(
+        &mut self,
+        space: &str,
+        stream: &str,
+        thread: &str,
+        text: &str,
+    ) -> Result<(), JsValue> {
+        let author = self.user();
+        self.edit_existing(space, stream, |doc| {
+            filing::reply(doc, thread, &author, text, now_ms())
+        })
+    }
+
+    /// Marks a comment thread resolved, or open again.
+    pub fn resolve(
+        &mut self,
+        space: &str,
+        stream: &str,
+        thread: &str,
+        resolved: bool,
+    ) -> Result<(), JsValue> {
+        self.edit_existing(space, stream, |doc| filing::resolve(doc, thread, resolved))
+    }
+
     /// Names the current version.
     pub fn name_version(&mut self, space: &str, stream: &str, name: &str) -> Result<(), JsValue> {
         let author = self.user();
@@ -1110,6 +1141,7 @@ impl Device {
             .map_err(|f| fail(f.code.into(), f.message))?
             .map_err(|e| match e {
                 amicus_core::document::DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
+                amicus_core::document::DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
                 e => doc_err(e),
             })
     }

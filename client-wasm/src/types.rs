@@ -64,6 +64,8 @@ pub enum ErrorCode {
     BadCode,
     /// A title or name is empty, too long, or not one line.
     BadName,
+    /// A comment is empty or too long.
+    BadText,
 }
 
 /// What the engine tells the interface ([`Device::poll_event`]).
@@ -245,6 +247,10 @@ pub struct Thread {
     pub start: usize,
     pub end: usize,
     pub resolved: bool,
+    /// Who resolved it (while it is), as for [`Message::author`].
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<Message>,
     pub messages: Vec<Message>,
 }
 

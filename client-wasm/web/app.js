@@ -57,7 +57,7 @@ function fail(e) {
   console.error(e);
   // Errors with a code the interface words are said in the person's
   // language; the others with the engine's sentence.
-  const known = { bad_name: "badName", read_only: "warnReadOnly" }[e && e.code];
+  const known = { bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly" }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
 
@@ -654,13 +654,50 @@ function editorView(main, space, stream) {
   const when = (item) => item.at_ms === undefined ? null
     : h("time", { datetime: new Date(item.at_ms).toISOString(), class: "muted" },
       new Intl.DateTimeFormat(language(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(item.at_ms)));
+  const summary = client.device.spaces().find((x) => x.id === space);
+  const readOnly = Boolean(summary?.read_only);
+  // The threads are drawn again only when they or their passages change;
+  // a reply being typed keeps its text and its focus.
+  const drafts = new Map();
+  let commentsKey = "";
+  const threadEdit = (thread, edit) => {
+    try {
+      edit();
+      client.edited();
+      refresh();
+    } catch (err) { fail(err); }
+  };
+  const drawThread = (c, chars) => {
+    const input = h("input", { name: "reply", "data-thread": c.thread, "aria-label": t("reply"), value: drafts.get(c.thread) || "",
+      oninput: (e) => drafts.set(c.thread, e.target.value) });
+    const replyForm = h("form", { class: "reply", onsubmit: (e) => {
+      e.preventDefault();
+      threadEdit(c.thread, () => {
+        client.device.reply(space, stream, c.thread, input.value);
+        drafts.delete(c.thread);
+      });
+    } }, input, h("button", { type: "submit" }, t("reply")));
+    const toggleButton = h("button", { type: "button", class: "resolve", onclick: () =>
+      threadEdit(c.thread, () => client.device.resolve(space, stream, c.thread, !c.resolved)) },
+    t(c.resolved ? "reopen" : "resolve"));
+    return h("li", { "data-thread": c.thread, class: c.resolved ? "resolved" : "" },
+      h("q", {}, chars.slice(c.start, c.end).join("")), " ",
+      c.resolved ? h("span", { class: "muted resolved-by" }, t("resolvedBy", { author: c.resolved_by ? authorName(c.resolved_by) : "?" })) : null,
+      c.messages.map((m) => h("p", { dir: "auto" }, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), " ", when(m), ": ", m.text)),
+      readOnly ? null : h("div", { class: "thread-actions" }, c.resolved ? null : replyForm, toggleButton));
+  };
   const drawComments = (f) => {
     const chars = Array.from(f.body);
-    fill(commentsBox, h("h3", {}, t("comments")), f.comments.length
-      ? h("ul", {}, f.comments.map((c) => h("li", {},
-          h("q", {}, chars.slice(c.start, c.end).join("")), " ",
-          c.messages.map((m) => h("p", {}, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), " ", when(m), ": ", m.text)))))
+    const key = JSON.stringify(f.comments.map((c) => [c, chars.slice(c.start, c.end).join("")]));
+    if (key === commentsKey) return;
+    commentsKey = key;
+    const focused = document.activeElement?.getAttribute("data-thread");
+    // Open threads first, resolved ones after.
+    const threads = [...f.comments].sort((a, b) => Number(a.resolved) - Number(b.resolved));
+    fill(commentsBox, h("h3", {}, t("comments")), threads.length
+      ? h("ul", {}, threads.map((c) => drawThread(c, chars)))
       : h("p", { class: "muted" }, t("empty")));
+    if (focused) commentsBox.querySelector(`input[data-thread="${focused}"]`)?.focus();
   };
   const drawVersions = (f) => {
     fill(versionsBox, h("h3", {}, t("versions")), f.versions.length
@@ -797,8 +834,6 @@ function editorView(main, space, stream) {
 
   // Where this browser may not write (removed, Reader), the filing is
   // shown read-only, with nothing offered that would be refused.
-  const summary = client.device.spaces().find((x) => x.id === space);
-  const readOnly = Boolean(summary?.read_only);
   if (readOnly) {
     title.readOnly = true;
     const text = editor.element.querySelector("#editor");

@@ -52,6 +52,25 @@ pub fn checked_name(raw: &str) -> Result<String, DocumentError> {
     Ok(name.to_owned())
 }
 
+/// The most characters in one comment or reply.
+pub const MAX_COMMENT_CHARS: usize = 10_000;
+
+/// A comment's text as it is stored: without the spaces around it, not
+/// empty, at most [`MAX_COMMENT_CHARS`] characters (lines allowed).
+pub fn checked_text(raw: &str) -> Result<String, DocumentError> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(DocumentError::BadText("a comment cannot be empty".into()));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_COMMENT_CHARS {
+        return Err(DocumentError::BadText(format!(
+            "a comment holds at most {MAX_COMMENT_CHARS} characters; this one has {chars}"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
 /// Why a document operation failed. A refused envelope changes nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -85,6 +104,9 @@ pub enum DocumentError {
     /// ([`checked_name`]).
     #[error("{0}")]
     BadName(String),
+    /// A comment is empty or too long ([`checked_text`]).
+    #[error("{0}")]
+    BadText(String),
     /// The envelope names as the log its writer had read a head this
     /// device's log does not hold before it: its writer was shown another
     /// log (the server forked it), or it lies.
@@ -804,6 +826,9 @@ pub mod filing {
         pub end: usize,
         /// Whether it was resolved.
         pub resolved: bool,
+        /// Who resolved it, when it is (an empty unverified name: the
+        /// writer is bound to no device, as in a snapshot).
+        pub resolved_by: Option<Author>,
         /// The messages in order.
         pub messages: Vec<Message>,
     }
@@ -925,6 +950,7 @@ pub mod filing {
         text: &str,
         at_ms: i64,
     ) -> Result<(), DocumentError> {
+        let text = super::checked_text(text)?;
         let b = obj(doc, "body")?;
         let start_c = doc.get_cursor(&b, start, None).map_err(am)?;
         let end_c = doc.get_cursor(&b, end, None).map_err(am)?;
@@ -936,7 +962,7 @@ pub mod filing {
         doc.put(&t, "end", end_c.to_string()).map_err(am)?;
         doc.put(&t, "resolved", false).map_err(am)?;
         doc.put_object(&t, "messages", ObjType::List).map_err(am)?;
-        reply(doc, thread, author, text, at_ms)
+        reply(doc, thread, author, &text, at_ms)
     }
 
     /// Adds a message to a thread.
@@ -947,22 +973,39 @@ pub mod filing {
         text: &str,
         at_ms: i64,
     ) -> Result<(), DocumentError> {
-        let comments = obj(doc, "comments")?;
-        let Some((Value::Object(_), t)) = doc.get(&comments, thread).map_err(am)? else {
-            return Err(DocumentError::Automerge(format!(
-                "no comment thread {thread}"
-            )));
-        };
+        let text = super::checked_text(text)?;
+        let t = thread_obj(doc, thread)?;
         let Some((Value::Object(_), list)) = doc.get(&t, "messages").map_err(am)? else {
             return Err(DocumentError::Automerge("thread without messages".into()));
         };
         let n = doc.length(&list);
         let m = doc.insert_object(&list, n, ObjType::Map).map_err(am)?;
         doc.put(&m, "author", author).map_err(am)?;
-        doc.put(&m, "text", text).map_err(am)?;
+        doc.put(&m, "text", text.as_str()).map_err(am)?;
         doc.put(&m, "at", ScalarValue::Timestamp(at_ms))
             .map_err(am)?;
         Ok(())
+    }
+
+    fn thread_obj(doc: &AutoCommit, thread: &str) -> Result<automerge::ObjId, DocumentError> {
+        let comments = obj(doc, "comments")?;
+        match doc.get(&comments, thread).map_err(am)? {
+            Some((Value::Object(_), t)) => Ok(t),
+            _ => Err(DocumentError::Automerge(format!(
+                "no comment thread {thread}"
+            ))),
+        }
+    }
+
+    /// Marks a thread resolved, or open again; the reader sees who did
+    /// ([`Thread::resolved_by`]).
+    pub fn resolve(
+        doc: &mut AutoCommit,
+        thread: &str,
+        resolved: bool,
+    ) -> Result<(), DocumentError> {
+        let t = thread_obj(doc, thread)?;
+        doc.put(&t, "resolved", resolved).map_err(am)
     }
 
     /// Every comment thread, with its passage where it is now and each
@@ -1011,6 +1054,7 @@ pub mod filing {
                 start: pos("start").unwrap_or(0),
                 end: pos("end").unwrap_or(0),
                 resolved,
+                resolved_by: resolved.then(|| author(doc, &t, "resolved", "", authors)),
                 messages,
             });
         }
@@ -1108,6 +1152,40 @@ mod tests {
             crate::library::add_folder(&mut library, "f1", " \t ", ""),
             Err(DocumentError::BadName(_))
         ));
+    }
+
+    /// A thread is replied to, resolved and opened again; an empty or
+    /// too long comment is refused and nothing is written.
+    #[test]
+    fn threads_take_replies_and_are_resolved_and_reopened() {
+        let mut doc = AutoCommit::new();
+        filing::init(&mut doc, "Requête").unwrap();
+        filing::splice(&mut doc, 0, 0, "Attendu que").unwrap();
+        filing::comment(&mut doc, "t1", 0, 7, "amina", "  Préciser  ", 1).unwrap();
+        filing::reply(&mut doc, "t1", "bruno", "Fait.", 2).unwrap();
+        let authors = Authors::new([]);
+        let t = &filing::threads(&doc, &authors).unwrap()[0];
+        assert_eq!(t.messages.len(), 2);
+        assert_eq!(t.messages[0].text, "Préciser");
+        assert_eq!(t.messages[1].text, "Fait.");
+        assert!(!t.resolved && t.resolved_by.is_none());
+        filing::resolve(&mut doc, "t1", true).unwrap();
+        let t = &filing::threads(&doc, &authors).unwrap()[0];
+        assert!(t.resolved);
+        assert!(t.resolved_by.as_ref().is_some_and(|a| !a.verified));
+        filing::resolve(&mut doc, "t1", false).unwrap();
+        assert!(!filing::threads(&doc, &authors).unwrap()[0].resolved);
+        assert!(filing::resolve(&mut doc, "t9", true).is_err());
+        let heads = doc.get_heads();
+        for bad in ["   ".to_owned(), "x".repeat(MAX_COMMENT_CHARS + 1)] {
+            let err = filing::reply(&mut doc, "t1", "bruno", &bad, 3).unwrap_err();
+            assert!(matches!(err, DocumentError::BadText(_)), "{err}");
+            let err = filing::comment(&mut doc, "t2", 0, 1, "bruno", &bad, 3).unwrap_err();
+            assert!(matches!(err, DocumentError::BadText(_)), "{err}");
+        }
+        doc.commit();
+        assert_eq!(doc.get_heads(), heads, "nothing written");
+        assert_eq!(filing::threads(&doc, &authors).unwrap().len(), 1);
     }
 
     /// A version and a comment carry the time their writer gave, read back

@@ -237,6 +237,8 @@ enum SpaceCommand {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum DocCommand {
     /// Create a filing.
     New {
@@ -272,6 +274,15 @@ enum DocCommand {
         /// Name the resulting version.
         #[arg(long)]
         version: Option<String>,
+        /// Reply in a comment thread: THREAD:TEXT (`doc cat` shows the ids).
+        #[arg(long)]
+        reply: Option<String>,
+        /// Mark a comment thread resolved.
+        #[arg(long)]
+        resolve: Option<String>,
+        /// Open a resolved comment thread again.
+        #[arg(long)]
+        reopen: Option<String>,
     },
     /// Print a filing.
     Cat {
@@ -872,6 +883,9 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
             comment,
             format,
             version,
+            reply,
+            resolve,
+            reopen,
         } => {
             let mut edits = Vec::new();
             if let Some(t) = title {
@@ -899,9 +913,19 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
             if let Some(v) = version {
                 edits.push(Edit::Version(v));
             }
+            if let Some(p) = reply {
+                let v = split_pos(&p, 2)?;
+                edits.push(Edit::Reply(v[0].clone(), v[1].clone()));
+            }
+            if let Some(t) = resolve {
+                edits.push(Edit::Resolve(t, true));
+            }
+            if let Some(t) = reopen {
+                edits.push(Edit::Resolve(t, false));
+            }
             if edits.is_empty() {
                 bail!(
-                    "nothing to do: give --title, --append, --insert, --delete, --comment, --format or --version"
+                    "nothing to do: give --title, --append, --insert, --delete, --comment, --format, --version, --reply, --resolve or --reopen"
                 );
             }
             c.edit(space(&s)?, stream(&doc)?, &edits).await?;
@@ -920,12 +944,15 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
                         .get(at("start").min(chars.len())..at("end").min(chars.len()))
                         .map(|p| p.iter().collect())
                         .unwrap_or_default();
-                    let state = if t["resolved"] == true {
-                        " (resolved)"
-                    } else {
-                        ""
+                    let state = match &t["resolved_by"] {
+                        by if t["resolved"] == true && by.is_object() => {
+                            format!(" (resolved by {})", author(by))
+                        }
+                        _ if t["resolved"] == true => " (resolved)".to_owned(),
+                        _ => String::new(),
                     };
-                    out.push_str(&format!("\n\n> {passage}{state}"));
+                    let id = t["thread"].as_str().unwrap_or("");
+                    out.push_str(&format!("\n\n> {passage}{state} [thread {id}]"));
                     for m in t["messages"].as_array().into_iter().flatten() {
                         let when = m["at"]
                             .as_str()

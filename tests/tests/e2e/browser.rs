@@ -315,6 +315,37 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina.screenshot("co-editing").await;
     bruno.screenshot("co-editing").await;
 
+    // Bruno answers Amina's comment and resolves it; Amina sees both, with
+    // who resolved it, and opens it again.
+    bruno
+        .type_into("#comments form.reply input[name=reply]", "C'est fait")
+        .await;
+    bruno
+        .click("#comments form.reply button[type=submit]")
+        .await;
+    bruno.click("#comments button.resolve").await;
+    amina
+        .wait_for(
+            "Bruno's reply and resolution at Amina's",
+            "const li = document.querySelector('#comments li'); \
+             return li && li.classList.contains('resolved') \
+               && li.textContent.includes(\"C'est fait\") \
+               && (li.querySelector('.resolved-by')?.textContent || '') === 'Résolu par bruno' \
+               && li.querySelectorAll('p').length === 2 && !li.querySelector('form.reply')",
+            LONG,
+        )
+        .await;
+    amina.screenshot("resolved").await;
+    amina.click("#comments button.resolve").await;
+    bruno
+        .wait_for(
+            "the thread open again at Bruno's",
+            "const li = document.querySelector('#comments li'); \
+             return li && !li.classList.contains('resolved') && li.querySelector('form.reply') !== null",
+            LONG,
+        )
+        .await;
+
     // Undo and redo (Ctrl+Z, Ctrl+Shift+Z) take back and restore Amina's
     // typing, at both pages.
     amina.js(TO_END, json!([])).await;

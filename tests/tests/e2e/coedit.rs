@@ -82,3 +82,70 @@ async fn three_members_on_four_devices_co_edit_and_converge() {
         4 * rounds
     );
 }
+
+/// A comment thread through the `amicus` command: Bob finds Alice's
+/// thread id in `doc cat`, replies and resolves it; Alice reads the reply
+/// and sees Bob resolved it; an empty reply is refused with a sentence and
+/// nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_thread_is_answered_and_resolved_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let mut bob = register(dir.path(), &server, "bob").await;
+    let (space, doc) = crate::support::shared_filing(&mut alice, "bob").await;
+    alice
+        .edit(
+            space,
+            doc,
+            &[Edit::Comment(0, 6, "Préciser la date".into())],
+        )
+        .await
+        .unwrap();
+    bob.sync_all().await.unwrap();
+    drop(bob);
+    let home = dir.path().join("bob");
+    let (s, d) = (space.to_hex(), doc.to_hex());
+    let cat = crate::support::amicus_json(&home, &["doc", "cat", &s, &d]);
+    let thread = cat["comments"][0]["thread"].as_str().unwrap().to_owned();
+
+    let refused = std::process::Command::new(crate::support::amicus_bin())
+        .arg("--home")
+        .arg(&home)
+        .args(["doc", "edit", &s, &d, "--reply", &format!("{thread}:   ")])
+        .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("a comment cannot be empty"), "{said}");
+
+    crate::support::amicus_json(
+        &home,
+        &[
+            "doc",
+            "edit",
+            &s,
+            &d,
+            "--reply",
+            &format!("{thread}:Le 12 mars"),
+            "--resolve",
+            &thread,
+        ],
+    );
+    alice.sync(space).await.unwrap();
+    let read = alice.read(space, doc).unwrap();
+    let t = &read.comments[0];
+    let texts: Vec<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["Préciser la date", "Le 12 mars"]);
+    assert_eq!(t["messages"][1]["author"], "bob");
+    assert_eq!(t["messages"][1]["verified"], true);
+    assert_eq!(t["resolved"], true);
+    assert_eq!(t["resolved_by"]["author"], "bob");
+    assert_eq!(t["resolved_by"]["verified"], true);
+}
