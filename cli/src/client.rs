@@ -536,9 +536,38 @@ impl Client {
                     .and_then(|h| SpaceId::from_hex(h).ok())
                     .is_some_and(|id| mine.contains(&id));
                 s["joined"] = json!(joined);
+                // A confidential space's name and description are inside it.
+                if let Some(id) = s["id"]
+                    .as_str()
+                    .and_then(|h| SpaceId::from_hex(h).ok())
+                    .filter(|id| mine.contains(id))
+                    && let Ok(p) = self.engine.profile(id)
+                {
+                    s["name"] = json!(p.name);
+                    s["description"] = json!(p.description);
+                }
             }
         }
         Ok(v)
+    }
+
+    /// A confidential space's name and description, as its space managers
+    /// set them.
+    pub fn profile(&mut self, id: SpaceId) -> Result<library::Profile, ClientError> {
+        Ok(self.engine.profile(id)?)
+    }
+
+    /// Names and describes a space (space managers only), and sends it.
+    pub async fn set_profile(
+        &mut self,
+        id: SpaceId,
+        name: &str,
+        description: &str,
+    ) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.engine.set_profile(id, name, description)??;
+        self.flush(id, library::stream(id)).await?;
+        self.save()
     }
 
     /// The ids of the confidential spaces this device holds.
@@ -696,7 +725,8 @@ impl Client {
         }
     }
 
-    async fn flush(&mut self, id: SpaceId, stream: StreamId) -> Result<(), ClientError> {
+    /// Sends this device's pending edits of a document now.
+    pub async fn flush(&mut self, id: SpaceId, stream: StreamId) -> Result<(), ClientError> {
         self.run(Intent::Flush { space: id, stream })
             .await
             .map(|_| ())

@@ -198,6 +198,17 @@ fn ts<T: Tsify + Serialize>(value: T) -> Result<Ts<T>, JsValue> {
     value.into_ts().map_err(|e| fail(ErrorCode::Protocol, e))
 }
 
+/// A refused edit: a bad name or text with its own code, the rest as a
+/// document error.
+fn edit_err(e: amicus_core::document::DocumentError) -> JsValue {
+    use amicus_core::document::DocumentError;
+    match e {
+        DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
+        DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
+        e => doc_err(e),
+    }
+}
+
 /// The browser's engine settings: an app that stays open follows every
 /// space live and waits for the connection to come back instead of failing.
 fn config() -> Config {
@@ -760,6 +771,32 @@ impl Device {
         Ok(library::stream(space_id(space)?).to_hex())
     }
 
+    /// A space's name and description, as its space managers set them.
+    pub fn space_profile(&mut self, space: &str) -> Result<Ts<SpaceProfile>, JsValue> {
+        let profile = self
+            .engine
+            .profile(space_id(space)?)
+            .map_err(|f| fail(f.code.into(), f.message))?;
+        ts(SpaceProfile {
+            name: profile.name,
+            description: profile.description,
+        })
+    }
+
+    /// Names and describes a space (space managers only); it goes out
+    /// with the library's next flush.
+    pub fn set_space_profile(
+        &mut self,
+        space: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<(), JsValue> {
+        self.engine
+            .set_profile(space_id(space)?, name, description)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
     /// The library of a space.
     pub fn library(&mut self, space: &str) -> Result<Ts<LibraryList>, JsValue> {
         let id = space_id(space)?;
@@ -1139,11 +1176,7 @@ impl Device {
         self.engine
             .edit(space, stream, |replica| edit(replica.doc()))
             .map_err(|f| fail(f.code.into(), f.message))?
-            .map_err(|e| match e {
-                amicus_core::document::DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
-                amicus_core::document::DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
-                e => doc_err(e),
-            })
+            .map_err(edit_err)
     }
 
     /// A local edit of a document the space already holds.

@@ -64,8 +64,10 @@ pub enum ErrorCode {
     BadCode,
     /// A title or name is empty, too long, or not one line.
     BadName,
-    /// A comment is empty or too long.
+    /// A comment or a description is empty or too long.
     BadText,
+    /// Only the space's managers may do this.
+    NotManager,
 }
 
 /// What the engine tells the interface ([`Device::poll_event`]).
@@ -182,6 +184,17 @@ pub struct SpaceSummary {
     #[tsify(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only: Option<String>,
+}
+
+/// A space's name and description, as its space managers set them.
+#[derive(Serialize, Tsify)]
+pub struct SpaceProfile {
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The spaces of [`Device::spaces`].
@@ -394,6 +407,7 @@ impl From<Code> for ErrorCode {
             Code::InvitationRefused => Self::InvitationRefused,
             Code::Revoked => Self::Revoked,
             Code::ReadOnly => Self::ReadOnly,
+            Code::NotManager => Self::NotManager,
         }
     }
 }

@@ -722,17 +722,22 @@ export class Client {
     return http(method, path, this.device.token(), body);
   }
 
-  /** Creates a confidential space with its library, named `name`; returns
-   * its id. @param {string} name */
+  /** Creates a confidential space with its library, named `name` (inside
+   * the space: the server sees only an id); returns its id.
+   * @param {string} name */
   async createSpace(name) {
     const done = await this.run(this.device.create_space());
     const space = done.space;
-    if (name) {
-      this.device.new_folder(space, name, "");
-      await this.run(this.device.flush(space, Device.library_stream(space)));
-    }
+    if (name) await this.setSpaceProfile(space, name, "");
     this.emit("spaces", {});
     return space;
+  }
+
+  /** Names and describes a space (space managers only), sent at once.
+   * @param {string} space @param {string} name @param {string} description */
+  async setSpaceProfile(space, name, description) {
+    this.device.set_space_profile(space, name, description);
+    await this.run(this.device.flush(space, Device.library_stream(space)));
   }
 
   /** Reads a space to the end of its log. @param {string} space */

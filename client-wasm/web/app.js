@@ -57,7 +57,7 @@ function fail(e) {
   console.error(e);
   // Errors with a code the interface words are said in the person's
   // language; the others with the engine's sentence.
-  const known = { bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly" }[e && e.code];
+  const known = { bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly", not_manager: "notManager" }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
 
@@ -375,7 +375,7 @@ function spacesView(main) {
     }
   } },
     h("h3", {}, t("newSpace")),
-    field(t("spaceName"), h("input", { name: "name" })),
+    field(t("spaceName"), h("input", { name: "name", required: true, maxlength: 200 })),
     h("button", { type: "submit" }, t("create")),
   );
   main.append(
@@ -394,10 +394,13 @@ function spacesView(main) {
 
 const ROLES = ["contributor", "reader", "content_manager", "space_manager"];
 
-/** A space's label: its first folder's name (encrypted in the library, so
- * only members see it), else the start of its id. */
+/** A space's label: the name its space managers gave it (encrypted in the
+ * library, so only members see it), else the start of its id. */
 function spaceLabel(space) {
   try {
+    const name = client.device.space_profile(space).name;
+    if (name) return name;
+    // Spaces created before names existed: their first folder's name.
     const folder = client.device.library(space).find((e) => e.kind === "folder" && !e.folder);
     if (folder) return `${folder.name} (${space.slice(0, 8)})`;
   } catch (_) {
@@ -588,13 +591,44 @@ function spaceView(main, space) {
     ] : []);
   };
 
-  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), h("h2", {}, spaceLabel(space)), h("div", { class: "columns" }, libraryBox, membersBox));
+  // The name and description; a space manager may change them.
+  const profileBox = h("section", { id: "space-profile" });
+  const drawProfile = () => {
+    // Not while a space manager has the form open.
+    if (profileBox.querySelector("#rename-space[open]")) return;
+    let p = {};
+    try {
+      p = client.device.space_profile(space);
+    } catch (_) {
+      /* removed */
+    }
+    const me = client.device.spaces().find((s) => s.id === space)?.role;
+    const nameInput = h("input", { name: "name", required: true, maxlength: 200, value: p.name || "" });
+    const description = h("textarea", { name: "description", dir: "auto", maxlength: 2000, rows: 3 }, p.description || "");
+    const form = h("form", { id: "space-profile-form", onsubmit: async (e) => {
+      e.preventDefault();
+      status(t("working"));
+      try {
+        await client.setSpaceProfile(space, nameInput.value, description.value);
+        status(t("saved"));
+        profileBox.querySelector("#rename-space").open = false;
+        drawProfile();
+      } catch (err) { fail(err); }
+    } },
+    field(t("spaceName"), nameInput), field(t("spaceDescription"), description),
+    h("button", { type: "submit" }, t("notifySave")));
+    fill(profileBox, h("h2", { id: "space-name", dir: "auto" }, spaceLabel(space)),
+      p.description ? h("p", { id: "space-description", class: "description", dir: "auto" }, p.description) : null,
+      me === "space_manager" ? h("details", { id: "rename-space" }, h("summary", {}, t("renameSpace")), form) : null);
+  };
+  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), profileBox, h("div", { class: "columns" }, libraryBox, membersBox));
+  drawProfile();
   drawMembers();
   drawLibrary();
   drawInterrupted();
   client.sync(space).catch(() => {});
-  const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); } };
-  const onMembers = (e) => { if (e.detail.space === space) drawMembers(); };
+  const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); drawProfile(); } };
+  const onMembers = (e) => { if (e.detail.space === space) { drawMembers(); drawProfile(); } };
   client.events.addEventListener("changed", onChanged);
   client.events.addEventListener("members", onMembers);
   onCleanup(() => {

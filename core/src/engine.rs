@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::api::{self, HttpRequest, HttpResponse, Method};
 use crate::at_rest::{AtRestError, DeviceRecord, Restored};
-use crate::document::Replica;
+use crate::document::{DocumentError, Replica};
 use crate::identity::{
     Contacts, Device, DeviceRevocation, IdentityPublicKey, Statement, UserIdentity,
 };
@@ -254,6 +254,8 @@ pub enum Code {
     /// This device may not write in the space: it was removed, its role
     /// is Reader, or the space's log can no longer be trusted.
     ReadOnly,
+    /// Only the space's managers may do this (name the space).
+    NotManager,
 }
 
 impl Code {
@@ -279,6 +281,7 @@ impl Code {
             Code::InvitationRefused => "invitation_refused",
             Code::ReadOnly => "read_only",
             Code::Revoked => "revoked",
+            Code::NotManager => "not_manager",
         }
     }
 }
@@ -788,6 +791,53 @@ impl Engine {
         self.due.entry((space, stream)).or_insert(due);
         self.changed = true;
         Ok(result)
+    }
+
+    /// The space's name and description, as its space managers set them
+    /// (PROTOCOL §9.4): a value written by a member who is not a space
+    /// manager now is not shown.
+    pub fn profile(&mut self, space: SpaceId) -> Result<library::Profile, Failure> {
+        let tracked = self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?;
+        let view = &mut tracked.view;
+        let stream = library::stream(space);
+        let authors = view.authors(stream);
+        let policy = view.space().policy().ok();
+        let manager = |user: &str| {
+            let role = UserId::new(user)
+                .ok()
+                .and_then(|u| policy.as_ref().and_then(|p| p.role(&u)));
+            role == Some(Role::SpaceManager)
+        };
+        Ok(match view.existing_replica(stream) {
+            Some(replica) => library::profile(replica.doc(), &authors, manager),
+            None => library::Profile::default(),
+        })
+    }
+
+    /// Names and describes the space: space managers only (others get
+    /// [`Code::NotManager`] and nothing is written); it goes out with the
+    /// library's next flush.
+    pub fn set_profile(
+        &mut self,
+        space: SpaceId,
+        name: &str,
+        description: &str,
+    ) -> Result<Result<(), DocumentError>, Failure> {
+        let tracked = self.spaces.get(&space).ok_or_else(|| not_member(space))?;
+        if read_only(&tracked.view).is_none()
+            && tracked.view.space().own_role().ok() != Some(Role::SpaceManager)
+        {
+            return Err(Failure::new(
+                Code::NotManager,
+                format!("only the space managers of space {space} name and describe it"),
+            ));
+        }
+        self.edit(space, library::stream(space), |replica| {
+            library::set_profile(replica.doc(), name, description)
+        })
     }
 
     /// The documents holding edits of this device that the server has not

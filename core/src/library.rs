@@ -3,17 +3,19 @@
 //! any filing (its stream id is derived from the space id).
 //!
 //! ```text
-//! root: { folders:   Map<folder id, { name, parent }>,
+//! root: { name?: str, description?: str,
+//!         folders:   Map<folder id, { name, parent }>,
 //!         documents: Map<stream id hex, { title, folder }>,
 //!         files:     Map<file id hex, { folder, manifest: Bytes (1 || postcard(FileManifest)) }> }
 //! ```
 //! A file's manifest holds its secret: it is as confidential as the files,
-//! and travels only inside library envelopes.
+//! and travels only inside library envelopes. The space's name and
+//! description ([`profile`]) count only as written by a space manager.
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
-use crate::document::DocumentError;
+use crate::document::{Authors, DocumentError};
 use crate::files::FileManifest;
 use crate::{SpaceId, StreamId};
 
@@ -70,6 +72,57 @@ fn text(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> String {
     match doc.get(obj, key) {
         Ok(Some((Value::Scalar(s), _))) => s.as_str().unwrap_or_default().to_owned(),
         _ => String::new(),
+    }
+}
+
+/// The most characters in a space's description.
+pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
+
+/// A space's name and description, each only if a space manager wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// The name.
+    pub name: Option<String>,
+    /// The description (possibly several lines).
+    pub description: Option<String>,
+}
+
+/// Names and describes the space (an empty description removes it). Only
+/// a space manager's values are shown ([`profile`]); the client engine
+/// lets no one else write them.
+pub fn set_profile(
+    doc: &mut AutoCommit,
+    name: &str,
+    description: &str,
+) -> Result<(), DocumentError> {
+    let name = crate::document::checked_name(name)?;
+    let description = description.trim();
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(DocumentError::BadText(format!(
+            "a description holds at most {MAX_DESCRIPTION_CHARS} characters; this one has {chars}"
+        )));
+    }
+    doc.put(ROOT, "name", name).map_err(am)?;
+    doc.put(ROOT, "description", description).map_err(am)
+}
+
+/// The space's name and description, each shown only if the user that
+/// `authors` binds to the actor that last wrote it passes `manager` (is a
+/// space manager now): a member of another role who overwrites them
+/// erases them, and cannot rename the space.
+pub fn profile(doc: &AutoCommit, authors: &Authors, manager: impl Fn(&str) -> bool) -> Profile {
+    let field = |key: &str| match doc.get(ROOT, key) {
+        Ok(Some((Value::Scalar(s), automerge::ObjId::Id(_, actor, _))))
+            if authors.of(&actor).is_some_and(&manager) =>
+        {
+            s.as_str().filter(|v| !v.is_empty()).map(str::to_owned)
+        }
+        _ => None,
+    };
+    Profile {
+        name: field("name"),
+        description: field("description"),
     }
 }
 
@@ -183,4 +236,48 @@ pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name written by a space manager is shown; one written over it by
+    /// anyone else is not (nor does it bring the earlier one back).
+    #[test]
+    fn only_a_space_managers_name_is_shown() {
+        let amina_actor = automerge::ActorId::from(&[1u8; 16][..]);
+        let bruno_actor = automerge::ActorId::from(&[2u8; 16][..]);
+        let authors = Authors::new([
+            (amina_actor.to_bytes().to_vec(), "amina".to_owned()),
+            (bruno_actor.to_bytes().to_vec(), "bruno".to_owned()),
+        ]);
+        let manager = |u: &str| u == "amina";
+        let mut doc = AutoCommit::new().with_actor(amina_actor);
+        init(&mut doc).unwrap();
+        assert_eq!(profile(&doc, &authors, manager), Profile::default());
+        set_profile(&mut doc, " Affaire Kassa ", "Requêtes\net pièces").unwrap();
+        assert_eq!(
+            profile(&doc, &authors, manager),
+            Profile {
+                name: Some("Affaire Kassa".into()),
+                description: Some("Requêtes\net pièces".into()),
+            }
+        );
+        assert!(matches!(
+            set_profile(&mut doc, "", ""),
+            Err(DocumentError::BadName(_))
+        ));
+        assert!(matches!(
+            set_profile(&mut doc, "x", &"é".repeat(MAX_DESCRIPTION_CHARS + 1)),
+            Err(DocumentError::BadText(_))
+        ));
+        let mut bruno = doc.fork().with_actor(bruno_actor);
+        set_profile(&mut bruno, "Renamed", "").unwrap();
+        assert_eq!(profile(&bruno, &authors, manager), Profile::default());
+        // An actor bound to no device is no manager either.
+        let mut stranger = doc.fork();
+        set_profile(&mut stranger, "Other", "").unwrap();
+        assert_eq!(profile(&stranger, &authors, manager).name, None);
+    }
 }

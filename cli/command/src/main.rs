@@ -205,9 +205,22 @@ enum DeviceCommand {
 enum SpaceCommand {
     /// Create a confidential space (or, with --public NAME, a public one).
     Create {
+        /// The confidential space's name (kept inside the space).
+        #[arg(long, conflicts_with = "public")]
+        name: Option<String>,
         /// Create a public space with this name.
         #[arg(long)]
         public: Option<String>,
+    },
+    /// Name and describe a confidential space (space managers).
+    Rename {
+        /// The space.
+        space: String,
+        /// The new name.
+        name: String,
+        /// Its description (empty: none).
+        #[arg(long, default_value = "")]
+        description: String,
     },
     /// Spaces of this device.
     List,
@@ -789,12 +802,29 @@ async fn space_command(
     json_out: bool,
 ) -> anyhow::Result<()> {
     match command {
-        SpaceCommand::Create { public } => {
+        SpaceCommand::Create { name, public } => {
             let id = match public {
                 Some(name) => c.create_public_space(&name).await?,
                 None => c.create_space().await?,
             };
+            if let Some(name) = name {
+                c.set_profile(id, &name, "").await?;
+            }
             print(json_out, json!({ "space": id.to_hex() }), || id.to_hex());
+        }
+        SpaceCommand::Rename {
+            space: s,
+            name,
+            description,
+        } => {
+            let id = space(&s)?;
+            c.set_profile(id, &name, &description).await?;
+            let p = c.profile(id)?;
+            print(
+                json_out,
+                json!({ "space": s, "name": p.name, "description": p.description }),
+                || format!("space {s} is named {:?}", p.name.unwrap_or_default()),
+            );
         }
         SpaceCommand::List => {
             c.sync_all().await?;

@@ -179,6 +179,35 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         )
         .await;
 
+    // The name Amina gave is the space's at Bruno's; Amina, its space
+    // manager, describes it, and Bruno (a contributor, who cannot) reads it.
+    bruno
+        .click(&format!(".space-link[data-space=\"{space}\"]"))
+        .await;
+    bruno
+        .wait_for(
+            "the space's name at Bruno's",
+            "return document.getElementById('space-name')?.textContent === 'Recours' \
+             && document.getElementById('rename-space') === null",
+            LONG,
+        )
+        .await;
+    amina.click("#rename-space summary").await;
+    amina
+        .type_into(
+            "#space-profile-form textarea[name=description]",
+            "Requêtes devant la Cour",
+        )
+        .await;
+    amina.click("#space-profile-form button[type=submit]").await;
+    bruno
+        .wait_for(
+            "the description at Bruno's",
+            "return document.getElementById('space-description')?.textContent === 'Requêtes devant la Cour'",
+            LONG,
+        )
+        .await;
+
     // Amina writes a filing; both open it.
     amina
         .type_into("#new-doc input[name=title]", "Requête")

@@ -237,3 +237,69 @@ async fn a_removed_members_unsent_sentence_is_kept_and_exported() {
     alice.sync(space).await.unwrap();
     assert_eq!(alice.read(space, doc).unwrap().body, "Shared text.");
 }
+
+/// A confidential space's name is inside it: Alice names it when she
+/// creates it and Bob lists it by name, while the server's listing has
+/// none; Bob, a contributor, cannot rename it (the engine refuses with a
+/// sentence), and a name he writes into the library anyway is not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_space_is_named_by_its_managers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let alice = register(dir.path(), &server, "alice").await;
+    let mut bob = register(dir.path(), &server, "bob").await;
+    drop(alice);
+    let alice_home = dir.path().join("alice");
+    let created = amicus_json(
+        &alice_home,
+        &["space", "create", "--name", " Affaire Kassa "],
+    );
+    let id = created["space"].as_str().unwrap().to_owned();
+    let space = amicus_core::SpaceId::from_hex(&id).unwrap();
+    let mut alice = amicus_cli::Client::open(&alice_home, crate::support::PASS)
+        .await
+        .unwrap();
+    alice.invite(space, "bob", Role::Contributor).await.unwrap();
+    bob.sync_all().await.unwrap();
+    assert_eq!(
+        bob.profile(space).unwrap().name.as_deref(),
+        Some("Affaire Kassa")
+    );
+    let server_view: serde_json::Value = bob.http().get(&format!("/v1/spaces/{id}")).await.unwrap();
+    assert!(server_view["name"].is_null(), "{server_view}");
+
+    let refused = bob.set_profile(space, "Renamed", "").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("only the space managers"),
+        "{refused}"
+    );
+    // Written anyway, past the engine: not shown, at Alice's or Bob's.
+    bob.dangerous_engine()
+        .edit(space, amicus_core::library::stream(space), |r| {
+            amicus_core::library::set_profile(r.doc(), "Renamed", "")
+        })
+        .unwrap()
+        .unwrap();
+    bob.flush(space, amicus_core::library::stream(space))
+        .await
+        .unwrap();
+    alice.sync(space).await.unwrap();
+    assert_eq!(alice.profile(space).unwrap().name, None);
+    assert_eq!(bob.profile(space).unwrap().name, None);
+    // Alice names it again and describes it; the command lists it.
+    alice
+        .set_profile(space, "Affaire Kassa", "Requêtes et pièces")
+        .await
+        .unwrap();
+    drop(alice);
+    let listed = amicus_json(&alice_home, &["space", "list"]);
+    let entry = listed["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["name"], "Affaire Kassa", "{listed}");
+    assert_eq!(entry["description"], "Requêtes et pièces");
+}
