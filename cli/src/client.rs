@@ -133,6 +133,8 @@ pub struct Listed {
     pub name: String,
     /// Size in bytes (files).
     pub size: Option<u64>,
+    /// The folder it is in (a folder's parent; empty: the top).
+    pub folder: String,
 }
 
 /// The device's client.
@@ -858,27 +860,112 @@ impl Client {
         let entries = self.library_entries(id)?;
         Ok(entries
             .into_iter()
-            .map(|e| match e {
-                library::Entry::Folder { id, name, .. } => Listed {
-                    kind: "folder",
-                    id,
-                    name,
-                    size: None,
-                },
-                library::Entry::Document { stream, title, .. } => Listed {
-                    kind: "document",
-                    id: stream.to_hex(),
-                    name: title,
-                    size: None,
-                },
-                library::Entry::File { manifest, .. } => Listed {
-                    kind: "file",
-                    id: manifest.file_id.to_string(),
-                    name: manifest.name.clone(),
-                    size: Some(manifest.plaintext_size),
-                },
+            .map(|e| {
+                let folder = e.folder().to_owned();
+                match e {
+                    library::Entry::Folder { id, name, .. } => Listed {
+                        kind: "folder",
+                        id,
+                        name,
+                        size: None,
+                        folder,
+                    },
+                    library::Entry::Document { stream, title, .. } => Listed {
+                        kind: "document",
+                        id: stream.to_hex(),
+                        name: title,
+                        size: None,
+                        folder,
+                    },
+                    library::Entry::File { manifest, .. } => Listed {
+                        kind: "file",
+                        id: manifest.file_id.to_string(),
+                        name: manifest.name.clone(),
+                        size: Some(manifest.plaintext_size),
+                        folder,
+                    },
+                }
             })
             .collect())
+    }
+
+    /// The id of the library entry of `kind` (`folder`, `document`,
+    /// `file`) whose id or name is `key`; a name several entries share is
+    /// refused (give the id).
+    pub fn entry_id(&mut self, id: SpaceId, kind: &str, key: &str) -> Result<String, ClientError> {
+        let listed = self.library(id)?;
+        let of_kind = || listed.iter().filter(|e| e.kind == kind);
+        if let Some(e) = of_kind().find(|e| e.id == key) {
+            return Ok(e.id.clone());
+        }
+        let named: Vec<&Listed> = of_kind().filter(|e| e.name == key).collect();
+        match named.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(ClientError::NotFound(format!(
+                "no {kind} {key:?} in this space"
+            ))),
+            _ => Err(ClientError::Usage(format!(
+                "{} entries of kind {kind} are named {key:?}: give the id",
+                named.len()
+            ))),
+        }
+    }
+
+    /// Changes the space's library (the entries of its folders) and sends
+    /// the change.
+    async fn library_edit<T>(
+        &mut self,
+        id: SpaceId,
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, amicus_core::document::DocumentError>,
+    ) -> Result<T, ClientError> {
+        self.sync(id).await?;
+        let lib = library::stream(id);
+        let out = self.engine.edit(id, lib, |r| edit(r.doc()))??;
+        self.flush(id, lib).await?;
+        self.save()?;
+        Ok(out)
+    }
+
+    /// Creates a folder in `parent` (empty: at the top); returns its id.
+    pub async fn new_folder(
+        &mut self,
+        id: SpaceId,
+        name: &str,
+        parent: &str,
+    ) -> Result<String, ClientError> {
+        let folder = hex::encode(amicus_core::MessageId::random().0);
+        self.library_edit(id, |doc| library::add_folder(doc, &folder, name, parent))
+            .await?;
+        Ok(folder)
+    }
+
+    /// Renames a library entry (a document as listed, a file, a folder).
+    pub async fn rename_entry(
+        &mut self,
+        id: SpaceId,
+        entry: &str,
+        name: &str,
+    ) -> Result<(), ClientError> {
+        self.library_edit(id, |doc| library::rename(doc, entry, name))
+            .await
+    }
+
+    /// Moves a library entry into `folder` (empty: the top).
+    pub async fn move_entry(
+        &mut self,
+        id: SpaceId,
+        entry: &str,
+        folder: &str,
+    ) -> Result<(), ClientError> {
+        self.library_edit(id, |doc| library::move_to(doc, entry, folder))
+            .await
+    }
+
+    /// Removes a library entry (a folder only once empty). A removed
+    /// file's chunks stay on the server; its listing is gone.
+    pub async fn remove_entry(&mut self, id: SpaceId, entry: &str) -> Result<(), ClientError> {
+        self.library_edit(id, |doc| library::remove(doc, entry))
+            .await
     }
 
     fn library_entries(&mut self, id: SpaceId) -> Result<Vec<library::Entry>, ClientError> {
@@ -898,6 +985,18 @@ impl Client {
         id: SpaceId,
         path: &Path,
         name: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<FileManifest, ClientError> {
+        self.put_file_in(id, path, name, "", progress).await
+    }
+
+    /// [`Self::put_file`] into a folder of the library (empty: the top).
+    pub async fn put_file_in(
+        &mut self,
+        id: SpaceId,
+        path: &Path,
+        name: &str,
+        folder: &str,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<FileManifest, ClientError> {
         self.sync(id).await?;
@@ -958,7 +1057,7 @@ impl Client {
                     // The file changed since the interrupted upload: start
                     // afresh under a new secret (no nonce is reused).
                     self.home.remove(&upload_name)?;
-                    return Box::pin(self.put_file(id, path, name, progress)).await;
+                    return Box::pin(self.put_file_in(id, path, name, folder, progress)).await;
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -975,7 +1074,7 @@ impl Client {
         debug_assert!(rest.is_empty(), "every chunk was taken one by one");
         let lib = library::stream(id);
         self.engine
-            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, ""))??;
+            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, folder))??;
         self.flush(id, lib).await?;
         self.home.remove(&upload_name)?;
         self.save()?;

@@ -205,6 +205,7 @@ fn edit_err(e: amicus_core::document::DocumentError) -> JsValue {
     match e {
         DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
         DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
+        DocumentError::Library(m) => fail(ErrorCode::BadInput, m),
         e => doc_err(e),
     }
 }
@@ -746,14 +747,42 @@ impl Device {
 
     /// Creates a filing and lists it in the library; returns its id. Both
     /// go out at the next flush interval (or [`Self::flush`] them).
-    pub fn new_document(&mut self, space: &str, title: &str) -> Result<String, JsValue> {
+    pub fn new_document(
+        &mut self,
+        space: &str,
+        title: &str,
+        folder: &str,
+    ) -> Result<String, JsValue> {
         let id = space_id(space)?;
         let stream = StreamId::random();
         self.edit(id, stream, |doc| filing::init(doc, title))?;
         self.edit(id, library::stream(id), |doc| {
-            library::add_document(doc, stream, title, "")
+            library::add_document(doc, stream, title, folder)
         })?;
         Ok(stream.to_hex())
+    }
+
+    /// Renames a library entry (a document as listed, a file, a folder);
+    /// it goes out with the library's next flush.
+    pub fn rename_entry(&mut self, space: &str, entry: &str, name: &str) -> Result<(), JsValue> {
+        let id = space_id(space)?;
+        self.edit(id, library::stream(id), |doc| {
+            library::rename(doc, entry, name)
+        })
+    }
+
+    /// Moves a library entry into `folder` (empty: the top).
+    pub fn move_entry(&mut self, space: &str, entry: &str, folder: &str) -> Result<(), JsValue> {
+        let id = space_id(space)?;
+        self.edit(id, library::stream(id), |doc| {
+            library::move_to(doc, entry, folder)
+        })
+    }
+
+    /// Removes a library entry (a folder only once empty).
+    pub fn remove_entry(&mut self, space: &str, entry: &str) -> Result<(), JsValue> {
+        let id = space_id(space)?;
+        self.edit(id, library::stream(id), |doc| library::remove(doc, entry))
     }
 
     /// Adds a folder to the library; returns its id.

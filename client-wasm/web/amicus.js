@@ -826,9 +826,10 @@ export class Client {
     return Device.library_stream(space);
   }
 
-  /** @param {string} space @param {string} title */
-  async newDocument(space, title) {
-    const stream = this.device.new_document(space, title);
+  /** A new filing, listed in `folder` (empty: the top of the library).
+   * @param {string} space @param {string} title @param {string} [folder] */
+  async newDocument(space, title, folder = "") {
+    const stream = this.device.new_document(space, title, folder);
     await this.flush(space, stream);
     await this.flush(space, Device.library_stream(space));
     return stream;

@@ -504,7 +504,21 @@ function spaceView(main, space) {
     }
   };
 
-  const drawLibrary = () => {
+  // The folder new documents, folders and uploads go into.
+  let target = "";
+  // Sends a change of the library, then draws it again.
+  const libraryEdit = async (edit) => {
+    try {
+      edit();
+      await client.flush(space, client.libraryStream(space));
+    } catch (err) {
+      fail(err);
+    }
+    drawLibrary(true);
+  };
+  const drawLibrary = (force) => {
+    // Not while the person has an entry's actions open (unless they acted).
+    if (!force && libraryBox.querySelector("details.entry-actions[open]")) return;
     const summary = client.device.spaces().find((s) => s.id === space);
     const readOnly = Boolean(summary?.read_only);
     let entries = [];
@@ -514,32 +528,75 @@ function spaceView(main, space) {
       /* not readable yet */
     }
     const folders = entries.filter((e) => e.kind === "folder");
-    const name = (id) => folders.find((f) => f.id === id)?.name;
+    const byId = new Map(folders.map((f) => [f.id, f]));
+    // A folder whose chain of parents does not reach the top (removed, or
+    // moved into each other at the same time by two people) shows at the top.
+    const reachesTop = (id) => {
+      const seen = new Set();
+      for (let at = id; at; at = byId.get(at)?.folder || "") {
+        if (!byId.has(at) || seen.has(at)) return false;
+        seen.add(at);
+      }
+      return true;
+    };
+    const parentOf = (e) => (e.folder && reachesTop(e.folder) && !(e.kind === "folder" && e.folder === e.id) ? e.folder : "");
+    const path = (id) => {
+      const names = [];
+      for (let at = id, n = 0; at && n < folders.length; at = parentOf(byId.get(at)), n++) names.unshift(byId.get(at)?.name || "?");
+      return names.join(" / ");
+    };
+    const within = (id, ancestor) => {
+      for (let at = id, n = 0; at && n <= folders.length; at = parentOf(byId.get(at)), n++) if (at === ancestor) return true;
+      return false;
+    };
+    const folderOptions = (except) => [h("option", { value: "" }, t("libraryTop")),
+      ...folders.filter((f) => reachesTop(f.id) && !(except && within(f.id, except))).map((f) => h("option", { value: f.id }, path(f.id)))];
+    if (target && !byId.has(target)) target = "";
+    const actions = (e) => {
+      const name = h("input", { name: "name", value: e.name, required: true, maxlength: 200, "aria-label": t("rename") });
+      const to = h("select", { name: "to", "aria-label": t("moveTo") }, folderOptions(e.kind === "folder" ? e.id : null));
+      to.value = parentOf(e);
+      return h("details", { class: "entry-actions" }, h("summary", { "aria-label": t("entryActions", { name: e.name }) }, "⋯"),
+        h("form", { class: "rename", onsubmit: (ev) => { ev.preventDefault(); libraryEdit(() => client.device.rename_entry(space, e.id, name.value)); } },
+          name, h("button", { type: "submit" }, t("rename"))),
+        h("form", { class: "move", onsubmit: (ev) => { ev.preventDefault(); libraryEdit(() => client.device.move_entry(space, e.id, to.value)); } },
+          to, h("button", { type: "submit" }, t("move"))),
+        confirmingButton({ class: "remove-entry" }, t("removeEntry"), t("removeConfirm"), () => libraryEdit(() => client.device.remove_entry(space, e.id))));
+    };
+    const row = (e) => [
+      e.kind === "document"
+        ? h("a", { href: `#/doc/${space}/${e.id}`, class: "doc-link" }, e.name || "—")
+        : e.kind === "file"
+          ? h("button", { type: "button", class: "link file-link", "data-file": e.id, onclick: () => download(space, e, progress, progressText) }, `${e.name} (${formatSize(e.size)})`)
+          : h("span", { class: "folder-name" }, e.name),
+      readOnly ? null : actions(e),
+    ];
+    const tree = (folder, depth) => {
+      const here = entries.filter((e) => parentOf(e) === folder && !(e.kind === "folder" && e.id === folder));
+      return here.length && depth <= folders.length
+        ? h("ul", { class: "library" }, here.map((e) => h("li", { class: e.kind, "data-entry": e.id }, row(e), e.kind === "folder" ? tree(e.id, depth + 1) : null)))
+        : null;
+    };
+    const putIn = h("select", { id: "target-folder", onchange: (e) => { target = e.target.value; } }, folderOptions(null));
+    putIn.value = target;
     fill(libraryBox, 
       h("h3", { id: "library-h" }, t("library")),
-      entries.length
-        ? h("ul", { class: "library" }, entries.map((e) => h("li", { class: e.kind },
-            e.kind === "document"
-              ? h("a", { href: `#/doc/${space}/${e.id}`, class: "doc-link" }, e.name || "—")
-              : e.kind === "file"
-                ? h("button", { type: "button", class: "link file-link", "data-file": e.id, onclick: () => download(space, e, progress, progressText) }, `${e.name} (${formatSize(e.size)})`)
-                : h("span", {}, e.name),
-            e.folder && name(e.folder) ? h("span", { class: "muted" }, ` — ${name(e.folder)}`) : null)))
-        : h("p", {}, t("empty")),
+      entries.length ? tree("", 0) : h("p", {}, t("empty")),
+      readOnly || !folders.length ? null : field(t("putIn"), putIn),
       readOnly ? h("p", { id: "read-only", class: "muted" }, t(summary?.removed ? "removed" : "readerOnly")) : null,
       readOnly ? null : h("form", { id: "new-doc", onsubmit: async (e) => {
         e.preventDefault();
         try {
-          const id = await client.newDocument(space, e.target.title.value);
+          const id = await client.newDocument(space, e.target.title.value, target);
           location.hash = `#/doc/${space}/${id}`;
         } catch (err) { fail(err); }
       } }, field(t("title"), h("input", { name: "title", required: true })), h("button", { type: "submit" }, t("newDocument"))),
       readOnly ? null : h("form", { id: "new-folder", onsubmit: async (e) => {
         e.preventDefault();
         try {
-          client.device.new_folder(space, e.target.name.value.trim(), "");
+          client.device.new_folder(space, e.target.name.value.trim(), target);
           await client.flush(space, client.libraryStream(space));
-          drawLibrary();
+          drawLibrary(true);
         } catch (err) { fail(err); }
       } }, field(t("folderName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("newFolder"))),
       readOnly ? null : field(t("upload"), h("input", { type: "file", id: "upload", onchange: async (e) => {
@@ -557,7 +614,7 @@ function spaceView(main, space) {
   const uploadFile = async (file, resume) => {
     progress.hidden = false;
     try {
-      await client.upload(space, file, "", (done, total) => {
+      await client.upload(space, file, target, (done, total) => {
         progress.max = total;
         progress.value = done;
         progressText.textContent = `${t("uploading")} ${done}/${total}`;

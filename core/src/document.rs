@@ -107,6 +107,10 @@ pub enum DocumentError {
     /// A comment is empty or too long ([`checked_text`]).
     #[error("{0}")]
     BadText(String),
+    /// The library refuses a change of its entries (no such entry, a
+    /// folder into itself, a folder not empty).
+    #[error("{0}")]
+    Library(String),
     /// The envelope names as the log its writer had read a head this
     /// device's log does not hold before it: its writer was shown another
     /// log (the server forked it), or it lies.

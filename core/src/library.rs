@@ -55,6 +55,17 @@ pub enum Entry {
     },
 }
 
+impl Entry {
+    /// The folder the entry is in (`""`: the top of the library); a
+    /// folder's parent.
+    pub fn folder(&self) -> &str {
+        match self {
+            Entry::Folder { parent, .. } => parent,
+            Entry::Document { folder, .. } | Entry::File { folder, .. } => folder,
+        }
+    }
+}
+
 fn am<E: core::fmt::Display>(e: E) -> DocumentError {
     DocumentError::Automerge(e.to_string())
 }
@@ -143,6 +154,11 @@ pub fn add_folder(
 ) -> Result<(), DocumentError> {
     let name = crate::document::checked_name(name)?;
     let folders = map(doc, "folders")?;
+    if !parent.is_empty() && doc.get(&folders, parent).map_err(am)?.is_none() {
+        return Err(DocumentError::Library(format!(
+            "the library has no folder {parent}"
+        )));
+    }
     let f = doc.put_object(&folders, id, ObjType::Map).map_err(am)?;
     doc.put(&f, "name", name).map_err(am)?;
     doc.put(&f, "parent", parent).map_err(am)
@@ -181,15 +197,93 @@ pub fn add_file(
         .map_err(am)
 }
 
-/// Removes a document or file from the listing (by its hex id).
-pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
+/// Where an entry of the library is: its kind's map and its object.
+fn locate(doc: &AutoCommit, id: &str) -> Result<(&'static str, automerge::ObjId), DocumentError> {
     for key in ["documents", "files", "folders"] {
         let m = map(doc, key)?;
-        if doc.get(&m, id).map_err(am)?.is_some() {
-            return doc.delete(&m, id).map_err(am);
+        if let Some((Value::Object(_), obj)) = doc.get(&m, id).map_err(am)? {
+            return Ok((key, obj));
         }
     }
-    Ok(())
+    Err(DocumentError::Library(format!(
+        "the library has no entry {id}"
+    )))
+}
+
+/// Removes a document, file or folder from the listing (by its id). A
+/// folder that still holds entries is refused: empty it first.
+pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
+    let (key, _) = locate(doc, id)?;
+    if key == "folders" {
+        if entries(doc)?.iter().any(|e| e.folder() == id) {
+            return Err(DocumentError::Library(
+                "the folder is not empty: move or remove what it holds first".into(),
+            ));
+        }
+    }
+    let m = map(doc, key)?;
+    doc.delete(&m, id).map_err(am)
+}
+
+/// Renames a folder, a document as listed, or a file (the name in its
+/// manifest). The name follows the rules of [`crate::document::checked_name`].
+pub fn rename(doc: &mut AutoCommit, id: &str, name: &str) -> Result<(), DocumentError> {
+    let name = crate::document::checked_name(name)?;
+    let (key, obj) = locate(doc, id)?;
+    match key {
+        "folders" => doc.put(&obj, "name", name).map_err(am),
+        "documents" => doc.put(&obj, "title", name).map_err(am),
+        _ => {
+            let Some(Entry::File { manifest, .. }) = entries(doc)?.into_iter().find(
+                |e| matches!(e, Entry::File { manifest, .. } if manifest.file_id.to_string() == id),
+            ) else {
+                return Err(DocumentError::Library(format!(
+                    "the manifest of file {id} does not decode"
+                )));
+            };
+            let mut manifest = *manifest;
+            manifest.name = name;
+            let mut bytes = vec![1u8];
+            bytes.extend_from_slice(&postcard::to_allocvec(&manifest).map_err(am)?);
+            doc.put(&obj, "manifest", ScalarValue::Bytes(bytes))
+                .map_err(am)
+        }
+    }
+}
+
+/// Moves an entry into `folder` (`""`: the top of the library). A folder
+/// cannot go into itself or one of its own folders.
+pub fn move_to(doc: &mut AutoCommit, id: &str, folder: &str) -> Result<(), DocumentError> {
+    let (key, obj) = locate(doc, id)?;
+    if !folder.is_empty() {
+        let all = entries(doc)?;
+        let parent_of = |f: &str| {
+            all.iter().find_map(|e| match e {
+                Entry::Folder { id, parent, .. } if id == f => Some(parent.clone()),
+                _ => None,
+            })
+        };
+        if parent_of(folder).is_none() {
+            return Err(DocumentError::Library(format!(
+                "the library has no folder {folder}"
+            )));
+        }
+        // Walk up from the target: meeting the entry would make a cycle.
+        let mut at = folder.to_owned();
+        for _ in 0..=all.len() {
+            if at == id {
+                return Err(DocumentError::Library(
+                    "a folder cannot go into itself or one of its own folders".into(),
+                ));
+            }
+            match parent_of(&at) {
+                Some(p) if !p.is_empty() => at = p,
+                _ => break,
+            }
+        }
+    }
+    let field = if key == "folders" { "parent" } else { "folder" };
+    doc.put(&obj, field, folder).map_err(am)
 }
 
 /// Every entry, folders first, then documents, then files. Entries whose
@@ -241,6 +335,49 @@ pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Folders nest; entries are renamed and moved; a folder cannot go
+    /// into its own folders, and a folder that holds entries is not removed.
+    #[test]
+    fn entries_are_renamed_moved_and_removed() {
+        let mut doc = AutoCommit::new();
+        init(&mut doc).unwrap();
+        add_folder(&mut doc, "f1", "Pièces", "").unwrap();
+        add_folder(&mut doc, "f2", "Témoins", "f1").unwrap();
+        let stream = StreamId([7; 16]);
+        add_document(&mut doc, stream, "Requête", "").unwrap();
+        let d = stream.to_hex();
+        rename(&mut doc, &d, " Requête en référé ").unwrap();
+        move_to(&mut doc, &d, "f2").unwrap();
+        rename(&mut doc, "f1", "Pièces du dossier").unwrap();
+        let all = entries(&doc).unwrap();
+        assert!(all.contains(&Entry::Document {
+            stream,
+            title: "Requête en référé".into(),
+            folder: "f2".into()
+        }));
+        assert!(all.contains(&Entry::Folder {
+            id: "f1".into(),
+            name: "Pièces du dossier".into(),
+            parent: String::new()
+        }));
+        for (id, into) in [("f1", "f1"), ("f1", "f2")] {
+            let err = move_to(&mut doc, id, into).unwrap_err();
+            assert!(err.to_string().contains("itself"), "{err}");
+        }
+        assert!(move_to(&mut doc, &d, "nowhere").is_err());
+        assert!(matches!(
+            rename(&mut doc, &d, ""),
+            Err(DocumentError::BadName(_))
+        ));
+        let err = remove(&mut doc, "f2").unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        remove(&mut doc, &d).unwrap();
+        remove(&mut doc, "f2").unwrap();
+        move_to(&mut doc, "f1", "").unwrap();
+        assert_eq!(entries(&doc).unwrap().len(), 1);
+        assert!(remove(&mut doc, &d).is_err(), "already gone");
+    }
 
     /// A name written by a space manager is shown; one written over it by
     /// anyone else is not (nor does it bring the earlier one back).

@@ -112,6 +112,11 @@ enum Command {
         #[command(subcommand)]
         command: FileCommand,
     },
+    /// Folders of a space's library.
+    Folder {
+        #[command(subcommand)]
+        command: FolderCommand,
+    },
     /// Publish a filing's text into a public space with signed provenance.
     Publish {
         /// The confidential space.
@@ -316,6 +321,26 @@ enum DocCommand {
         /// The space.
         space: String,
     },
+    /// Move a filing to a folder and/or rename it as listed.
+    Mv {
+        /// The space.
+        space: String,
+        /// The filing (id or title).
+        doc: String,
+        /// The folder (id or name; "" for the top of the library).
+        #[arg(long)]
+        to: Option<String>,
+        /// Its new title in the library.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a filing from the library.
+    Rm {
+        /// The space.
+        space: String,
+        /// The filing (id or title).
+        doc: String,
+    },
     /// Documents holding edits of this device the server has not
     /// acknowledged, and why they cannot be sent (removed, Reader).
     Unsent {
@@ -330,6 +355,40 @@ enum DocCommand {
 }
 
 #[derive(Subcommand)]
+enum FolderCommand {
+    /// Create a folder.
+    New {
+        /// The space.
+        space: String,
+        /// Its name.
+        name: String,
+        /// The folder to create it in (id or name; default: the top).
+        #[arg(long = "in")]
+        parent: Option<String>,
+    },
+    /// Move a folder into another and/or rename it.
+    Mv {
+        /// The space.
+        space: String,
+        /// The folder (id or name).
+        folder: String,
+        /// The folder to move it into (id or name; "" for the top).
+        #[arg(long)]
+        to: Option<String>,
+        /// Its new name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove an empty folder.
+    Rm {
+        /// The space.
+        space: String,
+        /// The folder (id or name).
+        folder: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum FileCommand {
     /// Encrypt and upload a file (resumes an interrupted upload).
     Put {
@@ -340,6 +399,30 @@ enum FileCommand {
         /// Name in the library (default: the file's name).
         #[arg(long)]
         name: Option<String>,
+        /// The folder to put it in (id or name; default: the top).
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Move a file to a folder and/or rename it.
+    Mv {
+        /// The space.
+        space: String,
+        /// Name or file id.
+        file: String,
+        /// The folder (id or name; "" for the top of the library).
+        #[arg(long)]
+        to: Option<String>,
+        /// Its new name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a file from the library (its encrypted chunks stay on the
+    /// server).
+    Rm {
+        /// The space.
+        space: String,
+        /// Name or file id.
+        file: String,
     },
     /// Download and decrypt a file.
     Get {
@@ -772,6 +855,7 @@ async fn client_command(
         Command::Space { command } => space_command(c, command, json_out).await?,
         Command::Doc { command } => doc_command(c, command, json_out).await?,
         Command::File { command } => file_command(c, command, json_out).await?,
+        Command::Folder { command } => folder_command(c, command, json_out).await?,
         Command::Publish {
             space: s,
             doc,
@@ -1021,6 +1105,13 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
             );
         }
         DocCommand::Ls { space: s } => list(c, &s, json_out, None)?,
+        DocCommand::Mv {
+            space: s,
+            doc,
+            to,
+            name,
+        } => move_entry(c, &s, "document", &doc, to, name, json_out).await?,
+        DocCommand::Rm { space: s, doc } => remove_entry(c, &s, "document", &doc, json_out).await?,
         DocCommand::Unsent { export, discard } => unsent(c, export, discard, json_out)?,
     }
     Ok(())
@@ -1102,11 +1193,16 @@ fn list(c: &mut Client, s: &str, json_out: bool, only: Option<&str>) -> anyhow::
             .iter()
             .map(|e| {
                 format!(
-                    "{} {} {}{}",
+                    "{} {} {}{}{}",
                     e.kind,
                     e.id,
                     e.name,
-                    e.size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+                    e.size.map(|s| format!(" ({s} bytes)")).unwrap_or_default(),
+                    if e.folder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {}", e.folder)
+                    }
                 )
             })
             .collect::<Vec<_>>()
@@ -1122,7 +1218,12 @@ async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> a
             space: s,
             path,
             name,
+            folder,
         } => {
+            let folder = match folder {
+                Some(f) => folder_id(c, space(&s)?, &f)?,
+                None => String::new(),
+            };
             let name = match name {
                 Some(n) => n,
                 None => path
@@ -1132,7 +1233,7 @@ async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> a
             };
             let b = bar(json_out, "encrypting and uploading");
             let manifest = c
-                .put_file(space(&s)?, &path, &name, &mut |done, total| {
+                .put_file_in(space(&s)?, &path, &name, &folder, &mut |done, total| {
                     b.set_length(total);
                     b.set_position(done);
                 })
@@ -1167,6 +1268,107 @@ async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> a
             });
         }
         FileCommand::Ls { space: s } => list(c, &s, json_out, Some("file"))?,
+        FileCommand::Mv {
+            space: s,
+            file,
+            to,
+            name,
+        } => move_entry(c, &s, "file", &file, to, name, json_out).await?,
+        FileCommand::Rm { space: s, file } => remove_entry(c, &s, "file", &file, json_out).await?,
+    }
+    Ok(())
+}
+
+/// A folder given by id or name; "" or "/" is the top of the library.
+fn folder_id(c: &mut Client, id: amicus_core::SpaceId, key: &str) -> anyhow::Result<String> {
+    Ok(match key {
+        "" | "/" => String::new(),
+        key => c.entry_id(id, "folder", key)?,
+    })
+}
+
+async fn move_entry(
+    c: &mut Client,
+    s: &str,
+    kind: &str,
+    key: &str,
+    to: Option<String>,
+    name: Option<String>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    if to.is_none() && name.is_none() {
+        bail!("nothing to do: give --to FOLDER (\"\" for the top of the library) or --name NAME");
+    }
+    let id = space(s)?;
+    let entry = c.entry_id(id, kind, key)?;
+    if let Some(n) = &name {
+        c.rename_entry(id, &entry, n).await?;
+    }
+    let folder = match &to {
+        Some(t) => {
+            let f = folder_id(c, id, t)?;
+            c.move_entry(id, &entry, &f).await?;
+            Some(f)
+        }
+        None => None,
+    };
+    print(
+        json_out,
+        json!({ "kind": kind, "id": entry, "folder": folder, "name": name }),
+        || format!("{kind} {entry} updated"),
+    );
+    Ok(())
+}
+
+async fn remove_entry(
+    c: &mut Client,
+    s: &str,
+    kind: &str,
+    key: &str,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let id = space(s)?;
+    let entry = c.entry_id(id, kind, key)?;
+    c.remove_entry(id, &entry).await?;
+    print(json_out, json!({ "kind": kind, "removed": entry }), || {
+        format!("{kind} {entry} removed from the library")
+    });
+    Ok(())
+}
+
+async fn folder_command(
+    c: &mut Client,
+    command: FolderCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    c.sync_all().await?;
+    match command {
+        FolderCommand::New {
+            space: s,
+            name,
+            parent,
+        } => {
+            let id = space(&s)?;
+            let parent = match parent {
+                Some(p) => folder_id(c, id, &p)?,
+                None => String::new(),
+            };
+            let folder = c.new_folder(id, &name, &parent).await?;
+            print(
+                json_out,
+                json!({ "folder": folder, "parent": parent }),
+                || folder.clone(),
+            );
+        }
+        FolderCommand::Mv {
+            space: s,
+            folder,
+            to,
+            name,
+        } => move_entry(c, &s, "folder", &folder, to, name, json_out).await?,
+        FolderCommand::Rm { space: s, folder } => {
+            remove_entry(c, &s, "folder", &folder, json_out).await?
+        }
     }
     Ok(())
 }

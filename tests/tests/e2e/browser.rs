@@ -595,6 +595,73 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     assert!(got == bytes, "the downloaded file differs from the upload");
     amina.screenshot("library").await;
 
+    // Amina organises the library: a folder "Pièces" and, made in it,
+    // "Témoins"; the file moved into Témoins and renamed. Bruno sees it
+    // nested under its new name; a folder that holds entries is not
+    // removed.
+    amina
+        .type_into("#new-folder input[name=name]", "Pièces")
+        .await;
+    amina.click("#new-folder button[type=submit]").await;
+    amina.element("#target-folder").await;
+    const CHOOSE: &str = "const s = document.querySelector(arguments[0]); \
+        s.value = [...s.options].find((o) => o.text === arguments[1]).value; \
+        s.dispatchEvent(new Event('change'));";
+    amina.js(CHOOSE, json!(["#target-folder", "Pièces"])).await;
+    amina
+        .type_into("#new-folder input[name=name]", "Témoins")
+        .await;
+    amina.click("#new-folder button[type=submit]").await;
+    amina
+        .wait_for(
+            "Témoins inside Pièces",
+            "return [...document.querySelectorAll('li.folder li.folder > .folder-name')].some((n) => n.textContent === 'Témoins')",
+            LONG,
+        )
+        .await;
+    amina.click("li.file details.entry-actions summary").await;
+    amina
+        .js(
+            CHOOSE,
+            json!(["li.file form.move select", "Pièces / Témoins"]),
+        )
+        .await;
+    amina.click("li.file form.move button").await;
+    amina
+        .wait_for(
+            "the file in Témoins",
+            "return document.querySelector('li.folder li.folder li.file') !== null",
+            LONG,
+        )
+        .await;
+    amina.click("li.file details.entry-actions summary").await;
+    amina
+        .js(
+            "document.querySelector('li.file form.rename input').value = 'témoignage.bin'",
+            json!([]),
+        )
+        .await;
+    amina.click("li.file form.rename button").await;
+    bruno
+        .wait_for(
+            "the file renamed and nested at Bruno's",
+            "return (document.querySelector('li.folder li.folder li.file .file-link')?.textContent || '').startsWith('témoignage.bin')",
+            LONG,
+        )
+        .await;
+    amina.click("li.folder details.entry-actions summary").await;
+    amina.click("li.folder button.remove-entry").await;
+    amina.click("li.folder button.remove-entry").await;
+    amina
+        .wait_for(
+            "the refusal to remove a folder that holds entries",
+            "return (document.getElementById('status')?.textContent || '').includes('not empty') \
+             && document.querySelector('li.folder li.folder li.file') !== null",
+            LONG,
+        )
+        .await;
+    amina.screenshot("organised").await;
+
     // German and Portuguese: Bruno's interface in each, left to right.
     for (lang, spaces) in [("de", "Bereiche"), ("pt", "Espaços")] {
         bruno

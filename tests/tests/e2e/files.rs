@@ -240,3 +240,93 @@ async fn a_chunk_its_progress_does_not_cover_is_never_sent() {
         .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), content);
 }
+
+/// The library from the command line: folders nest (`folder new --in`), a
+/// file is uploaded into one (`file put --folder`), moved and renamed
+/// (`file mv`), a filing moved (`doc mv`); the other member lists them
+/// where they were put; a folder that holds entries is not removed, an
+/// empty one is, and a file removed from the listing is gone from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_is_organised_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut alice = register(dir.path(), &server, "alice").await;
+    let mut bob = register(dir.path(), &server, "bob").await;
+    let (space, doc) = crate::support::shared_filing(&mut alice, "bob").await;
+    drop(alice);
+    let home = dir.path().join("alice");
+    let s = space.to_hex();
+    let run = |args: &[&str]| crate::support::amicus_json(&home, args);
+    let pieces = run(&["folder", "new", &s, "Pièces"])["folder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let temoins = run(&["folder", "new", &s, "Témoins", "--in", "Pièces"])["folder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let statement = dir.path().join("statement.txt");
+    std::fs::write(&statement, "Déclaration du témoin.\n").unwrap();
+    let file = run(&[
+        "file",
+        "put",
+        &s,
+        statement.to_str().unwrap(),
+        "--folder",
+        &pieces,
+    ])["file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run(&[
+        "file",
+        "mv",
+        &s,
+        "statement.txt",
+        "--to",
+        "Témoins",
+        "--name",
+        "déclaration.txt",
+    ]);
+    run(&["doc", "mv", &s, &doc.to_hex(), "--to", "Pièces"]);
+
+    bob.sync_all().await.unwrap();
+    let listed = bob.library(space).unwrap();
+    let find = |id: &str| listed.iter().find(|e| e.id == id).unwrap().clone();
+    assert_eq!(find(&temoins).folder, pieces);
+    assert_eq!(find(&file).folder, temoins);
+    assert_eq!(find(&file).name, "déclaration.txt");
+    assert_eq!(find(&doc.to_hex()).folder, pieces);
+    drop(bob);
+
+    // Refusals: a cycle, a folder that holds entries; nothing changes.
+    let refused = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::amicus_bin())
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .env(
+                "AMICUS_PASSPHRASE",
+                std::str::from_utf8(crate::support::PASS).unwrap(),
+            )
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = refused(&["folder", "mv", &s, "Pièces", "--to", "Témoins"]);
+    assert!(said.contains("itself"), "{said}");
+    let said = refused(&["folder", "rm", &s, "Pièces"]);
+    assert!(said.contains("not empty"), "{said}");
+    run(&["file", "rm", &s, "déclaration.txt"]);
+    run(&["folder", "rm", &s, "Témoins"]);
+    let left = run(&["doc", "ls", &s]);
+    let ids: Vec<&str> = left["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{left}");
+    assert!(ids.contains(&pieces.as_str()) && ids.contains(&doc.to_hex().as_str()));
+}
