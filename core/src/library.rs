@@ -214,12 +214,10 @@ fn locate(doc: &AutoCommit, id: &str) -> Result<(&'static str, automerge::ObjId)
 /// folder that still holds entries is refused: empty it first.
 pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
     let (key, _) = locate(doc, id)?;
-    if key == "folders" {
-        if entries(doc)?.iter().any(|e| e.folder() == id) {
-            return Err(DocumentError::Library(
-                "the folder is not empty: move or remove what it holds first".into(),
-            ));
-        }
+    if key == "folders" && entries(doc)?.iter().any(|e| e.folder() == id) {
+        return Err(DocumentError::Library(
+            "the folder is not empty: move or remove what it holds first".into(),
+        ));
     }
     let m = map(doc, key)?;
     doc.delete(&m, id).map_err(am)
