@@ -109,15 +109,10 @@ async fn a_comment_thread_is_answered_and_resolved_from_the_command_line() {
     let cat = crate::support::amicus_json(&home, &["doc", "cat", &s, &d]);
     let thread = cat["comments"][0]["thread"].as_str().unwrap().to_owned();
 
-    let refused = std::process::Command::new(crate::support::amicus_bin())
-        .arg("--home")
-        .arg(&home)
-        .args(["doc", "edit", &s, &d, "--reply", &format!("{thread}:   ")])
-        .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = crate::support::amicus_refused(
+        &home,
+        &["doc", "edit", &s, &d, "--reply", &format!("{thread}:   ")],
+    );
     assert!(said.contains("a comment cannot be empty"), "{said}");
 
     crate::support::amicus_json(

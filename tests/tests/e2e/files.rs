@@ -300,20 +300,7 @@ async fn the_library_is_organised_from_the_command_line() {
     drop(bob);
 
     // Refusals: a cycle, a folder that holds entries; nothing changes.
-    let refused = |args: &[&str]| {
-        let out = std::process::Command::new(crate::support::amicus_bin())
-            .arg("--home")
-            .arg(&home)
-            .args(args)
-            .env(
-                "AMICUS_PASSPHRASE",
-                std::str::from_utf8(crate::support::PASS).unwrap(),
-            )
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} was accepted");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let refused = |args: &[&str]| crate::support::amicus_refused(&home, args);
     let said = refused(&["folder", "mv", &s, "Pièces", "--to", "Témoins"]);
     assert!(said.contains("itself"), "{said}");
     let said = refused(&["folder", "rm", &s, "Pièces"]);

@@ -44,6 +44,20 @@ pub fn amicus_json(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// Runs the `amicus` command on a home (whose client must be closed
+/// meanwhile) expecting it to refuse; what it said on stderr.
+pub fn amicus_refused(home: &Path, args: &[&str]) -> String {
+    let out = Command::new(amicus_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("AMICUS_PASSPHRASE", std::str::from_utf8(PASS).unwrap())
+        .output()
+        .expect("run amicus");
+    assert!(!out.status.success(), "amicus {args:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A space `owner` creates with `member` in it as a contributor, and a
 /// filing "Requête" holding "Exposé des faits.".
 pub async fn shared_filing(
