@@ -187,14 +187,35 @@ pub fn add_file(
     folder: &str,
 ) -> Result<(), DocumentError> {
     let files = map(doc, "files")?;
-    let mut bytes = vec![1u8];
-    bytes.extend_from_slice(&postcard::to_allocvec(manifest).map_err(am)?);
     let f = doc
         .put_object(&files, manifest.file_id.to_string(), ObjType::Map)
         .map_err(am)?;
     doc.put(&f, "folder", folder).map_err(am)?;
-    doc.put(&f, "manifest", ScalarValue::Bytes(bytes))
+    put_manifest(doc, &f, manifest)
+}
+
+/// Writes a file's manifest into its entry: `1 || postcard(FileManifest)`.
+fn put_manifest(
+    doc: &mut AutoCommit,
+    file: &automerge::ObjId,
+    manifest: &FileManifest,
+) -> Result<(), DocumentError> {
+    let mut bytes = vec![1u8];
+    bytes.extend_from_slice(&postcard::to_allocvec(manifest).map_err(am)?);
+    doc.put(file, "manifest", ScalarValue::Bytes(bytes))
         .map_err(am)
+}
+
+/// A file entry's manifest, if it decodes (a newer client's format does
+/// not).
+fn read_manifest(doc: &AutoCommit, file: &automerge::ObjId) -> Option<FileManifest> {
+    match doc.get(file, "manifest").ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Bytes(b) if b.first() == Some(&1) => postcard::from_bytes(&b[1..]).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Where an entry of the library is: its kind's map and its object.
@@ -232,19 +253,11 @@ pub fn rename(doc: &mut AutoCommit, id: &str, name: &str) -> Result<(), Document
         "folders" => doc.put(&obj, "name", name).map_err(am),
         "documents" => doc.put(&obj, "title", name).map_err(am),
         _ => {
-            let Some(Entry::File { manifest, .. }) = entries(doc)?.into_iter().find(
-                |e| matches!(e, Entry::File { manifest, .. } if manifest.file_id.to_string() == id),
-            ) else {
-                return Err(DocumentError::Library(format!(
-                    "the manifest of file {id} does not decode"
-                )));
-            };
-            let mut manifest = *manifest;
-            manifest.name = name;
-            let mut bytes = vec![1u8];
-            bytes.extend_from_slice(&postcard::to_allocvec(&manifest).map_err(am)?);
-            doc.put(&obj, "manifest", ScalarValue::Bytes(bytes))
-                .map_err(am)
+            let mut m = read_manifest(doc, &obj).ok_or_else(|| {
+                DocumentError::Library(format!("the manifest of file {id} does not decode"))
+            })?;
+            m.name = name;
+            put_manifest(doc, &obj, &m)
         }
     }
 }
@@ -311,15 +324,7 @@ pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
     let files = map(doc, "files")?;
     for item in doc.map_range(&files, ..) {
         let id = item.id();
-        let manifest = match doc.get(&id, "manifest").map_err(am)? {
-            Some((Value::Scalar(s), _)) => match s.as_ref() {
-                ScalarValue::Bytes(b) if b.first() == Some(&1) => {
-                    postcard::from_bytes::<FileManifest>(&b[1..]).ok()
-                }
-                _ => None,
-            },
-            _ => None,
-        };
+        let manifest = read_manifest(doc, &id);
         if let Some(manifest) = manifest {
             out.push(Entry::File {
                 manifest: Box::new(manifest),

@@ -356,10 +356,9 @@ impl Notifier {
     }
 
     /// Sends what is due at `now`, then writes every changed record.
-    /// Returns how many messages left.
-    pub async fn tick(&self, store: &dyn Store, now: u64) -> usize {
+    pub async fn tick(&self, store: &dyn Store, now: u64) {
         let Some((mail, mailer)) = &self.mail else {
-            return 0;
+            return;
         };
         let due_now: Vec<(UserId, NotifyRecord)> = {
             let inner = self.lock();
@@ -370,11 +369,9 @@ impl Notifier {
                 .map(|(u, r)| (u.clone(), r.clone()))
                 .collect()
         };
-        let mut sent = 0;
         for (user, record) in due_now {
             match mailer.send(&record).await {
                 Ok(()) => {
-                    sent += 1;
                     let mut inner = self.lock();
                     if let Some(r) = inner.records.get_mut(&user) {
                         r.pending_since = None;
@@ -405,7 +402,6 @@ impl Notifier {
                 self.lock().dirty.insert(user);
             }
         }
-        sent
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

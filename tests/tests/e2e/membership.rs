@@ -286,12 +286,19 @@ async fn a_space_is_named_by_its_managers_only() {
     alice.sync(space).await.unwrap();
     assert_eq!(alice.profile(space).unwrap().name, None);
     assert_eq!(bob.profile(space).unwrap().name, None);
-    // Alice names it again and describes it; the command lists it.
-    alice
-        .set_profile(space, "Affaire Kassa", "Requêtes et pièces")
-        .await
-        .unwrap();
+    // Alice names it again and describes it with the command, which lists it.
     drop(alice);
+    amicus_json(
+        &alice_home,
+        &[
+            "space",
+            "rename",
+            &id,
+            "Affaire Kassa",
+            "--description",
+            "Requêtes et pièces",
+        ],
+    );
     let listed = amicus_json(&alice_home, &["space", "list"]);
     let entry = listed["spaces"]
         .as_array()

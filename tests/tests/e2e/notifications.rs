@@ -237,6 +237,19 @@ async fn an_away_member_is_told_by_email_only_that_there_is_activity() {
         }
     }
 
+    // The command shows Bruno's choice (read once the message is in: the
+    // command signs his device in).
+    let shown = crate::support::amicus_json(&dir.path().join("bruno"), &["notifications"]);
+    assert_eq!(
+        (&shown["email"], &shown["mode"], &shown["language"]),
+        (
+            &json!("bruno@example.org"),
+            &json!("immediate"),
+            &json!("fr")
+        ),
+        "{shown}"
+    );
+
     // Turning it off forgets the address.
     let off: Notifications = carla
         .http()
