@@ -221,6 +221,7 @@ impl Client {
             provider: MlsProvider::new(),
             spaces: Default::default(),
             contacts,
+            seen: Some(Vec::new()),
         }
     }
 

@@ -252,6 +252,7 @@ impl Device {
             provider: MlsProvider::new(),
             spaces: BTreeMap::new(),
             contacts,
+            seen: Some(Vec::new()),
         })
     }
 

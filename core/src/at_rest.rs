@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{Contacts, Device, UserIdentity};
 use crate::view::{LegacySavedView, SavedView, SpaceView};
-use crate::{MlsProvider, SpaceId};
+use crate::{MlsProvider, SpaceId, StreamId};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
@@ -40,7 +40,9 @@ pub enum AtRestError {
 
 /// A device's state between runs (field order is the format): identity
 /// secret (the user's first device only), device secrets, MLS store, every
-/// space's [`SavedView`], pinned contacts. Secrets are zeroized on drop.
+/// space's [`SavedView`], pinned contacts, and where its user last looked
+/// at each document ([`SeenMark`]; `None` in a record of version 3, from
+/// before such marks). Secrets are zeroized on drop.
 #[derive(Serialize, Deserialize)]
 pub struct DeviceRecord {
     identity: Option<Vec<u8>>,
@@ -48,6 +50,54 @@ pub struct DeviceRecord {
     mls: Vec<u8>,
     spaces: Vec<SavedView>,
     contacts: Contacts,
+    seen: Option<Vec<SeenMark>>,
+}
+
+/// Where this device's user last looked at a document: its Automerge
+/// heads then. What changed after them is their unread activity; kept on
+/// the device only (the server learns nothing of it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenMark {
+    /// The space.
+    pub space: SpaceId,
+    /// The document.
+    pub stream: StreamId,
+    /// The document's heads (change hashes) when it was last looked at.
+    pub heads: Vec<[u8; 32]>,
+}
+
+/// A [`DeviceRecord`] of version 3 (before [`SeenMark`]s).
+#[derive(Serialize, Deserialize)]
+struct RecordV3 {
+    identity: Option<Vec<u8>>,
+    device: Vec<u8>,
+    mls: Vec<u8>,
+    spaces: Vec<SavedView>,
+    contacts: Contacts,
+}
+
+impl Drop for RecordV3 {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(i) = &mut self.identity {
+            i.zeroize();
+        }
+        self.device.zeroize();
+        self.mls.zeroize();
+    }
+}
+
+impl From<RecordV3> for DeviceRecord {
+    fn from(mut v: RecordV3) -> Self {
+        DeviceRecord {
+            identity: v.identity.take(),
+            device: std::mem::take(&mut v.device),
+            mls: std::mem::take(&mut v.mls),
+            spaces: std::mem::take(&mut v.spaces),
+            contacts: v.contacts.clone(),
+            seen: None,
+        }
+    }
 }
 
 impl Drop for DeviceRecord {
@@ -73,10 +123,14 @@ pub struct Restored {
     pub spaces: BTreeMap<SpaceId, SpaceView>,
     /// The identity keys it pinned.
     pub contacts: Contacts,
+    /// Where its user last looked at each document; `None` for a state
+    /// saved before such marks were kept (the engine then counts what
+    /// the device holds as seen).
+    pub seen: Option<Vec<SeenMark>>,
 }
 
 /// The version byte in front of an encoded [`DeviceRecord`].
-pub const RECORD_VERSION: u8 = 3;
+pub const RECORD_VERSION: u8 = 4;
 
 /// A [`DeviceRecord`] as earlier versions held it (views without their
 /// [`crate::view::ViewCache`]): the browser's state of version 1 and
@@ -112,6 +166,7 @@ impl From<LegacyDeviceRecord> for DeviceRecord {
                 .map(SavedView::from)
                 .collect(),
             contacts: v.contacts.clone(),
+            seen: None,
         }
     }
 }
@@ -134,7 +189,33 @@ impl DeviceRecord {
                 .to_vec(),
             spaces: spaces.into_iter().map(SpaceView::save).collect(),
             contacts: contacts.clone(),
+            seen: Some(Vec::new()),
         })
+    }
+
+    /// The record as version 3 wrote it (without marks).
+    #[cfg(test)]
+    pub(crate) fn encode_v3(&self) -> Vec<u8> {
+        let v3 = RecordV3 {
+            identity: self.identity.clone(),
+            device: self.device.clone(),
+            mls: self.mls.clone(),
+            spaces: self
+                .spaces
+                .iter()
+                .map(|v| postcard::from_bytes(&postcard::to_allocvec(v).unwrap()).unwrap())
+                .collect(),
+            contacts: self.contacts.clone(),
+        };
+        let mut out = vec![3];
+        out.extend_from_slice(&postcard::to_allocvec(&v3).unwrap());
+        out
+    }
+
+    /// The record with these [`SeenMark`]s.
+    pub fn with_seen(mut self, seen: Vec<SeenMark>) -> Self {
+        self.seen = Some(seen);
+        self
     }
 
     /// `RECORD_VERSION || postcard(record)`, the plaintext to seal.
@@ -151,6 +232,9 @@ impl DeviceRecord {
         let corrupt = || AtRestError::State("the saved state is corrupt".into());
         match bytes.split_first() {
             Some((&RECORD_VERSION, rest)) => crate::decode_exact(rest).ok_or_else(corrupt),
+            Some((3, rest)) => crate::decode_exact::<RecordV3>(rest)
+                .map(DeviceRecord::from)
+                .ok_or_else(corrupt),
             Some((1, rest)) => crate::decode_exact::<LegacyDeviceRecord>(rest)
                 .map(DeviceRecord::from)
                 .ok_or_else(corrupt),
@@ -183,6 +267,7 @@ impl DeviceRecord {
             provider,
             spaces,
             contacts: self.contacts.clone(),
+            seen: self.seen.clone(),
         })
     }
 }

@@ -107,6 +107,12 @@ pub enum DocumentError {
     /// A comment is empty or too long ([`checked_text`]).
     #[error("{0}")]
     BadText(String),
+    /// A text mentions someone who is not a member of the space.
+    #[error("{0}")]
+    Mention(String),
+    /// Only a post's creator may edit it.
+    #[error("{0}")]
+    NotAuthor(String),
     /// The library refuses a change of its entries (no such entry, a
     /// folder into itself, a folder not empty).
     #[error("{0}")]
@@ -783,7 +789,7 @@ pub mod filing {
     }
 
     /// The author of the field `key` of `item`: whoever last wrote it.
-    fn author(
+    pub(crate) fn author(
         doc: &AutoCommit,
         item: &automerge::ObjId,
         key: &str,

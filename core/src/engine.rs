@@ -42,7 +42,7 @@ use crate::space::{
 };
 use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
-use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, library};
+use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, activity, discussion, library};
 
 /// Users' names for a sentence: `a, b, c`.
 fn names(users: &[UserId]) -> String {
@@ -197,6 +197,21 @@ pub enum Output {
     Revoked(Vec<SpaceId>),
 }
 
+/// A document others changed since its user last looked ([`Engine::activity`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityItem {
+    /// The space.
+    pub space: SpaceId,
+    /// The document (the library's stream for [`activity::Kind::Library`]).
+    pub stream: StreamId,
+    /// What it is.
+    pub kind: activity::Kind,
+    /// Its title as listed (empty for the library).
+    pub title: String,
+    /// What changed.
+    pub changes: activity::Changes,
+}
+
 /// A document with edits of this device the server has not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unsent {
@@ -256,6 +271,8 @@ pub enum Code {
     ReadOnly,
     /// Only the space's managers may do this (name the space).
     NotManager,
+    /// A text mentions someone who is not a member of the space.
+    Mention,
 }
 
 impl Code {
@@ -282,6 +299,7 @@ impl Code {
             Code::ReadOnly => "read_only",
             Code::Revoked => "revoked",
             Code::NotManager => "not_manager",
+            Code::Mention => "mention",
         }
     }
 }
@@ -604,6 +622,8 @@ pub struct Engine {
     /// The server said this device was revoked: no more signing in, and
     /// every request fails at once.
     revoked: Option<Failure>,
+    /// Where the user last looked at each document (its heads then).
+    seen: BTreeMap<(SpaceId, StreamId), Vec<automerge::ChangeHash>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -619,6 +639,15 @@ impl Engine {
         let mut due = BTreeMap::new();
         let mut spaces = BTreeMap::new();
         let mut events = VecDeque::new();
+        let mut seen: BTreeMap<(SpaceId, StreamId), Vec<automerge::ChangeHash>> = restored
+            .seen
+            .iter()
+            .flatten()
+            .map(|m| {
+                let heads = m.heads.iter().map(|h| automerge::ChangeHash(*h)).collect();
+                ((m.space, m.stream), heads)
+            })
+            .collect();
         for (id, mut view) in restored.spaces {
             // Edits kept from the last run that the server had not
             // acknowledged go out at the first flush interval.
@@ -635,6 +664,15 @@ impl Engine {
                     space: Some(id),
                     message: reason.to_owned(),
                 });
+            }
+            if restored.seen.is_none() {
+                // A state saved before activity was kept: what the device
+                // holds counts as seen, rather than all of it as new.
+                for stream in view.streams() {
+                    if let Some(r) = view.existing_replica(stream) {
+                        seen.insert((id, stream), r.heads());
+                    }
+                }
             }
             let mut tracked = Tracked::new(view);
             tracked.fork_reported = tracked.view.broken().is_some();
@@ -674,6 +712,7 @@ impl Engine {
             must_persist: false,
             changed: false,
             revoked: None,
+            seen,
         }
     }
 
@@ -840,6 +879,276 @@ impl Engine {
         })
     }
 
+    /// Creates a filing titled `title` and lists it in the library's
+    /// `folder` (`""`: the top); returns its stream. Both go out within
+    /// [`Config::flush_interval_ms`].
+    pub fn new_document(
+        &mut self,
+        space: SpaceId,
+        title: &str,
+        folder: &str,
+    ) -> Result<Result<StreamId, DocumentError>, Failure> {
+        let stream = StreamId::random();
+        // The library first: a folder that does not exist refuses the
+        // filing before anything is written.
+        if let Err(e) = self.edit(space, library::stream(space), |r| {
+            library::add_document(r.doc(), stream, title, folder)
+        })? {
+            return Ok(Err(e));
+        }
+        let created = self.edit(space, stream, |r| {
+            crate::document::filing::init(r.doc(), title)
+        })?;
+        Ok(created.map(|()| stream))
+    }
+
+    /// Refuses a text that mentions (`@user`) someone who is not a member
+    /// of the space now: what a comment, reply or post goes through before
+    /// it is written.
+    pub fn check_mentions(&self, space: SpaceId, text: &str) -> Result<(), Failure> {
+        let tracked = self.spaces.get(&space).ok_or_else(|| not_member(space))?;
+        let members = tracked.view.space().members().map_err(space_failure)?;
+        for name in discussion::mentions(text) {
+            if !members.iter().any(|m| m.user.as_str() == name) {
+                return Err(Failure::new(
+                    Code::Mention,
+                    format!("@{name} is not a member of this space: mention only its members"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a discussion titled `title` with its opening post, lists it
+    /// in the library, and returns its stream and the post's id.
+    pub fn new_discussion(
+        &mut self,
+        space: SpaceId,
+        title: &str,
+        text: &str,
+        attachments: &[String],
+        at_ms: i64,
+    ) -> Result<Result<(StreamId, String), DocumentError>, Failure> {
+        self.check_mentions(space, text)?;
+        if let Err(e) = self.check_attachments(space, attachments)? {
+            return Ok(Err(e));
+        }
+        let user = self.device.user().to_string();
+        let stream = StreamId::random();
+        let post = crate::MessageId::random().to_hex();
+        let first = discussion::NewPost {
+            id: &post,
+            author: &user,
+            text,
+            reply_to: None,
+            attachments,
+            at_ms,
+        };
+        // Checked before anything is written: a refused title or post
+        // leaves neither a listing nor a document behind.
+        if let Err(e) =
+            crate::document::checked_name(title).and_then(|_| discussion::checked_post(text))
+        {
+            return Ok(Err(e));
+        }
+        if let Err(e) = self.edit(space, stream, |r| discussion::init(r.doc(), title, &first))? {
+            return Ok(Err(e));
+        }
+        let listed = self.edit(space, library::stream(space), |r| {
+            library::add_discussion(r.doc(), stream, title)
+        })?;
+        Ok(listed.map(|()| (stream, post)))
+    }
+
+    /// Posts in a discussion (a reply to `reply_to`, if given); returns the
+    /// post's id.
+    pub fn post(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+        reply_to: Option<&str>,
+        text: &str,
+        attachments: &[String],
+        at_ms: i64,
+    ) -> Result<Result<String, DocumentError>, Failure> {
+        self.check_mentions(space, text)?;
+        if let Err(e) = self.check_attachments(space, attachments)? {
+            return Ok(Err(e));
+        }
+        self.existing_discussion(space, stream)?;
+        let user = self.device.user().to_string();
+        let id = crate::MessageId::random().to_hex();
+        let new = discussion::NewPost {
+            id: &id,
+            author: &user,
+            text,
+            reply_to,
+            attachments,
+            at_ms,
+        };
+        Ok(self
+            .edit(space, stream, |r| discussion::post(r.doc(), &new))?
+            .map(|()| id))
+    }
+
+    /// Replaces the text of one of this user's posts.
+    pub fn edit_post(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+        post: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> Result<Result<(), DocumentError>, Failure> {
+        self.check_mentions(space, text)?;
+        let read = self.discussion(space, stream)?;
+        let user = self.device.user().as_str().to_owned();
+        match read.posts.iter().find(|p| p.id == post) {
+            None => {
+                return Ok(Err(DocumentError::BadText(format!(
+                    "this discussion has no post {post}"
+                ))));
+            }
+            Some(p) if !(p.by.verified && p.by.name == user) => {
+                return Ok(Err(DocumentError::NotAuthor(
+                    "only a post's author may edit it".into(),
+                )));
+            }
+            Some(_) => {}
+        }
+        self.edit(space, stream, |r| {
+            discussion::edit(r.doc(), post, text, at_ms)
+        })
+    }
+
+    /// Reads a discussion of the space.
+    pub fn discussion(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+    ) -> Result<discussion::Discussion, Failure> {
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let authors = view.authors(stream);
+        let replica = view.existing_replica(stream).ok_or_else(|| {
+            Failure::new(
+                Code::Document,
+                format!("no discussion {stream} in this space"),
+            )
+        })?;
+        discussion::read(replica.doc(), &authors)
+            .map_err(|e| Failure::new(Code::Document, e.to_string()))
+    }
+
+    fn existing_discussion(&mut self, space: SpaceId, stream: StreamId) -> Result<(), Failure> {
+        self.discussion(space, stream).map(|_| ())
+    }
+
+    /// Refuses attachments that are not files or documents of the
+    /// space's library.
+    fn check_attachments(
+        &mut self,
+        space: SpaceId,
+        attachments: &[String],
+    ) -> Result<Result<(), DocumentError>, Failure> {
+        if attachments.is_empty() {
+            return Ok(Ok(()));
+        }
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let entries = match view.existing_replica(library::stream(space)) {
+            Some(r) => library::entries(r.doc()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for a in attachments {
+            let found = entries.iter().any(|e| match e {
+                library::Entry::Document { stream, .. } => stream.to_hex() == *a,
+                library::Entry::File { manifest, .. } => manifest.file_id.to_string() == *a,
+                _ => false,
+            });
+            if !found {
+                return Ok(Err(DocumentError::Library(format!(
+                    "the library has no document or file {a} to attach"
+                ))));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// What changed since this device's user last looked, in every space:
+    /// one item per document (and per library) that others changed since
+    /// [`Self::mark_seen`] was last called on it, spaces in order, each
+    /// space's library first. Kept on the device only.
+    pub fn activity(&mut self) -> Vec<ActivityItem> {
+        let me = self.device.user().as_str().to_owned();
+        let mut out = Vec::new();
+        for (&space, tracked) in &mut self.spaces {
+            let view = &mut tracked.view;
+            let lib = library::stream(space);
+            let mut docs = vec![(lib, activity::Kind::Library, String::new())];
+            if let Some(r) = view.existing_replica(lib) {
+                for e in library::entries(r.doc()).unwrap_or_default() {
+                    match e {
+                        library::Entry::Document { stream, title, .. } => {
+                            docs.push((stream, activity::Kind::Filing, title));
+                        }
+                        library::Entry::Discussion { stream, title } => {
+                            docs.push((stream, activity::Kind::Discussion, title));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (stream, kind, title) in docs {
+                let authors = view.authors(stream);
+                let Some(replica) = view.existing_replica(stream) else {
+                    continue;
+                };
+                let seen = self.seen.get(&(space, stream)).map(Vec::as_slice);
+                // A document that does not read as its kind (a newer
+                // client's format) shows no activity rather than failing
+                // the whole list.
+                if let Ok(changes) = activity::changes(replica.doc(), kind, seen, &authors, &me)
+                    && !changes.is_empty()
+                {
+                    out.push(ActivityItem {
+                        space,
+                        stream,
+                        kind,
+                        title,
+                        changes,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that the user has seen a document as this device holds it
+    /// now (the next [`Self::activity`] counts only what comes after).
+    pub fn mark_seen(&mut self, space: SpaceId, stream: StreamId) -> Result<(), Failure> {
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let heads = match view.existing_replica(stream) {
+            Some(r) => r.heads(),
+            None => Vec::new(),
+        };
+        if self.seen.get(&(space, stream)) != Some(&heads) {
+            self.seen.insert((space, stream), heads);
+            self.changed = true;
+        }
+        Ok(())
+    }
+
     /// The documents holding edits of this device that the server has not
     /// acknowledged, in every space, with whether they can still be sent:
     /// what a person must be shown, never silently lost (kept across
@@ -964,7 +1273,18 @@ impl Engine {
             &self.provider,
             self.spaces.values_mut().map(|t| &mut t.view),
             &self.contacts,
-        )?;
+        )?
+        .with_seen(
+            self.seen
+                .iter()
+                .filter(|((space, _), _)| self.spaces.contains_key(space))
+                .map(|((space, stream), heads)| crate::at_rest::SeenMark {
+                    space: *space,
+                    stream: *stream,
+                    heads: heads.iter().map(|h| h.0).collect(),
+                })
+                .collect(),
+        );
         self.must_persist = false;
         self.changed = false;
         Ok(record)
@@ -3430,6 +3750,7 @@ mod tests {
                     .map(|s| (s.id(), SpaceView::new(s)))
                     .collect(),
                 contacts,
+                seen: Some(Vec::new()),
             };
             Engine::new(restored, Some("token".into()), config)
         }
@@ -3919,6 +4240,111 @@ mod tests {
         assert!(!unbound[0].messages[0].author.verified);
     }
 
+    /// A reply that mentions Amina shows in her activity (one new post,
+    /// one mention, by Bruno) until she looks, across a restart both
+    /// ways; she cannot edit his post nor mention a non-member, and a
+    /// refused post writes nothing.
+    #[test]
+    fn a_mention_is_activity_until_seen_and_only_members_are_mentioned() {
+        use crate::document::Replica;
+        let (amina, space, bruno, joined, first) = amina_adds_bruno();
+        let id = space.id();
+        let stream = StreamId::random();
+        let mut d = Replica::new(stream, &bruno.device);
+        let opening = discussion::NewPost {
+            id: "p1",
+            author: "bruno",
+            text: "Audience avancée au 12 : @amina, tu plaides ?",
+            reply_to: None,
+            attachments: &[],
+            at_ms: 1,
+        };
+        discussion::init(d.doc(), "Audience", &opening).unwrap();
+        let mut lib = Replica::new(library::stream(id), &bruno.device);
+        library::init(lib.doc()).unwrap();
+        library::add_discussion(lib.doc(), stream, "Audience").unwrap();
+        let mut entries = vec![first.clone()];
+        for r in [&mut lib, &mut d] {
+            let payload = r
+                .flush(joined.keyring(), &bruno.device, first.hash())
+                .unwrap()
+                .unwrap();
+            let prev = entries.last().unwrap().hash();
+            entries.push(LogEntry {
+                seq: entries.len() as u64,
+                prev,
+                kind: crate::wire::EntryKind::Envelope,
+                epoch: 1,
+                payload,
+            });
+        }
+        let mut e = amina.engine(vec![space], Contacts::default());
+        e.ingest(id, entries);
+        // A state saved before activity was kept counts what it holds as
+        // seen: an upgrade does not make every document new.
+        let v3 = e.persist().unwrap().encode_v3();
+        let restored = DeviceRecord::decode(&v3).unwrap().restore().unwrap();
+        assert!(restored.seen.is_none());
+        assert!(
+            Engine::new(restored, None, Config::default())
+                .activity()
+                .is_empty()
+        );
+        let items = e.activity();
+        let item = items
+            .iter()
+            .find(|i| i.kind == activity::Kind::Discussion)
+            .expect("the discussion is activity");
+        assert_eq!(
+            (
+                item.title.as_str(),
+                item.changes.posts,
+                item.changes.mentions
+            ),
+            ("Audience", 1, 1)
+        );
+        assert_eq!(item.changes.by, vec!["bruno".to_owned()]);
+        let library = items.iter().find(|i| i.kind == activity::Kind::Library);
+        assert_eq!(library.unwrap().changes.added, vec!["Audience".to_owned()]);
+
+        // Her reply may mention Bruno, not someone outside the space.
+        let refused = e.post(id, stream, Some("p1"), "Oui, avec @chidi", &[], 2);
+        assert!(
+            matches!(refused, Err(ref f) if f.code == Code::Mention && f.message.contains("@chidi")),
+            "{refused:?}"
+        );
+        let refused = e.new_discussion(id, "Autre", "cc @chidi", &[], 2);
+        assert!(matches!(refused, Err(ref f) if f.code == Code::Mention));
+        assert!(e.unsent().is_empty(), "a refused post writes nothing");
+        let edit = e
+            .edit_post(id, stream, "p1", "Amina ne plaide pas.", 3)
+            .unwrap();
+        assert!(matches!(edit, Err(DocumentError::NotAuthor(_))), "{edit:?}");
+        let reply = e
+            .post(id, stream, Some("p1"), "Oui, @bruno.", &[], 4)
+            .unwrap()
+            .unwrap();
+        let read = e.discussion(id, stream).unwrap();
+        assert_eq!(read.posts[1].id, reply);
+        assert_eq!(read.posts[1].reply_to.as_deref(), Some("p1"));
+        assert!(read.posts[1].by.verified && read.posts[1].by.name == "amina");
+
+        // Unseen survives a restart; once seen, nothing is left, also after one.
+        let restart = |e: &mut Engine| {
+            let bytes = e.persist().unwrap().encode();
+            let restored = DeviceRecord::decode(&bytes).unwrap().restore().unwrap();
+            Engine::new(restored, None, Config::default())
+        };
+        let mut e = restart(&mut e);
+        assert_eq!(e.activity().len(), 2);
+        e.mark_seen(id, stream).unwrap();
+        e.mark_seen(id, library::stream(id)).unwrap();
+        assert!(e.changed(), "a new mark is state to save");
+        assert!(e.activity().is_empty());
+        let mut e = restart(&mut e);
+        assert!(e.activity().is_empty(), "the marks were saved");
+    }
+
     /// A Welcome into a group that pins, for a user this device verified,
     /// another identity key (a group the server built around a key it
     /// holds) is refused: the device does not join and says why. The same
@@ -3957,6 +4383,7 @@ mod tests {
             provider: bruno_mls,
             spaces: Default::default(),
             contacts,
+            seen: Some(Vec::new()),
         };
         let mut e = Engine::new(restored, Some("token".into()), Config::default());
         e.start(0, Intent::Refresh);

@@ -18,6 +18,8 @@
 //! - [`keyring`]: content keys derived per epoch, epoch records, history.
 //! - [`envelope`]: the encrypted, signed, padded unit of persistent content.
 //! - [`document`]: the Automerge model of a filing and its encrypted replica.
+//! - [`discussion`]: threads of posts and replies, with mentions.
+//! - [`activity`]: what changed since a document was last looked at.
 //! - [`library`]: the space's library (folders, documents, files).
 //! - [`files`]: chunked, streamed file encryption.
 //! - [`intake`]: sealed submissions in the age v1 format.
@@ -30,8 +32,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod api;
 pub mod at_rest;
+pub mod discussion;
 pub mod document;
 pub mod engine;
 pub mod envelope;

@@ -5,7 +5,7 @@
 //! ```text
 //! root: { name?: str, description?: str,
 //!         folders:   Map<folder id, { name, parent }>,
-//!         documents: Map<stream id hex, { title, folder }>,
+//!         documents: Map<stream id hex, { title, folder, kind?: "discussion" }>,
 //!         files:     Map<file id hex, { folder, manifest: Bytes (1 || postcard(FileManifest)) }> }
 //! ```
 //! A file's manifest holds its secret: it is as confidential as the files,
@@ -46,6 +46,13 @@ pub enum Entry {
         /// Its folder.
         folder: String,
     },
+    /// A discussion ([`crate::discussion`]).
+    Discussion {
+        /// Its stream.
+        stream: StreamId,
+        /// Its title as listed.
+        title: String,
+    },
     /// A file.
     File {
         /// Its manifest (with the file's secret).
@@ -62,6 +69,7 @@ impl Entry {
         match self {
             Entry::Folder { parent, .. } => parent,
             Entry::Document { folder, .. } | Entry::File { folder, .. } => folder,
+            Entry::Discussion { .. } => "",
         }
     }
 }
@@ -172,12 +180,34 @@ pub fn add_document(
     folder: &str,
 ) -> Result<(), DocumentError> {
     let title = crate::document::checked_name(title)?;
+    let folders = map(doc, "folders")?;
+    if !folder.is_empty() && doc.get(&folders, folder).map_err(am)?.is_none() {
+        return Err(DocumentError::Library(format!(
+            "the library has no folder {folder}"
+        )));
+    }
     let docs = map(doc, "documents")?;
     let d = doc
         .put_object(&docs, stream.to_hex(), ObjType::Map)
         .map_err(am)?;
     doc.put(&d, "title", title).map_err(am)?;
     doc.put(&d, "folder", folder).map_err(am)
+}
+
+/// Lists a discussion (discussions are not in folders).
+pub fn add_discussion(
+    doc: &mut AutoCommit,
+    stream: StreamId,
+    title: &str,
+) -> Result<(), DocumentError> {
+    add_document(doc, stream, title, "")?;
+    let docs = map(doc, "documents")?;
+    match doc.get(&docs, stream.to_hex()).map_err(am)? {
+        Some((Value::Object(_), d)) => doc.put(&d, "kind", crate::discussion::KIND).map_err(am),
+        _ => Err(DocumentError::Automerge(
+            "the entry just written is gone".into(),
+        )),
+    }
 }
 
 /// Lists a file with its manifest.
@@ -266,6 +296,11 @@ pub fn rename(doc: &mut AutoCommit, id: &str, name: &str) -> Result<(), Document
 /// cannot go into itself or one of its own folders.
 pub fn move_to(doc: &mut AutoCommit, id: &str, folder: &str) -> Result<(), DocumentError> {
     let (key, obj) = locate(doc, id)?;
+    if text(doc, &obj, "kind") == crate::discussion::KIND {
+        return Err(DocumentError::Library(
+            "discussions are not kept in folders".into(),
+        ));
+    }
     if !folder.is_empty() {
         let all = entries(doc)?;
         let parent_of = |f: &str| {
@@ -313,7 +348,15 @@ pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
     let docs = map(doc, "documents")?;
     for item in doc.map_range(&docs, ..) {
         let id = item.id();
-        if let Ok(stream) = StreamId::from_hex(&item.key) {
+        let Ok(stream) = StreamId::from_hex(&item.key) else {
+            continue;
+        };
+        if text(doc, &id, "kind") == crate::discussion::KIND {
+            out.push(Entry::Discussion {
+                stream,
+                title: text(doc, &id, "title"),
+            });
+        } else {
             out.push(Entry::Document {
                 stream,
                 title: text(doc, &id, "title"),
@@ -329,6 +372,39 @@ pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
             out.push(Entry::File {
                 manifest: Box::new(manifest),
                 folder: text(doc, &id, "folder"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The names of the entries (folders, documents, discussions, files)
+/// added after `since` by someone else than `me`: the user bound to the
+/// actor that created the entry (`since` empty: every entry).
+pub fn added_since(
+    doc: &AutoCommit,
+    since: &[automerge::ChangeHash],
+    authors: &Authors,
+    me: &str,
+) -> Result<Vec<String>, DocumentError> {
+    let mut out = Vec::new();
+    for (key, name) in [("folders", "name"), ("documents", "title"), ("files", "")] {
+        let m = map(doc, key)?;
+        for item in doc.map_range(&m, ..) {
+            let existed = !since.is_empty()
+                && doc
+                    .get_at(&m, item.key.as_ref(), since)
+                    .map_err(am)?
+                    .is_some();
+            let creator = crate::document::filing::author(doc, &m, &item.key, "?", authors);
+            if existed || creator.name == me {
+                continue;
+            }
+            let obj = item.id();
+            out.push(if name.is_empty() {
+                read_manifest(doc, &obj).map(|m| m.name).unwrap_or_default()
+            } else {
+                text(doc, &obj, name)
             });
         }
     }

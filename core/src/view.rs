@@ -360,6 +360,11 @@ impl SpaceView {
             .or_insert_with(|| Replica::new(stream, device))
     }
 
+    /// The documents this device holds a replica of.
+    pub fn streams(&self) -> Vec<StreamId> {
+        self.replicas.keys().copied().collect()
+    }
+
     /// Who wrote what in a document: each of its Automerge actors bound to
     /// the device that signed its changes, and each device to its user in
     /// the current roster or the roster of any epoch this device can read.

@@ -185,6 +185,7 @@ impl World {
                 provider: MlsProvider::new(),
                 spaces: Default::default(),
                 contacts: Contacts::default(),
+                seen: Some(Vec::new()),
             };
             let mut engine = Engine::new(restored, None, config());
             let disk = engine.persist().unwrap().encode().to_vec();
