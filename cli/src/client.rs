@@ -116,7 +116,8 @@ pub struct NamedVersion {
 
 /// A time in milliseconds since 1970 as RFC 3339 in UTC, to the second,
 /// or `None` for a time no calendar holds.
-fn rfc3339(at_ms: i64) -> Option<String> {
+/// A time in milliseconds since 1970 as RFC 3339 in UTC.
+pub fn rfc3339(at_ms: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).ok()?;
     t.format(&time::format_description::well_known::Rfc3339)
         .ok()
@@ -742,17 +743,88 @@ impl Client {
         title: &str,
     ) -> Result<StreamId, ClientError> {
         self.sync(id).await?;
-        let stream = StreamId::random();
-        self.engine
-            .edit(id, stream, |r| filing::init(r.doc(), title))??;
+        let stream = self.engine.new_document(id, title, "")??;
         self.flush(id, stream).await?;
-        let lib = library::stream(id);
-        self.engine.edit(id, lib, |r| {
-            library::add_document(r.doc(), stream, title, "")
-        })??;
-        self.flush(id, lib).await?;
+        self.flush(id, library::stream(id)).await?;
         self.save()?;
         Ok(stream)
+    }
+
+    /// Starts a discussion with its opening post; returns its stream.
+    pub async fn new_discussion(
+        &mut self,
+        id: SpaceId,
+        title: &str,
+        text: &str,
+        attachments: &[String],
+    ) -> Result<StreamId, ClientError> {
+        self.sync(id).await?;
+        let (stream, _) = self
+            .engine
+            .new_discussion(id, title, text, attachments, now_ms())??;
+        self.flush(id, stream).await?;
+        self.flush(id, library::stream(id)).await?;
+        self.save()?;
+        Ok(stream)
+    }
+
+    /// Posts in a discussion (replying to `reply_to`, if given); returns
+    /// the post's id.
+    pub async fn post(
+        &mut self,
+        id: SpaceId,
+        stream: StreamId,
+        reply_to: Option<&str>,
+        text: &str,
+        attachments: &[String],
+    ) -> Result<String, ClientError> {
+        self.sync(id).await?;
+        let post = self
+            .engine
+            .post(id, stream, reply_to, text, attachments, now_ms())??;
+        self.flush(id, stream).await?;
+        self.save()?;
+        Ok(post)
+    }
+
+    /// Replaces the text of one of this user's posts.
+    pub async fn edit_post(
+        &mut self,
+        id: SpaceId,
+        stream: StreamId,
+        post: &str,
+        text: &str,
+    ) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.engine.edit_post(id, stream, post, text, now_ms())??;
+        self.flush(id, stream).await?;
+        self.save()
+    }
+
+    /// Reads a discussion (and counts it as seen).
+    pub fn discussion(
+        &mut self,
+        id: SpaceId,
+        stream: StreamId,
+    ) -> Result<amicus_core::discussion::Discussion, ClientError> {
+        let read = self.engine.discussion(id, stream)?;
+        self.seen(id, stream)?;
+        Ok(read)
+    }
+
+    /// What others changed since this user last looked, in every space.
+    pub fn activity(&mut self) -> Vec<amicus_core::engine::ActivityItem> {
+        self.engine.activity()
+    }
+
+    /// Counts a document (or a space's library) as seen as this device
+    /// holds it now, and saves that.
+    pub fn seen(&mut self, id: SpaceId, stream: StreamId) -> Result<(), ClientError> {
+        self.engine.mark_seen(id, stream)?;
+        if self.engine.changed() {
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Applies edits to a filing and sends them as one envelope.
@@ -769,6 +841,11 @@ impl Client {
             return Err(ClientError::NotFound(format!(
                 "no document {stream} in this space"
             )));
+        }
+        for edit in edits {
+            if let Edit::Comment(_, _, text) | Edit::Reply(_, text) = edit {
+                self.engine.check_mentions(id, text)?;
+            }
         }
         self.engine
             .edit(id, stream, |r| apply_edits(r.doc(), edits, &author))??;
@@ -873,6 +950,13 @@ impl Client {
                     },
                     library::Entry::Document { stream, title, .. } => Listed {
                         kind: "document",
+                        id: stream.to_hex(),
+                        name: title,
+                        size: None,
+                        folder,
+                    },
+                    library::Entry::Discussion { stream, title } => Listed {
+                        kind: "discussion",
                         id: stream.to_hex(),
                         name: title,
                         size: None,

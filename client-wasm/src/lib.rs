@@ -206,6 +206,7 @@ fn edit_err(e: amicus_core::document::DocumentError) -> JsValue {
         DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
         DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
         DocumentError::Library(m) => fail(ErrorCode::BadInput, m),
+        DocumentError::NotAuthor(m) => fail(ErrorCode::NotAuthor, m),
         e => doc_err(e),
     }
 }
@@ -754,13 +755,128 @@ impl Device {
         title: &str,
         folder: &str,
     ) -> Result<String, JsValue> {
-        let id = space_id(space)?;
-        let stream = StreamId::random();
-        self.edit(id, stream, |doc| filing::init(doc, title))?;
-        self.edit(id, library::stream(id), |doc| {
-            library::add_document(doc, stream, title, folder)
-        })?;
+        Ok(self
+            .engine
+            .new_document(space_id(space)?, title, folder)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)?
+            .to_hex())
+    }
+
+    // ---- discussions ----------------------------------------------------
+
+    /// Starts a discussion with its first post (`attachments`: library
+    /// entry ids) and lists it; returns its id. Both go out at the next
+    /// flush interval.
+    pub fn new_discussion(
+        &mut self,
+        space: &str,
+        title: &str,
+        text: &str,
+        attachments: Vec<String>,
+    ) -> Result<String, JsValue> {
+        let (stream, _) = self
+            .engine
+            .new_discussion(space_id(space)?, title, text, &attachments, now_ms())
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)?;
         Ok(stream.to_hex())
+    }
+
+    /// Posts in a discussion, replying to `reply_to` (empty: none);
+    /// returns the post's id.
+    pub fn post(
+        &mut self,
+        space: &str,
+        stream: &str,
+        reply_to: &str,
+        text: &str,
+        attachments: Vec<String>,
+    ) -> Result<String, JsValue> {
+        let reply_to = (!reply_to.is_empty()).then_some(reply_to);
+        self.engine
+            .post(
+                space_id(space)?,
+                stream_id(stream)?,
+                reply_to,
+                text,
+                &attachments,
+                now_ms(),
+            )
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
+    /// Replaces the text of one of this user's posts.
+    pub fn edit_post(
+        &mut self,
+        space: &str,
+        stream: &str,
+        post: &str,
+        text: &str,
+    ) -> Result<(), JsValue> {
+        self.engine
+            .edit_post(space_id(space)?, stream_id(stream)?, post, text, now_ms())
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
+    /// Reads a discussion.
+    pub fn discussion(&mut self, space: &str, stream: &str) -> Result<Ts<DiscussionView>, JsValue> {
+        let d = self
+            .engine
+            .discussion(space_id(space)?, stream_id(stream)?)
+            .map_err(|f| fail(f.code.into(), f.message))?;
+        let at = |t: Option<i64>| t.map(|t| t as f64);
+        ts(DiscussionView {
+            title: d.title,
+            posts: d
+                .posts
+                .into_iter()
+                .map(|p| Post {
+                    id: p.id,
+                    author: p.author.name,
+                    verified: p.author.verified,
+                    by: p.by.name,
+                    by_verified: p.by.verified,
+                    text: p.text,
+                    at_ms: at(p.at_ms),
+                    edited_ms: at(p.edited_ms),
+                    reply_to: p.reply_to,
+                    attachments: p.attachments,
+                    mentions: p.mentions,
+                })
+                .collect(),
+        })
+    }
+
+    /// What others changed since this user last looked, in every space.
+    pub fn activity(&mut self) -> Result<Ts<ActivityList>, JsValue> {
+        ts(ActivityList(
+            self.engine
+                .activity()
+                .into_iter()
+                .map(|i| ActivityEntry {
+                    space: i.space.to_hex(),
+                    id: i.stream.to_hex(),
+                    kind: i.kind.as_str().to_owned(),
+                    title: i.title,
+                    new: i.changes.new,
+                    by: i.changes.by,
+                    posts: i.changes.posts,
+                    mentions: i.changes.mentions,
+                    added: i.changes.added,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Counts a document (or, with the library's id, the library) as seen
+    /// as this device holds it now.
+    pub fn mark_seen(&mut self, space: &str, stream: &str) -> Result<(), JsValue> {
+        self.engine
+            .mark_seen(space_id(space)?, stream_id(stream)?)
+            .map_err(|f| fail(f.code.into(), f.message))
     }
 
     /// Renames a library entry (a document as listed, a file, a folder);
@@ -855,6 +971,13 @@ impl Device {
                         id: stream.to_hex(),
                         name: title,
                         folder: Some(folder),
+                        size: None,
+                    },
+                    library::Entry::Discussion { stream, title } => LibraryEntry {
+                        kind: EntryKind::Discussion,
+                        id: stream.to_hex(),
+                        name: title,
+                        folder: None,
                         size: None,
                     },
                     library::Entry::File { manifest, folder } => LibraryEntry {
@@ -1084,6 +1207,7 @@ impl Device {
         end: usize,
         text: &str,
     ) -> Result<(), JsValue> {
+        self.check_mentions(space, text)?;
         let author = self.user();
         let thread = hex::encode(amicus_core::MessageId::random().0);
         self.edit_existing(space, stream, |doc| {
@@ -1099,6 +1223,7 @@ impl Device {
         thread: &str,
         text: &str,
     ) -> Result<(), JsValue> {
+        self.check_mentions(space, text)?;
         let author = self.user();
         self.edit_existing(space, stream, |doc| {
             filing::reply(doc, thread, &author, text, now_ms())
@@ -1210,6 +1335,12 @@ impl Device {
     }
 
     /// A local edit of a document the space already holds.
+    fn check_mentions(&self, space: &str, text: &str) -> Result<(), JsValue> {
+        self.engine
+            .check_mentions(space_id(space)?, text)
+            .map_err(|f| fail(f.code.into(), f.message))
+    }
+
     fn edit_existing<T>(
         &mut self,
         space: &str,

@@ -68,6 +68,10 @@ pub enum ErrorCode {
     BadText,
     /// Only the space's managers may do this.
     NotManager,
+    /// A text mentions someone who is not a member of the space.
+    Mention,
+    /// Only a post's author may edit it.
+    NotAuthor,
 }
 
 /// What the engine tells the interface ([`Device::poll_event`]).
@@ -222,6 +226,7 @@ pub struct MemberList(pub Vec<Member>);
 pub enum EntryKind {
     Folder,
     Document,
+    Discussion,
     File,
 }
 
@@ -281,6 +286,61 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<f64>,
 }
+
+/// One post of a discussion: `author` wrote its text (as for
+/// [`Message`]), `by` created the post; they differ when someone else
+/// wrote over it.
+#[derive(Serialize, Tsify)]
+pub struct Post {
+    pub id: String,
+    pub author: String,
+    pub verified: bool,
+    pub by: String,
+    pub by_verified: bool,
+    pub text: String,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<f64>,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_ms: Option<f64>,
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Library entry ids.
+    pub attachments: Vec<String>,
+    /// The user names its text mentions.
+    pub mentions: Vec<String>,
+}
+
+/// A discussion as read.
+#[derive(Serialize, Tsify)]
+pub struct DiscussionView {
+    pub title: String,
+    pub posts: Vec<Post>,
+}
+
+/// What others changed in one document (or a space's library) since its
+/// user last looked.
+#[derive(Serialize, Tsify)]
+pub struct ActivityEntry {
+    pub space: String,
+    pub id: String,
+    /// `filing`, `discussion` or `library`.
+    pub kind: String,
+    pub title: String,
+    /// Never looked at on this device.
+    pub new: bool,
+    pub by: Vec<String>,
+    pub posts: usize,
+    pub mentions: usize,
+    /// Names of the library entries others added.
+    pub added: Vec<String>,
+}
+
+/// Every space's activity.
+#[derive(Serialize, Tsify)]
+pub struct ActivityList(pub Vec<ActivityEntry>);
 
 /// A filing's title and text with its marks and comments.
 #[derive(Serialize, Tsify)]
@@ -408,6 +468,7 @@ impl From<Code> for ErrorCode {
             Code::Revoked => Self::Revoked,
             Code::ReadOnly => Self::ReadOnly,
             Code::NotManager => Self::NotManager,
+            Code::Mention => Self::Mention,
         }
     }
 }

@@ -117,6 +117,19 @@ enum Command {
         #[command(subcommand)]
         command: FolderCommand,
     },
+    /// Discussions: threads of posts and replies in a space.
+    Thread {
+        #[command(subcommand)]
+        command: ThreadCommand,
+    },
+    /// What others changed since you last looked, in every space: new
+    /// filings, edits and by whom, new files, new posts, mentions. Kept on
+    /// this device only.
+    Activity {
+        /// Then count everything as seen.
+        #[arg(long)]
+        seen: bool,
+    },
     /// Publish a filing's text into a public space with signed provenance.
     Publish {
         /// The confidential space.
@@ -351,6 +364,60 @@ enum DocCommand {
         /// Then drop those edits (after exporting them, or for good).
         #[arg(long)]
         discard: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ThreadCommand {
+    /// Start a discussion with its first post.
+    New {
+        /// The space.
+        space: String,
+        /// Its title.
+        title: String,
+        /// The first post (`@user` mentions a member).
+        text: String,
+        /// Attach a file or filing of the library (id or name); repeatable.
+        #[arg(long)]
+        attach: Vec<String>,
+    },
+    /// Post in a discussion.
+    Reply {
+        /// The space.
+        space: String,
+        /// The discussion (id or title).
+        thread: String,
+        /// The text (`@user` mentions a member).
+        text: String,
+        /// The post replied to (its id, as `thread cat` shows it).
+        #[arg(long)]
+        to: Option<String>,
+        /// Attach a file or filing of the library (id or name); repeatable.
+        #[arg(long)]
+        attach: Vec<String>,
+    },
+    /// Change the text of one of your posts.
+    Edit {
+        /// The space.
+        space: String,
+        /// The discussion (id or title).
+        thread: String,
+        /// The post (its id).
+        post: String,
+        /// The new text.
+        text: String,
+    },
+    /// The discussions of a space.
+    Ls {
+        /// The space.
+        space: String,
+    },
+    /// Print a discussion (and count it as seen).
+    Cat {
+        /// The space.
+        space: String,
+        /// The discussion (id or title).
+        thread: String,
     },
 }
 
@@ -856,6 +923,73 @@ async fn client_command(
         Command::Doc { command } => doc_command(c, command, json_out).await?,
         Command::File { command } => file_command(c, command, json_out).await?,
         Command::Folder { command } => folder_command(c, command, json_out).await?,
+        Command::Thread { command } => thread_command(c, command, json_out).await?,
+        Command::Activity { seen } => {
+            c.sync_all().await?;
+            let items = c.activity();
+            let value: Vec<Value> = items
+                .iter()
+                .map(|i| {
+                    json!({
+                        "space": i.space.to_hex(),
+                        "id": i.stream.to_hex(),
+                        "kind": i.kind.as_str(),
+                        "title": i.title,
+                        "new": i.changes.new,
+                        "by": i.changes.by,
+                        "posts": i.changes.posts,
+                        "mentions": i.changes.mentions,
+                        "added": i.changes.added,
+                    })
+                })
+                .collect();
+            let mentions: usize = items.iter().map(|i| i.changes.mentions).sum();
+            print(
+                json_out,
+                json!({ "items": value, "mentions": mentions }),
+                || {
+                    if items.is_empty() {
+                        return "nothing new".to_owned();
+                    }
+                    let mut lines = Vec::new();
+                    for i in &items {
+                        let by = i.changes.by.join(", ");
+                        let mut line = match i.kind {
+                            amicus_core::activity::Kind::Library => format!(
+                                "{} library: {} added by {by}",
+                                i.space,
+                                if i.changes.added.is_empty() {
+                                    "changes".to_owned()
+                                } else {
+                                    i.changes.added.join(", ")
+                                }
+                            ),
+                            kind => format!(
+                                "{} {} {} «{}»: {} by {by}",
+                                i.space,
+                                kind.as_str(),
+                                i.stream,
+                                i.title,
+                                if i.changes.new { "new" } else { "changed" },
+                            ),
+                        };
+                        if i.changes.posts > 0 {
+                            line.push_str(&format!(", {} new post(s)", i.changes.posts));
+                        }
+                        if i.changes.mentions > 0 {
+                            line.push_str(&format!(", {} mention(s) of you", i.changes.mentions));
+                        }
+                        lines.push(line);
+                    }
+                    lines.join("\n")
+                },
+            );
+            if seen {
+                for i in &items {
+                    c.seen(i.space, i.stream)?;
+                }
+            }
+        }
         Command::Publish {
             space: s,
             doc,
@@ -1047,6 +1181,7 @@ async fn doc_command(c: &mut Client, command: DocCommand, json_out: bool) -> any
         }
         DocCommand::Cat { space: s, doc } => {
             let f = c.read(space(&s)?, stream(&doc)?)?;
+            c.seen(space(&s)?, stream(&doc)?)?;
             print(json_out, serde_json::to_value(&f)?, || {
                 let mut out = format!("# {}\n\n{}", f.title, f.body);
                 // Comments after the text, each on the passage it marks,
@@ -1182,12 +1317,135 @@ fn unsent(
     Ok(())
 }
 
+async fn thread_command(
+    c: &mut Client,
+    command: ThreadCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    c.sync_all().await?;
+    let attachments =
+        |c: &mut Client, id: SpaceId, names: &[String]| -> anyhow::Result<Vec<String>> {
+            names
+                .iter()
+                .map(|n| {
+                    c.entry_id(id, "file", n)
+                        .or_else(|_| c.entry_id(id, "document", n))
+                        .map_err(|_| {
+                            anyhow::anyhow!("the library has no file or filing {n:?} to attach")
+                        })
+                })
+                .collect()
+        };
+    match command {
+        ThreadCommand::New {
+            space: s,
+            title,
+            text,
+            attach,
+        } => {
+            let id = space(&s)?;
+            let attach = attachments(c, id, &attach)?;
+            let stream = c.new_discussion(id, &title, &text, &attach).await?;
+            print(json_out, json!({ "thread": stream.to_hex() }), || {
+                stream.to_hex()
+            });
+        }
+        ThreadCommand::Reply {
+            space: s,
+            thread,
+            text,
+            to,
+            attach,
+        } => {
+            let id = space(&s)?;
+            let stream = stream(&c.entry_id(id, "discussion", &thread)?)?;
+            let attach = attachments(c, id, &attach)?;
+            let post = c.post(id, stream, to.as_deref(), &text, &attach).await?;
+            print(json_out, json!({ "post": post }), || post.clone());
+        }
+        ThreadCommand::Edit {
+            space: s,
+            thread,
+            post,
+            text,
+        } => {
+            let id = space(&s)?;
+            let stream = stream(&c.entry_id(id, "discussion", &thread)?)?;
+            c.edit_post(id, stream, &post, &text).await?;
+            print(json_out, json!({ "edited": post }), || "saved".to_owned());
+        }
+        ThreadCommand::Ls { space: s } => list(c, &s, json_out, Some("discussion"))?,
+        ThreadCommand::Cat { space: s, thread } => {
+            let id = space(&s)?;
+            let stream = stream(&c.entry_id(id, "discussion", &thread)?)?;
+            let d = c.discussion(id, stream)?;
+            let who = |a: &amicus_core::document::filing::Author| json!({ "author": a.name, "verified": a.verified });
+            let posts: Vec<Value> = d
+                .posts
+                .iter()
+                .map(|p| {
+                    json!({
+                        "post": p.id,
+                        "author": p.author.name,
+                        "verified": p.author.verified,
+                        "by": who(&p.by),
+                        "text": p.text,
+                        "at": p.at_ms.and_then(amicus_cli::client::rfc3339),
+                        "edited": p.edited_ms.and_then(amicus_cli::client::rfc3339),
+                        "reply_to": p.reply_to,
+                        "attachments": p.attachments,
+                        "mentions": p.mentions,
+                    })
+                })
+                .collect();
+            print(
+                json_out,
+                json!({ "thread": stream.to_hex(), "title": d.title, "posts": posts }),
+                || {
+                    let mut out = format!("# {}", d.title);
+                    for (p, v) in d.posts.iter().zip(&posts) {
+                        let when = v["at"]
+                            .as_str()
+                            .map(|a| format!(" ({a})"))
+                            .unwrap_or_default();
+                        let reply = p
+                            .reply_to
+                            .as_ref()
+                            .map(|r| format!(" in reply to {r}"))
+                            .unwrap_or_default();
+                        let edited = match (&p.edited_ms, p.edited_by_other()) {
+                            (_, true) => {
+                                format!(" [text written by {}, not by {}]", author(v), p.by.name)
+                            }
+                            (Some(_), false) => " [edited]".to_owned(),
+                            _ => String::new(),
+                        };
+                        out.push_str(&format!(
+                            "\n\n[post {}] {}{when}{reply}{edited}:\n{}",
+                            p.id,
+                            author(v),
+                            p.text
+                        ));
+                        if !p.attachments.is_empty() {
+                            out.push_str(&format!("\nattached: {}", p.attachments.join(", ")));
+                        }
+                    }
+                    out
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
 fn list(c: &mut Client, s: &str, json_out: bool, only: Option<&str>) -> anyhow::Result<()> {
     let entries: Vec<_> = c
         .library(space(s)?)?
         .into_iter()
         .filter(|e| only.is_none_or(|k| e.kind == k))
         .collect();
+    let id = space(s)?;
+    c.seen(id, amicus_core::library::stream(id))?;
     print(json_out, json!({ "entries": entries }), || {
         entries
             .iter()

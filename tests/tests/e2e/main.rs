@@ -4,6 +4,7 @@
 mod browser;
 mod canaries;
 mod coedit;
+mod discussions;
 mod durability;
 mod files;
 mod fuzz_regressions;

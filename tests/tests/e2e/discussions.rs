@@ -1,0 +1,153 @@
+//! Discussions, mentions and activity through the `amicus` command, as a
+//! litigation team uses them (PROTOCOL §9.5, §9.6).
+
+use amicus_core::space::Role;
+use serde_json::Value;
+
+use crate::support::{Server, amicus_json, amicus_refused, register};
+
+/// The activity item of `kind` about `id` in `activity --json`.
+fn item<'a>(activity: &'a Value, kind: &str, id: &str) -> Option<&'a Value> {
+    activity["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == kind && i["id"] == id)
+}
+
+/// Amina opens a discussion that mentions Bruno and attaches a filing;
+/// Bruno sees it in his activity (one post, one mention, by Amina), reads
+/// it, which clears it, and replies; a mention of someone outside the space
+/// is refused with a sentence and writes nothing; Amina cannot edit his
+/// post, edits her own, and sees his reply as activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discussion_with_a_reply_and_a_mention_reaches_the_mentioned_members_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut amina = register(dir.path(), &server, "amina").await;
+    let bruno = register(dir.path(), &server, "bruno").await;
+    let _chidi = register(dir.path(), &server, "chidi").await;
+    let space = amina.create_space().await.unwrap();
+    amina
+        .invite(space, "bruno", Role::Contributor)
+        .await
+        .unwrap();
+    let filing = amina.new_document(space, "Requête").await.unwrap();
+    drop((amina, bruno));
+    let (a, b) = (dir.path().join("amina"), dir.path().join("bruno"));
+    let s = space.to_hex();
+
+    // Bruno has seen the space's library as it is now.
+    amicus_json(&b, &["doc", "ls", &s]);
+    let refused = amicus_refused(&a, &["thread", "new", &s, "Audience", "Avec @chidi ?"]);
+    assert!(
+        refused.contains("@chidi is not a member of this space"),
+        "{refused}"
+    );
+    let opened = amicus_json(
+        &a,
+        &[
+            "thread",
+            "new",
+            &s,
+            "Audience du 12",
+            "@bruno, peux-tu plaider ? Voir la requête.",
+            "--attach",
+            "Requête",
+        ],
+    );
+    let thread = opened["thread"].as_str().unwrap().to_owned();
+    assert_eq!(
+        amicus_json(&a, &["thread", "ls", &s])["entries"][0]["name"],
+        "Audience du 12"
+    );
+
+    let activity = amicus_json(&b, &["activity"]);
+    let it = item(&activity, "discussion", &thread).expect("the discussion in Bruno's activity");
+    assert_eq!(it["title"], "Audience du 12");
+    assert_eq!(
+        (it["posts"].as_u64(), it["mentions"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(it["by"], serde_json::json!(["amina"]));
+    let library = item(
+        &activity,
+        "library",
+        &amicus_core::library::stream(space).to_hex(),
+    )
+    .expect("the new discussion in the library");
+    assert_eq!(library["added"], serde_json::json!(["Audience du 12"]));
+    assert_eq!(activity["mentions"], 1);
+
+    let read = amicus_json(&b, &["thread", "cat", &s, "Audience du 12"]);
+    let first = read["posts"][0].clone();
+    assert_eq!(first["author"], "amina");
+    assert_eq!(first["verified"], true);
+    assert_eq!(first["mentions"], serde_json::json!(["bruno"]));
+    assert_eq!(first["attachments"], serde_json::json!([filing.to_hex()]));
+    let after = amicus_json(&b, &["activity"]);
+    assert!(item(&after, "discussion", &thread).is_none(), "{after}");
+    let first_id = first["post"].as_str().unwrap().to_owned();
+
+    let refused = amicus_refused(
+        &b,
+        &[
+            "thread",
+            "reply",
+            &s,
+            &thread,
+            "Et @chidi ?",
+            "--to",
+            &first_id,
+        ],
+    );
+    assert!(refused.contains("@chidi"), "{refused}");
+    let reply = amicus_json(
+        &b,
+        &[
+            "thread",
+            "reply",
+            &s,
+            &thread,
+            "Oui, @amina.",
+            "--to",
+            &first_id,
+        ],
+    );
+    let reply_id = reply["post"].as_str().unwrap().to_owned();
+
+    let refused = amicus_refused(&a, &["thread", "edit", &s, &thread, &reply_id, "Non."]);
+    assert!(refused.contains("only a post's author"), "{refused}");
+    amicus_json(
+        &a,
+        &[
+            "thread",
+            "edit",
+            &s,
+            &thread,
+            &first_id,
+            "@bruno, plaide le 12.",
+        ],
+    );
+    let seen_by_amina = amicus_json(&a, &["activity", "--seen"]);
+    let it = item(&seen_by_amina, "discussion", &thread).expect("Bruno's reply");
+    assert_eq!(
+        (it["posts"].as_u64(), it["mentions"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        amicus_json(&a, &["activity"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "--seen counts everything as seen"
+    );
+
+    let read = amicus_json(&b, &["thread", "cat", &s, &thread]);
+    let posts = read["posts"].as_array().unwrap();
+    assert_eq!(posts.len(), 2, "one refused reply wrote nothing: {read}");
+    assert_eq!(posts[0]["text"], "@bruno, plaide le 12.");
+    assert!(posts[0]["edited"].is_string());
+    assert_eq!(posts[1]["reply_to"], first_id.as_str());
+    assert_eq!(posts[1]["author"], "bruno");
+}
