@@ -835,6 +835,46 @@ export class Client {
     return stream;
   }
 
+  /** A new discussion with its first post (`attachments`: library entry
+   * ids), sent at once; its id.
+   * @param {string} space @param {string} title @param {string} text @param {string[]} [attachments] */
+  async newDiscussion(space, title, text, attachments = []) {
+    const stream = this.device.new_discussion(space, title, text, attachments);
+    await this.flush(space, stream);
+    await this.flush(space, Device.library_stream(space));
+    return stream;
+  }
+
+  /** Posts in a discussion (a reply to `replyTo`, or "" for none), sent at once.
+   * @param {string} space @param {string} stream @param {string} replyTo @param {string} text @param {string[]} [attachments] */
+  async post(space, stream, replyTo, text, attachments = []) {
+    const id = this.device.post(space, stream, replyTo, text, attachments);
+    await this.flush(space, stream);
+    return id;
+  }
+
+  /** Replaces the text of one of this user's posts, sent at once.
+   * @param {string} space @param {string} stream @param {string} post @param {string} text */
+  async editPost(space, stream, post, text) {
+    this.device.edit_post(space, stream, post, text);
+    await this.flush(space, stream);
+  }
+
+  /** Counts a document (or a space's library) as seen as this browser
+   * holds it now; kept with the state, in this browser only.
+   * @param {string} space @param {string} stream */
+  seen(space, stream) {
+    try {
+      this.device.mark_seen(space, stream);
+    } catch (_) {
+      return; // not in the space (any more)
+    }
+    if (this.device.changed()) {
+      this.pump();
+      this.emit("activity", {});
+    }
+  }
+
   /** Sends a presence message to the members online (best effort).
    * @param {string} space @param {unknown} payload */
   presence(space, payload) {

@@ -3,6 +3,8 @@
 //   #/                       spaces
 //   #/space/ID               a space: members, library
 //   #/doc/SPACE/STREAM       the editor
+//   #/thread/SPACE/STREAM    a discussion
+//   #/activity               what changed since the person last looked
 //   #/search                 the public library
 //   #/devices                this user's devices
 //   #/unsent                 edits not sent, to save or discard
@@ -57,7 +59,7 @@ function fail(e) {
   console.error(e);
   // Errors with a code the interface words are said in the person's
   // language; the others with the engine's sentence.
-  const known = { bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly", not_manager: "notManager" }[e && e.code];
+  const known = { bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly", not_manager: "notManager", mention: "mentionRefused", not_author: "notAuthor" }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
 
@@ -78,6 +80,7 @@ function header() {
         "nav",
         { "aria-label": t("app") },
         h("a", { href: "#/" }, t("spaces")),
+        activityLink(),
         h("a", { href: "#/search" }, t("publicLibrary")),
         h("a", { href: "#/devices" }, t("devices")),
         administrator ? h("a", { href: "#/admin", id: "admin-link" }, t("admin")) : null,
@@ -89,6 +92,27 @@ function header() {
       )
     : null;
   return h("header", {}, h("h1", {}, h("a", { href: "#/" }, t("app"))), nav, h("label", { class: "lang" }, t("language"), " ", select));
+}
+
+/** What others changed since this person last looked, in every space
+ * (computed in this browser by the engine); [] while it cannot be read. */
+function activityItems() {
+  try {
+    return client.device.activity();
+  } catch (_) {
+    return [];
+  }
+}
+
+/** The navigation's link to the activity page, with how many documents
+ * changed and how many mentions wait. */
+function activityLink() {
+  const items = activityItems();
+  const m = items.reduce((sum, i) => sum + i.mentions, 0);
+  return h("a", { href: "#/activity", id: "activity-link", "data-count": items.length, "data-mentions": m },
+    t("activity"),
+    items.length ? h("span", { class: "badge", title: t("activityBadge", { n: items.length, m }), "aria-label": t("activityBadge", { n: items.length, m }) },
+      m ? `${items.length} · @${m}` : String(items.length)) : null);
 }
 
 /** How many documents have edits the server has not acknowledged, kept in
@@ -111,6 +135,8 @@ function render() {
   const [, view, a, b] = location.hash.split("/");
   if (view === "space" && a) return spaceView(main, a);
   if (view === "doc" && a && b) return editorView(main, a, b);
+  if (view === "thread" && a && b) return discussionView(main, a, b);
+  if (view === "activity") return activityView(main);
   if (view === "search") return searchView(main);
   if (view === "public" && a && b) return publicView(main, a, b);
   if (view === "devices") return devicesView(main);
@@ -266,6 +292,26 @@ function started() {
   client.events.addEventListener("unsent", () => {
     document.getElementById("unsent")?.replaceWith(unsentNote());
   });
+  // The activity count follows what arrives and what the person looks at;
+  // while the tab is hidden, a browser notice (if allowed) says only that
+  // something is new and how many mentions wait.
+  let counting;
+  let noticed = activityItems().length;
+  const recount = () => {
+    clearTimeout(counting);
+    counting = setTimeout(() => {
+      if (!client) return;
+      const link = activityLink();
+      document.getElementById("activity-link")?.replaceWith(link);
+      const n = Number(link.dataset.count);
+      if (n > noticed && document.hidden && "Notification" in window && Notification.permission === "granted") {
+        new Notification(t("app"), { body: t("browserNoticeBody", { m: link.dataset.mentions }), tag: "amicus-activity" });
+      }
+      noticed = n;
+    }, 250);
+  };
+  client.events.addEventListener("changed", recount);
+  client.events.addEventListener("activity", recount);
   client.events.addEventListener("presence", (/** @type {any} */ e) => {
     const { space, user, device, payload } = e.detail;
     if (!payload || typeof payload.doc !== "string") return;
@@ -416,6 +462,7 @@ function spaceView(main, space) {
   }
   const membersBox = h("section", { id: "members", "aria-labelledby": "members-h" });
   const libraryBox = h("section", { id: "library", "aria-labelledby": "library-h" });
+  const discussionsBox = h("section", { id: "discussions", "aria-labelledby": "discussions-h" });
   const progress = h("progress", { id: "progress", max: 1, value: 0, hidden: true });
   const progressText = h("span", { id: "progress-text", role: "status", "aria-live": "polite" });
 
@@ -523,10 +570,11 @@ function spaceView(main, space) {
     const readOnly = Boolean(summary?.read_only);
     let entries = [];
     try {
-      entries = client.device.library(space);
+      entries = client.device.library(space).filter((e) => e.kind !== "discussion");
     } catch (_) {
       /* not readable yet */
     }
+    client.seen(space, client.libraryStream(space));
     const folders = entries.filter((e) => e.kind === "folder");
     const byId = new Map(folders.map((f) => [f.id, f]));
     // A folder whose chain of parents does not reach the top (removed, or
@@ -678,13 +726,51 @@ function spaceView(main, space) {
       p.description ? h("p", { id: "space-description", class: "description", dir: "auto" }, p.description) : null,
       me === "space_manager" ? h("details", { id: "rename-space" }, h("summary", {}, t("renameSpace")), form) : null);
   };
-  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), profileBox, h("div", { class: "columns" }, libraryBox, membersBox));
+  // The discussions, each with what is new in it; a form to start one.
+  const drawDiscussions = () => {
+    if (discussionsBox.querySelector("#new-discussion textarea")?.value) return; // being typed
+    const summary = client.device.spaces().find((s) => s.id === space);
+    let list = [];
+    try {
+      list = client.device.library(space).filter((e) => e.kind === "discussion");
+    } catch (_) {
+      /* not readable yet */
+    }
+    const news = new Map(activityItems().filter((i) => i.space === space).map((i) => [i.id, i]));
+    const text = h("textarea", { name: "text", required: true, rows: 3, dir: "auto", maxlength: 20000 });
+    fill(discussionsBox,
+      h("h3", { id: "discussions-h" }, t("discussions")),
+      list.length
+        ? h("ul", { class: "discussions" }, list.map((d) => {
+            const n = news.get(d.id);
+            return h("li", { "data-discussion": d.id },
+              h("a", { href: `#/thread/${space}/${d.id}`, class: "discussion-link", dir: "auto" }, d.name || "—"),
+              n ? h("span", { class: "badge", "data-posts": n.posts, "data-mentions": n.mentions }, n.mentions ? `${n.posts} · @${n.mentions}` : String(n.posts || t("activityNew"))) : null);
+          }))
+        : h("p", { class: "muted" }, t("noDiscussions")),
+      summary?.read_only ? null : h("details", { id: "start-discussion" }, h("summary", {}, t("newDiscussion")),
+        h("form", { id: "new-discussion", onsubmit: async (e) => {
+          e.preventDefault();
+          status(t("working"));
+          try {
+            const id = await client.newDiscussion(space, e.target.subject.value, text.value);
+            text.value = "";
+            status("");
+            location.hash = `#/thread/${space}/${id}`;
+          } catch (err) { fail(err); }
+        } },
+        field(t("discussionTitle"), h("input", { name: "subject", required: true, maxlength: 200, dir: "auto" })),
+        field(t("postText"), text), mentionChips(space, text),
+        h("button", { type: "submit" }, t("sendPost")))));
+  };
+  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox);
   drawProfile();
   drawMembers();
   drawLibrary();
+  drawDiscussions();
   drawInterrupted();
   client.sync(space).catch(() => {});
-  const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); drawProfile(); } };
+  const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); drawProfile(); drawDiscussions(); } };
   const onMembers = (e) => { if (e.detail.space === space) { drawMembers(); drawProfile(); } };
   client.events.addEventListener("changed", onChanged);
   client.events.addEventListener("members", onMembers);
@@ -692,6 +778,195 @@ function spaceView(main, space) {
     client.events.removeEventListener("changed", onChanged);
     client.events.removeEventListener("members", onMembers);
   });
+}
+
+/** Buttons that put `@user` for each other member of the space into `input`
+ * where the caret is (mentions are offered from the members only). */
+function mentionChips(space, input) {
+  let users = [];
+  try {
+    users = [...new Set(client.device.members(space).map((m) => m.user))].filter((u) => u !== client.user);
+  } catch (_) {
+    /* removed */
+  }
+  if (!users.length) return null;
+  return h("p", { class: "mentions", role: "group", "aria-label": t("mentionHint") }, `${t("mentionHint")}: `,
+    users.map((u) => h("button", { type: "button", class: "mention-chip", "data-user": u, onclick: () => {
+      const at = input.selectionStart ?? input.value.length;
+      const before = input.value.slice(0, at);
+      const insert = `${before && !/\s$/.test(before) ? " " : ""}@${u} `;
+      input.value = before + insert + input.value.slice(input.selectionEnd ?? at);
+      input.focus();
+      input.selectionStart = input.selectionEnd = at + insert.length;
+    } }, `@${u}`)));
+}
+
+/** A post's or comment's text with the mentions the engine found marked. */
+function withMentions(text, mentions) {
+  const names = new Set(mentions);
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(/@([a-z0-9][a-z0-9._-]*)/g)) {
+    const name = m[1].replace(/[._-]+$/, "");
+    if (!names.has(name)) continue;
+    out.push(text.slice(last, m.index), h("mark", { class: "mention", "data-user": name, dir: "ltr" }, `@${name}`));
+    last = m.index + 1 + name.length;
+  }
+  out.push(text.slice(last));
+  return out;
+}
+
+/** A time as the writer's device gave it, in the reader's language and
+ * time zone; nothing when the writer gave none. */
+function timeOf(ms) {
+  return ms === undefined ? null
+    : h("time", { datetime: new Date(ms).toISOString(), class: "muted" },
+      new Intl.DateTimeFormat(language(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(ms)));
+}
+
+function discussionView(main, space, stream) {
+  if (!client.device.has_space(space)) {
+    main.append(h("p", { class: "warning" }, t("notInSpace")));
+    return;
+  }
+  let read;
+  try {
+    read = client.device.discussion(space, stream);
+  } catch (_) {
+    client.sync(space).then(() => render()).catch(() => {});
+    main.append(h("p", {}, t("working")));
+    return;
+  }
+  const summary = client.device.spaces().find((x) => x.id === space);
+  const readOnly = Boolean(summary?.read_only);
+  const postsBox = h("ol", { id: "posts", class: "posts" });
+  const entries = () => {
+    try {
+      return client.device.library(space).filter((e) => e.kind === "document" || e.kind === "file");
+    } catch (_) {
+      return [];
+    }
+  };
+  const attachment = (id) => {
+    const e = entries().find((x) => x.id === id);
+    if (!e) return h("li", { class: "muted" }, t("attachmentGone"));
+    return h("li", { "data-attachment": id }, e.kind === "document"
+      ? h("a", { href: `#/doc/${space}/${id}`, dir: "auto" }, e.name)
+      : h("button", { type: "button", class: "link file-link", "data-file": id, onclick: () => download(space, e, progress, progressText) }, `${e.name} (${formatSize(e.size)})`));
+  };
+  const progress = h("progress", { id: "progress", max: 1, value: 0, hidden: true });
+  const progressText = h("span", { id: "progress-text", role: "status", "aria-live": "polite" });
+  // A post form: its text, the member chips, what to attach.
+  const postForm = (id, label, send, initial = "") => {
+    const text = h("textarea", { name: "text", required: true, rows: 3, dir: "auto", maxlength: 20000 }, initial);
+    const attach = h("select", { name: "attach", multiple: true, size: 1 }, entries().map((e) => h("option", { value: e.id }, e.name)));
+    return h("form", { class: "post-form", id, onsubmit: async (e) => {
+      e.preventDefault();
+      status(t("working"));
+      try {
+        await send(text.value, [...attach.selectedOptions].map((o) => o.value));
+        text.value = "";
+        status("");
+        draw(true);
+      } catch (err) { fail(err); }
+    } }, field(label, text), mentionChips(space, text),
+    initial || !entries().length ? null : field(t("attach"), attach),
+    h("button", { type: "submit" }, t("sendPost")));
+  };
+  const byId = (posts) => new Map(posts.map((p) => [p.id, p]));
+  const draw = (force) => {
+    // A reply or an edit being typed is not drawn over.
+    if (!force && [...postsBox.querySelectorAll("details[open] textarea")].some((x) => x.value)) return;
+    try {
+      read = client.device.discussion(space, stream);
+    } catch (err) { return fail(err); }
+    const posts = byId(read.posts);
+    const item = (p) => h("li", { class: "post", "data-post": p.id, "data-author": p.author },
+      h("p", { class: "post-meta" }, h("strong", {}, authorName(p)), " ", timeOf(p.at_ms),
+        p.reply_to && posts.has(p.reply_to) ? h("span", { class: "muted reply-to" }, ` · ${t("inReplyTo", { author: posts.get(p.reply_to).author })}`) : null,
+        p.author !== p.by ? h("span", { class: "warning edited-by-other" }, ` · ${t("editedByOther", { author: p.author, by: p.by })}`)
+          : p.edited_ms !== undefined ? h("span", { class: "muted edited" }, ` · ${t("edited")}`) : null),
+      h("p", { class: "post-text", dir: "auto" }, withMentions(p.text, p.mentions)),
+      p.attachments.length ? h("ul", { class: "attachments" }, p.attachments.map(attachment)) : null,
+      readOnly ? null : h("details", { class: "reply" }, h("summary", {}, t("reply")),
+        postForm(null, t("postText"), (text, attach) => client.post(space, stream, p.id, text, attach))),
+      !readOnly && p.by === client.user && p.by_verified ? h("details", { class: "edit-post" }, h("summary", {}, t("editPost")),
+        postForm(null, t("postText"), (text) => client.editPost(space, stream, p.id, text), p.text)) : null,
+      // Replies under the post they answer (one level: a reply to a reply
+      // goes under the same first post).
+      p.reply_to ? null : (() => {
+        const replies = read.posts.filter((r) => r.reply_to && rootOf(r) === p.id);
+        return replies.length ? h("ol", { class: "replies" }, replies.map(item)) : null;
+      })());
+    const rootOf = (p) => {
+      let at = p;
+      for (let n = 0; at.reply_to && posts.has(at.reply_to) && n < read.posts.length; n++) at = posts.get(at.reply_to);
+      return at.id;
+    };
+    fill(postsBox, read.posts.filter((p) => !p.reply_to || !posts.has(p.reply_to)).map(item));
+    client.seen(space, stream);
+  };
+  main.append(...[
+    h("p", {}, h("a", { href: `#/space/${space}` }, `← ${t("back")}`)),
+    readOnly ? h("p", { id: "read-only", class: "warning", role: "status" }, t(summary?.removed ? "removed" : "readerOnly")) : null,
+    h("h2", { id: "thread-title", dir: "auto" }, read.title),
+    postsBox, progress, progressText,
+    readOnly ? null : postForm("new-post", t("postText"), (text, attach) => client.post(space, stream, "", text, attach)),
+  ].filter(Boolean));
+  draw(true);
+  const onChanged = (e) => { if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) draw(false); };
+  client.events.addEventListener("changed", onChanged);
+  onCleanup(() => client.events.removeEventListener("changed", onChanged));
+}
+
+function activityView(main) {
+  const box = h("section", { id: "activity", "aria-labelledby": "activity-h" });
+  const draw = () => {
+    const items = activityItems();
+    const spaces = [...new Set(items.map((i) => i.space))];
+    const describe = (i) => [
+      i.kind === "library" ? null : (i.new ? t("activityNew") : t("activityChangedBy", { names: i.by.join(", ") })),
+      i.kind === "library" && i.added.length ? t("activityAdded", { names: i.added.join(", ") }) : null,
+      i.kind === "library" && !i.added.length ? t("activityChangedBy", { names: i.by.join(", ") }) : null,
+      i.posts ? t("activityPosts", { n: i.posts }) : null,
+      i.mentions ? t("activityMentions", { n: i.mentions }) : null,
+    ].filter(Boolean).join(" · ");
+    const href = (i) => i.kind === "filing" ? `#/doc/${i.space}/${i.id}` : i.kind === "discussion" ? `#/thread/${i.space}/${i.id}` : `#/space/${i.space}`;
+    fill(box, h("h2", { id: "activity-h" }, t("activity")),
+      items.length
+        ? spaces.map((sp) => h("section", { class: "activity-space", "data-space": sp },
+            h("h3", { dir: "auto" }, h("a", { href: `#/space/${sp}` }, spaceLabel(sp))),
+            h("ul", {}, items.filter((i) => i.space === sp).map((i) => h("li", { class: `activity-item ${i.kind}`, "data-id": i.id, "data-kind": i.kind, "data-mentions": i.mentions, "data-posts": i.posts },
+              h("a", { href: href(i), dir: "auto" }, i.kind === "library" ? t("library") : i.title || "—"), " — ", describe(i))))))
+        : h("p", { id: "nothing-new" }, t("nothingNew")),
+      items.length ? h("button", { type: "button", id: "mark-all-seen", onclick: () => {
+        for (const i of items) client.seen(i.space, i.id);
+        draw();
+      } }, t("markAllSeen")) : null);
+  };
+  main.append(box);
+  draw();
+  client.events.addEventListener("changed", draw);
+  onCleanup(() => client.events.removeEventListener("changed", draw));
+}
+
+/** Browser notices while the tab is open in the background (the
+ * Notification API): they say only that something is new. */
+function browserNoticeSection() {
+  const box = h("section", { id: "browser-notices" }, h("h3", {}, t("browserNotices")), h("p", { class: "muted" }, t("browserNoticesExplain")));
+  if (!("Notification" in window)) return box;
+  const state = h("p", { class: "muted", role: "status" });
+  const show = () => {
+    state.textContent = Notification.permission === "granted" ? t("browserNoticesActive")
+      : Notification.permission === "denied" ? t("browserNoticesDenied") : "";
+  };
+  show();
+  box.append(state, Notification.permission === "default" ? h("button", { type: "button", id: "notices-on", onclick: async (e) => {
+    await Notification.requestPermission();
+    e.target.hidden = Notification.permission !== "default";
+    show();
+  } }, t("browserNoticesOn")) : null);
+  return box;
 }
 
 function formatSize(n) {
@@ -940,8 +1215,12 @@ function editorView(main, space, stream) {
     h("div", { class: "columns" }, editor.element, h("aside", {}, readOnly ? null : commentForm, commentsBox, readOnly ? null : versionForm, versionsBox, readOnly ? null : publishBox)),
   ].filter(Boolean));
   drawPresence();
+  client.seen(space, stream);
   const onChanged = (e) => {
-    if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) refresh();
+    if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) {
+      refresh();
+      client.seen(space, stream);
+    }
   };
   const onPresence = (e) => { if (e.detail.key === key) drawPresence(); };
   client.events.addEventListener("changed", onChanged);
@@ -1247,7 +1526,7 @@ async function devicesView(main) {
   } catch (err) {
     fail(err);
   }
-  main.append(recoverySection(), notificationSection(), lockSection());
+  main.append(recoverySection(), notificationSection(), browserNoticeSection(), lockSection());
   if (!client.device.holds_identity()) {
     pairing.append(h("p", { class: "muted" }, t("firstDeviceOnly")));
     return;

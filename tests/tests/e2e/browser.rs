@@ -1724,3 +1724,136 @@ async fn a_member_asks_for_email_in_the_browser_and_is_told_when_away() {
         assert!(!body.contains(secret), "{secret} in {body}");
     }
 }
+
+/// A discussion in the browser (Arabic, right to left, a 360-px phone):
+/// Amina's post that mentions Bruno shows in his navigation's counts and
+/// on his activity page, marked as a mention in the text; once read it
+/// leaves his activity; his reply, with a mention offered from the
+/// members, reaches Amina's device as a reply that mentions her; a mention
+/// of someone outside the space is refused in his language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let shots = target_dir().join("browser-screenshots-discussions");
+    let _ = std::fs::remove_dir_all(&shots);
+    let bruno = Browser::start("bruno", "ar", &shots, &dir.path().join("downloads")).await;
+    bruno.resize(360, 760).await;
+    sign_up(&bruno, &server.url, "bruno").await;
+
+    let mut amina = register(dir.path(), &server, "amina").await;
+    let _chidi = register(dir.path(), &server, "chidi").await;
+    let space = amina.create_space().await.unwrap();
+    amina
+        .invite(space, "bruno", amicus_core::space::Role::Contributor)
+        .await
+        .unwrap();
+    let thread = amina
+        .new_discussion(
+            space,
+            "Audience du 12",
+            "@bruno, peux-tu plaider le 12 ?",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    bruno
+        .wait_for(
+            "a mention counted in the navigation",
+            "const a = document.getElementById('activity-link'); return a && a.dataset.mentions === '1'",
+            LONG,
+        )
+        .await;
+    bruno.click("#activity-link").await;
+    let item = format!(".activity-item.discussion[data-id='{thread}']");
+    bruno.element(&item).await;
+    assert_eq!(
+        text_of(&bruno, &format!("{item} a")).await,
+        "Audience du 12"
+    );
+    let said = bruno
+        .js(
+            "return document.querySelector(arguments[0]).textContent",
+            json!([item]),
+        )
+        .await;
+    let said = said.as_str().unwrap_or_default();
+    assert!(said.contains("1 إشارة إليك"), "{said}");
+    bruno.screenshot("activity").await;
+    bruno.click(&format!("{item} a")).await;
+    bruno.element("mark.mention[data-user=bruno]").await;
+    assert_eq!(text_of(&bruno, "#thread-title").await, "Audience du 12");
+    bruno
+        .wait_for(
+            "the discussion no longer counted once read",
+            "const a = document.getElementById('activity-link'); return a && a.dataset.mentions === '0'",
+            LONG,
+        )
+        .await;
+
+    // A mention of someone outside the space is refused, in Arabic.
+    bruno
+        .type_into("#new-post textarea", "وماذا عن @chidi ؟")
+        .await;
+    bruno.click("#new-post button[type=submit]").await;
+    bruno
+        .wait_for(
+            "the refusal",
+            "return (document.getElementById('status')?.textContent || '').includes('لا يمكنك الإشارة')",
+            LONG,
+        )
+        .await;
+    bruno
+        .js(
+            "document.querySelector('#new-post textarea').value = ''",
+            json!([]),
+        )
+        .await;
+
+    // His reply under her post, with her name offered from the members.
+    bruno.click("li.post details.reply summary").await;
+    bruno
+        .type_into("li.post details.reply textarea", "نعم، سأترافع.")
+        .await;
+    bruno
+        .click("li.post details.reply .mention-chip[data-user=amina]")
+        .await;
+    bruno
+        .click("li.post details.reply button[type=submit]")
+        .await;
+    bruno.element("ol.replies li.post[data-author=bruno]").await;
+    let fits = bruno
+        .js(
+            "return document.documentElement.scrollWidth <= window.innerWidth && document.dir === 'rtl'",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        fits,
+        json!(true),
+        "the discussion fits a 360-px screen, right to left"
+    );
+    bruno.screenshot("discussion").await;
+
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        amina.sync(space).await.unwrap();
+        let read = amina.discussion(space, thread).unwrap();
+        if let Some(reply) = read.posts.get(1) {
+            assert_eq!(reply.text, "نعم، سأترافع. @amina");
+            assert_eq!(reply.reply_to.as_deref(), Some(read.posts[0].id.as_str()));
+            assert!(reply.author.verified && reply.author.name == "bruno");
+            assert_eq!(reply.mentions, vec!["amina".to_owned()]);
+            assert_eq!(read.posts.len(), 2, "the refused post wrote nothing");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Bruno's reply never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
