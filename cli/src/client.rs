@@ -136,6 +136,9 @@ pub struct Listed {
     pub size: Option<u64>,
     /// The folder it is in (a folder's parent; empty: the top).
     pub folder: String,
+    /// How many versions a file has (the current one included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<usize>,
 }
 
 /// The device's client.
@@ -947,6 +950,7 @@ impl Client {
                         name,
                         size: None,
                         folder,
+                        versions: None,
                     },
                     library::Entry::Document { stream, title, .. } => Listed {
                         kind: "document",
@@ -954,6 +958,7 @@ impl Client {
                         name: title,
                         size: None,
                         folder,
+                        versions: None,
                     },
                     library::Entry::Discussion { stream, title } => Listed {
                         kind: "discussion",
@@ -961,15 +966,53 @@ impl Client {
                         name: title,
                         size: None,
                         folder,
+                        versions: None,
                     },
-                    library::Entry::File { manifest, .. } => Listed {
+                    library::Entry::File {
+                        id,
+                        manifest,
+                        versions,
+                        ..
+                    } => Listed {
                         kind: "file",
-                        id: manifest.file_id.to_string(),
+                        id,
                         name: manifest.name.clone(),
                         size: Some(manifest.plaintext_size),
                         folder,
+                        versions: Some(versions.len() + 1),
                     },
                 }
+            })
+            .collect())
+    }
+
+    /// The versions of a library file (by name or id), the current one
+    /// last: each version's file id (what `file get` takes), name and size.
+    pub fn file_versions(&mut self, id: SpaceId, file: &str) -> Result<Vec<Value>, ClientError> {
+        let entry = self.entry_id(id, "file", file)?;
+        let found = self.library_entries(id)?.into_iter().find_map(|e| match e {
+            library::Entry::File {
+                id,
+                manifest,
+                versions,
+                ..
+            } if id == entry => Some((manifest, versions)),
+            _ => None,
+        });
+        let (current, versions) =
+            found.ok_or_else(|| ClientError::NotFound(format!("no file {file} in this space")))?;
+        Ok(versions
+            .iter()
+            .chain(std::iter::once(&*current))
+            .enumerate()
+            .map(|(n, m)| {
+                json!({
+                    "version": n + 1,
+                    "file": m.file_id.to_string(),
+                    "name": m.name,
+                    "size": m.plaintext_size,
+                    "current": m.file_id == current.file_id,
+                })
             })
             .collect())
     }
@@ -1085,6 +1128,59 @@ impl Client {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<FileManifest, ClientError> {
         self.sync(id).await?;
+        let manifest = self.send_file(id, path, name, progress).await?;
+        let lib = library::stream(id);
+        self.engine
+            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, folder))??;
+        self.flush(id, lib).await?;
+        self.home.remove(&upload_record_name(id, path))?;
+        self.save()?;
+        Ok(manifest)
+    }
+
+    /// Uploads `path` as the new version of the library's file `entry` (its
+    /// id); the version it replaces stays downloadable.
+    pub async fn put_version(
+        &mut self,
+        id: SpaceId,
+        path: &Path,
+        entry: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<FileManifest, ClientError> {
+        self.sync(id).await?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".to_owned());
+        // Refused before anything is sent when there is no such file.
+        if !self
+            .library_entries(id)?
+            .iter()
+            .any(|e| matches!(e, library::Entry::File { id, .. } if id == entry))
+        {
+            return Err(ClientError::NotFound(format!(
+                "no file {entry} in this space"
+            )));
+        }
+        let manifest = self.send_file(id, path, &name, progress).await?;
+        let lib = library::stream(id);
+        self.engine
+            .edit(id, lib, |r| library::add_version(r.doc(), entry, &manifest))??;
+        self.flush(id, lib).await?;
+        self.home.remove(&upload_record_name(id, path))?;
+        self.save()?;
+        Ok(manifest)
+    }
+
+    /// Seals and sends a file's chunks (resuming an interrupted upload of
+    /// the same path); its manifest, not listed yet.
+    async fn send_file(
+        &mut self,
+        id: SpaceId,
+        path: &Path,
+        name: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<FileManifest, ClientError> {
         let meta = tokio::fs::metadata(path)
             .await
             .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
@@ -1142,7 +1238,7 @@ impl Client {
                     // The file changed since the interrupted upload: start
                     // afresh under a new secret (no nonce is reused).
                     self.home.remove(&upload_name)?;
-                    return Box::pin(self.put_file_in(id, path, name, folder, progress)).await;
+                    return Box::pin(self.send_file(id, path, name, progress)).await;
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -1157,12 +1253,6 @@ impl Client {
         }
         let (rest, manifest) = sealer.finish()?;
         debug_assert!(rest.is_empty(), "every chunk was taken one by one");
-        let lib = library::stream(id);
-        self.engine
-            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, folder))??;
-        self.flush(id, lib).await?;
-        self.home.remove(&upload_name)?;
-        self.save()?;
         Ok(manifest)
     }
 
@@ -1217,20 +1307,57 @@ impl Client {
         out: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, ClientError> {
+        self.get_file_version(id, name_or_id, None, out, progress)
+            .await
+    }
+
+    /// [`Self::get_file`] of one version: `version` counts from 1, the
+    /// oldest (`None`: the current one); a version's own file id, as
+    /// `file versions` lists it, also names it.
+    pub async fn get_file_version(
+        &mut self,
+        id: SpaceId,
+        name_or_id: &str,
+        version: Option<usize>,
+        out: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, ClientError> {
         self.sync(id).await?;
-        let manifest = self
-            .library_entries(id)?
-            .into_iter()
-            .find_map(|e| match e {
-                library::Entry::File { manifest, .. }
-                    if manifest.name == name_or_id
-                        || manifest.file_id.to_string() == name_or_id =>
-                {
-                    Some(manifest)
-                }
-                _ => None,
-            })
-            .ok_or_else(|| ClientError::NotFound(format!("no file {name_or_id} in this space")))?;
+        let not_found = || ClientError::NotFound(format!("no file {name_or_id} in this space"));
+        let mut found = None;
+        for e in self.library_entries(id)? {
+            let library::Entry::File {
+                id: entry,
+                manifest,
+                mut versions,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let named = manifest.name == name_or_id || entry == name_or_id;
+            versions.push(*manifest);
+            if named {
+                found = Some(match version {
+                    None => versions.pop().ok_or_else(not_found)?,
+                    Some(n) => versions.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
+                        ClientError::NotFound(format!(
+                            "{name_or_id} has {} version(s), not a version {n}",
+                            versions.len()
+                        ))
+                    })?,
+                });
+                break;
+            }
+            if let Some(m) = versions
+                .into_iter()
+                .find(|m| m.file_id.to_string() == name_or_id)
+            {
+                found = Some(m);
+                break;
+            }
+        }
+        let manifest = found.ok_or_else(not_found)?;
         let mut opener = FileOpener::new(&manifest)?;
         let part = out.with_extension("part");
         let mut file = tokio::fs::File::create(&part)

@@ -49,7 +49,7 @@ use zeroize::Zeroizing;
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
 /** An interrupted upload, as its sealed progress describes it. */
-export interface SavedUploadInfo { file: string; space: string; folder: string; name: string; size: number; done: number; chunks: number }
+export interface SavedUploadInfo { file: string; space: string; folder: string; replaces: string; name: string; size: number; done: number; chunks: number }
 /** A sealed chunk to store under its id. */
 export interface SealedChunk { index: number; id: string; blob: Uint8Array }
 "#;
@@ -961,6 +961,9 @@ impl Device {
                         name,
                         folder: Some(parent),
                         size: None,
+                        media_type: None,
+                        versions: Vec::new(),
+                        current: None,
                     },
                     library::Entry::Document {
                         stream,
@@ -972,6 +975,9 @@ impl Device {
                         name: title,
                         folder: Some(folder),
                         size: None,
+                        media_type: None,
+                        versions: Vec::new(),
+                        current: None,
                     },
                     library::Entry::Discussion { stream, title } => LibraryEntry {
                         kind: EntryKind::Discussion,
@@ -979,13 +985,31 @@ impl Device {
                         name: title,
                         folder: None,
                         size: None,
+                        media_type: None,
+                        versions: Vec::new(),
+                        current: None,
                     },
-                    library::Entry::File { manifest, folder } => LibraryEntry {
+                    library::Entry::File {
+                        id,
+                        manifest,
+                        folder,
+                        versions,
+                    } => LibraryEntry {
                         kind: EntryKind::File,
-                        id: manifest.file_id.to_string(),
+                        id,
+                        media_type: Some(manifest.media_type.clone()),
                         name: manifest.name,
                         folder: Some(folder),
                         size: Some(manifest.plaintext_size as f64),
+                        versions: versions
+                            .into_iter()
+                            .map(|m| FileVersion {
+                                file: m.file_id.to_string(),
+                                name: m.name,
+                                size: m.plaintext_size as f64,
+                            })
+                            .collect(),
+                        current: Some(manifest.file_id.to_string()),
                     },
                 })
                 .collect(),
@@ -1260,6 +1284,23 @@ impl Device {
         })
     }
 
+    /// Makes a sealed file (its manifest from [`Upload::finish`]) the new
+    /// version of the library's file `entry`; it goes out with the
+    /// library's next flush.
+    pub fn add_version(
+        &mut self,
+        space: &str,
+        entry: &str,
+        manifest: &[u8],
+    ) -> Result<(), JsValue> {
+        let id = space_id(space)?;
+        let manifest: FileManifest =
+            postcard::from_bytes(manifest).map_err(|_| bad("not a file manifest"))?;
+        self.edit(id, library::stream(id), |doc| {
+            library::add_version(doc, entry, &manifest)
+        })
+    }
+
     /// Starts downloading a file of the library (by file id).
     pub fn download(&mut self, space: &str, file: &str) -> Result<Download, JsValue> {
         let id = space_id(space)?;
@@ -1267,15 +1308,10 @@ impl Device {
         let replica = view
             .existing_replica(library::stream(id))
             .ok_or_else(|| fail(ErrorCode::Document, "this space has no library yet"))?;
-        let manifest = library::entries(replica.doc())
+        // A version's own file id (`current` or one of `versions` in the
+        // listing); a file's id in the library is its first version's.
+        let manifest = library::manifest(replica.doc(), file)
             .map_err(doc_err)?
-            .into_iter()
-            .find_map(|e| match e {
-                library::Entry::File { manifest, .. } if manifest.file_id.to_string() == file => {
-                    Some(manifest)
-                }
-                _ => None,
-            })
             .ok_or_else(|| fail(ErrorCode::Document, format!("no file {file} in this space")))?;
         let opener = FileOpener::new(&manifest).map_err(doc_err)?;
         Ok(Download {
@@ -1389,6 +1425,7 @@ pub struct Upload {
     /// Where the file goes (kept with the sealed progress).
     space: String,
     folder: String,
+    replaces: String,
 }
 
 /// The sealed item of an upload in progress.
@@ -1400,14 +1437,32 @@ struct SavedUpload {
     progress: UploadProgress,
     space: String,
     folder: String,
+    /// The library file this upload becomes a new version of ("": none).
+    replaces: String,
+}
+
+/// What version 1 of a saved upload held (no `replaces`).
+#[derive(serde::Deserialize)]
+struct SavedUploadV1 {
+    progress: UploadProgress,
+    space: String,
+    folder: String,
 }
 
 fn open_upload(sealed: &[u8], key: &StateKey) -> Result<SavedUpload, JsValue> {
     let bytes = key.0.open(UPLOAD_ITEM, sealed).map_err(err)?;
+    let corrupt = || err("the saved upload is corrupt or from another version");
     match bytes.split_first() {
-        Some((1, rest)) => postcard::from_bytes(rest)
-            .map_err(|_| err("the saved upload is corrupt or from another version")),
-        _ => Err(err("the saved upload is corrupt or from another version")),
+        Some((2, rest)) => postcard::from_bytes(rest).map_err(|_| corrupt()),
+        Some((1, rest)) => postcard::from_bytes::<SavedUploadV1>(rest)
+            .map(|v| SavedUpload {
+                progress: v.progress,
+                space: v.space,
+                folder: v.folder,
+                replaces: String::new(),
+            })
+            .map_err(|_| corrupt()),
+        _ => Err(corrupt()),
     }
 }
 
@@ -1444,6 +1499,7 @@ impl Upload {
             sealer: Some(FileSealer::new(name, media_type, size).map_err(err)?),
             space: space.to_owned(),
             folder: folder.to_owned(),
+            replaces: String::new(),
         })
     }
 
@@ -1457,8 +1513,9 @@ impl Upload {
             progress: sealer.progress(),
             space: self.space.clone(),
             folder: self.folder.clone(),
+            replaces: self.replaces.clone(),
         };
-        let mut bytes = Zeroizing::new(vec![1u8]);
+        let mut bytes = Zeroizing::new(vec![2u8]);
         bytes.extend_from_slice(&postcard::to_allocvec(&saved).map_err(err)?);
         Ok(key.0.seal(UPLOAD_ITEM, &bytes))
     }
@@ -1472,11 +1529,13 @@ impl Upload {
             progress,
             space,
             folder,
+            replaces,
         } = open_upload(sealed, key)?;
         Ok(Self {
             sealer: Some(FileSealer::resume(progress).map_err(err)?),
             space,
             folder,
+            replaces,
         })
     }
 
@@ -1488,6 +1547,7 @@ impl Upload {
         let p = &saved.progress;
         Ok(js(&json!({
             "file": p.file_id().to_string(), "space": saved.space, "folder": saved.folder,
+            "replaces": saved.replaces,
             "name": p.name(), "size": p.plaintext_size(),
             "done": p.chunks_emitted(), "chunks": p.chunk_count(),
         })))
@@ -1508,6 +1568,17 @@ impl Upload {
     /// The folder the file goes to.
     pub fn folder(&self) -> String {
         self.folder.clone()
+    }
+
+    /// Makes the upload a new version of the library's file `entry` (its
+    /// id) rather than a new file; kept with the sealed progress.
+    pub fn set_replaces(&mut self, entry: &str) {
+        self.replaces = entry.to_owned();
+    }
+
+    /// The library file this upload becomes a new version of ("": none).
+    pub fn replaces(&self) -> String {
+        self.replaces.clone()
     }
 
     /// How many chunks were sealed so far.

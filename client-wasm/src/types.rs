@@ -244,6 +244,25 @@ pub struct LibraryEntry {
     #[tsify(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<f64>,
+    /// A file's media type, as its uploader gave it.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// A file's current version (its own file id, for downloading).
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// A file's earlier versions, oldest first.
+    pub versions: Vec<FileVersion>,
+}
+
+/// An earlier version of a file.
+#[derive(Serialize, Tsify)]
+pub struct FileVersion {
+    /// Its own file id (what [`Device::download`] takes).
+    pub file: String,
+    pub name: String,
+    pub size: f64,
 }
 
 /// The entries of [`Device::library`].

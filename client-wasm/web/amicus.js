@@ -913,8 +913,10 @@ export class Client {
    * (write-ahead, PROTOCOL §10.7); `resume` (an id from
    * `interruptedUploads()`) continues such an upload with the same file
    * chosen again, sealing nothing twice. A different file starts afresh.
+   * With `replaces` (a file's id in the library), the file becomes that
+   * file's new version instead of a new entry.
    */
-  async upload(space, file, folder, progress, resume) {
+  async upload(space, file, folder, progress, resume, replaces = "") {
     let up = null;
     let record = null;
     if (resume) {
@@ -923,6 +925,7 @@ export class Client {
       up = Upload.resume(record.sealed, this.key);
       space = up.space();
       folder = up.folder();
+      replaces = up.replaces();
       if (record.chunk) await this.putBlob(record.chunk.id, record.chunk.blob);
       const m = await this.api("POST", "/v1/blobs/missing", { ids: up.chunk_ids() });
       if ((m.missing || []).length) {
@@ -934,6 +937,7 @@ export class Client {
     }
     if (!up) {
       up = new Upload(file.name, file.type || "application/octet-stream", BigInt(file.size), space, folder || "");
+      if (replaces) up.set_replaces(replaces);
       record = { id: up.file_id(), user: this.user, sealed: null, chunk: null };
     }
     try {
@@ -954,7 +958,7 @@ export class Client {
         } catch (e) {
           if (resume && e instanceof Error && "code" in e && e.code === "source_changed") {
             await vault.removeUpload(record.id);
-            return this.upload(space, file, folder, progress);
+            return this.upload(space, file, folder, progress, undefined, replaces);
           }
           throw e;
         }
@@ -962,7 +966,8 @@ export class Client {
       }
       for (let c = up.next_trailing(); c; c = up.next_trailing()) await send(c);
       const manifest = up.finish();
-      this.device.add_file(space, manifest, folder || "");
+      if (replaces) this.device.add_version(space, replaces, manifest);
+      else this.device.add_file(space, manifest, folder || "");
       await this.flush(space, Device.library_stream(space));
       await vault.removeUpload(record.id);
     } finally {

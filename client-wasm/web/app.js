@@ -564,8 +564,9 @@ function spaceView(main, space) {
     drawLibrary(true);
   };
   const drawLibrary = (force) => {
-    // Not while the person has an entry's actions open (unless they acted).
-    if (!force && libraryBox.querySelector("details.entry-actions[open]")) return;
+    // Not while the person has an entry's actions, versions or a preview
+    // open (unless they acted).
+    if (!force && libraryBox.querySelector("details.entry-actions[open], details.file-versions[open], .preview-box:not(:empty)")) return;
     const summary = client.device.spaces().find((s) => s.id === space);
     const readOnly = Boolean(summary?.read_only);
     let entries = [];
@@ -609,7 +610,26 @@ function spaceView(main, space) {
           name, h("button", { type: "submit" }, t("rename"))),
         h("form", { class: "move", onsubmit: (ev) => { ev.preventDefault(); libraryEdit(() => client.device.move_entry(space, e.id, to.value)); } },
           to, h("button", { type: "submit" }, t("move"))),
+        e.kind === "file" ? h("label", { class: "new-version" }, t("newVersion"), " ",
+          h("input", { type: "file", class: "version-upload", "data-file": e.id, onchange: async (ev) => {
+            const file = ev.target.files[0];
+            if (!file) return;
+            await uploadFile(file, undefined, e.id);
+            ev.target.value = "";
+          } })) : null,
         confirmingButton({ class: "remove-entry" }, t("removeEntry"), t("removeConfirm"), () => libraryEdit(() => client.device.remove_entry(space, e.id))));
+    };
+    const previewBox = (e) => h("div", { class: "preview-box", "data-file": e.id });
+    const fileExtras = (e) => {
+      const box = previewBox(e);
+      return [
+        previewable(e) ? h("button", { type: "button", class: "link preview", "data-file": e.id, onclick: () => preview(space, e, box) }, t("preview")) : null,
+        e.versions.length ? h("details", { class: "file-versions" }, h("summary", {}, t("olderVersions", { n: e.versions.length })),
+          h("ol", {}, e.versions.map((v, i) => h("li", { "data-version": v.file },
+            h("button", { type: "button", class: "link version-download", "data-version": v.file,
+              onclick: () => download(space, { id: v.file }, progress, progressText) }, `${t("versionN", { n: i + 1 })}: ${v.name} (${formatSize(v.size)})`))))) : null,
+        box,
+      ];
     };
     const row = (e) => [
       e.kind === "document"
@@ -618,6 +638,7 @@ function spaceView(main, space) {
           ? h("button", { type: "button", class: "link file-link", "data-file": e.id, onclick: () => download(space, e, progress, progressText) }, `${e.name} (${formatSize(e.size)})`)
           : h("span", { class: "folder-name" }, e.name),
       readOnly ? null : actions(e),
+      ...(e.kind === "file" ? fileExtras(e) : []),
     ];
     const tree = (folder, depth) => {
       const here = entries.filter((e) => parentOf(e) === folder && !(e.kind === "folder" && e.id === folder));
@@ -659,16 +680,16 @@ function spaceView(main, space) {
   };
 
   const interruptedBox = h("section", { id: "interrupted", "aria-labelledby": "interrupted-h" });
-  const uploadFile = async (file, resume) => {
+  const uploadFile = async (file, resume, replaces) => {
     progress.hidden = false;
     try {
       await client.upload(space, file, target, (done, total) => {
         progress.max = total;
         progress.value = done;
         progressText.textContent = `${t("uploading")} ${done}/${total}`;
-      }, resume);
+      }, resume, replaces);
       progressText.textContent = `${t("uploading")}: ${t("done")}`;
-      drawLibrary();
+      drawLibrary(true);
     } catch (err) {
       fail(err);
     }
@@ -978,7 +999,7 @@ function formatSize(n) {
 async function download(space, entry, progress, progressText) {
   progress.hidden = false;
   try {
-    const { blob, name } = await client.download(space, entry.id, (done, total) => {
+    const { blob, name } = await client.download(space, entry.current || entry.id, (done, total) => {
       progress.max = total;
       progress.value = done;
       progressText.textContent = `${t("downloading")} ${done}/${total}`;
@@ -990,6 +1011,40 @@ async function download(space, entry, progress, progressText) {
     a.click();
     setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 60000);
   } catch (err) {
+    fail(err);
+  }
+}
+
+/** The files the browser previews: images and plain text. */
+const PREVIEW_MAX = 20 * 1024 * 1024;
+function previewable(e) {
+  const type = e.media_type || "";
+  return e.size <= PREVIEW_MAX && (type.startsWith("image/") || type.startsWith("text/") || /\.(txt|md|csv)$/i.test(e.name));
+}
+
+/** Shows a file in `box`, decrypted in memory only: an image drawn on a
+ * canvas (no URL of it exists, and nothing is written anywhere), or the
+ * beginning of a text. Shown again, it closes. */
+async function preview(space, e, box) {
+  if (box.childNodes.length) {
+    box.replaceChildren();
+    return;
+  }
+  box.replaceChildren(h("p", { class: "muted" }, t("working")));
+  try {
+    const { blob } = await client.download(space, e.current || e.id, () => {});
+    if ((e.media_type || "").startsWith("image/")) {
+      const image = await createImageBitmap(blob);
+      const canvas = h("canvas", { class: "preview-image", width: image.width, height: image.height, role: "img", "aria-label": e.name });
+      canvas.getContext("2d").drawImage(image, 0, 0);
+      image.close();
+      box.replaceChildren(canvas);
+    } else {
+      const text = await blob.slice(0, 64 * 1024).text();
+      box.replaceChildren(h("pre", { class: "preview-text", dir: "auto" }, text));
+    }
+  } catch (err) {
+    box.replaceChildren();
     fail(err);
   }
 }

@@ -247,6 +247,10 @@ const strings = {
     browserNoticesActive: "Notices are on in this browser.",
     browserNoticesDenied: "This browser refuses notices for this site: allow them in its settings.",
     browserNoticeBody: "Something new in your spaces ({m} mention(s) of you).",
+    preview: "Preview",
+    olderVersions: "Earlier versions ({n})",
+    versionN: "Version {n}",
+    newVersion: "Upload a new version",
   },
   fr: {
     facet_space: "Espace",
@@ -492,6 +496,10 @@ const strings = {
     browserNoticesActive: "Les avis sont activés dans ce navigateur.",
     browserNoticesDenied: "Ce navigateur refuse les avis pour ce site : autorisez-les dans ses réglages.",
     browserNoticeBody: "Du nouveau dans vos espaces ({m} mention(s) de vous).",
+    preview: "Aperçu",
+    olderVersions: "Versions précédentes ({n})",
+    versionN: "Version {n}",
+    newVersion: "Déposer une nouvelle version",
   },
   ar: {
     facet_space: "المساحة",
@@ -737,6 +745,10 @@ const strings = {
     browserNoticesActive: "التنبيهات مفعّلة في هذا المتصفح.",
     browserNoticesDenied: "هذا المتصفح يرفض التنبيهات لهذا الموقع: اسمح بها في إعداداته.",
     browserNoticeBody: "جديد في مساحاتك ({m} إشارة إليك).",
+    preview: "معاينة",
+    olderVersions: "الإصدارات السابقة ({n})",
+    versionN: "الإصدار {n}",
+    newVersion: "رفع إصدار جديد",
   },
   de: {
     facet_space: "Bereich",
@@ -982,6 +994,10 @@ const strings = {
     browserNoticesActive: "Hinweise sind in diesem Browser eingeschaltet.",
     browserNoticesDenied: "Dieser Browser lehnt Hinweise für diese Seite ab: Erlauben Sie sie in seinen Einstellungen.",
     browserNoticeBody: "Neues in Ihren Bereichen ({m} Erwähnung(en) von Ihnen).",
+    preview: "Vorschau",
+    olderVersions: "Frühere Versionen ({n})",
+    versionN: "Version {n}",
+    newVersion: "Neue Version hochladen",
   },
   pt: {
     facet_space: "Espaço",
@@ -1227,6 +1243,10 @@ const strings = {
     browserNoticesActive: "Os avisos estão ativados neste navegador.",
     browserNoticesDenied: "Este navegador recusa avisos deste site: permita-os nas configurações.",
     browserNoticeBody: "Novidades nos seus espaços ({m} menção(ões) a você).",
+    preview: "Pré-visualizar",
+    olderVersions: "Versões anteriores ({n})",
+    versionN: "Versão {n}",
+    newVersion: "Enviar nova versão",
   },
 };
 

@@ -1069,7 +1069,7 @@ impl Engine {
         for a in attachments {
             let found = entries.iter().any(|e| match e {
                 library::Entry::Document { stream, .. } => stream.to_hex() == *a,
-                library::Entry::File { manifest, .. } => manifest.file_id.to_string() == *a,
+                library::Entry::File { id, .. } => id == a,
                 _ => false,
             });
             if !found {

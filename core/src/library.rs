@@ -6,7 +6,8 @@
 //! root: { name?: str, description?: str,
 //!         folders:   Map<folder id, { name, parent }>,
 //!         documents: Map<stream id hex, { title, folder, kind?: "discussion" }>,
-//!         files:     Map<file id hex, { folder, manifest: Bytes (1 || postcard(FileManifest)) }> }
+//!         files:     Map<file id hex, { folder, manifest: Bytes (1 || postcard(FileManifest)),
+//!                                       versions: List<Bytes> (older manifests, oldest first) }> }
 //! ```
 //! A file's manifest holds its secret: it is as confidential as the files,
 //! and travels only inside library envelopes. The space's name and
@@ -55,10 +56,14 @@ pub enum Entry {
     },
     /// A file.
     File {
-        /// Its manifest (with the file's secret).
+        /// Its id in the library: the file id of its first version.
+        id: String,
+        /// The manifest of its current version (with the file's secret).
         manifest: Box<FileManifest>,
         /// Its folder.
         folder: String,
+        /// Its earlier versions, oldest first (each still downloadable).
+        versions: Vec<FileManifest>,
     },
 }
 
@@ -217,11 +222,83 @@ pub fn add_file(
     folder: &str,
 ) -> Result<(), DocumentError> {
     let files = map(doc, "files")?;
+    if !folder.is_empty()
+        && doc
+            .get(&map(doc, "folders")?, folder)
+            .map_err(am)?
+            .is_none()
+    {
+        return Err(DocumentError::Library(format!(
+            "the library has no folder {folder}"
+        )));
+    }
     let f = doc
         .put_object(&files, manifest.file_id.to_string(), ObjType::Map)
         .map_err(am)?;
     doc.put(&f, "folder", folder).map_err(am)?;
+    doc.put_object(&f, "versions", ObjType::List).map_err(am)?;
     put_manifest(doc, &f, manifest)
+}
+
+/// Makes `manifest` the current version of the file `id` (its name is the
+/// entry's, whatever the new file was called); the version it replaces
+/// joins the older ones, still downloadable.
+pub fn add_version(
+    doc: &mut AutoCommit,
+    id: &str,
+    manifest: &FileManifest,
+) -> Result<(), DocumentError> {
+    let (key, obj) = locate(doc, id)?;
+    if key != "files" {
+        return Err(DocumentError::Library(format!("{id} is not a file")));
+    }
+    let current = read_manifest(doc, &obj).ok_or_else(|| {
+        DocumentError::Library(format!("the manifest of file {id} does not decode"))
+    })?;
+    if current.file_id == manifest.file_id {
+        return Err(DocumentError::Library(
+            "this version is already the current one".into(),
+        ));
+    }
+    let list = match doc.get(&obj, "versions").map_err(am)? {
+        Some((Value::Object(ObjType::List), list)) => list,
+        // A file listed before versions were kept.
+        _ => doc
+            .put_object(&obj, "versions", ObjType::List)
+            .map_err(am)?,
+    };
+    let n = doc.length(&list);
+    doc.insert(&list, n, ScalarValue::Bytes(encode_manifest(&current)?))
+        .map_err(am)?;
+    let mut new = manifest.clone();
+    new.name = current.name;
+    put_manifest(doc, &obj, &new)
+}
+
+/// The manifest of a file by the file id of any of its versions (the
+/// current one or an older one).
+pub fn manifest(doc: &AutoCommit, file_id: &str) -> Result<Option<FileManifest>, DocumentError> {
+    Ok(entries(doc)?.into_iter().find_map(|e| match e {
+        Entry::File {
+            manifest, versions, ..
+        } => std::iter::once(*manifest)
+            .chain(versions)
+            .find(|m| m.file_id.to_string() == file_id),
+        _ => None,
+    }))
+}
+
+fn encode_manifest(manifest: &FileManifest) -> Result<Vec<u8>, DocumentError> {
+    let mut bytes = vec![1u8];
+    bytes.extend_from_slice(&postcard::to_allocvec(manifest).map_err(am)?);
+    Ok(bytes)
+}
+
+fn decode_manifest(bytes: &[u8]) -> Option<FileManifest> {
+    match bytes.split_first() {
+        Some((1, rest)) => postcard::from_bytes(rest).ok(),
+        _ => None,
+    }
 }
 
 /// Writes a file's manifest into its entry: `1 || postcard(FileManifest)`.
@@ -230,10 +307,12 @@ fn put_manifest(
     file: &automerge::ObjId,
     manifest: &FileManifest,
 ) -> Result<(), DocumentError> {
-    let mut bytes = vec![1u8];
-    bytes.extend_from_slice(&postcard::to_allocvec(manifest).map_err(am)?);
-    doc.put(file, "manifest", ScalarValue::Bytes(bytes))
-        .map_err(am)
+    doc.put(
+        file,
+        "manifest",
+        ScalarValue::Bytes(encode_manifest(manifest)?),
+    )
+    .map_err(am)
 }
 
 /// A file entry's manifest, if it decodes (a newer client's format does
@@ -241,11 +320,46 @@ fn put_manifest(
 fn read_manifest(doc: &AutoCommit, file: &automerge::ObjId) -> Option<FileManifest> {
     match doc.get(file, "manifest").ok()?? {
         (Value::Scalar(s), _) => match s.as_ref() {
-            ScalarValue::Bytes(b) if b.first() == Some(&1) => postcard::from_bytes(&b[1..]).ok(),
+            ScalarValue::Bytes(b) => decode_manifest(b),
             _ => None,
         },
         _ => None,
     }
+}
+
+/// A file's earlier versions: its `versions` list, then any version two
+/// members made current at the same time that lost the conflict (kept, not
+/// lost), each once.
+fn read_versions(
+    doc: &AutoCommit,
+    file: &automerge::ObjId,
+    current: &FileManifest,
+) -> Vec<FileManifest> {
+    let mut out: Vec<FileManifest> = Vec::new();
+    let mut push = |m: FileManifest| {
+        if m.file_id != current.file_id && !out.iter().any(|o| o.file_id == m.file_id) {
+            out.push(m);
+        }
+    };
+    if let Ok(Some((Value::Object(ObjType::List), list))) = doc.get(file, "versions") {
+        for i in 0..doc.length(&list) {
+            if let Ok(Some((Value::Scalar(s), _))) = doc.get(&list, i)
+                && let ScalarValue::Bytes(b) = s.as_ref()
+                && let Some(m) = decode_manifest(b)
+            {
+                push(m);
+            }
+        }
+    }
+    for (value, _) in doc.get_all(file, "manifest").unwrap_or_default() {
+        if let Value::Scalar(s) = value
+            && let ScalarValue::Bytes(b) = s.as_ref()
+            && let Some(m) = decode_manifest(b)
+        {
+            push(m);
+        }
+    }
+    out
 }
 
 /// Where an entry of the library is: its kind's map and its object.
@@ -370,6 +484,8 @@ pub fn entries(doc: &AutoCommit) -> Result<Vec<Entry>, DocumentError> {
         let manifest = read_manifest(doc, &id);
         if let Some(manifest) = manifest {
             out.push(Entry::File {
+                id: item.key.to_string(),
+                versions: read_versions(doc, &id, &manifest),
                 manifest: Box::new(manifest),
                 folder: text(doc, &id, "folder"),
             });
@@ -456,6 +572,66 @@ mod tests {
         move_to(&mut doc, "f1", "").unwrap();
         assert_eq!(entries(&doc).unwrap().len(), 1);
         assert!(remove(&mut doc, &d).is_err(), "already gone");
+    }
+
+    fn sealed(name: &str, body: &[u8]) -> FileManifest {
+        let mut s = crate::files::FileSealer::new(name, "text/plain", body.len() as u64).unwrap();
+        s.push(body).unwrap();
+        s.finish().unwrap().1
+    }
+
+    /// A new version becomes the current one under the entry's name; the
+    /// one it replaces stays listed and found by its file id; two new
+    /// versions made at the same time both stay (one current, one older).
+    #[test]
+    fn a_new_version_keeps_the_older_ones() {
+        let mut doc = AutoCommit::new();
+        init(&mut doc).unwrap();
+        let v1 = sealed("Pièce 3.txt", b"premier");
+        add_file(&mut doc, &v1, "").unwrap();
+        let id = v1.file_id.to_string();
+        let v2 = sealed("scan-final.txt", b"second");
+        add_version(&mut doc, &id, &v2).unwrap();
+        assert!(add_version(&mut doc, &id, &v2).is_err(), "already current");
+        let Some(Entry::File {
+            id: listed,
+            manifest,
+            versions,
+            ..
+        }) = entries(&doc).unwrap().pop()
+        else {
+            panic!("no file")
+        };
+        assert_eq!(listed, id);
+        assert_eq!(manifest.file_id, v2.file_id);
+        assert_eq!(manifest.name, "Pièce 3.txt", "the entry keeps its name");
+        assert_eq!(versions, vec![v1.clone()]);
+        assert_eq!(super::manifest(&doc, &id).unwrap(), Some(v1.clone()));
+        assert!(
+            super::manifest(&doc, &v2.file_id.to_string())
+                .unwrap()
+                .is_some()
+        );
+        assert!(add_version(&mut doc, "nope", &v2).is_err());
+        assert!(add_file(&mut doc, &sealed("x", b"x"), "no-such-folder").is_err());
+
+        let mut other = doc.fork().with_actor(automerge::ActorId::random());
+        let (a, b) = (sealed("a", b"a"), sealed("b", b"b"));
+        add_version(&mut doc, &id, &a).unwrap();
+        add_version(&mut other, &id, &b).unwrap();
+        doc.merge(&mut other).unwrap();
+        let Some(Entry::File {
+            manifest, versions, ..
+        }) = entries(&doc).unwrap().pop()
+        else {
+            panic!("no file")
+        };
+        let mut all: Vec<_> = versions.iter().map(|m| m.file_id).collect();
+        all.push(manifest.file_id);
+        for v in [&v1, &v2, &a, &b] {
+            assert!(all.contains(&v.file_id), "a version was lost");
+        }
+        assert_eq!(all.len(), 4, "each version once");
     }
 
     /// A name written by a space manager is shown; one written over it by

@@ -467,8 +467,21 @@ enum FileCommand {
         #[arg(long)]
         name: Option<String>,
         /// The folder to put it in (id or name; default: the top).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "version_of")]
         folder: Option<String>,
+        /// Upload it as a new version of this file of the library (name or
+        /// id): it keeps that file's name and place, and the version it
+        /// replaces stays downloadable (`file versions`).
+        #[arg(long, conflicts_with = "name")]
+        version_of: Option<String>,
+    },
+    /// The versions of a file, oldest first (`file get` takes any
+    /// version's id).
+    Versions {
+        /// The space.
+        space: String,
+        /// Name or file id.
+        file: String,
     },
     /// Move a file to a folder and/or rename it.
     Mv {
@@ -495,10 +508,13 @@ enum FileCommand {
     Get {
         /// The space.
         space: String,
-        /// Name or file id.
+        /// Name or file id (or a version's id, as `file versions` lists it).
         file: String,
         /// Where to write it.
         out: PathBuf,
+        /// An earlier version: its number in `file versions` (1: the oldest).
+        #[arg(long)]
+        version: Option<usize>,
     },
     /// Files of the library.
     Ls {
@@ -1477,7 +1493,26 @@ async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> a
             path,
             name,
             folder,
+            version_of,
         } => {
+            if let Some(of) = version_of {
+                let id = space(&s)?;
+                let entry = c.entry_id(id, "file", &of)?;
+                let b = bar(json_out, "encrypting and uploading");
+                let manifest = c
+                    .put_version(id, &path, &entry, &mut |done, total| {
+                        b.set_length(total);
+                        b.set_position(done);
+                    })
+                    .await?;
+                b.finish_and_clear();
+                print(
+                    json_out,
+                    json!({ "file": entry, "version": manifest.file_id.to_string(), "size": manifest.plaintext_size }),
+                    || format!("new version of {of} ({} bytes)", manifest.plaintext_size),
+                );
+                return Ok(());
+            }
             let folder = match folder {
                 Some(f) => folder_id(c, space(&s)?, &f)?,
                 None => String::new(),
@@ -1512,10 +1547,11 @@ async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> a
             space: s,
             file,
             out,
+            version,
         } => {
             let b = bar(json_out, "downloading and decrypting");
             let n = c
-                .get_file(space(&s)?, &file, &out, &mut |done, total| {
+                .get_file_version(space(&s)?, &file, version, &out, &mut |done, total| {
                     b.set_length(total);
                     b.set_position(done);
                 })
@@ -1526,6 +1562,25 @@ async fn file_command(c: &mut Client, command: FileCommand, json_out: bool) -> a
             });
         }
         FileCommand::Ls { space: s } => list(c, &s, json_out, Some("file"))?,
+        FileCommand::Versions { space: s, file } => {
+            let versions = c.file_versions(space(&s)?, &file)?;
+            print(json_out, json!({ "versions": versions }), || {
+                versions
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} {} {} ({} bytes){}",
+                            v["version"],
+                            v["file"].as_str().unwrap_or(""),
+                            v["name"].as_str().unwrap_or(""),
+                            v["size"],
+                            if v["current"] == true { " current" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
         FileCommand::Mv {
             space: s,
             file,

@@ -1857,3 +1857,148 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A 1×1 PNG (one opaque red pixel).
+const RED_PIXEL: [u8; 70] = [
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0,
+    0, 0, 31, 21, 196, 137, 0, 0, 0, 13, 73, 68, 65, 84, 120, 218, 99, 252, 207, 192, 240, 31, 0,
+    5, 5, 2, 0, 95, 200, 241, 210, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+/// Files in the browser (German, a 360-px phone): a new version of a
+/// file uploaded from the library keeps its name while the earlier one
+/// stays listed and downloads byte for byte; an image and a text are
+/// previewed, decrypted in memory (the image drawn on a canvas, its red
+/// pixel read back); the other member's device lists both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_of_a_file_and_previews_in_the_browser() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let shots = target_dir().join("browser-screenshots-files");
+    let _ = std::fs::remove_dir_all(&shots);
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let bruno = Browser::start("bruno", "de", &shots, &downloads).await;
+    bruno.resize(360, 760).await;
+    sign_up(&bruno, &server.url, "bruno").await;
+
+    let mut amina = register(dir.path(), &server, "amina").await;
+    let space = amina.create_space().await.unwrap();
+    amina
+        .invite(space, "bruno", amicus_core::space::Role::Contributor)
+        .await
+        .unwrap();
+    let png = dir.path().join("scene.png");
+    std::fs::write(&png, RED_PIXEL).unwrap();
+    let image = amina
+        .put_file(space, &png, "scene.png", &mut |_, _| {})
+        .await
+        .unwrap();
+    let note = dir.path().join("note.txt");
+    std::fs::write(&note, "Le témoin a vu la scène.\n").unwrap();
+    let text = amina
+        .put_file(space, &note, "note.txt", &mut |_, _| {})
+        .await
+        .unwrap();
+    let (image, text) = (image.file_id.to_string(), text.file_id.to_string());
+
+    bruno
+        .goto(&format!("{}/#/space/{}", server.url, space.to_hex()))
+        .await;
+    bruno
+        .element(&format!("button.preview[data-file='{image}']"))
+        .await;
+    bruno
+        .click(&format!("button.preview[data-file='{image}']"))
+        .await;
+    let pixel = bruno
+        .wait_for(
+            "the image drawn",
+            "const c = document.querySelector('canvas.preview-image'); \
+             return c && c.width === 1 ? [...c.getContext('2d').getImageData(0, 0, 1, 1).data] : null",
+            LONG,
+        )
+        .await;
+    assert_eq!(pixel, json!([255, 0, 0, 255]), "the decrypted pixel");
+
+    // A new version of the note, from the library.
+    let revised = dir.path().join("revised.txt");
+    std::fs::write(&revised, "Le témoin a vu la scène depuis la fenêtre.\n").unwrap();
+    bruno
+        .click(&format!(
+            "li[data-entry='{text}'] details.entry-actions summary"
+        ))
+        .await;
+    bruno
+        .type_into(
+            &format!("input.version-upload[data-file='{text}']"),
+            revised.to_str().unwrap(),
+        )
+        .await;
+    let older = format!("li[data-entry='{text}'] .version-download[data-version='{text}']");
+    bruno.element(&older).await;
+    let listed = bruno
+        .js(
+            "return document.querySelector(arguments[0]).textContent",
+            json!([format!("li[data-entry='{text}'] .file-link")]),
+        )
+        .await;
+    assert!(
+        listed
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("note.txt (46 B)"),
+        "the entry keeps its name, with the new version's size: {listed}"
+    );
+    bruno
+        .click(&format!("button.preview[data-file='{text}']"))
+        .await;
+    bruno
+        .wait_for(
+            "the new version previewed",
+            "return (document.querySelector('pre.preview-text')?.textContent || '') === 'Le témoin a vu la scène depuis la fenêtre.\\n'",
+            LONG,
+        )
+        .await;
+    bruno.screenshot("versions").await;
+    bruno
+        .click(&format!(
+            "li[data-entry='{text}'] details.file-versions summary"
+        ))
+        .await;
+    bruno.click(&older).await;
+    let downloaded = downloads.join("note.txt");
+    let mut got = None;
+    for _ in 0..300 {
+        if let Ok(b) = std::fs::read(&downloaded)
+            && !b.is_empty()
+        {
+            got = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"Le t\xc3\xa9moin a vu la sc\xc3\xa8ne.\n"[..]),
+        "the earlier version downloads as it was"
+    );
+    let fits = bruno
+        .js(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        fits,
+        json!(true),
+        "the space page fits a 360-px screen (the members' table scrolls within itself)"
+    );
+
+    amina.sync(space).await.unwrap();
+    let versions = amina.file_versions(space, &text).unwrap();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[0]["file"], text.as_str());
+}

@@ -299,6 +299,90 @@ async fn the_library_is_organised_from_the_command_line() {
     assert_eq!(find(&doc.to_hex()).folder, pieces);
     drop(bob);
 
+    // A new version keeps the file's name and place; the older one stays
+    // downloadable by its own id, at Bob's.
+    let revised = dir.path().join("revised.txt");
+    std::fs::write(&revised, "Déclaration du témoin, corrigée.\n").unwrap();
+    let said = crate::support::amicus_refused(
+        &home,
+        &[
+            "file",
+            "put",
+            &s,
+            revised.to_str().unwrap(),
+            "--version-of",
+            "nope.txt",
+        ],
+    );
+    assert!(said.contains("nope.txt"), "{said}");
+    run(&[
+        "file",
+        "put",
+        &s,
+        revised.to_str().unwrap(),
+        "--version-of",
+        "déclaration.txt",
+    ]);
+    let bob_home = dir.path().join("bob");
+    let versions =
+        crate::support::amicus_json(&bob_home, &["file", "versions", &s, "déclaration.txt"]);
+    let versions = versions["versions"].as_array().unwrap().clone();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[0]["file"], file.as_str());
+    assert_eq!(versions[1]["current"], true);
+    let listed = crate::support::amicus_json(&bob_home, &["file", "ls", &s]);
+    let entry = &listed["entries"][0];
+    assert_eq!(
+        (entry["id"].as_str(), entry["name"].as_str()),
+        (Some(file.as_str()), Some("déclaration.txt"))
+    );
+    assert_eq!(
+        (entry["folder"].as_str(), entry["versions"].as_u64()),
+        (Some(temoins.as_str()), Some(2))
+    );
+    let (old, new) = (dir.path().join("old.txt"), dir.path().join("new.txt"));
+    crate::support::amicus_json(
+        &bob_home,
+        &[
+            "file",
+            "get",
+            &s,
+            &file,
+            old.to_str().unwrap(),
+            "--version",
+            "1",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&old).unwrap(),
+        "Déclaration du témoin.\n"
+    );
+    let said = crate::support::amicus_refused(
+        &bob_home,
+        &[
+            "file",
+            "get",
+            &s,
+            &file,
+            old.to_str().unwrap(),
+            "--version",
+            "3",
+        ],
+    );
+    assert!(said.contains("2 version(s)"), "{said}");
+    crate::support::amicus_json(
+        &bob_home,
+        &["file", "get", &s, "déclaration.txt", new.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&new).unwrap(),
+        "Déclaration du témoin, corrigée.\n"
+    );
+    let v2 = versions[1]["file"].as_str().unwrap();
+    let older = dir.path().join("older.txt");
+    crate::support::amicus_json(&bob_home, &["file", "get", &s, v2, older.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&older).unwrap(), std::fs::read(&new).unwrap());
+
     // Refusals: a cycle, a folder that holds entries; nothing changes.
     let refused = |args: &[&str]| crate::support::amicus_refused(&home, args);
     let said = refused(&["folder", "mv", &s, "Pièces", "--to", "Témoins"]);
