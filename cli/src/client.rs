@@ -610,6 +610,86 @@ impl Client {
         .await
     }
 
+    /// Lists the space in the network's directory with a public name and
+    /// description, or takes it out (`None`). Space managers only.
+    pub async fn list_in_directory(
+        &mut self,
+        id: SpaceId,
+        listing: Option<(String, String)>,
+    ) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.run(Intent::List { space: id, listing }).await?;
+        Ok(())
+    }
+
+    /// The listed spaces matching `query` (every word, any case).
+    pub async fn directory(&self, query: &str) -> Result<api::Directory, ClientError> {
+        self.http
+            .get_query("/v1/directory", &[("q", query.to_owned())])
+            .await
+    }
+
+    /// Asks to join a listed space, with a message to its managers.
+    pub async fn ask_to_join(&self, id: SpaceId, message: &str) -> Result<(), ClientError> {
+        let body = serde_json::to_value(api::AskToJoin {
+            message: message.to_owned(),
+        })
+        .expect("a request encodes");
+        let _: Value = self
+            .http
+            .post(&format!("/v1/directory/{}/requests", id.to_hex()), &body)
+            .await?;
+        Ok(())
+    }
+
+    /// Withdraws this user's request to join a space.
+    pub async fn withdraw_request(&self, id: SpaceId) -> Result<(), ClientError> {
+        self.http
+            .delete(&format!(
+                "/v1/directory/{}/requests/{}",
+                id.to_hex(),
+                self.user()
+            ))
+            .await
+    }
+
+    /// The pending requests to join a space this device is in.
+    pub async fn join_requests(&self, id: SpaceId) -> Result<api::JoinRequests, ClientError> {
+        self.http
+            .get(&format!("/v1/directory/{}/requests", id.to_hex()))
+            .await
+    }
+
+    /// This user's own requests to join, pending or declined.
+    pub async fn own_requests(&self) -> Result<api::OwnRequests, ClientError> {
+        self.http.get("/v1/account/requests").await
+    }
+
+    /// Accepts a request to join: adds every certified device of `user`
+    /// with `role`, then closes the request. Space managers only.
+    pub async fn accept(&mut self, id: SpaceId, user: &str, role: Role) -> Result<(), ClientError> {
+        let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.sync(id).await?;
+        let done = self
+            .run(Intent::Accept {
+                space: id,
+                user,
+                role,
+            })
+            .await;
+        self.save()?;
+        done.map(|_| ())
+    }
+
+    /// Declines a request to join (the requester is told). Space managers
+    /// only.
+    pub async fn decline(&mut self, id: SpaceId, user: &str) -> Result<(), ClientError> {
+        let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.sync(id).await?;
+        self.run(Intent::Decline { space: id, user }).await?;
+        Ok(())
+    }
+
     /// Removes a user and all their devices from the space.
     pub async fn remove(&mut self, id: SpaceId, user: &str) -> Result<u64, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;

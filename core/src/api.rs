@@ -163,6 +163,88 @@ pub struct Notifications {
     pub language: String,
 }
 
+/// The most characters in a directory listing's description, and in a
+/// request to join's message.
+pub const MAX_LISTING_DESCRIPTION: usize = 2_000;
+/// The most characters in a request to join's message.
+pub const MAX_JOIN_MESSAGE: usize = 1_000;
+
+/// Body of `PUT /v1/directory/{space}`: what a space's manager shows of
+/// it to everyone on the server (PROTOCOL §15.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    /// The public name (1–200 characters, one line).
+    pub name: String,
+    /// The public description (at most 2,000 characters).
+    pub description: String,
+}
+
+/// One space of the directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    /// The space (hex).
+    pub space: String,
+    /// Its public name.
+    pub name: String,
+    /// Its public description.
+    pub description: String,
+}
+
+/// Answer to `GET /v1/directory?q=&limit=&offset=`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    /// How many listed spaces match.
+    pub total: usize,
+    /// This page of them, by name.
+    pub spaces: Vec<Listed>,
+}
+
+/// Body of `POST /v1/directory/{space}/requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskToJoin {
+    /// A message to the space's managers (at most 1,000 characters; the
+    /// server and the space's members read it).
+    pub message: String,
+}
+
+/// A request to join, as the space's members see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Who asks.
+    pub user: String,
+    /// Their message.
+    pub message: String,
+    /// When (Unix seconds).
+    pub at: u64,
+}
+
+/// Answer to `GET /v1/directory/{space}/requests`: the pending requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequests {
+    /// Oldest first.
+    pub requests: Vec<JoinRequest>,
+}
+
+/// One of the caller's own requests to join.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnRequest {
+    /// The space (hex).
+    pub space: String,
+    /// Its public name while it is listed.
+    pub name: Option<String>,
+    /// `pending` or `declined`.
+    pub state: String,
+}
+
+/// Answer to `GET /v1/account/requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnRequests {
+    /// The caller's requests that are pending or were declined.
+    pub requests: Vec<OwnRequest>,
+}
+
 /// One space of [`Revocations`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpaceRevocations {

@@ -175,6 +175,33 @@ pub enum Intent {
         /// The device.
         device: DeviceId,
     },
+    /// List the space in the network's directory with a public name and
+    /// description (`None`: take it out). Space managers only.
+    List {
+        /// The space.
+        space: SpaceId,
+        /// The public name and description, or `None` to unlist.
+        listing: Option<(String, String)>,
+    },
+    /// Accept a request to join: add every certified device of `user`
+    /// with `role` (as [`Intent::Invite`] does), then close the request.
+    /// Space managers only.
+    Accept {
+        /// The space.
+        space: SpaceId,
+        /// Who asked.
+        user: UserId,
+        /// Their role.
+        role: Role,
+    },
+    /// Decline a request to join: nothing changes in the space, the
+    /// requester sees it declined. Space managers only.
+    Decline {
+        /// The space.
+        space: SpaceId,
+        /// Who asked.
+        user: UserId,
+    },
     /// Send a document's changes now.
     Flush {
         /// The space.
@@ -554,6 +581,24 @@ enum Op {
         device: DeviceId,
         stage: RevokeStage,
     },
+    /// One request to the server (its answer's body is not read), or why
+    /// it is not sent.
+    Call {
+        call: Result<(Method, String, Option<Vec<u8>>), Failure>,
+        request: Option<RequestId>,
+    },
+    Accept {
+        space: SpaceId,
+        user: UserId,
+        stage: AcceptStage,
+    },
+}
+
+#[derive(Debug)]
+enum AcceptStage {
+    Start(Role),
+    Adding(OpId),
+    Closing(RequestId),
 }
 
 #[derive(Debug)]
@@ -1398,6 +1443,32 @@ impl Engine {
                 device,
                 stage: RevokeStage::Start,
             },
+            Intent::List { space, listing } => Op::Call {
+                call: self.managed(space).map(|()| {
+                    let path = format!("/v1/directory/{}", space.to_hex());
+                    match listing {
+                        Some((name, description)) => (
+                            Method::Put,
+                            path,
+                            Some(api::to_json(&api::Listing { name, description })),
+                        ),
+                        None => (Method::Delete, path, None),
+                    }
+                }),
+                request: None,
+            },
+            Intent::Accept { space, user, role } => Op::Accept {
+                space,
+                user,
+                stage: AcceptStage::Start(role),
+            },
+            Intent::Decline { space, user } => Op::Call {
+                call: self.managed(space).map(|()| {
+                    let path = format!("/v1/directory/{}/requests/{user}/decline", space.to_hex());
+                    (Method::Post, path, None)
+                }),
+                request: None,
+            },
             Intent::Flush { space, stream } => {
                 self.due.remove(&(space, stream));
                 Op::Flush {
@@ -2227,6 +2298,73 @@ impl Engine {
             } => self.advance_flush(*space, *stream, attempt, stage),
             Op::Record { space, sent } => self.advance_record(*space, sent),
             Op::Revoke { device, stage } => self.advance_revoke(*device, stage),
+            Op::Call { call, request } => match (call, *request) {
+                (Err(f), _) => Step::Finished(Err(f.clone())),
+                (Ok((method, path, body)), None) => {
+                    *request = Some(self.request(*method, path.clone(), body.take()));
+                    Step::Moved
+                }
+                (Ok(_), Some(r)) => match self.answer::<serde_json::Value>(r) {
+                    None => Step::Pending,
+                    Some(result) => Step::Finished(result.map(|_| Output::Done)),
+                },
+            },
+            Op::Accept { space, user, stage } => self.advance_accept(*space, user, stage),
+        }
+    }
+
+    /// Refuses, for anyone but the space's managers, what only they do.
+    fn managed(&self, space: SpaceId) -> Result<(), Failure> {
+        let tracked = self.spaces.get(&space).ok_or_else(|| not_member(space))?;
+        if let Some(why) = read_only(&tracked.view) {
+            return Err(Failure::new(Code::ReadOnly, why));
+        }
+        if tracked.view.space().own_role().ok() != Some(Role::SpaceManager) {
+            return Err(Failure::new(
+                Code::NotManager,
+                format!(
+                    "only the space managers of space {space} list it and answer requests to join it"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn advance_accept(&mut self, space: SpaceId, user: &UserId, stage: &mut AcceptStage) -> Step {
+        match stage {
+            AcceptStage::Start(role) => {
+                if let Err(f) = self.managed(space) {
+                    return Step::Finished(Err(f));
+                }
+                let intent = CommitIntent::Invite {
+                    user: user.clone(),
+                    role: *role,
+                };
+                *stage = AcceptStage::Adding(self.child(commit(space, intent)));
+                Step::Moved
+            }
+            AcceptStage::Adding(child) => match self.child_result(*child) {
+                None => Step::Pending,
+                // The request stays open: another manager (or this one,
+                // again) can still accept it.
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) => {
+                    let path = format!("/v1/directory/{}/requests/{user}", space.to_hex());
+                    *stage = AcceptStage::Closing(self.request(Method::Delete, path, None));
+                    Step::Moved
+                }
+            },
+            AcceptStage::Closing(r) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(Failure::new(
+                    f.code,
+                    format!(
+                        "{user} was added, but the request could not be closed: {}",
+                        f.message
+                    ),
+                ))),
+                Some(Ok(_)) => Step::Finished(Ok(Output::Done)),
+            },
         }
     }
 

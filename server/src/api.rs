@@ -536,6 +536,278 @@ pub async fn set_notifications(
     Ok(Json(notifications_of(&state, &who.user)))
 }
 
+// ---- the directory and requests to join (PROTOCOL §15.3) -----------------
+
+/// Pending requests one space holds, and one user makes, at most.
+const MAX_REQUESTS_PER_SPACE: usize = 500;
+const MAX_REQUESTS_PER_USER: usize = 50;
+
+/// A confidential space the caller's device is in.
+fn member_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
+    let space = load_space(state, who, id)?;
+    if space.kind != SpaceKind::Confidential {
+        return Err(ApiError::BadRequest(
+            "public spaces are not listed: everyone already reads them".into(),
+        ));
+    }
+    Ok(space)
+}
+
+/// A listed space, as anyone asks about it: a space that is not listed
+/// gets the same answer as one that does not exist.
+fn listed_space(state: &AppState, id: &str) -> Result<(SpaceId, crate::store::Listing), ApiError> {
+    let id = space_id(id)?;
+    match state.store.listing(id)? {
+        Some(l) => Ok((id, l)),
+        None => Err(ApiError::NotFound("no such space in the directory".into())),
+    }
+}
+
+/// `GET /v1/directory?q=&limit=&offset=`: the listed spaces whose name or
+/// description holds every word of `q` (any case), by name.
+pub async fn directory(
+    State(state): S,
+    headers: HeaderMap,
+    query: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<api::Directory>, ApiError> {
+    let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let words: Vec<String> = q
+        .get("q")
+        .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
+        .unwrap_or_default();
+    let number = |key: &str, default: usize, max: usize| -> Result<usize, ApiError> {
+        match q.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| ApiError::BadRequest(format!("`{key}` is a number up to {max}"))),
+        }
+    };
+    let limit = number("limit", 50, 200)?;
+    let offset = number("offset", 0, 100_000)?;
+    let mut found: Vec<api::Listed> = state
+        .store
+        .listings()?
+        .into_iter()
+        .filter(|(_, l)| {
+            let hay = format!("{} {}", l.name, l.description).to_lowercase();
+            words.iter().all(|w| hay.contains(w.as_str()))
+        })
+        .map(|(id, l)| api::Listed {
+            space: id.to_hex(),
+            name: l.name,
+            description: l.description,
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.space.cmp(&b.space))
+    });
+    let total = found.len();
+    Ok(Json(api::Directory {
+        total,
+        spaces: found.into_iter().skip(offset).take(limit).collect(),
+    }))
+}
+
+/// `PUT /v1/directory/{space}`: lists a confidential space the caller's
+/// device is in (its client lets only space managers do it), or changes
+/// its listing.
+pub async fn list_space(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    j: ApiJson<api::Listing>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = member_space(&state, &who, &id)?;
+    let req = body(j)?;
+    let name = amicus_core::document::checked_name(&req.name)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let description = req.description.trim().to_owned();
+    if description.chars().count() > api::MAX_LISTING_DESCRIPTION {
+        return Err(ApiError::BadRequest(format!(
+            "a description holds at most {} characters",
+            api::MAX_LISTING_DESCRIPTION
+        )));
+    }
+    state.store.put_listing(
+        space.id,
+        Some(&crate::store::Listing {
+            name,
+            description,
+            listed_by: who.user,
+            at: crate::state::now(),
+        }),
+    )?;
+    Ok(Json(json!({})))
+}
+
+/// `DELETE /v1/directory/{space}`: takes a space out of the directory (its
+/// pending requests stay, to be answered).
+pub async fn unlist_space(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = member_space(&state, &who, &id)?;
+    state.store.put_listing(space.id, None)?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /v1/directory/{space}/requests`: asks to join a listed space.
+/// Asking again replaces the earlier request (a declined one too).
+pub async fn ask_to_join(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    j: ApiJson<api::AskToJoin>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let (space, _) = listed_space(&state, &id)?;
+    let req = body(j)?;
+    let message = req.message.trim().to_owned();
+    if message.chars().count() > api::MAX_JOIN_MESSAGE {
+        return Err(ApiError::BadRequest(format!(
+            "a message holds at most {} characters",
+            api::MAX_JOIN_MESSAGE
+        )));
+    }
+    if let Some(record) = state.store.space(space)?
+        && record.roster.values().any(|u| *u == who.user)
+    {
+        return Err(ApiError::Conflict(
+            "you are already a member of this space".into(),
+        ));
+    }
+    let pending = state.store.join_requests(space)?;
+    let again = pending.iter().any(|(u, _)| *u == who.user);
+    if !again && pending.iter().filter(|(_, r)| !r.declined).count() >= MAX_REQUESTS_PER_SPACE {
+        return Err(ApiError::Conflict(
+            "this space has too many requests waiting: try again later".into(),
+        ));
+    }
+    let mine = state
+        .store
+        .all_join_requests()?
+        .into_iter()
+        .filter(|(s, u, r)| *u == who.user && !r.declined && *s != space)
+        .count();
+    if mine >= MAX_REQUESTS_PER_USER {
+        return Err(ApiError::Conflict(format!(
+            "you have {MAX_REQUESTS_PER_USER} requests waiting: withdraw one first"
+        )));
+    }
+    state.store.put_join_request(
+        space,
+        &who.user,
+        Some(&crate::store::JoinRequest {
+            message,
+            at: crate::state::now(),
+            declined: false,
+        }),
+    )?;
+    Ok(Json(json!({ "state": "pending" })))
+}
+
+/// `GET /v1/directory/{space}/requests`: the pending requests, for the
+/// space's members.
+pub async fn join_requests(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<api::JoinRequests>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = member_space(&state, &who, &id)?;
+    let mut requests: Vec<api::JoinRequest> = state
+        .store
+        .join_requests(space.id)?
+        .into_iter()
+        .filter(|(_, r)| !r.declined)
+        .map(|(user, r)| api::JoinRequest {
+            user: user.to_string(),
+            message: r.message,
+            at: r.at,
+        })
+        .collect();
+    requests.sort_by_key(|r| r.at);
+    Ok(Json(api::JoinRequests { requests }))
+}
+
+/// `DELETE /v1/directory/{space}/requests/{user}`: a member closes a
+/// request once the requester was added (or the requester withdraws it).
+pub async fn close_join_request(
+    State(state): S,
+    headers: HeaderMap,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let user = UserId::new(&user).map_err(|_| ApiError::BadRequest("not a user name".into()))?;
+    let space = if user == who.user {
+        space_id(&id)?
+    } else {
+        member_space(&state, &who, &id)?.id
+    };
+    state.store.put_join_request(space, &user, None)?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /v1/directory/{space}/requests/{user}/decline`: a member declines
+/// a request; the requester sees it declined, nothing else changes.
+pub async fn decline_join_request(
+    State(state): S,
+    headers: HeaderMap,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let space = member_space(&state, &who, &id)?;
+    let user = UserId::new(&user).map_err(|_| ApiError::BadRequest("not a user name".into()))?;
+    let Some((_, mut request)) = state
+        .store
+        .join_requests(space.id)?
+        .into_iter()
+        .find(|(u, _)| *u == user)
+    else {
+        return Err(ApiError::NotFound(format!("{user} has not asked to join")));
+    };
+    request.declined = true;
+    state
+        .store
+        .put_join_request(space.id, &user, Some(&request))?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /v1/account/requests`: the caller's requests to join, pending or
+/// declined (an accepted one is closed, and the space is among theirs).
+pub async fn own_join_requests(
+    State(state): S,
+    headers: HeaderMap,
+) -> Result<Json<api::OwnRequests>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let mut requests = Vec::new();
+    for (space, user, r) in state.store.all_join_requests()? {
+        if user != who.user {
+            continue;
+        }
+        requests.push(api::OwnRequest {
+            space: space.to_hex(),
+            name: state.store.listing(space)?.map(|l| l.name),
+            state: if r.declined { "declined" } else { "pending" }.to_owned(),
+        });
+    }
+    Ok(Json(api::OwnRequests { requests }))
+}
+
 /// `GET /v1/revocations`: for each confidential space the caller's device
 /// is in, the revocations of devices still in its delivery roster, so that
 /// a member can commit them (any member may: the revocation is signed by

@@ -93,6 +93,24 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/spaces", post(api::create_space).get(api::list_spaces))
         .route("/v1/spaces/{id}", get(api::get_space))
         .route("/v1/spaces/{id}/roles/{user}", put(api::set_role))
+        .route("/v1/directory", get(api::directory))
+        .route(
+            "/v1/directory/{space}",
+            put(api::list_space).delete(api::unlist_space),
+        )
+        .route(
+            "/v1/directory/{space}/requests",
+            post(api::ask_to_join).get(api::join_requests),
+        )
+        .route(
+            "/v1/directory/{space}/requests/{user}",
+            axum::routing::delete(api::close_join_request),
+        )
+        .route(
+            "/v1/directory/{space}/requests/{user}/decline",
+            post(api::decline_join_request),
+        )
+        .route("/v1/account/requests", get(api::own_join_requests))
         .route("/v1/welcomes", get(api::welcomes))
         .route(
             "/v1/welcomes/{id}",

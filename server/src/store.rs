@@ -351,6 +351,23 @@ pub trait Store: Send + Sync + 'static {
     fn put_notify(&self, user: &UserId, record: Option<&NotifyRecord>) -> Result<(), StoreError>;
     /// Every notification record (one per user who asked for email).
     fn all_notify(&self) -> Result<Vec<(UserId, NotifyRecord)>, StoreError>;
+    /// A space's listing in the directory.
+    fn listing(&self, space: SpaceId) -> Result<Option<Listing>, StoreError>;
+    /// Lists a space in the directory, or takes it out (`None`).
+    fn put_listing(&self, space: SpaceId, listing: Option<&Listing>) -> Result<(), StoreError>;
+    /// Every listed space.
+    fn listings(&self) -> Result<Vec<(SpaceId, Listing)>, StoreError>;
+    /// Writes a request to join a space, or removes it (`None`).
+    fn put_join_request(
+        &self,
+        space: SpaceId,
+        user: &UserId,
+        request: Option<&JoinRequest>,
+    ) -> Result<(), StoreError>;
+    /// The requests to join a space.
+    fn join_requests(&self, space: SpaceId) -> Result<Vec<(UserId, JoinRequest)>, StoreError>;
+    /// Every request to join (to find one user's).
+    fn all_join_requests(&self) -> Result<Vec<(SpaceId, UserId, JoinRequest)>, StoreError>;
     /// Flushes everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -383,6 +400,31 @@ pub struct NotifyRecord {
     pub pending_since: Option<u64>,
     /// When (Unix seconds) the last message was sent.
     pub last_sent: Option<u64>,
+}
+
+/// A space in the network's directory: what one of its members chose to
+/// show of it to everyone on the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The public name.
+    pub name: String,
+    /// The public description.
+    pub description: String,
+    /// Who listed it (last changed it).
+    pub listed_by: UserId,
+    /// When (Unix seconds).
+    pub at: u64,
+}
+
+/// A user's request to join a listed space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The requester's message to the space's managers.
+    pub message: String,
+    /// When it was made (Unix seconds).
+    pub at: u64,
+    /// A member declined it (the requester is told; nothing else changes).
+    pub declined: bool,
 }
 
 const VERSION: u8 = 1;
@@ -477,6 +519,8 @@ pub struct SledStore {
     recovery: sled::Tree,
     revocations: sled::Tree,
     notify: sled::Tree,
+    directory: sled::Tree,
+    join_requests: sled::Tree,
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -509,6 +553,8 @@ impl SledStore {
             recovery: tree("recovery")?,
             revocations: tree("revocations")?,
             notify: tree("notify")?,
+            directory: tree("directory")?,
+            join_requests: tree("join_requests")?,
             db,
         })
     }
@@ -963,6 +1009,75 @@ impl Store for SledStore {
                 .and_then(|u| UserId::new(u).ok())
                 .ok_or(StoreError::Corrupt("notify"))?;
             out.push((user, dec("notify", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn listing(&self, space: SpaceId) -> Result<Option<Listing>, StoreError> {
+        self.directory
+            .get(space.0)?
+            .map(|v| dec("directory", &v))
+            .transpose()
+    }
+
+    fn put_listing(&self, space: SpaceId, listing: Option<&Listing>) -> Result<(), StoreError> {
+        match listing {
+            Some(l) => self.directory.insert(space.0, enc(l))?,
+            None => self.directory.remove(space.0)?,
+        };
+        self.durable()
+    }
+
+    fn listings(&self) -> Result<Vec<(SpaceId, Listing)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.directory.iter() {
+            let (k, v) = item?;
+            let id = <[u8; 16]>::try_from(&k[..]).map_err(|_| StoreError::Corrupt("directory"))?;
+            out.push((SpaceId(id), dec("directory", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn put_join_request(
+        &self,
+        space: SpaceId,
+        user: &UserId,
+        request: Option<&JoinRequest>,
+    ) -> Result<(), StoreError> {
+        let mut key = space.0.to_vec();
+        key.extend_from_slice(user_key(user));
+        match request {
+            Some(r) => self.join_requests.insert(key, enc(r))?,
+            None => self.join_requests.remove(key)?,
+        };
+        self.durable()
+    }
+
+    fn join_requests(&self, space: SpaceId) -> Result<Vec<(UserId, JoinRequest)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.join_requests.scan_prefix(space.0) {
+            let (k, v) = item?;
+            let user = std::str::from_utf8(&k[16..])
+                .ok()
+                .and_then(|u| UserId::new(u).ok())
+                .ok_or(StoreError::Corrupt("join_requests"))?;
+            out.push((user, dec("join_requests", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn all_join_requests(&self) -> Result<Vec<(SpaceId, UserId, JoinRequest)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.join_requests.iter() {
+            let (k, v) = item?;
+            let corrupt = || StoreError::Corrupt("join_requests");
+            let space =
+                <[u8; 16]>::try_from(k.get(..16).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let user = std::str::from_utf8(&k[16..])
+                .ok()
+                .and_then(|u| UserId::new(u).ok())
+                .ok_or_else(corrupt)?;
+            out.push((SpaceId(space), user, dec("join_requests", &v)?));
         }
         Ok(out)
     }

@@ -265,6 +265,65 @@ enum SpaceCommand {
         /// The space.
         space: String,
     },
+    /// The network's directory of spaces: those whose managers listed them.
+    Directory {
+        /// Words the name or description must hold.
+        #[arg(default_value = "")]
+        query: String,
+    },
+    /// List a space in the directory with a public name and description
+    /// (everyone on the server reads them), or take it out with --off.
+    /// Space managers only.
+    Listing {
+        /// The space.
+        space: String,
+        /// The public name.
+        #[arg(long, required_unless_present = "off")]
+        name: Option<String>,
+        /// The public description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Take the space out of the directory.
+        #[arg(long, conflicts_with = "name")]
+        off: bool,
+    },
+    /// Ask to join a listed space (the server and its members read the
+    /// message), or withdraw the request.
+    Request {
+        /// The space.
+        space: String,
+        /// A message to its managers.
+        #[arg(long, default_value = "")]
+        message: String,
+        /// Withdraw the request.
+        #[arg(long, conflicts_with = "message")]
+        withdraw: bool,
+    },
+    /// Without a space: your requests to join and their state. With one
+    /// (a space you are in): the requests waiting to be answered.
+    Requests {
+        /// The space.
+        space: Option<String>,
+    },
+    /// Accept a request to join: add every device of the user. Space
+    /// managers only.
+    Accept {
+        /// The space.
+        space: String,
+        /// Who asked.
+        user: String,
+        /// Their role.
+        #[arg(long, default_value = "contributor")]
+        role: String,
+    },
+    /// Decline a request to join (the requester is told). Space managers
+    /// only.
+    Decline {
+        /// The space.
+        space: String,
+        /// Who asked.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1090,6 +1149,119 @@ async fn space_command(
             let epoch = c.invite(space(&s)?, &user, role(&r)?).await?;
             print(json_out, json!({ "epoch": epoch }), || {
                 format!("{user} added; the space is in epoch {epoch}")
+            });
+        }
+        SpaceCommand::Directory { query } => {
+            let d = c.directory(&query).await?;
+            print(json_out, serde_json::to_value(&d)?, || {
+                if d.spaces.is_empty() {
+                    return "no listed space matches".to_owned();
+                }
+                d.spaces
+                    .iter()
+                    .map(|l| {
+                        if l.description.is_empty() {
+                            format!("{} {}", l.space, l.name)
+                        } else {
+                            format!(
+                                "{} {}\n    {}",
+                                l.space,
+                                l.name,
+                                l.description.replace('\n', "\n    ")
+                            )
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SpaceCommand::Listing {
+            space: s,
+            name,
+            description,
+            off,
+        } => {
+            let listing = (!off).then(|| (name.unwrap_or_default(), description));
+            c.sync_all().await?;
+            c.list_in_directory(space(&s)?, listing).await?;
+            print(json_out, json!({ "listed": !off }), || {
+                if off {
+                    "taken out of the directory"
+                } else {
+                    "listed in the directory"
+                }
+                .to_owned()
+            });
+        }
+        SpaceCommand::Request {
+            space: s,
+            message,
+            withdraw,
+        } => {
+            if withdraw {
+                c.withdraw_request(space(&s)?).await?;
+            } else {
+                c.ask_to_join(space(&s)?, &message).await?;
+            }
+            print(json_out, json!({ "requested": !withdraw }), || {
+                if withdraw {
+                    "request withdrawn"
+                } else {
+                    "asked; a manager of the space will answer"
+                }
+                .to_owned()
+            });
+        }
+        SpaceCommand::Requests { space: None } => {
+            let own = c.own_requests().await?;
+            print(json_out, serde_json::to_value(&own)?, || {
+                if own.requests.is_empty() {
+                    return "no request waiting".to_owned();
+                }
+                own.requests
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} {}",
+                            r.space,
+                            r.name.as_deref().unwrap_or("(no longer listed)"),
+                            r.state
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SpaceCommand::Requests { space: Some(s) } => {
+            let waiting = c.join_requests(space(&s)?).await?;
+            print(json_out, serde_json::to_value(&waiting)?, || {
+                if waiting.requests.is_empty() {
+                    return "no request waiting".to_owned();
+                }
+                waiting
+                    .requests
+                    .iter()
+                    .map(|r| format!("{}: {}", r.user, r.message))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SpaceCommand::Accept {
+            space: s,
+            user,
+            role: r,
+        } => {
+            c.sync_all().await?;
+            c.accept(space(&s)?, &user, role(&r)?).await?;
+            print(json_out, json!({ "accepted": user }), || {
+                format!("{user} added")
+            });
+        }
+        SpaceCommand::Decline { space: s, user } => {
+            c.sync_all().await?;
+            c.decline(space(&s)?, &user).await?;
+            print(json_out, json!({ "declined": user }), || {
+                format!("{user}'s request declined")
             });
         }
         SpaceCommand::Remove { space: s, user } => {

@@ -151,3 +151,108 @@ async fn a_discussion_with_a_reply_and_a_mention_reaches_the_mentioned_members_a
     assert_eq!(posts[1]["reply_to"], first_id.as_str());
     assert_eq!(posts[1]["author"], "bruno");
 }
+
+/// The directory and requests to join (PROTOCOL §15.3): Amina lists her
+/// space with a public name; a contributor cannot; Bruno finds it by a word
+/// of its description and asks to join, Chidi too; a space that is not
+/// listed answers exactly as one that does not exist; Amina accepts Bruno
+/// (his device joins) and declines Chidi (he is told, and is not in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_space_is_found_and_joined_on_request_or_declined() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut amina = register(dir.path(), &server, "amina").await;
+    for name in ["bruno", "chidi", "eve"] {
+        drop(register(dir.path(), &server, name).await);
+    }
+    let space = amina.create_space().await.unwrap();
+    let hidden = amina.create_space().await.unwrap();
+    amina.invite(space, "eve", Role::Contributor).await.unwrap();
+    drop(amina);
+    let home = |n: &str| dir.path().join(n);
+    let s = space.to_hex();
+
+    let refused = amicus_refused(&home("eve"), &["space", "listing", &s, "--name", "Mine"]);
+    assert!(refused.contains("only the space managers"), "{refused}");
+    amicus_json(
+        &home("amina"),
+        &[
+            "space",
+            "listing",
+            &s,
+            "--name",
+            "Défenseurs du Kivu",
+            "--description",
+            "Avocats des défenseurs des droits au Nord-Kivu",
+        ],
+    );
+    let found = amicus_json(&home("bruno"), &["space", "directory", "nord-kivu avocats"]);
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["spaces"][0]["space"], s.as_str());
+    assert_eq!(found["spaces"][0]["name"], "Défenseurs du Kivu");
+    let all = amicus_json(&home("bruno"), &["space", "directory"]);
+    assert!(
+        !all.to_string().contains(&hidden.to_hex()),
+        "an unlisted space appears nowhere: {all}"
+    );
+
+    // Not listed and not existing: the same answer.
+    let unlisted = amicus_refused(&home("bruno"), &["space", "request", &hidden.to_hex()]);
+    let missing = amicus_refused(
+        &home("bruno"),
+        &["space", "request", &amicus_core::SpaceId::random().to_hex()],
+    );
+    assert!(
+        unlisted.contains("no such space in the directory"),
+        "{unlisted}"
+    );
+    assert_eq!(unlisted, missing);
+    let long = "é".repeat(amicus_core::api::MAX_JOIN_MESSAGE + 1);
+    let refused = amicus_refused(
+        &home("bruno"),
+        &["space", "request", &s, "--message", &long],
+    );
+    assert!(refused.contains("at most 1000 characters"), "{refused}");
+    let refused = amicus_refused(&home("eve"), &["space", "request", &s]);
+    assert!(refused.contains("already a member"), "{refused}");
+
+    amicus_json(
+        &home("bruno"),
+        &["space", "request", &s, "--message", "Je plaide à Goma."],
+    );
+    amicus_json(&home("chidi"), &["space", "request", &s]);
+    let waiting = amicus_json(&home("amina"), &["space", "requests", &s]);
+    let users: Vec<&str> = waiting["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 2, "{waiting}");
+    assert!(users.contains(&"bruno") && users.contains(&"chidi"));
+    assert!(waiting.to_string().contains("Je plaide à Goma."));
+
+    let refused = amicus_refused(&home("eve"), &["space", "accept", &s, "bruno"]);
+    assert!(refused.contains("only the space managers"), "{refused}");
+    amicus_json(&home("amina"), &["space", "accept", &s, "bruno"]);
+    amicus_json(&home("amina"), &["space", "decline", &s, "chidi"]);
+
+    let bruno_spaces = amicus_json(&home("bruno"), &["space", "list"]);
+    assert!(bruno_spaces.to_string().contains(&s), "{bruno_spaces}");
+    let bruno_requests = amicus_json(&home("bruno"), &["space", "requests"]);
+    assert!(
+        bruno_requests["requests"].as_array().unwrap().is_empty(),
+        "{bruno_requests}"
+    );
+    let chidi = amicus_json(&home("chidi"), &["space", "requests"]);
+    assert_eq!(chidi["requests"][0]["state"], "declined", "{chidi}");
+    assert_eq!(chidi["requests"][0]["name"], "Défenseurs du Kivu");
+    let chidi_spaces = amicus_json(&home("chidi"), &["space", "list"]);
+    assert!(!chidi_spaces.to_string().contains(&s), "{chidi_spaces}");
+    let left = amicus_json(&home("amina"), &["space", "requests", &s]);
+    assert!(left["requests"].as_array().unwrap().is_empty(), "{left}");
+
+    amicus_json(&home("amina"), &["space", "listing", &s, "--off"]);
+    let gone = amicus_json(&home("bruno"), &["space", "directory", "kivu"]);
+    assert_eq!(gone["total"], 0, "{gone}");
+}
