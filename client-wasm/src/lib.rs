@@ -334,6 +334,50 @@ impl Device {
         Ok(self.start(intent))
     }
 
+    /// Lists the space in the network's directory with a public name and
+    /// description (space managers only; `done` when the server has it).
+    pub fn list_space(
+        &mut self,
+        space: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<f64, JsValue> {
+        let intent = Intent::List {
+            space: space_id(space)?,
+            listing: Some((name.to_owned(), description.to_owned())),
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Takes the space out of the directory (space managers only).
+    pub fn unlist_space(&mut self, space: &str) -> Result<f64, JsValue> {
+        let intent = Intent::List {
+            space: space_id(space)?,
+            listing: None,
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Accepts `user`'s request to join: adds every device of theirs with
+    /// `role`, then closes the request (space managers only).
+    pub fn accept(&mut self, space: &str, user: &str, role: &str) -> Result<f64, JsValue> {
+        let intent = Intent::Accept {
+            space: space_id(space)?,
+            user: UserId::new(user).map_err(bad)?,
+            role: parse_role(role)?,
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Declines `user`'s request to join (space managers only).
+    pub fn decline(&mut self, space: &str, user: &str) -> Result<f64, JsValue> {
+        let intent = Intent::Decline {
+            space: space_id(space)?,
+            user: UserId::new(user).map_err(bad)?,
+        };
+        Ok(self.start(intent))
+    }
+
     /// Revokes another device of this user (this browser must hold the
     /// identity key): the server stops serving it and every space this
     /// browser shares with it removes it (`done` lists those spaces).

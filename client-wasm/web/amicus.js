@@ -807,6 +807,24 @@ export class Client {
     return this.run(this.device.set_role(space, user, role));
   }
 
+  /** Lists the space in the directory (`name` empty: takes it out).
+   * @param {string} space @param {string} name @param {string} description */
+  listSpace(space, name, description) {
+    return this.run(name ? this.device.list_space(space, name, description) : this.device.unlist_space(space));
+  }
+
+  /** Accepts a request to join: adds the user's devices with `role`.
+   * @param {string} space @param {string} user @param {string} role */
+  async accept(space, user, role) {
+    await this.run(this.device.accept(space, user, role));
+    this.emit("members", { space });
+  }
+
+  /** Declines a request to join. @param {string} space @param {string} user */
+  decline(space, user) {
+    return this.run(this.device.decline(space, user));
+  }
+
   // ------------------------------------------------------------- documents
 
   /** A local edit was made through `this.device`: the engine sends it at

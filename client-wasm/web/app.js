@@ -434,8 +434,63 @@ function spacesView(main) {
           s.removed ? h("span", { class: "warning" }, ` · ${t("removed")}`) : null)))
       : h("p", {}, t("empty")),
     form,
+    directorySection(),
     h("p", {}, t("safetyNumber"), ": ", h("code", { class: "safety" }, client.device.safety_number())),
   );
+}
+
+/** The network's directory: the spaces their managers listed, found by
+ * words; a request to join each (its message read by the server and the
+ * space's members), and this person's requests with their state. */
+function directorySection() {
+  const box = h("section", { id: "directory", "aria-labelledby": "directory-h" });
+  const results = h("ul", { id: "directory-results", class: "spaces" });
+  const mine = h("div", { id: "my-requests" });
+  let requests = [];
+  const drawMine = async () => {
+    try {
+      requests = (await client.api("GET", "/v1/account/requests")).requests;
+    } catch (_) {
+      requests = [];
+    }
+    fill(mine, requests.length ? [h("h4", {}, t("myRequests")), h("ul", {}, requests.map((r) =>
+      h("li", { "data-space": r.space, "data-state": r.state }, h("span", { dir: "auto" }, r.name || r.space.slice(0, 8)), " — ",
+        h("span", { class: r.state === "declined" ? "warning" : "muted" }, t(r.state === "declined" ? "requestDeclined" : "requestPending")))))] : []);
+  };
+  const search = async (q) => {
+    let found;
+    try {
+      found = await client.api("GET", `/v1/directory?q=${encodeURIComponent(q)}`);
+    } catch (err) { return fail(err); }
+    fill(results, found.spaces.length ? found.spaces.map((l) => {
+      const member = client.device.has_space(l.space);
+      const asked = requests.find((r) => r.space === l.space);
+      const message = h("textarea", { name: "message", rows: 2, maxlength: 1000, dir: "auto" });
+      return h("li", { class: "listed", "data-space": l.space },
+        h("strong", { dir: "auto" }, l.name),
+        l.description ? h("p", { class: "description", dir: "auto" }, l.description) : null,
+        member ? h("a", { href: `#/space/${l.space}` }, t("youAreMember"))
+          : asked && asked.state === "pending" ? h("span", { class: "muted" }, t("requestPending"))
+          : h("details", { class: "ask" }, h("summary", {}, t("askToJoin")),
+            h("form", { class: "ask-form", onsubmit: async (e) => {
+              e.preventDefault();
+              status(t("working"));
+              try {
+                await client.api("POST", `/v1/directory/${l.space}/requests`, { message: message.value });
+                status(t("requestSent"));
+                await drawMine();
+                search(q);
+              } catch (err) { fail(err); }
+            } }, field(t("askMessage"), message), h("p", { class: "muted" }, t("askMessageWho")), h("button", { type: "submit" }, t("askToJoin")))));
+    }) : [h("li", { class: "muted" }, t("directoryEmpty"))]);
+  };
+  const query = h("input", { type: "search", name: "q", "aria-label": t("directorySearch"), dir: "auto" });
+  box.append(h("h3", { id: "directory-h" }, t("directory")), h("p", { class: "muted" }, t("directoryExplain")),
+    h("form", { id: "directory-search", role: "search", onsubmit: (e) => { e.preventDefault(); search(query.value); } },
+      query, h("button", { type: "submit" }, t("search"))),
+    results, mine);
+  drawMine().then(() => search(""));
+  return box;
 }
 
 const ROLES = ["contributor", "reader", "content_manager", "space_manager"];
@@ -784,7 +839,53 @@ function spaceView(main, space) {
         field(t("postText"), text), mentionChips(space, text),
         h("button", { type: "submit" }, t("sendPost")))));
   };
-  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox);
+  // A space manager lists the space in the directory, and answers the
+  // requests to join.
+  const listingBox = h("section", { id: "space-listing", "aria-labelledby": "listing-h" });
+  const drawListing = async () => {
+    const me = client.device.spaces().find((s) => s.id === space);
+    if (me?.role !== "space_manager" || me?.read_only) return fill(listingBox);
+    let listed = null;
+    let waiting = [];
+    try {
+      const found = await client.api("GET", "/v1/directory");
+      listed = found.spaces.find((l) => l.space === space) || null;
+      waiting = (await client.api("GET", `/v1/directory/${space}/requests`)).requests;
+    } catch (_) {
+      /* offline: drawn again when something changes */
+    }
+    const name = h("input", { name: "name", required: true, maxlength: 200, dir: "auto", value: listed?.name || "" });
+    const description = h("textarea", { name: "description", rows: 2, maxlength: 2000, dir: "auto" }, listed?.description || "");
+    const act = async (fn) => {
+      status(t("working"));
+      try { await fn(); status(""); } catch (err) { fail(err); }
+      drawListing();
+    };
+    fill(listingBox,
+      h("h3", { id: "listing-h" }, t("directoryListing")),
+      h("p", { class: "muted" }, t(listed ? "listedExplain" : "unlistedExplain")),
+      h("details", { id: "listing-form-box" }, h("summary", {}, t(listed ? "changeListing" : "listSpace")),
+        h("form", { id: "listing-form", onsubmit: (e) => { e.preventDefault(); act(() => client.listSpace(space, name.value, description.value)); } },
+          field(t("publicName"), name), field(t("publicDescription"), description),
+          h("button", { type: "submit" }, t(listed ? "changeListing" : "listSpace")))),
+      listed ? h("button", { type: "button", id: "unlist", onclick: () => act(() => client.listSpace(space, "", "")) }, t("unlistSpace")) : null,
+      waiting.length ? h("h4", {}, t("joinRequests")) : null,
+      waiting.length ? h("ul", { id: "join-requests" }, waiting.map((r) => {
+        const role = h("select", { "aria-label": `${t("role")}: ${r.user}` }, ROLES.map((x) => h("option", { value: x }, t(x))));
+        return h("li", { "data-user": r.user }, h("strong", {}, r.user), r.message ? h("p", { dir: "auto" }, r.message) : null,
+          role, " ",
+          h("button", { type: "button", class: "accept", onclick: () => act(() => client.accept(space, r.user, role.value)) }, t("acceptRequest")), " ",
+          h("button", { type: "button", class: "decline", onclick: () => act(() => client.decline(space, r.user)) }, t("declineRequest")));
+      })) : null);
+  };
+  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, listingBox);
+  drawListing();
+  // Requests to join arrive through the server only: a manager's page asks
+  // again every 15 s (nothing is asked of anyone else).
+  const asking = setInterval(() => {
+    if (!listingBox.querySelector("details[open], select:focus")) drawListing();
+  }, 15000);
+  onCleanup(() => clearInterval(asking));
   drawProfile();
   drawMembers();
   drawLibrary();

@@ -2002,3 +2002,118 @@ async fn a_new_version_of_a_file_and_previews_in_the_browser() {
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert_eq!(versions[0]["file"], text.as_str());
 }
+
+/// The directory in two browsers (French; Portuguese on a 360-px phone):
+/// Amina lists her space with a public name; Bruno finds it by a word and
+/// asks to join; Chidi asks from the command line; Amina sees both
+/// requests, accepts Bruno, whose browser then holds the space, and
+/// declines Chidi, who is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_space_is_joined_on_request_in_the_browser() {
+    let _one = CHROMIUM.lock().await;
+    let web = web_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &format!("web = {web:?}\n"));
+    let shots = target_dir().join("browser-screenshots-directory");
+    let _ = std::fs::remove_dir_all(&shots);
+    let amina = Browser::start("amina", "fr", &shots, &dir.path().join("dl-a")).await;
+    let bruno = Browser::start("bruno", "pt", &shots, &dir.path().join("dl-b")).await;
+    bruno.resize(360, 760).await;
+    sign_up(&amina, &server.url, "amina").await;
+    sign_up(&bruno, &server.url, "bruno").await;
+    drop(register(dir.path(), &server, "chidi").await);
+
+    amina
+        .type_into("#new-space input[name=name]", "Kassa")
+        .await;
+    amina.click("#new-space button[type=submit]").await;
+    amina.element("#listing-form-box summary").await;
+    let space = amina
+        .js("return location.hash.split('/')[2]", json!([]))
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    amina.click("#listing-form-box summary").await;
+    amina
+        .type_into("#listing-form input[name=name]", "Défenseurs du Kivu")
+        .await;
+    amina
+        .type_into(
+            "#listing-form textarea[name=description]",
+            "Avocats des défenseurs au Nord-Kivu",
+        )
+        .await;
+    amina.click("#listing-form button[type=submit]").await;
+    amina.element("#unlist").await;
+
+    bruno
+        .type_into("#directory-search input[name=q]", "kivu")
+        .await;
+    bruno.click("#directory-search button[type=submit]").await;
+    let listed = format!("li.listed[data-space='{space}']");
+    bruno.element(&listed).await;
+    bruno.click(&format!("{listed} details.ask summary")).await;
+    bruno
+        .type_into(&format!("{listed} textarea"), "Advogo em Goma.")
+        .await;
+    bruno.click(&format!("{listed} button[type=submit]")).await;
+    bruno
+        .element(&format!(
+            "#my-requests li[data-space='{space}'][data-state=pending]"
+        ))
+        .await;
+    let fits = bruno
+        .js(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            json!([]),
+        )
+        .await;
+    assert_eq!(fits, json!(true), "the directory fits a 360-px screen");
+    bruno.screenshot("directory").await;
+    crate::support::amicus_json(&dir.path().join("chidi"), &["space", "request", &space]);
+
+    amina.js("location.hash = '#/'", json!([])).await;
+    amina
+        .click(&format!("a.space-link[data-space='{space}']"))
+        .await;
+    amina.element("#join-requests li[data-user=bruno]").await;
+    amina.element("#join-requests li[data-user=chidi]").await;
+    assert!(
+        text_of(&amina, "#join-requests li[data-user=bruno] p").await == "Advogo em Goma.",
+        "the message is shown"
+    );
+    amina.screenshot("requests").await;
+    amina
+        .click("#join-requests li[data-user=bruno] button.accept")
+        .await;
+    amina.element("tr[data-user=bruno]").await;
+    amina
+        .wait_for(
+            "Bruno's request closed",
+            "return !document.querySelector('#join-requests li[data-user=bruno]')",
+            LONG,
+        )
+        .await;
+    amina
+        .click("#join-requests li[data-user=chidi] button.decline")
+        .await;
+    amina
+        .wait_for(
+            "Chidi's request answered",
+            "return !document.querySelector('#join-requests li[data-user=chidi]')",
+            LONG,
+        )
+        .await;
+
+    bruno.goto(&format!("{}/#/", server.url)).await;
+    bruno
+        .wait_for(
+            "the space among Bruno's",
+            &format!("return !!document.querySelector(\"a.space-link[data-space='{space}']\")"),
+            LONG,
+        )
+        .await;
+    let chidi = crate::support::amicus_json(&dir.path().join("chidi"), &["space", "requests"]);
+    assert_eq!(chidi["requests"][0]["state"], "declined", "{chidi}");
+}
