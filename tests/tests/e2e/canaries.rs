@@ -1,4 +1,5 @@
-//! Canaries written into titles, text, comments, file names and file bodies
+//! Canaries written into titles, text, comments, file names and file bodies,
+//! a discussion's subject and post, a space's name and a file's new version
 //! appear nowhere the server keeps anything: `amicus audit` finds none in
 //! any byte under its data directory (raw, base64, hex, UTF-16), nor in any
 //! sled value read back through sled, and its hash chains, blobs and index
@@ -76,6 +77,12 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         canary("filename"),
         canary("filebody"),
     );
+    let (subject, post, space_name, version_body) = (
+        canary("subject"),
+        canary("post"),
+        canary("spacename"),
+        canary("versionbody"),
+    );
 
     let space = alice.create_space().await.unwrap();
     alice.invite(space, "bob", Role::Contributor).await.unwrap();
@@ -94,10 +101,24 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         .unwrap();
     let plain = dir.path().join("statement.txt");
     std::fs::write(&plain, format!("{file_body}\n").repeat(5000)).unwrap();
-    alice
+    let first = alice
         .put_file(space, &plain, &file_name, &mut |_, _| {})
         .await
         .unwrap();
+    // A discussion (subject, a post that mentions Bob), the space's name,
+    // and a new version of the file.
+    let thread = alice
+        .new_discussion(space, &subject, &format!("@bob {post}"), &[])
+        .await
+        .unwrap();
+    alice.set_profile(space, &space_name, "").await.unwrap();
+    let revised = dir.path().join("revised.txt");
+    std::fs::write(&revised, format!("{version_body}\n").repeat(3000)).unwrap();
+    alice
+        .put_version(space, &revised, &first.file_id.to_string(), &mut |_, _| {})
+        .await
+        .unwrap();
+    std::fs::remove_file(&revised).unwrap();
 
     // A public document fills the search index, which is scanned too.
     let library = alice.create_public_space("Bibliothèque").await.unwrap();
@@ -125,15 +146,41 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
     bob.get_file(space, &file_name, &out, &mut |_, _| {})
         .await
         .unwrap();
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains(&version_body)
+    );
+    std::fs::remove_file(&out).unwrap();
+    bob.get_file_version(space, &file_name, Some(1), &out, &mut |_, _| {})
+        .await
+        .unwrap();
     assert!(std::fs::read_to_string(&out).unwrap().contains(&file_body));
     std::fs::remove_file(&out).unwrap();
+    let d = bob.discussion(space, thread).unwrap();
+    assert_eq!(d.title, subject);
+    assert!(d.posts[0].text.contains(&post));
+    assert_eq!(
+        bob.profile(space).unwrap().name.as_deref(),
+        Some(space_name.as_str())
+    );
     std::fs::remove_file(&plain).unwrap();
     drop(alice);
     drop(bob);
     let log = server.log.clone();
     server.stop();
 
-    let all = [&title, &text, &comment, &file_name, &file_body];
+    let all = [
+        &title,
+        &text,
+        &comment,
+        &file_name,
+        &file_body,
+        &subject,
+        &post,
+        &space_name,
+        &version_body,
+    ];
     let canaries: Vec<Canary> = all.iter().map(|c| Canary::new(c).unwrap()).collect();
     let canary_file = dir.path().join("canaries.txt");
     std::fs::write(
@@ -150,7 +197,7 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
     // The audit of the clean directory passes, having looked everywhere.
     let (passed, report) = audit(&data, &canary_file);
     assert!(passed, "{report:#}");
-    assert_eq!(report["canaries"], 5);
+    assert_eq!(report["canaries"], all.len());
     assert!(report["spaces"].as_u64().unwrap() >= 2, "{report}");
     assert!(report["log_entries"].as_u64().unwrap() >= 4, "{report}");
     assert!(report["blobs"].as_u64().unwrap() >= 1, "{report}");
