@@ -12,7 +12,7 @@
 //   #/join/CODE              (signed out) the sign-up form, invited
 
 import { Client, load } from "./amicus.js";
-import { languages, setLanguage, initialLanguage, language, t } from "./i18n.js";
+import { languages, setLanguage, initialLanguage, language, t, tn } from "./i18n.js";
 import { createEditor } from "./editor.js";
 
 /** @type {Client} The signed-in device (null before signing in). */
@@ -679,7 +679,7 @@ function spaceView(main, space) {
       const box = previewBox(e);
       return [
         previewable(e) ? h("button", { type: "button", class: "link preview", "data-file": e.id, onclick: () => preview(space, e, box) }, t("preview")) : null,
-        e.versions.length ? h("details", { class: "file-versions" }, h("summary", {}, t("olderVersions", { n: e.versions.length })),
+        e.versions.length ? h("details", { class: "file-versions" }, h("summary", {}, tn("olderVersions", e.versions.length)),
           h("ol", {}, e.versions.map((v, i) => h("li", { "data-version": v.file },
             h("button", { type: "button", class: "link version-download", "data-version": v.file,
               onclick: () => download(space, { id: v.file }, progress, progressText) }, `${t("versionN", { n: i + 1 })}: ${v.name} (${formatSize(v.size)})`))))) : null,
@@ -1050,8 +1050,8 @@ function activityView(main) {
       i.kind === "library" ? null : (i.new ? t("activityNew") : t("activityChangedBy", { names: i.by.join(", ") })),
       i.kind === "library" && i.added.length ? t("activityAdded", { names: i.added.join(", ") }) : null,
       i.kind === "library" && !i.added.length ? t("activityChangedBy", { names: i.by.join(", ") }) : null,
-      i.posts ? t("activityPosts", { n: i.posts }) : null,
-      i.mentions ? t("activityMentions", { n: i.mentions }) : null,
+      i.posts ? tn("activityPosts", i.posts) : null,
+      i.mentions ? tn("activityMentions", i.mentions) : null,
     ].filter(Boolean).join(" · ");
     const href = (i) => i.kind === "filing" ? `#/doc/${i.space}/${i.id}` : i.kind === "discussion" ? `#/thread/${i.space}/${i.id}` : `#/space/${i.space}`;
     fill(box, h("h2", { id: "activity-h" }, t("activity")),

@@ -237,8 +237,6 @@ const strings = {
     markAllSeen: "Mark everything as seen",
     activityNew: "new",
     activityChangedBy: "changed by {names}",
-    activityPosts: "{n} new post(s)",
-    activityMentions: "{n} mention(s) of you",
     activityAdded: "added: {names}",
     noDiscussions: "No discussion yet.",
     browserNotices: "Notices in this browser",
@@ -248,7 +246,6 @@ const strings = {
     browserNoticesDenied: "This browser refuses notices for this site: allow them in its settings.",
     browserNoticeBody: "Something new in your spaces ({m} mention(s) of you).",
     preview: "Preview",
-    olderVersions: "Earlier versions ({n})",
     versionN: "Version {n}",
     newVersion: "Upload a new version",
     directory: "Directory of spaces",
@@ -274,6 +271,12 @@ const strings = {
     joinRequests: "Requests to join",
     acceptRequest: "Accept",
     declineRequest: "Decline",
+    activityPosts_one: "1 new post",
+    activityPosts_other: "{n} new posts",
+    activityMentions_one: "1 mention of you",
+    activityMentions_other: "{n} mentions of you",
+    olderVersions_one: "1 earlier version",
+    olderVersions_other: "{n} earlier versions",
   },
   fr: {
     facet_space: "Espace",
@@ -509,8 +512,6 @@ const strings = {
     markAllSeen: "Tout marquer comme vu",
     activityNew: "nouveau",
     activityChangedBy: "modifié par {names}",
-    activityPosts: "{n} nouveau(x) message(s)",
-    activityMentions: "{n} mention(s) de vous",
     activityAdded: "ajouté : {names}",
     noDiscussions: "Pas encore de discussion.",
     browserNotices: "Avis dans ce navigateur",
@@ -520,7 +521,6 @@ const strings = {
     browserNoticesDenied: "Ce navigateur refuse les avis pour ce site : autorisez-les dans ses réglages.",
     browserNoticeBody: "Du nouveau dans vos espaces ({m} mention(s) de vous).",
     preview: "Aperçu",
-    olderVersions: "Versions précédentes ({n})",
     versionN: "Version {n}",
     newVersion: "Déposer une nouvelle version",
     directory: "Annuaire des espaces",
@@ -546,6 +546,12 @@ const strings = {
     joinRequests: "Demandes pour rejoindre",
     acceptRequest: "Accepter",
     declineRequest: "Refuser",
+    activityPosts_one: "{n} nouveau message",
+    activityPosts_other: "{n} nouveaux messages",
+    activityMentions_one: "{n} mention de vous",
+    activityMentions_other: "{n} mentions de vous",
+    olderVersions_one: "{n} version précédente",
+    olderVersions_other: "{n} versions précédentes",
   },
   ar: {
     facet_space: "المساحة",
@@ -781,8 +787,6 @@ const strings = {
     markAllSeen: "اعتبار الكل مقروءًا",
     activityNew: "جديد",
     activityChangedBy: "عدّله {names}",
-    activityPosts: "{n} رسالة جديدة",
-    activityMentions: "{n} إشارة إليك",
     activityAdded: "أُضيف: {names}",
     noDiscussions: "لا نقاش بعد.",
     browserNotices: "تنبيهات في هذا المتصفح",
@@ -792,7 +796,6 @@ const strings = {
     browserNoticesDenied: "هذا المتصفح يرفض التنبيهات لهذا الموقع: اسمح بها في إعداداته.",
     browserNoticeBody: "جديد في مساحاتك ({m} إشارة إليك).",
     preview: "معاينة",
-    olderVersions: "الإصدارات السابقة ({n})",
     versionN: "الإصدار {n}",
     newVersion: "رفع إصدار جديد",
     directory: "دليل المساحات",
@@ -818,6 +821,24 @@ const strings = {
     joinRequests: "طلبات الانضمام",
     acceptRequest: "قبول",
     declineRequest: "رفض",
+    activityPosts_zero: "لا رسائل جديدة",
+    activityPosts_one: "رسالة جديدة واحدة",
+    activityPosts_two: "رسالتان جديدتان",
+    activityPosts_few: "{n} رسائل جديدة",
+    activityPosts_many: "{n} رسالة جديدة",
+    activityPosts_other: "{n} رسالة جديدة",
+    activityMentions_zero: "لا إشارات إليك",
+    activityMentions_one: "إشارة واحدة إليك",
+    activityMentions_two: "إشارتان إليك",
+    activityMentions_few: "{n} إشارات إليك",
+    activityMentions_many: "{n} إشارة إليك",
+    activityMentions_other: "{n} إشارة إليك",
+    olderVersions_zero: "لا إصدارات سابقة",
+    olderVersions_one: "إصدار سابق واحد",
+    olderVersions_two: "إصداران سابقان",
+    olderVersions_few: "{n} إصدارات سابقة",
+    olderVersions_many: "{n} إصدارًا سابقًا",
+    olderVersions_other: "{n} إصدار سابق",
   },
   de: {
     facet_space: "Bereich",
@@ -1053,8 +1074,6 @@ const strings = {
     markAllSeen: "Alles als gesehen markieren",
     activityNew: "neu",
     activityChangedBy: "geändert von {names}",
-    activityPosts: "{n} neue Nachricht(en)",
-    activityMentions: "{n} Erwähnung(en) von Ihnen",
     activityAdded: "hinzugefügt: {names}",
     noDiscussions: "Noch keine Diskussion.",
     browserNotices: "Hinweise in diesem Browser",
@@ -1064,7 +1083,6 @@ const strings = {
     browserNoticesDenied: "Dieser Browser lehnt Hinweise für diese Seite ab: Erlauben Sie sie in seinen Einstellungen.",
     browserNoticeBody: "Neues in Ihren Bereichen ({m} Erwähnung(en) von Ihnen).",
     preview: "Vorschau",
-    olderVersions: "Frühere Versionen ({n})",
     versionN: "Version {n}",
     newVersion: "Neue Version hochladen",
     directory: "Verzeichnis der Bereiche",
@@ -1090,6 +1108,12 @@ const strings = {
     joinRequests: "Beitrittsanfragen",
     acceptRequest: "Annehmen",
     declineRequest: "Ablehnen",
+    activityPosts_one: "1 neue Nachricht",
+    activityPosts_other: "{n} neue Nachrichten",
+    activityMentions_one: "1 Erwähnung von Ihnen",
+    activityMentions_other: "{n} Erwähnungen von Ihnen",
+    olderVersions_one: "1 frühere Version",
+    olderVersions_other: "{n} frühere Versionen",
   },
   pt: {
     facet_space: "Espaço",
@@ -1325,8 +1349,6 @@ const strings = {
     markAllSeen: "Marcar tudo como visto",
     activityNew: "novo",
     activityChangedBy: "alterado por {names}",
-    activityPosts: "{n} nova(s) mensagem(ns)",
-    activityMentions: "{n} menção(ões) a você",
     activityAdded: "adicionado: {names}",
     noDiscussions: "Ainda não há discussões.",
     browserNotices: "Avisos neste navegador",
@@ -1336,7 +1358,6 @@ const strings = {
     browserNoticesDenied: "Este navegador recusa avisos deste site: permita-os nas configurações.",
     browserNoticeBody: "Novidades nos seus espaços ({m} menção(ões) a você).",
     preview: "Pré-visualizar",
-    olderVersions: "Versões anteriores ({n})",
     versionN: "Versão {n}",
     newVersion: "Enviar nova versão",
     directory: "Diretório de espaços",
@@ -1362,6 +1383,12 @@ const strings = {
     joinRequests: "Pedidos para entrar",
     acceptRequest: "Aceitar",
     declineRequest: "Recusar",
+    activityPosts_one: "{n} nova mensagem",
+    activityPosts_other: "{n} novas mensagens",
+    activityMentions_one: "{n} menção a você",
+    activityMentions_other: "{n} menções a você",
+    olderVersions_one: "{n} versão anterior",
+    olderVersions_other: "{n} versões anteriores",
   },
 };
 
@@ -1407,6 +1434,18 @@ export function initialLanguage() {
 
 export function language() {
   return current;
+}
+
+/** The string `key` for the number `n` in the current language, in the
+ * plural form its rules choose (`Intl.PluralRules`: Arabic has six, French
+ * counts 0 as one), with `{n}` and `vars` filled in. */
+export function tn(key, n, vars = {}) {
+  const pick = (lang) => {
+    const table = strings[lang];
+    return table[`${key}_${new Intl.PluralRules(lang).select(n)}`] ?? table[`${key}_other`];
+  };
+  const s = pick(current) ?? pick("en") ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => String(k === "n" ? n : vars[k] ?? ""));
 }
 
 /** The string `key` in the current language, with `{name}` filled in. */
