@@ -220,6 +220,13 @@ fn config() -> Config {
     }
 }
 
+/// The users a text mentions (`@name`), as the engine reads them
+/// (PROTOCOL §9.5): what the interface marks in comments.
+#[wasm_bindgen]
+pub fn mentions(text: &str) -> Vec<String> {
+    amicus_core::discussion::mentions(text)
+}
+
 /// One browser device: the client engine ([`amicus_core::engine`]) with
 /// its keys, spaces and documents. The page's JavaScript drives it: it
 /// hands over frames, HTTP answers, the connection's state and time, and

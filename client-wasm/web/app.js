@@ -11,7 +11,7 @@
 //   #/admin                  the administrator's invitations
 //   #/join/CODE              (signed out) the sign-up form, invited
 
-import { Client, load } from "./amicus.js";
+import { Client, load, mentions } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t, tn } from "./i18n.js";
 import { createEditor } from "./editor.js";
 
@@ -918,6 +918,7 @@ function mentionChips(space, input) {
       const before = input.value.slice(0, at);
       const insert = `${before && !/\s$/.test(before) ? " " : ""}@${u} `;
       input.value = before + insert + input.value.slice(input.selectionEnd ?? at);
+      input.dispatchEvent(new Event("input")); // kept as a draft like typing
       input.focus();
       input.selectionStart = input.selectionEnd = at + insert.length;
     } }, `@${u}`)));
@@ -1205,8 +1206,9 @@ function editorView(main, space, stream) {
     return h("li", { "data-thread": c.thread, class: c.resolved ? "resolved" : "" },
       h("q", {}, chars.slice(c.start, c.end).join("")), " ",
       c.resolved ? h("span", { class: "muted resolved-by" }, t("resolvedBy", { author: c.resolved_by ? authorName(c.resolved_by) : "?" })) : null,
-      c.messages.map((m) => h("p", { dir: "auto" }, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), " ", when(m), ": ", m.text)),
-      readOnly ? null : h("div", { class: "thread-actions" }, c.resolved ? null : replyForm, toggleButton));
+      c.messages.map((m) => h("p", { dir: "auto" }, h("strong", { class: m.verified ? "" : "unverified" }, authorName(m)), " ", when(m), ": ", withMentions(m.text, mentions(m.text)))),
+      readOnly ? null : h("div", { class: "thread-actions" }, c.resolved ? null : replyForm, toggleButton),
+      readOnly || c.resolved ? null : mentionChips(space, input));
   };
   const drawComments = (f) => {
     const chars = Array.from(f.body);

@@ -349,6 +349,10 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     bruno
         .type_into("#comments form.reply input[name=reply]", "C'est fait")
         .await;
+    // Amina's name offered from the members, and marked in the text.
+    bruno
+        .click("#comments .mention-chip[data-user=amina]")
+        .await;
     bruno
         .click("#comments form.reply button[type=submit]")
         .await;
@@ -358,7 +362,8 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             "Bruno's reply and resolution at Amina's",
             "const li = document.querySelector('#comments li'); \
              return li && li.classList.contains('resolved') \
-               && li.textContent.includes(\"C'est fait\") \
+               && li.textContent.includes(\"C'est fait @amina\") \
+               && li.querySelector('mark.mention[data-user=amina]') !== null \
                && (li.querySelector('.resolved-by')?.textContent || '') === 'Résolu par bruno' \
                && li.querySelectorAll('p').length === 2 && !li.querySelector('form.reply')",
             LONG,
