@@ -305,6 +305,17 @@ impl Notifier {
         Ok(())
     }
 
+    /// A device of `user` connected for as long as the guard lives: the
+    /// connection counts as gone when it is dropped, also when the task
+    /// serving it panics (unwinding drops it).
+    pub fn online(&self, user: &UserId) -> Online<'_> {
+        self.connected(user);
+        Online {
+            notifier: self,
+            user: user.clone(),
+        }
+    }
+
     /// A device of `user` connected: whatever was waiting is being seen.
     pub fn connected(&self, user: &UserId) {
         let mut inner = self.lock();
@@ -423,6 +434,18 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
+/// A connected device of a user ([`Notifier::online`]).
+pub struct Online<'a> {
+    notifier: &'a Notifier,
+    user: UserId,
+}
+
+impl Drop for Online<'_> {
+    fn drop(&mut self) {
+        self.notifier.disconnected(&self.user);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,6 +533,29 @@ mod tests {
         }
         let long = format!("{}@example.org", "a".repeat(250));
         assert!(checked_email(&long).unwrap_err().contains("at most 254"));
+    }
+
+    /// A connection whose task panics no longer counts its user as
+    /// connected: activity after it is noted for them.
+    #[test]
+    fn a_connection_that_panics_is_counted_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let n = Notifier::open(None, &store).unwrap();
+        let (amina, bruno) = (UserId::new("amina").unwrap(), UserId::new("bruno").unwrap());
+        n.set(
+            &store,
+            &bruno,
+            Some(("x@example.org".into(), NotifyMode::Immediate, "en".into())),
+        )
+        .unwrap();
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _online = n.online(&bruno);
+            panic!("the connection's task fails");
+        }));
+        assert!(served.is_err());
+        n.activity([&amina, &bruno], &amina, 100);
+        assert_eq!(n.get(&bruno).unwrap().pending_since, Some(100));
     }
 
     /// A member with a device connected gets no activity noted; one

@@ -54,12 +54,31 @@ pub async fn connection(state: Arc<AppState>, socket: WebSocket, caller: Caller)
     };
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
     tracing::info!(device = %caller.device, "connected");
-    state.notifier.connected(&caller.user);
+    // Dropped when the connection ends, also by a panic of this task: the
+    // user is no longer counted online, the relay forgets the connection.
+    let _online = state.notifier.online(&caller.user);
+    let _registered = Registered {
+        state: &state,
+        outbox: &outbox,
+    };
     run(&state, &caller, &outbox, inbox, &mut sink, &mut stream).await;
-    state.notifier.disconnected(&caller.user);
-    state.relay.disconnect(&outbox);
-    state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(device = %caller.device, "disconnected");
+}
+
+/// A connection the relay and the metrics count, until dropped.
+struct Registered<'a> {
+    state: &'a AppState,
+    outbox: &'a crate::relay::Outbox,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.state.relay.disconnect(self.outbox);
+        self.state
+            .metrics
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
