@@ -205,7 +205,7 @@ fn edit_err(e: amicus_core::document::DocumentError) -> JsValue {
     match e {
         DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
         DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
-        DocumentError::Library(m) => fail(ErrorCode::BadInput, m),
+        DocumentError::Library(e) => fail(ErrorCode::from(&e), e),
         DocumentError::NotAuthor(m) => fail(ErrorCode::NotAuthor, m),
         e => doc_err(e),
     }

@@ -72,6 +72,41 @@ pub enum ErrorCode {
     Mention,
     /// Only a post's author may edit it.
     NotAuthor,
+    /// The library refuses: no such folder.
+    NoFolder,
+    /// The library refuses: no such entry.
+    NoEntry,
+    /// The library refuses: a folder into itself or one of its folders.
+    FolderCycle,
+    /// The library refuses: the folder still holds entries.
+    FolderNotEmpty,
+    /// The library refuses: discussions are not kept in folders.
+    DiscussionInFolder,
+    /// The library refuses: a new version of what is not a file.
+    NotAFile,
+    /// The library refuses: this version is already the current one.
+    AlreadyCurrent,
+    /// A file entry's manifest does not decode.
+    BadManifest,
+    /// An attachment that is not in the library.
+    NoAttachment,
+}
+
+impl From<&amicus_core::library::LibraryError> for ErrorCode {
+    fn from(e: &amicus_core::library::LibraryError) -> Self {
+        use amicus_core::library::LibraryError as L;
+        match e {
+            L::NoFolder(_) => Self::NoFolder,
+            L::NoEntry(_) => Self::NoEntry,
+            L::Cycle => Self::FolderCycle,
+            L::NotEmpty => Self::FolderNotEmpty,
+            L::DiscussionInFolder => Self::DiscussionInFolder,
+            L::NotAFile(_) => Self::NotAFile,
+            L::AlreadyCurrent => Self::AlreadyCurrent,
+            L::BadManifest(_) => Self::BadManifest,
+            L::NoAttachment(_) => Self::NoAttachment,
+        }
+    }
 }
 
 /// What the engine tells the interface ([`Device::poll_event`]).

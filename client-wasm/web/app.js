@@ -59,7 +59,12 @@ function fail(e) {
   console.error(e);
   // Errors with a code the interface words are said in the person's
   // language; the others with the engine's sentence.
-  const known = { bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly", not_manager: "notManager", mention: "mentionRefused", not_author: "notAuthor" }[e && e.code];
+  const known = {
+    bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly", not_manager: "notManager", mention: "mentionRefused", not_author: "notAuthor",
+    no_folder: "libNoFolder", no_entry: "libNoEntry", folder_cycle: "libCycle", folder_not_empty: "libNotEmpty",
+    discussion_in_folder: "libDiscussionInFolder", not_a_file: "libNoEntry", already_current: "libAlreadyCurrent",
+    bad_manifest: "libBadManifest", no_attachment: "libNoEntry",
+  }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
 

@@ -115,8 +115,8 @@ pub enum DocumentError {
     NotAuthor(String),
     /// The library refuses a change of its entries (no such entry, a
     /// folder into itself, a folder not empty).
-    #[error("{0}")]
-    Library(String),
+    #[error(transparent)]
+    Library(#[from] crate::library::LibraryError),
     /// The envelope names as the log its writer had read a head this
     /// device's log does not hold before it: its writer was shown another
     /// log (the server forked it), or it lies.

@@ -1118,9 +1118,7 @@ impl Engine {
                 _ => false,
             });
             if !found {
-                return Ok(Err(DocumentError::Library(format!(
-                    "the library has no document or file {a} to attach"
-                ))));
+                return Ok(Err(library::LibraryError::NoAttachment(a.clone()).into()));
             }
         }
         Ok(Ok(()))

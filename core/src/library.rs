@@ -20,6 +20,56 @@ use crate::document::{Authors, DocumentError};
 use crate::files::FileManifest;
 use crate::{SpaceId, StreamId};
 
+/// Why the library refuses a change of its entries; each has a stable
+/// code the interface translates ([`LibraryError::code`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LibraryError {
+    /// No folder with this id.
+    #[error("the library has no folder {0}")]
+    NoFolder(String),
+    /// No entry with this id.
+    #[error("the library has no entry {0}")]
+    NoEntry(String),
+    /// A folder moved into itself or one of its own folders.
+    #[error("a folder cannot go into itself or one of its own folders")]
+    Cycle,
+    /// A folder that still holds entries.
+    #[error("the folder is not empty: move or remove what it holds first")]
+    NotEmpty,
+    /// Discussions are listed apart, not in folders.
+    #[error("discussions are not kept in folders")]
+    DiscussionInFolder,
+    /// A new version for an entry that is not a file.
+    #[error("{0} is not a file")]
+    NotAFile(String),
+    /// A new version that is already the current one.
+    #[error("this version is already the current one")]
+    AlreadyCurrent,
+    /// A file entry whose manifest does not decode (a newer client's).
+    #[error("the manifest of file {0} does not decode")]
+    BadManifest(String),
+    /// An attachment that is not a document or file of the library.
+    #[error("the library has no document or file {0} to attach")]
+    NoAttachment(String),
+}
+
+impl LibraryError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LibraryError::NoFolder(_) => "no_folder",
+            LibraryError::NoEntry(_) => "no_entry",
+            LibraryError::Cycle => "folder_cycle",
+            LibraryError::NotEmpty => "folder_not_empty",
+            LibraryError::DiscussionInFolder => "discussion_in_folder",
+            LibraryError::NotAFile(_) => "not_a_file",
+            LibraryError::AlreadyCurrent => "already_current",
+            LibraryError::BadManifest(_) => "bad_manifest",
+            LibraryError::NoAttachment(_) => "no_attachment",
+        }
+    }
+}
+
 /// The library's stream in a space.
 pub fn stream(space: SpaceId) -> StreamId {
     let h = blake3::derive_key("amicus library stream v1", &space.0);
@@ -168,9 +218,7 @@ pub fn add_folder(
     let name = crate::document::checked_name(name)?;
     let folders = map(doc, "folders")?;
     if !parent.is_empty() && doc.get(&folders, parent).map_err(am)?.is_none() {
-        return Err(DocumentError::Library(format!(
-            "the library has no folder {parent}"
-        )));
+        return Err(LibraryError::NoFolder(parent.to_owned()).into());
     }
     let f = doc.put_object(&folders, id, ObjType::Map).map_err(am)?;
     doc.put(&f, "name", name).map_err(am)?;
@@ -187,9 +235,7 @@ pub fn add_document(
     let title = crate::document::checked_name(title)?;
     let folders = map(doc, "folders")?;
     if !folder.is_empty() && doc.get(&folders, folder).map_err(am)?.is_none() {
-        return Err(DocumentError::Library(format!(
-            "the library has no folder {folder}"
-        )));
+        return Err(LibraryError::NoFolder(folder.to_owned()).into());
     }
     let docs = map(doc, "documents")?;
     let d = doc
@@ -228,9 +274,7 @@ pub fn add_file(
             .map_err(am)?
             .is_none()
     {
-        return Err(DocumentError::Library(format!(
-            "the library has no folder {folder}"
-        )));
+        return Err(LibraryError::NoFolder(folder.to_owned()).into());
     }
     let f = doc
         .put_object(&files, manifest.file_id.to_string(), ObjType::Map)
@@ -250,15 +294,12 @@ pub fn add_version(
 ) -> Result<(), DocumentError> {
     let (key, obj) = locate(doc, id)?;
     if key != "files" {
-        return Err(DocumentError::Library(format!("{id} is not a file")));
+        return Err(LibraryError::NotAFile(id.to_owned()).into());
     }
-    let current = read_manifest(doc, &obj).ok_or_else(|| {
-        DocumentError::Library(format!("the manifest of file {id} does not decode"))
-    })?;
+    let current = read_manifest(doc, &obj)
+        .ok_or_else(|| DocumentError::from(LibraryError::BadManifest(id.to_owned())))?;
     if current.file_id == manifest.file_id {
-        return Err(DocumentError::Library(
-            "this version is already the current one".into(),
-        ));
+        return Err(LibraryError::AlreadyCurrent.into());
     }
     let list = match doc.get(&obj, "versions").map_err(am)? {
         Some((Value::Object(ObjType::List), list)) => list,
@@ -370,9 +411,7 @@ fn locate(doc: &AutoCommit, id: &str) -> Result<(&'static str, automerge::ObjId)
             return Ok((key, obj));
         }
     }
-    Err(DocumentError::Library(format!(
-        "the library has no entry {id}"
-    )))
+    Err(LibraryError::NoEntry(id.to_owned()).into())
 }
 
 /// Removes a document, file or folder from the listing (by its id). A
@@ -380,9 +419,7 @@ fn locate(doc: &AutoCommit, id: &str) -> Result<(&'static str, automerge::ObjId)
 pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
     let (key, _) = locate(doc, id)?;
     if key == "folders" && entries(doc)?.iter().any(|e| e.folder() == id) {
-        return Err(DocumentError::Library(
-            "the folder is not empty: move or remove what it holds first".into(),
-        ));
+        return Err(LibraryError::NotEmpty.into());
     }
     let m = map(doc, key)?;
     doc.delete(&m, id).map_err(am)
@@ -397,9 +434,8 @@ pub fn rename(doc: &mut AutoCommit, id: &str, name: &str) -> Result<(), Document
         "folders" => doc.put(&obj, "name", name).map_err(am),
         "documents" => doc.put(&obj, "title", name).map_err(am),
         _ => {
-            let mut m = read_manifest(doc, &obj).ok_or_else(|| {
-                DocumentError::Library(format!("the manifest of file {id} does not decode"))
-            })?;
+            let mut m = read_manifest(doc, &obj)
+                .ok_or_else(|| DocumentError::from(LibraryError::BadManifest(id.to_owned())))?;
             m.name = name;
             put_manifest(doc, &obj, &m)
         }
@@ -411,9 +447,7 @@ pub fn rename(doc: &mut AutoCommit, id: &str, name: &str) -> Result<(), Document
 pub fn move_to(doc: &mut AutoCommit, id: &str, folder: &str) -> Result<(), DocumentError> {
     let (key, obj) = locate(doc, id)?;
     if text(doc, &obj, "kind") == crate::discussion::KIND {
-        return Err(DocumentError::Library(
-            "discussions are not kept in folders".into(),
-        ));
+        return Err(LibraryError::DiscussionInFolder.into());
     }
     if !folder.is_empty() {
         let all = entries(doc)?;
@@ -424,17 +458,13 @@ pub fn move_to(doc: &mut AutoCommit, id: &str, folder: &str) -> Result<(), Docum
             })
         };
         if parent_of(folder).is_none() {
-            return Err(DocumentError::Library(format!(
-                "the library has no folder {folder}"
-            )));
+            return Err(LibraryError::NoFolder(folder.to_owned()).into());
         }
         // Walk up from the target: meeting the entry would make a cycle.
         let mut at = folder.to_owned();
         for _ in 0..=all.len() {
             if at == id {
-                return Err(DocumentError::Library(
-                    "a folder cannot go into itself or one of its own folders".into(),
-                ));
+                return Err(LibraryError::Cycle.into());
             }
             match parent_of(&at) {
                 Some(p) if !p.is_empty() => at = p,
@@ -567,6 +597,10 @@ mod tests {
         ));
         let err = remove(&mut doc, "f2").unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
+        assert!(
+            matches!(&err, DocumentError::Library(e) if e.code() == "folder_not_empty"),
+            "a stable code the interface translates: {err:?}"
+        );
         remove(&mut doc, &d).unwrap();
         remove(&mut doc, "f2").unwrap();
         move_to(&mut doc, "f1", "").unwrap();

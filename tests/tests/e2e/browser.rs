@@ -660,7 +660,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
     amina
         .wait_for(
             "the refusal to remove a folder that holds entries",
-            "return (document.getElementById('status')?.textContent || '').includes('not empty') \
+            "return (document.getElementById('status')?.textContent || '') === 'Ce dossier n’est pas vide : déplacez ou supprimez d’abord ce qu’il contient.' \
              && document.querySelector('li.folder li.folder li.file') !== null",
             LONG,
         )
