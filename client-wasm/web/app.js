@@ -308,6 +308,7 @@ function started() {
       if (!client) return;
       const link = activityLink();
       document.getElementById("activity-link")?.replaceWith(link);
+      updateSpaceBadges();
       const n = Number(link.dataset.count);
       if (n > noticed && document.hidden && "Notification" in window && Notification.permission === "granted") {
         new Notification(t("app"), { body: t("browserNoticeBody", { m: link.dataset.mentions }), tag: "amicus-activity" });
@@ -412,8 +413,31 @@ for (const event of ["keydown", "pointerdown", "touchstart", "wheel"]) {
 
 // --------------------------------------------------------------- spaces
 
+/** A space's count of what changed since the person last looked (null:
+ * nothing), from `activity`. */
+function spaceBadge(space, activity) {
+  const here = activity.filter((i) => i.space === space);
+  const m = here.reduce((sum, i) => sum + i.mentions, 0);
+  return here.length ? h("span", { class: "badge space-badge", "data-count": here.length, "data-mentions": m, title: t("activityBadge", { n: here.length, m }) },
+    m ? `${here.length} · @${m}` : String(here.length)) : null;
+}
+
+/** Draws the spaces page's counts again, in place. */
+function updateSpaceBadges() {
+  const activity = activityItems();
+  for (const link of document.querySelectorAll("a.space-link")) {
+    const old = link.nextElementSibling?.classList.contains("space-badge") ? link.nextElementSibling : null;
+    const now = spaceBadge(link.getAttribute("data-space"), activity);
+    if (old && now) old.replaceWith(now);
+    else if (old) old.remove();
+    else if (now) link.after(now);
+  }
+}
+
 function spacesView(main) {
   const list = client.device.spaces();
+  const activity = activityItems();
+  const badge = (space) => spaceBadge(space, activity);
   const form = h("form", { id: "new-space", onsubmit: async (e) => {
     e.preventDefault();
     status(t("working"));
@@ -434,7 +458,7 @@ function spacesView(main) {
     h("h2", {}, t("spaces")),
     list.length
       ? h("ul", { class: "spaces" }, list.map((s) => h("li", {},
-          h("a", { href: `#/space/${s.id}`, class: "space-link", "data-space": s.id }, spaceLabel(s.id)),
+          h("a", { href: `#/space/${s.id}`, class: "space-link", "data-space": s.id }, spaceLabel(s.id)), badge(s.id),
           " ", h("span", { class: "muted" }, `${t("epoch")} ${s.epoch}`, s.role ? ` · ${t(s.role)}` : ""),
           s.removed ? h("span", { class: "warning" }, ` · ${t("removed")}`) : null)))
       : h("p", {}, t("empty")),

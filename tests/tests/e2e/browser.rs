@@ -1772,6 +1772,14 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
             LONG,
         )
         .await;
+    // The spaces page counts it in the space's line too.
+    bruno
+        .wait_for(
+            "the space's count on the spaces page",
+            &format!("return document.querySelector(\"a.space-link[data-space='{}'] + .badge\")?.dataset.mentions === '1'", space.to_hex()),
+            LONG,
+        )
+        .await;
     bruno.click("#activity-link").await;
     let item = format!(".activity-item.discussion[data-id='{thread}']");
     bruno.element(&item).await;
