@@ -1209,9 +1209,26 @@ impl Client {
     ) -> Result<FileManifest, ClientError> {
         self.sync(id).await?;
         let manifest = self.send_file(id, path, name, progress).await?;
+        self.list_upload(id, path, manifest, |doc, m| {
+            library::add_file(doc, m, folder)
+        })
+        .await
+    }
+
+    /// Lists an uploaded file in the library with `list`, sends that, and
+    /// forgets the upload's record.
+    async fn list_upload(
+        &mut self,
+        id: SpaceId,
+        path: &Path,
+        manifest: FileManifest,
+        list: impl FnOnce(
+            &mut automerge::AutoCommit,
+            &FileManifest,
+        ) -> Result<(), amicus_core::document::DocumentError>,
+    ) -> Result<FileManifest, ClientError> {
         let lib = library::stream(id);
-        self.engine
-            .edit(id, lib, |r| library::add_file(r.doc(), &manifest, folder))??;
+        self.engine.edit(id, lib, |r| list(r.doc(), &manifest))??;
         self.flush(id, lib).await?;
         self.home.remove(&upload_record_name(id, path))?;
         self.save()?;
@@ -1243,13 +1260,10 @@ impl Client {
             )));
         }
         let manifest = self.send_file(id, path, &name, progress).await?;
-        let lib = library::stream(id);
-        self.engine
-            .edit(id, lib, |r| library::add_version(r.doc(), entry, &manifest))??;
-        self.flush(id, lib).await?;
-        self.home.remove(&upload_record_name(id, path))?;
-        self.save()?;
-        Ok(manifest)
+        self.list_upload(id, path, manifest, |doc, m| {
+            library::add_version(doc, entry, m)
+        })
+        .await
     }
 
     /// Seals and sends a file's chunks (resuming an interrupted upload of

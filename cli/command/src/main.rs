@@ -665,6 +665,14 @@ fn num(s: &str) -> anyhow::Result<usize> {
         .with_context(|| format!("{s:?} is not a position"))
 }
 
+/// One line per item, or `empty` when there is none.
+fn lines<T>(items: &[T], empty: &str, line: impl Fn(&T) -> String) -> String {
+    if items.is_empty() {
+        return empty.to_owned();
+    }
+    items.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
 fn print(json_out: bool, value: Value, text: impl FnOnce() -> String) {
     if json_out {
         println!("{value}");
@@ -1154,25 +1162,18 @@ async fn space_command(
         SpaceCommand::Directory { query } => {
             let d = c.directory(&query).await?;
             print(json_out, serde_json::to_value(&d)?, || {
-                if d.spaces.is_empty() {
-                    return "no listed space matches".to_owned();
-                }
-                d.spaces
-                    .iter()
-                    .map(|l| {
-                        if l.description.is_empty() {
-                            format!("{} {}", l.space, l.name)
-                        } else {
-                            format!(
-                                "{} {}\n    {}",
-                                l.space,
-                                l.name,
-                                l.description.replace('\n', "\n    ")
-                            )
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                lines(&d.spaces, "no listed space matches", |l| {
+                    if l.description.is_empty() {
+                        format!("{} {}", l.space, l.name)
+                    } else {
+                        format!(
+                            "{} {}\n    {}",
+                            l.space,
+                            l.name,
+                            l.description.replace('\n', "\n    ")
+                        )
+                    }
+                })
             });
         }
         SpaceCommand::Listing {
@@ -1215,35 +1216,22 @@ async fn space_command(
         SpaceCommand::Requests { space: None } => {
             let own = c.own_requests().await?;
             print(json_out, serde_json::to_value(&own)?, || {
-                if own.requests.is_empty() {
-                    return "no request waiting".to_owned();
-                }
-                own.requests
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{} {} {}",
-                            r.space,
-                            r.name.as_deref().unwrap_or("(no longer listed)"),
-                            r.state
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                lines(&own.requests, "no request waiting", |r| {
+                    format!(
+                        "{} {} {}",
+                        r.space,
+                        r.name.as_deref().unwrap_or("(no longer listed)"),
+                        r.state
+                    )
+                })
             });
         }
         SpaceCommand::Requests { space: Some(s) } => {
             let waiting = c.join_requests(space(&s)?).await?;
             print(json_out, serde_json::to_value(&waiting)?, || {
-                if waiting.requests.is_empty() {
-                    return "no request waiting".to_owned();
-                }
-                waiting
-                    .requests
-                    .iter()
-                    .map(|r| format!("{}: {}", r.user, r.message))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                lines(&waiting.requests, "no request waiting", |r| {
+                    format!("{}: {}", r.user, r.message)
+                })
             });
         }
         SpaceCommand::Accept {
