@@ -629,6 +629,7 @@ pub async fn list_space(
     j: ApiJson<api::Listing>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
     let space = member_space(&state, &who, &id)?;
     let req = body(j)?;
     let name = amicus_core::document::checked_name(&req.name)
@@ -660,6 +661,7 @@ pub async fn unlist_space(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
     let space = member_space(&state, &who, &id)?;
     state.store.put_listing(space.id, None)?;
     Ok(Json(json!({})))
@@ -674,8 +676,9 @@ pub async fn ask_to_join(
     j: ApiJson<api::AskToJoin>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
-    let (space, _) = listed_space(&state, &id)?;
+    state.rate_api(who.device)?;
     let req = body(j)?;
+    let (space, _) = listed_space(&state, &id)?;
     let message = req.message.trim().to_owned();
     if message.chars().count() > api::MAX_JOIN_MESSAGE {
         return Err(ApiError::BadRequest(format!(
@@ -752,6 +755,7 @@ pub async fn close_join_request(
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
     let user = UserId::new(&user).map_err(|_| ApiError::BadRequest("not a user name".into()))?;
     let space = if user == who.user {
         space_id(&id)?
@@ -770,6 +774,7 @@ pub async fn decline_join_request(
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
     let space = member_space(&state, &who, &id)?;
     let user = UserId::new(&user).map_err(|_| ApiError::BadRequest("not a user name".into()))?;
     let Some((_, mut request)) = state

@@ -715,3 +715,78 @@ async fn a_lost_account_is_recovered_with_its_code_and_nothing_else() {
         .await;
     check_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
 }
+
+/// The directory's bad inputs get clear JSON errors and change nothing: no
+/// session, a malformed or oversized query, a space that is not listed
+/// (the same answer as one that does not exist), a listing or a decline
+/// by someone outside the space, unknown fields, a bad user name.
+#[tokio::test]
+async fn the_directory_refuses_bad_requests_and_lists_nothing_unasked() {
+    let api = Api::new(Registration::Open);
+    let (_, token) = api.user("amina", None).await;
+    let token = token.as_deref();
+    let (s, b) = api.json("GET", "/v1/directory", None, json!({})).await;
+    check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, b) = api.json("GET", "/v1/directory", token, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, json!({ "total": 0, "spaces": [] }));
+    let (s, b) = api
+        .json("GET", "/v1/directory?limit=1000", token, json!({}))
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json("GET", "/v1/directory?limit=x", token, json!({}))
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    let nowhere = "00".repeat(16);
+    let ask = |space: &str| format!("/v1/directory/{space}/requests");
+    let (s, unlisted) = api
+        .json("POST", &ask(&nowhere), token, json!({ "message": "" }))
+        .await;
+    check_error(s, &unlisted, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        unlisted["message"],
+        "not found: no such space in the directory"
+    );
+    let (s, b) = api
+        .json("POST", &ask("zz"), token, json!({ "message": "" }))
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json(
+            "POST",
+            &ask(&nowhere),
+            token,
+            json!({ "message": "", "extra": 1 }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let listing = json!({ "name": "Kivu", "description": "" });
+    let (s, b) = api
+        .json("PUT", &format!("/v1/directory/{nowhere}"), token, listing)
+        .await;
+    check_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = api
+        .json(
+            "POST",
+            &format!("/v1/directory/{nowhere}/requests/amina/decline"),
+            token,
+            json!({}),
+        )
+        .await;
+    check_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = api
+        .json(
+            "DELETE",
+            &format!("/v1/directory/{nowhere}/requests/NOT%20A%20NAME"),
+            token,
+            json!({}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {b}");
+    let (s, b) = api
+        .json("GET", "/v1/account/requests", token, json!({}))
+        .await;
+    assert_eq!((s, b), (StatusCode::OK, json!({ "requests": [] })));
+}
