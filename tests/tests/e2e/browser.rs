@@ -1746,6 +1746,20 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
     let _ = std::fs::remove_dir_all(&shots);
     let bruno = Browser::start("bruno", "ar", &shots, &dir.path().join("downloads")).await;
     bruno.resize(360, 760).await;
+    // The user-name field's pattern is one Chromium compiles (it uses the
+    // `v` flag, where an unescaped `-` ends the pattern's use): a name with
+    // capitals and a space is refused before anything is sent.
+    bruno.goto(&server.url).await;
+    bruno
+        .type_into("#sign-up input[name=user]", "Bad Name")
+        .await;
+    let mismatch = bruno
+        .js(
+            "return document.querySelector('#sign-up input[name=user]').validity.patternMismatch",
+            json!([]),
+        )
+        .await;
+    assert_eq!(mismatch, json!(true), "the pattern is in force");
     sign_up(&bruno, &server.url, "bruno").await;
 
     let mut amina = register(dir.path(), &server, "amina").await;
