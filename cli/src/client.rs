@@ -827,8 +827,7 @@ impl Client {
     ) -> Result<StreamId, ClientError> {
         self.sync(id).await?;
         let stream = self.engine.new_document(id, title, "")??;
-        self.flush(id, stream).await?;
-        self.flush(id, library::stream(id)).await?;
+        self.run(Intent::FlushSpace(id)).await?;
         self.save()?;
         Ok(stream)
     }
@@ -845,8 +844,7 @@ impl Client {
         let (stream, _) = self
             .engine
             .new_discussion(id, title, text, attachments, now_ms())??;
-        self.flush(id, stream).await?;
-        self.flush(id, library::stream(id)).await?;
+        self.run(Intent::FlushSpace(id)).await?;
         self.save()?;
         Ok(stream)
     }
@@ -865,7 +863,7 @@ impl Client {
         let post = self
             .engine
             .post(id, stream, reply_to, text, attachments, now_ms())??;
-        self.flush(id, stream).await?;
+        self.run(Intent::FlushSpace(id)).await?;
         self.save()?;
         Ok(post)
     }
@@ -880,7 +878,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.sync(id).await?;
         self.engine.edit_post(id, stream, post, text, now_ms())??;
-        self.flush(id, stream).await?;
+        self.run(Intent::FlushSpace(id)).await?;
         self.save()
     }
 

@@ -341,6 +341,12 @@ impl Device {
         Ok(self.start(intent))
     }
 
+    /// Sends now every document of the space with local changes waiting
+    /// (an operation's document and the library), the library last.
+    pub fn flush_space(&mut self, space: &str) -> Result<f64, JsValue> {
+        Ok(self.start(Intent::FlushSpace(space_id(space)?)))
+    }
+
     /// Lists the space in the network's directory with a public name and
     /// description (space managers only; `done` when the server has it).
     pub fn list_space(

@@ -839,6 +839,13 @@ export class Client {
     return this.run(this.device.flush(space, stream));
   }
 
+  /** Sends now what this browser wrote in a space (each document with
+   * edits waiting; the engine decides the order).
+   * @param {string} space */
+  flushSpace(space) {
+    return this.run(this.device.flush_space(space));
+  }
+
   /** The id of a space's library document. @param {string} space */
   libraryStream(space) {
     return Device.library_stream(space);
@@ -848,8 +855,7 @@ export class Client {
    * @param {string} space @param {string} title @param {string} [folder] */
   async newDocument(space, title, folder = "") {
     const stream = this.device.new_document(space, title, folder);
-    await this.flush(space, stream);
-    await this.flush(space, Device.library_stream(space));
+    await this.flushSpace(space);
     return stream;
   }
 
@@ -858,8 +864,7 @@ export class Client {
    * @param {string} space @param {string} title @param {string} text @param {string[]} [attachments] */
   async newDiscussion(space, title, text, attachments = []) {
     const stream = this.device.new_discussion(space, title, text, attachments);
-    await this.flush(space, stream);
-    await this.flush(space, Device.library_stream(space));
+    await this.flushSpace(space);
     return stream;
   }
 
@@ -867,7 +872,7 @@ export class Client {
    * @param {string} space @param {string} stream @param {string} replyTo @param {string} text @param {string[]} [attachments] */
   async post(space, stream, replyTo, text, attachments = []) {
     const id = this.device.post(space, stream, replyTo, text, attachments);
-    await this.flush(space, stream);
+    await this.flushSpace(space);
     return id;
   }
 
@@ -875,7 +880,7 @@ export class Client {
    * @param {string} space @param {string} stream @param {string} post @param {string} text */
   async editPost(space, stream, post, text) {
     this.device.edit_post(space, stream, post, text);
-    await this.flush(space, stream);
+    await this.flushSpace(space);
   }
 
   /** Counts a document (or a space's library) as seen as this browser

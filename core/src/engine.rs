@@ -202,6 +202,11 @@ pub enum Intent {
         /// Who asked.
         user: UserId,
     },
+    /// Send now every document of the space with local changes waiting
+    /// (what an operation such as [`Engine::new_discussion`] wrote: its
+    /// document and the library), each as [`Intent::Flush`]; done when all
+    /// are, or with the first failure.
+    FlushSpace(SpaceId),
     /// Send a document's changes now.
     Flush {
         /// The space.
@@ -591,6 +596,13 @@ enum Op {
         space: SpaceId,
         user: UserId,
         stage: AcceptStage,
+    },
+    FlushSpace {
+        space: SpaceId,
+        /// The documents still to send (the library last), once listed.
+        waiting: Option<VecDeque<StreamId>>,
+        /// The flush under way.
+        current: Option<OpId>,
     },
 }
 
@@ -1467,6 +1479,11 @@ impl Engine {
                 }),
                 request: None,
             },
+            Intent::FlushSpace(space) => Op::FlushSpace {
+                space,
+                waiting: None,
+                current: None,
+            },
             Intent::Flush { space, stream } => {
                 self.due.remove(&(space, stream));
                 Op::Flush {
@@ -2308,6 +2325,48 @@ impl Engine {
                 },
             },
             Op::Accept { space, user, stage } => self.advance_accept(*space, user, stage),
+            Op::FlushSpace {
+                space,
+                waiting,
+                current,
+            } => {
+                let space = *space;
+                if let Some(c) = *current {
+                    match self.child_result(c) {
+                        None => return Step::Pending,
+                        Some(Err(f)) => return Step::Finished(Err(f)),
+                        Some(Ok(_)) => *current = None,
+                    }
+                }
+                // A document before the library that lists it, so that no
+                // member is shown an entry whose document has not arrived.
+                let queue = waiting.get_or_insert_with(|| {
+                    let lib = library::stream(space);
+                    let mut streams: VecDeque<StreamId> = self
+                        .due
+                        .keys()
+                        .filter(|(s, stream)| *s == space && *stream != lib)
+                        .map(|(_, stream)| *stream)
+                        .collect();
+                    if self.due.contains_key(&(space, lib)) {
+                        streams.push_back(lib);
+                    }
+                    streams
+                });
+                match queue.pop_front() {
+                    None => Step::Finished(Ok(Output::Done)),
+                    Some(stream) => {
+                        self.due.remove(&(space, stream));
+                        *current = Some(self.child(Op::Flush {
+                            space,
+                            stream,
+                            attempt: 0,
+                            stage: FlushStage::Ready,
+                        }));
+                        Step::Moved
+                    }
+                }
+            }
         }
     }
 
