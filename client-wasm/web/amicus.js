@@ -44,6 +44,49 @@ export async function checkNewPassphrase(passphrase, user) {
   if (score !== undefined) throw new AppError("weak-passphrase", `strength ${score} of 4`);
 }
 
+/** @type {Worker | null} */
+let pdfWorker = null;
+/** How long drawing a PDF's first pages may take before its worker is ended. */
+const PDF_DRAW_MS = 30000;
+
+/** Draws the first `pages` pages of a decrypted PDF `width` pixels wide, in
+ * the preview worker (started the first time; ended and started again after
+ * a PDF that crashed it or ran past `PDF_DRAW_MS`). The bytes and pixels
+ * stay in memory.
+ * @param {Blob} blob @param {number} pages @param {number} width
+ * @returns {Promise<{ total: number, pages: ImageData[] }>} */
+export async function drawPdf(blob, pages, width) {
+  const bytes = await blob.arrayBuffer();
+  if (!pdfWorker) pdfWorker = new Worker(new URL("./preview-worker.js", import.meta.url), { type: "module" });
+  const worker = pdfWorker;
+  const end = () => {
+    worker.terminate();
+    if (pdfWorker === worker) pdfWorker = null;
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      end();
+      reject(new AppError("preview-failed", "the PDF took too long to draw"));
+    }, PDF_DRAW_MS);
+    worker.onmessage = (event) => {
+      clearTimeout(timer);
+      const { error, total, pages: drawn } = event.data;
+      if (error) return reject(new AppError("preview-failed", error));
+      resolve({
+        total,
+        pages: drawn.map((/** @type {{ width: number, height: number, rgba: Uint8Array<ArrayBuffer> }} */ p) =>
+          new ImageData(new Uint8ClampedArray(p.rgba.buffer, p.rgba.byteOffset, p.rgba.byteLength), p.width, p.height)),
+      });
+    };
+    worker.onerror = (event) => {
+      clearTimeout(timer);
+      end();
+      reject(new AppError("preview-failed", event.message || "the PDF could not be drawn"));
+    };
+    worker.postMessage({ bytes, pages, width }, [bytes]);
+  });
+}
+
 const CHUNK_SIZE = 1 << 20;
 
 /** An error with a stable code the interface matches on (the module's

@@ -11,7 +11,7 @@
 //   #/admin                  the administrator's invitations
 //   #/join/CODE              (signed out) the sign-up form, invited
 
-import { Client, load, mentions } from "./amicus.js";
+import { Client, drawPdf, load, mentions } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t, tn } from "./i18n.js";
 import { createEditor } from "./editor.js";
 
@@ -64,6 +64,7 @@ function fail(e) {
     no_folder: "libNoFolder", no_entry: "libNoEntry", folder_cycle: "libCycle", folder_not_empty: "libNotEmpty",
     discussion_in_folder: "libDiscussionInFolder", not_a_file: "libNoEntry", already_current: "libAlreadyCurrent",
     bad_manifest: "libBadManifest", no_attachment: "libNoEntry",
+    "preview-failed": "previewFailed",
   }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
@@ -1146,16 +1147,31 @@ async function download(space, entry, progress, progressText) {
   }
 }
 
-/** The files the browser previews: images and plain text. */
+/** The files the browser previews: images, PDFs and plain text. */
 const PREVIEW_MAX = 20 * 1024 * 1024;
+/** How many of a PDF's pages a preview draws. */
+const PDF_PREVIEW_PAGES = 3;
+function isPdf(e) {
+  return e.media_type === "application/pdf" || /\.pdf$/i.test(e.name);
+}
 function previewable(e) {
   const type = e.media_type || "";
-  return e.size <= PREVIEW_MAX && (type.startsWith("image/") || type.startsWith("text/") || /\.(txt|md|csv)$/i.test(e.name));
+  return e.size <= PREVIEW_MAX && (type.startsWith("image/") || type.startsWith("text/") || isPdf(e) || /\.(txt|md|csv)$/i.test(e.name));
+}
+
+/** A canvas holding `image` (an ImageBitmap or ImageData). */
+function previewCanvas(image, label) {
+  const canvas = h("canvas", { class: "preview-image", width: image.width, height: image.height, role: "img", "aria-label": label });
+  const context = canvas.getContext("2d");
+  if (image instanceof ImageData) context.putImageData(image, 0, 0);
+  else context.drawImage(image, 0, 0);
+  return canvas;
 }
 
 /** Shows a file in `box`, decrypted in memory only: an image drawn on a
- * canvas (no URL of it exists, and nothing is written anywhere), or the
- * beginning of a text. Shown again, it closes. */
+ * canvas (no URL of it exists, and nothing is written anywhere), a PDF's
+ * first pages drawn by the preview worker, or the beginning of a text.
+ * Shown again, it closes. */
 async function preview(space, e, box) {
   if (box.childNodes.length) {
     box.replaceChildren();
@@ -1166,10 +1182,18 @@ async function preview(space, e, box) {
     const { blob } = await client.download(space, e.current || e.id, () => {});
     if ((e.media_type || "").startsWith("image/")) {
       const image = await createImageBitmap(blob);
-      const canvas = h("canvas", { class: "preview-image", width: image.width, height: image.height, role: "img", "aria-label": e.name });
-      canvas.getContext("2d").drawImage(image, 0, 0);
+      const canvas = previewCanvas(image, e.name);
       image.close();
       box.replaceChildren(canvas);
+    } else if (isPdf(e)) {
+      // Drawn for the screen the person has (a phone's width too), sharp
+      // on dense screens.
+      const width = Math.round(Math.min(box.clientWidth || 800, 900) * Math.min(window.devicePixelRatio || 1, 2));
+      const { total, pages } = await drawPdf(blob, PDF_PREVIEW_PAGES, width);
+      box.replaceChildren(
+        ...pages.map((page, i) => previewCanvas(page, t("pdfPage", { page: i + 1, total, name: e.name }))),
+        total > pages.length ? h("p", { class: "muted" }, tn("pdfMorePages", total - pages.length)) : null,
+      );
     } else {
       const text = await blob.slice(0, 64 * 1024).text();
       box.replaceChildren(h("pre", { class: "preview-text", dir: "auto" }, text));

@@ -424,6 +424,29 @@ fn web() -> Result<std::path::PathBuf, String> {
         .out_name("amicus_strength")
         .generate(&strength)
         .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    // The PDF preview, a module of its own too (a PDF rasterizer with its
+    // fonts), loaded by the app's preview worker only when a PDF is shown.
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "amicus-preview",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    let preview = out.join("preview");
+    std::fs::create_dir_all(&preview).map_err(|e| e.to_string())?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(target.join("wasm32-unknown-unknown/release/amicus_preview.wasm"))
+        .web(true)
+        .map_err(|e| e.to_string())?
+        .typescript(true)
+        .out_name("amicus_preview")
+        .generate(&preview)
+        .map_err(|e| format!("wasm-bindgen: {e}"))?;
     // The checkout being built: `cargo run` names it at run time. The path
     // compiled in is only a fallback, since a binary built from another
     // clone sharing the target directory may be reused as fresh.
@@ -478,15 +501,23 @@ fn check_js(web: &std::path::Path) -> Result<(), String> {
     let check = target.join("web-check");
     std::fs::create_dir_all(&check).map_err(|e| e.to_string())?;
     let file = |name: &str| web.join(name).to_string_lossy().into_owned();
+    let page = ["esnext", "dom", "dom.iterable"];
     let configs = [
-        ("driver", true, vec![file("amicus.js")]),
+        ("driver", true, vec![file("amicus.js")], &page[..]),
         (
             "app",
             false,
             vec![file("app.js"), file("editor.js"), file("i18n.js")],
+            &page[..],
+        ),
+        (
+            "worker",
+            true,
+            vec![file("preview-worker.js")],
+            &["esnext", "webworker"][..],
         ),
     ];
-    for (name, strict, files) in configs {
+    for (name, strict, files, lib) in configs {
         let config = serde_json::json!({
             "compilerOptions": {
                 "allowJs": true,
@@ -497,7 +528,7 @@ fn check_js(web: &std::path::Path) -> Result<(), String> {
                 "target": "es2022",
                 "module": "es2022",
                 "moduleResolution": "bundler",
-                "lib": ["esnext", "dom", "dom.iterable"],
+                "lib": lib,
             },
             "files": files,
         });

@@ -1930,7 +1930,21 @@ async fn a_new_version_of_a_file_and_previews_in_the_browser() {
         .put_file(space, &note, "note.txt", &mut |_, _| {})
         .await
         .unwrap();
-    let (image, text) = (image.file_id.to_string(), text.file_id.to_string());
+    let brief = dir.path().join("brief.pdf");
+    std::fs::write(
+        &brief,
+        amicus_fixtures::pdf(&["Requete", "Faits", "Moyens", "Annexes"]),
+    )
+    .unwrap();
+    let brief = amina
+        .put_file(space, &brief, "brief.pdf", &mut |_, _| {})
+        .await
+        .unwrap();
+    let (image, text, brief) = (
+        image.file_id.to_string(),
+        text.file_id.to_string(),
+        brief.file_id.to_string(),
+    );
 
     bruno
         .goto(&format!("{}/#/space/{}", server.url, space.to_hex()))
@@ -1950,6 +1964,50 @@ async fn a_new_version_of_a_file_and_previews_in_the_browser() {
         )
         .await;
     assert_eq!(pixel, json!([255, 0, 0, 255]), "the decrypted pixel");
+
+    // A PDF of four pages: the first three drawn by the preview worker,
+    // each with ink in its top part and none below the middle, the fourth
+    // announced.
+    bruno
+        .click(&format!("button.preview[data-file='{brief}']"))
+        .await;
+    let drawn = bruno
+        .wait_for(
+            "the PDF's first pages drawn",
+            &format!("const box = document.querySelector(\".preview-box[data-file='{brief}']\"); \
+             const pages = box ? [...box.querySelectorAll('canvas.preview-image')] : []; \
+             if (pages.length < 3) return null; \
+             return pages.map((c) => {{ \
+               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+               let top = 0, bottom = 0; \
+               for (let i = 0; i < d.length; i += 4) if (d[i] < 128) {{ \
+                 if (i / 4 / c.width < c.height / 4) top++; else if (i / 4 / c.width > c.height / 2) bottom++; \
+               }} \
+               return [c.width > 200, c.height > c.width, top > 100, bottom, c.getAttribute('aria-label')]; \
+             }})"),
+            LONG,
+        )
+        .await;
+    assert_eq!(
+        drawn,
+        json!([
+            [true, true, true, 0, "Seite 1 von 4: brief.pdf"],
+            [true, true, true, 0, "Seite 2 von 4: brief.pdf"],
+            [true, true, true, 0, "Seite 3 von 4: brief.pdf"],
+        ]),
+        "three A4 pages drawn with their line of text"
+    );
+    let more = bruno
+        .js(
+            "return document.querySelector(arguments[0]).textContent",
+            json!([format!(".preview-box[data-file='{brief}'] p.muted")]),
+        )
+        .await;
+    assert_eq!(
+        more,
+        json!("1 weitere Seite: Laden Sie die Datei herunter, um sie zu lesen.")
+    );
+    bruno.screenshot("pdf-preview").await;
 
     // A new version of the note, from the library.
     let revised = dir.path().join("revised.txt");
