@@ -503,6 +503,15 @@ impl Client {
     /// KeyPackages, then syncs all.
     pub async fn sync_all(&mut self) -> Result<(), ClientError> {
         self.run(Intent::Refresh).await?;
+        // A space manager's device adds whoever waits to join an open
+        // space as it reads it; this command stops once that is done.
+        while self.engine.admitting() {
+            // No operation of this command's is waited for here.
+            self.pump(OpId::MAX).await?;
+            if self.engine.admitting() {
+                self.wait().await;
+            }
+        }
         self.save()
     }
 
@@ -611,11 +620,12 @@ impl Client {
     }
 
     /// Lists the space in the network's directory with a public name and
-    /// description, or takes it out (`None`). Space managers only.
+    /// description, open to whoever asks or not, or takes it out (`None`).
+    /// Space managers only.
     pub async fn list_in_directory(
         &mut self,
         id: SpaceId,
-        listing: Option<(String, String)>,
+        listing: Option<api::Listing>,
     ) -> Result<(), ClientError> {
         self.sync(id).await?;
         self.run(Intent::List { space: id, listing }).await?;
@@ -630,16 +640,18 @@ impl Client {
     }
 
     /// Asks to join a listed space, with a message to its managers.
-    pub async fn ask_to_join(&self, id: SpaceId, message: &str) -> Result<(), ClientError> {
+    /// (The answer says whether the space is open: then the first device
+    /// of a space manager online adds the user without anyone's click.)
+    pub async fn ask_to_join(&self, id: SpaceId, message: &str) -> Result<bool, ClientError> {
         let body = serde_json::to_value(api::AskToJoin {
             message: message.to_owned(),
         })
         .expect("a request encodes");
-        let _: Value = self
+        let answer: Value = self
             .http
             .post(&format!("/v1/directory/{}/requests", id.to_hex()), &body)
             .await?;
-        Ok(())
+        Ok(answer["open"].as_bool().unwrap_or(false))
     }
 
     /// Withdraws this user's request to join a space.

@@ -348,16 +348,22 @@ impl Device {
     }
 
     /// Lists the space in the network's directory with a public name and
-    /// description (space managers only; `done` when the server has it).
+    /// description, `open` to whoever asks or on request (space managers
+    /// only; `done` when the server has it).
     pub fn list_space(
         &mut self,
         space: &str,
         name: &str,
         description: &str,
+        open: bool,
     ) -> Result<f64, JsValue> {
         let intent = Intent::List {
             space: space_id(space)?,
-            listing: Some((name.to_owned(), description.to_owned())),
+            listing: Some(api::Listing {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                open,
+            }),
         };
         Ok(self.start(intent))
     }

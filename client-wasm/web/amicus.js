@@ -780,7 +780,7 @@ export class Client {
    * @param {string} space @param {string} name @param {string} description */
   async setSpaceProfile(space, name, description) {
     this.device.set_space_profile(space, name, description);
-    await this.run(this.device.flush(space, Device.library_stream(space)));
+    await this.flushSpace(space);
   }
 
   /** Reads a space to the end of its log. @param {string} space */
@@ -850,10 +850,11 @@ export class Client {
     return this.run(this.device.set_role(space, user, role));
   }
 
-  /** Lists the space in the directory (`name` empty: takes it out).
-   * @param {string} space @param {string} name @param {string} description */
-  listSpace(space, name, description) {
-    return this.run(name ? this.device.list_space(space, name, description) : this.device.unlist_space(space));
+  /** Lists the space in the directory, `open` to whoever asks or on
+   * request (`name` empty: takes it out).
+   * @param {string} space @param {string} name @param {string} description @param {boolean} [open] */
+  listSpace(space, name, description, open = false) {
+    return this.run(name ? this.device.list_space(space, name, description, open) : this.device.unlist_space(space));
   }
 
   /** Accepts a request to join: adds the user's devices with `role`.
@@ -1034,7 +1035,7 @@ export class Client {
       const manifest = up.finish();
       if (replaces) this.device.add_version(space, replaces, manifest);
       else this.device.add_file(space, manifest, folder || "");
-      await this.flush(space, Device.library_stream(space));
+      await this.flushSpace(space);
       await vault.removeUpload(record.id);
     } finally {
       up.free();

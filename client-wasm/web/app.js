@@ -496,22 +496,22 @@ function directorySection() {
       const member = client.device.has_space(l.space);
       const asked = requests.find((r) => r.space === l.space);
       const message = h("textarea", { name: "message", rows: 2, maxlength: 1000, dir: "auto" });
-      return h("li", { class: "listed", "data-space": l.space },
-        h("strong", { dir: "auto" }, l.name),
+      return h("li", { class: "listed", "data-space": l.space, "data-open": l.open ? "true" : "false" },
+        h("strong", { dir: "auto" }, l.name), l.open ? [" ", h("span", { class: "badge open-space" }, t("openSpace"))] : null,
         l.description ? h("p", { class: "description", dir: "auto" }, l.description) : null,
         member ? h("a", { href: `#/space/${l.space}` }, t("youAreMember"))
           : asked && asked.state === "pending" ? h("span", { class: "muted" }, t("requestPending"))
-          : h("details", { class: "ask" }, h("summary", {}, t("askToJoin")),
+          : h("details", { class: "ask" }, h("summary", {}, t(l.open ? "joinOpen" : "askToJoin")),
             h("form", { class: "ask-form", onsubmit: async (e) => {
               e.preventDefault();
               status(t("working"));
               try {
-                await client.api("POST", `/v1/directory/${l.space}/requests`, { message: message.value });
-                status(t("requestSent"));
+                const answer = await client.api("POST", `/v1/directory/${l.space}/requests`, { message: message.value });
+                status(t(answer.open ? "requestSentOpen" : "requestSent"));
                 await drawMine();
                 search(q);
               } catch (err) { fail(err); }
-            } }, field(t("askMessage"), message), h("p", { class: "muted" }, t("askMessageWho")), h("button", { type: "submit" }, t("askToJoin")))));
+            } }, field(t("askMessage"), message), h("p", { class: "muted" }, t("askMessageWho")), h("button", { type: "submit" }, t(l.open ? "joinOpen" : "askToJoin")))));
     }) : [h("li", { class: "muted" }, t("directoryEmpty"))]);
   };
   const query = h("input", { type: "search", name: "q", "aria-label": t("directorySearch"), dir: "auto" });
@@ -642,7 +642,7 @@ function spaceView(main, space) {
   const libraryEdit = async (edit) => {
     try {
       edit();
-      await client.flush(space, client.libraryStream(space));
+      await client.flushSpace(space);
     } catch (err) {
       fail(err);
     }
@@ -749,7 +749,7 @@ function spaceView(main, space) {
         e.preventDefault();
         try {
           client.device.new_folder(space, e.target.name.value.trim(), target);
-          await client.flush(space, client.libraryStream(space));
+          await client.flushSpace(space);
           drawLibrary(true);
         } catch (err) { fail(err); }
       } }, field(t("folderName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("newFolder"))),
@@ -886,6 +886,7 @@ function spaceView(main, space) {
     }
     const name = h("input", { name: "name", required: true, maxlength: 200, dir: "auto", value: listed?.name || "" });
     const description = h("textarea", { name: "description", rows: 2, maxlength: 2000, dir: "auto" }, listed?.description || "");
+    const open = h("input", { type: "checkbox", name: "open", checked: !!listed?.open });
     const act = async (fn) => {
       status(t("working"));
       try { await fn(); status(""); } catch (err) { fail(err); }
@@ -895,8 +896,9 @@ function spaceView(main, space) {
       h("h3", { id: "listing-h" }, t("directoryListing")),
       h("p", { class: "muted" }, t(listed ? "listedExplain" : "unlistedExplain")),
       h("details", { id: "listing-form-box" }, h("summary", {}, t(listed ? "changeListing" : "listSpace")),
-        h("form", { id: "listing-form", onsubmit: (e) => { e.preventDefault(); act(() => client.listSpace(space, name.value, description.value)); } },
+        h("form", { id: "listing-form", onsubmit: (e) => { e.preventDefault(); act(() => client.listSpace(space, name.value, description.value, open.checked)); } },
           field(t("publicName"), name), field(t("publicDescription"), description),
+          h("label", { class: "check" }, open, " ", t("openListing")), h("p", { class: "muted" }, t("openListingHelp")),
           h("button", { type: "submit" }, t(listed ? "changeListing" : "listSpace")))),
       listed ? h("button", { type: "button", id: "unlist", onclick: () => act(() => client.listSpace(space, "", "")) }, t("unlistSpace")) : null,
       waiting.length ? h("h4", {}, t("joinRequests")) : null,

@@ -178,6 +178,10 @@ pub struct Listing {
     pub name: String,
     /// The public description (at most 2,000 characters).
     pub description: String,
+    /// Anyone on the server who asks is added at once, by the first
+    /// device of a space manager that is online (PROTOCOL §15.3).
+    #[serde(default)]
+    pub open: bool,
 }
 
 /// One space of the directory.
@@ -189,6 +193,9 @@ pub struct Listed {
     pub name: String,
     /// Its public description.
     pub description: String,
+    /// Whoever asks is added without waiting for a manager's answer.
+    #[serde(default)]
+    pub open: bool,
 }
 
 /// Answer to `GET /v1/directory?q=&limit=&offset=`.

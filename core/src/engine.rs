@@ -60,6 +60,11 @@ pub const MAX_PRESENCE: usize = 1024;
 /// epoch is not reopened (milliseconds).
 pub const REPORT_RETRY_MS: u64 = 30_000;
 
+/// The role of whoever joins an open space (PROTOCOL §15.3): a community
+/// of practice's members write and post; its managers raise or lower a
+/// role afterwards.
+pub const OPEN_SPACE_ROLE: Role = Role::Contributor;
+
 /// An operation started by [`Engine::start`].
 pub type OpId = u64;
 /// An HTTP request handed out by [`Engine::poll_request`].
@@ -176,12 +181,14 @@ pub enum Intent {
         device: DeviceId,
     },
     /// List the space in the network's directory with a public name and
-    /// description (`None`: take it out). Space managers only.
+    /// description, open to anyone or on request (`None`: take it out).
+    /// Space managers only. Whether it is open is also written inside the
+    /// space, where the managers' devices read it before adding anyone.
     List {
         /// The space.
         space: SpaceId,
-        /// The public name and description, or `None` to unlist.
-        listing: Option<(String, String)>,
+        /// The listing, or `None` to unlist (which closes it too).
+        listing: Option<api::Listing>,
     },
     /// Accept a request to join: add every certified device of `user`
     /// with `role` (as [`Intent::Invite`] does), then close the request.
@@ -597,6 +604,11 @@ enum Op {
         user: UserId,
         stage: AcceptStage,
     },
+    /// Adds whoever asked to join an open space (PROTOCOL §15.3).
+    Admit {
+        space: SpaceId,
+        stage: AdmitStage,
+    },
     FlushSpace {
         space: SpaceId,
         /// The documents still to send (the library last), once listed.
@@ -604,6 +616,14 @@ enum Op {
         /// The flush under way.
         current: Option<OpId>,
     },
+}
+
+#[derive(Debug)]
+enum AdmitStage {
+    Start,
+    Reading(RequestId),
+    /// Those still to add, the acceptance under way, the first failure.
+    Adding(VecDeque<UserId>, Option<OpId>, Option<Failure>),
 }
 
 #[derive(Debug)]
@@ -1454,16 +1474,19 @@ impl Engine {
                 stage: RevokeStage::Start,
             },
             Intent::List { space, listing } => Op::Call {
-                call: self.managed(space).map(|()| {
+                call: self.managed(space).and_then(|()| {
+                    // Inside the space first: the managers' devices add
+                    // those who ask only if the space itself says open.
+                    let open = listing.as_ref().is_some_and(|l| l.open);
+                    self.edit(space, library::stream(space), |r| {
+                        library::set_open(r.doc(), open)
+                    })?
+                    .map_err(|e| Failure::new(Code::Protocol, e.to_string()))?;
                     let path = format!("/v1/directory/{}", space.to_hex());
-                    match listing {
-                        Some((name, description)) => (
-                            Method::Put,
-                            path,
-                            Some(api::to_json(&api::Listing { name, description })),
-                        ),
+                    Ok(match listing {
+                        Some(listing) => (Method::Put, path, Some(api::to_json(&listing))),
                         None => (Method::Delete, path, None),
-                    }
+                    })
                 }),
                 request: None,
             },
@@ -1537,6 +1560,7 @@ impl Engine {
                 }
             }
             ServerFrame::Application { space, message } => self.on_presence(space, &message),
+            ServerFrame::Asked { space } => self.admit_waiting(space),
             ServerFrame::Pong => {}
         }
         self.drive();
@@ -2018,6 +2042,8 @@ impl Engine {
                     t.live = true;
                     t.gap = None;
                     self.check_records();
+                    // Requests made while no manager's device was online.
+                    self.admit_waiting(id);
                 }
             }
         } else if t.outstanding.is_empty() {
@@ -2325,6 +2351,7 @@ impl Engine {
                 },
             },
             Op::Accept { space, user, stage } => self.advance_accept(*space, user, stage),
+            Op::Admit { space, stage } => self.advance_admit(*space, stage),
             Op::FlushSpace {
                 space,
                 waiting,
@@ -2385,6 +2412,96 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+
+    /// If this device manages `space` and the space says it is open (a
+    /// space manager's word inside the space, never the server's), starts
+    /// adding whoever is waiting, unless that is under way already.
+    fn admit_waiting(&mut self, space: SpaceId) {
+        if !self.admits(space) {
+            return;
+        }
+        let running = self
+            .ops
+            .values()
+            .any(|r| matches!(r.op, Op::Admit { space: s, .. } if s == space));
+        if !running {
+            let op = Op::Admit {
+                space,
+                stage: AdmitStage::Start,
+            };
+            self.spawn(op, false, true);
+        }
+    }
+
+    /// This device is adding people who asked to join an open space (a
+    /// driver that is about to stop lets it finish first).
+    pub fn admitting(&self) -> bool {
+        self.ops.values().any(|r| matches!(r.op, Op::Admit { .. }))
+    }
+
+    /// This device adds those who ask to join `space`: it is a space
+    /// manager there and the space is open.
+    fn admits(&mut self, space: SpaceId) -> bool {
+        self.managed(space).is_ok() && self.profile(space).is_ok_and(|p| p.open)
+    }
+
+    fn advance_admit(&mut self, space: SpaceId, stage: &mut AdmitStage) -> Step {
+        match stage {
+            AdmitStage::Start => {
+                if !self.admits(space) {
+                    return Step::Finished(Ok(Output::Done));
+                }
+                let path = format!("/v1/directory/{}/requests", space.to_hex());
+                *stage = AdmitStage::Reading(self.request(Method::Get, path, None));
+                Step::Moved
+            }
+            AdmitStage::Reading(r) => match self.answer::<api::JoinRequests>(*r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(waiting)) => {
+                    let policy = self
+                        .spaces
+                        .get(&space)
+                        .and_then(|t| t.view.space().policy().ok());
+                    let users = waiting
+                        .requests
+                        .iter()
+                        .filter_map(|r| UserId::new(&r.user).ok())
+                        // One whose request another manager's device is
+                        // still closing is a member already.
+                        .filter(|u| policy.as_ref().is_none_or(|p| p.role(u).is_none()))
+                        .collect();
+                    *stage = AdmitStage::Adding(users, None, None);
+                    Step::Moved
+                }
+            },
+            AdmitStage::Adding(users, current, failed) => {
+                if let Some(child) = *current {
+                    match self.child_result(child) {
+                        None => return Step::Pending,
+                        Some(Err(f)) => {
+                            failed.get_or_insert(f);
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                    *current = None;
+                }
+                match users.pop_front() {
+                    // Closed (or this device no longer a manager) meanwhile.
+                    Some(_) if !self.admits(space) => Step::Finished(Ok(Output::Done)),
+                    Some(user) => {
+                        *current = Some(self.child(Op::Accept {
+                            space,
+                            user,
+                            stage: AcceptStage::Start(OPEN_SPACE_ROLE),
+                        }));
+                        Step::Moved
+                    }
+                    None => Step::Finished(failed.take().map_or(Ok(Output::Done), Err)),
+                }
+            }
+        }
     }
 
     fn advance_accept(&mut self, space: SpaceId, user: &UserId, stage: &mut AcceptStage) -> Step {
@@ -4282,6 +4399,72 @@ mod tests {
         assert_eq!(e.view(id).unwrap().read_to(), 2, "the log was not read");
         assert_eq!(e.view(id).unwrap().broken(), None);
         unchanged(&e, "as a proposal");
+    }
+
+    /// A space manager's device adds whoever asked to join an open space
+    /// as a contributor, with no one's click; while the space itself does
+    /// not say open, the server's word that someone asked reads nothing.
+    #[test]
+    fn a_managers_device_adds_who_asked_only_when_the_space_itself_is_open() {
+        let (mut e, space) = following("amina", true);
+        let space = space.unwrap();
+        live(&mut e, space);
+        let requests = |e: &mut Engine| {
+            let mut all = Vec::new();
+            while let Some(r) = e.poll_request() {
+                all.push(r);
+            }
+            all
+        };
+        requests(&mut e);
+        e.handle_frame(1, ServerFrame::Asked { space });
+        assert_eq!(requests(&mut e), Vec::new(), "read while closed");
+
+        e.start(
+            2,
+            Intent::List {
+                space,
+                listing: Some(api::Listing {
+                    name: "Réseau des avocats".into(),
+                    description: String::new(),
+                    open: true,
+                }),
+            },
+        );
+        let sent = requests(&mut e);
+        let [(put, listing)] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(listing.path, format!("/v1/directory/{}", space.to_hex()));
+        let body: api::Listing = serde_json::from_slice(listing.body.as_ref().unwrap()).unwrap();
+        assert!(body.open);
+        e.handle_response(3, *put, ok("{}"));
+        assert!(e.profile(space).unwrap().open, "written inside the space");
+
+        e.handle_frame(4, ServerFrame::Asked { space });
+        let sent = requests(&mut e);
+        let [(read, waiting)] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(
+            (waiting.method, waiting.path.as_str()),
+            (
+                Method::Get,
+                &*format!("/v1/directory/{}/requests", space.to_hex())
+            )
+        );
+        // Asked again while reading: one reading at a time.
+        e.handle_frame(5, ServerFrame::Asked { space });
+        assert_eq!(requests(&mut e), Vec::new());
+        e.handle_response(
+            6,
+            *read,
+            ok(r#"{"requests":[{"user":"bruno","message":"Bonjour","at":1}]}"#),
+        );
+        // The invitation of bruno starts: his keys are looked up.
+        let sent = requests(&mut e);
+        let paths: Vec<&str> = sent.iter().map(|(_, r)| r.path.as_str()).collect();
+        assert_eq!(paths, ["/v1/users/bruno"]);
     }
 
     /// Edits go out at a fixed interval after the first of them, however

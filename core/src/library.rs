@@ -159,6 +159,9 @@ pub struct Profile {
     pub name: Option<String>,
     /// The description (possibly several lines).
     pub description: Option<String>,
+    /// Anyone on the server may join (PROTOCOL §15.3): true only if a
+    /// space manager set it.
+    pub open: bool,
 }
 
 /// Names and describes the space (an empty description removes it). Only
@@ -194,10 +197,25 @@ pub fn profile(doc: &AutoCommit, authors: &Authors, manager: impl Fn(&str) -> bo
         }
         _ => None,
     };
+    let open = match doc.get(ROOT, "open") {
+        Ok(Some((Value::Scalar(s), automerge::ObjId::Id(_, actor, _)))) => {
+            matches!(s.as_ref(), ScalarValue::Boolean(true))
+                && authors.of(&actor).is_some_and(&manager)
+        }
+        _ => false,
+    };
     Profile {
         name: field("name"),
         description: field("description"),
+        open,
     }
+}
+
+/// Opens the space to anyone on the server who asks (`true`), or closes it
+/// again: the space managers' devices then add whoever asks to join
+/// (PROTOCOL §15.3). Only a space manager's value counts ([`profile`]).
+pub fn set_open(doc: &mut AutoCommit, open: bool) -> Result<(), DocumentError> {
+    doc.put(ROOT, "open", open).map_err(am)
 }
 
 /// Creates the library's structure (the space's creator does this once).
@@ -688,6 +706,7 @@ mod tests {
             Profile {
                 name: Some("Affaire Kassa".into()),
                 description: Some("Requêtes\net pièces".into()),
+                open: false,
             }
         );
         assert!(matches!(
@@ -705,5 +724,35 @@ mod tests {
         let mut stranger = doc.fork();
         set_profile(&mut stranger, "Other", "").unwrap();
         assert_eq!(profile(&stranger, &authors, manager).name, None);
+    }
+
+    /// A space is open to anyone only if a space manager opened it: a
+    /// member of another role who writes `open` leaves it closed, and a
+    /// manager closes it again.
+    #[test]
+    fn only_a_space_manager_opens_a_space() {
+        let amina_actor = automerge::ActorId::from(&[1u8; 16][..]);
+        let bruno_actor = automerge::ActorId::from(&[2u8; 16][..]);
+        let authors = Authors::new([
+            (amina_actor.to_bytes().to_vec(), "amina".to_owned()),
+            (bruno_actor.to_bytes().to_vec(), "bruno".to_owned()),
+        ]);
+        let manager = |u: &str| u == "amina";
+        let mut doc = AutoCommit::new().with_actor(amina_actor);
+        init(&mut doc).unwrap();
+        assert!(!profile(&doc, &authors, manager).open);
+        let mut bruno = doc.fork().with_actor(bruno_actor);
+        set_open(&mut bruno, true).unwrap();
+        assert!(
+            !profile(&bruno, &authors, manager).open,
+            "a contributor opened it"
+        );
+        set_open(&mut doc, true).unwrap();
+        assert!(profile(&doc, &authors, manager).open);
+        // Any other value than `true` is closed.
+        doc.put(ROOT, "open", "yes").unwrap();
+        assert!(!profile(&doc, &authors, manager).open);
+        set_open(&mut doc, false).unwrap();
+        assert!(!profile(&doc, &authors, manager).open);
     }
 }

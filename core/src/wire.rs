@@ -195,6 +195,13 @@ pub enum ServerFrame {
         /// Users whose reports reopen it.
         needed: u32,
     },
+    /// Someone asked to join `space` through the directory (sent to the
+    /// devices of its roster that are connected; PROTOCOL §15.3). Carries
+    /// no name: the managers' clients read the requests themselves.
+    Asked {
+        /// The space.
+        space: SpaceId,
+    },
 }
 
 /// What the clear MLS framing of a message says (no key needed): the server

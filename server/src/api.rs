@@ -604,6 +604,7 @@ pub async fn directory(
             space: id.to_hex(),
             name: l.name,
             description: l.description,
+            open: l.open,
         })
         .collect();
     found.sort_by(|a, b| {
@@ -648,6 +649,7 @@ pub async fn list_space(
             description,
             listed_by: who.user,
             at: crate::state::now(),
+            open: req.open,
         }),
     )?;
     Ok(Json(json!({})))
@@ -678,7 +680,7 @@ pub async fn ask_to_join(
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
     let req = body(j)?;
-    let (space, _) = listed_space(&state, &id)?;
+    let (space, listing) = listed_space(&state, &id)?;
     let message = req.message.trim().to_owned();
     if message.chars().count() > api::MAX_JOIN_MESSAGE {
         return Err(ApiError::BadRequest(format!(
@@ -686,7 +688,8 @@ pub async fn ask_to_join(
             api::MAX_JOIN_MESSAGE
         )));
     }
-    if let Some(record) = state.store.space(space)?
+    let record = state.store.space(space)?;
+    if let Some(record) = &record
         && record.roster.values().any(|u| *u == who.user)
     {
         return Err(ApiError::Conflict(
@@ -720,7 +723,15 @@ pub async fn ask_to_join(
             declined: false,
         }),
     )?;
-    Ok(Json(json!({ "state": "pending" })))
+    // The roster's connected devices hear of it: a manager's adds the
+    // requester at once if the space is open, the others refresh.
+    if let Some(record) = record {
+        state.relay.tell_devices(
+            record.roster.keys().copied(),
+            &amicus_core::wire::ServerFrame::Asked { space },
+        );
+    }
+    Ok(Json(json!({ "state": "pending", "open": listing.open })))
 }
 
 /// `GET /v1/directory/{space}/requests`: the pending requests, for the

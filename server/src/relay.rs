@@ -233,13 +233,19 @@ impl Relay {
         }
     }
 
-    fn to_device(&self, device: DeviceId, frame: &ServerFrame) {
+    /// Sends `frame` to every connection of each of `devices`.
+    pub fn tell_devices(&self, devices: impl IntoIterator<Item = DeviceId>, frame: &ServerFrame) {
         let bytes = Arc::new(frame.encode());
-        if let Some(conns) = self.devices.lock().expect("relay lock").get(&device) {
-            for outbox in conns.values() {
+        let connected = self.devices.lock().expect("relay lock");
+        for device in devices {
+            for outbox in connected.get(&device).into_iter().flat_map(|c| c.values()) {
                 outbox.offer(bytes.clone());
             }
         }
+    }
+
+    fn to_device(&self, device: DeviceId, frame: &ServerFrame) {
+        self.tell_devices([device], frame);
     }
 
     /// Closes every connection of a revoked device (each ends with close

@@ -414,6 +414,46 @@ pub struct Listing {
     pub listed_by: UserId,
     /// When (Unix seconds).
     pub at: u64,
+    /// Whoever asks is added by the first manager's device online (the
+    /// managers' devices read this from inside the space, not from here).
+    pub open: bool,
+}
+
+/// A listing as version 1 of the record stored it (before open spaces).
+#[derive(Deserialize)]
+struct ListingV1 {
+    name: String,
+    description: String,
+    listed_by: UserId,
+    at: u64,
+}
+
+/// The version of a stored [`Listing`] (`open` came with 2).
+const LISTING_VERSION: u8 = 2;
+
+fn enc_listing(listing: &Listing) -> Vec<u8> {
+    let mut out = vec![LISTING_VERSION];
+    out.extend_from_slice(&postcard::to_allocvec(listing).expect("records always encode"));
+    out
+}
+
+fn dec_listing(bytes: &[u8]) -> Result<Listing, StoreError> {
+    match bytes.split_first() {
+        Some((&LISTING_VERSION, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((value, [])) => Ok(value),
+            _ => Err(StoreError::Corrupt("directory")),
+        },
+        _ => {
+            let v1: ListingV1 = dec("directory", bytes)?;
+            Ok(Listing {
+                name: v1.name,
+                description: v1.description,
+                listed_by: v1.listed_by,
+                at: v1.at,
+                open: false,
+            })
+        }
+    }
 }
 
 /// A user's request to join a listed space.
@@ -1016,13 +1056,13 @@ impl Store for SledStore {
     fn listing(&self, space: SpaceId) -> Result<Option<Listing>, StoreError> {
         self.directory
             .get(space.0)?
-            .map(|v| dec("directory", &v))
+            .map(|v| dec_listing(&v))
             .transpose()
     }
 
     fn put_listing(&self, space: SpaceId, listing: Option<&Listing>) -> Result<(), StoreError> {
         match listing {
-            Some(l) => self.directory.insert(space.0, enc(l))?,
+            Some(l) => self.directory.insert(space.0, enc_listing(l))?,
             None => self.directory.remove(space.0)?,
         };
         self.durable()
@@ -1033,7 +1073,7 @@ impl Store for SledStore {
         for item in self.directory.iter() {
             let (k, v) = item?;
             let id = <[u8; 16]>::try_from(&k[..]).map_err(|_| StoreError::Corrupt("directory"))?;
-            out.push((SpaceId(id), dec("directory", &v)?));
+            out.push((SpaceId(id), dec_listing(&v)?));
         }
         Ok(out)
     }
@@ -1171,5 +1211,50 @@ mod tests {
         assert_eq!(store.charge(&u, 60, 100).unwrap(), Some(60));
         assert_eq!(store.charge(&u, 60, 100).unwrap(), None);
         assert_eq!(store.charge(&u, 40, 100).unwrap(), Some(100));
+    }
+
+    /// A listing stored before spaces could be open reads as closed; one
+    /// stored now keeps `open`.
+    #[test]
+    fn a_listing_of_version_1_reads_as_closed() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            name: &'a str,
+            description: &'a str,
+            listed_by: UserId,
+            at: u64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (old, new) = (SpaceId([1; 16]), SpaceId([2; 16]));
+        let amina = UserId::new("amina").unwrap();
+        let v1 = enc(&Old {
+            name: "Réseau",
+            description: "",
+            listed_by: amina.clone(),
+            at: 7,
+        });
+        assert_eq!(v1[0], 1);
+        store.directory.insert(old.0, v1).unwrap();
+        let listing = Listing {
+            name: "Ouvert".into(),
+            description: "À tous".into(),
+            listed_by: amina.clone(),
+            at: 8,
+            open: true,
+        };
+        store.put_listing(new, Some(&listing)).unwrap();
+        assert_eq!(
+            store.listing(old).unwrap(),
+            Some(Listing {
+                name: "Réseau".into(),
+                description: String::new(),
+                listed_by: amina,
+                at: 7,
+                open: false,
+            })
+        );
+        assert_eq!(store.listing(new).unwrap(), Some(listing));
+        assert_eq!(store.listings().unwrap().len(), 2);
     }
 }

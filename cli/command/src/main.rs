@@ -286,6 +286,12 @@ enum SpaceCommand {
         /// Take the space out of the directory.
         #[arg(long, conflicts_with = "name")]
         off: bool,
+        /// Open to everyone on the server: whoever asks is added as a
+        /// contributor by the first device of a space manager online, with
+        /// no one answering (they read what the space's history policy
+        /// lets joiners read).
+        #[arg(long, conflicts_with = "off")]
+        open: bool,
     },
     /// Ask to join a listed space (the server and its members read the
     /// message), or withdraw the request.
@@ -1163,11 +1169,12 @@ async fn space_command(
             let d = c.directory(&query).await?;
             print(json_out, serde_json::to_value(&d)?, || {
                 lines(&d.spaces, "no listed space matches", |l| {
+                    let open = if l.open { " (open)" } else { "" };
                     if l.description.is_empty() {
-                        format!("{} {}", l.space, l.name)
+                        format!("{} {}{open}", l.space, l.name)
                     } else {
                         format!(
-                            "{} {}\n    {}",
+                            "{} {}{open}\n    {}",
                             l.space,
                             l.name,
                             l.description.replace('\n', "\n    ")
@@ -1181,15 +1188,24 @@ async fn space_command(
             name,
             description,
             off,
+            open,
         } => {
-            let listing = (!off).then(|| (name.unwrap_or_default(), description));
+            let listing = (!off).then(|| amicus_core::api::Listing {
+                name: name.unwrap_or_default(),
+                description,
+                open,
+            });
             c.sync_all().await?;
             c.list_in_directory(space(&s)?, listing).await?;
-            print(json_out, json!({ "listed": !off }), || {
-                if off {
-                    "taken out of the directory"
-                } else {
-                    "listed in the directory"
+            print(json_out, json!({ "listed": !off, "open": open }), || {
+                match (off, open) {
+                    (true, _) => "taken out of the directory",
+                    (false, true) => {
+                        "listed in the directory, open: whoever asks is added as a contributor"
+                    }
+                    (false, false) => {
+                        "listed in the directory; requests to join wait for a manager"
+                    }
                 }
                 .to_owned()
             });
@@ -1199,16 +1215,20 @@ async fn space_command(
             message,
             withdraw,
         } => {
-            if withdraw {
+            let open = if withdraw {
                 c.withdraw_request(space(&s)?).await?;
+                false
             } else {
-                c.ask_to_join(space(&s)?, &message).await?;
-            }
-            print(json_out, json!({ "requested": !withdraw }), || {
-                if withdraw {
-                    "request withdrawn"
-                } else {
-                    "asked; a manager of the space will answer"
+                c.ask_to_join(space(&s)?, &message).await?
+            };
+            let answer = json!({ "requested": !withdraw, "open": open });
+            print(json_out, answer, || {
+                match (withdraw, open) {
+                    (true, _) => "request withdrawn",
+                    (false, true) => {
+                        "asked; the space is open: the first device of one of its managers to be online adds you"
+                    }
+                    (false, false) => "asked; a manager of the space will answer",
                 }
                 .to_owned()
             });

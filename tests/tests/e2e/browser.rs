@@ -2102,7 +2102,8 @@ async fn a_new_version_of_a_file_and_previews_in_the_browser() {
 /// Amina lists her space with a public name; Bruno finds it by a word and
 /// asks to join; Chidi asks from the command line; Amina sees both
 /// requests, accepts Bruno, whose browser then holds the space, and
-/// declines Chidi, who is told.
+/// declines Chidi, who is told. Then Amina opens the space, and her
+/// browser adds Chidi as soon as he asks again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_space_is_joined_on_request_in_the_browser() {
     let _one = CHROMIUM.lock().await;
@@ -2211,4 +2212,35 @@ async fn a_listed_space_is_joined_on_request_in_the_browser() {
         .await;
     let chidi = crate::support::amicus_json(&dir.path().join("chidi"), &["space", "requests"]);
     assert_eq!(chidi["requests"][0]["state"], "declined", "{chidi}");
+
+    // Amina opens the space; Chidi asks again, and Amina's browser, open
+    // on the space, adds him with no click: the server only said that
+    // someone asked.
+    amina.click("#listing-form-box summary").await;
+    amina.click("#listing-form input[name=open]").await;
+    amina.click("#listing-form button[type=submit]").await;
+    // Drawn again from the server's listing once it holds it.
+    amina
+        .element("#listing-form input[name=open][checked]")
+        .await;
+    bruno.click("#directory-search button[type=submit]").await;
+    bruno
+        .element(&format!(
+            "li.listed[data-space='{space}'][data-open=true] .open-space"
+        ))
+        .await;
+    let asked =
+        crate::support::amicus_json(&dir.path().join("chidi"), &["space", "request", &space]);
+    assert_eq!(asked["open"], true, "{asked}");
+    amina.element("tr[data-user=chidi]").await;
+    let role = amina
+        .js(
+            "return document.querySelector('tr[data-user=chidi]').dataset.role",
+            json!([]),
+        )
+        .await;
+    assert_eq!(role, json!("contributor"));
+    amina.screenshot("open-space-joined").await;
+    let spaces = crate::support::amicus_json(&dir.path().join("chidi"), &["space", "list"]);
+    assert!(spaces.to_string().contains(&space), "{spaces}");
 }

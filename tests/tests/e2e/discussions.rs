@@ -2,7 +2,7 @@
 //! litigation team uses them (PROTOCOL §9.5, §9.6).
 
 use amicus_core::space::Role;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Server, amicus_json, amicus_refused, register};
 
@@ -255,4 +255,82 @@ async fn a_listed_space_is_found_and_joined_on_request_or_declined() {
     amicus_json(&home("amina"), &["space", "listing", &s, "--off"]);
     let gone = amicus_json(&home("bruno"), &["space", "directory", "kivu"]);
     assert_eq!(gone["total"], 0, "{gone}");
+}
+
+/// An open space (PROTOCOL §15.3): Amina lists hers as open; Bruno sees
+/// it marked open and asks; the next time a device of Amina's is online
+/// (here, any command that reads her spaces) it adds him as a contributor
+/// with no one answering, and his request is closed. A space listed on
+/// request keeps Chidi's request waiting through the same commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_space_is_joined_at_once_and_one_on_request_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let mut amina = register(dir.path(), &server, "amina").await;
+    for name in ["bruno", "chidi"] {
+        drop(register(dir.path(), &server, name).await);
+    }
+    let open = amina.create_space().await.unwrap().to_hex();
+    let closed = amina.create_space().await.unwrap().to_hex();
+    drop(amina);
+    let home = |n: &str| dir.path().join(n);
+    let listed = amicus_json(
+        &home("amina"),
+        &[
+            "space",
+            "listing",
+            &open,
+            "--name",
+            "Réseau des avocats",
+            "--open",
+        ],
+    );
+    assert_eq!(listed["open"], true);
+    amicus_json(
+        &home("amina"),
+        &["space", "listing", &closed, "--name", "Affaire Kassa"],
+    );
+    let found = amicus_json(&home("bruno"), &["space", "directory"]);
+    let open_of = |name: &str| {
+        found["spaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .map(|l| l["open"].clone())
+    };
+    assert_eq!(open_of("Réseau des avocats"), Some(json!(true)), "{found}");
+    assert_eq!(open_of("Affaire Kassa"), Some(json!(false)), "{found}");
+
+    let asked = amicus_json(&home("bruno"), &["space", "request", &open]);
+    assert_eq!(asked["open"], true, "{asked}");
+    let asked = amicus_json(&home("chidi"), &["space", "request", &closed]);
+    assert_eq!(asked["open"], false, "{asked}");
+
+    // Amina's device comes online.
+    amicus_json(&home("amina"), &["sync"]);
+    let members = amicus_json(&home("amina"), &["space", "members", &open]);
+    let bruno = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"] == "bruno")
+        .cloned();
+    assert_eq!(
+        bruno.as_ref().map(|m| m["role"].clone()),
+        Some(json!("contributor")),
+        "{members}"
+    );
+    let bruno_spaces = amicus_json(&home("bruno"), &["space", "list"]);
+    assert!(bruno_spaces.to_string().contains(&open), "{bruno_spaces}");
+    let left = amicus_json(&home("amina"), &["space", "requests", &open]);
+    assert!(left["requests"].as_array().unwrap().is_empty(), "{left}");
+
+    let waiting = amicus_json(&home("amina"), &["space", "requests", &closed]);
+    assert_eq!(waiting["requests"][0]["user"], "chidi", "{waiting}");
+    let chidi_spaces = amicus_json(&home("chidi"), &["space", "list"]);
+    assert!(
+        !chidi_spaces.to_string().contains(&closed),
+        "{chidi_spaces}"
+    );
 }
