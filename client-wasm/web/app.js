@@ -312,7 +312,9 @@ function started() {
       updateSpaceBadges();
       const n = Number(link.dataset.count);
       if (n > noticed && document.hidden && "Notification" in window && Notification.permission === "granted") {
-        new Notification(t("app"), { body: t("browserNoticeBody", { m: link.dataset.mentions }), tag: "amicus-activity" });
+        const mentions = Number(link.dataset.mentions);
+        const body = mentions ? tn("browserNoticeMentions", mentions) : t("browserNoticeBody");
+        new Notification(t("app"), { body, tag: "amicus-activity" });
       }
       noticed = n;
     }, 250);

@@ -1735,7 +1735,9 @@ async fn a_member_asks_for_email_in_the_browser_and_is_told_when_away() {
 /// on his activity page, marked as a mention in the text; once read it
 /// leaves his activity; his reply, with a mention offered from the
 /// members, reaches Amina's device as a reply that mentions her; a mention
-/// of someone outside the space is refused in his language.
+/// of someone outside the space is refused in his language. While his tab
+/// is hidden, the notices the app shows say only that there is something
+/// new and how many mentions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
     let _one = CHROMIUM.lock().await;
@@ -1761,6 +1763,19 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
         .await;
     assert_eq!(mismatch, json!(true), "the pattern is in force");
     sign_up(&bruno, &server.url, "bruno").await;
+    // Bruno allowed notices and looks elsewhere: the Notification API is
+    // replaced by a recorder of what the app asks Chromium to show.
+    bruno
+        .js(
+            "window.__notices = []; \
+             window.Notification = class { \
+               static permission = 'granted'; \
+               constructor(title, options) { window.__notices.push({ title, ...options }); } \
+             }; \
+             Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });",
+            json!([]),
+        )
+        .await;
 
     let mut amina = register(dir.path(), &server, "amina").await;
     let _chidi = register(dir.path(), &server, "chidi").await;
@@ -1786,6 +1801,29 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
             LONG,
         )
         .await;
+    // A notice said that something is new and how many mentions, and
+    // nothing of what, where or who.
+    let notices = bruno
+        .wait_for(
+            "a notice of the mention",
+            "return window.__notices.some((n) => n.body.includes('إشارة واحدة')) && window.__notices",
+            LONG,
+        )
+        .await;
+    for notice in notices.as_array().unwrap() {
+        assert_eq!(notice["tag"], "amicus-activity");
+        let text = notice.to_string();
+        for secret in [
+            "Audience",
+            "plaider",
+            "amina",
+            &space.to_hex(),
+            &thread.to_string(),
+        ] {
+            assert!(!text.contains(secret), "{secret} in the notice {text}");
+        }
+    }
+    bruno.js("delete document.hidden", json!([])).await;
     // The spaces page counts it in the space's line too.
     bruno
         .wait_for(
