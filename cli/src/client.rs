@@ -1549,6 +1549,33 @@ impl Client {
         Ok(())
     }
 
+    /// Withdraws the public copy `doc_id` of `public_space`, signing its
+    /// withdrawal (the copy's `updated` time) with this device.
+    pub async fn withdraw(&self, public_space: SpaceId, doc_id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/public/{}/docs/{doc_id}", public_space.to_hex());
+        let copy: Value = self.http.get(&path).await?;
+        let updated = copy["updated"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Protocol("a public copy without `updated`".into()))?;
+        let body = api::WithdrawPublic {
+            withdrawal: amicus_core::publication::Withdrawal::sign(
+                self.engine.device(),
+                public_space,
+                doc_id,
+                updated,
+            ),
+        };
+        let _: Value = self
+            .http
+            .send(
+                reqwest::Method::DELETE,
+                &path,
+                &serde_json::to_value(&body).expect("a withdrawal encodes"),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Test hook: the engine itself, to play a misbehaving member.
     #[cfg(feature = "dangerous-test-hooks")]
     pub fn dangerous_engine(&mut self) -> &mut Engine {

@@ -1172,6 +1172,29 @@ impl Device {
         })
     }
 
+    /// The signed withdrawal of the public copy `doc` of `public_space`
+    /// written at `updated` (its record's `updated`), to send as the body
+    /// of `DELETE /v1/public/{space}/docs/{doc}`.
+    pub fn withdrawal(
+        &self,
+        public_space: &str,
+        doc: &str,
+        updated: f64,
+    ) -> Result<Ts<WithdrawalBody>, JsValue> {
+        let signed = amicus_core::publication::Withdrawal::sign(
+            self.engine.device(),
+            space_id(public_space)?,
+            doc,
+            updated as u64,
+        );
+        ts(WithdrawalBody {
+            withdrawal: SignedWithdrawal {
+                device: signed.device,
+                signature: signed.signature,
+            },
+        })
+    }
+
     /// The body of `PUT /v1/public/{public_space}/docs/{doc}` publishing a
     /// filing's current title and text, with its provenance signed by this
     /// device (PROTOCOL §15.1). `language` is a primary tag or empty.

@@ -457,6 +457,20 @@ pub struct SignedProvenance {
     pub signature: String,
 }
 
+/// The body of a public copy's withdrawal (`DELETE
+/// /v1/public/{space}/docs/{doc}`), as `WithdrawPublic` in the core.
+#[derive(Serialize, Tsify)]
+pub struct WithdrawalBody {
+    pub withdrawal: SignedWithdrawal,
+}
+
+/// A device's signed withdrawal of one public copy (PROTOCOL §15.1).
+#[derive(Serialize, Tsify)]
+pub struct SignedWithdrawal {
+    pub device: String,
+    pub signature: String,
+}
+
 /// What [`Device::check_copy`] found.
 #[derive(Serialize, Tsify)]
 #[serde(rename_all = "snake_case")]

@@ -1376,30 +1376,71 @@ function editorView(main, space, stream) {
     } catch (err) { fail(err); }
   } }, field(t("versionName"), h("input", { name: "name", required: true })), h("button", { type: "submit" }, t("nameVersion")));
 
-  // Publishing the filing's current text with signed provenance. The public
+  // Publishing the filing's current text with signed provenance, as a
+  // deliberate act: a preview of exactly what becomes public, then a
+  // confirmation naming the public space; a copy there can be withdrawn.
+  // Offered only in public spaces where this user has a role. The public
   // copy's id is the stream's, so publishing again replaces it.
   const publishBox = h("section", { id: "publish-filing" }, h("h3", {}, t("publishFiling")));
   client.api("GET", "/v1/spaces").then((v) => {
     const publics = (v.spaces || []).filter((x) => x.kind === "public");
-    const result = h("p", { role: "status" });
+    const mine = publics.filter((x) => x.role);
     if (!publics.length) return publishBox.append(h("p", { class: "muted" }, t("noPublicSpace")));
-    publishBox.append(h("form", { onsubmit: async (e) => {
-      e.preventDefault();
-      const f = e.target;
+    if (!mine.length) return publishBox.append(h("p", { class: "muted" }, t("noPublishRole")));
+    const nameOf = (id) => mine.find((x) => x.id === id)?.name || id;
+    const target = h("select", { name: "space" }, mine.map((x) => h("option", { value: x.id }, x.name || x.id)));
+    const language = h("select", { name: "language" }, h("option", { value: "" }, t("detect")), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))));
+    const copy = h("div", { id: "public-copy", "aria-live": "polite" });
+    const preview = h("div", { id: "publish-preview" });
+    // The copy already public in the chosen space, if any, with its
+    // withdrawal.
+    const drawCopy = async () => {
+      const space_ = target.value;
+      let record = null;
       try {
-        const target = f.space.value;
+        record = await client.api("GET", `/v1/public/${space_}/docs/${stream}`);
+      } catch (_) {
+        /* none there (404), withdrawn (410), or offline */
+      }
+      fill(copy, record ? [
+        h("p", {}, t("publicCopyExists", { space: nameOf(space_) }), " ", h("a", { href: `#/public/${space_}/${stream}` }, t("openPublic"))),
+        confirmingButton({ id: "withdraw-copy" }, t("withdrawCopy"), t("withdrawConfirm"), async () => {
+          try {
+            await client.api("DELETE", `/v1/public/${space_}/docs/${stream}`, client.device.withdrawal(space_, stream, record.updated));
+            status(t("withdrawn"));
+          } catch (err) { fail(err); }
+          drawCopy();
+        }),
+      ] : []);
+    };
+    target.addEventListener("change", () => { fill(preview); drawCopy(); });
+    publishBox.append(h("form", { id: "publish-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const space_ = target.value;
         // The signed heads go to the server first, for members to check.
         await client.flush(space, stream);
-        const body = client.device.publication(space, stream, target, stream, f.language.value);
-        await client.api("PUT", `/v1/public/${target}/docs/${stream}`, body);
-        fill(result, t("published"), " ", h("a", { href: `#/public/${target}/${stream}` }, t("openPublic")));
+        const body = client.device.publication(space, stream, space_, stream, language.value);
+        fill(preview,
+          h("h4", {}, t("publishPreview")),
+          h("article", { class: "public-preview" }, h("h5", { dir: "auto" }, body.title), h("div", { class: "public-body", dir: "auto" }, body.body)),
+          h("p", { class: "warning" }, t("publishConfirmText", { space: nameOf(space_) })),
+          h("button", { type: "button", id: "confirm-publish", onclick: async () => {
+            try {
+              await client.api("PUT", `/v1/public/${space_}/docs/${stream}`, body);
+              fill(preview, h("p", { role: "status" }, t("published")));
+              drawCopy();
+            } catch (err) { fail(err); }
+          } }, t("publishTo", { space: nameOf(space_) })), " ",
+          h("button", { type: "button", id: "cancel-publish", onclick: () => fill(preview) }, t("cancel")));
       } catch (err) { fail(err); }
     } },
       h("p", { class: "muted" }, t("publishFilingHelp")),
-      field(t("publicSpaces"), h("select", { name: "space" }, publics.map((x) => h("option", { value: x.id }, x.name || x.id)))),
-      field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, t("detect")), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))))),
-      h("button", { type: "submit" }, t("publishButton")),
-    ), result);
+      field(t("publicSpaces"), target),
+      field(t("docLanguage"), language),
+      h("button", { type: "submit" }, t("previewPublication")),
+    ), preview, copy);
+    drawCopy();
   }).catch(() => {});
 
   // Who is here, and where their caret is (announced within 15 seconds).
@@ -1492,7 +1533,7 @@ function searchView(main) {
       if (lang) params.set("lang", lang);
       const r = await client.api("GET", `/v1/search?${params}${extra}`);
       fill(results, 
-        h("p", {}, r.hits.length ? t("results", { n: r.total }) : t("noResults")),
+        h("p", {}, r.hits.length ? tn("results", r.total) : t("noResults")),
         h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
           h("h4", { dir: "auto" }, h("a", { href: `#/public/${hit.space}/${hit.id}` }, hit.title)), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
           h("p", { class: "muted" }, `${hit.language ? langName(hit.language) : ""} · ${hit.space.slice(0, 8)}…`)))),

@@ -363,3 +363,11 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 pub(crate) fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("unexpected answer from the server: {e}"))
 }
+
+/// Body of `DELETE /v1/public/{space}/docs/{doc}`: the withdrawal of the
+/// copy there, signed by one of the caller's devices (PROTOCOL §15.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawPublic {
+    /// The signed withdrawal.
+    pub withdrawal: crate::publication::Withdrawal,
+}

@@ -534,6 +534,8 @@ pub enum Statement {
     SignIn,
     /// A publication's provenance: prefix `"amicus provenance v1\0"`.
     Provenance,
+    /// The withdrawal of a public copy: prefix `"amicus withdrawal v1\0"`.
+    Withdrawal,
 }
 
 impl Statement {
@@ -541,6 +543,7 @@ impl Statement {
         match self {
             Self::SignIn => b"amicus sign-in v1\0",
             Self::Provenance => b"amicus provenance v1\0",
+            Self::Withdrawal => b"amicus withdrawal v1\0",
         }
     }
 }

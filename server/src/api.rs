@@ -1239,7 +1239,15 @@ pub async fn list_spaces(State(state): S, headers: HeaderMap) -> Result<Json<Val
         .spaces()?
         .iter()
         .filter(|s| visible(s, &who))
-        .map(|s| space_json(s, false))
+        .map(|s| {
+            let mut v = space_json(s, false);
+            if s.kind == SpaceKind::Public {
+                // The caller's own role, so that an app offers publishing
+                // only where it is allowed.
+                v["role"] = serde_json::to_value(s.roles.get(&who.user)).unwrap_or_default();
+            }
+            v
+        })
         .collect();
     Ok(Json(json!({ "spaces": spaces })))
 }
@@ -1559,6 +1567,20 @@ pub async fn put_public(
         p.verify(space.id, &doc, &req.title, &req.body, &record.certificate)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
+    // Each copy written under an id has its own `updated` time, later than
+    // any copy before it (withdrawn or not): a withdrawal signs it, so it
+    // never applies to another copy.
+    let before = [
+        state.store.public_doc(space.id, &doc)?.map(|p| p.updated),
+        state
+            .store
+            .tombstone(space.id, &doc)?
+            .map(|t| t.copy_updated),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    let updated = now().max(before.map_or(0, |u| u + 1));
     let record = PublicRecord {
         space: space.id,
         id: doc,
@@ -1575,7 +1597,7 @@ pub async fn put_public(
         file: req.file,
         provenance: req.provenance,
         author: who.user,
-        updated: now(),
+        updated,
     };
     state.store.put_public(&record)?;
     state.index.upsert(&record);
@@ -1610,36 +1632,69 @@ pub async fn get_public(
     let who = caller(&state, &headers)?;
     let space = public_space(&state, &who, &space)?;
     check_doc_id(&doc)?;
-    state
-        .store
-        .public_doc(space.id, &doc)?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound("no such document".into()))
+    if let Some(record) = state.store.public_doc(space.id, &doc)? {
+        return Ok(Json(record));
+    }
+    Err(match state.store.tombstone(space.id, &doc)? {
+        Some(t) => ApiError::Gone(format!(
+            "this public copy was withdrawn by {} (signed by device {})",
+            t.by, t.withdrawal.device
+        )),
+        None => ApiError::NotFound("no such document".into()),
+    })
 }
 
-/// `DELETE /v1/public/{space}/docs/{doc}`: content managers and up.
+/// `DELETE /v1/public/{space}/docs/{doc}` `{withdrawal}`: withdraws a
+/// public copy (whoever wrote it, or a content manager and up), signed by
+/// one of the caller's devices over the copy's space, id and `updated`
+/// time; the server keeps that tombstone and the index forgets the copy.
 pub async fn delete_public(
     State(state): S,
     headers: HeaderMap,
     Path((space, doc)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+    j: ApiJson<api::WithdrawPublic>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
+    state.rate_api(who.device)?;
     let space = public_space(&state, &who, &space)?;
     check_doc_id(&doc)?;
-    if space
+    let req = body(j)?;
+    let record = state
+        .store
+        .public_doc(space.id, &doc)?
+        .ok_or_else(|| ApiError::NotFound("no such document".into()))?;
+    let manager = space
         .roles
         .get(&who.user)
-        .is_none_or(|r| *r < PublicRole::ContentManager)
-    {
+        .is_some_and(|r| *r >= PublicRole::ContentManager);
+    if record.author != who.user && !manager {
         return Err(ApiError::Forbidden(
-            "only content managers delete public documents".into(),
+            "only whoever published this copy and the space's content managers withdraw it".into(),
         ));
     }
-    if !state.store.delete_public(space.id, &doc)? {
+    let device = device_id(&req.withdrawal.device)?;
+    let certificate = state
+        .store
+        .device(device)?
+        .filter(|d| d.certificate.user == who.user)
+        .ok_or_else(|| {
+            ApiError::BadRequest("the withdrawal names a device that is not yours".into())
+        })?
+        .certificate;
+    req.withdrawal
+        .verify(space.id, &doc, record.updated, &certificate)
+        .map_err(|e| ApiError::BadRequest(format!("the withdrawal: {e}")))?;
+    let tombstone = crate::store::Tombstone {
+        withdrawal: req.withdrawal,
+        by: who.user,
+        copy_updated: record.updated,
+        at: now(),
+    };
+    if !state.store.withdraw_public(space.id, &doc, &tombstone)? {
         return Err(ApiError::NotFound("no such document".into()));
     }
     state.index.remove(space.id, &doc);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(json!({ "withdrawn": true, "at": tombstone.at })))
 }
 
 /// Fallback: a JSON 404.

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The named thing does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The named thing existed and was withdrawn.
+    #[error("gone: {0}")]
+    Gone(String),
     /// The name or id is taken.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -58,6 +61,7 @@ impl ApiError {
             Self::DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Gone(_) => (StatusCode::GONE, "gone"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),

@@ -195,6 +195,20 @@ pub struct PublicRecord {
     pub updated: u64,
 }
 
+/// What stays of a withdrawn public copy: who withdrew which copy (its
+/// `updated` time) and when, with the withdrawing device's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The device's signed withdrawal of the copy.
+    pub withdrawal: amicus_core::publication::Withdrawal,
+    /// The user behind the device.
+    pub by: UserId,
+    /// The withdrawn copy's `updated` time (what the signature names).
+    pub copy_updated: u64,
+    /// When it was withdrawn (Unix seconds).
+    pub at: u64,
+}
+
 /// A public file's content: plaintext chunks stored as blobs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicFile {
@@ -340,8 +354,16 @@ pub trait Store: Send + Sync + 'static {
     fn public_docs(&self, space: SpaceId) -> Result<Vec<PublicRecord>, StoreError>;
     /// Every public document (to rebuild the search index).
     fn all_public_docs(&self) -> Result<Vec<PublicRecord>, StoreError>;
-    /// Deletes a public document; `false` if it did not exist.
-    fn delete_public(&self, space: SpaceId, id: &str) -> Result<bool, StoreError>;
+    /// Removes a public document and keeps its tombstone, in one durable
+    /// write; `false` (nothing written) if the document did not exist.
+    fn withdraw_public(
+        &self,
+        space: SpaceId,
+        id: &str,
+        tombstone: &Tombstone,
+    ) -> Result<bool, StoreError>;
+    /// The tombstone of the last copy withdrawn under this id, if any.
+    fn tombstone(&self, space: SpaceId, id: &str) -> Result<Option<Tombstone>, StoreError>;
     /// Adds `bytes` to a user's blob usage if the total stays within
     /// `quota`; returns the new total, or `None` (nothing written) if over.
     fn charge(&self, user: &UserId, bytes: u64, quota: u64) -> Result<Option<u64>, StoreError>;
@@ -555,6 +577,7 @@ pub struct SledStore {
     welcomes: sled::Tree,
     welcome_bodies: sled::Tree,
     public: sled::Tree,
+    withdrawn: sled::Tree,
     usage: sled::Tree,
     recovery: sled::Tree,
     revocations: sled::Tree,
@@ -589,6 +612,7 @@ impl SledStore {
             welcomes: tree("welcomes")?,
             welcome_bodies: tree("welcome_bodies")?,
             public: tree("public")?,
+            withdrawn: tree("withdrawn")?,
             usage: tree("usage")?,
             recovery: tree("recovery")?,
             revocations: tree("revocations")?,
@@ -996,10 +1020,34 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn delete_public(&self, space: SpaceId, id: &str) -> Result<bool, StoreError> {
-        let existed = self.public.remove(public_key(space, id))?.is_some();
-        self.durable()?;
+    fn withdraw_public(
+        &self,
+        space: SpaceId,
+        id: &str,
+        tombstone: &Tombstone,
+    ) -> Result<bool, StoreError> {
+        let key = public_key(space, id);
+        let stone = enc(tombstone);
+        let existed = (&self.public, &self.withdrawn)
+            .transaction(|(public, withdrawn)| -> TxResult<bool> {
+                if public.remove(key.as_slice())?.is_none() {
+                    return Ok(false);
+                }
+                withdrawn.insert(key.as_slice(), stone.as_slice())?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        if existed {
+            self.durable()?;
+        }
         Ok(existed)
+    }
+
+    fn tombstone(&self, space: SpaceId, id: &str) -> Result<Option<Tombstone>, StoreError> {
+        self.withdrawn
+            .get(public_key(space, id))?
+            .map(|v| dec("withdrawn", &v))
+            .transpose()
     }
 
     fn charge(&self, user: &UserId, bytes: u64, quota: u64) -> Result<Option<u64>, StoreError> {

@@ -580,6 +580,136 @@ async fn provenance_is_kept_only_when_the_publishers_device_signed_this_copy() {
     assert_eq!(record["provenance"]["heads"], json!(heads));
 }
 
+/// Withdrawing a public copy (PROTOCOL §15.1): only whoever published it or
+/// a content manager, signed by one of their own devices over this very
+/// copy; the copy is gone (410, naming who withdrew it) and a later copy
+/// under the same id is not withdrawn by replaying the signature.
+#[tokio::test]
+async fn a_public_copy_is_withdrawn_by_its_publisher_with_a_signature_over_that_copy() {
+    use amicus_core::publication::Withdrawal;
+    let api = Api::new(Registration::Open);
+    let (_, alice, alice_token) = api.account_device("alice", None).await.unwrap();
+    let (_, bob, bob_token) = api.account_device("bob", None).await.unwrap();
+    let (_, _, carol_token) = api.account_device("carol", None).await.unwrap();
+    let public = "0e".repeat(16);
+    let space = amicus_core::SpaceId::from_hex(&public).unwrap();
+    let (status, body) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            Some(&alice_token),
+            json!({ "id": public, "kind": "public", "name": "Jurisprudence" }),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, body) = api
+        .json(
+            "PUT",
+            &format!("/v1/spaces/{public}/roles/bob"),
+            Some(&alice_token),
+            json!({ "role": "contributor" }),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    // Each one's own role in the listing of spaces.
+    for (token, role) in [
+        (&alice_token, json!("space_manager")),
+        (&bob_token, json!("contributor")),
+        (&carol_token, Value::Null),
+    ] {
+        let (_, list) = api
+            .json("GET", "/v1/spaces", Some(token), Value::Null)
+            .await;
+        let listed = list["spaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == public.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(listed["role"], role, "{listed}");
+    }
+    let uri = format!("/v1/public/{public}/docs/arret-2");
+    let publish = || {
+        api.json(
+            "PUT",
+            &uri,
+            Some(&bob_token),
+            json!({ "title": "Arrêt", "body": "La Cour constate la violation." }),
+        )
+    };
+    let (status, written) = publish().await;
+    assert!(status.is_success(), "{status} {written}");
+    let updated = written["updated"].as_u64().unwrap();
+    let withdraw = |w: &Withdrawal| json!({ "withdrawal": w });
+
+    let refusals = [
+        // Carol neither wrote it nor manages the space.
+        (
+            &carol_token,
+            Withdrawal::sign(&bob, space, "arret-2", updated),
+            StatusCode::FORBIDDEN,
+        ),
+        // Another copy's time.
+        (
+            &bob_token,
+            Withdrawal::sign(&bob, space, "arret-2", updated + 1),
+            StatusCode::BAD_REQUEST,
+        ),
+        // Alice's device, presented by Bob.
+        (
+            &bob_token,
+            Withdrawal::sign(&alice, space, "arret-2", updated),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (token, w, expected) in refusals {
+        let (status, answer) = api.json("DELETE", &uri, Some(token), withdraw(&w)).await;
+        assert_eq!(status, expected, "{answer}");
+        let (status, _) = api.json("GET", &uri, Some(token), Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "the copy stays after a refusal");
+    }
+    let (status, answer) = api.json("DELETE", &uri, Some(&bob_token), json!({})).await;
+    check_error(status, &answer, StatusCode::BAD_REQUEST, "bad_request");
+
+    let signed = Withdrawal::sign(&bob, space, "arret-2", updated);
+    let (status, answer) = api
+        .json("DELETE", &uri, Some(&bob_token), withdraw(&signed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = api.json("GET", &uri, Some(&carol_token), Value::Null).await;
+    check_error(status, &answer, StatusCode::GONE, "gone");
+    assert!(
+        answer["message"].as_str().unwrap().contains("bob"),
+        "{answer}"
+    );
+    let (_, listed) = api
+        .json(
+            "GET",
+            &format!("/v1/public/{public}/docs"),
+            Some(&carol_token),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(listed["documents"], json!([]));
+
+    // Published again: a later copy, which the old signature does not
+    // withdraw; a content manager's own signature does.
+    let (status, again) = publish().await;
+    assert!(status.is_success(), "{status} {again}");
+    let later = again["updated"].as_u64().unwrap();
+    assert!(later > updated, "{later} after {updated}");
+    let (status, _) = api
+        .json("DELETE", &uri, Some(&bob_token), withdraw(&signed))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let by_alice = Withdrawal::sign(&alice, space, "arret-2", later);
+    let (status, answer) = api
+        .json("DELETE", &uri, Some(&alice_token), withdraw(&by_alice))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
 /// Recovery (PROTOCOL §3.7): the kit a signed-in device stores is handed
 /// only to a request showing the code's access value (the same refusal for
 /// an unknown user, a user without a kit and a wrong code); a device

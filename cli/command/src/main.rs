@@ -146,6 +146,16 @@ enum Command {
         #[arg(long)]
         language: Option<String>,
     },
+    /// Withdraw a public copy (one you published, or any as a content
+    /// manager of its space): it is no longer read or found; the server
+    /// keeps a tombstone signed by this device.
+    Withdraw {
+        /// The public space.
+        #[arg(long)]
+        from: String,
+        /// The public document id.
+        id: String,
+    },
     /// Sync every space and show what changed.
     Sync,
     /// Search the public libraries.
@@ -1097,6 +1107,12 @@ async fn client_command(
             .await?;
             print(json_out, json!({ "published": id }), || {
                 format!("published as {id}")
+            });
+        }
+        Command::Withdraw { from, id } => {
+            c.withdraw(space(&from)?, &id).await?;
+            print(json_out, json!({ "withdrawn": id }), || {
+                format!("{id} withdrawn; the server keeps a tombstone signed by this device")
             });
         }
     }

@@ -1089,11 +1089,27 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
             json!([]),
         )
         .await;
+    // A preview of exactly what becomes public first, and a confirmation
+    // that names the public space.
     bruno.click("#publish-filing button[type=submit]").await;
+    let previewed = bruno
+        .wait_for(
+            "the preview of the publication",
+            "const b = document.querySelector('#publish-preview .public-body'); \
+             const c = document.getElementById('confirm-publish'); \
+             return b && c && [document.querySelector('#publish-preview h5').textContent, b.textContent, c.textContent]",
+            LONG,
+        )
+        .await;
+    assert_eq!(
+        previewed,
+        json!(["Constatations", vetted, "Publicar em «Jurisprudence»"])
+    );
+    bruno.click("#confirm-publish").await;
     bruno
         .wait_for(
             "the published filing",
-            "return document.querySelector('#publish-filing a[href^=\"#/public/\"]') !== null",
+            "return document.querySelector('#public-copy a[href^=\"#/public/\"]') !== null",
             LONG,
         )
         .await;
@@ -1135,6 +1151,86 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         )
         .await;
     amina.screenshot("public-copy-checked").await;
+
+    // Bruno withdraws the public copy: it is no longer found. Amina, who
+    // has no role in any public space, is offered no publishing at all
+    // (told so in Arabic, her language by now).
+    bruno.click("#withdraw-copy").await;
+    bruno.click("#withdraw-copy").await;
+    bruno
+        .wait_for(
+            "the copy withdrawn",
+            "return !document.getElementById('withdraw-copy') && !document.querySelector('#public-copy a')",
+            LONG,
+        )
+        .await;
+    let filing = bruno
+        .js("return location.hash", json!([]))
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    amina.js("location.hash = '#/search'", json!([])).await;
+    let mut gone = false;
+    for _ in 0..50 {
+        amina
+            .js(
+                "document.querySelector('#search input[name=q]').value = ''",
+                json!([]),
+            )
+            .await;
+        amina
+            .js(
+                "document.getElementById('results').replaceChildren()",
+                json!([]),
+            )
+            .await;
+        amina
+            .type_into("#search input[name=q]", "torture Goma")
+            .await;
+        amina.click("#search button[type=submit]").await;
+        amina
+            .wait_for(
+                "the search answered",
+                "return document.querySelector('#results > p') !== null",
+                LONG,
+            )
+            .await;
+        let found = amina
+            .js(
+                "return Array.from(document.querySelectorAll('#results .hit h4 a')).some((a) => a.textContent === 'Constatations')",
+                json!([]),
+            )
+            .await;
+        if found == json!(false) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the withdrawn copy is still found");
+    amina
+        .js("location.hash = arguments[0]", json!([filing]))
+        .await;
+    let offered = amina
+        .wait_for(
+            "Amina's publishing box",
+            "return document.querySelector('#publish-filing p.muted')?.textContent",
+            LONG,
+        )
+        .await;
+    assert!(
+        offered
+            .as_str()
+            .unwrap()
+            .starts_with("ليس لك دور في أي مساحة عامة"),
+        "{offered}"
+    );
+    assert_eq!(
+        amina
+            .js("return document.getElementById('publish-form')", json!([]))
+            .await,
+        serde_json::Value::Null
+    );
 
     // The server saw only ciphertext of the confidential filing.
     drop((amina, bruno));

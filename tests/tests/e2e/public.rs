@@ -142,4 +142,43 @@ async fn a_published_filing_is_found_by_search_with_its_provenance() {
         search(bob.http(), "prison centrale", None).await["hits"][0]["id"],
         "makala-2026"
     );
+
+    // Bob may not withdraw Alice's copy; Alice does, and it is no longer
+    // read or found, nor brought back by a rebuild of the index.
+    let by_bob = bob.withdraw(library, "makala-2026").await;
+    assert!(
+        matches!(
+            by_bob,
+            Err(amicus_cli::ClientError::Server { status: 403, .. })
+        ),
+        "{by_bob:?}"
+    );
+    alice.set_server(&server.url).unwrap();
+    alice.withdraw(library, "makala-2026").await.unwrap();
+    // The index forgets it within its commit window.
+    let withdrawn = std::time::Instant::now();
+    while search(bob.http(), "prison centrale", None).await["total"] != 0 {
+        assert!(
+            withdrawn.elapsed() < std::time::Duration::from_secs(10),
+            "the withdrawn copy is still found"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let gone: Result<Value, _> = bob
+        .http()
+        .get(&format!("/v1/public/{}/docs/makala-2026", library.to_hex()))
+        .await;
+    assert!(
+        matches!(&gone, Err(amicus_cli::ClientError::Server { status: 410, message, .. }) if message.contains("alice")),
+        "{gone:?}"
+    );
+    server.stop();
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    let out = Command::new(amicus_bin())
+        .args(["--json", "reindex", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["indexed"], 1, "only the Arabic document is left");
 }
