@@ -103,10 +103,13 @@ export class AppError extends Error {
 
 /** An error the server answered with (`{error, message}`). */
 export class ServerError extends AppError {
-  /** @param {number} status @param {string} code @param {string} [message] */
-  constructor(status, code, message) {
+  /** `code` is the refusal's kind, `reason` (if the server gave one) the
+   * specific, stable cause (PROTOCOL §15, "Reasons").
+   * @param {number} status @param {string} code @param {string} [message] @param {string} [reason] */
+  constructor(status, code, message, reason) {
     super(code, message || `${status} ${code}`);
     this.status = status;
+    this.reason = reason;
   }
 }
 
@@ -236,12 +239,14 @@ async function http(method, path, token, body, raw) {
   if (!res.ok) {
     let code = "error";
     let message = `${res.status}`;
+    let reason;
     if (type.startsWith("application/json")) {
       const e = await res.json().catch(() => ({}));
       code = e.error || code;
       message = e.message || message;
+      reason = e.reason;
     }
-    throw new ServerError(res.status, code, message);
+    throw new ServerError(res.status, code, message, reason);
   }
   if (type.startsWith("application/json")) return res.json();
   return new Uint8Array(await res.arrayBuffer());

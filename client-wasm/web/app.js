@@ -11,7 +11,7 @@
 //   #/admin                  the administrator's invitations
 //   #/join/CODE              (signed out) the sign-up form, invited
 
-import { Client, drawPdf, load, mentions } from "./amicus.js";
+import { Client, ServerError, drawPdf, load, mentions } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t, tn } from "./i18n.js";
 import { createEditor } from "./editor.js";
 
@@ -55,8 +55,35 @@ function status(message, kind = "info") {
   box.className = `status ${kind}`;
 }
 
+/** The server's refusals, by specific reason and then by kind, as the
+ * interface words them (PROTOCOL §15, "Reasons"). */
+const SERVER_REASONS = {
+  name_taken: "errNameTaken", invitation_needed: "errInvitationNeeded", invitation_unknown: "errInvitationUnknown",
+  invitation_expired: "errInvitationExpired", not_administrator: "errNotAdministrator", already_member: "errAlreadyMember",
+  space_requests_full: "errSpaceRequestsFull", own_requests_full: "errOwnRequestsFull", not_listed: "errNotListed",
+  no_public_role: "errNoPublicRole", not_publisher: "errNotPublisher", withdrawn: "errWithdrawn",
+  not_in_space: "errNotInSpace", no_mail_server: "errNoMailServer",
+};
+const SERVER_KINDS = {
+  bad_request: "errBadRequest", unauthenticated: "errUnauthenticated", sign_in_refused: "errSignInRefused",
+  forbidden: "errForbidden", not_found: "errNotFound", gone: "errGone", conflict: "errConflict",
+  too_large: "errTooLarge", quota_exceeded: "errQuota", rate_limited: "errRateLimited",
+  hash_mismatch: "errHashMismatch", internal: "errInternal",
+};
+
 function fail(e) {
   console.error(e);
+  // A server's refusal is said in the person's language, its own words
+  // kept under "Details" for whoever helps them.
+  if (e instanceof ServerError) {
+    const key = SERVER_REASONS[e.reason] || SERVER_KINDS[e.code];
+    if (key) {
+      const box = document.getElementById("status");
+      box.replaceChildren(t(key), " ", h("details", { class: "error-details" }, h("summary", {}, t("details")), h("code", { dir: "ltr" }, `${e.status} ${e.code}${e.reason ? ` (${e.reason})` : ""}: ${e.message}`)));
+      box.className = "status error";
+      return;
+    }
+  }
   // Errors with a code the interface words are said in the person's
   // language; the others with the engine's sentence.
   const known = {
@@ -190,7 +217,8 @@ async function authView(main) {
       started();
     } catch (err) {
       const known = { exists: "exists", "weak-passphrase": "weakPassphrase" }[err.code];
-      status(known ? t(known) : `${t("error")}: ${err.message}`, "error");
+      if (known) status(t(known), "error");
+      else fail(err);
     }
   } },
     h("h2", {}, t("signUp")),
@@ -215,7 +243,8 @@ async function authView(main) {
     } catch (err) {
       f.querySelector("button").disabled = false;
       const key = { exists: "exists", "weak-passphrase": "weakPassphrase", ...known }[err.code];
-      status(key ? t(key) : `${t("error")}: ${err.message}`, "error");
+      if (key) status(t(key), "error");
+      else fail(err);
     }
   };
   const link = h("form", { id: "link", onsubmit: opening(

@@ -111,10 +111,9 @@ pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response,
         ApiError::BadRequest("the device certificate's signature is invalid".into())
     })?;
     if state.store.user(&cert.user)?.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "the name {} is taken",
-            cert.user
-        )));
+        return Err(
+            ApiError::Conflict(format!("the name {} is taken", cert.user)).because("name_taken"),
+        );
     }
     // The first account needs no invitation; later ones do if configured.
     let mut admission = Admission::Any;
@@ -126,15 +125,17 @@ pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response,
                 ApiError::Forbidden(
                     "registration is by invitation: ask an administrator for a code".into(),
                 )
+                .because("invitation_needed")
             })?;
-            let invite = state
-                .store
-                .take_invite(secret_hash(code))?
-                .ok_or_else(|| ApiError::Forbidden("unknown or used invitation code".into()))?;
+            let invite = state.store.take_invite(secret_hash(code))?.ok_or_else(|| {
+                ApiError::Forbidden("unknown or used invitation code".into())
+                    .because("invitation_unknown")
+            })?;
             if invite.expires < now() {
-                return Err(ApiError::Forbidden(
-                    "the invitation code has expired".into(),
-                ));
+                return Err(
+                    ApiError::Forbidden("the invitation code has expired".into())
+                        .because("invitation_expired"),
+                );
             }
         }
     }
@@ -151,14 +152,14 @@ pub async fn register(State(state): S, j: ApiJson<Register>) -> Result<Response,
     let created = state.store.create_user(&user, &device, admission)?;
     tracing::info!(user = %cert.user, admin = created == Created::Admin, "account created");
     match created {
-        Created::Taken => Err(ApiError::Conflict(format!(
-            "the name {} is taken",
-            cert.user
-        ))),
+        Created::Taken => Err(
+            ApiError::Conflict(format!("the name {} is taken", cert.user)).because("name_taken"),
+        ),
         Created::NotFirst => Err(ApiError::Forbidden(
             "another account became the administrator first; registration now needs an invitation"
                 .into(),
-        )),
+        )
+        .because("invitation_needed")),
         c => Ok((
             StatusCode::CREATED,
             Json(json!({ "user": cert.user.as_str(), "admin": c == Created::Admin })),
@@ -186,9 +187,10 @@ pub async fn invite(
     let req = body(j)?;
     let admin = state.store.user(&who.user)?.is_some_and(|u| u.admin);
     if !admin {
-        return Err(ApiError::Forbidden(
-            "only the administrator creates invitations".into(),
-        ));
+        return Err(
+            ApiError::Forbidden("only the administrator creates invitations".into())
+                .because("not_administrator"),
+        );
     }
     let days = req.days.unwrap_or(7).clamp(1, 90);
     let code = hex::encode(&random32()[..16]);
@@ -525,7 +527,8 @@ pub async fn set_notifications(
             return Err(ApiError::Conflict(
                 "this server sends no email: its administrator has not configured a mail server"
                     .into(),
-            ));
+            )
+            .because("no_mail_server"));
         }
         let email = crate::notify::checked_email(&req.email).map_err(ApiError::BadRequest)?;
         Some((email, mode, language))
@@ -559,7 +562,9 @@ fn listed_space(state: &AppState, id: &str) -> Result<(SpaceId, crate::store::Li
     let id = space_id(id)?;
     match state.store.listing(id)? {
         Some(l) => Ok((id, l)),
-        None => Err(ApiError::NotFound("no such space in the directory".into())),
+        None => {
+            Err(ApiError::NotFound("no such space in the directory".into()).because("not_listed"))
+        }
     }
 }
 
@@ -692,16 +697,18 @@ pub async fn ask_to_join(
     if let Some(record) = &record
         && record.roster.values().any(|u| *u == who.user)
     {
-        return Err(ApiError::Conflict(
-            "you are already a member of this space".into(),
-        ));
+        return Err(
+            ApiError::Conflict("you are already a member of this space".into())
+                .because("already_member"),
+        );
     }
     let pending = state.store.join_requests(space)?;
     let again = pending.iter().any(|(u, _)| *u == who.user);
     if !again && pending.iter().filter(|(_, r)| !r.declined).count() >= MAX_REQUESTS_PER_SPACE {
         return Err(ApiError::Conflict(
             "this space has too many requests waiting: try again later".into(),
-        ));
+        )
+        .because("space_requests_full"));
     }
     let mine = state
         .store
@@ -712,7 +719,8 @@ pub async fn ask_to_join(
     if mine >= MAX_REQUESTS_PER_USER {
         return Err(ApiError::Conflict(format!(
             "you have {MAX_REQUESTS_PER_USER} requests waiting: withdraw one first"
-        )));
+        ))
+        .because("own_requests_full"));
     }
     state.store.put_join_request(
         space,
@@ -1256,9 +1264,10 @@ fn load_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, A
     let id = space_id(id)?;
     match state.store.space(id)? {
         Some(s) if visible(&s, who) => Ok(s),
-        _ => Err(ApiError::NotFound(
-            "no such space, or this device is not in it".into(),
-        )),
+        _ => Err(
+            ApiError::NotFound("no such space, or this device is not in it".into())
+                .because("not_in_space"),
+        ),
     }
 }
 
@@ -1522,9 +1531,10 @@ pub async fn put_public(
     let space = public_space(&state, &who, &space)?;
     check_doc_id(&doc)?;
     if !space.roles.contains_key(&who.user) {
-        return Err(ApiError::Forbidden(
-            "you have no role in this public space".into(),
-        ));
+        return Err(
+            ApiError::Forbidden("you have no role in this public space".into())
+                .because("no_public_role"),
+        );
     }
     let limits = &state.config.limits;
     if req.body.len() > limits.max_public_body {
@@ -1639,7 +1649,8 @@ pub async fn get_public(
         Some(t) => ApiError::Gone(format!(
             "this public copy was withdrawn by {} (signed by device {})",
             t.by, t.withdrawal.device
-        )),
+        ))
+        .because("withdrawn"),
         None => ApiError::NotFound("no such document".into()),
     })
 }
@@ -1670,7 +1681,8 @@ pub async fn delete_public(
     if record.author != who.user && !manager {
         return Err(ApiError::Forbidden(
             "only whoever published this copy and the space's content managers withdraw it".into(),
-        ));
+        )
+        .because("not_publisher"));
     }
     let device = device_id(&req.withdrawal.device)?;
     let certificate = state

@@ -50,11 +50,30 @@ pub enum ApiError {
     /// durable, retry later. Details are in the server's log.
     #[error("internal error; retry later")]
     Internal,
+    /// A refusal of one of the kinds above with a specific, stable
+    /// `reason` (PROTOCOL §15, "Reasons"), which clients word in the
+    /// person's language.
+    #[error("{1}")]
+    Because(&'static str, Box<ApiError>),
 }
 
 impl ApiError {
+    /// The same refusal, with a specific reason.
+    pub fn because(self, reason: &'static str) -> Self {
+        Self::Because(reason, Box::new(self))
+    }
+
+    /// The specific reason, if one was given.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Because(reason, _) => Some(reason),
+            _ => None,
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
+            Self::Because(_, inner) => inner.parts(),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::SignInRefused(_) => (StatusCode::UNAUTHORIZED, "sign_in_refused"),
@@ -89,12 +108,16 @@ impl From<std::io::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": code, "message": self.to_string() })),
-        )
-            .into_response();
-        if let Self::RateLimited(ms) = self {
+        let mut body = serde_json::json!({ "error": code, "message": self.to_string() });
+        if let Some(reason) = self.reason() {
+            body["reason"] = reason.into();
+        }
+        let mut response = (status, Json(body)).into_response();
+        let kind = match self {
+            Self::Because(_, inner) => *inner,
+            other => other,
+        };
+        if let Self::RateLimited(ms) = kind {
             let secs = ms.div_ceil(1000).max(1);
             if let Ok(v) = secs.to_string().parse() {
                 response.headers_mut().insert("retry-after", v);

@@ -245,15 +245,36 @@ async fn bad_requests_get_json_errors_that_say_what_was_wrong() {
     check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
 }
 
+/// Registers `name` with a fresh identity: the status and the answer.
+async fn register_answer(api: &Api, name: &str, invite: Option<&str>) -> (StatusCode, Value) {
+    let identity = UserIdentity::generate(UserId::new(name).unwrap());
+    let cert = hex::encode(postcard::to_allocvec(identity.new_device().certificate()).unwrap());
+    api.json(
+        "POST",
+        "/v1/register",
+        None,
+        json!({ "certificate": cert, "invite": invite }),
+    )
+    .await
+}
+
+/// Refusals a person meets carry, beside their kind, a stable reason that
+/// the interface words in the person's language (PROTOCOL §15).
+fn check_reason(status: StatusCode, body: &Value, expected: StatusCode, reason: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["reason"], reason, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+}
+
 #[tokio::test]
 async fn the_first_account_administers_and_later_ones_need_an_invitation() {
     let api = Api::new(Registration::Invite);
     let (s, admin) = api.user("admin", None).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = api.user("eve", None).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = api.user("eve", Some("guess")).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = register_answer(&api, "eve", None).await;
+    check_reason(s, &b, StatusCode::FORBIDDEN, "invitation_needed");
+    let (s, b) = register_answer(&api, "eve", Some("guess")).await;
+    check_reason(s, &b, StatusCode::FORBIDDEN, "invitation_unknown");
     let (s, b) = api
         .json("POST", "/v1/invites", admin.as_deref(), json!({}))
         .await;
@@ -261,12 +282,19 @@ async fn the_first_account_administers_and_later_ones_need_an_invitation() {
     let code = b["code"].as_str().unwrap().to_owned();
     let (s, member) = api.user("bob", Some(&code)).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = api.user("carol", Some(&code)).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "a code is used once");
+    let (s, b) = register_answer(&api, "carol", Some(&code)).await;
+    check_reason(s, &b, StatusCode::FORBIDDEN, "invitation_unknown");
+    let (s, b) = register_answer(&api, "bob", Some(&code)).await;
+    check_reason(s, &b, StatusCode::CONFLICT, "name_taken");
     let (s, b) = api
         .json("POST", "/v1/invites", member.as_deref(), json!({}))
         .await;
     check_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(b["reason"], "not_administrator");
+    // A refusal without a specific reason has none.
+    let (s, b) = api.json("GET", "/v1/spaces", None, Value::Null).await;
+    check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(b.get("reason"), None, "{b}");
 }
 
 /// Fetches `uri` from a router; returns the status, the CSP header and the body.

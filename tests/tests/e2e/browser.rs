@@ -1647,7 +1647,8 @@ fn visit(hash: &str, check: &str) -> String {
 /// by invitation only: the first account is told it administers the
 /// server, makes an invitation link from its Administration page, and the
 /// colleague who opens the link finds the sign-up form with the code in it
-/// and joins; the link works once.
+/// (a mistyped code is refused in his language, with the server's words
+/// under "Détails") and joins; the link works once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_administrator_invites_a_colleague_with_a_link() {
     let _one = CHROMIUM.lock().await;
@@ -1705,6 +1706,49 @@ async fn the_administrator_invites_a_colleague_with_a_link() {
         )
         .await;
     bruno.screenshot("invited").await;
+    // A mistyped code first: the refusal is said in French, the server's
+    // own words kept under "Détails"; nothing is created.
+    bruno
+        .js(
+            "document.querySelector('#sign-up input[name=invite]').value = '0123456789abcdef0123456789abcdef'",
+            json!([]),
+        )
+        .await;
+    bruno.type_into("#sign-up input[name=user]", "bruno").await;
+    bruno
+        .type_into(
+            "#sign-up input[name=passphrase]",
+            "correct horse battery staple",
+        )
+        .await;
+    bruno.click("#sign-up button[type=submit]").await;
+    let refused = bruno
+        .wait_for(
+            "the wrong invitation refused in French",
+            "const s = document.getElementById('status'); const d = s.querySelector('details code'); \
+             return s.className.includes('error') && d && [s.firstChild.textContent, d.textContent]",
+            LONG,
+        )
+        .await;
+    assert_eq!(
+        refused[0],
+        "Ce code d’invitation est inconnu ou a déjà servi : demandez un nouveau lien d’invitation.",
+        "{refused}"
+    );
+    assert!(
+        refused[1].as_str().unwrap().contains(
+            "403 forbidden (invitation_unknown): forbidden: unknown or used invitation code"
+        ),
+        "{refused}"
+    );
+    bruno.screenshot("invitation-refused").await;
+    bruno
+        .js(
+            "for (const n of ['user', 'passphrase']) document.querySelector(`#sign-up input[name=${n}]`).value = ''; \
+             document.querySelector('#sign-up input[name=invite]').value = arguments[0]",
+            json!([code]),
+        )
+        .await;
     bruno.type_into("#sign-up input[name=user]", "bruno").await;
     bruno
         .type_into(
