@@ -1556,8 +1556,15 @@ function searchView(main) {
   const langs = h("select", { name: "lang", "aria-label": t("language") },
     h("option", { value: "" }, t("allLanguages")),
     SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))));
+  // Public spaces by name, never by id.
+  const spaceNames = new Map();
+  const spaceName = (id) => spaceNames.get(id) || t("publicSpace");
+  const named = client.api("GET", "/v1/spaces").then((v) => {
+    for (const x of v.spaces || []) if (x.kind === "public" && x.name) spaceNames.set(x.id, x.name);
+  }).catch(() => {});
   const run = async (q, lang, extra = "") => {
     try {
+      await named;
       const params = new URLSearchParams({ q, limit: "20" });
       if (lang) params.set("lang", lang);
       const r = await client.api("GET", `/v1/search?${params}${extra}`);
@@ -1565,12 +1572,14 @@ function searchView(main) {
         h("p", {}, r.hits.length ? tn("results", r.total) : t("noResults")),
         h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
           h("h4", { dir: "auto" }, h("a", { href: `#/public/${hit.space}/${hit.id}` }, hit.title)), h("p", { class: "snippet", dir: "auto", lang: hit.language || undefined }, snippet(hit.snippet || "")),
-          h("p", { class: "muted" }, `${hit.language ? langName(hit.language) : ""} · ${hit.space.slice(0, 8)}…`)))),
+          h("p", { class: "muted" }, hit.language ? `${langName(hit.language)} · ` : "", h("span", { dir: "auto" }, spaceName(hit.space)))))),
         h("aside", { class: "facets" }, h("h4", {}, t("facets")),
-          Object.entries(r.facets || {}).map(([name, counts]) => h("div", {}, h("strong", {}, t(`facet_${name}`)), h("ul", {},
+          // A facet with no value is not drawn.
+          Object.entries(r.facets || {}).filter(([, counts]) => Object.keys(counts).length).map(([name, counts]) => h("div", { class: "facet", "data-facet": name }, h("strong", {}, t(`facet_${name}`)), h("ul", {},
             Object.entries(counts).map(([value, n]) => h("li", {},
               name === "language"
                 ? h("button", { type: "button", class: "link", "data-lang": value, onclick: () => { langs.value = value; run(q, value); } }, `${langName(value)} (${n})`)
+                : name === "space" ? h("span", { dir: "auto" }, `${spaceName(value)} (${n})`)
                 : `${value} (${n})`)))))),
       );
     } catch (err) {

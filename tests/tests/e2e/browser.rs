@@ -1049,6 +1049,22 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         }
     }
     assert!(found, "the public search showed no highlighted hit");
+    // Public spaces by their names, never by ids; no empty facet drawn.
+    let shown = bruno
+        .js(
+            "const r = document.getElementById('results'); \
+             return [/[0-9a-f]{32}/.test(r.textContent), \
+                     [...r.querySelectorAll('.facet')].every((f) => f.querySelector('li')), \
+                     r.querySelector('.hit p.muted').textContent.includes('Jurisprudence'), \
+                     r.querySelector('[data-facet=space] li')?.textContent]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!([false, true, true, "Jurisprudence (1)"]),
+        "ids, empty facets or names in the results"
+    );
     bruno.screenshot("search").await;
     // Languages are named in the interface's language (Portuguese here),
     // the languages of the DRC, Burundi and Uganda included.
