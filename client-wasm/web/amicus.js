@@ -46,44 +46,61 @@ export async function checkNewPassphrase(passphrase, user) {
 
 /** @type {Worker | null} */
 let pdfWorker = null;
+/** The previews the worker is drawing, by request number.
+ * @type {Map<number, { resolve: (v: { total: number, pages: ImageData[] }) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout> }>} */
+const pdfPending = new Map();
+let pdfRequest = 0;
 /** How long drawing a PDF's first pages may take before its worker is ended. */
 const PDF_DRAW_MS = 30000;
 
+/** Ends the preview worker (a PDF crashed or hung it, or left it in doubt)
+ * and fails every preview it was drawing; the next one starts another. */
+function endPdfWorker(message) {
+  pdfWorker?.terminate();
+  pdfWorker = null;
+  for (const p of pdfPending.values()) {
+    clearTimeout(p.timer);
+    p.reject(new AppError("preview-failed", message));
+  }
+  pdfPending.clear();
+}
+
 /** Draws the first `pages` pages of a decrypted PDF `width` pixels wide, in
  * the preview worker (started the first time; ended and started again after
- * a PDF that crashed it or ran past `PDF_DRAW_MS`). The bytes and pixels
- * stay in memory.
+ * a PDF that failed, crashed it or ran past `PDF_DRAW_MS`). The bytes and
+ * pixels stay in memory. Several previews may be drawn at once: each
+ * answer names its request.
  * @param {Blob} blob @param {number} pages @param {number} width
  * @returns {Promise<{ total: number, pages: ImageData[] }>} */
 export async function drawPdf(blob, pages, width) {
   const bytes = await blob.arrayBuffer();
-  if (!pdfWorker) pdfWorker = new Worker(new URL("./preview-worker.js", import.meta.url), { type: "module" });
-  const worker = pdfWorker;
-  const end = () => {
-    worker.terminate();
-    if (pdfWorker === worker) pdfWorker = null;
-  };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      end();
-      reject(new AppError("preview-failed", "the PDF took too long to draw"));
-    }, PDF_DRAW_MS);
+  if (!pdfWorker) {
+    const worker = new Worker(new URL("./preview-worker.js", import.meta.url), { type: "module" });
     worker.onmessage = (event) => {
-      clearTimeout(timer);
-      const { error, total, pages: drawn } = event.data;
-      if (error) return reject(new AppError("preview-failed", error));
-      resolve({
+      const { id, error, total, pages: drawn } = event.data;
+      const p = pdfPending.get(id);
+      if (!p) return;
+      pdfPending.delete(id);
+      clearTimeout(p.timer);
+      // A rasterizer that failed may be left in a bad state: not reused.
+      if (error) {
+        p.reject(new AppError("preview-failed", error));
+        return endPdfWorker(error);
+      }
+      p.resolve({
         total,
-        pages: drawn.map((/** @type {{ width: number, height: number, rgba: Uint8Array<ArrayBuffer> }} */ p) =>
-          new ImageData(new Uint8ClampedArray(p.rgba.buffer, p.rgba.byteOffset, p.rgba.byteLength), p.width, p.height)),
+        pages: drawn.map((/** @type {{ width: number, height: number, rgba: Uint8Array<ArrayBuffer> }} */ d) =>
+          new ImageData(new Uint8ClampedArray(d.rgba.buffer, d.rgba.byteOffset, d.rgba.byteLength), d.width, d.height)),
       });
     };
-    worker.onerror = (event) => {
-      clearTimeout(timer);
-      end();
-      reject(new AppError("preview-failed", event.message || "the PDF could not be drawn"));
-    };
-    worker.postMessage({ bytes, pages, width }, [bytes]);
+    worker.onerror = (event) => endPdfWorker(event.message || "the PDF could not be drawn");
+    pdfWorker = worker;
+  }
+  const id = ++pdfRequest;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => endPdfWorker("the PDF took too long to draw"), PDF_DRAW_MS);
+    pdfPending.set(id, { resolve, reject, timer });
+    pdfWorker?.postMessage({ id, bytes, pages, width }, [bytes]);
   });
 }
 

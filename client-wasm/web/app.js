@@ -1597,7 +1597,8 @@ function publishForms() {
     let spaces = [];
     try {
       const v = await client.api("GET", "/v1/spaces");
-      spaces = (v.spaces || []).filter((s) => s.kind === "public");
+      // Writing is offered only where this user has a role.
+      spaces = (v.spaces || []).filter((s) => s.kind === "public" && s.role);
     } catch (_) { /* offline */ }
     fill(box, 
       h("h3", {}, t("publicSpaces")),

@@ -10,9 +10,9 @@ import init, { PdfPreview } from "./preview/amicus_preview.js";
 
 const ready = init({ module_or_path: new URL("./preview/amicus_preview_bg.wasm", import.meta.url) });
 
-/** @param {MessageEvent<{ bytes: ArrayBuffer, pages: number, width: number }>} event */
+/** @param {MessageEvent<{ id: number, bytes: ArrayBuffer, pages: number, width: number }>} event */
 self.onmessage = async (event) => {
-  const { bytes, pages, width } = event.data;
+  const { id, bytes, pages, width } = event.data;
   try {
     await ready;
     const pdf = new PdfPreview(new Uint8Array(bytes));
@@ -24,8 +24,8 @@ self.onmessage = async (event) => {
       page.free();
     }
     pdf.free();
-    self.postMessage({ total, pages: drawn }, { transfer: drawn.map((p) => p.rgba.buffer) });
+    self.postMessage({ id, total, pages: drawn }, { transfer: drawn.map((p) => p.rgba.buffer) });
   } catch (err) {
-    self.postMessage({ error: String(err instanceof Error ? err.message : err) });
+    self.postMessage({ id, error: String(err instanceof Error ? err.message : err) });
   }
 };

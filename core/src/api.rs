@@ -367,6 +367,7 @@ pub(crate) fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, St
 /// Body of `DELETE /v1/public/{space}/docs/{doc}`: the withdrawal of the
 /// copy there, signed by one of the caller's devices (PROTOCOL §15.1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WithdrawPublic {
     /// The signed withdrawal.
     pub withdrawal: crate::publication::Withdrawal,

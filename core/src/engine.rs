@@ -608,6 +608,15 @@ enum Op {
     Admit {
         space: SpaceId,
         stage: AdmitStage,
+        /// Someone asked again while this ran: read the requests again
+        /// before ending.
+        again: bool,
+    },
+    /// Lists a space in the directory, or takes it out.
+    List {
+        space: SpaceId,
+        listing: Option<api::Listing>,
+        request: Option<RequestId>,
     },
     FlushSpace {
         space: SpaceId,
@@ -1473,21 +1482,9 @@ impl Engine {
                 device,
                 stage: RevokeStage::Start,
             },
-            Intent::List { space, listing } => Op::Call {
-                call: self.managed(space).and_then(|()| {
-                    // Inside the space first: the managers' devices add
-                    // those who ask only if the space itself says open.
-                    let open = listing.as_ref().is_some_and(|l| l.open);
-                    self.edit(space, library::stream(space), |r| {
-                        library::set_open(r.doc(), open)
-                    })?
-                    .map_err(|e| Failure::new(Code::Protocol, e.to_string()))?;
-                    let path = format!("/v1/directory/{}", space.to_hex());
-                    Ok(match listing {
-                        Some(listing) => (Method::Put, path, Some(api::to_json(&listing))),
-                        None => (Method::Delete, path, None),
-                    })
-                }),
+            Intent::List { space, listing } => Op::List {
+                space,
+                listing,
                 request: None,
             },
             Intent::Accept { space, user, role } => Op::Accept {
@@ -2351,7 +2348,16 @@ impl Engine {
                 },
             },
             Op::Accept { space, user, stage } => self.advance_accept(*space, user, stage),
-            Op::Admit { space, stage } => self.advance_admit(*space, stage),
+            Op::Admit {
+                space,
+                stage,
+                again,
+            } => self.advance_admit(*space, stage, again),
+            Op::List {
+                space,
+                listing,
+                request,
+            } => self.advance_list(*space, listing, request),
             Op::FlushSpace {
                 space,
                 waiting,
@@ -2421,16 +2427,23 @@ impl Engine {
         if !self.admits(space) {
             return;
         }
-        let running = self
-            .ops
-            .values()
-            .any(|r| matches!(r.op, Op::Admit { space: s, .. } if s == space));
-        if !running {
-            let op = Op::Admit {
-                space,
-                stage: AdmitStage::Start,
-            };
-            self.spawn(op, false, true);
+        let running = self.ops.values_mut().find_map(|r| match &mut r.op {
+            Op::Admit {
+                space: s, again, ..
+            } if *s == space => Some(again),
+            _ => None,
+        });
+        match running {
+            // It reads the requests again before it ends.
+            Some(again) => *again = true,
+            None => {
+                let op = Op::Admit {
+                    space,
+                    stage: AdmitStage::Start,
+                    again: false,
+                };
+                self.spawn(op, false, true);
+            }
         }
     }
 
@@ -2441,14 +2454,18 @@ impl Engine {
     }
 
     /// This device adds those who ask to join `space`: it is a space
-    /// manager there and the space is open.
+    /// manager there and the space, read to the end of its log (a change
+    /// closing it would be in), is open.
     fn admits(&mut self, space: SpaceId) -> bool {
-        self.managed(space).is_ok() && self.profile(space).is_ok_and(|p| p.open)
+        self.spaces.get(&space).is_some_and(|t| t.live)
+            && self.managed(space).is_ok()
+            && self.profile(space).is_ok_and(|p| p.open)
     }
 
-    fn advance_admit(&mut self, space: SpaceId, stage: &mut AdmitStage) -> Step {
+    fn advance_admit(&mut self, space: SpaceId, stage: &mut AdmitStage, again: &mut bool) -> Step {
         match stage {
             AdmitStage::Start => {
+                *again = false;
                 if !self.admits(space) {
                     return Step::Finished(Ok(Output::Done));
                 }
@@ -2480,6 +2497,9 @@ impl Engine {
                 if let Some(child) = *current {
                     match self.child_result(child) {
                         None => return Step::Pending,
+                        // Another manager's device added them first (or
+                        // they have no device left to add): nothing to do.
+                        Some(Err(f)) if f.code == Code::NoKeyPackages => {}
                         Some(Err(f)) => {
                             failed.get_or_insert(f);
                         }
@@ -2498,9 +2518,59 @@ impl Engine {
                         }));
                         Step::Moved
                     }
+                    None if *again => {
+                        *stage = AdmitStage::Start;
+                        Step::Moved
+                    }
                     None => Step::Finished(failed.take().map_or(Ok(Output::Done), Err)),
                 }
             }
+        }
+    }
+
+    /// Lists or unlists `space`. Whether it is open is written inside the
+    /// space as well, where the managers' devices read it: closing at
+    /// once, opening only once the server holds the listing (a listing it
+    /// refused leaves the space as it was).
+    fn advance_list(
+        &mut self,
+        space: SpaceId,
+        listing: &mut Option<api::Listing>,
+        request: &mut Option<RequestId>,
+    ) -> Step {
+        let open = listing.as_ref().is_some_and(|l| l.open);
+        let write_open = |engine: &mut Engine, open: bool| {
+            engine
+                .edit(space, library::stream(space), |r| {
+                    library::set_open(r.doc(), open)
+                })
+                .and_then(|written| {
+                    written.map_err(|e| Failure::new(Code::Protocol, e.to_string()))
+                })
+        };
+        match *request {
+            None => {
+                if let Err(f) = self.managed(space) {
+                    return Step::Finished(Err(f));
+                }
+                if !open && let Err(f) = write_open(self, false) {
+                    return Step::Finished(Err(f));
+                }
+                let path = format!("/v1/directory/{}", space.to_hex());
+                *request = Some(match listing {
+                    Some(l) => self.request(Method::Put, path, Some(api::to_json(l))),
+                    None => self.request(Method::Delete, path, None),
+                });
+                Step::Moved
+            }
+            Some(r) => match self.answer::<serde_json::Value>(r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) if open => {
+                    Step::Finished(write_open(self, true).map(|()| Output::Done))
+                }
+                Some(Ok(_)) => Step::Finished(Ok(Output::Done)),
+            },
         }
     }
 
@@ -4420,17 +4490,39 @@ mod tests {
         e.handle_frame(1, ServerFrame::Asked { space });
         assert_eq!(requests(&mut e), Vec::new(), "read while closed");
 
-        e.start(
+        let list = |e: &mut Engine| {
+            e.start(
+                2,
+                Intent::List {
+                    space,
+                    listing: Some(api::Listing {
+                        name: "Réseau des avocats".into(),
+                        description: String::new(),
+                        open: true,
+                    }),
+                },
+            )
+        };
+        // A listing the server refuses leaves the space closed inside.
+        list(&mut e);
+        let sent = requests(&mut e);
+        let [(refused, _)] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        e.handle_response(
             2,
-            Intent::List {
-                space,
-                listing: Some(api::Listing {
-                    name: "Réseau des avocats".into(),
-                    description: String::new(),
-                    open: true,
-                }),
-            },
+            *refused,
+            Ok(HttpResponse {
+                status: 400,
+                body: br#"{"error":"bad_request","message":"no"}"#.to_vec(),
+            }),
         );
+        assert!(
+            !e.profile(space).unwrap().open,
+            "opened by a refused listing"
+        );
+
+        list(&mut e);
         let sent = requests(&mut e);
         let [(put, listing)] = &sent[..] else {
             panic!("{sent:?}")
@@ -4453,9 +4545,16 @@ mod tests {
                 &*format!("/v1/directory/{}/requests", space.to_hex())
             )
         );
-        // Asked again while reading: one reading at a time.
+        // Asked again while reading: one reading at a time, and one more
+        // once it is done, for whoever asked meanwhile.
         e.handle_frame(5, ServerFrame::Asked { space });
         assert_eq!(requests(&mut e), Vec::new());
+        e.handle_response(6, *read, ok(r#"{"requests":[]}"#));
+        let sent = requests(&mut e);
+        let [(read, waiting)] = &sent[..] else {
+            panic!("not read again: {sent:?}")
+        };
+        assert_eq!(waiting.method, Method::Get);
         e.handle_response(
             6,
             *read,

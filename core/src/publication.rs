@@ -124,6 +124,7 @@ pub fn provenance_message(
 /// tombstone the server keeps names who withdrew which copy, and cannot be
 /// replayed against a later publication under the same id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Withdrawal {
     /// The withdrawing device (hex id).
     pub device: String,

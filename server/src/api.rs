@@ -732,7 +732,7 @@ pub async fn ask_to_join(
         }),
     )?;
     // The roster's connected devices hear of it: a manager's adds the
-    // requester at once if the space is open, the others refresh.
+    // requester at once if the space is open (the others ignore it).
     if let Some(record) = record {
         state.relay.tell_devices(
             record.roster.keys().copied(),
@@ -1577,11 +1577,24 @@ pub async fn put_public(
         p.verify(space.id, &doc, &req.title, &req.body, &record.certificate)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
+    // A copy already there is replaced by whoever wrote it, or by a content
+    // manager, never by another contributor (who could then withdraw it).
+    let existing = state.store.public_doc(space.id, &doc)?;
+    let manager = space
+        .roles
+        .get(&who.user)
+        .is_some_and(|r| *r >= PublicRole::ContentManager);
+    if existing.as_ref().is_some_and(|e| e.author != who.user) && !manager {
+        return Err(ApiError::Forbidden(
+            "only whoever published this copy and the space's content managers replace it".into(),
+        )
+        .because("not_publisher"));
+    }
     // Each copy written under an id has its own `updated` time, later than
     // any copy before it (withdrawn or not): a withdrawal signs it, so it
     // never applies to another copy.
     let before = [
-        state.store.public_doc(space.id, &doc)?.map(|p| p.updated),
+        existing.map(|p| p.updated),
         state
             .store
             .tombstone(space.id, &doc)?
@@ -1693,6 +1706,11 @@ pub async fn delete_public(
             ApiError::BadRequest("the withdrawal names a device that is not yours".into())
         })?
         .certificate;
+    if state.store.revocation(device)?.is_some() {
+        return Err(ApiError::BadRequest(
+            "the withdrawal names a revoked device".into(),
+        ));
+    }
     req.withdrawal
         .verify(space.id, &doc, record.updated, &certificate)
         .map_err(|e| ApiError::BadRequest(format!("the withdrawal: {e}")))?;
@@ -1702,8 +1720,16 @@ pub async fn delete_public(
         copy_updated: record.updated,
         at: now(),
     };
-    if !state.store.withdraw_public(space.id, &doc, &tombstone)? {
-        return Err(ApiError::NotFound("no such document".into()));
+    match state.store.withdraw_public(space.id, &doc, &tombstone)? {
+        crate::store::Withdrawn::Done => {}
+        crate::store::Withdrawn::Missing => {
+            return Err(ApiError::NotFound("no such document".into()));
+        }
+        crate::store::Withdrawn::Changed => {
+            return Err(ApiError::Conflict(
+                "another copy was published meanwhile: withdraw that one".into(),
+            ));
+        }
     }
     state.index.remove(space.id, &doc);
     Ok(Json(json!({ "withdrawn": true, "at": tombstone.at })))

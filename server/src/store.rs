@@ -209,6 +209,18 @@ pub struct Tombstone {
     pub at: u64,
 }
 
+/// What [`Store::withdraw_public`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// The copy is gone and its tombstone kept.
+    Done,
+    /// There is no such document.
+    Missing,
+    /// Another copy is stored now (written since the withdrawal was
+    /// signed): nothing was removed.
+    Changed,
+}
+
 /// A public file's content: plaintext chunks stored as blobs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicFile {
@@ -354,14 +366,15 @@ pub trait Store: Send + Sync + 'static {
     fn public_docs(&self, space: SpaceId) -> Result<Vec<PublicRecord>, StoreError>;
     /// Every public document (to rebuild the search index).
     fn all_public_docs(&self) -> Result<Vec<PublicRecord>, StoreError>;
-    /// Removes a public document and keeps its tombstone, in one durable
-    /// write; `false` (nothing written) if the document did not exist.
+    /// Removes the public document whose `updated` is the tombstone's
+    /// `copy_updated` and keeps the tombstone, in one durable write; writes
+    /// nothing if there is no document, or another copy took its place.
     fn withdraw_public(
         &self,
         space: SpaceId,
         id: &str,
         tombstone: &Tombstone,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Withdrawn, StoreError>;
     /// The tombstone of the last copy withdrawn under this id, if any.
     fn tombstone(&self, space: SpaceId, id: &str) -> Result<Option<Tombstone>, StoreError>;
     /// Adds `bytes` to a user's blob usage if the total stays within
@@ -1025,22 +1038,28 @@ impl Store for SledStore {
         space: SpaceId,
         id: &str,
         tombstone: &Tombstone,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Withdrawn, StoreError> {
         let key = public_key(space, id);
         let stone = enc(tombstone);
-        let existed = (&self.public, &self.withdrawn)
-            .transaction(|(public, withdrawn)| -> TxResult<bool> {
-                if public.remove(key.as_slice())?.is_none() {
-                    return Ok(false);
+        let outcome = (&self.public, &self.withdrawn)
+            .transaction(|(public, withdrawn)| -> TxResult<Withdrawn> {
+                let Some(bytes) = public.get(key.as_slice())? else {
+                    return Ok(Withdrawn::Missing);
+                };
+                let copy: PublicRecord = dec("public", &bytes)
+                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+                if copy.updated != tombstone.copy_updated {
+                    return Ok(Withdrawn::Changed);
                 }
+                public.remove(key.as_slice())?;
                 withdrawn.insert(key.as_slice(), stone.as_slice())?;
-                Ok(true)
+                Ok(Withdrawn::Done)
             })
             .map_err(tx_err)?;
-        if existed {
+        if outcome == Withdrawn::Done {
             self.durable()?;
         }
-        Ok(existed)
+        Ok(outcome)
     }
 
     fn tombstone(&self, space: SpaceId, id: &str) -> Result<Option<Tombstone>, StoreError> {
@@ -1259,6 +1278,55 @@ mod tests {
         assert_eq!(store.charge(&u, 60, 100).unwrap(), Some(60));
         assert_eq!(store.charge(&u, 60, 100).unwrap(), None);
         assert_eq!(store.charge(&u, 40, 100).unwrap(), Some(100));
+    }
+
+    /// A withdrawal removes the copy it was signed for, never one written
+    /// since: the comparison is made in the same transaction.
+    #[test]
+    fn a_withdrawal_removes_only_the_copy_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let space = SpaceId([3; 16]);
+        let bob = UserId::new("bob").unwrap();
+        let copy = |updated| PublicRecord {
+            space,
+            id: "arret".into(),
+            title: "Arrêt".into(),
+            body: String::new(),
+            language: None,
+            kind: "document".into(),
+            year: None,
+            file: None,
+            provenance: None,
+            author: bob.clone(),
+            updated,
+        };
+        let stone = |copy_updated| Tombstone {
+            withdrawal: amicus_core::publication::Withdrawal {
+                device: "00".repeat(16),
+                signature: "00".repeat(64),
+            },
+            by: bob.clone(),
+            copy_updated,
+            at: 9,
+        };
+        assert_eq!(
+            store.withdraw_public(space, "arret", &stone(5)).unwrap(),
+            Withdrawn::Missing
+        );
+        store.put_public(&copy(6)).unwrap();
+        assert_eq!(
+            store.withdraw_public(space, "arret", &stone(5)).unwrap(),
+            Withdrawn::Changed
+        );
+        assert!(store.public_doc(space, "arret").unwrap().is_some());
+        assert_eq!(store.tombstone(space, "arret").unwrap(), None);
+        assert_eq!(
+            store.withdraw_public(space, "arret", &stone(6)).unwrap(),
+            Withdrawn::Done
+        );
+        assert!(store.public_doc(space, "arret").unwrap().is_none());
+        assert_eq!(store.tombstone(space, "arret").unwrap(), Some(stone(6)));
     }
 
     /// A listing stored before spaces could be open reads as closed; one

@@ -669,6 +669,25 @@ async fn a_public_copy_is_withdrawn_by_its_publisher_with_a_signature_over_that_
     let (status, written) = publish().await;
     assert!(status.is_success(), "{status} {written}");
     let updated = written["updated"].as_u64().unwrap();
+    // Another contributor may not replace Bob's copy (and so become able
+    // to withdraw it).
+    let (_, _, dan_token) = api.account_device("dan", None).await.unwrap();
+    api.json(
+        "PUT",
+        &format!("/v1/spaces/{public}/roles/dan"),
+        Some(&alice_token),
+        json!({ "role": "contributor" }),
+    )
+    .await;
+    let (status, answer) = api
+        .json(
+            "PUT",
+            &uri,
+            Some(&dan_token),
+            json!({ "title": "Arrêt", "body": "Autre texte." }),
+        )
+        .await;
+    check_reason(status, &answer, StatusCode::FORBIDDEN, "not_publisher");
     let withdraw = |w: &Withdrawal| json!({ "withdrawal": w });
 
     let refusals = [
