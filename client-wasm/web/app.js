@@ -1559,15 +1559,19 @@ function searchView(main) {
   // Public spaces by name, never by id.
   const spaceNames = new Map();
   const spaceName = (id) => spaceNames.get(id) || t("publicSpace");
-  const named = client.api("GET", "/v1/spaces").then((v) => {
+  const loadNames = () => client.api("GET", "/v1/spaces").then((v) => {
     for (const x of v.spaces || []) if (x.kind === "public" && x.name) spaceNames.set(x.id, x.name);
   }).catch(() => {});
+  const named = loadNames();
   const run = async (q, lang, extra = "") => {
     try {
       await named;
       const params = new URLSearchParams({ q, limit: "20" });
       if (lang) params.set("lang", lang);
       const r = await client.api("GET", `/v1/search?${params}${extra}`);
+      // A public space made since the names were read: read them again.
+      const shown = [...r.hits.map((hit) => hit.space), ...Object.keys(r.facets?.space || {})];
+      if (shown.some((id) => !spaceNames.has(id))) await loadNames();
       fill(results, 
         h("p", {}, r.hits.length ? tn("results", r.total) : t("noResults")),
         h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
