@@ -491,7 +491,7 @@ function spacesView(main) {
     list.length
       ? h("ul", { class: "spaces" }, list.map((s) => h("li", {},
           h("a", { href: `#/space/${s.id}`, class: "space-link", "data-space": s.id }, spaceLabel(s.id)), badge(s.id),
-          " ", h("span", { class: "muted" }, `${t("epoch")} ${s.epoch}`, s.role ? ` · ${t(s.role)}` : ""),
+          s.role ? [" ", h("span", { class: "muted" }, t(s.role))] : null,
           s.removed ? h("span", { class: "warning" }, ` · ${t("removed")}`) : null)))
       : h("p", {}, t("empty")),
     form,
@@ -618,8 +618,10 @@ function spaceView(main, space) {
               } }, t("remove"))
             : null),
         )))),
-      h("p", { class: "muted" }, `${t("epoch")} ${summary?.epoch ?? "?"} · `, h("abbr", { title: t("epochCode") }, t("epochCode").split(" (")[0]), ": ",
-        h("code", { id: "epoch-code" }, summary?.code || "")),
+      // The space code, and what comparing it means, in plain words.
+      h("details", { class: "space-code" },
+        h("summary", {}, t("spaceCode"), ": ", h("code", { id: "epoch-code", dir: "ltr", "data-epoch": summary?.epoch ?? "" }, summary?.code || "")),
+        h("p", { class: "muted" }, t("spaceCodeExplain", { n: summary?.epoch ?? "?" }))),
       me === "space_manager"
         ? h("form", { id: "invite", onsubmit: async (e) => {
             e.preventDefault();
@@ -941,7 +943,7 @@ function spaceView(main, space) {
           h("button", { type: "button", class: "decline", onclick: () => act(() => client.decline(space, r.user)) }, t("declineRequest")));
       })) : null);
   };
-  main.append(h("p", {}, h("a", { href: "#/" }, `← ${t("back")}`)), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, listingBox);
+  main.append(h("p", {}, h("a", { href: "#/", class: "back" }, t("back"))), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, listingBox);
   drawListing();
   // Requests to join arrive through the server only: a manager's page asks
   // again every 15 s (nothing is asked of anyone else).
@@ -1093,7 +1095,7 @@ function discussionView(main, space, stream) {
     client.seen(space, stream);
   };
   main.append(...[
-    h("p", {}, h("a", { href: `#/space/${space}` }, `← ${t("back")}`)),
+    h("p", {}, h("a", { href: `#/space/${space}`, class: "back" }, t("back"))),
     readOnly ? h("p", { id: "read-only", class: "warning", role: "status" }, t(summary?.removed ? "removed" : "readerOnly")) : null,
     h("h2", { id: "thread-title", dir: "auto" }, read.title),
     postsBox, progress, progressText,
@@ -1492,7 +1494,7 @@ function editorView(main, space, stream) {
     text.setAttribute("aria-readonly", "true");
   }
   main.append(...[
-    h("p", {}, h("a", { href: `#/space/${space}` }, `← ${t("back")}`)),
+    h("p", {}, h("a", { href: `#/space/${space}`, class: "back" }, t("back"))),
     readOnly ? h("p", { id: "read-only", class: "warning", role: "status" }, t(summary?.removed ? "removed" : "readerOnly")) : null,
     title,
     readOnly ? null : h("div", { class: "toolbar", role: "toolbar", "aria-label": t("formatting"), "aria-controls": "editor" }, formatButton("bold"), formatButton("italic"), formatButton("underline")),
@@ -1648,14 +1650,14 @@ async function publicView(main, space, doc) {
     d = await client.api("GET", `/v1/public/${space}/docs/${doc}`);
     if (!current()) return;
   } catch (err) {
-    main.append(h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)));
+    main.append(h("p", {}, h("a", { href: "#/search", class: "back" }, t("publicLibrary"))));
     return fail(err);
   }
   const date = new Date(d.updated * 1000).toLocaleDateString(language());
   const check = h("p", { id: "copy-check", role: "status" });
   const signed = h("p", { id: "signature-check", role: "status" });
   main.append(
-    h("p", {}, h("a", { href: "#/search" }, `← ${t("publicLibrary")}`)),
+    h("p", {}, h("a", { href: "#/search", class: "back" }, t("publicLibrary"))),
     h("article", { id: "public-doc", lang: d.language || undefined },
       h("h2", { dir: "auto" }, d.title),
       h("p", { class: "muted" }, [d.language && langName(d.language), t("byLine", { author: d.author, date })].filter(Boolean).join(" · ")),

@@ -1611,7 +1611,8 @@ async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_wr
     assert_eq!(code.len(), 24, "five groups of four: {code}");
     let shown = bruno
         .js(
-            "const c = document.getElementById('epoch-code'); return [c?.textContent, c?.parentElement?.textContent]",
+            "const c = document.getElementById('epoch-code'); \
+             return [c?.textContent, c?.dataset.epoch, c?.closest('details')?.querySelector('p')?.textContent]",
             json!([]),
         )
         .await;
@@ -1638,11 +1639,13 @@ async fn a_member_removed_while_typing_keeps_the_sentence_and_a_reader_cannot_wr
     listed.sort();
     listed.dedup();
     assert_eq!(roles, json!(listed), "roles at the page and at the command");
+    // The epoch is not a word people meet: the code comes with what
+    // comparing it means, and the number of key changes.
+    assert_eq!(shown[1], json!(epoch.to_string()), "{shown}");
+    let explained = shown[2].as_str().unwrap_or_default();
     assert!(
-        shown[1]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with(&format!("Époque {epoch} ")),
+        explained.starts_with("Toutes les personnes de cet espace qui voient ce même code")
+            && explained.ends_with(&format!("(changement de clés n° {epoch}).")),
         "{shown}"
     );
 }
@@ -2007,6 +2010,17 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
     bruno.screenshot("activity").await;
     bruno.click(&format!("{item} a")).await;
     bruno.element("mark.mention[data-user=bruno]").await;
+    // Right to left, the way back points right.
+    let arrow = bruno
+        .js(
+            "return getComputedStyle(document.querySelector('a.back'), '::before').content",
+            json!([]),
+        )
+        .await;
+    assert!(
+        arrow.as_str().unwrap_or_default().starts_with("\"→"),
+        "{arrow}"
+    );
     assert_eq!(text_of(&bruno, "#thread-title").await, "Audience du 12");
     bruno
         .wait_for(
