@@ -124,7 +124,7 @@ function header() {
         h("button", { type: "button", onclick: signOut }, t("signOut")),
       )
     : null;
-  return h("header", {}, h("h1", {}, h("a", { href: "#/" }, t("app"))), nav, h("label", { class: "lang" }, t("language"), " ", select));
+  return h("header", {}, h("h1", {}, h("a", { href: "#/" }, t("app"))), nav, h("label", { class: "lang" }, h("span", { class: "lang-word" }, t("language")), " ", select));
 }
 
 /** What others changed since this person last looked, in every space
@@ -568,7 +568,8 @@ function spaceLabel(space) {
   } catch (_) {
     /* not read yet */
   }
-  return `${space.slice(0, 8)}…`;
+  // No name (yet): said so, with the id's beginning to tell several apart.
+  return t("unnamedSpace", { id: space.slice(0, 8) });
 }
 
 function spaceView(main, space) {

@@ -2008,8 +2008,30 @@ async fn a_discussion_with_a_reply_and_a_mention_in_the_browser() {
     // Arabic's plural form for one, not "1" before the plural.
     assert!(said.contains("إشارة واحدة إليك"), "{said}");
     bruno.screenshot("activity").await;
+    // A space nobody named is said to be one, not shown as an id.
+    let heading = bruno
+        .js(
+            "return document.querySelector(arguments[0]).textContent",
+            json!([format!("h3 a[href='#/space/{}']", space.to_hex())]),
+        )
+        .await;
+    assert_eq!(
+        heading,
+        json!(format!("مساحة بلا اسم ({})", &space.to_hex()[..8]))
+    );
     bruno.click(&format!("{item} a")).await;
     bruno.element("mark.mention[data-user=bruno]").await;
+    // On the phone the header is two short rows, not a third of the screen.
+    let header = bruno
+        .js(
+            "return document.querySelector('header').getBoundingClientRect().height",
+            json!([]),
+        )
+        .await;
+    assert!(
+        header.as_f64().unwrap() <= 110.0,
+        "a header {header} px high"
+    );
     // Right to left, the way back points right.
     let arrow = bruno
         .js(
