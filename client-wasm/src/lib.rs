@@ -960,9 +960,34 @@ impl Device {
     }
 
     /// Removes a library entry (a folder only once empty).
-    pub fn remove_entry(&mut self, space: &str, entry: &str) -> Result<(), JsValue> {
+    ///
+    /// Returns what undoes it with [`Device::restore_entry`] (the library's
+    /// heads before the removal, hex, comma-separated).
+    pub fn remove_entry(&mut self, space: &str, entry: &str) -> Result<String, JsValue> {
         let id = space_id(space)?;
-        self.edit(id, library::stream(id), |doc| library::remove(doc, entry))
+        self.edit(id, library::stream(id), |doc| {
+            let heads = doc.get_heads();
+            library::remove(doc, entry)?;
+            Ok(heads
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(","))
+        })
+    }
+
+    /// Puts back an entry this device removed, as it was (`undo`: what
+    /// [`Device::remove_entry`] returned).
+    pub fn restore_entry(&mut self, space: &str, entry: &str, undo: &str) -> Result<(), JsValue> {
+        let id = space_id(space)?;
+        let heads: Vec<automerge::ChangeHash> = undo
+            .split(',')
+            .map(|h| h.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| fail(ErrorCode::BadInput, "not what removing the entry returned"))?;
+        self.edit(id, library::stream(id), |doc| {
+            library::restore(doc, entry, &heads)
+        })
     }
 
     /// Adds a folder to the library; returns its id.

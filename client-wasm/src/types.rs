@@ -90,6 +90,8 @@ pub enum ErrorCode {
     BadManifest,
     /// An attachment that is not in the library.
     NoAttachment,
+    /// An entry to put back is listed already.
+    AlreadyListed,
 }
 
 impl From<&amicus_core::library::LibraryError> for ErrorCode {
@@ -105,6 +107,7 @@ impl From<&amicus_core::library::LibraryError> for ErrorCode {
             L::AlreadyCurrent => Self::AlreadyCurrent,
             L::BadManifest(_) => Self::BadManifest,
             L::NoAttachment(_) => Self::NoAttachment,
+            L::Listed(_) => Self::AlreadyListed,
         }
     }
 }

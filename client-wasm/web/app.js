@@ -90,10 +90,27 @@ function fail(e) {
     bad_name: "badName", bad_text: "badText", read_only: "warnReadOnly", not_manager: "notManager", mention: "mentionRefused", not_author: "notAuthor",
     no_folder: "libNoFolder", no_entry: "libNoEntry", folder_cycle: "libCycle", folder_not_empty: "libNotEmpty",
     discussion_in_folder: "libDiscussionInFolder", not_a_file: "libNoEntry", already_current: "libAlreadyCurrent",
-    bad_manifest: "libBadManifest", no_attachment: "libNoEntry",
+    bad_manifest: "libBadManifest", no_attachment: "libNoEntry", already_listed: "libAlreadyListed",
     "preview-failed": "previewFailed",
   }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
+}
+
+/** How long a removal can be undone from the status line. */
+const UNDO_MS = 30000;
+
+/** Says `message` in the status line with an Undo button that calls
+ * `undo` once, for `UNDO_MS`. */
+function offerUndo(message, undo) {
+  const box = document.getElementById("status");
+  const button = h("button", { type: "button", id: "undo", class: "link", onclick: async () => {
+    button.remove();
+    await undo();
+    status(t("undone"));
+  } }, t("undo"));
+  box.replaceChildren(message, " ", button);
+  box.className = "status info";
+  setTimeout(() => button.remove(), UNDO_MS);
 }
 
 function onCleanup(fn) {
@@ -736,7 +753,14 @@ function spaceView(main, space) {
             await uploadFile(file, undefined, e.id);
             ev.target.value = "";
           } })) : null,
-        confirmingButton({ class: "remove-entry" }, t("removeEntry"), t("removeConfirm"), () => libraryEdit(() => client.device.remove_entry(space, e.id))));
+        confirmingButton({ class: "remove-entry" }, t("removeEntry"), t("removeConfirm"), async () => {
+          let undo = "";
+          await libraryEdit(() => { undo = client.device.remove_entry(space, e.id); });
+          if (undo) {
+            offerUndo(t("entryRemoved", { name: e.name || "—" }),
+              () => libraryEdit(() => client.device.restore_entry(space, e.id, undo)));
+          }
+        }));
     };
     const previewBox = (e) => h("div", { class: "preview-box", "data-file": e.id });
     const fileExtras = (e) => {

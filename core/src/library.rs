@@ -51,6 +51,9 @@ pub enum LibraryError {
     /// An attachment that is not a document or file of the library.
     #[error("the library has no document or file {0} to attach")]
     NoAttachment(String),
+    /// An entry to put back that is listed already.
+    #[error("{0} is in the library already")]
+    Listed(String),
 }
 
 impl LibraryError {
@@ -66,6 +69,7 @@ impl LibraryError {
             LibraryError::AlreadyCurrent => "already_current",
             LibraryError::BadManifest(_) => "bad_manifest",
             LibraryError::NoAttachment(_) => "no_attachment",
+            LibraryError::Listed(_) => "already_listed",
         }
     }
 }
@@ -443,6 +447,76 @@ pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
     doc.delete(&m, id).map_err(am)
 }
 
+/// Puts back an entry removed since `heads` (the library's heads before the
+/// removal, which the interface keeps to undo it): the entry as it was
+/// then, under the same id, written anew (a filing's text and a file's
+/// chunks were never deleted). Refused for an entry listed already, or one
+/// that did not exist at `heads`.
+pub fn restore(
+    doc: &mut AutoCommit,
+    id: &str,
+    heads: &[automerge::ChangeHash],
+) -> Result<(), DocumentError> {
+    if locate(doc, id).is_ok() {
+        return Err(LibraryError::Listed(id.to_owned()).into());
+    }
+    for key in ["documents", "files", "folders"] {
+        let m = map(doc, key)?;
+        if let Some((Value::Object(kind), old)) = doc.get_at(&m, id, heads).map_err(am)? {
+            let new = doc.put_object(&m, id, kind).map_err(am)?;
+            return copy_at(doc, &old, kind, heads, &new);
+        }
+    }
+    Err(LibraryError::NoEntry(id.to_owned()).into())
+}
+
+/// Writes into the empty object `to` what `from` (of type `kind`) held at
+/// `heads`, objects within included.
+fn copy_at(
+    doc: &mut AutoCommit,
+    from: &automerge::ObjId,
+    kind: ObjType,
+    heads: &[automerge::ChangeHash],
+    to: &automerge::ObjId,
+) -> Result<(), DocumentError> {
+    match kind {
+        ObjType::Map | ObjType::Table => {
+            let keys: Vec<String> = doc.keys_at(from, heads).collect();
+            for k in keys {
+                match doc.get_at(from, k.as_str(), heads).map_err(am)? {
+                    Some((Value::Scalar(v), _)) => {
+                        doc.put(to, k.as_str(), v.into_owned()).map_err(am)?;
+                    }
+                    Some((Value::Object(t), child)) => {
+                        let new = doc.put_object(to, k.as_str(), t).map_err(am)?;
+                        copy_at(doc, &child, t, heads, &new)?;
+                    }
+                    None => {}
+                }
+            }
+        }
+        ObjType::List => {
+            for i in 0..doc.length_at(from, heads) {
+                match doc.get_at(from, i, heads).map_err(am)? {
+                    Some((Value::Scalar(v), _)) => {
+                        doc.insert(to, i, v.into_owned()).map_err(am)?;
+                    }
+                    Some((Value::Object(t), child)) => {
+                        let new = doc.insert_object(to, i, t).map_err(am)?;
+                        copy_at(doc, &child, t, heads, &new)?;
+                    }
+                    None => {}
+                }
+            }
+        }
+        ObjType::Text => {
+            let text = doc.text_at(from, heads).map_err(am)?;
+            doc.splice_text(to, 0, 0, &text).map_err(am)?;
+        }
+    }
+    Ok(())
+}
+
 /// Renames a folder, a document as listed, or a file (the name in its
 /// manifest). The name follows the rules of [`crate::document::checked_name`].
 pub fn rename(doc: &mut AutoCommit, id: &str, name: &str) -> Result<(), DocumentError> {
@@ -624,6 +698,55 @@ mod tests {
         move_to(&mut doc, "f1", "").unwrap();
         assert_eq!(entries(&doc).unwrap().len(), 1);
         assert!(remove(&mut doc, &d).is_err(), "already gone");
+    }
+
+    /// A removal is undone from the heads before it: a file with its
+    /// versions, a filing and a folder come back as they were, under their
+    /// ids, for every member (the restored entry merges into another
+    /// replica); an entry listed already, or unknown then, is refused.
+    #[test]
+    fn a_removed_entry_comes_back_as_it_was() {
+        let mut doc = AutoCommit::new();
+        init(&mut doc).unwrap();
+        add_folder(&mut doc, "f1", "Pièces", "").unwrap();
+        let v1 = sealed("Pièce 3.txt", b"premier");
+        add_file(&mut doc, &v1, "f1").unwrap();
+        let file = v1.file_id.to_string();
+        add_version(&mut doc, &file, &sealed("Pièce 3 bis.txt", b"second")).unwrap();
+        let stream = StreamId([9; 16]);
+        add_document(&mut doc, stream, "Requête", "f1").unwrap();
+        let before = entries(&doc).unwrap();
+        let mut other = doc.fork().with_actor(automerge::ActorId::random());
+
+        let heads = doc.get_heads();
+        remove(&mut doc, &file).unwrap();
+        remove(&mut doc, &stream.to_hex()).unwrap();
+        remove(&mut doc, "f1").unwrap();
+        assert!(entries(&doc).unwrap().is_empty());
+        for id in ["f1", file.as_str(), &stream.to_hex()] {
+            restore(&mut doc, id, &heads).unwrap();
+        }
+        let mut after = entries(&doc).unwrap();
+        after.sort_by_key(|e| format!("{e:?}"));
+        let mut want = before.clone();
+        want.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(after, want, "as they were");
+
+        other.merge(&mut doc).unwrap();
+        let mut merged = entries(&other).unwrap();
+        merged.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(merged, want, "the other member sees them back");
+
+        let listed = restore(&mut doc, "f1", &heads).unwrap_err();
+        assert!(
+            matches!(&listed, DocumentError::Library(e) if e.code() == "already_listed"),
+            "{listed:?}"
+        );
+        let unknown = restore(&mut doc, "f9", &heads).unwrap_err();
+        assert!(
+            matches!(&unknown, DocumentError::Library(e) if e.code() == "no_entry"),
+            "{unknown:?}"
+        );
     }
 
     fn sealed(name: &str, body: &[u8]) -> FileManifest {

@@ -2127,7 +2127,8 @@ const RED_PIXEL: [u8; 70] = [
 /// file uploaded from the library keeps its name while the earlier one
 /// stays listed and downloads byte for byte; an image and a text are
 /// previewed, decrypted in memory (the image drawn on a canvas, its red
-/// pixel read back); the other member's device lists both versions.
+/// pixel read back); the other member's device lists both versions; a
+/// file removed by mistake is put back with Undo.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_version_of_a_file_and_previews_in_the_browser() {
     let _one = CHROMIUM.lock().await;
@@ -2322,10 +2323,57 @@ async fn a_new_version_of_a_file_and_previews_in_the_browser() {
         "the space page fits a 360-px screen (the members' table scrolls within itself)"
     );
 
+    // A file removed by mistake is put back from the status line, as it
+    // was, for the other member too.
+    bruno
+        .click(&format!(
+            "li[data-entry='{image}'] details.entry-actions summary"
+        ))
+        .await;
+    bruno
+        .click(&format!("li[data-entry='{image}'] button.remove-entry"))
+        .await;
+    bruno
+        .click(&format!(
+            "li[data-entry='{image}'] button.remove-entry.confirm"
+        ))
+        .await;
+    let said = bruno
+        .wait_for(
+            "the removal with its undo",
+            "const s = document.getElementById('status'); \
+             return document.getElementById('undo') && s.firstChild.textContent",
+            LONG,
+        )
+        .await;
+    assert_eq!(said, json!("„scene.png“ entfernt."));
+    assert_eq!(
+        bruno
+            .js(
+                "return document.querySelector(arguments[0])",
+                json!([format!("li[data-entry='{image}']")]),
+            )
+            .await,
+        serde_json::Value::Null,
+        "removed from the library"
+    );
+    bruno.click("#undo").await;
+    bruno
+        .element(&format!("li[data-entry='{image}'] button.preview"))
+        .await;
+
     amina.sync(space).await.unwrap();
     let versions = amina.file_versions(space, &text).unwrap();
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert_eq!(versions[0]["file"], text.as_str());
+    let listed = amina.library(space).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.id == image && e.name == "scene.png"),
+        "the file put back at Amina's: {:?}",
+        listed.iter().map(|e| &e.name).collect::<Vec<_>>()
+    );
 }
 
 /// The directory in two browsers (French; Portuguese on a 360-px phone):
