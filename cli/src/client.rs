@@ -1186,6 +1186,16 @@ impl Client {
             .await
     }
 
+    /// Puts back an entry removed from the library, as it was just before
+    /// its last removal.
+    pub async fn restore_entry(&mut self, id: SpaceId, entry: &str) -> Result<(), ClientError> {
+        self.library_edit(id, |doc| {
+            let heads = library::before_removal(doc, entry)?;
+            library::restore(doc, entry, &heads)
+        })
+        .await
+    }
+
     fn library_entries(&mut self, id: SpaceId) -> Result<Vec<library::Entry>, ClientError> {
         let lib = library::stream(id);
         let view = self.engine.view_mut(id).ok_or_else(|| no_space(id))?;

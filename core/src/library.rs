@@ -470,6 +470,33 @@ pub fn restore(
     Err(LibraryError::NoEntry(id.to_owned()).into())
 }
 
+/// The library's heads just before `id` was last removed: those of the
+/// latest change whose state still lists it (for [`restore`] where no one
+/// kept the heads, as on the command line). Refused for an entry listed
+/// now, or one the library never held.
+pub fn before_removal(
+    doc: &mut AutoCommit,
+    id: &str,
+) -> Result<Vec<automerge::ChangeHash>, DocumentError> {
+    if locate(doc, id).is_ok() {
+        return Err(LibraryError::Listed(id.to_owned()).into());
+    }
+    let maps = ["documents", "files", "folders"]
+        .into_iter()
+        .map(|key| map(doc, key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let changes: Vec<automerge::ChangeHash> =
+        doc.get_changes_meta(&[]).iter().map(|c| c.hash).collect();
+    for hash in changes.into_iter().rev() {
+        for m in &maps {
+            if doc.get_at(m, id, &[hash]).map_err(am)?.is_some() {
+                return Ok(vec![hash]);
+            }
+        }
+    }
+    Err(LibraryError::NoEntry(id.to_owned()).into())
+}
+
 /// Writes into the empty object `to` what `from` (of type `kind`) held at
 /// `heads`, objects within included.
 fn copy_at(
@@ -736,6 +763,20 @@ mod tests {
         let mut merged = entries(&other).unwrap();
         merged.sort_by_key(|e| format!("{e:?}"));
         assert_eq!(merged, want, "the other member sees them back");
+
+        // Without the heads kept: found in the history.
+        let d = stream.to_hex();
+        remove(&mut doc, &d).unwrap();
+        rename(&mut doc, "f1", "Pièces du dossier").unwrap();
+        let found = before_removal(&mut doc, &d).unwrap();
+        restore(&mut doc, &d, &found).unwrap();
+        assert!(entries(&doc).unwrap().contains(&Entry::Document {
+            stream,
+            title: "Requête".into(),
+            folder: "f1".into()
+        }));
+        assert!(before_removal(&mut doc, &d).is_err(), "listed now");
+        assert!(before_removal(&mut doc, "f9").is_err(), "never held");
 
         let listed = restore(&mut doc, "f1", &heads).unwrap_err();
         assert!(

@@ -146,6 +146,14 @@ enum Command {
         #[arg(long)]
         language: Option<String>,
     },
+    /// Put back a filing, file or folder removed from a space's library, as
+    /// it was just before its removal (a file with its versions).
+    Restore {
+        /// The space.
+        space: String,
+        /// The entry's id (as `doc ls --json` or the removal printed it).
+        id: String,
+    },
     /// Withdraw a public copy (one you published, or any as a content
     /// manager of its space): it is no longer read or found; the server
     /// keeps a tombstone signed by this device.
@@ -1107,6 +1115,13 @@ async fn client_command(
             .await?;
             print(json_out, json!({ "published": id }), || {
                 format!("published as {id}")
+            });
+        }
+        Command::Restore { space: s, id } => {
+            c.sync_all().await?;
+            c.restore_entry(space(&s)?, &id).await?;
+            print(json_out, json!({ "restored": id }), || {
+                format!("{id} is back in the library")
             });
         }
         Command::Withdraw { from, id } => {

@@ -389,6 +389,15 @@ async fn the_library_is_organised_from_the_command_line() {
     assert!(said.contains("itself"), "{said}");
     let said = refused(&["folder", "rm", &s, "Pièces"]);
     assert!(said.contains("not empty"), "{said}");
+    let removed = run(&["file", "rm", &s, "déclaration.txt"]);
+    let removed = removed["removed"].as_str().unwrap().to_owned();
+    assert_eq!(removed, file, "the entry's id is its first version's");
+    // Put back as it was, with both versions; then removed for good.
+    run(&["restore", &s, &removed]);
+    let back = run(&["file", "versions", &s, "déclaration.txt"]);
+    assert_eq!(back["versions"].as_array().map(Vec::len), Some(2), "{back}");
+    let said = refused(&["restore", &s, &removed]);
+    assert!(said.contains("in the library already"), "{said}");
     run(&["file", "rm", &s, "déclaration.txt"]);
     run(&["folder", "rm", &s, "Témoins"]);
     let left = run(&["doc", "ls", &s]);
