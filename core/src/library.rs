@@ -850,19 +850,26 @@ mod tests {
         assert_eq!(all.len(), 4, "each version once");
     }
 
-    /// A name written by a space manager is shown; one written over it by
-    /// anyone else is not (nor does it bring the earlier one back).
-    #[test]
-    fn only_a_space_managers_name_is_shown() {
+    /// A library written by Amina's actor, Bruno's actor, and the binding
+    /// of both to their users.
+    fn amina_and_bruno() -> (AutoCommit, automerge::ActorId, Authors) {
         let amina_actor = automerge::ActorId::from(&[1u8; 16][..]);
         let bruno_actor = automerge::ActorId::from(&[2u8; 16][..]);
         let authors = Authors::new([
             (amina_actor.to_bytes().to_vec(), "amina".to_owned()),
             (bruno_actor.to_bytes().to_vec(), "bruno".to_owned()),
         ]);
-        let manager = |u: &str| u == "amina";
         let mut doc = AutoCommit::new().with_actor(amina_actor);
         init(&mut doc).unwrap();
+        (doc, bruno_actor, authors)
+    }
+
+    /// A name written by a space manager is shown; one written over it by
+    /// anyone else is not (nor does it bring the earlier one back).
+    #[test]
+    fn only_a_space_managers_name_is_shown() {
+        let (mut doc, bruno_actor, authors) = amina_and_bruno();
+        let manager = |u: &str| u == "amina";
         assert_eq!(profile(&doc, &authors, manager), Profile::default());
         set_profile(&mut doc, " Affaire Kassa ", "Requêtes\net pièces").unwrap();
         assert_eq!(
@@ -895,15 +902,8 @@ mod tests {
     /// manager closes it again.
     #[test]
     fn only_a_space_manager_opens_a_space() {
-        let amina_actor = automerge::ActorId::from(&[1u8; 16][..]);
-        let bruno_actor = automerge::ActorId::from(&[2u8; 16][..]);
-        let authors = Authors::new([
-            (amina_actor.to_bytes().to_vec(), "amina".to_owned()),
-            (bruno_actor.to_bytes().to_vec(), "bruno".to_owned()),
-        ]);
+        let (mut doc, bruno_actor, authors) = amina_and_bruno();
         let manager = |u: &str| u == "amina";
-        let mut doc = AutoCommit::new().with_actor(amina_actor);
-        init(&mut doc).unwrap();
         assert!(!profile(&doc, &authors, manager).open);
         let mut bruno = doc.fork().with_actor(bruno_actor);
         set_open(&mut bruno, true).unwrap();

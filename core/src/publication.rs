@@ -60,12 +60,6 @@ impl Provenance {
         body: &str,
         certificate: &DeviceCertificate,
     ) -> Result<(), ProvenanceError> {
-        if certificate.device.to_hex() != self.device {
-            return Err(ProvenanceError::OtherDevice);
-        }
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut signature)
-            .map_err(|_| ProvenanceError::Malformed)?;
         let message = provenance_message(
             public_space,
             id,
@@ -75,16 +69,34 @@ impl Provenance {
             &self.source_stream,
             &self.heads,
         );
-        if verify_statement(
-            &certificate.device_key,
+        device_signed(
+            certificate,
+            &self.device,
+            &self.signature,
             Statement::Provenance,
             &message,
-            &signature,
-        ) {
-            Ok(())
-        } else {
-            Err(ProvenanceError::BadSignature)
-        }
+        )
+    }
+}
+
+/// Checks that `signature` (hex) is the signature of the device `device`
+/// (hex id) that `certificate` names, under `statement`, over `message`.
+fn device_signed(
+    certificate: &DeviceCertificate,
+    device: &str,
+    signature: &str,
+    statement: Statement,
+    message: &[u8],
+) -> Result<(), ProvenanceError> {
+    if certificate.device.to_hex() != device {
+        return Err(ProvenanceError::OtherDevice);
+    }
+    let mut bytes = [0u8; 64];
+    hex::decode_to_slice(signature, &mut bytes).map_err(|_| ProvenanceError::Malformed)?;
+    if verify_statement(&certificate.device_key, statement, message, &bytes) {
+        Ok(())
+    } else {
+        Err(ProvenanceError::BadSignature)
     }
 }
 
@@ -158,23 +170,13 @@ impl Withdrawal {
         updated: u64,
         certificate: &DeviceCertificate,
     ) -> Result<(), ProvenanceError> {
-        if certificate.device.to_hex() != self.device {
-            return Err(ProvenanceError::OtherDevice);
-        }
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut signature)
-            .map_err(|_| ProvenanceError::Malformed)?;
-        let message = withdrawal_message(public_space, id, updated);
-        if verify_statement(
-            &certificate.device_key,
+        device_signed(
+            certificate,
+            &self.device,
+            &self.signature,
             Statement::Withdrawal,
-            &message,
-            &signature,
-        ) {
-            Ok(())
-        } else {
-            Err(ProvenanceError::BadSignature)
-        }
+            &withdrawal_message(public_space, id, updated),
+        )
     }
 }
 
