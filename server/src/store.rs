@@ -467,28 +467,19 @@ struct ListingV1 {
 const LISTING_VERSION: u8 = 2;
 
 fn enc_listing(listing: &Listing) -> Vec<u8> {
-    let mut out = vec![LISTING_VERSION];
-    out.extend_from_slice(&postcard::to_allocvec(listing).expect("records always encode"));
-    out
+    enc_at(LISTING_VERSION, listing)
 }
 
 fn dec_listing(bytes: &[u8]) -> Result<Listing, StoreError> {
-    match bytes.split_first() {
-        Some((&LISTING_VERSION, rest)) => match postcard::take_from_bytes(rest) {
-            Ok((value, [])) => Ok(value),
-            _ => Err(StoreError::Corrupt("directory")),
-        },
-        _ => {
-            let v1: ListingV1 = dec("directory", bytes)?;
-            Ok(Listing {
-                name: v1.name,
-                description: v1.description,
-                listed_by: v1.listed_by,
-                at: v1.at,
-                open: false,
-            })
+    dec_or_v1("directory", LISTING_VERSION, bytes, |v1: ListingV1| {
+        Listing {
+            name: v1.name,
+            description: v1.description,
+            listed_by: v1.listed_by,
+            at: v1.at,
+            open: false,
         }
-    }
+    })
 }
 
 /// A user's request to join a listed space.
@@ -505,18 +496,46 @@ pub struct JoinRequest {
 const VERSION: u8 = 1;
 
 fn enc<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![VERSION];
+    enc_at(VERSION, value)
+}
+
+fn dec<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    dec_at(tree, VERSION, bytes)
+}
+
+/// A record: its version byte, then postcard.
+fn enc_at<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
     out.extend_from_slice(&postcard::to_allocvec(value).expect("records always encode"));
     out
 }
 
-fn dec<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+/// A record of `version`, and nothing after it.
+fn dec_at<T: DeserializeOwned>(
+    tree: &'static str,
+    version: u8,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&VERSION, rest)) => match postcard::take_from_bytes(rest) {
+        Some((v, rest)) if *v == version => match postcard::take_from_bytes(rest) {
             Ok((value, [])) => Ok(value),
             _ => Err(StoreError::Corrupt(tree)),
         },
         _ => Err(StoreError::Corrupt(tree)),
+    }
+}
+
+/// A record of `version`, or of version 1 (`Old`) brought up to date by
+/// `upgrade`.
+fn dec_or_v1<T: DeserializeOwned, Old: DeserializeOwned>(
+    tree: &'static str,
+    version: u8,
+    bytes: &[u8],
+    upgrade: impl FnOnce(Old) -> T,
+) -> Result<T, StoreError> {
+    match bytes.first() {
+        Some(v) if *v == version => dec_at(tree, version, bytes),
+        _ => dec_at(tree, VERSION, bytes).map(upgrade),
     }
 }
 
@@ -525,35 +544,26 @@ fn dec<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, Store
 const SPACE_VERSION: u8 = 2;
 
 fn enc_space(space: &SpaceRecord) -> Vec<u8> {
-    let mut out = vec![SPACE_VERSION];
-    out.extend_from_slice(&postcard::to_allocvec(space).expect("records always encode"));
-    out
+    enc_at(SPACE_VERSION, space)
 }
 
 fn dec_space(bytes: &[u8]) -> Result<SpaceRecord, StoreError> {
-    match bytes.split_first() {
-        Some((&SPACE_VERSION, rest)) => match postcard::take_from_bytes(rest) {
-            Ok((value, [])) => Ok(value),
-            _ => Err(StoreError::Corrupt("spaces")),
-        },
-        _ => {
-            let v1: SpaceRecordV1 = dec("spaces", bytes)?;
-            Ok(SpaceRecord {
-                id: v1.id,
-                kind: v1.kind,
-                created_by: v1.created_by,
-                epoch: v1.epoch,
-                next_seq: v1.next_seq,
-                head: v1.head,
-                roster: v1.roster,
-                roles: v1.roles,
-                snapshots: v1.snapshots,
-                name: v1.name,
-                last_commit: None,
-                barred: Default::default(),
-            })
+    dec_or_v1("spaces", SPACE_VERSION, bytes, |v1: SpaceRecordV1| {
+        SpaceRecord {
+            id: v1.id,
+            kind: v1.kind,
+            created_by: v1.created_by,
+            epoch: v1.epoch,
+            next_seq: v1.next_seq,
+            head: v1.head,
+            roster: v1.roster,
+            roles: v1.roles,
+            snapshots: v1.snapshots,
+            name: v1.name,
+            last_commit: None,
+            barred: Default::default(),
         }
-    }
+    })
 }
 
 fn log_key(space: SpaceId, seq: u64) -> [u8; 24] {

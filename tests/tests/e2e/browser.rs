@@ -1755,18 +1755,11 @@ async fn the_administrator_invites_a_colleague_with_a_link() {
         "{refused}"
     );
     bruno.screenshot("invitation-refused").await;
+    // The form kept the name and passphrase: only the code changes.
     bruno
         .js(
-            "for (const n of ['user', 'passphrase']) document.querySelector(`#sign-up input[name=${n}]`).value = ''; \
-             document.querySelector('#sign-up input[name=invite]').value = arguments[0]",
+            "document.querySelector('#sign-up input[name=invite]').value = arguments[0]",
             json!([code]),
-        )
-        .await;
-    bruno.type_into("#sign-up input[name=user]", "bruno").await;
-    bruno
-        .type_into(
-            "#sign-up input[name=passphrase]",
-            "correct horse battery staple",
         )
         .await;
     bruno.click("#sign-up button[type=submit]").await;

@@ -16,6 +16,23 @@ async fn search(http: &amicus_cli::transport::Http, q: &str, lang: Option<&str>)
     http.get_query("/v1/search", &params).await.unwrap()
 }
 
+/// Rebuilds the index of the (stopped) server's `data` from its store with
+/// `amicus reindex`: the command's JSON answer.
+fn reindex(data: &std::path::Path) -> Value {
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    let out = Command::new(amicus_bin())
+        .args(["--json", "reindex", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_filing_is_found_by_search_with_its_provenance() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,19 +139,7 @@ async fn a_published_filing_is_found_by_search_with_its_provenance() {
 
     // The index is rebuilt from the store by `amicus reindex`.
     server.stop();
-    std::fs::remove_dir_all(data.join("index")).unwrap();
-    let out = Command::new(amicus_bin())
-        .args(["--json", "reindex", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["indexed"], 2);
+    assert_eq!(reindex(&data)["indexed"], 2);
     let server = Server::start(&data);
     let mut bob = bob;
     bob.set_server(&server.url).unwrap();
@@ -173,12 +178,9 @@ async fn a_published_filing_is_found_by_search_with_its_provenance() {
         "{gone:?}"
     );
     server.stop();
-    std::fs::remove_dir_all(data.join("index")).unwrap();
-    let out = Command::new(amicus_bin())
-        .args(["--json", "reindex", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["indexed"], 1, "only the Arabic document is left");
+    assert_eq!(
+        reindex(&data)["indexed"],
+        1,
+        "only the Arabic document is left"
+    );
 }
