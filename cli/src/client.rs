@@ -18,7 +18,7 @@ use amicus_core::engine::{
     self, Code, Config, Engine, Event, Failure, Intent, Link, OpId, Output, OwnDevice,
 };
 use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
-use amicus_core::identity::{Contacts, Device, Statement, UserIdentity};
+use amicus_core::identity::{Contacts, Device, UserIdentity};
 use amicus_core::library;
 use amicus_core::space::Role;
 use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
@@ -1514,46 +1514,15 @@ impl Client {
         language: Option<&str>,
     ) -> Result<(), ClientError> {
         self.sync(id).await?;
-        let filing = self.read(id, stream)?;
-        let view = self.engine.view_mut(id).expect("read checked it");
-        let heads: Vec<String> = view
-            .existing_replica(stream)
-            .expect("read checked it")
-            .heads()
-            .iter()
-            .map(|h| hex::encode(h.0))
-            .collect();
-        let message = amicus_core::publication::provenance_message(
-            public_space,
-            doc_id,
-            &filing.title,
-            &filing.body,
-            &id.to_hex(),
-            &stream.to_hex(),
-            &heads,
-        );
-        let signature = self
+        let body = self
             .engine
-            .device()
-            .sign_statement(Statement::Provenance, &message);
-        let body = json!({
-            "title": filing.title,
-            "body": filing.body,
-            "language": language,
-            "provenance": {
-                "source_space": id.to_hex(),
-                "source_stream": stream.to_hex(),
-                "heads": heads,
-                "device": self.engine.device().id().to_hex(),
-                "signature": hex::encode(signature),
-            }
-        });
+            .publication(id, stream, public_space, doc_id, language)?;
         let _: Value = self
             .http
             .send(
                 reqwest::Method::PUT,
                 &format!("/v1/public/{}/docs/{doc_id}", public_space.to_hex()),
-                &body,
+                &serde_json::to_value(&body).expect("a public copy encodes"),
             )
             .await?;
         Ok(())

@@ -29,9 +29,7 @@ use amicus_core::at_rest::{DeviceRecord, Restored, UnsentEdits};
 use amicus_core::document::{Replica, filing};
 use amicus_core::engine::{Config, Engine, Intent, Link};
 use amicus_core::files::{FileError, FileManifest, FileOpener, FileSealer, UploadProgress};
-use amicus_core::identity::{
-    Contacts, Device as CoreDevice, DeviceCertificate, Statement, UserIdentity,
-};
+use amicus_core::identity::{Contacts, Device as CoreDevice, DeviceCertificate, UserIdentity};
 use amicus_core::library;
 use amicus_core::pairing;
 use amicus_core::publication::{self, CopyCheck, Provenance};
@@ -99,6 +97,20 @@ impl StateKey {
             passphrase.as_bytes(),
             salt,
         )))
+    }
+
+    /// This key sealed under `secret`, the 32 bytes the platform
+    /// authenticator gives (WebAuthn PRF) after verifying its user: kept
+    /// beside the state, it opens it without the passphrase.
+    pub fn wrap(&self, secret: &[u8]) -> Result<Vec<u8>, JsValue> {
+        self.0.wrap(secret).map_err(|e| fail(ErrorCode::Sealed, e))
+    }
+
+    /// The key [`Self::wrap`] sealed under `secret`.
+    pub fn unwrap_with(secret: &[u8], wrapped: &[u8]) -> Result<StateKey, JsValue> {
+        amicus_core::at_rest::StateKey::unwrap_with(secret, wrapped)
+            .map(Self)
+            .map_err(|e| fail(ErrorCode::Sealed, e))
     }
 }
 
@@ -709,8 +721,8 @@ impl Device {
     /// /v1/users/{author}` answer, checked as a commit's is (every device
     /// certified by the identity key, the key the one seen before); the
     /// device the record names must be among them, and its signature must
-    /// hold over this copy (`public_space`, `doc`, `title`, `body`) and the
-    /// record's source. Returns the author's safety number.
+    /// hold over this copy (`public_space`, `doc`, `title`, `body`, `marks`
+    /// as JSON) and the record's source. Returns the author's safety number.
     #[allow(clippy::too_many_arguments)]
     pub fn verify_provenance(
         &mut self,
@@ -720,8 +732,10 @@ impl Device {
         doc: &str,
         title: &str,
         body: &str,
+        marks: &str,
         provenance: &str,
     ) -> Result<String, JsValue> {
+        let marks = text_marks(marks)?;
         let author = UserId::new(author).map_err(bad)?;
         let listing: api::UserListing = serde_json::from_str(listing)
             .map_err(|e| fail(ErrorCode::Protocol, format!("the author's listing: {e}")))?;
@@ -743,7 +757,14 @@ impl Device {
                 )
             })?;
         record
-            .verify(space_id(public_space)?, doc, title, body, &certificate)
+            .verify(
+                space_id(public_space)?,
+                doc,
+                title,
+                body,
+                &marks,
+                &certificate,
+            )
             .map_err(|e| fail(ErrorCode::Identity, e))?;
         Ok(key.safety_number(&author))
     }
@@ -1221,8 +1242,9 @@ impl Device {
     }
 
     /// The body of `PUT /v1/public/{public_space}/docs/{doc}` publishing a
-    /// filing's current title and text, with its provenance signed by this
-    /// device (PROTOCOL §15.1). `language` is a primary tag or empty.
+    /// filing's current title, text and formatting, with its provenance
+    /// signed by this device (PROTOCOL §15.1, [`publication::publish`]).
+    /// `language` is a primary tag or empty.
     pub fn publication(
         &mut self,
         space: &str,
@@ -1231,39 +1253,28 @@ impl Device {
         doc: &str,
         language: &str,
     ) -> Result<Ts<Publication>, JsValue> {
-        let public = space_id(public_space)?;
-        let source = space_id(space)?;
-        let stream_hex = stream_id(stream)?.to_hex();
-        let replica = self.replica(space, stream)?;
-        let heads: Vec<String> = replica.heads().iter().map(|h| h.to_string()).collect();
-        let doc_ = replica.doc();
-        let title = filing::title(doc_).map_err(doc_err)?;
-        let body = filing::body(doc_).map_err(doc_err)?;
-        let message = publication::provenance_message(
-            public,
-            doc,
-            &title,
-            &body,
-            &source.to_hex(),
-            &stream_hex,
-            &heads,
-        );
-        let provenance = SignedProvenance {
-            source_space: source.to_hex(),
-            source_stream: stream_hex,
-            heads,
-            device: self.engine.device().id().to_hex(),
-            signature: hex::encode(
-                self.engine
-                    .device()
-                    .sign_statement(Statement::Provenance, &message),
-            ),
-        };
+        let copy = self
+            .engine
+            .publication(
+                space_id(space)?,
+                stream_id(stream)?,
+                space_id(public_space)?,
+                doc,
+                Some(language),
+            )
+            .map_err(|f| fail(f.code.into(), f.message))?;
         ts(Publication {
-            title,
-            body,
-            language: (!language.is_empty()).then(|| language.to_owned()),
-            provenance,
+            title: copy.title,
+            body: copy.body,
+            marks: copy.marks.into_iter().map(Mark::from).collect(),
+            language: copy.language,
+            provenance: SignedProvenance {
+                source_space: copy.provenance.source_space,
+                source_stream: copy.provenance.source_stream,
+                heads: copy.provenance.heads,
+                device: copy.provenance.device,
+                signature: copy.provenance.signature,
+            },
         })
     }
 
@@ -1278,10 +1289,12 @@ impl Device {
         heads: Vec<String>,
         title: &str,
         body: &str,
+        marks: &str,
     ) -> Result<Ts<CopyCheckResult>, JsValue> {
+        let marks = text_marks(marks)?;
         let doc = self.doc(space, stream)?;
         ts(
-            match publication::check_copy(doc, &heads, title, body).map_err(doc_err)? {
+            match publication::check_copy(doc, &heads, title, body, &marks).map_err(doc_err)? {
                 CopyCheck::Matches => CopyCheckResult::Matches,
                 CopyCheck::Differs => CopyCheckResult::Differs,
                 CopyCheck::Unknown => CopyCheckResult::Unknown,
@@ -1497,6 +1510,16 @@ impl Device {
         self.replica(space, stream)?;
         self.edit(space_id(space)?, stream_id(stream)?, edit)
     }
+}
+
+/// The marks of a public copy, from their JSON (`[]` when it has none).
+fn text_marks(json: &str) -> Result<Vec<publication::TextMark>, JsValue> {
+    serde_json::from_str(json).map_err(|e| {
+        fail(
+            ErrorCode::BadInput,
+            format!("the marks of a public copy: {e}"),
+        )
+    })
 }
 
 /// Takes back the edits an earlier version of the app sealed beside the

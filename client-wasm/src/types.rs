@@ -315,6 +315,16 @@ pub struct Mark {
     pub end: usize,
 }
 
+impl From<amicus_core::publication::TextMark> for Mark {
+    fn from(m: amicus_core::publication::TextMark) -> Self {
+        Self {
+            mark: m.mark,
+            start: m.start as usize,
+            end: m.end as usize,
+        }
+    }
+}
+
 /// A comment thread on the passage `[start, end)`.
 #[derive(Serialize, Tsify)]
 pub struct Thread {
@@ -443,6 +453,8 @@ pub struct Filing {
 pub struct Publication {
     pub title: String,
     pub body: String,
+    /// Bold, italic and underline of the body (code points).
+    pub marks: Vec<Mark>,
     /// A primary language tag, if given.
     #[tsify(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]

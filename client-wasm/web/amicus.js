@@ -18,11 +18,51 @@ export { Upload, mentions };
 /** @typedef {import("./pkg/amicus_client.js").HttpCall} HttpCall */
 /** @typedef {import("./pkg/amicus_client.js").OwnDevice} OwnDevice */
 
+/** What a slow start is doing, for the interface to say: `step` events
+ * with `{step, percent?}`, `step` one of `download` (the app's module,
+ * with its percentage when the size is known), `key` (deriving the key
+ * from the passphrase), `state` (opening the state kept here), `sign-in`. */
+export const progress = new EventTarget();
+
+/** Tells the interface what starts now, and lets it draw that before a
+ * step that holds the page (deriving a key does, for seconds on a phone).
+ * @param {string} step @param {number} [percent] */
+async function stepping(step, percent) {
+  progress.dispatchEvent(new CustomEvent("step", { detail: { step, percent } }));
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+}
+
 /** @type {Promise<unknown> | null} */
 let ready = null;
-/** Loads the wasm module once. */
+/** Loads the wasm module once, telling how much of it has arrived. */
 export function load() {
-  if (!ready) ready = init({ module_or_path: new URL("./pkg/amicus_client_bg.wasm", import.meta.url) });
+  if (!ready) {
+    ready = (async () => {
+      const res = await fetch(new URL("./pkg/amicus_client_bg.wasm", import.meta.url));
+      const total = Number(res.headers.get("content-length")) || 0;
+      if (!res.ok || !res.body) return init({ module_or_path: res });
+      const reader = res.body.getReader();
+      let seen = 0;
+      let told = -1;
+      const counted = new ReadableStream({
+        async pull(controller) {
+          const { done, value } = await reader.read();
+          if (done) return controller.close();
+          seen += value.byteLength;
+          // A compressed answer counts more bytes than its length says.
+          const percent = total ? Math.min(99, Math.floor((seen * 100) / total)) : undefined;
+          if (percent !== told) {
+            told = percent ?? 0;
+            progress.dispatchEvent(new CustomEvent("step", { detail: { step: "download", percent } }));
+          }
+          controller.enqueue(value);
+        },
+      });
+      await stepping("download", 0);
+      return init({ module_or_path: new Response(counted, { headers: { "content-type": "application/wasm" } }) });
+    })();
+    ready.catch(() => { ready = null; });
+  }
   return ready;
 }
 
@@ -109,7 +149,8 @@ const CHUNK_SIZE = 1 << 20;
 /** An error with a stable code the interface matches on (the module's
  * `ErrorCode`s, the server's codes, and this file's own: `exists`,
  * `no-device`, `wrong-passphrase`, `no-pairing`, `pairing-expired`,
- * `stopped`, `bad-code`, `bad-recovery-code`, `no-upload`). */
+ * `stopped`, `bad-code`, `bad-recovery-code`, `no-upload`,
+ * `no-device-unlock`, `device-unlock-failed`). */
 export class AppError extends Error {
   /** @param {string} code @param {string} [message] */
   constructor(code, message) {
@@ -272,6 +313,12 @@ async function http(method, path, token, body, raw) {
 /** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** base64url of `bytes` (WebAuthn's credential ids as keys).
+ * @param {Uint8Array} bytes */
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 // ----------------------------------------------------------------- client
 
 /**
@@ -305,6 +352,10 @@ export class Client {
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.saveTimer = undefined;
     this.unsentDocuments = device.unsent_documents();
+    /** The state key sealed under the device authenticator's secret:
+     * `{credential, salt, wrapped}`, or undefined.
+     * @type {{credential: Uint8Array, salt: Uint8Array, wrapped: Uint8Array} | undefined} */
+    this.deviceUnlock = undefined;
     /** @type {boolean | undefined} */
     this.recoveryKit = undefined;
   }
@@ -344,7 +395,9 @@ export class Client {
    * @param {Device} device @param {string} passphrase @param {() => Promise<unknown>} register */
   static async settle(device, passphrase, register) {
     const salt = StateKey.new_salt();
+    await stepping("key");
     const client = new Client(device, StateKey.derive(passphrase, salt), salt);
+    await stepping("sign-in");
     await register();
     await client.save();
     await client.run(device.sign_in());
@@ -423,6 +476,63 @@ export class Client {
     return Client.settle(device, passphrase, () => http("POST", `${path}/devices`, null, { access, certificate: device.certificate() }));
   }
 
+  /** Whether this browser and device can unlock with a platform
+   * authenticator (fingerprint, face, screen lock) at all. */
+  static async deviceUnlockOffered() {
+    try {
+      return !!window.PublicKeyCredential && window.isSecureContext
+        && await PublicKeyCredential.isUserVerifyingPlatformAuthenticatorAvailable();
+    } catch (_) {
+      return false;
+    }
+  }
+
+  /** Makes a credential of the platform authenticator for this account
+   * (user verification required, PRF extension) and keeps the state key
+   * sealed under its secret beside the state. */
+  async enableDeviceUnlock() {
+    const salt = crypto.getRandomValues(new Uint8Array(32));
+    let credential;
+    try {
+      credential = /** @type {PublicKeyCredential} */ (await navigator.credentials.create({ publicKey: {
+        rp: { name: "Amicus" },
+        user: { id: crypto.getRandomValues(new Uint8Array(16)), name: this.user, displayName: this.user },
+        challenge: crypto.getRandomValues(new Uint8Array(32)),
+        pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -257 }],
+        authenticatorSelection: { authenticatorAttachment: "platform", userVerification: "required", residentKey: "discouraged" },
+        extensions: /** @type {any} */ ({ prf: { eval: { first: salt } } }),
+      } }));
+    } catch (e) {
+      throw new AppError("device-unlock-failed", e instanceof Error ? e.message : String(e));
+    }
+    const id = new Uint8Array(credential.rawId);
+    const made = /** @type {any} */ (credential.getClientExtensionResults()).prf;
+    let secret = made?.results?.first;
+    if (!secret && made?.enabled) {
+      // Most authenticators give the secret only when asked again.
+      try {
+        const a = /** @type {PublicKeyCredential} */ (await navigator.credentials.get({ publicKey: {
+          challenge: crypto.getRandomValues(new Uint8Array(32)),
+          allowCredentials: [{ type: "public-key", id }],
+          userVerification: "required",
+          extensions: /** @type {any} */ ({ prf: { eval: { first: salt } } }),
+        } }));
+        secret = /** @type {any} */ (a.getClientExtensionResults()).prf?.results?.first;
+      } catch (e) {
+        throw new AppError("device-unlock-failed", e instanceof Error ? e.message : String(e));
+      }
+    }
+    if (!secret) throw new AppError("no-device-unlock", "the authenticator has no PRF extension");
+    this.deviceUnlock = { credential: id, salt, wrapped: this.key.wrap(new Uint8Array(secret)) };
+    await this.save();
+  }
+
+  /** Forgets the sealed state key: only the passphrase opens the state. */
+  async disableDeviceUnlock() {
+    this.deviceUnlock = undefined;
+    await this.save();
+  }
+
   /** A new recovery code and its kit, not yet active: show the code, then
    * `activateRecovery` (which may be retried with the same kit). */
   newRecoveryKit() {
@@ -450,16 +560,75 @@ export class Client {
     await load();
     const record = await vault.get(user);
     if (!record) throw new AppError("no-device");
-    const key = StateKey.derive(passphrase, record.salt);
+    await stepping("key");
+    return Client.open(record, StateKey.derive(passphrase, record.salt), "wrong-passphrase");
+  }
+
+  /** Whether this browser holds an account (not whose: the page names
+   * none). */
+  static async holdsAccount() {
+    return (await vault.users()).length > 0;
+  }
+
+  /** Whether an account of this browser unlocks with the device's
+   * authenticator ([`enableDeviceUnlock`]). */
+  static async deviceUnlockStored() {
+    const all = await vault.tx("readonly", (s) => s.getAll());
+    return (all || []).some((r) => r.unlock);
+  }
+
+  /** Unlocks with the device's platform authenticator: it verifies its
+   * user and gives the secret (WebAuthn PRF) that opens the state key
+   * sealed beside the state; the account is the one whose credential the
+   * authenticator used. */
+  static async unlockWithDevice() {
+    await load();
+    const records = ((await vault.tx("readonly", (s) => s.getAll())) || []).filter((r) => r.unlock);
+    if (!records.length || !window.PublicKeyCredential) throw new AppError("no-device-unlock");
+    /** @type {Record<string, {first: Uint8Array}>} */
+    const evalByCredential = {};
+    for (const r of records) evalByCredential[base64url(r.unlock.credential)] = { first: r.unlock.salt };
+    let assertion;
+    try {
+      assertion = /** @type {PublicKeyCredential} */ (await navigator.credentials.get({ publicKey: {
+        challenge: crypto.getRandomValues(new Uint8Array(32)),
+        allowCredentials: records.map((r) => /** @type {PublicKeyCredentialDescriptor} */ ({ type: "public-key", id: r.unlock.credential })),
+        userVerification: "required",
+        extensions: /** @type {any} */ ({ prf: { evalByCredential } }),
+      } }));
+    } catch (e) {
+      throw new AppError("device-unlock-failed", e instanceof Error ? e.message : String(e));
+    }
+    const id = base64url(new Uint8Array(assertion.rawId));
+    const record = records.find((r) => base64url(r.unlock.credential) === id);
+    const secret = /** @type {any} */ (assertion.getClientExtensionResults()).prf?.results?.first;
+    if (!record || !secret) throw new AppError("device-unlock-failed", "the authenticator gave no secret");
+    let key;
+    try {
+      key = StateKey.unwrap_with(new Uint8Array(secret), record.unlock.wrapped);
+    } catch (e) {
+      throw new AppError("device-unlock-failed", e instanceof Error ? e.message : String(e));
+    }
+    return Client.open(record, key, "device-unlock-failed");
+  }
+
+  /** Opens the stored `record` with its state key (`failure`: the code
+   * of the error if it does not open), signs in, and returns the client.
+   * @param {any} record @param {StateKey} key @param {string} failure */
+  static async open(record, key, failure) {
+    const user = record.user;
+    await stepping("state");
     // Edits an earlier version of the app kept beside the state.
     const unsent = await vault.getUnsent(user);
     let device;
     try {
       device = Device.unseal(record.sealed, key, unsent ? unsent.sealed : undefined);
     } catch (_) {
-      throw new AppError("wrong-passphrase");
+      throw new AppError(failure);
     }
     const client = new Client(device, key, record.salt);
+    client.deviceUnlock = record.unlock;
+    await stepping("sign-in");
     if (unsent) {
       // They are in the sealed state now.
       await client.save();
@@ -484,7 +653,7 @@ export class Client {
     this.saveTimer = undefined;
     const sealed = this.device.seal(this.key);
     const documents = this.device.unsent_documents();
-    const record = { user: this.device.user(), salt: this.salt, sealed };
+    const record = { user: this.device.user(), salt: this.salt, sealed, unlock: this.deviceUnlock };
     this.saving = this.saving
       .then(() => vault.put(record))
       .then(() => {

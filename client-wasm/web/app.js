@@ -11,9 +11,9 @@
 //   #/admin                  the administrator's invitations
 //   #/join/CODE              (signed out) the sign-up form, invited
 
-import { Client, ServerError, drawPdf, load, mentions } from "./amicus.js";
+import { Client, ServerError, drawPdf, load, mentions, progress as starting } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t, tn } from "./i18n.js";
-import { createEditor } from "./editor.js";
+import { createEditor, marked } from "./editor.js";
 
 /** @type {Client} The signed-in device (null before signing in). */
 let client = null;
@@ -26,6 +26,9 @@ let administrator = false; // this user administers the server (the directory sa
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
+  // What a person types takes the direction of its first letter: a French
+  // title in the Arabic interface runs and aligns left to right.
+  if ((tag === "textarea" || (tag === "input" && (!attrs.type || attrs.type === "text" || attrs.type === "search"))) && !attrs.dir) el.dir = "auto";
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
@@ -198,6 +201,7 @@ function render() {
 // ----------------------------------------------------------------- auth
 
 async function authView(main) {
+  const mine = generation;
   // An invitation link (#/join/CODE) fills the code in: the fragment never
   // reaches the server with a request.
   const [, route, code] = location.hash.split("/");
@@ -288,11 +292,46 @@ async function authView(main) {
     field(t("passphrase"), h("input", { name: "passphrase", type: "password", required: true, minlength: 8, autocomplete: "new-password" })),
     h("button", { type: "submit" }, t("recover")),
   );
+  // A browser that holds an account shows only how to unlock it (the
+  // passphrase, or the device's screen lock where it was turned on); the
+  // other ways in wait behind a link. A new browser shows how to get in.
+  let returning = false;
+  let deviceUnlock = false;
+  try {
+    returning = !invited && await Client.holdsAccount();
+    deviceUnlock = returning && await Client.deviceUnlockStored() && await Client.deviceUnlockOffered();
+  } catch (_) { /* no IndexedDB here: a new browser */ }
+  if (mine !== generation) return;
+  const others = returning ? [signUp, link, recover] : [signIn, link, recover];
+  const first = returning ? signIn : signUp;
+  signIn.querySelector("h2").textContent = t("unlock");
+  if (returning) signIn.prepend(h("p", { class: "muted" }, t("unlockIntro")));
+  if (deviceUnlock) {
+    signIn.append(" ", h("button", { type: "button", id: "unlock-device", onclick: async () => {
+      status(t("working"));
+      try {
+        client = await Client.unlockWithDevice();
+        started();
+      } catch (err) {
+        status(err.code === "device-unlock-failed" ? t("deviceUnlockFailed") : `${t("error")}: ${err.message}`, "error");
+      }
+    } }, t("unlockDevice")));
+  }
   main.append(h("p", { class: "tagline" }, t("tagline")),
     invited ? h("p", { id: "invited", class: "notice" }, t("invitedJoin")) : null,
-    h("div", { class: "auth" }, ...(invited ? [signUp, signIn, link, recover] : [signIn, signUp, link, recover])));
+    h("div", { class: "auth" }, first,
+      h("details", { id: "other-ways", open: !returning }, h("summary", {}, t(returning ? "otherWays" : "otherWaysNew")), h("div", { class: "auth" }, ...others))));
   if (invited) signUp.querySelector("input[name=user]").focus();
 }
+
+/** Says what a slow start is doing (the first sign-in on a weak link:
+ * downloading the app, deriving the key, opening the state, signing in). */
+starting.addEventListener("step", (/** @type {any} */ e) => {
+  if (client) return;
+  const { step, percent } = e.detail;
+  const key = { download: "stepDownload", key: "stepKey", state: "stepState", "sign-in": "stepSignIn" }[step];
+  if (key) status(t(key, { percent: percent ?? "…" }));
+});
 
 /** Who wrote a comment or named a version: the user whose device signed
  * it, or, for content that came in a snapshot, the name it claims, marked
@@ -515,6 +554,15 @@ function spacesView(main) {
     directorySection(),
     h("p", {}, t("safetyNumber"), ": ", h("code", { class: "safety" }, client.device.safety_number())),
   );
+  // A space just joined is named once its library arrives.
+  const named = () => {
+    for (const a of main.querySelectorAll("a.space-link")) {
+      const label = spaceLabel(a.dataset.space);
+      if (a.textContent !== label) a.textContent = label;
+    }
+  };
+  client.events.addEventListener("changed", named);
+  onCleanup(() => client.events.removeEventListener("changed", named));
 }
 
 /** The network's directory: the spaces their managers listed, found by
@@ -1454,9 +1502,10 @@ function editorView(main, space, stream) {
       const space_ = target.value;
       let record = null;
       try {
-        record = await client.api("GET", `/v1/public/${space_}/docs/${stream}`);
+        const found = await client.api("GET", `/v1/public/${space_}/docs?id=${stream}`);
+        record = (found.documents || [])[0] || null;
       } catch (_) {
-        /* none there (404), withdrawn (410), or offline */
+        /* offline */
       }
       fill(copy, record ? [
         h("p", {}, t("publicCopyExists", { space: nameOf(space_) }), " ", h("a", { href: `#/public/${space_}/${stream}` }, t("openPublic"))),
@@ -1479,7 +1528,7 @@ function editorView(main, space, stream) {
         const body = client.device.publication(space, stream, space_, stream, language.value);
         fill(preview,
           h("h4", {}, t("publishPreview")),
-          h("article", { class: "public-preview" }, h("h5", { dir: "auto" }, body.title), h("div", { class: "public-body", dir: "auto" }, body.body)),
+          h("article", { class: "public-preview" }, h("h5", { dir: "auto" }, body.title), h("div", { class: "public-body", dir: "auto" }, marked(body.body, body.marks))),
           h("p", { class: "warning" }, t("publishConfirmText", { space: nameOf(space_) })),
           h("button", { type: "button", id: "confirm-publish", onclick: async () => {
             try {
@@ -1659,10 +1708,45 @@ function publishForms() {
             field(t("docLanguage"), h("select", { name: "language" }, h("option", { value: "" }, "—"), SEARCH_LANGUAGES.map((l) => h("option", { value: l }, langName(l))))),
             h("button", { type: "submit" }, t("publish")))
         : null,
+      spaces.filter((s) => s.role === "space_manager").map(publicRoles),
     );
   };
   draw();
   return box;
+}
+
+const PUBLIC_ROLES = ["contributor", "content_manager", "space_manager"];
+
+/** The roles of a public space its manager gives and takes back: who may
+ * publish there (contributors), also remove (content managers), also
+ * change roles (space managers). */
+function publicRoles(space) {
+  const list = h("ul", { class: "public-roles" });
+  const draw = async () => {
+    try {
+      const s = await client.api("GET", `/v1/spaces/${space.id}`);
+      fill(list, Object.entries(s.roles || {}).map(([user, role]) =>
+        h("li", { "data-user": user }, h("bdi", {}, user), ` · ${t(role)}`)));
+    } catch (err) { fail(err); }
+  };
+  const form = h("form", { class: "public-role", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    const user = f.user.value.trim();
+    try {
+      await client.api("PUT", `/v1/spaces/${space.id}/roles/${encodeURIComponent(user)}`, { role: f.role.value || null });
+      status(t("roleSaved", { user }));
+      f.reset();
+      draw();
+    } catch (err) { fail(err); }
+  } },
+    field(t("user"), h("input", { name: "user", required: true, autocapitalize: "none", spellcheck: "false", dir: "ltr" })),
+    field(t("role"), h("select", { name: "role" }, PUBLIC_ROLES.map((r) => h("option", { value: r }, t(r))), h("option", { value: "" }, t("removeRole")))),
+    h("button", { type: "submit" }, t("saveRole")));
+  draw();
+  return h("section", { class: "roles-of", "data-space": space.id },
+    h("h4", {}, t("publicRoles", { space: space.name || space.id })),
+    h("p", { class: "muted" }, t("publicRolesHelp")), list, form);
 }
 
 /** One public document, with its provenance and, for a member of the
@@ -1686,7 +1770,7 @@ async function publicView(main, space, doc) {
     h("article", { id: "public-doc", lang: d.language || undefined },
       h("h2", { dir: "auto" }, d.title),
       h("p", { class: "muted" }, [d.language && langName(d.language), t("byLine", { author: d.author, date })].filter(Boolean).join(" · ")),
-      h("div", { class: "public-body", dir: "auto" }, d.body)),
+      h("div", { class: "public-body", dir: "auto" }, marked(d.body, d.marks || []))),
     h("section", { id: "provenance" }, h("h3", {}, t("provenance")),
       d.provenance
         ? [h("p", {}, t("provenanceSigned", { author: d.author, device: String(d.provenance.device).slice(0, 8) })), signed, check]
@@ -1699,7 +1783,7 @@ async function publicView(main, space, doc) {
   try {
     const listing = await client.api("GET", `/v1/users/${encodeURIComponent(d.author)}`);
     if (!current()) return;
-    const safety = client.device.verify_provenance(d.author, JSON.stringify(listing), space, doc, d.title, d.body, JSON.stringify(p));
+    const safety = client.device.verify_provenance(d.author, JSON.stringify(listing), space, doc, d.title, d.body, JSON.stringify(d.marks || []), JSON.stringify(p));
     await client.save();
     signed.textContent = t("signatureChecked", { author: d.author, safety });
     signed.className = "online";
@@ -1720,7 +1804,7 @@ async function publicView(main, space, doc) {
     if (!current()) return true;
     let verdict = "unknown";
     try {
-      verdict = client.device.check_copy(p.source_space, p.source_stream, p.heads, d.title, d.body);
+      verdict = client.device.check_copy(p.source_space, p.source_stream, p.heads, d.title, d.body, JSON.stringify(d.marks || []));
     } catch (_) { /* the document is not readable here (yet) */ }
     // The text and heads of a public copy are public: anyone could sign
     // them again under their own name. A copy is vouched for only if its
@@ -1852,7 +1936,7 @@ async function devicesView(main) {
   } catch (err) {
     fail(err);
   }
-  main.append(recoverySection(), notificationSection(), browserNoticeSection(), lockSection());
+  main.append(recoverySection(), deviceUnlockSection(), notificationSection(), browserNoticeSection(), lockSection());
   if (!client.device.holds_identity()) {
     pairing.append(h("p", { class: "muted" }, t("firstDeviceOnly")));
     return;
@@ -1938,6 +2022,37 @@ function notificationSection() {
 
 /** The recovery code: whether one exists, and a button to make a new one
  * (shown once). */
+/** Unlocking with the device's platform authenticator instead of the
+ * passphrase, with what it protects and what it does not. */
+function deviceUnlockSection() {
+  const box = h("section", { id: "device-unlock", "aria-live": "polite" }, h("h3", {}, t("deviceUnlock")),
+    h("p", {}, t("deviceUnlockHelp")), h("p", { class: "warning" }, t("deviceUnlockRisk")));
+  const state = h("p", { id: "device-unlock-state", role: "status" });
+  box.append(state);
+  const draw = async () => {
+    if (!(await Client.deviceUnlockOffered())) {
+      fill(state, t("deviceUnlockUnavailable"));
+      state.className = "muted";
+      return;
+    }
+    const on = !!client.deviceUnlock;
+    state.className = "";
+    fill(state, on ? t("deviceUnlockEnabled") : "", on ? " " : "",
+      h("button", { type: "button", id: on ? "device-unlock-off" : "device-unlock-on", onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          if (on) await client.disableDeviceUnlock();
+          else await client.enableDeviceUnlock();
+        } catch (err) {
+          status(err.code === "no-device-unlock" ? t("deviceUnlockUnavailable") : t("deviceUnlockFailed"), "error");
+        }
+        draw();
+      } }, t(on ? "deviceUnlockOff" : "deviceUnlockOn")));
+  };
+  draw();
+  return box;
+}
+
 function recoverySection() {
   const box = h("section", { id: "recovery", "aria-live": "polite" }, h("h3", {}, t("recoveryTitle")), h("p", { class: "muted" }, t("recoveryExplain")));
   if (!client.device.holds_identity()) {

@@ -100,6 +100,19 @@ function read(root) {
 
 /** Draws `body` with its marks and comments into `root`. */
 function draw(root, body, marks, comments) {
+  const nodes = marked(body, marks, comments);
+  if (body === "" || body.endsWith("\n")) {
+    const br = document.createElement("br");
+    br.dataset.end = "1";
+    nodes.push(br);
+  }
+  root.replaceChildren(...nodes);
+}
+
+/** The nodes showing `body` (plain text, marks in code points) with its
+ * marks (`{mark, start, end}`: bold, italic, underline) and commented
+ * passages: what the editor draws, and what a public copy shows. */
+export function marked(body, marks, comments = []) {
   const chars = Array.from(body);
   const n = chars.length;
   const ranges = [
@@ -112,6 +125,7 @@ function draw(root, body, marks, comments) {
     cuts.add(r.e);
   }
   const at = [...cuts].sort((a, b) => a - b);
+  /** @type {Node[]} */
   const nodes = [];
   for (let i = 0; i + 1 < at.length; i++) {
     const [a, b] = [at[i], at[i + 1]];
@@ -125,12 +139,7 @@ function draw(root, body, marks, comments) {
     }
     nodes.push(node);
   }
-  if (body === "" || body.endsWith("\n")) {
-    const br = document.createElement("br");
-    br.dataset.end = "1";
-    nodes.push(br);
-  }
-  root.replaceChildren(...nodes);
+  return nodes;
 }
 
 /** UTF-16 index, in the text `root` shows, of the point (`node`, `offset`). */

@@ -314,6 +314,9 @@ impl UnsentEdits {
     }
 }
 
+/// The sealed item holding a state key wrapped by [`StateKey::wrap`].
+const WRAPPED_ITEM: &str = "state-key";
+
 /// The key that seals a device's state (zeroized on drop).
 pub struct StateKey(Zeroizing<[u8; 32]>);
 
@@ -388,6 +391,36 @@ impl StateKey {
         XChaCha20Poly1305::new(&(*self.0).into())
     }
 
+    /// The key that wraps a state key under a secret the device's platform
+    /// authenticator gives after user verification (WebAuthn's PRF
+    /// output): BLAKE3 derive-key `"amicus state key wrap v1"` of it.
+    fn wrapping(secret: &[u8]) -> Result<Self, AtRestError> {
+        if secret.len() < 32 {
+            return Err(AtRestError::Corrupt(WRAPPED_ITEM.into()));
+        }
+        Ok(Self(Zeroizing::new(blake3::derive_key(
+            "amicus state key wrap v1",
+            secret,
+        ))))
+    }
+
+    /// This key sealed under `secret` (at least 32 bytes), as the item
+    /// `"state-key"`: kept beside the state, it opens it without the
+    /// passphrase for whoever holds the secret.
+    pub fn wrap(&self, secret: &[u8]) -> Result<Vec<u8>, AtRestError> {
+        Ok(Self::wrapping(secret)?.seal(WRAPPED_ITEM, self.0.as_ref()))
+    }
+
+    /// The state key [`Self::wrap`] sealed under `secret`.
+    pub fn unwrap_with(secret: &[u8], wrapped: &[u8]) -> Result<Self, AtRestError> {
+        let plain = Self::wrapping(secret)?.open(WRAPPED_ITEM, wrapped)?;
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| AtRestError::Corrupt(WRAPPED_ITEM.into()))?;
+        Ok(Self(Zeroizing::new(key)))
+    }
+
     /// Encrypts `plaintext` as the item `name`.
     pub fn seal(&self, name: &str, plaintext: &[u8]) -> Vec<u8> {
         let nonce: [u8; 24] = crate::random::bytes();
@@ -427,6 +460,33 @@ impl StateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state key wrapped under an authenticator's secret opens the state
+    /// with that secret only; the wrapped key shows nothing of the key, and
+    /// a short secret, another secret or an altered item are refused.
+    #[test]
+    fn a_wrapped_state_key_opens_only_with_its_secret() {
+        let key = StateKey::derive(b"correct horse battery staple", &[7; 16]);
+        let state = key.seal("device", b"the device state");
+        let secret = [42u8; 32];
+        let wrapped = key.wrap(&secret).unwrap();
+        assert!(
+            !wrapped.windows(32).any(|w| w == key.0.as_ref()),
+            "the key appears in clear"
+        );
+        let back = StateKey::unwrap_with(&secret, &wrapped).unwrap();
+        assert_eq!(&*back.open("device", &state).unwrap(), b"the device state");
+        assert_eq!(
+            StateKey::unwrap_with(&[43u8; 32], &wrapped).err(),
+            Some(AtRestError::Decrypt("state-key".into()))
+        );
+        let mut altered = wrapped.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(StateKey::unwrap_with(&secret, &altered).is_err());
+        assert!(key.wrap(&[1u8; 16]).is_err());
+        // Two wrappings under one secret differ (fresh nonces).
+        assert_ne!(key.wrap(&secret).unwrap(), wrapped);
+    }
 
     /// Common, short, keyboard-walk and name-based passphrases are refused
     /// with advice; long unusual ones pass.

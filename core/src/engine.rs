@@ -42,7 +42,9 @@ use crate::space::{
 };
 use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
-use crate::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, activity, discussion, library};
+use crate::{
+    DeviceId, MlsProvider, SpaceId, StreamId, UserId, activity, discussion, library, publication,
+};
 
 /// Users' names for a sentence: `a, b, c`.
 fn names(users: &[UserId]) -> String {
@@ -1127,6 +1129,42 @@ impl Engine {
         })?;
         discussion::read(replica.doc(), &authors)
             .map_err(|e| Failure::new(Code::Document, e.to_string()))
+    }
+
+    /// The public copy of the filing `stream` as it reads now (title, text,
+    /// formatting), to publish as `doc` in `public_space`, with its
+    /// provenance signed by this device ([`publication::publish`]). The
+    /// driver sends the filing's changes first, so that members can check
+    /// the heads it names.
+    pub fn publication(
+        &mut self,
+        space: SpaceId,
+        stream: StreamId,
+        public_space: SpaceId,
+        doc: &str,
+        language: Option<&str>,
+    ) -> Result<publication::PublicCopy, Failure> {
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let replica = view.existing_replica(stream).ok_or_else(|| {
+            Failure::new(
+                Code::Document,
+                format!("no readable document {stream} in this space"),
+            )
+        })?;
+        publication::publish(
+            replica.doc(),
+            &self.device,
+            public_space,
+            doc,
+            space,
+            stream,
+            language,
+        )
+        .map_err(|e| Failure::new(Code::Document, e.to_string()))
     }
 
     fn existing_discussion(&mut self, space: SpaceId, stream: StreamId) -> Result<(), Failure> {

@@ -8,7 +8,7 @@
 //! reader who can read it checks the copy against their own replica with
 //! [`check_copy`]: the text at those heads must be the published text.
 
-use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc};
+use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use crate::SpaceId;
@@ -47,17 +47,152 @@ pub enum ProvenanceError {
     BadSignature,
 }
 
+/// A mark of a public copy's text: `bold`, `italic` or `underline` over the
+/// code points `start..end` of its body (as the filing's editor draws them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextMark {
+    /// `bold`, `italic` or `underline` ([`PUBLIC_MARKS`]).
+    pub mark: String,
+    /// First code point marked.
+    pub start: u32,
+    /// Code point after the last one marked.
+    pub end: u32,
+}
+
+/// The formatting a public copy keeps. Comments and their passages stay in
+/// the confidential space.
+pub const PUBLIC_MARKS: [&str; 3] = ["bold", "italic", "underline"];
+
+/// At most this many marks in a public copy.
+pub const MAX_MARKS: usize = 10_000;
+
+/// Why the marks of a public copy are refused.
+pub fn check_marks(marks: &[TextMark], body: &str) -> Result<(), String> {
+    if marks.len() > MAX_MARKS {
+        return Err(format!("a public copy has at most {MAX_MARKS} marks"));
+    }
+    let n = body.chars().count();
+    for m in marks {
+        if !PUBLIC_MARKS.contains(&m.mark.as_str()) {
+            return Err(format!(
+                "`{}` is not a mark of a public copy (bold, italic, underline)",
+                m.mark.chars().take(20).collect::<String>()
+            ));
+        }
+        if m.start >= m.end || m.end as usize > n {
+            return Err(format!(
+                "a mark covers {}..{}, outside the text's {n} characters",
+                m.start, m.end
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The formatting of a filing's body at `heads` that a public copy keeps,
+/// in the order of the text.
+pub fn filing_marks(
+    doc: &AutoCommit,
+    heads: &[ChangeHash],
+) -> Result<Vec<TextMark>, DocumentError> {
+    let body = match doc.get_at(ROOT, "body", heads).map_err(am)? {
+        Some((automerge::Value::Object(ObjType::Text), id)) => id,
+        _ => return Ok(Vec::new()),
+    };
+    let mut out: Vec<TextMark> = doc
+        .marks_at(&body, heads)
+        .map_err(am)?
+        .into_iter()
+        .filter(|m| PUBLIC_MARKS.contains(&m.name()) && m.value() == &ScalarValue::Boolean(true))
+        .filter(|m| m.start < m.end)
+        .map(|m| TextMark {
+            mark: m.name().to_owned(),
+            start: m.start as u32,
+            end: m.end as u32,
+        })
+        .collect();
+    out.sort_by(|a, b| (a.start, a.end, &a.mark).cmp(&(b.start, b.end, &b.mark)));
+    Ok(out)
+}
+
+/// A public copy of a filing, to `PUT /v1/public/{space}/docs/{doc}`
+/// (PROTOCOL §15.1): its title, text and formatting at the heads its
+/// provenance names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicCopy {
+    /// The title.
+    pub title: String,
+    /// The text.
+    pub body: String,
+    /// Its formatting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<TextMark>,
+    /// A primary language tag, if the publisher gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Where it comes from, signed.
+    pub provenance: Provenance,
+}
+
+/// `device` publishes the filing `doc` (stream `source_stream` of the
+/// confidential space `source_space`) as it reads now, as the copy `id`
+/// of `public_space`: the title, text and formatting at the current heads,
+/// and the provenance signed over them. Both clients publish through this.
+pub fn publish(
+    doc: &mut AutoCommit,
+    device: &crate::identity::Device,
+    public_space: SpaceId,
+    id: &str,
+    source_space: SpaceId,
+    source_stream: crate::StreamId,
+    language: Option<&str>,
+) -> Result<PublicCopy, DocumentError> {
+    let mut at = doc.get_heads();
+    at.sort();
+    let heads: Vec<String> = at.iter().map(|h| h.to_string()).collect();
+    let title = crate::document::filing::title(doc)?;
+    let body = crate::document::filing::body(doc)?;
+    let marks = filing_marks(doc, &at)?;
+    let message = provenance_message(
+        public_space,
+        id,
+        &title,
+        &body,
+        &marks,
+        &source_space.to_hex(),
+        &source_stream.to_hex(),
+        &heads,
+    );
+    let provenance = Provenance {
+        source_space: source_space.to_hex(),
+        source_stream: source_stream.to_hex(),
+        heads,
+        device: device.id().to_hex(),
+        signature: hex::encode(device.sign_statement(Statement::Provenance, &message)),
+    };
+    Ok(PublicCopy {
+        title,
+        body,
+        marks,
+        language: language.filter(|l| !l.is_empty()).map(str::to_owned),
+        provenance,
+    })
+}
+
 impl Provenance {
     /// Checks the signature of the device `certificate` names over the copy
-    /// (`public_space`, `id`, `title`, `body`) and this record's source.
-    /// Whether the certificate itself is genuine (signed by the author's
-    /// identity key) is for the caller to establish.
+    /// (`public_space`, `id`, `title`, `body`, `marks`) and this record's
+    /// source. Whether the certificate itself is genuine (signed by the
+    /// author's identity key) is for the caller to establish.
+    #[allow(clippy::too_many_arguments)]
     pub fn verify(
         &self,
         public_space: SpaceId,
         id: &str,
         title: &str,
         body: &str,
+        marks: &[TextMark],
         certificate: &DeviceCertificate,
     ) -> Result<(), ProvenanceError> {
         let message = provenance_message(
@@ -65,6 +200,7 @@ impl Provenance {
             id,
             title,
             body,
+            marks,
             &self.source_space,
             &self.source_stream,
             &self.heads,
@@ -101,21 +237,44 @@ fn device_signed(
 }
 
 /// The bytes a publisher signs (statement `Provenance`): the public copy
-/// (space, id, BLAKE3 of title and body) bound to the confidential source
-/// (space and stream ids, Automerge heads, all as hex).
+/// (space, id, BLAKE3 of title, body and marks) bound to the confidential
+/// source (space and stream ids, Automerge heads, all as hex). A copy
+/// without marks hashes as version 1 did (title length, title, body), so
+/// copies published before marks still verify; with marks, version 2
+/// length-prefixes the body and appends each mark (name length, name,
+/// start, end; u64 big-endian).
+#[allow(clippy::too_many_arguments)]
 pub fn provenance_message(
     public_space: SpaceId,
     id: &str,
     title: &str,
     body: &str,
+    marks: &[TextMark],
     source_space: &str,
     source_stream: &str,
     heads: &[String],
 ) -> Vec<u8> {
-    let mut content = blake3::Hasher::new_derive_key("amicus public content v1");
-    content.update(&(title.len() as u64).to_be_bytes());
-    content.update(title.as_bytes());
-    content.update(body.as_bytes());
+    let content = if marks.is_empty() {
+        let mut c = blake3::Hasher::new_derive_key("amicus public content v1");
+        c.update(&(title.len() as u64).to_be_bytes());
+        c.update(title.as_bytes());
+        c.update(body.as_bytes());
+        c
+    } else {
+        let mut c = blake3::Hasher::new_derive_key("amicus public content v2");
+        for part in [title, body] {
+            c.update(&(part.len() as u64).to_be_bytes());
+            c.update(part.as_bytes());
+        }
+        c.update(&(marks.len() as u64).to_be_bytes());
+        for m in marks {
+            c.update(&(m.mark.len() as u64).to_be_bytes());
+            c.update(m.mark.as_bytes());
+            c.update(&u64::from(m.start).to_be_bytes());
+            c.update(&u64::from(m.end).to_be_bytes());
+        }
+        c
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&public_space.0);
     for part in [id, source_space, source_stream] {
@@ -207,13 +366,15 @@ pub enum CopyCheck {
     Unknown,
 }
 
-/// Compares a public copy (`title`, `body`) with the filing `doc` at the
-/// hex `heads` its provenance names.
+/// Compares a public copy (`title`, `body`, `marks`) with the filing `doc`
+/// at the hex `heads` its provenance names. A copy without marks is
+/// compared by its text only (copies from before marks were published).
 pub fn check_copy(
     doc: &AutoCommit,
     heads: &[String],
     title: &str,
     body: &str,
+    marks: &[TextMark],
 ) -> Result<CopyCheck, DocumentError> {
     let mut at = Vec::with_capacity(heads.len());
     for h in heads {
@@ -233,8 +394,9 @@ pub fn check_copy(
             _ => Ok(None),
         }
     };
-    let same =
-        text_at("title")?.as_deref() == Some(title) && text_at("body")?.as_deref() == Some(body);
+    let same = text_at("title")?.as_deref() == Some(title)
+        && text_at("body")?.as_deref() == Some(body)
+        && (marks.is_empty() || filing_marks(doc, &at)? == marks);
     Ok(if same {
         CopyCheck::Matches
     } else {
@@ -265,6 +427,67 @@ mod tests {
         doc
     }
 
+    /// A published copy keeps the filing's bold, italic and underline as
+    /// they were at the signed heads (not its comments); the signature
+    /// covers them, and a reader of the space finds a copy whose
+    /// formatting was altered to differ.
+    #[test]
+    fn a_public_copy_keeps_its_formatting_under_the_signature() {
+        let alice = UserIdentity::generate(UserId::new("alice").unwrap());
+        let device = alice.new_device();
+        let mut doc = filing("Requête", "Le requérant a été détenu 14 jours.");
+        filing::format(&mut doc, 3, 12, "bold", true).unwrap();
+        filing::format(&mut doc, 26, 35, "italic", true).unwrap();
+        filing::comment(&mut doc, "t1", 0, 2, "alice", "À vérifier", 0).unwrap();
+        let (public, source, stream) =
+            (SpaceId([3; 16]), SpaceId([4; 16]), crate::StreamId([5; 16]));
+        let copy = publish(&mut doc, &device, public, "doc", source, stream, Some("fr")).unwrap();
+        let mark = |mark: &str, start, end| TextMark {
+            mark: mark.into(),
+            start,
+            end,
+        };
+        assert_eq!(
+            copy.marks,
+            vec![mark("bold", 3, 12), mark("italic", 26, 35)]
+        );
+        assert_eq!(copy.language.as_deref(), Some("fr"));
+        assert_eq!(check_marks(&copy.marks, &copy.body), Ok(()));
+        let cert = device.certificate();
+        let verify = |marks: &[TextMark]| {
+            copy.provenance
+                .verify(public, "doc", &copy.title, &copy.body, marks, cert)
+        };
+        assert_eq!(verify(&copy.marks), Ok(()));
+        // Formatting dropped or changed by whoever holds the copy.
+        assert_eq!(verify(&[]), Err(ProvenanceError::BadSignature));
+        assert_eq!(
+            verify(&[mark("bold", 3, 12)]),
+            Err(ProvenanceError::BadSignature)
+        );
+        let heads = copy.provenance.heads.clone();
+        let check = |doc: &AutoCommit, marks: &[TextMark]| {
+            check_copy(doc, &heads, &copy.title, &copy.body, marks)
+        };
+        assert_eq!(check(&doc, &copy.marks).unwrap(), CopyCheck::Matches);
+        assert_eq!(
+            check(&doc, &[mark("bold", 3, 12), mark("italic", 20, 35)]).unwrap(),
+            CopyCheck::Differs
+        );
+        // Formatting later than the copy is not in it.
+        filing::format(&mut doc, 0, 2, "underline", true).unwrap();
+        assert_eq!(check(&doc, &copy.marks).unwrap(), CopyCheck::Matches);
+        // The server's checks: known marks, inside the text.
+        for bad in [
+            vec![mark("commented", 0, 2)],
+            vec![mark("bold", 2, 2)],
+            vec![mark("bold", 0, 36)],
+        ] {
+            assert!(check_marks(&bad, &copy.body).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_marks(&[mark("bold", 0, 35)], &copy.body), Ok(()));
+    }
+
     #[test]
     fn a_copy_matches_its_heads_even_after_later_edits() {
         let mut doc = filing("Requête", "Le requérant a été détenu 14 jours.");
@@ -277,7 +500,8 @@ mod tests {
                 &doc,
                 &heads,
                 "Requête",
-                "Le requérant a été détenu 14 jours."
+                "Le requérant a été détenu 14 jours.",
+                &[]
             )
             .unwrap(),
             CopyCheck::Matches
@@ -285,7 +509,7 @@ mod tests {
         // The current text is not what was published at those heads.
         let now = filing::body(&doc).unwrap();
         assert_eq!(
-            check_copy(&doc, &heads, "Requête (v2)", &now).unwrap(),
+            check_copy(&doc, &heads, "Requête (v2)", &now, &[]).unwrap(),
             CopyCheck::Differs
         );
     }
@@ -300,7 +524,7 @@ mod tests {
             ("Requête", ""),
         ] {
             assert_eq!(
-                check_copy(&doc, &heads, title, body).unwrap(),
+                check_copy(&doc, &heads, title, body, &[]).unwrap(),
                 CopyCheck::Differs,
                 "{title:?} {body:?}"
             );
@@ -312,7 +536,8 @@ mod tests {
                     &doc,
                     &heads,
                     "Requête",
-                    "Le requérant a été détenu 14 jours."
+                    "Le requérant a été détenu 14 jours.",
+                    &[]
                 )
                 .unwrap(),
                 CopyCheck::Unknown,
@@ -329,7 +554,16 @@ mod tests {
         let public = SpaceId([3; 16]);
         let (source, stream) = ("aa".repeat(16), "bb".repeat(16));
         let heads = vec!["cc".repeat(32)];
-        let message = provenance_message(public, "doc", "Titre", "Texte", &source, &stream, &heads);
+        let message = provenance_message(
+            public,
+            "doc",
+            "Titre",
+            "Texte",
+            &[],
+            &source,
+            &stream,
+            &heads,
+        );
         let record = Provenance {
             source_space: source.clone(),
             source_stream: stream.clone(),
@@ -338,7 +572,10 @@ mod tests {
             signature: hex::encode(device.sign_statement(Statement::Provenance, &message)),
         };
         let cert = device.certificate();
-        assert_eq!(record.verify(public, "doc", "Titre", "Texte", cert), Ok(()));
+        assert_eq!(
+            record.verify(public, "doc", "Titre", "Texte", &[], cert),
+            Ok(())
+        );
         // Another copy, another place, another id.
         for (space, id, title, body) in [
             (public, "doc", "Titre", "Texte modifié"),
@@ -347,7 +584,7 @@ mod tests {
             (SpaceId([4; 16]), "doc", "Titre", "Texte"),
         ] {
             assert_eq!(
-                record.verify(space, id, title, body, cert),
+                record.verify(space, id, title, body, &[], cert),
                 Err(ProvenanceError::BadSignature)
             );
         }
@@ -355,32 +592,32 @@ mod tests {
         let mut moved = record.clone();
         moved.heads = vec!["cd".repeat(32)];
         assert_eq!(
-            moved.verify(public, "doc", "Titre", "Texte", cert),
+            moved.verify(public, "doc", "Titre", "Texte", &[], cert),
             Err(ProvenanceError::BadSignature)
         );
         // Another device of the same user, or another key put into the
         // certificate, does not stand for the signer.
         assert_eq!(
-            record.verify(public, "doc", "Titre", "Texte", other.certificate()),
+            record.verify(public, "doc", "Titre", "Texte", &[], other.certificate()),
             Err(ProvenanceError::OtherDevice)
         );
         let mut swapped = cert.clone();
         swapped.device_key = other.certificate().device_key;
         assert_eq!(
-            record.verify(public, "doc", "Titre", "Texte", &swapped),
+            record.verify(public, "doc", "Titre", "Texte", &[], &swapped),
             Err(ProvenanceError::BadSignature)
         );
         // A signature made for another kind of statement does not count.
         let mut sign_in = record.clone();
         sign_in.signature = hex::encode(device.sign_statement(Statement::SignIn, &message));
         assert_eq!(
-            sign_in.verify(public, "doc", "Titre", "Texte", cert),
+            sign_in.verify(public, "doc", "Titre", "Texte", &[], cert),
             Err(ProvenanceError::BadSignature)
         );
         let mut short = record.clone();
         short.signature.truncate(100);
         assert_eq!(
-            short.verify(public, "doc", "Titre", "Texte", cert),
+            short.verify(public, "doc", "Titre", "Texte", &[], cert),
             Err(ProvenanceError::Malformed)
         );
     }
@@ -388,36 +625,136 @@ mod tests {
     #[test]
     fn the_signed_message_binds_every_field() {
         let space = SpaceId([7; 16]);
-        let base = || provenance_message(space, "doc", "Title", "Body", "aa", "bb", &["cc".into()]);
+        let base = || {
+            provenance_message(
+                space,
+                "doc",
+                "Title",
+                "Body",
+                &[],
+                "aa",
+                "bb",
+                &["cc".into()],
+            )
+        };
         let variants = [
             provenance_message(
                 SpaceId([8; 16]),
                 "doc",
                 "Title",
                 "Body",
+                &[],
                 "aa",
                 "bb",
                 &["cc".into()],
             ),
-            provenance_message(space, "doc2", "Title", "Body", "aa", "bb", &["cc".into()]),
-            provenance_message(space, "doc", "TitleB", "ody", "aa", "bb", &["cc".into()]),
-            provenance_message(space, "doc", "Title", "Body.", "aa", "bb", &["cc".into()]),
-            provenance_message(space, "doc", "Title", "Body", "ab", "bb", &["cc".into()]),
-            provenance_message(space, "doc", "Title", "Body", "aa", "bc", &["cc".into()]),
-            provenance_message(space, "doc", "Title", "Body", "aa", "bb", &["cd".into()]),
-            provenance_message(space, "doc", "Title", "Body", "aa", "bb", &[]),
+            provenance_message(
+                space,
+                "doc2",
+                "Title",
+                "Body",
+                &[],
+                "aa",
+                "bb",
+                &["cc".into()],
+            ),
+            provenance_message(
+                space,
+                "doc",
+                "TitleB",
+                "ody",
+                &[],
+                "aa",
+                "bb",
+                &["cc".into()],
+            ),
+            provenance_message(
+                space,
+                "doc",
+                "Title",
+                "Body.",
+                &[],
+                "aa",
+                "bb",
+                &["cc".into()],
+            ),
             provenance_message(
                 space,
                 "doc",
                 "Title",
                 "Body",
+                &[],
+                "ab",
+                "bb",
+                &["cc".into()],
+            ),
+            provenance_message(
+                space,
+                "doc",
+                "Title",
+                "Body",
+                &[],
+                "aa",
+                "bc",
+                &["cc".into()],
+            ),
+            provenance_message(
+                space,
+                "doc",
+                "Title",
+                "Body",
+                &[],
+                "aa",
+                "bb",
+                &["cd".into()],
+            ),
+            provenance_message(space, "doc", "Title", "Body", &[], "aa", "bb", &[]),
+            provenance_message(
+                space,
+                "doc",
+                "Title",
+                "Body",
+                &[],
                 "aa",
                 "bb",
                 &["c".into(), "c".into()],
             ),
         ];
-        for (i, v) in variants.iter().enumerate() {
+        let bold = |start, end| TextMark {
+            mark: "bold".into(),
+            start,
+            end,
+        };
+        let marked = |marks: &[TextMark]| {
+            provenance_message(
+                space,
+                "doc",
+                "Title",
+                "Body",
+                marks,
+                "aa",
+                "bb",
+                &["cc".into()],
+            )
+        };
+        let with_marks = [
+            marked(&[bold(0, 2)]),
+            marked(&[bold(0, 3)]),
+            marked(&[bold(1, 2)]),
+            marked(&[TextMark {
+                mark: "italic".into(),
+                start: 0,
+                end: 2,
+            }]),
+            marked(&[bold(0, 2), bold(2, 3)]),
+        ];
+        for (i, v) in variants.iter().chain(&with_marks).enumerate() {
             assert_ne!(*v, base(), "variant {i} signs the same bytes");
+        }
+        for (i, a) in with_marks.iter().enumerate() {
+            for b in &with_marks[i + 1..] {
+                assert_ne!(a, b, "two formattings sign the same bytes");
+            }
         }
         assert_eq!(base(), base());
     }

@@ -519,6 +519,69 @@ const BANTU_MARKERS: [(Lang, &[&str]); 4] = [
 /// not know Swahili, Lingala, Kirundi or Luganda, so those are recognised by
 /// the share of their frequent function words first.
 pub fn detect(text: &str) -> Option<Lang> {
+    detect_with(text, false)
+}
+
+/// The languages of a text written in several, paragraph by paragraph
+/// (a paragraph is a line): each paragraph goes to the language it is
+/// written in when that is known with confidence (another script than
+/// `main`'s, or a reliable detection), else to `main`. Returns the text of
+/// each language, its paragraphs joined by line breaks, `main` first.
+pub fn by_language(text: &str, main: Lang) -> Vec<(Lang, String)> {
+    let mut out: Vec<(Lang, String)> = vec![(main, String::new())];
+    for paragraph in text.split('\n') {
+        if paragraph.trim().is_empty() {
+            continue;
+        }
+        let lang = paragraph_language(paragraph, main);
+        let i = match out.iter().position(|(l, _)| *l == lang) {
+            Some(i) => i,
+            None => {
+                out.push((lang, String::new()));
+                out.len() - 1
+            }
+        };
+        let part = &mut out[i].1;
+        if !part.is_empty() {
+            part.push('\n');
+        }
+        part.push_str(paragraph);
+    }
+    out
+}
+
+/// The language of one paragraph of a text in `main`: `main` unless the
+/// paragraph is in the other script (Arabic letters in a Latin-script
+/// text or the reverse), or reliably detected as another language.
+pub fn paragraph_language(paragraph: &str, main: Lang) -> Lang {
+    let (mut arabic, mut other) = (0usize, 0usize);
+    for c in paragraph.chars().filter(|c| c.is_alphabetic()) {
+        if is_arabic(c) {
+            arabic += 1;
+        } else {
+            other += 1;
+        }
+    }
+    if arabic + other == 0 {
+        return main;
+    }
+    let arabic_script = arabic > other;
+    if arabic_script != main.is_arabic_script() {
+        // Another script: certain. Its language is detected among those
+        // written in it, English when unsure (as for a whole text).
+        return match detect(paragraph) {
+            Some(l) if l.is_arabic_script() == arabic_script => l,
+            _ if arabic_script => Lang::Ar,
+            _ => Lang::En,
+        };
+    }
+    detect_with(paragraph, true).unwrap_or(main)
+}
+
+/// [`detect`]; with `reliable`, `None` unless the detection is reliable
+/// (whatlang's own confidence test; at least 8 words for the function
+/// words of the Bantu languages).
+fn detect_with(text: &str, reliable: bool) -> Option<Lang> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -537,11 +600,15 @@ pub fn detect(text: &str) -> Option<Lang> {
             .max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((share, lang)) = best
             && share >= 0.12
+            && (!reliable || words.len() >= 8)
         {
             return Some(lang);
         }
     }
     let info = whatlang::detect(text)?;
+    if reliable && !info.is_reliable() {
+        return None;
+    }
     Some(match info.lang() {
         whatlang::Lang::Fra => Lang::Fr,
         whatlang::Lang::Eng => Lang::En,
@@ -557,6 +624,32 @@ pub fn detect(text: &str) -> Option<Lang> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paragraphs_go_to_their_own_language() {
+        let text = "Les avocats ont été arrêtés à Bujumbura pendant une audience publique.\n\
+                    \n\
+                    واعتقلت الشرطة المحامين أثناء الجلسة وصادرت ملفات الدفاع.\n\
+                    The lawyers were detained for three weeks without any charge being brought against them.\n\
+                    Merci.\n\
+                    Le tribunal a refusé de les entendre.";
+        let parts = by_language(text, Lang::Fr);
+        let langs: Vec<Lang> = parts.iter().map(|(l, _)| *l).collect();
+        assert_eq!(langs, vec![Lang::Fr, Lang::Ar, Lang::En]);
+        // A word too short to tell stays in the text's language.
+        assert!(parts[0].1.contains("Merci."), "{parts:?}");
+        assert!(parts[0].1.ends_with("de les entendre."), "{parts:?}");
+        assert!(parts[1].1.starts_with("واعتقلت"), "{parts:?}");
+        // Latin letters in an Arabic text: another script, so certain.
+        assert_eq!(
+            paragraph_language(
+                "Cour africaine des droits de l'homme et des peuples",
+                Lang::Ar
+            ),
+            Lang::Fr
+        );
+        assert_eq!(paragraph_language("123 456", Lang::Ar), Lang::Ar);
+    }
 
     fn run(lang: Lang, text: &str) -> Vec<String> {
         tokens(&mut lang.analyzer(), text)

@@ -7,7 +7,9 @@
 //!
 //! Each language has its own title and body fields with its own analysis
 //! ([`analysis`]); a document goes into the fields of its declared or
-//! detected language, and into a language-independent field. A query is
+//! detected language, each paragraph written in another language (another
+//! script, or reliably detected) into the fields of that one instead; the
+//! text as written is stored for hits and snippets. A query is
 //! analysed for every language in scope: each word matches its stem
 //! exactly, with typos (edit distance 1 from 5 letters, 2 from 9, first letter kept), and the
 //! last word also as a prefix; quoted phrases must match as phrases.
@@ -178,7 +180,7 @@ const BATCH_MAX: u64 = 10_000;
 /// The version of the schema and analysis. An index written under another
 /// version is deleted when opened (it is derived data: the server rebuilds
 /// it from the store when it finds it empty).
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
 const VERSION_FILE: &str = "amicus-schema-version";
 
 fn text_options(tokenizer: &str, stored: bool) -> TextOptions {
@@ -398,13 +400,29 @@ impl SearchIndex {
         d.add_text(f.key, &k);
         d.add_text(f.space, &doc.space);
         d.add_text(f.id, &doc.id);
-        d.add_text(f.lang, lang.code());
         d.add_text(f.title_plain, &doc.title);
         d.add_text(f.body_plain, &doc.body);
         d.add_text(f.title[&lang], &doc.title);
-        d.add_text(f.body[&lang], &doc.body);
+        let title_lang = analysis::paragraph_language(&doc.title, lang);
+        if title_lang != lang {
+            d.add_text(f.title[&title_lang], &doc.title);
+        }
+        // Each paragraph in the fields of its own language: a filing with
+        // a French and an Arabic paragraph is found by words of each. The
+        // document's language is stored first (the hit's language).
+        let mut languages = Vec::new();
+        for (l, text) in analysis::by_language(&doc.body, lang) {
+            d.add_text(f.body[&l], &text);
+            languages.push(l);
+        }
+        if !languages.contains(&title_lang) {
+            languages.push(title_lang);
+        }
+        for l in languages {
+            d.add_text(f.lang, l.code());
+            d.add_facet(f.facets, Facet::from_path(["language", l.code()]));
+        }
         d.add_facet(f.facets, Facet::from_path(["space", doc.space.as_str()]));
-        d.add_facet(f.facets, Facet::from_path(["language", lang.code()]));
         d.add_facet(f.facets, Facet::from_path(["type", doc.kind.name()]));
         if let Some(y) = doc.year {
             d.add_u64(f.year, u64::from(y));
@@ -748,15 +766,25 @@ impl Shared {
             };
             let language = Lang::from_code(&text(self.fields.lang));
             let body = text(self.fields.body_plain);
-            let snippet = match language {
-                Some(l) => highlighters
-                    .entry(l)
-                    .or_insert_with(|| {
-                        Highlighter::new(l, matchers.get(&l).cloned().unwrap_or_default())
-                    })
-                    .snippet(&body),
-                None => highlight::snippet(Lang::En, &body, &[]),
-            };
+            // The snippet of the first of the document's languages whose
+            // query words it holds (the document's own language first).
+            let languages: Vec<Lang> = doc
+                .get_all(self.fields.lang)
+                .filter_map(|v| v.as_str().and_then(Lang::from_code))
+                .collect();
+            let mut snippet = None;
+            for l in languages.iter().filter(|l| matchers.contains_key(l)) {
+                let s = highlighters
+                    .entry(*l)
+                    .or_insert_with(|| Highlighter::new(*l, matchers[l].clone()))
+                    .snippet(&body);
+                if s.contains("<mark>") {
+                    snippet = Some(s);
+                    break;
+                }
+            }
+            let snippet = snippet
+                .unwrap_or_else(|| highlight::snippet(language.unwrap_or(Lang::En), &body, &[]));
             hits.push(Hit {
                 space: text(self.fields.space),
                 id: text(self.fields.id),
@@ -924,6 +952,60 @@ mod tests {
         let p = i.search(&page).unwrap();
         assert_eq!(p.hits.len(), 1);
         assert_eq!(p.total, 2);
+    }
+
+    /// A filing written in French with a paragraph in Arabic (and one in
+    /// English) is found by words of each, each word marked in its
+    /// snippet, and counted under each language.
+    #[test]
+    fn each_paragraph_is_found_in_its_own_language() {
+        let i = SearchIndex::in_memory().unwrap();
+        i.upsert(&doc(
+            "s",
+            "mixte",
+            "Recours devant la Cour africaine",
+            "Les avocats ont été arrêtés à Bujumbura pendant une audience publique, \
+             et leurs dossiers ont été saisis par la police.\n\
+             واعتقلت الشرطة المحامين أثناء الجلسة وصادرت ملفات الدفاع.\n\
+             The lawyers were detained for three weeks without any charge being brought against them.",
+            Some(Lang::Fr),
+        ))
+        .unwrap();
+        i.upsert(&doc(
+            "s",
+            "autre",
+            "Liberté de la presse",
+            "Les journalistes ont été libérés.",
+            None,
+        ))
+        .unwrap();
+        i.commit().unwrap();
+        for (query, word) in [
+            ("saisis", "saisis"),
+            ("المحامين", "المحامين"),
+            ("الشرطة", "الشرطة"),
+            ("charge", "charge"),
+        ] {
+            let r = i.search(&q(query)).unwrap();
+            assert_eq!(ids(&r), vec!["mixte"], "{query}");
+            assert_eq!(r.hits[0].language, Some(Lang::Fr), "{query}");
+            assert!(
+                r.hits[0].snippet.contains(&format!("<mark>{word}</mark>")),
+                "{query}: {}",
+                r.hits[0].snippet
+            );
+        }
+        // French stemming still applies to the French paragraphs only:
+        // "arrêté" finds "arrêtés".
+        assert_eq!(ids(&i.search(&q("arrêté")).unwrap())[0], "mixte");
+        let ar_only = SearchQuery {
+            languages: vec![Lang::Ar],
+            ..q("المحامين")
+        };
+        assert_eq!(ids(&i.search(&ar_only).unwrap()), vec!["mixte"]);
+        let r = i.search(&q("المحامين")).unwrap();
+        assert_eq!(r.facets["language"].get("ar"), Some(&1));
+        assert_eq!(r.facets["language"].get("fr"), Some(&1));
     }
 
     #[test]

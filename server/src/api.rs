@@ -1508,6 +1508,9 @@ pub struct PublicWrite {
     /// Provenance when published from a confidential space.
     #[serde(default)]
     pub provenance: Option<Provenance>,
+    /// Bold, italic and underline of the text (PROTOCOL §15.1).
+    #[serde(default)]
+    pub marks: Vec<amicus_core::publication::TextMark>,
 }
 
 fn public_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
@@ -1565,6 +1568,7 @@ pub async fn put_public(
             BlobId::parse(c)?;
         }
     }
+    amicus_core::publication::check_marks(&req.marks, &req.body).map_err(ApiError::BadRequest)?;
     if let Some(p) = &req.provenance {
         let device = device_id(&p.device)?;
         let record = state
@@ -1574,8 +1578,15 @@ pub async fn put_public(
             .ok_or_else(|| {
                 ApiError::BadRequest("provenance names a device that is not yours".into())
             })?;
-        p.verify(space.id, &doc, &req.title, &req.body, &record.certificate)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        p.verify(
+            space.id,
+            &doc,
+            &req.title,
+            &req.body,
+            &req.marks,
+            &record.certificate,
+        )
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     // A copy already there is replaced by whoever wrote it, or by a content
     // manager, never by another contributor (who could then withdraw it).
@@ -1615,6 +1626,7 @@ pub async fn put_public(
         .into(),
         title: req.title,
         body: req.body,
+        marks: req.marks,
         language: req.language,
         year: req.year,
         file: req.file,
@@ -1629,17 +1641,30 @@ pub async fn put_public(
     ))
 }
 
-/// `GET /v1/public/{space}/docs`: the documents of a public space.
+/// `GET /v1/public/{space}/docs[?id=DOC]`: the documents of a public
+/// space, or the one copy under `id` if there is one (an empty list, not
+/// an error, when there is none: a publisher's app asks this before
+/// offering to withdraw).
 pub async fn list_public(
     State(state): S,
     headers: HeaderMap,
     Path(space): Path<String>,
+    query: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let space = public_space(&state, &who, &space)?;
-    let docs: Vec<Value> = state
-        .store
-        .public_docs(space.id)?
+    let records = match q.get("id") {
+        Some(id) => {
+            check_doc_id(id)?;
+            state.store.public_doc(space.id, id)?.into_iter().collect()
+        }
+        None => state.store.public_docs(space.id)?,
+    };
+    let docs: Vec<Value> = records
         .into_iter()
         .map(|d| json!({ "id": d.id, "title": d.title, "kind": d.kind, "language": d.language, "year": d.year, "author": d.author.as_str(), "updated": d.updated }))
         .collect();

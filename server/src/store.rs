@@ -179,6 +179,8 @@ pub struct PublicRecord {
     pub title: String,
     /// The text.
     pub body: String,
+    /// Its bold, italic and underline (empty in a record of version 1).
+    pub marks: Vec<amicus_core::publication::TextMark>,
     /// The declared language (BCP 47 primary tag), if any.
     pub language: Option<String>,
     /// `document` or `file`.
@@ -193,6 +195,49 @@ pub struct PublicRecord {
     pub author: UserId,
     /// Unix seconds of the last write.
     pub updated: u64,
+}
+
+/// A public document as version 1 of the record stored it (before marks).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct PublicRecordV1 {
+    space: SpaceId,
+    id: String,
+    title: String,
+    body: String,
+    language: Option<String>,
+    kind: String,
+    year: Option<u16>,
+    file: Option<PublicFile>,
+    provenance: Option<Provenance>,
+    author: UserId,
+    updated: u64,
+}
+
+/// The version of a stored [`PublicRecord`] (`marks` came with 2).
+const PUBLIC_VERSION: u8 = 2;
+
+fn enc_public(doc: &PublicRecord) -> Vec<u8> {
+    enc_at(PUBLIC_VERSION, doc)
+}
+
+fn dec_public(bytes: &[u8]) -> Result<PublicRecord, StoreError> {
+    dec_or_v1("public", PUBLIC_VERSION, bytes, |v1: PublicRecordV1| {
+        PublicRecord {
+            space: v1.space,
+            id: v1.id,
+            title: v1.title,
+            body: v1.body,
+            marks: Vec::new(),
+            language: v1.language,
+            kind: v1.kind,
+            year: v1.year,
+            file: v1.file,
+            provenance: v1.provenance,
+            author: v1.author,
+            updated: v1.updated,
+        }
+    })
 }
 
 /// What stays of a withdrawn public copy: who withdrew which copy (its
@@ -1018,28 +1063,28 @@ impl Store for SledStore {
 
     fn put_public(&self, doc: &PublicRecord) -> Result<(), StoreError> {
         self.public
-            .insert(public_key(doc.space, &doc.id), enc(doc))?;
+            .insert(public_key(doc.space, &doc.id), enc_public(doc))?;
         self.durable()
     }
 
     fn public_doc(&self, space: SpaceId, id: &str) -> Result<Option<PublicRecord>, StoreError> {
         self.public
             .get(public_key(space, id))?
-            .map(|v| dec("public", &v))
+            .map(|v| dec_public(&v))
             .transpose()
     }
 
     fn public_docs(&self, space: SpaceId) -> Result<Vec<PublicRecord>, StoreError> {
         self.public
             .scan_prefix(space.0)
-            .map(|item| dec("public", &item?.1))
+            .map(|item| dec_public(&item?.1))
             .collect()
     }
 
     fn all_public_docs(&self) -> Result<Vec<PublicRecord>, StoreError> {
         self.public
             .iter()
-            .map(|item| dec("public", &item?.1))
+            .map(|item| dec_public(&item?.1))
             .collect()
     }
 
@@ -1056,7 +1101,7 @@ impl Store for SledStore {
                 let Some(bytes) = public.get(key.as_slice())? else {
                     return Ok(Withdrawn::Missing);
                 };
-                let copy: PublicRecord = dec("public", &bytes)
+                let copy: PublicRecord = dec_public(&bytes)
                     .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
                 if copy.updated != tombstone.copy_updated {
                     return Ok(Withdrawn::Changed);
@@ -1303,6 +1348,7 @@ mod tests {
             id: "arret".into(),
             title: "Arrêt".into(),
             body: String::new(),
+            marks: Vec::new(),
             language: None,
             kind: "document".into(),
             year: None,
@@ -1382,5 +1428,61 @@ mod tests {
         );
         assert_eq!(store.listing(new).unwrap(), Some(listing));
         assert_eq!(store.listings().unwrap().len(), 2);
+    }
+
+    /// A public copy stored before copies kept their formatting reads
+    /// without marks; one stored now keeps them.
+    #[test]
+    fn a_public_copy_of_version_1_reads_without_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let space = SpaceId([3; 16]);
+        let bob = UserId::new("bob").unwrap();
+        let old = PublicRecordV1 {
+            space,
+            id: "ancien".into(),
+            title: "Arrêt".into(),
+            body: "Texte".into(),
+            language: Some("fr".into()),
+            kind: "document".into(),
+            year: Some(2020),
+            file: None,
+            provenance: None,
+            author: bob.clone(),
+            updated: 4,
+        };
+        let v1 = enc(&old);
+        assert_eq!(v1[0], 1);
+        store
+            .public
+            .insert(public_key(space, "ancien"), v1)
+            .unwrap();
+        let new = PublicRecord {
+            space,
+            id: "nouveau".into(),
+            title: "Arrêt".into(),
+            body: "Texte".into(),
+            marks: vec![amicus_core::publication::TextMark {
+                mark: "bold".into(),
+                start: 0,
+                end: 5,
+            }],
+            language: None,
+            kind: "document".into(),
+            year: None,
+            file: None,
+            provenance: None,
+            author: bob,
+            updated: 5,
+        };
+        store.put_public(&new).unwrap();
+        let read = store.public_doc(space, "ancien").unwrap().unwrap();
+        assert!(read.marks.is_empty());
+        assert_eq!(
+            (read.body.as_str(), read.updated, read.year),
+            ("Texte", 4, Some(2020))
+        );
+        assert_eq!(store.public_doc(space, "nouveau").unwrap(), Some(new));
+        assert_eq!(store.public_docs(space).unwrap().len(), 2);
     }
 }

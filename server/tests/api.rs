@@ -562,6 +562,7 @@ async fn provenance_is_kept_only_when_the_publishers_device_signed_this_copy() {
             "arret-1",
             "Arrêt",
             signed_body,
+            &[],
             &source,
             &stream,
             &heads,
@@ -606,6 +607,55 @@ async fn provenance_is_kept_only_when_the_publishers_device_signed_this_copy() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["provenance"]["device"], alice.id().to_hex());
     assert_eq!(record["provenance"]["heads"], json!(heads));
+
+    // Formatting: kept when signed, refused when not signed or outside
+    // the text (nothing written).
+    let text = "La Cour constate la violation.";
+    let bold = amicus_core::publication::TextMark {
+        mark: "bold".into(),
+        start: 3,
+        end: 7,
+    };
+    let formatted = |signed: &[amicus_core::publication::TextMark], sent: Value| {
+        let message = provenance_message(
+            space, "arret-2", "Arrêt", text, signed, &source, &stream, &heads,
+        );
+        let mut b = write(&alice, text);
+        b["provenance"]["signature"] = json!(hex::encode(
+            alice.sign_statement(Statement::Provenance, &message)
+        ));
+        b["marks"] = sent;
+        b
+    };
+    let uri2 = format!("/v1/public/{public}/docs/arret-2");
+    for body in [
+        formatted(&[], json!([{ "mark": "bold", "start": 3, "end": 7 }])),
+        formatted(std::slice::from_ref(&bold), json!([])),
+        formatted(&[], json!([{ "mark": "bold", "start": 3, "end": 99 }])),
+        formatted(&[], json!([{ "mark": "script", "start": 3, "end": 7 }])),
+    ] {
+        let (status, answer) = api.json("PUT", &uri2, Some(&token), body).await;
+        check_error(status, &answer, StatusCode::BAD_REQUEST, "bad_request");
+        let (status, _) = api.json("GET", &uri2, Some(&token), Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, answer) = api
+        .json(
+            "PUT",
+            &uri2,
+            Some(&token),
+            formatted(
+                std::slice::from_ref(&bold),
+                json!([{ "mark": "bold", "start": 3, "end": 7 }]),
+            ),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {answer}");
+    let (_, record) = api.json("GET", &uri2, Some(&token), Value::Null).await;
+    assert_eq!(
+        record["marks"],
+        json!([{ "mark": "bold", "start": 3, "end": 7 }])
+    );
 }
 
 /// Withdrawing a public copy (PROTOCOL §15.1): only whoever published it or
@@ -718,6 +768,25 @@ async fn a_public_copy_is_withdrawn_by_its_publisher_with_a_signature_over_that_
     }
     let (status, answer) = api.json("DELETE", &uri, Some(&bob_token), json!({})).await;
     check_error(status, &answer, StatusCode::BAD_REQUEST, "bad_request");
+    // Whether a copy is there, asked without an error for "no".
+    let one = |id: &str| {
+        let path = format!("/v1/public/{public}/docs?id={id}");
+        let token = carol_token.clone();
+        let api = &api;
+        async move { api.json("GET", &path, Some(&token), Value::Null).await }
+    };
+    let (status, found) = one("arret-2").await;
+    assert_eq!(status, StatusCode::OK);
+    let found = found["documents"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (&found[0]["id"], &found[0]["updated"]),
+        (&json!("arret-2"), &json!(updated))
+    );
+    let (status, none) = one("arret-9").await;
+    assert_eq!((status, &none["documents"]), (StatusCode::OK, &json!([])));
+    let (status, answer) = one("Arr%C3%AAt").await;
+    check_error(status, &answer, StatusCode::BAD_REQUEST, "bad_request");
 
     let signed = Withdrawal::sign(&bob, space, "arret-2", updated);
     let (status, answer) = api
@@ -739,6 +808,8 @@ async fn a_public_copy_is_withdrawn_by_its_publisher_with_a_signature_over_that_
         )
         .await;
     assert_eq!(listed["documents"], json!([]));
+    let (status, none) = one("arret-2").await;
+    assert_eq!((status, &none["documents"]), (StatusCode::OK, &json!([])));
 
     // Published again: a later copy, which the old signature does not
     // withdraw; a content manager's own signature does.

@@ -11,19 +11,19 @@ use crate::relay_double::Relay;
 use crate::support::{Server, register, shared_filing};
 use crate::webdriver::Browser;
 
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 
 /// One browser test at a time: each drives Chromium profiles, which two
 /// cores run one scenario's worth of at a time.
-static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // <target>/release/deps/e2e-… → <target>
     exe.ancestors().nth(3).expect("target dir").to_path_buf()
 }
 
-fn web_dir() -> PathBuf {
+pub(crate) fn web_dir() -> PathBuf {
     let web = target_dir().join("web");
     assert!(
         web.join("index.html").is_file() && web.join("pkg/amicus_client_bg.wasm").is_file(),
@@ -33,7 +33,7 @@ fn web_dir() -> PathBuf {
     web
 }
 
-async fn sign_up(b: &Browser, url: &str, user: &str) {
+pub(crate) async fn sign_up(b: &Browser, url: &str, user: &str) {
     b.goto(url).await;
     b.type_into("#sign-up input[name=user]", user).await;
     b.type_into(
@@ -53,7 +53,7 @@ async fn sign_up(b: &Browser, url: &str, user: &str) {
 /// Selects, in the editor, the first occurrence of `arguments[0]` (or
 /// places the caret before it when `arguments[1]` is true). The editor
 /// shows the text as text nodes, with its marks as elements around them.
-const SELECT: &str = "const e = document.getElementById('editor'); e.focus(); \
+pub(crate) const SELECT: &str = "const e = document.getElementById('editor'); e.focus(); \
     const nodes = []; const walk = (x) => { for (const c of x.childNodes) { if (c.nodeType === 3) nodes.push(c); else walk(c); } }; walk(e); \
     const find = (i) => { let seen = 0; for (const n of nodes) { if (i <= seen + n.data.length) return [n, i - seen]; seen += n.data.length; } }; \
     const at = e.textContent.indexOf(arguments[0]); if (at < 0) throw new Error('not in the text: ' + arguments[0]); \
@@ -61,7 +61,7 @@ const SELECT: &str = "const e = document.getElementById('editor'); e.focus(); \
     getSelection().removeAllRanges(); getSelection().addRange(r);";
 
 /// The W3C WebDriver codes of the keys the editor test presses.
-const ENTER: &str = "\u{E007}";
+pub(crate) const ENTER: &str = "\u{E007}";
 const CONTROL: &str = "\u{E009}";
 const SHIFT: &str = "\u{E008}";
 const RELEASE: &str = "\u{E000}";
@@ -73,7 +73,7 @@ const TO_END: &str = "const e = document.getElementById('editor'); e.focus(); \
 
 /// Opens the app and unlocks the device of `user` stored in the browser
 /// (the page lists no account: the name is typed).
-async fn unlock(b: &Browser, url: &str, user: &str) {
+pub(crate) async fn unlock(b: &Browser, url: &str, user: &str) {
     b.goto(url).await;
     b.wait_for(
         "a sign-in form that lists no account",
@@ -103,7 +103,7 @@ async fn submit_sign_in(b: &Browser, user: &str) {
 
 /// Creates a confidential space named `name` from the spaces page and
 /// invites `user` as a member; returns the space id once `user` is listed.
-async fn create_space_and_invite(b: &Browser, name: &str, user: &str) -> String {
+pub(crate) async fn create_space_and_invite(b: &Browser, name: &str, user: &str) -> String {
     b.type_into("#new-space input[name=name]", name).await;
     b.click("#new-space button[type=submit]").await;
     b.element("#invite input[name=user]").await;
@@ -121,7 +121,7 @@ async fn create_space_and_invite(b: &Browser, name: &str, user: &str) -> String 
     space
 }
 
-async fn text_of(b: &Browser, css: &str) -> String {
+pub(crate) async fn text_of(b: &Browser, css: &str) -> String {
     let q = serde_json::to_string(css).unwrap();
     b.js(
         &format!(
@@ -1242,7 +1242,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
 
 /// Searches the public library for `words` from the search page: the
 /// titles of the hits, once the answer is drawn.
-async fn search_titles(b: &Browser, words: &str) -> Vec<String> {
+pub(crate) async fn search_titles(b: &Browser, words: &str) -> Vec<String> {
     b.js(
         "document.querySelector('#search input[name=q]').value = ''; \
          document.getElementById('results').replaceChildren()",

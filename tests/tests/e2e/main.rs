@@ -7,6 +7,7 @@ mod coedit;
 mod discussions;
 mod durability;
 mod files;
+mod first_day;
 mod fuzz_regressions;
 mod hostile;
 mod incremental;

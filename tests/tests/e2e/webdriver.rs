@@ -66,6 +66,7 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "SEVERE" },
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
@@ -223,6 +224,36 @@ impl Browser {
             Some(json!({})),
         )
         .await;
+    }
+
+    /// The errors the page's console received since the last call
+    /// (uncaught exceptions, failed loads, invalid markup, `console.error`).
+    pub async fn console_errors(&self) -> Vec<String> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({ "type": "browser" })),
+            )
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Runs a Chrome DevTools Protocol command (`WebAuthn.*` and the like).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .await
     }
 
     /// Saves a PNG screenshot as `<browser>-<name>.png` and returns its path.
