@@ -1280,7 +1280,8 @@ impl Device {
 
     /// Compares a public copy with this device's replica of its source:
     /// `matches` (the title and text at the provenance's heads are the
-    /// published ones), `differs`, or `unknown` (some head is not held
+    /// published ones, and the formatting too if the copy has any; `marks`
+    /// is the copy's as JSON), `differs`, or `unknown` (some head is not held
     /// here yet).
     pub fn check_copy(
         &mut self,

@@ -19,9 +19,10 @@ export { Upload, mentions };
 /** @typedef {import("./pkg/amicus_client.js").OwnDevice} OwnDevice */
 
 /** What a slow start is doing, for the interface to say: `step` events
- * with `{step, percent?}`, `step` one of `download` (the app's module,
- * with its percentage when the size is known), `key` (deriving the key
- * from the passphrase), `state` (opening the state kept here), `sign-in`. */
+ * with `{step, percent?, bytes?}`, `step` one of `download` (the app's
+ * module: the bytes read, and the percentage when the size is known),
+ * `key` (deriving the key from the passphrase), `state` (opening the state
+ * kept here), `sign-in`. */
 export const progress = new EventTarget();
 
 /** Tells the interface what starts now, and lets it draw that before a
@@ -29,7 +30,11 @@ export const progress = new EventTarget();
  * @param {string} step @param {number} [percent] */
 async function stepping(step, percent) {
   progress.dispatchEvent(new CustomEvent("step", { detail: { step, percent } }));
-  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  // A hidden tab draws no frame: it waits 100 ms at most.
+  await new Promise((r) => {
+    requestAnimationFrame(() => setTimeout(r, 0));
+    setTimeout(r, 100);
+  });
 }
 
 /** @type {Promise<unknown> | null} */
@@ -39,21 +44,23 @@ export function load() {
   if (!ready) {
     ready = (async () => {
       const res = await fetch(new URL("./pkg/amicus_client_bg.wasm", import.meta.url));
-      const total = Number(res.headers.get("content-length")) || 0;
+      // The length of a compressed answer is not that of the bytes read:
+      // then only the bytes read are told, each tenth of a megabyte.
+      const total = res.headers.get("content-encoding") ? 0 : Number(res.headers.get("content-length")) || 0;
       if (!res.ok || !res.body) return init({ module_or_path: res });
       const reader = res.body.getReader();
-      let seen = 0;
-      let told = -1;
+      let bytes = 0;
+      let told = "";
       const counted = new ReadableStream({
         async pull(controller) {
           const { done, value } = await reader.read();
           if (done) return controller.close();
-          seen += value.byteLength;
-          // A compressed answer counts more bytes than its length says.
-          const percent = total ? Math.min(99, Math.floor((seen * 100) / total)) : undefined;
-          if (percent !== told) {
-            told = percent ?? 0;
-            progress.dispatchEvent(new CustomEvent("step", { detail: { step: "download", percent } }));
+          bytes += value.byteLength;
+          const percent = total ? Math.min(99, Math.floor((bytes * 100) / total)) : undefined;
+          const now = percent === undefined ? `${Math.floor(bytes / 100000)}` : `${percent}%`;
+          if (now !== told) {
+            told = now;
+            progress.dispatchEvent(new CustomEvent("step", { detail: { step: "download", percent, bytes } }));
           }
           controller.enqueue(value);
         },
@@ -496,7 +503,9 @@ export class Client {
     try {
       credential = /** @type {PublicKeyCredential} */ (await navigator.credentials.create({ publicKey: {
         rp: { name: "Amicus" },
-        user: { id: crypto.getRandomValues(new Uint8Array(16)), name: this.user, displayName: this.user },
+        // The authenticator may list its credentials (a phone's password
+        // manager does): this one names no account.
+        user: { id: crypto.getRandomValues(new Uint8Array(16)), name: "Amicus", displayName: "Amicus" },
         challenge: crypto.getRandomValues(new Uint8Array(32)),
         pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -257 }],
         authenticatorSelection: { authenticatorAttachment: "platform", userVerification: "required", residentKey: "discouraged" },
@@ -527,10 +536,17 @@ export class Client {
     await this.save();
   }
 
-  /** Forgets the sealed state key: only the passphrase opens the state. */
+  /** Forgets the sealed state key: only the passphrase opens the state.
+   * The authenticator is told the credential is no longer used, where the
+   * browser can say so (it may then remove it from its list). */
   async disableDeviceUnlock() {
+    const was = this.deviceUnlock;
     this.deviceUnlock = undefined;
     await this.save();
+    const signal = /** @type {any} */ (window.PublicKeyCredential)?.signalUnknownCredential;
+    if (was && signal) {
+      await signal.call(PublicKeyCredential, { rpId: location.hostname, credentialId: base64url(was.credential) }).catch(() => {});
+    }
   }
 
   /** A new recovery code and its kit, not yet active: show the code, then
@@ -567,6 +583,9 @@ export class Client {
   /** Whether this browser holds an account (not whose: the page names
    * none). */
   static async holdsAccount() {
+    // Asked without opening the database, which would create it (in a
+    // browser that never held an account, or was erased).
+    if (indexedDB.databases && !(await indexedDB.databases()).some((d) => d.name === "amicus")) return false;
     return (await vault.users()).length > 0;
   }
 
@@ -811,7 +830,8 @@ export class Client {
   /** Locks: stores the state, then frees the engine (device key, MLS
    * state, epoch secrets, documents: zeroized as they are dropped) and the
    * state key. Nothing of the account stays in memory but what the page
-   * shows until it is drawn again; unlocking needs the passphrase. */
+   * shows until it is drawn again; unlocking needs the passphrase, or the
+   * device's authenticator where its user turned that on. */
   async lock() {
     if (this.freed) return;
     clearTimeout(this.saveTimer);

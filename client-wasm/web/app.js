@@ -116,6 +116,14 @@ function offerUndo(message, undo) {
   setTimeout(() => button.remove(), UNDO_MS);
 }
 
+/** Listens to the client's `type` events until the page is left (the
+ * session may have ended by then: the client is kept here). */
+function listen(type, fn) {
+  const events = client.events;
+  events.addEventListener(type, fn);
+  onCleanup(() => events.removeEventListener(type, fn));
+}
+
 function onCleanup(fn) {
   cleanup.push(fn);
 }
@@ -178,7 +186,14 @@ function unsentNote() {
 
 function render() {
   generation++;
-  for (const fn of cleanup) fn();
+  // A page's cleanup that fails never stops the next page (nor a lock).
+  for (const fn of cleanup) {
+    try {
+      fn();
+    } catch (e) {
+      queueMicrotask(() => { throw e; });
+    }
+  }
   cleanup = [];
   document.title = t("app");
   const root = document.getElementById("app");
@@ -302,7 +317,8 @@ async function authView(main) {
     deviceUnlock = returning && await Client.deviceUnlockStored() && await Client.deviceUnlockOffered();
   } catch (_) { /* no IndexedDB here: a new browser */ }
   if (mine !== generation) return;
-  const others = returning ? [signUp, link, recover] : [signIn, link, recover];
+  // (A new browser holds no account to unlock.)
+  const others = returning ? [signUp, link, recover] : [link, recover];
   const first = returning ? signIn : signUp;
   signIn.querySelector("h2").textContent = t("unlock");
   if (returning) signIn.prepend(h("p", { class: "muted" }, t("unlockIntro")));
@@ -328,9 +344,10 @@ async function authView(main) {
  * downloading the app, deriving the key, opening the state, signing in). */
 starting.addEventListener("step", (/** @type {any} */ e) => {
   if (client) return;
-  const { step, percent } = e.detail;
+  const { step, percent, bytes } = e.detail;
   const key = { download: "stepDownload", key: "stepKey", state: "stepState", "sign-in": "stepSignIn" }[step];
-  if (key) status(t(key, { percent: percent ?? "…" }));
+  const amount = percent !== undefined ? `${percent} %` : bytes ? formatSize(bytes) : "";
+  if (key) status(t(key, { amount }));
 });
 
 /** Who wrote a comment or named a version: the user whose device signed
@@ -561,8 +578,7 @@ function spacesView(main) {
       if (a.textContent !== label) a.textContent = label;
     }
   };
-  client.events.addEventListener("changed", named);
-  onCleanup(() => client.events.removeEventListener("changed", named));
+  listen("changed", named);
 }
 
 /** The network's directory: the spaces their managers listed, found by
@@ -1032,12 +1048,8 @@ function spaceView(main, space) {
   client.sync(space).catch(() => {});
   const onChanged = (e) => { if (e.detail.space === space) { drawLibrary(); drawProfile(); drawDiscussions(); } };
   const onMembers = (e) => { if (e.detail.space === space) { drawMembers(); drawProfile(); } };
-  client.events.addEventListener("changed", onChanged);
-  client.events.addEventListener("members", onMembers);
-  onCleanup(() => {
-    client.events.removeEventListener("changed", onChanged);
-    client.events.removeEventListener("members", onMembers);
-  });
+  listen("changed", onChanged);
+  listen("members", onMembers);
 }
 
 /** Buttons that put `@user` for each other member of the space into `input`
@@ -1176,8 +1188,7 @@ function discussionView(main, space, stream) {
   ].filter(Boolean));
   draw(true);
   const onChanged = (e) => { if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) draw(false); };
-  client.events.addEventListener("changed", onChanged);
-  onCleanup(() => client.events.removeEventListener("changed", onChanged));
+  listen("changed", onChanged);
 }
 
 function activityView(main) {
@@ -1207,8 +1218,7 @@ function activityView(main) {
   };
   main.append(box);
   draw();
-  client.events.addEventListener("changed", draw);
-  onCleanup(() => client.events.removeEventListener("changed", draw));
+  listen("changed", draw);
 }
 
 /** Browser notices while the tab is open in the background (the
@@ -1584,14 +1594,12 @@ function editorView(main, space, stream) {
     }
   };
   const onPresence = (e) => { if (e.detail.key === key) drawPresence(); };
-  client.events.addEventListener("changed", onChanged);
-  client.events.addEventListener("presence-changed", onPresence);
+  listen("changed", onChanged);
+  listen("presence-changed", onPresence);
   onCleanup(() => {
     clearInterval(beat);
     clearTimeout(pending);
     editor.close();
-    client.events.removeEventListener("changed", onChanged);
-    client.events.removeEventListener("presence-changed", onPresence);
   });
 }
 
@@ -1819,8 +1827,7 @@ async function publicView(main, space, doc) {
   const onChanged = (e) => {
     if (e.detail.space === p.source_space && compare()) client.events.removeEventListener("changed", onChanged);
   };
-  client.events.addEventListener("changed", onChanged);
-  onCleanup(() => client.events.removeEventListener("changed", onChanged));
+  listen("changed", onChanged);
   compare();
   client.sync(p.source_space).then(() => onChanged({ detail: { space: p.source_space } })).catch(() => {});
 }
@@ -1982,6 +1989,8 @@ function lockSection() {
     if (!c) return;
     try {
       await c.erase();
+      // Drawn again: the page of a browser that holds no account.
+      render();
       status(t("erased"));
     } catch (err) {
       fail(err);
@@ -2020,8 +2029,6 @@ function notificationSection() {
   return box;
 }
 
-/** The recovery code: whether one exists, and a button to make a new one
- * (shown once). */
 /** Unlocking with the device's platform authenticator instead of the
  * passphrase, with what it protects and what it does not. */
 function deviceUnlockSection() {
@@ -2053,6 +2060,8 @@ function deviceUnlockSection() {
   return box;
 }
 
+/** The recovery code: whether one exists, and a button to make a new one
+ * (shown once). */
 function recoverySection() {
   const box = h("section", { id: "recovery", "aria-live": "polite" }, h("h3", {}, t("recoveryTitle")), h("p", { class: "muted" }, t("recoveryExplain")));
   if (!client.device.holds_identity()) {

@@ -119,20 +119,28 @@ export function marked(body, marks, comments = []) {
     ...marks.map((m) => ({ s: m.start, e: Math.min(m.end, n), k: m.mark })),
     ...comments.map((c) => ({ s: c.start, e: Math.min(c.end, n), k: "commented" })),
   ].filter((r) => r.s < r.e && TAGS[r.k]);
-  const cuts = new Set([0, n]);
+  // One pass over the places where a mark starts or ends, counting the
+  // marks open at each (a text with many marks costs its marks, not their
+  // square).
+  /** @type {Map<number, {k: string, d: number}[]>} */
+  const edges = new Map([[0, []], [n, []]]);
   for (const r of ranges) {
-    cuts.add(r.s);
-    cuts.add(r.e);
+    if (!edges.has(r.s)) edges.set(r.s, []);
+    if (!edges.has(r.e)) edges.set(r.e, []);
+    edges.get(r.s).push({ k: r.k, d: 1 });
+    edges.get(r.e).push({ k: r.k, d: -1 });
   }
-  const at = [...cuts].sort((a, b) => a - b);
+  const at = [...edges.keys()].sort((a, b) => a - b);
+  /** @type {Record<string, number>} */
+  const open = {};
   /** @type {Node[]} */
   const nodes = [];
   for (let i = 0; i + 1 < at.length; i++) {
+    for (const { k, d } of edges.get(at[i])) open[k] = (open[k] || 0) + d;
     const [a, b] = [at[i], at[i + 1]];
     let node = document.createTextNode(chars.slice(a, b).join(""));
-    const kinds = new Set(ranges.filter((r) => r.s <= a && r.e >= b).map((r) => r.k));
     for (const k of ORDER) {
-      if (!kinds.has(k)) continue;
+      if (!open[k]) continue;
       const wrap = document.createElement(TAGS[k]);
       wrap.append(node);
       node = wrap;

@@ -356,7 +356,7 @@ pub fn withdrawal_message(public_space: SpaceId, id: &str, updated: u64) -> Vec<
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CopyCheck {
     /// At the named heads, the filing's title and text are the published
-    /// ones.
+    /// ones, and its formatting too when the copy carries formatting.
     Matches,
     /// At the named heads, the filing reads differently: the copy is not
     /// what its provenance claims.

@@ -408,11 +408,16 @@ impl SearchIndex {
             d.add_text(f.title[&title_lang], &doc.title);
         }
         // Each paragraph in the fields of its own language: a filing with
-        // a French and an Arabic paragraph is found by words of each. The
-        // document's language is stored first (the hit's language).
+        // a French and an Arabic paragraph is found by words of each. A
+        // paragraph in the same script stays in the document's language
+        // too (a detection can be wrong; recall is kept). The document's
+        // language is stored first (the hit's language).
         let mut languages = Vec::new();
         for (l, text) in analysis::by_language(&doc.body, lang) {
             d.add_text(f.body[&l], &text);
+            if l != lang && l.is_arabic_script() == lang.is_arabic_script() {
+                d.add_text(f.body[&lang], &text);
+            }
             languages.push(l);
         }
         if !languages.contains(&title_lang) {

@@ -427,6 +427,24 @@ async fn first_day(day: Day) {
             }
         }
     }
+    // Left idle in the filing, the phone locks: nothing of the account
+    // stays open.
+    visit(&bruno, &filing, "filing-before-lock").await;
+    bruno
+        .js(
+            "localStorage.setItem('amicus.idle', '2'); document.dispatchEvent(new KeyboardEvent('keydown'))",
+            json!([]),
+        )
+        .await;
+    bruno
+        .wait_for(
+            "the filing locked after the idle delay",
+            "return document.getElementById('sign-in') !== null && document.getElementById('connection') === null \
+             && document.getElementById('status').className.includes('warning')",
+            LONG,
+        )
+        .await;
+    check_page(&bruno, "locked").await;
     let shown: Value = amina
         .js("return document.documentElement.dir", json!([]))
         .await;
