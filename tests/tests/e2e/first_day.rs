@@ -1,5 +1,6 @@
 //! A lawyer's first day in the web app, on a 360 × 740 phone screen, once
-//! in French and once in Arabic; and a returning browser that unlocks with
+//! in French and once in Arabic (the administrator in the other language),
+//! on a server that registers by invitation only; and a returning browser that unlocks with
 //! the device's authenticator. Screenshots go to
 //! `<target>/browser-screenshots-first-day-<language>/`.
 
@@ -19,6 +20,8 @@ struct Day {
     lang: &'static str,
     /// The administrator's interface language.
     admin_lang: &'static str,
+    /// What the administrator is told after signing up.
+    admin_told: &'static str,
     /// The refusal of a wrong invitation code.
     refusal: &'static str,
     /// How the first sign-in says it derives the key.
@@ -108,7 +111,17 @@ async fn first_day(day: Day) {
     let amina = Browser::start("amina", day.admin_lang, &shots, &downloads.join("amina")).await;
     amina.resize(360, 740).await;
     sign_up(&amina, &server.url, "amina").await;
-    amina.element("#admin-link").await;
+    amina
+        .wait_for(
+            "the administrator told so, and the Administration link",
+            &format!(
+                "return document.getElementById('admin-link') !== null \
+                 && (document.getElementById('status')?.textContent || '').includes({:?})",
+                day.admin_told
+            ),
+            LONG,
+        )
+        .await;
     check_page(&amina, "spaces").await;
     amina.click("#admin-link").await;
     amina.element("#new-invitation").await;
@@ -125,6 +138,11 @@ async fn first_day(day: Day) {
         .unwrap()
         .to_owned();
     let code = link.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        link.starts_with(&server.url) && link.contains("#/join/"),
+        "{link}"
+    );
+    assert_eq!(code.len(), 32, "{link}");
 
     // The colleague opens the link on his phone: the sign-up form with the
     // code in it. A mistyped code is refused in his language; then he signs
@@ -136,7 +154,8 @@ async fn first_day(day: Day) {
         .wait_for(
             "the sign-up form with the code",
             &format!(
-                "return document.querySelector('#sign-up input[name=invite]')?.value === {code:?}"
+                "return document.querySelector('#sign-up input[name=invite]')?.value === {code:?} \
+                 && document.activeElement === document.querySelector('#sign-up input[name=user]')"
             ),
             LONG,
         )
@@ -162,12 +181,19 @@ async fn first_day(day: Day) {
     let refused = bruno
         .wait_for(
             "the wrong invitation refused",
-            "const s = document.getElementById('status'); \
-             return s.className.includes('error') && s.firstChild.textContent",
+            "const s = document.getElementById('status'); const d = s.querySelector('details code'); \
+             return s.className.includes('error') && d && [s.firstChild.textContent, d.textContent]",
             LONG,
         )
         .await;
-    assert_eq!(refused, json!(day.refusal));
+    // In his language; the server's own words under "Details".
+    assert_eq!(refused[0], json!(day.refusal));
+    assert!(
+        refused[1].as_str().unwrap().contains(
+            "403 forbidden (invitation_unknown): forbidden: unknown or used invitation code"
+        ),
+        "{refused}"
+    );
     let _ = bruno.console_errors().await; // the refusal's 403, on purpose
     bruno
         .js(
@@ -193,6 +219,19 @@ async fn first_day(day: Day) {
         "the first sign-in did not say what it does: {steps}"
     );
     check_page(&bruno, "signed-up").await;
+    // The link works once.
+    let again = amicus_cli::Client::register(
+        &dir.path().join("chloe"),
+        crate::support::PASS,
+        &server.url,
+        "chloe",
+        Some(&code),
+    )
+    .await;
+    match again {
+        Err(e) => assert!(e.to_string().contains("invitation"), "{e}"),
+        Ok(_) => panic!("an invitation was used twice"),
+    }
 
     // A named space, the colleague in it; a public space where he may
     // publish, given from the roles screen.
@@ -460,6 +499,7 @@ async fn a_lawyers_first_day_in_french_on_a_phone() {
     first_day(Day {
         lang: "fr",
         admin_lang: "ar",
+        admin_told: "أنت مدير هذا الخادم: ادعُ زملاءك من صفحة الإدارة.",
         refusal: "Ce code d’invitation est inconnu ou a déjà servi : demandez un nouveau lien d’invitation.",
         key_step: "Calcul de la clé à partir de votre phrase secrète",
         publish_to: "Publier dans « Jurisprudence »",
@@ -474,6 +514,7 @@ async fn a_lawyers_first_day_in_arabic_on_a_phone() {
     first_day(Day {
         lang: "ar",
         admin_lang: "fr",
+        admin_told: "Vous êtes l’administrateur de ce serveur : invitez vos collègues depuis Administration.",
         refusal: "رمز الدعوة هذا غير معروف أو استُخدم من قبل: اطلب رابط دعوة جديدًا.",
         key_step: "جارٍ اشتقاق المفتاح من عبارة مرورك",
         publish_to: "النشر في «Jurisprudence»",
