@@ -529,11 +529,18 @@ pub fn detect(text: &str) -> Option<Lang> {
 /// each language, its paragraphs joined by line breaks, `main` first.
 pub fn by_language(text: &str, main: Lang) -> Vec<(Lang, String)> {
     let mut out: Vec<(Lang, String)> = vec![(main, String::new())];
+    // A text of one paragraph is in the language declared or detected for
+    // it: only another script moves it.
+    let several = text
+        .split('\n')
+        .filter(|p| !p.trim().is_empty())
+        .nth(1)
+        .is_some();
     for paragraph in text.split('\n') {
         if paragraph.trim().is_empty() {
             continue;
         }
-        let lang = paragraph_language(paragraph, main);
+        let lang = paragraph_language(paragraph, main, several);
         let i = match out.iter().position(|(l, _)| *l == lang) {
             Some(i) => i,
             None => {
@@ -552,8 +559,9 @@ pub fn by_language(text: &str, main: Lang) -> Vec<(Lang, String)> {
 
 /// The language of one paragraph of a text in `main`: `main` unless the
 /// paragraph is in the other script (Arabic letters in a Latin-script
-/// text or the reverse), or reliably detected as another language.
-pub fn paragraph_language(paragraph: &str, main: Lang) -> Lang {
+/// text or the reverse), or, with `same_script`, reliably detected as
+/// another language of the same script.
+pub fn paragraph_language(paragraph: &str, main: Lang, same_script: bool) -> Lang {
     let (mut arabic, mut other) = (0usize, 0usize);
     for c in paragraph.chars().filter(|c| c.is_alphabetic()) {
         if is_arabic(c) {
@@ -574,6 +582,9 @@ pub fn paragraph_language(paragraph: &str, main: Lang) -> Lang {
             _ if arabic_script => Lang::Ar,
             _ => Lang::En,
         };
+    }
+    if !same_script {
+        return main;
     }
     detect_with(paragraph, true).unwrap_or(main)
 }
@@ -644,11 +655,18 @@ mod tests {
         assert_eq!(
             paragraph_language(
                 "Cour africaine des droits de l'homme et des peuples",
-                Lang::Ar
+                Lang::Ar,
+                false
             ),
             Lang::Fr
         );
-        assert_eq!(paragraph_language("123 456", Lang::Ar), Lang::Ar);
+        assert_eq!(paragraph_language("123 456", Lang::Ar, true), Lang::Ar);
+        // One paragraph: its language is the text's, unless another script.
+        let english = "The lawyers were detained for three weeks without any charge being brought against them.";
+        assert_eq!(
+            by_language(english, Lang::Fr),
+            vec![(Lang::Fr, english.to_owned())]
+        );
     }
 
     fn run(lang: Lang, text: &str) -> Vec<String> {

@@ -403,7 +403,7 @@ impl SearchIndex {
         d.add_text(f.title_plain, &doc.title);
         d.add_text(f.body_plain, &doc.body);
         d.add_text(f.title[&lang], &doc.title);
-        let title_lang = analysis::paragraph_language(&doc.title, lang);
+        let title_lang = analysis::paragraph_language(&doc.title, lang, false);
         if title_lang != lang {
             d.add_text(f.title[&title_lang], &doc.title);
         }
