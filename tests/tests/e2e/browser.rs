@@ -1130,24 +1130,13 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         )
         .await;
     amina.js("location.hash = '#/search'", json!([])).await;
-    let mut opened = false;
-    for _ in 0..50 {
-        if search_titles(&amina, "torture Goma")
-            .await
-            .contains(&"Constatations".to_owned())
-        {
-            amina
-                .js(
-                    "Array.from(document.querySelectorAll('#results .hit h4 a')).find((a) => a.textContent === 'Constatations').click()",
-                    json!([]),
-                )
-                .await;
-            opened = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(opened, "the published filing was not found");
+    until_searched(&amina, "torture Goma", "Constatations", true).await;
+    amina
+        .js(
+            "Array.from(document.querySelectorAll('#results .hit h4 a')).find((a) => a.textContent === 'Constatations').click()",
+            json!([]),
+        )
+        .await;
     amina
         .wait_for(
             "the public copy checked against Amina's replica",
@@ -1180,18 +1169,7 @@ async fn two_people_co_edit_share_a_file_and_search_in_chromium() {
         .unwrap()
         .to_owned();
     amina.js("location.hash = '#/search'", json!([])).await;
-    let mut gone = false;
-    for _ in 0..50 {
-        if !search_titles(&amina, "torture Goma")
-            .await
-            .contains(&"Constatations".to_owned())
-        {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(gone, "the withdrawn copy is still found");
+    until_searched(&amina, "torture Goma", "Constatations", false).await;
     amina
         .js("location.hash = arguments[0]", json!([filing]))
         .await;
@@ -1264,6 +1242,43 @@ pub(crate) async fn search_titles(b: &Browser, words: &str) -> Vec<String> {
         )
         .await;
     serde_json::from_value(titles).unwrap_or_default()
+}
+
+/// Searches for `words` until the hit titled `title` is there (`present`)
+/// or gone; the index commits within a window, so it is asked again.
+pub(crate) async fn until_searched(b: &Browser, words: &str, title: &str, present: bool) {
+    for _ in 0..50 {
+        if search_titles(b, words).await.iter().any(|t| t == title) == present {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!(
+        "{}: {title:?} {} by {words:?}",
+        b.name,
+        if present {
+            "never found"
+        } else {
+            "still found"
+        }
+    );
+}
+
+/// Removes the library entry `entry` (its actions, then two clicks) and
+/// returns what the status line says, once it offers to undo.
+pub(crate) async fn remove_entry(b: &Browser, entry: &str) -> serde_json::Value {
+    let li = format!("li[data-entry='{entry}']");
+    b.click(&format!("{li} details.entry-actions summary"))
+        .await;
+    b.click(&format!("{li} button.remove-entry")).await;
+    b.click(&format!("{li} button.remove-entry.confirm")).await;
+    b.wait_for(
+        "the removal with its undo",
+        "const s = document.getElementById('status'); \
+         return document.getElementById('undo') && s.firstChild.textContent",
+        LONG,
+    )
+    .await
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
@@ -2188,27 +2203,7 @@ async fn a_new_version_of_a_file_and_previews_in_the_browser() {
 
     // A file removed by mistake is put back from the status line, as it
     // was, for the other member too.
-    bruno
-        .click(&format!(
-            "li[data-entry='{image}'] details.entry-actions summary"
-        ))
-        .await;
-    bruno
-        .click(&format!("li[data-entry='{image}'] button.remove-entry"))
-        .await;
-    bruno
-        .click(&format!(
-            "li[data-entry='{image}'] button.remove-entry.confirm"
-        ))
-        .await;
-    let said = bruno
-        .wait_for(
-            "the removal with its undo",
-            "const s = document.getElementById('status'); \
-             return document.getElementById('undo') && s.firstChild.textContent",
-            LONG,
-        )
-        .await;
+    let said = remove_entry(&bruno, &image).await;
     assert_eq!(said, json!("„scene.png“ entfernt."));
     assert_eq!(
         bruno

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::browser::{
-    CHROMIUM, ENTER, LONG, SELECT, create_space_and_invite, search_titles, sign_up, target_dir,
-    unlock, web_dir,
+    CHROMIUM, ENTER, LONG, SELECT, create_space_and_invite, remove_entry, sign_up, target_dir,
+    unlock, until_searched, web_dir,
 };
 use crate::support::Server;
 use crate::webdriver::Browser;
@@ -321,18 +321,7 @@ async fn first_day(day: Day) {
     // Found by a French word and by an Arabic word.
     bruno.js("location.hash = '#/search'", json!([])).await;
     for word in ["arrêtés", "المحامين"] {
-        let mut found = false;
-        for _ in 0..50 {
-            if search_titles(&bruno, word)
-                .await
-                .contains(&"Requête".to_owned())
-            {
-                found = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        assert!(found, "the published filing is not found by {word}");
+        until_searched(&bruno, word, "Requête", true).await;
     }
     check_page(&bruno, "found").await;
     bruno
@@ -364,18 +353,7 @@ async fn first_day(day: Day) {
         )
         .await;
     bruno.js("location.hash = '#/search'", json!([])).await;
-    let mut gone = false;
-    for _ in 0..50 {
-        if !search_titles(&bruno, "المحامين")
-            .await
-            .contains(&"Requête".to_owned())
-        {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(gone, "the withdrawn copy is still found");
+    until_searched(&bruno, "المحامين", "Requête", false).await;
 
     // Renamed from the library; a file removed by mistake and put back.
     visit(&bruno, &format!("#/space/{space}"), "library").await;
@@ -413,23 +391,7 @@ async fn first_day(day: Day) {
         .unwrap()
         .to_owned();
     let file_entry = format!("li[data-entry='{id}']");
-    bruno
-        .click(&format!("{file_entry} details.entry-actions summary"))
-        .await;
-    bruno
-        .click(&format!("{file_entry} button.remove-entry"))
-        .await;
-    bruno
-        .click(&format!("{file_entry} button.remove-entry.confirm"))
-        .await;
-    let said = bruno
-        .wait_for(
-            "the removal with its undo",
-            "const s = document.getElementById('status'); \
-             return document.getElementById('undo') && s.firstChild.textContent",
-            LONG,
-        )
-        .await;
+    let said = remove_entry(&bruno, &id).await;
     assert_eq!(said, json!(day.removed));
     check_page(&bruno, "removed").await;
     bruno.click("#undo").await;
