@@ -702,6 +702,121 @@ impl Client {
         Ok(())
     }
 
+    /// Opens a drop box for the space (space managers only): its id and
+    /// its link's fragment (what follows `/drop/#`).
+    pub async fn open_drop_box(
+        &mut self,
+        id: SpaceId,
+        label: &str,
+        days: u32,
+        quota: u64,
+    ) -> Result<(String, String), ClientError> {
+        self.sync(id).await?;
+        let done = self
+            .run(Intent::OpenDropBox {
+                space: id,
+                label: label.to_owned(),
+                days,
+                quota,
+            })
+            .await;
+        self.save()?;
+        match done? {
+            Output::DropBox { id, fragment } => Ok((id, fragment)),
+            other => Err(ClientError::Usage(format!(
+                "opening a drop box ended with {other:?}"
+            ))),
+        }
+    }
+
+    /// Closes a drop box (space managers only).
+    pub async fn close_drop_box(&mut self, id: SpaceId, dropbox: &str) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.run(Intent::CloseDropBox {
+            space: id,
+            dropbox: dropbox.to_owned(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The space's drop boxes and their submissions, the served key
+    /// checked against the space's own.
+    pub async fn drop_boxes(
+        &mut self,
+        id: SpaceId,
+    ) -> Result<amicus_core::dropbox::DropBoxList, ClientError> {
+        self.sync(id).await?;
+        let done = self.run(Intent::DropBoxes(id)).await;
+        self.save()?;
+        match done? {
+            Output::DropBoxes(list) => Ok(list),
+            other => Err(ClientError::Usage(format!(
+                "listing drop boxes ended with {other:?}"
+            ))),
+        }
+    }
+
+    /// Downloads and opens every part of a submission (its id, or the
+    /// start of it): nothing is returned unless each part opens whole.
+    pub async fn open_submission(
+        &mut self,
+        id: SpaceId,
+        submission: &str,
+    ) -> Result<
+        (
+            amicus_core::api::Submission,
+            Vec<amicus_core::intake::drop::Part>,
+        ),
+        ClientError,
+    > {
+        let list = self.drop_boxes(id).await?;
+        let mut found: Vec<amicus_core::api::Submission> = list
+            .boxes
+            .into_iter()
+            .flat_map(|b| b.submissions)
+            .filter(|s| s.id.starts_with(submission))
+            .collect();
+        let s = match found.len() {
+            1 => found.remove(0),
+            0 => {
+                return Err(ClientError::Usage(format!(
+                    "no submission {submission} in this space's drop boxes"
+                )));
+            }
+            _ => {
+                return Err(ClientError::Usage(format!(
+                    "{submission} names several submissions; give more of the id"
+                )));
+            }
+        };
+        let mut parts = Vec::new();
+        for part in &s.parts {
+            let mut sealed = Vec::with_capacity(part.size.min(1 << 30) as usize);
+            for chunk in &part.chunks {
+                let blob = self
+                    .http
+                    .get_blob(chunk, amicus_core::intake::drop::CHUNK_LEN)
+                    .await?;
+                sealed.extend_from_slice(&blob);
+            }
+            if sealed.len() as u64 != part.size {
+                return Err(ClientError::Usage(format!(
+                    "a part of submission {} should have {} bytes and has {}",
+                    s.id,
+                    part.size,
+                    sealed.len()
+                )));
+            }
+            let opened = self
+                .engine
+                .open_submission_part(id, s.epoch, &sealed)
+                .map_err(|f| ClientError::Usage(f.message))?;
+            parts.push(opened);
+        }
+        Ok((s, parts))
+    }
+
     /// Removes a user and all their devices from the space.
     pub async fn remove(&mut self, id: SpaceId, user: &str) -> Result<u64, ClientError> {
         let user = UserId::new(user).map_err(|e| ClientError::Usage(e.to_string()))?;

@@ -252,6 +252,8 @@ pub struct Device {
     engine: Engine,
     /// The engine's clock starts at this wall-clock time (ms).
     started: f64,
+    /// The content of the submission part opened last.
+    opened: Option<Vec<u8>>,
 }
 
 #[wasm_bindgen]
@@ -280,6 +282,7 @@ impl Device {
         Self {
             engine: Engine::new(restored, None, config()),
             started: js_sys::Date::now(),
+            opened: None,
         }
     }
 
@@ -407,6 +410,76 @@ impl Device {
             user: UserId::new(user).map_err(bad)?,
         };
         Ok(self.start(intent))
+    }
+
+    /// Opens a drop box for the space (space managers only): `done`
+    /// carries `drop_box` with its id and its link's fragment.
+    pub fn open_drop_box(
+        &mut self,
+        space: &str,
+        label: &str,
+        days: u32,
+        quota: f64,
+    ) -> Result<f64, JsValue> {
+        if !(quota.is_finite() && quota >= 1.0) {
+            return Err(fail(
+                ErrorCode::BadInput,
+                "a drop box's quota is a number of bytes",
+            ));
+        }
+        let intent = Intent::OpenDropBox {
+            space: space_id(space)?,
+            label: label.to_owned(),
+            days,
+            quota: quota as u64,
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Closes a drop box (space managers only).
+    pub fn close_drop_box(&mut self, space: &str, dropbox: &str) -> Result<f64, JsValue> {
+        let intent = Intent::CloseDropBox {
+            space: space_id(space)?,
+            dropbox: dropbox.to_owned(),
+        };
+        Ok(self.start(intent))
+    }
+
+    /// Lists the space's drop boxes and submissions: `done` carries
+    /// `drop_boxes`, checked against the space's keys.
+    pub fn drop_boxes(&mut self, space: &str) -> Result<f64, JsValue> {
+        Ok(self.start(Intent::DropBoxes(space_id(space)?)))
+    }
+
+    /// Opens one sealed part of a submission (its chunks joined): what it
+    /// is, and its content through [`Device::take_opened`]. A part that
+    /// does not open whole gives nothing (error code `intake`).
+    pub fn open_submission_part(
+        &mut self,
+        space: &str,
+        epoch: f64,
+        sealed: &[u8],
+    ) -> Result<OpenedPart, JsValue> {
+        let part = self
+            .engine
+            .open_submission_part(space_id(space)?, epoch as u64, sealed)
+            .map_err(|f| fail(f.code.into(), f.message))?;
+        let statement = part.kind == amicus_core::intake::drop::Kind::Statement;
+        let opened = OpenedPart {
+            kind: if statement { "statement" } else { "file" }.to_owned(),
+            name: part.name.clone(),
+            media_type: part.media_type.clone(),
+            text: statement.then(|| String::from_utf8_lossy(&part.content).into_owned()),
+            size: part.content.len() as f64,
+        };
+        self.opened = Some(part.content);
+        Ok(opened)
+    }
+
+    /// The content of the part [`Device::open_submission_part`] opened
+    /// last (once).
+    pub fn take_opened(&mut self) -> Vec<u8> {
+        self.opened.take().unwrap_or_default()
     }
 
     /// Revokes another device of this user (this browser must hold the

@@ -92,6 +92,9 @@ pub enum ErrorCode {
     NoAttachment,
     /// An entry to put back is listed already.
     AlreadyListed,
+    /// A drop-box submission that cannot be opened (not sealed to this
+    /// space's key, damaged, or malformed): nothing of it is shown.
+    Intake,
 }
 
 impl From<&amicus_core::library::LibraryError> for ErrorCode {
@@ -154,6 +157,14 @@ pub enum ClientEvent {
         #[tsify(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         removed_from: Option<Vec<String>>,
+        /// A drop box opened.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        drop_box: Option<NewDropBox>,
+        /// A space's drop boxes, checked.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        drop_boxes: Option<DropBoxList>,
         #[tsify(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<OpError>,
@@ -552,6 +563,7 @@ impl From<Code> for ErrorCode {
             Code::ReadOnly => Self::ReadOnly,
             Code::NotManager => Self::NotManager,
             Code::Mention => Self::Mention,
+            Code::Intake => Self::Intake,
         }
     }
 }
@@ -595,6 +607,7 @@ impl From<Event> for ClientEvent {
             },
             Event::Done { op, result } => {
                 let (mut space, mut epoch, mut removed_from, mut error) = (None, None, None, None);
+                let (mut drop_box, mut drop_boxes) = (None, None);
                 match result {
                     Ok(Output::Done) => {}
                     Ok(Output::Space(id)) => space = Some(id.to_hex()),
@@ -602,6 +615,10 @@ impl From<Event> for ClientEvent {
                     Ok(Output::Revoked(spaces)) => {
                         removed_from = Some(spaces.iter().map(|s| s.to_hex()).collect());
                     }
+                    Ok(Output::DropBox { id, fragment }) => {
+                        drop_box = Some(NewDropBox { id, fragment })
+                    }
+                    Ok(Output::DropBoxes(list)) => drop_boxes = Some(list.into()),
                     Err(f) => error = Some(op_error(f)),
                 }
                 Self::Done {
@@ -609,6 +626,8 @@ impl From<Event> for ClientEvent {
                     space,
                     epoch,
                     removed_from,
+                    drop_box,
+                    drop_boxes,
                     error,
                 }
             }
@@ -644,3 +663,115 @@ pub struct UnsentDocument {
 /// The documents of [`Device::unsent`].
 #[derive(Serialize, Tsify)]
 pub struct UnsentList(pub Vec<UnsentDocument>);
+
+/// A drop box just opened.
+#[derive(Serialize, Tsify)]
+pub struct NewDropBox {
+    /// The box (hex).
+    pub id: String,
+    /// What follows `/drop/#` in its link.
+    pub fragment: String,
+}
+
+/// A space's drop boxes, checked against the space's keys.
+#[derive(Serialize, Tsify)]
+pub struct DropBoxList {
+    /// The key the server serves: `missing`, `current`, `stale` (from
+    /// before a removal, being replaced) or `foreign` (not the space's:
+    /// no link is given).
+    pub key: String,
+    pub boxes: Vec<DropBox>,
+}
+
+/// One drop box.
+#[derive(Serialize, Tsify)]
+pub struct DropBox {
+    pub id: String,
+    /// Its label, from inside the space.
+    pub label: Option<String>,
+    pub created_by: String,
+    /// Unix seconds.
+    pub created: f64,
+    pub expires: f64,
+    pub quota: f64,
+    pub used: f64,
+    pub closed: Option<f64>,
+    /// What follows `/drop/#` in its link, when the server serves the
+    /// space's key in force.
+    pub fragment: Option<String>,
+    pub submissions: Vec<Submission>,
+}
+
+/// One complete submission.
+#[derive(Serialize, Tsify)]
+pub struct Submission {
+    pub id: String,
+    /// Unix seconds.
+    pub at: f64,
+    /// The epoch whose key sealed it (give it back to `open_submission_part`).
+    pub epoch: f64,
+    pub parts: Vec<SubmissionPart>,
+}
+
+/// One sealed part: download its chunks (blob ids) in order and join them.
+#[derive(Serialize, Tsify)]
+pub struct SubmissionPart {
+    pub size: f64,
+    pub chunks: Vec<String>,
+}
+
+impl From<amicus_core::dropbox::DropBoxList> for DropBoxList {
+    fn from(list: amicus_core::dropbox::DropBoxList) -> Self {
+        Self {
+            key: list.key.as_str().to_owned(),
+            boxes: list
+                .boxes
+                .into_iter()
+                .map(|b| DropBox {
+                    id: b.id,
+                    label: b.label,
+                    created_by: b.created_by,
+                    created: b.created as f64,
+                    expires: b.expires as f64,
+                    quota: b.quota as f64,
+                    used: b.used as f64,
+                    closed: b.closed.map(|c| c as f64),
+                    fragment: b.fragment,
+                    submissions: b
+                        .submissions
+                        .into_iter()
+                        .map(|s| Submission {
+                            id: s.id,
+                            at: s.at as f64,
+                            epoch: s.epoch as f64,
+                            parts: s
+                                .parts
+                                .into_iter()
+                                .map(|p| SubmissionPart {
+                                    size: p.size as f64,
+                                    chunks: p.chunks,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One opened part of a submission.
+#[derive(Serialize, Tsify)]
+#[tsify(into_wasm_abi)]
+pub struct OpenedPart {
+    /// `statement` or `file`.
+    pub kind: String,
+    /// The witness's file name (untrusted; may be empty).
+    pub name: String,
+    /// The media type the witness's browser gave (untrusted; may be empty).
+    pub media_type: String,
+    /// The statement's text (for a statement).
+    pub text: Option<String>,
+    /// The content's length in bytes.
+    pub size: f64,
+}

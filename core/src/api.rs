@@ -372,3 +372,82 @@ pub struct WithdrawPublic {
     /// The signed withdrawal.
     pub withdrawal: crate::publication::Withdrawal,
 }
+
+/// Body of `PUT /v1/spaces/{space}/intake`: the space's intake key in
+/// force (PROTOCOL §11.5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedIntake {
+    /// `age1…`.
+    pub recipient: String,
+    /// The epoch whose key it is.
+    pub epoch: u64,
+}
+
+/// Body of `POST /v1/spaces/{space}/drop-boxes` (PROTOCOL §11.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDropBox {
+    /// The box (32 hex digits), chosen by the member's device.
+    pub id: String,
+    /// Days it stays open (1 to 365).
+    pub days: u32,
+    /// The bytes it may take, sealed.
+    pub quota: u64,
+}
+
+/// Answer of `GET /v1/spaces/{space}/drop-boxes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropBoxes {
+    /// The intake key the server serves to the boxes' pages.
+    pub intake: Option<PublishedIntake>,
+    /// The space's boxes.
+    pub boxes: Vec<DropBoxRecord>,
+}
+
+/// One drop box as the server keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropBoxRecord {
+    /// The box (hex).
+    pub id: String,
+    /// When it was opened (Unix seconds).
+    pub created: u64,
+    /// Who opened it.
+    pub created_by: String,
+    /// When it stops taking submissions (Unix seconds).
+    pub expires: u64,
+    /// The bytes it may take.
+    pub quota: u64,
+    /// The bytes taken or reserved.
+    pub used: u64,
+    /// When a member closed it.
+    pub closed: Option<u64>,
+    /// Its complete submissions.
+    pub submissions: Vec<Submission>,
+}
+
+/// One complete submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// The submission (hex).
+    pub id: String,
+    /// When it was sent (Unix seconds).
+    pub at: u64,
+    /// The intake epoch whose key sealed it, as the server recorded.
+    pub epoch: u64,
+    /// Its sealed parts.
+    pub parts: Vec<SubmissionPart>,
+}
+
+/// One sealed part: an age file stored as chunks (blob ids, in order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionPart {
+    /// Its size in bytes.
+    pub size: u64,
+    /// The blob ids of its chunks (hex), in order.
+    pub chunks: Vec<String>,
+}

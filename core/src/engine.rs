@@ -211,6 +211,32 @@ pub enum Intent {
         /// Who asked.
         user: UserId,
     },
+    /// Open a drop box for the space (PROTOCOL §11.6): the intake is
+    /// opened if it is not, its key published, the box created at the
+    /// server and its label written in the library. Space managers only.
+    /// Ends with [`Output::DropBox`].
+    OpenDropBox {
+        /// The space.
+        space: SpaceId,
+        /// What members call it (kept inside the space).
+        label: String,
+        /// Days it stays open (1 to 365).
+        days: u32,
+        /// The bytes it may take, sealed.
+        quota: u64,
+    },
+    /// Close a drop box: its link answers "closed" from then on; what it
+    /// received stays. Space managers only.
+    CloseDropBox {
+        /// The space.
+        space: SpaceId,
+        /// The box (hex).
+        dropbox: String,
+    },
+    /// List the space's drop boxes and submissions, the served key
+    /// checked (and published again first when the server's is from
+    /// before the intake last rotated). Ends with [`Output::DropBoxes`].
+    DropBoxes(SpaceId),
     /// Send now every document of the space with local changes waiting
     /// (what an operation such as [`Engine::new_discussion`] wrote: its
     /// document and the library), each as [`Intent::Flush`]; done when all
@@ -236,6 +262,15 @@ pub enum Output {
     Epoch(u64),
     /// A device revoked, and the spaces it was removed from.
     Revoked(Vec<SpaceId>),
+    /// A drop box opened: its id (hex) and its link's fragment.
+    DropBox {
+        /// The box (hex).
+        id: String,
+        /// What follows `/drop/#` in its link.
+        fragment: String,
+    },
+    /// A space's drop boxes, checked.
+    DropBoxes(crate::dropbox::DropBoxList),
 }
 
 /// A document others changed since its user last looked ([`Engine::activity`]).
@@ -314,6 +349,9 @@ pub enum Code {
     NotManager,
     /// A text mentions someone who is not a member of the space.
     Mention,
+    /// A drop-box submission that cannot be opened: not sealed to a key
+    /// of the space this device holds, damaged, or malformed.
+    Intake,
 }
 
 impl Code {
@@ -341,6 +379,7 @@ impl Code {
             Code::Revoked => "revoked",
             Code::NotManager => "not_manager",
             Code::Mention => "mention",
+            Code::Intake => "intake",
         }
     }
 }
@@ -566,6 +605,16 @@ enum CreateStage {
 }
 
 #[derive(Debug)]
+enum DropStage {
+    Start,
+    Publishing(RequestId),
+    Creating(RequestId, String),
+    Labelling(OpId, String),
+    Listing(RequestId),
+    Republishing(RequestId, crate::api::DropBoxes),
+}
+
+#[derive(Debug)]
 enum Op {
     SignIn {
         challenge: Option<RequestId>,
@@ -618,6 +667,25 @@ enum Op {
     List {
         space: SpaceId,
         listing: Option<api::Listing>,
+        request: Option<RequestId>,
+    },
+    /// Opens a drop box (PROTOCOL §11.6).
+    OpenDropBox {
+        space: SpaceId,
+        label: String,
+        days: u32,
+        quota: u64,
+        stage: DropStage,
+    },
+    /// Lists a space's drop boxes, publishing the key in force first if
+    /// the server's is older.
+    DropBoxes {
+        space: SpaceId,
+        stage: DropStage,
+    },
+    /// Publishes the intake key in force (after a removal rotated it).
+    PublishIntake {
+        space: SpaceId,
         request: Option<RequestId>,
     },
     FlushSpace {
@@ -1537,6 +1605,35 @@ impl Engine {
                 }),
                 request: None,
             },
+            Intent::OpenDropBox {
+                space,
+                label,
+                days,
+                quota,
+            } => Op::OpenDropBox {
+                space,
+                label,
+                days,
+                quota,
+                stage: DropStage::Start,
+            },
+            Intent::CloseDropBox { space, dropbox } => Op::Call {
+                call: self.managed(space).and_then(|()| {
+                    crate::intake::drop::BoxId::parse(&dropbox)
+                        .map(|id| {
+                            let path = format!("/v1/spaces/{}/drop-boxes/{id}", space.to_hex());
+                            (Method::Delete, path, None)
+                        })
+                        .ok_or_else(|| {
+                            Failure::new(Code::Protocol, "a drop box id is 32 hex digits")
+                        })
+                }),
+                request: None,
+            },
+            Intent::DropBoxes(space) => Op::DropBoxes {
+                space,
+                stage: DropStage::Start,
+            },
             Intent::FlushSpace(space) => Op::FlushSpace {
                 space,
                 waiting: None,
@@ -2396,6 +2493,27 @@ impl Engine {
                 listing,
                 request,
             } => self.advance_list(*space, listing, request),
+            Op::OpenDropBox {
+                space,
+                label,
+                days,
+                quota,
+                stage,
+            } => self.advance_open_drop_box(*space, label, *days, *quota, stage),
+            Op::DropBoxes { space, stage } => self.advance_drop_boxes(*space, stage),
+            Op::PublishIntake { space, request } => match *request {
+                None => match self.intake_request(*space) {
+                    Some(r) => {
+                        *request = Some(r);
+                        Step::Moved
+                    }
+                    None => Step::Finished(Ok(Output::Done)),
+                },
+                Some(r) => match self.answer::<serde_json::Value>(r) {
+                    None => Step::Pending,
+                    Some(result) => Step::Finished(result.map(|_| Output::Done)),
+                },
+            },
             Op::FlushSpace {
                 space,
                 waiting,
@@ -2570,6 +2688,223 @@ impl Engine {
     /// space as well, where the managers' devices read it: closing at
     /// once, opening only once the server holds the listing (a listing it
     /// refused leaves the space as it was).
+    /// The intake key in force of a space, if it is open and held.
+    fn intake_in_force(&self, space: SpaceId) -> Option<(u64, crate::intake::IntakePublicKey)> {
+        self.spaces.get(&space)?.view.space().intake_in_force()
+    }
+
+    fn intake_request_due(&self, space: SpaceId) -> bool {
+        self.intake_in_force(space).is_some()
+    }
+
+    /// The request publishing the space's intake key in force, if any.
+    fn intake_request(&mut self, space: SpaceId) -> Option<RequestId> {
+        let (epoch, key) = self.intake_in_force(space)?;
+        let body = api::PublishedIntake {
+            recipient: key.to_age_recipient_string(),
+            epoch,
+        };
+        let path = format!("/v1/spaces/{}/intake", space.to_hex());
+        Some(self.request(Method::Put, path, Some(api::to_json(&body))))
+    }
+
+    fn advance_open_drop_box(
+        &mut self,
+        space: SpaceId,
+        label: &str,
+        days: u32,
+        quota: u64,
+        stage: &mut DropStage,
+    ) -> Step {
+        match stage {
+            DropStage::Start => {
+                if let Err(f) = self.managed(space) {
+                    return Step::Finished(Err(f));
+                }
+                if let Err(e) = crate::document::checked_name(label) {
+                    return Step::Finished(Err(Failure::new(Code::Protocol, e.to_string())));
+                }
+                if !(1..=crate::dropbox::MAX_DAYS).contains(&days) {
+                    return Step::Finished(Err(Failure::new(
+                        Code::Protocol,
+                        "a drop box stays open 1 to 365 days",
+                    )));
+                }
+                let tracked = self.spaces.get_mut(&space).expect("managed");
+                if tracked.view.space().intake_in_force().is_none() {
+                    if let Err(e) = tracked.view.space_mut().open_intake() {
+                        return Step::Finished(Err(space_failure(e)));
+                    }
+                    // The intake epoch is space state: durable before the
+                    // key goes out.
+                    self.must_persist = true;
+                }
+                match self.intake_request(space) {
+                    Some(r) => {
+                        *stage = DropStage::Publishing(r);
+                        Step::Moved
+                    }
+                    None => Step::Finished(Err(Failure::new(
+                        Code::Space,
+                        "this device does not hold the key of the space's current epoch",
+                    ))),
+                }
+            }
+            DropStage::Publishing(r) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) => {
+                    let id = crate::intake::drop::BoxId(crate::random::bytes()).to_hex();
+                    let body = api::NewDropBox {
+                        id: id.clone(),
+                        days,
+                        quota,
+                    };
+                    let path = format!("/v1/spaces/{}/drop-boxes", space.to_hex());
+                    let r = self.request(Method::Post, path, Some(api::to_json(&body)));
+                    *stage = DropStage::Creating(r, id);
+                    Step::Moved
+                }
+            },
+            DropStage::Creating(r, id) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) => {
+                    let id = core::mem::take(id);
+                    let written = self
+                        .edit(space, library::stream(space), |r| {
+                            library::set_drop_box(r.doc(), &id, label)
+                        })
+                        .and_then(|w| w.map_err(|e| Failure::new(Code::Protocol, e.to_string())));
+                    if let Err(f) = written {
+                        return Step::Finished(Err(f));
+                    }
+                    let child = self.child(Op::FlushSpace {
+                        space,
+                        waiting: None,
+                        current: None,
+                    });
+                    *stage = DropStage::Labelling(child, id);
+                    Step::Moved
+                }
+            },
+            DropStage::Labelling(child, id) => match self.child_result(*child) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) => {
+                    let fragment = match (
+                        crate::intake::drop::BoxId::parse(id),
+                        self.intake_in_force(space),
+                    ) {
+                        (Some(b), Some((_, key))) => crate::intake::drop::link_fragment(b, &key),
+                        _ => {
+                            return Step::Finished(Err(Failure::new(
+                                Code::Space,
+                                "the space's intake key changed while the box was opened; list the boxes for its link",
+                            )));
+                        }
+                    };
+                    Step::Finished(Ok(Output::DropBox {
+                        id: core::mem::take(id),
+                        fragment,
+                    }))
+                }
+            },
+            _ => unreachable!("stages of a listing"),
+        }
+    }
+
+    fn advance_drop_boxes(&mut self, space: SpaceId, stage: &mut DropStage) -> Step {
+        match stage {
+            DropStage::Start => {
+                if !self.spaces.contains_key(&space) {
+                    return Step::Finished(Err(not_member(space)));
+                }
+                let path = format!("/v1/spaces/{}/drop-boxes", space.to_hex());
+                *stage = DropStage::Listing(self.request(Method::Get, path, None));
+                Step::Moved
+            }
+            DropStage::Listing(r) => match self.answer::<api::DropBoxes>(*r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(listing)) => {
+                    let behind = match (self.intake_in_force(space), &listing.intake) {
+                        (Some(_), None) => true,
+                        (Some((epoch, _)), Some(served)) => served.epoch < epoch,
+                        (None, _) => false,
+                    };
+                    let writable = self
+                        .spaces
+                        .get(&space)
+                        .is_some_and(|t| read_only(&t.view).is_none());
+                    if behind
+                        && writable
+                        && let Some(r) = self.intake_request(space)
+                    {
+                        *stage = DropStage::Republishing(r, listing);
+                        return Step::Moved;
+                    }
+                    Step::Finished(Ok(Output::DropBoxes(self.checked_boxes(space, listing))))
+                }
+            },
+            DropStage::Republishing(r, listing) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) => {
+                    let mut listing = core::mem::replace(
+                        listing,
+                        api::DropBoxes {
+                            intake: None,
+                            boxes: vec![],
+                        },
+                    );
+                    if let Some((epoch, key)) = self.intake_in_force(space) {
+                        listing.intake = Some(api::PublishedIntake {
+                            recipient: key.to_age_recipient_string(),
+                            epoch,
+                        });
+                    }
+                    Step::Finished(Ok(Output::DropBoxes(self.checked_boxes(space, listing))))
+                }
+            },
+            _ => unreachable!("stages of an opening"),
+        }
+    }
+
+    fn checked_boxes(
+        &mut self,
+        space: SpaceId,
+        listing: api::DropBoxes,
+    ) -> crate::dropbox::DropBoxList {
+        let Some(tracked) = self.spaces.get_mut(&space) else {
+            return crate::dropbox::DropBoxList {
+                key: crate::dropbox::KeyState::Missing,
+                boxes: vec![],
+            };
+        };
+        let labels = library::drop_boxes(
+            tracked
+                .view
+                .replica(library::stream(space), &self.device)
+                .doc(),
+        );
+        crate::dropbox::check(tracked.view.space(), &labels, listing)
+    }
+
+    /// Opens one sealed part of a drop-box submission of `space` (the
+    /// server's listing names the epoch whose key sealed it): the whole
+    /// age file is authenticated before anything is returned.
+    pub fn open_submission_part(
+        &self,
+        space: SpaceId,
+        epoch: u64,
+        sealed: &[u8],
+    ) -> Result<crate::intake::drop::Part, Failure> {
+        let tracked = self.spaces.get(&space).ok_or_else(|| not_member(space))?;
+        crate::dropbox::open_part(tracked.view.space(), epoch, sealed)
+            .map_err(|e| Failure::new(Code::Intake, e.to_string()))
+    }
+
     fn advance_list(
         &mut self,
         space: SpaceId,
@@ -3524,6 +3859,19 @@ impl Engine {
                         .spaces
                         .get(&c.space)
                         .map_or(0, |t| t.view.space().epoch());
+                    // A removal rotated the intake key (§11.5): the drop
+                    // boxes' pages must seal to the new one from now on.
+                    if matches!(
+                        c.intent,
+                        CommitIntent::Remove { .. } | CommitIntent::Revoke { .. }
+                    ) && self.intake_request_due(c.space)
+                    {
+                        let op = Op::PublishIntake {
+                            space: c.space,
+                            request: None,
+                        };
+                        self.spawn(op, false, true);
+                    }
                     Step::Finished(Ok(Output::Epoch(epoch)))
                 }
             },

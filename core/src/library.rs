@@ -222,6 +222,31 @@ pub fn set_open(doc: &mut AutoCommit, open: bool) -> Result<(), DocumentError> {
     doc.put(ROOT, "open", open).map_err(am)
 }
 
+/// Names a drop box (PROTOCOL §11.6): its label is kept here, inside the
+/// space, and never given to the server.
+pub fn set_drop_box(doc: &mut AutoCommit, id: &str, label: &str) -> Result<(), DocumentError> {
+    let label = crate::document::checked_name(label)?;
+    let boxes = match doc.get(ROOT, "drop_boxes").map_err(am)? {
+        Some((Value::Object(ObjType::Map), obj)) => obj,
+        _ => doc
+            .put_object(ROOT, "drop_boxes", ObjType::Map)
+            .map_err(am)?,
+    };
+    doc.put(&boxes, id, label).map_err(am)
+}
+
+/// The labels of the space's drop boxes, by box id (hex).
+pub fn drop_boxes(doc: &AutoCommit) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(Some((Value::Object(ObjType::Map), boxes))) = doc.get(ROOT, "drop_boxes") {
+        for key in doc.keys(&boxes) {
+            let label = text(doc, &boxes, &key);
+            out.insert(key, label);
+        }
+    }
+    out
+}
+
 /// Creates the library's structure (the space's creator does this once).
 pub fn init(doc: &mut AutoCommit) -> Result<(), DocumentError> {
     for key in ["folders", "documents", "files"] {

@@ -1293,6 +1293,30 @@ impl Space {
         Ok(secret.intake_key().public())
     }
 
+    /// The intake key in force and its epoch, if the intake is open and
+    /// this member holds that epoch's secret.
+    pub fn intake_in_force(&self) -> Option<(u64, crate::intake::IntakePublicKey)> {
+        let epoch = self.intake_epoch?;
+        let secret = self.keyring.secret(epoch)?;
+        Some((epoch, secret.intake_key().public()))
+    }
+
+    /// The intake key of `epoch`, if this member holds that epoch's
+    /// secret (whether or not it knows the intake was opened then).
+    pub fn intake_key_of(&self, epoch: u64) -> Option<crate::intake::IntakeSecretKey> {
+        self.keyring.secret(epoch).map(|s| s.intake_key())
+    }
+
+    /// The intake key of every epoch this member holds, newest first.
+    pub fn every_intake_key(&self) -> Vec<crate::intake::IntakeSecretKey> {
+        let epochs: Vec<u64> = self.keyring.epochs().collect();
+        epochs
+            .into_iter()
+            .rev()
+            .filter_map(|e| self.intake_key_of(e))
+            .collect()
+    }
+
     /// Every intake private key this member can derive, newest first (old
     /// ones open submissions not yet drained).
     pub fn intake_keys(&self) -> Vec<crate::intake::IntakeSecretKey> {

@@ -30,9 +30,9 @@ use crate::store::{
 };
 
 type S = State<Arc<AppState>>;
-type ApiJson<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+pub(crate) type ApiJson<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
-fn body<T>(j: ApiJson<T>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(j: ApiJson<T>) -> Result<T, ApiError> {
     j.map(|Json(v)| v).map_err(rejection)
 }
 
@@ -1260,7 +1260,11 @@ pub async fn list_spaces(State(state): S, headers: HeaderMap) -> Result<Json<Val
     Ok(Json(json!({ "spaces": spaces })))
 }
 
-fn load_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
+pub(crate) fn load_space(
+    state: &AppState,
+    who: &Caller,
+    id: &str,
+) -> Result<SpaceRecord, ApiError> {
     let id = space_id(id)?;
     match state.store.space(id)? {
         Some(s) if visible(&s, who) => Ok(s),

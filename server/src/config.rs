@@ -63,6 +63,17 @@ pub struct Limits {
     pub catch_up_page: usize,
     /// Bytes of a public document's body.
     pub max_public_body: usize,
+    /// Sustained requests per second from one address on the routes that
+    /// need no account (drop boxes).
+    pub anonymous_rate_per_second: u32,
+    /// Burst allowance above it.
+    pub anonymous_rate_burst: u32,
+    /// Submissions one drop box takes per hour, whoever sends them.
+    pub drop_submissions_per_hour: u32,
+    /// Open drop boxes per space.
+    pub drop_boxes_per_space: usize,
+    /// The largest quota a drop box may be given, bytes.
+    pub max_drop_quota: u64,
 }
 
 impl Default for Limits {
@@ -88,6 +99,11 @@ impl Default for Limits {
             connections_per_device: 8,
             catch_up_page: 256,
             max_public_body: 4 << 20,
+            anonymous_rate_per_second: 5,
+            anonymous_rate_burst: 60,
+            drop_submissions_per_hour: 30,
+            drop_boxes_per_space: 20,
+            max_drop_quota: 2 << 30,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod blobs;
 pub mod config;
 mod deadline;
+pub mod drop;
 pub mod error;
 pub mod notify;
 pub mod pairing;
@@ -45,6 +46,11 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, Limits, Registration};
 pub use state::AppState;
+
+/// The address a request came from (set by [`serve`] on each
+/// connection; absent when the router is called directly, as in tests).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
 
 /// The router of the whole API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -124,6 +130,30 @@ pub fn app(state: Arc<AppState>) -> Router {
             put(api::put_blob)
                 .get(api::get_blob)
                 .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/spaces/{id}/intake", put(drop::put_intake))
+        .route(
+            "/v1/spaces/{id}/drop-boxes",
+            post(drop::create_drop_box).get(drop::list_drop_boxes),
+        )
+        .route(
+            "/v1/spaces/{id}/drop-boxes/{dropbox}",
+            axum::routing::delete(drop::close_drop_box),
+        )
+        .route(
+            "/v1/drop/{dropbox}",
+            get(drop::drop_box_info)
+                .post(drop::submit_file)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/drop/{dropbox}/submissions", post(drop::new_submission))
+        .route(
+            "/v1/drop/{dropbox}/chunks/{hash}",
+            put(drop::put_chunk).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/drop/{dropbox}/submissions/{id}/done",
+            post(drop::finish_submission),
         )
         .route("/v1/public/{space}/docs", get(api::list_public))
         .route(
@@ -233,7 +263,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer): (_, SocketAddr) = match accepted {
+                let (stream, peer): (_, SocketAddr) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: wait, go on.
@@ -247,7 +277,14 @@ pub async fn serve(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "could not disable Nagle's algorithm");
                 }
-                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                // The peer's address, for the per-address limits of the
+                // routes that need no account.
+                let service = hyper_util::service::TowerToHyperService::new(
+                    tower::ServiceExt::map_request(router.clone(), move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(Peer(peer));
+                        req
+                    }),
+                );
                 match tls.clone() {
                     None => {
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -42,6 +42,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     challenges: std::sync::Mutex<HashMap<DeviceId, ([u8; 32], Instant)>>,
     rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
+    anonymous: std::sync::Mutex<HashMap<Vec<u8>, Bucket>>,
     /// The pairing mailbox (in memory only).
     pub pairings: std::sync::Mutex<crate::pairing::Pairings>,
     /// Who asked for notification emails, and who has activity waiting.
@@ -103,6 +104,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             challenges: Default::default(),
             rates: Default::default(),
+            anonymous: Default::default(),
             pairings: Default::default(),
             notifier,
         })
@@ -190,6 +192,52 @@ impl AppState {
             self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             Err((((1.0 - b.tokens) / rate) * 1000.0).ceil() as u32)
         }
+    }
+
+    /// Takes one token from the bucket named `key` (an address, a drop
+    /// box), filled at `rate` per second up to `burst`; the error says how
+    /// long to wait. For the routes that need no account.
+    pub fn rate_anonymous(&self, key: &[u8], rate: f64, burst: f64) -> Result<(), ApiError> {
+        let mut map = self.anonymous.lock().expect("rate lock");
+        if map.len() > 100_000 {
+            map.retain(|_, b| b.at.elapsed() < Duration::from_secs(3_600));
+        }
+        let now = Instant::now();
+        let b = map.entry(key.to_vec()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::RateLimited(
+                (((1.0 - b.tokens) / rate) * 1000.0)
+                    .ceil()
+                    .min(f64::from(u32::MAX)) as u32,
+            ))
+        }
+    }
+
+    /// One request from `peer` on a route that needs no account: the
+    /// per-address limit (an IPv6 address counts by its /64, what one
+    /// subscriber usually holds).
+    pub fn rate_address(&self, peer: Option<std::net::SocketAddr>) -> Result<(), ApiError> {
+        let mut key = b"addr".to_vec();
+        match peer.map(|p| p.ip().to_canonical()) {
+            Some(std::net::IpAddr::V4(v4)) => key.extend_from_slice(&v4.octets()),
+            Some(std::net::IpAddr::V6(v6)) => key.extend_from_slice(&v6.octets()[..8]),
+            None => {}
+        }
+        let limits = &self.config.limits;
+        self.rate_anonymous(
+            &key,
+            f64::from(limits.anonymous_rate_per_second.max(1)),
+            f64::from(limits.anonymous_rate_burst.max(1)),
+        )
     }
 
     /// [`Self::rate`] as an API error.

@@ -448,8 +448,98 @@ pub trait Store: Send + Sync + 'static {
     fn join_requests(&self, space: SpaceId) -> Result<Vec<(UserId, JoinRequest)>, StoreError>;
     /// Every request to join (to find one user's).
     fn all_join_requests(&self) -> Result<Vec<(SpaceId, UserId, JoinRequest)>, StoreError>;
+    /// The intake key a space's members published (§11.5).
+    fn intake(&self, space: SpaceId) -> Result<Option<IntakeRecord>, StoreError>;
+    /// Publishes a space's intake key: kept if its epoch is later than the
+    /// stored one's, or the same key again; `false` (nothing changed) if
+    /// the stored key is of a later epoch, or of the same epoch and
+    /// another key.
+    fn put_intake(&self, space: SpaceId, intake: &IntakeRecord) -> Result<bool, StoreError>;
+    /// Creates a drop box; `false` if the id is taken.
+    fn create_drop_box(&self, id: [u8; 16], record: &DropBoxRecord) -> Result<bool, StoreError>;
+    /// A drop box.
+    fn drop_box(&self, id: [u8; 16]) -> Result<Option<DropBoxRecord>, StoreError>;
+    /// The drop boxes of a space.
+    fn drop_boxes(&self, space: SpaceId) -> Result<Vec<([u8; 16], DropBoxRecord)>, StoreError>;
+    /// Changes a drop box in one atomic step: `change` edits the record and
+    /// says whether to keep the edit. Returns the record as stored after
+    /// it, and whether the edit was kept; `None` for no such box.
+    fn update_drop_box(
+        &self,
+        id: [u8; 16],
+        change: &mut dyn FnMut(&mut DropBoxRecord) -> bool,
+    ) -> Result<Option<(DropBoxRecord, bool)>, StoreError>;
+    /// Writes a submission to a drop box (`None`: deletes it).
+    fn put_submission(
+        &self,
+        dropbox: [u8; 16],
+        id: [u8; 16],
+        submission: Option<&SubmissionRecord>,
+    ) -> Result<(), StoreError>;
+    /// The submissions to a drop box, complete or not.
+    fn submissions(
+        &self,
+        dropbox: [u8; 16],
+    ) -> Result<Vec<([u8; 16], SubmissionRecord)>, StoreError>;
     /// Flushes everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// A space's intake key as its members published it: the X25519 public
+/// key of the epoch whose key is in force (§11.5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeRecord {
+    /// The public key.
+    pub recipient: [u8; 32],
+    /// Its epoch.
+    pub epoch: u64,
+    /// The device that published it.
+    pub by: DeviceId,
+    /// When (Unix seconds).
+    pub at: u64,
+}
+
+/// A drop box: where people without an account submit sealed statements
+/// and files to a space. Its label stays inside the space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropBoxRecord {
+    /// The space it delivers to.
+    pub space: SpaceId,
+    /// Who opened it.
+    pub created_by: UserId,
+    /// When (Unix seconds).
+    pub created: u64,
+    /// When it stops taking submissions (Unix seconds).
+    pub expires: u64,
+    /// The bytes it may hold, sealed.
+    pub quota: u64,
+    /// The bytes used or reserved by submissions under way.
+    pub used: u64,
+    /// When a member closed it.
+    pub closed: Option<u64>,
+}
+
+/// One submission to a drop box: parts, each an age file stored as
+/// content-addressed chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmissionRecord {
+    /// When it was started (Unix seconds).
+    pub at: u64,
+    /// The intake epoch whose key it was sealed to.
+    pub epoch: u64,
+    /// Its parts.
+    pub parts: Vec<PartRecord>,
+    /// Every chunk arrived and members can see it.
+    pub complete: bool,
+}
+
+/// One sealed part of a submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// Its size in bytes.
+    pub size: u64,
+    /// The BLAKE3 hashes of its chunks, in order (blob ids).
+    pub chunks: Vec<[u8; 32]>,
 }
 
 /// How often a user wants to hear of activity while away.
@@ -652,6 +742,9 @@ pub struct SledStore {
     notify: sled::Tree,
     directory: sled::Tree,
     join_requests: sled::Tree,
+    intake: sled::Tree,
+    drop_boxes: sled::Tree,
+    submissions: sled::Tree,
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -687,6 +780,9 @@ impl SledStore {
             notify: tree("notify")?,
             directory: tree("directory")?,
             join_requests: tree("join_requests")?,
+            intake: tree("intake")?,
+            drop_boxes: tree("drop_boxes")?,
+            submissions: tree("submissions")?,
             db,
         })
     }
@@ -1240,6 +1336,129 @@ impl Store for SledStore {
                 .and_then(|u| UserId::new(u).ok())
                 .ok_or_else(corrupt)?;
             out.push((SpaceId(space), user, dec("join_requests", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn intake(&self, space: SpaceId) -> Result<Option<IntakeRecord>, StoreError> {
+        self.intake
+            .get(space.0)?
+            .map(|v| dec("intake", &v))
+            .transpose()
+    }
+
+    fn put_intake(&self, space: SpaceId, intake: &IntakeRecord) -> Result<bool, StoreError> {
+        let mut kept = false;
+        let mut corrupt = false;
+        self.intake.fetch_and_update(space.0, |old| {
+            let old = match old.map(|v| dec::<IntakeRecord>("intake", v)) {
+                Some(Ok(old)) => Some(old),
+                Some(Err(_)) => {
+                    corrupt = true;
+                    None
+                }
+                None => None,
+            };
+            kept = match &old {
+                None => true,
+                Some(o) => {
+                    o.epoch < intake.epoch
+                        || (o.epoch == intake.epoch && o.recipient == intake.recipient)
+                }
+            };
+            if kept && old.as_ref().is_none_or(|o| o.epoch < intake.epoch) {
+                Some(enc(intake))
+            } else {
+                old.map(|o| enc(&o))
+            }
+        })?;
+        if corrupt {
+            return Err(StoreError::Corrupt("intake"));
+        }
+        self.durable()?;
+        Ok(kept)
+    }
+
+    fn create_drop_box(&self, id: [u8; 16], record: &DropBoxRecord) -> Result<bool, StoreError> {
+        let created = self
+            .drop_boxes
+            .compare_and_swap(id, None as Option<&[u8]>, Some(enc(record)))?
+            .is_ok();
+        self.durable()?;
+        Ok(created)
+    }
+
+    fn drop_box(&self, id: [u8; 16]) -> Result<Option<DropBoxRecord>, StoreError> {
+        self.drop_boxes
+            .get(id)?
+            .map(|v| dec("drop_boxes", &v))
+            .transpose()
+    }
+
+    fn drop_boxes(&self, space: SpaceId) -> Result<Vec<([u8; 16], DropBoxRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.drop_boxes.iter() {
+            let (k, v) = item?;
+            let id = <[u8; 16]>::try_from(&k[..]).map_err(|_| StoreError::Corrupt("drop_boxes"))?;
+            let record: DropBoxRecord = dec("drop_boxes", &v)?;
+            if record.space == space {
+                out.push((id, record));
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_drop_box(
+        &self,
+        id: [u8; 16],
+        change: &mut dyn FnMut(&mut DropBoxRecord) -> bool,
+    ) -> Result<Option<(DropBoxRecord, bool)>, StoreError> {
+        let mut result = None;
+        let mut corrupt = false;
+        self.drop_boxes.fetch_and_update(id, |old| {
+            let old = old?;
+            let Ok(mut record) = dec::<DropBoxRecord>("drop_boxes", old) else {
+                corrupt = true;
+                return Some(old.to_vec());
+            };
+            let before = record.clone();
+            let kept = change(&mut record);
+            let bytes = if kept { enc(&record) } else { old.to_vec() };
+            result = Some((if kept { record } else { before }, kept));
+            Some(bytes)
+        })?;
+        if corrupt {
+            return Err(StoreError::Corrupt("drop_boxes"));
+        }
+        self.durable()?;
+        Ok(result)
+    }
+
+    fn put_submission(
+        &self,
+        dropbox: [u8; 16],
+        id: [u8; 16],
+        submission: Option<&SubmissionRecord>,
+    ) -> Result<(), StoreError> {
+        let mut key = dropbox.to_vec();
+        key.extend_from_slice(&id);
+        match submission {
+            Some(s) => self.submissions.insert(key, enc(s))?,
+            None => self.submissions.remove(key)?,
+        };
+        self.durable()
+    }
+
+    fn submissions(
+        &self,
+        dropbox: [u8; 16],
+    ) -> Result<Vec<([u8; 16], SubmissionRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.submissions.scan_prefix(dropbox) {
+            let (k, v) = item?;
+            let id =
+                <[u8; 16]>::try_from(&k[16..]).map_err(|_| StoreError::Corrupt("submissions"))?;
+            out.push((id, dec("submissions", &v)?));
         }
         Ok(out)
     }

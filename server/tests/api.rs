@@ -1038,3 +1038,348 @@ async fn the_directory_refuses_bad_requests_and_lists_nothing_unasked() {
         .await;
     assert_eq!((s, b), (StatusCode::OK, json!({ "requests": [] })));
 }
+
+impl Api {
+    fn with_limits(limits: amicus_server::Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().join("data"),
+            registration: Registration::Open,
+            limits,
+            ..Config::default()
+        };
+        let state = open(config).unwrap();
+        Self {
+            router: app(state),
+            _dir: dir,
+        }
+    }
+
+    async fn raw(&self, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let len = body.len();
+        self.raw_with_length(method, uri, body, len).await
+    }
+
+    async fn raw_with_length(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Vec<u8>,
+        length: usize,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", length.to_string())
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members_read_them() {
+    use amicus_core::intake::drop::{self, Part};
+    use amicus_core::intake::{self, IntakeSecretKey};
+    let api = Api::with_limits(amicus_server::Limits {
+        anonymous_rate_burst: 1_000,
+        ..amicus_server::Limits::default()
+    });
+    let (_, amina) = api.user("amina", None).await;
+    let (_, bruno) = api.user("bruno", None).await;
+    let (amina, bruno) = (amina.as_deref(), bruno.as_deref());
+    let space = "ab".repeat(16);
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            amina,
+            json!({ "id": space, "kind": "confidential" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let boxes = format!("/v1/spaces/{space}/drop-boxes");
+    let intake_path = format!("/v1/spaces/{space}/intake");
+    let dropbox = drop::BoxId::random().to_hex();
+    let new_box = json!({ "id": dropbox, "days": 1, "quota": 3 << 20 });
+
+    // No box before the space's key is published.
+    let (s, b) = api.json("POST", &boxes, amina, new_box.clone()).await;
+    check_reason(s, &b, StatusCode::CONFLICT, "no_intake_key");
+
+    let key = IntakeSecretKey::generate();
+    let other = IntakeSecretKey::generate();
+    let recipient = key.public().to_age_recipient_string();
+    let (s, b) = api
+        .json(
+            "PUT",
+            &intake_path,
+            amina,
+            json!({ "recipient": recipient, "epoch": 1 }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // An older epoch, or another key for the same epoch, changes nothing.
+    for epoch in [0, 1] {
+        let (s, b) = api
+            .json(
+                "PUT",
+                &intake_path,
+                amina,
+                json!({ "recipient": other.public().to_age_recipient_string(), "epoch": epoch }),
+            )
+            .await;
+        check_reason(s, &b, StatusCode::CONFLICT, "intake_key_newer");
+    }
+    let (s, b) = api
+        .json(
+            "PUT",
+            &intake_path,
+            amina,
+            json!({ "recipient": "age1nope", "epoch": 2 }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    // Someone outside the space can neither publish, open nor list.
+    let (s, b) = api
+        .json(
+            "PUT",
+            &intake_path,
+            bruno,
+            json!({ "recipient": recipient, "epoch": 5 }),
+        )
+        .await;
+    check_reason(s, &b, StatusCode::NOT_FOUND, "not_in_space");
+    let (s, b) = api.json("POST", &boxes, bruno, new_box.clone()).await;
+    check_reason(s, &b, StatusCode::NOT_FOUND, "not_in_space");
+    let (s, b) = api.json("GET", &boxes, bruno, json!({})).await;
+    check_reason(s, &b, StatusCode::NOT_FOUND, "not_in_space");
+
+    for bad in [
+        json!({ "id": dropbox, "days": 0, "quota": 3 << 20 }),
+        json!({ "id": dropbox, "days": 400, "quota": 3 << 20 }),
+        json!({ "id": dropbox, "days": 1, "quota": 10 }),
+        json!({ "id": "xyz", "days": 1, "quota": 3 << 20 }),
+    ] {
+        let (s, b) = api.json("POST", &boxes, amina, bad.clone()).await;
+        check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (s, b) = api.json("POST", &boxes, amina, new_box.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = api.json("POST", &boxes, amina, new_box).await;
+    check_error(s, &b, StatusCode::CONFLICT, "conflict");
+
+    // The page reads the key without an account.
+    let info = format!("/v1/drop/{dropbox}");
+    let (s, b) = api.json("GET", &info, None, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["recipient"], recipient.as_str());
+    assert_eq!(b["left"], 3 << 20);
+    let (s, b) = api
+        .json(
+            "GET",
+            &format!("/v1/drop/{}", "00".repeat(16)),
+            None,
+            json!({}),
+        )
+        .await;
+    check_reason(s, &b, StatusCode::NOT_FOUND, "drop_box_unknown");
+
+    // Over the quota: refused at the declaration, before any byte.
+    let declare = format!("/v1/drop/{dropbox}/submissions");
+    let fake = |n: usize| {
+        (0..n)
+            .map(|i| hex::encode([i as u8; 32]))
+            .collect::<Vec<_>>()
+    };
+    let (s, b) = api
+        .json(
+            "POST",
+            &declare,
+            None,
+            json!({ "epoch": 1, "parts": [{ "size": 4 << 20, "chunks": fake(4) }] }),
+        )
+        .await;
+    check_reason(s, &b, StatusCode::INSUFFICIENT_STORAGE, "drop_box_full");
+    // Chunks that do not cover the part, a key that changed, no part.
+    let (s, b) = api
+        .json(
+            "POST",
+            &declare,
+            None,
+            json!({ "epoch": 1, "parts": [{ "size": 2 << 20, "chunks": fake(1) }] }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .json(
+            "POST",
+            &declare,
+            None,
+            json!({ "epoch": 7, "parts": [{ "size": 10, "chunks": fake(1) }] }),
+        )
+        .await;
+    check_reason(s, &b, StatusCode::CONFLICT, "drop_box_key_changed");
+    let (s, b) = api
+        .json("POST", &declare, None, json!({ "epoch": 1, "parts": [] }))
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    // A statement and a 1.5 MiB file, sealed as the page seals them.
+    let statement = Part::statement("Ils sont venus à 6 h. — جاؤوا في السادسة");
+    let photo = Part::file("photo.jpg", "image/jpeg", vec![0xd8; 3 << 19]);
+    let sealed = [
+        intake::seal(&key.public(), &statement.encode()),
+        intake::seal(&key.public(), &photo.encode()),
+    ];
+    let parts: Vec<Value> = sealed
+        .iter()
+        .map(|p| {
+            let chunks: Vec<String> = drop::chunks(p).map(|(id, _)| hex::encode(id)).collect();
+            json!({ "size": p.len(), "chunks": chunks })
+        })
+        .collect();
+    let declaration = json!({ "epoch": 1, "parts": parts });
+    let (s, first) = api.json("POST", &declare, None, declaration.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(first["missing"].as_array().unwrap().len(), 3);
+    // Declared again (a page going on after a cut): same id, nothing reserved twice.
+    let (s, again) = api.json("POST", &declare, None, declaration).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let sid = first["id"].as_str().unwrap().to_owned();
+    let done = format!("/v1/drop/{dropbox}/submissions/{sid}/done");
+    let (s, b) = api.json("POST", &done, None, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["missing"].as_array().unwrap().len(), 3);
+    let chunks: Vec<(String, Vec<u8>)> = sealed
+        .iter()
+        .flat_map(|p| {
+            drop::chunks(p)
+                .map(|(id, c)| (hex::encode(id), c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (s, b) = api
+        .raw(
+            "PUT",
+            &format!("/v1/drop/{dropbox}/chunks/{}", chunks[0].0),
+            b"not it".to_vec(),
+        )
+        .await;
+    check_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch");
+    let stray = blake3::hash(b"stray").to_hex().to_string();
+    let (s, b) = api
+        .raw(
+            "PUT",
+            &format!("/v1/drop/{dropbox}/chunks/{stray}"),
+            b"stray".to_vec(),
+        )
+        .await;
+    check_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    for (id, bytes) in &chunks {
+        let (s, b) = api
+            .raw(
+                "PUT",
+                &format!("/v1/drop/{dropbox}/chunks/{id}"),
+                bytes.clone(),
+            )
+            .await;
+        assert!(s.is_success(), "{s} {b}");
+    }
+    let (s, b) = api.json("POST", &done, None, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // With `curl --data-binary @file.age`: an age file whole, one part;
+    // what is not an age file is refused, and so is a length over the quota
+    // (before its bytes are read).
+    let (s, b) = api
+        .raw("POST", &info, b"plain text, not sealed".to_vec())
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .raw_with_length("POST", &info, b"age-encryption.org/v1\n".to_vec(), 3 << 20)
+        .await;
+    check_reason(s, &b, StatusCode::INSUFFICIENT_STORAGE, "drop_box_full");
+    let by_curl = intake::seal(&key.public(), b"raw bytes from age -r");
+    let (s, b) = api.raw("POST", &info, by_curl.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // A member lists both submissions and opens them with the space's key.
+    let (s, listing) = api.json("GET", &boxes, amina, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{listing}");
+    assert_eq!(listing["intake"]["recipient"], recipient.as_str());
+    let submissions = listing["boxes"][0]["submissions"].as_array().unwrap();
+    assert_eq!(submissions.len(), 2, "{listing}");
+    let mut opened = Vec::new();
+    for sub in submissions {
+        for part in sub["parts"].as_array().unwrap() {
+            let mut bytes = Vec::new();
+            for c in part["chunks"].as_array().unwrap() {
+                let req = Request::builder()
+                    .uri(format!("/v1/blobs/{}", c.as_str().unwrap()))
+                    .header("authorization", format!("Bearer {}", amina.unwrap()))
+                    .body(Body::empty())
+                    .unwrap();
+                let r = api.router.clone().oneshot(req).await.unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                bytes.extend_from_slice(
+                    &axum::body::to_bytes(r.into_body(), 2 << 20).await.unwrap(),
+                );
+            }
+            assert_eq!(bytes.len() as u64, part["size"].as_u64().unwrap());
+            let plain = intake::open(core::slice::from_ref(&key), &bytes, bytes.len()).unwrap();
+            opened.push(Part::parse(plain).unwrap());
+        }
+    }
+    assert!(opened.contains(&statement));
+    assert!(opened.contains(&photo));
+    assert!(opened.iter().any(|p| p.content == b"raw bytes from age -r"));
+    assert!(
+        listing["boxes"][0]["used"].as_u64().unwrap()
+            == (sealed[0].len() + sealed[1].len() + by_curl.len()) as u64
+    );
+
+    // Closed: the link answers 410 with a reason the page words.
+    let close = format!("{boxes}/{dropbox}");
+    let (s, _) = api.json("DELETE", &close, bruno, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.json("DELETE", &close, amina, json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = api.json("GET", &info, None, json!({})).await;
+    check_reason(s, &b, StatusCode::GONE, "drop_box_closed");
+    let (s, b) = api.raw("POST", &info, by_curl).await;
+    check_reason(s, &b, StatusCode::GONE, "drop_box_closed");
+}
+
+#[tokio::test]
+async fn routes_without_an_account_are_limited_per_address() {
+    let api = Api::with_limits(amicus_server::Limits {
+        anonymous_rate_per_second: 1,
+        anonymous_rate_burst: 5,
+        ..amicus_server::Limits::default()
+    });
+    let info = format!("/v1/drop/{}", "00".repeat(16));
+    let mut limited = 0;
+    for _ in 0..20 {
+        let (s, b) = api.json("GET", &info, None, json!({})).await;
+        match s {
+            StatusCode::NOT_FOUND => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                check_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+                limited += 1;
+            }
+            other => panic!("{other} {b}"),
+        }
+    }
+    assert!(limited >= 14, "{limited} of 20 limited");
+}

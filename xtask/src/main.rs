@@ -447,6 +447,29 @@ fn web() -> Result<std::path::PathBuf, String> {
         .out_name("amicus_preview")
         .generate(&preview)
         .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    // The drop-box page's module: sealing in the age format and nothing
+    // else, so that a witness's phone loads a few hundred kilobytes.
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "amicus-drop",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    let drop_pkg = out.join("drop").join("pkg");
+    std::fs::create_dir_all(&drop_pkg).map_err(|e| e.to_string())?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(target.join("wasm32-unknown-unknown/release/amicus_drop.wasm"))
+        .web(true)
+        .map_err(|e| e.to_string())?
+        .typescript(true)
+        .out_name("amicus_drop")
+        .generate(&drop_pkg)
+        .map_err(|e| format!("wasm-bindgen: {e}"))?;
     // The checkout being built: `cargo run` names it at run time. The path
     // compiled in is only a fallback, since a binary built from another
     // clone sharing the target directory may be reused as fresh.

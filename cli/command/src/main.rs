@@ -107,6 +107,13 @@ enum Command {
         #[command(subcommand)]
         command: DocCommand,
     },
+    /// Drop boxes: people without an account send sealed statements and
+    /// files to a space (through the page of the box's link, or `age` and
+    /// `curl`); its members open them.
+    Intake {
+        #[command(subcommand)]
+        command: IntakeCommand,
+    },
     /// Encrypted files.
     File {
         #[command(subcommand)]
@@ -234,6 +241,48 @@ enum DeviceCommand {
     Revoke {
         /// The device id (see `amicus device list`).
         device: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntakeCommand {
+    /// Open a drop box for a space and print its link (space managers).
+    Create {
+        /// The space.
+        space: String,
+        /// What members call it (kept inside the space).
+        #[arg(long)]
+        label: String,
+        /// Days it stays open (1 to 365).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// The megabytes it may take, sealed.
+        #[arg(long, default_value_t = 100)]
+        quota_mb: u64,
+    },
+    /// The space's drop boxes and their submissions.
+    List {
+        /// The space.
+        space: String,
+    },
+    /// Open a submission: its statement is printed, its files written
+    /// into a directory (never over an existing file).
+    Open {
+        /// The space.
+        space: String,
+        /// The submission's id (or its first characters).
+        submission: String,
+        /// Where to write its files.
+        #[arg(short = 'o', long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Close a drop box: its link stops taking submissions (space
+    /// managers).
+    Close {
+        /// The space.
+        space: String,
+        /// The box's id.
+        dropbox: String,
     },
 }
 
@@ -1028,6 +1077,7 @@ async fn client_command(
         }
         Command::Space { command } => space_command(c, command, json_out).await?,
         Command::Doc { command } => doc_command(c, command, json_out).await?,
+        Command::Intake { command } => intake_command(c, command, json_out).await?,
         Command::File { command } => file_command(c, command, json_out).await?,
         Command::Folder { command } => folder_command(c, command, json_out).await?,
         Command::Thread { command } => thread_command(c, command, json_out).await?,
@@ -1132,6 +1182,184 @@ async fn client_command(
         }
     }
     Ok(())
+}
+
+async fn intake_command(
+    c: &mut Client,
+    command: IntakeCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let link = |c: &Client, fragment: &str| {
+        format!("{}/drop/#{fragment}", c.http().base().trim_end_matches('/'))
+    };
+    match command {
+        IntakeCommand::Create {
+            space: s,
+            label,
+            days,
+            quota_mb,
+        } => {
+            let quota = quota_mb
+                .checked_mul(1 << 20)
+                .ok_or_else(|| anyhow::anyhow!("--quota-mb is too large"))?;
+            let (id, fragment) = c.open_drop_box(space(&s)?, &label, days, quota).await?;
+            let url = link(c, &fragment);
+            print(json_out, json!({ "id": id, "link": url }), || {
+                format!(
+                    "drop box {id} open for {days} days; give this link to whoever should send to it:\n{url}"
+                )
+            });
+        }
+        IntakeCommand::List { space: s } => {
+            let list = c.drop_boxes(space(&s)?).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let boxes: Vec<Value> = list
+                .boxes
+                .iter()
+                .map(|b| {
+                    json!({
+                        "id": b.id,
+                        "label": b.label,
+                        "created_by": b.created_by,
+                        "created": b.created,
+                        "expires": b.expires,
+                        "quota": b.quota,
+                        "used": b.used,
+                        "closed": b.closed,
+                        "link": b.fragment.as_deref().map(|f| link(c, f)),
+                        "submissions": b.submissions,
+                    })
+                })
+                .collect();
+            let value = json!({ "key": list.key.as_str(), "boxes": boxes });
+            print(json_out, value, || {
+                let mut out = Vec::new();
+                match list.key {
+                    amicus_core::dropbox::KeyState::Foreign => out.push(
+                        "WARNING: the server serves a key that is not this space's; no link is given"
+                            .to_owned(),
+                    ),
+                    amicus_core::dropbox::KeyState::Stale => out.push(
+                        "the server still serves the key from before the last removal".to_owned(),
+                    ),
+                    _ => {}
+                }
+                if list.boxes.is_empty() {
+                    out.push("no drop box".to_owned());
+                }
+                for b in &list.boxes {
+                    let state = if b.closed.is_some() {
+                        "closed".to_owned()
+                    } else if b.expires <= now {
+                        "expired".to_owned()
+                    } else {
+                        format!("open, {} of {} MB used", b.used >> 20, b.quota >> 20)
+                    };
+                    out.push(format!(
+                        "{} {} ({state})",
+                        b.id,
+                        b.label.as_deref().unwrap_or("(no label yet)")
+                    ));
+                    if b.closed.is_none() && b.expires > now {
+                        if let Some(f) = &b.fragment {
+                            out.push(format!("    {}", link(c, f)));
+                        }
+                    }
+                    for sub in &b.submissions {
+                        let size: u64 = sub.parts.iter().map(|p| p.size).sum();
+                        out.push(format!(
+                            "    {} {} part(s), {size} bytes, at {}",
+                            sub.id,
+                            sub.parts.len(),
+                            sub.at
+                        ));
+                    }
+                }
+                out.join("\n")
+            });
+        }
+        IntakeCommand::Open {
+            space: s,
+            submission,
+            out,
+        } => {
+            let (sub, parts) = c.open_submission(space(&s)?, &submission).await?;
+            std::fs::create_dir_all(&out)?;
+            let mut statements = Vec::new();
+            let mut files = Vec::new();
+            for (n, part) in parts.iter().enumerate() {
+                match part.kind {
+                    amicus_core::intake::drop::Kind::Statement => {
+                        statements.push(String::from_utf8_lossy(&part.content).into_owned());
+                    }
+                    amicus_core::intake::drop::Kind::File => {
+                        let fallback = format!("submission-{}-{}", &sub.id[..8], n + 1);
+                        let name = part.safe_name(&fallback);
+                        let path = free_path(&out, &name);
+                        // Never over an existing file.
+                        let mut file = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&path)?;
+                        std::io::Write::write_all(&mut file, &part.content)?;
+                        file.sync_all()?;
+                        files.push(json!({
+                            "path": path.display().to_string(),
+                            "name": part.name,
+                            "type": part.media_type,
+                            "size": part.content.len(),
+                        }));
+                    }
+                }
+            }
+            let value = json!({
+                "id": sub.id,
+                "at": sub.at,
+                "statements": statements,
+                "files": files,
+            });
+            print(json_out, value, || {
+                let mut lines = vec![format!("submission {} sent at {}", sub.id, sub.at)];
+                for text in &statements {
+                    lines.push(format!("statement:\n{text}"));
+                }
+                for f in &files {
+                    lines.push(format!(
+                        "file: {} ({} bytes)",
+                        f["path"].as_str().unwrap_or(""),
+                        f["size"]
+                    ));
+                }
+                lines.join("\n")
+            });
+        }
+        IntakeCommand::Close { space: s, dropbox } => {
+            c.close_drop_box(space(&s)?, &dropbox).await?;
+            print(json_out, json!({ "closed": dropbox }), || {
+                format!("drop box {dropbox} closed: its link takes nothing more")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `dir/name`, or `dir/name (2)` and so on if that exists.
+fn free_path(dir: &std::path::Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    (2..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .expect("some name is free")
 }
 
 async fn space_command(

@@ -3,6 +3,7 @@
 
 mod age_interop;
 mod documents;
+mod drop_boxes;
 mod records;
 mod removal;
 mod restart;

@@ -27,6 +27,8 @@
 //!
 //! [age]: https://c2sp.org/age
 
+pub mod drop;
+
 use core::fmt;
 use core::str::FromStr;
 

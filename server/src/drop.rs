@@ -1,0 +1,676 @@
+//! Drop boxes (PROTOCOL §11.6): people without an account submit sealed
+//! statements and files to a confidential space.
+//!
+//! Members publish the space's intake key and open boxes; the server keeps
+//! what it needs to take submissions (the key, an expiry, a quota) and the
+//! sealed bytes, and learns their sizes and times only. The routes under
+//! `/v1/drop/` need no account and are limited per address and per box.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use amicus_core::SpaceId;
+use amicus_core::intake::IntakePublicKey;
+use amicus_core::intake::drop::{CHUNK_LEN, MAX_PARTS};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Peer;
+use crate::api::{ApiJson, body, load_space};
+use crate::blobs::BlobId;
+use crate::error::ApiError;
+use crate::state::{AppState, now};
+use crate::store::{DropBoxRecord, IntakeRecord, PartRecord, SpaceKind, SubmissionRecord};
+
+type S = State<Arc<AppState>>;
+
+/// A submission whose chunks have not all arrived after this long is
+/// dropped and its reserved bytes given back to the box.
+const PENDING_SECS: u64 = 24 * 3600;
+
+/// The first bytes of every age v1 file.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+fn box_id(s: &str) -> Result<[u8; 16], ApiError> {
+    amicus_core::intake::drop::BoxId::parse(s)
+        .map(|b| b.0)
+        .ok_or_else(|| ApiError::BadRequest("a drop box id is 32 lowercase hex digits".into()))
+}
+
+fn submission_id(s: &str) -> Result<[u8; 16], ApiError> {
+    amicus_core::intake::drop::BoxId::parse(s)
+        .map(|b| b.0)
+        .ok_or_else(|| ApiError::BadRequest("a submission id is 32 lowercase hex digits".into()))
+}
+
+fn confidential(state: &AppState, headers: &HeaderMap, space: &str) -> Result<SpaceId, ApiError> {
+    let who = state.caller(headers)?;
+    state.rate_api(who.device)?;
+    let record = load_space(state, &who, space)?;
+    if record.kind != SpaceKind::Confidential {
+        return Err(ApiError::BadRequest(
+            "drop boxes belong to confidential spaces; a public space takes documents from its members"
+                .into(),
+        ));
+    }
+    Ok(record.id)
+}
+
+/// Body of `PUT /v1/spaces/{space}/intake`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutIntake {
+    /// `age1…`.
+    pub recipient: String,
+    /// The epoch whose key it is.
+    pub epoch: u64,
+}
+
+/// `PUT /v1/spaces/{space}/intake`: a member publishes the space's intake
+/// key after opening or rotating it (§11.5).
+pub async fn put_intake(
+    State(state): S,
+    headers: HeaderMap,
+    Path(space): Path<String>,
+    j: ApiJson<PutIntake>,
+) -> Result<Json<Value>, ApiError> {
+    let who = state.caller(&headers)?;
+    let space = confidential(&state, &headers, &space)?;
+    let b = body(j)?;
+    let key = IntakePublicKey::parse_age_recipient(&b.recipient)
+        .map_err(|e| ApiError::BadRequest(format!("recipient: {e}")))?;
+    let record = IntakeRecord {
+        recipient: key.to_bytes(),
+        epoch: b.epoch,
+        by: who.device,
+        at: now(),
+    };
+    if !state.store.put_intake(space, &record)? {
+        return Err(ApiError::Conflict(
+            "the space's intake key of this or a later epoch is already published".into(),
+        )
+        .because("intake_key_newer"));
+    }
+    Ok(Json(json!({ "recipient": b.recipient, "epoch": b.epoch })))
+}
+
+/// Body of `POST /v1/spaces/{space}/drop-boxes`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDropBox {
+    /// 32 hex digits, chosen by the member's device.
+    pub id: String,
+    /// Days it stays open (1 to 365).
+    pub days: u32,
+    /// The bytes it may take, sealed.
+    pub quota: u64,
+}
+
+/// `POST /v1/spaces/{space}/drop-boxes`: opens a drop box.
+pub async fn create_drop_box(
+    State(state): S,
+    headers: HeaderMap,
+    Path(space): Path<String>,
+    j: ApiJson<NewDropBox>,
+) -> Result<Response, ApiError> {
+    let who = state.caller(&headers)?;
+    let space = confidential(&state, &headers, &space)?;
+    let b = body(j)?;
+    let id = box_id(&b.id)?;
+    if !(1..=365).contains(&b.days) {
+        return Err(ApiError::BadRequest(
+            "days: a drop box stays open 1 to 365 days".into(),
+        ));
+    }
+    let max = state.config.limits.max_drop_quota;
+    if b.quota < CHUNK_LEN as u64 || b.quota > max {
+        return Err(ApiError::BadRequest(format!(
+            "quota: between {CHUNK_LEN} and {max} bytes"
+        )));
+    }
+    if state.store.intake(space)?.is_none() {
+        return Err(ApiError::Conflict(
+            "publish the space's intake key before opening a drop box".into(),
+        )
+        .because("no_intake_key"));
+    }
+    let at = now();
+    let open = state
+        .store
+        .drop_boxes(space)?
+        .into_iter()
+        .filter(|(_, r)| r.closed.is_none() && r.expires > at)
+        .count();
+    if open >= state.config.limits.drop_boxes_per_space {
+        return Err(ApiError::Conflict(format!(
+            "a space has at most {} open drop boxes; close one first",
+            state.config.limits.drop_boxes_per_space
+        ))
+        .because("too_many_drop_boxes"));
+    }
+    let record = DropBoxRecord {
+        space,
+        created_by: who.user,
+        created: at,
+        expires: at + u64::from(b.days) * 86_400,
+        quota: b.quota,
+        used: 0,
+        closed: None,
+    };
+    if !state.store.create_drop_box(id, &record)? {
+        return Err(ApiError::Conflict("this drop box id is taken".into()));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": b.id, "expires": record.expires })),
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/spaces/{space}/drop-boxes/{id}`: closes a box; its link
+/// answers 410 from then on; what it received stays.
+pub async fn close_drop_box(
+    State(state): S,
+    headers: HeaderMap,
+    Path((space, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let space = confidential(&state, &headers, &space)?;
+    let id = box_id(&id)?;
+    let at = now();
+    match state.store.update_drop_box(id, &mut |r| {
+        if r.space != space || r.closed.is_some() {
+            return false;
+        }
+        r.closed = Some(at);
+        true
+    })? {
+        Some((r, _)) if r.space == space => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::NotFound("no such drop box in this space".into())),
+    }
+}
+
+/// `GET /v1/spaces/{space}/drop-boxes`: the space's intake key as
+/// published, its boxes and their complete submissions.
+pub async fn list_drop_boxes(
+    State(state): S,
+    headers: HeaderMap,
+    Path(space): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let space = confidential(&state, &headers, &space)?;
+    let intake = state.store.intake(space)?.map(|i| {
+        json!({
+            "recipient": IntakePublicKey::from_bytes(i.recipient)
+                .map(|k| k.to_age_recipient_string())
+                .unwrap_or_default(),
+            "epoch": i.epoch,
+        })
+    });
+    let mut boxes = Vec::new();
+    for (id, r) in state.store.drop_boxes(space)? {
+        let submissions: Vec<Value> = state
+            .store
+            .submissions(id)?
+            .into_iter()
+            .filter(|(_, s)| s.complete)
+            .map(|(sid, s)| {
+                json!({
+                    "id": hex::encode(sid),
+                    "at": s.at,
+                    "epoch": s.epoch,
+                    "parts": s.parts.iter().map(|p| json!({
+                        "size": p.size,
+                        "chunks": p.chunks.iter().map(hex::encode).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        boxes.push(json!({
+            "id": hex::encode(id),
+            "created": r.created,
+            "created_by": r.created_by,
+            "expires": r.expires,
+            "quota": r.quota,
+            "used": r.used,
+            "closed": r.closed,
+            "submissions": submissions,
+        }));
+    }
+    Ok(Json(json!({ "intake": intake, "boxes": boxes })))
+}
+
+// ---- the routes that need no account -----------------------------------
+
+fn peer(headers: &axum::http::Extensions) -> Option<SocketAddr> {
+    headers.get::<Peer>().map(|p| p.0)
+}
+
+/// The box if it takes submissions now: 404 unknown, 410 closed or
+/// expired (with a reason the page words in the witness's language).
+fn open_box(state: &AppState, id: [u8; 16]) -> Result<DropBoxRecord, ApiError> {
+    let r = state
+        .store
+        .drop_box(id)?
+        .ok_or_else(|| ApiError::NotFound("no such drop box".into()).because("drop_box_unknown"))?;
+    if r.closed.is_some() {
+        return Err(
+            ApiError::Gone("this drop box was closed by the people who opened it".into())
+                .because("drop_box_closed"),
+        );
+    }
+    if r.expires <= now() {
+        return Err(ApiError::Gone("this drop box has expired".into()).because("drop_box_expired"));
+    }
+    Ok(r)
+}
+
+/// Drops this box's submissions that never completed, giving their bytes
+/// back to the box.
+fn expire_pending(state: &AppState, id: [u8; 16]) -> Result<(), ApiError> {
+    let at = now();
+    for (sid, s) in state.store.submissions(id)? {
+        if !s.complete && s.at + PENDING_SECS <= at {
+            let size: u64 = s.parts.iter().map(|p| p.size).sum();
+            state.store.put_submission(id, sid, None)?;
+            state.store.update_drop_box(id, &mut |r| {
+                r.used = r.used.saturating_sub(size);
+                true
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `GET /v1/drop/{box}`: what a page needs to seal to the box: the key in
+/// force and its epoch, and how much the box still takes.
+pub async fn drop_box_info(
+    State(state): S,
+    Path(id): Path<String>,
+    extensions: axum::http::Extensions,
+) -> Result<Json<Value>, ApiError> {
+    state.rate_address(peer(&extensions))?;
+    let id = box_id(&id)?;
+    let r = open_box(&state, id)?;
+    let intake = state.store.intake(r.space)?.ok_or_else(|| {
+        ApiError::Gone("this drop box has no key".into()).because("drop_box_closed")
+    })?;
+    let recipient = IntakePublicKey::from_bytes(intake.recipient)
+        .map_err(|_| ApiError::Internal)?
+        .to_age_recipient_string();
+    Ok(Json(json!({
+        "recipient": recipient,
+        "epoch": intake.epoch,
+        "expires": r.expires,
+        "left": r.quota.saturating_sub(r.used),
+        "chunk": CHUNK_LEN,
+        "max_parts": MAX_PARTS,
+    })))
+}
+
+/// One part of a new submission.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPart {
+    /// Bytes of the sealed part.
+    pub size: u64,
+    /// Hex BLAKE3 of each chunk of [`CHUNK_LEN`] bytes, in order.
+    pub chunks: Vec<String>,
+}
+
+/// Body of `POST /v1/drop/{box}/submissions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubmission {
+    /// The intake epoch whose key sealed the parts.
+    pub epoch: u64,
+    /// The parts.
+    pub parts: Vec<NewPart>,
+}
+
+/// `POST /v1/drop/{box}/submissions`: declares a submission before its
+/// bytes; over the box's quota it is refused before any byte is sent.
+/// The same declaration again (an interrupted page going on) answers the
+/// same id with the chunks still missing.
+pub async fn new_submission(
+    State(state): S,
+    Path(id): Path<String>,
+    extensions: axum::http::Extensions,
+    j: ApiJson<NewSubmission>,
+) -> Result<Response, ApiError> {
+    state.rate_address(peer(&extensions))?;
+    let dropbox = box_id(&id)?;
+    let b = body(j)?;
+    open_box(&state, dropbox)?;
+    let r = state.store.drop_box(dropbox)?.ok_or(ApiError::Internal)?;
+    let intake = state.store.intake(r.space)?.ok_or(ApiError::Internal)?;
+    if b.epoch != intake.epoch {
+        return Err(ApiError::Conflict(
+            "the drop box's key changed since the page read it; read it again".into(),
+        )
+        .because("drop_box_key_changed"));
+    }
+    if b.parts.is_empty() || b.parts.len() > MAX_PARTS {
+        return Err(ApiError::BadRequest(format!(
+            "parts: a submission has 1 to {MAX_PARTS} parts"
+        )));
+    }
+    let mut parts = Vec::with_capacity(b.parts.len());
+    for (n, p) in b.parts.iter().enumerate() {
+        let expected = usize::try_from(p.size.div_ceil(CHUNK_LEN as u64)).unwrap_or(usize::MAX);
+        if p.size == 0 || p.chunks.len() != expected {
+            return Err(ApiError::BadRequest(format!(
+                "parts[{n}]: a part of {} bytes has {expected} chunks of {CHUNK_LEN} bytes (the last shorter)",
+                p.size
+            )));
+        }
+        let chunks = p
+            .chunks
+            .iter()
+            .map(|c| BlobId::parse(c).map(|b| b.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.push(PartRecord {
+            size: p.size,
+            chunks,
+        });
+    }
+    let total: u64 = parts.iter().map(|p| p.size).sum();
+    // The id names the declaration: the same parts give the same id.
+    let mut hasher = blake3::Hasher::new_derive_key("amicus drop submission v1");
+    hasher.update(&dropbox);
+    for p in &parts {
+        hasher.update(&p.size.to_be_bytes());
+        for c in &p.chunks {
+            hasher.update(c);
+        }
+    }
+    let mut sid = [0u8; 16];
+    sid.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    expire_pending(&state, dropbox)?;
+    let existing = state
+        .store
+        .submissions(dropbox)?
+        .into_iter()
+        .find(|(s, _)| *s == sid);
+    if existing.is_none() {
+        let limits = &state.config.limits;
+        let mut key = b"box".to_vec();
+        key.extend_from_slice(&dropbox);
+        let per_hour = f64::from(limits.drop_submissions_per_hour.max(1));
+        state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
+        let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
+            .used
+            .checked_add(total)
+            .filter(|t| *t <= r.quota)
+        {
+            Some(t) => {
+                r.used = t;
+                true
+            }
+            None => false,
+        })?;
+        if !matches!(reserved, Some((_, true))) {
+            let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
+            return Err(ApiError::Quota(format!(
+                "this drop box takes {left} more bytes; the submission has {total}"
+            ))
+            .because("drop_box_full"));
+        }
+        let record = SubmissionRecord {
+            at: now(),
+            epoch: b.epoch,
+            parts: parts.clone(),
+            complete: false,
+        };
+        state.store.put_submission(dropbox, sid, Some(&record))?;
+    }
+    let missing = missing_chunks(&state, &parts).await;
+    Ok((
+        if existing.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(json!({ "id": hex::encode(sid), "missing": missing })),
+    )
+        .into_response())
+}
+
+async fn missing_chunks(state: &AppState, parts: &[PartRecord]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut missing = Vec::new();
+    for c in parts.iter().flat_map(|p| &p.chunks) {
+        if seen.insert(*c) && !state.blobs.exists(&BlobId(*c)).await {
+            missing.push(hex::encode(c));
+        }
+    }
+    missing
+}
+
+/// `PUT /v1/drop/{box}/chunks/{hash}`: one chunk of a declared
+/// submission, stored only if its bytes hash to its name.
+pub async fn put_chunk(
+    State(state): S,
+    Path((id, hash)): Path<(String, String)>,
+    extensions: axum::http::Extensions,
+    request_body: Body,
+) -> Result<StatusCode, ApiError> {
+    state.rate_address(peer(&extensions))?;
+    let dropbox = box_id(&id)?;
+    let chunk = BlobId::parse(&hash)?;
+    open_box(&state, dropbox)?;
+    let declared = state
+        .store
+        .submissions(dropbox)?
+        .iter()
+        .any(|(_, s)| !s.complete && s.parts.iter().any(|p| p.chunks.contains(&chunk.0)));
+    if !declared {
+        return Err(ApiError::NotFound(
+            "no submission under way in this drop box names this chunk".into(),
+        ));
+    }
+    let counted = state.clone();
+    let stored = state
+        .blobs
+        .put(
+            &chunk,
+            request_body.into_data_stream(),
+            CHUNK_LEN,
+            |_| Ok(()),
+            move |size| {
+                counted
+                    .metrics
+                    .blob_bytes_in
+                    .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+        .await?;
+    Ok(match stored {
+        crate::blobs::Stored::New(_) => StatusCode::CREATED,
+        crate::blobs::Stored::Existing => StatusCode::OK,
+    })
+}
+
+/// `POST /v1/drop/{box}/submissions/{id}/done`: the submission is complete
+/// once every chunk is there; members see it from then on.
+pub async fn finish_submission(
+    State(state): S,
+    Path((id, sid)): Path<(String, String)>,
+    extensions: axum::http::Extensions,
+) -> Result<Response, ApiError> {
+    state.rate_address(peer(&extensions))?;
+    let dropbox = box_id(&id)?;
+    let sid = submission_id(&sid)?;
+    let Some((_, mut s)) = state
+        .store
+        .submissions(dropbox)?
+        .into_iter()
+        .find(|(s, _)| *s == sid)
+    else {
+        return Err(ApiError::NotFound("no such submission".into()));
+    };
+    if !s.complete {
+        let missing = missing_chunks(&state, &s.parts).await;
+        if !missing.is_empty() {
+            return Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "conflict",
+                    "message": format!("{} chunks have not arrived", missing.len()),
+                    "missing": missing,
+                })),
+            )
+                .into_response());
+        }
+        s.complete = true;
+        state.store.put_submission(dropbox, sid, Some(&s))?;
+    }
+    Ok(Json(json!({ "id": hex::encode(sid) })).into_response())
+}
+
+/// `POST /v1/drop/{box}`: one age file as the whole body (what `curl
+/// --data-binary @file.age` sends), a submission of one part. The
+/// `Content-Length` must fit the box's quota: a larger file is refused
+/// before its bytes are read.
+pub async fn submit_file(
+    State(state): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    request_body: Body,
+) -> Result<Response, ApiError> {
+    state.rate_address(peer(&extensions))?;
+    let dropbox = box_id(&id)?;
+    let r = open_box(&state, dropbox)?;
+    let intake = state.store.intake(r.space)?.ok_or(ApiError::Internal)?;
+    let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return Err(ApiError::BadRequest(
+            "send the file with a Content-Length (curl --data-binary @FILE does)".into(),
+        ));
+    };
+    if length == 0 {
+        return Err(ApiError::BadRequest("the body is empty".into()));
+    }
+    expire_pending(&state, dropbox)?;
+    let limits = &state.config.limits;
+    let mut key = b"box".to_vec();
+    key.extend_from_slice(&dropbox);
+    let per_hour = f64::from(limits.drop_submissions_per_hour.max(1));
+    state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
+    let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
+        .used
+        .checked_add(length)
+        .filter(|t| *t <= r.quota)
+    {
+        Some(t) => {
+            r.used = t;
+            true
+        }
+        None => false,
+    })?;
+    if !matches!(reserved, Some((_, true))) {
+        let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
+        return Err(ApiError::Quota(format!(
+            "this drop box takes {left} more bytes; the file has {length}"
+        ))
+        .because("drop_box_full"));
+    }
+    let give_back = |state: &AppState| {
+        let _ = state.store.update_drop_box(dropbox, &mut |r| {
+            r.used = r.used.saturating_sub(length);
+            true
+        });
+    };
+    match store_chunks(&state, request_body, length).await {
+        Ok(chunks) => {
+            let mut sid = [0u8; 16];
+            getrandom::fill(&mut sid).map_err(|_| ApiError::Internal)?;
+            let record = SubmissionRecord {
+                at: now(),
+                epoch: intake.epoch,
+                parts: vec![PartRecord {
+                    size: length,
+                    chunks,
+                }],
+                complete: true,
+            };
+            if let Err(e) = state.store.put_submission(dropbox, sid, Some(&record)) {
+                give_back(&state);
+                return Err(e.into());
+            }
+            Ok((StatusCode::CREATED, Json(json!({ "id": hex::encode(sid) }))).into_response())
+        }
+        Err(e) => {
+            give_back(&state);
+            Err(e)
+        }
+    }
+}
+
+/// Cuts a body of exactly `length` bytes into stored chunks; the first
+/// bytes must be an age file's.
+async fn store_chunks(
+    state: &AppState,
+    request_body: Body,
+    length: u64,
+) -> Result<Vec<[u8; 32]>, ApiError> {
+    let mut stream = request_body.into_data_stream();
+    let mut chunks = Vec::new();
+    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_LEN);
+    let mut total = 0u64;
+    let mut checked = false;
+    loop {
+        let next = stream.next().await;
+        let end = next.is_none();
+        if let Some(data) = next {
+            let data =
+                data.map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))?;
+            total += data.len() as u64;
+            if total > length {
+                return Err(ApiError::BadRequest(
+                    "the body is longer than its Content-Length".into(),
+                ));
+            }
+            buffer.extend_from_slice(&data);
+        }
+        if !checked && (buffer.len() >= AGE_MAGIC.len() || end) {
+            if !buffer.starts_with(AGE_MAGIC) {
+                return Err(ApiError::BadRequest(
+                    "the body is not a binary age v1 file (seal it with `age -r RECIPIENT`, without -a)"
+                        .into(),
+                ));
+            }
+            checked = true;
+        }
+        while buffer.len() >= CHUNK_LEN || (end && !buffer.is_empty()) {
+            let take = buffer.len().min(CHUNK_LEN);
+            let piece: Vec<u8> = buffer.drain(..take).collect();
+            let id = BlobId(*blake3::hash(&piece).as_bytes());
+            let one =
+                futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(piece))]);
+            state
+                .blobs
+                .put(&id, one, CHUNK_LEN, |_| Ok(()), |_| {})
+                .await?;
+            chunks.push(id.0);
+        }
+        if end {
+            break;
+        }
+    }
+    if total != length {
+        return Err(ApiError::BadRequest(
+            "the body is shorter than its Content-Length".into(),
+        ));
+    }
+    Ok(chunks)
+}
