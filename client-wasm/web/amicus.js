@@ -17,6 +17,10 @@ export { Upload, mentions };
 /** @typedef {import("./pkg/amicus_client.js").ClientEvent} ClientEvent */
 /** @typedef {import("./pkg/amicus_client.js").HttpCall} HttpCall */
 /** @typedef {import("./pkg/amicus_client.js").OwnDevice} OwnDevice */
+/** @typedef {import("./pkg/amicus_client.js").NewDropBox} NewDropBox */
+/** @typedef {import("./pkg/amicus_client.js").DropBoxList} DropBoxList */
+/** @typedef {import("./pkg/amicus_client.js").Submission} Submission */
+/** @typedef {import("./pkg/amicus_client.js").OpenedPart} OpenedPart */
 
 /** What a slow start is doing, for the interface to say: `step` events
  * with `{step, percent?, bytes?}`, `step` one of `download` (the app's
@@ -1066,6 +1070,60 @@ export class Client {
    * @param {string} space @param {string} name @param {string} description @param {boolean} [open] */
   listSpace(space, name, description, open = false) {
     return this.run(name ? this.device.list_space(space, name, description, open) : this.device.unlist_space(space));
+  }
+
+  /** Opens a drop box (space managers): its id and its link's fragment.
+   * @param {string} space @param {string} label @param {number} days @param {number} quota
+   * @returns {Promise<NewDropBox>} */
+  async openDropBox(space, label, days, quota) {
+    const done = await this.run(this.device.open_drop_box(space, label, days, quota));
+    if (!done.drop_box) throw new AppError("protocol", "no drop box in the answer");
+    return done.drop_box;
+  }
+
+  /** Closes a drop box (space managers).
+   * @param {string} space @param {string} id */
+  closeDropBox(space, id) {
+    return this.run(this.device.close_drop_box(space, id));
+  }
+
+  /** The space's drop boxes and submissions, checked by the engine.
+   * @param {string} space @returns {Promise<DropBoxList>} */
+  async dropBoxes(space) {
+    const done = await this.run(this.device.drop_boxes(space));
+    if (!done.drop_boxes) throw new AppError("protocol", "no drop boxes in the answer");
+    return done.drop_boxes;
+  }
+
+  /** Downloads a submission's sealed parts and opens each (nothing is
+   * returned unless every part opens whole).
+   * @param {string} space @param {Submission} submission
+   * @returns {Promise<Array<OpenedPart & { content: Uint8Array }>>} */
+  async openSubmission(space, submission) {
+    const opened = [];
+    for (const part of submission.parts) {
+      const sealed = new Uint8Array(part.size);
+      let at = 0;
+      for (const id of part.chunks) {
+        let blob;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            blob = await http("GET", `/v1/blobs/${id}`, this.device.token());
+            break;
+          } catch (e) {
+            if (e instanceof ServerError || attempt >= 30) throw e;
+            await sleep(Math.min(10000, 500 * 2 ** attempt));
+          }
+        }
+        if (at + blob.length > sealed.length) throw new AppError("intake", "a part is longer than the server said");
+        sealed.set(blob, at);
+        at += blob.length;
+      }
+      if (at !== sealed.length) throw new AppError("intake", "a part is shorter than the server said");
+      const info = this.device.open_submission_part(space, submission.epoch, sealed);
+      opened.push({ ...info, content: this.device.take_opened() });
+    }
+    return opened;
   }
 
   /** Accepts a request to join: adds the user's devices with `role`.

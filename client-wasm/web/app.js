@@ -66,6 +66,7 @@ const SERVER_REASONS = {
   space_requests_full: "errSpaceRequestsFull", own_requests_full: "errOwnRequestsFull", not_listed: "errNotListed",
   no_public_role: "errNoPublicRole", not_publisher: "errNotPublisher", withdrawn: "errWithdrawn",
   not_in_space: "errNotInSpace", no_mail_server: "errNoMailServer",
+  too_many_drop_boxes: "errTooManyDropBoxes", intake_key_newer: "errIntakeKeyNewer",
 };
 const SERVER_KINDS = {
   bad_request: "errBadRequest", unauthenticated: "errUnauthenticated", sign_in_refused: "errSignInRefused",
@@ -94,7 +95,7 @@ function fail(e) {
     no_folder: "libNoFolder", no_entry: "libNoEntry", folder_cycle: "libCycle", folder_not_empty: "libNotEmpty",
     discussion_in_folder: "libDiscussionInFolder", not_a_file: "libNoEntry", already_current: "libAlreadyCurrent",
     bad_manifest: "libBadManifest", no_attachment: "libNoEntry", already_listed: "libAlreadyListed",
-    "preview-failed": "previewFailed",
+    "preview-failed": "previewFailed", intake: "submissionBroken",
   }[e && e.code];
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
@@ -1032,12 +1033,98 @@ function spaceView(main, space) {
           h("button", { type: "button", class: "decline", onclick: () => act(() => client.decline(space, r.user)) }, t("declineRequest")));
       })) : null);
   };
-  main.append(h("p", {}, h("a", { href: "#/", class: "back" }, t("back"))), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, listingBox);
+  // Drop boxes: every member sees what arrived; space managers open and
+  // close boxes. The key the server serves is checked by the engine.
+  const dropBox = h("section", { id: "drop-boxes", "aria-labelledby": "drop-h" });
+  /** @type {Map<string, HTMLElement>} what was opened stays open across redraws */
+  const openedSubmissions = new Map();
+  const drawDropBoxes = async () => {
+    const me = client.device.spaces().find((s) => s.id === space);
+    const manager = me?.role === "space_manager" && !me?.read_only;
+    let list;
+    try {
+      list = await client.dropBoxes(space);
+    } catch (_) {
+      /* offline: drawn again when something changes */
+      return;
+    }
+    if (!manager && !list.boxes.length) return fill(dropBox);
+    const when = (secs) => new Intl.DateTimeFormat(language(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(secs * 1000));
+    const now = Date.now() / 1000;
+    const act = async (fn) => {
+      status(t("working"));
+      try { await fn(); status(""); } catch (err) { fail(err); }
+      drawDropBoxes();
+    };
+    const label = h("input", { name: "label", required: true, maxlength: 200 });
+    const days = h("input", { type: "number", name: "days", min: 1, max: 365, value: 30, required: true });
+    const quota = h("input", { type: "number", name: "quota", min: 1, max: 2048, value: 100, required: true });
+    const made = h("div", { id: "new-drop-link", "aria-live": "polite" });
+    const linkOf = (fragment) => `${location.origin}/drop/#${fragment}`;
+    const linkField = (fragment) => h("input", { type: "url", readonly: true, class: "drop-link", dir: "ltr", value: linkOf(fragment), "aria-label": t("dropLink"), onfocus: (e) => e.target.select() });
+    const openOne = async (sub, where) => {
+      status(t("working"));
+      try {
+        const parts = await client.openSubmission(space, sub);
+        fill(where, parts.map((p) => {
+          if (p.kind === "statement") return h("blockquote", { class: "statement", dir: "auto" }, p.text || "");
+          const type = /^[\w.+-]+\/[\w.+-]+$/.test(p.media_type) ? p.media_type : "application/octet-stream";
+          const url = URL.createObjectURL(new Blob([p.content], { type }));
+          const name = p.name || `${sub.id.slice(0, 8)}.bin`;
+          return h("div", { class: "submitted-file" },
+            /^image\/(png|jpeg|gif|webp)$/.test(type) ? h("img", { src: url, alt: name, class: "preview-image" }) : null,
+            h("a", { href: url, download: name, dir: "auto" }, name), ` (${formatSize(p.size)})`);
+        }));
+        status("");
+      } catch (err) {
+        fill(where, h("p", { class: "status error" }, t("submissionBroken")));
+        fail(err);
+      }
+    };
+    fill(dropBox,
+      h("h3", { id: "drop-h" }, t("dropBoxes")),
+      h("p", { class: "muted" }, t("dropBoxesExplain")),
+      list.key === "foreign" ? h("p", { class: "status error", id: "drop-key-warning" }, t("dropKeyForeign")) : null,
+      list.key === "stale" ? h("p", { class: "status warning" }, t("dropKeyStale")) : null,
+      manager ? h("details", { id: "drop-form-box" }, h("summary", {}, t("openDropBox")),
+        h("form", { id: "drop-form", onsubmit: (e) => {
+          e.preventDefault();
+          act(async () => {
+            const box = await client.openDropBox(space, label.value, Number(days.value), Number(quota.value) * 1024 * 1024);
+            fill(made, h("p", {}, t("dropLinkMade")), linkField(box.fragment));
+          });
+        } },
+          field(t("dropLabel"), label), field(t("dropDays"), days), field(t("dropQuota"), quota),
+          h("button", { type: "submit" }, t("openDropBox")))) : null,
+      made,
+      list.boxes.length ? null : h("p", { class: "muted" }, t("noDropBoxes")),
+      h("ul", { id: "drop-list" }, list.boxes.map((b) => {
+        const open = !b.closed && b.expires > now;
+        const state = b.closed ? t("dropClosed") : open ? t("dropUntil", { date: when(b.expires) }) : t("dropExpired");
+        return h("li", { "data-box": b.id },
+          h("strong", { dir: "auto" }, b.label || t("dropNoLabel")), " — ", state, " · ",
+          t("dropUsed", { used: formatSize(b.used), quota: formatSize(b.quota) }),
+          open && b.fragment ? linkField(b.fragment) : null,
+          open && manager ? h("button", { type: "button", class: "close-drop", onclick: () => act(() => client.closeDropBox(space, b.id)) }, t("closeDropBox")) : null,
+          b.submissions.length ? h("ul", { class: "submissions" }, b.submissions.map((sub) => {
+            const where = openedSubmissions.get(sub.id) || h("div", { class: "opened" });
+            openedSubmissions.set(sub.id, where);
+            const size = sub.parts.reduce((n, p) => n + p.size, 0);
+            return h("li", { "data-submission": sub.id },
+              t("submissionAt", { date: when(sub.at) }), ` · ${formatSize(size)} · `,
+              h("button", { type: "button", class: "open-submission", onclick: () => openOne(sub, where) }, t("openSubmission")),
+              where);
+          })) : h("p", { class: "muted" }, t("noSubmissions")));
+      })));
+  };
+  main.append(h("p", {}, h("a", { href: "#/", class: "back" }, t("back"))), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, dropBox, listingBox);
   drawListing();
-  // Requests to join arrive through the server only: a manager's page asks
-  // again every 15 s (nothing is asked of anyone else).
+  drawDropBoxes();
+  // Requests to join and drop-box submissions arrive through the server
+  // only: the page asks again every 15 s (requests: managers only).
   const asking = setInterval(() => {
     if (!listingBox.querySelector("details[open], select:focus")) drawListing();
+    if (!dropBox.querySelector("details[open], input:focus")) drawDropBoxes();
   }, 15000);
   onCleanup(() => clearInterval(asking));
   drawProfile();

@@ -90,6 +90,7 @@ fn prerequisites() -> Result<(), String> {
     wasm_target()?;
     let mut missing: Vec<&str> = [
         ("age", "age"),
+        ("curl", "curl"),
         ("chromium", "chromium"),
         ("chromedriver", "chromium-driver"),
         ("node", "nodejs"),

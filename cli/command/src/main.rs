@@ -1192,6 +1192,8 @@ async fn intake_command(
     let link = |c: &Client, fragment: &str| {
         format!("{}/drop/#{fragment}", c.http().base().trim_end_matches('/'))
     };
+    // Joins what waits (a Welcome) and reads every space first.
+    c.sync_all().await?;
     match command {
         IntakeCommand::Create {
             space: s,

@@ -5,6 +5,7 @@ mod browser;
 mod canaries;
 mod coedit;
 mod discussions;
+mod drop_boxes;
 mod durability;
 mod files;
 mod first_day;
