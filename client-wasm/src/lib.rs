@@ -454,12 +454,13 @@ impl Device {
     /// Opens one sealed part of a submission (its chunks joined): what it
     /// is, and its content through [`Device::take_opened`]. A part that
     /// does not open whole gives nothing (error code `intake`).
+    #[wasm_bindgen(unchecked_return_type = "OpenedPart")]
     pub fn open_submission_part(
         &mut self,
         space: &str,
         epoch: f64,
         sealed: &[u8],
-    ) -> Result<OpenedPart, JsValue> {
+    ) -> Result<JsValue, JsValue> {
         let part = self
             .engine
             .open_submission_part(space_id(space)?, epoch as u64, sealed)
@@ -473,7 +474,7 @@ impl Device {
             size: part.content.len() as f64,
         };
         self.opened = Some(part.content);
-        Ok(opened)
+        serde_wasm_bindgen::to_value(&opened).map_err(|e| fail(ErrorCode::Protocol, e))
     }
 
     /// The content of the part [`Device::open_submission_part`] opened

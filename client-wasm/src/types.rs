@@ -762,7 +762,6 @@ impl From<amicus_core::dropbox::DropBoxList> for DropBoxList {
 
 /// One opened part of a submission.
 #[derive(Serialize, Tsify)]
-#[tsify(into_wasm_abi)]
 pub struct OpenedPart {
     /// `statement` or `file`.
     pub kind: String,

@@ -1098,7 +1098,7 @@ export class Client {
   /** Downloads a submission's sealed parts and opens each (nothing is
    * returned unless every part opens whole).
    * @param {string} space @param {Submission} submission
-   * @returns {Promise<Array<OpenedPart & { content: Uint8Array }>>} */
+   * @returns {Promise<Array<OpenedPart & { content: Uint8Array<ArrayBuffer> }>>} */
   async openSubmission(space, submission) {
     const opened = [];
     for (const part of submission.parts) {
@@ -1121,7 +1121,7 @@ export class Client {
       }
       if (at !== sealed.length) throw new AppError("intake", "a part is shorter than the server said");
       const info = this.device.open_submission_part(space, submission.epoch, sealed);
-      opened.push({ ...info, content: this.device.take_opened() });
+      opened.push({ ...info, content: /** @type {Uint8Array<ArrayBuffer>} */ (this.device.take_opened()) });
     }
     return opened;
   }

@@ -1038,6 +1038,8 @@ function spaceView(main, space) {
   const dropBox = h("section", { id: "drop-boxes", "aria-labelledby": "drop-h" });
   /** @type {Map<string, HTMLElement>} what was opened stays open across redraws */
   const openedSubmissions = new Map();
+  // The link of the box just opened stays shown across redraws.
+  const made = h("div", { id: "new-drop-link", "aria-live": "polite" });
   const drawDropBoxes = async () => {
     const me = client.device.spaces().find((s) => s.id === space);
     const manager = me?.role === "space_manager" && !me?.read_only;
@@ -1059,7 +1061,6 @@ function spaceView(main, space) {
     const label = h("input", { name: "label", required: true, maxlength: 200 });
     const days = h("input", { type: "number", name: "days", min: 1, max: 365, value: 30, required: true });
     const quota = h("input", { type: "number", name: "quota", min: 1, max: 2048, value: 100, required: true });
-    const made = h("div", { id: "new-drop-link", "aria-live": "polite" });
     const linkOf = (fragment) => `${location.origin}/drop/#${fragment}`;
     const linkField = (fragment) => h("input", { type: "url", readonly: true, class: "drop-link", dir: "ltr", value: linkOf(fragment), "aria-label": t("dropLink"), onfocus: (e) => e.target.select() });
     const openOne = async (sub, where) => {

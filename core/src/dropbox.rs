@@ -119,7 +119,7 @@ pub fn check(
         .into_iter()
         .map(|b| {
             let mut submissions = b.submissions;
-            submissions.sort_by(|x, y| y.at.cmp(&x.at));
+            submissions.sort_by_key(|s| std::cmp::Reverse(s.at));
             DropBoxView {
                 fragment: match (BoxId::parse(&b.id), &link_key) {
                     (Some(id), Some(k)) => Some(drop::link_fragment(id, k)),
@@ -137,7 +137,7 @@ pub fn check(
             }
         })
         .collect();
-    boxes.sort_by(|x, y| y.created.cmp(&x.created));
+    boxes.sort_by_key(|b| std::cmp::Reverse(b.created));
     DropBoxList { key, boxes }
 }
 

@@ -1265,10 +1265,11 @@ async fn intake_command(
                         b.id,
                         b.label.as_deref().unwrap_or("(no label yet)")
                     ));
-                    if b.closed.is_none() && b.expires > now {
-                        if let Some(f) = &b.fragment {
-                            out.push(format!("    {}", link(c, f)));
-                        }
+                    if b.closed.is_none()
+                        && b.expires > now
+                        && let Some(f) = &b.fragment
+                    {
+                        out.push(format!("    {}", link(c, f)));
                     }
                     for sub in &b.submissions {
                         let size: u64 = sub.parts.iter().map(|p| p.size).sum();

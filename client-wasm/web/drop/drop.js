@@ -312,7 +312,7 @@ async function start() {
   say($("status"), "loading");
   try {
     wasm = await import("./pkg/amicus_drop.js");
-    await wasm.default(); // fetches ./pkg/amicus_drop_bg.wasm
+    await wasm.default({ module_or_path: new URL("./pkg/amicus_drop_bg.wasm", import.meta.url) });
   } catch {
     return fatal("network", "err_code", true);
   }

@@ -14,7 +14,9 @@ fn run(program: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{program} must be installed (`cargo xtask test` installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{program} must be installed (`cargo xtask test` installs it): {e}")
+        });
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -61,7 +63,17 @@ async fn a_witness_submits_with_age_and_curl_and_a_member_opens_it() {
     assert!(refused.contains("space managers"), "{refused}");
     let created = amicus_json(
         &a,
-        &["intake", "create", &s, "--label", "Témoins de Goma", "--days", "7", "--quota-mb", "2"],
+        &[
+            "intake",
+            "create",
+            &s,
+            "--label",
+            "Témoins de Goma",
+            "--days",
+            "7",
+            "--quota-mb",
+            "2",
+        ],
     );
     let link = created["link"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
@@ -78,7 +90,10 @@ async fn a_witness_submits_with_age_and_curl_and_a_member_opens_it() {
     let text = "Le 3 mars, trois hommes armés ont emmené Maître K. devant le tribunal.\n";
     std::fs::write(&statement, text).unwrap();
     let sealed = dir.path().join("statement.age");
-    let (ok, _, err) = run("age", &["-r", &recipient, "-o", path(&sealed), path(&statement)]);
+    let (ok, _, err) = run(
+        "age",
+        &["-r", &recipient, "-o", path(&sealed), path(&statement)],
+    );
     assert!(ok, "{err}");
     let sent = curl_json(&[
         "--data-binary",
@@ -144,9 +159,23 @@ async fn a_witness_submits_with_age_and_curl_and_a_member_opens_it() {
     assert_eq!(files.len(), 1, "{opened}");
     let written = std::fs::read_to_string(files[0]["path"].as_str().unwrap()).unwrap();
     assert_eq!(written, text);
-    let refused = amicus_refused(&b, &["intake", "open", &s, stray_sent["id"].as_str().unwrap(), "-o", path(&out)]);
+    let refused = amicus_refused(
+        &b,
+        &[
+            "intake",
+            "open",
+            &s,
+            stray_sent["id"].as_str().unwrap(),
+            "-o",
+            path(&out),
+        ],
+    );
     assert!(refused.contains("cannot be opened"), "{refused}");
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1, "nothing of the stray part was written");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "nothing of the stray part was written"
+    );
 
     // Closed: the link answers 410 with its reason.
     amicus_json(&a, &["intake", "close", &s, &id]);
@@ -154,7 +183,14 @@ async fn a_witness_submits_with_age_and_curl_and_a_member_opens_it() {
     assert_eq!(gone["reason"], "drop_box_closed", "{gone}");
     let (_, status, _) = run(
         "curl",
-        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/drop/{id}", server.url)],
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/v1/drop/{id}", server.url),
+        ],
     );
     assert_eq!(status, "410");
 }

@@ -6,6 +6,7 @@ mod canaries;
 mod coedit;
 mod discussions;
 mod drop_boxes;
+mod drop_page;
 mod durability;
 mod files;
 mod first_day;
