@@ -152,7 +152,9 @@ function header() {
         h("span", { class: "who" }, client.user),
         h("button", { type: "button", onclick: signOut }, t("signOut")),
       )
-    : null;
+    : h("nav", { "aria-label": t("app") },
+        h("a", { href: "#/search", id: "public-link" }, t("publicLibrary")),
+        h("a", { href: "#/" }, t("signIn")));
   return h("header", {}, h("h1", {}, h("a", { href: "#/" }, t("app"))), nav, h("label", { class: "lang" }, h("span", { class: "lang-word" }, t("language")), " ", select));
 }
 
@@ -200,8 +202,12 @@ function render() {
   const root = document.getElementById("app");
   root.replaceChildren(header(), h("div", { id: "status", class: "status", role: "status", "aria-live": "polite" }), h("main", { id: "main" }));
   const main = document.getElementById("main");
-  if (!client) return authView(main);
   const [, view, a, b] = location.hash.split("/");
+  // Public libraries are read without an account (where the server allows
+  // it): their search and documents, and nothing else.
+  if (!client && view === "search") return searchView(main);
+  if (!client && view === "public" && a && b) return publicView(main, a, b);
+  if (!client) return authView(main);
   if (view === "space" && a) return spaceView(main, a);
   if (view === "doc" && a && b) return editorView(main, a, b);
   if (view === "thread" && a && b) return discussionView(main, a, b);
@@ -1069,7 +1075,11 @@ function spaceView(main, space) {
         const parts = await client.openSubmission(space, sub);
         fill(where, parts.map((p) => {
           if (p.kind === "statement") return h("blockquote", { class: "statement", dir: "auto" }, p.text || "");
-          const type = /^[\w.+-]+\/[\w.+-]+$/.test(p.media_type) ? p.media_type : "application/octet-stream";
+          // The witness names the type: only types a browser shows inertly
+          // are kept (no HTML, no SVG: opened in a tab, they would be
+          // pages of this origin).
+          const inert = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain|audio\/(mpeg|ogg|wav|webm|mp4)|video\/(mp4|webm|ogg))$/;
+          const type = inert.test(p.media_type) ? p.media_type : "application/octet-stream";
           const url = URL.createObjectURL(new Blob([p.content], { type }));
           const name = p.name || `${sub.id.slice(0, 8)}.bin`;
           return h("div", { class: "submitted-file" },
@@ -1087,6 +1097,7 @@ function spaceView(main, space) {
       h("p", { class: "muted" }, t("dropBoxesExplain")),
       list.key === "foreign" ? h("p", { class: "status error", id: "drop-key-warning" }, t("dropKeyForeign")) : null,
       list.key === "stale" ? h("p", { class: "status warning" }, t("dropKeyStale")) : null,
+      list.key === "unknown" && list.boxes.length ? h("p", { class: "muted" }, t("dropKeyUnknown")) : null,
       manager ? h("details", { id: "drop-form-box" }, h("summary", {}, t("openDropBox")),
         h("form", { id: "drop-form", onsubmit: (e) => {
           e.preventDefault();
@@ -1723,6 +1734,16 @@ function snippet(html) {
   return out;
 }
 
+/** A public route read through the session when signed in, else without
+ * an account (the server limits such reads per address). */
+async function readPublic(path) {
+  if (client) return client.api("GET", path);
+  const res = await fetch(path);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new ServerError(res.status, body.error || "error", body.message, body.reason);
+  return body;
+}
+
 function searchView(main) {
   const results = h("section", { id: "results", "aria-live": "polite" });
   const langs = h("select", { name: "lang", "aria-label": t("language") },
@@ -1731,8 +1752,8 @@ function searchView(main) {
   // Public spaces by name, never by id.
   const spaceNames = new Map();
   const spaceName = (id) => spaceNames.get(id) || t("publicSpace");
-  const loadNames = () => client.api("GET", "/v1/spaces").then((v) => {
-    for (const x of v.spaces || []) if (x.kind === "public" && x.name) spaceNames.set(x.id, x.name);
+  const loadNames = () => readPublic("/v1/public").then((v) => {
+    for (const x of v.spaces || []) if (x.name) spaceNames.set(x.id, x.name);
   }).catch(() => {});
   const named = loadNames();
   const run = async (q, lang, extra = "") => {
@@ -1740,7 +1761,7 @@ function searchView(main) {
       await named;
       const params = new URLSearchParams({ q, limit: "20" });
       if (lang) params.set("lang", lang);
-      const r = await client.api("GET", `/v1/search?${params}${extra}`);
+      const r = await readPublic(`/v1/search?${params}${extra}`);
       // A public space made since the names were read: read them again.
       const shown = [...r.hits.map((hit) => hit.space), ...Object.keys(r.facets?.space || {})];
       if (shown.some((id) => !spaceNames.has(id))) await loadNames();
@@ -1764,7 +1785,7 @@ function searchView(main) {
   };
   const form = h("form", { id: "search", role: "search", onsubmit: (e) => { e.preventDefault(); run(e.target.q.value, langs.value); } },
     field(t("query"), h("input", { name: "q", type: "search", required: true, dir: "auto" })), langs, h("button", { type: "submit" }, t("search")));
-  main.append(h("h2", {}, t("publicLibrary")), form, results, publishForms());
+  main.append(h("h2", {}, t("publicLibrary")), client ? null : h("p", { class: "muted", id: "reading-without-account" }, t("readingWithoutAccount")), form, results, client ? publishForms() : null);
 }
 
 function publishForms() {
@@ -1852,7 +1873,7 @@ async function publicView(main, space, doc) {
   const current = () => mine === generation;
   let d;
   try {
-    d = await client.api("GET", `/v1/public/${space}/docs/${doc}`);
+    d = await readPublic(`/v1/public/${space}/docs/${doc}`);
     if (!current()) return;
   } catch (err) {
     main.append(h("p", {}, h("a", { href: "#/search", class: "back" }, t("publicLibrary"))));
@@ -1874,6 +1895,13 @@ async function publicView(main, space, doc) {
   );
   const p = d.provenance;
   if (!p) return;
+  // The signature is checked against identity keys this browser pinned:
+  // without an account there are none to check it against.
+  if (!client) {
+    signed.textContent = t("signInToVerify");
+    signed.className = "muted";
+    return;
+  }
   // The signature, checked here against the author's devices as certified
   // by the identity key this browser pinned (not on the server's word).
   try {
@@ -2203,3 +2231,42 @@ function recoveryWarning() {
 setLanguage(initialLanguage());
 window.addEventListener("hashchange", () => render());
 render();
+keepOffline();
+// A phone may end a hidden page at any moment: what changed is stored as
+// soon as the page is hidden or left.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") client?.save().catch(() => {});
+});
+window.addEventListener("pagehide", () => { client?.save().catch(() => {}); });
+
+/** Registers the service worker that lets the app start without the
+ * network, and offers a new build when one is ready: it is applied when
+ * the person chooses, after the state and the edits not yet sent are
+ * saved, or when every tab of the app is closed. */
+function keepOffline() {
+  if (!("serviceWorker" in navigator)) return;
+  const offer = (worker) => {
+    // The first install has nothing to replace.
+    if (!navigator.serviceWorker.controller) return;
+    document.getElementById("update")?.remove();
+    const bar = h("div", { id: "update", class: "update", role: "status" }, t("updateReady"), " ",
+      h("button", { type: "button", id: "update-now", onclick: async () => {
+        try { await client?.save(); } catch (_) { /* what is not saved is kept by the engine's own saves */ }
+        worker.postMessage("take-over");
+      } }, t("updateNow")));
+    document.body.prepend(bar);
+  };
+  navigator.serviceWorker.register("sw.js").then((registration) => {
+    if (registration.waiting) offer(registration.waiting);
+    registration.addEventListener("updatefound", () => {
+      const worker = registration.installing;
+      worker?.addEventListener("statechange", () => { if (worker.state === "installed") offer(worker); });
+    });
+  }).catch(() => { /* without a worker, the app still runs online */ });
+  let reloading = false;
+  navigator.serviceWorker.addEventListener("controllerchange", () => {
+    if (reloading) return;
+    reloading = true;
+    location.reload();
+  });
+}

@@ -29,6 +29,10 @@ pub enum KeyState {
     /// A key of the space, from before the intake last rotated (a
     /// removal): being replaced.
     Stale,
+    /// A key of the space, but this device does not know whether it is in
+    /// force (it has not read the epoch record that says where the intake
+    /// stands): no link is given until it does.
+    Unknown,
     /// Not a key this device can derive for the epoch the server names:
     /// a server (or member) that swapped it. No link is given.
     Foreign,
@@ -41,6 +45,7 @@ impl KeyState {
             Self::Missing => "missing",
             Self::Current => "current",
             Self::Stale => "stale",
+            Self::Unknown => "unknown",
             Self::Foreign => "foreign",
         }
     }
@@ -101,12 +106,13 @@ pub fn check(
         (Some(_), None) => KeyState::Foreign,
         (Some(_), Some((epoch, served))) => {
             let derived = space.intake_key_of(epoch).map(|k| k.public());
-            if derived.is_none_or(|d| d != served) {
-                KeyState::Foreign
-            } else if in_force.is_some_and(|(e, _)| e > epoch) {
-                KeyState::Stale
-            } else {
-                KeyState::Current
+            match in_force {
+                _ if derived.is_none_or(|d| d != served) => KeyState::Foreign,
+                Some((e, _)) if e == epoch => KeyState::Current,
+                Some((e, _)) if e > epoch => KeyState::Stale,
+                // Not opened as far as this device knows, or opened again
+                // later than it has read.
+                _ => KeyState::Unknown,
             }
         }
     };

@@ -607,6 +607,8 @@ enum CreateStage {
 #[derive(Debug)]
 enum DropStage {
     Start,
+    /// The intake was opened here: an epoch record says so to the others.
+    Recording(OpId),
     Publishing(RequestId),
     Creating(RequestId, String),
     Labelling(OpId, String),
@@ -2033,6 +2035,7 @@ impl Engine {
         };
         let seq = entry.seq;
         let was_removed = t.view.is_removed();
+        let intake_before = t.view.space().intake_in_force().map(|(e, _)| e);
         // Only a commit (or a reopening) changes who may write.
         let was_writable =
             entry.kind != crate::wire::EntryKind::Envelope && read_only(&t.view).is_none();
@@ -2055,6 +2058,18 @@ impl Engine {
         if applied.membership {
             self.events.push_back(Event::Membership { space: id });
         }
+        // The intake rotated (a removal, whoever committed it) or this
+        // device learned of a later opening: the drop boxes' pages must
+        // seal to the key in force (§11.6). The server keeps the latest.
+        let intake_after = t.view.space().intake_in_force().map(|(e, _)| e);
+        if intake_after > intake_before && !t.view.is_removed() {
+            let op = Op::PublishIntake {
+                space: id,
+                request: None,
+            };
+            self.spawn(op, false, true);
+        }
+        let t = self.spaces.get_mut(&id).expect("present");
         if let Some(message) = applied.warning {
             self.events.push_back(Event::Warning {
                 code: Code::EntryRefused,
@@ -2738,6 +2753,14 @@ impl Engine {
                     // The intake epoch is space state: durable before the
                     // key goes out.
                     self.must_persist = true;
+                    // The other members learn it from a record of this
+                    // epoch by a space manager (§7.2): until they do, their
+                    // devices give no link (§11.6).
+                    if tracked.view.can_record() {
+                        let child = self.child(Op::Record { space, sent: None });
+                        *stage = DropStage::Recording(child);
+                        return Step::Moved;
+                    }
                 }
                 match self.intake_request(space) {
                     Some(r) => {
@@ -2750,6 +2773,20 @@ impl Engine {
                     ))),
                 }
             }
+            DropStage::Recording(child) => match self.child_result(*child) {
+                None => Step::Pending,
+                Some(Err(f)) => Step::Finished(Err(f)),
+                Some(Ok(_)) => match self.intake_request(space) {
+                    Some(r) => {
+                        *stage = DropStage::Publishing(r);
+                        Step::Moved
+                    }
+                    None => Step::Finished(Err(Failure::new(
+                        Code::Space,
+                        "the space's epoch changed while its intake was opened; open the drop box again",
+                    ))),
+                },
+            },
             DropStage::Publishing(r) => match self.answer::<serde_json::Value>(*r) {
                 None => Step::Pending,
                 Some(Err(f)) => Step::Finished(Err(f)),

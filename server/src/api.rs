@@ -1517,6 +1517,57 @@ pub struct PublicWrite {
     pub marks: Vec<amicus_core::publication::TextMark>,
 }
 
+/// Who reads a public space: a signed-in device (its own rate), or, where
+/// the server lets public libraries be read without an account, anyone
+/// (limited per address). A request that carries a token is a device's,
+/// and a bad token is refused rather than read as anonymous.
+fn public_reader(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<Option<Caller>, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) || !state.config.public_read {
+        let who = caller(state, headers)?;
+        state.rate_api(who.device)?;
+        return Ok(Some(who));
+    }
+    state.rate_address(extensions.get::<crate::Peer>().map(|p| p.0))?;
+    Ok(None)
+}
+
+/// A public space, for a device or for anyone.
+fn public_space_for(
+    state: &AppState,
+    who: Option<&Caller>,
+    id: &str,
+) -> Result<SpaceRecord, ApiError> {
+    match who {
+        Some(who) => public_space(state, who, id),
+        None => match state.store.space(space_id(id)?)? {
+            Some(s) if s.kind == SpaceKind::Public => Ok(s),
+            _ => Err(ApiError::NotFound("no such public space".into())),
+        },
+    }
+}
+
+/// `GET /v1/public`: the public spaces, by id and name (for anyone where
+/// public libraries are readable without an account).
+pub async fn public_spaces(
+    State(state): S,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Result<Json<Value>, ApiError> {
+    public_reader(&state, &headers, &extensions)?;
+    let spaces: Vec<Value> = state
+        .store
+        .spaces()?
+        .iter()
+        .filter(|s| s.kind == SpaceKind::Public)
+        .map(|s| json!({ "id": s.id.to_hex(), "name": s.name }))
+        .collect();
+    Ok(Json(json!({ "spaces": spaces })))
+}
+
 fn public_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
     let s = load_space(state, who, id)?;
     if s.kind != SpaceKind::Public {
@@ -1652,15 +1703,16 @@ pub async fn put_public(
 pub async fn list_public(
     State(state): S,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Path(space): Path<String>,
     query: Result<
         axum::extract::Query<std::collections::HashMap<String, String>>,
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(&state, &headers)?;
+    let who = public_reader(&state, &headers, &extensions)?;
     let axum::extract::Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let space = public_space(&state, &who, &space)?;
+    let space = public_space_for(&state, who.as_ref(), &space)?;
     let records = match q.get("id") {
         Some(id) => {
             check_doc_id(id)?;
@@ -1679,10 +1731,11 @@ pub async fn list_public(
 pub async fn get_public(
     State(state): S,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Path((space, doc)): Path<(String, String)>,
 ) -> Result<Json<PublicRecord>, ApiError> {
-    let who = caller(&state, &headers)?;
-    let space = public_space(&state, &who, &space)?;
+    let who = public_reader(&state, &headers, &extensions)?;
+    let space = public_space_for(&state, who.as_ref(), &space)?;
     check_doc_id(&doc)?;
     if let Some(record) = state.store.public_doc(space.id, &doc)? {
         return Ok(Json(record));
@@ -1794,11 +1847,11 @@ pub struct SearchParams {
 pub async fn search(
     State(state): S,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     RawQuery(raw): RawQuery,
     query: Result<axum::extract::Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(&state, &headers)?;
-    state.rate_api(who.device)?;
+    public_reader(&state, &headers, &extensions)?;
     // The query decoder replaces invalid UTF-8; refuse it instead, so that
     // nobody searches for replacement characters without knowing.
     let raw = raw.as_deref().unwrap_or("");

@@ -224,6 +224,13 @@ pub struct Config {
     pub web: Option<PathBuf>,
     /// The mail server for notification emails (none: no email).
     pub mail: Option<Mail>,
+    /// Public spaces' documents and search can be read without an account
+    /// (per-address limits apply); `false`: signed-in devices only.
+    pub public_read: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client: requests
+    /// from them count against the address they saw (its rightmost entry)
+    /// in the per-address limits, not against the proxy's own.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -235,6 +242,8 @@ impl Default for Config {
             limits: Limits::default(),
             web: None,
             mail: None,
+            public_read: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }

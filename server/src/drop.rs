@@ -51,6 +51,14 @@ fn submission_id(s: &str) -> Result<[u8; 16], ApiError> {
 }
 
 fn confidential(state: &AppState, headers: &HeaderMap, space: &str) -> Result<SpaceId, ApiError> {
+    confidential_record(state, headers, space).map(|r| r.id)
+}
+
+fn confidential_record(
+    state: &AppState,
+    headers: &HeaderMap,
+    space: &str,
+) -> Result<crate::store::SpaceRecord, ApiError> {
     let who = state.caller(headers)?;
     state.rate_api(who.device)?;
     let record = load_space(state, &who, space)?;
@@ -60,7 +68,7 @@ fn confidential(state: &AppState, headers: &HeaderMap, space: &str) -> Result<Sp
                 .into(),
         ));
     }
-    Ok(record.id)
+    Ok(record)
 }
 
 /// Body of `PUT /v1/spaces/{space}/intake`.
@@ -82,8 +90,16 @@ pub async fn put_intake(
     j: ApiJson<PutIntake>,
 ) -> Result<Json<Value>, ApiError> {
     let who = state.caller(&headers)?;
-    let space = confidential(&state, &headers, &space)?;
+    let record = confidential_record(&state, &headers, &space)?;
+    let space = record.id;
     let b = body(j)?;
+    // An epoch the space has not reached would block every later key.
+    if b.epoch > record.epoch {
+        return Err(ApiError::BadRequest(format!(
+            "epoch: the space is in epoch {}; a key of a later epoch cannot be in force",
+            record.epoch
+        )));
+    }
     let key = IntakePublicKey::parse_age_recipient(&b.recipient)
         .map_err(|e| ApiError::BadRequest(format!("recipient: {e}")))?;
     let record = IntakeRecord {
@@ -271,20 +287,75 @@ fn open_box(state: &AppState, id: [u8; 16]) -> Result<DropBoxRecord, ApiError> {
 }
 
 /// Drops this box's submissions that never completed, giving their bytes
-/// back to the box.
-fn expire_pending(state: &AppState, id: [u8; 16]) -> Result<(), ApiError> {
+/// back to the box; returns their chunks that no other submission of the
+/// box names, for [`delete_chunks`]. Called under [`AppState::drops`].
+fn expire_pending(state: &AppState, id: [u8; 16]) -> Result<Vec<[u8; 32]>, ApiError> {
     let at = now();
-    for (sid, s) in state.store.submissions(id)? {
+    let all = state.store.submissions(id)?;
+    let mut dropped = Vec::new();
+    for (sid, s) in &all {
         if !s.complete && s.at + PENDING_SECS <= at {
-            let size: u64 = s.parts.iter().map(|p| p.size).sum();
-            state.store.put_submission(id, sid, None)?;
-            state.store.update_drop_box(id, &mut |r| {
-                r.used = r.used.saturating_sub(size);
-                true
-            })?;
+            drop_submission(state, id, *sid, s)?;
+            dropped.push(*sid);
         }
     }
+    Ok(unshared_chunks(&all, &dropped))
+}
+
+/// Removes a submission and gives its bytes back to the box.
+fn drop_submission(
+    state: &AppState,
+    dropbox: [u8; 16],
+    sid: [u8; 16],
+    s: &SubmissionRecord,
+) -> Result<(), ApiError> {
+    let size: u64 = s.parts.iter().map(|p| p.size).sum();
+    state.store.put_submission(dropbox, sid, None)?;
+    state.store.update_drop_box(dropbox, &mut |r| {
+        r.used = r.used.saturating_sub(size);
+        true
+    })?;
     Ok(())
+}
+
+/// The chunks of the `dropped` submissions that no other one names.
+fn unshared_chunks(all: &[([u8; 16], SubmissionRecord)], dropped: &[[u8; 16]]) -> Vec<[u8; 32]> {
+    let kept: BTreeSet<[u8; 32]> = all
+        .iter()
+        .filter(|(sid, _)| !dropped.contains(sid))
+        .flat_map(|(_, s)| s.parts.iter().flat_map(|p| p.chunks.iter().copied()))
+        .collect();
+    let mut out: Vec<[u8; 32]> = all
+        .iter()
+        .filter(|(sid, _)| dropped.contains(sid))
+        .flat_map(|(_, s)| s.parts.iter().flat_map(|p| p.chunks.iter().copied()))
+        .filter(|c| !kept.contains(c))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Deletes stored chunks that no submission names any more (the bytes of
+/// a witness's upload that never completed).
+async fn delete_chunks(state: &AppState, chunks: &[[u8; 32]]) {
+    for c in chunks {
+        if let Err(e) = tokio::fs::remove_file(state.blobs.path(&BlobId(*c))).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "a dropped submission's chunk could not be deleted");
+        }
+    }
+}
+
+/// The length a declared chunk must have: a full chunk, or what is left of
+/// its part for the last one.
+fn chunk_length(part: &PartRecord, index: usize) -> u64 {
+    if index + 1 < part.chunks.len() {
+        CHUNK_LEN as u64
+    } else {
+        part.size - (part.chunks.len() as u64 - 1) * CHUNK_LEN as u64
+    }
 }
 
 /// `GET /v1/drop/{box}`: what a page needs to seal to the box: the key in
@@ -379,6 +450,16 @@ pub async fn new_submission(
             chunks,
         });
     }
+    let mut named = BTreeSet::new();
+    if !parts
+        .iter()
+        .flat_map(|p| &p.chunks)
+        .all(|c| named.insert(*c))
+    {
+        return Err(ApiError::BadRequest(
+            "parts: a chunk is named twice (each chunk of a sealed part differs)".into(),
+        ));
+    }
     let total: u64 = parts.iter().map(|p| p.size).sum();
     // The id names the declaration: the same parts give the same id.
     let mut hasher = blake3::Hasher::new_derive_key("amicus drop submission v1");
@@ -391,7 +472,10 @@ pub async fn new_submission(
     }
     let mut sid = [0u8; 16];
     sid.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-    expire_pending(&state, dropbox)?;
+    // One change to the boxes' records at a time: a declaration sent twice
+    // at once reserves once, and an expiry frees what it drops once.
+    let guard = state.drops.lock().expect("drop lock");
+    let expired = expire_pending(&state, dropbox)?;
     let existing = state
         .store
         .submissions(dropbox)?
@@ -429,6 +513,8 @@ pub async fn new_submission(
         };
         state.store.put_submission(dropbox, sid, Some(&record))?;
     }
+    drop(guard);
+    delete_chunks(&state, &expired).await;
     let missing = missing_chunks(&state, &parts).await;
     Ok((
         if existing.is_some() {
@@ -464,24 +550,39 @@ pub async fn put_chunk(
     let dropbox = box_id(&id)?;
     let chunk = BlobId::parse(&hash)?;
     open_box(&state, dropbox)?;
-    let declared = state
+    let expected = state
         .store
         .submissions(dropbox)?
         .iter()
-        .any(|(_, s)| !s.complete && s.parts.iter().any(|p| p.chunks.contains(&chunk.0)));
-    if !declared {
+        .filter(|(_, s)| !s.complete)
+        .flat_map(|(_, s)| &s.parts)
+        .find_map(|p| {
+            let index = p.chunks.iter().position(|c| *c == chunk.0)?;
+            Some(chunk_length(p, index))
+        });
+    let Some(expected) = expected else {
         return Err(ApiError::NotFound(
             "no submission under way in this drop box names this chunk".into(),
         ));
-    }
+    };
     let counted = state.clone();
     let stored = state
         .blobs
         .put(
             &chunk,
             request_body.into_data_stream(),
-            CHUNK_LEN,
-            |_| Ok(()),
+            expected as usize,
+            // Exactly the declared length: what a box stores is what it
+            // reserved, never more.
+            move |size| {
+                if size == expected {
+                    Ok(())
+                } else {
+                    Err(ApiError::BadRequest(format!(
+                        "this chunk is declared with {expected} bytes; {size} arrived"
+                    )))
+                }
+            },
             move |size| {
                 counted
                     .metrics
@@ -506,7 +607,7 @@ pub async fn finish_submission(
     state.rate_address(peer(&extensions))?;
     let dropbox = box_id(&id)?;
     let sid = submission_id(&sid)?;
-    let Some((_, mut s)) = state
+    let Some((_, s)) = state
         .store
         .submissions(dropbox)?
         .into_iter()
@@ -516,7 +617,22 @@ pub async fn finish_submission(
     };
     if !s.complete {
         let missing = missing_chunks(&state, &s.parts).await;
-        if !missing.is_empty() {
+        if missing.is_empty() {
+            // Complete only if it was not dropped meanwhile (an expiry).
+            let _guard = state.drops.lock().expect("drop lock");
+            let Some((_, mut current)) = state
+                .store
+                .submissions(dropbox)?
+                .into_iter()
+                .find(|(s, _)| *s == sid)
+            else {
+                return Err(ApiError::NotFound("no such submission".into()));
+            };
+            current.complete = true;
+            state.store.put_submission(dropbox, sid, Some(&current))?;
+            return Ok(Json(json!({ "id": hex::encode(sid) })).into_response());
+        }
+        {
             return Ok((
                 StatusCode::CONFLICT,
                 Json(json!({
@@ -527,8 +643,6 @@ pub async fn finish_submission(
             )
                 .into_response());
         }
-        s.complete = true;
-        state.store.put_submission(dropbox, sid, Some(&s))?;
     }
     Ok(Json(json!({ "id": hex::encode(sid) })).into_response())
 }
@@ -560,57 +674,92 @@ pub async fn submit_file(
     if length == 0 {
         return Err(ApiError::BadRequest("the body is empty".into()));
     }
-    expire_pending(&state, dropbox)?;
-    let limits = &state.config.limits;
-    let mut key = b"box".to_vec();
-    key.extend_from_slice(&dropbox);
-    let per_hour = f64::from(limits.drop_submissions_per_hour.max(1));
-    state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
-    let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
-        .used
-        .checked_add(length)
-        .filter(|t| *t <= r.quota)
-    {
-        Some(t) => {
-            r.used = t;
-            true
-        }
-        None => false,
-    })?;
-    if !matches!(reserved, Some((_, true))) {
-        let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
-        return Err(ApiError::Quota(format!(
-            "this drop box takes {left} more bytes; the file has {length}"
-        ))
-        .because("drop_box_full"));
-    }
-    let give_back = |state: &AppState| {
-        let _ = state.store.update_drop_box(dropbox, &mut |r| {
-            r.used = r.used.saturating_sub(length);
-            true
-        });
-    };
-    match store_chunks(&state, request_body, length).await {
-        Ok(chunks) => {
-            let mut sid = [0u8; 16];
-            getrandom::fill(&mut sid).map_err(|_| ApiError::Internal)?;
-            let record = SubmissionRecord {
-                at: now(),
-                epoch: intake.epoch,
-                parts: vec![PartRecord {
-                    size: length,
-                    chunks,
-                }],
-                complete: true,
-            };
-            if let Err(e) = state.store.put_submission(dropbox, sid, Some(&record)) {
-                give_back(&state);
-                return Err(e.into());
+    let mut sid = [0u8; 16];
+    getrandom::fill(&mut sid).map_err(|_| ApiError::Internal)?;
+    // Reserved and recorded (incomplete) before a byte is read: a
+    // connection or a server lost midway leaves a record that expires and
+    // gives the bytes back.
+    let expired = {
+        let _guard = state.drops.lock().expect("drop lock");
+        let expired = expire_pending(&state, dropbox)?;
+        let limits = &state.config.limits;
+        let mut key = b"box".to_vec();
+        key.extend_from_slice(&dropbox);
+        let per_hour = f64::from(limits.drop_submissions_per_hour.max(1));
+        state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
+        let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
+            .used
+            .checked_add(length)
+            .filter(|t| *t <= r.quota)
+        {
+            Some(t) => {
+                r.used = t;
+                true
             }
+            None => false,
+        })?;
+        if !matches!(reserved, Some((_, true))) {
+            let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
+            return Err(ApiError::Quota(format!(
+                "this drop box takes {left} more bytes; the file has {length}"
+            ))
+            .because("drop_box_full"));
+        }
+        let pending = SubmissionRecord {
+            at: now(),
+            epoch: intake.epoch,
+            parts: vec![PartRecord {
+                size: length,
+                chunks: vec![],
+            }],
+            complete: false,
+        };
+        state.store.put_submission(dropbox, sid, Some(&pending))?;
+        expired
+    };
+    delete_chunks(&state, &expired).await;
+    let mut chunks = Vec::new();
+    let streamed = store_chunks(&state, request_body, length, &mut chunks).await;
+    let finished = {
+        let _guard = state.drops.lock().expect("drop lock");
+        let current = state
+            .store
+            .submissions(dropbox)?
+            .into_iter()
+            .find(|(s, _)| *s == sid);
+        match (streamed, current) {
+            (Ok(()), Some((_, mut record))) => {
+                record.parts[0].chunks = chunks.clone();
+                record.complete = true;
+                state.store.put_submission(dropbox, sid, Some(&record))?;
+                Ok(())
+            }
+            (Ok(()), None) => Err(ApiError::Internal),
+            (Err(e), current) => {
+                if let Some((_, record)) = current {
+                    drop_submission(&state, dropbox, sid, &record)?;
+                }
+                Err(e)
+            }
+        }
+    };
+    match finished {
+        Ok(()) => {
             Ok((StatusCode::CREATED, Json(json!({ "id": hex::encode(sid) }))).into_response())
         }
         Err(e) => {
-            give_back(&state);
+            // The bytes that came before the failure: a chunk of another
+            // submission has its own name, and is named by it.
+            let named: BTreeSet<[u8; 32]> = state
+                .store
+                .submissions(dropbox)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|(_, s)| s.parts.iter().flat_map(|p| p.chunks.iter().copied()))
+                .collect();
+            let orphans: Vec<[u8; 32]> =
+                chunks.into_iter().filter(|c| !named.contains(c)).collect();
+            delete_chunks(&state, &orphans).await;
             Err(e)
         }
     }
@@ -622,9 +771,9 @@ async fn store_chunks(
     state: &AppState,
     request_body: Body,
     length: u64,
-) -> Result<Vec<[u8; 32]>, ApiError> {
+    chunks: &mut Vec<[u8; 32]>,
+) -> Result<(), ApiError> {
     let mut stream = request_body.into_data_stream();
-    let mut chunks = Vec::new();
     let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_LEN);
     let mut total = 0u64;
     let mut checked = false;
@@ -672,5 +821,5 @@ async fn store_chunks(
             "the body is shorter than its Content-Length".into(),
         ));
     }
-    Ok(chunks)
+    Ok(())
 }

@@ -52,6 +52,19 @@ pub use state::AppState;
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
+/// The client's address as a trusted reverse proxy saw it: the rightmost
+/// entry of `X-Forwarded-For` (the ones before it are the client's word).
+fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<SocketAddr> {
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()?;
+    let ip: std::net::IpAddr = last.trim().parse().ok()?;
+    Some(SocketAddr::new(ip, 0))
+}
+
 /// The router of the whole API over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
     let limits = &state.config.limits;
@@ -155,6 +168,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/drop/{dropbox}/submissions/{id}/done",
             post(drop::finish_submission),
         )
+        .route("/v1/public", get(api::public_spaces))
         .route("/v1/public/{space}/docs", get(api::list_public))
         .route(
             "/v1/public/{space}/docs/{doc}",
@@ -279,9 +293,11 @@ pub async fn serve(
                 }
                 // The peer's address, for the per-address limits of the
                 // routes that need no account.
+                let trusted = state.config.trusted_proxies.contains(&peer.ip().to_canonical());
                 let service = hyper_util::service::TowerToHyperService::new(
                     tower::ServiceExt::map_request(router.clone(), move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(Peer(peer));
+                        let client = if trusted { forwarded_for(req.headers()).unwrap_or(peer) } else { peer };
+                        req.extensions_mut().insert(Peer(client));
                         req
                     }),
                 );

@@ -42,7 +42,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     challenges: std::sync::Mutex<HashMap<DeviceId, ([u8; 32], Instant)>>,
     rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
-    anonymous: std::sync::Mutex<HashMap<Vec<u8>, Bucket>>,
+    anonymous: std::sync::Mutex<HashMap<Vec<u8>, AnonymousBucket>>,
+    /// Held while a drop box's records change (reservations, expiries,
+    /// completions), so that each is counted once.
+    pub drops: std::sync::Mutex<()>,
     /// The pairing mailbox (in memory only).
     pub pairings: std::sync::Mutex<crate::pairing::Pairings>,
     /// Who asked for notification emails, and who has activity waiting.
@@ -83,6 +86,14 @@ struct Bucket {
     at: Instant,
 }
 
+struct AnonymousBucket {
+    tokens: f64,
+    at: Instant,
+    /// When it is full again if nothing more comes: after that it is the
+    /// same as no bucket, and may be forgotten.
+    full_at: Instant,
+}
+
 impl AppState {
     /// A state over an opened store and blob directory; an error says
     /// what is wrong in the `[mail]` section.
@@ -105,6 +116,7 @@ impl AppState {
             challenges: Default::default(),
             rates: Default::default(),
             anonymous: Default::default(),
+            drops: Default::default(),
             pairings: Default::default(),
             notifier,
         })
@@ -199,18 +211,26 @@ impl AppState {
     /// long to wait. For the routes that need no account.
     pub fn rate_anonymous(&self, key: &[u8], rate: f64, burst: f64) -> Result<(), ApiError> {
         let mut map = self.anonymous.lock().expect("rate lock");
-        if map.len() > 100_000 {
-            map.retain(|_, b| b.at.elapsed() < Duration::from_secs(3_600));
-        }
         let now = Instant::now();
-        let b = map.entry(key.to_vec()).or_insert(Bucket {
+        if map.len() > 100_000 {
+            // Full buckets say nothing; if that is not enough (a flood
+            // from more addresses than that), forget them all rather than
+            // grow without bound.
+            map.retain(|_, b| b.full_at > now);
+            if map.len() > 100_000 {
+                map.clear();
+            }
+        }
+        let b = map.entry(key.to_vec()).or_insert(AnonymousBucket {
             tokens: burst,
             at: now,
+            full_at: now,
         });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
+            b.full_at = now + Duration::from_secs_f64((burst - b.tokens) / rate);
             Ok(())
         } else {
             self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);

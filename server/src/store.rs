@@ -1604,6 +1604,31 @@ mod tests {
         assert_eq!(store.tombstone(space, "arret").unwrap(), Some(stone(6)));
     }
 
+    /// The intake key kept is that of the latest epoch: an older one, or
+    /// another key for the same epoch, changes nothing.
+    #[test]
+    fn an_older_intake_key_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let space = SpaceId([3; 16]);
+        let key = |recipient: u8, epoch: u64| IntakeRecord {
+            recipient: [recipient; 32],
+            epoch,
+            by: DeviceId([9; 16]),
+            at: 1,
+        };
+        assert!(store.put_intake(space, &key(1, 4)).unwrap());
+        assert!(
+            store.put_intake(space, &key(1, 4)).unwrap(),
+            "the same key again"
+        );
+        assert!(!store.put_intake(space, &key(2, 4)).unwrap());
+        assert!(!store.put_intake(space, &key(2, 3)).unwrap());
+        assert_eq!(store.intake(space).unwrap().unwrap().recipient, [1; 32]);
+        assert!(store.put_intake(space, &key(2, 5)).unwrap());
+        assert_eq!(store.intake(space).unwrap().unwrap(), key(2, 5));
+    }
+
     /// A listing stored before spaces could be open reads as closed; one
     /// stored now keeps `open`.
     #[test]

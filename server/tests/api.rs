@@ -1124,12 +1124,13 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             "PUT",
             &intake_path,
             amina,
-            json!({ "recipient": recipient, "epoch": 1 }),
+            json!({ "recipient": recipient, "epoch": 0 }),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    // An older epoch, or another key for the same epoch, changes nothing.
-    for epoch in [0, 1] {
+    // Another key for the same epoch changes nothing (an older epoch
+    // neither: `store::an_older_intake_key_never_replaces_a_newer_one`).
+    for epoch in [0] {
         let (s, b) = api
             .json(
                 "PUT",
@@ -1145,10 +1146,23 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             "PUT",
             &intake_path,
             amina,
-            json!({ "recipient": "age1nope", "epoch": 2 }),
+            json!({ "recipient": "age1nope", "epoch": 0 }),
         )
         .await;
     check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    // An epoch the space has not reached (it is in epoch 0 at the server)
+    // would block every later key: refused.
+    for epoch in [1, u64::MAX] {
+        let (s, b) = api
+            .json(
+                "PUT",
+                &intake_path,
+                amina,
+                json!({ "recipient": other.public().to_age_recipient_string(), "epoch": epoch }),
+            )
+            .await;
+        check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    }
     // Someone outside the space can neither publish, open nor list.
     let (s, b) = api
         .json(
@@ -1206,7 +1220,7 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             "POST",
             &declare,
             None,
-            json!({ "epoch": 1, "parts": [{ "size": 4 << 20, "chunks": fake(4) }] }),
+            json!({ "epoch": 0, "parts": [{ "size": 4 << 20, "chunks": fake(4) }] }),
         )
         .await;
     check_reason(s, &b, StatusCode::INSUFFICIENT_STORAGE, "drop_box_full");
@@ -1216,7 +1230,7 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             "POST",
             &declare,
             None,
-            json!({ "epoch": 1, "parts": [{ "size": 2 << 20, "chunks": fake(1) }] }),
+            json!({ "epoch": 0, "parts": [{ "size": 2 << 20, "chunks": fake(1) }] }),
         )
         .await;
     check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
@@ -1230,7 +1244,7 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
         .await;
     check_reason(s, &b, StatusCode::CONFLICT, "drop_box_key_changed");
     let (s, b) = api
-        .json("POST", &declare, None, json!({ "epoch": 1, "parts": [] }))
+        .json("POST", &declare, None, json!({ "epoch": 0, "parts": [] }))
         .await;
     check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
 
@@ -1248,7 +1262,7 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             json!({ "size": p.len(), "chunks": chunks })
         })
         .collect();
-    let declaration = json!({ "epoch": 1, "parts": parts });
+    let declaration = json!({ "epoch": 0, "parts": parts });
     let (s, first) = api.json("POST", &declare, None, declaration.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{first}");
     assert_eq!(first["missing"].as_array().unwrap().len(), 3);
@@ -1349,10 +1363,65 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             == (sealed[0].len() + sealed[1].len() + by_curl.len()) as u64
     );
 
-    // Closed: the link answers 410 with a reason the page words.
+    // A chunk longer than its declared part is refused and not kept (a box
+    // stores what it reserved, never more); a chunk named twice is refused.
+    let big = vec![7u8; 1 << 20];
+    let big_id = blake3::hash(&big).to_hex().to_string();
+    let (s, b) = api
+        .json(
+            "POST",
+            &declare,
+            None,
+            json!({ "epoch": 0, "parts": [{ "size": 10, "chunks": [big_id] }] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = api
+        .raw("PUT", &format!("/v1/drop/{dropbox}/chunks/{big_id}"), big)
+        .await;
+    check_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let (s, _) = api
+        .json("GET", &format!("/v1/blobs/{big_id}"), amina, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the refused chunk is not stored");
+    let twice = hex::encode([5u8; 32]);
+    let (s, b) = api
+        .json(
+            "POST",
+            &declare,
+            None,
+            json!({ "epoch": 0, "parts": [{ "size": 2 << 20, "chunks": [twice, twice] }] }),
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Closed: the link answers 410 with a reason the page words. Neither
+    // someone outside the space nor the same user through another space of
+    // hers closes it.
     let close = format!("{boxes}/{dropbox}");
     let (s, _) = api.json("DELETE", &close, bruno, json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let other_space = "cd".repeat(16);
+    let (s, _) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            amina,
+            json!({ "id": other_space, "kind": "confidential" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api
+        .json(
+            "DELETE",
+            &format!("/v1/spaces/{other_space}/drop-boxes/{dropbox}"),
+            amina,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = api.json("GET", &info, None, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "still open: {b}");
     let (s, _) = api.json("DELETE", &close, amina, json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, b) = api.json("GET", &info, None, json!({})).await;
@@ -1369,17 +1438,130 @@ async fn routes_without_an_account_are_limited_per_address() {
         ..amicus_server::Limits::default()
     });
     let info = format!("/v1/drop/{}", "00".repeat(16));
+    let from = |address: &str| {
+        let mut req = Request::builder().uri(&info).body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(amicus_server::Peer(address.parse().unwrap()));
+        req
+    };
     let mut limited = 0;
     for _ in 0..20 {
-        let (s, b) = api.json("GET", &info, None, json!({})).await;
-        match s {
+        let r = api
+            .router
+            .clone()
+            .oneshot(from("192.0.2.7:4000"))
+            .await
+            .unwrap();
+        match r.status() {
             StatusCode::NOT_FOUND => {}
             StatusCode::TOO_MANY_REQUESTS => {
-                check_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+                assert!(
+                    r.headers().contains_key("retry-after"),
+                    "a 429 says when to come back"
+                );
                 limited += 1;
             }
-            other => panic!("{other} {b}"),
+            other => panic!("{other}"),
         }
     }
     assert!(limited >= 14, "{limited} of 20 limited");
+    // Another address is not: each has its own allowance. The addresses of
+    // one IPv6 /64 are one.
+    let r = api
+        .router
+        .clone()
+        .oneshot(from("198.51.100.9:4000"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let mut v6_limited = 0;
+    for host in 0..20 {
+        let address = format!("[2001:db8:1:2::{host:x}]:4000");
+        let r = api.router.clone().oneshot(from(&address)).await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            v6_limited += 1;
+        }
+    }
+    assert!(v6_limited >= 14, "{v6_limited} of 20 from one /64 limited");
+}
+
+#[tokio::test]
+async fn public_libraries_are_read_without_an_account_unless_the_server_says_otherwise() {
+    for public_read in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().join("data"),
+            registration: Registration::Open,
+            public_read,
+            ..Config::default()
+        };
+        let api = Api {
+            router: app(open(config).unwrap()),
+            _dir: dir,
+        };
+        let (_, token) = api.user("amina", None).await;
+        let token = token.as_deref();
+        let public = "0e".repeat(16);
+        let confidential = "0d".repeat(16);
+        for (id, kind) in [(&public, "public"), (&confidential, "confidential")] {
+            let mut body = json!({ "id": id, "kind": kind });
+            if kind == "public" {
+                body["name"] = json!("Jurisprudence");
+            }
+            let (s, b) = api.json("POST", "/v1/spaces", token, body).await;
+            assert!(s.is_success(), "{s} {b}");
+        }
+        let doc = format!("/v1/public/{public}/docs/arret-7");
+        let (s, b) = api
+            .json(
+                "PUT",
+                &doc,
+                token,
+                json!({ "title": "Arrêt Kabila", "body": "La détention était arbitraire." }),
+            )
+            .await;
+        assert!(s.is_success(), "{s} {b}");
+        let reads = [
+            "/v1/public".to_owned(),
+            format!("/v1/public/{public}/docs"),
+            doc.clone(),
+            "/v1/search?q=d%C3%A9tention".to_owned(),
+        ];
+        for uri in &reads {
+            let (s, b) = api.json("GET", uri, None, Value::Null).await;
+            if public_read {
+                assert_eq!(s, StatusCode::OK, "{uri}: {b}");
+            } else {
+                check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+            }
+            // A token that is not a session's is refused, not read as
+            // anonymous.
+            let (s, b) = api.json("GET", uri, Some("forged"), Value::Null).await;
+            check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+        }
+        if public_read {
+            let (_, b) = api.json("GET", &doc, None, Value::Null).await;
+            assert_eq!(b["body"], "La détention était arbitraire.");
+            let (_, b) = api.json("GET", "/v1/public", None, Value::Null).await;
+            assert_eq!(
+                b["spaces"],
+                json!([{ "id": public, "name": "Jurisprudence" }])
+            );
+            // A confidential space is not a public library, for anyone.
+            let (s, b) = api
+                .json(
+                    "GET",
+                    &format!("/v1/public/{confidential}/docs"),
+                    None,
+                    Value::Null,
+                )
+                .await;
+            check_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+            // Writing still needs a role.
+            let (s, b) = api
+                .json("PUT", &doc, None, json!({ "title": "x", "body": "y" }))
+                .await;
+            check_error(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+        }
+    }
 }

@@ -479,6 +479,7 @@ fn web() -> Result<std::path::PathBuf, String> {
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     let app = xtask.join("../client-wasm/web");
     copy_dir(&app, &out)?;
+    name_build(&out)?;
     compress_dir(&out)?;
     let built = pkg.join("amicus_client_bg.wasm");
     let size = std::fs::metadata(&built).map_err(|e| e.to_string())?.len();
@@ -492,6 +493,46 @@ fn web() -> Result<std::path::PathBuf, String> {
         gzipped as f64 / 1e6
     );
     Ok(out)
+}
+
+/// Writes the build's name into the service worker (`__BUILD__`): a
+/// digest of every file served, so that a new build is a new worker, with
+/// its own cache, and the same build the same worker.
+fn name_build(out: &std::path::Path) -> Result<(), String> {
+    use std::hash::Hasher;
+    fn files(dir: &std::path::Path, into: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                files(&path, into)?;
+            } else {
+                into.push(path);
+            }
+        }
+        Ok(())
+    }
+    let worker = out.join("sw.js");
+    let text =
+        std::fs::read_to_string(&worker).map_err(|e| format!("{}: {e}", worker.display()))?;
+    if !text.contains("__BUILD__") {
+        return Err("sw.js has no __BUILD__ to name".into());
+    }
+    let mut all = Vec::new();
+    files(out, &mut all)?;
+    all.sort();
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    for path in all.iter().filter(|p| **p != worker) {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        digest.write(
+            path.strip_prefix(out)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        digest.write(&bytes);
+    }
+    let build = format!("{:016x}", digest.finish());
+    std::fs::write(&worker, text.replace("__BUILD__", &build)).map_err(|e| e.to_string())
 }
 
 /// The TypeScript compiler the web app is checked with (from the npm

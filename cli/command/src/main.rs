@@ -1247,6 +1247,10 @@ async fn intake_command(
                     amicus_core::dropbox::KeyState::Stale => out.push(
                         "the server still serves the key from before the last removal".to_owned(),
                     ),
+                    amicus_core::dropbox::KeyState::Unknown if !list.boxes.is_empty() => out.push(
+                        "this device has not read yet that the served key is in force; no link is given until it has"
+                            .to_owned(),
+                    ),
                     _ => {}
                 }
                 if list.boxes.is_empty() {
@@ -1327,7 +1331,17 @@ async fn intake_command(
             print(json_out, value, || {
                 let mut lines = vec![format!("submission {} sent at {}", sub.id, sub.at)];
                 for text in &statements {
-                    lines.push(format!("statement:\n{text}"));
+                    // A witness's text never drives the terminal: control
+                    // characters (escape sequences) are shown, not sent.
+                    let shown: String = text
+                        .chars()
+                        .flat_map(|c| match c {
+                            '\n' | '\t' => vec![c],
+                            c if c.is_control() => c.escape_unicode().collect(),
+                            c => vec![c],
+                        })
+                        .collect();
+                    lines.push(format!("statement:\n{shown}"));
                 }
                 for f in &files {
                     lines.push(format!(

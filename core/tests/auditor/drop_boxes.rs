@@ -78,11 +78,15 @@ fn a_drop_box_link_is_given_only_for_the_spaces_key_in_force() {
     let (b, c) = rest.split_at_mut(1);
     deliver_commit(a, &pending, &mut [&mut b[0]]);
     let c = &mut c[0];
-    let _ = c.space.as_mut().unwrap().process(
-        &c.provider,
-        &pending.commit,
-        amicus_core::space::Content::Commit,
-    );
+    c.space
+        .as_mut()
+        .unwrap()
+        .process(
+            &c.provider,
+            &pending.commit,
+            amicus_core::space::Content::Commit,
+        )
+        .unwrap();
     let (new_epoch, new_key) = a.space.as_ref().unwrap().intake_in_force().unwrap();
     assert!(new_epoch > epoch);
     assert_ne!(new_key, key);
@@ -97,6 +101,17 @@ fn a_drop_box_link_is_given_only_for_the_spaces_key_in_force() {
     assert_eq!(current.key, KeyState::Current);
     assert!(current.boxes[0].fragment.is_some());
     assert!(c.space.as_ref().unwrap().intake_key_of(new_epoch).is_none());
+
+    // A member whose device has not read where the intake stands (Bertrand
+    // never learned it was opened) gives no link, even for a key of the
+    // space: the server could be serving one from before a removal.
+    let b_space = b[0].space.as_ref().unwrap();
+    assert_eq!(b_space.intake_in_force(), None);
+    for (key, epoch) in [(&key, epoch), (&new_key, new_epoch)] {
+        let checked = dropbox::check(b_space, &labels, listing(id, key, epoch));
+        assert_eq!(checked.key, KeyState::Unknown);
+        assert_eq!(checked.boxes[0].fragment, None);
+    }
 
     // A member (not the one who opened the intake) opens what was sealed
     // to the new key; a part sealed to another key, or altered, gives

@@ -91,7 +91,7 @@ pub(crate) async fn unlock(b: &Browser, url: &str, user: &str) {
 }
 
 /// Fills the sign-in form with `user` and the tests' passphrase, and sends it.
-async fn submit_sign_in(b: &Browser, user: &str) {
+pub(crate) async fn submit_sign_in(b: &Browser, user: &str) {
     b.type_into("#sign-in input[name=user]", user).await;
     b.type_into(
         "#sign-in input[name=passphrase]",

@@ -1,6 +1,7 @@
 //! Canaries written into titles, text, comments, file names and file bodies,
-//! a discussion's subject and post, a space's name and a file's new version
-//! appear nowhere the server keeps anything: `amicus audit` finds none in
+//! a discussion's subject and post, a space's name, a file's new version, a
+//! drop box's label and a witness's statement, file name and file appear
+//! nowhere the server keeps anything: `amicus audit` finds none in
 //! any byte under its data directory (raw, base64, hex, UTF-16), nor in any
 //! sled value read back through sled, and its hash chains, blobs and index
 //! check out; the canaries are not in the server's logs, nor in the
@@ -12,6 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use amicus_cli::Edit;
+use amicus_core::intake::drop::{self, Part};
+use amicus_core::intake::{self, IntakePublicKey};
 use amicus_core::space::Role;
 use amicus_server::audit::{Canary, find};
 use base64::Engine;
@@ -83,6 +86,12 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         canary("spacename"),
         canary("versionbody"),
     );
+    let (drop_label, drop_statement, drop_file_name, drop_file_body) = (
+        canary("droplabel"),
+        canary("dropstatement"),
+        canary("dropfilename"),
+        canary("dropfilebody"),
+    );
 
     let space = alice.create_space().await.unwrap();
     alice.invite(space, "bob", Role::Contributor).await.unwrap();
@@ -119,6 +128,25 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         .await
         .unwrap();
     std::fs::remove_file(&revised).unwrap();
+    // A drop box (its label) and a witness's submission (a statement and a
+    // file with its name), sent without an account as the page sends it.
+    let (dropbox, _) = alice
+        .open_drop_box(space, &drop_label, 7, 8 << 20)
+        .await
+        .unwrap();
+    let submission = witness_sends(
+        &server.url,
+        &dropbox,
+        &[
+            Part::statement(&drop_statement),
+            Part::file(
+                &drop_file_name,
+                "text/plain",
+                format!("{drop_file_body}\n").repeat(3000).into_bytes(),
+            ),
+        ],
+    )
+    .await;
 
     // A public document fills the search index, which is scanned too.
     let library = alice.create_public_space("Bibliothèque").await.unwrap();
@@ -164,6 +192,12 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         bob.profile(space).unwrap().name.as_deref(),
         Some(space_name.as_str())
     );
+    let (_, parts) = bob.open_submission(space, &submission).await.unwrap();
+    assert_eq!(parts[0], Part::statement(&drop_statement));
+    assert_eq!(parts[1].name, drop_file_name);
+    assert!(String::from_utf8_lossy(&parts[1].content).contains(&drop_file_body));
+    let boxes = bob.drop_boxes(space).await.unwrap();
+    assert_eq!(boxes.boxes[0].label.as_deref(), Some(drop_label.as_str()));
     std::fs::remove_file(&plain).unwrap();
     drop(alice);
     drop(bob);
@@ -180,6 +214,10 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         &post,
         &space_name,
         &version_body,
+        &drop_label,
+        &drop_statement,
+        &drop_file_name,
+        &drop_file_body,
     ];
     let canaries: Vec<Canary> = all.iter().map(|c| Canary::new(c).unwrap()).collect();
     let canary_file = dir.path().join("canaries.txt");
@@ -309,6 +347,64 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
         found == vec!["broken_chain"] || found == vec!["head_mismatch"],
         "{report:#}"
     );
+}
+
+/// Sends `parts` to a drop box as its page does, without an account: the
+/// key read from the server, each part sealed to it, declared, uploaded
+/// in chunks, done. Returns the submission's id.
+async fn witness_sends(server: &str, dropbox: &str, parts: &[Part]) -> String {
+    let http = reqwest::Client::new();
+    let info: Value = http
+        .get(format!("{server}/v1/drop/{dropbox}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = IntakePublicKey::parse_age_recipient(info["recipient"].as_str().unwrap()).unwrap();
+    let sealed: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|p| intake::seal(&key, &p.encode()))
+        .collect();
+    let declared: Vec<Value> = sealed
+        .iter()
+        .map(|p| {
+            let chunks: Vec<String> = drop::chunks(p).map(|(id, _)| hex::encode(id)).collect();
+            serde_json::json!({ "size": p.len(), "chunks": chunks })
+        })
+        .collect();
+    let answer: Value = http
+        .post(format!("{server}/v1/drop/{dropbox}/submissions"))
+        .json(&serde_json::json!({ "epoch": info["epoch"], "parts": declared }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap().to_owned();
+    for part in &sealed {
+        for (hash, bytes) in drop::chunks(part) {
+            let r = http
+                .put(format!(
+                    "{server}/v1/drop/{dropbox}/chunks/{}",
+                    hex::encode(hash)
+                ))
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    }
+    let r = http
+        .post(format!("{server}/v1/drop/{dropbox}/submissions/{id}/done"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    id
 }
 
 fn first_blob(dir: &Path) -> std::path::PathBuf {

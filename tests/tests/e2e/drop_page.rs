@@ -1,7 +1,8 @@
 //! A witness without an account submits through a drop box's page in a
 //! fresh browser (Arabic, a 360 × 740 phone screen): a statement and a
 //! 3 MB photo, sealed in the page; the space manager who opened the box
-//! reads both in her browser. Screenshots go to
+//! reads both in her browser; the witness's browser, still without an
+//! account, finds and reads a public document. Screenshots go to
 //! `<target>/browser-screenshots-drop/`.
 
 use serde_json::json;
@@ -91,6 +92,50 @@ async fn a_witness_submits_a_statement_and_a_photo_through_the_drop_page() {
     witness.screenshot("witness-sent").await;
     let reference = text_of(&witness, "#reference").await;
     assert!(!reference.trim().is_empty());
+    assert_eq!(witness.console_errors().await, Vec::<String>::new());
+
+    // The same browser, still without an account, finds and reads a
+    // public document.
+    let mut chidi = crate::support::register(dir.path(), &server, "chidi").await;
+    let library = chidi.create_public_space("Jurisprudence").await.unwrap();
+    let _: serde_json::Value = chidi
+        .http()
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/public/{}/docs/arret-12", library.to_hex()),
+            &json!({ "title": "Arrêt sur la détention de Maître K.", "body": "La Cour juge la détention arbitraire." }),
+        )
+        .await
+        .unwrap();
+    drop(chidi);
+    witness.goto(&format!("{}/#/search", server.url)).await;
+    witness.element("#reading-without-account").await;
+    witness
+        .type_into("#search input[name=q]", "détention")
+        .await;
+    witness.click("#search button[type=submit]").await;
+    witness
+        .wait_for(
+            "the public document found without an account",
+            "return document.querySelector('#results .hit a') !== null",
+            LONG,
+        )
+        .await;
+    witness.click("#results .hit a").await;
+    let body = witness
+        .wait_for(
+            "the public document read without an account",
+            "const b = document.querySelector('#public-doc .public-body'); return b && b.textContent",
+            LONG,
+        )
+        .await;
+    assert_eq!(body, json!("La Cour juge la détention arbitraire."));
+    assert_eq!(
+        text_of(&witness, "#public-doc h2").await,
+        "Arrêt sur la détention de Maître K."
+    );
+    assert_eq!(witness.js(NO_SIDEWAYS, json!([])).await, json!(true));
+    witness.screenshot("witness-public-document").await;
     assert_eq!(witness.console_errors().await, Vec::<String>::new());
 
     // Amina's open page shows it (asked again every 15 s) and opens both

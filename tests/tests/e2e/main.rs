@@ -17,6 +17,7 @@ mod load;
 mod membership;
 mod misbehaving;
 mod notifications;
+mod offline;
 mod public;
 mod relay_double;
 mod reopen;
