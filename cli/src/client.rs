@@ -794,9 +794,10 @@ impl Client {
         for part in &s.parts {
             let mut sealed = Vec::with_capacity(part.size.min(1 << 30) as usize);
             for chunk in &part.chunks {
+                let path = format!("/v1/spaces/{}/drop-chunks/{chunk}", id.to_hex());
                 let blob = self
                     .http
-                    .get_blob(chunk, amicus_core::intake::drop::CHUNK_LEN)
+                    .get_bytes(&path, amicus_core::intake::drop::CHUNK_LEN)
                     .await?;
                 sealed.extend_from_slice(&blob);
             }

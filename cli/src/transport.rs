@@ -321,8 +321,13 @@ impl Http {
 
     /// `GET /v1/blobs/{id}`, at most `max` bytes.
     pub async fn get_blob(&self, id: &str, max: usize) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!("/v1/blobs/{id}"), max).await
+    }
+
+    /// The bytes at `path` (at most `max`).
+    pub async fn get_bytes(&self, path: &str, max: usize) -> Result<Vec<u8>, ClientError> {
         let r = self
-            .request(reqwest::Method::GET, &format!("/v1/blobs/{id}"))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .map_err(Self::network)?;
@@ -335,7 +340,7 @@ impl Http {
             let piece = piece.map_err(Self::network)?;
             if out.len() + piece.len() > max {
                 return Err(ClientError::Protocol(format!(
-                    "blob {id} is longer than {max} bytes"
+                    "{path} is longer than {max} bytes"
                 )));
             }
             out.extend_from_slice(&piece);

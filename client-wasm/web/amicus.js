@@ -1108,7 +1108,7 @@ export class Client {
         let blob;
         for (let attempt = 0; ; attempt++) {
           try {
-            blob = await http("GET", `/v1/blobs/${id}`, this.device.token());
+            blob = await http("GET", `/v1/spaces/${space}/drop-chunks/${id}`, this.device.token());
             break;
           } catch (e) {
             if (e instanceof ServerError || attempt >= 30) throw e;

@@ -1785,7 +1785,7 @@ function searchView(main) {
   };
   const form = h("form", { id: "search", role: "search", onsubmit: (e) => { e.preventDefault(); run(e.target.q.value, langs.value); } },
     field(t("query"), h("input", { name: "q", type: "search", required: true, dir: "auto" })), langs, h("button", { type: "submit" }, t("search")));
-  main.append(h("h2", {}, t("publicLibrary")), client ? null : h("p", { class: "muted", id: "reading-without-account" }, t("readingWithoutAccount")), form, results, client ? publishForms() : null);
+  main.append(...[h("h2", {}, t("publicLibrary")), client ? null : h("p", { class: "muted", id: "reading-without-account" }, t("readingWithoutAccount")), form, results, client ? publishForms() : null].filter(Boolean));
 }
 
 function publishForms() {
@@ -2264,9 +2264,12 @@ function keepOffline() {
     });
   }).catch(() => { /* without a worker, the app still runs online */ });
   let reloading = false;
-  navigator.serviceWorker.addEventListener("controllerchange", () => {
+  // Every tab of the app reloads with the new build, each storing its
+  // state and its edits first.
+  navigator.serviceWorker.addEventListener("controllerchange", async () => {
     if (reloading) return;
     reloading = true;
+    try { await client?.save(); } catch (_) { /* kept by the engine's own saves */ }
     location.reload();
   });
 }

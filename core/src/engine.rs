@@ -2062,7 +2062,11 @@ impl Engine {
         // device learned of a later opening: the drop boxes' pages must
         // seal to the key in force (§11.6). The server keeps the latest.
         let intake_after = t.view.space().intake_in_force().map(|(e, _)| e);
-        if intake_after > intake_before && !t.view.is_removed() {
+        let removed = t.view.is_removed();
+        if intake_after > intake_before
+            && !removed
+            && !self.busy(|op| matches!(op, Op::PublishIntake { space, .. } if *space == id))
+        {
             let op = Op::PublishIntake {
                 space: id,
                 request: None,
@@ -2526,6 +2530,11 @@ impl Engine {
                 },
                 Some(r) => match self.answer::<serde_json::Value>(r) {
                     None => Step::Pending,
+                    // Another device published this epoch's key or a
+                    // later one first: nothing is left to do.
+                    Some(Err(f)) if f.server.as_ref().is_some_and(|(status, _)| *status == 409) => {
+                        Step::Finished(Ok(Output::Done))
+                    }
                     Some(result) => Step::Finished(result.map(|_| Output::Done)),
                 },
             },
@@ -2753,14 +2762,16 @@ impl Engine {
                     // The intake epoch is space state: durable before the
                     // key goes out.
                     self.must_persist = true;
-                    // The other members learn it from a record of this
-                    // epoch by a space manager (§7.2): until they do, their
-                    // devices give no link (§11.6).
-                    if tracked.view.can_record() {
-                        let child = self.child(Op::Record { space, sent: None });
-                        *stage = DropStage::Recording(child);
-                        return Step::Moved;
-                    }
+                }
+                // The other members learn where the intake stands from a
+                // record of this epoch by a space manager (§7.2); until
+                // they do, their devices give no link (§11.6). Written at
+                // each opening of a box: the record of the epoch may have
+                // been sealed by a device that did not know.
+                if tracked.view.can_record() {
+                    let child = self.child(Op::Record { space, sent: None });
+                    *stage = DropStage::Recording(child);
+                    return Step::Moved;
                 }
                 match self.intake_request(space) {
                     Some(r) => {

@@ -261,6 +261,39 @@ pub async fn list_drop_boxes(
     Ok(Json(json!({ "intake": intake, "boxes": boxes })))
 }
 
+/// `GET /v1/spaces/{space}/drop-chunks/{hash}`: a chunk of a complete
+/// submission to one of the space's boxes (members only).
+pub async fn get_drop_chunk(
+    State(state): S,
+    headers: HeaderMap,
+    Path((space, hash)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let space = confidential(&state, &headers, &space)?;
+    let chunk = BlobId::parse(&hash)?;
+    let mut named = false;
+    for (id, _) in state.store.drop_boxes(space)? {
+        named = state
+            .store
+            .submissions(id)?
+            .iter()
+            .any(|(_, s)| s.complete && s.parts.iter().any(|p| p.chunks.contains(&chunk.0)));
+        if named {
+            break;
+        }
+    }
+    let missing =
+        || ApiError::NotFound("no submission to this space's drop boxes has this chunk".into());
+    if !named {
+        return Err(missing());
+    }
+    let bytes = match tokio::fs::read(state.drop_blobs.path(&chunk)).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
 // ---- the routes that need no account -----------------------------------
 
 fn peer(headers: &axum::http::Extensions) -> Option<SocketAddr> {
@@ -288,7 +321,7 @@ fn open_box(state: &AppState, id: [u8; 16]) -> Result<DropBoxRecord, ApiError> {
 
 /// Drops this box's submissions that never completed, giving their bytes
 /// back to the box; returns their chunks that no other submission of the
-/// box names, for [`delete_chunks`]. Called under [`AppState::drops`].
+/// box names, for [`delete_chunks`]. Called under the box's lock ([`AppState::drop_lock`]).
 fn expire_pending(state: &AppState, id: [u8; 16]) -> Result<Vec<[u8; 32]>, ApiError> {
     let at = now();
     let all = state.store.submissions(id)?;
@@ -336,16 +369,69 @@ fn unshared_chunks(all: &[([u8; 16], SubmissionRecord)], dropped: &[[u8; 16]]) -
     out
 }
 
-/// Deletes stored chunks that no submission names any more (the bytes of
-/// a witness's upload that never completed).
-async fn delete_chunks(state: &AppState, chunks: &[[u8; 32]]) {
-    for c in chunks {
-        if let Err(e) = tokio::fs::remove_file(state.blobs.path(&BlobId(*c))).await
+/// Deletes chunks of the drop boxes' own store (never members' blobs,
+/// which live apart) that no submission of the box names any more: the
+/// bytes of a witness's upload that never completed. Checked and deleted
+/// under the box's lock, so that a declaration naming one again meanwhile
+/// keeps it.
+fn delete_chunks(state: &AppState, dropbox: [u8; 16], chunks: &[[u8; 32]]) -> Result<(), ApiError> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let _guard = state.drop_lock(&dropbox);
+    let named: BTreeSet<[u8; 32]> = state
+        .store
+        .submissions(dropbox)?
+        .iter()
+        .flat_map(|(_, s)| s.parts.iter().flat_map(|p| p.chunks.iter().copied()))
+        .collect();
+    for c in chunks.iter().filter(|c| !named.contains(*c)) {
+        if let Err(e) = std::fs::remove_file(state.drop_blobs.path(&BlobId(*c)))
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(error = %e, "a dropped submission's chunk could not be deleted");
         }
     }
+    Ok(())
+}
+
+/// Drops the box's submissions that never completed and deletes their
+/// chunks, before a new one is taken.
+fn expire(state: &AppState, dropbox: [u8; 16]) -> Result<(), ApiError> {
+    let expired = {
+        let _guard = state.drop_lock(&dropbox);
+        expire_pending(state, dropbox)?
+    };
+    delete_chunks(state, dropbox, &expired)
+}
+
+/// One more submission of `bytes` for the box: within its submissions per
+/// hour, and reserved against its quota at once (507 `drop_box_full`
+/// otherwise, before any byte is read). Called under the box's lock ([`AppState::drop_lock`]).
+fn reserve(state: &AppState, dropbox: [u8; 16], bytes: u64) -> Result<(), ApiError> {
+    let mut key = b"box".to_vec();
+    key.extend_from_slice(&dropbox);
+    let per_hour = f64::from(state.config.limits.drop_submissions_per_hour.max(1));
+    state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
+    let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
+        .used
+        .checked_add(bytes)
+        .filter(|t| *t <= r.quota)
+    {
+        Some(t) => {
+            r.used = t;
+            true
+        }
+        None => false,
+    })?;
+    if matches!(reserved, Some((_, true))) {
+        return Ok(());
+    }
+    let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
+    Err(ApiError::Quota(format!(
+        "this drop box takes {left} more bytes; the submission has {bytes}"
+    ))
+    .because("drop_box_full"))
 }
 
 /// The length a declared chunk must have: a full chunk, or what is left of
@@ -472,39 +558,17 @@ pub async fn new_submission(
     }
     let mut sid = [0u8; 16];
     sid.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-    // One change to the boxes' records at a time: a declaration sent twice
-    // at once reserves once, and an expiry frees what it drops once.
-    let guard = state.drops.lock().expect("drop lock");
-    let expired = expire_pending(&state, dropbox)?;
+    expire(&state, dropbox)?;
+    // One change to a box's records at a time: a declaration sent twice at
+    // once reserves once.
+    let guard = state.drop_lock(&dropbox);
     let existing = state
         .store
         .submissions(dropbox)?
         .into_iter()
         .find(|(s, _)| *s == sid);
     if existing.is_none() {
-        let limits = &state.config.limits;
-        let mut key = b"box".to_vec();
-        key.extend_from_slice(&dropbox);
-        let per_hour = f64::from(limits.drop_submissions_per_hour.max(1));
-        state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
-        let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
-            .used
-            .checked_add(total)
-            .filter(|t| *t <= r.quota)
-        {
-            Some(t) => {
-                r.used = t;
-                true
-            }
-            None => false,
-        })?;
-        if !matches!(reserved, Some((_, true))) {
-            let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
-            return Err(ApiError::Quota(format!(
-                "this drop box takes {left} more bytes; the submission has {total}"
-            ))
-            .because("drop_box_full"));
-        }
+        reserve(&state, dropbox, total)?;
         let record = SubmissionRecord {
             at: now(),
             epoch: b.epoch,
@@ -514,7 +578,6 @@ pub async fn new_submission(
         state.store.put_submission(dropbox, sid, Some(&record))?;
     }
     drop(guard);
-    delete_chunks(&state, &expired).await;
     let missing = missing_chunks(&state, &parts).await;
     Ok((
         if existing.is_some() {
@@ -531,7 +594,7 @@ async fn missing_chunks(state: &AppState, parts: &[PartRecord]) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut missing = Vec::new();
     for c in parts.iter().flat_map(|p| &p.chunks) {
-        if seen.insert(*c) && !state.blobs.exists(&BlobId(*c)).await {
+        if seen.insert(*c) && !state.drop_blobs.exists(&BlobId(*c)).await {
             missing.push(hex::encode(c));
         }
     }
@@ -567,7 +630,7 @@ pub async fn put_chunk(
     };
     let counted = state.clone();
     let stored = state
-        .blobs
+        .drop_blobs
         .put(
             &chunk,
             request_body.into_data_stream(),
@@ -619,7 +682,7 @@ pub async fn finish_submission(
         let missing = missing_chunks(&state, &s.parts).await;
         if missing.is_empty() {
             // Complete only if it was not dropped meanwhile (an expiry).
-            let _guard = state.drops.lock().expect("drop lock");
+            let _guard = state.drop_lock(&dropbox);
             let Some((_, mut current)) = state
                 .store
                 .submissions(dropbox)?
@@ -679,32 +742,10 @@ pub async fn submit_file(
     // Reserved and recorded (incomplete) before a byte is read: a
     // connection or a server lost midway leaves a record that expires and
     // gives the bytes back.
-    let expired = {
-        let _guard = state.drops.lock().expect("drop lock");
-        let expired = expire_pending(&state, dropbox)?;
-        let limits = &state.config.limits;
-        let mut key = b"box".to_vec();
-        key.extend_from_slice(&dropbox);
-        let per_hour = f64::from(limits.drop_submissions_per_hour.max(1));
-        state.rate_anonymous(&key, per_hour / 3600.0, per_hour)?;
-        let reserved = state.store.update_drop_box(dropbox, &mut |r| match r
-            .used
-            .checked_add(length)
-            .filter(|t| *t <= r.quota)
-        {
-            Some(t) => {
-                r.used = t;
-                true
-            }
-            None => false,
-        })?;
-        if !matches!(reserved, Some((_, true))) {
-            let left = reserved.map_or(0, |(r, _)| r.quota.saturating_sub(r.used));
-            return Err(ApiError::Quota(format!(
-                "this drop box takes {left} more bytes; the file has {length}"
-            ))
-            .because("drop_box_full"));
-        }
+    expire(&state, dropbox)?;
+    {
+        let _guard = state.drop_lock(&dropbox);
+        reserve(&state, dropbox, length)?;
         let pending = SubmissionRecord {
             at: now(),
             epoch: intake.epoch,
@@ -715,13 +756,11 @@ pub async fn submit_file(
             complete: false,
         };
         state.store.put_submission(dropbox, sid, Some(&pending))?;
-        expired
-    };
-    delete_chunks(&state, &expired).await;
+    }
     let mut chunks = Vec::new();
     let streamed = store_chunks(&state, request_body, length, &mut chunks).await;
     let finished = {
-        let _guard = state.drops.lock().expect("drop lock");
+        let _guard = state.drop_lock(&dropbox);
         let current = state
             .store
             .submissions(dropbox)?
@@ -748,18 +787,9 @@ pub async fn submit_file(
             Ok((StatusCode::CREATED, Json(json!({ "id": hex::encode(sid) }))).into_response())
         }
         Err(e) => {
-            // The bytes that came before the failure: a chunk of another
-            // submission has its own name, and is named by it.
-            let named: BTreeSet<[u8; 32]> = state
-                .store
-                .submissions(dropbox)
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|(_, s)| s.parts.iter().flat_map(|p| p.chunks.iter().copied()))
-                .collect();
-            let orphans: Vec<[u8; 32]> =
-                chunks.into_iter().filter(|c| !named.contains(c)).collect();
-            delete_chunks(&state, &orphans).await;
+            // The bytes that came before the failure (those another
+            // submission of the box names stay).
+            delete_chunks(&state, dropbox, &chunks)?;
             Err(e)
         }
     }
@@ -807,7 +837,7 @@ async fn store_chunks(
             let one =
                 futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(piece))]);
             state
-                .blobs
+                .drop_blobs
                 .put(&id, one, CHUNK_LEN, |_| Ok(()), |_| {})
                 .await?;
             chunks.push(id.0);

@@ -150,6 +150,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(drop::create_drop_box).get(drop::list_drop_boxes),
         )
         .route(
+            "/v1/spaces/{id}/drop-chunks/{hash}",
+            get(drop::get_drop_chunk),
+        )
+        .route(
             "/v1/spaces/{id}/drop-boxes/{dropbox}",
             axum::routing::delete(drop::close_drop_box),
         )
@@ -208,6 +212,7 @@ pub fn open(config: Config) -> Result<Arc<AppState>, Box<dyn std::error::Error +
     std::fs::create_dir_all(&config.data)?;
     let store = Arc::new(store::SledStore::open(&config.data.join("store"))?);
     let blobs = blobs::Blobs::open(&config.data.join("blobs"))?;
+    let drop_blobs = blobs::Blobs::open(&config.data.join("drop-chunks"))?;
     let search = Arc::new(search::SearchService::open(&config.data.join("index"))?);
     if search.is_empty() {
         let n = search.rebuild(store.as_ref())?;
@@ -215,7 +220,9 @@ pub fn open(config: Config) -> Result<Arc<AppState>, Box<dyn std::error::Error +
             tracing::info!(documents = n, "search index rebuilt from the store");
         }
     }
-    Ok(Arc::new(AppState::new(config, store, blobs, search)?))
+    Ok(Arc::new(AppState::new(
+        config, store, blobs, drop_blobs, search,
+    )?))
 }
 
 /// The TLS side of [`serve`]: the certificate chain and private key of PEM

@@ -42,10 +42,15 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     challenges: std::sync::Mutex<HashMap<DeviceId, ([u8; 32], Instant)>>,
     rates: std::sync::Mutex<HashMap<DeviceId, Bucket>>,
-    anonymous: std::sync::Mutex<HashMap<Vec<u8>, AnonymousBucket>>,
+    anonymous: std::sync::Mutex<HashMap<Vec<u8>, Bucket>>,
     /// Held while a drop box's records change (reservations, expiries,
-    /// completions), so that each is counted once.
-    pub drops: std::sync::Mutex<()>,
+    /// completions), so that each is counted once; one of 16 by the box's
+    /// first byte, so that boxes rarely wait for each other.
+    drops: [std::sync::Mutex<()>; 16],
+    /// The drop boxes' chunks, apart from the members' blobs: what a
+    /// witness sends, and what is deleted of it, never touches a member's
+    /// file.
+    pub drop_blobs: Blobs,
     /// The pairing mailbox (in memory only).
     pub pairings: std::sync::Mutex<crate::pairing::Pairings>,
     /// Who asked for notification emails, and who has activity waiting.
@@ -81,17 +86,39 @@ pub fn random32() -> [u8; 32] {
     b
 }
 
+/// A token bucket.
 struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-struct AnonymousBucket {
     tokens: f64,
     at: Instant,
     /// When it is full again if nothing more comes: after that it is the
     /// same as no bucket, and may be forgotten.
     full_at: Instant,
+}
+
+impl Bucket {
+    fn full(now: Instant, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+            full_at: now,
+        }
+    }
+
+    /// Takes one token (filled at `rate` per second up to `burst`), or
+    /// says in how many milliseconds one will be there.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), u32> {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.full_at = now + Duration::from_secs_f64((burst - self.tokens) / rate);
+            Ok(())
+        } else {
+            Err((((1.0 - self.tokens) / rate) * 1000.0)
+                .ceil()
+                .min(f64::from(u32::MAX)) as u32)
+        }
+    }
 }
 
 impl AppState {
@@ -101,6 +128,7 @@ impl AppState {
         config: Config,
         store: Arc<dyn Store>,
         blobs: Blobs,
+        drop_blobs: Blobs,
         search: Arc<SearchService>,
     ) -> Result<Self, String> {
         let notifier = crate::notify::Notifier::open(config.mail.as_ref(), store.as_ref())?;
@@ -117,6 +145,7 @@ impl AppState {
             rates: Default::default(),
             anonymous: Default::default(),
             drops: Default::default(),
+            drop_blobs,
             pairings: Default::default(),
             notifier,
         })
@@ -191,19 +220,14 @@ impl AppState {
             map.retain(|_, b| b.at.elapsed() < Duration::from_secs(60));
         }
         let now = Instant::now();
-        let b = map.entry(device).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
+        let taken = map
+            .entry(device)
+            .or_insert_with(|| Bucket::full(now, burst))
+            .take(now, rate, burst);
+        if taken.is_err() {
             self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            Err((((1.0 - b.tokens) / rate) * 1000.0).ceil() as u32)
         }
+        taken
     }
 
     /// Takes one token from the bucket named `key` (an address, a drop
@@ -218,28 +242,18 @@ impl AppState {
             // grow without bound.
             map.retain(|_, b| b.full_at > now);
             if map.len() > 100_000 {
-                map.clear();
+                // Addresses only: a box's submissions per hour stay counted.
+                map.retain(|key, _| !key.starts_with(b"addr"));
             }
         }
-        let b = map.entry(key.to_vec()).or_insert(AnonymousBucket {
-            tokens: burst,
-            at: now,
-            full_at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            b.full_at = now + Duration::from_secs_f64((burst - b.tokens) / rate);
-            Ok(())
-        } else {
+        let taken = map
+            .entry(key.to_vec())
+            .or_insert_with(|| Bucket::full(now, burst))
+            .take(now, rate, burst);
+        if taken.is_err() {
             self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            Err(ApiError::RateLimited(
-                (((1.0 - b.tokens) / rate) * 1000.0)
-                    .ceil()
-                    .min(f64::from(u32::MAX)) as u32,
-            ))
         }
+        taken.map_err(ApiError::RateLimited)
     }
 
     /// One request from `peer` on a route that needs no account: the
@@ -258,6 +272,13 @@ impl AppState {
             f64::from(limits.anonymous_rate_per_second.max(1)),
             f64::from(limits.anonymous_rate_burst.max(1)),
         )
+    }
+
+    /// The lock of one drop box's records.
+    pub fn drop_lock(&self, dropbox: &[u8; 16]) -> std::sync::MutexGuard<'_, ()> {
+        self.drops[usize::from(dropbox[0] % 16)]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// [`Self::rate`] as an API error.

@@ -1340,7 +1340,10 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
             let mut bytes = Vec::new();
             for c in part["chunks"].as_array().unwrap() {
                 let req = Request::builder()
-                    .uri(format!("/v1/blobs/{}", c.as_str().unwrap()))
+                    .uri(format!(
+                        "/v1/spaces/{space}/drop-chunks/{}",
+                        c.as_str().unwrap()
+                    ))
                     .header("authorization", format!("Bearer {}", amina.unwrap()))
                     .body(Body::empty())
                     .unwrap();
@@ -1380,10 +1383,37 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
         .raw("PUT", &format!("/v1/drop/{dropbox}/chunks/{big_id}"), big)
         .await;
     check_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-    let (s, _) = api
-        .json("GET", &format!("/v1/blobs/{big_id}"), amina, Value::Null)
+    let stored = |id: &str| {
+        api._dir
+            .path()
+            .join("data/drop-chunks")
+            .join(&id[..2])
+            .join(id)
+            .exists()
+    };
+    assert!(!stored(&big_id), "the refused chunk is not stored");
+    // Shorter than declared: refused too.
+    let small = vec![8u8; 5];
+    let small_id = blake3::hash(&small).to_hex().to_string();
+    let (s, b) = api
+        .json(
+            "POST",
+            &declare,
+            None,
+            json!({ "epoch": 0, "parts": [{ "size": 10, "chunks": [small_id] }] }),
+        )
         .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "the refused chunk is not stored");
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = api
+        .raw(
+            "PUT",
+            &format!("/v1/drop/{dropbox}/chunks/{small_id}"),
+            small,
+        )
+        .await;
+    check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(!stored(&small_id), "the refused chunk is not stored");
+
     let twice = hex::encode([5u8; 32]);
     let (s, b) = api
         .json(
@@ -1422,6 +1452,19 @@ async fn drop_boxes_take_sealed_submissions_within_their_limits_and_only_members
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b) = api.json("GET", &info, None, json!({})).await;
     assert_eq!(s, StatusCode::OK, "still open: {b}");
+    // A chunk is read only through the space of its box, by its members.
+    let chunk = &chunks[0].0;
+    for (space_id, token) in [(&other_space, amina), (&space, bruno)] {
+        let (s, _) = api
+            .json(
+                "GET",
+                &format!("/v1/spaces/{space_id}/drop-chunks/{chunk}"),
+                token,
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
     let (s, _) = api.json("DELETE", &close, amina, json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, b) = api.json("GET", &info, None, json!({})).await;

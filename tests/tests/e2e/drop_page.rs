@@ -7,7 +7,9 @@
 
 use serde_json::json;
 
-use crate::browser::{CHROMIUM, LONG, RED_PIXEL, sign_up, target_dir, text_of, web_dir};
+use crate::browser::{
+    CHROMIUM, LONG, RED_PIXEL, sign_up, target_dir, text_of, until_searched, web_dir,
+};
 use crate::support::Server;
 use crate::webdriver::Browser;
 
@@ -110,17 +112,14 @@ async fn a_witness_submits_a_statement_and_a_photo_through_the_drop_page() {
     drop(chidi);
     witness.goto(&format!("{}/#/search", server.url)).await;
     witness.element("#reading-without-account").await;
-    witness
-        .type_into("#search input[name=q]", "détention")
-        .await;
-    witness.click("#search button[type=submit]").await;
-    witness
-        .wait_for(
-            "the public document found without an account",
-            "return document.querySelector('#results .hit a') !== null",
-            LONG,
-        )
-        .await;
+    // Searched again until the index has it (it commits every 250 ms).
+    until_searched(
+        &witness,
+        "détention",
+        "Arrêt sur la détention de Maître K.",
+        true,
+    )
+    .await;
     witness.click("#results .hit a").await;
     let body = witness
         .wait_for(
