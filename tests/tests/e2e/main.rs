@@ -22,6 +22,7 @@ mod public;
 mod relay_double;
 mod reopen;
 mod revocation;
+mod slow_link;
 mod support;
 mod tls;
 mod webdriver;
