@@ -121,6 +121,23 @@ pub(crate) async fn create_space_and_invite(b: &Browser, name: &str, user: &str)
     space
 }
 
+/// Waits for the app's service worker, then lets the page store what it
+/// read (within 300 ms, PROTOCOL §16), before the network goes.
+pub(crate) async fn worker_ready_and_stored(b: &Browser) {
+    b.js(
+        "navigator.serviceWorker.ready.then(() => { window.workerReady = true; })",
+        json!([]),
+    )
+    .await;
+    b.wait_for(
+        "the app's service worker",
+        "return window.workerReady === true",
+        LONG,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 pub(crate) async fn text_of(b: &Browser, css: &str) -> String {
     let q = serde_json::to_string(css).unwrap();
     b.js(

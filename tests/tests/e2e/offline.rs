@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::browser::{CHROMIUM, LONG, sign_up, submit_sign_in, target_dir, web_dir};
+use crate::browser::{
+    CHROMIUM, LONG, sign_up, submit_sign_in, target_dir, web_dir, worker_ready_and_stored,
+};
 use crate::support::{Server, amicus_json, register, shared_filing};
 use crate::webdriver::Browser;
 
@@ -47,23 +49,7 @@ async fn after_one_visit_the_app_starts_and_takes_edits_without_the_network() {
     amina
         .wait_for("the filing at Amina's", &shows("Exposé des faits."), LONG)
         .await;
-    amina
-        .js(
-            "navigator.serviceWorker.ready.then(() => { window.workerReady = true; })",
-            json!([]),
-        )
-        .await;
-    amina
-        .wait_for(
-            "the app's service worker",
-            "return window.workerReady === true",
-            LONG,
-        )
-        .await;
-
-    // What the page read is stored within 300 ms (PROTOCOL §16); the
-    // network goes after that.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    worker_ready_and_stored(&amina).await;
     // The network is gone (the server stopped): the app starts from the
     // worker, unlocks from this browser's state, and shows the filing.
     server.stop();

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::browser::{CHROMIUM, LONG, submit_sign_in, target_dir, web_dir};
+use crate::browser::{
+    CHROMIUM, LONG, submit_sign_in, target_dir, web_dir, worker_ready_and_stored,
+};
 use crate::support::Server;
 use crate::webdriver::Browser;
 
@@ -66,21 +68,7 @@ async fn over_slow_3g_a_first_visit_and_a_repeat_visit_are_measured() {
         .await;
     let first = start.elapsed();
     let first_bytes = amina.js(TRANSFERRED, json!([])).await;
-    amina
-        .js(
-            "navigator.serviceWorker.ready.then(() => { window.workerReady = true; })",
-            json!([]),
-        )
-        .await;
-    amina
-        .wait_for(
-            "the app's service worker",
-            "return window.workerReady === true",
-            LONG,
-        )
-        .await;
-    // What the page read is stored within 300 ms.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    worker_ready_and_stored(&amina).await;
 
     // Repeat visit: to the unlocked spaces page.
     amina.goto("about:blank").await;
