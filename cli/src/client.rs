@@ -1644,6 +1644,91 @@ impl Client {
         Ok(())
     }
 
+    /// Writes a case record in the space's register; returns its id.
+    pub async fn new_record(
+        &mut self,
+        id: SpaceId,
+        fields: &amicus_core::monitoring::Fields,
+    ) -> Result<String, ClientError> {
+        self.sync(id).await?;
+        let record = self.engine.new_record(id, fields, now_ms())??;
+        self.run(Intent::FlushSpace(id)).await?;
+        self.save()?;
+        Ok(record)
+    }
+
+    /// Replaces the fields of a case record.
+    pub async fn edit_record(
+        &mut self,
+        id: SpaceId,
+        record: &str,
+        fields: &amicus_core::monitoring::Fields,
+    ) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.engine.edit_record(id, record, fields, now_ms())??;
+        self.run(Intent::FlushSpace(id)).await?;
+        self.save()
+    }
+
+    /// The space's case records, as this device holds them now.
+    pub fn records(
+        &mut self,
+        id: SpaceId,
+    ) -> Result<amicus_core::monitoring::Register, ClientError> {
+        Ok(self.engine.records(id)?)
+    }
+
+    /// The aggregate of the space's records that publishing would send.
+    pub fn aggregate(
+        &mut self,
+        id: SpaceId,
+        title: &str,
+        dims: &[amicus_core::monitoring::Dim],
+        k: u32,
+    ) -> Result<amicus_core::monitoring::Aggregate, ClientError> {
+        Ok(self.engine.aggregate(id, title, dims, k)??)
+    }
+
+    /// Adds a violation type to the space's register (space managers).
+    pub async fn add_violation_type(
+        &mut self,
+        id: SpaceId,
+        code: &str,
+        label: &str,
+    ) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.engine.add_violation_type(id, code, label)??;
+        self.run(Intent::FlushSpace(id)).await?;
+        self.save()
+    }
+
+    /// Publishes the counts of the space's records by `dims` (cells under
+    /// `k` left out) as the aggregate `pub_id` of `public_space`, signed by
+    /// this device; returns what was published.
+    pub async fn publish_aggregate(
+        &mut self,
+        id: SpaceId,
+        public_space: SpaceId,
+        pub_id: &str,
+        title: &str,
+        dims: &[amicus_core::monitoring::Dim],
+        k: u32,
+    ) -> Result<amicus_core::monitoring::PublishedAggregate, ClientError> {
+        self.sync(id).await?;
+        let body = self
+            .engine
+            .publish_aggregate(id, public_space, pub_id, title, dims, k)??;
+        let _: Value = self
+            .http
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/public/{}/aggregates/{pub_id}", public_space.to_hex()),
+                &serde_json::to_value(&body).expect("an aggregate encodes"),
+            )
+            .await?;
+        Ok(body)
+    }
+
     /// Withdraws the public copy `doc_id` of `public_space`, signing its
     /// withdrawal (the copy's `updated` time) with this device.
     pub async fn withdraw(&self, public_space: SpaceId, doc_id: &str) -> Result<(), ClientError> {

@@ -60,6 +60,16 @@ fn js(v: &Value) -> JsValue {
     js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
 }
 
+fn parse_dims(names: &[String]) -> Result<Vec<amicus_core::monitoring::Dim>, JsValue> {
+    names
+        .iter()
+        .map(|n| {
+            amicus_core::monitoring::Dim::parse(n)
+                .ok_or_else(|| bad(format!("not a dimension of the counts: {n}")))
+        })
+        .collect()
+}
+
 fn space_id(hex: &str) -> Result<SpaceId, JsValue> {
     SpaceId::from_hex(hex).map_err(|_| bad(format!("not a space id: {hex}")))
 }
@@ -215,6 +225,11 @@ fn ts<T: Tsify + Serialize>(value: T) -> Result<Ts<T>, JsValue> {
 fn edit_err(e: amicus_core::document::DocumentError) -> JsValue {
     use amicus_core::document::DocumentError;
     match e {
+        DocumentError::Record(e) => {
+            let err = fail(ErrorCode::Record, &e);
+            let _ = js_sys::Reflect::set(&err, &"reason".into(), &e.code().into());
+            err
+        }
         DocumentError::BadName(m) => fail(ErrorCode::BadName, m),
         DocumentError::BadText(m) => fail(ErrorCode::BadText, m),
         DocumentError::Library(e) => fail(ErrorCode::from(&e), e),
@@ -230,6 +245,14 @@ fn config() -> Config {
         follow: true,
         ..Config::default()
     }
+}
+
+/// Every ISO 3166-1 alpha-2 country code a case record accepts.
+#[wasm_bindgen]
+pub fn country_codes() -> Vec<String> {
+    amicus_core::monitoring::countries()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The users a text mentions (`@name`), as the engine reads them
@@ -919,6 +942,157 @@ impl Device {
             .map_err(|f| fail(f.code.into(), f.message))?
             .map_err(edit_err)?
             .to_hex())
+    }
+
+    // ---- case records ---------------------------------------------------
+
+    /// The space's case records, the types they may name, and their counts
+    /// (computed on this device).
+    pub fn records(&mut self, space: &str) -> Result<Ts<RegisterView>, JsValue> {
+        use amicus_core::monitoring;
+        let id = space_id(space)?;
+        let register = self
+            .engine
+            .records(id)
+            .map_err(|f| fail(f.code.into(), f.message))?;
+        let at = |t: Option<i64>| t.map(|t| t as f64);
+        let counts = monitoring::counts(&register.records)
+            .into_iter()
+            .map(|(d, v)| (d.as_str().to_owned(), v))
+            .collect();
+        ts(RegisterView {
+            stream: monitoring::stream(id).to_hex(),
+            types: register.types(),
+            added_types: register
+                .added_types
+                .iter()
+                .map(|(code, label)| AddedType {
+                    code: code.clone(),
+                    label: label.clone(),
+                })
+                .collect(),
+            counts,
+            records: register
+                .records
+                .into_iter()
+                .map(|r| RecordView {
+                    id: r.id,
+                    date: r.fields.date,
+                    country: r.fields.country,
+                    region: r.fields.region,
+                    types: r.fields.types,
+                    profession: r.fields.profession,
+                    gender: r.fields.gender,
+                    status: r.fields.status,
+                    outcome: r.fields.outcome,
+                    sources: r.fields.sources,
+                    notes: r.fields.notes,
+                    by: r.by.name,
+                    by_verified: r.by.verified,
+                    edited_by: r.edited_by.name,
+                    edited_by_verified: r.edited_by.verified,
+                    created: at(r.created_ms),
+                    edited: at(r.edited_ms),
+                })
+                .collect(),
+        })
+    }
+
+    /// Writes a new case record (`fields`: `{date, country, region, types,
+    /// profession, gender, status, outcome, sources, notes}`); returns its
+    /// id. It goes out at the next flush interval.
+    pub fn new_record(&mut self, space: &str, fields: JsValue) -> Result<String, JsValue> {
+        let fields: amicus_core::monitoring::Fields =
+            serde_wasm_bindgen::from_value(fields).map_err(bad)?;
+        self.engine
+            .new_record(space_id(space)?, &fields, now_ms())
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
+    /// Replaces the fields of the record `id`.
+    pub fn edit_record(&mut self, space: &str, id: &str, fields: JsValue) -> Result<(), JsValue> {
+        let fields: amicus_core::monitoring::Fields =
+            serde_wasm_bindgen::from_value(fields).map_err(bad)?;
+        self.engine
+            .edit_record(space_id(space)?, id, &fields, now_ms())
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
+    /// Adds a violation type to the space's register (space managers).
+    pub fn add_violation_type(
+        &mut self,
+        space: &str,
+        code: &str,
+        label: &str,
+    ) -> Result<(), JsValue> {
+        self.engine
+            .add_violation_type(space_id(space)?, code, label)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
+    /// The records (or, with `counts`, the counts) as CSV.
+    pub fn records_csv(&mut self, space: &str, counts: bool) -> Result<String, JsValue> {
+        use amicus_core::monitoring;
+        let records = self
+            .engine
+            .records(space_id(space)?)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .records;
+        Ok(if counts {
+            monitoring::counts_csv(&monitoring::counts(&records))
+        } else {
+            monitoring::records_csv(&records)
+        })
+    }
+
+    /// The aggregate publishing would send: counts by `dims`, cells under
+    /// `k` left out (refused when every cell is).
+    pub fn aggregate(
+        &mut self,
+        space: &str,
+        title: &str,
+        dims: Vec<String>,
+        k: u32,
+    ) -> Result<Ts<AggregateView>, JsValue> {
+        let dims = parse_dims(&dims)?;
+        let a = self
+            .engine
+            .aggregate(space_id(space)?, title, &dims, k)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)?;
+        ts(AggregateView::from(&a))
+    }
+
+    /// The aggregate signed by this device for publication `id` of
+    /// `public_space` (space managers), as the JSON text of the body of `PUT
+    /// /v1/public/{public_space}/aggregates/{id}`. Flush the register
+    /// first, so that members can check the heads it names.
+    pub fn publish_aggregate(
+        &mut self,
+        space: &str,
+        public_space: &str,
+        id: &str,
+        title: &str,
+        dims: Vec<String>,
+        k: u32,
+    ) -> Result<String, JsValue> {
+        let dims = parse_dims(&dims)?;
+        let published = self
+            .engine
+            .publish_aggregate(
+                space_id(space)?,
+                space_id(public_space)?,
+                id,
+                title,
+                &dims,
+                k,
+            )
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)?;
+        serde_json::to_string(&published).map_err(bad)
     }
 
     // ---- discussions ----------------------------------------------------

@@ -95,6 +95,9 @@ pub enum ErrorCode {
     /// A drop-box submission that cannot be opened (not sealed to this
     /// space's key, damaged, or malformed): nothing of it is shown.
     Intake,
+    /// A case record, a violation type or an aggregate is refused; the
+    /// error's `reason` says why (`future_date`, `unknown_country`...).
+    Record,
 }
 
 impl From<&amicus_core::library::LibraryError> for ErrorCode {
@@ -773,4 +776,88 @@ pub struct OpenedPart {
     pub text: Option<String>,
     /// The content's length in bytes.
     pub size: f64,
+}
+
+/// A case record as read (PROTOCOL §9.7).
+#[derive(Serialize, Tsify)]
+pub struct RecordView {
+    pub id: String,
+    pub date: String,
+    pub country: String,
+    pub region: String,
+    pub types: Vec<String>,
+    pub profession: String,
+    pub gender: String,
+    pub status: String,
+    pub outcome: String,
+    pub sources: Vec<String>,
+    pub notes: String,
+    /// Who created it, and whether the log binds that name.
+    pub by: String,
+    pub by_verified: bool,
+    /// Who last edited it.
+    pub edited_by: String,
+    pub edited_by_verified: bool,
+    /// Milliseconds since 1970, by the writer's clock.
+    pub created: Option<f64>,
+    pub edited: Option<f64>,
+}
+
+/// A violation type a space manager added.
+#[derive(Serialize, Tsify)]
+pub struct AddedType {
+    pub code: String,
+    pub label: String,
+}
+
+/// A space's records, the types they may name and their counts.
+#[derive(Serialize, Tsify)]
+pub struct RegisterView {
+    /// The register's stream (to flush before publishing).
+    pub stream: String,
+    pub records: Vec<RecordView>,
+    /// Every type code the register accepts, built-in ones first.
+    pub types: Vec<String>,
+    /// The labels of the types a space manager added.
+    pub added_types: Vec<AddedType>,
+    /// Counts by dimension (`country`, `region`, `type`, `year`, `gender`,
+    /// `status`, `profession`), then by value.
+    pub counts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
+}
+
+/// One cell of an aggregate.
+#[derive(Serialize, Tsify)]
+pub struct AggregateCell {
+    pub values: Vec<String>,
+    pub count: u32,
+}
+
+/// An aggregate as it would be published (or was).
+#[derive(Serialize, Tsify)]
+pub struct AggregateView {
+    pub title: String,
+    pub dims: Vec<String>,
+    pub k: u32,
+    pub cells: Vec<AggregateCell>,
+    /// How many cells were left out (fewer than `k` records).
+    pub suppressed: u32,
+}
+
+impl From<&amicus_core::monitoring::Aggregate> for AggregateView {
+    fn from(a: &amicus_core::monitoring::Aggregate) -> Self {
+        Self {
+            title: a.title.clone(),
+            dims: a.dims.iter().map(|d| d.as_str().to_owned()).collect(),
+            k: a.k,
+            cells: a
+                .cells
+                .iter()
+                .map(|c| AggregateCell {
+                    values: c.values.clone(),
+                    count: c.count,
+                })
+                .collect(),
+            suppressed: a.suppressed,
+        }
+    }
 }

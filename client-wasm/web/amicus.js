@@ -10,9 +10,9 @@
 // events into DOM events. Pairing, recovery and file transfers are HTTP
 // calls around the module's keys.
 
-import init, { Device, Linking, PairingCode, StateKey, Upload, mentions } from "./pkg/amicus_client.js";
+import init, { Device, Linking, PairingCode, StateKey, Upload, country_codes, mentions } from "./pkg/amicus_client.js";
 
-export { Upload, mentions };
+export { Upload, country_codes, mentions };
 
 /** @typedef {import("./pkg/amicus_client.js").ClientEvent} ClientEvent */
 /** @typedef {import("./pkg/amicus_client.js").HttpCall} HttpCall */

@@ -4,6 +4,7 @@
 //   #/space/ID               a space: members, library
 //   #/doc/SPACE/STREAM       the editor
 //   #/thread/SPACE/STREAM    a discussion
+//   #/records/SPACE          case records: form, list, counts, publication
 //   #/activity               what changed since the person last looked
 //   #/search                 the public library
 //   #/devices                this user's devices
@@ -11,7 +12,7 @@
 //   #/admin                  the administrator's invitations
 //   #/join/CODE              (signed out) the sign-up form, invited
 
-import { Client, ServerError, drawPdf, load, mentions, progress as starting } from "./amicus.js";
+import { Client, ServerError, country_codes, drawPdf, load, mentions, progress as starting } from "./amicus.js";
 import { languages, setLanguage, initialLanguage, language, t, tn } from "./i18n.js";
 import { createEditor, marked } from "./editor.js";
 
@@ -65,6 +66,7 @@ const SERVER_REASONS = {
   invitation_expired: "errInvitationExpired", not_administrator: "errNotAdministrator", already_member: "errAlreadyMember",
   space_requests_full: "errSpaceRequestsFull", own_requests_full: "errOwnRequestsFull", not_listed: "errNotListed",
   no_public_role: "errNoPublicRole", not_publisher: "errNotPublisher", withdrawn: "errWithdrawn",
+  all_suppressed: "rec_all_suppressed", bad_k: "rec_bad_k", dimensions: "rec_dimensions",
   not_in_space: "errNotInSpace", no_mail_server: "errNoMailServer",
   too_many_drop_boxes: "errTooManyDropBoxes", intake_key_newer: "errIntakeKeyNewer",
 };
@@ -96,7 +98,7 @@ function fail(e) {
     discussion_in_folder: "libDiscussionInFolder", not_a_file: "libNoEntry", already_current: "libAlreadyCurrent",
     bad_manifest: "libBadManifest", no_attachment: "libNoEntry", already_listed: "libAlreadyListed",
     "preview-failed": "previewFailed", intake: "submissionBroken",
-  }[e && e.code];
+  }[e && e.code] || (e && e.code === "record" ? `rec_${e.reason}` : null);
   status(known ? t(known) : `${t("error")}: ${e.message || e}`, "error");
 }
 
@@ -211,6 +213,7 @@ function render() {
   if (view === "space" && a) return spaceView(main, a);
   if (view === "doc" && a && b) return editorView(main, a, b);
   if (view === "thread" && a && b) return discussionView(main, a, b);
+  if (view === "records" && a) return recordsView(main, a);
   if (view === "activity") return activityView(main);
   if (view === "search") return searchView(main);
   if (view === "public" && a && b) return publicView(main, a, b);
@@ -1129,7 +1132,10 @@ function spaceView(main, space) {
           })) : h("p", { class: "muted" }, t("noSubmissions")));
       })));
   };
-  main.append(h("p", {}, h("a", { href: "#/", class: "back" }, t("back"))), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, dropBox, listingBox);
+  const recordsLink = h("section", { id: "records-link", "aria-labelledby": "records-h" },
+    h("h3", { id: "records-h" }, t("records")), h("p", { class: "muted" }, t("recordsExplain")),
+    h("p", {}, h("a", { href: `#/records/${space}`, class: "button secondary" }, t("openRecords"))));
+  main.append(h("p", {}, h("a", { href: "#/", class: "back" }, t("back"))), profileBox, h("div", { class: "columns" }, libraryBox, membersBox), discussionsBox, recordsLink, dropBox, listingBox);
   drawListing();
   drawDropBoxes();
   // Requests to join and drop-box submissions arrive through the server
@@ -1288,6 +1294,278 @@ function discussionView(main, space, stream) {
   draw(true);
   const onChanged = (e) => { if (e.detail.space === space && (e.detail.streams.includes(stream) || !e.detail.streams.length)) draw(false); };
   listen("changed", onChanged);
+}
+
+// ---------------------------------------------------------- case records
+
+/** Built-in violation types, professions, genders and statuses: their
+ * codes are the core's (`monitoring`), their words the interface's. */
+const RECORD_LISTS = {
+  profession: ["lawyer", "defender", "journalist", "judge", "trainee", "other"],
+  gender: ["woman", "man", "non_binary", "undisclosed"],
+  status: ["open", "ongoing", "closed"],
+};
+const RECORD_DIMS = ["country", "region", "type", "year", "gender", "status", "profession"];
+
+function countryName(code) {
+  try {
+    return new Intl.DisplayNames([language()], { type: "region" }).of(code) || code;
+  } catch (_) {
+    return code;
+  }
+}
+
+/** A value of a record's field as people read it. */
+function recordValue(dim, value, added = []) {
+  if (!value) return dim === "region" ? t("noRegion") : "—";
+  if (dim === "country") return countryName(value);
+  if (dim === "type") {
+    const said = t(`vt_${value}`);
+    return added.find((x) => x.code === value)?.label || (said === `vt_${value}` ? value : said);
+  }
+  if (dim === "profession" || dim === "gender" || dim === "status") return t(`${dim}_${value}`);
+  return value;
+}
+
+/** Case records (PROTOCOL §9.7): a form, the list with filters and
+ * sorting, the counts computed on this device with CSV exports, and, for
+ * space managers, a publication of counts for the public map, shown
+ * before it goes. */
+function recordsView(main, space) {
+  const summary = client.device.spaces().find((s) => s.id === space);
+  if (!summary) return spacesView(main);
+  const manager = summary.role === "space_manager" && !summary.read_only;
+  const readOnly = Boolean(summary.read_only) || summary.role === "reader";
+  const formBox = h("section", { id: "record-form-box", "aria-labelledby": "record-form-h" });
+  const listBox = h("section", { id: "record-list", "aria-labelledby": "record-list-h" });
+  const countsBox = h("section", { id: "record-counts", "aria-labelledby": "record-counts-h" });
+  const publishBox = h("section", { id: "publish-counts", "aria-labelledby": "publish-counts-h" });
+  const typesBox = h("section", { id: "record-types", "aria-labelledby": "record-types-h" });
+  const filters = { country: "", type: "", year: "", status: "", sort: "date" };
+  let editing = null; // the record being edited, or null for a new one
+  const codes = country_codes().sort((a, b) => countryName(a).localeCompare(countryName(b), language()));
+  const read = () => client.device.records(space);
+
+  const drawForm = (reg) => {
+    const r = editing || { date: "", country: "", region: "", types: [], profession: "lawyer", gender: "undisclosed", status: "open", outcome: "", sources: [], notes: "" };
+    const date = h("input", { name: "date", required: true, value: r.date, placeholder: t("recordDateFormat"), inputmode: "numeric", dir: "ltr", "aria-describedby": "record-date-hint" });
+    const country = h("select", { name: "country", required: true },
+      h("option", { value: "" }, "—"), codes.map((c) => h("option", { value: c, selected: c === r.country }, `${countryName(c)} (${c})`)));
+    const region = h("input", { name: "region", value: r.region, placeholder: "FR-75", dir: "ltr", maxlength: 6, "aria-describedby": "record-region-hint" });
+    const types = h("fieldset", { class: "checks", id: "record-types-field" }, h("legend", {}, t("recordTypes")),
+      reg.types.map((code) => h("label", { class: "check" },
+        h("input", { type: "checkbox", name: "types", value: code, checked: r.types.includes(code) }), " ", recordValue("type", code, reg.added_types))));
+    const select = (name) => h("select", { name }, RECORD_LISTS[name].map((v) => h("option", { value: v, selected: r[name] === v }, t(`${name}_${v}`))));
+    const entries = (() => {
+      try {
+        return client.device.library(space).filter((e) => e.kind === "document" || e.kind === "file");
+      } catch (_) {
+        return [];
+      }
+    })();
+    const sources = h("select", { name: "sources", multiple: true, size: Math.min(6, Math.max(2, entries.length)) },
+      entries.map((e) => h("option", { value: e.id, selected: r.sources.includes(e.id) }, e.name)));
+    const outcome = h("input", { name: "outcome", value: r.outcome, maxlength: 500 });
+    const notes = h("textarea", { name: "notes", rows: 4 }, r.notes);
+    const error = h("p", { id: "record-error", class: "error", role: "alert" });
+    const form = h("form", { id: "record-form", novalidate: true, onsubmit: (e) => {
+      e.preventDefault();
+      const fields = {
+        date: date.value.trim(), country: country.value, region: region.value.trim().toUpperCase(),
+        types: [...form.querySelectorAll("input[name=types]:checked")].map((x) => x.value),
+        profession: form.profession.value, gender: form.gender.value, status: form.status.value,
+        outcome: outcome.value, sources: [...sources.selectedOptions].map((o) => o.value), notes: notes.value,
+      };
+      try {
+        if (editing) client.device.edit_record(space, editing.id, fields);
+        else client.device.new_record(space, fields);
+        client.edited();
+        error.textContent = "";
+        status(t(editing ? "recordSaved" : "recordAdded"));
+        editing = null;
+        draw();
+      } catch (err) {
+        // Said next to the form, and nothing of what was typed is lost.
+        fail(err);
+        error.textContent = document.getElementById("status").textContent;
+      }
+    } },
+      field(t("recordDate"), date), h("p", { id: "record-date-hint", class: "hint" }, t("recordDateHint")),
+      field(t("country"), country),
+      field(t("region"), region), h("p", { id: "record-region-hint", class: "hint" }, t("recordRegionHint")),
+      types,
+      field(t("profession"), select("profession")), field(t("gender"), select("gender")), field(t("recordStatus"), select("status")),
+      field(t("recordOutcome"), outcome),
+      entries.length ? field(t("recordSources"), sources) : null,
+      field(t("recordNotes"), notes),
+      error,
+      h("button", { type: "submit" }, t(editing ? "saveRecord" : "addRecord")),
+      editing ? [" ", h("button", { type: "button", class: "secondary", onclick: () => { editing = null; draw(); } }, t("cancel"))] : null);
+    fill(formBox, h("h3", { id: "record-form-h" }, t(editing ? "editRecord" : "newRecord")),
+      h("p", { class: "muted" }, t("recordsPrivacy")), form);
+    if (editing) date.focus();
+  };
+
+  const drawList = (reg) => {
+    const present = (f) => [...new Set(reg.records.flatMap((r) => (f === "type" ? r.types : f === "year" ? [r.date.slice(0, 4)] : [r[f]])))].sort();
+    const pick = (name, label, values, show) => h("div", { class: "field" }, h("label", { for: `rf-${name}` }, label),
+      h("select", { id: `rf-${name}`, onchange: (e) => { filters[name] = e.target.value; drawList(reg); document.getElementById(`rf-${name}`)?.focus(); } },
+        name === "sort" ? null : h("option", { value: "" }, t("all")),
+        values.map((v) => h("option", { value: v, selected: filters[name] === v }, show(v)))));
+    const shown = reg.records.filter((r) => (!filters.country || r.country === filters.country)
+      && (!filters.type || r.types.includes(filters.type)) && (!filters.year || r.date.startsWith(filters.year))
+      && (!filters.status || r.status === filters.status));
+    const by = { date: (a, b) => b.date.localeCompare(a.date), country: (a, b) => countryName(a.country).localeCompare(countryName(b.country), language()) || b.date.localeCompare(a.date), status: (a, b) => a.status.localeCompare(b.status) || b.date.localeCompare(a.date) }[filters.sort];
+    shown.sort(by);
+    fill(listBox, h("h3", { id: "record-list-h" }, t("recordList"), ` (${shown.length}/${reg.records.length})`),
+      reg.records.length ? h("div", { class: "filters" },
+        pick("country", t("country"), present("country"), (v) => countryName(v)),
+        pick("type", t("recordType"), present("type"), (v) => recordValue("type", v, reg.added_types)),
+        pick("year", t("year"), present("year"), (v) => v),
+        pick("status", t("recordStatus"), present("status"), (v) => t(`status_${v}`)),
+        pick("sort", t("sortBy"), ["date", "country", "status"], (v) => t(`sort_${v}`))) : h("p", { class: "muted" }, t("noRecords")),
+      shown.length ? h("div", { class: "table-wrap" }, h("table", { id: "records-table" },
+        h("thead", {}, h("tr", {}, [t("recordDate"), t("country"), t("recordTypes"), t("profession"), t("gender"), t("recordStatus"), t("recordBy"), ""].map((x) => h("th", { scope: "col" }, x)))),
+        h("tbody", {}, shown.map((r) => h("tr", { "data-record": r.id },
+          h("td", { dir: "ltr" }, r.date),
+          h("td", {}, countryName(r.country), r.region ? ` · ${r.region}` : ""),
+          h("td", {}, r.types.map((x) => recordValue("type", x, reg.added_types)).join(", ")),
+          h("td", {}, t(`profession_${r.profession}`)), h("td", {}, t(`gender_${r.gender}`)),
+          h("td", {}, t(`status_${r.status}`), r.outcome ? h("div", { class: "muted", dir: "auto" }, r.outcome) : null),
+          h("td", {}, r.by, r.by_verified ? "" : ` (${t("unverified")})`),
+          h("td", {}, readOnly ? null : h("button", { type: "button", class: "link edit-record", onclick: () => { editing = r; drawForm(reg); formBox.scrollIntoView(); } }, t("edit")))))))) : null);
+  };
+
+  const download = (name, text) => {
+    const a = h("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" })), download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  };
+
+  const drawCounts = (reg) => {
+    const dims = ["country", "region", "type", "year", "gender", "status", "profession"];
+    fill(countsBox, h("h3", { id: "record-counts-h" }, t("recordCounts")),
+      h("p", { class: "muted" }, t("recordCountsExplain")),
+      reg.records.length ? h("div", { class: "counts" }, dims.map((d) => {
+        const values = Object.entries(reg.counts[d] || {}).sort((a, b) => b[1] - a[1]);
+        const max = Math.max(1, ...values.map((v) => v[1]));
+        return h("table", { class: "count-table", "data-dim": d },
+          h("caption", {}, t(d === "type" ? "recordType" : d === "status" ? "recordStatus" : d)),
+          h("tbody", {}, values.map(([v, n]) => h("tr", { "data-value": v },
+            h("th", { scope: "row" }, recordValue(d, v, reg.added_types)),
+            h("td", { class: "n" }, String(n)),
+            h("td", { class: "bar" }, h("meter", { min: 0, max, value: n, "aria-hidden": "true" }))))));
+      })) : null,
+      h("p", {},
+        h("button", { type: "button", id: "export-records", class: "secondary", disabled: !reg.records.length, onclick: () => download("records.csv", client.device.records_csv(space, false)) }, t("exportRecords")), " ",
+        h("button", { type: "button", id: "export-counts", class: "secondary", disabled: !reg.records.length, onclick: () => download("counts.csv", client.device.records_csv(space, true)) }, t("exportCounts"))));
+  };
+
+  const drawTypes = (reg) => {
+    if (!manager) return fill(typesBox);
+    const code = h("input", { name: "code", required: true, pattern: "[a-z0-9_]{2,40}", dir: "ltr" });
+    const label = h("input", { name: "label", required: true, maxlength: 200 });
+    fill(typesBox, h("details", {}, h("summary", { id: "record-types-h" }, t("addType")),
+      h("p", { class: "muted" }, t("addTypeHelp")),
+      reg.added_types.length ? h("ul", {}, reg.added_types.map((x) => h("li", {}, h("code", {}, x.code), " — ", x.label))) : null,
+      h("form", { id: "type-form", onsubmit: (e) => {
+        e.preventDefault();
+        try {
+          client.device.add_violation_type(space, code.value.trim(), label.value);
+          client.edited();
+          status(t("typeAdded"));
+          draw();
+        } catch (err) { fail(err); }
+      } }, field(t("typeCode"), code), field(t("typeLabel"), label), h("button", { type: "submit" }, t("addType")))));
+  };
+
+  // Publishing counts for the public map: space managers, into a public
+  // space where they have a role; what goes is shown first, then a
+  // confirmation names the public space.
+  const drawPublish = (reg) => {
+    if (!manager) return fill(publishBox);
+    fill(publishBox, h("h3", { id: "publish-counts-h" }, t("publishCounts")), h("p", { class: "muted" }, t("publishCountsHelp")));
+    client.api("GET", "/v1/spaces").then((v) => {
+      const mine = (v.spaces || []).filter((x) => x.kind === "public" && x.role);
+      if (!mine.length) return publishBox.append(h("p", { class: "muted" }, t("noPublishRole")));
+      const nameOf = (id) => mine.find((x) => x.id === id)?.name || id;
+      const target = h("select", { name: "space" }, mine.map((x) => h("option", { value: x.id }, x.name || x.id)));
+      const title = h("input", { name: "title", required: true, maxlength: 200, value: t("publishCountsDefaultTitle") });
+      const id = h("input", { name: "publication", required: true, pattern: "[a-z0-9][a-z0-9._\\-]{0,63}", value: "violations", dir: "ltr" });
+      const place = h("select", { name: "place" }, h("option", { value: "country" }, t("country")), h("option", { value: "region" }, t("region")));
+      const dims = h("fieldset", { class: "checks" }, h("legend", {}, t("publishBy")),
+        ["type", "year", "gender", "status", "profession"].map((d) => h("label", { class: "check" },
+          h("input", { type: "checkbox", name: "dims", value: d, checked: d === "year" }), " ", t(d === "type" ? "recordType" : d === "status" ? "recordStatus" : d))));
+      const k = h("input", { type: "number", name: "k", min: 2, max: 1000, value: 5, required: true, "aria-describedby": "k-hint" });
+      const preview = h("div", { id: "publish-counts-preview", "aria-live": "polite" });
+      const chosenDims = () => [place.value, ...[...dims.querySelectorAll("input:checked")].map((x) => x.value)];
+      publishBox.append(h("form", { id: "publish-counts-form", onsubmit: (e) => {
+        e.preventDefault();
+        let a;
+        try {
+          a = client.device.aggregate(space, title.value, chosenDims(), Number(k.value));
+        } catch (err) {
+          fill(preview);
+          return fail(err);
+        }
+        fill(preview,
+          h("h4", {}, t("publishPreview")),
+          h("div", { class: "table-wrap" }, h("table", { id: "aggregate-preview" },
+            h("thead", {}, h("tr", {}, a.dims.map((d) => h("th", { scope: "col" }, t(d === "type" ? "recordType" : d === "status" ? "recordStatus" : d))), h("th", { scope: "col", class: "n" }, t("cases")))),
+            h("tbody", {}, a.cells.map((c) => h("tr", {}, c.values.map((v, i) => h("td", {}, recordValue(a.dims[i], v, reg.added_types))), h("td", { class: "n" }, String(c.count))))))),
+          h("p", { id: "suppressed-note" }, tn("cellsLeftOut", a.suppressed, { k: a.k })),
+          h("p", { class: "warning" }, t("publishCountsConfirm", { space: nameOf(target.value) })),
+          h("button", { type: "button", id: "confirm-publish-counts", onclick: async () => {
+            try {
+              // The register's signed heads go to the server first, for
+              // members to check.
+              await client.flush(space, reg.stream);
+              const body = JSON.parse(client.device.publish_aggregate(space, target.value, id.value, title.value, chosenDims(), Number(k.value)));
+              await client.api("PUT", `/v1/public/${target.value}/aggregates/${id.value}`, body);
+              fill(preview, h("p", { role: "status", id: "counts-published" }, t("countsPublished"), " ",
+                h("a", { href: `/map/#${target.value}/${id.value}`, target: "_blank", rel: "noopener" }, t("openMap"))));
+            } catch (err) { fail(err); }
+          } }, t("publishTo", { space: nameOf(target.value) })), " ",
+          h("button", { type: "button", onclick: () => fill(preview) }, t("cancel")));
+      } },
+        field(t("publicSpaces"), target), field(t("publicationTitle"), title), field(t("publicationId"), id),
+        field(t("publishPlace"), place), dims, field(t("kThreshold"), k), h("p", { id: "k-hint", class: "hint" }, t("kHint")),
+        h("button", { type: "submit" }, t("previewPublication"))), preview);
+    }).catch(() => publishBox.append(h("p", { class: "muted" }, t("offline"))));
+  };
+
+  const draw = () => {
+    let reg;
+    try {
+      reg = read();
+    } catch (err) {
+      return fail(err);
+    }
+    if (!readOnly) drawForm(reg);
+    drawList(reg);
+    drawCounts(reg);
+    drawTypes(reg);
+  };
+  main.append(h("p", {}, h("a", { href: `#/space/${space}`, class: "back" }, t("back"))),
+    h("h2", {}, t("records"), " — ", h("span", { dir: "auto" }, spaceLabel(space))),
+    readOnly ? h("p", { class: "warning" }, t("readerOnly")) : null,
+    formBox, listBox, countsBox, typesBox, publishBox);
+  draw();
+  drawPublish(read());
+  // What others write arrives live; the form is not redrawn under the
+  // person typing in it.
+  listen("changed", (e) => {
+    if (e.detail.space !== space) return;
+    let reg;
+    try {
+      reg = read();
+    } catch (_) {
+      return;
+    }
+    drawList(reg);
+    drawCounts(reg);
+  });
 }
 
 function activityView(main) {

@@ -117,6 +117,10 @@ pub enum DocumentError {
     /// folder into itself, a folder not empty).
     #[error(transparent)]
     Library(#[from] crate::library::LibraryError),
+    /// A case record, a violation type or an aggregate is refused
+    /// (a date in the future, an unknown country...).
+    #[error(transparent)]
+    Record(#[from] crate::monitoring::RecordError),
     /// The envelope names as the log its writer had read a head this
     /// device's log does not hold before it: its writer was shown another
     /// log (the server forked it), or it lies.

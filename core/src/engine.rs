@@ -43,7 +43,8 @@ use crate::space::{
 use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use crate::{
-    DeviceId, MlsProvider, SpaceId, StreamId, UserId, activity, discussion, library, publication,
+    DeviceId, MlsProvider, SpaceId, StreamId, UserId, activity, discussion, library, monitoring,
+    publication,
 };
 
 /// Users' names for a sentence: `a, b, c`.
@@ -1235,6 +1236,204 @@ impl Engine {
             language,
         )
         .map_err(|e| Failure::new(Code::Document, e.to_string()))
+    }
+
+    /// The space's case records and the violation types its register
+    /// knows (PROTOCOL §9.7); a type counts only if a space manager of now
+    /// added it.
+    pub fn records(&mut self, space: SpaceId) -> Result<monitoring::Register, Failure> {
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let stream = monitoring::stream(space);
+        let authors = view.authors(stream);
+        let policy = view.space().policy().ok();
+        let manager = |user: &str| {
+            let role = UserId::new(user)
+                .ok()
+                .and_then(|u| policy.as_ref().and_then(|p| p.role(&u)));
+            role == Some(Role::SpaceManager)
+        };
+        Ok(match view.existing_replica(stream) {
+            Some(replica) => monitoring::read(replica.doc(), &authors, manager),
+            None => monitoring::Register::default(),
+        })
+    }
+
+    /// The ids of the documents and files the space's library lists now.
+    fn library_ids(&mut self, space: SpaceId) -> Result<BTreeSet<String>, Failure> {
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let entries = match view.existing_replica(library::stream(space)) {
+            Some(r) => library::entries(r.doc()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| match e {
+                library::Entry::Document { stream, .. } => Some(stream.to_hex()),
+                library::Entry::File { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Checks `fields` against the register's types, the library and the
+    /// date `at_ms` falls on.
+    fn checked_record(
+        &mut self,
+        space: SpaceId,
+        fields: &monitoring::Fields,
+        at_ms: i64,
+    ) -> Result<Result<monitoring::Fields, DocumentError>, Failure> {
+        let types = self.records(space)?.types();
+        let entries = self.library_ids(space)?;
+        Ok(monitoring::checked(fields, &types, &entries, at_ms).map_err(DocumentError::from))
+    }
+
+    /// Writes a new case record in the space's register; returns its id.
+    /// A record with a date after today (by `at_ms`), an unknown country,
+    /// a type the register does not know or a field over its limit is
+    /// refused and nothing is written.
+    pub fn new_record(
+        &mut self,
+        space: SpaceId,
+        fields: &monitoring::Fields,
+        at_ms: i64,
+    ) -> Result<Result<String, DocumentError>, Failure> {
+        let fields = match self.checked_record(space, fields, at_ms)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let id = crate::MessageId::random().to_hex();
+        Ok(self
+            .edit(space, monitoring::stream(space), |r| {
+                monitoring::create(r.doc(), &id, &fields, at_ms)
+            })?
+            .map(|()| id))
+    }
+
+    /// Replaces the fields of the record `id` (checked as for a new one);
+    /// only the fields that changed are written.
+    pub fn edit_record(
+        &mut self,
+        space: SpaceId,
+        id: &str,
+        fields: &monitoring::Fields,
+        at_ms: i64,
+    ) -> Result<Result<(), DocumentError>, Failure> {
+        if !self.records(space)?.records.iter().any(|r| r.id == id) {
+            return Ok(Err(monitoring::RecordError::NoRecord(
+                id.chars().take(40).collect(),
+            )
+            .into()));
+        }
+        let fields = match self.checked_record(space, fields, at_ms)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.edit(space, monitoring::stream(space), |r| {
+            monitoring::edit(r.doc(), id, &fields, at_ms)
+        })
+    }
+
+    /// Refuses what only a space manager may do, for anyone else.
+    fn manager_only(&self, space: SpaceId, what: &str) -> Result<(), Failure> {
+        let tracked = self.spaces.get(&space).ok_or_else(|| not_member(space))?;
+        if tracked.view.space().own_role().ok() != Some(Role::SpaceManager) {
+            return Err(Failure::new(
+                Code::NotManager,
+                format!("only the space managers of space {space} {what}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a violation type to the register: space managers only.
+    pub fn add_violation_type(
+        &mut self,
+        space: SpaceId,
+        code: &str,
+        label: &str,
+    ) -> Result<Result<(), DocumentError>, Failure> {
+        self.manager_only(space, "add types of violation")?;
+        self.edit(space, monitoring::stream(space), |r| {
+            monitoring::add_type(r.doc(), code, label)
+        })
+    }
+
+    /// The aggregate of the space's records by `dims`, cells under `k` left
+    /// out: what [`Self::publish_aggregate`] would publish, to show first.
+    pub fn aggregate(
+        &mut self,
+        space: SpaceId,
+        title: &str,
+        dims: &[monitoring::Dim],
+        k: u32,
+    ) -> Result<Result<monitoring::Aggregate, DocumentError>, Failure> {
+        let records = self.records(space)?.records;
+        Ok(monitoring::aggregate(&records, title, dims, k))
+    }
+
+    /// Signs the aggregate of the space's records (as [`Self::aggregate`]
+    /// computes it now) for publication `id` of `public_space`: space
+    /// managers only. The driver sends the register's changes first, so
+    /// that members can check the heads it names
+    /// ([`Self::check_aggregate`]).
+    pub fn publish_aggregate(
+        &mut self,
+        space: SpaceId,
+        public_space: SpaceId,
+        id: &str,
+        title: &str,
+        dims: &[monitoring::Dim],
+        k: u32,
+    ) -> Result<Result<monitoring::PublishedAggregate, DocumentError>, Failure> {
+        self.manager_only(space, "publish counts of its records")?;
+        let aggregate = match self.aggregate(space, title, dims, k)? {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let replica = view.replica(monitoring::stream(space), &self.device);
+        Ok(Ok(monitoring::publish(
+            replica.doc(),
+            aggregate,
+            &self.device,
+            public_space,
+            id,
+            space,
+        )))
+    }
+
+    /// Compares a published aggregate with what this device's register of
+    /// the source space gives at the heads it names.
+    pub fn check_aggregate(
+        &mut self,
+        published: &monitoring::PublishedAggregate,
+    ) -> Result<monitoring::Check, Failure> {
+        let space = SpaceId::from_hex(&published.provenance.source_space)
+            .map_err(|e| Failure::new(Code::Document, e.to_string()))?;
+        let view = &mut self
+            .spaces
+            .get_mut(&space)
+            .ok_or_else(|| not_member(space))?
+            .view;
+        let stream = monitoring::stream(space);
+        let authors = view.authors(stream);
+        Ok(match view.existing_replica(stream) {
+            Some(replica) => monitoring::check(replica.doc(), published, &authors),
+            None => monitoring::Check::Unknown,
+        })
     }
 
     fn existing_discussion(&mut self, space: SpaceId, stream: StreamId) -> Result<(), Failure> {
@@ -5405,5 +5604,159 @@ mod tests {
         );
         let amina_key = amina.identity.public();
         assert_eq!(e.contacts().key_of(amina.identity.user()), Some(amina_key));
+    }
+
+    /// Case records (PROTOCOL §9.7): a date in the future, an unknown
+    /// country or a type the register does not know is refused with
+    /// nothing written; only a space manager adds a type or signs an
+    /// aggregate; the signed aggregate verifies under the device's
+    /// certificate and matches the register at its heads, and a count
+    /// altered afterwards neither verifies nor matches.
+    #[test]
+    fn records_are_checked_and_only_managers_publish_their_counts() {
+        use monitoring::{Dim, Fields, RecordError};
+        let (amina, space, bruno, joined, _first) = amina_adds_bruno();
+        let id = space.id();
+        let certificate = amina.device.certificate().clone();
+        let mut e = amina.engine(vec![space], Contacts::default());
+        let now = 1_765_000_000_000; // 2025-12-06
+        let record = |country: &str, date: &str, kind: &str| Fields {
+            date: date.into(),
+            country: country.into(),
+            region: String::new(),
+            types: vec![kind.into()],
+            profession: "lawyer".into(),
+            gender: "woman".into(),
+            status: "open".into(),
+            outcome: String::new(),
+            sources: Vec::new(),
+            notes: "Me Selma Haddad, menacée devant le tribunal".into(),
+        };
+        let refused = |r: Result<Result<String, DocumentError>, Failure>| match r {
+            Ok(Err(DocumentError::Record(e))) => e.code(),
+            other => panic!("not refused as a record: {other:?}"),
+        };
+        assert_eq!(
+            refused(e.new_record(id, &record("FR", "2025-12-07", "threat"), now)),
+            "future_date"
+        );
+        assert_eq!(
+            refused(e.new_record(id, &record("XX", "2025-01-01", "threat"), now)),
+            "unknown_country"
+        );
+        assert_eq!(
+            refused(e.new_record(id, &record("fr", "2025-01-01", "threat"), now)),
+            "unknown_country"
+        );
+        assert_eq!(
+            refused(e.new_record(id, &record("FR", "2025-02-30", "threat"), now)),
+            "bad_date"
+        );
+        assert_eq!(
+            refused(e.new_record(id, &record("FR", "2025-01-01", "bar_strike"), now)),
+            "unknown_value"
+        );
+        let mut long = record("FR", "2025-01-01", "threat");
+        long.notes = "x".repeat(monitoring::MAX_NOTES_CHARS + 1);
+        assert_eq!(refused(e.new_record(id, &long, now)), "too_long");
+        long.notes.clear();
+        long.sources = vec!["00".repeat(16)];
+        assert_eq!(refused(e.new_record(id, &long, now)), "no_source");
+        assert!(
+            e.records(id).unwrap().records.is_empty(),
+            "a refused record wrote something"
+        );
+
+        e.add_violation_type(id, "bar_strike", "Grève du barreau réprimée")
+            .unwrap()
+            .unwrap();
+        for (country, date, kind) in [
+            ("FR", "2024-03-01", "threat"),
+            ("FR", "2024-05", "bar_strike"),
+            ("FR", "2025", "threat"),
+            ("TN", "2025-11-30", "arrest"),
+            ("TN", "2025-12-06", "arrest"),
+        ] {
+            e.new_record(id, &record(country, date, kind), now)
+                .unwrap()
+                .unwrap();
+        }
+        let register = e.records(id).unwrap();
+        assert_eq!(register.records.len(), 5);
+        assert_eq!(register.records[0].by.name, "amina");
+        assert!(register.records[0].by.verified);
+        let counts = monitoring::counts(&register.records);
+        assert_eq!(counts[&Dim::Country]["FR"], 3);
+        assert_eq!(counts[&Dim::Year]["2025"], 3);
+        let third = register
+            .records
+            .iter()
+            .find(|r| r.fields.date == "2025")
+            .unwrap();
+        let mut edited = third.fields.clone();
+        edited.status = "closed".into();
+        edited.outcome = "Plainte classée".into();
+        e.edit_record(id, &third.id, &edited, now).unwrap().unwrap();
+        let again = e.records(id).unwrap();
+        let third_again = again.records.iter().find(|r| r.id == third.id).unwrap();
+        assert_eq!(
+            (
+                third_again.fields.status.as_str(),
+                third_again.fields.notes.as_str()
+            ),
+            ("closed", "Me Selma Haddad, menacée devant le tribunal")
+        );
+        assert!(third_again.edited_ms.is_some());
+
+        let dims = [Dim::Country, Dim::Year];
+        let a = e.aggregate(id, "Carte", &dims, 2).unwrap().unwrap();
+        let cells: Vec<(Vec<&str>, u32)> = a
+            .cells
+            .iter()
+            .map(|c| (c.values.iter().map(String::as_str).collect(), c.count))
+            .collect();
+        assert_eq!(
+            cells,
+            vec![(vec!["FR", "2024"], 2), (vec!["TN", "2025"], 2)]
+        );
+        assert_eq!(a.suppressed, 1, "FR 2025 has one record");
+        match e.aggregate(id, "Carte", &dims, 10).unwrap() {
+            Err(DocumentError::Record(RecordError::AllSuppressed(10))) => {}
+            other => panic!("k = 10 publishes nothing: {other:?}"),
+        }
+
+        let public = SpaceId::random();
+        let published = e
+            .publish_aggregate(id, public, "carte", "Carte", &dims, 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(published.aggregate, a);
+        published.verify(public, "carte", &certificate).unwrap();
+        assert!(published.verify(public, "autre", &certificate).is_err());
+        assert_eq!(
+            e.check_aggregate(&published).unwrap(),
+            monitoring::Check::Matches
+        );
+        let mut altered = published.clone();
+        altered.aggregate.cells[0].count = 7;
+        assert!(altered.verify(public, "carte", &certificate).is_err());
+        assert_eq!(
+            e.check_aggregate(&altered).unwrap(),
+            monitoring::Check::Differs
+        );
+
+        // Bruno is a member, not a manager.
+        let mut b = bruno.engine(vec![joined], Contacts::default());
+        let code = |r: Result<Result<(), DocumentError>, Failure>| r.err().map(|f| f.code);
+        assert_eq!(
+            code(b.add_violation_type(id, "other_kind", "Autre")),
+            Some(Code::NotManager)
+        );
+        assert_eq!(
+            b.publish_aggregate(id, public, "carte", "Carte", &dims, 2)
+                .err()
+                .map(|f| f.code),
+            Some(Code::NotManager)
+        );
     }
 }

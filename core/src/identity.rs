@@ -536,6 +536,8 @@ pub enum Statement {
     Provenance,
     /// The withdrawal of a public copy: prefix `"amicus withdrawal v1\0"`.
     Withdrawal,
+    /// A published aggregate of case records: prefix `"amicus aggregate v1\0"`.
+    Aggregate,
 }
 
 impl Statement {
@@ -544,6 +546,7 @@ impl Statement {
             Self::SignIn => b"amicus sign-in v1\0",
             Self::Provenance => b"amicus provenance v1\0",
             Self::Withdrawal => b"amicus withdrawal v1\0",
+            Self::Aggregate => b"amicus aggregate v1\0",
         }
     }
 }

@@ -21,6 +21,8 @@
 //! - [`discussion`]: threads of posts and replies, with mentions.
 //! - [`activity`]: what changed since a document was last looked at.
 //! - [`library`]: the space's library (folders, documents, files).
+//! - [`monitoring`]: case records of violations, their counts, and the
+//!   aggregates published for the public map.
 //! - [`files`]: chunked, streamed file encryption.
 //! - [`intake`]: sealed submissions in the age v1 format.
 //! - [`view`]: one device's view of a space, rebuilt from its log, with
@@ -45,6 +47,7 @@ pub mod identity;
 pub use amicus_intake as intake;
 pub mod keyring;
 pub mod library;
+pub mod monitoring;
 pub mod pairing;
 pub mod publication;
 pub mod recovery;

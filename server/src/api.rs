@@ -1521,7 +1521,7 @@ pub struct PublicWrite {
 /// the server lets public libraries be read without an account, anyone
 /// (limited per address). A request that carries a token is a device's,
 /// and a bad token is refused rather than read as anonymous.
-fn public_reader(
+pub(crate) fn public_reader(
     state: &AppState,
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
@@ -1536,7 +1536,7 @@ fn public_reader(
 }
 
 /// A public space, for a device or for anyone.
-fn public_space_for(
+pub(crate) fn public_space_for(
     state: &AppState,
     who: Option<&Caller>,
     id: &str,
@@ -1568,7 +1568,11 @@ pub async fn public_spaces(
     Ok(Json(json!({ "spaces": spaces })))
 }
 
-fn public_space(state: &AppState, who: &Caller, id: &str) -> Result<SpaceRecord, ApiError> {
+pub(crate) fn public_space(
+    state: &AppState,
+    who: &Caller,
+    id: &str,
+) -> Result<SpaceRecord, ApiError> {
     let s = load_space(state, who, id)?;
     if s.kind != SpaceKind::Public {
         return Err(ApiError::BadRequest("this is not a public space".into()));

@@ -23,6 +23,7 @@ pub mod config;
 mod deadline;
 pub mod drop;
 pub mod error;
+pub mod map;
 pub mod notify;
 pub mod pairing;
 pub mod public;
@@ -173,6 +174,13 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(drop::finish_submission),
         )
         .route("/v1/public", get(api::public_spaces))
+        .route("/v1/public/{space}/aggregates", get(map::list_aggregates))
+        .route(
+            "/v1/public/{space}/aggregates/{id}",
+            get(map::get_aggregate)
+                .put(map::put_aggregate)
+                .delete(map::delete_aggregate),
+        )
         .route("/v1/public/{space}/docs", get(api::list_public))
         .route(
             "/v1/public/{space}/docs/{doc}",

@@ -254,6 +254,23 @@ pub struct Tombstone {
     pub at: u64,
 }
 
+/// An aggregate of case records published into a public space for the
+/// public map (PROTOCOL §15.4): counts only, signed by a device of its
+/// author.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRecord {
+    /// The public space.
+    pub space: SpaceId,
+    /// The publication's id in that space.
+    pub id: String,
+    /// The counts and their signed provenance.
+    pub published: amicus_core::monitoring::PublishedAggregate,
+    /// Who published it.
+    pub author: UserId,
+    /// When (Unix seconds).
+    pub updated: u64,
+}
+
 /// What [`Store::withdraw_public`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Withdrawn {
@@ -420,6 +437,14 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         tombstone: &Tombstone,
     ) -> Result<Withdrawn, StoreError>;
+    /// Writes (or replaces) a published aggregate.
+    fn put_aggregate(&self, record: &AggregateRecord) -> Result<(), StoreError>;
+    /// A published aggregate.
+    fn aggregate(&self, space: SpaceId, id: &str) -> Result<Option<AggregateRecord>, StoreError>;
+    /// The aggregates published in a public space.
+    fn aggregates(&self, space: SpaceId) -> Result<Vec<AggregateRecord>, StoreError>;
+    /// Removes a published aggregate; `false` if there was none.
+    fn delete_aggregate(&self, space: SpaceId, id: &str) -> Result<bool, StoreError>;
     /// The tombstone of the last copy withdrawn under this id, if any.
     fn tombstone(&self, space: SpaceId, id: &str) -> Result<Option<Tombstone>, StoreError>;
     /// Adds `bytes` to a user's blob usage if the total stays within
@@ -745,6 +770,7 @@ pub struct SledStore {
     intake: sled::Tree,
     drop_boxes: sled::Tree,
     submissions: sled::Tree,
+    aggregates: sled::Tree,
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -783,6 +809,7 @@ impl SledStore {
             intake: tree("intake")?,
             drop_boxes: tree("drop_boxes")?,
             submissions: tree("submissions")?,
+            aggregates: tree("aggregates")?,
             db,
         })
     }
@@ -1211,6 +1238,34 @@ impl Store for SledStore {
             self.durable()?;
         }
         Ok(outcome)
+    }
+
+    fn put_aggregate(&self, record: &AggregateRecord) -> Result<(), StoreError> {
+        self.aggregates
+            .insert(public_key(record.space, &record.id), enc(record))?;
+        self.durable()
+    }
+
+    fn aggregate(&self, space: SpaceId, id: &str) -> Result<Option<AggregateRecord>, StoreError> {
+        self.aggregates
+            .get(public_key(space, id))?
+            .map(|v| dec("aggregates", &v))
+            .transpose()
+    }
+
+    fn aggregates(&self, space: SpaceId) -> Result<Vec<AggregateRecord>, StoreError> {
+        self.aggregates
+            .scan_prefix(space.0)
+            .map(|item| dec("aggregates", &item?.1))
+            .collect()
+    }
+
+    fn delete_aggregate(&self, space: SpaceId, id: &str) -> Result<bool, StoreError> {
+        let existed = self.aggregates.remove(public_key(space, id))?.is_some();
+        if existed {
+            self.durable()?;
+        }
+        Ok(existed)
     }
 
     fn tombstone(&self, space: SpaceId, id: &str) -> Result<Option<Tombstone>, StoreError> {

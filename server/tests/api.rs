@@ -1608,3 +1608,163 @@ async fn public_libraries_are_read_without_an_account_unless_the_server_says_oth
         }
     }
 }
+
+/// Aggregates of case records for the public map (PROTOCOL §15.4): only a
+/// member with a role in the public space publishes, signed by one of
+/// their own devices over these very counts; a cell under its own `k`, a
+/// cell twice, a name where a code goes, or `k` below 2 is refused with
+/// nothing written; anyone reads them without an account; another
+/// contributor neither replaces nor withdraws them; a space without any
+/// answers an empty list.
+#[tokio::test]
+async fn aggregates_are_counts_signed_by_their_publisher_and_read_by_anyone() {
+    use amicus_core::monitoring::{Aggregate, Cell, Dim, aggregate_message};
+    let api = Api::new(Registration::Open);
+    let (_, amina, token) = api.account_device("amina", None).await.unwrap();
+    let (_, bruno, bruno_token) = api.account_device("bruno", None).await.unwrap();
+    let public = "0c".repeat(16);
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            Some(&token),
+            json!({ "id": public, "kind": "public", "name": "Observatoire" }),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    let space = amicus_core::SpaceId::from_hex(&public).unwrap();
+    let list = format!("/v1/public/{public}/aggregates");
+    let (s, b) = api.json("GET", &list, None, Value::Null).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({ "aggregates": [] })));
+
+    let counts = |cells: Vec<(&str, &str, u32)>, k: u32| Aggregate {
+        title: "Violations 2024–2025".into(),
+        dims: vec![Dim::Country, Dim::Year],
+        k,
+        cells: cells
+            .into_iter()
+            .map(|(c, y, n)| Cell {
+                values: vec![c.into(), y.into()],
+                count: n,
+            })
+            .collect(),
+        suppressed: 1,
+    };
+    let (source, stream, heads) = ("aa".repeat(16), "bb".repeat(16), vec!["cc".repeat(32)]);
+    let sign = |signer: &amicus_core::identity::Device, signed: &Aggregate, sent: &Aggregate| {
+        let message = aggregate_message(space, "carte", signed, &source, &stream, &heads);
+        json!({
+            "aggregate": sent,
+            "provenance": {
+                "source_space": source,
+                "source_stream": stream,
+                "heads": heads,
+                "device": signer.id().to_hex(),
+                "signature": hex::encode(signer.sign_statement(Statement::Aggregate, &message)),
+            },
+        })
+    };
+    let good = counts(vec![("FR", "2024", 2), ("TN", "2025", 2)], 2);
+    let uri = format!("{list}/carte");
+    for (body, who) in [
+        // Signed over other counts.
+        (
+            sign(&amina, &counts(vec![("FR", "2024", 9)], 2), &good),
+            &token,
+        ),
+        // By a device that is not the caller's.
+        (sign(&bruno, &good, &good), &token),
+        // A cell under its own k, a cell twice, a name for a country, k = 1.
+        (
+            sign(
+                &amina,
+                &counts(vec![("FR", "2024", 1)], 2),
+                &counts(vec![("FR", "2024", 1)], 2),
+            ),
+            &token,
+        ),
+        (
+            sign(
+                &amina,
+                &counts(vec![("FR", "2024", 2), ("FR", "2024", 2)], 2),
+                &counts(vec![("FR", "2024", 2), ("FR", "2024", 2)], 2),
+            ),
+            &token,
+        ),
+        (
+            sign(
+                &amina,
+                &counts(vec![("Selma Haddad", "2024", 3)], 2),
+                &counts(vec![("Selma Haddad", "2024", 3)], 2),
+            ),
+            &token,
+        ),
+        (
+            sign(
+                &amina,
+                &counts(vec![("FR", "2024", 3)], 1),
+                &counts(vec![("FR", "2024", 3)], 1),
+            ),
+            &token,
+        ),
+    ] {
+        let (s, b) = api.json("PUT", &uri, Some(who), body).await;
+        check_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+        let (s, _) = api.json("GET", &uri, None, Value::Null).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "written after a refusal: {b}");
+    }
+    // Bruno has no role in the public space.
+    let (s, b) = api
+        .json("PUT", &uri, Some(&bruno_token), sign(&bruno, &good, &good))
+        .await;
+    check_reason(s, &b, StatusCode::FORBIDDEN, "no_public_role");
+
+    let (s, b) = api
+        .json("PUT", &uri, Some(&token), sign(&amina, &good, &good))
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    let (s, b) = api.json("GET", &list, None, Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["aggregates"][0]["id"], "carte");
+    assert_eq!(b["aggregates"][0]["author"], "amina");
+    assert!(
+        b["aggregates"][0].get("aggregate").is_none(),
+        "the list carries no cells"
+    );
+    let (s, b) = api.json("GET", &uri, None, Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        b["aggregate"]["cells"][1],
+        json!({ "values": ["TN", "2025"], "count": 2 })
+    );
+    assert_eq!(b["provenance"]["device"], amina.id().to_hex());
+    // What was stored verifies as it was signed.
+    let stored: amicus_core::monitoring::PublishedAggregate = serde_json::from_value(
+        json!({ "aggregate": b["aggregate"], "provenance": b["provenance"] }),
+    )
+    .unwrap();
+    stored.verify(space, "carte", amina.certificate()).unwrap();
+
+    // Bruno, a contributor now, neither replaces nor withdraws Amina's.
+    let (s, b) = api
+        .json(
+            "PUT",
+            &format!("/v1/spaces/{public}/roles/bruno"),
+            Some(&token),
+            json!({ "role": "contributor" }),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    let (s, b) = api
+        .json("PUT", &uri, Some(&bruno_token), sign(&bruno, &good, &good))
+        .await;
+    check_reason(s, &b, StatusCode::FORBIDDEN, "not_publisher");
+    let (s, b) = api
+        .json("DELETE", &uri, Some(&bruno_token), Value::Null)
+        .await;
+    check_reason(s, &b, StatusCode::FORBIDDEN, "not_publisher");
+    let (s, _) = api.json("DELETE", &uri, Some(&token), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = api.json("GET", &list, None, Value::Null).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({ "aggregates": [] })));
+}

@@ -39,9 +39,10 @@ fn main() -> ExitCode {
         "check-js" => web().and_then(|web| check_js(&web)),
         "fuzz" => fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         "simulate" => simulate(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "map" => world_map(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|run|web|bench|fuzz|simulate>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  check-js  build the web app and check its JavaScript against the generated TypeScript declarations (tsc from npm)\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)\n  simulate [--seeds N] [--first N] [--seed N]: run the whole-system simulation over N seeds, or replay one"
+                "usage: cargo xtask <test|ci|run|web|bench|fuzz|simulate|map>\n  test   install test prerequisites, run every test, build the core for wasm32, run the benchmarks in quick mode\n  ci     cargo fmt --check, clippy -D warnings, then test\n  run    build everything and start the server with the web app on ./data (extra arguments go to `amicus serve`)\n  web    build the web app (wasm client and static files) into <target>/web\n  check-js  build the web app and check its JavaScript against the generated TypeScript declarations (tsc from npm)\n  bench  [--quick] [NAME...]: run the benchmarks and write BENCHMARKS.md (--quick: small sizes, report under the target directory only)\n  fuzz   [--seconds N] [TARGET...]: run the fuzz targets (nightly, cargo-fuzz)\n  simulate [--seeds N] [--first N] [--seed N]: run the whole-system simulation over N seeds, or replay one\n  map    write the public map's country outlines (client-wasm/web/map/world.json) from the npm registry's world-atlas"
             );
             return ExitCode::from(2);
         }
@@ -533,6 +534,178 @@ fn name_build(out: &std::path::Path) -> Result<(), String> {
     }
     let build = format!("{:016x}", digest.finish());
     std::fs::write(&worker, text.replace("__BUILD__", &build)).map_err(|e| e.to_string())
+}
+
+/// The boundary set of the public map: Natural Earth's 1:110m countries
+/// (public domain), as the npm registry's `world-atlas` packages them.
+const WORLD_ATLAS: &str = "world-atlas@2.0.2";
+
+/// Writes `client-wasm/web/map/world.json`, the outlines the public map
+/// draws: each country of `world-atlas` under its ISO 3166-1 alpha-2 code
+/// (the three it lists without one under `""`, drawn but not counted), as
+/// an SVG path in the Equal Earth projection (an equal-area projection:
+/// no country looks larger than it is), 1000 units wide. `npm pack`
+/// checks the package's integrity against the registry's.
+fn world_map() -> Result<(), String> {
+    let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
+    let tools = target.join("tools/world-atlas");
+    let _ = std::fs::remove_dir_all(&tools);
+    std::fs::create_dir_all(&tools).map_err(|e| e.to_string())?;
+    let dir = tools.to_string_lossy().into_owned();
+    run("npm", &["pack", "--pack-destination", &dir, WORLD_ATLAS])?;
+    let tarball = tools.join("world-atlas-2.0.2.tgz");
+    run(
+        "tar",
+        &[
+            "-xzf",
+            &tarball.to_string_lossy(),
+            "-C",
+            &dir,
+            "package/countries-110m.json",
+        ],
+    )?;
+    let text = std::fs::read_to_string(tools.join("package/countries-110m.json"))
+        .map_err(|e| e.to_string())?;
+    let topo: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let out = world_paths(&topo)?;
+    let xtask = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let file = xtask.join("../client-wasm/web/map/world.json");
+    std::fs::write(&file, out).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", file.display());
+    Ok(())
+}
+
+/// The Equal Earth projection (Šavrič, Patterson and Jenny, 2018) of a
+/// point in degrees, unscaled.
+fn equal_earth(lon: f64, lat: f64) -> (f64, f64) {
+    const A1: f64 = 1.340264;
+    const A2: f64 = -0.081106;
+    const A3: f64 = 0.000893;
+    const A4: f64 = 0.003796;
+    let m = 3f64.sqrt() / 2.0;
+    let (l, p) = (lon.to_radians(), lat.to_radians());
+    let t = (m * p.sin()).asin();
+    let (t2, t6) = (t * t, t.powi(6));
+    let x = l * t.cos() / (m * (A1 + 3.0 * A2 * t2 + t6 * (7.0 * A3 + 9.0 * A4 * t2)));
+    let y = t * (A1 + A2 * t2 + t6 * (A3 + A4 * t2));
+    (x, y)
+}
+
+/// The countries of a `world-atlas` TopoJSON as `{code, d}` paths.
+fn world_paths(topo: &serde_json::Value) -> Result<String, String> {
+    let bad = |what: &str| format!("world-atlas: {what}");
+    let scale = &topo["transform"]["scale"];
+    let translate = &topo["transform"]["translate"];
+    let f = |v: &serde_json::Value| v.as_f64().ok_or_else(|| bad("a number expected"));
+    let (sx, sy, tx, ty) = (
+        f(&scale[0])?,
+        f(&scale[1])?,
+        f(&translate[0])?,
+        f(&translate[1])?,
+    );
+    // Arcs are delta-encoded, quantized positions.
+    let mut arcs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for arc in topo["arcs"].as_array().ok_or_else(|| bad("no arcs"))? {
+        let (mut x, mut y) = (0.0, 0.0);
+        let mut points = Vec::new();
+        for p in arc.as_array().ok_or_else(|| bad("an arc"))? {
+            x += f(&p[0])?;
+            y += f(&p[1])?;
+            points.push((x * sx + tx, y * sy + ty));
+        }
+        arcs.push(points);
+    }
+    let ring = |indexes: &serde_json::Value| -> Result<Vec<(f64, f64)>, String> {
+        let mut points: Vec<(f64, f64)> = Vec::new();
+        for i in indexes.as_array().ok_or_else(|| bad("a ring"))? {
+            let i = i.as_i64().ok_or_else(|| bad("an arc index"))?;
+            let (arc, reversed) = if i < 0 {
+                ((!i) as usize, true)
+            } else {
+                (i as usize, false)
+            };
+            let mut part = arcs
+                .get(arc)
+                .ok_or_else(|| bad("an arc index out of range"))?
+                .clone();
+            if reversed {
+                part.reverse();
+            }
+            // Consecutive arcs share their end point.
+            let skip = usize::from(!points.is_empty());
+            points.extend(part.into_iter().skip(skip));
+        }
+        // A small ring that crosses the antimeridian (Chukotka, Fiji) is
+        // drawn east of it, whole (past the map's edge, which clips it);
+        // Antarctica, which goes all the way round, is left as it is.
+        let crosses = points.windows(2).any(|w| (w[0].0 - w[1].0).abs() > 180.0);
+        let east = |lon: f64| if lon < 0.0 { lon + 360.0 } else { lon };
+        let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            (lo.min(east(p.0)), hi.max(east(p.0)))
+        });
+        if crosses && hi - lo < 180.0 {
+            for p in &mut points {
+                p.0 = east(p.0);
+            }
+        }
+        Ok(points)
+    };
+    let (xmax, _) = equal_earth(180.0, 0.0);
+    let (_, ymax) = equal_earth(0.0, 90.0);
+    let k = 500.0 / xmax;
+    let height = (2.0 * ymax * k).ceil();
+    let mut countries = Vec::new();
+    let geometries = topo["objects"]["countries"]["geometries"]
+        .as_array()
+        .ok_or_else(|| bad("no countries"))?;
+    for g in geometries {
+        let code = match g["id"].as_str().and_then(|id| id.parse::<u32>().ok()) {
+            Some(n) => isocountry::CountryCode::for_id(n)
+                .map(|c| c.alpha2().to_owned())
+                .map_err(|_| bad(&format!("numeric code {n} is not ISO 3166-1")))?,
+            None => String::new(),
+        };
+        let polygons: Vec<&serde_json::Value> = match g["type"].as_str() {
+            Some("Polygon") => vec![&g["arcs"]],
+            Some("MultiPolygon") => g["arcs"]
+                .as_array()
+                .ok_or_else(|| bad("polygons"))?
+                .iter()
+                .collect(),
+            _ => continue,
+        };
+        let mut d = String::new();
+        for polygon in polygons {
+            for r in polygon.as_array().ok_or_else(|| bad("rings"))? {
+                let mut last = String::new();
+                for (i, (lon, lat)) in ring(r)?.into_iter().enumerate() {
+                    let (x, y) = equal_earth(lon, lat);
+                    let point = format!("{:.1} {:.1}", 500.0 + x * k, height / 2.0 - y * k);
+                    if point == last {
+                        continue;
+                    }
+                    d.push_str(if i == 0 { "M" } else { "L" });
+                    d.push_str(&point);
+                    last = point;
+                }
+                d.push('Z');
+            }
+        }
+        countries.push(serde_json::json!({
+            "code": code,
+            "name": g["properties"]["name"],
+            "d": d,
+        }));
+    }
+    let world = serde_json::json!({
+        "source": format!("{WORLD_ATLAS}, countries-110m.json: Natural Earth 1:110m cultural vectors (public domain), packaged by Mike Bostock (ISC licence); Equal Earth projection"),
+        "width": 1000,
+        "height": height,
+        "countries": countries,
+    });
+    Ok(world.to_string())
 }
 
 /// The TypeScript compiler the web app is checked with (from the npm

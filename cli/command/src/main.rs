@@ -124,6 +124,12 @@ enum Command {
         #[command(subcommand)]
         command: FolderCommand,
     },
+    /// Case records of violations (monitoring), their counts, and the
+    /// aggregates published for the public map.
+    Record {
+        #[command(subcommand)]
+        command: RecordCommand,
+    },
     /// Discussions: threads of posts and replies in a space.
     Thread {
         #[command(subcommand)]
@@ -496,6 +502,135 @@ enum DocCommand {
         /// Then drop those edits (after exporting them, or for good).
         #[arg(long)]
         discard: bool,
+    },
+}
+
+/// A record's fields as options (all of them for `new`; those given for
+/// `edit`).
+#[derive(clap::Args, Default)]
+struct RecordArgs {
+    /// The date: YYYY-MM-DD, YYYY-MM or YYYY.
+    #[arg(long)]
+    date: Option<String>,
+    /// The country: ISO 3166-1 alpha-2 (FR, TN...).
+    #[arg(long)]
+    country: Option<String>,
+    /// The region: ISO 3166-2 (FR-75, TN-11...); empty for none.
+    #[arg(long)]
+    region: Option<String>,
+    /// A type of violation (threat, judicial_harassment, arrest, detention,
+    /// assault, disbarment, killing, surveillance, disappearance,
+    /// travel_ban, smear_campaign, other, or one the space added);
+    /// repeatable.
+    #[arg(long = "type")]
+    types: Vec<String>,
+    /// lawyer, defender, journalist, judge, trainee or other.
+    #[arg(long)]
+    profession: Option<String>,
+    /// woman, man, non_binary or undisclosed.
+    #[arg(long)]
+    gender: Option<String>,
+    /// open, ongoing or closed.
+    #[arg(long)]
+    status: Option<String>,
+    /// How a closed case ended.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// A filing or file of the library the record relies on (id or name);
+    /// repeatable.
+    #[arg(long)]
+    source: Vec<String>,
+    /// Notes.
+    #[arg(long)]
+    notes: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RecordCommand {
+    /// Write a new case record.
+    New {
+        /// The space.
+        space: String,
+        #[command(flatten)]
+        fields: RecordArgs,
+    },
+    /// Change fields of a record (those given).
+    Edit {
+        /// The space.
+        space: String,
+        /// The record's id.
+        record: String,
+        #[command(flatten)]
+        fields: RecordArgs,
+    },
+    /// The records of a space, filtered and sorted.
+    Ls {
+        /// The space.
+        space: String,
+        /// Only this country.
+        #[arg(long)]
+        country: Option<String>,
+        /// Only records of this type.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only this year.
+        #[arg(long)]
+        year: Option<String>,
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Sort by date (newest first, the default), country or status.
+        #[arg(long, default_value = "date")]
+        sort: String,
+    },
+    /// The counts by country, region, type, year, gender, status and
+    /// profession.
+    Counts {
+        /// The space.
+        space: String,
+    },
+    /// The records (or, with --counts, the counts) as CSV on standard output.
+    Export {
+        /// The space.
+        space: String,
+        /// The counts rather than the records.
+        #[arg(long)]
+        counts: bool,
+    },
+    /// Add a type of violation to the space's list (space managers).
+    AddType {
+        /// The space.
+        space: String,
+        /// Its code: 2 to 40 of a-z, 0-9, _.
+        code: String,
+        /// Its label.
+        label: String,
+    },
+    /// Publish counts (never a record) into a public space for the map
+    /// (space managers). Prints what is published.
+    Publish {
+        /// The confidential space the records are in.
+        space: String,
+        /// The public space.
+        #[arg(long)]
+        to: String,
+        /// The publication's id in the public space (publishing again
+        /// under it replaces it).
+        #[arg(long)]
+        id: String,
+        /// Its title.
+        #[arg(long)]
+        title: String,
+        /// The dimensions, comma-separated: country or region, and any of
+        /// type, year, gender, status, profession.
+        #[arg(long, default_value = "country,type,year")]
+        by: String,
+        /// Cells of fewer records are left out.
+        #[arg(long, default_value_t = amicus_core::monitoring::DEFAULT_K)]
+        k: u32,
+        /// Only print what would be published.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -1080,6 +1215,7 @@ async fn client_command(
         Command::Intake { command } => intake_command(c, command, json_out).await?,
         Command::File { command } => file_command(c, command, json_out).await?,
         Command::Folder { command } => folder_command(c, command, json_out).await?,
+        Command::Record { command } => record_command(c, command, json_out).await?,
         Command::Thread { command } => thread_command(c, command, json_out).await?,
         Command::Activity { seen } => {
             c.sync_all().await?;
@@ -1786,6 +1922,251 @@ fn unsent(
                 .join("\n")
         },
     );
+    Ok(())
+}
+
+impl RecordArgs {
+    /// These options over `base` (a record's fields, or none).
+    fn over(
+        self,
+        base: amicus_core::monitoring::Fields,
+        sources: Vec<String>,
+    ) -> amicus_core::monitoring::Fields {
+        let mut f = base;
+        let set = |field: &mut String, v: Option<String>| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(&mut f.date, self.date);
+        set(&mut f.country, self.country.map(|c| c.to_uppercase()));
+        set(&mut f.region, self.region.map(|r| r.to_uppercase()));
+        set(&mut f.profession, self.profession);
+        set(&mut f.gender, self.gender);
+        set(&mut f.status, self.status);
+        set(&mut f.outcome, self.outcome);
+        set(&mut f.notes, self.notes);
+        if !self.types.is_empty() {
+            f.types = self.types;
+        }
+        if !sources.is_empty() {
+            f.sources = sources;
+        }
+        f
+    }
+}
+
+fn record_json(r: &amicus_core::monitoring::Record) -> Value {
+    let f = &r.fields;
+    json!({
+        "record": r.id,
+        "date": f.date,
+        "country": f.country,
+        "region": f.region,
+        "types": f.types,
+        "profession": f.profession,
+        "gender": f.gender,
+        "status": f.status,
+        "outcome": f.outcome,
+        "sources": f.sources,
+        "notes": f.notes,
+        "by": { "author": r.by.name, "verified": r.by.verified },
+        "edited_by": { "author": r.edited_by.name, "verified": r.edited_by.verified },
+        "created": r.created_ms.and_then(amicus_cli::client::rfc3339),
+        "edited": r.edited_ms.and_then(amicus_cli::client::rfc3339),
+    })
+}
+
+async fn record_command(
+    c: &mut Client,
+    command: RecordCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    use amicus_core::monitoring::{self, Dim};
+    c.sync_all().await?;
+    let sources = |c: &mut Client, id: SpaceId, names: &[String]| -> anyhow::Result<Vec<String>> {
+        names
+            .iter()
+            .map(|n| {
+                c.entry_id(id, "file", n)
+                    .or_else(|_| c.entry_id(id, "document", n))
+                    .map_err(|_| anyhow::anyhow!("the library has no file or filing {n:?} to cite"))
+            })
+            .collect()
+    };
+    match command {
+        RecordCommand::New { space: s, fields } => {
+            let id = space(&s)?;
+            let cited = sources(c, id, &fields.source)?;
+            let fields = fields.over(monitoring::Fields::default(), cited);
+            let record = c.new_record(id, &fields).await?;
+            print(json_out, json!({ "record": record }), || record.clone());
+        }
+        RecordCommand::Edit {
+            space: s,
+            record,
+            fields,
+        } => {
+            let id = space(&s)?;
+            let base = c
+                .records(id)?
+                .records
+                .into_iter()
+                .find(|r| r.id == record)
+                .ok_or_else(|| anyhow::anyhow!("this space has no record {record}"))?;
+            let cited = sources(c, id, &fields.source)?;
+            let fields = fields.over(base.fields, cited);
+            c.edit_record(id, &record, &fields).await?;
+            print(json_out, json!({ "edited": record }), || "saved".to_owned());
+        }
+        RecordCommand::Ls {
+            space: s,
+            country,
+            kind,
+            year,
+            status,
+            sort,
+        } => {
+            let id = space(&s)?;
+            let mut records: Vec<_> = c
+                .records(id)?
+                .records
+                .into_iter()
+                .filter(|r| {
+                    let f = &r.fields;
+                    country
+                        .as_ref()
+                        .is_none_or(|c| f.country.eq_ignore_ascii_case(c))
+                        && kind.as_ref().is_none_or(|k| f.types.contains(k))
+                        && year.as_ref().is_none_or(|y| f.date.starts_with(y.as_str()))
+                        && status.as_ref().is_none_or(|st| f.status == *st)
+                })
+                .collect();
+            match sort.as_str() {
+                "date" => records.sort_by(|a, b| b.fields.date.cmp(&a.fields.date)),
+                "country" => records.sort_by(|a, b| {
+                    (&a.fields.country, &b.fields.date).cmp(&(&b.fields.country, &a.fields.date))
+                }),
+                "status" => records.sort_by(|a, b| a.fields.status.cmp(&b.fields.status)),
+                other => anyhow::bail!("--sort is date, country or status, not {other:?}"),
+            }
+            let value: Vec<Value> = records.iter().map(record_json).collect();
+            print(json_out, Value::Array(value), || {
+                records
+                    .iter()
+                    .map(|r| {
+                        let f = &r.fields;
+                        let place = if f.region.is_empty() {
+                            &f.country
+                        } else {
+                            &f.region
+                        };
+                        format!(
+                            "{}  {:<10}  {:<6}  {:<30}  {:<8}  {}",
+                            r.id,
+                            f.date,
+                            place,
+                            f.types.join(","),
+                            f.status,
+                            f.gender
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        RecordCommand::Counts { space: s } => {
+            let id = space(&s)?;
+            let counts = monitoring::counts(&c.records(id)?.records);
+            let value: serde_json::Map<String, Value> = counts
+                .iter()
+                .map(|(d, v)| (d.as_str().to_owned(), json!(v)))
+                .collect();
+            print(json_out, Value::Object(value), || {
+                let mut out = Vec::new();
+                for (dim, values) in &counts {
+                    out.push(format!("{}:", dim.as_str()));
+                    for (v, n) in values {
+                        let v = if v.is_empty() { "(none)" } else { v };
+                        out.push(format!("  {v:<24} {n}"));
+                    }
+                }
+                out.join("\n")
+            });
+        }
+        RecordCommand::Export { space: s, counts } => {
+            let id = space(&s)?;
+            let records = c.records(id)?.records;
+            let csv = if counts {
+                monitoring::counts_csv(&monitoring::counts(&records))
+            } else {
+                monitoring::records_csv(&records)
+            };
+            print!("{csv}");
+        }
+        RecordCommand::AddType {
+            space: s,
+            code,
+            label,
+        } => {
+            let id = space(&s)?;
+            c.add_violation_type(id, &code, &label).await?;
+            print(json_out, json!({ "type": code }), || "saved".to_owned());
+        }
+        RecordCommand::Publish {
+            space: s,
+            to,
+            id: pub_id,
+            title,
+            by,
+            k,
+            dry_run,
+        } => {
+            let id = space(&s)?;
+            let public = space(&to)?;
+            let dims = by
+                .split(',')
+                .map(|d| {
+                    Dim::parse(d.trim()).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{d:?} is not a dimension: country, region, type, year, gender, status, profession"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let aggregate = if dry_run {
+                c.aggregate(id, &title, &dims, k)?
+            } else {
+                c.publish_aggregate(id, public, &pub_id, &title, &dims, k)
+                    .await?
+                    .aggregate
+            };
+            print(json_out, json!(aggregate), || {
+                let mut out = vec![format!(
+                    "{} ({}; k = {}){}",
+                    aggregate.title,
+                    dims.iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" × "),
+                    aggregate.k,
+                    if dry_run {
+                        ", not published"
+                    } else {
+                        ", published"
+                    }
+                )];
+                for cell in &aggregate.cells {
+                    out.push(format!("  {:<40} {}", cell.values.join("  "), cell.count));
+                }
+                out.push(format!(
+                    "{} cell(s) under {} left out",
+                    aggregate.suppressed, aggregate.k
+                ));
+                out.join("\n")
+            });
+        }
+    }
     Ok(())
 }
 

@@ -25,4 +25,5 @@ mod revocation;
 mod slow_link;
 mod support;
 mod tls;
+mod violations_map;
 mod webdriver;
