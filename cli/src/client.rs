@@ -1657,15 +1657,17 @@ impl Client {
         Ok(record)
     }
 
-    /// Replaces the fields of a case record.
+    /// Writes the fields of a case record that differ from `before`.
     pub async fn edit_record(
         &mut self,
         id: SpaceId,
         record: &str,
+        before: &amicus_core::monitoring::Fields,
         fields: &amicus_core::monitoring::Fields,
     ) -> Result<(), ClientError> {
         self.sync(id).await?;
-        self.engine.edit_record(id, record, fields, now_ms())??;
+        self.engine
+            .edit_record(id, record, before, fields, now_ms())??;
         self.run(Intent::FlushSpace(id)).await?;
         self.save()
     }
@@ -1687,6 +1689,28 @@ impl Client {
         k: u32,
     ) -> Result<amicus_core::monitoring::Aggregate, ClientError> {
         Ok(self.engine.aggregate(id, title, dims, k)??)
+    }
+
+    /// Compares the published aggregate `pub_id` of `public_space` with
+    /// this device's register of the space it names as its source, at the
+    /// heads it names (after reading that space to its end).
+    pub async fn check_aggregate(
+        &mut self,
+        public_space: SpaceId,
+        pub_id: &str,
+    ) -> Result<amicus_core::monitoring::Check, ClientError> {
+        let path = format!("/v1/public/{}/aggregates/{pub_id}", public_space.to_hex());
+        let v: Value = self.http.get(&path).await?;
+        let published: amicus_core::monitoring::PublishedAggregate = serde_json::from_value(
+            serde_json::json!({ "aggregate": v["aggregate"], "provenance": v["provenance"] }),
+        )
+        .map_err(|e| {
+            ClientError::Protocol(format!("a published aggregate that does not decode: {e}"))
+        })?;
+        if let Ok(source) = SpaceId::from_hex(&published.provenance.source_space) {
+            self.sync(source).await?;
+        }
+        Ok(self.engine.check_aggregate(&published)?)
     }
 
     /// Adds a violation type to the space's register (space managers).

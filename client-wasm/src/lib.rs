@@ -1010,12 +1010,21 @@ impl Device {
             .map_err(edit_err)
     }
 
-    /// Replaces the fields of the record `id`.
-    pub fn edit_record(&mut self, space: &str, id: &str, fields: JsValue) -> Result<(), JsValue> {
+    /// Writes the fields of the record `id` that differ from `before`
+    /// (what the form was opened from).
+    pub fn edit_record(
+        &mut self,
+        space: &str,
+        id: &str,
+        before: JsValue,
+        fields: JsValue,
+    ) -> Result<(), JsValue> {
+        let before: amicus_core::monitoring::Fields =
+            serde_wasm_bindgen::from_value(before).map_err(bad)?;
         let fields: amicus_core::monitoring::Fields =
             serde_wasm_bindgen::from_value(fields).map_err(bad)?;
         self.engine
-            .edit_record(space_id(space)?, id, &fields, now_ms())
+            .edit_record(space_id(space)?, id, &before, &fields, now_ms())
             .map_err(|f| fail(f.code.into(), f.message))?
             .map_err(edit_err)
     }

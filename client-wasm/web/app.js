@@ -66,7 +66,7 @@ const SERVER_REASONS = {
   invitation_expired: "errInvitationExpired", not_administrator: "errNotAdministrator", already_member: "errAlreadyMember",
   space_requests_full: "errSpaceRequestsFull", own_requests_full: "errOwnRequestsFull", not_listed: "errNotListed",
   no_public_role: "errNoPublicRole", not_publisher: "errNotPublisher", withdrawn: "errWithdrawn",
-  all_suppressed: "rec_all_suppressed", bad_k: "rec_bad_k", dimensions: "rec_dimensions",
+  all_suppressed: "rec_all_suppressed", bad_k: "rec_bad_k", dimensions: "rec_dimensions", already_published: "errAlreadyPublished",
   not_in_space: "errNotInSpace", no_mail_server: "errNoMailServer",
   too_many_drop_boxes: "errTooManyDropBoxes", intake_key_newer: "errIntakeKeyNewer",
 };
@@ -1348,7 +1348,7 @@ function recordsView(main, space) {
 
   const drawForm = (reg) => {
     const r = editing || { date: "", country: "", region: "", types: [], profession: "lawyer", gender: "undisclosed", status: "open", outcome: "", sources: [], notes: "" };
-    const date = h("input", { name: "date", required: true, value: r.date, placeholder: t("recordDateFormat"), inputmode: "numeric", dir: "ltr", "aria-describedby": "record-date-hint" });
+    const date = h("input", { name: "date", required: true, value: r.date, placeholder: t("recordDateFormat"), dir: "ltr", "aria-describedby": "record-date-hint" });
     const country = h("select", { name: "country", required: true },
       h("option", { value: "" }, "—"), codes.map((c) => h("option", { value: c, selected: c === r.country }, `${countryName(c)} (${c})`)));
     const region = h("input", { name: "region", value: r.region, placeholder: "FR-75", dir: "ltr", maxlength: 6, "aria-describedby": "record-region-hint" });
@@ -1377,7 +1377,11 @@ function recordsView(main, space) {
         outcome: outcome.value, sources: [...sources.selectedOptions].map((o) => o.value), notes: notes.value,
       };
       try {
-        if (editing) client.device.edit_record(space, editing.id, fields);
+        // Only what this form changed is written: a field another member
+        // changed since the form was opened keeps their value.
+        const { date: d, country: c, region: g, types: ty, profession: p, gender: ge, status: st, outcome: o, sources: so, notes: n } = editing || {};
+        const before = { date: d, country: c, region: g, types: ty, profession: p, gender: ge, status: st, outcome: o, sources: so, notes: n };
+        if (editing) client.device.edit_record(space, editing.id, before, fields);
         else client.device.new_record(space, fields);
         client.edited();
         error.textContent = "";
@@ -1493,18 +1497,21 @@ function recordsView(main, space) {
       const target = h("select", { name: "space" }, mine.map((x) => h("option", { value: x.id }, x.name || x.id)));
       const title = h("input", { name: "title", required: true, maxlength: 200, value: t("publishCountsDefaultTitle") });
       const id = h("input", { name: "publication", required: true, pattern: "[a-z0-9][a-z0-9._\\-]{0,63}", value: "violations", dir: "ltr" });
-      const place = h("select", { name: "place" }, h("option", { value: "country" }, t("country")), h("option", { value: "region" }, t("region")));
+      const place = h("select", { name: "place" }, h("option", { value: "country" }, t("country")), h("option", { value: "region" }, t("countryAndRegion")));
       const dims = h("fieldset", { class: "checks" }, h("legend", {}, t("publishBy")),
         ["type", "year", "gender", "status", "profession"].map((d) => h("label", { class: "check" },
           h("input", { type: "checkbox", name: "dims", value: d, checked: d === "year" }), " ", t(d === "type" ? "recordType" : d === "status" ? "recordStatus" : d))));
       const k = h("input", { type: "number", name: "k", min: 2, max: 1000, value: 5, required: true, "aria-describedby": "k-hint" });
       const preview = h("div", { id: "publish-counts-preview", "aria-live": "polite" });
-      const chosenDims = () => [place.value, ...[...dims.querySelectorAll("input:checked")].map((x) => x.value)];
+      const chosenDims = () => [...(place.value === "region" ? ["country", "region"] : ["country"]), ...[...dims.querySelectorAll("input:checked")].map((x) => x.value)];
       publishBox.append(h("form", { id: "publish-counts-form", onsubmit: (e) => {
         e.preventDefault();
         let a;
+        // What is shown is what goes: the choices are kept as they were
+        // when the preview was made.
+        const chosen = { space: target.value, id: id.value, title: title.value, dims: chosenDims(), k: Number(k.value) };
         try {
-          a = client.device.aggregate(space, title.value, chosenDims(), Number(k.value));
+          a = client.device.aggregate(space, chosen.title, chosen.dims, chosen.k);
         } catch (err) {
           fill(preview);
           return fail(err);
@@ -1515,18 +1522,24 @@ function recordsView(main, space) {
             h("thead", {}, h("tr", {}, a.dims.map((d) => h("th", { scope: "col" }, t(d === "type" ? "recordType" : d === "status" ? "recordStatus" : d))), h("th", { scope: "col", class: "n" }, t("cases")))),
             h("tbody", {}, a.cells.map((c) => h("tr", {}, c.values.map((v, i) => h("td", {}, recordValue(a.dims[i], v, reg.added_types))), h("td", { class: "n" }, String(c.count))))))),
           h("p", { id: "suppressed-note" }, tn("cellsLeftOut", a.suppressed, { k: a.k })),
-          h("p", { class: "warning" }, t("publishCountsConfirm", { space: nameOf(target.value) })),
+          h("p", { class: "warning" }, t("publishCountsConfirm", { space: nameOf(chosen.space) })),
           h("button", { type: "button", id: "confirm-publish-counts", onclick: async () => {
             try {
               // The register's signed heads go to the server first, for
               // members to check.
               await client.flush(space, reg.stream);
-              const body = JSON.parse(client.device.publish_aggregate(space, target.value, id.value, title.value, chosenDims(), Number(k.value)));
-              await client.api("PUT", `/v1/public/${target.value}/aggregates/${id.value}`, body);
+              const body = JSON.parse(client.device.publish_aggregate(space, chosen.space, chosen.id, chosen.title, chosen.dims, chosen.k));
+              // Records that arrived since the preview change the counts:
+              // nothing goes that was not shown.
+              if (JSON.stringify(body.aggregate.cells) !== JSON.stringify(a.cells) || body.aggregate.suppressed !== a.suppressed) {
+                fill(preview);
+                return status(t("countsChanged"), "warning");
+              }
+              await client.api("PUT", `/v1/public/${chosen.space}/aggregates/${chosen.id}`, body);
               fill(preview, h("p", { role: "status", id: "counts-published" }, t("countsPublished"), " ",
-                h("a", { href: `/map/#${target.value}/${id.value}`, target: "_blank", rel: "noopener" }, t("openMap"))));
+                h("a", { href: `/map/#${chosen.space}/${chosen.id}`, target: "_blank", rel: "noopener" }, t("openMap"))));
             } catch (err) { fail(err); }
-          } }, t("publishTo", { space: nameOf(target.value) })), " ",
+          } }, t("publishTo", { space: nameOf(chosen.space) })), " ",
           h("button", { type: "button", onclick: () => fill(preview) }, t("cancel")));
       } },
         field(t("publicSpaces"), target), field(t("publicationTitle"), title), field(t("publicationId"), id),

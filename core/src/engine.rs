@@ -1318,12 +1318,15 @@ impl Engine {
             .map(|()| id))
     }
 
-    /// Replaces the fields of the record `id` (checked as for a new one);
-    /// only the fields that changed are written.
+    /// Writes the fields of the record `id` (checked as for a new one)
+    /// that differ from `before`, what the form was opened from: a field
+    /// another member changed meanwhile, and this one did not, keeps their
+    /// value.
     pub fn edit_record(
         &mut self,
         space: SpaceId,
         id: &str,
+        before: &monitoring::Fields,
         fields: &monitoring::Fields,
         at_ms: i64,
     ) -> Result<Result<(), DocumentError>, Failure> {
@@ -1338,7 +1341,7 @@ impl Engine {
             Err(e) => return Ok(Err(e)),
         };
         self.edit(space, monitoring::stream(space), |r| {
-            monitoring::edit(r.doc(), id, &fields, at_ms)
+            monitoring::edit(r.doc(), id, before, &fields, at_ms)
         })
     }
 
@@ -1362,8 +1365,9 @@ impl Engine {
         label: &str,
     ) -> Result<Result<(), DocumentError>, Failure> {
         self.manager_only(space, "add types of violation")?;
+        let register = self.records(space)?;
         self.edit(space, monitoring::stream(space), |r| {
-            monitoring::add_type(r.doc(), code, label)
+            monitoring::add_type(r.doc(), &register, code, label)
         })
     }
 
@@ -5637,7 +5641,7 @@ mod tests {
             other => panic!("not refused as a record: {other:?}"),
         };
         assert_eq!(
-            refused(e.new_record(id, &record("FR", "2025-12-07", "threat"), now)),
+            refused(e.new_record(id, &record("FR", "2025-12-08", "threat"), now)),
             "future_date"
         );
         assert_eq!(
@@ -5696,7 +5700,9 @@ mod tests {
         let mut edited = third.fields.clone();
         edited.status = "closed".into();
         edited.outcome = "Plainte classée".into();
-        e.edit_record(id, &third.id, &edited, now).unwrap().unwrap();
+        e.edit_record(id, &third.id, &third.fields, &edited, now)
+            .unwrap()
+            .unwrap();
         let again = e.records(id).unwrap();
         let third_again = again.records.iter().find(|r| r.id == third.id).unwrap();
         assert_eq!(
@@ -5707,6 +5713,23 @@ mod tests {
             ("closed", "Me Selma Haddad, menacée devant le tribunal")
         );
         assert!(third_again.edited_ms.is_some());
+        // A form opened before that edit, saved with only its notes
+        // changed, leaves the status as the first edit set it.
+        let mut stale = third.fields.clone();
+        stale.notes = "Menaces répétées".into();
+        e.edit_record(id, &third.id, &third.fields, &stale, now)
+            .unwrap()
+            .unwrap();
+        let again = e.records(id).unwrap();
+        let third_again = again.records.iter().find(|r| r.id == third.id).unwrap();
+        assert_eq!(
+            (
+                third_again.fields.status.as_str(),
+                third_again.fields.notes.as_str()
+            ),
+            ("closed", "Menaces répétées"),
+            "a stale form wrote back a field it did not change"
+        );
 
         let dims = [Dim::Country, Dim::Year];
         let a = e.aggregate(id, "Carte", &dims, 2).unwrap().unwrap();

@@ -134,8 +134,9 @@ pub enum RecordError {
     /// `k` is below 2 or above 1,000.
     #[error("k is between 2 and 1000 (it was {0})")]
     BadK(u32),
-    /// An aggregate needs a place (country or region) and no dimension twice.
-    #[error("an aggregate counts by country or by region, each dimension once")]
+    /// An aggregate counts by country (a region only with its country),
+    /// each dimension once.
+    #[error("an aggregate counts by country (and by region only with it), each dimension once")]
     Dimensions,
     /// Every cell of the aggregate has fewer than `k` records.
     #[error(
@@ -263,7 +264,9 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 }
 
 /// Checks a date (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`) that must not be after
-/// the day `now_ms` falls on (UTC): a partial date must have begun.
+/// the day after the one `now_ms` falls on in UTC (so that the writer's
+/// own today is accepted in every time zone, up to UTC+14): a partial date
+/// must have begun.
 pub fn check_date(date: &str, now_ms: i64) -> Result<(), RecordError> {
     let bad = || RecordError::BadDate(date.chars().take(20).collect());
     let parts: Vec<&str> = date.split('-').collect();
@@ -283,7 +286,7 @@ pub fn check_date(date: &str, now_ms: i64) -> Result<(), RecordError> {
     if y < 1900 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return Err(bad());
     }
-    if days_from_civil(y, m, d) > now_ms.div_euclid(86_400_000) {
+    if days_from_civil(y, m, d) > now_ms.div_euclid(86_400_000) + 1 {
         return Err(RecordError::FutureDate(date.to_owned()));
     }
     Ok(())
@@ -481,36 +484,47 @@ fn record_obj(doc: &AutoCommit, id: &str) -> Option<automerge::ObjId> {
     }
 }
 
-/// Writes the fields that differ from what the record holds (so that two
-/// members editing different fields at once both keep their change).
+/// Writes the fields of `f` that differ from `before` (what the writer's
+/// form was opened from; `None` for a new record: every field), so that a
+/// member saving a form does not write back over a field another member
+/// changed meanwhile.
 fn write_fields(
     doc: &mut AutoCommit,
     obj: &automerge::ObjId,
+    before: Option<&Fields>,
     f: &Fields,
 ) -> Result<(), DocumentError> {
-    for (key, value) in [
-        ("date", &f.date),
-        ("country", &f.country),
-        ("region", &f.region),
-        ("profession", &f.profession),
-        ("gender", &f.gender),
-        ("status", &f.status),
-        ("outcome", &f.outcome),
+    let was = before.cloned().unwrap_or_default();
+    let new = before.is_none();
+    for (key, value, old) in [
+        ("date", &f.date, &was.date),
+        ("country", &f.country, &was.country),
+        ("region", &f.region, &was.region),
+        ("profession", &f.profession, &was.profession),
+        ("gender", &f.gender, &was.gender),
+        ("status", &f.status, &was.status),
+        ("outcome", &f.outcome, &was.outcome),
     ] {
-        if string(doc, obj, key) != *value {
+        if new || value != old {
             doc.put(obj, key, value.as_str()).map_err(am)?;
         }
     }
-    for (key, values) in [("types", &f.types), ("sources", &f.sources)] {
-        if strings(doc, obj, key) != *values {
+    for (key, values, old) in [
+        ("types", &f.types, &was.types),
+        ("sources", &f.sources, &was.sources),
+    ] {
+        if new || values != old {
             put_list(doc, obj, key, values)?;
         }
     }
-    let notes = match doc.get(obj, "notes").map_err(am)? {
-        Some((Value::Object(ObjType::Text), id)) => id,
-        _ => doc.put_object(obj, "notes", ObjType::Text).map_err(am)?,
-    };
-    doc.update_text(&notes, &f.notes).map_err(am)
+    if new || f.notes != was.notes {
+        let notes = match doc.get(obj, "notes").map_err(am)? {
+            Some((Value::Object(ObjType::Text), id)) => id,
+            _ => doc.put_object(obj, "notes", ObjType::Text).map_err(am)?,
+        };
+        doc.update_text(&notes, &f.notes).map_err(am)?;
+    }
+    Ok(())
 }
 
 /// Writes a new record `id` with fields already [`checked`].
@@ -521,38 +535,44 @@ pub fn create(
     at_ms: i64,
 ) -> Result<(), DocumentError> {
     let obj = doc.put_object(ROOT, id, ObjType::Map).map_err(am)?;
-    write_fields(doc, &obj, fields)?;
+    write_fields(doc, &obj, None, fields)?;
     doc.put(&obj, "created", automerge::ScalarValue::Timestamp(at_ms))
         .map_err(am)
 }
 
-/// Replaces a record's fields (already [`checked`]) with `fields`.
+/// Writes the fields (already [`checked`]) of a record that differ from
+/// `before`, what the writer's form was opened from.
 pub fn edit(
     doc: &mut AutoCommit,
     id: &str,
+    before: &Fields,
     fields: &Fields,
     at_ms: i64,
 ) -> Result<(), DocumentError> {
     let obj = record_obj(doc, id).ok_or_else(|| RecordError::NoRecord(id.to_owned()))?;
-    write_fields(doc, &obj, fields)?;
+    write_fields(doc, &obj, Some(before), fields)?;
     doc.put(&obj, "edited", automerge::ScalarValue::Timestamp(at_ms))
         .map_err(am)
 }
 
 /// Adds a violation type (`code`, shown as `label`) to the register.
-pub fn add_type(doc: &mut AutoCommit, code: &str, label: &str) -> Result<(), DocumentError> {
-    let well_formed = (2..=40).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !well_formed {
+/// `register` is the register as read ([`read`]): a code it already knows
+/// (built in, or added by a space manager) is refused, and so is a type
+/// past [`MAX_ADDED_TYPES`]; a key written by someone who is not a manager
+/// is not a type, and is written over.
+pub fn add_type(
+    doc: &mut AutoCommit,
+    register: &Register,
+    code: &str,
+    label: &str,
+) -> Result<(), DocumentError> {
+    if !is_code(code) {
         return Err(RecordError::BadCode(code.chars().take(40).collect()).into());
     }
-    if TYPES.contains(&code) || doc.get(ROOT, format!("type:{code}")).map_err(am)?.is_some() {
+    if register.types().iter().any(|t| t == code) {
         return Err(RecordError::TypeExists(code.to_owned()).into());
     }
-    let added = doc.keys(ROOT).filter(|k| k.starts_with("type:")).count();
-    if added >= MAX_ADDED_TYPES {
+    if register.added_types.len() >= MAX_ADDED_TYPES {
         return Err(RecordError::TooLong(
             "the register's added types",
             format!("{MAX_ADDED_TYPES}"),
@@ -561,6 +581,14 @@ pub fn add_type(doc: &mut AutoCommit, code: &str, label: &str) -> Result<(), Doc
     }
     let label = crate::document::checked_name(label)?;
     doc.put(ROOT, format!("type:{code}"), label).map_err(am)
+}
+
+/// A type's code: 2 to 40 of `a-z`, `0-9`, `_`.
+fn is_code(code: &str) -> bool {
+    (2..=40).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Reads the register. A type counts as added only if the user bound to
@@ -730,18 +758,34 @@ fn check_spec(dims: &[Dim], k: u32) -> Result<(), RecordError> {
         return Err(RecordError::BadK(k));
     }
     let distinct: BTreeSet<&Dim> = dims.iter().collect();
-    if distinct.len() != dims.len()
-        || !(dims.contains(&Dim::Country) || dims.contains(&Dim::Region))
-    {
+    if distinct.len() != dims.len() || !dims.contains(&Dim::Country) {
         return Err(RecordError::Dimensions);
     }
     Ok(())
 }
 
+/// Whether a record's values are all codes an aggregate may carry: a
+/// record written past the engine (or merged from two edits into
+/// something no one wrote, such as a region of another country) is left
+/// out of every aggregate rather than publish what it holds.
+fn publishable(f: &Fields) -> bool {
+    let year = year(&f.date);
+    check_country(&f.country).is_ok()
+        && check_region(&f.region, &f.country).is_ok()
+        && year.len() == 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && !f.types.is_empty()
+        && f.types.iter().all(|t| is_code(t))
+        && PROFESSIONS.contains(&f.profession.as_str())
+        && GENDERS.contains(&f.gender.as_str())
+        && STATUSES.contains(&f.status.as_str())
+}
+
 /// The aggregate of `records` by `dims` with threshold `k`. A record counts
 /// once in each cell its values fall in (under each of its types when
-/// `Type` is a dimension). Refused when every cell is under `k`: nothing
-/// would be published.
+/// `Type` is a dimension); a record whose values are not all codes
+/// ([`publishable`]) counts nowhere. Refused when every cell is under `k`:
+/// nothing would be published.
 pub fn aggregate(
     records: &[Record],
     title: &str,
@@ -751,7 +795,7 @@ pub fn aggregate(
     let title = crate::document::checked_name(title)?;
     check_spec(dims, k)?;
     let mut cells: BTreeMap<Vec<String>, u32> = BTreeMap::new();
-    for r in records {
+    for r in records.iter().filter(|r| publishable(&r.fields)) {
         let mut combos: Vec<Vec<String>> = vec![Vec::new()];
         for dim in dims {
             let values = dim.values(&r.fields);
@@ -808,36 +852,42 @@ impl Aggregate {
         if self.cells.len() > MAX_CELLS {
             return Err(RecordError::TooManyCells);
         }
-        let mut seen = BTreeSet::new();
+        let country_at = self.dims.iter().position(|d| *d == Dim::Country);
+        let mut previous: Option<&Vec<String>> = None;
         for cell in &self.cells {
             if cell.values.len() != self.dims.len() || cell.count < self.k {
-                return Err(RecordError::UnknownValue(
-                    "cells",
-                    format!("{:?}", cell.values),
-                ));
+                return Err(RecordError::UnknownValue("cells", "a cell under k".into()));
             }
             for (dim, v) in self.dims.iter().zip(&cell.values) {
+                let v = v.as_str();
+                let short = |v: &str| v.chars().take(40).collect::<String>();
                 match dim {
                     Dim::Country => check_country(v)?,
                     Dim::Region => {
-                        let country = v.get(..2).unwrap_or_default();
-                        if !v.is_empty() {
-                            check_country(country)?;
-                            check_region(v, country)?;
-                        }
+                        let country = country_at.map_or("", |i| cell.values[i].as_str());
+                        check_region(v, country)?;
                     }
                     Dim::Year if !(v.len() == 4 && v.bytes().all(|b| b.is_ascii_digit())) => {
-                        return Err(RecordError::BadDate(v.chars().take(10).collect()));
+                        return Err(RecordError::BadDate(short(v)));
                     }
-                    _ if v.len() > 40 => {
-                        return Err(RecordError::TooLong(dim.as_str(), "40 bytes".into()));
+                    Dim::Year => {}
+                    Dim::Type if !is_code(v) => {
+                        return Err(RecordError::UnknownValue("type", short(v)));
                     }
-                    _ => {}
+                    Dim::Type => {}
+                    Dim::Gender => check_code("gender", v, &GENDERS)?,
+                    Dim::Status => check_code("status", v, &STATUSES)?,
+                    Dim::Profession => check_code("profession", v, &PROFESSIONS)?,
                 }
             }
-            if !seen.insert(&cell.values) {
-                return Err(RecordError::UnknownValue("cells", "a cell twice".into()));
+            // Sorted, each cell once: one aggregate has one encoding.
+            if previous.is_some_and(|p| p >= &cell.values) {
+                return Err(RecordError::UnknownValue(
+                    "cells",
+                    "cells out of order, or a cell twice".into(),
+                ));
             }
+            previous = Some(&cell.values);
         }
         Ok(())
     }
@@ -856,6 +906,7 @@ impl Aggregate {
         h.update(&u64::from(self.k).to_be_bytes());
         h.update(&(self.cells.len() as u64).to_be_bytes());
         for c in &self.cells {
+            h.update(&(c.values.len() as u64).to_be_bytes());
             for v in &c.values {
                 field(&mut h, v);
             }
@@ -949,6 +1000,9 @@ impl PublishedAggregate {
     ) -> Result<(), crate::publication::ProvenanceError> {
         use crate::publication::ProvenanceError;
         let p = &self.provenance;
+        if self.aggregate.check().is_err() {
+            return Err(ProvenanceError::Malformed);
+        }
         if certificate.device.to_hex() != p.device {
             return Err(ProvenanceError::OtherDevice);
         }
@@ -1023,8 +1077,8 @@ fn inert(s: &str) -> String {
 }
 
 /// The records as CSV (RFC 4180, a header line first; lists joined with
-/// `;`). Free text that a spreadsheet would run as a formula is prefixed
-/// with `'`.
+/// `;`). A cell that a spreadsheet would run as a formula is prefixed with
+/// `'`, whatever it is (a record written past the engine may hold anything).
 pub fn records_csv(records: &[Record]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
@@ -1047,23 +1101,26 @@ pub fn records_csv(records: &[Record]) -> String {
     let _ = w.write_record(header);
     for r in records {
         let f = &r.fields;
-        let _ = w.write_record([
-            r.id.clone(),
-            f.date.clone(),
-            f.country.clone(),
-            f.region.clone(),
-            f.types.join(";"),
-            f.profession.clone(),
-            f.gender.clone(),
-            f.status.clone(),
-            inert(&f.outcome),
-            f.sources.join(";"),
-            inert(&f.notes),
-            r.by.name.clone(),
-            r.created_ms.map(|t| t.to_string()).unwrap_or_default(),
-            r.edited_by.name.clone(),
-            r.edited_ms.map(|t| t.to_string()).unwrap_or_default(),
-        ]);
+        let _ = w.write_record(
+            [
+                r.id.clone(),
+                f.date.clone(),
+                f.country.clone(),
+                f.region.clone(),
+                f.types.join(";"),
+                f.profession.clone(),
+                f.gender.clone(),
+                f.status.clone(),
+                f.outcome.clone(),
+                f.sources.join(";"),
+                f.notes.clone(),
+                r.by.name.clone(),
+                r.created_ms.map(|t| t.to_string()).unwrap_or_default(),
+                r.edited_by.name.clone(),
+                r.edited_ms.map(|t| t.to_string()).unwrap_or_default(),
+            ]
+            .map(|cell| inert(&cell)),
+        );
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
@@ -1090,11 +1147,19 @@ mod tests {
 
     #[test]
     fn dates_are_real_days_not_after_today() {
-        for ok in ["2025-12-06", "2025-12", "2025", "2024-02-29", "1990-01-01"] {
+        // Today in UTC+14 is tomorrow in UTC: accepted.
+        for ok in [
+            "2025-12-06",
+            "2025-12-07",
+            "2025-12",
+            "2025",
+            "2024-02-29",
+            "1990-01-01",
+        ] {
             assert_eq!(check_date(ok, NOW), Ok(()), "{ok}");
         }
         for (bad, code) in [
-            ("2025-12-07", "future_date"),
+            ("2025-12-08", "future_date"),
             ("2026", "future_date"),
             ("2026-01", "future_date"),
             ("2025-02-29", "bad_date"),
@@ -1208,13 +1273,52 @@ mod tests {
         forged.cells[0].values[0] = "Selma Haddad".into();
         assert!(forged.check().is_err(), "a name where a country goes");
         let mut forged = a.clone();
+        forged.dims[1] = Dim::Gender;
+        assert!(forged.check().is_err(), "a type where a gender goes");
+        let b = aggregate(&records, "Menaces", &[Dim::Country], 2).unwrap();
+        let mut forged = b.clone();
+        forged.cells.insert(
+            0,
+            Cell {
+                values: vec!["TN".into()],
+                count: 5,
+            },
+        );
+        assert!(forged.check().is_err(), "cells out of order");
+        let mut forged = a.clone();
         forged.k = 1;
         assert_eq!(forged.check(), Err(RecordError::BadK(1)));
 
-        assert!(matches!(
-            aggregate(&records, "Menaces", &[Dim::Type], 2),
-            Err(DocumentError::Record(RecordError::Dimensions))
-        ));
+        for dims in [
+            &[Dim::Type][..],
+            &[Dim::Region],
+            &[Dim::Country, Dim::Year, Dim::Country],
+        ] {
+            assert!(matches!(
+                aggregate(&records, "Menaces", dims, 2),
+                Err(DocumentError::Record(RecordError::Dimensions))
+            ));
+        }
+        // A record written past the engine, with a name for a gender,
+        // counts nowhere.
+        let mut odd = records.clone();
+        odd.push(record("d", "FR", "2024", &["threat"], "Selma Haddad"));
+        odd.push(record("e", "FR", "2024", &["threat"], "Selma Haddad"));
+        assert!(
+            matches!(
+                aggregate(&odd, "Menaces", &[Dim::Country, Dim::Gender], 2),
+                Err(DocumentError::Record(RecordError::AllSuppressed(2)))
+            ),
+            "two records with a name for a gender make a cell of their own"
+        );
+        let by_country = aggregate(&odd, "Menaces", &[Dim::Country], 2).unwrap();
+        assert_eq!(
+            by_country.cells,
+            vec![Cell {
+                values: vec!["FR".into()],
+                count: 2
+            }]
+        );
         assert!(matches!(
             aggregate(
                 &records,
@@ -1247,22 +1351,30 @@ mod tests {
         assert!(counts.contains("type,arrest,1"), "{counts}");
     }
 
-    /// A type added by someone who is not a space manager now is not one.
+    /// A type added by someone who is not a space manager now is not one,
+    /// and does not keep a manager from adding it.
     #[test]
     fn only_managers_types_count() {
         let mut doc = AutoCommit::new();
-        add_type(&mut doc, "bar_strike", "Grève").unwrap();
-        assert_eq!(
-            add_type(&mut doc, "bar_strike", "Encore").map_err(|e| e.to_string()),
-            Err(RecordError::TypeExists("bar_strike".into()).to_string())
-        );
-        assert!(add_type(&mut doc, "Bad Code", "x").is_err());
         let actor = doc.get_actor().to_bytes().to_vec();
         let authors = Authors::new([(actor, "amina".to_owned())]);
-        assert_eq!(
-            read(&doc, &authors, |u| u == "amina").types().len(),
-            TYPES.len() + 1
+        let none = read(&doc, &authors, |_| false);
+        add_type(&mut doc, &none, "bar_strike", "Grève").unwrap();
+        assert!(add_type(&mut doc, &none, "Bad Code", "x").is_err());
+        assert!(
+            add_type(&mut doc, &none, "threat", "x").is_err(),
+            "a built-in type"
         );
-        assert_eq!(read(&doc, &authors, |_| false).types().len(), TYPES.len());
+        let as_manager = read(&doc, &authors, |u| u == "amina");
+        assert_eq!(as_manager.types().len(), TYPES.len() + 1);
+        assert_eq!(
+            add_type(&mut doc, &as_manager, "bar_strike", "Encore").map_err(|e| e.to_string()),
+            Err(RecordError::TypeExists("bar_strike".into()).to_string())
+        );
+        // Written by someone who is not a manager: not a type, and a
+        // manager writes it over.
+        let as_member = read(&doc, &authors, |_| false);
+        assert_eq!(as_member.types().len(), TYPES.len());
+        add_type(&mut doc, &as_member, "bar_strike", "Grève du barreau").unwrap();
     }
 }

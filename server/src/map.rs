@@ -16,18 +16,28 @@ use crate::api::{ApiJson, body, public_reader, public_space, public_space_for};
 use crate::error::ApiError;
 use crate::public::check_doc_id;
 use crate::state::{AppState, now};
-use crate::store::{AggregateRecord, PublicRole};
+use crate::store::{AggregateRecord, PublicRole, SpaceKind};
 
 type S = State<Arc<AppState>>;
 
 /// The most aggregates one public space holds.
 pub const MAX_AGGREGATES: usize = 100;
 
+/// One publication at a time: the checks that read what is published
+/// (the one aggregate of a register, the limit per space) and the write
+/// that follows them are one step.
+static PUBLISHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `PUT /v1/public/{space}/aggregates/{id}` `PublishedAggregate`: publishes
-/// (or replaces) an aggregate. The caller has a role in the public space;
-/// the provenance names one of the caller's devices and its signature
-/// verifies; every cell holds at least `k` records. A copy already there
-/// is replaced by its author or a content manager only.
+/// (or replaces) an aggregate. The caller has a role in the public space
+/// and its device is in the roster of the confidential space the
+/// provenance names, whose register it names; the provenance names one of
+/// the caller's devices and its signature verifies; every cell holds at
+/// least `k` records. A register has one publication on the server (409
+/// `already_published` under another id): two sets of counts of the same
+/// records, with different dimensions or thresholds, could be subtracted
+/// one from the other to give what each left out. A publication already
+/// there is replaced by its author or a content manager only.
 pub async fn put_aggregate(
     State(state): S,
     headers: HeaderMap,
@@ -60,6 +70,7 @@ pub async fn put_aggregate(
     published
         .verify(space.id, &id, &record.certificate)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let _one = PUBLISHING.lock().await;
     let existing = state.store.aggregate(space.id, &id)?;
     match &existing {
         Some(e) if e.author != who.user && role < PublicRole::ContentManager => {
@@ -75,6 +86,30 @@ pub async fn put_aggregate(
             )));
         }
         _ => {}
+    }
+    let p = &published.provenance;
+    let source = crate::api::load_space(&state, &who, &p.source_space)?;
+    if source.kind != SpaceKind::Confidential
+        || p.source_stream != amicus_core::monitoring::stream(source.id).to_hex()
+    {
+        return Err(ApiError::BadRequest(
+            "the provenance names no register of a confidential space".into(),
+        ));
+    }
+    if p.heads.len() > 1024 || p.heads.iter().any(|h| h.len() != 64) {
+        return Err(ApiError::BadRequest(
+            "the provenance's heads are at most 1,024 hashes of 64 hex digits".into(),
+        ));
+    }
+    if let Some(other) = state.store.all_aggregates()?.into_iter().find(|a| {
+        a.published.provenance.source_stream == p.source_stream
+            && (a.space, a.id.as_str()) != (space.id, id.as_str())
+    }) {
+        return Err(ApiError::Conflict(format!(
+            "these records are already published as `{}`: publish under that id to replace it, or withdraw it first",
+            other.id
+        ))
+        .because("already_published"));
     }
     let updated = now().max(existing.map_or(0, |e| e.updated + 1));
     state.store.put_aggregate(&AggregateRecord {

@@ -443,6 +443,8 @@ pub trait Store: Send + Sync + 'static {
     fn aggregate(&self, space: SpaceId, id: &str) -> Result<Option<AggregateRecord>, StoreError>;
     /// The aggregates published in a public space.
     fn aggregates(&self, space: SpaceId) -> Result<Vec<AggregateRecord>, StoreError>;
+    /// Every published aggregate, of every public space.
+    fn all_aggregates(&self) -> Result<Vec<AggregateRecord>, StoreError>;
     /// Removes a published aggregate; `false` if there was none.
     fn delete_aggregate(&self, space: SpaceId, id: &str) -> Result<bool, StoreError>;
     /// The tombstone of the last copy withdrawn under this id, if any.
@@ -1256,6 +1258,13 @@ impl Store for SledStore {
     fn aggregates(&self, space: SpaceId) -> Result<Vec<AggregateRecord>, StoreError> {
         self.aggregates
             .scan_prefix(space.0)
+            .map(|item| dec("aggregates", &item?.1))
+            .collect()
+    }
+
+    fn all_aggregates(&self) -> Result<Vec<AggregateRecord>, StoreError> {
+        self.aggregates
+            .iter()
             .map(|item| dec("aggregates", &item?.1))
             .collect()
     }

@@ -1650,9 +1650,43 @@ async fn aggregates_are_counts_signed_by_their_publisher_and_read_by_anyone() {
             .collect(),
         suppressed: 1,
     };
-    let (source, stream, heads) = ("aa".repeat(16), "bb".repeat(16), vec!["cc".repeat(32)]);
+    // The counts come from the register of a confidential space Amina's
+    // device is in.
+    let source = "0b".repeat(16);
+    let (s, b) = api
+        .json(
+            "POST",
+            "/v1/spaces",
+            Some(&token),
+            json!({ "id": source, "kind": "confidential" }),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    let register =
+        amicus_core::monitoring::stream(amicus_core::SpaceId::from_hex(&source).unwrap()).to_hex();
+    let heads = vec!["cc".repeat(32)];
+    let signed_as = |id: &str,
+                     source: &str,
+                     stream: &str,
+                     signer: &amicus_core::identity::Device,
+                     signed: &Aggregate,
+                     sent: &Aggregate| {
+        let message = aggregate_message(space, id, signed, source, stream, &heads);
+        json!({
+            "aggregate": sent,
+            "provenance": {
+                "source_space": source,
+                "source_stream": stream,
+                "heads": heads,
+                "device": signer.id().to_hex(),
+                "signature": hex::encode(signer.sign_statement(Statement::Aggregate, &message)),
+            },
+        })
+    };
+    let (stream, source_ref) = (register.clone(), source.clone());
     let sign = |signer: &amicus_core::identity::Device, signed: &Aggregate, sent: &Aggregate| {
-        let message = aggregate_message(space, "carte", signed, &source, &stream, &heads);
+        let (source, stream) = (&source_ref, &stream);
+        let message = aggregate_message(space, "carte", signed, source, stream, &heads);
         json!({
             "aggregate": sent,
             "provenance": {
@@ -1713,6 +1747,16 @@ async fn aggregates_are_counts_signed_by_their_publisher_and_read_by_anyone() {
         let (s, _) = api.json("GET", &uri, None, Value::Null).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "written after a refusal: {b}");
     }
+    // Not the register of a space the caller is in, or another stream.
+    for body in [
+        signed_as("carte", &"0a".repeat(16), &register, &amina, &good, &good),
+        signed_as("carte", &source, &"bb".repeat(16), &amina, &good, &good),
+    ] {
+        let (s, b) = api.json("PUT", &uri, Some(&token), body).await;
+        assert!(s.is_client_error(), "{s} {b}");
+        let (s, _) = api.json("GET", &uri, None, Value::Null).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
     // Bruno has no role in the public space.
     let (s, b) = api
         .json("PUT", &uri, Some(&bruno_token), sign(&bruno, &good, &good))
@@ -1744,6 +1788,36 @@ async fn aggregates_are_counts_signed_by_their_publisher_and_read_by_anyone() {
     )
     .unwrap();
     stored.verify(space, "carte", amina.certificate()).unwrap();
+
+    // The same register published again under another id is refused: the
+    // two could be subtracted one from the other.
+    let other = format!("{list}/carte-par-pays");
+    let by_country = Aggregate {
+        dims: vec![Dim::Country],
+        cells: vec![Cell {
+            values: vec!["FR".into()],
+            count: 3,
+        }],
+        ..good.clone()
+    };
+    let (s, b) = api
+        .json(
+            "PUT",
+            &other,
+            Some(&token),
+            signed_as(
+                "carte-par-pays",
+                &source,
+                &register,
+                &amina,
+                &by_country,
+                &by_country,
+            ),
+        )
+        .await;
+    check_reason(s, &b, StatusCode::CONFLICT, "already_published");
+    let (s, _) = api.json("GET", &other, None, Value::Null).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Bruno, a contributor now, neither replaces nor withdraws Amina's.
     let (s, b) = api

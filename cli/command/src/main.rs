@@ -606,6 +606,15 @@ enum RecordCommand {
         /// Its label.
         label: String,
     },
+    /// Compare a published aggregate with your own records of the space it
+    /// comes from: `matches`, `differs` (altered after it was computed) or
+    /// `unknown` (this device does not hold what it names yet).
+    Check {
+        /// The public space.
+        public: String,
+        /// The publication's id.
+        id: String,
+    },
     /// Publish counts (never a record) into a public space for the map
     /// (space managers). Prints what is published.
     Publish {
@@ -621,8 +630,8 @@ enum RecordCommand {
         /// Its title.
         #[arg(long)]
         title: String,
-        /// The dimensions, comma-separated: country or region, and any of
-        /// type, year, gender, status, profession.
+        /// The dimensions, comma-separated: country (and region, if
+        /// wanted), and any of type, year, gender, status, profession.
         #[arg(long, default_value = "country,type,year")]
         by: String,
         /// Cells of fewer records are left out.
@@ -2015,8 +2024,9 @@ async fn record_command(
                 .find(|r| r.id == record)
                 .ok_or_else(|| anyhow::anyhow!("this space has no record {record}"))?;
             let cited = sources(c, id, &fields.source)?;
+            let before = base.fields.clone();
             let fields = fields.over(base.fields, cited);
-            c.edit_record(id, &record, &fields).await?;
+            c.edit_record(id, &record, &before, &fields).await?;
             print(json_out, json!({ "edited": record }), || "saved".to_owned());
         }
         RecordCommand::Ls {
@@ -2112,6 +2122,20 @@ async fn record_command(
             let id = space(&s)?;
             c.add_violation_type(id, &code, &label).await?;
             print(json_out, json!({ "type": code }), || "saved".to_owned());
+        }
+        RecordCommand::Check { public, id } => {
+            let check = c.check_aggregate(space(&public)?, &id).await?;
+            let word = match check {
+                monitoring::Check::Matches => "matches",
+                monitoring::Check::Differs => "differs",
+                monitoring::Check::Unknown => "unknown",
+            };
+            print(json_out, json!({ "check": word }), || word.to_owned());
+            if check == monitoring::Check::Differs {
+                anyhow::bail!(
+                    "the published counts are not what your records give at the heads they name"
+                );
+            }
         }
         RecordCommand::Publish {
             space: s,

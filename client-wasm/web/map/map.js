@@ -174,12 +174,9 @@ function countryName(code) {
   }
 }
 
-/** The country a cell counts in (a region's code begins with its country's). */
+/** The country a cell counts in (every aggregate counts by country). */
 function countryOf(cell, dims) {
-  const c = dims.indexOf("country");
-  if (c >= 0) return cell.values[c];
-  const r = dims.indexOf("region");
-  return r >= 0 ? cell.values[r].slice(0, 2) : "";
+  return cell.values[dims.indexOf("country")] ?? "";
 }
 
 async function get(path) {
@@ -234,7 +231,8 @@ function draw() {
     totals.set(c, (totals.get(c) || 0) + cell.count);
   }
   const max = Math.max(0, ...totals.values());
-  const colour = (n) => (n ? SCALE[Math.min(SCALE.length - 1, Math.floor(((n - 1) / Math.max(1, max)) * SCALE.length))] : NONE);
+  // Class i holds the counts in (i·max/5, (i+1)·max/5], as the legend says.
+  const colour = (n) => (n ? SCALE[Math.ceil((SCALE.length * n) / max) - 1] : NONE);
   svg.setAttribute("viewBox", `0 0 ${world.width} ${world.height}`);
   svg.replaceChildren(...world.countries.map((c) => {
     const n = c.code ? totals.get(c.code) || 0 : 0;
@@ -244,9 +242,24 @@ function draw() {
     if (c.code) path.dataset.code = c.code;
     path.dataset.count = String(n);
     if (n) {
+      // A country with counts opens its breakdown, by pointer or keyboard.
       path.classList.add("has");
+      path.setAttribute("tabindex", "0");
+      path.setAttribute("role", "button");
+      path.setAttribute("aria-label", `${countryName(c.code)}: ${fmt(n)}`);
       if (c.code === open) path.classList.add("chosen");
-      path.addEventListener("click", () => { open = c.code; draw(); });
+      const choose = () => {
+        open = c.code;
+        draw();
+        $("detail").focus();
+      };
+      path.addEventListener("click", choose);
+      path.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          choose();
+        }
+      });
     }
     const title = document.createElementNS(SVG, "title");
     title.textContent = c.code ? `${countryName(c.code)}: ${fmt(n)}` : c.name;
@@ -303,23 +316,22 @@ function drawFilters() {
 
 function drawTable(cells, totals) {
   const a = shown.aggregate;
-  const place = a.dims.includes("region") ? "region" : "country";
-  const order = [...a.dims.keys()].sort((x, y) => (a.dims[x] === place ? -1 : a.dims[y] === place ? 1 : x - y));
+  // The country first, then its region, then the other dimensions.
+  const rank = (d) => (d === "country" ? 0 : d === "region" ? 1 : 2);
+  const order = [...a.dims.keys()].sort((x, y) => rank(a.dims[x]) - rank(a.dims[y]) || x - y);
   const rows = [...cells].sort((x, y) => {
     const cx = countryName(countryOf(x, a.dims)), cy = countryName(countryOf(y, a.dims));
     return cx.localeCompare(cy, lang) || x.values.join().localeCompare(y.values.join());
   });
-  const head = h("tr", {}, place === "region" ? h("th", { scope: "col" }, t("country")) : null,
-    order.map((i) => h("th", { scope: "col" }, t(a.dims[i]))), h("th", { scope: "col", class: "n" }, t("count")));
+  const head = h("tr", {}, order.map((i) => h("th", { scope: "col" }, t(a.dims[i]))), h("th", { scope: "col", class: "n" }, t("count")));
   $("table").replaceChildren(
     h("caption", {}, t("table_caption")),
     h("thead", {}, head),
     h("tbody", {}, rows.map((cell) => h("tr", { "data-country": countryOf(cell, a.dims) },
-      place === "region" ? h("td", {}, countryName(countryOf(cell, a.dims))) : null,
       order.map((i) => h("td", {}, label(a.dims[i], cell.values[i]))),
       h("td", { class: "n" }, fmt(cell.count))))),
     h("tfoot", {}, [...totals.entries()].sort((x, y) => countryName(x[0]).localeCompare(countryName(y[0]), lang)).map(([c, n]) =>
-      h("tr", { class: "total", "data-total": c }, h("th", { scope: "row", colspan: order.length + (place === "region" ? 1 : 0) }, `${t("total")} — ${countryName(c)}`), h("td", { class: "n" }, fmt(n))))));
+      h("tr", { class: "total", "data-total": c }, h("th", { scope: "row", colspan: order.length }, `${t("total")} — ${countryName(c)}`), h("td", { class: "n" }, fmt(n))))));
 }
 
 function drawDetail(cells, totals) {

@@ -16,6 +16,7 @@ mod incremental;
 mod load;
 mod membership;
 mod misbehaving;
+mod monitoring;
 mod notifications;
 mod offline;
 mod public;

@@ -5,9 +5,10 @@
 //! and publishes counts by country and year with k = 2 (one group left
 //! out); a visitor without an account sees the two countries coloured
 //! with the published counts, filters by year and reads the same numbers
-//! in the table, in French and in Arabic; a second publication by country
-//! alone with k = 3 leaves Tunisia out, and k = 10 publishes nothing and
-//! says why. The victim's name written in a record's notes is nowhere in
+//! in the table, in French and in Arabic; a second publication of the
+//! same records under another id is refused, one by country alone with
+//! k = 3 replaces the first and leaves Tunisia out, and k = 10 publishes
+//! nothing and says why. The victim's name written in a record's notes is nowhere in
 //! the server's data directory (`amicus audit --canary`), nor in what was
 //! published. Screenshots go to `<target>/browser-screenshots-map/`.
 
@@ -255,8 +256,15 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
     let map = coloured(&visitor).await;
     assert_eq!(map, json!({ "FR": [2, map["FR"][1]] }));
     assert_eq!(table_totals(&visitor).await, json!({ "FR": 2 }));
-    // Clicking France shows its breakdown.
-    visitor.click("#map path[data-code=FR]").await;
+    // France, opened from the keyboard, shows its breakdown.
+    visitor
+        .js(
+            "const p = document.querySelector('#map path[data-code=FR]');
+             p.focus();
+             p.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));",
+            json!([]),
+        )
+        .await;
     let detail = visitor
         .wait_for(
             "France's breakdown",
@@ -285,57 +293,71 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
     let errors = visitor.console_errors().await;
     assert!(errors.is_empty(), "console errors on the map: {errors:?}");
 
-    // A second publication by country alone with k = 3: Tunisia's two
-    // cases are left out; k = 10 publishes nothing and says why.
-    for (k, published) in [("10", false), ("3", true)] {
-        amina
-            .js(
-                "const f = document.getElementById('publish-counts-form');
-                 f.k.value = arguments[0]; f.publication.value = 'violations-par-pays';
-                 for (const c of f.querySelectorAll('input[name=dims]')) c.checked = false;",
-                json!([k]),
-            )
-            .await;
-        amina
-            .click("#publish-counts-form button[type=submit]")
-            .await;
-        if !published {
-            let said = amina
-                .wait_for(
-                    "the refusal to publish nothing",
-                    "const s = document.getElementById('status').textContent; return s.includes('k') && s",
-                    LONG,
+    // A second publication by country alone: k = 10 publishes nothing and
+    // says why; under another id it is refused (the two could be
+    // subtracted one from the other); under the same id, with k = 3, it
+    // replaces the first and leaves Tunisia's two cases out.
+    let publish = |k: &'static str, id: &'static str| {
+        let amina = &amina;
+        async move {
+            amina
+                .js(
+                    "const f = document.getElementById('publish-counts-form');
+                     f.k.value = arguments[0]; f.publication.value = arguments[1]; f.place.value = 'country';
+                     for (const c of f.querySelectorAll('input[name=dims]')) c.checked = false;
+                     document.getElementById('status').textContent = '';",
+                    json!([k, id]),
                 )
                 .await;
-            assert!(
-                said.as_str().unwrap().contains("rien ne serait publié"),
-                "{said}"
-            );
-            assert_eq!(
-                amina
-                    .js(
-                        "return document.querySelectorAll('#aggregate-preview').length",
-                        json!([])
-                    )
-                    .await,
-                json!(0)
-            );
-            continue;
+            amina
+                .click("#publish-counts-form button[type=submit]")
+                .await;
         }
-        amina.element("#confirm-publish-counts").await;
-        amina.click("#confirm-publish-counts").await;
-        amina.element("#counts-published").await;
-    }
+    };
+    publish("10", "violations").await;
+    let said = amina
+        .wait_for(
+            "the refusal to publish nothing",
+            "const s = document.getElementById('status').textContent; return s.length > 0 && s",
+            LONG,
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap().contains("rien ne serait publié"),
+        "{said}"
+    );
+    assert_eq!(
+        amina
+            .js(
+                "return document.querySelectorAll('#aggregate-preview').length",
+                json!([])
+            )
+            .await,
+        json!(0)
+    );
+    publish("3", "violations-par-pays").await;
+    amina.element("#confirm-publish-counts").await;
+    amina.click("#confirm-publish-counts").await;
+    let said = amina
+        .wait_for(
+            "the refusal of a second publication of the same records",
+            "const s = document.getElementById('status').textContent; return s.length > 0 && s",
+            LONG,
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("déjà publiées"), "{said}");
+    publish("3", "violations").await;
+    amina.element("#confirm-publish-counts").await;
+    amina.click("#confirm-publish-counts").await;
+    amina.element("#counts-published").await;
+    amina.screenshot("published-k3-fr").await;
     visitor
-        .goto(&format!(
-            "{}/map/?lang=fr#{public}/violations-par-pays",
-            server.url
-        ))
+        .goto(&format!("{}/map/?lang=fr#{public}/violations", server.url))
         .await;
     visitor
         .wait_for(
-            "the second map",
-            "return document.body.dataset.state === 'ready' && document.getElementById('publication').value === 'violations-par-pays'",
+            "the replaced map",
+            "return document.body.dataset.state === 'ready' && document.getElementById('about').textContent.includes('moins de 3')",
             LONG,
         )
         .await;
@@ -359,7 +381,7 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
 
     // What was published holds counts and codes, never a name.
     let client = reqwest::Client::new();
-    for id in ["violations", "violations-par-pays"] {
+    for id in ["violations"] {
         let text = client
             .get(format!("{}/v1/public/{public}/aggregates/{id}", server.url))
             .send()
