@@ -958,7 +958,13 @@ impl Device {
         let at = |t: Option<i64>| t.map(|t| t as f64);
         let counts = monitoring::counts(&register.records)
             .into_iter()
-            .map(|(d, v)| (d.as_str().to_owned(), v))
+            .map(|(d, v)| DimCounts {
+                dim: d.as_str().to_owned(),
+                values: v
+                    .into_iter()
+                    .map(|(value, count)| ValueCount { value, count })
+                    .collect(),
+            })
             .collect();
         ts(RegisterView {
             stream: monitoring::stream(id).to_hex(),

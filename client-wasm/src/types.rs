@@ -822,7 +822,21 @@ pub struct RegisterView {
     pub added_types: Vec<AddedType>,
     /// Counts by dimension (`country`, `region`, `type`, `year`, `gender`,
     /// `status`, `profession`), then by value.
-    pub counts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
+    pub counts: Vec<DimCounts>,
+}
+
+/// The counts of one dimension.
+#[derive(Serialize, Tsify)]
+pub struct DimCounts {
+    pub dim: String,
+    pub values: Vec<ValueCount>,
+}
+
+/// How many records have one value.
+#[derive(Serialize, Tsify)]
+pub struct ValueCount {
+    pub value: String,
+    pub count: u32,
 }
 
 /// One cell of an aggregate.

@@ -1452,7 +1452,7 @@ function recordsView(main, space) {
     fill(countsBox, h("h3", { id: "record-counts-h" }, t("recordCounts")),
       h("p", { class: "muted" }, t("recordCountsExplain")),
       reg.records.length ? h("div", { class: "counts" }, dims.map((d) => {
-        const values = Object.entries(reg.counts[d] || {}).sort((a, b) => b[1] - a[1]);
+        const values = (reg.counts.find((c) => c.dim === d)?.values || []).map((v) => [v.value, v.count]).sort((a, b) => b[1] - a[1]);
         const max = Math.max(1, ...values.map((v) => v[1]));
         return h("table", { class: "count-table", "data-dim": d },
           h("caption", {}, t(d === "type" ? "recordType" : d === "status" ? "recordStatus" : d)),

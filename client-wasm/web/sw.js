@@ -3,7 +3,8 @@
 // (the cache is named by the build, written here by `cargo xtask web`),
 // answers them from that cache, and leaves everything else to the
 // network: the API (`/v1/`) is never cached, nor the drop-box page, the
-// PDF preview or the passphrase check, which are loaded when needed.
+// public map, the PDF preview or the passphrase check, which are loaded
+// when needed.
 //
 // A new build is a new worker: it fills its own cache, then waits. The
 // page tells the person an update is ready and, when they choose (after

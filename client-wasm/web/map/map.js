@@ -346,7 +346,7 @@ function drawDetail(cells, totals) {
     const i = a.dims.indexOf(d);
     const sums = new Map();
     for (const c of mine) sums.set(c.values[i], (sums.get(c.values[i]) || 0) + c.count);
-    return h("div", {}, h("strong", {}, t(d)), h("ul", {}, [...sums.entries()].sort((x, y) => y[1] - x[1]).map(([v, n]) => h("li", {}, `${label(d, v)}: ${fmt(n)}`))));
+    return h("div", {}, h("strong", {}, t(d)), h("ul", {}, [...sums.entries()].sort((x, y) => y[1] - x[1]).map(([v, n]) => h("li", {}, `\u2068${label(d, v)}\u2069: ${fmt(n)}`))));
   });
   box.replaceChildren(h("h2", {}, t("detail_title", { country: countryName(open), n: totals.get(open) })), ...lists,
     h("button", { type: "button", onclick: () => { open = ""; draw(); } }, t("close")));

@@ -3,14 +3,15 @@
 //! two countries (a record dated in the future is refused and nothing of
 //! the form is lost), reads the counts computed on her device, previews
 //! and publishes counts by country and year with k = 2 (one group left
-//! out); a visitor without an account sees the two countries coloured
-//! with the published counts, filters by year and reads the same numbers
-//! in the table, in French and in Arabic; a second publication of the
-//! same records under another id is refused, one by country alone with
-//! k = 3 replaces the first and leaves Tunisia out, and k = 10 publishes
-//! nothing and says why. The victim's name written in a record's notes is nowhere in
-//! the server's data directory (`amicus audit --canary`), nor in what was
-//! published. Screenshots go to `<target>/browser-screenshots-map/`.
+//! out); a visitor without an account, who first found the map empty,
+//! sees the two countries coloured with the published counts, filters by
+//! year, opens France's breakdown from the keyboard and reads the same
+//! numbers in the table, in French and in Arabic; a second publication of
+//! the same records under another id is refused, k = 10 publishes nothing
+//! and says why, and k = 3 by country alone replaces the first and leaves
+//! Tunisia out. The victim's name written in a record's notes is nowhere
+//! in the server's data directory (`amicus audit --canary`), nor in what
+//! was published. Screenshots go to `<target>/browser-screenshots-map/`.
 
 use serde_json::{Value, json};
 
@@ -117,6 +118,26 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
         .unwrap()
         .to_owned();
 
+    // Before anything is published, the map of the public space is
+    // empty and says so; it is not an error.
+    let visitor = Browser::start("visitor", "fr", &shots, &downloads).await;
+    visitor.resize(360, 740).await;
+    visitor.goto(&format!("{}/map/#{public}", server.url)).await;
+    let said = visitor
+        .wait_for(
+            "the empty map",
+            "return document.body.dataset.state === 'empty' && document.querySelectorAll('#map path').length > 100 && document.getElementById('status').textContent",
+            LONG,
+        )
+        .await;
+    assert!(
+        said.as_str()
+            .unwrap()
+            .contains("Rien n’a encore été publié"),
+        "{said}"
+    );
+    assert_eq!(coloured(&visitor).await, json!({}));
+
     // Five records in two countries.
     amina
         .js(&format!("location.hash = '#/records/{space}'"), json!([]))
@@ -219,9 +240,7 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
     amina.click("#confirm-publish-counts").await;
     amina.element("#counts-published").await;
 
-    // A visitor without an account, in a browser that never saw Amicus.
-    let visitor = Browser::start("visitor", "fr", &shots, &downloads).await;
-    visitor.resize(360, 740).await;
+    // The visitor, without an account, opens the publication.
     visitor
         .goto(&format!("{}/map/#{public}/violations", server.url))
         .await;
