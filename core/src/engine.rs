@@ -47,6 +47,19 @@ use crate::{
     publication,
 };
 
+/// Whether a user is a space manager in the space's current policy: whose
+/// words count for the space's name and description and for the violation
+/// types its register adds.
+fn manager_now(view: &SpaceView) -> impl Fn(&str) -> bool + use<> {
+    let policy = view.space().policy().ok();
+    move |user: &str| {
+        let role = UserId::new(user)
+            .ok()
+            .and_then(|u| policy.as_ref().and_then(|p| p.role(&u)));
+        role == Some(Role::SpaceManager)
+    }
+}
+
 /// Users' names for a sentence: `a, b, c`.
 fn names(users: &[UserId]) -> String {
     users
@@ -1002,13 +1015,7 @@ impl Engine {
         let view = &mut tracked.view;
         let stream = library::stream(space);
         let authors = view.authors(stream);
-        let policy = view.space().policy().ok();
-        let manager = |user: &str| {
-            let role = UserId::new(user)
-                .ok()
-                .and_then(|u| policy.as_ref().and_then(|p| p.role(&u)));
-            role == Some(Role::SpaceManager)
-        };
+        let manager = manager_now(view);
         Ok(match view.existing_replica(stream) {
             Some(replica) => library::profile(replica.doc(), &authors, manager),
             None => library::Profile::default(),
@@ -1249,13 +1256,7 @@ impl Engine {
             .view;
         let stream = monitoring::stream(space);
         let authors = view.authors(stream);
-        let policy = view.space().policy().ok();
-        let manager = |user: &str| {
-            let role = UserId::new(user)
-                .ok()
-                .and_then(|u| policy.as_ref().and_then(|p| p.role(&u)));
-            role == Some(Role::SpaceManager)
-        };
+        let manager = manager_now(view);
         Ok(match view.existing_replica(stream) {
             Some(replica) => monitoring::read(replica.doc(), &authors, manager),
             None => monitoring::Register::default(),
