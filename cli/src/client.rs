@@ -1672,6 +1672,14 @@ impl Client {
         self.save()
     }
 
+    /// Takes a case record out of the space's register.
+    pub async fn remove_record(&mut self, id: SpaceId, record: &str) -> Result<(), ClientError> {
+        self.sync(id).await?;
+        self.engine.remove_record(id, record)??;
+        self.run(Intent::FlushSpace(id)).await?;
+        self.save()
+    }
+
     /// The space's case records, as this device holds them now.
     pub fn records(
         &mut self,

@@ -1035,6 +1035,14 @@ impl Device {
             .map_err(edit_err)
     }
 
+    /// Takes a record out of the space's register.
+    pub fn remove_record(&mut self, space: &str, id: &str) -> Result<(), JsValue> {
+        self.engine
+            .remove_record(space_id(space)?, id)
+            .map_err(|f| fail(f.code.into(), f.message))?
+            .map_err(edit_err)
+    }
+
     /// Adds a violation type to the space's register (space managers).
     pub fn add_violation_type(
         &mut self,

@@ -1437,7 +1437,17 @@ function recordsView(main, space) {
           h("td", {}, t(`profession_${r.profession}`)), h("td", {}, t(`gender_${r.gender}`)),
           h("td", {}, t(`status_${r.status}`), r.outcome ? h("div", { class: "muted", dir: "auto" }, r.outcome) : null),
           h("td", {}, r.by, r.by_verified ? "" : ` (${t("unverified")})`),
-          h("td", {}, readOnly ? null : h("button", { type: "button", class: "link edit-record", onclick: () => { editing = r; drawForm(reg); formBox.scrollIntoView(); } }, t("edit")))))))) : null);
+          h("td", {}, readOnly ? null : [
+            h("button", { type: "button", class: "link edit-record", onclick: () => { editing = r; drawForm(reg); formBox.scrollIntoView(); } }, t("edit")), " ",
+            confirmingButton({ class: "link remove-record" }, t("remove"), t("removeRecordConfirm"), async () => {
+              try {
+                client.device.remove_record(space, r.id);
+                client.edited();
+                status(t("recordRemoved"));
+                if (editing?.id === r.id) editing = null;
+                draw();
+              } catch (err) { fail(err); }
+            })]))))) : null);
   };
 
   const download = (name, text) => {

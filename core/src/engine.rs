@@ -1346,6 +1346,18 @@ impl Engine {
         })
     }
 
+    /// Takes the record `id` out of the space's register (its history keeps
+    /// it).
+    pub fn remove_record(
+        &mut self,
+        space: SpaceId,
+        id: &str,
+    ) -> Result<Result<(), DocumentError>, Failure> {
+        self.edit(space, monitoring::stream(space), |r| {
+            monitoring::remove(r.doc(), id)
+        })
+    }
+
     /// Refuses what only a space manager may do, for anyone else.
     fn manager_only(&self, space: SpaceId, what: &str) -> Result<(), Failure> {
         let tracked = self.spaces.get(&space).ok_or_else(|| not_member(space))?;
@@ -5714,6 +5726,17 @@ mod tests {
             ("closed", "Me Selma Haddad, menacée devant le tribunal")
         );
         assert!(third_again.edited_ms.is_some());
+        // Removed, a record is no longer read nor counted; removing it
+        // again says there is no such record.
+        let removed = register.records.iter().find(|r| r.id != third.id).unwrap();
+        let first = removed.id.clone();
+        e.remove_record(id, &first).unwrap().unwrap();
+        assert!(!e.records(id).unwrap().records.iter().any(|r| r.id == first));
+        assert!(matches!(
+            e.remove_record(id, &first).unwrap(),
+            Err(DocumentError::Record(RecordError::NoRecord(_)))
+        ));
+        e.new_record(id, &removed.fields, now).unwrap().unwrap();
         // A form opened before that edit, saved with only its notes
         // changed, leaves the status as the first edit set it.
         let mut stale = third.fields.clone();

@@ -540,6 +540,15 @@ pub fn create(
         .map_err(am)
 }
 
+/// Takes a record out of the register. Its fields stay in the register's
+/// history, as an entry removed from the library does (PROTOCOL §9.4).
+pub fn remove(doc: &mut AutoCommit, id: &str) -> Result<(), DocumentError> {
+    if record_obj(doc, id).is_none() {
+        return Err(RecordError::NoRecord(id.chars().take(40).collect()).into());
+    }
+    doc.delete(ROOT, id).map_err(am)
+}
+
 /// Writes the fields (already [`checked`]) of a record that differ from
 /// `before`, what the writer's form was opened from.
 pub fn edit(

@@ -563,6 +563,13 @@ enum RecordCommand {
         #[command(flatten)]
         fields: RecordArgs,
     },
+    /// Take a record out (its history keeps it).
+    Rm {
+        /// The space.
+        space: String,
+        /// The record's id.
+        record: String,
+    },
     /// The records of a space, filtered and sorted.
     Ls {
         /// The space.
@@ -2113,6 +2120,13 @@ async fn record_command(
                 monitoring::records_csv(&records)
             };
             print!("{csv}");
+        }
+        RecordCommand::Rm { space: s, record } => {
+            let id = space(&s)?;
+            c.remove_record(id, &record).await?;
+            print(json_out, json!({ "removed": record }), || {
+                "removed".to_owned()
+            });
         }
         RecordCommand::AddType {
             space: s,

@@ -201,4 +201,10 @@ async fn members_record_count_export_publish_and_check_from_the_command_line() {
     assert_eq!(edited[0]["record"], third.as_str());
     assert_eq!(edited[0]["outcome"], "Classée");
     assert_eq!(edited[0]["edited_by"]["author"], "amina");
+    // Taken out, a record is no longer listed nor counted.
+    amicus_json(&b, &["record", "rm", &s, &third]);
+    let listed = amicus_json(&a, &["record", "ls", &s, "--status", "closed"]);
+    assert_eq!(listed, Value::Array(Vec::new()));
+    let counts = amicus_json(&a, &["record", "counts", &s]);
+    assert_eq!(counts["country"]["FR"], 2);
 }
