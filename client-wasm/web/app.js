@@ -1447,7 +1447,7 @@ function recordsView(main, space) {
                 if (editing?.id === r.id) editing = null;
                 draw();
               } catch (err) { fail(err); }
-            })]))))) : null);
+            })])))))) : null);
   };
 
   const download = (name, text) => {
