@@ -1467,24 +1467,9 @@ impl Engine {
         if attachments.is_empty() {
             return Ok(Ok(()));
         }
-        let view = &mut self
-            .spaces
-            .get_mut(&space)
-            .ok_or_else(|| not_member(space))?
-            .view;
-        let entries = match view.existing_replica(library::stream(space)) {
-            Some(r) => library::entries(r.doc()).unwrap_or_default(),
-            None => Vec::new(),
-        };
-        for a in attachments {
-            let found = entries.iter().any(|e| match e {
-                library::Entry::Document { stream, .. } => stream.to_hex() == *a,
-                library::Entry::File { id, .. } => id == a,
-                _ => false,
-            });
-            if !found {
-                return Ok(Err(library::LibraryError::NoAttachment(a.clone()).into()));
-            }
+        let listed = self.library_ids(space)?;
+        if let Some(a) = attachments.iter().find(|a| !listed.contains(*a)) {
+            return Ok(Err(library::LibraryError::NoAttachment(a.clone()).into()));
         }
         Ok(Ok(()))
     }

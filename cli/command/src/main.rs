@@ -1941,6 +1941,24 @@ fn unsent(
     Ok(())
 }
 
+/// The ids of the files or filings of a space's library named (by id or
+/// name) in `names`, for a post to attach or a record to cite (`what`).
+fn library_entries(
+    c: &mut Client,
+    id: SpaceId,
+    names: &[String],
+    what: &str,
+) -> anyhow::Result<Vec<String>> {
+    names
+        .iter()
+        .map(|n| {
+            c.entry_id(id, "file", n)
+                .or_else(|_| c.entry_id(id, "document", n))
+                .map_err(|_| anyhow::anyhow!("the library has no file or filing {n:?} to {what}"))
+        })
+        .collect()
+}
+
 impl RecordArgs {
     /// These options over `base` (a record's fields, or none).
     fn over(
@@ -2000,20 +2018,10 @@ async fn record_command(
 ) -> anyhow::Result<()> {
     use amicus_core::monitoring::{self, Dim};
     c.sync_all().await?;
-    let sources = |c: &mut Client, id: SpaceId, names: &[String]| -> anyhow::Result<Vec<String>> {
-        names
-            .iter()
-            .map(|n| {
-                c.entry_id(id, "file", n)
-                    .or_else(|_| c.entry_id(id, "document", n))
-                    .map_err(|_| anyhow::anyhow!("the library has no file or filing {n:?} to cite"))
-            })
-            .collect()
-    };
     match command {
         RecordCommand::New { space: s, fields } => {
             let id = space(&s)?;
-            let cited = sources(c, id, &fields.source)?;
+            let cited = library_entries(c, id, &fields.source, "cite")?;
             let fields = fields.over(monitoring::Fields::default(), cited);
             let record = c.new_record(id, &fields).await?;
             print(json_out, json!({ "record": record }), || record.clone());
@@ -2030,7 +2038,7 @@ async fn record_command(
                 .into_iter()
                 .find(|r| r.id == record)
                 .ok_or_else(|| anyhow::anyhow!("this space has no record {record}"))?;
-            let cited = sources(c, id, &fields.source)?;
+            let cited = library_entries(c, id, &fields.source, "cite")?;
             let before = base.fields.clone();
             let fields = fields.over(base.fields, cited);
             c.edit_record(id, &record, &before, &fields).await?;
@@ -2214,19 +2222,6 @@ async fn thread_command(
     json_out: bool,
 ) -> anyhow::Result<()> {
     c.sync_all().await?;
-    let attachments =
-        |c: &mut Client, id: SpaceId, names: &[String]| -> anyhow::Result<Vec<String>> {
-            names
-                .iter()
-                .map(|n| {
-                    c.entry_id(id, "file", n)
-                        .or_else(|_| c.entry_id(id, "document", n))
-                        .map_err(|_| {
-                            anyhow::anyhow!("the library has no file or filing {n:?} to attach")
-                        })
-                })
-                .collect()
-        };
     match command {
         ThreadCommand::New {
             space: s,
@@ -2235,7 +2230,7 @@ async fn thread_command(
             attach,
         } => {
             let id = space(&s)?;
-            let attach = attachments(c, id, &attach)?;
+            let attach = library_entries(c, id, &attach, "attach")?;
             let stream = c.new_discussion(id, &title, &text, &attach).await?;
             print(json_out, json!({ "thread": stream.to_hex() }), || {
                 stream.to_hex()
@@ -2250,7 +2245,7 @@ async fn thread_command(
         } => {
             let id = space(&s)?;
             let stream = stream(&c.entry_id(id, "discussion", &thread)?)?;
-            let attach = attachments(c, id, &attach)?;
+            let attach = library_entries(c, id, &attach, "attach")?;
             let post = c.post(id, stream, to.as_deref(), &text, &attach).await?;
             print(json_out, json!({ "post": post }), || post.clone());
         }
