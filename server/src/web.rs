@@ -21,15 +21,16 @@ pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval';
     font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
-/// The router serving `dir` (with `index.html` for `/`). A file's `.gz`
-/// sibling, written by `cargo xtask web`, is sent instead to a browser that
-/// accepts gzip.
+/// The router serving `dir` (with `index.html` for `/`). A file's `.br` or
+/// `.gz` sibling, written by `cargo xtask web`, is sent instead to a
+/// browser that accepts brotli (browsers offer it over HTTPS) or gzip.
 pub fn router(dir: &Path) -> Router {
     with_headers(
         Router::new()
             .fallback_service(
                 ServeDir::new(dir)
                     .append_index_html_on_directories(true)
+                    .precompressed_br()
                     .precompressed_gzip(),
             )
             // The same path answers gzip or not: caches must keep both apart.

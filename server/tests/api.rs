@@ -340,11 +340,13 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
     assert!(csp.contains("frame-ancestors 'none'"));
     let (status, _, _) = get_raw(&router, "/pkg/m.wasm").await;
     assert_eq!(status, StatusCode::OK);
-    // A precompressed sibling goes to browsers that accept gzip, with the
-    // original's type; others get the file itself.
+    // A precompressed sibling goes to browsers that accept its encoding
+    // (brotli first), with the original's type; others get the file itself.
     std::fs::write(web.join("pkg/m.wasm.gz"), b"gzip bytes").unwrap();
+    std::fs::write(web.join("pkg/m.wasm.br"), b"brotli bytes").unwrap();
     for (accept, encoding, body) in [
-        (Some("gzip, deflate, br"), Some("gzip"), &b"gzip bytes"[..]),
+        (Some("gzip, deflate, br"), Some("br"), &b"brotli bytes"[..]),
+        (Some("gzip, deflate"), Some("gzip"), &b"gzip bytes"[..]),
         (None, None, &b"\0asm\x01\0\0\0"[..]),
     ] {
         let mut request = Request::builder().uri("/pkg/m.wasm");

@@ -152,7 +152,8 @@ fn test() -> Result<(), String> {
         "cargo",
         &[
             "build",
-            "--release",
+            "--profile",
+            "wasm",
             "-p",
             "amicus-core",
             "--target",
@@ -370,108 +371,27 @@ fn report(out: &std::path::Path, quick: bool) -> String {
     md
 }
 
-/// Builds the wasm client in release, generates its JavaScript glue and
-/// TypeScript types with `wasm-bindgen-cli-support` (the version the crate
-/// pins), and copies the app's static files beside it. Returns the
-/// directory to serve.
+/// Builds the browser's modules (`wasm_module`), copies the app's static
+/// files beside them, names the build and writes the compressed copies the
+/// server sends. Returns the directory to serve.
 fn web() -> Result<std::path::PathBuf, String> {
     wasm_target()?;
-    run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "amicus-client-wasm",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
     let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
-    let wasm = target.join("wasm32-unknown-unknown/release/amicus_client_wasm.wasm");
     let out = target.join("web");
     let _ = std::fs::remove_dir_all(&out);
+    // The client: amicus-core and the engine through wasm-bindgen.
     let pkg = out.join("pkg");
-    std::fs::create_dir_all(&pkg).map_err(|e| e.to_string())?;
-    eprintln!("+ wasm-bindgen --target web {}", wasm.display());
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(&wasm)
-        .web(true)
-        .map_err(|e| e.to_string())?
-        .typescript(true)
-        .out_name("amicus_client")
-        .generate(&pkg)
-        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    wasm_module("amicus-client-wasm", "amicus_client", &pkg)?;
     // The passphrase strength check, a module of its own (zxcvbn's
     // dictionaries), built in its own invocation so that the client's
     // module is not built with it.
-    run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "amicus-strength",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
-    let strength = out.join("strength");
-    std::fs::create_dir_all(&strength).map_err(|e| e.to_string())?;
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(target.join("wasm32-unknown-unknown/release/amicus_strength.wasm"))
-        .web(true)
-        .map_err(|e| e.to_string())?
-        .typescript(true)
-        .out_name("amicus_strength")
-        .generate(&strength)
-        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    wasm_module("amicus-strength", "amicus_strength", &out.join("strength"))?;
     // The PDF preview, a module of its own too (a PDF rasterizer with its
     // fonts), loaded by the app's preview worker only when a PDF is shown.
-    run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "amicus-preview",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
-    let preview = out.join("preview");
-    std::fs::create_dir_all(&preview).map_err(|e| e.to_string())?;
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(target.join("wasm32-unknown-unknown/release/amicus_preview.wasm"))
-        .web(true)
-        .map_err(|e| e.to_string())?
-        .typescript(true)
-        .out_name("amicus_preview")
-        .generate(&preview)
-        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    wasm_module("amicus-preview", "amicus_preview", &out.join("preview"))?;
     // The drop-box page's module: sealing in the age format and nothing
     // else, so that a witness's phone loads a few hundred kilobytes.
-    run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "amicus-drop",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
-    let drop_pkg = out.join("drop").join("pkg");
-    std::fs::create_dir_all(&drop_pkg).map_err(|e| e.to_string())?;
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(target.join("wasm32-unknown-unknown/release/amicus_drop.wasm"))
-        .web(true)
-        .map_err(|e| e.to_string())?
-        .typescript(true)
-        .out_name("amicus_drop")
-        .generate(&drop_pkg)
-        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    wasm_module("amicus-drop", "amicus_drop", &out.join("drop").join("pkg"))?;
     // The checkout being built: `cargo run` names it at run time. The path
     // compiled in is only a fallback, since a binary built from another
     // clone sharing the target directory may be reused as fresh.
@@ -484,16 +404,60 @@ fn web() -> Result<std::path::PathBuf, String> {
     compress_dir(&out)?;
     let built = pkg.join("amicus_client_bg.wasm");
     let size = std::fs::metadata(&built).map_err(|e| e.to_string())?.len();
-    let gzipped = std::fs::metadata(pkg.join("amicus_client_bg.wasm.gz"))
-        .map_err(|e| e.to_string())?
-        .len();
+    let compressed = |suffix: &str| {
+        std::fs::metadata(pkg.join(format!("amicus_client_bg.wasm.{suffix}")))
+            .map(|m| m.len() as f64 / 1e6)
+            .map_err(|e| e.to_string())
+    };
     eprintln!(
-        "web app in {}: amicus_client_bg.wasm {:.2} MB ({:.2} MB gzipped, as served to browsers that accept gzip)",
+        "web app in {}: amicus_client_bg.wasm {:.2} MB ({:.2} MB with brotli, as served over HTTPS; {:.2} MB gzipped, as served to browsers that do not take brotli)",
         out.display(),
         size as f64 / 1e6,
-        gzipped as f64 / 1e6
+        compressed("br")?,
+        compressed("gz")?,
     );
     Ok(out)
+}
+
+/// Builds one of the browser's modules (`package`, a cdylib) for wasm32
+/// with the size-oriented `wasm` profile and writes its JavaScript glue
+/// and TypeScript declarations into `dir` as `name.js` and `name_bg.wasm`
+/// (`wasm-bindgen-cli-support`, the version the crates pin). The name
+/// and producers sections are left out: they are for debuggers, and the
+/// names alone were a fifth of the client's module.
+///
+/// `wasm-opt` (binaryen) is not run: measured on the client module built
+/// this way, `-Oz` made it smaller (3.73 to 3.37 MB with `-Os`) but its
+/// compressed forms larger (1.23 to 1.35 MB gzipped, 0.88 to 0.96 MB with
+/// brotli), and compressed bytes are what a phone downloads.
+fn wasm_module(package: &str, name: &str, dir: &std::path::Path) -> Result<(), String> {
+    run(
+        "cargo",
+        &[
+            "build",
+            "--profile",
+            "wasm",
+            "-p",
+            package,
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
+    let artifact = format!("{}.wasm", package.replace('-', "_"));
+    let wasm = target.join("wasm32-unknown-unknown/wasm").join(artifact);
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    eprintln!("+ wasm-bindgen --target web {}", wasm.display());
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)
+        .map_err(|e| e.to_string())?
+        .remove_name_section(true)
+        .remove_producers_section(true)
+        .typescript(true)
+        .out_name(name)
+        .generate(dir)
+        .map_err(|e| format!("wasm-bindgen: {e}"))
 }
 
 /// Writes the build's name into the service worker (`__BUILD__`): a
@@ -781,15 +745,40 @@ fn check_js(web: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `<file>.gz` (best compression) beside every text or wasm file
-/// under `dir`, for the server to send to browsers that accept gzip: the
-/// wasm client shrinks to about a third, which matters on weak connections.
+/// Writes `<file>.br` and `<file>.gz` (each at its best compression)
+/// beside every text or wasm file under `dir`, for the server to send to
+/// browsers that accept them: brotli is offered by browsers over HTTPS and
+/// takes the client's module to about a quarter, gzip to about a third;
+/// that matters on weak connections. Brotli at its best takes minutes on
+/// the modules, so its output is kept in `<target>/web-brotli/` under a
+/// digest of the input and reused while the input does not change.
 fn compress_dir(dir: &std::path::Path) -> Result<(), String> {
+    let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
+    let cache = target.join("web-brotli");
+    std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+    let mut used = std::collections::HashSet::new();
+    compress_files(dir, &cache, &mut used)?;
+    // What this build did not use belongs to older builds.
+    for entry in std::fs::read_dir(&cache).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if !used.contains(&entry.file_name()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn compress_files(
+    dir: &std::path::Path,
+    cache: &std::path::Path,
+    used: &mut std::collections::HashSet<std::ffi::OsString>,
+) -> Result<(), String> {
+    use std::hash::Hasher;
     use std::io::Write;
     for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path.is_dir() {
-            compress_dir(&path)?;
+            compress_files(&path, cache, used)?;
             continue;
         }
         let compressible = path
@@ -800,12 +789,40 @@ fn compress_dir(dir: &std::path::Path) -> Result<(), String> {
             continue;
         }
         let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let sibling = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(".");
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        };
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&data).map_err(|e| e.to_string())?;
         let gz = gz.finish().map_err(|e| e.to_string())?;
-        let mut name = path.clone().into_os_string();
-        name.push(".gz");
-        std::fs::write(&name, gz).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(sibling("gz"), gz).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut digest = std::hash::DefaultHasher::new();
+        digest.write(&data);
+        let key = std::ffi::OsString::from(format!("{:016x}-{}.br", digest.finish(), data.len()));
+        let kept = cache.join(&key);
+        let br = match std::fs::read(&kept) {
+            Ok(br) => br,
+            Err(_) => {
+                // Quality 11 (the best) and a 4 MiB window (22), which
+                // every browser's decoder takes.
+                let mut br = brotli::CompressorWriter::new(Vec::new(), 1 << 16, 11, 22);
+                br.write_all(&data).map_err(|e| e.to_string())?;
+                br.flush().map_err(|e| e.to_string())?;
+                let br = br.into_inner();
+                // Renamed into place whole: an interrupted build leaves no
+                // truncated copy to be served by the next one.
+                let partial = kept.with_extension("partial");
+                std::fs::write(&partial, &br)
+                    .and_then(|()| std::fs::rename(&partial, &kept))
+                    .map_err(|e| format!("{}: {e}", kept.display()))?;
+                br
+            }
+        };
+        used.insert(key);
+        std::fs::write(sibling("br"), br).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }
