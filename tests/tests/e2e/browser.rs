@@ -61,6 +61,66 @@ pub(crate) const SELECT: &str = "const e = document.getElementById('editor'); e.
     getSelection().removeAllRanges(); getSelection().addRange(r);";
 
 /// The W3C WebDriver codes of the keys the editor test presses.
+/// The controls of the page a finger cannot reliably touch: each visible
+/// button, link, field, list, summary and element made focusable whose box
+/// (a check box's or radio button's: its label's) is less than 44 × 44 CSS
+/// px, overlaps another's, or (a link, button or summary) has its text run
+/// out of it, as `tag.class "text" W×H` (and what is wrong). A field drawn
+/// only through its label is judged by its label. `arguments[0]`, if not
+/// empty, selects controls left out because the page offers what they do
+/// through others of the right size (WCAG 2.5.5's "equivalent"). A link inside a sentence is left out, as WCAG 2.5.5 leaves
+/// it out.
+pub(crate) const SMALL_TARGETS: &str = r#"
+const small = [];
+const boxes = [];
+const name = (t, r) => {
+  const cls = typeof t.className === 'string' && t.className ? '.' + t.className.split(' ')[0] : '';
+  const text = (t.textContent || t.getAttribute('aria-label') || t.name || '').trim().slice(0, 24);
+  return `${t.tagName.toLowerCase()}${cls} "${text}" ${Math.round(r.width)}x${Math.round(r.height)}`;
+};
+for (const e of document.querySelectorAll('button, a[href], input:not([type=hidden]), select, textarea, summary, [role=button], [tabindex]:not([tabindex="-1"])')) {
+  if (arguments[0] && e.matches(arguments[0])) continue;
+  // A check box, a radio button or a field drawn through its label (a
+  // file field hidden behind a button-like label): the label is touched.
+  const drawn = e.getBoundingClientRect();
+  const label = e.closest('label') || (e.labels && e.labels[0]);
+  const t = label && (e.matches('input[type=checkbox], input[type=radio]') || (drawn.width <= 1 && drawn.height <= 1)) ? label : e;
+  const r = t.getBoundingClientRect();
+  const style = getComputedStyle(t);
+  // Not drawn: hidden, or inside a closed <details>.
+  if (r.width === 0 || r.height === 0 || !t.checkVisibility({ visibilityProperty: true })) continue;
+  if (e.tagName === 'A' && style.display === 'inline'
+      && [...e.parentElement.childNodes].some((n) => n.nodeType === 3 && n.data.trim())) continue;
+  if (r.width < 44 || r.height < 44) small.push(name(t, r));
+  if (t.matches('a, button, summary') && t.scrollWidth > t.clientWidth + 1) small.push(`${name(t, r)} runs out of its box`);
+  for (const [o, q] of boxes) {
+    if (o.contains(t) || t.contains(o)) continue;
+    const x = Math.min(r.right, q.right) - Math.max(r.left, q.left);
+    const y = Math.min(r.bottom, q.bottom) - Math.max(r.top, q.top);
+    if (x > 1 && y > 1) small.push(`${name(t, r)} overlaps ${name(o, q)}`);
+  }
+  boxes.push([t, r]);
+}
+return small;
+"#;
+/// Asserts that every control of the page `b` shows fits a finger
+/// (`SMALL_TARGETS` finds none), `step` naming the page in the message.
+pub(crate) async fn fits_a_finger(b: &Browser, step: &str) {
+    fits_a_finger_but(b, step, "").await;
+}
+
+/// `fits_a_finger`, leaving out the controls `equivalent` selects: their
+/// page does what they do through controls or content of the right size.
+pub(crate) async fn fits_a_finger_but(b: &Browser, step: &str, equivalent: &str) {
+    let small = b.js(SMALL_TARGETS, serde_json::json!([equivalent])).await;
+    assert_eq!(
+        small,
+        serde_json::json!([]),
+        "{}: controls smaller than 44 × 44 px, over one another or too narrow for their text on the {step} page",
+        b.name
+    );
+}
+
 pub(crate) const ENTER: &str = "\u{E007}";
 const CONTROL: &str = "\u{E009}";
 const SHIFT: &str = "\u{E008}";

@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use crate::browser::{
-    CHROMIUM, LONG, RED_PIXEL, sign_up, target_dir, text_of, until_searched, web_dir,
+    CHROMIUM, LONG, RED_PIXEL, fits_a_finger, sign_up, target_dir, text_of, until_searched, web_dir,
 };
 use crate::support::Server;
 use crate::webdriver::Browser;
@@ -73,6 +73,8 @@ async fn a_witness_submits_a_statement_and_a_photo_through_the_drop_page() {
             .await,
         json!("rtl")
     );
+    assert_eq!(witness.js(NO_SIDEWAYS, json!([])).await, json!(true));
+    fits_a_finger(&witness, "witness-form").await;
     let statement = "رأيتُ ثلاثة رجال يقتادون المحامي ك. أمام المحكمة صباح الثالث من مارس.";
     witness.type_into("#statement", statement).await;
     // A photo of 3 MB: a PNG whose bytes after its end (ignored by image
@@ -91,6 +93,7 @@ async fn a_witness_submits_a_statement_and_a_photo_through_the_drop_page() {
         )
         .await;
     assert_eq!(witness.js(NO_SIDEWAYS, json!([])).await, json!(true));
+    fits_a_finger(&witness, "witness-sent").await;
     witness.screenshot("witness-sent").await;
     let reference = text_of(&witness, "#reference").await;
     assert!(!reference.trim().is_empty());
@@ -134,6 +137,7 @@ async fn a_witness_submits_a_statement_and_a_photo_through_the_drop_page() {
         "Arrêt sur la détention de Maître K."
     );
     assert_eq!(witness.js(NO_SIDEWAYS, json!([])).await, json!(true));
+    fits_a_finger(&witness, "witness-public-document").await;
     witness.screenshot("witness-public-document").await;
     assert_eq!(witness.console_errors().await, Vec::<String>::new());
 
@@ -169,6 +173,7 @@ async fn a_witness_submits_a_statement_and_a_photo_through_the_drop_page() {
     let file = text_of(&amina, "[data-submission] .submitted-file").await;
     assert!(file.ends_with("photo.png (3.0 MiB)"), "{file}");
     assert_eq!(amina.js(NO_SIDEWAYS, json!([])).await, json!(true));
+    fits_a_finger(&amina, "amina-submission-opened").await;
     amina.screenshot("amina-submission-opened").await;
     assert_eq!(amina.console_errors().await, Vec::<String>::new());
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::browser::{
-    CHROMIUM, ENTER, LONG, SELECT, create_space_and_invite, remove_entry, sign_up, target_dir,
-    unlock, until_searched, web_dir,
+    CHROMIUM, ENTER, LONG, SELECT, create_space_and_invite, fits_a_finger, remove_entry, sign_up,
+    target_dir, unlock, until_searched, web_dir,
 };
 use crate::support::Server;
 use crate::webdriver::Browser;
@@ -35,8 +35,8 @@ struct Day {
 const FRENCH: &str = "Les avocats ont été arrêtés à Bujumbura pendant l’audience publique.";
 const ARABIC: &str = "واعتقلت الشرطة المحامين أثناء الجلسة وصادرت ملفات الدفاع.";
 
-/// The page fits the phone's width, the console holds no error, and a
-/// screenshot keeps the step.
+/// The page fits the phone's width, every control is large enough for a
+/// finger, the console holds no error, and a screenshot keeps the step.
 async fn check_page(b: &Browser, step: &str) {
     b.wait_for(
         &format!("the {step} page drawn"),
@@ -63,6 +63,7 @@ async fn check_page(b: &Browser, step: &str) {
         "{}: console errors on the {step} page: {errors:?}",
         b.name
     );
+    fits_a_finger(b, step).await;
 }
 
 /// The filing's title, a French word, runs left to right in any interface.

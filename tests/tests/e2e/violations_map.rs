@@ -15,12 +15,18 @@
 
 use serde_json::{Value, json};
 
-use crate::browser::{CHROMIUM, LONG, sign_up, target_dir, web_dir};
+use crate::browser::{
+    CHROMIUM, LONG, fits_a_finger, fits_a_finger_but, sign_up, target_dir, web_dir,
+};
 use crate::support::Server;
 use crate::webdriver::Browser;
 
 const VICTIM: &str = "Selma Haddad-Benali";
 
+/// The countries' shapes on the map, a few pixels for the smallest on a
+/// phone: each count a shape opens is also in the table under the map,
+/// whose rows need no touch.
+const COUNTRIES: &str = "#map path";
 const NO_SIDEWAYS: &str = "return document.documentElement.scrollWidth <= window.innerWidth";
 
 /// Fills the record form and submits it.
@@ -196,6 +202,7 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
         .await;
     assert_eq!(counts, json!([3, 2, 2, 3, 2]));
     assert!(amina.js(NO_SIDEWAYS, json!([])).await.as_bool().unwrap());
+    fits_a_finger(&amina, "records-fr").await;
     amina.screenshot("records-fr").await;
 
     // Counts by country and year, k = 2: what goes is shown first.
@@ -264,6 +271,7 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
         .await;
     assert_eq!(rows, json!(2));
     assert!(visitor.js(NO_SIDEWAYS, json!([])).await.as_bool().unwrap());
+    fits_a_finger_but(&visitor, "map-fr", COUNTRIES).await;
     visitor.screenshot("map-fr").await;
     // Filtered by year: 2024 is France's only.
     visitor
@@ -308,6 +316,7 @@ async fn counts_published_with_k_reach_a_public_map_and_no_record_leaves() {
     );
     assert_eq!(table_totals(&visitor).await, json!({ "FR": 2 }));
     assert!(visitor.js(NO_SIDEWAYS, json!([])).await.as_bool().unwrap());
+    fits_a_finger_but(&visitor, "map-ar", COUNTRIES).await;
     visitor.screenshot("map-ar").await;
     let errors = visitor.console_errors().await;
     assert!(errors.is_empty(), "console errors on the map: {errors:?}");
