@@ -3,7 +3,10 @@
 //!
 //! - every space log's hash chain, from the genesis hash to the head the
 //!   space record names;
-//! - every blob's content against its name (`blake3`);
+//! - every blob's content against its name (`blake3`), and every chunk a
+//!   witness sent to a drop box the same way (`drop-chunks/`); each such
+//!   chunk named by a submission, each complete submission's chunks all
+//!   there;
 //! - every document of the search index against the store: each must be a
 //!   public document of a public space;
 //! - every byte under the directory, and every key and value of every sled
@@ -28,7 +31,8 @@ use crate::store::{SledStore, SpaceKind, SpaceRecord, Store};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// `broken_chain`, `head_mismatch`, `blob_hash`, `stray_blob`,
-    /// `index_not_public`, `index_unreadable` or `canary`.
+    /// `stray_drop_chunk`, `missing_drop_chunk`, `index_not_public`,
+    /// `index_unreadable` or `canary`.
     pub kind: &'static str,
     /// Where: a space id, a file path, a sled tree, an index key.
     pub location: String,
@@ -49,6 +53,10 @@ pub struct AuditReport {
     pub blobs: usize,
     /// Their bytes.
     pub blob_bytes: u64,
+    /// Chunks of drop boxes' submissions whose hash was checked.
+    pub drop_chunks: usize,
+    /// Their bytes.
+    pub drop_chunk_bytes: u64,
     /// Documents of the search index checked against the store.
     pub index_documents: usize,
     /// Canaries looked for.
@@ -194,8 +202,11 @@ pub fn audit(data: &Path, canaries: &[Canary]) -> Result<AuditReport, AuditError
         if !canaries.is_empty() {
             sled_values(&store, canaries, &mut report).map_err(failed)?;
         }
+        drop_boxes(&store, &data.join("drop-chunks"), &mut report.findings).map_err(failed)?;
     }
-    blobs(&data.join("blobs"), &mut report)?;
+    (report.blobs, report.blob_bytes) = blobs(&data.join("blobs"), &mut report.findings)?;
+    (report.drop_chunks, report.drop_chunk_bytes) =
+        blobs(&data.join("drop-chunks"), &mut report.findings)?;
     if !canaries.is_empty() {
         scan(data, data, canaries, &mut report)?;
     }
@@ -250,11 +261,54 @@ fn logs(
     Ok(())
 }
 
-/// Every blob under `blobs/ab/<64 hex>`: its blake3 is its name. Uploads
-/// in progress (`tmp/`) are skipped.
-fn blobs(dir: &Path, report: &mut AuditReport) -> Result<(), AuditError> {
+/// Every chunk a drop box keeps is named by one of its submissions (a
+/// chunk nothing names is a witness's bytes kept for no one: the server's
+/// sweep deletes them), and every chunk of a complete submission is there
+/// (members could not open it otherwise).
+fn drop_boxes(
+    store: &SledStore,
+    dir: &Path,
+    findings: &mut Vec<Finding>,
+) -> Result<(), crate::store::StoreError> {
+    let chunks = crate::blobs::Blobs::at(dir);
+    let mut named = std::collections::BTreeSet::new();
+    for (id, _) in store.every_drop_box()? {
+        for (sid, s) in store.submissions(id)? {
+            for c in s.parts.iter().flat_map(|p| &p.chunks) {
+                named.insert(*c);
+                if s.complete && !chunks.path(&crate::blobs::BlobId(*c)).is_file() {
+                    findings.push(Finding {
+                        kind: "missing_drop_chunk",
+                        location: format!(
+                            "drop box {} submission {}",
+                            hex::encode(id),
+                            hex::encode(sid)
+                        ),
+                        detail: format!("its chunk {} is not stored", hex::encode(c)),
+                    });
+                }
+            }
+        }
+    }
+    for c in chunks.list().unwrap_or_default() {
+        if !named.contains(&c.0) {
+            findings.push(Finding {
+                kind: "stray_drop_chunk",
+                location: chunks.path(&c).display().to_string(),
+                detail: "no submission of any drop box names this chunk".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every blob under `dir/ab/<64 hex>` (`blobs/`, `drop-chunks/`): its
+/// blake3 is its name. Uploads in progress (`tmp/`) are skipped. Returns
+/// how many were checked and their bytes.
+fn blobs(dir: &Path, findings: &mut Vec<Finding>) -> Result<(usize, u64), AuditError> {
+    let mut checked = (0, 0);
     let Ok(shards) = std::fs::read_dir(dir) else {
-        return Ok(());
+        return Ok(checked);
     };
     for shard in shards {
         let shard = shard.map_err(|e| AuditError::Io(dir.to_owned(), e))?.path();
@@ -262,7 +316,7 @@ fn blobs(dir: &Path, report: &mut AuditReport) -> Result<(), AuditError> {
             continue;
         }
         if !shard.is_dir() {
-            report.findings.push(Finding {
+            findings.push(Finding {
                 kind: "stray_blob",
                 location: shard.display().to_string(),
                 detail: "a file where blob directories are expected".into(),
@@ -285,7 +339,7 @@ fn blobs(dir: &Path, report: &mut AuditReport) -> Result<(), AuditError> {
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 && name.starts_with(&shard_name);
             if !well_named || !path.is_file() {
-                report.findings.push(Finding {
+                findings.push(Finding {
                     kind: "stray_blob",
                     location: path.display().to_string(),
                     detail: "not named <64 lowercase hex> in the directory of its first two".into(),
@@ -306,11 +360,11 @@ fn blobs(dir: &Path, report: &mut AuditReport) -> Result<(), AuditError> {
                 bytes += n as u64;
                 hasher.update(&buf[..n]);
             }
-            report.blobs += 1;
-            report.blob_bytes += bytes;
+            checked.0 += 1;
+            checked.1 += bytes;
             let actual = hasher.finalize().to_hex();
             if actual.as_str() != name {
-                report.findings.push(Finding {
+                findings.push(Finding {
                     kind: "blob_hash",
                     location: path.display().to_string(),
                     detail: format!("the content hashes to {actual}"),
@@ -318,7 +372,7 @@ fn blobs(dir: &Path, report: &mut AuditReport) -> Result<(), AuditError> {
             }
         }
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// Every document of the search index is a public document of a public

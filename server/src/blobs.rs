@@ -82,6 +82,12 @@ impl Blobs {
         Ok(Self { dir: dir.into() })
     }
 
+    /// The blob directory `dir` as it is, to read only (the audit): nothing
+    /// created, nothing removed.
+    pub fn at(dir: &Path) -> Self {
+        Self { dir: dir.into() }
+    }
+
     /// The file of a blob.
     pub fn path(&self, id: &BlobId) -> PathBuf {
         let hex = id.to_hex();

@@ -320,19 +320,20 @@ fn open_box(state: &AppState, id: [u8; 16]) -> Result<DropBoxRecord, ApiError> {
 }
 
 /// Drops this box's submissions that never completed, giving their bytes
-/// back to the box; returns their chunks that no other submission of the
-/// box names, for [`delete_chunks`]. Called under the box's lock ([`AppState::drop_lock`]).
-fn expire_pending(state: &AppState, id: [u8; 16]) -> Result<Vec<[u8; 32]>, ApiError> {
+/// back to the box; returns how many, and their chunks that no other
+/// submission of the box names, for [`delete_chunks`]. Called under the
+/// box's lock ([`AppState::drop_lock`]).
+fn expire_pending(state: &AppState, id: [u8; 16]) -> Result<(usize, Vec<[u8; 32]>), ApiError> {
     let at = now();
     let all = state.store.submissions(id)?;
     let mut dropped = Vec::new();
     for (sid, s) in &all {
-        if !s.complete && s.at + PENDING_SECS <= at {
+        if !s.complete && s.at.saturating_add(PENDING_SECS) <= at {
             drop_submission(state, id, *sid, s)?;
             dropped.push(*sid);
         }
     }
-    Ok(unshared_chunks(&all, &dropped))
+    Ok((dropped.len(), unshared_chunks(&all, &dropped)))
 }
 
 /// Removes a submission and gives its bytes back to the box.
@@ -396,13 +397,92 @@ fn delete_chunks(state: &AppState, dropbox: [u8; 16], chunks: &[[u8; 32]]) -> Re
 }
 
 /// Drops the box's submissions that never completed and deletes their
-/// chunks, before a new one is taken.
-fn expire(state: &AppState, dropbox: [u8; 16]) -> Result<(), ApiError> {
-    let expired = {
+/// chunks (before a new one is taken, and at every [`sweep`]); returns how
+/// many were dropped.
+fn expire(state: &AppState, dropbox: [u8; 16]) -> Result<usize, ApiError> {
+    let (dropped, chunks) = {
         let _guard = state.drop_lock(&dropbox);
         expire_pending(state, dropbox)?
     };
-    delete_chunks(state, dropbox, &expired)
+    delete_chunks(state, dropbox, &chunks)?;
+    Ok(dropped)
+}
+
+/// How often the server sweeps the drop boxes ([`run`]).
+const SWEEP_SECS: u64 = 3600;
+
+/// What one [`sweep`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Submissions that never completed within a day.
+    pub submissions: usize,
+    /// Chunks that no submission names.
+    pub chunks: usize,
+    /// False if an upload was under way, so that chunks no submission
+    /// names were left for the next sweep.
+    pub chunks_swept: bool,
+}
+
+/// Removes what witnesses sent that no member will ever read: in every
+/// box, the submissions that did not complete within a day (their bytes
+/// given back to the box, their chunks deleted), without waiting for the
+/// box's next submission; then every chunk that no submission names, left
+/// by a server stopped during an upload (`POST /v1/drop/{box}` names its
+/// chunks only once the whole file is in) or between a submission's
+/// removal and its chunks'. The chunks are judged only while no upload or
+/// declaration is under way ([`AppState::drop_uploads`]); otherwise they
+/// wait for the next sweep.
+pub fn sweep(state: &AppState) -> Result<Swept, ApiError> {
+    let mut swept = Swept::default();
+    for (id, _) in state.store.every_drop_box()? {
+        swept.submissions += expire(state, id)?;
+    }
+    let Ok(_alone) = state.drop_uploads.try_write() else {
+        return Ok(swept);
+    };
+    let mut named = BTreeSet::new();
+    for (id, _) in state.store.every_drop_box()? {
+        for (_, s) in state.store.submissions(id)? {
+            named.extend(s.parts.iter().flat_map(|p| p.chunks.iter().copied()));
+        }
+    }
+    let stored = state.drop_blobs.list().map_err(|e| {
+        tracing::warn!(error = %e, "the drop boxes' chunks could not be listed");
+        ApiError::Internal
+    })?;
+    for chunk in stored.iter().filter(|c| !named.contains(&c.0)) {
+        match std::fs::remove_file(state.drop_blobs.path(chunk)) {
+            Ok(()) => swept.chunks += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a chunk no submission names could not be deleted")
+            }
+        }
+    }
+    swept.chunks_swept = true;
+    Ok(swept)
+}
+
+/// Sweeps the drop boxes ([`sweep`]) when the server starts and every hour
+/// after, until it shuts down.
+pub async fn run(state: Arc<AppState>) {
+    loop {
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || sweep(&s)).await {
+            Ok(Ok(swept)) if swept.submissions + swept.chunks > 0 => tracing::info!(
+                submissions = swept.submissions,
+                chunks = swept.chunks,
+                "drop boxes: unfinished submissions and unnamed chunks deleted"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "drop boxes: the sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "drop boxes: the sweep stopped"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(SWEEP_SECS)) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// One more submission of `bytes` for the box: within its submissions per
@@ -503,6 +583,9 @@ pub async fn new_submission(
     state.rate_address(peer(&extensions))?;
     let dropbox = box_id(&id)?;
     let b = body(j)?;
+    // Until the declaration is recorded and its missing chunks told: a
+    // chunk it finds stored is not deleted meanwhile by a sweep.
+    let _declaring = state.drop_uploads.read().await;
     open_box(&state, dropbox)?;
     let r = state.store.drop_box(dropbox)?.ok_or(ApiError::Internal)?;
     let intake = state.store.intake(r.space)?.ok_or(ApiError::Internal)?;
@@ -739,6 +822,9 @@ pub async fn submit_file(
     }
     let mut sid = [0u8; 16];
     getrandom::fill(&mut sid).map_err(|_| ApiError::Internal)?;
+    // Until the file's chunks are named by its record: none is deleted
+    // meanwhile by a sweep.
+    let _uploading = state.drop_uploads.read().await;
     // Reserved and recorded (incomplete) before a byte is read: a
     // connection or a server lost midway leaves a record that expires and
     // gives the bytes back.

@@ -280,6 +280,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = app(state.clone());
     tokio::spawn(notify::run(state.clone()));
+    tokio::spawn(drop::run(state.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -51,6 +51,10 @@ pub struct AppState {
     /// witness sends, and what is deleted of it, never touches a member's
     /// file.
     pub drop_blobs: Blobs,
+    /// Held shared while a drop box takes a submission's declaration or
+    /// bytes, and alone while the sweep deletes the chunks no submission
+    /// names ([`crate::drop::sweep`]): a chunk on its way is never one.
+    pub drop_uploads: tokio::sync::RwLock<()>,
     /// The pairing mailbox (in memory only).
     pub pairings: std::sync::Mutex<crate::pairing::Pairings>,
     /// Who asked for notification emails, and who has activity waiting.
@@ -146,6 +150,7 @@ impl AppState {
             anonymous: Default::default(),
             drops: Default::default(),
             drop_blobs,
+            drop_uploads: tokio::sync::RwLock::new(()),
             pairings: Default::default(),
             notifier,
         })

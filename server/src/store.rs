@@ -488,6 +488,8 @@ pub trait Store: Send + Sync + 'static {
     fn drop_box(&self, id: [u8; 16]) -> Result<Option<DropBoxRecord>, StoreError>;
     /// The drop boxes of a space.
     fn drop_boxes(&self, space: SpaceId) -> Result<Vec<([u8; 16], DropBoxRecord)>, StoreError>;
+    /// Every drop box of every space (the server's sweep, the audit).
+    fn every_drop_box(&self) -> Result<Vec<([u8; 16], DropBoxRecord)>, StoreError>;
     /// Changes a drop box in one atomic step: `change` edits the record and
     /// says whether to keep the edit. Returns the record as stored after
     /// it, and whether the edit was kept; `None` for no such box.
@@ -1460,14 +1462,17 @@ impl Store for SledStore {
     }
 
     fn drop_boxes(&self, space: SpaceId) -> Result<Vec<([u8; 16], DropBoxRecord)>, StoreError> {
+        let mut all = self.every_drop_box()?;
+        all.retain(|(_, record)| record.space == space);
+        Ok(all)
+    }
+
+    fn every_drop_box(&self) -> Result<Vec<([u8; 16], DropBoxRecord)>, StoreError> {
         let mut out = Vec::new();
         for item in self.drop_boxes.iter() {
             let (k, v) = item?;
             let id = <[u8; 16]>::try_from(&k[..]).map_err(|_| StoreError::Corrupt("drop_boxes"))?;
-            let record: DropBoxRecord = dec("drop_boxes", &v)?;
-            if record.space == space {
-                out.push((id, record));
-            }
+            out.push((id, dec("drop_boxes", &v)?));
         }
         Ok(out)
     }

@@ -1844,3 +1844,127 @@ async fn aggregates_are_counts_signed_by_their_publisher_and_read_by_anyone() {
     let (s, b) = api.json("GET", &list, None, Value::Null).await;
     assert_eq!((s, b), (StatusCode::OK, json!({ "aggregates": [] })));
 }
+
+/// Stores `data` as a drop box's chunk; returns its id.
+async fn drop_chunk(state: &amicus_server::state::AppState, data: Vec<u8>) -> [u8; 32] {
+    let id = amicus_server::blobs::BlobId(*blake3::hash(&data).as_bytes());
+    let length = data.len();
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
+    state
+        .drop_blobs
+        .put(&id, body, length, |_| Ok(()), |_| {})
+        .await
+        .unwrap();
+    id.0
+}
+
+/// The server's sweep (when it starts, then hourly) deletes what witnesses
+/// sent that no member will ever read, without waiting for the box's next
+/// submission: a submission still unfinished after a day (its bytes given
+/// back to the box) with its chunks, and chunks no submission names (a
+/// server stopped during an upload leaves them). It keeps complete
+/// submissions and recent unfinished ones with their chunks, and leaves
+/// unnamed chunks alone while an upload is under way.
+#[tokio::test]
+async fn the_sweep_deletes_what_witnesses_sent_that_no_member_will_read() {
+    use amicus_server::blobs::BlobId;
+    use amicus_server::drop::{Swept, sweep};
+    use amicus_server::store::{DropBoxRecord, PartRecord, SubmissionRecord};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data: dir.path().join("data"),
+        ..Config::default()
+    };
+    let state = open(config).unwrap();
+    let now = amicus_server::state::now();
+    let dropbox = [3u8; 16];
+    let (complete, old, recent, orphan) = (
+        drop_chunk(&state, vec![1; 100]).await,
+        drop_chunk(&state, vec![2; 100]).await,
+        drop_chunk(&state, vec![3; 100]).await,
+        drop_chunk(&state, vec![4; 100]).await,
+    );
+    state
+        .store
+        .create_drop_box(
+            dropbox,
+            &DropBoxRecord {
+                space: amicus_core::SpaceId([9; 16]),
+                created_by: UserId::new("amina").unwrap(),
+                created: now - 3 * 86_400,
+                expires: now + 86_400,
+                quota: 1 << 20,
+                used: 300,
+                closed: None,
+            },
+        )
+        .unwrap();
+    let submission = |at: u64, chunk: [u8; 32], complete: bool| SubmissionRecord {
+        at,
+        epoch: 0,
+        parts: vec![PartRecord {
+            size: 100,
+            chunks: vec![chunk],
+        }],
+        complete,
+    };
+    let two_days_ago = now - 2 * 86_400;
+    for (sid, record) in [
+        ([1u8; 16], submission(two_days_ago, complete, true)),
+        ([2u8; 16], submission(two_days_ago, old, false)),
+        ([3u8; 16], submission(now - 60, recent, false)),
+    ] {
+        state
+            .store
+            .put_submission(dropbox, sid, Some(&record))
+            .unwrap();
+    }
+    let stored = |c: [u8; 32]| state.drop_blobs.path(&BlobId(c)).exists();
+
+    // An upload under way: the old submission goes, every chunk but its
+    // own stays.
+    let uploading = state.drop_uploads.read().await;
+    assert_eq!(
+        sweep(&state).unwrap(),
+        Swept {
+            submissions: 1,
+            chunks: 0,
+            chunks_swept: false
+        }
+    );
+    drop(uploading);
+    let kept: Vec<[u8; 16]> = state
+        .store
+        .submissions(dropbox)
+        .unwrap()
+        .into_iter()
+        .map(|(sid, _)| sid)
+        .collect();
+    assert_eq!(kept, vec![[1u8; 16], [3u8; 16]]);
+    assert_eq!(state.store.drop_box(dropbox).unwrap().unwrap().used, 200);
+    assert!(!stored(old), "the unfinished submission's chunk is deleted");
+    assert!(stored(orphan), "left while an upload is under way");
+    assert!(stored(complete) && stored(recent));
+
+    // None under way: the chunk no submission names goes too.
+    assert_eq!(
+        sweep(&state).unwrap(),
+        Swept {
+            submissions: 0,
+            chunks: 1,
+            chunks_swept: true
+        }
+    );
+    assert!(!stored(orphan));
+    assert!(stored(complete) && stored(recent));
+    // Nothing more to do.
+    assert_eq!(
+        sweep(&state).unwrap(),
+        Swept {
+            submissions: 0,
+            chunks: 0,
+            chunks_swept: true
+        }
+    );
+}

@@ -919,12 +919,14 @@ fn audit(data: &Path, canary_files: &[PathBuf]) -> anyhow::Result<()> {
     let report = amicus_server::audit::audit(data, &canaries)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     eprintln!(
-        "audited {}: {} spaces ({} log entries), {} blobs ({} bytes), {} index documents, {} files ({} bytes) and {} sled entries scanned for {} canaries: {} finding(s)",
+        "audited {}: {} spaces ({} log entries), {} blobs ({} bytes), {} drop-box chunks ({} bytes), {} index documents, {} files ({} bytes) and {} sled entries scanned for {} canaries: {} finding(s)",
         data.display(),
         report.spaces,
         report.log_entries,
         report.blobs,
         report.blob_bytes,
+        report.drop_chunks,
+        report.drop_chunk_bytes,
         report.index_documents,
         report.files_scanned,
         report.bytes_scanned,

@@ -239,6 +239,7 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
     assert!(report["spaces"].as_u64().unwrap() >= 2, "{report}");
     assert!(report["log_entries"].as_u64().unwrap() >= 4, "{report}");
     assert!(report["blobs"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["drop_chunks"].as_u64().unwrap() >= 2, "{report}");
     assert_eq!(report["index_documents"], 1, "{report}");
     assert!(report["files_scanned"].as_u64().unwrap() >= 3, "{report}");
     assert!(report["sled_entries"].as_u64().unwrap() > 10, "{report}");
@@ -303,6 +304,34 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
     assert!(!passed);
     assert_eq!(kinds(&report), vec!["blob_hash"], "{report:#}");
     std::fs::write(&blob, &original).unwrap();
+
+    // The drop boxes' chunks: one altered is found as a blob is; one no
+    // submission names (a witness's bytes kept for no one) is found; one
+    // of a complete submission gone is found.
+    let chunk = first_blob(&data.join("drop-chunks"));
+    let original = std::fs::read(&chunk).unwrap();
+    let mut corrupt = original.clone();
+    corrupt[0] ^= 1;
+    std::fs::write(&chunk, &corrupt).unwrap();
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    assert_eq!(kinds(&report), vec!["blob_hash"], "{report:#}");
+    std::fs::write(&chunk, &original).unwrap();
+    let kept_for_no_one = b"age-encryption.org/v1\n-> X25519 left behind";
+    let hash = blake3::hash(kept_for_no_one).to_hex().to_string();
+    let stray = data.join("drop-chunks").join(&hash[..2]).join(&hash);
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, kept_for_no_one).unwrap();
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    assert_eq!(kinds(&report), vec!["stray_drop_chunk"], "{report:#}");
+    std::fs::remove_file(&stray).unwrap();
+    std::fs::remove_file(&chunk).unwrap();
+    let (passed, report) = audit(&data, &canary_file);
+    assert!(!passed);
+    assert_eq!(kinds(&report), vec!["missing_drop_chunk"], "{report:#}");
+    std::fs::write(&chunk, &original).unwrap();
+    assert!(audit(&data, &canary_file).0, "clean again");
 
     // A document of the confidential space in the index is found.
     let leak = amicus_search::PublicDocument {
