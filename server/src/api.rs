@@ -1531,7 +1531,10 @@ pub(crate) fn public_reader(
         state.rate_api(who.device)?;
         return Ok(Some(who));
     }
-    state.rate_address(extensions.get::<crate::Peer>().map(|p| p.0))?;
+    state.rate_address(
+        extensions.get::<crate::Peer>().map(|p| p.0),
+        crate::state::Anonymous::Read,
+    )?;
     Ok(None)
 }
 

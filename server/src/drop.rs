@@ -26,7 +26,7 @@ use crate::Peer;
 use crate::api::{ApiJson, body, load_space};
 use crate::blobs::BlobId;
 use crate::error::ApiError;
-use crate::state::{AppState, now};
+use crate::state::{Anonymous, AppState, now};
 use crate::store::{DropBoxRecord, IntakeRecord, PartRecord, SpaceKind, SubmissionRecord};
 
 type S = State<Arc<AppState>>;
@@ -531,7 +531,7 @@ pub async fn drop_box_info(
     Path(id): Path<String>,
     extensions: axum::http::Extensions,
 ) -> Result<Json<Value>, ApiError> {
-    state.rate_address(peer(&extensions))?;
+    state.rate_address(peer(&extensions), Anonymous::Drop)?;
     let id = box_id(&id)?;
     let r = open_box(&state, id)?;
     let intake = state.store.intake(r.space)?.ok_or_else(|| {
@@ -580,7 +580,7 @@ pub async fn new_submission(
     extensions: axum::http::Extensions,
     j: ApiJson<NewSubmission>,
 ) -> Result<Response, ApiError> {
-    state.rate_address(peer(&extensions))?;
+    state.rate_address(peer(&extensions), Anonymous::Drop)?;
     let dropbox = box_id(&id)?;
     let b = body(j)?;
     // Until the declaration is recorded and its missing chunks told: a
@@ -692,7 +692,7 @@ pub async fn put_chunk(
     extensions: axum::http::Extensions,
     request_body: Body,
 ) -> Result<StatusCode, ApiError> {
-    state.rate_address(peer(&extensions))?;
+    state.rate_address(peer(&extensions), Anonymous::Drop)?;
     let dropbox = box_id(&id)?;
     let chunk = BlobId::parse(&hash)?;
     open_box(&state, dropbox)?;
@@ -750,7 +750,7 @@ pub async fn finish_submission(
     Path((id, sid)): Path<(String, String)>,
     extensions: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
-    state.rate_address(peer(&extensions))?;
+    state.rate_address(peer(&extensions), Anonymous::Drop)?;
     let dropbox = box_id(&id)?;
     let sid = submission_id(&sid)?;
     let Some((_, s)) = state
@@ -804,7 +804,7 @@ pub async fn submit_file(
     extensions: axum::http::Extensions,
     request_body: Body,
 ) -> Result<Response, ApiError> {
-    state.rate_address(peer(&extensions))?;
+    state.rate_address(peer(&extensions), Anonymous::Drop)?;
     let dropbox = box_id(&id)?;
     let r = open_box(&state, dropbox)?;
     let intake = state.store.intake(r.space)?.ok_or(ApiError::Internal)?;

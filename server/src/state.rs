@@ -263,9 +263,16 @@ impl AppState {
 
     /// One request from `peer` on a route that needs no account: the
     /// per-address limit (an IPv6 address counts by its /64, what one
-    /// subscriber usually holds).
-    pub fn rate_address(&self, peer: Option<std::net::SocketAddr>) -> Result<(), ApiError> {
+    /// subscriber usually holds), one allowance per kind of route, so that
+    /// reading the public library from an office's one address does not
+    /// use up what a witness there needs to submit, nor the reverse.
+    pub fn rate_address(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        route: Anonymous,
+    ) -> Result<(), ApiError> {
         let mut key = b"addr".to_vec();
+        key.push(route as u8);
         match peer.map(|p| p.ip().to_canonical()) {
             Some(std::net::IpAddr::V4(v4)) => key.extend_from_slice(&v4.octets()),
             Some(std::net::IpAddr::V6(v6)) => key.extend_from_slice(&v6.octets()[..8]),
@@ -290,6 +297,16 @@ impl AppState {
     pub fn rate_api(&self, device: DeviceId) -> Result<(), ApiError> {
         self.rate(device).map_err(ApiError::RateLimited)
     }
+}
+
+/// The routes without an account, each with its own allowance per
+/// address ([`AppState::rate_address`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anonymous {
+    /// Reading public libraries: documents, files, search, aggregates.
+    Read = 0,
+    /// Drop boxes: what a witness's page or `curl` sends.
+    Drop = 1,
 }
 
 /// Counters exported at `/metrics` in the Prometheus text format.

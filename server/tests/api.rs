@@ -1510,6 +1510,16 @@ async fn routes_without_an_account_are_limited_per_address() {
         }
     }
     assert!(limited >= 14, "{limited} of 20 limited");
+    // The same address still reads the public library: reading and
+    // submitting have an allowance each.
+    let mut read = Request::builder()
+        .uri("/v1/public")
+        .body(Body::empty())
+        .unwrap();
+    read.extensions_mut()
+        .insert(amicus_server::Peer("192.0.2.7:4000".parse().unwrap()));
+    let r = api.router.clone().oneshot(read).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     // Another address is not: each has its own allowance. The addresses of
     // one IPv6 /64 are one.
     let r = api
