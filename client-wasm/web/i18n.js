@@ -2508,6 +2508,8 @@ export function setLanguage(lang) {
   }
   document.documentElement.lang = current;
   document.documentElement.dir = RTL.has(current) ? "rtl" : "ltr";
+  // The app installed from here is named and described in this language.
+  document.querySelector("link[rel=manifest]")?.setAttribute("href", `manifest.${current}.webmanifest`);
 }
 
 /** The remembered language, or the browser's, or English. */

@@ -22,7 +22,11 @@ const SHELL = [
   "editor.js",
   "style.css",
   "favicon.svg",
-  "manifest.webmanifest",
+  "manifest.en.webmanifest",
+  "manifest.fr.webmanifest",
+  "manifest.ar.webmanifest",
+  "manifest.de.webmanifest",
+  "manifest.pt.webmanifest",
   "pkg/amicus_client.js",
   "pkg/amicus_client_bg.wasm",
 ];

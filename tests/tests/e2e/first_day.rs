@@ -64,6 +64,34 @@ async fn check_page(b: &Browser, step: &str) {
         b.name
     );
     fits_a_finger(b, step).await;
+    // The app installed from this page is named in its language and runs
+    // in its direction.
+    let manifest = b
+        .js(
+            "const link = document.querySelector('link[rel=manifest]'); \
+             return fetch(link.href).then((r) => r.json()).then((m) => \
+               [link.getAttribute('href'), m.lang === document.documentElement.lang, m.dir === document.documentElement.dir, m.name])",
+            json!([]),
+        )
+        .await;
+    let lang = b
+        .js("return document.documentElement.lang", json!([]))
+        .await;
+    assert_eq!(
+        manifest,
+        json!([
+            format!("manifest.{}.webmanifest", lang.as_str().unwrap()),
+            true,
+            true,
+            if lang == "ar" {
+                "أميكوس"
+            } else {
+                "Amicus"
+            }
+        ]),
+        "{}: the manifest of the {step} page",
+        b.name
+    );
 }
 
 /// The filing's title, a French word, runs left to right in any interface.
