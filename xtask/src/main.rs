@@ -148,18 +148,7 @@ fn test() -> Result<(), String> {
         "cargo",
         &["test", "--workspace", "--release", "--exclude", "xtask"],
     )?;
-    run(
-        "cargo",
-        &[
-            "build",
-            "--profile",
-            "wasm",
-            "-p",
-            "amicus-core",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
+    build_wasm("amicus-core")?;
     forbid_in_tree("amicus-core", &["tokio", "sled", "tantivy", "axum"])?;
     eprintln!("amicus-core: wasm32 build ok, no tokio/sled/tantivy/axum in its tree");
     // The native client is a client: the server's storage, index and HTTP
@@ -426,23 +415,13 @@ fn web() -> Result<std::path::PathBuf, String> {
 /// and producers sections are left out: they are for debuggers, and the
 /// names alone were a fifth of the client's module.
 ///
-/// `wasm-opt` (binaryen) is not run: measured on the client module built
-/// this way, `-Oz` made it smaller (3.73 to 3.37 MB with `-Os`) but its
-/// compressed forms larger (1.23 to 1.35 MB gzipped, 0.88 to 0.96 MB with
-/// brotli), and compressed bytes are what a phone downloads.
+/// `wasm-opt` (binaryen 132) is not run: measured on the client module
+/// built this way, `-Os` and `-O2` made it smaller (3.73 to 3.37 and
+/// 3.42 MB) but its compressed forms larger (gzip 1.23 to 1.35 and
+/// 1.36 MB, brotli 0.88 to 0.96 and 0.97 MB), `-Oz` likewise, and
+/// compressed bytes are what a phone downloads.
 fn wasm_module(package: &str, name: &str, dir: &std::path::Path) -> Result<(), String> {
-    run(
-        "cargo",
-        &[
-            "build",
-            "--profile",
-            "wasm",
-            "-p",
-            package,
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
+    build_wasm(package)?;
     let target = std::fs::canonicalize(target_dir()).map_err(|e| e.to_string())?;
     let artifact = format!("{}.wasm", package.replace('-', "_"));
     let wasm = target.join("wasm32-unknown-unknown/wasm").join(artifact);
@@ -458,6 +437,23 @@ fn wasm_module(package: &str, name: &str, dir: &std::path::Path) -> Result<(), S
         .out_name(name)
         .generate(dir)
         .map_err(|e| format!("wasm-bindgen: {e}"))
+}
+
+/// `cargo build` of `package` for wasm32 with the size-oriented `wasm`
+/// profile of the workspace.
+fn build_wasm(package: &str) -> Result<(), String> {
+    run(
+        "cargo",
+        &[
+            "build",
+            "--profile",
+            "wasm",
+            "-p",
+            package,
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )
 }
 
 /// Writes the build's name into the service worker (`__BUILD__`): a
