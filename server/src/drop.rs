@@ -371,21 +371,21 @@ fn unshared_chunks(all: &[([u8; 16], SubmissionRecord)], dropped: &[[u8; 16]]) -
 }
 
 /// Deletes chunks of the drop boxes' own store (never members' blobs,
-/// which live apart) that no submission of the box names any more: the
-/// bytes of a witness's upload that never completed. Checked and deleted
-/// under the box's lock, so that a declaration naming one again meanwhile
-/// keeps it.
+/// which live apart) that no submission names any more: the bytes of a
+/// witness's upload that never completed. The store is shared by every
+/// box and a chunk is stored once whoever names it, so the names of every
+/// box's submissions are read (a declaration in one box naming a chunk
+/// that another box's complete submission holds must not delete it when
+/// it expires). Checked and deleted under the box's lock, so that a
+/// declaration of this box naming one again meanwhile keeps it; one of
+/// another box that does so finds the chunk missing when it finishes and
+/// sends it again.
 fn delete_chunks(state: &AppState, dropbox: [u8; 16], chunks: &[[u8; 32]]) -> Result<(), ApiError> {
     if chunks.is_empty() {
         return Ok(());
     }
     let _guard = state.drop_lock(&dropbox);
-    let named: BTreeSet<[u8; 32]> = state
-        .store
-        .submissions(dropbox)?
-        .iter()
-        .flat_map(|(_, s)| s.parts.iter().flat_map(|p| p.chunks.iter().copied()))
-        .collect();
+    let named = every_named_chunk(state)?;
     for c in chunks.iter().filter(|c| !named.contains(*c)) {
         if let Err(e) = std::fs::remove_file(state.drop_blobs.path(&BlobId(*c)))
             && e.kind() != std::io::ErrorKind::NotFound
@@ -394,6 +394,17 @@ fn delete_chunks(state: &AppState, dropbox: [u8; 16], chunks: &[[u8; 32]]) -> Re
         }
     }
     Ok(())
+}
+
+/// The chunks some submission of some drop box names.
+fn every_named_chunk(state: &AppState) -> Result<BTreeSet<[u8; 32]>, ApiError> {
+    let mut named = BTreeSet::new();
+    for (id, _) in state.store.every_drop_box()? {
+        for (_, s) in state.store.submissions(id)? {
+            named.extend(s.parts.iter().flat_map(|p| p.chunks.iter().copied()));
+        }
+    }
+    Ok(named)
 }
 
 /// Drops the box's submissions that never completed and deletes their
@@ -440,12 +451,7 @@ pub fn sweep(state: &AppState) -> Result<Swept, ApiError> {
     let Ok(_alone) = state.drop_uploads.try_write() else {
         return Ok(swept);
     };
-    let mut named = BTreeSet::new();
-    for (id, _) in state.store.every_drop_box()? {
-        for (_, s) in state.store.submissions(id)? {
-            named.extend(s.parts.iter().flat_map(|p| p.chunks.iter().copied()));
-        }
-    }
+    let named = every_named_chunk(state)?;
     let stored = state.drop_blobs.list().map_err(|e| {
         tracing::warn!(error = %e, "the drop boxes' chunks could not be listed");
         ApiError::Internal
@@ -762,33 +768,47 @@ pub async fn finish_submission(
         return Err(ApiError::NotFound("no such submission".into()));
     };
     if !s.complete {
-        let missing = missing_chunks(&state, &s.parts).await;
+        let mut missing = missing_chunks(&state, &s.parts).await;
         if missing.is_empty() {
-            // Complete only if it was not dropped meanwhile (an expiry).
-            let _guard = state.drop_lock(&dropbox);
-            let Some((_, mut current)) = state
-                .store
-                .submissions(dropbox)?
-                .into_iter()
-                .find(|(s, _)| *s == sid)
-            else {
-                return Err(ApiError::NotFound("no such submission".into()));
+            // Complete only if it was not dropped meanwhile (an expiry),
+            // and with its chunks counted again under the box's lock: a
+            // sweep may have dropped it and its chunks since they were
+            // counted, and the page declared it again.
+            let completed = {
+                let _guard = state.drop_lock(&dropbox);
+                let Some((_, mut current)) = state
+                    .store
+                    .submissions(dropbox)?
+                    .into_iter()
+                    .find(|(s, _)| *s == sid)
+                else {
+                    return Err(ApiError::NotFound("no such submission".into()));
+                };
+                let all_there = current
+                    .parts
+                    .iter()
+                    .flat_map(|p| &p.chunks)
+                    .all(|c| state.drop_blobs.path(&BlobId(*c)).is_file());
+                if all_there {
+                    current.complete = true;
+                    state.store.put_submission(dropbox, sid, Some(&current))?;
+                }
+                all_there
             };
-            current.complete = true;
-            state.store.put_submission(dropbox, sid, Some(&current))?;
-            return Ok(Json(json!({ "id": hex::encode(sid) })).into_response());
+            if completed {
+                return Ok(Json(json!({ "id": hex::encode(sid) })).into_response());
+            }
+            missing = missing_chunks(&state, &s.parts).await;
         }
-        {
-            return Ok((
-                StatusCode::CONFLICT,
-                Json(json!({
-                    "error": "conflict",
-                    "message": format!("{} chunks have not arrived", missing.len()),
-                    "missing": missing,
-                })),
-            )
-                .into_response());
-        }
+        return Ok((
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": "conflict",
+                "message": format!("{} chunks have not arrived", missing.len()),
+                "missing": missing,
+            })),
+        )
+            .into_response());
     }
     Ok(Json(json!({ "id": hex::encode(sid) })).into_response())
 }

@@ -7,7 +7,10 @@
 //! serve a malicious one (PROTOCOL, "The limit no protocol removes"); the
 //! policy keeps a script injected through content from running.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -24,7 +27,12 @@ pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval';
 /// The router serving `dir` (with `index.html` for `/`). A file's `.br` or
 /// `.gz` sibling, written by `cargo xtask web`, is sent instead to a
 /// browser that accepts brotli (browsers offer it over HTTPS) or gzip.
+/// Files are revalidated by their content ([`validate`]).
 pub fn router(dir: &Path) -> Router {
+    let tags = Tags {
+        dir: dir.to_owned(),
+        known: Default::default(),
+    };
     with_headers(
         Router::new()
             .fallback_service(
@@ -33,12 +41,113 @@ pub fn router(dir: &Path) -> Router {
                     .precompressed_br()
                     .precompressed_gzip(),
             )
+            .layer(axum::middleware::from_fn_with_state(tags, validate))
             // The same path answers gzip or not: caches must keep both apart.
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::VARY,
                 HeaderValue::from_static("accept-encoding"),
             )),
     )
+}
+
+/// A file's content tag, with the modification time and size it was
+/// computed for.
+type Known = HashMap<PathBuf, (SystemTime, u64, String)>;
+
+/// The content tags of the app's files, by path.
+#[derive(Clone)]
+struct Tags {
+    dir: PathBuf,
+    known: Arc<Mutex<Known>>,
+}
+
+impl Tags {
+    /// The tag of the file a request path names (a directory: its
+    /// `index.html`), `None` if there is none. Only paths whose every
+    /// segment is a plain name are looked at.
+    async fn of(&self, uri_path: &str) -> Option<String> {
+        let decoded = percent_encoding::percent_decode_str(uri_path)
+            .decode_utf8()
+            .ok()?;
+        let mut path = self.dir.clone();
+        for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+            if segment == "." || segment == ".." || segment.contains('\\') {
+                return None;
+            }
+            path.push(segment);
+        }
+        let known = self.known.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut meta = std::fs::metadata(&path).ok()?;
+            if meta.is_dir() {
+                path.push("index.html");
+                meta = std::fs::metadata(&path).ok()?;
+            }
+            let stamp = (meta.modified().ok()?, meta.len());
+            let mut known = known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((modified, len, tag)) = known.get(&path)
+                && (*modified, *len) == stamp
+            {
+                return Some(tag.clone());
+            }
+            let bytes = std::fs::read(&path).ok()?;
+            let tag = format!("W/\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
+            known.insert(path, (stamp.0, stamp.1, tag.clone()));
+            Some(tag)
+        })
+        .await
+        .ok()?
+    }
+}
+
+/// Revalidation by content: `ServeDir` answers `If-Modified-Since` from
+/// modification times, which a deployment that keeps older times (a copy
+/// that preserves them, going back to an earlier build) makes wrong: a
+/// browser, or the app's service worker asking with `cache: "no-cache"`,
+/// would be told that its copy from another build is current. Here the
+/// dates are left out (no `Last-Modified`, `If-Modified-Since` ignored)
+/// and a file carries an `ETag` made from its content (BLAKE3 of the
+/// uncompressed file; weak, since its brotli and gzip forms share it),
+/// `If-None-Match` answered with 304 only when it names that tag.
+async fn validate(
+    axum::extract::State(tags): axum::extract::State<Tags>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request.headers_mut().remove(header::IF_MODIFIED_SINCE);
+    let asked = request.headers_mut().remove(header::IF_NONE_MATCH);
+    let tag = if request.method() == axum::http::Method::GET
+        || request.method() == axum::http::Method::HEAD
+    {
+        tags.of(request.uri().path()).await
+    } else {
+        None
+    };
+    if let (Some(tag), Some(asked)) = (&tag, &asked)
+        && asked.to_str().unwrap_or_default().split(',').any(|t| {
+            t.trim() == "*" || t.trim().trim_start_matches("W/") == tag.trim_start_matches("W/")
+        })
+    {
+        let mut response = axum::http::StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(value) = HeaderValue::from_str(tag) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        return response;
+    }
+    let mut response = next.run(request).await;
+    response.headers_mut().remove(header::LAST_MODIFIED);
+    if response.status() == axum::http::StatusCode::OK
+        && let Some(tag) = tag
+        && let Ok(value) = HeaderValue::from_str(&tag)
+    {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
 /// A page explaining that the app was not built (the API still works).

@@ -372,6 +372,48 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
             .unwrap();
         assert_eq!(&got[..], body);
     }
+    // Revalidation goes by content, not by date: a file replaced by one of
+    // another build with an older modification time is sent again to a
+    // browser holding the first, and the same file is not.
+    let ask = |tag: Option<&str>, since: Option<&str>| {
+        let mut request = Request::builder().uri("/pkg/m.wasm");
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        if let Some(since) = since {
+            request = request.header("if-modified-since", since);
+        }
+        router.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let first = ask(None, None).await.unwrap();
+    assert!(first.headers().get("last-modified").is_none());
+    let tag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(
+        ask(Some(&tag), None).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+    let later = "Fri, 01 Jan 2100 00:00:00 GMT";
+    assert_eq!(
+        ask(None, Some(later)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let wasm = web.join("pkg/m.wasm");
+    std::fs::remove_file(web.join("pkg/m.wasm.gz")).unwrap();
+    std::fs::remove_file(web.join("pkg/m.wasm.br")).unwrap();
+    std::fs::write(&wasm, b"\0asm\x01\0\0\0another build").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&wasm)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
+        .unwrap();
+    let again = ask(Some(&tag), Some(later)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_ne!(again.headers()["etag"].to_str().unwrap(), tag);
+    let got = axum::body::to_bytes(again.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&got[..], b"\0asm\x01\0\0\0another build");
     for escape in [
         "/../secret.txt",
         "/%2e%2e/secret.txt",
@@ -1889,27 +1931,33 @@ async fn the_sweep_deletes_what_witnesses_sent_that_no_member_will_read() {
     let state = open(config).unwrap();
     let now = amicus_server::state::now();
     let dropbox = [3u8; 16];
-    let (complete, old, recent, orphan) = (
+    let (complete, old, recent, orphan, shared) = (
         drop_chunk(&state, vec![1; 100]).await,
         drop_chunk(&state, vec![2; 100]).await,
         drop_chunk(&state, vec![3; 100]).await,
         drop_chunk(&state, vec![4; 100]).await,
+        drop_chunk(&state, vec![5; 100]).await,
     );
-    state
-        .store
-        .create_drop_box(
-            dropbox,
-            &DropBoxRecord {
-                space: amicus_core::SpaceId([9; 16]),
-                created_by: UserId::new("amina").unwrap(),
-                created: now - 3 * 86_400,
-                expires: now + 86_400,
-                quota: 1 << 20,
-                used: 300,
-                closed: None,
-            },
-        )
-        .unwrap();
+    // Another box, whose complete submission holds a chunk that a stale
+    // declaration of the first box names too.
+    let other = [4u8; 16];
+    for (id, used) in [(dropbox, 400), (other, 100)] {
+        state
+            .store
+            .create_drop_box(
+                id,
+                &DropBoxRecord {
+                    space: amicus_core::SpaceId([9; 16]),
+                    created_by: UserId::new("amina").unwrap(),
+                    created: now - 3 * 86_400,
+                    expires: now + 86_400,
+                    quota: 1 << 20,
+                    used,
+                    closed: None,
+                },
+            )
+            .unwrap();
+    }
     let submission = |at: u64, chunk: [u8; 32], complete: bool| SubmissionRecord {
         at,
         epoch: 0,
@@ -1920,15 +1968,14 @@ async fn the_sweep_deletes_what_witnesses_sent_that_no_member_will_read() {
         complete,
     };
     let two_days_ago = now - 2 * 86_400;
-    for (sid, record) in [
-        ([1u8; 16], submission(two_days_ago, complete, true)),
-        ([2u8; 16], submission(two_days_ago, old, false)),
-        ([3u8; 16], submission(now - 60, recent, false)),
+    for (id, sid, record) in [
+        (dropbox, [1u8; 16], submission(two_days_ago, complete, true)),
+        (dropbox, [2u8; 16], submission(two_days_ago, old, false)),
+        (dropbox, [3u8; 16], submission(now - 60, recent, false)),
+        (dropbox, [4u8; 16], submission(two_days_ago, shared, false)),
+        (other, [5u8; 16], submission(two_days_ago, shared, true)),
     ] {
-        state
-            .store
-            .put_submission(dropbox, sid, Some(&record))
-            .unwrap();
+        state.store.put_submission(id, sid, Some(&record)).unwrap();
     }
     let stored = |c: [u8; 32]| state.drop_blobs.path(&BlobId(c)).exists();
 
@@ -1938,7 +1985,7 @@ async fn the_sweep_deletes_what_witnesses_sent_that_no_member_will_read() {
     assert_eq!(
         sweep(&state).unwrap(),
         Swept {
-            submissions: 1,
+            submissions: 2,
             chunks: 0,
             chunks_swept: false
         }
@@ -1954,6 +2001,10 @@ async fn the_sweep_deletes_what_witnesses_sent_that_no_member_will_read() {
     assert_eq!(kept, vec![[1u8; 16], [3u8; 16]]);
     assert_eq!(state.store.drop_box(dropbox).unwrap().unwrap().used, 200);
     assert!(!stored(old), "the unfinished submission's chunk is deleted");
+    assert!(
+        stored(shared),
+        "a chunk another box's complete submission holds is kept"
+    );
     assert!(stored(orphan), "left while an upload is under way");
     assert!(stored(complete) && stored(recent));
 
@@ -1967,7 +2018,7 @@ async fn the_sweep_deletes_what_witnesses_sent_that_no_member_will_read() {
         }
     );
     assert!(!stored(orphan));
-    assert!(stored(complete) && stored(recent));
+    assert!(stored(complete) && stored(recent) && stored(shared));
     // Nothing more to do.
     assert_eq!(
         sweep(&state).unwrap(),

@@ -754,10 +754,12 @@ fn compress_dir(dir: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
     let mut used = std::collections::HashSet::new();
     compress_files(dir, &cache, &mut used)?;
-    // What this build did not use belongs to older builds.
+    // What this build did not use belongs to older builds (what another
+    // build is writing, `.partial-<pid>`, is its own).
     for entry in std::fs::read_dir(&cache).map_err(|e| e.to_string())? {
         let entry = entry.map_err(|e| e.to_string())?;
-        if !used.contains(&entry.file_name()) {
+        let name = entry.file_name();
+        if !used.contains(&name) && !name.to_string_lossy().contains(".partial-") {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -810,7 +812,7 @@ fn compress_files(
                 let br = br.into_inner();
                 // Renamed into place whole: an interrupted build leaves no
                 // truncated copy to be served by the next one.
-                let partial = kept.with_extension("partial");
+                let partial = kept.with_extension(format!("partial-{}", std::process::id()));
                 std::fs::write(&partial, &br)
                     .and_then(|()| std::fs::rename(&partial, &kept))
                     .map_err(|e| format!("{}: {e}", kept.display()))?;
