@@ -7,10 +7,7 @@
 //! serve a malicious one (PROTOCOL, "The limit no protocol removes"); the
 //! policy keeps a script injected through content from running.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -31,7 +28,6 @@ pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval';
 pub fn router(dir: &Path) -> Router {
     let tags = Tags {
         dir: dir.to_owned(),
-        known: Default::default(),
     };
     with_headers(
         Router::new()
@@ -50,52 +46,46 @@ pub fn router(dir: &Path) -> Router {
     )
 }
 
-/// A file's content tag, with the modification time and size it was
-/// computed for.
-type Known = HashMap<PathBuf, (SystemTime, u64, String)>;
-
-/// The content tags of the app's files, by path.
+/// The content tags of the app's files.
 #[derive(Clone)]
 struct Tags {
     dir: PathBuf,
-    known: Arc<Mutex<Known>>,
 }
 
 impl Tags {
-    /// The tag of the file a request path names (a directory: its
-    /// `index.html`), `None` if there is none. Only paths whose every
-    /// segment is a plain name are looked at.
+    /// The tag of the file a request path names as `ServeDir` serves it (a
+    /// path ending in `/`: its directory's `index.html`), `None` if there
+    /// is none. Only paths whose every segment is a plain name are looked
+    /// at. The file is read and hashed at each request: a cache keyed by
+    /// modification time and size would trust what a copy can keep (the
+    /// service worker is the same size in every build).
     async fn of(&self, uri_path: &str) -> Option<String> {
         let decoded = percent_encoding::percent_decode_str(uri_path)
             .decode_utf8()
             .ok()?;
         let mut path = self.dir.clone();
         for segment in decoded.split('/').filter(|s| !s.is_empty()) {
-            if segment == "." || segment == ".." || segment.contains('\\') {
+            let plain = Path::new(segment)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain || segment.contains('\\') {
                 return None;
             }
             path.push(segment);
         }
-        let known = self.known.clone();
+        let directory = decoded.ends_with('/');
         tokio::task::spawn_blocking(move || {
-            let mut meta = std::fs::metadata(&path).ok()?;
-            if meta.is_dir() {
-                path.push("index.html");
-                meta = std::fs::metadata(&path).ok()?;
+            let meta = std::fs::metadata(&path).ok()?;
+            if meta.is_dir() != directory {
+                // A directory without its `/` is redirected, a file with one
+                // is not found: neither is this file.
+                return None;
             }
-            let stamp = (meta.modified().ok()?, meta.len());
-            let mut known = known
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((modified, len, tag)) = known.get(&path)
-                && (*modified, *len) == stamp
-            {
-                return Some(tag.clone());
+            if directory {
+                path.push("index.html");
             }
             let bytes = std::fs::read(&path).ok()?;
-            let tag = format!("W/\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
-            known.insert(path, (stamp.0, stamp.1, tag.clone()));
-            Some(tag)
+            Some(format!("W/\"{}\"", &blake3::hash(&bytes).to_hex()[..32]))
         })
         .await
         .ok()?
@@ -109,7 +99,8 @@ impl Tags {
 /// would be told that its copy from another build is current. Here the
 /// dates are left out (no `Last-Modified`, `If-Modified-Since` ignored)
 /// and a file carries an `ETag` made from its content (BLAKE3 of the
-/// uncompressed file; weak, since its brotli and gzip forms share it),
+/// uncompressed file, read at each request; weak, since its brotli and
+/// gzip forms share it),
 /// `If-None-Match` answered with 304 only when it names that tag.
 async fn validate(
     axum::extract::State(tags): axum::extract::State<Tags>,

@@ -410,10 +410,50 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
     let again = ask(Some(&tag), Some(later)).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     assert_ne!(again.headers()["etag"].to_str().unwrap(), tag);
+    let second = again.headers()["etag"].to_str().unwrap().to_string();
     let got = axum::body::to_bytes(again.into_body(), 1 << 20)
         .await
         .unwrap();
     assert_eq!(&got[..], b"\0asm\x01\0\0\0another build");
+    // The same size and the same time, other bytes (a build's service
+    // worker differs from the last one's in its name only): sent again.
+    std::fs::write(&wasm, b"\0asm\x01\0\0\0a third build").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&wasm)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
+        .unwrap();
+    let third = ask(Some(&second), Some(later)).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+    let third = third.headers()["etag"].to_str().unwrap().to_string();
+    // A 304 keeps the page's policy; a directory asked without its `/` is
+    // not taken for its index.
+    let not_modified = ask(Some(&third), None).await.unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+    assert!(
+        not_modified
+            .headers()
+            .get("content-security-policy")
+            .is_some()
+    );
+    std::fs::write(
+        web.join("pkg/index.html"),
+        "<!doctype html><title>pkg</title>",
+    )
+    .unwrap();
+    let pkg = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/pkg")
+                .header("if-none-match", "*")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(pkg.status(), StatusCode::NOT_MODIFIED);
     for escape in [
         "/../secret.txt",
         "/%2e%2e/secret.txt",
