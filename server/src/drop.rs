@@ -749,6 +749,20 @@ pub async fn put_chunk(
     })
 }
 
+/// A submission of a box, 404 if there is none (any more).
+fn submission(
+    state: &AppState,
+    dropbox: [u8; 16],
+    sid: [u8; 16],
+) -> Result<SubmissionRecord, ApiError> {
+    state
+        .store
+        .submissions(dropbox)?
+        .into_iter()
+        .find_map(|(s, record)| (s == sid).then_some(record))
+        .ok_or_else(|| ApiError::NotFound("no such submission".into()))
+}
+
 /// `POST /v1/drop/{box}/submissions/{id}/done`: the submission is complete
 /// once every chunk is there; members see it from then on.
 pub async fn finish_submission(
@@ -759,14 +773,7 @@ pub async fn finish_submission(
     state.rate_address(peer(&extensions), Anonymous::Drop)?;
     let dropbox = box_id(&id)?;
     let sid = submission_id(&sid)?;
-    let Some((_, s)) = state
-        .store
-        .submissions(dropbox)?
-        .into_iter()
-        .find(|(s, _)| *s == sid)
-    else {
-        return Err(ApiError::NotFound("no such submission".into()));
-    };
+    let s = submission(&state, dropbox, sid)?;
     if !s.complete {
         let mut missing = missing_chunks(&state, &s.parts).await;
         if missing.is_empty() {
@@ -776,14 +783,7 @@ pub async fn finish_submission(
             // counted, and the page declared it again.
             let completed = {
                 let _guard = state.drop_lock(&dropbox);
-                let Some((_, mut current)) = state
-                    .store
-                    .submissions(dropbox)?
-                    .into_iter()
-                    .find(|(s, _)| *s == sid)
-                else {
-                    return Err(ApiError::NotFound("no such submission".into()));
-                };
+                let mut current = submission(&state, dropbox, sid)?;
                 let all_there = current
                     .parts
                     .iter()

@@ -400,13 +400,19 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
     let wasm = web.join("pkg/m.wasm");
     std::fs::remove_file(web.join("pkg/m.wasm.gz")).unwrap();
     std::fs::remove_file(web.join("pkg/m.wasm.br")).unwrap();
-    std::fs::write(&wasm, b"\0asm\x01\0\0\0another build").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&wasm)
-        .unwrap()
-        .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
-        .unwrap();
+    // Another build's file, with an old modification time.
+    let replace = |bytes: &[u8]| {
+        std::fs::write(&wasm, bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&wasm)
+            .unwrap()
+            .set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30),
+            )
+            .unwrap();
+    };
+    replace(b"\0asm\x01\0\0\0another build");
     let again = ask(Some(&tag), Some(later)).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     assert_ne!(again.headers()["etag"].to_str().unwrap(), tag);
@@ -417,13 +423,7 @@ async fn the_web_app_is_served_under_a_strict_policy_and_nothing_outside_its_dir
     assert_eq!(&got[..], b"\0asm\x01\0\0\0another build");
     // The same size and the same time, other bytes (a build's service
     // worker differs from the last one's in its name only): sent again.
-    std::fs::write(&wasm, b"\0asm\x01\0\0\0a third build").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&wasm)
-        .unwrap()
-        .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30))
-        .unwrap();
+    replace(b"\0asm\x01\0\0\0a third build");
     let third = ask(Some(&second), Some(later)).await.unwrap();
     assert_eq!(third.status(), StatusCode::OK);
     let third = third.headers()["etag"].to_str().unwrap().to_string();
