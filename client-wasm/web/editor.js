@@ -434,16 +434,23 @@ export function createEditor({ label, model, splice, format, changed, moved, fai
   // Likewise the caret: others see where one was last working.
   let kept = null;
   let lastCaret = null;
-  const onSelection = () => {
-    if (document.activeElement !== el) return;
+  const keep = () => {
     const s = selection();
     if (s) {
       kept = s[0] === s[1] ? null : [cp(shown, Math.min(...s)), cp(shown, Math.max(...s))];
       lastCaret = cp(shown, s[1]);
     }
+  };
+  const onSelection = () => {
+    if (document.activeElement !== el) return;
+    keep();
     moved();
   };
   document.addEventListener("selectionchange", onSelection);
+  // The browser tells of a new selection in a later task: a focus that
+  // leaves sooner (a quick tap on the comment field) would otherwise
+  // leave the passage selected before this one as the kept one.
+  el.addEventListener("focusout", keep);
   const onResize = () => drawCarets();
   window.addEventListener("resize", onResize);
 
