@@ -71,6 +71,8 @@
 //! decrypted, ties the blob to one secret, and since the opener only accepts
 //! chunks in order, no chunk of a file is released before chunk 0 has pinned
 //! the secret (and with it the chunk key of every other chunk).
+//! [`FileOpener::open_pair`] may decrypt chunk 1 on another thread while
+//! chunk 0 is checked, but releases both or neither, so the same holds.
 //!
 //! # Opening
 //!
@@ -681,9 +683,11 @@ pub struct FileSealer {
     layout: Layout,
     /// Content bytes pushed so far.
     consumed: u64,
-    /// Index of the chunk being filled (the number of chunks emitted).
+    /// The number of chunks emitted.
     next_index: u64,
-    /// Header and plaintext of chunk `next_index`, encrypted in place.
+    /// Index of the chunk being filled (`next_index` between calls).
+    filling: u64,
+    /// Header and plaintext of chunk `filling`.
     buffer: Zeroizing<Vec<u8>>,
     /// Ids of the chunks emitted so far.
     chunk_ids: Vec<ChunkId>,
@@ -787,6 +791,7 @@ impl FileSealer {
             layout,
             consumed: 0,
             next_index,
+            filling: next_index,
             buffer: Zeroizing::new(Vec::new()),
             chunk_ids,
             pending_check: None,
@@ -815,6 +820,46 @@ impl FileSealer {
     /// became complete (possibly none). A push that would exceed the declared
     /// length fails with [`FileError::TooMuchData`] and consumes nothing.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<SealedChunk>, FileError> {
+        let filled = self.fill(data)?;
+        let mut sealed = Vec::with_capacity(filled.len());
+        for chunk in filled {
+            self.hasher.update(self.content(&chunk));
+            sealed.push(self.seal_filled(chunk)?);
+        }
+        Ok(sealed)
+    }
+
+    /// Like [`push`](Self::push), but the chunks this piece completes are
+    /// encrypted two at a time on two threads (STREAM chunks are
+    /// independent; the resume hash runs first, in order). Push pieces of
+    /// `2 * CHUNK_SIZE` bytes to keep both busy; memory stays at about two
+    /// chunks.
+    /// The chunks are exactly those [`push`](Self::push) would return.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn push_parallel(&mut self, data: &[u8]) -> Result<Vec<SealedChunk>, FileError> {
+        let filled = self.fill(data)?;
+        let mut sealed = Vec::with_capacity(filled.len());
+        let mut filled = filled.into_iter();
+        while let Some(first) = filled.next() {
+            match filled.next() {
+                Some(second) => {
+                    let [a, b] = self.seal_pair(first, second)?;
+                    sealed.push(a);
+                    sealed.push(b);
+                }
+                None => {
+                    self.hasher.update(self.content(&first));
+                    sealed.push(self.seal_filled(first)?);
+                }
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Copies `data` into the chunk being filled and returns the chunks it
+    /// completed, not yet sealed nor added to the resume hash (which covers
+    /// only the content of emitted chunks: the caller adds each, in order).
+    fn fill(&mut self, data: &[u8]) -> Result<Vec<Filled>, FileError> {
         self.ensure_usable()?;
         let declared = self.layout.plaintext_size;
         let received = self.consumed.saturating_add(data.len() as u64);
@@ -832,11 +877,11 @@ impl FileSealer {
                 self.check_resume_point()?;
             }
         }
-        let mut sealed = Vec::new();
-        while !data.is_empty() && self.next_index < self.layout.chunk_count {
-            let index = self.next_index;
-            let filled = self.buffer.len() - header_len(index);
-            let room = self.layout.content_len(index) - filled;
+        let mut filled = Vec::new();
+        while !data.is_empty() && self.filling < self.layout.chunk_count {
+            let index = self.filling;
+            let have = self.buffer.len() - header_len(index);
+            let room = self.layout.content_len(index) - have;
             let take = room.min(data.len());
             if take == 0 {
                 break;
@@ -845,15 +890,15 @@ impl FileSealer {
             self.buffer.extend_from_slice(piece);
             self.consumed += take as u64;
             data = rest;
-            if filled + take == self.layout.chunk_len(index) {
-                sealed.push(self.seal_current()?);
+            if have + take == self.layout.chunk_len(index) {
+                filled.push(self.take_buffer());
             }
         }
         debug_assert!(
             data.is_empty(),
             "the length check leaves room for every pushed byte"
         );
-        Ok(sealed)
+        Ok(filled)
     }
 
     /// Once the whole plaintext was pushed, seals the next chunk still to be
@@ -863,12 +908,14 @@ impl FileSealer {
     pub fn next_trailing_chunk(&mut self) -> Result<Option<SealedChunk>, FileError> {
         self.ensure_usable()?;
         self.ensure_all_pushed()?;
-        if self.next_index >= self.layout.chunk_count {
+        if self.filling >= self.layout.chunk_count {
             return Ok(None);
         }
-        let full = header_len(self.next_index) + self.layout.chunk_len(self.next_index);
+        let full = header_len(self.filling) + self.layout.chunk_len(self.filling);
         self.buffer.resize(full, 0);
-        self.seal_current().map(Some)
+        let chunk = self.take_buffer();
+        self.hasher.update(self.content(&chunk));
+        self.seal_filled(chunk).map(Some)
     }
 
     /// A snapshot from which [`resume`](Self::resume) can continue this
@@ -946,9 +993,9 @@ impl FileSealer {
         Ok(())
     }
 
-    /// Prepares the buffer for chunk `next_index`, with room for all of it.
+    /// Prepares the buffer for chunk `filling`, with room for all of it.
     fn start_chunk(&mut self) {
-        let index = self.next_index;
+        let index = self.filling;
         if index >= self.layout.chunk_count {
             self.buffer = Zeroizing::new(Vec::new());
             return;
@@ -960,34 +1007,125 @@ impl FileSealer {
         self.buffer = Zeroizing::new(buffer);
     }
 
-    /// Seals the full buffer as chunk `next_index`.
-    fn seal_current(&mut self) -> Result<SealedChunk, FileError> {
-        let index = self.next_index;
-        let header = header_len(index);
-        let content = self.layout.content_len(index);
-        debug_assert_eq!(self.buffer.len(), header + self.layout.chunk_len(index));
-        self.hasher.update(&self.buffer[header..header + content]);
-        let last = index + 1 == self.layout.chunk_count;
-        let cipher = ChaCha20Poly1305::new(<&Key>::from(&*self.chunk_key));
-        let aad = chunk_aad(&self.file_id, self.layout.chunk_count);
-        let tag = match cipher.encrypt_inout_detached(
-            &chunk_nonce(index, last),
-            &aad,
-            (&mut self.buffer[header..]).into(),
-        ) {
-            Ok(tag) => tag,
-            Err(_) => {
-                self.poisoned = Some(FileError::EncryptionFailed);
-                return Err(FileError::EncryptionFailed);
-            }
+    /// Takes the full buffer as chunk `filling` and starts the next one.
+    fn take_buffer(&mut self) -> Filled {
+        let index = self.filling;
+        debug_assert_eq!(
+            self.buffer.len(),
+            header_len(index) + self.layout.chunk_len(index)
+        );
+        let buffer = core::mem::take(&mut self.buffer);
+        self.filling += 1;
+        self.start_chunk();
+        Filled { index, buffer }
+    }
+
+    /// The content bytes (no header, no padding) of a filled chunk.
+    fn content<'a>(&self, chunk: &'a Filled) -> &'a [u8] {
+        let header = header_len(chunk.index);
+        &chunk.buffer[header..header + self.layout.content_len(chunk.index)]
+    }
+
+    /// Encrypts a filled chunk in place and records its id.
+    fn seal_filled(&mut self, chunk: Filled) -> Result<SealedChunk, FileError> {
+        let index = chunk.index;
+        match self.cipher().seal(chunk) {
+            Some((blob, id)) => Ok(self.record(index, blob, id)),
+            None => Err(self.poison(FileError::EncryptionFailed)),
+        }
+    }
+
+    /// Seals two consecutive filled chunks on two threads. The resume hash
+    /// must take the contents in order before either is encrypted in
+    /// place: this thread hashes the first, hands it to another thread to
+    /// encrypt and address, then hashes the second and seals it.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn seal_pair(&mut self, a: Filled, b: Filled) -> Result<[SealedChunk; 2], FileError> {
+        debug_assert_eq!(a.index + 1, b.index);
+        let (index_a, index_b) = (a.index, b.index);
+        let mut hasher = core::mem::replace(&mut self.hasher, blake3::Hasher::new());
+        hasher.update(self.content(&a));
+        let cipher = self.cipher();
+        let (sealed_a, sealed_b) = std::thread::scope(|scope| {
+            let other = scope.spawn(move || cipher.seal(a));
+            hasher.update(self.content(&b));
+            let sealed_b = cipher.seal(b);
+            let sealed_a = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (sealed_a, sealed_b)
+        });
+        self.hasher = hasher;
+        let (Some((blob_a, id_a)), Some((blob_b, id_b))) = (sealed_a, sealed_b) else {
+            return Err(self.poison(FileError::EncryptionFailed));
         };
-        self.buffer.extend_from_slice(tag.as_slice());
-        let blob = core::mem::take(&mut *self.buffer);
-        let id = ChunkId::of(&blob);
+        Ok([
+            self.record(index_a, blob_a, id_a),
+            self.record(index_b, blob_b, id_b),
+        ])
+    }
+
+    /// What encrypting a chunk of this file needs, shareable by threads.
+    fn cipher(&self) -> ChunkCipher<'_> {
+        ChunkCipher {
+            key: &self.chunk_key,
+            aad: chunk_aad(&self.file_id, self.layout.chunk_count),
+            chunk_count: self.layout.chunk_count,
+        }
+    }
+
+    /// Counts a sealed blob emitted.
+    fn record(&mut self, index: u64, blob: Vec<u8>, id: ChunkId) -> SealedChunk {
+        debug_assert_eq!(index, self.next_index);
         self.chunk_ids.push(id);
         self.next_index += 1;
-        self.start_chunk();
-        Ok(SealedChunk { index, id, blob })
+        SealedChunk { index, id, blob }
+    }
+
+    fn poison(&mut self, e: FileError) -> FileError {
+        self.poisoned = Some(e.clone());
+        e
+    }
+}
+
+/// A chunk whose plaintext is complete: the blob's header (chunk 0's key
+/// commitment) and the padded plaintext, not yet encrypted.
+struct Filled {
+    index: u64,
+    buffer: Zeroizing<Vec<u8>>,
+}
+
+/// The chunk key and the associated data of one file.
+#[derive(Clone, Copy)]
+struct ChunkCipher<'a> {
+    key: &'a [u8; 32],
+    aad: [u8; AAD_LEN],
+    chunk_count: u64,
+}
+
+impl ChunkCipher<'_> {
+    /// Encrypts chunk `index` in `buffer` (in place, or from one slice into
+    /// another); `None` only if the AEAD refuses the length, which a chunk's
+    /// length never reaches.
+    fn encrypt(
+        &self,
+        index: u64,
+        buffer: chacha20poly1305::aead::inout::InOutBuf<'_, '_, u8>,
+    ) -> Option<Tag> {
+        let last = index + 1 == self.chunk_count;
+        ChaCha20Poly1305::new(<&Key>::from(self.key))
+            .encrypt_inout_detached(&chunk_nonce(index, last), &self.aad, buffer)
+            .ok()
+    }
+
+    /// Encrypts a filled chunk in place: its blob and the blob's id.
+    fn seal(&self, mut chunk: Filled) -> Option<(Vec<u8>, ChunkId)> {
+        let header = header_len(chunk.index);
+        let tag = self.encrypt(chunk.index, (&mut chunk.buffer[header..]).into())?;
+        chunk.buffer.extend_from_slice(tag.as_slice());
+        let blob = core::mem::take(&mut *chunk.buffer);
+        let id = ChunkId::of(&blob);
+        Some((blob, id))
     }
 }
 
@@ -1052,6 +1190,47 @@ impl FileOpener {
     /// Chunks must come in order. A failure leaves the opener where it was,
     /// so the same chunk can be tried again, e.g. after fetching it again.
     pub fn open_chunk(&mut self, index: u64, blob: &[u8]) -> Result<Vec<u8>, FileError> {
+        self.expect(index)?;
+        let plaintext = self.open_at(index, blob)?;
+        self.next_index += 1;
+        Ok(plaintext)
+    }
+
+    /// Opens the next two chunks, `index` and `index + 1`, on two threads
+    /// (each is checked exactly as [`open_chunk`](Self::open_chunk) checks
+    /// it). Both or neither: if either fails, the opener stays where it was
+    /// and the error of the first that failed is returned.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_pair(
+        &mut self,
+        index: u64,
+        first: &[u8],
+        second: &[u8],
+    ) -> Result<[Vec<u8>; 2], FileError> {
+        self.expect(index)?;
+        let next = index + 1;
+        if next >= self.layout.chunk_count {
+            return Err(FileError::UnexpectedChunk {
+                index: next,
+                chunk_count: self.layout.chunk_count,
+            });
+        }
+        let this = &*self;
+        let (a, b) = std::thread::scope(|scope| {
+            let other = scope.spawn(move || this.open_at(next, second));
+            let a = this.open_at(index, first);
+            let b = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (a, b)
+        });
+        let pair = [a?, b?];
+        self.next_index += 2;
+        Ok(pair)
+    }
+
+    /// Checks that chunk `index` is the one expected next.
+    fn expect(&self, index: u64) -> Result<(), FileError> {
         let chunk_count = self.layout.chunk_count;
         if index >= chunk_count {
             return Err(FileError::UnexpectedChunk { index, chunk_count });
@@ -1062,6 +1241,12 @@ impl FileOpener {
                 got: index,
             });
         }
+        Ok(())
+    }
+
+    /// Verifies and decrypts chunk `index`, wherever the opener is.
+    fn open_at(&self, index: u64, blob: &[u8]) -> Result<Vec<u8>, FileError> {
+        let chunk_count = self.layout.chunk_count;
         let expected_id = usize::try_from(index)
             .ok()
             .and_then(|i| self.chunk_ids.get(i))
@@ -1094,7 +1279,6 @@ impl FileOpener {
             return Err(FileError::InvalidPadding { index });
         }
         plaintext.truncate(content);
-        self.next_index += 1;
         Ok(plaintext)
     }
 
@@ -1666,6 +1850,114 @@ mod tests {
         }
         emitted_counts.dedup();
         assert_eq!(emitted_counts, [0, 1, 2, 3, 4]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Sealing on two threads gives the same chunks, in the same order,
+        /// with the same progress after every push (resume hash included)
+        /// and the same manifest as sealing on one, from the start and from
+        /// a resume point.
+        #[test]
+        fn sealing_on_two_threads_is_sealing_on_one(
+            len in prop::sample::select(vec![0, 1, CS, 2 * CS, 2 * CS + 1, 5 * CS - 3]),
+            seed in any::<u64>(),
+            pieces in prop::collection::vec(1usize..=3 * CS, 1..4),
+            resumed in any::<bool>(),
+        ) {
+            let data = source(seed, len);
+            let (full, _, snapshots) = seal_with_snapshots(&data, CS);
+            let start = if resumed { snapshots[1].clone() } else { snapshots[0].clone() };
+            let mut one = FileSealer::resume(start.clone()).unwrap();
+            let mut two = FileSealer::resume(start).unwrap();
+            let (mut rest, mut i) = (&data[..], 0);
+            let (mut by_one, mut by_two) = (Vec::new(), Vec::new());
+            while !rest.is_empty() {
+                let n = pieces[i % pieces.len()].clamp(1, rest.len());
+                let (piece, tail) = rest.split_at(n);
+                by_one.extend(one.push(piece).unwrap());
+                by_two.extend(two.push_parallel(piece).unwrap());
+                prop_assert_eq!(one.progress(), two.progress());
+                rest = tail;
+                i += 1;
+            }
+            let (tail_one, manifest_one) = one.finish().unwrap();
+            let (tail_two, manifest_two) = two.finish().unwrap();
+            by_one.extend(tail_one);
+            by_two.extend(tail_two);
+            prop_assert_eq!(&by_one, &by_two);
+            prop_assert_eq!(&manifest_one, &manifest_two);
+            let skipped = full.len() - by_two.len();
+            let mut all = blobs(&full[..skipped]);
+            all.extend(blobs(&by_two));
+            prop_assert_eq!(open(&manifest_two, &all).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn opening_two_at_a_time_is_opening_one_at_a_time_and_both_or_neither() {
+        let data = source(13, 5 * CS - 3);
+        let (chunks, manifest) = seal(&data, &[2 * CS]);
+        let blobs = blobs(&chunks);
+        assert_eq!(blobs.len(), 5);
+        let mut opener = FileOpener::new(&manifest).unwrap();
+        let mut out = Vec::new();
+        // Chunk 0's key commitment and chunk 1's tag are checked together;
+        // a bad second chunk releases neither.
+        let mut bad = blobs[1].clone();
+        bad[10] ^= 1;
+        assert_eq!(
+            opener.open_pair(0, &blobs[0], &bad),
+            Err(FileError::ChunkIdMismatch { index: 1 })
+        );
+        let mut uncommitted = blobs[0].clone();
+        uncommitted[0] ^= 1;
+        assert!(opener.open_pair(0, &uncommitted, &blobs[1]).is_err());
+        assert_eq!(opener.next_index(), 0);
+        assert_eq!(
+            opener.open_pair(1, &blobs[1], &blobs[2]),
+            Err(FileError::ChunkOutOfOrder {
+                expected: 0,
+                got: 1
+            })
+        );
+        for i in [0, 2] {
+            let [a, b] = opener
+                .open_pair(i, &blobs[i as usize], &blobs[i as usize + 1])
+                .unwrap();
+            out.extend(a);
+            out.extend(b);
+        }
+        assert_eq!(opener.next_index(), 4);
+        assert_eq!(
+            opener.open_pair(4, &blobs[4], &blobs[4]),
+            Err(FileError::UnexpectedChunk {
+                index: 5,
+                chunk_count: 5
+            })
+        );
+        out.extend(opener.open_chunk(4, &blobs[4]).unwrap());
+        opener.finish().unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn a_changed_source_is_refused_on_two_threads_too() {
+        let data = source(12, 3 * CS + 17);
+        let (_, _, snapshots) = seal_with_snapshots(&data, CS);
+        let two = snapshots.iter().find(|p| p.chunks_emitted() == 2).unwrap();
+        let mut changed = data.clone();
+        changed[CS + 5] ^= 1;
+        let mut sealer = FileSealer::resume(two.clone()).unwrap();
+        assert_eq!(
+            sealer.push_parallel(&changed[..2 * CS]),
+            Err(FileError::SourceChanged)
+        );
+        assert_eq!(
+            sealer.push_parallel(&changed[2 * CS..]),
+            Err(FileError::SourceChanged)
+        );
     }
 
     #[test]

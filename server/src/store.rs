@@ -775,6 +775,81 @@ pub struct SledStore {
     drop_boxes: sled::Tree,
     submissions: sled::Tree,
     aggregates: sled::Tree,
+    flusher: GroupFlush,
+}
+
+/// Group commit: writers whose writes are done wait for one flush that
+/// started after them, and one of them runs it for all. A flush makes
+/// durable every write completed before it began, so a writer's ticket,
+/// taken after its write, is covered by any flush that starts once the
+/// ticket is handed out. Each writer still returns only when its write is
+/// durable (or with the error of the flush that should have covered it).
+#[derive(Default)]
+pub struct GroupFlush {
+    state: std::sync::Mutex<FlushState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// Tickets handed out so far (one per finished write).
+    tickets: u64,
+    /// Every ticket up to this one is durable.
+    durable: u64,
+    /// A flush is running.
+    flushing: bool,
+    /// The last failed flush: the tickets it was to cover, and why.
+    failed: Option<(u64, String)>,
+    /// Flushes run, for tests and metrics.
+    flushes: u64,
+}
+
+impl GroupFlush {
+    /// Waits until the writes the caller finished before calling are
+    /// durable, running `flush` itself if no flush that covers them is
+    /// under way.
+    pub fn durable(&self, flush: impl FnOnce() -> Result<(), String>) -> Result<(), StoreError> {
+        let mut flush = Some(flush);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.tickets += 1;
+        let mine = state.tickets;
+        loop {
+            if state.durable >= mine {
+                return Ok(());
+            }
+            if let Some((upto, why)) = &state.failed
+                && *upto >= mine
+            {
+                return Err(StoreError::Database(why.clone()));
+            }
+            if !state.flushing {
+                let Some(run) = flush.take() else {
+                    // Not reached: the one flush this writer runs begins
+                    // after its ticket, so it is durable or failed above.
+                    return Err(StoreError::Database("group flush out of step".into()));
+                };
+                state.flushing = true;
+                let upto = state.tickets;
+                drop(state);
+                let result = run();
+                state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.flushing = false;
+                state.flushes += 1;
+                match result {
+                    Ok(()) => state.durable = state.durable.max(upto),
+                    Err(why) => state.failed = Some((upto, why)),
+                }
+                self.done.notify_all();
+                continue;
+            }
+            state = self.done.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// How many flushes have run.
+    pub fn flushes(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).flushes
+    }
 }
 
 type TxResult<T> = Result<T, sled::transaction::ConflictableTransactionError<StoreError>>;
@@ -814,6 +889,7 @@ impl SledStore {
             drop_boxes: tree("drop_boxes")?,
             submissions: tree("submissions")?,
             aggregates: tree("aggregates")?,
+            flusher: GroupFlush::default(),
             db,
         })
     }
@@ -830,9 +906,16 @@ impl SledStore {
             .collect()
     }
 
+    /// Returns once every write this thread finished is on disk; writers
+    /// waiting at the same time share one flush ([`GroupFlush`]).
     fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.flusher
+            .durable(|| self.db.flush().map(drop).map_err(|e| e.to_string()))
+    }
+
+    /// How many flushes the store has run for its writers.
+    pub fn flushes(&self) -> u64 {
+        self.flusher.flushes()
     }
 }
 
@@ -1541,6 +1624,62 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use amicus_core::identity::UserIdentity;
+
+    /// Three writers: the first flushes alone (its flush began before the
+    /// others finished writing); the two that wait meanwhile share one
+    /// flush, run by one of them.
+    #[test]
+    fn writers_waiting_for_a_flush_share_the_next_one() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Arc, mpsc};
+        let group = Arc::new(GroupFlush::default());
+        let (started, is_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let first = {
+            let group = group.clone();
+            std::thread::spawn(move || {
+                group.durable(|| {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+            })
+        };
+        is_started.recv().unwrap();
+        let later_flushes = Arc::new(AtomicU64::new(0));
+        let later: Vec<_> = (0..2)
+            .map(|_| {
+                let (group, count) = (group.clone(), later_flushes.clone());
+                std::thread::spawn(move || {
+                    group.durable(|| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        while group.state.lock().unwrap().tickets < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        release.send(()).unwrap();
+        first.join().unwrap().unwrap();
+        for writer in later {
+            writer.join().unwrap().unwrap();
+        }
+        assert_eq!(later_flushes.load(Ordering::SeqCst), 1);
+        assert_eq!(group.flushes(), 2);
+    }
+
+    /// A failed flush fails every writer it was to cover, and the next
+    /// writer's own flush is tried again.
+    #[test]
+    fn a_failed_flush_fails_the_writers_it_covered_and_the_next_flush_is_tried() {
+        let group = GroupFlush::default();
+        let failed = group.durable(|| Err("disk full".into()));
+        assert!(matches!(failed, Err(StoreError::Database(ref why)) if why == "disk full"));
+        group.durable(|| Ok(())).unwrap();
+        assert_eq!(group.flushes(), 2);
+    }
 
     fn user(name: &str) -> (UserRecord, DeviceRecord) {
         let identity = UserIdentity::generate(UserId::new(name).unwrap());

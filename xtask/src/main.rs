@@ -258,6 +258,15 @@ fn bench(args: &[String]) -> Result<(), String> {
             "bench-report"
         });
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let published = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
+    if !quick {
+        keep_sections(&out, &published, &selected)?;
+    }
+    let measured = format!(
+        "_Measured {} at commit `{}`._\n\n",
+        output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        commit()
+    );
     if selected.contains(&"relay") {
         // The relay benchmark runs the real server binary.
         run("cargo", &["build", "--release", "-p", "amicus"])?;
@@ -276,6 +285,9 @@ fn bench(args: &[String]) -> Result<(), String> {
         if !status.success() {
             return Err(format!("the {name} benchmark failed ({status})"));
         }
+        let section = out.join(format!("{name}.md"));
+        let text = std::fs::read_to_string(&section).map_err(|e| e.to_string())?;
+        std::fs::write(&section, with_provenance(&text, &measured)).map_err(|e| e.to_string())?;
     }
     let _ = std::fs::remove_dir_all(out.join("scratch"));
     let report = report(&out, quick);
@@ -286,8 +298,203 @@ fn bench(args: &[String]) -> Result<(), String> {
     };
     std::fs::write(&path, report).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", path.display());
+    let json_path = if quick {
+        out.join("BENCHMARKS.json")
+    } else {
+        std::path::PathBuf::from("BENCHMARKS.json")
+    };
+    let previous = std::fs::read(&json_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let figures = figures(&out, &selected, &measured_at(&measured), previous);
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&figures).map_err(|e| e.to_string())? + "\n",
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", json_path.display());
     Ok(())
 }
+
+/// The commit measured (with a mark if the work tree differs from it).
+fn commit() -> String {
+    let head = output("git", &["rev-parse", "--short=12", "HEAD"]);
+    let status = output("git", &["status", "--porcelain", "--untracked-files=no"]);
+    if status.is_empty() || status == "unknown" {
+        head
+    } else {
+        format!("{head} with uncommitted changes")
+    }
+}
+
+/// A section with the line saying when and at which commit it was
+/// measured, right under its heading (an older such line replaced).
+fn with_provenance(section: &str, measured: &str) -> String {
+    let (heading, rest) = section.split_once('\n').unwrap_or((section, ""));
+    let rest = rest.trim_start_matches('\n');
+    let rest = match rest.strip_prefix("_Measured ") {
+        Some(old) => old.split_once("\n\n").map_or("", |(_, after)| after),
+        None => rest,
+    };
+    format!("{heading}\n\n{measured}{rest}")
+}
+
+/// `(date, commit)` of a provenance line.
+fn measured_at(line: &str) -> (String, String) {
+    let date = line
+        .trim_start_matches("_Measured ")
+        .split(" at commit")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let commit = line.split('`').nth(1).unwrap_or_default().to_owned();
+    (date, commit)
+}
+
+/// Puts into `out` the sections of the published `BENCHMARKS.md` for the
+/// benchmarks not run now and not measured in `out` already, so that
+/// running one benchmark keeps the others' last results, each saying when
+/// and at which commit it was measured.
+fn keep_sections(out: &std::path::Path, published: &str, selected: &[&str]) -> Result<(), String> {
+    let field = |name: &str| {
+        published
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("| {name} | ")))
+            .map(|v| v.trim_end_matches(" |").trim_matches('`').to_owned())
+    };
+    let date = field("date").unwrap_or_else(|| "at an unknown date".into());
+    let commit = field("commit").unwrap_or_else(|| "unknown".into());
+    let mut sections = published.split("\n## ").skip(1);
+    for section in sections.by_ref() {
+        let heading = section.lines().next().unwrap_or_default().to_lowercase();
+        let Some(name) = BENCHES.iter().find(|n| heading.starts_with(*n)) else {
+            continue;
+        };
+        let path = out.join(format!("{name}.md"));
+        if selected.contains(name) || path.exists() || section.contains("\nNot run.") {
+            continue;
+        }
+        let section = format!("## {}\n", section.trim_end());
+        let kept = if section.contains("\n_Measured ") {
+            section
+        } else {
+            with_provenance(
+                &section,
+                &format!("_Measured {date} at commit `{commit}`._\n\n"),
+            )
+        };
+        std::fs::write(&path, kept).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The figures the issues set targets for, as `BENCHMARKS.json`: each with
+/// its value, unit, baseline (what it is compared with, measured in the
+/// same run), target, and when and at which commit it was measured. A
+/// figure not measured now keeps its previous entry; one never measured is
+/// listed under `not_measured`.
+fn figures(
+    out: &std::path::Path,
+    selected: &[&str],
+    (date, commit): &(String, String),
+    previous: Option<serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let raw = |name: &str| -> Option<Value> {
+        if !selected.contains(&name) {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).ok()?).ok()
+    };
+    let entry = |value: Option<f64>, unit: &str, baseline: &str, target: &str| {
+        value.map(|v| {
+            json!({
+                "value": (v * 1000.0).round() / 1000.0,
+                "unit": unit,
+                "baseline": baseline,
+                "target": target,
+                "measured": date,
+                "commit": commit,
+            })
+        })
+    };
+    let mut now: Vec<(&str, Option<Value>)> = Vec::new();
+    if let Some(files) = raw("files") {
+        const RAW: &str = "ChaCha20-Poly1305 + BLAKE3 of the same bytes, one thread";
+        now.push((
+            "seal_ratio_to_raw_1t",
+            entry(files["seal_ratio_to_raw_1t"].as_f64(), "×", RAW, ">= 0.9"),
+        ));
+        now.push((
+            "seal_ratio_to_raw_2t",
+            entry(files["seal_ratio_to_raw_2t"].as_f64(), "×", RAW, ">= 1.6"),
+        ));
+    }
+    if let Some(store) = raw("store") {
+        let baseline = format!(
+            "{:.0} appends/s: the same sled writes, a flush each, {} writers",
+            store["appends_per_s_ungrouped"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            store["writers"]
+        );
+        now.push((
+            "appends_per_s",
+            entry(
+                store["appends_per_s"].as_f64(),
+                &format!("durable appends/s, {} writers", store["writers"]),
+                &baseline,
+                ">= 10000",
+            ),
+        ));
+    }
+    let mut figures = previous
+        .as_ref()
+        .and_then(|p| p.get("figures"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (key, value) in now {
+        if let Some(value) = value {
+            figures.insert(key.to_owned(), value);
+        }
+    }
+    let not_measured: Vec<&str> = FIGURES
+        .iter()
+        .copied()
+        .filter(|k| !figures.contains_key(*k))
+        .collect();
+    json!({
+        "written_by": "cargo xtask bench",
+        "figures": figures,
+        "not_measured": not_measured,
+    })
+}
+
+/// Every figure `BENCHMARKS.json` is to hold.
+const FIGURES: [&str; 19] = [
+    // Years of history, thousands of members.
+    "open_100k_ratio_to_load",
+    "restart_old_entries_read",
+    "year_sync_bytes_ratio_to_snapshots",
+    "keystroke_ratio_to_plain",
+    "mls_1000_commit_ms",
+    "mls_1000_process_ms",
+    "mls_1000_join_ms",
+    "mls_10000_commit_ms",
+    "welcome_10000_kib",
+    // Throughput on two cores.
+    "appends_per_s",
+    "relay_1000_ratio_to_bare",
+    "relay_1000_p99_ms",
+    "relay_10_ratio_to_bare",
+    "relay_100_spaces_ratio_to_bare",
+    "seal_ratio_to_raw_1t",
+    "seal_ratio_to_raw_2t",
+    "search_1m_p99_ms",
+    "search_1m_p50_ms",
+    "index_ratio_to_fts5",
+];
 
 fn output(program: &str, args: &[&str]) -> String {
     Command::new(program)
@@ -327,7 +534,10 @@ fn report(out: &std::path::Path, quick: bool) -> String {
     md.push_str(
         "Produced by `cargo xtask bench` (this file is written by it; do not edit by hand). \
          Every comparison is against a baseline measured in the same run on the same machine: \
-         read the ratios, not the absolute times, when comparing machines.\n\n",
+         read the ratios, not the absolute times, when comparing machines. \
+         Each section says when and at which commit it was measured: a run of some benchmarks \
+         keeps the others' last sections. The figures the project sets targets for are also in \
+         `BENCHMARKS.json`, each with its unit, baseline and target.\n\n",
     );
     if quick {
         md.push_str("**Quick mode**: small sizes and short measurements, to check that the benchmarks run. These numbers say little.\n\n");
@@ -335,19 +545,11 @@ fn report(out: &std::path::Path, quick: bool) -> String {
     md.push_str(&format!(
         "| | |\n|---|---|\n| date | {} |\n| commit | `{}` |\n| CPU | {cpu}, {cores} cores available |\n| memory | {memory} |\n| OS | {} |\n| compiler | {} |\n\n",
         output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        {
-            let head = output("git", &["rev-parse", "--short=12", "HEAD"]);
-            let status = output("git", &["status", "--porcelain", "--untracked-files=no"]);
-            if status.is_empty() || status == "unknown" {
-                head
-            } else {
-                format!("{head}` with uncommitted changes `")
-            }
-        },
+        commit(),
         output("uname", &["-sr"]),
         output("rustc", &["-V"]),
     ));
-    md.push_str("## Reproduce\n\n```sh\ncargo xtask bench            # everything, writes BENCHMARKS.md\ncargo xtask bench search     # one benchmark (the others' sections are kept if present)\ncargo xtask bench --quick    # small sizes, report under the target directory\n```\n\nSizes can be changed with `AMICUS_BENCH_SEARCH_DOCS=100000,1000000`. Raw numbers (JSON) and criterion's data are kept next to the sections under `target/bench-report/`.\n\n");
+    md.push_str("## Reproduce\n\n```sh\ncargo xtask bench            # everything, writes BENCHMARKS.md and BENCHMARKS.json\ncargo xtask bench search     # one benchmark (the others' sections are kept if present)\ncargo xtask bench --quick    # small sizes, report under the target directory\n```\n\nSizes can be changed with `AMICUS_BENCH_SEARCH_DOCS=100000,1000000`. Raw numbers (JSON) and criterion's data are kept next to the sections under `target/bench-report/`.\n\n");
     for name in BENCHES {
         match std::fs::read_to_string(out.join(format!("{name}.md"))) {
             Ok(section) => {
