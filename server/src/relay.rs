@@ -30,7 +30,7 @@ pub const MAX_SNAPSHOT_STREAMS: usize = 10_000;
 /// Largest application message (relayed live, never stored).
 pub const MAX_APPLICATION_MESSAGE: usize = 64 << 10;
 use crate::state::{AppState, Caller};
-use crate::store::{Append, LastCommit, SpaceKind, SpaceRecord, StoreError};
+use crate::store::{Append, LastCommit, Logged, SpaceKind, SpaceRecord, StoreError};
 
 /// One live connection's outbound side.
 #[derive(Clone)]
@@ -80,6 +80,8 @@ pub struct Relay {
     limits: Limits,
     next_conn: AtomicU64,
     locks: Mutex<HashMap<SpaceId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Appends waiting for their space's lock, in the order they came.
+    queues: Mutex<HashMap<SpaceId, Vec<Pending>>>,
     subscribers: Mutex<HashMap<SpaceId, HashMap<u64, Outbox>>>,
     devices: Mutex<HashMap<DeviceId, HashMap<u64, Outbox>>>,
 }
@@ -98,6 +100,37 @@ fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
         code,
         message: message.into(),
     }
+}
+
+/// An append waiting in its space's queue.
+struct Pending {
+    caller: Caller,
+    from: Option<u64>,
+    item: AppendItem,
+    answer: tokio::sync::oneshot::Sender<Result<Appended, Refusal>>,
+}
+
+/// What became of one queued append, before it is answered.
+enum Outcome {
+    Refused(Refusal),
+    Relayed {
+        message: Vec<u8>,
+        from: Option<u64>,
+        next_seq: u64,
+        head: [u8; 32],
+    },
+    Logged {
+        entry: LogEntry,
+        welcome: Option<Vec<u8>>,
+        welcome_to: Vec<DeviceId>,
+        removed: Vec<DeviceId>,
+        user: UserId,
+    },
+}
+
+/// The same refusal again, for each item of a batch.
+fn again(refusal: &Refusal) -> Refusal {
+    refuse(refusal.code.clone(), refusal.message.clone())
 }
 
 /// The outcome of an append.
@@ -125,6 +158,7 @@ impl Relay {
             limits,
             next_conn: AtomicU64::new(1),
             locks: Default::default(),
+            queues: Default::default(),
             subscribers: Default::default(),
             devices: Default::default(),
         }
@@ -267,20 +301,79 @@ impl Relay {
 
     /// Appends an item to a space log (see `docs/PROTOCOL.md` §12.5): checks
     /// membership and the clear framing, arbitrates commits ([`decide`]),
-    /// makes the entry durable, then fans it out.
-    pub async fn append(
-        &self,
-        state: &AppState,
+    /// makes the entry durable, then fans it out. The item takes its place
+    /// in the space's queue when this is called, so the items of one
+    /// connection keep their order however their answers are awaited; the
+    /// returned future is the answer. Whoever holds the space's lock next
+    /// takes every item queued by then and writes the entries in one
+    /// transaction and one flush (group commit): each is still answered and
+    /// fanned out only once durable.
+    pub fn append(
+        state: &Arc<AppState>,
         caller: &Caller,
         from: Option<u64>,
         space_id: SpaceId,
         item: AppendItem,
-    ) -> Result<Appended, Refusal> {
-        member(&load(state, space_id)?, caller)?;
-        let lock = self.lock_of(space_id);
+    ) -> impl Future<Output = Result<Appended, Refusal>> + Send + 'static {
+        // Only spaces that exist get a queue and a lock (the maps never
+        // grow with ids made up by a client).
+        let queued = load(state, space_id)
+            .and_then(|space| member(&space, caller))
+            .map(|()| {
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                state
+                    .relay
+                    .queues
+                    .lock()
+                    .expect("relay lock")
+                    .entry(space_id)
+                    .or_default()
+                    .push(Pending {
+                        caller: caller.clone(),
+                        from,
+                        item,
+                        answer,
+                    });
+                tokio::spawn(Self::drain(state.clone(), space_id));
+                answered
+            });
+        async move {
+            queued?.await.unwrap_or_else(|_| {
+                Err(internal(StoreError::Database("append task failed".into())))
+            })
+        }
+    }
+
+    /// Takes the space's lock and handles every item queued by then (none
+    /// if another drain took them first).
+    async fn drain(state: Arc<AppState>, space_id: SpaceId) {
+        let relay = &state.relay;
+        let lock = relay.lock_of(space_id);
         let _guard = lock.lock().await;
-        let mut space = load(state, space_id)?;
-        member(&space, caller)?;
+        let batch = relay
+            .queues
+            .lock()
+            .expect("relay lock")
+            .remove(&space_id)
+            .unwrap_or_default();
+        if !batch.is_empty() {
+            relay.append_batch(&state, space_id, batch).await;
+        }
+    }
+
+    /// Decides each queued item in order on the space as the ones before
+    /// it left it, writes the entries at once, then answers every item and
+    /// fans out what was logged or relayed, in order.
+    async fn append_batch(&self, state: &AppState, space_id: SpaceId, batch: Vec<Pending>) {
+        let mut space = match load(state, space_id) {
+            Ok(space) => space,
+            Err(refusal) => {
+                for pending in batch {
+                    let _ = pending.answer.send(Err(again(&refusal)));
+                }
+                return;
+            }
+        };
         let registered = |device: DeviceId, user: &UserId| {
             state
                 .store
@@ -288,46 +381,111 @@ impl Relay {
                 .map_err(internal)
                 .map(|d| d.is_some_and(|d| &d.certificate.user == user))
         };
-        let decision = decide(&mut space, (caller.device, &caller.user), item, registered);
-        if let Err(Refusal {
-            code: RefusalCode::CommitConflict { .. },
-            ..
-        }) = &decision
-        {
-            state
-                .metrics
-                .commit_conflicts
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        let (entry, welcome_body, adds, removed) = match decision? {
-            Decision::Relay(message) => {
-                self.fan_out(
-                    state,
-                    space_id,
-                    &ServerFrame::Application {
-                        space: space_id,
-                        message,
-                    },
-                    from,
-                );
-                return Ok(Appended::Relayed {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for pending in batch {
+            // A connection gone before its turn: its item is not written.
+            if pending.answer.is_closed() {
+                continue;
+            }
+            let outcome = match member(&space, &pending.caller).and_then(|()| {
+                decide(
+                    &mut space,
+                    (pending.caller.device, &pending.caller.user),
+                    pending.item,
+                    registered,
+                )
+            }) {
+                Err(refusal) => {
+                    if matches!(refusal.code, RefusalCode::CommitConflict { .. }) {
+                        state
+                            .metrics
+                            .commit_conflicts
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::Refused(refusal)
+                }
+                Ok(Decision::Relay(message)) => Outcome::Relayed {
+                    message,
+                    from: pending.from,
                     next_seq: space.next_seq,
                     head: space.head,
-                });
-            }
-            Decision::Log {
-                entry,
-                welcome,
-                adds,
-                removed,
-            } => (entry, welcome, adds, removed),
-        };
-        // A device's queue is bounded: past the limit, the device must
-        // drain its Welcomes before it can be added elsewhere.
-        let mut welcome_to = Vec::new();
-        for d in adds {
-            if state.store.welcome_count(d).map_err(internal)? < MAX_QUEUED_WELCOMES {
-                welcome_to.push(d);
+                },
+                Ok(Decision::Log {
+                    entry,
+                    welcome,
+                    adds,
+                    removed,
+                }) => {
+                    // A device's queue is bounded: past the limit, the
+                    // device must drain its Welcomes before it can be added
+                    // elsewhere.
+                    let mut welcome_to = Vec::new();
+                    for d in adds {
+                        match state.store.welcome_count(d) {
+                            Ok(n) if n < MAX_QUEUED_WELCOMES => welcome_to.push(d),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::error!(error = %e, "counting a device's Welcomes failed");
+                            }
+                        }
+                    }
+                    Outcome::Logged {
+                        entry,
+                        welcome,
+                        welcome_to,
+                        removed,
+                        user: pending.caller.user.clone(),
+                    }
+                }
+            };
+            outcomes.push((pending.answer, outcome));
+        }
+        let logs = outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Logged { .. }));
+        if logs {
+            let store = state.store.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let entries: Vec<Logged<'_>> = outcomes
+                    .iter()
+                    .filter_map(|(_, o)| match o {
+                        Outcome::Logged {
+                            entry,
+                            welcome,
+                            welcome_to,
+                            ..
+                        } => Some(Logged {
+                            entry,
+                            welcome: welcome.as_deref().map(|w| (w, welcome_to.as_slice())),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let result = store.append_all(&space, &entries);
+                (space, outcomes, result)
+            })
+            .await;
+            match written {
+                Ok((written_space, written_outcomes, Ok(()))) => {
+                    state.metrics.append_batches.fetch_add(1, Ordering::Relaxed);
+                    space = written_space;
+                    outcomes = written_outcomes;
+                }
+                Ok((_, written_outcomes, Err(e))) => {
+                    tracing::error!(error = %e, "writing appends failed");
+                    for (answer, outcome) in written_outcomes {
+                        let _ = answer.send(Err(match outcome {
+                            Outcome::Refused(r) => r,
+                            _ => internal(StoreError::Database(e.to_string())),
+                        }));
+                    }
+                    return;
+                }
+                Err(_) => {
+                    // The task panicked: its answers were dropped with it,
+                    // and every waiting item is told of a failure.
+                    return;
+                }
             }
         }
         // Who may hear of it by email (only if anyone asked for email).
@@ -335,39 +493,55 @@ impl Relay {
             .notifier
             .anyone()
             .then(|| space.roster.values().cloned().collect::<Vec<_>>());
-        let store = state.store.clone();
-        let (entry, welcome_body, welcome_to) = tokio::task::spawn_blocking(move || {
-            store
-                .append(Append {
-                    space: &space,
-                    entry: Some(&entry),
-                    welcome: welcome_body.as_deref().map(|w| (w, welcome_to.as_slice())),
-                })
-                .map(|()| (entry, welcome_body, welcome_to))
-        })
-        .await
-        .map_err(|_| internal(StoreError::Database("append task failed".into())))?
-        .map_err(internal)?;
-        let (seq, hash) = (entry.seq, entry.hash());
-        self.logged(state, space_id, entry);
-        if let Some(members) = members {
-            state
-                .notifier
-                .activity(&members, &caller.user, crate::state::now());
-        }
-        if !removed.is_empty() {
-            self.unsubscribe_devices(space_id, &removed);
-        }
-        if let Some(welcome) = welcome_body {
-            let frame = ServerFrame::Welcome {
-                space: space_id,
-                welcome,
+        for (answer, outcome) in outcomes {
+            let answered = match outcome {
+                Outcome::Refused(refusal) => Err(refusal),
+                Outcome::Relayed {
+                    message,
+                    from,
+                    next_seq,
+                    head,
+                } => {
+                    self.fan_out(
+                        state,
+                        space_id,
+                        &ServerFrame::Application {
+                            space: space_id,
+                            message,
+                        },
+                        from,
+                    );
+                    Ok(Appended::Relayed { next_seq, head })
+                }
+                Outcome::Logged {
+                    entry,
+                    welcome,
+                    welcome_to,
+                    removed,
+                    user,
+                } => {
+                    let (seq, hash) = (entry.seq, entry.hash());
+                    self.logged(state, space_id, entry);
+                    if let Some(members) = &members {
+                        state.notifier.activity(members, &user, crate::state::now());
+                    }
+                    if !removed.is_empty() {
+                        self.unsubscribe_devices(space_id, &removed);
+                    }
+                    if let Some(welcome) = welcome {
+                        let frame = ServerFrame::Welcome {
+                            space: space_id,
+                            welcome,
+                        };
+                        for device in welcome_to {
+                            self.to_device(device, &frame);
+                        }
+                    }
+                    Ok(Appended::Logged { seq, hash })
+                }
             };
-            for device in welcome_to {
-                self.to_device(device, &frame);
-            }
+            let _ = answer.send(answered);
         }
-        Ok(Appended::Logged { seq, hash })
     }
 
     /// Counts a member's report of a refused commit ([`report`]): the

@@ -316,6 +316,9 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     /// Log entries appended.
     pub appends: AtomicU64,
+    /// Writes of queued appends (each one transaction and one flush for
+    /// every entry of a space decided together).
+    pub append_batches: AtomicU64,
     /// Appends refused (any reason).
     pub refusals: AtomicU64,
     /// Commits refused because another took the epoch.
@@ -341,7 +344,7 @@ pub struct Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64, &str); 12] = [
+        let rows: [(&str, &str, &AtomicU64, &str); 13] = [
             (
                 "amicus_http_requests_total",
                 "counter",
@@ -353,6 +356,12 @@ impl Metrics {
                 "counter",
                 &self.appends,
                 "log entries appended",
+            ),
+            (
+                "amicus_append_batches_total",
+                "counter",
+                &self.append_batches,
+                "writes of appends decided together (group commit)",
             ),
             (
                 "amicus_refusals_total",

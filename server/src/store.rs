@@ -333,6 +333,16 @@ pub struct Append<'a> {
     pub welcome: Option<(&'a [u8], &'a [DeviceId])>,
 }
 
+/// One entry of [`Store::append_all`]: the entry and, for a commit that adds
+/// devices, its Welcome and the devices to queue it for.
+#[derive(Clone, Copy)]
+pub struct Logged<'a> {
+    /// The entry.
+    pub entry: &'a LogEntry,
+    /// The Welcome and the devices it is queued for.
+    pub welcome: Option<(&'a [u8], &'a [DeviceId])>,
+}
+
 /// The store. Contract, for every implementation:
 /// - a method that writes returns `Ok` only once the write is durable;
 /// - `Ok(None)` means "no such record", never an error;
@@ -399,6 +409,9 @@ pub trait Store: Send + Sync + 'static {
     fn spaces(&self) -> Result<Vec<SpaceRecord>, StoreError>;
     /// Writes a log entry, the space's new state and queued Welcomes. Atomic.
     fn append(&self, append: Append<'_>) -> Result<(), StoreError>;
+    /// Writes log entries of one space in order, each with its queued
+    /// Welcome, and the space's state after the last. Atomic: all or none.
+    fn append_all(&self, space: &SpaceRecord, entries: &[Logged<'_>]) -> Result<(), StoreError>;
     /// Log entries of a space from `from` on, at most `limit` entries and
     /// about `max_bytes` of payload (at least one entry if any).
     fn entries(
@@ -1170,19 +1183,34 @@ impl Store for SledStore {
     }
 
     fn append(&self, append: Append<'_>) -> Result<(), StoreError> {
-        let space_bytes = enc_space(append.space);
-        let id = append.space.id;
-        let entry = append.entry.map(|e| (log_key(id, e.seq), enc(e)));
+        let entries: Vec<Logged<'_>> = append
+            .entry
+            .map(|entry| Logged {
+                entry,
+                welcome: append.welcome,
+            })
+            .into_iter()
+            .collect();
+        self.append_all(append.space, &entries)
+    }
+
+    fn append_all(&self, space: &SpaceRecord, entries: &[Logged<'_>]) -> Result<(), StoreError> {
+        let space_bytes = enc_space(space);
+        let id = space.id;
+        let mut logged = Vec::with_capacity(entries.len());
         let mut queued = Vec::new();
-        let mut body = None;
-        if let (Some((welcome, devices)), Some(e)) = (append.welcome, append.entry) {
-            let reference = log_key(id, e.seq);
-            for device in devices {
-                let mut k = device.0.to_vec();
-                k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-                queued.push(k);
+        let mut bodies = Vec::new();
+        for item in entries {
+            let key = log_key(id, item.entry.seq);
+            if let Some((welcome, devices)) = item.welcome {
+                for device in devices {
+                    let mut k = device.0.to_vec();
+                    k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+                    queued.push((k, key));
+                }
+                bodies.push((key, welcome));
             }
-            body = Some((reference, welcome));
+            logged.push((key, enc(item.entry)));
         }
         (
             &self.spaces,
@@ -1190,16 +1218,16 @@ impl Store for SledStore {
             &self.welcomes,
             &self.welcome_bodies,
         )
-            .transaction(|(spaces, log, welcomes, bodies)| -> TxResult<()> {
+            .transaction(|(spaces, log, welcomes, welcome_bodies)| -> TxResult<()> {
                 spaces.insert(id.0.as_slice(), space_bytes.as_slice())?;
-                if let Some((k, v)) = &entry {
+                for (k, v) in &logged {
                     log.insert(k.as_slice(), v.as_slice())?;
                 }
-                if let Some((reference, welcome)) = &body {
-                    bodies.insert(reference.as_slice(), *welcome)?;
-                    for k in &queued {
-                        welcomes.insert(k.as_slice(), reference.as_slice())?;
-                    }
+                for (reference, welcome) in &bodies {
+                    welcome_bodies.insert(reference.as_slice(), *welcome)?;
+                }
+                for (k, reference) in &queued {
+                    welcomes.insert(k.as_slice(), reference.as_slice())?;
                 }
                 Ok(())
             })

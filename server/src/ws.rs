@@ -8,14 +8,17 @@
 //! server is blocked writing to it (it stopped reading) is dropped without a
 //! close frame, which could not get through.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use amicus_core::wire::{ClientFrame, RefusalCode, ServerFrame, WireError};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 
-use crate::relay::{Appended, Inbox, Outbox, Refusal};
+use crate::relay::{Appended, Inbox, Outbox, Refusal, Relay};
 use crate::state::{AppState, Caller};
 
 /// Close code: the connection was idle too long.
@@ -96,8 +99,15 @@ async fn send(state: &AppState, sink: &mut Sink, frame: Vec<u8>) -> bool {
     )
 }
 
+/// Appends of one connection awaiting their answers, in the order sent.
+type Answers = FuturesOrdered<Pin<Box<dyn Future<Output = ServerFrame> + Send>>>;
+
+/// Appends one connection may have waiting for their answers; past it,
+/// the connection's next frames wait.
+const MAX_APPENDS_IN_FLIGHT: usize = 32;
+
 async fn run(
-    state: &AppState,
+    state: &Arc<AppState>,
     caller: &Caller,
     outbox: &Outbox,
     mut inbox: Inbox,
@@ -105,6 +115,7 @@ async fn run(
     stream: &mut Stream,
 ) {
     let idle = state.config.limits.idle_timeout();
+    let mut answers = Answers::new();
     loop {
         tokio::select! {
             biased;
@@ -144,7 +155,12 @@ async fn run(
                     }
                 }
             }
-            incoming = tokio::time::timeout(idle, stream.next()) => {
+            Some(answer) = answers.next(), if !answers.is_empty() => {
+                if !send(state, sink, answer.encode()).await {
+                    return;
+                }
+            }
+            incoming = tokio::time::timeout(idle, stream.next()), if answers.len() < MAX_APPENDS_IN_FLIGHT => {
                 let message = match incoming {
                     Err(_) => {
                         close(sink, CLOSE_IDLE, "idle: send a Ping at least every minute").await;
@@ -167,7 +183,7 @@ async fn run(
                                 return;
                             }
                         };
-                        if !handle(state, caller, outbox, frame, sink).await {
+                        if !handle(state, caller, outbox, frame, sink, &mut answers).await {
                             return;
                         }
                     }
@@ -183,13 +199,16 @@ async fn run(
     }
 }
 
-/// Handles one client frame; false if the connection must end.
+/// Handles one client frame; false if the connection must end. An
+/// append joins its space's queue at once and its answer goes out when
+/// ready, after the answers of the connection's earlier appends.
 async fn handle(
-    state: &AppState,
+    state: &Arc<AppState>,
     caller: &Caller,
     outbox: &Outbox,
     frame: ClientFrame,
     sink: &mut Sink,
+    answers: &mut Answers,
 ) -> bool {
     match frame {
         ClientFrame::Ping => send(state, sink, ServerFrame::Pong.encode()).await,
@@ -250,14 +269,13 @@ async fn handle(
             space,
             item,
         } => {
-            let answer = if let Some(limited) = rate_limited(state, caller, request) {
-                limited
-            } else {
-                match state
-                    .relay
-                    .append(state, caller, Some(outbox.id), space, item)
-                    .await
-                {
+            if let Some(limited) = rate_limited(state, caller, request) {
+                return send(state, sink, limited.encode()).await;
+            }
+            let answer = Relay::append(state, caller, Some(outbox.id), space, item);
+            let state = state.clone();
+            answers.push_back(Box::pin(async move {
+                match answer.await {
                     Ok(Appended::Logged { seq, hash }) => {
                         ServerFrame::Accepted { request, seq, hash }
                     }
@@ -266,10 +284,10 @@ async fn handle(
                         seq: next_seq,
                         hash: head,
                     },
-                    Err(r) => refused(state, request, r),
+                    Err(r) => refused(&state, request, r),
                 }
-            };
-            send(state, sink, answer.encode()).await
+            }));
+            true
         }
         ClientFrame::Report {
             request,

@@ -19,6 +19,7 @@ mod misbehaving;
 mod monitoring;
 mod notifications;
 mod offline;
+mod pipelining;
 mod public;
 mod relay_double;
 mod reopen;
