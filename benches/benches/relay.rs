@@ -670,6 +670,6 @@ fn main() {
             "server_rss_per_connection_bytes": r.rss_per_connection,
         }));
     }
-    md.push_str("\nEvery append is durable before it is fanned out, so one space's log is bounded by the store's flush rate (see Store); spreading the writer's appends over spaces lets flushes of different logs overlap. Memory per connection is the server's resident-set growth while the clients connect and subscribe (send queue, socket buffers, subscription), divided by their number.\n");
+    md.push_str("\nEvery append is durable before it is answered and fanned out. The appends the writer has in flight to one space while a write runs are decided together and written in one transaction and one flush (group commit); appends to different spaces share the store's flushes (see Store). Memory per connection is the server's resident-set growth while the clients connect and subscribe (send queue, socket buffers, subscription), divided by their number.\n");
     write_section("relay", &md, &json!({ "rows": raw }));
 }

@@ -291,12 +291,12 @@ fn main() {
     let many = median(&format!("SledStore::append, {WRITERS} writers"));
     let many_ungrouped = median(&format!("sled transaction, flush each, {WRITERS} writers"));
     md.push_str(&format!(
-        "\nThe server's path sustains {} durable appends per second per space log on this disk; grouping 100 acknowledgements per flush would raise that {} (the relay does not group flushes today: every `Accepted` waits for its own flush).\n",
+        "\nOne writer appending one message at a time through the server's path sustains {} durable appends per second on this disk; writing 100 entries per flush raises that {} (the relay writes the appends queued for a space while the previous write ran in one transaction and one flush, `Store::append_all`; see Relay).\n",
         per_s(store_t),
         ratio(grouped, store_t),
     ));
     md.push_str(&format!(
-        "\nWith {WRITERS} writers at once, each on its own space's log, `SledStore::append` acknowledges {} durable appends per second: its writers share flushes (group commit: a writer whose write is done waits for one flush that began after it, run by one of them). The same sled writes with a flush each from {WRITERS} threads: {} per second ({} of that). The grouped run made {} flushes for {} appends. One space's log is still written by one append at a time (the relay holds the space's lock until the entry is durable), so within a space an append waits for its own flush.\n",
+        "\nWith {WRITERS} writers at once, each on its own space's log, `SledStore::append` acknowledges {} durable appends per second: its writers share flushes (group commit: a writer whose write is done waits for one flush that began after it, run by one of them). The same sled writes with a flush each from {WRITERS} threads: {} per second ({} of that). The grouped run made {} flushes for {} appends.\n",
         per_s(many),
         per_s(many_ungrouped),
         ratio(many, many_ungrouped),

@@ -448,6 +448,45 @@ fn figures(
             ),
         ));
     }
+    if let Some(relay) = raw("relay") {
+        let rows = relay["rows"].as_array().cloned().unwrap_or_default();
+        let row = |clients: u64, spaces: u64| {
+            rows.iter()
+                .find(|r| r["clients"] == clients && r["spaces"] == spaces)
+                .cloned()
+        };
+        let rate = |side: &Value| {
+            Some(side["deliveries"].as_f64()? / (side["elapsed_ns"].as_f64()? / 1e9))
+        };
+        let ratio = |r: &Value| Some(rate(&r["amicus"])? / rate(&r["bare"])?);
+        let bare = |r: &Value| {
+            format!(
+                "bare tokio-tungstenite fan-out, same clients and frames: {:.0} deliveries/s, p99 {:.1} ms",
+                rate(&r["bare"]).unwrap_or(f64::NAN),
+                r["bare"]["p99_ns"].as_f64().unwrap_or(f64::NAN) / 1e6
+            )
+        };
+        for (key, clients, spaces, target) in [
+            ("relay_1000_ratio_to_bare", 1000, 1, ">= 0.8"),
+            ("relay_10_ratio_to_bare", 10, 1, ">= 0.5"),
+            ("relay_100_spaces_ratio_to_bare", 100, 100, ">= 0.5"),
+        ] {
+            if let Some(r) = row(clients, spaces) {
+                now.push((key, entry(ratio(&r), "× deliveries/s", &bare(&r), target)));
+            }
+        }
+        if let Some(r) = row(1000, 1) {
+            now.push((
+                "relay_1000_p99_ms",
+                entry(
+                    r["amicus"]["p99_ns"].as_f64().map(|ns| ns / 1e6),
+                    "ms",
+                    &bare(&r),
+                    "<= 25",
+                ),
+            ));
+        }
+    }
     let mut figures = previous
         .as_ref()
         .and_then(|p| p.get("figures"))
