@@ -125,6 +125,7 @@ enum Outcome {
         welcome_to: Vec<DeviceId>,
         removed: Vec<DeviceId>,
         user: UserId,
+        members: Option<Vec<UserId>>,
     },
 }
 
@@ -383,10 +384,8 @@ impl Relay {
         };
         let mut outcomes = Vec::with_capacity(batch.len());
         for pending in batch {
-            // A connection gone before its turn: its item is not written.
-            if pending.answer.is_closed() {
-                continue;
-            }
+            // A commit may have to be taken back (below): its space as before.
+            let before = matches!(pending.item, AppendItem::Commit { .. }).then(|| space.clone());
             let outcome = match member(&space, &pending.caller).and_then(|()| {
                 decide(
                     &mut space,
@@ -420,21 +419,35 @@ impl Relay {
                     // device must drain its Welcomes before it can be added
                     // elsewhere.
                     let mut welcome_to = Vec::new();
+                    let mut counted = Ok(());
                     for d in adds {
                         match state.store.welcome_count(d) {
                             Ok(n) if n < MAX_QUEUED_WELCOMES => welcome_to.push(d),
                             Ok(_) => {}
-                            Err(e) => {
-                                tracing::error!(error = %e, "counting a device's Welcomes failed");
-                            }
+                            Err(e) => counted = Err(e),
                         }
                     }
-                    Outcome::Logged {
-                        entry,
-                        welcome,
-                        welcome_to,
-                        removed,
-                        user: pending.caller.user.clone(),
+                    match (counted, before) {
+                        // The added devices could not all be counted: the
+                        // commit is refused as it would have been alone,
+                        // and the space is as before it.
+                        (Err(e), Some(before)) => {
+                            space = before;
+                            Outcome::Refused(internal(e))
+                        }
+                        _ => Outcome::Logged {
+                            entry,
+                            welcome,
+                            welcome_to,
+                            removed,
+                            user: pending.caller.user.clone(),
+                            // Who may hear of it by email (only if anyone
+                            // asked for email): the roster after it.
+                            members: state
+                                .notifier
+                                .anyone()
+                                .then(|| space.roster.values().cloned().collect()),
+                        },
                     }
                 }
             };
@@ -466,9 +479,8 @@ impl Relay {
             })
             .await;
             match written {
-                Ok((written_space, written_outcomes, Ok(()))) => {
+                Ok((_, written_outcomes, Ok(()))) => {
                     state.metrics.append_batches.fetch_add(1, Ordering::Relaxed);
-                    space = written_space;
                     outcomes = written_outcomes;
                 }
                 Ok((_, written_outcomes, Err(e))) => {
@@ -488,11 +500,6 @@ impl Relay {
                 }
             }
         }
-        // Who may hear of it by email (only if anyone asked for email).
-        let members = state
-            .notifier
-            .anyone()
-            .then(|| space.roster.values().cloned().collect::<Vec<_>>());
         for (answer, outcome) in outcomes {
             let answered = match outcome {
                 Outcome::Refused(refusal) => Err(refusal),
@@ -519,11 +526,14 @@ impl Relay {
                     welcome_to,
                     removed,
                     user,
+                    members,
                 } => {
                     let (seq, hash) = (entry.seq, entry.hash());
                     self.logged(state, space_id, entry);
-                    if let Some(members) = &members {
-                        state.notifier.activity(members, &user, crate::state::now());
+                    if let Some(members) = members {
+                        state
+                            .notifier
+                            .activity(&members, &user, crate::state::now());
                     }
                     if !removed.is_empty() {
                         self.unsubscribe_devices(space_id, &removed);
@@ -554,6 +564,9 @@ impl Relay {
         space_id: SpaceId,
         commit: u64,
     ) -> Result<Reported, Refusal> {
+        // Only spaces that exist get a lock (a device the last commit
+        // removed may report it: no roster check here).
+        load(state, space_id)?;
         let lock = self.lock_of(space_id);
         let _guard = lock.lock().await;
         let mut space = load(state, space_id)?;

@@ -844,15 +844,22 @@ impl GroupFlush {
                 state.flushing = true;
                 let upto = state.tickets;
                 drop(state);
-                let result = run();
+                // A panicking flush must not leave `flushing` set: every
+                // later writer would wait for ever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
                 state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.flushing = false;
                 state.flushes += 1;
-                match result {
-                    Ok(()) => state.durable = state.durable.max(upto),
-                    Err(why) => state.failed = Some((upto, why)),
+                match &result {
+                    Ok(Ok(())) => state.durable = state.durable.max(upto),
+                    Ok(Err(why)) => state.failed = Some((upto, why.clone())),
+                    Err(_) => state.failed = Some((upto, "the flush panicked".into())),
                 }
                 self.done.notify_all();
+                if let Err(panic) = result {
+                    drop(state);
+                    std::panic::resume_unwind(panic);
+                }
                 continue;
             }
             state = self.done.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -1696,6 +1703,41 @@ mod tests {
         }
         assert_eq!(later_flushes.load(Ordering::SeqCst), 1);
         assert_eq!(group.flushes(), 2);
+    }
+
+    /// A flush that panics fails the writers it was to cover instead of
+    /// leaving them waiting, and the next writer's flush runs.
+    #[test]
+    fn a_panicking_flush_leaves_no_writer_waiting() {
+        use std::sync::{Arc, mpsc};
+        let group = Arc::new(GroupFlush::default());
+        let (started, is_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let first = {
+            let group = group.clone();
+            std::thread::spawn(move || {
+                group.durable(|| {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                    panic!("the disk layer panicked");
+                })
+            })
+        };
+        is_started.recv().unwrap();
+        let waiting = {
+            let group = group.clone();
+            std::thread::spawn(move || group.durable(|| Ok(())))
+        };
+        while group.state.lock().unwrap().tickets < 2 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        release.send(()).unwrap();
+        assert!(first.join().is_err(), "the panic reaches its own writer");
+        // The waiting writer's write came after the panicking flush began:
+        // it runs its own flush.
+        waiting.join().unwrap().unwrap();
+        group.durable(|| Ok(())).unwrap();
+        assert_eq!(group.flushes(), 3);
     }
 
     /// A failed flush fails every writer it was to cover, and the next

@@ -99,12 +99,14 @@ async fn send(state: &AppState, sink: &mut Sink, frame: Vec<u8>) -> bool {
     )
 }
 
-/// Appends of one connection awaiting their answers, in the order sent.
-type Answers = FuturesOrdered<Pin<Box<dyn Future<Output = ServerFrame> + Send>>>;
+/// Appends of one connection awaiting their answers, in the order sent,
+/// each with its size.
+type Answers = FuturesOrdered<Pin<Box<dyn Future<Output = (ServerFrame, usize)> + Send>>>;
 
-/// Appends one connection may have waiting for their answers; past it,
-/// the connection's next frames wait.
+/// Appends one connection may have waiting for their answers, and their
+/// bytes; past either, the connection's next frames wait.
 const MAX_APPENDS_IN_FLIGHT: usize = 32;
+const MAX_BYTES_IN_FLIGHT: usize = 32 << 20;
 
 async fn run(
     state: &Arc<AppState>,
@@ -116,6 +118,7 @@ async fn run(
 ) {
     let idle = state.config.limits.idle_timeout();
     let mut answers = Answers::new();
+    let mut in_flight = 0usize;
     loop {
         tokio::select! {
             biased;
@@ -155,12 +158,14 @@ async fn run(
                     }
                 }
             }
-            Some(answer) = answers.next(), if !answers.is_empty() => {
+            Some((answer, size)) = answers.next(), if !answers.is_empty() => {
+                in_flight -= size;
                 if !send(state, sink, answer.encode()).await {
                     return;
                 }
             }
-            incoming = tokio::time::timeout(idle, stream.next()), if answers.len() < MAX_APPENDS_IN_FLIGHT => {
+            incoming = tokio::time::timeout(idle, stream.next()),
+                if answers.len() < MAX_APPENDS_IN_FLIGHT && in_flight < MAX_BYTES_IN_FLIGHT => {
                 let message = match incoming {
                     Err(_) => {
                         close(sink, CLOSE_IDLE, "idle: send a Ping at least every minute").await;
@@ -183,8 +188,13 @@ async fn run(
                                 return;
                             }
                         };
-                        if !handle(state, caller, outbox, frame, sink, &mut answers).await {
+                        let size = bytes.len();
+                        let before = answers.len();
+                        if !handle(state, caller, outbox, (frame, size), sink, &mut answers).await {
                             return;
+                        }
+                        if answers.len() > before {
+                            in_flight += size;
                         }
                     }
                     Message::Text(_) => {
@@ -199,14 +209,14 @@ async fn run(
     }
 }
 
-/// Handles one client frame; false if the connection must end. An
-/// append joins its space's queue at once and its answer goes out when
-/// ready, after the answers of the connection's earlier appends.
+/// Handles one client frame and its length; false if the connection must
+/// end. An append joins its space's queue at once and its answer goes out
+/// when ready, after the answers of the connection's earlier appends.
 async fn handle(
     state: &Arc<AppState>,
     caller: &Caller,
     outbox: &Outbox,
-    frame: ClientFrame,
+    (frame, size): (ClientFrame, usize),
     sink: &mut Sink,
     answers: &mut Answers,
 ) -> bool {
@@ -275,7 +285,7 @@ async fn handle(
             let answer = Relay::append(state, caller, Some(outbox.id), space, item);
             let state = state.clone();
             answers.push_back(Box::pin(async move {
-                match answer.await {
+                let frame = match answer.await {
                     Ok(Appended::Logged { seq, hash }) => {
                         ServerFrame::Accepted { request, seq, hash }
                     }
@@ -285,7 +295,8 @@ async fn handle(
                         hash: head,
                     },
                     Err(r) => refused(&state, request, r),
-                }
+                };
+                (frame, size)
             }));
             true
         }

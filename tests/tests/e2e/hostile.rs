@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Server, Ws, answer, connect, register};
+use crate::support::{Server, Ws, answer, connect, opaque_change, register, subscribed};
 
 /// The close code the server ends the connection with.
 async fn closed_with(ws: &mut Ws) -> u16 {
@@ -167,9 +167,6 @@ async fn hostile_frames_are_refused_and_the_server_keeps_serving() {
 /// once its bounded send queue is full; the writer is not held up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_disconnected_as_too_slow() {
-    use amicus_core::envelope::{Header, Kind};
-    use amicus_core::{MessageId, StreamId};
-
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(
         &dir.path().join("data"),
@@ -180,38 +177,14 @@ async fn a_reader_that_stops_reading_is_disconnected_as_too_slow() {
     let token = alice.http().token().unwrap().to_owned();
     drop(alice); // its own connection is not part of this experiment
 
-    let mut slow = connect(&server, Some(&token)).await.unwrap();
-    slow.send(Message::Binary(
-        ClientFrame::Subscribe {
-            request: 1,
-            space,
-            from_seq: u64::MAX,
-        }
-        .encode()
-        .into(),
-    ))
-    .await
-    .unwrap();
-    assert!(matches!(
-        answer(&mut slow).await,
-        ServerFrame::Synced { .. }
-    ));
+    let (mut slow, _) = subscribed(&server, &token, space).await;
 
     // 1 MiB envelopes (valid clear headers, opaque bodies) until the slow
     // connection's queue overflows; the writer's appends keep succeeding.
     let mut writer = connect(&server, Some(&token)).await.unwrap();
     let mut appended = 0;
     for request in 0..200u32 {
-        let header = Header {
-            kind: Kind::Change,
-            space,
-            stream: StreamId::random(),
-            epoch: 0,
-            message: MessageId::random(),
-            nonce: [0; 24],
-        };
-        let mut envelope = header.to_bytes().to_vec();
-        envelope.resize(1 << 20, 0xa5);
+        let envelope = opaque_change(space, 1 << 20, request);
         let frame = ClientFrame::Append {
             request,
             space,

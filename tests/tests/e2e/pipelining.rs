@@ -2,13 +2,11 @@
 //! logged in the order sent, answered in that order, fanned out in that
 //! order, and written in fewer flushes than entries (group commit).
 
-use amicus_core::envelope::{Header, Kind};
 use amicus_core::wire::{AppendItem, ClientFrame, ServerFrame};
-use amicus_core::{MessageId, StreamId};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Server, answer, connect, register};
+use crate::support::{Server, answer, connect, opaque_change, register, subscribed};
 
 const APPENDS: u32 = 64;
 
@@ -24,25 +22,7 @@ async fn appends_sent_without_waiting_keep_their_order_and_share_flushes() {
     let token = alice.http().token().unwrap().to_owned();
     drop(alice); // its own connection is not part of this experiment
 
-    let mut reader = connect(&server, Some(&token)).await.unwrap();
-    reader
-        .send(Message::Binary(
-            ClientFrame::Subscribe {
-                request: 1,
-                space,
-                from_seq: u64::MAX,
-            }
-            .encode()
-            .into(),
-        ))
-        .await
-        .unwrap();
-    let ServerFrame::Synced {
-        next_seq: first, ..
-    } = answer(&mut reader).await
-    else {
-        panic!("the subscription is answered with Synced");
-    };
+    let (mut reader, first) = subscribed(&server, &token, space).await;
     let appends_before = server.metric("amicus_appends_total").await;
     let batches_before = server.metric("amicus_append_batches_total").await;
 
@@ -51,17 +31,7 @@ async fn appends_sent_without_waiting_keep_their_order_and_share_flushes() {
     let mut writer = connect(&server, Some(&token)).await.unwrap();
     let mut sent = Vec::new();
     for request in 0..APPENDS {
-        let header = Header {
-            kind: Kind::Change,
-            space,
-            stream: StreamId::random(),
-            epoch: 0,
-            message: MessageId::random(),
-            nonce: [0; 24],
-        };
-        let mut envelope = header.to_bytes().to_vec();
-        envelope.extend_from_slice(&[0xa5; 200]);
-        envelope.extend_from_slice(&request.to_be_bytes());
+        let envelope = opaque_change(space, 204, request);
         sent.push(envelope.clone());
         writer
             .feed(Message::Binary(

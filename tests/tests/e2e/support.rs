@@ -264,3 +264,47 @@ pub async fn answer(ws: &mut Ws) -> ServerFrame {
         }
     }
 }
+
+/// A `Change` envelope of `space` in epoch 0, `len` bytes long (or just
+/// long enough): a valid clear header (what the server checks) and an
+/// opaque body ending with `tag`'s bytes (the server cannot open it, and
+/// need not).
+pub fn opaque_change(space: amicus_core::SpaceId, len: usize, tag: u32) -> Vec<u8> {
+    use amicus_core::envelope::{Header, Kind};
+    use amicus_core::{MessageId, StreamId};
+    let header = Header {
+        kind: Kind::Change,
+        space,
+        stream: StreamId::random(),
+        epoch: 0,
+        message: MessageId::random(),
+        nonce: [0; 24],
+    };
+    let mut envelope = header.to_bytes().to_vec();
+    envelope.resize(len.saturating_sub(4).max(envelope.len()), 0xa5);
+    envelope.extend_from_slice(&tag.to_be_bytes());
+    envelope
+}
+
+/// A connection with `token`, subscribed to `space` from the live end of
+/// its log; the log's next position.
+pub async fn subscribed(server: &Server, token: &str, space: amicus_core::SpaceId) -> (Ws, u64) {
+    use amicus_core::wire::ClientFrame;
+    use futures_util::SinkExt;
+    let mut ws = connect(server, Some(token)).await.unwrap();
+    ws.send(Message::Binary(
+        ClientFrame::Subscribe {
+            request: 1,
+            space,
+            from_seq: u64::MAX,
+        }
+        .encode()
+        .into(),
+    ))
+    .await
+    .unwrap();
+    match answer(&mut ws).await {
+        ServerFrame::Synced { next_seq, .. } => (ws, next_seq),
+        other => panic!("the subscription is answered with Synced, not {other:?}"),
+    }
+}
