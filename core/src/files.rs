@@ -1046,15 +1046,13 @@ impl FileSealer {
         let mut hasher = core::mem::replace(&mut self.hasher, blake3::Hasher::new());
         hasher.update(self.content(&a));
         let cipher = self.cipher();
-        let (sealed_a, sealed_b) = std::thread::scope(|scope| {
-            let other = scope.spawn(move || cipher.seal(a));
-            hasher.update(self.content(&b));
-            let sealed_b = cipher.seal(b);
-            let sealed_a = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (sealed_a, sealed_b)
-        });
+        let (sealed_a, sealed_b) = on_two_threads(
+            move || cipher.seal(a),
+            || {
+                hasher.update(self.content(&b));
+                cipher.seal(b)
+            },
+        );
         self.hasher = hasher;
         let (Some((blob_a, id_a)), Some((blob_b, id_b))) = (sealed_a, sealed_b) else {
             return Err(self.poison(FileError::EncryptionFailed));
@@ -1086,6 +1084,32 @@ impl FileSealer {
         self.poisoned = Some(e.clone());
         e
     }
+}
+
+/// Runs `other` on another thread while `here` runs on this one; both on
+/// this one, `other` first, if the system cannot start a thread.
+#[cfg(not(target_arch = "wasm32"))]
+fn on_two_threads<A: Send, B>(
+    other: impl FnOnce() -> A + Send,
+    here: impl FnOnce() -> B,
+) -> (A, B) {
+    let other = std::sync::Mutex::new(Some(other));
+    let take = || other.lock().unwrap_or_else(|p| p.into_inner()).take();
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new().spawn_scoped(scope, || take().map(|f| f())) {
+            Ok(thread) => {
+                let b = here();
+                let a = thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (a.expect("the other thread ran it"), b)
+            }
+            Err(_) => {
+                let a = take().map(|f| f()).expect("no thread took it");
+                (a, here())
+            }
+        }
+    })
 }
 
 /// A chunk whose plaintext is complete: the blob's header (chunk 0's key
@@ -1216,14 +1240,10 @@ impl FileOpener {
             });
         }
         let this = &*self;
-        let (a, b) = std::thread::scope(|scope| {
-            let other = scope.spawn(move || this.open_at(next, second));
-            let a = this.open_at(index, first);
-            let b = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (a, b)
-        });
+        let (b, a) = on_two_threads(
+            move || this.open_at(next, second),
+            || this.open_at(index, first),
+        );
         let pair = [a?, b?];
         self.next_index += 2;
         Ok(pair)
