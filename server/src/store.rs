@@ -1663,24 +1663,42 @@ mod tests {
     /// Three writers: the first flushes alone (its flush began before the
     /// others finished writing); the two that wait meanwhile share one
     /// flush, run by one of them.
+    /// A writer on its own thread whose flush has begun and goes on (with
+    /// `outcome`) once the returned sender is used.
+    fn held_flush(
+        group: &std::sync::Arc<GroupFlush>,
+        outcome: fn() -> Result<(), String>,
+    ) -> (
+        std::thread::JoinHandle<Result<(), StoreError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started, is_started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let group = group.clone();
+        let writer = std::thread::spawn(move || {
+            group.durable(|| {
+                started.send(()).unwrap();
+                released.recv().unwrap();
+                outcome()
+            })
+        });
+        is_started.recv().unwrap();
+        (writer, release)
+    }
+
+    /// Waits until `n` tickets were handed out.
+    fn tickets(group: &GroupFlush, n: u64) {
+        while group.state.lock().unwrap().tickets < n {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn writers_waiting_for_a_flush_share_the_next_one() {
+        use std::sync::Arc;
         use std::sync::atomic::{AtomicU64, Ordering};
-        use std::sync::{Arc, mpsc};
         let group = Arc::new(GroupFlush::default());
-        let (started, is_started) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let first = {
-            let group = group.clone();
-            std::thread::spawn(move || {
-                group.durable(|| {
-                    started.send(()).unwrap();
-                    released.recv().unwrap();
-                    Ok(())
-                })
-            })
-        };
-        is_started.recv().unwrap();
+        let (first, release) = held_flush(&group, || Ok(()));
         let later_flushes = Arc::new(AtomicU64::new(0));
         let later: Vec<_> = (0..2)
             .map(|_| {
@@ -1693,9 +1711,7 @@ mod tests {
                 })
             })
             .collect();
-        while group.state.lock().unwrap().tickets < 3 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        tickets(&group, 3);
         release.send(()).unwrap();
         first.join().unwrap().unwrap();
         for writer in later {
@@ -1709,28 +1725,14 @@ mod tests {
     /// leaving them waiting, and the next writer's flush runs.
     #[test]
     fn a_panicking_flush_leaves_no_writer_waiting() {
-        use std::sync::{Arc, mpsc};
+        use std::sync::Arc;
         let group = Arc::new(GroupFlush::default());
-        let (started, is_started) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let first = {
-            let group = group.clone();
-            std::thread::spawn(move || {
-                group.durable(|| {
-                    started.send(()).unwrap();
-                    released.recv().unwrap();
-                    panic!("the disk layer panicked");
-                })
-            })
-        };
-        is_started.recv().unwrap();
+        let (first, release) = held_flush(&group, || panic!("the disk layer panicked"));
         let waiting = {
             let group = group.clone();
             std::thread::spawn(move || group.durable(|| Ok(())))
         };
-        while group.state.lock().unwrap().tickets < 2 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        tickets(&group, 2);
         release.send(()).unwrap();
         assert!(first.join().is_err(), "the panic reaches its own writer");
         // The waiting writer's write came after the panicking flush began:
