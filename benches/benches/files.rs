@@ -49,57 +49,36 @@ fn source() -> Vec<u8> {
     out
 }
 
-/// The pieces of a `len`-byte file, read from the source in order.
-fn pieces(source: &[u8], len: u64) -> impl Iterator<Item = &[u8]> {
+/// The pieces of a `len`-byte file, `piece` bytes each (a divisor of the
+/// source's size), read from the source in order.
+fn pieces(source: &[u8], len: u64, piece: usize) -> impl Iterator<Item = &[u8]> {
     let mut offset = 0u64;
     std::iter::from_fn(move || {
         if offset >= len {
             return None;
         }
-        let n = PIECE.min((len - offset) as usize);
+        let n = piece.min((len - offset) as usize);
         let at = (offset as usize) % SOURCE;
         offset += n as u64;
         Some(&source[at..at + n])
     })
 }
 
-/// Seals the whole file, handing every chunk to `sink`.
-fn seal(source: &[u8], len: u64, mut sink: impl FnMut(SealedChunk)) {
+/// Seals the whole file, handing every chunk to `sink`: fed in pieces of
+/// `PIECE` bytes to `push`, or on two threads in pieces of two chunks to
+/// `push_parallel`.
+fn seal(source: &[u8], len: u64, two_threads: bool, mut sink: impl FnMut(SealedChunk)) {
     let mut sealer =
         FileSealer::new("dossier.bin", "application/octet-stream", len).expect("a sealer");
-    for piece in pieces(source, len) {
-        sealer
-            .push(piece)
-            .expect("push")
-            .into_iter()
-            .for_each(&mut sink);
+    let piece = if two_threads { 2 * CHUNK_SIZE } else { PIECE };
+    for piece in pieces(source, len, piece) {
+        let sealed = if two_threads {
+            sealer.push_parallel(piece)
+        } else {
+            sealer.push(piece)
+        };
+        sealed.expect("push").into_iter().for_each(&mut sink);
     }
-    let (rest, manifest) = sealer.finish().expect("finish");
-    rest.into_iter().for_each(&mut sink);
-    black_box(manifest);
-}
-
-/// Seals the whole file on two threads, pushing two chunks at a time.
-fn seal_parallel(source: &[u8], len: u64, mut sink: impl FnMut(SealedChunk)) {
-    let mut sealer =
-        FileSealer::new("dossier.bin", "application/octet-stream", len).expect("a sealer");
-    let mut piece = Vec::with_capacity(2 * CHUNK_SIZE);
-    for p in pieces(source, len) {
-        piece.extend_from_slice(p);
-        if piece.len() == 2 * CHUNK_SIZE {
-            sealer
-                .push_parallel(&piece)
-                .expect("push")
-                .into_iter()
-                .for_each(&mut sink);
-            piece.clear();
-        }
-    }
-    sealer
-        .push_parallel(&piece)
-        .expect("push")
-        .into_iter()
-        .for_each(&mut sink);
     let (rest, manifest) = sealer.finish().expect("finish");
     rest.into_iter().for_each(&mut sink);
     black_box(manifest);
@@ -133,7 +112,7 @@ fn raw(source: &[u8], len: u64) {
 /// Copies the file chunk by chunk into fresh 1 MiB buffers.
 fn copy(source: &[u8], len: u64) {
     let mut chunk: Vec<u8> = Vec::with_capacity(amicus_core::files::CHUNK_SIZE);
-    for piece in pieces(source, len) {
+    for piece in pieces(source, len, PIECE) {
         chunk.extend_from_slice(piece);
         if chunk.len() >= amicus_core::files::CHUNK_SIZE {
             let full = std::mem::replace(
@@ -148,7 +127,7 @@ fn copy(source: &[u8], len: u64) {
 
 fn hash(source: &[u8], len: u64) {
     let mut h = blake3::Hasher::new();
-    for piece in pieces(source, len) {
+    for piece in pieces(source, len, PIECE) {
         h.update(piece);
     }
     black_box(h.finalize());
@@ -165,7 +144,7 @@ fn main() {
     // Peak memory of one streaming seal, before anything else is allocated.
     let before = peak_rss().unwrap_or(0);
     let mut chunks_made = 0u64;
-    seal(&src, len, |c| {
+    seal(&src, len, false, |c| {
         assert_eq!(ChunkId::of(&c.blob), c.id);
         chunks_made += 1;
         drop(c);
@@ -186,10 +165,10 @@ fn main() {
             b.iter(|| raw(&src, len))
         });
         g.bench_function("seal and address", |b| {
-            b.iter(|| seal(&src, len, |c| drop(black_box(c))))
+            b.iter(|| seal(&src, len, false, |c| drop(black_box(c))))
         });
         g.bench_function("seal and address, two threads", |b| {
-            b.iter(|| seal_parallel(&src, len, |c| drop(black_box(c))))
+            b.iter(|| seal(&src, len, true, |c| drop(black_box(c))))
         });
         g.finish();
     }
@@ -199,7 +178,7 @@ fn main() {
     let mut blobs = Vec::new();
     let mut sealer =
         FileSealer::new("dossier.bin", "application/octet-stream", open_len).expect("sealer");
-    for piece in pieces(&src, open_len) {
+    for piece in pieces(&src, open_len, PIECE) {
         blobs.extend(sealer.push(piece).expect("push"));
     }
     let (rest, manifest) = sealer.finish().expect("finish");
