@@ -65,6 +65,44 @@ fn next(space: &mut SpaceRecord, payload: &[u8]) -> LogEntry {
     entry
 }
 
+/// The next entry of `space`'s log and its new state written in one sled
+/// transaction over two trees (no flush), as the store does.
+fn sled_write(spaces: &sled::Tree, log: &sled::Tree, space: &mut SpaceRecord, payload: &[u8]) {
+    use sled::Transactional;
+    let entry = next(space, payload);
+    let mut key = space.id.0.to_vec();
+    key.extend_from_slice(&entry.seq.to_be_bytes());
+    let value = postcard::to_allocvec(&entry).expect("encode");
+    let record = postcard::to_allocvec(&*space).expect("encode");
+    (spaces, log)
+        .transaction(|(s, l)| {
+            s.insert(space.id.0.as_slice(), record.as_slice())?;
+            l.insert(key.as_slice(), value.as_slice())?;
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .expect("transaction");
+}
+
+/// `iters` messages shared among one writer thread per space, each
+/// message written by `write`: the time per message.
+fn on_writers(
+    spaces: &mut [SpaceRecord],
+    iters: u64,
+    write: impl Fn(&mut SpaceRecord) + Sync,
+) -> Duration {
+    let each = (iters / spaces.len() as u64).max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for space in spaces.iter_mut() {
+            let write = &write;
+            scope.spawn(move || (0..each).for_each(|_| write(space)));
+        }
+    });
+    start
+        .elapsed()
+        .mul_f64(iters as f64 / (each * spaces.len() as u64) as f64)
+}
+
 fn file_system(dir: &std::path::Path) -> String {
     std::process::Command::new("stat")
         .args(["-f", "-c", "%T"])
@@ -143,19 +181,7 @@ fn main() {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
                     for i in 1..=iters {
-                        let entry = next(&mut space, &payload);
-                        let mut key = space.id.0.to_vec();
-                        key.extend_from_slice(&entry.seq.to_be_bytes());
-                        let value = postcard::to_allocvec(&entry).expect("encode");
-                        let record = postcard::to_allocvec(&space).expect("encode");
-                        use sled::Transactional;
-                        (&spaces_tree, &log)
-                            .transaction(|(s, l)| {
-                                s.insert(space.id.0.as_slice(), record.as_slice())?;
-                                l.insert(key.as_slice(), value.as_slice())?;
-                                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-                            })
-                            .expect("transaction");
+                        sled_write(&spaces_tree, &log, &mut space, &payload);
                         if i % k == 0 || i == iters {
                             black_box(db.flush().expect("flush"));
                         }
@@ -167,7 +193,6 @@ fn main() {
 
         // 64 writers at once, one space each: each criterion iteration is
         // one message, the iterations shared among the writers.
-        let spread = |iters: u64| (iters / WRITERS as u64).max(1);
         let store = SledStore::open(&dir.path().join("store-64")).expect("store");
         let mut spaces: Vec<SpaceRecord> = (0..WRITERS)
             .map(|_| {
@@ -178,28 +203,16 @@ fn main() {
             .collect();
         g.bench_function(format!("SledStore::append, {WRITERS} writers"), |b| {
             b.iter_custom(|iters| {
-                let each = spread(iters);
-                let start = Instant::now();
-                std::thread::scope(|scope| {
-                    for space in spaces.iter_mut() {
-                        let (store, payload) = (&store, &payload);
-                        scope.spawn(move || {
-                            for _ in 0..each {
-                                let entry = next(space, payload);
-                                store
-                                    .append(Append {
-                                        space,
-                                        entry: Some(&entry),
-                                        welcome: None,
-                                    })
-                                    .expect("append");
-                            }
-                        });
-                    }
-                });
-                start
-                    .elapsed()
-                    .mul_f64(iters as f64 / (each * WRITERS as u64) as f64)
+                on_writers(&mut spaces, iters, |space| {
+                    let entry = next(space, &payload);
+                    store
+                        .append(Append {
+                            space,
+                            entry: Some(&entry),
+                            welcome: None,
+                        })
+                        .expect("append");
+                })
             })
         });
         grouped_flushes = (
@@ -214,38 +227,10 @@ fn main() {
             format!("sled transaction, flush each, {WRITERS} writers"),
             |b| {
                 b.iter_custom(|iters| {
-                    let each = spread(iters);
-                    let start = Instant::now();
-                    std::thread::scope(|scope| {
-                        for space in spaces.iter_mut() {
-                            let (db, spaces_tree, log, payload) =
-                                (&db, &spaces_tree, &log, &payload);
-                            scope.spawn(move || {
-                                for _ in 0..each {
-                                    let entry = next(space, payload);
-                                    let mut key = space.id.0.to_vec();
-                                    key.extend_from_slice(&entry.seq.to_be_bytes());
-                                    let value = postcard::to_allocvec(&entry).expect("encode");
-                                    let record = postcard::to_allocvec(&*space).expect("encode");
-                                    use sled::Transactional;
-                                    (spaces_tree, log)
-                                        .transaction(|(s, l)| {
-                                            s.insert(space.id.0.as_slice(), record.as_slice())?;
-                                            l.insert(key.as_slice(), value.as_slice())?;
-                                            Ok::<
-                                                _,
-                                                sled::transaction::ConflictableTransactionError<()>,
-                                            >(())
-                                        })
-                                        .expect("transaction");
-                                    black_box(db.flush().expect("flush"));
-                                }
-                            });
-                        }
-                    });
-                    start
-                        .elapsed()
-                        .mul_f64(iters as f64 / (each * WRITERS as u64) as f64)
+                    on_writers(&mut spaces, iters, |space| {
+                        sled_write(&spaces_tree, &log, space, &payload);
+                        black_box(db.flush().expect("flush"));
+                    })
                 })
             },
         );

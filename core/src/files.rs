@@ -1128,24 +1128,19 @@ struct ChunkCipher<'a> {
 }
 
 impl ChunkCipher<'_> {
-    /// Encrypts chunk `index` in `buffer` (in place, or from one slice into
-    /// another); `None` only if the AEAD refuses the length, which a chunk's
-    /// length never reaches.
-    fn encrypt(
-        &self,
-        index: u64,
-        buffer: chacha20poly1305::aead::inout::InOutBuf<'_, '_, u8>,
-    ) -> Option<Tag> {
-        let last = index + 1 == self.chunk_count;
-        ChaCha20Poly1305::new(<&Key>::from(self.key))
-            .encrypt_inout_detached(&chunk_nonce(index, last), &self.aad, buffer)
-            .ok()
-    }
-
-    /// Encrypts a filled chunk in place: its blob and the blob's id.
+    /// Encrypts a filled chunk in place: its blob and the blob's id;
+    /// `None` only if the AEAD refuses the length, which a chunk's length
+    /// never reaches.
     fn seal(&self, mut chunk: Filled) -> Option<(Vec<u8>, ChunkId)> {
         let header = header_len(chunk.index);
-        let tag = self.encrypt(chunk.index, (&mut chunk.buffer[header..]).into())?;
+        let last = chunk.index + 1 == self.chunk_count;
+        let tag = ChaCha20Poly1305::new(<&Key>::from(self.key))
+            .encrypt_inout_detached(
+                &chunk_nonce(chunk.index, last),
+                &self.aad,
+                (&mut chunk.buffer[header..]).into(),
+            )
+            .ok()?;
         chunk.buffer.extend_from_slice(tag.as_slice());
         let blob = core::mem::take(&mut *chunk.buffer);
         let id = ChunkId::of(&blob);

@@ -375,84 +375,19 @@ impl Relay {
                 return;
             }
         };
-        let registered = |device: DeviceId, user: &UserId| {
-            state
-                .store
-                .device(device)
-                .map_err(internal)
-                .map(|d| d.is_some_and(|d| &d.certificate.user == user))
-        };
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for pending in batch {
-            // A commit may have to be taken back (below): its space as before.
-            let before = matches!(pending.item, AppendItem::Commit { .. }).then(|| space.clone());
-            let outcome = match member(&space, &pending.caller).and_then(|()| {
-                decide(
+        let mut outcomes: Vec<_> = batch
+            .into_iter()
+            .map(|pending| {
+                let outcome = decide_queued(
+                    state,
                     &mut space,
-                    (pending.caller.device, &pending.caller.user),
+                    &pending.caller,
+                    pending.from,
                     pending.item,
-                    registered,
-                )
-            }) {
-                Err(refusal) => {
-                    if matches!(refusal.code, RefusalCode::CommitConflict { .. }) {
-                        state
-                            .metrics
-                            .commit_conflicts
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    Outcome::Refused(refusal)
-                }
-                Ok(Decision::Relay(message)) => Outcome::Relayed {
-                    message,
-                    from: pending.from,
-                    next_seq: space.next_seq,
-                    head: space.head,
-                },
-                Ok(Decision::Log {
-                    entry,
-                    welcome,
-                    adds,
-                    removed,
-                }) => {
-                    // A device's queue is bounded: past the limit, the
-                    // device must drain its Welcomes before it can be added
-                    // elsewhere.
-                    let mut welcome_to = Vec::new();
-                    let mut counted = Ok(());
-                    for d in adds {
-                        match state.store.welcome_count(d) {
-                            Ok(n) if n < MAX_QUEUED_WELCOMES => welcome_to.push(d),
-                            Ok(_) => {}
-                            Err(e) => counted = Err(e),
-                        }
-                    }
-                    match (counted, before) {
-                        // The added devices could not all be counted: the
-                        // commit is refused as it would have been alone,
-                        // and the space is as before it.
-                        (Err(e), Some(before)) => {
-                            space = before;
-                            Outcome::Refused(internal(e))
-                        }
-                        _ => Outcome::Logged {
-                            entry,
-                            welcome,
-                            welcome_to,
-                            removed,
-                            user: pending.caller.user.clone(),
-                            // Who may hear of it by email (only if anyone
-                            // asked for email): the roster after it.
-                            members: state
-                                .notifier
-                                .anyone()
-                                .then(|| space.roster.values().cloned().collect()),
-                        },
-                    }
-                }
-            };
-            outcomes.push((pending.answer, outcome));
-        }
+                );
+                (pending.answer, outcome)
+            })
+            .collect();
         let logs = outcomes
             .iter()
             .any(|(_, o)| matches!(o, Outcome::Logged { .. }));
@@ -475,15 +410,15 @@ impl Relay {
                     })
                     .collect();
                 let result = store.append_all(&space, &entries);
-                (space, outcomes, result)
+                (outcomes, result)
             })
             .await;
             match written {
-                Ok((_, written_outcomes, Ok(()))) => {
+                Ok((written_outcomes, Ok(()))) => {
                     state.metrics.append_batches.fetch_add(1, Ordering::Relaxed);
                     outcomes = written_outcomes;
                 }
-                Ok((_, written_outcomes, Err(e))) => {
+                Ok((written_outcomes, Err(e))) => {
                     tracing::error!(error = %e, "writing appends failed");
                     for (answer, outcome) in written_outcomes {
                         let _ = answer.send(Err(match outcome {
@@ -706,6 +641,85 @@ pub enum Decision {
     },
     /// An application message to relay live (never stored).
     Relay(Vec<u8>),
+}
+
+/// The relay's decision on one queued append, on the space as the items
+/// before it in its batch left it: a refusal, a message to relay, or an
+/// entry to write with the devices its Welcome goes to.
+fn decide_queued(
+    state: &AppState,
+    space: &mut SpaceRecord,
+    caller: &Caller,
+    from: Option<u64>,
+    item: AppendItem,
+) -> Outcome {
+    let registered = |device: DeviceId, user: &UserId| {
+        state
+            .store
+            .device(device)
+            .map_err(internal)
+            .map(|d| d.is_some_and(|d| &d.certificate.user == user))
+    };
+    // A commit may have to be taken back (below): its space as before.
+    let before = matches!(item, AppendItem::Commit { .. }).then(|| space.clone());
+    let decision = member(space, caller)
+        .and_then(|()| decide(space, (caller.device, &caller.user), item, registered));
+    let (entry, welcome, adds, removed) = match decision {
+        Err(refusal) => {
+            if matches!(refusal.code, RefusalCode::CommitConflict { .. }) {
+                state
+                    .metrics
+                    .commit_conflicts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return Outcome::Refused(refusal);
+        }
+        Ok(Decision::Relay(message)) => {
+            return Outcome::Relayed {
+                message,
+                from,
+                next_seq: space.next_seq,
+                head: space.head,
+            };
+        }
+        Ok(Decision::Log {
+            entry,
+            welcome,
+            adds,
+            removed,
+        }) => (entry, welcome, adds, removed),
+    };
+    // A device's queue is bounded: past the limit, the device must drain
+    // its Welcomes before it can be added elsewhere.
+    let mut welcome_to = Vec::new();
+    for d in adds {
+        match state.store.welcome_count(d) {
+            Ok(n) if n < MAX_QUEUED_WELCOMES => welcome_to.push(d),
+            Ok(_) => {}
+            // The added devices cannot all be counted: the commit is
+            // refused as it would have been alone, and the space is as
+            // before it.
+            Err(e) => {
+                if let Some(before) = before {
+                    *space = before;
+                }
+                return Outcome::Refused(internal(e));
+            }
+        }
+    }
+    Outcome::Logged {
+        entry,
+        welcome,
+        welcome_to,
+        removed,
+        user: caller.user.clone(),
+        // Who may hear of it by email (only if anyone asked for email):
+        // the roster after it.
+        members: state
+            .notifier
+            .anyone()
+            .then(|| space.roster.values().cloned().collect()),
+    }
 }
 
 /// The relay's decision on one append to a confidential space, without

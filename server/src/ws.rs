@@ -99,14 +99,44 @@ async fn send(state: &AppState, sink: &mut Sink, frame: Vec<u8>) -> bool {
     )
 }
 
-/// Appends of one connection awaiting their answers, in the order sent,
-/// each with its size.
-type Answers = FuturesOrdered<Pin<Box<dyn Future<Output = (ServerFrame, usize)> + Send>>>;
-
 /// Appends one connection may have waiting for their answers, and their
 /// bytes; past either, the connection's next frames wait.
 const MAX_APPENDS_IN_FLIGHT: usize = 32;
 const MAX_BYTES_IN_FLIGHT: usize = 32 << 20;
+
+/// An append's answer and the size of its frame.
+type Answer = Pin<Box<dyn Future<Output = (ServerFrame, usize)> + Send>>;
+
+/// The appends of one connection awaiting their answers, in the order
+/// sent, and the bytes of their frames.
+#[derive(Default)]
+struct Answers {
+    waiting: FuturesOrdered<Answer>,
+    bytes: usize,
+}
+
+impl Answers {
+    fn push(&mut self, size: usize, answer: impl Future<Output = ServerFrame> + Send + 'static) {
+        self.bytes += size;
+        self.waiting
+            .push_back(Box::pin(async move { (answer.await, size) }));
+    }
+
+    /// The next answer, in the order the appends were sent.
+    async fn next(&mut self) -> Option<ServerFrame> {
+        let (answer, size) = self.waiting.next().await?;
+        self.bytes -= size;
+        Some(answer)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.waiting.len() >= MAX_APPENDS_IN_FLIGHT || self.bytes >= MAX_BYTES_IN_FLIGHT
+    }
+}
 
 async fn run(
     state: &Arc<AppState>,
@@ -117,8 +147,7 @@ async fn run(
     stream: &mut Stream,
 ) {
     let idle = state.config.limits.idle_timeout();
-    let mut answers = Answers::new();
-    let mut in_flight = 0usize;
+    let mut answers = Answers::default();
     loop {
         tokio::select! {
             biased;
@@ -158,14 +187,12 @@ async fn run(
                     }
                 }
             }
-            Some((answer, size)) = answers.next(), if !answers.is_empty() => {
-                in_flight -= size;
+            Some(answer) = answers.next(), if !answers.is_empty() => {
                 if !send(state, sink, answer.encode()).await {
                     return;
                 }
             }
-            incoming = tokio::time::timeout(idle, stream.next()),
-                if answers.len() < MAX_APPENDS_IN_FLIGHT && in_flight < MAX_BYTES_IN_FLIGHT => {
+            incoming = tokio::time::timeout(idle, stream.next()), if !answers.full() => {
                 let message = match incoming {
                     Err(_) => {
                         close(sink, CLOSE_IDLE, "idle: send a Ping at least every minute").await;
@@ -188,13 +215,8 @@ async fn run(
                                 return;
                             }
                         };
-                        let size = bytes.len();
-                        let before = answers.len();
-                        if !handle(state, caller, outbox, (frame, size), sink, &mut answers).await {
+                        if !handle(state, caller, outbox, frame, bytes.len(), sink, &mut answers).await {
                             return;
-                        }
-                        if answers.len() > before {
-                            in_flight += size;
                         }
                     }
                     Message::Text(_) => {
@@ -209,14 +231,15 @@ async fn run(
     }
 }
 
-/// Handles one client frame and its length; false if the connection must
+/// Handles one client frame of `size` bytes; false if the connection must
 /// end. An append joins its space's queue at once and its answer goes out
 /// when ready, after the answers of the connection's earlier appends.
 async fn handle(
     state: &Arc<AppState>,
     caller: &Caller,
     outbox: &Outbox,
-    (frame, size): (ClientFrame, usize),
+    frame: ClientFrame,
+    size: usize,
     sink: &mut Sink,
     answers: &mut Answers,
 ) -> bool {
@@ -284,8 +307,8 @@ async fn handle(
             }
             let answer = Relay::append(state, caller, Some(outbox.id), space, item);
             let state = state.clone();
-            answers.push_back(Box::pin(async move {
-                let frame = match answer.await {
+            answers.push(size, async move {
+                match answer.await {
                     Ok(Appended::Logged { seq, hash }) => {
                         ServerFrame::Accepted { request, seq, hash }
                     }
@@ -295,9 +318,8 @@ async fn handle(
                         hash: head,
                     },
                     Err(r) => refused(&state, request, r),
-                };
-                (frame, size)
-            }));
+                }
+            });
             true
         }
         ClientFrame::Report {

@@ -262,11 +262,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     if !quick {
         keep_sections(&out, &published, &selected)?;
     }
-    let measured = format!(
-        "_Measured {} at commit `{}`._\n\n",
-        output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        commit()
-    );
+    let measured_at = (output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]), commit());
+    let measured = provenance(&measured_at.0, &measured_at.1);
     if selected.contains(&"relay") {
         // The relay benchmark runs the real server binary.
         run("cargo", &["build", "--release", "-p", "amicus"])?;
@@ -306,7 +303,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     let previous = std::fs::read(&json_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let figures = figures(&out, &selected, &measured_at(&measured), previous);
+    let figures = figures(&out, &selected, &measured_at, previous);
     std::fs::write(
         &json_path,
         serde_json::to_string_pretty(&figures).map_err(|e| e.to_string())? + "\n",
@@ -339,16 +336,10 @@ fn with_provenance(section: &str, measured: &str) -> String {
     format!("{heading}\n\n{measured}{rest}")
 }
 
-/// `(date, commit)` of a provenance line.
-fn measured_at(line: &str) -> (String, String) {
-    let date = line
-        .trim_start_matches("_Measured ")
-        .split(" at commit")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let commit = line.split('`').nth(1).unwrap_or_default().to_owned();
-    (date, commit)
+/// The line under a section's heading saying when and at which commit it
+/// was measured.
+fn provenance(date: &str, commit: &str) -> String {
+    format!("_Measured {date} at commit `{commit}`._\n\n")
 }
 
 /// Puts into `out` the sections of the published `BENCHMARKS.md` for the
@@ -364,8 +355,7 @@ fn keep_sections(out: &std::path::Path, published: &str, selected: &[&str]) -> R
     };
     let date = field("date").unwrap_or_else(|| "at an unknown date".into());
     let commit = field("commit").unwrap_or_else(|| "unknown".into());
-    let mut sections = published.split("\n## ").skip(1);
-    for section in sections.by_ref() {
+    for section in published.split("\n## ").skip(1) {
         let heading = section.lines().next().unwrap_or_default().to_lowercase();
         let Some(name) = BENCHES.iter().find(|n| heading.starts_with(*n)) else {
             continue;
@@ -378,10 +368,7 @@ fn keep_sections(out: &std::path::Path, published: &str, selected: &[&str]) -> R
         let kept = if section.contains("\n_Measured ") {
             section
         } else {
-            with_provenance(
-                &section,
-                &format!("_Measured {date} at commit `{commit}`._\n\n"),
-            )
+            with_provenance(&section, &provenance(&date, &commit))
         };
         std::fs::write(&path, kept).map_err(|e| e.to_string())?;
     }
