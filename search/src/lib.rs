@@ -18,6 +18,7 @@
 
 pub mod analysis;
 pub mod automaton;
+pub mod facets;
 pub mod highlight;
 
 use std::collections::BTreeMap;
@@ -27,8 +28,9 @@ use std::time::{Duration, Instant};
 
 pub use analysis::{Lang, detect};
 use automaton::{Automata, AutomatonQuery};
+use facets::{FacetCache, Matches};
 pub use highlight::{Highlighter, Matcher};
-use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{
     FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
@@ -161,6 +163,7 @@ struct Shared {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
+    facets: FacetCache,
     batch: Mutex<Batch>,
     wake: Condvar,
 }
@@ -281,11 +284,14 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let facets = FacetCache::new(fields.facets);
+        facets.refresh(&reader.searcher())?;
         Ok(Self {
             shared: Arc::new(Shared {
                 reader,
                 writer: Mutex::new(writer),
                 fields,
+                facets,
                 batch: Mutex::new(Batch::default()),
                 wake: Condvar::new(),
             }),
@@ -547,6 +553,9 @@ impl Shared {
         }
         drop(writer);
         self.reader.reload()?;
+        // Facet values of new segments are read now rather than by the
+        // next search; merged-away segments are forgotten.
+        self.facets.refresh(&self.reader.searcher())?;
         Ok(())
     }
 
@@ -673,15 +682,8 @@ impl Shared {
         if clauses.is_empty() {
             return None;
         }
-        // The language is a filter: it does not change the ranking.
-        let lang_term = Term::from_field_text(self.fields.lang, lang.code());
-        clauses.push((
-            Occur::Must,
-            Box::new(BoostQuery::new(
-                Box::new(TermQuery::new(lang_term, IndexRecordOption::Basic)),
-                0.0,
-            )),
-        ));
+        // No filter on the language is needed: a language's fields hold
+        // text only of documents that list the language (`build`).
         Some((Box::new(BooleanQuery::new(clauses)), all))
     }
 
@@ -746,18 +748,13 @@ impl Shared {
             0 => 10,
             n => n.min(100),
         };
-        let mut facets = FacetCollector::for_field("facets");
-        for f in ["/space", "/language", "/type", "/year"] {
-            facets.add_facet(f);
-        }
-        let (top, total, counts) = searcher.search(
+        let (top, (total, mut counts)) = searcher.search(
             &query,
             &(
                 TopDocs::with_limit(limit)
                     .and_offset(q.offset)
                     .order_by_score(),
-                Count,
-                facets,
+                Matches::new(&self.facets),
             ),
         )?;
         let mut hits = Vec::new();
@@ -799,22 +796,10 @@ impl Shared {
                 score,
             });
         }
-        let mut facet_counts = BTreeMap::new();
-        for (name, root) in [
-            ("space", "/space"),
-            ("language", "/language"),
-            ("type", "/type"),
-            ("year", "/year"),
-        ] {
-            let values: BTreeMap<String, u64> = counts
-                .get(root)
-                .map(|(facet, n)| {
-                    let path = facet.to_path();
-                    (path.last().copied().unwrap_or_default().to_owned(), n)
-                })
-                .collect();
-            facet_counts.insert(name.to_owned(), values);
-        }
+        let facet_counts = ["space", "language", "type", "year"]
+            .into_iter()
+            .map(|name| (name.to_owned(), counts.remove(name).unwrap_or_default()))
+            .collect();
         Ok(SearchResults {
             hits,
             total,
