@@ -17,12 +17,14 @@ use std::sync::{Arc, Mutex};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::index::SegmentId;
 use tantivy::schema::{Facet, Field, IndexRecordOption};
-use tantivy::{BitSet, DocId, Score, Searcher, SegmentReader};
+use tantivy::{DocId, Score, Searcher, SegmentReader};
+
+use crate::bits::Bits;
 
 /// The documents of one facet value in one segment.
 enum Docs {
     /// More than one document in 64: a bitset, intersected a word at a time.
-    Dense(BitSet),
+    Dense(Bits),
     /// Fewer: their ids, each looked up in the matches.
     Sparse(Vec<DocId>),
 }
@@ -52,7 +54,7 @@ impl SegmentFacets {
             let mut postings =
                 index.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
             let mut docs = if dense {
-                Docs::Dense(BitSet::with_max_value(max_doc))
+                Docs::Dense(Bits::new(max_doc))
             } else {
                 Docs::Sparse(Vec::with_capacity(info.doc_freq as usize))
             };
@@ -62,9 +64,7 @@ impl SegmentFacets {
                     break;
                 }
                 match &mut docs {
-                    Docs::Dense(set) => block.iter().for_each(|d| {
-                        set.insert(*d);
-                    }),
+                    Docs::Dense(set) => block.iter().for_each(|d| set.insert(*d)),
                     Docs::Sparse(list) => list.extend_from_slice(block),
                 }
                 postings.advance();
@@ -75,18 +75,15 @@ impl SegmentFacets {
     }
 
     /// Adds the counts of `matches` to `counts`.
-    fn count(&self, matches: &BitSet, counts: &mut Counts) {
-        // Only the words of the matches that hold one: a search matching
-        // few documents costs little more than their number.
-        let buckets: Vec<u32> = (0..matches.max_value().div_ceil(64))
-            .filter(|b| !matches.tinyset(*b).is_empty())
-            .collect();
+    fn count(&self, matches: &Bits, counts: &mut Counts) {
+        // Few matches: only the words that hold one are read; many: all
+        // words, in order (which vectorises).
+        let words = matches.non_empty_words();
+        let all = words.len() * 2 > matches.word_count();
         for (root, value, docs) in &self.values {
             let n = match docs {
-                Docs::Dense(set) => buckets
-                    .iter()
-                    .map(|b| u64::from(matches.tinyset(*b).intersect(set.tinyset(*b)).len()))
-                    .sum(),
+                Docs::Dense(set) if all => matches.intersection_len(set),
+                Docs::Dense(set) => matches.intersection_len_in(set, &words),
                 Docs::Sparse(list) => list.iter().filter(|d| matches.contains(**d)).count() as u64,
             };
             if n > 0 {
@@ -136,6 +133,18 @@ impl FacetCache {
         Ok(())
     }
 
+    /// Adds the facet counts of `matches`, documents of `reader`'s
+    /// segment, to `counts`.
+    pub fn count(
+        &self,
+        reader: &SegmentReader,
+        matches: &Bits,
+        counts: &mut Counts,
+    ) -> tantivy::Result<()> {
+        self.of(reader)?.count(matches, counts);
+        Ok(())
+    }
+
     fn of(&self, reader: &SegmentReader) -> tantivy::Result<Arc<SegmentFacets>> {
         let id = reader.segment_id();
         if let Some(f) = self.segments.lock().expect("facet cache lock").get(&id) {
@@ -169,7 +178,7 @@ impl<'a> Matches<'a> {
 /// One segment's matches.
 pub struct SegmentMatches {
     facets: Arc<SegmentFacets>,
-    matches: BitSet,
+    matches: Bits,
 }
 
 impl Collector for Matches<'_> {
@@ -179,7 +188,7 @@ impl Collector for Matches<'_> {
     fn for_segment(&self, _ord: u32, reader: &SegmentReader) -> tantivy::Result<SegmentMatches> {
         Ok(SegmentMatches {
             facets: self.cache.of(reader)?,
-            matches: BitSet::with_max_value(reader.max_doc()),
+            matches: Bits::new(reader.max_doc()),
         })
     }
 
@@ -213,7 +222,7 @@ impl SegmentCollector for SegmentMatches {
     fn harvest(self) -> (usize, Counts) {
         let mut counts = Counts::new();
         self.facets.count(&self.matches, &mut counts);
-        (self.matches.len(), counts)
+        (self.matches.len() as usize, counts)
     }
 }
 

@@ -18,8 +18,10 @@
 
 pub mod analysis;
 pub mod automaton;
+pub mod bits;
 pub mod facets;
 pub mod highlight;
+pub mod topk;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +39,7 @@ use tantivy::schema::{
     TantivyDocument, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use topk::Clause;
 
 /// Why the index failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +134,39 @@ pub struct SearchResults {
     /// Counts per facet value: `space`, `language`, `type`, `year` →
     /// value → count.
     pub facets: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// How a search is evaluated.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Plan {
+    /// A query of words through [`topk`], others through tantivy.
+    Fastest,
+    /// Every query through tantivy's collectors (the reference the tests
+    /// compare [`topk`] with).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Tantivy,
+}
+
+/// One language's share of a query.
+#[derive(Default)]
+struct LanguageQuery {
+    phrases: Vec<Box<dyn Query>>,
+    clauses: Vec<Clause>,
+    matchers: Vec<Matcher>,
+}
+
+/// A clause as a tantivy query.
+fn clause_query(c: &Clause) -> Box<dyn Query> {
+    match c {
+        Clause::Term { term, weight } => Box::new(BoostQuery::new(
+            Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+            *weight,
+        )),
+        Clause::Automaton { field, dfa, weight } => Box::new(BoostQuery::new(
+            Box::new(AutomatonQuery::new(*field, dfa.clone())),
+            *weight,
+        )),
+    }
 }
 
 struct Fields {
@@ -483,7 +519,7 @@ impl SearchIndex {
 
     /// Searches the last committed state.
     pub fn search(&self, q: &SearchQuery) -> Result<SearchResults, SearchError> {
-        self.shared.search(q)
+        self.shared.search(q, Plan::Fastest)
     }
 }
 
@@ -559,52 +595,43 @@ impl Shared {
         Ok(())
     }
 
-    fn word_query(
+    /// The clauses of one query word in `lang`: each stem exactly, in the
+    /// title (weight 2) and the body (weight 1); with typos at 0.3 of
+    /// that; as a prefix at 0.2 (0.3 for the last word).
+    fn word_clauses(
         &self,
         matchers: &[Matcher],
         last: bool,
         lang: Lang,
         automata: &mut Automata,
-    ) -> Option<Box<dyn Query>> {
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        out: &mut Vec<Clause>,
+    ) {
         for m in matchers {
             for (field, boost) in [
                 (self.fields.title[&lang], 2.0),
                 (self.fields.body[&lang], 1.0),
             ] {
-                let term = Term::from_field_text(field, &m.stem);
-                clauses.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(
-                        Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
-                        boost,
-                    )),
-                ));
+                out.push(Clause::Term {
+                    term: Term::from_field_text(field, &m.stem),
+                    weight: boost,
+                });
                 if m.distance > 0 {
-                    clauses.push((
-                        Occur::Should,
-                        Box::new(BoostQuery::new(
-                            Box::new(AutomatonQuery::new(
-                                field,
-                                automata.get(&m.stem, m.distance, false),
-                            )),
-                            0.3 * boost,
-                        )),
-                    ));
+                    out.push(Clause::Automaton {
+                        field,
+                        dfa: automata.get(&m.stem, m.distance, false),
+                        weight: 0.3 * boost,
+                    });
                 }
                 if m.prefix {
                     let weight = if last { 0.3 } else { 0.2 };
-                    clauses.push((
-                        Occur::Should,
-                        Box::new(BoostQuery::new(
-                            Box::new(AutomatonQuery::new(field, automata.get(&m.stem, 0, true))),
-                            weight * boost,
-                        )),
-                    ));
+                    out.push(Clause::Automaton {
+                        field,
+                        dfa: automata.get(&m.stem, 0, true),
+                        weight: weight * boost,
+                    });
                 }
             }
         }
-        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
     }
 
     /// A quoted phrase: its words in order, at the distances they have in
@@ -634,60 +661,46 @@ impl Shared {
         Some(Box::new(BooleanQuery::new(clauses)))
     }
 
-    /// The query for one language (every phrase must match, words rank),
-    /// and what its words match, for the snippets.
-    fn language_query(
-        &self,
-        lang: Lang,
-        text: &str,
-        automata: &mut Automata,
-    ) -> Option<(Box<dyn Query>, Vec<Matcher>)> {
-        let mut all = Vec::new();
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    /// One language's share of a query: its phrases (each must match),
+    /// the clauses of its words (at least one must match; more rank
+    /// higher), and what its words match, for the snippets.
+    fn language_query(&self, lang: Lang, text: &str, automata: &mut Automata) -> LanguageQuery {
+        let mut out = LanguageQuery::default();
         let ends_with_space = text.ends_with(char::is_whitespace);
         let parts: Vec<&str> = text.split('"').collect();
         let mut words = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             if i % 2 == 1 && i + 1 < parts.len() {
                 if let Some(q) = self.phrase_query(lang, part) {
-                    clauses.push((Occur::Must, q));
+                    out.phrases.push(q);
                 }
-                all.extend(
-                    highlight::matchers(lang, part, false)
-                        .into_iter()
-                        .map(|m| Matcher {
-                            distance: 0,
-                            prefix: false,
-                            ..m
-                        }),
-                );
+                out.matchers
+                    .extend(
+                        highlight::matchers(lang, part, false)
+                            .into_iter()
+                            .map(|m| Matcher {
+                                distance: 0,
+                                prefix: false,
+                                ..m
+                            }),
+                    );
             } else {
                 words.extend(part.split_whitespace());
             }
         }
         let n = words.len();
-        let mut word_clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (i, w) in words.into_iter().enumerate() {
             let last = i + 1 == n && !ends_with_space && !text.trim_end().ends_with('"');
             let matchers = highlight::matchers(lang, w, last);
-            if let Some(q) = self.word_query(&matchers, last, lang, automata) {
-                word_clauses.push((Occur::Should, q));
-            }
-            all.extend(matchers);
-        }
-        // At least one word must match; more words rank higher.
-        if !word_clauses.is_empty() {
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(word_clauses))));
-        }
-        if clauses.is_empty() {
-            return None;
+            self.word_clauses(&matchers, last, lang, automata, &mut out.clauses);
+            out.matchers.extend(matchers);
         }
         // No filter on the language is needed: a language's fields hold
         // text only of documents that list the language (`build`).
-        Some((Box::new(BooleanQuery::new(clauses)), all))
+        out
     }
 
-    fn search(&self, q: &SearchQuery) -> Result<SearchResults, SearchError> {
+    fn search(&self, q: &SearchQuery, plan: Plan) -> Result<SearchResults, SearchError> {
         if q.text.chars().count() > 1_000 {
             return Err(SearchError::Invalid(
                 "a query holds at most 1,000 characters".into(),
@@ -720,43 +733,79 @@ impl Shared {
                 languages.push(l);
             }
         }
-        let mut per_lang: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut matchers: BTreeMap<Lang, Vec<Matcher>> = BTreeMap::new();
         let mut automata = Automata::default();
+        let mut per_lang = Vec::new();
         for l in &languages {
-            if let Some((query, m)) = self.language_query(*l, &q.text, &mut automata) {
-                per_lang.push((Occur::Should, query));
-                matchers.insert(*l, m);
+            let lq = self.language_query(*l, &q.text, &mut automata);
+            if lq.phrases.is_empty() && lq.clauses.is_empty() {
+                continue;
             }
+            matchers.insert(*l, lq.matchers);
+            per_lang.push((lq.phrases, lq.clauses));
         }
         if per_lang.is_empty() {
             return Ok(SearchResults::default());
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, Box::new(BooleanQuery::new(per_lang)))];
-        if let Some(space) = &q.space {
-            clauses.push((
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(self.fields.space, space),
-                    IndexRecordOption::Basic,
-                )),
-            ));
-        }
-        let query = BooleanQuery::new(clauses);
         let limit = match q.limit {
             0 => 10,
             n => n.min(100),
         };
-        let (top, (total, mut counts)) = searcher.search(
-            &query,
-            &(
-                TopDocs::with_limit(limit)
-                    .and_offset(q.offset)
-                    .order_by_score(),
-                Matches::new(&self.facets),
-            ),
-        )?;
+        let space = q
+            .space
+            .as_ref()
+            .map(|s| Term::from_field_text(self.fields.space, s));
+        let (top, total, mut counts) =
+            if plan == Plan::Fastest && per_lang.iter().all(|(phrases, _)| phrases.is_empty()) {
+                // Words only: one union of clauses (`topk`).
+                let clauses: Vec<Clause> = per_lang.into_iter().flat_map(|(_, c)| c).collect();
+                let found = topk::search(
+                    &searcher,
+                    &clauses,
+                    space.as_ref(),
+                    limit,
+                    q.offset,
+                    &self.facets,
+                )?;
+                (found.top, found.total, found.counts)
+            } else {
+                // A language matches when all its phrases do; its words rank.
+                let mut langs: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                for (phrases, clauses) in per_lang {
+                    let mut musts: Vec<(Occur, Box<dyn Query>)> =
+                        phrases.into_iter().map(|p| (Occur::Must, p)).collect();
+                    if !clauses.is_empty() {
+                        let words = clauses
+                            .iter()
+                            .map(|c| (Occur::Should, clause_query(c)))
+                            .collect();
+                        musts.push((Occur::Must, Box::new(BooleanQuery::new(words))));
+                    }
+                    langs.push((Occur::Should, Box::new(BooleanQuery::new(musts))));
+                }
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+                    vec![(Occur::Must, Box::new(BooleanQuery::new(langs)))];
+                if let Some(space) = space {
+                    // A filter: it adds nothing to the score.
+                    clauses.push((
+                        Occur::Must,
+                        Box::new(BoostQuery::new(
+                            Box::new(TermQuery::new(space, IndexRecordOption::Basic)),
+                            0.0,
+                        )),
+                    ));
+                }
+                let (top, (total, counts)) = searcher.search(
+                    &BooleanQuery::new(clauses),
+                    &(
+                        TopDocs::with_limit(limit)
+                            .and_offset(q.offset)
+                            .order_by_score(),
+                        Matches::new(&self.facets),
+                    ),
+                )?;
+                (top, total, counts)
+            };
         let mut hits = Vec::new();
         let mut highlighters: BTreeMap<Lang, Highlighter> = BTreeMap::new();
         for (score, address) in top {
@@ -860,6 +909,114 @@ mod tests {
         .unwrap();
         i.commit().unwrap();
         i
+    }
+
+    /// Words of two languages, their inflections and typos, for indexes
+    /// and queries drawn at random.
+    const WORDS: [&str; 24] = [
+        "detention",
+        "detained",
+        "detainees",
+        "detension",
+        "prison",
+        "prisons",
+        "prisoner",
+        "freedom",
+        "free",
+        "freely",
+        "assembly",
+        "assemblies",
+        "journalist",
+        "journalists",
+        "détention",
+        "détenus",
+        "liberté",
+        "libertés",
+        "presse",
+        "prisonniers",
+        "arrêtés",
+        "arrestation",
+        "torture",
+        "tortures",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+        /// A query of words gives, through `topk`, what tantivy's own
+        /// collectors give: the same total and facets, and the same page
+        /// (scores equal to rounding; documents whose scores tie at the
+        /// end of the page may differ).
+        #[test]
+        fn a_query_of_words_finds_what_tantivy_finds(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(
+                    (proptest::collection::vec(0usize..WORDS.len(), 1..12), 0u8..3, proptest::bool::ANY),
+                    1..25,
+                ),
+                1..4,
+            ),
+            deleted in proptest::collection::vec(0usize..60, 0..6),
+            words in proptest::collection::vec((0usize..WORDS.len(), 0usize..8), 1..4),
+            space in proptest::option::of(0u8..3),
+            trailing_space in proptest::bool::ANY,
+            limit in 1usize..8,
+            offset in 0usize..4,
+        ) {
+            let index = SearchIndex::in_memory().unwrap();
+            let mut n = 0;
+            for batch in &batches {
+                for (body, s, french) in batch {
+                    let body: Vec<&str> = body.iter().map(|w| WORDS[*w]).collect();
+                    index.upsert(&doc(
+                        &format!("s{s}"),
+                        &format!("d{n}"),
+                        body[0],
+                        &body.join(" "),
+                        Some(if *french { Lang::Fr } else { Lang::En }),
+                    )).unwrap();
+                    n += 1;
+                }
+                index.commit().unwrap();
+            }
+            for d in &deleted {
+                index.delete(&format!("s{}", d % 3), &format!("d{d}"));
+            }
+            index.commit().unwrap();
+            // Whole words, and words cut short (prefixes, typos at the end).
+            let text: Vec<String> = words
+                .iter()
+                .map(|(w, cut)| {
+                    let w: Vec<char> = WORDS[*w].chars().collect();
+                    w[..w.len().saturating_sub(*cut).max(2)].iter().collect()
+                })
+                .collect();
+            let query = SearchQuery {
+                text: text.join(" ") + if trailing_space { " " } else { "" },
+                space: space.map(|s| format!("s{s}")),
+                limit,
+                offset,
+                ..Default::default()
+            };
+            let fast = index.shared.search(&query, Plan::Fastest).unwrap();
+            let reference = index.shared.search(&query, Plan::Tantivy).unwrap();
+            proptest::prop_assert_eq!(fast.total, reference.total);
+            proptest::prop_assert_eq!(&fast.facets, &reference.facets);
+            proptest::prop_assert_eq!(fast.hits.len(), reference.hits.len());
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(1.0);
+            for (f, r) in fast.hits.iter().zip(&reference.hits) {
+                proptest::prop_assert!(close(f.score, r.score), "{} vs {}", f.score, r.score);
+            }
+            if let Some(last) = reference.hits.last() {
+                for f in &fast.hits {
+                    if let Some(r) = reference.hits.iter().find(|r| r.id == f.id) {
+                        proptest::prop_assert!(close(f.score, r.score));
+                    } else {
+                        proptest::prop_assert!(close(f.score, last.score), "{} is not a tie", f.id);
+                    }
+                }
+            }
+        }
     }
 
     fn ids(r: &SearchResults) -> Vec<&str> {

@@ -1,0 +1,394 @@
+//! A query of words: its best hits without scoring every match, and every
+//! match for the total and the facets.
+//!
+//! A query of words (no phrase) is a union of clauses whose scores add
+//! up: each stem exactly (BM25 times a weight) and each typo or prefix
+//! automaton (a constant). tantivy scores such a union document by
+//! document, and a common word matches half of a large library: 25 ms of
+//! scoring at a million documents. Here the best hits are found with
+//! MaxScore (Turtle and Flood, 1995): once `k` hits are held, the clauses
+//! whose bounds add up to no more than the `k`-th score cannot bring a new
+//! hit on their own, so only documents of the other clauses are visited,
+//! and the first ones are only looked up. The scores are the same sums as
+//! tantivy's; only documents that cannot enter the page are skipped.
+//!
+//! The total and the facets need every match: each clause's documents are
+//! read into one bitset per segment (a posting list decodes in blocks of
+//! 128, far faster than a scorer visits it), then counted against the facet
+//! values ([`crate::facets`]).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use tantivy::query::{Bm25Weight, EnableScoring, Query, Scorer, TermQuery, Weight};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, SegmentReader, TERMINATED, Term};
+
+use crate::automaton::Dfa;
+use crate::bits::Bits;
+use crate::facets::{Counts, FacetCache};
+
+/// One clause of a union of words.
+pub enum Clause {
+    /// Documents holding the term, scoring its BM25 times `weight`.
+    Term {
+        /// The term.
+        term: Term,
+        /// Its weight.
+        weight: Score,
+    },
+    /// Documents holding a term of `field` that the automaton accepts,
+    /// each scoring `weight`.
+    Automaton {
+        /// The field.
+        field: Field,
+        /// The automaton.
+        dfa: Arc<Dfa>,
+        /// The score of a document it matches.
+        weight: Score,
+    },
+}
+
+/// What [`search`] found.
+pub struct Found {
+    /// The page of best hits, best first.
+    pub top: Vec<(Score, DocAddress)>,
+    /// How many documents match.
+    pub total: usize,
+    /// The facet counts of the matches.
+    pub counts: Counts,
+}
+
+/// A clause's weight, made once per search.
+enum Prepared<'a> {
+    Term {
+        term: &'a Term,
+        weight: Box<dyn Weight>,
+        boost: Score,
+        bound: Score,
+    },
+    Automaton {
+        field: Field,
+        dfa: &'a Dfa,
+        weight: Score,
+    },
+}
+
+/// A clause's documents in one segment, in order.
+enum Cursor {
+    Scorer(Box<dyn Scorer>),
+    /// The automata together: the documents any of them holds, each
+    /// scoring the sum of the weights of those that hold it.
+    Automata {
+        docs: Bits,
+        scores: Vec<Score>,
+        doc: DocId,
+    },
+}
+
+impl Cursor {
+    fn doc(&self) -> DocId {
+        match self {
+            Self::Scorer(s) => s.doc(),
+            Self::Automata { doc, .. } => *doc,
+        }
+    }
+
+    fn advance(&mut self) {
+        match self {
+            Self::Scorer(s) => {
+                s.advance();
+            }
+            Self::Automata { docs, doc, .. } => *doc = docs.next_from(*doc + 1),
+        }
+    }
+
+    fn seek(&mut self, target: DocId) {
+        match self {
+            Self::Scorer(s) => {
+                s.seek(target);
+            }
+            Self::Automata { docs, doc, .. } => *doc = docs.next_from(target),
+        }
+    }
+
+    fn score(&mut self) -> Score {
+        match self {
+            Self::Scorer(s) => s.score(),
+            Self::Automata { scores, doc, .. } => scores[*doc as usize],
+        }
+    }
+}
+
+/// A hit held for the page; the heap keeps the worst on top.
+#[derive(PartialEq)]
+struct Held {
+    score: Score,
+    address: (u32, DocId),
+}
+
+impl Eq for Held {}
+
+impl Ord for Held {
+    /// Greater is worse: a lower score, or an equal score and a later
+    /// document (as tantivy breaks ties).
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| self.address.cmp(&other.address))
+    }
+}
+
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A bound a little above `score`: sums of floats taken in another order
+/// may differ in the last bits, and a bound must never be below a score.
+fn above(score: Score) -> Score {
+    score * 1.000_01 + 1e-6
+}
+
+/// The best `limit` hits after `offset` of the union of `clauses` (within
+/// the documents holding `filter`, if given), the number of matches and
+/// their facet counts.
+pub fn search(
+    searcher: &Searcher,
+    clauses: &[Clause],
+    filter: Option<&Term>,
+    limit: usize,
+    offset: usize,
+    facets: &FacetCache,
+) -> tantivy::Result<Found> {
+    let scoring = EnableScoring::enabled_from_searcher(searcher);
+    let mut prepared = Vec::new();
+    for c in clauses {
+        match c {
+            Clause::Term { term, weight } => {
+                if searcher.doc_freq(term)? == 0 {
+                    continue;
+                }
+                // The weight is given to the scorer as a boost, as
+                // tantivy's `BoostQuery` does.
+                prepared.push(Prepared::Term {
+                    term,
+                    weight: TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)
+                        .weight(scoring)?,
+                    boost: *weight,
+                    bound: above(
+                        Bm25Weight::for_terms(searcher, std::slice::from_ref(term))?
+                            .boost_by(*weight)
+                            .max_score(),
+                    ),
+                });
+            }
+            Clause::Automaton { field, dfa, weight } => prepared.push(Prepared::Automaton {
+                field: *field,
+                dfa,
+                weight: *weight,
+            }),
+        }
+    }
+    let k = limit + offset;
+    let mut held: BinaryHeap<Held> = BinaryHeap::with_capacity(k + 1);
+    let mut total = 0u64;
+    let mut counts = Counts::new();
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let mut matches = Bits::new(reader.max_doc());
+        let mut cursors: Vec<(Score, Cursor)> = Vec::new();
+        // The automata are one clause: its bound is the highest sum a
+        // document actually gets, not the sum of every automaton's weight
+        // (a word's typo and prefix automata in five languages and two
+        // fields would add up to more than most hits score).
+        let mut automata: Option<(Bits, Vec<Score>)> = None;
+        for p in &prepared {
+            match p {
+                Prepared::Term {
+                    term,
+                    weight,
+                    boost,
+                    bound,
+                } => {
+                    read_postings(reader, term, &mut matches)?;
+                    cursors.push((*bound, Cursor::Scorer(weight.scorer(reader, *boost)?)));
+                }
+                Prepared::Automaton { field, dfa, weight } => {
+                    let (docs, scores) = automata.get_or_insert_with(|| {
+                        (
+                            Bits::new(reader.max_doc()),
+                            vec![0.0; reader.max_doc() as usize],
+                        )
+                    });
+                    let bits = automaton_docs(reader, *field, dfa)?;
+                    let mut doc = bits.next_from(0);
+                    while doc != TERMINATED {
+                        scores[doc as usize] += *weight;
+                        doc = bits.next_from(doc + 1);
+                    }
+                    docs.union_with(&bits);
+                }
+            }
+        }
+        if let Some((docs, scores)) = automata {
+            matches.union_with(&docs);
+            let bound = scores.iter().copied().fold(0.0, Score::max);
+            let doc = docs.next_from(0);
+            cursors.push((above(bound), Cursor::Automata { docs, scores, doc }));
+        }
+        if let Some(term) = filter {
+            let mut docs = Bits::new(reader.max_doc());
+            read_postings(reader, term, &mut docs)?;
+            matches.intersect_with(&docs);
+        }
+        if reader.has_deletes() {
+            let mut doc = matches.next_from(0);
+            while doc != TERMINATED {
+                if reader.is_deleted(doc) {
+                    matches.remove(doc);
+                }
+                doc = matches.next_from(doc + 1);
+            }
+        }
+        total += matches.len();
+        facets.count(reader, &matches, &mut counts)?;
+        max_score(ord as u32, &mut cursors, &matches, k, &mut held);
+    }
+    let mut top: Vec<Held> = held.into_vec();
+    top.sort();
+    let top = top
+        .into_iter()
+        .skip(offset)
+        .map(|h| (h.score, DocAddress::new(h.address.0, h.address.1)))
+        .collect();
+    Ok(Found {
+        top,
+        total: total as usize,
+        counts,
+    })
+}
+
+/// MaxScore over one segment's clauses (`(bound, cursor)`), keeping the
+/// best `k` in `held`. Only documents in `matches` (live, and within the
+/// filter) are eligible.
+fn max_score(
+    segment: u32,
+    cursors: &mut [(Score, Cursor)],
+    matches: &Bits,
+    k: usize,
+    held: &mut BinaryHeap<Held>,
+) {
+    if k == 0 {
+        return;
+    }
+    cursors.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = cursors.len();
+    // bounds[i]: the most clauses 0..i can add together.
+    let mut bounds = vec![0.0 as Score; n + 1];
+    for i in 0..n {
+        bounds[i + 1] = bounds[i] + cursors[i].0;
+    }
+    let threshold = |held: &BinaryHeap<Held>| {
+        if held.len() < k {
+            Score::NEG_INFINITY
+        } else {
+            held.peek().map_or(Score::NEG_INFINITY, |h| h.score)
+        }
+    };
+    // Clauses 0..first are not essential: together they cannot beat the
+    // threshold.
+    let essential = |theta: Score| bounds.iter().rposition(|b| *b <= theta).unwrap_or(0);
+    let mut theta = threshold(held);
+    let mut first = essential(theta);
+    while first < n {
+        let doc = cursors[first..]
+            .iter()
+            .map(|(_, c)| c.doc())
+            .min()
+            .unwrap_or(TERMINATED);
+        if doc == TERMINATED {
+            break;
+        }
+        let eligible = matches.contains(doc);
+        let mut score = 0.0;
+        for (_, c) in cursors[first..].iter_mut() {
+            if c.doc() == doc {
+                if eligible {
+                    score += c.score();
+                }
+                c.advance();
+            }
+        }
+        if !eligible {
+            continue;
+        }
+        let mut beaten = false;
+        for i in (0..first).rev() {
+            if score + bounds[i + 1] <= theta {
+                beaten = true;
+                break;
+            }
+            let c = &mut cursors[i].1;
+            if c.doc() < doc {
+                c.seek(doc);
+            }
+            if c.doc() == doc {
+                score += c.score();
+            }
+        }
+        if beaten || (held.len() >= k && score <= theta) {
+            continue;
+        }
+        held.push(Held {
+            score,
+            address: (segment, doc),
+        });
+        if held.len() > k {
+            held.pop();
+        }
+        let t = threshold(held);
+        if t > theta {
+            theta = t;
+            first = essential(theta);
+        }
+    }
+}
+
+/// Adds the documents holding `term` to `into`.
+fn read_postings(reader: &SegmentReader, term: &Term, into: &mut Bits) -> tantivy::Result<()> {
+    let index = reader.inverted_index(term.field())?;
+    if let Some(mut postings) = index.read_block_postings(term, IndexRecordOption::Basic)? {
+        loop {
+            let docs = postings.docs();
+            if docs.is_empty() {
+                break;
+            }
+            docs.iter().for_each(|d| into.insert(*d));
+            postings.advance();
+        }
+    }
+    Ok(())
+}
+
+/// The documents holding a term of `field` the automaton accepts.
+fn automaton_docs(reader: &SegmentReader, field: Field, dfa: &Dfa) -> tantivy::Result<Bits> {
+    let mut bits = Bits::new(reader.max_doc());
+    let index = reader.inverted_index(field)?;
+    let mut terms = index.terms().search(dfa).into_stream()?;
+    while terms.advance() {
+        let mut postings =
+            index.read_block_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)?;
+        loop {
+            let docs = postings.docs();
+            if docs.is_empty() {
+                break;
+            }
+            docs.iter().for_each(|d| bits.insert(*d));
+            postings.advance();
+        }
+    }
+    Ok(bits)
+}
