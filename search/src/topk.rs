@@ -204,7 +204,7 @@ pub fn search(
         // document actually gets, not the sum of every automaton's weight
         // (a word's typo and prefix automata in five languages and two
         // fields would add up to more than most hits score).
-        let mut automata: Option<(Bits, Vec<Score>)> = None;
+        let mut automata: Option<AutomataDocs> = None;
         for p in &prepared {
             match p {
                 Prepared::Term {
@@ -217,23 +217,13 @@ pub fn search(
                     cursors.push((*bound, Cursor::Scorer(weight.scorer(reader, *boost)?)));
                 }
                 Prepared::Automaton { field, dfa, weight } => {
-                    let (docs, scores) = automata.get_or_insert_with(|| {
-                        (
-                            Bits::new(reader.max_doc()),
-                            vec![0.0; reader.max_doc() as usize],
-                        )
-                    });
-                    let bits = automaton_docs(reader, *field, dfa)?;
-                    let mut doc = bits.next_from(0);
-                    while doc != TERMINATED {
-                        scores[doc as usize] += *weight;
-                        doc = bits.next_from(doc + 1);
-                    }
-                    docs.union_with(&bits);
+                    automata
+                        .get_or_insert_with(|| AutomataDocs::new(reader.max_doc()))
+                        .add(reader, *field, dfa, *weight)?;
                 }
             }
         }
-        if let Some((docs, scores)) = automata {
+        if let Some(AutomataDocs { docs, scores, .. }) = automata {
             matches.union_with(&docs);
             let bound = scores.iter().copied().fold(0.0, Score::max);
             let doc = docs.next_from(0);
@@ -373,22 +363,60 @@ fn read_postings(reader: &SegmentReader, term: &Term, into: &mut Bits) -> tantiv
     Ok(())
 }
 
-/// The documents holding a term of `field` the automaton accepts.
-fn automaton_docs(reader: &SegmentReader, field: Field, dfa: &Dfa) -> tantivy::Result<Bits> {
-    let mut bits = Bits::new(reader.max_doc());
-    let index = reader.inverted_index(field)?;
-    let mut terms = index.terms().search(dfa).into_stream()?;
-    while terms.advance() {
-        let mut postings =
-            index.read_block_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)?;
-        loop {
-            let docs = postings.docs();
-            if docs.is_empty() {
-                break;
-            }
-            docs.iter().for_each(|d| bits.insert(*d));
-            postings.advance();
+/// The automata of one segment as one clause: the documents any holds,
+/// and for each document the sum of the weights of those that hold it.
+struct AutomataDocs {
+    docs: Bits,
+    scores: Vec<Score>,
+    /// For each document, the number of the last automaton that counted
+    /// it (+1): a document holding several terms of one automaton counts
+    /// once.
+    counted: Vec<u16>,
+    automata: u16,
+}
+
+impl AutomataDocs {
+    fn new(max_doc: DocId) -> Self {
+        Self {
+            docs: Bits::new(max_doc),
+            scores: vec![0.0; max_doc as usize],
+            counted: vec![0; max_doc as usize],
+            automata: 0,
         }
     }
-    Ok(bits)
+
+    /// Adds the documents holding a term of `field` that `dfa` accepts,
+    /// each scoring `weight` once.
+    fn add(
+        &mut self,
+        reader: &SegmentReader,
+        field: Field,
+        dfa: &Dfa,
+        weight: Score,
+    ) -> tantivy::Result<()> {
+        // A query has at most a few hundred automata (1,000 characters).
+        self.automata = self.automata.saturating_add(1);
+        let index = reader.inverted_index(field)?;
+        let mut terms = index.terms().search(dfa).into_stream()?;
+        while terms.advance() {
+            let mut postings =
+                index.read_block_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)?;
+            loop {
+                let docs = postings.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                for d in docs {
+                    let i = *d as usize;
+                    if self.counted[i] != self.automata {
+                        self.counted[i] = self.automata;
+                        self.scores[i] += weight;
+                        self.docs.insert(*d);
+                    }
+                }
+                postings.advance();
+            }
+        }
+        Ok(())
+    }
 }
