@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::index::SegmentId;
 use tantivy::schema::{Facet, Field, IndexRecordOption};
-use tantivy::{DocId, Score, Searcher, SegmentReader};
+use tantivy::{DocId, Score, Searcher, SegmentReader, TERMINATED};
 
 use crate::bits::Bits;
 
@@ -29,9 +29,18 @@ enum Docs {
     Sparse(Vec<DocId>),
 }
 
-/// The facet values of one segment: (facet, value) → documents.
+/// The facet values of one segment: (facet, value) → documents, and
+/// each document's values.
 struct SegmentFacets {
     values: Vec<(String, String, Docs)>,
+    /// The values of document `d` are `of_doc[starts[d]..starts[d + 1]]`
+    /// (indices into `values`); empty if a segment has more than 65,536
+    /// values, which are then counted value by value.
+    starts: Vec<u32>,
+    of_doc: Vec<u16>,
+    /// What counting value by value reads: a word per dense value and
+    /// document, a document per listed one.
+    by_value_cost: u64,
 }
 
 impl SegmentFacets {
@@ -71,21 +80,62 @@ impl SegmentFacets {
             }
             values.push(((*root).to_owned(), (*value).to_owned(), docs));
         }
-        Ok(Self { values })
+        let words = u64::from(max_doc).div_ceil(64);
+        let by_value_cost = values
+            .iter()
+            .map(|(_, _, docs)| match docs {
+                Docs::Dense(_) => words,
+                Docs::Sparse(list) => list.len() as u64,
+            })
+            .sum();
+        let (starts, of_doc) = if values.len() <= usize::from(u16::MAX) + 1 {
+            per_document(max_doc, &values)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Self {
+            values,
+            starts,
+            of_doc,
+            by_value_cost,
+        })
     }
 
-    /// Adds the counts of `matches` to `counts`.
+    /// Adds the counts of `matches` to `counts`: document by document
+    /// (each match's values) or value by value (each value's documents
+    /// against the matches), whichever reads less.
     fn count(&self, matches: &Bits, counts: &mut Counts) {
-        // Few matches: only the words that hold one are read; many: all
-        // words, in order (which vectorises).
-        let words = matches.non_empty_words();
-        let all = words.len() * 2 > matches.word_count();
-        for (root, value, docs) in &self.values {
-            let n = match docs {
-                Docs::Dense(set) if all => matches.intersection_len(set),
-                Docs::Dense(set) => matches.intersection_len_in(set, &words),
-                Docs::Sparse(list) => list.iter().filter(|d| matches.contains(**d)).count() as u64,
-            };
+        let per_document = (self.of_doc.len() as u64).div_ceil(self.starts.len().max(2) as u64 - 1);
+        let by_document =
+            !self.starts.is_empty() && matches.len() * per_document.max(1) < self.by_value_cost;
+        let counted: Vec<u64> = if by_document {
+            let mut counted = vec![0u64; self.values.len()];
+            let mut doc = matches.next_from(0);
+            while doc != TERMINATED {
+                let d = doc as usize;
+                for v in &self.of_doc[self.starts[d] as usize..self.starts[d + 1] as usize] {
+                    counted[usize::from(*v)] += 1;
+                }
+                doc = matches.next_from(doc + 1);
+            }
+            counted
+        } else {
+            // Only the words that hold a match are read, or all of them, in
+            // order, when most do.
+            let words = matches.non_empty_words();
+            let all = words.len() * 2 > matches.word_count();
+            self.values
+                .iter()
+                .map(|(_, _, docs)| match docs {
+                    Docs::Dense(set) if all => matches.intersection_len(set),
+                    Docs::Dense(set) => matches.intersection_len_in(set, &words),
+                    Docs::Sparse(list) => {
+                        list.iter().filter(|d| matches.contains(**d)).count() as u64
+                    }
+                })
+                .collect()
+        };
+        for ((root, value, _), n) in self.values.iter().zip(counted) {
             if n > 0 {
                 *counts
                     .entry(root.clone())
@@ -95,6 +145,37 @@ impl SegmentFacets {
             }
         }
     }
+}
+
+/// Each document's values (indices into `values`), as ranges of one
+/// array.
+fn per_document(max_doc: DocId, values: &[(String, String, Docs)]) -> (Vec<u32>, Vec<u16>) {
+    let each = |docs: &Docs, f: &mut dyn FnMut(DocId)| match docs {
+        Docs::Dense(set) => {
+            let mut d = set.next_from(0);
+            while d != TERMINATED {
+                f(d);
+                d = set.next_from(d + 1);
+            }
+        }
+        Docs::Sparse(list) => list.iter().for_each(|d| f(*d)),
+    };
+    let mut starts = vec![0u32; max_doc as usize + 1];
+    for (_, _, docs) in values {
+        each(docs, &mut |d| starts[d as usize + 1] += 1);
+    }
+    for d in 0..max_doc as usize {
+        starts[d + 1] += starts[d];
+    }
+    let mut of_doc = vec![0u16; starts[max_doc as usize] as usize];
+    let mut next = starts.clone();
+    for (v, (_, _, docs)) in values.iter().enumerate() {
+        each(docs, &mut |d| {
+            of_doc[next[d as usize] as usize] = v as u16;
+            next[d as usize] += 1;
+        });
+    }
+    (starts, of_doc)
 }
 
 /// facet → value → matching documents.

@@ -507,6 +507,43 @@ impl SearchIndex {
         self.shared.commit()
     }
 
+    /// Merges every segment into one, once writes committed so far are
+    /// merged (after a rebuild): a search walks each segment's term
+    /// dictionaries with its typo and prefix automata, so one segment
+    /// answers faster than several. Writes go on meanwhile; the merge
+    /// becomes visible when it ends.
+    pub fn merge_segments(&self) -> Result<(), SearchError> {
+        // A segment the merge policy is merging cannot be merged again
+        // until that merge ends: then the list is read again.
+        let mut attempts = 0;
+        loop {
+            let merging = {
+                let mut writer = self.shared.writer.lock().expect("index writer lock");
+                let ids = writer.index().searchable_segment_ids()?;
+                if ids.len() < 2 {
+                    break;
+                }
+                writer.merge(&ids)
+            };
+            match merging.wait() {
+                Ok(_) => break,
+                Err(tantivy::TantivyError::InvalidArgument(_)) if attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.shared.reader.reload()?;
+        self.shared.facets.refresh(&self.shared.reader.searcher())?;
+        Ok(())
+    }
+
+    /// How many segments searches read (each is searched on its own).
+    pub fn segments(&self) -> usize {
+        self.shared.reader.searcher().segment_readers().len()
+    }
+
     /// Number of documents visible to searches.
     pub fn len(&self) -> u64 {
         self.shared.reader.searcher().num_docs()
@@ -1210,6 +1247,40 @@ mod tests {
             vec![("s".into(), "a".into()), ("s".into(), "c".into())]
         );
         assert!(stored_keys(&dir.path().join("nothing")).is_err());
+    }
+
+    #[test]
+    fn merging_segments_keeps_every_document_and_answer() {
+        let index = SearchIndex::in_memory().unwrap();
+        for batch in 0..4 {
+            for i in 0..5 {
+                index
+                    .upsert(&doc(
+                        "s1",
+                        &format!("d{batch}-{i}"),
+                        "Détention",
+                        &format!("Les détenus de la prison numéro {batch} {i}."),
+                        Some(Lang::Fr),
+                    ))
+                    .unwrap();
+            }
+            index.commit().unwrap();
+        }
+        index.delete("s1", "d0-0");
+        index.commit().unwrap();
+        let before = index.search(&q("détenus ")).unwrap();
+        assert!(index.segments() > 1);
+        index.merge_segments().unwrap();
+        assert_eq!(index.segments(), 1);
+        assert_eq!(index.len(), 19);
+        let after = index.search(&q("détenus ")).unwrap();
+        assert_eq!(after.total, 19);
+        assert_eq!(after.total, before.total);
+        assert_eq!(after.facets, before.facets);
+        // Writes go on after a merge.
+        index.delete("s1", "d1-0");
+        index.commit().unwrap();
+        assert_eq!(index.search(&q("détenus ")).unwrap().total, 18);
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl SearchService {
             self.index.insert_new(&document(d))?;
         }
         self.index.commit()?;
+        // One segment answers faster than the several a bulk load leaves.
+        self.index.merge_segments()?;
         Ok(docs.len())
     }
 }
