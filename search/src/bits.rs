@@ -92,6 +92,17 @@ impl Bits {
             .collect()
     }
 
+    /// Calls `f` with each document, in order.
+    pub fn for_each(&self, mut f: impl FnMut(DocId)) {
+        for (i, word) in self.words.iter().enumerate() {
+            let mut w = *word;
+            while w != 0 {
+                f(i as DocId * 64 + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+    }
+
     /// The first document at or after `doc`, or `TERMINATED`.
     pub fn next_from(&self, doc: DocId) -> DocId {
         let mut i = (doc / 64) as usize;
@@ -141,6 +152,9 @@ mod tests {
                 x.intersection_len_in(&y, &x.non_empty_words()),
                 a.intersection(&b).count() as u64
             );
+            let mut each = Vec::new();
+            x.for_each(|d| each.push(d));
+            prop_assert_eq!(each, a.iter().copied().collect::<Vec<_>>());
             prop_assert_eq!(
                 x.next_from(from),
                 a.range(from..).next().copied().unwrap_or(TERMINATED)

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::index::SegmentId;
 use tantivy::schema::{Facet, Field, IndexRecordOption};
-use tantivy::{DocId, Score, Searcher, SegmentReader, TERMINATED};
+use tantivy::{DocId, Score, Searcher, SegmentReader};
 
 use crate::bits::Bits;
 
@@ -110,14 +110,12 @@ impl SegmentFacets {
             !self.starts.is_empty() && matches.len() * per_document.max(1) < self.by_value_cost;
         let counted: Vec<u64> = if by_document {
             let mut counted = vec![0u64; self.values.len()];
-            let mut doc = matches.next_from(0);
-            while doc != TERMINATED {
+            matches.for_each(|doc| {
                 let d = doc as usize;
                 for v in &self.of_doc[self.starts[d] as usize..self.starts[d + 1] as usize] {
                     counted[usize::from(*v)] += 1;
                 }
-                doc = matches.next_from(doc + 1);
-            }
+            });
             counted
         } else {
             // Only the words that hold a match are read, or all of them, in
@@ -151,13 +149,7 @@ impl SegmentFacets {
 /// array.
 fn per_document(max_doc: DocId, values: &[(String, String, Docs)]) -> (Vec<u32>, Vec<u16>) {
     let each = |docs: &Docs, f: &mut dyn FnMut(DocId)| match docs {
-        Docs::Dense(set) => {
-            let mut d = set.next_from(0);
-            while d != TERMINATED {
-                f(d);
-                d = set.next_from(d + 1);
-            }
-        }
+        Docs::Dense(set) => set.for_each(&mut *f),
         Docs::Sparse(list) => list.iter().for_each(|d| f(*d)),
     };
     let mut starts = vec![0u32; max_doc as usize + 1];
