@@ -197,7 +197,8 @@ pub struct SearchIndex {
 
 struct Shared {
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    index: Index,
+    writer: Mutex<Writer>,
     fields: Fields,
     facets: FacetCache,
     batch: Mutex<Batch>,
@@ -211,6 +212,32 @@ struct Batch {
     /// When the first of them came.
     since: Option<Instant>,
     stop: bool,
+}
+
+/// The memory of the index writer between commits: one indexing thread
+/// (a server's writes come a few at a time).
+const WRITER_BUDGET: usize = 30_000_000;
+
+/// The memory of each indexing thread of a bulk load.
+const BULK_BUDGET_PER_THREAD: usize = 100_000_000;
+
+/// The index writer. tantivy allows one writer per index: a writer of
+/// other threads and memory ([`SearchIndex::bulk_load`]) is made only once
+/// this one is dropped, hence the option, always `Some` outside that swap.
+struct Writer(Option<IndexWriter>);
+
+impl std::ops::Deref for Writer {
+    type Target = IndexWriter;
+
+    fn deref(&self) -> &IndexWriter {
+        self.0.as_ref().expect("an index writer")
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut IndexWriter {
+        self.0.as_mut().expect("an index writer")
+    }
 }
 
 /// A committer commits at once when this many writes are pending.
@@ -315,7 +342,7 @@ impl SearchIndex {
                 .tokenizers()
                 .register(&l.analyzer_name(), l.analyzer());
         }
-        let writer: IndexWriter = index.writer_with_num_threads(1, 30_000_000)?;
+        let writer = index.writer_with_num_threads(1, WRITER_BUDGET)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -325,7 +352,8 @@ impl SearchIndex {
         Ok(Self {
             shared: Arc::new(Shared {
                 reader,
-                writer: Mutex::new(writer),
+                index,
+                writer: Mutex::new(Writer(Some(writer))),
                 fields,
                 facets,
                 batch: Mutex::new(Batch::default()),
@@ -505,6 +533,37 @@ impl SearchIndex {
     /// Makes the pending changes durable and visible to searches now.
     pub fn commit(&self) -> Result<(), SearchError> {
         self.shared.commit()
+    }
+
+    /// Runs a bulk load (`load`, typically [`Self::clear`] then
+    /// [`Self::insert_new`] for every document) with an index writer of one
+    /// thread per core (at most 8) and 100 MB each, then commits, merges
+    /// the segments into one ([`Self::merge_segments`]) and goes back to
+    /// the writer of one thread. Other writes meanwhile go through the
+    /// bulk writer.
+    pub fn bulk_load<R>(
+        &self,
+        load: impl FnOnce(&Self) -> Result<R, SearchError>,
+    ) -> Result<R, SearchError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        self.commit()?;
+        self.replace_writer(threads, BULK_BUDGET_PER_THREAD * threads)?;
+        let loaded = load(self).and_then(|r| {
+            self.commit()?;
+            self.merge_segments()?;
+            Ok(r)
+        });
+        // Writes not committed by a failed load are dropped with the bulk
+        // writer; the caller sees the error.
+        self.replace_writer(1, WRITER_BUDGET)?;
+        loaded
+    }
+
+    fn replace_writer(&self, threads: usize, budget: usize) -> Result<(), SearchError> {
+        let mut writer = self.shared.writer.lock().expect("index writer lock");
+        drop(writer.0.take());
+        writer.0 = Some(self.shared.index.writer_with_num_threads(threads, budget)?);
+        Ok(())
     }
 
     /// Merges every segment into one, once writes committed so far are
@@ -1247,6 +1306,59 @@ mod tests {
             vec![("s".into(), "a".into()), ("s".into(), "c".into())]
         );
         assert!(stored_keys(&dir.path().join("nothing")).is_err());
+    }
+
+    #[test]
+    fn a_bulk_load_replaces_everything_and_the_writer_comes_back() {
+        let index = index();
+        let loaded = index
+            .bulk_load(|i| {
+                i.clear()?;
+                for n in 0..30 {
+                    i.insert_new(&doc(
+                        "s3",
+                        &format!("b{n}"),
+                        "Torture",
+                        "Allegations of torture in detention.",
+                        Some(Lang::En),
+                    ))?;
+                    if n % 10 == 9 {
+                        i.commit()?;
+                    }
+                }
+                Ok(30)
+            })
+            .unwrap();
+        assert_eq!(loaded, 30);
+        assert_eq!(index.len(), 30);
+        assert_eq!(index.segments(), 1);
+        assert_eq!(index.search(&q("torture ")).unwrap().total, 30);
+        assert_eq!(index.search(&q("Makala ")).unwrap().total, 0);
+        // A failed load reports its error; its uncommitted writes are
+        // dropped and the index takes writes again.
+        let failed = index.bulk_load(|i| {
+            i.insert_new(&doc(
+                "s3",
+                "lost",
+                "Lost",
+                "Never committed.",
+                Some(Lang::En),
+            ))?;
+            Err::<(), _>(SearchError::Invalid("the store failed".into()))
+        });
+        assert!(matches!(failed, Err(SearchError::Invalid(_))));
+        index
+            .upsert(&doc(
+                "s3",
+                "after",
+                "After",
+                "Committed later.",
+                Some(Lang::En),
+            ))
+            .unwrap();
+        index.commit().unwrap();
+        assert_eq!(index.len(), 31);
+        assert_eq!(index.search(&q("never ")).unwrap().total, 0);
     }
 
     #[test]

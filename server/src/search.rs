@@ -79,13 +79,14 @@ impl SearchService {
         store: &dyn Store,
     ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
         let docs = store.all_public_docs()?;
-        self.index.clear()?;
-        for d in &docs {
-            self.index.insert_new(&document(d))?;
-        }
-        self.index.commit()?;
-        // One segment answers faster than the several a bulk load leaves.
-        self.index.merge_segments()?;
+        // Every core indexes; the segments are merged into one at the end.
+        self.index.bulk_load(|index| {
+            index.clear()?;
+            for d in &docs {
+                index.insert_new(&document(d))?;
+            }
+            Ok(())
+        })?;
         Ok(docs.len())
     }
 }
