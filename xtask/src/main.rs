@@ -474,6 +474,51 @@ fn figures(
             ));
         }
     }
+    if let Some(search) = raw("search") {
+        let rows = search.as_array().cloned().unwrap_or_default();
+        // The largest size measured (a million documents in a full run).
+        let largest = rows
+            .iter()
+            .filter_map(|r| r["documents"].as_u64())
+            .max()
+            .unwrap_or(0);
+        let row = |engine: &str, phase: &str| {
+            rows.iter()
+                .find(|r| {
+                    r["documents"] == largest && r["engine"] == engine && r["phase"] == phase
+                })
+                .cloned()
+        };
+        let ms = |r: &Option<Value>, key: &str| Some(r.as_ref()?[key].as_f64()? * 1e3);
+        let (amicus, fts) = (row("amicus", "query"), row("fts5", "query"));
+        let fts_latency = format!(
+            "SQLite FTS5 on the same {largest} documents and queries: p50 {:.1} ms, p99 {:.1} ms",
+            ms(&fts, "p50_s").unwrap_or(f64::NAN),
+            ms(&fts, "p99_s").unwrap_or(f64::NAN)
+        );
+        if largest == 1_000_000 {
+            now.push((
+                "search_1m_p99_ms",
+                entry(ms(&amicus, "p99_s"), "ms", &fts_latency, "<= 10"),
+            ));
+            now.push((
+                "search_1m_p50_ms",
+                entry(ms(&amicus, "p50_s"), "ms", &fts_latency, "<= 5"),
+            ));
+        }
+        let rate = |engine: &str| row(engine, "indexing")?["docs_per_s"].as_f64();
+        if let (Some(a), Some(f)) = (rate("amicus"), rate("fts5")) {
+            now.push((
+                "index_ratio_to_fts5",
+                entry(
+                    Some(a / f),
+                    &format!("× documents/s, {largest} documents"),
+                    &format!("SQLite FTS5 on the same documents: {f:.0} documents/s"),
+                    ">= 1.0",
+                ),
+            ));
+        }
+    }
     let mut figures = previous
         .as_ref()
         .and_then(|p| p.get("figures"))
