@@ -176,7 +176,18 @@ pub type Counts = BTreeMap<String, BTreeMap<String, u64>>;
 /// Each segment's facet values, read once per segment.
 pub struct FacetCache {
     field: Field,
-    segments: Mutex<HashMap<SegmentId, Arc<SegmentFacets>>>,
+    segments: Mutex<Segments>,
+}
+
+/// The segments read, of the newest searcher refreshed.
+#[derive(Default)]
+struct Segments {
+    read: HashMap<SegmentId, Arc<SegmentFacets>>,
+    /// The segments of that searcher, and its generation: a segment is
+    /// kept only while it is one of them (a search on an older searcher
+    /// does not bring a merged-away segment back).
+    live: HashSet<SegmentId>,
+    generation: u64,
 }
 
 impl FacetCache {
@@ -184,22 +195,29 @@ impl FacetCache {
     pub fn new(field: Field) -> Self {
         Self {
             field,
-            segments: Mutex::new(HashMap::new()),
+            segments: Mutex::new(Segments::default()),
         }
     }
 
     /// Reads the segments of `searcher` not read yet, and forgets those it
     /// no longer has (merged away).
     pub fn refresh(&self, searcher: &Searcher) -> tantivy::Result<()> {
-        let live: HashSet<SegmentId> = searcher
-            .segment_readers()
-            .iter()
-            .map(SegmentReader::segment_id)
-            .collect();
-        self.segments
-            .lock()
-            .expect("facet cache lock")
-            .retain(|id, _| live.contains(id));
+        {
+            let mut segments = self.segments.lock().expect("facet cache lock");
+            let generation = searcher.generation().generation_id();
+            if generation < segments.generation {
+                // A newer searcher was refreshed meanwhile.
+                return Ok(());
+            }
+            segments.generation = generation;
+            segments.live = searcher
+                .segment_readers()
+                .iter()
+                .map(SegmentReader::segment_id)
+                .collect();
+            let Segments { read, live, .. } = &mut *segments;
+            read.retain(|id, _| live.contains(id));
+        }
         for reader in searcher.segment_readers() {
             self.of(reader)?;
         }
@@ -220,19 +238,23 @@ impl FacetCache {
 
     fn of(&self, reader: &SegmentReader) -> tantivy::Result<Arc<SegmentFacets>> {
         let id = reader.segment_id();
-        if let Some(f) = self.segments.lock().expect("facet cache lock").get(&id) {
+        if let Some(f) = self
+            .segments
+            .lock()
+            .expect("facet cache lock")
+            .read
+            .get(&id)
+        {
             return Ok(f.clone());
         }
         // Read outside the lock: two searches of a new segment may both
         // read it; the second copy is dropped.
         let read = Arc::new(SegmentFacets::read(reader, self.field)?);
-        Ok(self
-            .segments
-            .lock()
-            .expect("facet cache lock")
-            .entry(id)
-            .or_insert(read)
-            .clone())
+        let mut segments = self.segments.lock().expect("facet cache lock");
+        if !segments.live.contains(&id) {
+            return Ok(read);
+        }
+        Ok(segments.read.entry(id).or_insert(read).clone())
     }
 }
 
@@ -400,12 +422,18 @@ mod tests {
         let reader = index.reader().unwrap();
         let cache = FacetCache::new(facets);
         cache.refresh(&reader.searcher()).unwrap();
-        assert_eq!(cache.segments.lock().unwrap().len(), 3);
+        assert_eq!(cache.segments.lock().unwrap().read.len(), 3);
+        let old = reader.searcher();
         let ids = index.searchable_segment_ids().unwrap();
         writer.merge(&ids).wait().unwrap();
         reader.reload().unwrap();
         cache.refresh(&reader.searcher()).unwrap();
-        assert_eq!(cache.segments.lock().unwrap().len(), 1);
+        assert_eq!(cache.segments.lock().unwrap().read.len(), 1);
+        // A search still on the older searcher reads its segments without
+        // keeping them, and an older refresh changes nothing.
+        old.search(&AllQuery, &Matches::new(&cache)).unwrap();
+        cache.refresh(&old).unwrap();
+        assert_eq!(cache.segments.lock().unwrap().read.len(), 1);
         let (total, counts) = reader
             .searcher()
             .search(&AllQuery, &Matches::new(&cache))

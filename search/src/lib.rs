@@ -103,7 +103,7 @@ pub struct SearchQuery {
     pub space: Option<String>,
     /// Hits to return (at most 100; 10 when 0).
     pub limit: usize,
-    /// Hits to skip.
+    /// Hits to skip (at most [`MAX_OFFSET`]).
     pub offset: usize,
 }
 
@@ -212,6 +212,8 @@ struct Batch {
     /// When the first of them came.
     since: Option<Instant>,
     stop: bool,
+    /// A bulk load is running: the committer waits for its end.
+    paused: bool,
 }
 
 /// The memory of the index writer between commits: one indexing thread
@@ -223,22 +225,21 @@ const BULK_BUDGET_PER_THREAD: usize = 100_000_000;
 
 /// The index writer. tantivy allows one writer per index: a writer of
 /// other threads and memory ([`SearchIndex::bulk_load`]) is made only once
-/// this one is dropped, hence the option, always `Some` outside that swap.
+/// this one is dropped, hence the option, `None` only if making a writer
+/// failed (writes then fail with an error until one is made).
 struct Writer(Option<IndexWriter>);
 
-impl std::ops::Deref for Writer {
-    type Target = IndexWriter;
-
-    fn deref(&self) -> &IndexWriter {
-        self.0.as_ref().expect("an index writer")
+impl Writer {
+    fn get(&mut self) -> Result<&mut IndexWriter, SearchError> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| SearchError::Directory("the index has no writer".into()))
     }
 }
 
-impl std::ops::DerefMut for Writer {
-    fn deref_mut(&mut self) -> &mut IndexWriter {
-        self.0.as_mut().expect("an index writer")
-    }
-}
+/// The furthest a page may start: the best `offset + limit` hits are held
+/// while searching.
+pub const MAX_OFFSET: usize = 10_000;
 
 /// A committer commits at once when this many writes are pending.
 const BATCH_MAX: u64 = 10_000;
@@ -383,6 +384,10 @@ impl SearchIndex {
                         if batch.stop {
                             return;
                         }
+                        if batch.paused {
+                            batch = shared.wake.wait(batch).expect("batch lock");
+                            continue;
+                        }
                         match batch.since {
                             Some(_) if batch.pending >= BATCH_MAX => break,
                             Some(since) => {
@@ -432,7 +437,8 @@ impl SearchIndex {
         {
             // Delete and add under one lock: two updates of one document
             // cannot interleave into two copies.
-            let writer = self.shared.writer.lock().expect("index writer lock");
+            let mut writer = self.shared.writer.lock().expect("index writer lock");
+            let writer = writer.get()?;
             writer.delete_term(Term::from_field_text(self.shared.fields.key, &key));
             writer.add_document(d)?;
         }
@@ -449,6 +455,7 @@ impl SearchIndex {
             .writer
             .lock()
             .expect("index writer lock")
+            .get()?
             .add_document(d)?;
         self.touched();
         Ok(lang)
@@ -507,16 +514,18 @@ impl SearchIndex {
     }
 
     /// Deletes a document (effective after the next commit).
-    pub fn delete(&self, space: &str, id: &str) {
+    pub fn delete(&self, space: &str, id: &str) -> Result<(), SearchError> {
         self.shared
             .writer
             .lock()
             .expect("index writer lock")
+            .get()?
             .delete_term(Term::from_field_text(
                 self.shared.fields.key,
                 &key(space, id),
             ));
         self.touched();
+        Ok(())
     }
 
     /// Deletes everything (before a rebuild).
@@ -525,6 +534,7 @@ impl SearchIndex {
             .writer
             .lock()
             .expect("index writer lock")
+            .get()?
             .delete_all_documents()?;
         self.touched();
         Ok(())
@@ -540,30 +550,66 @@ impl SearchIndex {
     /// thread per core (at most 8) and 100 MB each, then commits, merges
     /// the segments into one ([`Self::merge_segments`]) and goes back to
     /// the writer of one thread. Other writes meanwhile go through the
-    /// bulk writer.
+    /// bulk writer, and the background committer waits: a load is
+    /// committed whole or not at all. A failed load is rolled back to the
+    /// last commit before it, with the writes made meanwhile (they are in
+    /// the store: the next rebuild brings them back).
     pub fn bulk_load<R>(
         &self,
         load: impl FnOnce(&Self) -> Result<R, SearchError>,
     ) -> Result<R, SearchError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        self.commit()?;
-        self.replace_writer(threads, BULK_BUDGET_PER_THREAD * threads)?;
-        let loaded = load(self).and_then(|r| {
-            self.commit()?;
-            self.merge_segments()?;
-            Ok(r)
-        });
-        // Writes not committed by a failed load are dropped with the bulk
-        // writer; the caller sees the error.
-        self.replace_writer(1, WRITER_BUDGET)?;
-        loaded
+        self.shared.pause_committer(true);
+        let loaded = self
+            .replace_writer(threads, BULK_BUDGET_PER_THREAD * threads, true)
+            .and_then(|()| load(self))
+            .and_then(|r| {
+                self.commit()?;
+                self.merge_segments()?;
+                Ok(r)
+            });
+        let back = self.replace_writer(1, WRITER_BUDGET, loaded.is_ok());
+        self.shared.pause_committer(false);
+        let r = loaded?;
+        back?;
+        Ok(r)
     }
 
-    fn replace_writer(&self, threads: usize, budget: usize) -> Result<(), SearchError> {
+    /// Makes a writer of `threads` and `budget` in place of the current
+    /// one, whose writes are committed first (`keep`) or rolled back. If
+    /// the new writer cannot be made, a writer of one thread is tried.
+    fn replace_writer(&self, threads: usize, budget: usize, keep: bool) -> Result<(), SearchError> {
         let mut writer = self.shared.writer.lock().expect("index writer lock");
-        drop(writer.0.take());
-        writer.0 = Some(self.shared.index.writer_with_num_threads(threads, budget)?);
-        Ok(())
+        if let Some(mut old) = writer.0.take() {
+            let ended = if keep {
+                old.commit().map(|_| ())
+            } else {
+                old.rollback().map(|_| ())
+            };
+            if let Err(e) = ended {
+                writer.0 = Some(old);
+                return Err(e.into());
+            }
+        }
+        let made = self.shared.index.writer_with_num_threads(threads, budget);
+        let made = match made {
+            Ok(w) => Ok(w),
+            Err(e) => self
+                .shared
+                .index
+                .writer_with_num_threads(1, WRITER_BUDGET)
+                .map_err(|_| e),
+        };
+        match made {
+            Ok(w) => {
+                writer.0 = Some(w);
+                drop(writer);
+                self.shared.reader.reload()?;
+                self.shared.facets.refresh(&self.shared.reader.searcher())?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Merges every segment into one, once writes committed so far are
@@ -573,11 +619,13 @@ impl SearchIndex {
     /// becomes visible when it ends.
     pub fn merge_segments(&self) -> Result<(), SearchError> {
         // A segment the merge policy is merging cannot be merged again
-        // until that merge ends: then the list is read again.
+        // until that merge ends: then the list is read again (for ten
+        // minutes at most).
         let mut attempts = 0;
         loop {
             let merging = {
                 let mut writer = self.shared.writer.lock().expect("index writer lock");
+                let writer = writer.get()?;
                 let ids = writer.index().searchable_segment_ids()?;
                 if ids.len() < 2 {
                     break;
@@ -586,7 +634,7 @@ impl SearchIndex {
             };
             match merging.wait() {
                 Ok(_) => break,
-                Err(tantivy::TantivyError::InvalidArgument(_)) if attempts < 100 => {
+                Err(tantivy::TantivyError::InvalidArgument(_)) if attempts < 6_000 => {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -666,6 +714,11 @@ impl Drop for SearchIndex {
 }
 
 impl Shared {
+    fn pause_committer(&self, paused: bool) {
+        self.batch.lock().expect("batch lock").paused = paused;
+        self.wake.notify_all();
+    }
+
     fn commit(&self) -> Result<(), SearchError> {
         let mut writer = self.writer.lock().expect("index writer lock");
         // A write counted after this reset is in this commit or the next
@@ -677,11 +730,14 @@ impl Shared {
             batch.since = None;
             n
         };
-        if let Err(e) = writer.commit() {
+        let committed = writer
+            .get()
+            .and_then(|w| w.commit().map_err(SearchError::from));
+        if let Err(e) = committed {
             let mut batch = self.batch.lock().expect("batch lock");
             batch.pending += taken;
             batch.since.get_or_insert_with(Instant::now);
-            return Err(e.into());
+            return Err(e);
         }
         drop(writer);
         self.reader.reload()?;
@@ -791,6 +847,8 @@ impl Shared {
             self.word_clauses(&matchers, last, lang, automata, &mut out.clauses);
             out.matchers.extend(matchers);
         }
+        // A word written twice counts twice, evaluated once.
+        out.clauses = topk::merged(out.clauses);
         // No filter on the language is needed: a language's fields hold
         // text only of documents that list the language (`build`).
         out
@@ -801,6 +859,11 @@ impl Shared {
             return Err(SearchError::Invalid(
                 "a query holds at most 1,000 characters".into(),
             ));
+        }
+        if q.offset > MAX_OFFSET {
+            return Err(SearchError::Invalid(format!(
+                "a page starts at most {MAX_OFFSET} hits in"
+            )));
         }
         let searcher = self.reader.searcher();
         // Only languages asked for, present in the index, and written in
@@ -818,11 +881,13 @@ impl Shared {
             (true, true)
         };
         let mut languages = Vec::new();
-        for l in if q.languages.is_empty() {
-            Lang::ALL.to_vec()
+        // Each language once, however often it is asked for.
+        let asked: std::collections::BTreeSet<Lang> = if q.languages.is_empty() {
+            Lang::ALL.into_iter().collect()
         } else {
-            q.languages.clone()
-        } {
+            q.languages.iter().copied().collect()
+        };
+        for l in asked {
             let script = if l.is_arabic_script() { arabic } else { latin };
             let lang_term = Term::from_field_text(self.fields.lang, l.code());
             if script && searcher.doc_freq(&lang_term)? > 0 {
@@ -1076,7 +1141,7 @@ mod tests {
                 index.commit().unwrap();
             }
             for d in &deleted {
-                index.delete(&format!("s{}", d % 3), &format!("d{d}"));
+                index.delete(&format!("s{}", d % 3), &format!("d{d}")).unwrap();
             }
             index.commit().unwrap();
             // Whole words, and words cut short (prefixes, typos at the end).
@@ -1262,7 +1327,7 @@ mod tests {
             Some(Lang::Fr),
         ))
         .unwrap();
-        i.delete("s2", "c");
+        i.delete("s2", "c").unwrap();
         i.commit().unwrap();
         assert!(ids(&i.search(&q("détenus")).unwrap()).is_empty());
         assert!(ids(&i.search(&q("detained")).unwrap()).is_empty());
@@ -1296,7 +1361,7 @@ mod tests {
                 i.upsert(&doc("s", id, "T", "Texte.", Some(Lang::Fr)))
                     .unwrap();
             }
-            i.delete("s", "b");
+            i.delete("s", "b").unwrap();
             i.commit().unwrap();
         }
         let mut keys = stored_keys(dir.path()).unwrap();
@@ -1362,6 +1427,66 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_bulk_load_leaves_the_index_as_it_was_even_with_a_committer() {
+        let mut index = index();
+        index.commit_within(Duration::from_millis(1), |_| {});
+        let failed = index.bulk_load(|i| {
+            i.clear()?;
+            // The committer would have committed the clear by now.
+            std::thread::sleep(Duration::from_millis(100));
+            Err::<(), _>(SearchError::Invalid("the store failed".into()))
+        });
+        assert!(failed.is_err());
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(index.len(), 4);
+        assert_eq!(index.search(&q("Makala ")).unwrap().total, 1);
+        // The committer works again.
+        index
+            .upsert(&doc(
+                "s3",
+                "e",
+                "Torture",
+                "Torture in Goma.",
+                Some(Lang::En),
+            ))
+            .unwrap();
+        let t = Instant::now();
+        while index.len() < 5 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(index.len(), 5);
+    }
+
+    #[test]
+    fn languages_asked_for_many_times_are_searched_once_and_pages_start_within_bounds() {
+        let index = index();
+        let once = index
+            .search(&SearchQuery {
+                text: "détenus détention ".into(),
+                languages: vec![Lang::Fr],
+                ..Default::default()
+            })
+            .unwrap();
+        let many = index
+            .search(&SearchQuery {
+                text: "détenus détention ".into(),
+                languages: vec![Lang::Fr; 20_000],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(once, many);
+        let far = |offset| {
+            index.search(&SearchQuery {
+                text: "détenus ".into(),
+                offset,
+                ..Default::default()
+            })
+        };
+        assert!(far(MAX_OFFSET).unwrap().hits.is_empty());
+        assert!(matches!(far(usize::MAX), Err(SearchError::Invalid(_))));
+    }
+
+    #[test]
     fn merging_segments_keeps_every_document_and_answer() {
         let index = SearchIndex::in_memory().unwrap();
         for batch in 0..4 {
@@ -1378,7 +1503,7 @@ mod tests {
             }
             index.commit().unwrap();
         }
-        index.delete("s1", "d0-0");
+        index.delete("s1", "d0-0").unwrap();
         index.commit().unwrap();
         let before = index.search(&q("détenus ")).unwrap();
         assert!(index.segments() > 1);
@@ -1390,7 +1515,7 @@ mod tests {
         assert_eq!(after.total, before.total);
         assert_eq!(after.facets, before.facets);
         // Writes go on after a merge.
-        index.delete("s1", "d1-0");
+        index.delete("s1", "d1-0").unwrap();
         index.commit().unwrap();
         assert_eq!(index.search(&q("détenus ")).unwrap().total, 18);
     }

@@ -18,7 +18,7 @@
 //! values ([`crate::facets`]).
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use tantivy::query::{Bm25Weight, EnableScoring, Query, Scorer, TermQuery, Weight};
@@ -48,6 +48,52 @@ pub enum Clause {
         /// The score of a document it matches.
         weight: Score,
     },
+}
+
+/// The clauses with identical ones merged into one of the summed weight
+/// (the same word twice in a query, or a language asked for twice): the
+/// scores are the same, BM25 and the constants being linear in the weight,
+/// and each is evaluated once.
+pub fn merged(clauses: Vec<Clause>) -> Vec<Clause> {
+    /// A clause's identity: its term, or its field and automaton (one
+    /// automaton per stem, distance and prefix in a search).
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key {
+        Term(Term),
+        Automaton(Field, usize),
+    }
+    let mut out: Vec<Clause> = Vec::new();
+    let mut seen: HashMap<Key, usize> = HashMap::new();
+    for c in clauses {
+        let key = match &c {
+            Clause::Term { term, .. } => Key::Term(term.clone()),
+            Clause::Automaton { field, dfa, .. } => {
+                Key::Automaton(*field, Arc::as_ptr(dfa) as usize)
+            }
+        };
+        match seen.get(&key) {
+            Some(i) => *out[*i].weight_mut() += c.weight(),
+            None => {
+                seen.insert(key, out.len());
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+impl Clause {
+    fn weight(&self) -> Score {
+        match self {
+            Self::Term { weight, .. } | Self::Automaton { weight, .. } => *weight,
+        }
+    }
+
+    fn weight_mut(&mut self) -> &mut Score {
+        match self {
+            Self::Term { weight, .. } | Self::Automaton { weight, .. } => weight,
+        }
+    }
 }
 
 /// What [`search`] found.
@@ -153,6 +199,18 @@ fn above(score: Score) -> Score {
     score * 1.000_01 + 1e-6
 }
 
+/// The most a document can score for `term` at `weight`. tantivy's
+/// `max_score` takes the longest field length, and a short field holding
+/// the term many times scores more; the shortest length and the most
+/// occurrences bound every score.
+pub fn term_bound(searcher: &Searcher, term: &Term, weight: Score) -> tantivy::Result<Score> {
+    Ok(above(
+        Bm25Weight::for_terms(searcher, std::slice::from_ref(term))?
+            .boost_by(weight)
+            .score(0, u32::MAX),
+    ))
+}
+
 /// The best `limit` hits after `offset` of the union of `clauses` (within
 /// the documents holding `filter`, if given), the number of matches and
 /// their facet counts.
@@ -179,11 +237,7 @@ pub fn search(
                     weight: TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)
                         .weight(scoring)?,
                     boost: *weight,
-                    bound: above(
-                        Bm25Weight::for_terms(searcher, std::slice::from_ref(term))?
-                            .boost_by(*weight)
-                            .max_score(),
-                    ),
+                    bound: term_bound(searcher, term, *weight)?,
                 });
             }
             Clause::Automaton { field, dfa, weight } => prepared.push(Prepared::Automaton {
@@ -193,8 +247,8 @@ pub fn search(
             }),
         }
     }
-    let k = limit + offset;
-    let mut held: BinaryHeap<Held> = BinaryHeap::with_capacity(k + 1);
+    let k = limit.saturating_add(offset);
+    let mut held: BinaryHeap<Held> = BinaryHeap::with_capacity(k.min(1024) + 1);
     let mut total = 0u64;
     let mut counts = Counts::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
@@ -302,18 +356,23 @@ fn max_score(
         if doc == TERMINATED {
             break;
         }
-        let eligible = matches.contains(doc);
+        if !matches.contains(doc) {
+            // Deleted, or outside the filter: on to the next eligible
+            // document (a small space's documents drive the walk).
+            let next = matches.next_from(doc);
+            for (_, c) in cursors[first..].iter_mut() {
+                if c.doc() < next {
+                    c.seek(next);
+                }
+            }
+            continue;
+        }
         let mut score = 0.0;
         for (_, c) in cursors[first..].iter_mut() {
             if c.doc() == doc {
-                if eligible {
-                    score += c.score();
-                }
+                score += c.score();
                 c.advance();
             }
-        }
-        if !eligible {
-            continue;
         }
         let mut beaten = false;
         for i in (0..first).rev() {
@@ -371,8 +430,8 @@ struct AutomataDocs {
     /// For each document, the number of the last automaton that counted
     /// it (+1): a document holding several terms of one automaton counts
     /// once.
-    counted: Vec<u16>,
-    automata: u16,
+    counted: Vec<u32>,
+    automata: u32,
 }
 
 impl AutomataDocs {
@@ -394,8 +453,9 @@ impl AutomataDocs {
         dfa: &Dfa,
         weight: Score,
     ) -> tantivy::Result<()> {
-        // A query has at most a few hundred automata (1,000 characters).
-        self.automata = self.automata.saturating_add(1);
+        // Identical clauses are merged before (`merged`): a query of 1,000
+        // characters has some 15,000 automata at most.
+        self.automata += 1;
         let index = reader.inverted_index(field)?;
         let mut terms = index.terms().search(dfa).into_stream()?;
         while terms.advance() {
@@ -418,5 +478,100 @@ impl AutomataDocs {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::collector::TopDocs;
+    use tantivy::query::{BoostQuery, TermQuery};
+    use tantivy::schema::{Schema, TEXT};
+    use tantivy::{Index, IndexWriter, TantivyDocument};
+
+    use super::*;
+
+    /// A short field holding a word many times scores above tantivy's
+    /// `max_score`; the bound used to skip clauses is above every score.
+    #[test]
+    fn a_terms_bound_is_above_every_score() {
+        let mut schema = Schema::builder();
+        let title = schema.add_text_field("title", TEXT);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        // Short titles (an average length near 5), and one long title
+        // of a single word at a time.
+        for i in 0..200 {
+            let mut d = TantivyDocument::default();
+            d.add_text(
+                title,
+                ["water", "clean water", "water is life for all"][i % 3],
+            );
+            writer.add_document(d).unwrap();
+        }
+        for n in [43, 47, 59] {
+            let mut d = TantivyDocument::default();
+            d.add_text(title, vec!["water"; n].join(" "));
+            writer.add_document(d).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let term = Term::from_field_text(title, "water");
+        for weight in [0.3, 1.0, 2.0] {
+            let best = searcher
+                .search(
+                    &BoostQuery::new(
+                        Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                        weight,
+                    ),
+                    &TopDocs::with_limit(1).order_by_score(),
+                )
+                .unwrap()[0]
+                .0;
+            let bound = term_bound(&searcher, &term, weight).unwrap();
+            assert!(best <= bound, "{best} > {bound}");
+        }
+    }
+
+    #[test]
+    fn identical_clauses_merge_into_one_of_the_summed_weight() {
+        let mut schema = Schema::builder();
+        let title = schema.add_text_field("title", TEXT);
+        let body = schema.add_text_field("body", TEXT);
+        let _ = schema.build();
+        let mut automata = crate::automaton::Automata::default();
+        let dfa = automata.get("water", 1, false);
+        let t = |f, w: &str| Term::from_field_text(f, w);
+        let clauses = vec![
+            Clause::Term {
+                term: t(title, "water"),
+                weight: 2.0,
+            },
+            Clause::Automaton {
+                field: body,
+                dfa: dfa.clone(),
+                weight: 0.3,
+            },
+            Clause::Term {
+                term: t(body, "water"),
+                weight: 1.0,
+            },
+            Clause::Term {
+                term: t(title, "water"),
+                weight: 2.0,
+            },
+            Clause::Automaton {
+                field: body,
+                dfa: dfa.clone(),
+                weight: 0.3,
+            },
+            Clause::Automaton {
+                field: title,
+                dfa,
+                weight: 0.6,
+            },
+        ];
+        let merged = merged(clauses);
+        let weights: Vec<Score> = merged.iter().map(Clause::weight).collect();
+        assert_eq!(weights, [4.0, 0.6, 1.0, 0.6]);
     }
 }

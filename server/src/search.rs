@@ -99,6 +99,8 @@ impl PublicIndex for SearchService {
     }
 
     fn remove(&self, space: amicus_core::SpaceId, id: &str) {
-        self.index.delete(&space.to_hex(), id);
+        if let Err(e) = self.index.delete(&space.to_hex(), id) {
+            tracing::error!(error = %e, "removing a public document from the search index failed; run `amicus reindex`");
+        }
     }
 }

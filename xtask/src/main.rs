@@ -484,9 +484,7 @@ fn figures(
             .unwrap_or(0);
         let row = |engine: &str, phase: &str| {
             rows.iter()
-                .find(|r| {
-                    r["documents"] == largest && r["engine"] == engine && r["phase"] == phase
-                })
+                .find(|r| r["documents"] == largest && r["engine"] == engine && r["phase"] == phase)
                 .cloned()
         };
         let ms = |r: &Option<Value>, key: &str| Some(r.as_ref()?[key].as_f64()? * 1e3);
