@@ -541,35 +541,31 @@ mod tests {
         let mut automata = crate::automaton::Automata::default();
         let dfa = automata.get("water", 1, false);
         let t = |f, w: &str| Term::from_field_text(f, w);
-        let clauses = vec![
-            Clause::Term {
-                term: t(title, "water"),
-                weight: 2.0,
-            },
-            Clause::Automaton {
-                field: body,
-                dfa: dfa.clone(),
-                weight: 0.3,
-            },
-            Clause::Term {
-                term: t(body, "water"),
-                weight: 1.0,
-            },
-            Clause::Term {
-                term: t(title, "water"),
-                weight: 2.0,
-            },
-            Clause::Automaton {
-                field: body,
-                dfa: dfa.clone(),
-                weight: 0.3,
-            },
-            Clause::Automaton {
-                field: title,
-                dfa,
-                weight: 0.6,
-            },
-        ];
+        // The stem in the title and its typos in the body, twice.
+        let twice = || {
+            [
+                Clause::Term {
+                    term: t(title, "water"),
+                    weight: 2.0,
+                },
+                Clause::Automaton {
+                    field: body,
+                    dfa: dfa.clone(),
+                    weight: 0.3,
+                },
+            ]
+        };
+        let mut clauses = Vec::from(twice());
+        clauses.push(Clause::Term {
+            term: t(body, "water"),
+            weight: 1.0,
+        });
+        clauses.extend(twice());
+        clauses.push(Clause::Automaton {
+            field: title,
+            dfa,
+            weight: 0.6,
+        });
         let merged = merged(clauses);
         let weights: Vec<Score> = merged.iter().map(Clause::weight).collect();
         assert_eq!(weights, [4.0, 0.6, 1.0, 0.6]);
