@@ -353,7 +353,7 @@ async fn canaries_appear_nowhere_and_the_audit_finds_what_is_planted() {
     assert_eq!(kinds(&report), vec!["index_not_public"], "{report:#}");
     {
         let index = amicus_search::SearchIndex::open(&data.join("index")).unwrap();
-        index.delete(&leak.space, &leak.id);
+        index.delete(&leak.space, &leak.id).unwrap();
         index.commit().unwrap();
     }
     assert!(audit(&data, &canary_file).0, "clean again");
