@@ -2,7 +2,21 @@
 //! unions, intersections and counts run a word at a time (and the compiler
 //! vectorises them).
 
+use tantivy::postings::BlockSegmentPostings;
 use tantivy::{DocId, TERMINATED};
+
+/// Calls `f` with each block of a posting list's documents (up to 128,
+/// decoded at once), in order.
+pub fn each_block(mut postings: BlockSegmentPostings, mut f: impl FnMut(&[DocId])) {
+    loop {
+        let docs = postings.docs();
+        if docs.is_empty() {
+            return;
+        }
+        f(docs);
+        postings.advance();
+    }
+}
 
 /// A set of document ids below a segment's `max_doc`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use tantivy::index::SegmentId;
 use tantivy::schema::{Facet, Field, IndexRecordOption};
 use tantivy::{DocId, Score, Searcher, SegmentReader};
 
-use crate::bits::Bits;
+use crate::bits::{Bits, each_block};
 
 /// The documents of one facet value in one segment.
 enum Docs {
@@ -60,24 +60,17 @@ impl SegmentFacets {
             };
             let info = terms.value();
             let dense = u64::from(info.doc_freq) * 64 > u64::from(max_doc);
-            let mut postings =
+            let postings =
                 index.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
             let mut docs = if dense {
                 Docs::Dense(Bits::new(max_doc))
             } else {
                 Docs::Sparse(Vec::with_capacity(info.doc_freq as usize))
             };
-            loop {
-                let block = postings.docs();
-                if block.is_empty() {
-                    break;
-                }
-                match &mut docs {
-                    Docs::Dense(set) => block.iter().for_each(|d| set.insert(*d)),
-                    Docs::Sparse(list) => list.extend_from_slice(block),
-                }
-                postings.advance();
-            }
+            each_block(postings, |block| match &mut docs {
+                Docs::Dense(set) => block.iter().for_each(|d| set.insert(*d)),
+                Docs::Sparse(list) => list.extend_from_slice(block),
+            });
             values.push(((*root).to_owned(), (*value).to_owned(), docs));
         }
         let words = u64::from(max_doc).div_ceil(64);

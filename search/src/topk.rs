@@ -26,7 +26,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, SegmentReader, TERMINATED, Term};
 
 use crate::automaton::Dfa;
-use crate::bits::Bits;
+use crate::bits::{Bits, each_block};
 use crate::facets::{Counts, FacetCache};
 
 /// One clause of a union of words.
@@ -409,15 +409,8 @@ fn max_score(
 /// Adds the documents holding `term` to `into`.
 fn read_postings(reader: &SegmentReader, term: &Term, into: &mut Bits) -> tantivy::Result<()> {
     let index = reader.inverted_index(term.field())?;
-    if let Some(mut postings) = index.read_block_postings(term, IndexRecordOption::Basic)? {
-        loop {
-            let docs = postings.docs();
-            if docs.is_empty() {
-                break;
-            }
-            docs.iter().for_each(|d| into.insert(*d));
-            postings.advance();
-        }
+    if let Some(postings) = index.read_block_postings(term, IndexRecordOption::Basic)? {
+        each_block(postings, |docs| docs.iter().for_each(|d| into.insert(*d)));
     }
     Ok(())
 }
@@ -459,13 +452,9 @@ impl AutomataDocs {
         let index = reader.inverted_index(field)?;
         let mut terms = index.terms().search(dfa).into_stream()?;
         while terms.advance() {
-            let mut postings =
+            let postings =
                 index.read_block_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)?;
-            loop {
-                let docs = postings.docs();
-                if docs.is_empty() {
-                    break;
-                }
+            each_block(postings, |docs| {
                 for d in docs {
                     let i = *d as usize;
                     if self.counted[i] != self.automata {
@@ -474,8 +463,7 @@ impl AutomataDocs {
                         self.docs.insert(*d);
                     }
                 }
-                postings.advance();
-            }
+            });
         }
         Ok(())
     }
