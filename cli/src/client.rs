@@ -17,15 +17,19 @@ use amicus_core::document::filing;
 use amicus_core::engine::{
     self, Code, Config, Engine, Event, Failure, Intent, Link, OpId, Output, OwnDevice,
 };
-use amicus_core::files::{ChunkId, FileManifest, FileOpener, FileSealer, UploadProgress};
+use amicus_core::files::{ChunkId, FileManifest, UploadProgress};
 use amicus_core::identity::{Contacts, Device, UserIdentity};
 use amicus_core::library;
 use amicus_core::space::Role;
+use amicus_core::transfer::{
+    Download, DownloadStep, HttpFailure, Interrupted, Source, Target, TransferError, Upload,
+    UploadStep,
+};
 use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
 use amicus_core::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, api};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
@@ -1343,32 +1347,12 @@ impl Client {
         folder: &str,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<FileManifest, ClientError> {
-        self.sync(id).await?;
-        let manifest = self.send_file(id, path, name, progress).await?;
-        self.list_upload(id, path, manifest, |doc, m| {
-            library::add_file(doc, m, folder)
-        })
-        .await
-    }
-
-    /// Lists an uploaded file in the library with `list`, sends that, and
-    /// forgets the upload's record.
-    async fn list_upload(
-        &mut self,
-        id: SpaceId,
-        path: &Path,
-        manifest: FileManifest,
-        list: impl FnOnce(
-            &mut automerge::AutoCommit,
-            &FileManifest,
-        ) -> Result<(), amicus_core::document::DocumentError>,
-    ) -> Result<FileManifest, ClientError> {
-        let lib = library::stream(id);
-        self.engine.edit(id, lib, |r| list(r.doc(), &manifest))??;
-        self.flush(id, lib).await?;
-        self.home.remove(&upload_record_name(id, path))?;
-        self.save()?;
-        Ok(manifest)
+        let target = Target {
+            space: id,
+            folder: folder.to_owned(),
+            replaces: None,
+        };
+        self.upload(path, name, target, progress).await
     }
 
     /// Uploads `path` as the new version of the library's file `entry` (its
@@ -1380,152 +1364,136 @@ impl Client {
         entry: &str,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<FileManifest, ClientError> {
-        self.sync(id).await?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".to_owned());
-        // Refused before anything is sent when there is no such file.
-        if !self
-            .library_entries(id)?
-            .iter()
-            .any(|e| matches!(e, library::Entry::File { id, .. } if id == entry))
-        {
-            return Err(ClientError::NotFound(format!(
-                "no file {entry} in this space"
-            )));
-        }
-        let manifest = self.send_file(id, path, &name, progress).await?;
-        self.list_upload(id, path, manifest, |doc, m| {
-            library::add_version(doc, entry, m)
-        })
-        .await
+        let target = Target {
+            space: id,
+            folder: String::new(),
+            replaces: Some(entry.to_owned()),
+        };
+        self.upload(path, &name, target, progress).await
     }
 
-    /// Seals and sends a file's chunks (resuming an interrupted upload of
-    /// the same path); its manifest, not listed yet.
-    async fn send_file(
+    /// Seals and sends a file as [`amicus_core::transfer::Upload`] says
+    /// (resuming an interrupted upload of the same path from its record),
+    /// lists it in the library, sends that, and only then forgets the
+    /// record.
+    async fn upload(
         &mut self,
-        id: SpaceId,
         path: &Path,
         name: &str,
+        target: Target,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<FileManifest, ClientError> {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-        let size = meta.len();
-        let upload_name = upload_record_name(id, path);
-        let mut sealer = None;
-        if let Some(bytes) = self.home.read(&upload_name)?
-            && let Some(SavedUpload {
-                progress: saved,
-                chunk,
-            }) = self.saved_upload(&upload_name, &bytes)?
-            && saved.plaintext_size() == size
-        {
-            // The chunk kept when the upload stopped goes first, if the
-            // progress beside it names it: a chunk the progress does not
-            // cover may be sealed again from a changed file under the same
-            // nonce, and two different ciphertexts under one nonce must
-            // never both leave the device.
-            if let Some(blob) = chunk {
-                let cid = ChunkId::of(&blob);
-                if saved.chunk_ids().contains(&cid) {
-                    self.http.put_blob(&cid.to_string(), blob.to_vec()).await?;
-                }
-            }
-            let ids: Vec<String> = saved.chunk_ids().iter().map(|c| c.to_string()).collect();
-            let m: Value = self
-                .http
-                .post("/v1/blobs/missing", &json!({ "ids": ids }))
-                .await?;
-            if m["missing"].as_array().is_some_and(|a| a.is_empty()) {
-                sealer = Some(FileSealer::resume(saved)?);
-            }
-        }
-        let resumed = sealer.is_some();
-        let mut sealer = match sealer {
-            Some(s) => s,
-            None => FileSealer::new(name, media_type(name), size)?,
+        let space = target.space;
+        self.sync(space).await?;
+        // Refused before anything is sealed: a Reader, or no such file.
+        self.engine.check_upload(&target).map_err(not_found)?;
+        let unreadable = |e: std::io::Error| ClientError::Usage(format!("{}: {e}", path.display()));
+        let size = tokio::fs::metadata(path).await.map_err(unreadable)?.len();
+        let record_name = upload_record_name(space, path);
+        let record = match self.home.read(&record_name)? {
+            Some(bytes) => Some(self.saved_upload(&record_name, &bytes, &target)?),
+            None => None,
         };
-        let total = sealer.chunk_count();
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+        let source = Source {
+            name: name.to_owned(),
+            media_type: media_type(name).to_owned(),
+            size,
+        };
+        let mut upload = Upload::start(source, target.clone(), record.as_deref().map(|r| &r[..]))
+            .map_err(|e| transfer_failed(e, None))?;
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
         let mut buf = vec![0u8; amicus_core::files::CHUNK_SIZE];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .await
-                .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            let chunks = match sealer.push(&buf[..n]) {
-                Ok(c) => c,
-                Err(amicus_core::files::FileError::SourceChanged) if resumed => {
-                    // The file changed since the interrupted upload: start
-                    // afresh under a new secret (no nonce is reused).
-                    self.home.remove(&upload_name)?;
-                    return Box::pin(self.send_file(id, path, name, progress)).await;
+        // The last error the server or the network gave, to say why a
+        // transfer that gave up stopped.
+        let mut last = None;
+        let manifest = loop {
+            let step = upload.next().map_err(|e| transfer_failed(e, last.take()))?;
+            let answered = match step {
+                UploadStep::Read { offset, len } => {
+                    file.seek(std::io::SeekFrom::Start(offset))
+                        .await
+                        .map_err(unreadable)?;
+                    let n = file.read(&mut buf[..len]).await.map_err(unreadable)?;
+                    upload.read(&buf[..n])
                 }
-                Err(e) => return Err(e.into()),
+                UploadStep::Store(record) => {
+                    self.home.write(&record_name, &record)?;
+                    upload.stored()
+                }
+                UploadStep::Put { id, blob } => {
+                    let sent = self.http.put_blob(&id.to_string(), blob).await;
+                    let answered = upload.sent(sent.map_err(|(e, f)| {
+                        last = Some(e);
+                        f
+                    }));
+                    let (done, total) = upload.progress();
+                    progress(done, total);
+                    answered
+                }
+                UploadStep::AskMissing(ids) => {
+                    let query = api::BlobQuery {
+                        ids: ids.iter().map(ToString::to_string).collect(),
+                    };
+                    let answer = self
+                        .http
+                        .post::<api::MissingBlobs>("/v1/blobs/missing", &query)
+                        .await;
+                    upload.missing(answer.map(|m| missing_ids(&ids, &m)).map_err(|e| {
+                        let f = http_failure(&e);
+                        last = Some(e);
+                        f
+                    }))
+                }
+                UploadStep::Wait(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(())
+                }
+                UploadStep::Done(manifest) => break manifest,
             };
-            for chunk in chunks {
-                self.upload_chunk(&sealer, &upload_name, chunk).await?;
-                progress(sealer.progress().chunks_emitted(), total);
-            }
-        }
-        while let Some(chunk) = sealer.next_trailing_chunk()? {
-            self.upload_chunk(&sealer, &upload_name, chunk).await?;
-            progress(sealer.progress().chunks_emitted(), total);
-        }
-        let (rest, manifest) = sealer.finish()?;
-        debug_assert!(rest.is_empty(), "every chunk was taken one by one");
+            answered.map_err(|e| transfer_failed(e, last.take()))?;
+        };
+        self.engine.list_upload(&target, &manifest)?;
+        self.flush(space, library::stream(space)).await?;
+        self.home.remove(&record_name)?;
+        self.save()?;
         Ok(manifest)
     }
 
-    /// Write-ahead (PROTOCOL §10.7): the sealed chunk and the progress that
-    /// covers it are stored in one atomic write, then the chunk is sent. No
-    /// crash can leave a sealed chunk kept without its progress.
-    async fn upload_chunk(
-        &mut self,
-        sealer: &FileSealer,
-        upload_name: &str,
-        chunk: amicus_core::files::SealedChunk,
-    ) -> Result<(), ClientError> {
-        let record = SavedUpload {
-            progress: sealer.progress(),
-            chunk: Some(chunk.blob.clone()),
-        };
-        let mut bytes = Zeroizing::new(vec![UPLOAD_VERSION]);
-        bytes.extend_from_slice(&postcard::to_allocvec(&record).expect("upload record encodes"));
-        self.home.write(upload_name, &bytes)?;
-        self.http.put_blob(&chunk.id.to_string(), chunk.blob).await
-    }
-
-    /// An interrupted upload's record: its progress and the chunk sent
-    /// last. Records of earlier versions (the progress alone, the chunk in
-    /// a file of its own, written first) are read too.
+    /// An interrupted upload's record, as [`Upload::start`] reads it.
+    /// Records the command wrote before (its progress and the chunk sent
+    /// last; or the progress alone, the chunk in a file of its own) are
+    /// read into that layout.
     fn saved_upload(
         &self,
-        upload_name: &str,
+        record_name: &str,
         bytes: &[u8],
-    ) -> Result<Option<SavedUpload>, ClientError> {
+        target: &Target,
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         // Whole records only: a record of one layout never reads as the other.
-        if let Some((&UPLOAD_VERSION, rest)) = bytes.split_first()
-            && let Ok((record, [])) = postcard::take_from_bytes::<SavedUpload>(rest)
+        if let Some((&LEGACY_UPLOAD_VERSION, rest)) = bytes.split_first()
+            && let Ok((record, [])) = postcard::take_from_bytes::<LegacyUpload>(rest)
         {
-            return Ok(Some(record));
+            return Ok(Zeroizing::new(Interrupted::upgrade(
+                record.progress,
+                target.clone(),
+                record.chunk,
+            )));
         }
-        let Ok((progress, [])) = postcard::take_from_bytes::<UploadProgress>(bytes) else {
-            return Ok(None);
-        };
-        let legacy = format!("{upload_name}.chunk");
-        let chunk = self.home.read(&legacy)?.map(|c| c.to_vec());
-        self.home.remove(&legacy)?;
-        Ok(Some(SavedUpload { progress, chunk }))
+        if let Ok((progress, [])) = postcard::take_from_bytes::<UploadProgress>(bytes) {
+            let legacy = format!("{record_name}.chunk");
+            let chunk = self.home.read(&legacy)?.map(|c| c.to_vec());
+            self.home.remove(&legacy)?;
+            return Ok(Zeroizing::new(Interrupted::upgrade(
+                progress,
+                target.clone(),
+                chunk,
+            )));
+        }
+        Ok(Zeroizing::new(bytes.to_vec()))
     }
 
     /// Downloads and decrypts a file of the library (by name or file id)
@@ -1553,65 +1521,46 @@ impl Client {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, ClientError> {
         self.sync(id).await?;
-        let not_found = || ClientError::NotFound(format!("no file {name_or_id} in this space"));
-        let mut found = None;
-        for e in self.library_entries(id)? {
-            let library::Entry::File {
-                id: entry,
-                manifest,
-                mut versions,
-                ..
-            } = e
-            else {
-                continue;
-            };
-            let named = manifest.name == name_or_id || entry == name_or_id;
-            versions.push(*manifest);
-            if named {
-                found = Some(match version {
-                    None => versions.pop().ok_or_else(not_found)?,
-                    Some(n) => versions.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
-                        ClientError::NotFound(format!(
-                            "{name_or_id} has {} version(s), not a version {n}",
-                            versions.len()
-                        ))
-                    })?,
-                });
-                break;
-            }
-            if let Some(m) = versions
-                .into_iter()
-                .find(|m| m.file_id.to_string() == name_or_id)
-            {
-                found = Some(m);
-                break;
-            }
-        }
-        let manifest = found.ok_or_else(not_found)?;
-        let mut opener = FileOpener::new(&manifest)?;
+        let manifest = self
+            .engine
+            .file(id, name_or_id, version)
+            .map_err(not_found)?;
+        let mut download = Download::start(manifest).map_err(|e| transfer_failed(e, None))?;
         let part = out.with_extension("part");
-        let mut file = tokio::fs::File::create(&part)
-            .await
-            .map_err(|e| ClientError::Usage(format!("{}: {e}", part.display())))?;
-        let total = opener.chunk_count();
+        let unwritable = |e: std::io::Error| ClientError::Usage(format!("{}: {e}", part.display()));
+        let mut file = tokio::fs::File::create(&part).await.map_err(unwritable)?;
         let mut written = 0u64;
-        for index in 0..total {
-            let cid = manifest.chunk_ids[index as usize].to_string();
-            let blob = self
-                .http
-                .get_blob(&cid, amicus_core::files::CHUNK_SIZE + 4096)
-                .await?;
-            let plain = opener.open_chunk(index, &blob)?;
-            file.write_all(&plain)
-                .await
-                .map_err(|e| ClientError::Usage(format!("{}: {e}", part.display())))?;
-            written += plain.len() as u64;
-            progress(index + 1, total);
+        let mut last = None;
+        loop {
+            match download
+                .next()
+                .map_err(|e| transfer_failed(e, last.take()))?
+            {
+                DownloadStep::Get(cid) => {
+                    let got = self
+                        .http
+                        .get_blob(&cid.to_string(), amicus_core::transfer::MAX_BLOB)
+                        .await
+                        .map_err(|e| {
+                            let f = http_failure(&e);
+                            last = Some(e);
+                            f
+                        });
+                    let plain = download
+                        .got(got)
+                        .map_err(|e| transfer_failed(e, last.take()))?;
+                    if let Some(plain) = plain {
+                        file.write_all(&plain).await.map_err(unwritable)?;
+                        written += plain.len() as u64;
+                        let (done, total) = download.progress();
+                        progress(done, total);
+                    }
+                }
+                DownloadStep::Wait(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                DownloadStep::Done => break,
+            }
         }
-        opener.finish()?;
-        file.sync_all()
-            .await
-            .map_err(|e| ClientError::Usage(format!("{}: {e}", part.display())))?;
+        file.sync_all().await.map_err(unwritable)?;
         drop(file);
         tokio::fs::rename(&part, out)
             .await
@@ -1807,15 +1756,58 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The version byte of an upload record ([`SavedUpload`]).
-const UPLOAD_VERSION: u8 = 2;
+/// The version byte of the upload records this command wrote before
+/// [`amicus_core::transfer`] wrote them ([`LegacyUpload`]).
+const LEGACY_UPLOAD_VERSION: u8 = 2;
 
-/// What an interrupted upload keeps in the home: its progress and, until
-/// the next one replaces it, the sealed chunk that progress covers last.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SavedUpload {
+/// What an interrupted upload kept in the home before: its progress and
+/// the sealed chunk that progress covers last.
+#[derive(serde::Deserialize)]
+struct LegacyUpload {
     progress: UploadProgress,
     chunk: Option<Vec<u8>>,
+}
+
+/// A transfer that stopped, as the command says it: with the server's or
+/// the network's own error when the transfer gave up on one.
+fn transfer_failed(e: TransferError, last: Option<ClientError>) -> ClientError {
+    match (e, last) {
+        (TransferError::Refused(_) | TransferError::GaveUp, Some(last)) => last,
+        (TransferError::File(e), _) => ClientError::File(e),
+        (TransferError::SourceLength { expected }, _) => ClientError::Usage(format!(
+            "the file is not {expected} bytes long any more: it changed while being sent"
+        )),
+        (e, _) => ClientError::Network(e.to_string()),
+    }
+}
+
+/// A library lookup that failed: no such file (or version) is a
+/// not-found, whatever else went wrong is as the engine says.
+fn not_found(f: Failure) -> ClientError {
+    match f.code {
+        Code::Document => ClientError::NotFound(f.message),
+        _ => f.into(),
+    }
+}
+
+/// What a failed request tells a transfer's retry decision.
+fn http_failure(e: &ClientError) -> HttpFailure {
+    match e {
+        ClientError::Server { status, .. } => HttpFailure::status(*status),
+        ClientError::Network(_) => HttpFailure::NETWORK,
+        // An answer that is not what the protocol says is not retried.
+        _ => HttpFailure::status(0),
+    }
+}
+
+/// The chunks of `asked` the server's answer names as missing; an id it
+/// made up is not one of them.
+fn missing_ids(asked: &[ChunkId], answer: &api::MissingBlobs) -> Vec<ChunkId> {
+    asked
+        .iter()
+        .filter(|id| answer.missing.contains(&id.to_string()))
+        .copied()
+        .collect()
 }
 
 /// The home file where an interrupted upload of `path` into `space` is kept.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use amicus_core::transfer::HttpFailure;
 use amicus_core::wire::{ClientFrame, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
@@ -252,7 +253,7 @@ impl Http {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: &Value,
+        body: &(impl serde::Serialize + ?Sized),
     ) -> Result<T, ClientError> {
         let r = self
             .request(method, path)
@@ -267,7 +268,7 @@ impl Http {
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl serde::Serialize + ?Sized),
     ) -> Result<T, ClientError> {
         self.send(reqwest::Method::POST, path, body).await
     }
@@ -276,7 +277,7 @@ impl Http {
     pub async fn put<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl serde::Serialize + ?Sized),
     ) -> Result<T, ClientError> {
         self.send(reqwest::Method::PUT, path, body).await
     }
@@ -291,32 +292,36 @@ impl Http {
         Self::answer::<Value>(r).await.map(|_| ())
     }
 
-    /// `PUT /v1/blobs/{id}` with the blob's bytes; waits and retries while
-    /// the server's rate limit says so.
-    pub async fn put_blob(&self, id: &str, blob: Vec<u8>) -> Result<(), ClientError> {
-        let blob = bytes::Bytes::from(blob);
-        for _ in 0..100 {
-            let r = self
-                .request(reqwest::Method::PUT, &format!("/v1/blobs/{id}"))
-                .body(blob.clone())
-                .send()
-                .await
-                .map_err(Self::network)?;
-            if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                let secs = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(secs.clamp(1, 60))).await;
-                continue;
-            }
-            return Self::answer::<Value>(r).await.map(|_| ());
-        }
-        Err(ClientError::Network(
-            "the server kept refusing the upload as too frequent".into(),
-        ))
+    /// One attempt at `PUT /v1/blobs/{id}` with the blob's bytes. A
+    /// failure comes with what the transfer decides a retry on (the
+    /// status and `Retry-After`, [`amicus_core::transfer`]).
+    pub async fn put_blob(
+        &self,
+        id: &str,
+        blob: Vec<u8>,
+    ) -> Result<(), (ClientError, HttpFailure)> {
+        let r = self
+            .request(reqwest::Method::PUT, &format!("/v1/blobs/{id}"))
+            .body(blob)
+            .send()
+            .await
+            .map_err(|e| (Self::network(e), HttpFailure::NETWORK))?;
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let status = r.status().as_u16();
+        Self::answer::<Value>(r).await.map(|_| ()).map_err(|e| {
+            let failure = match e {
+                ClientError::Network(_) => HttpFailure::NETWORK,
+                _ => HttpFailure {
+                    status: Some(status),
+                    retry_after,
+                },
+            };
+            (e, failure)
+        })
     }
 
     /// `GET /v1/blobs/{id}`, at most `max` bytes.

@@ -74,6 +74,21 @@ pub struct ChallengeRequest {
     pub device: String,
 }
 
+/// Body of `POST /v1/blobs/missing`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobQuery {
+    /// Blob ids (hex).
+    pub ids: Vec<String>,
+}
+
+/// Answer to `POST /v1/blobs/missing`: the ids the server lacks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingBlobs {
+    /// Blob ids (hex), in the order asked.
+    pub missing: Vec<String>,
+}
+
 /// Answer to `POST /v1/challenge`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::api::{self, HttpRequest, HttpResponse, Method};
 use crate::at_rest::{AtRestError, DeviceRecord, Restored};
 use crate::document::{DocumentError, Replica};
+use crate::files::FileManifest;
 use crate::identity::{
     Contacts, Device, DeviceRevocation, IdentityPublicKey, Statement, UserIdentity,
 };
@@ -44,7 +45,7 @@ use crate::view::SpaceView;
 use crate::wire::{AppendItem, ClientFrame, LogEntry, RefusalCode, ServerFrame};
 use crate::{
     DeviceId, MlsProvider, SpaceId, StreamId, UserId, activity, discussion, library, monitoring,
-    publication,
+    publication, transfer,
 };
 
 /// Whether a user is a space manager in the space's current policy: whose
@@ -1002,6 +1003,114 @@ impl Engine {
         self.due.entry((space, stream)).or_insert(due);
         self.changed = true;
         Ok(result)
+    }
+
+    /// Checks that this device may upload a file to `target` before
+    /// anything is sealed or sent: a member that may write, and for a new
+    /// version, a file of the library with that id.
+    pub fn check_upload(&mut self, target: &transfer::Target) -> Result<(), Failure> {
+        let tracked = self
+            .spaces
+            .get_mut(&target.space)
+            .ok_or_else(|| not_member(target.space))?;
+        if let Some(why) = read_only(&tracked.view) {
+            return Err(Failure::new(Code::ReadOnly, why));
+        }
+        if let Some(entry) = &target.replaces {
+            let files = tracked
+                .view
+                .existing_replica(library::stream(target.space))
+                .map(|r| library::entries(r.doc()))
+                .transpose()
+                .map_err(|e| Failure::new(Code::Document, e.to_string()))?
+                .unwrap_or_default();
+            if !files
+                .iter()
+                .any(|e| matches!(e, library::Entry::File { id, .. } if id == entry))
+            {
+                return Err(Failure::new(
+                    Code::Document,
+                    format!("no file {entry} in this space"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists a file whose upload is done ([`transfer::UploadStep::Done`])
+    /// where its target says: a new file in its folder, or the new version
+    /// of a file. It goes out with the library's next flush
+    /// ([`Intent::FlushSpace`]); the driver deletes the upload's record
+    /// once that flush is done.
+    pub fn list_upload(
+        &mut self,
+        target: &transfer::Target,
+        manifest: &FileManifest,
+    ) -> Result<(), Failure> {
+        let space = target.space;
+        self.edit(space, library::stream(space), |r| match &target.replaces {
+            Some(entry) => library::add_version(r.doc(), entry, manifest),
+            None => library::add_file(r.doc(), manifest, &target.folder),
+        })?
+        .map_err(|e| Failure::new(Code::Document, e.to_string()))
+    }
+
+    /// The file of the space's library that `name_or_id` names (its name,
+    /// its id, or the id of one of its versions), at `version` (counted
+    /// from 1, the oldest; `None`: the current one, or the version the id
+    /// names), to start a [`transfer::Download`] with.
+    pub fn file(
+        &mut self,
+        space: SpaceId,
+        name_or_id: &str,
+        version: Option<usize>,
+    ) -> Result<FileManifest, Failure> {
+        let view = self.view_mut(space).ok_or_else(|| not_member(space))?;
+        let entries = match view.existing_replica(library::stream(space)) {
+            Some(r) => library::entries(r.doc())
+                .map_err(|e| Failure::new(Code::Document, e.to_string()))?,
+            None => Vec::new(),
+        };
+        let not_found = || {
+            Failure::new(
+                Code::Document,
+                format!("no file {name_or_id} in this space"),
+            )
+        };
+        for e in entries {
+            let library::Entry::File {
+                id: entry,
+                manifest,
+                mut versions,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let named = manifest.name == name_or_id || entry == name_or_id;
+            versions.push(*manifest);
+            if named {
+                return match version {
+                    None => versions.pop().ok_or_else(not_found),
+                    Some(n) => versions.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
+                        Failure::new(
+                            Code::Document,
+                            format!(
+                                "{name_or_id} has {} version(s), not a version {n}",
+                                versions.len()
+                            ),
+                        )
+                    }),
+                };
+            }
+            if let Some(m) = versions
+                .into_iter()
+                .find(|m| m.file_id.to_string() == name_or_id)
+            {
+                return Ok(m);
+            }
+        }
+        Err(not_found())
     }
 
     /// The space's name and description, as its space managers set them

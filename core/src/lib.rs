@@ -24,6 +24,8 @@
 //! - [`monitoring`]: case records of violations, their counts, and the
 //!   aggregates published for the public map.
 //! - [`files`]: chunked, streamed file encryption.
+//! - [`transfer`]: uploads and downloads step by step (write-ahead,
+//!   resuming, retries), for every client.
 //! - [`intake`]: sealed submissions in the age v1 format.
 //! - [`view`]: one device's view of a space, rebuilt from its log, with
 //!   fork, rewrite and rollback detection.
@@ -52,6 +54,7 @@ pub mod pairing;
 pub mod publication;
 pub mod recovery;
 pub mod space;
+pub mod transfer;
 pub mod view;
 pub mod wire;
 

@@ -1459,20 +1459,12 @@ pub async fn get_blob(
         .into_response())
 }
 
-/// Body of `POST /v1/blobs/missing`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlobQuery {
-    /// Blob ids (hex).
-    pub ids: Vec<String>,
-}
-
 /// `POST /v1/blobs/missing`: which of these blobs the server lacks (to resume).
 pub async fn missing_blobs(
     State(state): S,
     headers: HeaderMap,
-    j: ApiJson<BlobQuery>,
-) -> Result<Json<Value>, ApiError> {
+    j: ApiJson<api::BlobQuery>,
+) -> Result<Json<api::MissingBlobs>, ApiError> {
     caller(&state, &headers)?;
     let req = body(j)?;
     if req.ids.len() > state.config.limits.max_blob_query {
@@ -1488,7 +1480,7 @@ pub async fn missing_blobs(
             missing.push(id.to_hex());
         }
     }
-    Ok(Json(json!({ "missing": missing })))
+    Ok(Json(api::MissingBlobs { missing }))
 }
 
 /// Body of `PUT /v1/public/{space}/docs/{doc}`.
