@@ -28,13 +28,14 @@ use amicus_core::api::{self, HttpResponse, Method};
 use amicus_core::at_rest::{DeviceRecord, Restored, UnsentEdits};
 use amicus_core::document::{Replica, filing};
 use amicus_core::engine::{Config, Engine, Intent, Link};
-use amicus_core::files::{FileError, FileManifest, FileOpener, FileSealer, UploadProgress};
+use amicus_core::files::{FileManifest, UploadProgress};
 use amicus_core::identity::{Contacts, Device as CoreDevice, DeviceCertificate, UserIdentity};
 use amicus_core::library;
 use amicus_core::pairing;
 use amicus_core::publication::{self, CopyCheck, Provenance};
 use amicus_core::recovery::{self, RecoveryCode};
 use amicus_core::space::Role;
+use amicus_core::transfer;
 use amicus_core::view::SpaceView;
 use amicus_core::wire::ServerFrame;
 use amicus_core::{DeviceId, MlsProvider, SpaceId, StreamId, UserId};
@@ -42,14 +43,21 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tsify::{Ts, Tsify};
 use wasm_bindgen::prelude::*;
-use zeroize::Zeroizing;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
 /** An interrupted upload, as its sealed progress describes it. */
 export interface SavedUploadInfo { file: string; space: string; folder: string; replaces: string; name: string; size: number; done: number; chunks: number }
-/** A sealed chunk to store under its id. */
-export interface SealedChunk { index: number; id: string; blob: Uint8Array }
+/** What a driver does next for an upload (`Upload.next`). */
+export type UploadStep =
+  | { kind: "read"; offset: number; len: number }
+  | { kind: "store"; sealed: Uint8Array }
+  | { kind: "put"; id: string; blob: Uint8Array }
+  | { kind: "missing"; ids: string[] }
+  | { kind: "wait"; ms: number }
+  | { kind: "done" };
+/** What a driver does next for a download (`Download.next`). */
+export type DownloadStep = { kind: "get"; id: string } | { kind: "wait"; ms: number } | { kind: "done" };
 "#;
 
 fn err(e: impl std::fmt::Display) -> JsValue {
@@ -1669,52 +1677,41 @@ impl Device {
         })
     }
 
-    /// Lists a sealed file (its manifest from [`Upload::finish`]) in the
-    /// library; it goes out with the library's next flush.
-    pub fn add_file(&mut self, space: &str, manifest: &[u8], folder: &str) -> Result<(), JsValue> {
-        let id = space_id(space)?;
-        let manifest: FileManifest =
-            postcard::from_bytes(manifest).map_err(|_| bad("not a file manifest"))?;
-        self.edit(id, library::stream(id), |doc| {
-            library::add_file(doc, &manifest, folder)
-        })
-    }
-
-    /// Makes a sealed file (its manifest from [`Upload::finish`]) the new
-    /// version of the library's file `entry`; it goes out with the
-    /// library's next flush.
-    pub fn add_version(
+    /// Checks, before a file is read, that it may go to `space` (in
+    /// `folder`, or as the new version of the library's file `replaces`,
+    /// "" for none).
+    pub fn check_upload(
         &mut self,
         space: &str,
-        entry: &str,
-        manifest: &[u8],
+        folder: &str,
+        replaces: &str,
     ) -> Result<(), JsValue> {
-        let id = space_id(space)?;
-        let manifest: FileManifest =
-            postcard::from_bytes(manifest).map_err(|_| bad("not a file manifest"))?;
-        self.edit(id, library::stream(id), |doc| {
-            library::add_version(doc, entry, &manifest)
-        })
+        let target = upload_target(space, folder, replaces)?;
+        self.engine
+            .check_upload(&target)
+            .map_err(|f| fail(f.code.into(), f.message))
     }
 
-    /// Starts downloading a file of the library (by file id).
+    /// Lists a file whose upload is done where it was going; it goes out
+    /// with the library's next flush (then forget the upload's record).
+    pub fn list_upload(&mut self, upload: &Upload) -> Result<(), JsValue> {
+        let manifest = upload
+            .manifest
+            .as_ref()
+            .ok_or_else(|| err("the upload is not done"))?;
+        self.engine
+            .list_upload(upload.inner.target(), manifest)
+            .map_err(|f| fail(f.code.into(), f.message))
+    }
+
+    /// Starts downloading a file of the library (its id, or a version's).
     pub fn download(&mut self, space: &str, file: &str) -> Result<Download, JsValue> {
-        let id = space_id(space)?;
-        let view = self.view_mut(id)?;
-        let replica = view
-            .existing_replica(library::stream(id))
-            .ok_or_else(|| fail(ErrorCode::Document, "this space has no library yet"))?;
-        // A version's own file id (`current` or one of `versions` in the
-        // listing); a file's id in the library is its first version's.
-        let manifest = library::manifest(replica.doc(), file)
-            .map_err(doc_err)?
-            .ok_or_else(|| fail(ErrorCode::Document, format!("no file {file} in this space")))?;
-        let opener = FileOpener::new(&manifest).map_err(doc_err)?;
+        let manifest = self
+            .engine
+            .file(space_id(space)?, file, None)
+            .map_err(|f| fail(f.code.into(), f.message))?;
         Ok(Download {
-            chunk_ids: manifest.chunk_ids.iter().map(|c| c.to_string()).collect(),
-            name: manifest.name.clone(),
-            media_type: manifest.media_type.clone(),
-            opener: Some(opener),
+            inner: transfer::Download::start(manifest).map_err(err)?,
         })
     }
 }
@@ -1824,280 +1821,304 @@ fn parse_role(role: &str) -> Result<Role, JsValue> {
     Role::parse(role).ok_or_else(|| bad(format!("unknown role {role}")))
 }
 
-/// A file being sealed, chunk by chunk, for upload.
-#[wasm_bindgen]
-pub struct Upload {
-    sealer: Option<FileSealer>,
-    /// Where the file goes (kept with the sealed progress).
-    space: String,
-    folder: String,
-    replaces: String,
+/// Where an upload goes, from the page's strings.
+fn upload_target(space: &str, folder: &str, replaces: &str) -> Result<transfer::Target, JsValue> {
+    Ok(transfer::Target {
+        space: space_id(space)?,
+        folder: folder.to_owned(),
+        replaces: (!replaces.is_empty()).then(|| replaces.to_owned()),
+    })
 }
 
 /// The sealed item of an upload in progress.
 const UPLOAD_ITEM: &str = "browser-upload";
 
-/// What an interrupted upload keeps: `1 || postcard(SavedUpload)`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SavedUpload {
+/// What an interrupted upload kept before [`transfer`] wrote its records:
+/// `2 || postcard(LegacyUpload)`, its chunk stored beside it.
+#[derive(serde::Deserialize)]
+struct LegacyUpload {
     progress: UploadProgress,
     space: String,
     folder: String,
-    /// The library file this upload becomes a new version of ("": none).
     replaces: String,
 }
 
 /// What version 1 of a saved upload held (no `replaces`).
 #[derive(serde::Deserialize)]
-struct SavedUploadV1 {
+struct LegacyUploadV1 {
     progress: UploadProgress,
     space: String,
     folder: String,
 }
 
-fn open_upload(sealed: &[u8], key: &StateKey) -> Result<SavedUpload, JsValue> {
+/// An interrupted upload's record, opened: as [`transfer`] writes it, or
+/// an earlier layout (with the chunk the page kept beside it) read into it.
+fn open_upload(sealed: &[u8], chunk: Option<Vec<u8>>, key: &StateKey) -> Result<Vec<u8>, JsValue> {
     let bytes = key.0.open(UPLOAD_ITEM, sealed).map_err(err)?;
     let corrupt = || err("the saved upload is corrupt or from another version");
-    match bytes.split_first() {
-        Some((2, rest)) => postcard::from_bytes(rest).map_err(|_| corrupt()),
-        Some((1, rest)) => postcard::from_bytes::<SavedUploadV1>(rest)
-            .map(|v| SavedUpload {
+    let legacy = match bytes.split_first() {
+        Some((2, rest)) => postcard::from_bytes::<LegacyUpload>(rest).map_err(|_| corrupt())?,
+        Some((1, rest)) => postcard::from_bytes::<LegacyUploadV1>(rest)
+            .map(|v| LegacyUpload {
                 progress: v.progress,
                 space: v.space,
                 folder: v.folder,
                 replaces: String::new(),
             })
-            .map_err(|_| corrupt()),
-        _ => Err(corrupt()),
+            .map_err(|_| corrupt())?,
+        _ => {
+            transfer::Interrupted::read(&bytes).ok_or_else(corrupt)?;
+            return Ok(bytes.to_vec());
+        }
+    };
+    let target = upload_target(&legacy.space, &legacy.folder, &legacy.replaces)?;
+    Ok(transfer::Interrupted::upgrade(
+        legacy.progress,
+        target,
+        chunk,
+    ))
+}
+
+/// What a failed request tells a transfer: `status` 0 when the server
+/// could not be reached, `retry_after` 0 when it sent none.
+fn http_failure(status: u16, retry_after: u32) -> transfer::HttpFailure {
+    transfer::HttpFailure {
+        status: (status != 0).then_some(status),
+        retry_after: (retry_after != 0).then_some(u64::from(retry_after)),
     }
 }
 
-fn chunks_js(chunks: Vec<amicus_core::files::SealedChunk>) -> JsValue {
-    let out = js_sys::Array::new();
-    for c in chunks {
-        let o = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&o, &"index".into(), &JsValue::from_f64(c.index as f64));
-        let _ = js_sys::Reflect::set(&o, &"id".into(), &c.id.to_string().into());
-        let _ = js_sys::Reflect::set(
-            &o,
-            &"blob".into(),
-            &js_sys::Uint8Array::from(&c.blob[..]).into(),
-        );
-        out.push(&o);
-    }
-    out.into()
+/// A file being sealed and sent, as [`transfer::Upload`] says, step by
+/// step: the page only reads the file, stores what it is given, sends,
+/// asks and waits.
+#[wasm_bindgen]
+pub struct Upload {
+    inner: transfer::Upload,
+    /// Set when the last step was `done`.
+    manifest: Option<FileManifest>,
 }
 
 #[wasm_bindgen]
 impl Upload {
-    /// Starts sealing a file of `size` bytes under a fresh random secret,
-    /// for the library of `space` (in `folder`, `""` for the top).
+    /// Starts uploading a file of `size` bytes to `space` (in `folder`,
+    /// or as the new version of the library's file `replaces`; "" for
+    /// none), from the sealed record of an interrupted upload of it if
+    /// there is one (and the chunk an earlier version of the page kept
+    /// beside it).
     #[wasm_bindgen(constructor)]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         media_type: &str,
         size: u64,
         space: &str,
         folder: &str,
+        replaces: &str,
+        record: Option<Vec<u8>>,
+        chunk: Option<Vec<u8>>,
+        key: &StateKey,
     ) -> Result<Upload, JsValue> {
-        space_id(space)?;
-        Ok(Self {
-            sealer: Some(FileSealer::new(name, media_type, size).map_err(err)?),
-            space: space.to_owned(),
-            folder: folder.to_owned(),
-            replaces: String::new(),
-        })
-    }
-
-    /// The progress so far, sealed for IndexedDB. Write-ahead (PROTOCOL
-    /// §10.7): store it after a chunk is sealed and *before* that chunk is
-    /// uploaded, with the chunk itself (ciphertext), so a resumed upload
-    /// sends that chunk again instead of sealing it again.
-    pub fn seal_progress(&self, key: &StateKey) -> Result<Vec<u8>, JsValue> {
-        let sealer = self.sealer.as_ref().ok_or_else(|| err("upload finished"))?;
-        let saved = SavedUpload {
-            progress: sealer.progress(),
-            space: self.space.clone(),
-            folder: self.folder.clone(),
-            replaces: self.replaces.clone(),
+        let target = upload_target(space, folder, replaces)?;
+        let record = record.map(|r| open_upload(&r, chunk, key)).transpose()?;
+        let source = transfer::Source {
+            name: name.to_owned(),
+            media_type: media_type.to_owned(),
+            size,
         };
-        let mut bytes = Zeroizing::new(vec![2u8]);
-        bytes.extend_from_slice(&postcard::to_allocvec(&saved).map_err(err)?);
-        Ok(key.0.seal(UPLOAD_ITEM, &bytes))
-    }
-
-    /// Rebuilds an interrupted upload from its sealed progress. Push the
-    /// file again from byte 0: the chunks already sealed are not sealed
-    /// again, and if the file is not the same up to that point the push
-    /// fails with the error `source-changed` (start a new upload).
-    pub fn resume(sealed: &[u8], key: &StateKey) -> Result<Upload, JsValue> {
-        let SavedUpload {
-            progress,
-            space,
-            folder,
-            replaces,
-        } = open_upload(sealed, key)?;
         Ok(Self {
-            sealer: Some(FileSealer::resume(progress).map_err(err)?),
-            space,
-            folder,
-            replaces,
+            inner: transfer::Upload::start(source, target, record.as_deref()).map_err(err)?,
+            manifest: None,
         })
     }
 
-    /// What a sealed progress describes: `{file, space, folder, name, size,
-    /// done, chunks}` (chunks sealed so far, and in all).
+    /// What an interrupted upload's sealed record describes (and the chunk
+    /// an earlier version of the page kept beside it).
     #[wasm_bindgen(unchecked_return_type = "SavedUploadInfo")]
-    pub fn describe(sealed: &[u8], key: &StateKey) -> Result<JsValue, JsValue> {
-        let saved = open_upload(sealed, key)?;
-        let p = &saved.progress;
+    pub fn describe(
+        record: &[u8],
+        chunk: Option<Vec<u8>>,
+        key: &StateKey,
+    ) -> Result<JsValue, JsValue> {
+        let record = open_upload(record, chunk, key)?;
+        let i =
+            transfer::Interrupted::read(&record).ok_or_else(|| err("not an upload's record"))?;
         Ok(js(&json!({
-            "file": p.file_id().to_string(), "space": saved.space, "folder": saved.folder,
-            "replaces": saved.replaces,
-            "name": p.name(), "size": p.plaintext_size(),
-            "done": p.chunks_emitted(), "chunks": p.chunk_count(),
+            "file": i.file, "space": i.target.space.to_hex(), "folder": i.target.folder,
+            "replaces": i.target.replaces.unwrap_or_default(),
+            "name": i.name, "size": i.size, "done": i.done, "chunks": i.chunks,
         })))
     }
 
-    /// The file id (hex).
+    /// The file's id (hex): the record's name in the page's store.
     pub fn file_id(&self) -> String {
-        self.sealer
-            .as_ref()
-            .map_or_else(String::new, |s| s.file_id().to_string())
+        self.inner.file_id()
     }
 
     /// The space the file goes to.
     pub fn space(&self) -> String {
-        self.space.clone()
+        self.inner.target().space.to_hex()
     }
 
-    /// The folder the file goes to.
-    pub fn folder(&self) -> String {
-        self.folder.clone()
+    /// `[chunks at the server, chunks in all]`.
+    pub fn progress(&self) -> Vec<f64> {
+        let (done, total) = self.inner.progress();
+        vec![done as f64, total as f64]
     }
 
-    /// Makes the upload a new version of the library's file `entry` (its
-    /// id) rather than a new file; kept with the sealed progress.
-    pub fn set_replaces(&mut self, entry: &str) {
-        self.replaces = entry.to_owned();
-    }
-
-    /// The library file this upload becomes a new version of ("": none).
-    pub fn replaces(&self) -> String {
-        self.replaces.clone()
-    }
-
-    /// How many chunks were sealed so far.
-    pub fn chunks_sealed(&self) -> u64 {
-        self.sealer
-            .as_ref()
-            .map_or(0, |s| s.progress().chunks_emitted())
-    }
-
-    /// The ids of the chunks sealed so far (to ask the server which it lacks).
-    pub fn chunk_ids(&self) -> Vec<String> {
-        self.sealer.as_ref().map_or_else(Vec::new, |s| {
-            s.progress()
-                .chunk_ids()
-                .iter()
-                .map(|c| c.to_string())
-                .collect()
-        })
-    }
-
-    /// After the last bytes: the next padding chunk, or `undefined` when
-    /// there is none left (take them one at a time, storing the progress
-    /// before each).
-    #[wasm_bindgen(unchecked_return_type = "SealedChunk | undefined")]
-    pub fn next_trailing(&mut self) -> Result<JsValue, JsValue> {
-        let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
-        match sealer.next_trailing_chunk().map_err(err)? {
-            Some(c) => Ok(js_sys::Array::from(&chunks_js(vec![c])).get(0)),
-            None => Ok(JsValue::UNDEFINED),
+    /// The next step (`UploadStep`): `read` the file's bytes from
+    /// `offset` (at most `len`) and pass them to `read`; `store` the
+    /// sealed record in place of the upload's earlier one, then call
+    /// `stored`; `put` the blob, then `sent`; ask which of `ids` the
+    /// server lacks, then `missing`; `wait` `ms`; `done`: list it with
+    /// `Device.list_upload`, send the library, then delete the record.
+    #[wasm_bindgen(unchecked_return_type = "UploadStep")]
+    pub fn next(&mut self, key: &StateKey) -> Result<JsValue, JsValue> {
+        let o = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| {
+            let _ = js_sys::Reflect::set(&o, &k.into(), &v);
+        };
+        match self.inner.next().map_err(transfer_err)? {
+            transfer::UploadStep::Read { offset, len } => {
+                set("kind", "read".into());
+                set("offset", JsValue::from_f64(offset as f64));
+                set("len", JsValue::from_f64(len as f64));
+            }
+            transfer::UploadStep::Store(record) => {
+                set("kind", "store".into());
+                set(
+                    "sealed",
+                    js_sys::Uint8Array::from(&key.0.seal(UPLOAD_ITEM, &record)[..]).into(),
+                );
+            }
+            transfer::UploadStep::Put { id, blob } => {
+                set("kind", "put".into());
+                set("id", id.to_string().into());
+                set("blob", js_sys::Uint8Array::from(&blob[..]).into());
+            }
+            transfer::UploadStep::AskMissing(ids) => {
+                set("kind", "missing".into());
+                let list = js_sys::Array::new();
+                for id in ids {
+                    list.push(&id.to_string().into());
+                }
+                set("ids", list.into());
+            }
+            transfer::UploadStep::Wait(ms) => {
+                set("kind", "wait".into());
+                set("ms", JsValue::from_f64(ms as f64));
+            }
+            transfer::UploadStep::Done(manifest) => {
+                self.manifest = Some(manifest);
+                set("kind", "done".into());
+            }
         }
+        Ok(o.into())
     }
 
-    /// The number of chunks the file will have.
-    pub fn chunk_count(&self) -> u64 {
-        self.sealer.as_ref().map_or(0, FileSealer::chunk_count)
+    /// The bytes a `read` step asked for.
+    pub fn read(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        self.inner.read(bytes).map_err(transfer_err)
     }
 
-    /// Seals the next bytes of the file; returns the chunks completed.
-    #[wasm_bindgen(unchecked_return_type = "SealedChunk[]")]
-    pub fn push(&mut self, data: &[u8]) -> Result<JsValue, JsValue> {
-        let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
-        match sealer.push(data) {
-            Ok(chunks) => Ok(chunks_js(chunks)),
-            Err(FileError::SourceChanged) => Err(fail(
-                ErrorCode::SourceChanged,
-                "the file is not the one chosen before",
-            )),
-            Err(e) => Err(err(e)),
-        }
+    /// The record of a `store` step is stored.
+    pub fn stored(&mut self) -> Result<(), JsValue> {
+        self.inner.stored().map_err(transfer_err)
     }
 
-    /// After the last bytes: the padding chunks, then the manifest to pass
-    /// to [`Device::add_file`].
-    #[wasm_bindgen(unchecked_return_type = "SealedChunk[]")]
-    pub fn trailing(&mut self) -> Result<JsValue, JsValue> {
-        let sealer = self.sealer.as_mut().ok_or_else(|| err("upload finished"))?;
-        let mut out = Vec::new();
-        while let Some(c) = sealer.next_trailing_chunk().map_err(err)? {
-            out.push(c);
-        }
-        Ok(chunks_js(out))
+    /// The blob of a `put` step was stored at the server.
+    pub fn sent(&mut self) -> Result<(), JsValue> {
+        self.inner.sent(Ok(())).map_err(transfer_err)
     }
 
-    /// The manifest (bytes, secret inside: keep it only in the encrypted
-    /// library).
-    pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
-        let sealer = self.sealer.take().ok_or_else(|| err("upload finished"))?;
-        let (rest, manifest) = sealer.finish().map_err(err)?;
-        if !rest.is_empty() {
-            return Err(err("call trailing() before finish()"));
-        }
-        postcard::to_allocvec(&manifest).map_err(err)
+    /// The `put` failed: the HTTP status (0: no answer) and `Retry-After`
+    /// in seconds (0: none).
+    pub fn send_failed(&mut self, status: u16, retry_after: u32) -> Result<(), JsValue> {
+        self.inner
+            .sent(Err(http_failure(status, retry_after)))
+            .map_err(transfer_err)
+    }
+
+    /// The server's answer to a `missing` step: the ids it lacks.
+    pub fn missing(&mut self, ids: Vec<String>) -> Result<(), JsValue> {
+        let ids = ids
+            .iter()
+            .map(|id| {
+                hex::decode(id)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(amicus_core::files::ChunkId)
+                    .ok_or_else(|| bad(format!("not a chunk id: {id}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner.missing(Ok(ids)).map_err(transfer_err)
+    }
+
+    /// The `missing` request failed (as for [`Upload::send_failed`]).
+    pub fn missing_failed(&mut self, status: u16, retry_after: u32) -> Result<(), JsValue> {
+        self.inner
+            .missing(Err(http_failure(status, retry_after)))
+            .map_err(transfer_err)
     }
 }
 
-/// A file being downloaded and opened chunk by chunk.
+/// A transfer that stopped, with a code the page words.
+fn transfer_err(e: transfer::TransferError) -> JsValue {
+    match e {
+        transfer::TransferError::GaveUp => fail(ErrorCode::Network, e),
+        transfer::TransferError::Refused(_) => fail(ErrorCode::Server, e),
+        transfer::TransferError::SourceLength { .. } => fail(ErrorCode::SourceChanged, e),
+        e => err(e),
+    }
+}
+
+/// A file being fetched and opened, as [`transfer::Download`] says.
 #[wasm_bindgen]
 pub struct Download {
-    chunk_ids: Vec<String>,
-    name: String,
-    media_type: String,
-    opener: Option<FileOpener>,
+    inner: transfer::Download,
 }
 
 #[wasm_bindgen]
 impl Download {
-    /// The chunk ids to fetch, in order.
-    pub fn chunk_ids(&self) -> Vec<String> {
-        self.chunk_ids.clone()
-    }
-
     /// The file's name.
     pub fn name(&self) -> String {
-        self.name.clone()
+        self.inner.name().to_owned()
     }
 
     /// The file's media type.
     pub fn media_type(&self) -> String {
-        self.media_type.clone()
+        self.inner.media_type().to_owned()
     }
 
-    /// Checks and decrypts chunk `index`.
-    pub fn open_chunk(&mut self, index: u64, blob: &[u8]) -> Result<Vec<u8>, JsValue> {
-        let opener = self
-            .opener
-            .as_mut()
-            .ok_or_else(|| err("download finished"))?;
-        opener.open_chunk(index, blob).map_err(err)
+    /// `[chunks opened, chunks in all]`.
+    pub fn progress(&self) -> Vec<f64> {
+        let (done, total) = self.inner.progress();
+        vec![done as f64, total as f64]
     }
 
-    /// Checks that every chunk was opened (a truncated file is refused).
-    pub fn finish(&mut self) -> Result<(), JsValue> {
-        let opener = self.opener.take().ok_or_else(|| err("download finished"))?;
-        opener.finish().map_err(err)
+    /// The next step (`DownloadStep`): `get` the blob `id` and pass it to
+    /// `got`; `wait` `ms`; `done` when the file is whole.
+    #[wasm_bindgen(unchecked_return_type = "DownloadStep")]
+    pub fn next(&mut self) -> Result<JsValue, JsValue> {
+        Ok(match self.inner.next().map_err(transfer_err)? {
+            transfer::DownloadStep::Get(id) => js(&json!({ "kind": "get", "id": id.to_string() })),
+            transfer::DownloadStep::Wait(ms) => js(&json!({ "kind": "wait", "ms": ms })),
+            transfer::DownloadStep::Done => js(&json!({ "kind": "done" })),
+        })
+    }
+
+    /// The blob of a `get` step: its plaintext, to keep in order.
+    pub fn got(&mut self, blob: &[u8]) -> Result<Vec<u8>, JsValue> {
+        match self.inner.got(Ok(blob.to_vec())).map_err(transfer_err)? {
+            Some(plain) => Ok(plain),
+            None => Err(err("a blob came and was not taken")),
+        }
+    }
+
+    /// The `get` failed (as for [`Upload::send_failed`]).
+    pub fn get_failed(&mut self, status: u16, retry_after: u32) -> Result<(), JsValue> {
+        self.inner
+            .got(Err(http_failure(status, retry_after)))
+            .map(|_| ())
+            .map_err(transfer_err)
     }
 }

@@ -155,8 +155,6 @@ export async function drawPdf(blob, pages, width) {
   });
 }
 
-const CHUNK_SIZE = 1 << 20;
-
 /** An error with a stable code the interface matches on (the module's
  * `ErrorCode`s, the server's codes, and this file's own: `exists`,
  * `no-device`, `wrong-passphrase`, `no-pairing`, `pairing-expired`,
@@ -179,6 +177,8 @@ export class ServerError extends AppError {
     super(code, message || `${status} ${code}`);
     this.status = status;
     this.reason = reason;
+    /** The server's `Retry-After`, in seconds (0: none). */
+    this.retryAfter = 0;
   }
 }
 
@@ -188,9 +188,10 @@ export class ServerError extends AppError {
  * The device states of this browser, sealed, in IndexedDB: `devices` holds
  * `{user, salt, sealed}` (the state), `unsent` holds `{user, sealed}` (the
  * edits the server has not acknowledged, sealed under the same key),
- * `uploads` holds `{id, user, sealed, chunk}` for each interrupted upload
- * (its sealed progress, and the last sealed chunk, ciphertext, until the
- * server has it).
+ * `uploads` holds `{id, user, sealed, chunk}` for each interrupted upload:
+ * its record (PROTOCOL §10.7: the progress and the sealed chunks the
+ * server may not have yet), sealed; `chunk` is only in records an earlier
+ * version of the page wrote, which kept the last chunk beside the record.
  */
 export const vault = {
   /** @type {IDBDatabase | null} */
@@ -315,7 +316,9 @@ async function http(method, path, token, body, raw) {
       message = e.message || message;
       reason = e.reason;
     }
-    throw new ServerError(res.status, code, message, reason);
+    const error = new ServerError(res.status, code, message, reason);
+    error.retryAfter = Number.parseInt(res.headers.get("retry-after") || "0", 10) || 0;
+    throw error;
   }
   if (type.startsWith("application/json")) return res.json();
   return new Uint8Array(await res.arrayBuffer());
@@ -323,6 +326,14 @@ async function http(method, path, token, body, raw) {
 
 /** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A failed request as a transfer reads it: `[status, retry_after]`, 0
+ * for no answer (the network) and for no `Retry-After`.
+ * @param {unknown} e @returns {[number, number]} */
+function failed(e) {
+  if (e instanceof ServerError) return [e.status, e.retryAfter || 0];
+  return [0, 0];
+}
 
 /** base64url of `bytes` (WebAuthn's credential ids as keys).
  * @param {Uint8Array} bytes */
@@ -1229,7 +1240,7 @@ export class Client {
     const out = [];
     for (const u of await vault.uploads(this.user)) {
       try {
-        out.push({ id: u.id, ...Upload.describe(u.sealed, this.key) });
+        out.push({ id: u.id, ...Upload.describe(u.sealed, u.chunk?.blob, this.key) });
       } catch (_) {
         /* sealed under another key or corrupt: not ours to resume */
       }
@@ -1243,109 +1254,97 @@ export class Client {
   }
 
   /**
-   * Seals and uploads `file` chunk by chunk into `space` (`folder`, "" for
-   * the top); `progress(done, total)`. Resumable: after each chunk is
-   * sealed, its progress and the chunk are stored before the chunk is sent
-   * (write-ahead, PROTOCOL §10.7); `resume` (an id from
-   * `interruptedUploads()`) continues such an upload with the same file
-   * chosen again, sealing nothing twice. A different file starts afresh.
-   * With `replaces` (a file's id in the library), the file becomes that
-   * file's new version instead of a new entry.
+   * Uploads `file` into `space` (`folder`, "" for the top; with
+   * `replaces`, a file's id in the library, as that file's new version);
+   * `progress(done, total)`. With `resume` (an id from
+   * `interruptedUploads()`), continues that upload with the same file
+   * chosen again. The module's `Upload` decides every step (what to seal,
+   * store before sending, send again, retry or start afresh); this only
+   * reads the file, stores, sends and waits.
    */
   async upload(space, file, folder, progress, resume, replaces = "") {
-    let up = null;
     let record = null;
     if (resume) {
       record = (await vault.uploads(this.user)).find((u) => u.id === resume);
       if (!record) throw new AppError("no-upload", "no such interrupted upload");
-      up = Upload.resume(record.sealed, this.key);
-      space = up.space();
-      folder = up.folder();
-      replaces = up.replaces();
-      if (record.chunk) await this.putBlob(record.chunk.id, record.chunk.blob);
-      const m = await this.api("POST", "/v1/blobs/missing", { ids: up.chunk_ids() });
-      if ((m.missing || []).length) {
-        // A chunk sent before is gone from the server: start afresh.
-        up.free();
-        up = null;
-        await vault.removeUpload(record.id);
-      }
+      const saved = Upload.describe(record.sealed, record.chunk?.blob, this.key);
+      space = saved.space;
+      folder = saved.folder;
+      replaces = saved.replaces;
     }
-    if (!up) {
-      up = new Upload(file.name, file.type || "application/octet-stream", BigInt(file.size), space, folder || "");
-      if (replaces) up.set_replaces(replaces);
-      record = { id: up.file_id(), user: this.user, sealed: null, chunk: null };
-    }
+    this.device.check_upload(space, folder || "", replaces || "");
+    const up = new Upload(file.name, file.type || "application/octet-stream", BigInt(file.size),
+      space, folder || "", replaces || "", record?.sealed, record?.chunk?.blob, this.key);
+    const id = record ? record.id : up.file_id();
     try {
-      const total = Number(up.chunk_count());
-      progress(Number(up.chunks_sealed()), total);
-      const send = async (c) => {
-        record.sealed = up.seal_progress(this.key);
-        record.chunk = { id: c.id, blob: c.blob };
-        await vault.putUpload(record);
-        await this.putBlob(c.id, c.blob);
-        progress(Number(up.chunks_sealed()), total);
-      };
-      for (let at = 0; at < file.size; at += CHUNK_SIZE) {
-        const bytes = new Uint8Array(await file.slice(at, at + CHUNK_SIZE).arrayBuffer());
-        let chunks;
-        try {
-          chunks = up.push(bytes);
-        } catch (e) {
-          if (resume && e instanceof Error && "code" in e && e.code === "source_changed") {
-            await vault.removeUpload(record.id);
-            return this.upload(space, file, folder, progress, undefined, replaces);
+      for (;;) {
+        const step = up.next(this.key);
+        if (step.kind === "read") {
+          up.read(new Uint8Array(await file.slice(step.offset, step.offset + step.len).arrayBuffer()));
+        } else if (step.kind === "store") {
+          await vault.putUpload({ id, user: this.user, sealed: step.sealed, chunk: null });
+          up.stored();
+        } else if (step.kind === "put") {
+          try {
+            await http("PUT", `/v1/blobs/${step.id}`, this.device.token(), undefined, step.blob);
+            up.sent();
+          } catch (e) {
+            up.send_failed(...failed(e));
           }
-          throw e;
+          const [done, total] = up.progress();
+          progress(done, total);
+        } else if (step.kind === "missing") {
+          let missing;
+          try {
+            missing = (await this.api("POST", "/v1/blobs/missing", { ids: step.ids })).missing;
+          } catch (e) {
+            up.missing_failed(...failed(e));
+            continue;
+          }
+          up.missing(missing);
+        } else if (step.kind === "wait") {
+          await sleep(step.ms);
+        } else {
+          this.device.list_upload(up);
+          break;
         }
-        for (const c of chunks) await send(c);
       }
-      for (let c = up.next_trailing(); c; c = up.next_trailing()) await send(c);
-      const manifest = up.finish();
-      if (replaces) this.device.add_version(space, replaces, manifest);
-      else this.device.add_file(space, manifest, folder || "");
       await this.flushSpace(space);
-      await vault.removeUpload(record.id);
+      await vault.removeUpload(id);
     } finally {
       up.free();
     }
   }
 
-  /** Uploads one blob, retrying through network failures (resumes). */
-  async putBlob(id, blob) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await http("PUT", `/v1/blobs/${id}`, this.device.token(), undefined, blob);
-        return;
-      } catch (e) {
-        if (e instanceof ServerError && e.status !== 503 && e.status !== 429) throw e;
-        if (attempt >= 30) throw e;
-        await sleep(Math.min(10000, 500 * 2 ** attempt));
+  /** Downloads and opens a file; returns a Blob. The module's `Download`
+   * decides what to fetch, what to retry and when the file is whole. */
+  async download(space, fileId, progress) {
+    const d = this.device.download(space, fileId);
+    /** @type {BlobPart[]} */
+    const parts = [];
+    try {
+      for (;;) {
+        const step = d.next();
+        if (step.kind === "get") {
+          let blob;
+          try {
+            blob = await http("GET", `/v1/blobs/${step.id}`, this.device.token());
+          } catch (e) {
+            d.get_failed(...failed(e));
+            continue;
+          }
+          parts.push(/** @type {Uint8Array<ArrayBuffer>} */ (d.got(blob)));
+          const [done, total] = d.progress();
+          progress(done, total);
+        } else if (step.kind === "wait") {
+          await sleep(step.ms);
+        } else {
+          return { blob: new Blob(parts, { type: d.media_type() }), name: d.name() };
+        }
       }
+    } finally {
+      d.free();
     }
   }
 
-  /** Downloads and opens a file; returns a Blob. */
-  async download(space, fileId, progress) {
-    const d = this.device.download(space, fileId);
-    const ids = d.chunk_ids();
-    /** @type {BlobPart[]} */
-    const parts = [];
-    for (let i = 0; i < ids.length; i++) {
-      let blob;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          blob = await http("GET", `/v1/blobs/${ids[i]}`, this.device.token());
-          break;
-        } catch (e) {
-          if (e instanceof ServerError || attempt >= 30) throw e;
-          await sleep(Math.min(10000, 500 * 2 ** attempt));
-        }
-      }
-      parts.push(/** @type {Uint8Array<ArrayBuffer>} */ (d.open_chunk(BigInt(i), blob)));
-      progress(i + 1, ids.length);
-    }
-    d.finish();
-    return { blob: new Blob(parts, { type: d.media_type() }), name: d.name() };
-  }
 }
