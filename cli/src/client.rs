@@ -22,8 +22,8 @@ use amicus_core::identity::{Contacts, Device, UserIdentity};
 use amicus_core::library;
 use amicus_core::space::Role;
 use amicus_core::transfer::{
-    Download, DownloadStep, HttpFailure, Interrupted, Source, Target, TransferError, Upload,
-    UploadStep,
+    Download, DownloadStep, HttpFailure, Interrupted, PartFetch, PartStep, Source, Target,
+    TransferError, Upload, UploadStep,
 };
 use amicus_core::wire::{ClientFrame, LogEntry, ServerFrame};
 use amicus_core::{DeviceId, MlsProvider, SpaceId, StreamId, UserId, api};
@@ -796,23 +796,29 @@ impl Client {
         };
         let mut parts = Vec::new();
         for part in &s.parts {
-            let mut sealed = Vec::with_capacity(part.size.min(1 << 30) as usize);
-            for chunk in &part.chunks {
-                let path = format!("/v1/spaces/{}/drop-chunks/{chunk}", id.to_hex());
-                let blob = self
-                    .http
-                    .get_bytes(&path, amicus_core::intake::drop::CHUNK_LEN)
-                    .await?;
-                sealed.extend_from_slice(&blob);
-            }
-            if sealed.len() as u64 != part.size {
-                return Err(ClientError::Usage(format!(
-                    "a part of submission {} should have {} bytes and has {}",
-                    s.id,
-                    part.size,
-                    sealed.len()
-                )));
-            }
+            let mut fetch = PartFetch::start(part);
+            let mut last = None;
+            let sealed = loop {
+                match fetch.next().map_err(|e| transfer_failed(e, last.take()))? {
+                    PartStep::Get(chunk) => {
+                        let path = format!("/v1/spaces/{}/drop-chunks/{chunk}", id.to_hex());
+                        let got = self
+                            .http
+                            .get_bytes(&path, amicus_core::intake::drop::CHUNK_LEN)
+                            .await
+                            .map_err(|e| {
+                                let f = http_failure(&e);
+                                last = Some(e);
+                                f
+                            });
+                        fetch
+                            .got(got)
+                            .map_err(|e| transfer_failed(e, last.take()))?;
+                    }
+                    PartStep::Wait(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                    PartStep::Done(sealed) => break sealed,
+                }
+            };
             let opened = self
                 .engine
                 .open_submission_part(id, s.epoch, &sealed)
@@ -1777,6 +1783,7 @@ fn transfer_failed(e: TransferError, last: Option<ClientError>) -> ClientError {
         (TransferError::SourceLength { expected }, _) => ClientError::Usage(format!(
             "the file is not {expected} bytes long any more: it changed while being sent"
         )),
+        (e @ TransferError::PartLength { .. }, _) => ClientError::Usage(e.to_string()),
         (e, _) => ClientError::Network(e.to_string()),
     }
 }

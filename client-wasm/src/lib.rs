@@ -1704,11 +1704,13 @@ impl Device {
             .map_err(|f| fail(f.code.into(), f.message))
     }
 
-    /// Starts downloading a file of the library (its id, or a version's).
+    /// Starts downloading a version of a file of the library (the
+    /// version's own file id: `current` or one of `versions` in the
+    /// listing; a file's id in the library is its first version's).
     pub fn download(&mut self, space: &str, file: &str) -> Result<Download, JsValue> {
         let manifest = self
             .engine
-            .file(space_id(space)?, file, None)
+            .file_version(space_id(space)?, file)
             .map_err(|f| fail(f.code.into(), f.message))?;
         Ok(Download {
             inner: transfer::Download::start(manifest).map_err(err)?,
@@ -2061,12 +2063,70 @@ impl Upload {
     }
 }
 
+/// A drop-box submission's sealed part fetched chunk by chunk, as
+/// [`transfer::PartFetch`] says (retries, and a part refused when its
+/// chunks are not as long as listed).
+#[wasm_bindgen]
+pub struct PartFetch {
+    inner: transfer::PartFetch,
+    sealed: Option<Vec<u8>>,
+}
+
+#[wasm_bindgen]
+impl PartFetch {
+    /// Starts fetching a part as the listing gives it (`size`, `chunks`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(size: f64, chunks: Vec<String>) -> PartFetch {
+        PartFetch {
+            inner: transfer::PartFetch::start(&amicus_core::api::SubmissionPart {
+                size: size as u64,
+                chunks,
+            }),
+            sealed: None,
+        }
+    }
+
+    /// The next step (`PartStep`): `get` the drop chunk `id` and pass it
+    /// to `got`; `wait` `ms`; `done`: take the part with `take`.
+    #[wasm_bindgen(unchecked_return_type = "DownloadStep")]
+    pub fn next(&mut self) -> Result<JsValue, JsValue> {
+        Ok(match self.inner.next().map_err(transfer_err)? {
+            transfer::PartStep::Get(id) => js(&json!({ "kind": "get", "id": id })),
+            transfer::PartStep::Wait(ms) => js(&json!({ "kind": "wait", "ms": ms })),
+            transfer::PartStep::Done(sealed) => {
+                self.sealed = Some(sealed);
+                js(&json!({ "kind": "done" }))
+            }
+        })
+    }
+
+    /// The drop chunk of a `get` step.
+    pub fn got(&mut self, blob: &[u8]) -> Result<(), JsValue> {
+        self.inner.got(Ok(blob.to_vec())).map_err(transfer_err)
+    }
+
+    /// The `get` failed (as for [`Upload::send_failed`]).
+    pub fn get_failed(&mut self, status: u16, retry_after: u32) -> Result<(), JsValue> {
+        self.inner
+            .got(Err(http_failure(status, retry_after)))
+            .map_err(transfer_err)
+    }
+
+    /// The whole part, once `done`.
+    pub fn take(&mut self) -> Result<Vec<u8>, JsValue> {
+        self.sealed
+            .take()
+            .ok_or_else(|| err("the part is not whole yet"))
+    }
+}
+
 /// A transfer that stopped, with a code the page words.
 fn transfer_err(e: transfer::TransferError) -> JsValue {
     match e {
         transfer::TransferError::GaveUp => fail(ErrorCode::Network, e),
         transfer::TransferError::Refused(_) => fail(ErrorCode::Server, e),
         transfer::TransferError::SourceLength { .. } => fail(ErrorCode::SourceChanged, e),
+        transfer::TransferError::PartLength { .. } => fail(ErrorCode::Intake, e),
         e => err(e),
     }
 }

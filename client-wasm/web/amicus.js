@@ -10,7 +10,7 @@
 // events into DOM events. Pairing, recovery and file transfers are HTTP
 // calls around the module's keys.
 
-import init, { Device, Linking, PairingCode, StateKey, Upload, country_codes, mentions } from "./pkg/amicus_client.js";
+import init, { Device, Linking, PairingCode, PartFetch, StateKey, Upload, country_codes, mentions } from "./pkg/amicus_client.js";
 
 export { Upload, country_codes, mentions };
 
@@ -1113,24 +1113,30 @@ export class Client {
   async openSubmission(space, submission) {
     const opened = [];
     for (const part of submission.parts) {
-      const sealed = new Uint8Array(part.size);
-      let at = 0;
-      for (const id of part.chunks) {
-        let blob;
-        for (let attempt = 0; ; attempt++) {
-          try {
-            blob = await http("GET", `/v1/spaces/${space}/drop-chunks/${id}`, this.device.token());
+      const fetch = new PartFetch(part.size, part.chunks);
+      let sealed;
+      try {
+        for (;;) {
+          const step = fetch.next();
+          if (step.kind === "get") {
+            let blob;
+            try {
+              blob = await http("GET", `/v1/spaces/${space}/drop-chunks/${step.id}`, this.device.token());
+            } catch (e) {
+              fetch.get_failed(...failed(e));
+              continue;
+            }
+            fetch.got(blob);
+          } else if (step.kind === "wait") {
+            await sleep(step.ms);
+          } else {
+            sealed = fetch.take();
             break;
-          } catch (e) {
-            if (e instanceof ServerError || attempt >= 30) throw e;
-            await sleep(Math.min(10000, 500 * 2 ** attempt));
           }
         }
-        if (at + blob.length > sealed.length) throw new AppError("intake", "a part is longer than the server said");
-        sealed.set(blob, at);
-        at += blob.length;
+      } finally {
+        fetch.free();
       }
-      if (at !== sealed.length) throw new AppError("intake", "a part is shorter than the server said");
       const info = this.device.open_submission_part(space, submission.epoch, sealed);
       opened.push({ ...info, content: /** @type {Uint8Array<ArrayBuffer>} */ (this.device.take_opened()) });
     }
@@ -1285,12 +1291,14 @@ export class Client {
           await vault.putUpload({ id, user: this.user, sealed: step.sealed, chunk: null });
           up.stored();
         } else if (step.kind === "put") {
+          let sent = true;
           try {
             await http("PUT", `/v1/blobs/${step.id}`, this.device.token(), undefined, step.blob);
-            up.sent();
           } catch (e) {
+            sent = false;
             up.send_failed(...failed(e));
           }
+          if (sent) up.sent();
           const [done, total] = up.progress();
           progress(done, total);
         } else if (step.kind === "missing") {

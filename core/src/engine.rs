@@ -1055,6 +1055,18 @@ impl Engine {
         .map_err(|e| Failure::new(Code::Document, e.to_string()))
     }
 
+    /// The version of a file of the space's library whose own file id is
+    /// `file_id` (a file's id in the library is its first version's).
+    pub fn file_version(&mut self, space: SpaceId, file_id: &str) -> Result<FileManifest, Failure> {
+        let view = self.view_mut(space).ok_or_else(|| not_member(space))?;
+        let replica = view
+            .existing_replica(library::stream(space))
+            .ok_or_else(|| Failure::new(Code::Document, "this space has no library yet"))?;
+        library::manifest(replica.doc(), file_id)
+            .map_err(|e| Failure::new(Code::Document, e.to_string()))?
+            .ok_or_else(|| Failure::new(Code::Document, format!("no file {file_id} in this space")))
+    }
+
     /// The file of the space's library that `name_or_id` names (its name,
     /// its id, or the id of one of its versions), at `version` (counted
     /// from 1, the oldest; `None`: the current one, or the version the id

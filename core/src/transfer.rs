@@ -120,6 +120,14 @@ pub enum TransferError {
     /// Sealing or opening failed.
     #[error(transparent)]
     File(#[from] FileError),
+    /// A drop-box part's chunks are not as long as the server listed.
+    #[error("a part of the submission should have {listed} bytes and its chunks have {received}")]
+    PartLength {
+        /// What the listing says.
+        listed: u64,
+        /// What came (so far).
+        received: u64,
+    },
     /// The driver answered a step that was not asked.
     #[error("the transfer was answered out of turn")]
     OutOfTurn,
@@ -687,6 +695,95 @@ impl Download {
     }
 }
 
+/// What the driver does next for a [`PartFetch`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum PartStep {
+    /// Fetch this drop chunk (`GET /v1/spaces/{space}/drop-chunks/{id}`,
+    /// at most [`crate::intake::drop::CHUNK_LEN`] bytes) and hand it to
+    /// [`PartFetch::got`].
+    Get(String),
+    /// Wait this many milliseconds, then ask for the next step.
+    Wait(u64),
+    /// The part, whole: open it with
+    /// [`crate::engine::Engine::open_submission_part`].
+    Done(Vec<u8>),
+}
+
+/// A drop-box submission's sealed part fetched chunk by chunk (PROTOCOL
+/// §11.6), with the retries of every transfer, and refused as soon as
+/// its chunks come to more or, at the end, to fewer bytes than the
+/// server listed.
+#[derive(Debug)]
+pub struct PartFetch {
+    chunks: VecDeque<String>,
+    size: u64,
+    sealed: Vec<u8>,
+    asked: bool,
+    wait: Option<u64>,
+    retry: Retry,
+}
+
+impl PartFetch {
+    /// Starts fetching a part as the server listed it.
+    pub fn start(part: &crate::api::SubmissionPart) -> PartFetch {
+        PartFetch {
+            chunks: part.chunks.iter().cloned().collect(),
+            size: part.size,
+            // What is listed is not trusted to size a buffer.
+            sealed: Vec::with_capacity(part.size.min(CHUNK_SIZE as u64) as usize),
+            asked: false,
+            wait: None,
+            retry: Retry::default(),
+        }
+    }
+
+    /// What to do next.
+    pub fn next(&mut self) -> Result<PartStep, TransferError> {
+        if self.asked {
+            return Err(TransferError::OutOfTurn);
+        }
+        if let Some(ms) = self.wait.take() {
+            return Ok(PartStep::Wait(ms));
+        }
+        match self.chunks.front() {
+            Some(id) => {
+                self.asked = true;
+                Ok(PartStep::Get(id.clone()))
+            }
+            None if self.sealed.len() as u64 == self.size => {
+                Ok(PartStep::Done(std::mem::take(&mut self.sealed)))
+            }
+            None => Err(TransferError::PartLength {
+                listed: self.size,
+                received: self.sealed.len() as u64,
+            }),
+        }
+    }
+
+    /// The answer to [`PartStep::Get`].
+    pub fn got(&mut self, result: Result<Vec<u8>, HttpFailure>) -> Result<(), TransferError> {
+        if !std::mem::take(&mut self.asked) {
+            return Err(TransferError::OutOfTurn);
+        }
+        match result {
+            Ok(blob) => {
+                self.retry.succeeded();
+                let received = (self.sealed.len() + blob.len()) as u64;
+                if received > self.size {
+                    return Err(TransferError::PartLength {
+                        listed: self.size,
+                        received,
+                    });
+                }
+                self.sealed.extend_from_slice(&blob);
+                self.chunks.pop_front();
+            }
+            Err(failure) => self.wait = Some(self.retry.after(failure)?),
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -1052,5 +1149,53 @@ mod tests {
         assert_eq!(upload.sent(Ok(())), Err(TransferError::OutOfTurn));
         assert!(matches!(upload.next(), Ok(UploadStep::Read { .. })));
         assert_eq!(upload.next(), Err(TransferError::OutOfTurn));
+    }
+
+    #[test]
+    fn a_drop_part_is_fetched_with_retries_and_refused_when_not_as_long_as_listed() {
+        let part = |size: u64| crate::api::SubmissionPart {
+            size,
+            chunks: vec!["a".into(), "b".into()],
+        };
+        let run = |size: u64, failures: Vec<HttpFailure>| {
+            let mut failures = VecDeque::from(failures);
+            let mut fetch = PartFetch::start(&part(size));
+            let mut waits = Vec::new();
+            loop {
+                match fetch.next()? {
+                    PartStep::Get(id) => {
+                        let answer = match failures.pop_front() {
+                            Some(f) => Err(f),
+                            None => Ok(id.repeat(3).into_bytes()),
+                        };
+                        fetch.got(answer)?;
+                    }
+                    PartStep::Wait(ms) => waits.push(ms),
+                    PartStep::Done(bytes) => return Ok((bytes, waits)),
+                }
+            }
+        };
+        assert_eq!(
+            run(6, vec![HttpFailure::NETWORK]),
+            Ok((b"aaabbb".to_vec(), vec![500]))
+        );
+        assert_eq!(
+            run(5, vec![]),
+            Err(TransferError::PartLength {
+                listed: 5,
+                received: 6
+            })
+        );
+        assert_eq!(
+            run(7, vec![]),
+            Err(TransferError::PartLength {
+                listed: 7,
+                received: 6
+            })
+        );
+        assert_eq!(
+            run(6, vec![HttpFailure::status(404)]),
+            Err(TransferError::Refused(404))
+        );
     }
 }
