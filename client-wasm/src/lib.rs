@@ -522,6 +522,26 @@ impl Device {
         Ok(self.start(Intent::Revoke { device }))
     }
 
+    /// Pairs a new device of this user with `code`, shown meanwhile
+    /// (PROTOCOL §3.6); its `done` names the new device. Only the browser
+    /// holding the identity key can.
+    pub fn pair(&mut self, code: &PairingCode) -> f64 {
+        self.start(Intent::Pair(Box::new(code.0.clone())))
+    }
+
+    /// Adds this user's `device`, paired a moment ago, to every space this
+    /// browser manages; its `done` says where (`added`).
+    pub fn add_device(&mut self, device: &str) -> Result<f64, JsValue> {
+        let device = DeviceId::from_hex(device).map_err(bad)?;
+        Ok(self.start(Intent::AddDevice(device)))
+    }
+
+    /// Stops an operation (a pairing whose code is no longer shown): it
+    /// ends with the code `stopped`.
+    pub fn cancel(&mut self, op: f64) {
+        self.engine.cancel(op as u64);
+    }
+
     /// This user's devices from the JSON of `GET /v1/users/{own user}`,
     /// each certificate and revocation checked against the identity key.
     pub fn own_devices(&self, listing: &str) -> Result<Ts<OwnDevices>, JsValue> {

@@ -95,6 +95,11 @@ pub enum ErrorCode {
     /// A drop-box submission that cannot be opened (not sealed to this
     /// space's key, damaged, or malformed): nothing of it is shown.
     Intake,
+    /// The operation was stopped.
+    Stopped,
+    /// A pairing code was shown for its whole lifetime and no new device
+    /// used it.
+    PairingExpired,
     /// A case record, a violation type or an aggregate is refused; the
     /// error's `reason` says why (`future_date`, `unknown_country`...).
     Record,
@@ -168,6 +173,15 @@ pub enum ClientEvent {
         #[tsify(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         drop_boxes: Option<DropBoxList>,
+        /// A new device of this user, paired.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        /// The spaces a new device was added to, and those where a space
+        /// manager must add it.
+        #[tsify(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        added: Option<AddedDevice>,
         #[tsify(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<OpError>,
@@ -567,6 +581,8 @@ impl From<Code> for ErrorCode {
             Code::NotManager => Self::NotManager,
             Code::Mention => Self::Mention,
             Code::Intake => Self::Intake,
+            Code::Stopped => Self::Stopped,
+            Code::PairingExpired => Self::PairingExpired,
         }
     }
 }
@@ -611,6 +627,7 @@ impl From<Event> for ClientEvent {
             Event::Done { op, result } => {
                 let (mut space, mut epoch, mut removed_from, mut error) = (None, None, None, None);
                 let (mut drop_box, mut drop_boxes) = (None, None);
+                let (mut device, mut added) = (None, None);
                 match result {
                     Ok(Output::Done) => {}
                     Ok(Output::Space(id)) => space = Some(id.to_hex()),
@@ -622,6 +639,13 @@ impl From<Event> for ClientEvent {
                         drop_box = Some(NewDropBox { id, fragment })
                     }
                     Ok(Output::DropBoxes(list)) => drop_boxes = Some(list.into()),
+                    Ok(Output::Paired(id)) => device = Some(id.to_hex()),
+                    Ok(Output::DeviceAdded { added: to, others }) => {
+                        added = Some(AddedDevice {
+                            added: to.iter().map(|s| s.to_hex()).collect(),
+                            others: others.iter().map(|s| s.to_hex()).collect(),
+                        })
+                    }
                     Err(f) => error = Some(op_error(f)),
                 }
                 Self::Done {
@@ -631,6 +655,8 @@ impl From<Event> for ClientEvent {
                     removed_from,
                     drop_box,
                     drop_boxes,
+                    device,
+                    added,
                     error,
                 }
             }
@@ -703,6 +729,15 @@ pub struct DropBox {
     /// space's key in force.
     pub fragment: Option<String>,
     pub submissions: Vec<Submission>,
+}
+
+/// Where a new device was added.
+#[derive(Serialize, Tsify)]
+pub struct AddedDevice {
+    /// The spaces it was added to.
+    pub added: Vec<String>,
+    /// The spaces where a space manager must add it.
+    pub others: Vec<String>,
 }
 
 /// One complete submission.

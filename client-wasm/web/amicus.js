@@ -910,76 +910,35 @@ export class Client {
   // --------------------------------------------------------------- pairing
 
   /**
-   * Shows a new pairing code (the first device only) and answers the offer
-   * made with it; returns `{code, done}` where `done` resolves with the new
-   * device's id once it is certified, or rejects. `stop()` on the returned
-   * object gives up.
+   * Shows a pairing code for a new browser of this user (PROTOCOL §3.6):
+   * `{code, done, stop}`, where `done` resolves with the new device's id
+   * once the engine has certified, registered and answered its offer,
+   * and rejects with `pairing_expired` when no browser used the code, or
+   * `stopped` after `stop()`.
    */
   async startPairing() {
     const code = new PairingCode();
-    try {
-      // The server keeps only an offer made on this code's channel.
-      await this.api("POST", "/v1/pairing/open", { channel: code.channel() });
-    } catch (e) {
-      code.free();
-      throw e;
-    }
     const shown = code.display();
-    let stopped = false;
-    const done = (async () => {
-      try {
-        const deadline = Date.now() + 600 * 1000;
-        while (!stopped && Date.now() < deadline) {
-          const o = await this.api("GET", "/v1/pairing").catch(() => ({ offers: [] }));
-          for (const offer of o.offers || []) {
-            let a;
-            try {
-              a = this.device.accept_pairing(code, offer.offer);
-            } catch (_) {
-              continue; // made with another code (a typo, or not ours): not answered
-            }
-            // Registered before the answer: the new device signs in with it.
-            await this.api("POST", "/v1/devices", { certificate: a.certificate });
-            await this.api("POST", `/v1/pairing/${offer.id}/answer`, { answer: a.answer });
-            return a.device;
-          }
-          await sleep(1500);
-        }
-        throw new AppError(stopped ? "stopped" : "pairing-expired");
-      } finally {
-        code.free();
-      }
-    })();
-    return { code: shown, done, stop: () => { stopped = true; } };
+    let op;
+    try {
+      op = this.device.pair(code);
+    } finally {
+      code.free();
+    }
+    const done = this.run(op).then((d) => /** @type {string} */ (d.device));
+    return { code: shown, done, stop: () => { this.device.cancel(op); this.pump(); } };
   }
 
   /**
-   * Adds this user's devices that are in no space yet (a browser just
-   * linked) to every space this device manages, once they have published
-   * KeyPackages. Returns `{added, others}`: space ids where they were
-   * added, and those where a space manager must add them.
+   * Adds this user's `device` (a browser just linked) to every space this
+   * browser manages, once it has published KeyPackages (the engine waits
+   * for them). Returns `{added, others}`: space ids where it was added,
+   * and those where a space manager must add it.
    * @param {string} device
    */
   async addNewDevices(device) {
-    for (let i = 0; i < 120; i++) {
-      const me = await this.api("GET", `/v1/users/${encodeURIComponent(this.user)}`);
-      const d = (me.devices || []).find((/** @type {any} */ x) => x.device === device);
-      if (d && d.key_packages > 0) break;
-      await sleep(1000);
-    }
-    const added = [];
-    const others = [];
-    for (const s of this.device.spaces()) {
-      if (s.removed) continue;
-      if (this.device.members(s.id).some((m) => m.device === device)) continue;
-      if (s.role !== "space_manager") {
-        others.push(s.id);
-        continue;
-      }
-      await this.invite(s.id, this.user, s.role);
-      added.push(s.id);
-    }
-    return { added, others };
+    const d = await this.run(this.device.add_device(device));
+    return { added: d.added?.added || [], others: d.added?.others || [] };
   }
 
   // ---------------------------------------------------------------- spaces

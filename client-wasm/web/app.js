@@ -2390,7 +2390,7 @@ async function devicesView(main) {
       if (err.code === "stopped") return;
       fill(pairing, start);
       start.disabled = false;
-      status(err.code === "pairing-expired" ? t("pairingExpired") : `${t("error")}: ${err.message}`, "error");
+      status(err.code === "pairing_expired" ? t("pairingExpired") : `${t("error")}: ${err.message}`, "error");
     }
   } }, t("linkAnother"));
   pairing.append(start);

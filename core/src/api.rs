@@ -74,6 +74,74 @@ pub struct ChallengeRequest {
     pub device: String,
 }
 
+/// Body of `POST /v1/pairing/open`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingOpen {
+    /// The channel (hex, derived from the code the device shows).
+    pub channel: String,
+}
+
+/// Body of `POST /v1/pairing`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingOffer {
+    /// The user the new device asks to join.
+    pub user: String,
+    /// The channel the user's device opened (hex, derived from the code).
+    pub channel: String,
+    /// The offer (hex, opaque to the server).
+    pub offer: String,
+}
+
+/// Answer to `POST /v1/pairing`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingOffered {
+    /// The offer's handle (hex), to ask for the answer with.
+    pub id: String,
+    /// How long the server keeps it.
+    pub expires_in_secs: u64,
+}
+
+/// One offer waiting for the caller's user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedOffer {
+    /// Its handle (hex).
+    pub id: String,
+    /// The offer (hex).
+    pub offer: String,
+}
+
+/// Answer to `GET /v1/pairing`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingOffers {
+    /// The unanswered offers for the caller's user.
+    pub offers: Vec<ListedOffer>,
+}
+
+/// Body of `POST /v1/pairing/{id}/answer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingReply {
+    /// The answer (hex, opaque to the server).
+    pub answer: String,
+}
+
+/// Answer to `GET /v1/pairing/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingAnswer {
+    /// The answer (hex), or `None` while there is none.
+    pub answer: Option<String>,
+}
+
+/// Body of `POST /v1/devices`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    /// The new device's certificate (hex of postcard).
+    pub certificate: String,
+}
+
 /// Body of `POST /v1/blobs/missing`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -77,6 +77,20 @@ pub const MAX_PRESENCE: usize = 1024;
 /// epoch is not reopened (milliseconds).
 pub const REPORT_RETRY_MS: u64 = 30_000;
 
+/// How often the identity holder reads the offers while it shows a
+/// pairing code, in milliseconds (PROTOCOL §3.6).
+pub const PAIRING_POLL_MS: u64 = 1_500;
+
+/// How long a pairing code is shown for before it expires, in
+/// milliseconds (the server keeps a channel as long).
+pub const PAIRING_MS: u64 = 600_000;
+
+/// How often a device just paired is looked for in the directory until it
+/// has published KeyPackages, and for how long at most, in milliseconds.
+pub const NEW_DEVICE_POLL_MS: u64 = 1_000;
+/// See [`NEW_DEVICE_POLL_MS`].
+pub const NEW_DEVICE_MS: u64 = 120_000;
+
 /// The role of whoever joins an open space (PROTOCOL §15.3): a community
 /// of practice's members write and post; its managers raise or lower a
 /// role afterwards.
@@ -252,6 +266,19 @@ pub enum Intent {
     /// checked (and published again first when the server's is from
     /// before the intake last rotated). Ends with [`Output::DropBoxes`].
     DropBoxes(SpaceId),
+    /// Pair a new device of this user with `code`, which the interface
+    /// shows (PROTOCOL §3.6): the code's channel is opened, the offers
+    /// are read every [`PAIRING_POLL_MS`] for up to [`PAIRING_MS`], and
+    /// the first made with this code is certified, registered, then
+    /// answered (with the contacts this device pinned). Offers made with
+    /// another code are left unanswered. Needs the identity key. Ends with
+    /// [`Output::Paired`]; [`Engine::cancel`] stops it.
+    Pair(Box<crate::pairing::PairingCode>),
+    /// Add this user's `device`, paired a moment ago, to every space where
+    /// this device is a space manager, once it has published KeyPackages
+    /// (looked for every [`NEW_DEVICE_POLL_MS`], for up to
+    /// [`NEW_DEVICE_MS`]). Ends with [`Output::DeviceAdded`].
+    AddDevice(DeviceId),
     /// Send now every document of the space with local changes waiting
     /// (what an operation such as [`Engine::new_discussion`] wrote: its
     /// document and the library), each as [`Intent::Flush`]; done when all
@@ -286,6 +313,15 @@ pub enum Output {
     },
     /// A space's drop boxes, checked.
     DropBoxes(crate::dropbox::DropBoxList),
+    /// A new device of this user paired (certified and registered).
+    Paired(DeviceId),
+    /// A new device added where this device manages the space.
+    DeviceAdded {
+        /// The spaces it was added to.
+        added: Vec<SpaceId>,
+        /// The spaces where a space manager must add it.
+        others: Vec<SpaceId>,
+    },
 }
 
 /// A document others changed since its user last looked ([`Engine::activity`]).
@@ -367,6 +403,11 @@ pub enum Code {
     /// A drop-box submission that cannot be opened: not sealed to a key
     /// of the space this device holds, damaged, or malformed.
     Intake,
+    /// The operation was stopped ([`Engine::cancel`]).
+    Stopped,
+    /// A pairing code was shown for its whole lifetime and no new device
+    /// used it.
+    PairingExpired,
 }
 
 impl Code {
@@ -395,6 +436,8 @@ impl Code {
             Code::NotManager => "not_manager",
             Code::Mention => "mention",
             Code::Intake => "intake",
+            Code::Stopped => "stopped",
+            Code::PairingExpired => "pairing_expired",
         }
     }
 }
@@ -712,6 +755,47 @@ enum Op {
         /// The flush under way.
         current: Option<OpId>,
     },
+    /// Pairs a new device of this user (PROTOCOL §3.6).
+    Pair {
+        code: Box<crate::pairing::PairingCode>,
+        /// When the code expires.
+        until: u64,
+        stage: PairStage,
+    },
+    /// Adds a device just paired where this device manages the space.
+    AddDevice {
+        device: DeviceId,
+        /// When to stop waiting for its KeyPackages.
+        until: u64,
+        stage: AddDeviceStage,
+    },
+}
+
+#[derive(Debug)]
+enum PairStage {
+    Start,
+    Opening(RequestId),
+    /// Reading the offers again at this time.
+    Waiting(u64),
+    Reading(RequestId),
+    /// The certificate is being registered; then the answer goes.
+    Registering {
+        request: RequestId,
+        offer: String,
+        device: DeviceId,
+        answer: Vec<u8>,
+    },
+    Answering(RequestId, DeviceId),
+}
+
+#[derive(Debug)]
+enum AddDeviceStage {
+    /// Looking the user up in the directory again at this time.
+    Waiting(u64),
+    Reading(RequestId),
+    /// The invitations under way, by space, and the spaces left to
+    /// another manager.
+    Inviting(Vec<(SpaceId, OpId)>, Vec<SpaceId>),
 }
 
 #[derive(Debug)]
@@ -1849,12 +1933,20 @@ impl Engine {
         let mut consider = |t: u64| at = Some(at.map_or(t, |a| a.min(t)));
         for r in self.ops.values() {
             consider(r.deadline);
-            if let Op::Flush {
-                stage: FlushStage::Waiting { until },
-                ..
-            } = r.op
-            {
-                consider(until);
+            match r.op {
+                Op::Flush {
+                    stage: FlushStage::Waiting { until },
+                    ..
+                }
+                | Op::Pair {
+                    stage: PairStage::Waiting(until),
+                    ..
+                }
+                | Op::AddDevice {
+                    stage: AddDeviceStage::Waiting(until),
+                    ..
+                } => consider(until),
+                _ => {}
             }
         }
         for t in self.spaces.values() {
@@ -1958,6 +2050,16 @@ impl Engine {
                 space,
                 stage: DropStage::Start,
             },
+            Intent::Pair(code) => Op::Pair {
+                code,
+                until: self.now + PAIRING_MS,
+                stage: PairStage::Start,
+            },
+            Intent::AddDevice(device) => Op::AddDevice {
+                device,
+                until: self.now + NEW_DEVICE_MS,
+                stage: AddDeviceStage::Waiting(self.now),
+            },
             Intent::FlushSpace(space) => Op::FlushSpace {
                 space,
                 waiting: None,
@@ -1976,6 +2078,15 @@ impl Engine {
         let id = self.spawn(op, false, false);
         self.drive();
         id
+    }
+
+    /// Stops an operation that has not ended (a pairing code the person
+    /// closed): it ends at once with [`Code::Stopped`]; what it started
+    /// on its own behalf (a commit already sent) runs on.
+    pub fn cancel(&mut self, op: OpId) {
+        if let Some(running) = self.ops.remove(&op) {
+            self.finish(op, &running, Err(Failure::new(Code::Stopped, "stopped")));
+        }
     }
 
     /// A frame from the server.
@@ -2842,6 +2953,12 @@ impl Engine {
                 stage,
             } => self.advance_open_drop_box(*space, label, *days, *quota, stage),
             Op::DropBoxes { space, stage } => self.advance_drop_boxes(*space, stage),
+            Op::Pair { code, until, stage } => self.advance_pair(code, *until, stage),
+            Op::AddDevice {
+                device,
+                until,
+                stage,
+            } => self.advance_add_device(*device, *until, stage),
             Op::PublishIntake { space, request } => match *request {
                 None => match self.intake_request(*space) {
                     Some(r) => {
@@ -3371,6 +3488,212 @@ impl Engine {
             ));
         }
         Ok(identity.revoke(device))
+    }
+
+    fn advance_pair(
+        &mut self,
+        code: &crate::pairing::PairingCode,
+        until: u64,
+        stage: &mut PairStage,
+    ) -> Step {
+        match stage {
+            PairStage::Start => {
+                if self.identity.is_none() {
+                    return Step::Finished(Err(Failure::new(
+                        Code::Identity,
+                        "this device does not hold the identity key: pair the new device from the first one",
+                    )));
+                }
+                // The server keeps only an offer made on this code's channel.
+                let body = api::to_json(&api::PairingOpen {
+                    channel: hex::encode(code.channel()),
+                });
+                *stage = PairStage::Opening(self.request(
+                    Method::Post,
+                    "/v1/pairing/open".into(),
+                    Some(body),
+                ));
+                Step::Moved
+            }
+            PairStage::Opening(r) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    *stage = PairStage::Waiting(self.now);
+                    Step::Moved
+                }
+            },
+            PairStage::Waiting(at) => {
+                if self.now >= until {
+                    return Step::Finished(Err(Failure::new(
+                        Code::PairingExpired,
+                        "no new device used the code in time: show a new one",
+                    )));
+                }
+                if self.now < *at {
+                    return Step::Pending;
+                }
+                *stage = PairStage::Reading(self.request(Method::Get, "/v1/pairing".into(), None));
+                Step::Moved
+            }
+            PairStage::Reading(r) => match self.answer::<api::PairingOffers>(*r) {
+                None => Step::Pending,
+                Some(answer) => {
+                    // A failed reading (the network) is tried again at
+                    // the next poll, until the code expires.
+                    let offers = answer.map(|a| a.offers).unwrap_or_default();
+                    let identity = self.identity.as_ref().expect("checked at the start");
+                    let accepted = offers.into_iter().find_map(|listed| {
+                        let offer = hex::decode(&listed.offer).ok()?;
+                        // Made with another code (a typo, or not ours):
+                        // never answered.
+                        let (certificate, answer) =
+                            crate::pairing::accept_offer(identity, code, &offer, &self.contacts)
+                                .ok()?;
+                        Some((listed.id, certificate, answer))
+                    });
+                    let Some((offer, certificate, answer)) = accepted else {
+                        *stage = PairStage::Waiting(self.now + PAIRING_POLL_MS);
+                        return Step::Moved;
+                    };
+                    // Registered before the answer: the new device signs
+                    // in as soon as it has it.
+                    let body = api::to_json(&api::NewDevice {
+                        certificate: hex::encode(
+                            postcard::to_allocvec(&certificate)
+                                .expect("a certificate always encodes"),
+                        ),
+                    });
+                    *stage = PairStage::Registering {
+                        request: self.request(Method::Post, "/v1/devices".into(), Some(body)),
+                        offer,
+                        device: certificate.device,
+                        answer,
+                    };
+                    Step::Moved
+                }
+            },
+            PairStage::Registering {
+                request,
+                offer,
+                device,
+                answer,
+            } => match self.answer::<serde_json::Value>(*request) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => {
+                    let body = api::to_json(&api::PairingReply {
+                        answer: hex::encode(answer),
+                    });
+                    let path = format!("/v1/pairing/{offer}/answer");
+                    *stage =
+                        PairStage::Answering(self.request(Method::Post, path, Some(body)), *device);
+                    Step::Moved
+                }
+            },
+            PairStage::Answering(r, device) => match self.answer::<serde_json::Value>(*r) {
+                None => Step::Pending,
+                Some(Err(e)) => Step::Finished(Err(e)),
+                Some(Ok(_)) => Step::Finished(Ok(Output::Paired(*device))),
+            },
+        }
+    }
+
+    fn advance_add_device(
+        &mut self,
+        device: DeviceId,
+        until: u64,
+        stage: &mut AddDeviceStage,
+    ) -> Step {
+        match stage {
+            AddDeviceStage::Waiting(at) => {
+                if self.now < *at {
+                    return Step::Pending;
+                }
+                let path = format!("/v1/users/{}", self.device.user());
+                *stage = AddDeviceStage::Reading(self.request(Method::Get, path, None));
+                Step::Moved
+            }
+            AddDeviceStage::Reading(r) => match self.answer::<api::UserListing>(*r) {
+                None => Step::Pending,
+                Some(listing) => {
+                    let ready = listing.as_ref().is_ok_and(|l| {
+                        l.devices
+                            .iter()
+                            .any(|d| d.device == device.to_hex() && d.key_packages > 0)
+                    });
+                    // Invited anyway once the wait is over: the
+                    // invitation says what is missing.
+                    if !ready && self.now + NEW_DEVICE_POLL_MS < until {
+                        *stage = AddDeviceStage::Waiting(self.now + NEW_DEVICE_POLL_MS);
+                        return Step::Moved;
+                    }
+                    let user = self.device.user().clone();
+                    let mut invites = Vec::new();
+                    let mut others = Vec::new();
+                    let spaces: Vec<(SpaceId, Option<Role>)> = self
+                        .spaces
+                        .iter()
+                        .filter(|(_, t)| !t.view.is_removed() && t.view.space().is_active())
+                        .filter(|(_, t)| {
+                            !t.view
+                                .space()
+                                .members()
+                                .is_ok_and(|roster| roster.iter().any(|m| m.device == device))
+                        })
+                        .map(|(id, t)| (*id, t.view.space().own_role().ok()))
+                        .collect();
+                    for (space, role) in spaces {
+                        match role {
+                            Some(Role::SpaceManager)
+                                if self.spaces[&space].view.broken().is_none() =>
+                            {
+                                let op = self.child(commit(
+                                    space,
+                                    CommitIntent::Invite {
+                                        user: user.clone(),
+                                        role: Role::SpaceManager,
+                                    },
+                                ));
+                                invites.push((space, op));
+                            }
+                            _ => others.push(space),
+                        }
+                    }
+                    *stage = AddDeviceStage::Inviting(invites, others);
+                    Step::Moved
+                }
+            },
+            AddDeviceStage::Inviting(invites, others) => {
+                if invites.iter().any(|(_, c)| !self.finished.contains_key(c)) {
+                    return Step::Pending;
+                }
+                let mut added = Vec::new();
+                let mut failed = Vec::new();
+                for (space, c) in invites.iter() {
+                    match self.child_result(*c) {
+                        Some(Ok(_)) => added.push(*space),
+                        Some(Err(e)) => failed.push(format!("{space}: {e}")),
+                        None => {}
+                    }
+                }
+                if failed.is_empty() {
+                    Step::Finished(Ok(Output::DeviceAdded {
+                        added,
+                        others: std::mem::take(others),
+                    }))
+                } else {
+                    Step::Finished(Err(Failure::new(
+                        Code::Space,
+                        format!(
+                            "the new device could not be added to {} space(s): {}",
+                            failed.len(),
+                            failed.join("; ")
+                        ),
+                    )))
+                }
+            }
+        }
     }
 
     fn advance_revoke(&mut self, device: DeviceId, stage: &mut RevokeStage) -> Step {
@@ -4679,6 +5002,140 @@ mod tests {
                 }))
             ),
             "{done:?}"
+        );
+    }
+
+    /// Pairing, from the identity holder: the code's channel opened
+    /// first; an offer made with another code never answered; the one
+    /// made with this code certified and registered *before* it is
+    /// answered; a code no device used expires; a pairing stopped ends.
+    #[test]
+    fn pairing_registers_then_answers_only_an_offer_made_with_its_code() {
+        use crate::pairing::{NewDevice, PairingCode};
+        let mut e = engine("amina");
+        let user = e.device().user().clone();
+        let code = PairingCode::random();
+        let op = e.start(0, Intent::Pair(Box::new(code.clone())));
+        let (open, request) = e.poll_request().expect("the channel opened");
+        assert_eq!(request.path, "/v1/pairing/open");
+        let body: api::PairingOpen = api::from_json(request.body.as_ref().unwrap()).unwrap();
+        assert_eq!(body.channel, hex::encode(code.channel()));
+        e.handle_response(
+            1,
+            open,
+            Ok(HttpResponse {
+                status: 204,
+                body: Vec::new(),
+            }),
+        );
+
+        // An offer made with another code (a typo): left alone.
+        let (read, request) = e.poll_request().expect("the offers read");
+        assert_eq!(
+            (request.method, request.path.as_str()),
+            (Method::Get, "/v1/pairing")
+        );
+        let stranger = NewDevice::generate(user.clone());
+        let listed = |id: &str, offer: Vec<u8>| {
+            format!(
+                r#"{{"offers":[{{"id":"{id}","offer":"{}"}}]}}"#,
+                hex::encode(offer)
+            )
+        };
+        e.handle_response(
+            2,
+            read,
+            ok(&listed("01", stranger.offer(&PairingCode::random()))),
+        );
+        assert_eq!(
+            e.poll_request(),
+            None,
+            "an offer of another code is not answered"
+        );
+        assert_eq!(
+            e.poll_timeout().map(|t| t.min(2 + PAIRING_POLL_MS)),
+            Some(2 + PAIRING_POLL_MS)
+        );
+        e.handle_timeout(2 + PAIRING_POLL_MS);
+
+        // The offer made with this code: registered, then answered.
+        let (read, _) = e.poll_request().expect("the offers read again");
+        let new = NewDevice::generate(user.clone());
+        e.handle_response(2_000, read, ok(&listed("02", new.offer(&code))));
+        let (register, request) = e.poll_request().expect("the certificate registered");
+        assert_eq!(request.path, "/v1/devices");
+        assert_eq!(
+            e.poll_request(),
+            None,
+            "the answer waits for the registration"
+        );
+        let body: api::NewDevice = api::from_json(request.body.as_ref().unwrap()).unwrap();
+        let certificate: crate::identity::DeviceCertificate =
+            postcard::from_bytes(&hex::decode(body.certificate).unwrap()).unwrap();
+        assert_eq!(certificate.device, new.id());
+        e.handle_response(2_001, register, ok("{}"));
+        let (reply, request) = e.poll_request().expect("the answer");
+        assert_eq!(request.path, "/v1/pairing/02/answer");
+        let body: api::PairingReply = api::from_json(request.body.as_ref().unwrap()).unwrap();
+        e.handle_response(
+            2_002,
+            reply,
+            Ok(HttpResponse {
+                status: 204,
+                body: Vec::new(),
+            }),
+        );
+        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            Event::Done { op: o, result } if o == op => Some(result),
+            _ => None,
+        });
+        assert_eq!(done, Some(Ok(Output::Paired(new.id()))));
+        // The new device accepts the answer: it certifies its own key.
+        let (device, _) = new
+            .complete(&code, &hex::decode(body.answer).unwrap())
+            .expect("the answer opens on the new device");
+        assert_eq!(device.id(), new.id());
+        assert_eq!(
+            device.certificate().identity_key,
+            e.identity().unwrap().public()
+        );
+
+        // A code nobody uses expires; a stopped pairing ends at once.
+        let op = e.start(10_000, Intent::Pair(Box::new(PairingCode::random())));
+        let (open, _) = e.poll_request().unwrap();
+        e.handle_response(
+            10_001,
+            open,
+            Ok(HttpResponse {
+                status: 204,
+                body: Vec::new(),
+            }),
+        );
+        let mut at = 10_001;
+        while at < 10_000 + PAIRING_MS + PAIRING_POLL_MS {
+            if let Some((read, _)) = e.poll_request() {
+                e.handle_response(at, read, ok(r#"{"offers":[]}"#));
+            }
+            at += PAIRING_POLL_MS;
+            e.handle_timeout(at);
+        }
+        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            Event::Done { op: o, result } if o == op => Some(result),
+            _ => None,
+        });
+        assert_eq!(
+            done.map(|r| r.map_err(|f| f.code)),
+            Some(Err(Code::PairingExpired))
+        );
+        let op = e.start(at, Intent::Pair(Box::new(PairingCode::random())));
+        e.cancel(op);
+        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            Event::Done { op: o, result } if o == op => Some(result),
+            _ => None,
+        });
+        assert_eq!(
+            done.map(|r| r.map_err(|f| f.code)),
+            Some(Err(Code::Stopped))
         );
     }
 

@@ -218,32 +218,12 @@ pub async fn challenge(
     }))
 }
 
-/// Body of `POST /v1/pairing`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PairingOffer {
-    /// The user the new device asks to join.
-    pub user: String,
-    /// The channel the user's device opened (hex, derived from the code).
-    pub channel: String,
-    /// The offer (hex, opaque to the server).
-    pub offer: String,
-}
-
-/// Body of `POST /v1/pairing/open`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PairingOpen {
-    /// The channel (hex, derived from the code the device shows).
-    pub channel: String,
-}
-
 /// `POST /v1/pairing/open`: a device of the user, showing a pairing code,
 /// opens the channel derived from it for one offer (§3.6).
 pub async fn pairing_open(
     State(state): S,
     headers: HeaderMap,
-    j: ApiJson<PairingOpen>,
+    j: ApiJson<api::PairingOpen>,
 ) -> Result<StatusCode, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
@@ -264,7 +244,7 @@ fn pairing_id(s: &str) -> Result<[u8; 16], ApiError> {
 /// a new device's offer for the user's identity holder (§3.6).
 pub async fn pairing_offer(
     State(state): S,
-    j: ApiJson<PairingOffer>,
+    j: ApiJson<api::PairingOffer>,
 ) -> Result<Response, ApiError> {
     let b = body(j)?;
     let user = user_id(&b.user)?;
@@ -280,31 +260,32 @@ pub async fn pairing_offer(
         .offer(user, channel, offer)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": hex::encode(id), "expires_in_secs": crate::pairing::TTL.as_secs() })),
+        Json(api::PairingOffered {
+            id: hex::encode(id),
+            expires_in_secs: crate::pairing::TTL.as_secs(),
+        }),
     )
         .into_response())
 }
 
 /// `GET /v1/pairing`: the unanswered offers for the caller's user.
-pub async fn pairing_offers(State(state): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn pairing_offers(
+    State(state): S,
+    headers: HeaderMap,
+) -> Result<Json<api::PairingOffers>, ApiError> {
     let who = caller(&state, &headers)?;
-    let offers: Vec<Value> = state
+    let offers = state
         .pairings
         .lock()
         .expect("pairing lock")
         .offers_for(&who.user)
         .into_iter()
-        .map(|(id, offer)| json!({ "id": hex::encode(id), "offer": hex::encode(offer) }))
+        .map(|(id, offer)| api::ListedOffer {
+            id: hex::encode(id),
+            offer: hex::encode(offer),
+        })
         .collect();
-    Ok(Json(json!({ "offers": offers })))
-}
-
-/// Body of `POST /v1/pairing/{id}/answer`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PairingReply {
-    /// The answer (hex, opaque to the server).
-    pub answer: String,
+    Ok(Json(api::PairingOffers { offers }))
 }
 
 /// `POST /v1/pairing/{id}/answer`: the identity holder's answer to an offer
@@ -313,7 +294,7 @@ pub async fn pairing_reply(
     State(state): S,
     headers: HeaderMap,
     Path(id): Path<String>,
-    j: ApiJson<PairingReply>,
+    j: ApiJson<api::PairingReply>,
 ) -> Result<StatusCode, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
@@ -333,14 +314,16 @@ pub async fn pairing_reply(
 pub async fn pairing_answer(
     State(state): S,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::PairingAnswer>, ApiError> {
     let id = pairing_id(&id)?;
     let answer = state
         .pairings
         .lock()
         .expect("pairing lock")
         .take_answer(id)?;
-    Ok(Json(json!({ "answer": answer.map(hex::encode) })))
+    Ok(Json(api::PairingAnswer {
+        answer: answer.map(hex::encode),
+    }))
 }
 
 /// `POST /v1/session`: answers a challenge and receives a session token.
@@ -389,20 +372,12 @@ pub async fn session(State(state): S, j: ApiJson<SignIn>) -> Result<Json<Session
     }))
 }
 
-/// Body of `POST /v1/devices`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDevice {
-    /// The new device's certificate (hex of postcard).
-    pub certificate: String,
-}
-
 /// `POST /v1/devices`: a signed-in device registers another device of the
 /// same user, certified by the user's identity key.
 pub async fn add_device(
     State(state): S,
     headers: HeaderMap,
-    j: ApiJson<NewDevice>,
+    j: ApiJson<api::NewDevice>,
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     state.rate_api(who.device)?;
