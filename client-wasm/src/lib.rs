@@ -56,6 +56,10 @@ export type UploadStep =
   | { kind: "missing"; ids: string[] }
   | { kind: "wait"; ms: number }
   | { kind: "done" };
+/** What a new browser does next while linking (`Linking.next`). */
+export type LinkStep =
+  | { kind: "request"; method: string; path: string; body?: string }
+  | { kind: "wait"; until: number };
 /** What a driver does next for a download (`Download.next`). */
 export type DownloadStep = { kind: "get"; id: string } | { kind: "wait"; ms: number } | { kind: "done" };
 "#;
@@ -163,11 +167,27 @@ impl Default for PairingCode {
     }
 }
 
-/// A browser being linked to an existing user (PROTOCOL §3.6).
+/// A new browser linking to its user with the code the user's first
+/// device shows, as [`pairing::Linking`] says, step by step: the page
+/// only sends the requests it is given and waits.
 #[wasm_bindgen]
 pub struct Linking {
-    new: pairing::NewDevice,
-    code: pairing::PairingCode,
+    inner: pairing::Linking,
+    linked: Option<(
+        amicus_core::identity::Device,
+        amicus_core::identity::Contacts,
+    )>,
+}
+
+fn link_err(e: pairing::LinkError) -> JsValue {
+    let code = match e {
+        pairing::LinkError::NoPairing => ErrorCode::NoPairing,
+        pairing::LinkError::Expired => ErrorCode::PairingExpired,
+        pairing::LinkError::Answer(_) => ErrorCode::BadCode,
+        pairing::LinkError::Offer(_) => ErrorCode::Network,
+        pairing::LinkError::OutOfTurn => ErrorCode::Protocol,
+    };
+    fail(code, e)
 }
 
 #[wasm_bindgen]
@@ -178,32 +198,77 @@ impl Linking {
     #[wasm_bindgen(constructor)]
     pub fn new(user: &str, code: &str) -> Result<Linking, JsValue> {
         let user = UserId::new(user).map_err(bad)?;
+        let code = pairing::PairingCode::parse(code).map_err(|e| fail(ErrorCode::BadCode, e))?;
         Ok(Linking {
-            new: pairing::NewDevice::generate(user),
-            code: pairing::PairingCode::parse(code).map_err(|e| fail(ErrorCode::BadCode, e))?,
+            inner: pairing::Linking::start(user, code),
+            linked: None,
         })
     }
 
-    /// The channel (hex) the other device opened for this code, named in
-    /// `POST /v1/pairing`.
-    pub fn channel(&self) -> String {
-        hex::encode(self.code.channel())
+    /// The next step at `now` (ms, the page's clock): `{kind: "request",
+    /// method, path, body?}` to send (no session), then `answered` or
+    /// `unreachable`; `{kind: "wait", until}`.
+    #[wasm_bindgen(unchecked_return_type = "LinkStep")]
+    pub fn next(&mut self, now: f64) -> Result<JsValue, JsValue> {
+        match self.inner.next(now as u64).map_err(link_err)? {
+            pairing::LinkStep::Request(r) => {
+                let body = r.body.map(|b| String::from_utf8_lossy(&b).into_owned());
+                Ok(js(&json!({
+                    "kind": "request", "method": r.method.as_str(), "path": r.path, "body": body,
+                })))
+            }
+            pairing::LinkStep::Wait(at) => Ok(js(&json!({ "kind": "wait", "until": at }))),
+            pairing::LinkStep::Done(_) => Err(link_err(pairing::LinkError::OutOfTurn)),
+        }
     }
 
-    /// The offer (hex) for `POST /v1/pairing`.
-    pub fn offer(&self) -> String {
-        hex::encode(self.new.offer(&self.code))
+    /// What the server answered; true once linked (then `device`).
+    pub fn answered(&mut self, now: f64, status: u16, body: &[u8]) -> Result<bool, JsValue> {
+        let response = Ok(api::HttpResponse {
+            status,
+            body: body.to_vec(),
+        });
+        self.take(now, response)
     }
 
-    /// Checks the answer (hex) and returns the new, certified device,
-    /// trusting the identity keys the other device had pinned.
-    pub fn complete(&self, answer: &str) -> Result<Device, JsValue> {
-        let answer = hex::decode(answer).map_err(bad)?;
+    /// The request got no answer (the network).
+    pub fn unreachable(&mut self, now: f64, message: &str) -> Result<bool, JsValue> {
+        self.take(now, Err(message.to_owned()))
+    }
+
+    /// Whether the offer is with the server (the other device can answer).
+    pub fn offered(&self) -> bool {
+        self.inner.offered()
+    }
+
+    /// The new, certified device, trusting the identity keys the other
+    /// device had pinned.
+    pub fn device(&mut self) -> Result<Device, JsValue> {
         let (device, contacts) = self
-            .new
-            .complete(&self.code, &answer)
-            .map_err(|e| fail(ErrorCode::BadCode, e))?;
+            .linked
+            .take()
+            .ok_or_else(|| link_err(pairing::LinkError::OutOfTurn))?;
         Ok(Device::fresh(None, device, contacts))
+    }
+}
+
+impl Linking {
+    fn take(
+        &mut self,
+        now: f64,
+        response: Result<api::HttpResponse, String>,
+    ) -> Result<bool, JsValue> {
+        match self
+            .inner
+            .answered(now as u64, response)
+            .map_err(link_err)?
+        {
+            Some(pairing::LinkStep::Done(linked)) => {
+                self.linked = Some(*linked);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -522,9 +587,15 @@ impl Device {
         Ok(self.start(Intent::Revoke { device }))
     }
 
-    /// Pairs a new device of this user with `code`, shown meanwhile
-    /// (PROTOCOL §3.6); its `done` names the new device. Only the browser
-    /// holding the identity key can.
+    /// Opens `code`'s channel at the server (PROTOCOL §3.6): show the
+    /// code once this is done, then `pair`. Only the browser holding the
+    /// identity key can.
+    pub fn open_pairing(&mut self, code: &PairingCode) -> f64 {
+        self.start(Intent::OpenPairing(Box::new(code.0.clone())))
+    }
+
+    /// Pairs a new device of this user with `code`, shown meanwhile; its
+    /// `done` names the new device.
     pub fn pair(&mut self, code: &PairingCode) -> f64 {
         self.start(Intent::Pair(Box::new(code.0.clone())))
     }

@@ -100,6 +100,8 @@ pub enum ErrorCode {
     /// A pairing code was shown for its whole lifetime and no new device
     /// used it.
     PairingExpired,
+    /// No device of the user shows this pairing code.
+    NoPairing,
     /// A case record, a violation type or an aggregate is refused; the
     /// error's `reason` says why (`future_date`, `unknown_country`...).
     Record,

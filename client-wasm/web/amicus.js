@@ -157,8 +157,7 @@ export async function drawPdf(blob, pages, width) {
 
 /** An error with a stable code the interface matches on (the module's
  * `ErrorCode`s, the server's codes, and this file's own: `exists`,
- * `no-device`, `wrong-passphrase`, `no-pairing`, `pairing-expired`,
- * `stopped`, `bad-code`, `bad-recovery-code`, `no-upload`,
+ * `no-device`, `wrong-passphrase`, `bad-recovery-code`, `no-upload`,
  * `no-device-unlock`, `device-unlock-failed`). */
 export class AppError extends Error {
   /** @param {string} code @param {string} [message] */
@@ -437,37 +436,36 @@ export class Client {
   static async link(user, code, passphrase, onOffered) {
     await Client.vacant(user);
     await checkNewPassphrase(passphrase, user);
-    let linking;
+    // The module decides every step (the offer, asking for the answer,
+    // when it expired); this sends what it is given and waits.
+    const linking = new Linking(user, code);
     try {
-      linking = new Linking(user, code);
-    } catch (e) {
-      throw new AppError("bad-code", e instanceof Error ? e.message : String(e));
-    }
-    try {
-      let o;
-      try {
-        o = await http("POST", "/v1/pairing", null, { user, channel: linking.channel(), offer: linking.offer() });
-      } catch (e) {
-        if (e instanceof ServerError && e.status === 404) throw new AppError("no-pairing");
-        throw e;
-      }
-      if (onOffered) onOffered();
-      const deadline = Date.now() + (o.expires_in_secs || 600) * 1000;
-      let device = null;
-      while (!device) {
-        if (Date.now() > deadline) throw new AppError("pairing-expired");
-        await sleep(1000);
-        let a;
-        try {
-          a = await http("GET", `/v1/pairing/${o.id}`);
-        } catch (e) {
-          if (e instanceof ServerError && e.status === 404) throw new AppError("pairing-expired");
-          continue; // the network: try again
+      let told = false;
+      for (;;) {
+        const step = linking.next(Date.now());
+        if (step.kind === "wait") {
+          await sleep(Math.max(0, step.until - Date.now()));
+          continue;
         }
-        if (a.answer) device = linking.complete(a.answer);
+        /** @type {Record<string, string>} */
+        const headers = step.body === undefined ? {} : { "content-type": "application/json" };
+        let linked;
+        try {
+          const res = await fetch(step.path, { method: step.method, headers, body: step.body });
+          const body = new Uint8Array(await res.arrayBuffer());
+          linked = () => linking.answered(Date.now(), res.status, body);
+        } catch (e) {
+          linked = () => linking.unreachable(Date.now(), e instanceof Error ? e.message : String(e));
+        }
+        const done = linked();
+        if (!told && linking.offered()) {
+          told = true;
+          if (onOffered) onOffered();
+        }
+        if (done) break;
       }
       // Registered by the device that answered.
-      return Client.settle(device, passphrase, async () => {});
+      return Client.settle(linking.device(), passphrase, async () => {});
     } finally {
       linking.free();
     }
@@ -921,6 +919,8 @@ export class Client {
     const shown = code.display();
     let op;
     try {
+      // The server keeps only an offer made on this code's channel.
+      await this.run(this.device.open_pairing(code));
       op = this.device.pair(code);
     } finally {
       code.free();

@@ -296,7 +296,7 @@ async function authView(main) {
   const link = h("form", { id: "link", onsubmit: opening(
     (f) => Client.link(f.user.value.trim(), f.code.value, f.passphrase.value, () => status(t("linkWaiting"))),
     "linked",
-    { "bad-code": "badCode", "pairing-expired": "pairingExpired", "no-pairing": "pairingNotFound" },
+    { bad_code: "badCode", pairing_expired: "pairingExpired", no_pairing: "pairingNotFound" },
   ) },
     h("h2", {}, t("linkBrowser")),
     h("p", { class: "muted" }, t("linkIntro")),

@@ -266,13 +266,17 @@ pub enum Intent {
     /// checked (and published again first when the server's is from
     /// before the intake last rotated). Ends with [`Output::DropBoxes`].
     DropBoxes(SpaceId),
-    /// Pair a new device of this user with `code`, which the interface
-    /// shows (PROTOCOL §3.6): the code's channel is opened, the offers
-    /// are read every [`PAIRING_POLL_MS`] for up to [`PAIRING_MS`], and
-    /// the first made with this code is certified, registered, then
-    /// answered (with the contacts this device pinned). Offers made with
-    /// another code are left unanswered. Needs the identity key. Ends with
-    /// [`Output::Paired`]; [`Engine::cancel`] stops it.
+    /// Open `code`'s channel at the server, so that it keeps an offer
+    /// made with it (PROTOCOL §3.6); the interface shows the code once
+    /// this is done, then starts [`Intent::Pair`]. Needs the identity key.
+    OpenPairing(Box<crate::pairing::PairingCode>),
+    /// Pair a new device of this user with `code`, whose channel is open:
+    /// the offers are read every [`PAIRING_POLL_MS`] for up to
+    /// [`PAIRING_MS`], and the first made with this code is certified,
+    /// registered, then answered (with the contacts this device pinned).
+    /// Offers made with another code are left unanswered. Needs the
+    /// identity key. Ends with [`Output::Paired`]; [`Engine::cancel`]
+    /// stops it.
     Pair(Box<crate::pairing::PairingCode>),
     /// Add this user's `device`, paired a moment ago, to every space where
     /// this device is a space manager, once it has published KeyPackages
@@ -774,7 +778,6 @@ enum Op {
 #[derive(Debug)]
 enum PairStage {
     Start,
-    Opening(RequestId),
     /// Reading the offers again at this time.
     Waiting(u64),
     Reading(RequestId),
@@ -2049,6 +2052,15 @@ impl Engine {
             Intent::DropBoxes(space) => Op::DropBoxes {
                 space,
                 stage: DropStage::Start,
+            },
+            Intent::OpenPairing(code) => Op::Call {
+                call: self.holds_identity().map(|()| {
+                    let body = api::to_json(&api::PairingOpen {
+                        channel: hex::encode(code.channel()),
+                    });
+                    (Method::Post, "/v1/pairing/open".to_owned(), Some(body))
+                }),
+                request: None,
             },
             Intent::Pair(code) => Op::Pair {
                 code,
@@ -3490,6 +3502,17 @@ impl Engine {
         Ok(identity.revoke(device))
     }
 
+    /// Only the device holding the identity key certifies others.
+    fn holds_identity(&self) -> Result<(), Failure> {
+        match self.identity {
+            Some(_) => Ok(()),
+            None => Err(Failure::new(
+                Code::Identity,
+                "this device does not hold the identity key: pair the new device from the first one",
+            )),
+        }
+    }
+
     fn advance_pair(
         &mut self,
         code: &crate::pairing::PairingCode,
@@ -3498,31 +3521,12 @@ impl Engine {
     ) -> Step {
         match stage {
             PairStage::Start => {
-                if self.identity.is_none() {
-                    return Step::Finished(Err(Failure::new(
-                        Code::Identity,
-                        "this device does not hold the identity key: pair the new device from the first one",
-                    )));
+                if let Err(f) = self.holds_identity() {
+                    return Step::Finished(Err(f));
                 }
-                // The server keeps only an offer made on this code's channel.
-                let body = api::to_json(&api::PairingOpen {
-                    channel: hex::encode(code.channel()),
-                });
-                *stage = PairStage::Opening(self.request(
-                    Method::Post,
-                    "/v1/pairing/open".into(),
-                    Some(body),
-                ));
+                *stage = PairStage::Waiting(self.now);
                 Step::Moved
             }
-            PairStage::Opening(r) => match self.answer::<serde_json::Value>(*r) {
-                None => Step::Pending,
-                Some(Err(e)) => Step::Finished(Err(e)),
-                Some(Ok(_)) => {
-                    *stage = PairStage::Waiting(self.now);
-                    Step::Moved
-                }
-            },
             PairStage::Waiting(at) => {
                 if self.now >= until {
                     return Step::Finished(Err(Failure::new(
@@ -5015,19 +5019,24 @@ mod tests {
         let mut e = engine("amina");
         let user = e.device().user().clone();
         let code = PairingCode::random();
-        let op = e.start(0, Intent::Pair(Box::new(code.clone())));
-        let (open, request) = e.poll_request().expect("the channel opened");
+        let open = e.start(0, Intent::OpenPairing(Box::new(code.clone())));
+        let (opening, request) = e.poll_request().expect("the channel opened");
         assert_eq!(request.path, "/v1/pairing/open");
         let body: api::PairingOpen = api::from_json(request.body.as_ref().unwrap()).unwrap();
         assert_eq!(body.channel, hex::encode(code.channel()));
         e.handle_response(
             1,
-            open,
+            opening,
             Ok(HttpResponse {
                 status: 204,
                 body: Vec::new(),
             }),
         );
+        assert!(
+            std::iter::from_fn(|| e.poll_event())
+                .any(|ev| matches!(ev, Event::Done { op, result: Ok(_) } if op == open))
+        );
+        let op = e.start(1, Intent::Pair(Box::new(code.clone())));
 
         // An offer made with another code (a typo): left alone.
         let (read, request) = e.poll_request().expect("the offers read");
@@ -5102,16 +5111,7 @@ mod tests {
 
         // A code nobody uses expires; a stopped pairing ends at once.
         let op = e.start(10_000, Intent::Pair(Box::new(PairingCode::random())));
-        let (open, _) = e.poll_request().unwrap();
-        e.handle_response(
-            10_001,
-            open,
-            Ok(HttpResponse {
-                status: 204,
-                body: Vec::new(),
-            }),
-        );
-        let mut at = 10_001;
+        let mut at = 10_000;
         while at < 10_000 + PAIRING_MS + PAIRING_POLL_MS {
             if let Some((read, _)) = e.poll_request() {
                 e.handle_response(at, read, ok(r#"{"offers":[]}"#));

@@ -321,6 +321,177 @@ impl NewDevice {
     }
 }
 
+/// How often a new device asks whether its offer was answered, in
+/// milliseconds.
+pub const ANSWER_POLL_MS: u64 = 1_000;
+
+/// Why linking a new device stopped.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    /// The server keeps no channel for this code and user: the code or
+    /// the user name is wrong, or the other device stopped showing it.
+    #[error("no device of this user shows this pairing code (check the code and the user name)")]
+    NoPairing,
+    /// The offer expired before the other device answered it.
+    #[error("the other device did not answer in time: show a new code")]
+    Expired,
+    /// The server refused the offer, or could not be reached with it.
+    #[error("the offer could not be left with the server: {0}")]
+    Offer(String),
+    /// The answer does not verify.
+    #[error(transparent)]
+    Answer(#[from] PairingError),
+    /// The driver answered a step that was not asked.
+    #[error("linking was answered out of turn")]
+    OutOfTurn,
+}
+
+/// What the new device's driver does next ([`Linking::next`]).
+#[derive(Debug)]
+pub enum LinkStep {
+    /// Send this request (no session) and hand what came to
+    /// [`Linking::answered`].
+    Request(crate::api::HttpRequest),
+    /// Ask for the next step at this time (the driver's clock, in ms).
+    Wait(u64),
+    /// The device is certified: the identity holder's answer verified.
+    Done(Box<(Device, Contacts)>),
+}
+
+#[derive(Debug)]
+enum LinkStage {
+    Offer,
+    Offering,
+    /// Ask again at this time.
+    Waiting(u64),
+    Asking,
+    Done,
+}
+
+/// The new device's side of pairing, step by step, so that every client
+/// links the same way (PROTOCOL §3.6): leave the offer (`POST
+/// /v1/pairing`), then ask for the answer every [`ANSWER_POLL_MS`] until
+/// the offer expires, and check it. A missing channel refuses at once;
+/// an answer that is gone means the offer expired; the network is tried
+/// again at the next poll.
+pub struct Linking {
+    new: NewDevice,
+    code: PairingCode,
+    stage: LinkStage,
+    /// The offer's handle, once left.
+    offer: Option<String>,
+    until: u64,
+}
+
+impl fmt::Debug for Linking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Linking")
+            .field("device", &self.new.id())
+            .field("stage", &self.stage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Linking {
+    /// A new device for `user`, linking with `code`.
+    pub fn start(user: UserId, code: PairingCode) -> Linking {
+        Linking {
+            new: NewDevice::generate(user),
+            code,
+            stage: LinkStage::Offer,
+            offer: None,
+            until: 0,
+        }
+    }
+
+    /// Whether the offer is with the server (the other device can answer).
+    pub fn offered(&self) -> bool {
+        self.offer.is_some()
+    }
+
+    /// What to do next, at `now`.
+    pub fn next(&mut self, now: u64) -> Result<LinkStep, LinkError> {
+        use crate::api::{HttpRequest, Method, PairingOffer, to_json};
+        match self.stage {
+            LinkStage::Offer => {
+                self.stage = LinkStage::Offering;
+                let body = PairingOffer {
+                    user: self.new.user.to_string(),
+                    channel: hex::encode(self.code.channel()),
+                    offer: hex::encode(self.new.offer(&self.code)),
+                };
+                Ok(LinkStep::Request(HttpRequest {
+                    method: Method::Post,
+                    path: "/v1/pairing".into(),
+                    body: Some(to_json(&body)),
+                    signed_in: false,
+                }))
+            }
+            LinkStage::Waiting(at) if now < at => Ok(LinkStep::Wait(at)),
+            LinkStage::Waiting(_) if now > self.until => Err(LinkError::Expired),
+            LinkStage::Waiting(_) => {
+                self.stage = LinkStage::Asking;
+                let id = self.offer.as_deref().ok_or(LinkError::OutOfTurn)?;
+                Ok(LinkStep::Request(HttpRequest {
+                    method: Method::Get,
+                    path: format!("/v1/pairing/{id}"),
+                    body: None,
+                    signed_in: false,
+                }))
+            }
+            LinkStage::Offering | LinkStage::Asking | LinkStage::Done => Err(LinkError::OutOfTurn),
+        }
+    }
+
+    /// What came back for the last [`LinkStep::Request`], at `now`: the
+    /// answer, or `Err` when no answer came. After [`LinkStep::Done`],
+    /// nothing more is asked.
+    pub fn answered(
+        &mut self,
+        now: u64,
+        response: Result<crate::api::HttpResponse, String>,
+    ) -> Result<Option<LinkStep>, LinkError> {
+        use crate::api::{PairingAnswer, PairingOffered, from_json};
+        match self.stage {
+            LinkStage::Offering => match response {
+                Ok(r) if (200..300).contains(&r.status) => {
+                    let offered: PairingOffered = from_json(&r.body).map_err(LinkError::Offer)?;
+                    self.offer = Some(offered.id);
+                    self.until = now + offered.expires_in_secs.saturating_mul(1000);
+                    self.stage = LinkStage::Waiting(now + ANSWER_POLL_MS);
+                    Ok(None)
+                }
+                Ok(r) if r.status == 404 => Err(LinkError::NoPairing),
+                Ok(r) => Err(LinkError::Offer(format!("HTTP {}", r.status))),
+                Err(e) => Err(LinkError::Offer(e)),
+            },
+            LinkStage::Asking => {
+                self.stage = LinkStage::Waiting(now + ANSWER_POLL_MS);
+                match response {
+                    Ok(r) if (200..300).contains(&r.status) => {
+                        let answer = from_json::<PairingAnswer>(&r.body)
+                            .ok()
+                            .and_then(|a| a.answer);
+                        let Some(answer) = answer else {
+                            return Ok(None);
+                        };
+                        let answer =
+                            hex::decode(answer).map_err(|_| PairingError::Malformed("answer"))?;
+                        let linked = self.new.complete(&self.code, &answer)?;
+                        self.stage = LinkStage::Done;
+                        Ok(Some(LinkStep::Done(Box::new(linked))))
+                    }
+                    // The server no longer holds the offer.
+                    Ok(r) if r.status == 404 => Err(LinkError::Expired),
+                    // The network or a busy server: asked again.
+                    _ => Ok(None),
+                }
+            }
+            _ => Err(LinkError::OutOfTurn),
+        }
+    }
+}
+
 /// The identity holder's side: checks an offer made with `code` and
 /// certifies its key. Returns the certificate (for `POST /v1/devices`) and
 /// the answer to leave with the server, which carries `contacts` (the
@@ -525,5 +696,102 @@ mod tests {
         }
         let (_, copied) = new.complete(&code, &answer).unwrap();
         assert_eq!(copied, contacts);
+    }
+
+    /// The new device's side, step by step: the offer left, the answer
+    /// asked for every second (the network and an answer not there yet
+    /// are asked again), checked, and the device certified; a channel the
+    /// server does not keep refuses at once, a gone or late answer expires.
+    #[test]
+    fn a_new_device_links_by_leaving_its_offer_and_asking_for_the_answer() {
+        use crate::api::{HttpResponse, Method, PairingOffer};
+        let identity = amina();
+        let code = PairingCode::random();
+        let typed = PairingCode::parse(&code.display()).unwrap();
+        let answer = |status: u16, body: &str| {
+            Ok(HttpResponse {
+                status,
+                body: body.as_bytes().to_vec(),
+            })
+        };
+        let mut linking = Linking::start(identity.user().clone(), typed);
+        let Ok(LinkStep::Request(offer)) = linking.next(0) else {
+            panic!("the offer first")
+        };
+        assert_eq!(
+            (offer.method, offer.path.as_str(), offer.signed_in),
+            (Method::Post, "/v1/pairing", false)
+        );
+        let offer: PairingOffer = serde_json::from_slice(offer.body.as_deref().unwrap()).unwrap();
+        assert_eq!(offer.channel, hex::encode(code.channel()));
+        assert!(!linking.offered());
+        assert!(
+            linking
+                .answered(0, answer(201, r#"{"id":"ab","expires_in_secs":600}"#))
+                .unwrap()
+                .is_none()
+        );
+        assert!(linking.offered());
+        assert!(matches!(linking.next(500), Ok(LinkStep::Wait(1_000))));
+        let Ok(LinkStep::Request(ask)) = linking.next(1_000) else {
+            panic!("the answer asked for")
+        };
+        assert_eq!(
+            (ask.method, ask.path.as_str()),
+            (Method::Get, "/v1/pairing/ab")
+        );
+        // Not answered yet; then the network fails: asked again each time.
+        assert!(
+            linking
+                .answered(1_000, answer(200, r#"{"answer":null}"#))
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(linking.next(2_000), Ok(LinkStep::Request(_))));
+        assert!(
+            linking
+                .answered(2_000, Err("unreachable".into()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(linking.next(3_000), Ok(LinkStep::Request(_))));
+        let (cert, sealed) = accept_offer(
+            &identity,
+            &code,
+            &hex::decode(&offer.offer).unwrap(),
+            &Contacts::default(),
+        )
+        .unwrap();
+        let body = format!(r#"{{"answer":"{}"}}"#, hex::encode(sealed));
+        let Ok(Some(LinkStep::Done(linked))) = linking.answered(3_000, answer(200, &body)) else {
+            panic!("linked")
+        };
+        assert_eq!(linked.0.certificate(), &cert);
+        assert!(matches!(linking.next(3_001), Err(LinkError::OutOfTurn)));
+
+        // No channel for this code and user.
+        let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
+        linking.next(0).unwrap();
+        assert_eq!(
+            linking.answered(0, answer(404, "{}")).unwrap_err(),
+            LinkError::NoPairing
+        );
+        // The offer gone from the server, or its lifetime over.
+        let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
+        linking.next(0).unwrap();
+        linking
+            .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
+            .unwrap();
+        linking.next(1_000).unwrap();
+        assert_eq!(
+            linking.answered(1_000, answer(404, "{}")).unwrap_err(),
+            LinkError::Expired
+        );
+        let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
+        linking.next(0).unwrap();
+        linking
+            .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
+            .unwrap();
+        assert_eq!(linking.next(5_001).unwrap_err(), LinkError::Expired);
     }
 }
