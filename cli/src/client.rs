@@ -799,7 +799,7 @@ impl Client {
             let mut fetch = PartFetch::start(part);
             let mut last = None;
             let sealed = loop {
-                match fetch.next().map_err(|e| transfer_failed(e, last.take()))? {
+                match fetch.step().map_err(|e| transfer_failed(e, last.take()))? {
                     PartStep::Get(chunk) => {
                         let path = format!("/v1/spaces/{}/drop-chunks/{chunk}", id.to_hex());
                         let got = self
@@ -1417,7 +1417,7 @@ impl Client {
         // transfer that gave up stopped.
         let mut last = None;
         let manifest = loop {
-            let step = upload.next().map_err(|e| transfer_failed(e, last.take()))?;
+            let step = upload.step().map_err(|e| transfer_failed(e, last.take()))?;
             let answered = match step {
                 UploadStep::Read { offset, len } => {
                     file.seek(std::io::SeekFrom::Start(offset))
@@ -1539,7 +1539,7 @@ impl Client {
         let mut last = None;
         loop {
             match download
-                .next()
+                .step()
                 .map_err(|e| transfer_failed(e, last.take()))?
             {
                 DownloadStep::Get(cid) => {

@@ -48,7 +48,7 @@ use wasm_bindgen::prelude::*;
 const TYPES: &'static str = r#"
 /** An interrupted upload, as its sealed progress describes it. */
 export interface SavedUploadInfo { file: string; space: string; folder: string; replaces: string; name: string; size: number; done: number; chunks: number }
-/** What a driver does next for an upload (`Upload.next`). */
+/** What a driver does next for an upload (`Upload.step`). */
 export type UploadStep =
   | { kind: "read"; offset: number; len: number }
   | { kind: "store"; sealed: Uint8Array }
@@ -56,11 +56,11 @@ export type UploadStep =
   | { kind: "missing"; ids: string[] }
   | { kind: "wait"; ms: number }
   | { kind: "done" };
-/** What a new browser does next while linking (`Linking.next`). */
+/** What a new browser does next while linking (`Linking.step`). */
 export type LinkStep =
   | { kind: "request"; method: string; path: string; body?: string }
   | { kind: "wait"; until: number };
-/** What a driver does next for a download (`Download.next`). */
+/** What a driver does next for a download (`Download.step`). */
 export type DownloadStep = { kind: "get"; id: string } | { kind: "wait"; ms: number } | { kind: "done" };
 "#;
 
@@ -209,7 +209,7 @@ impl Linking {
     /// method, path, body?}` to send (no session), then `answered` or
     /// `unreachable`; `{kind: "wait", until}`.
     #[wasm_bindgen(unchecked_return_type = "LinkStep")]
-    pub fn next(&mut self, now: f64) -> Result<JsValue, JsValue> {
+    pub fn step(&mut self, now: f64) -> Result<JsValue, JsValue> {
         match self.inner.next(now as u64).map_err(link_err)? {
             pairing::LinkStep::Request(r) => {
                 let body = r.body.map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -2065,12 +2065,12 @@ impl Upload {
     /// server lacks, then `missing`; `wait` `ms`; `done`: list it with
     /// `Device.list_upload`, send the library, then delete the record.
     #[wasm_bindgen(unchecked_return_type = "UploadStep")]
-    pub fn next(&mut self, key: &StateKey) -> Result<JsValue, JsValue> {
+    pub fn step(&mut self, key: &StateKey) -> Result<JsValue, JsValue> {
         let o = js_sys::Object::new();
         let set = |k: &str, v: JsValue| {
             let _ = js_sys::Reflect::set(&o, &k.into(), &v);
         };
-        match self.inner.next().map_err(transfer_err)? {
+        match self.inner.step().map_err(transfer_err)? {
             transfer::UploadStep::Read { offset, len } => {
                 set("kind", "read".into());
                 set("offset", JsValue::from_f64(offset as f64));
@@ -2180,8 +2180,8 @@ impl PartFetch {
     /// The next step (`PartStep`): `get` the drop chunk `id` and pass it
     /// to `got`; `wait` `ms`; `done`: take the part with `take`.
     #[wasm_bindgen(unchecked_return_type = "DownloadStep")]
-    pub fn next(&mut self) -> Result<JsValue, JsValue> {
-        Ok(match self.inner.next().map_err(transfer_err)? {
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        Ok(match self.inner.step().map_err(transfer_err)? {
             transfer::PartStep::Get(id) => js(&json!({ "kind": "get", "id": id })),
             transfer::PartStep::Wait(ms) => js(&json!({ "kind": "wait", "ms": ms })),
             transfer::PartStep::Done(sealed) => {
@@ -2249,8 +2249,8 @@ impl Download {
     /// The next step (`DownloadStep`): `get` the blob `id` and pass it to
     /// `got`; `wait` `ms`; `done` when the file is whole.
     #[wasm_bindgen(unchecked_return_type = "DownloadStep")]
-    pub fn next(&mut self) -> Result<JsValue, JsValue> {
-        Ok(match self.inner.next().map_err(transfer_err)? {
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        Ok(match self.inner.step().map_err(transfer_err)? {
             transfer::DownloadStep::Get(id) => js(&json!({ "kind": "get", "id": id.to_string() })),
             transfer::DownloadStep::Wait(ms) => js(&json!({ "kind": "wait", "ms": ms })),
             transfer::DownloadStep::Done => js(&json!({ "kind": "done" })),

@@ -442,7 +442,7 @@ export class Client {
     try {
       let told = false;
       for (;;) {
-        const step = linking.next(Date.now());
+        const step = linking.step(Date.now());
         if (step.kind === "wait") {
           await sleep(Math.max(0, step.until - Date.now()));
           continue;
@@ -1076,7 +1076,7 @@ export class Client {
       let sealed;
       try {
         for (;;) {
-          const step = fetch.next();
+          const step = fetch.step();
           if (step.kind === "get") {
             let blob;
             try {
@@ -1243,7 +1243,7 @@ export class Client {
     const id = record ? record.id : up.file_id();
     try {
       for (;;) {
-        const step = up.next(this.key);
+        const step = up.step(this.key);
         if (step.kind === "read") {
           up.read(new Uint8Array(await file.slice(step.offset, step.offset + step.len).arrayBuffer()));
         } else if (step.kind === "store") {
@@ -1291,7 +1291,7 @@ export class Client {
     const parts = [];
     try {
       for (;;) {
-        const step = d.next();
+        const step = d.step();
         if (step.kind === "get") {
           let blob;
           try {

@@ -420,7 +420,7 @@ impl Upload {
     }
 
     /// What to do next.
-    pub fn next(&mut self) -> Result<UploadStep, TransferError> {
+    pub fn step(&mut self) -> Result<UploadStep, TransferError> {
         loop {
             match self.state {
                 State::Asked(_) => return Err(TransferError::OutOfTurn),
@@ -650,7 +650,7 @@ impl Download {
     }
 
     /// What to do next.
-    pub fn next(&mut self) -> Result<DownloadStep, TransferError> {
+    pub fn step(&mut self) -> Result<DownloadStep, TransferError> {
         if self.asked {
             return Err(TransferError::OutOfTurn);
         }
@@ -738,7 +738,7 @@ impl PartFetch {
     }
 
     /// What to do next.
-    pub fn next(&mut self) -> Result<PartStep, TransferError> {
+    pub fn step(&mut self) -> Result<PartStep, TransferError> {
         if self.asked {
             return Err(TransferError::OutOfTurn);
         }
@@ -841,7 +841,7 @@ mod tests {
         crash_at: Option<usize>,
     ) -> Result<Option<FileManifest>, TransferError> {
         loop {
-            match upload.next()? {
+            match upload.step()? {
                 UploadStep::Read { offset, len } => {
                     let at = offset as usize;
                     upload.read(&file[at..(at + len).min(file.len())])?;
@@ -892,7 +892,7 @@ mod tests {
         let mut download = Download::start(manifest)?;
         let mut out = Vec::new();
         loop {
-            match download.next()? {
+            match download.step()? {
                 DownloadStep::Get(id) => {
                     let answer = match server.failures.pop_front() {
                         Some(f) => Err(f),
@@ -1135,7 +1135,7 @@ mod tests {
         let file = bytes(CHUNK_SIZE + 10, 7);
         let mut upload = Upload::start(source(&file), target(), None).unwrap();
         assert!(matches!(
-            upload.next(),
+            upload.step(),
             Ok(UploadStep::Read { offset: 0, .. })
         ));
         assert_eq!(
@@ -1147,8 +1147,8 @@ mod tests {
         let mut upload = Upload::start(source(&file), target(), None).unwrap();
         assert_eq!(upload.stored(), Err(TransferError::OutOfTurn));
         assert_eq!(upload.sent(Ok(())), Err(TransferError::OutOfTurn));
-        assert!(matches!(upload.next(), Ok(UploadStep::Read { .. })));
-        assert_eq!(upload.next(), Err(TransferError::OutOfTurn));
+        assert!(matches!(upload.step(), Ok(UploadStep::Read { .. })));
+        assert_eq!(upload.step(), Err(TransferError::OutOfTurn));
     }
 
     #[test]
@@ -1162,7 +1162,7 @@ mod tests {
             let mut fetch = PartFetch::start(&part(size));
             let mut waits = Vec::new();
             loop {
-                match fetch.next()? {
+                match fetch.step()? {
                     PartStep::Get(id) => {
                         let answer = match failures.pop_front() {
                             Some(f) => Err(f),
