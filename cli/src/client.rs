@@ -1483,21 +1483,17 @@ impl Client {
         if let Some((&LEGACY_UPLOAD_VERSION, rest)) = bytes.split_first()
             && let Ok((record, [])) = postcard::take_from_bytes::<LegacyUpload>(rest)
         {
-            return Ok(Zeroizing::new(Interrupted::upgrade(
+            return Ok(Interrupted::upgrade(
                 record.progress,
                 target.clone(),
                 record.chunk,
-            )));
+            ));
         }
         if let Ok((progress, [])) = postcard::take_from_bytes::<UploadProgress>(bytes) {
             let legacy = format!("{record_name}.chunk");
             let chunk = self.home.read(&legacy)?.map(|c| c.to_vec());
             self.home.remove(&legacy)?;
-            return Ok(Zeroizing::new(Interrupted::upgrade(
-                progress,
-                target.clone(),
-                chunk,
-            )));
+            return Ok(Interrupted::upgrade(progress, target.clone(), chunk));
         }
         Ok(Zeroizing::new(bytes.to_vec()))
     }

@@ -43,6 +43,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tsify::{Ts, Tsify};
 use wasm_bindgen::prelude::*;
+use zeroize::Zeroizing;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -185,6 +186,8 @@ fn link_err(e: pairing::LinkError) -> JsValue {
         pairing::LinkError::Expired => ErrorCode::PairingExpired,
         pairing::LinkError::Answer(_) => ErrorCode::BadCode,
         pairing::LinkError::Offer(_) => ErrorCode::Network,
+        // The page words the server's own refusal from the answer it has.
+        pairing::LinkError::Refused { .. } => ErrorCode::Server,
         pairing::LinkError::OutOfTurn => ErrorCode::Protocol,
     };
     fail(code, e)
@@ -210,7 +213,7 @@ impl Linking {
     /// `unreachable`; `{kind: "wait", until}`.
     #[wasm_bindgen(unchecked_return_type = "LinkStep")]
     pub fn step(&mut self, now: f64) -> Result<JsValue, JsValue> {
-        match self.inner.next(now as u64).map_err(link_err)? {
+        match self.inner.step(now as u64).map_err(link_err)? {
             pairing::LinkStep::Request(r) => {
                 let body = r.body.map(|b| String::from_utf8_lossy(&b).into_owned());
                 Ok(js(&json!({
@@ -818,30 +821,6 @@ impl Device {
     }
 
     // ---- identity -------------------------------------------------------
-
-    /// Answers a new device's pairing offer (hex, from `GET /v1/pairing`)
-    /// made with `code`: returns `{certificate, answer}` (hex) for
-    /// `POST /v1/devices` and then `POST /v1/pairing/{id}/answer`. Only the
-    /// browser holding the user's identity key can; an offer made with
-    /// another code is refused.
-    pub fn accept_pairing(
-        &self,
-        code: &PairingCode,
-        offer: &str,
-    ) -> Result<Ts<PairingAnswer>, JsValue> {
-        let identity = self.engine.identity().ok_or_else(|| {
-            fail(ErrorCode::Identity, "this browser does not hold your identity key: link the new browser from the first one")
-        })?;
-        let offer = hex::decode(offer).map_err(bad)?;
-        let contacts = self.engine.contacts();
-        let (certificate, answer) = pairing::accept_offer(identity, &code.0, &offer, contacts)
-            .map_err(|e| fail(ErrorCode::BadCode, e))?;
-        ts(PairingAnswer {
-            device: certificate.device.to_hex(),
-            certificate: hex::encode(postcard::to_allocvec(&certificate).map_err(bad)?),
-            answer: hex::encode(answer),
-        })
-    }
 
     /// A new recovery code and the kit it opens (the identity key sealed
     /// under it): the code to show once, and the kit and the verifier of
@@ -1946,7 +1925,11 @@ struct LegacyUploadV1 {
 
 /// An interrupted upload's record, opened: as [`transfer`] writes it, or
 /// an earlier layout (with the chunk the page kept beside it) read into it.
-fn open_upload(sealed: &[u8], chunk: Option<Vec<u8>>, key: &StateKey) -> Result<Vec<u8>, JsValue> {
+fn open_upload(
+    sealed: &[u8],
+    chunk: Option<Vec<u8>>,
+    key: &StateKey,
+) -> Result<Zeroizing<Vec<u8>>, JsValue> {
     let bytes = key.0.open(UPLOAD_ITEM, sealed).map_err(err)?;
     let corrupt = || err("the saved upload is corrupt or from another version");
     let legacy = match bytes.split_first() {
@@ -1961,7 +1944,7 @@ fn open_upload(sealed: &[u8], chunk: Option<Vec<u8>>, key: &StateKey) -> Result<
             .map_err(|_| corrupt())?,
         _ => {
             transfer::Interrupted::read(&bytes).ok_or_else(corrupt)?;
-            return Ok(bytes.to_vec());
+            return Ok(Zeroizing::new(bytes.to_vec()));
         }
     };
     let target = upload_target(&legacy.space, &legacy.folder, &legacy.replaces)?;
@@ -2019,7 +2002,8 @@ impl Upload {
             size,
         };
         Ok(Self {
-            inner: transfer::Upload::start(source, target, record.as_deref()).map_err(err)?,
+            inner: transfer::Upload::start(source, target, record.as_deref().map(|r| &r[..]))
+                .map_err(err)?,
             manifest: None,
         })
     }

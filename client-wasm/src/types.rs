@@ -525,14 +525,6 @@ pub enum CopyCheckResult {
     Unknown,
 }
 
-/// The identity holder's answer to a pairing offer.
-#[derive(Serialize, Tsify)]
-pub struct PairingAnswer {
-    pub device: String,
-    pub certificate: String,
-    pub answer: String,
-}
-
 /// One device of this user, as the directory lists it (checked).
 #[derive(Serialize, Tsify)]
 pub struct OwnDevice {

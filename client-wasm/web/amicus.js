@@ -326,12 +326,18 @@ async function http(method, path, token, body, raw) {
 /** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** A failed request as a transfer reads it: `[status, retry_after]`, 0
- * for no answer (the network) and for no `Retry-After`.
- * @param {unknown} e @returns {[number, number]} */
-function failed(e) {
-  if (e instanceof ServerError) return [e.status, e.retryAfter || 0];
-  return [0, 0];
+/** Hands a failed request to a transfer (`answer(status, retry_after)`,
+ * 0 for no answer and for no `Retry-After`). When the transfer stops on
+ * it, the request's own error goes up: the server's code and reason, which
+ * the interface words in the person's language.
+ * @param {(status: number, retryAfter: number) => void} answer @param {unknown} e */
+function failTo(answer, e) {
+  try {
+    if (e instanceof ServerError) answer(e.status, e.retryAfter || 0);
+    else answer(0, 0);
+  } catch (stopped) {
+    throw e instanceof ServerError ? e : stopped;
+  }
 }
 
 /** base64url of `bytes` (WebAuthn's credential ids as keys).
@@ -453,7 +459,19 @@ export class Client {
         try {
           const res = await fetch(step.path, { method: step.method, headers, body: step.body });
           const body = new Uint8Array(await res.arrayBuffer());
-          linked = () => linking.answered(Date.now(), res.status, body);
+          linked = () => {
+            try {
+              return linking.answered(Date.now(), res.status, body);
+            } catch (e) {
+              // The server refused the offer: its own code and reason.
+              if (!(e instanceof Error && "code" in e && e.code === "server")) throw e;
+              let answer = {};
+              try {
+                answer = JSON.parse(new TextDecoder().decode(body));
+              } catch (_) { /* not JSON */ }
+              throw new ServerError(res.status, answer.error || "error", answer.message, answer.reason);
+            }
+          };
         } catch (e) {
           linked = () => linking.unreachable(Date.now(), e instanceof Error ? e.message : String(e));
         }
@@ -1071,30 +1089,30 @@ export class Client {
    * @returns {Promise<Array<OpenedPart & { content: Uint8Array<ArrayBuffer> }>>} */
   async openSubmission(space, submission) {
     const opened = [];
-    for (const part of submission.parts) {
-      const fetch = new PartFetch(part.size, part.chunks);
+    for (const listed of submission.parts) {
+      const part = new PartFetch(listed.size, listed.chunks);
       let sealed;
       try {
         for (;;) {
-          const step = fetch.step();
+          const step = part.step();
           if (step.kind === "get") {
             let blob;
             try {
               blob = await http("GET", `/v1/spaces/${space}/drop-chunks/${step.id}`, this.device.token());
             } catch (e) {
-              fetch.get_failed(...failed(e));
+              failTo((status, after) => part.get_failed(status, after), e);
               continue;
             }
-            fetch.got(blob);
+            part.got(blob);
           } else if (step.kind === "wait") {
             await sleep(step.ms);
           } else {
-            sealed = fetch.take();
+            sealed = part.take();
             break;
           }
         }
       } finally {
-        fetch.free();
+        part.free();
       }
       const info = this.device.open_submission_part(space, submission.epoch, sealed);
       opened.push({ ...info, content: /** @type {Uint8Array<ArrayBuffer>} */ (this.device.take_opened()) });
@@ -1242,6 +1260,8 @@ export class Client {
       space, folder || "", replaces || "", record?.sealed, record?.chunk?.blob, this.key);
     const id = record ? record.id : up.file_id();
     try {
+      const [sent, chunks] = up.progress();
+      progress(sent, chunks);
       for (;;) {
         const step = up.step(this.key);
         if (step.kind === "read") {
@@ -1255,7 +1275,7 @@ export class Client {
             await http("PUT", `/v1/blobs/${step.id}`, this.device.token(), undefined, step.blob);
           } catch (e) {
             sent = false;
-            up.send_failed(...failed(e));
+            failTo((status, after) => up.send_failed(status, after), e);
           }
           if (sent) up.sent();
           const [done, total] = up.progress();
@@ -1265,7 +1285,7 @@ export class Client {
           try {
             missing = (await this.api("POST", "/v1/blobs/missing", { ids: step.ids })).missing;
           } catch (e) {
-            up.missing_failed(...failed(e));
+            failTo((status, after) => up.missing_failed(status, after), e);
             continue;
           }
           up.missing(missing);
@@ -1297,7 +1317,7 @@ export class Client {
           try {
             blob = await http("GET", `/v1/blobs/${step.id}`, this.device.token());
           } catch (e) {
-            d.get_failed(...failed(e));
+            failTo((status, after) => d.get_failed(status, after), e);
             continue;
           }
           parts.push(/** @type {Uint8Array<ArrayBuffer>} */ (d.got(blob)));

@@ -765,6 +765,8 @@ enum Op {
         /// When the code expires.
         until: u64,
         stage: PairStage,
+        /// Asked to stop ([`Engine::cancel`]).
+        stop: bool,
     },
     /// Adds a device just paired where this device manages the space.
     AddDevice {
@@ -772,6 +774,8 @@ enum Op {
         /// When to stop waiting for its KeyPackages.
         until: u64,
         stage: AddDeviceStage,
+        /// Asked to stop ([`Engine::cancel`]).
+        stop: bool,
     },
 }
 
@@ -1135,9 +1139,17 @@ impl Engine {
         manifest: &FileManifest,
     ) -> Result<(), Failure> {
         let space = target.space;
-        self.edit(space, library::stream(space), |r| match &target.replaces {
-            Some(entry) => library::add_version(r.doc(), entry, manifest),
-            None => library::add_file(r.doc(), manifest, &target.folder),
+        let file_id = manifest.file_id.to_string();
+        self.edit(space, library::stream(space), |r| {
+            // Listed already (a listing whose sending failed, resumed):
+            // nothing to add.
+            if library::manifest(r.doc(), &file_id)?.is_some() {
+                return Ok(());
+            }
+            match &target.replaces {
+                Some(entry) => library::add_version(r.doc(), entry, manifest),
+                None => library::add_file(r.doc(), manifest, &target.folder),
+            }
         })?
         .map_err(|e| Failure::new(Code::Document, e.to_string()))
     }
@@ -1155,9 +1167,11 @@ impl Engine {
     }
 
     /// The file of the space's library that `name_or_id` names (its name,
-    /// its id, or the id of one of its versions), at `version` (counted
-    /// from 1, the oldest; `None`: the current one, or the version the id
-    /// names), to start a [`transfer::Download`] with.
+    /// its id, or the id of one of its later versions), at `version`
+    /// (counted from 1, the oldest; `None`: the current one, or the later
+    /// version the id names), to start a [`transfer::Download`] with. A
+    /// file's id is its first version's own id and names the file: its
+    /// first version is `version` 1 (or [`Engine::file_version`]).
     pub fn file(
         &mut self,
         space: SpaceId,
@@ -2066,11 +2080,13 @@ impl Engine {
                 code,
                 until: self.now + PAIRING_MS,
                 stage: PairStage::Start,
+                stop: false,
             },
             Intent::AddDevice(device) => Op::AddDevice {
                 device,
                 until: self.now + NEW_DEVICE_MS,
                 stage: AddDeviceStage::Waiting(self.now),
+                stop: false,
             },
             Intent::FlushSpace(space) => Op::FlushSpace {
                 space,
@@ -2092,12 +2108,17 @@ impl Engine {
         id
     }
 
-    /// Stops an operation that has not ended (a pairing code the person
-    /// closed): it ends at once with [`Code::Stopped`]; what it started
-    /// on its own behalf (a commit already sent) runs on.
+    /// Stops a pairing ([`Intent::Pair`]) or the wait for a new device
+    /// ([`Intent::AddDevice`]) whose page the person left: it ends with
+    /// [`Code::Stopped`] at its next safe point, while it waits or reads,
+    /// never between registering a device and answering it nor during
+    /// the invitations. Other operations are not stopped.
     pub fn cancel(&mut self, op: OpId) {
-        if let Some(running) = self.ops.remove(&op) {
-            self.finish(op, &running, Err(Failure::new(Code::Stopped, "stopped")));
+        if let Some(running) = self.ops.get_mut(&op)
+            && let Op::Pair { stop, .. } | Op::AddDevice { stop, .. } = &mut running.op
+        {
+            *stop = true;
+            self.drive();
         }
     }
 
@@ -2965,12 +2986,18 @@ impl Engine {
                 stage,
             } => self.advance_open_drop_box(*space, label, *days, *quota, stage),
             Op::DropBoxes { space, stage } => self.advance_drop_boxes(*space, stage),
-            Op::Pair { code, until, stage } => self.advance_pair(code, *until, stage),
+            Op::Pair {
+                code,
+                until,
+                stage,
+                stop,
+            } => self.advance_pair(code, *until, stage, *stop),
             Op::AddDevice {
                 device,
                 until,
                 stage,
-            } => self.advance_add_device(*device, *until, stage),
+                stop,
+            } => self.advance_add_device(*device, *until, stage, *stop),
             Op::PublishIntake { space, request } => match *request {
                 None => match self.intake_request(*space) {
                     Some(r) => {
@@ -3518,7 +3545,9 @@ impl Engine {
         code: &crate::pairing::PairingCode,
         until: u64,
         stage: &mut PairStage,
+        stop: bool,
     ) -> Step {
+        let stopped = || Step::Finished(Err(Failure::new(Code::Stopped, "stopped")));
         match stage {
             PairStage::Start => {
                 if let Err(f) = self.holds_identity() {
@@ -3527,6 +3556,7 @@ impl Engine {
                 *stage = PairStage::Waiting(self.now);
                 Step::Moved
             }
+            PairStage::Waiting(_) if stop => stopped(),
             PairStage::Waiting(at) => {
                 if self.now >= until {
                     return Step::Finished(Err(Failure::new(
@@ -3557,6 +3587,9 @@ impl Engine {
                         Some((listed.id, certificate, answer))
                     });
                     let Some((offer, certificate, answer)) = accepted else {
+                        if stop {
+                            return stopped();
+                        }
                         *stage = PairStage::Waiting(self.now + PAIRING_POLL_MS);
                         return Step::Moved;
                     };
@@ -3608,8 +3641,12 @@ impl Engine {
         device: DeviceId,
         until: u64,
         stage: &mut AddDeviceStage,
+        stop: bool,
     ) -> Step {
         match stage {
+            AddDeviceStage::Waiting(_) if stop => {
+                Step::Finished(Err(Failure::new(Code::Stopped, "stopped")))
+            }
             AddDeviceStage::Waiting(at) => {
                 if self.now < *at {
                     return Step::Pending;
@@ -5127,8 +5164,16 @@ mod tests {
             done.map(|r| r.map_err(|f| f.code)),
             Some(Err(Code::PairingExpired))
         );
+        // Stopped while the offers are being read: it ends once they are,
+        // not in the middle.
         let op = e.start(at, Intent::Pair(Box::new(PairingCode::random())));
+        let (read, _) = e.poll_request().expect("the offers read");
         e.cancel(op);
+        assert!(
+            !std::iter::from_fn(|| e.poll_event())
+                .any(|ev| matches!(ev, Event::Done { op: o, .. } if o == op))
+        );
+        e.handle_response(at + 1, read, ok(r#"{"offers":[]}"#));
         let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
             Event::Done { op: o, result } if o == op => Some(result),
             _ => None,

@@ -335,9 +335,19 @@ pub enum LinkError {
     /// The offer expired before the other device answered it.
     #[error("the other device did not answer in time: show a new code")]
     Expired,
-    /// The server refused the offer, or could not be reached with it.
+    /// The server could not be reached with the offer, or its answer is
+    /// not what the protocol says.
     #[error("the offer could not be left with the server: {0}")]
     Offer(String),
+    /// The server refused the offer (its status and error body, for the
+    /// interface to word).
+    #[error("the server refused the offer (HTTP {status})")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The answer's body (JSON `{error, message}`).
+        body: Vec<u8>,
+    },
     /// The answer does not verify.
     #[error(transparent)]
     Answer(#[from] PairingError),
@@ -346,7 +356,7 @@ pub enum LinkError {
     OutOfTurn,
 }
 
-/// What the new device's driver does next ([`Linking::next`]).
+/// What the new device's driver does next ([`Linking::step`]).
 #[derive(Debug)]
 pub enum LinkStep {
     /// Send this request (no session) and hand what came to
@@ -410,7 +420,7 @@ impl Linking {
     }
 
     /// What to do next, at `now`.
-    pub fn next(&mut self, now: u64) -> Result<LinkStep, LinkError> {
+    pub fn step(&mut self, now: u64) -> Result<LinkStep, LinkError> {
         use crate::api::{HttpRequest, Method, PairingOffer, to_json};
         match self.stage {
             LinkStage::Offer => {
@@ -457,12 +467,15 @@ impl Linking {
                 Ok(r) if (200..300).contains(&r.status) => {
                     let offered: PairingOffered = from_json(&r.body).map_err(LinkError::Offer)?;
                     self.offer = Some(offered.id);
-                    self.until = now + offered.expires_in_secs.saturating_mul(1000);
+                    self.until = now.saturating_add(offered.expires_in_secs.saturating_mul(1000));
                     self.stage = LinkStage::Waiting(now + ANSWER_POLL_MS);
                     Ok(None)
                 }
                 Ok(r) if r.status == 404 => Err(LinkError::NoPairing),
-                Ok(r) => Err(LinkError::Offer(format!("HTTP {}", r.status))),
+                Ok(r) => Err(LinkError::Refused {
+                    status: r.status,
+                    body: r.body,
+                }),
                 Err(e) => Err(LinkError::Offer(e)),
             },
             LinkStage::Asking => {
@@ -715,7 +728,7 @@ mod tests {
             })
         };
         let mut linking = Linking::start(identity.user().clone(), typed);
-        let Ok(LinkStep::Request(offer)) = linking.next(0) else {
+        let Ok(LinkStep::Request(offer)) = linking.step(0) else {
             panic!("the offer first")
         };
         assert_eq!(
@@ -732,8 +745,8 @@ mod tests {
                 .is_none()
         );
         assert!(linking.offered());
-        assert!(matches!(linking.next(500), Ok(LinkStep::Wait(1_000))));
-        let Ok(LinkStep::Request(ask)) = linking.next(1_000) else {
+        assert!(matches!(linking.step(500), Ok(LinkStep::Wait(1_000))));
+        let Ok(LinkStep::Request(ask)) = linking.step(1_000) else {
             panic!("the answer asked for")
         };
         assert_eq!(
@@ -747,14 +760,14 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        assert!(matches!(linking.next(2_000), Ok(LinkStep::Request(_))));
+        assert!(matches!(linking.step(2_000), Ok(LinkStep::Request(_))));
         assert!(
             linking
                 .answered(2_000, Err("unreachable".into()))
                 .unwrap()
                 .is_none()
         );
-        assert!(matches!(linking.next(3_000), Ok(LinkStep::Request(_))));
+        assert!(matches!(linking.step(3_000), Ok(LinkStep::Request(_))));
         let (cert, sealed) = accept_offer(
             &identity,
             &code,
@@ -767,31 +780,31 @@ mod tests {
             panic!("linked")
         };
         assert_eq!(linked.0.certificate(), &cert);
-        assert!(matches!(linking.next(3_001), Err(LinkError::OutOfTurn)));
+        assert!(matches!(linking.step(3_001), Err(LinkError::OutOfTurn)));
 
         // No channel for this code and user.
         let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
-        linking.next(0).unwrap();
+        linking.step(0).unwrap();
         assert_eq!(
             linking.answered(0, answer(404, "{}")).unwrap_err(),
             LinkError::NoPairing
         );
         // The offer gone from the server, or its lifetime over.
         let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
-        linking.next(0).unwrap();
+        linking.step(0).unwrap();
         linking
             .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
             .unwrap();
-        linking.next(1_000).unwrap();
+        linking.step(1_000).unwrap();
         assert_eq!(
             linking.answered(1_000, answer(404, "{}")).unwrap_err(),
             LinkError::Expired
         );
         let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
-        linking.next(0).unwrap();
+        linking.step(0).unwrap();
         linking
             .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
             .unwrap();
-        assert_eq!(linking.next(5_001).unwrap_err(), LinkError::Expired);
+        assert_eq!(linking.step(5_001).unwrap_err(), LinkError::Expired);
     }
 }

@@ -43,6 +43,10 @@ pub const ATTEMPTS: u32 = 30;
 /// The longest wait between two attempts, in milliseconds.
 pub const MAX_BACKOFF_MS: u64 = 10_000;
 
+/// The most chunk ids one `POST /v1/blobs/missing` asks about (the
+/// server's limit): a longer progress is asked about in parts.
+pub const MISSING_QUERY: usize = 10_000;
+
 /// The version byte of an upload's record.
 const RECORD_VERSION: u8 = 3;
 
@@ -111,7 +115,7 @@ pub enum TransferError {
     /// A request kept failing; the upload can be resumed later.
     #[error("the server could not be reached after {ATTEMPTS} attempts")]
     GaveUp,
-    /// The source is not as long as it said.
+    /// The source is not as long as it said (shorter, or it grew).
     #[error("the file is not {expected} bytes long any more (it changed while being sent)")]
     SourceLength {
         /// The size given at the start.
@@ -171,8 +175,11 @@ struct Record {
 
 impl Record {
     fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut bytes = Zeroizing::new(vec![RECORD_VERSION]);
-        bytes.extend_from_slice(&postcard::to_allocvec(self).expect("a record encodes"));
+        // The record holds the file's secret: no copy of it is left behind.
+        let body = Zeroizing::new(postcard::to_allocvec(self).expect("a record encodes"));
+        let mut bytes = Zeroizing::new(Vec::with_capacity(body.len() + 1));
+        bytes.push(RECORD_VERSION);
+        bytes.extend_from_slice(&body);
         bytes
     }
 
@@ -221,19 +228,22 @@ impl Interrupted {
 
     /// A record in the layout the clients wrote before this module: the
     /// progress, where the file goes and the chunk kept with it.
-    pub fn upgrade(progress: UploadProgress, target: Target, kept: Option<Vec<u8>>) -> Vec<u8> {
+    pub fn upgrade(
+        progress: UploadProgress,
+        target: Target,
+        kept: Option<Vec<u8>>,
+    ) -> Zeroizing<Vec<u8>> {
         Record {
             progress,
             target,
             kept: kept.into_iter().collect(),
         }
         .encode()
-        .to_vec()
     }
 }
 
 /// What the driver does next for an [`Upload`].
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub enum UploadStep {
     /// Read the source from `offset`, at most `len` bytes, and hand them
     /// to [`Upload::read`].
@@ -263,6 +273,23 @@ pub enum UploadStep {
     /// ([`crate::engine::Engine::list_upload`]), send the library, and
     /// only then delete the record.
     Done(FileManifest),
+}
+
+impl std::fmt::Debug for UploadStep {
+    /// A record holds the file's secret and a manifest its key: neither is
+    /// shown, only their sizes and ids.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadStep::Read { offset, len } => {
+                write!(f, "Read {{ offset: {offset}, len: {len} }}")
+            }
+            UploadStep::Store(record) => write!(f, "Store({} bytes)", record.len()),
+            UploadStep::Put { id, blob } => write!(f, "Put {{ id: {id:?}, len: {} }}", blob.len()),
+            UploadStep::AskMissing(ids) => write!(f, "AskMissing({} ids)", ids.len()),
+            UploadStep::Wait(ms) => write!(f, "Wait({ms})"),
+            UploadStep::Done(m) => write!(f, "Done({:?})", m.file_id),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -305,6 +332,13 @@ pub struct Upload {
     outgoing: VecDeque<SealedChunk>,
     /// Whether `outgoing` is in a stored record yet.
     outgoing_stored: bool,
+    /// Resuming: how many of the progress's chunk ids the server was
+    /// asked about so far.
+    queried: usize,
+    /// The source was read to its declared length and found to end there.
+    ended: bool,
+    /// Ids per `AskMissing` ([`MISSING_QUERY`]).
+    query: usize,
     state: State,
     retry: Retry,
 }
@@ -352,6 +386,9 @@ impl Upload {
             saved: None,
             outgoing: VecDeque::new(),
             outgoing_stored: false,
+            queried: 0,
+            ended: false,
+            query: MISSING_QUERY,
             state: State::Sealing,
             retry: Retry::default(),
         };
@@ -416,6 +453,7 @@ impl Upload {
         self.resumed = false;
         self.outgoing.clear();
         self.outgoing_stored = false;
+        self.ended = false;
         Ok(())
     }
 
@@ -449,12 +487,18 @@ impl Upload {
                 }
                 State::SendKept => self.state = State::AskMissing,
                 State::AskMissing => {
-                    let ids = self
+                    let ids: Vec<ChunkId> = self
                         .saved
                         .as_ref()
-                        .map(|r| r.progress.chunk_ids().to_vec())
-                        .unwrap_or_default();
+                        .map(|r| r.progress.chunk_ids())
+                        .unwrap_or_default()
+                        .iter()
+                        .skip(self.queried)
+                        .take(self.query)
+                        .copied()
+                        .collect();
                     if ids.is_empty() {
+                        // The server holds every chunk sealed before.
                         self.saved = None;
                         self.state = State::Sealing;
                         continue;
@@ -464,6 +508,12 @@ impl Upload {
                 }
                 State::Sealing => {
                     let offset = self.sealer()?.bytes_pushed();
+                    if offset == self.source.size && !self.ended {
+                        // One byte more must not be there: a file that grew
+                        // since its size was taken is not sent cut short.
+                        self.state = State::Asked(Asked::Read);
+                        return Ok(UploadStep::Read { offset, len: 1 });
+                    }
                     if offset < self.source.size {
                         // Reads end at chunk boundaries, so a read seals at
                         // most one chunk.
@@ -491,11 +541,17 @@ impl Upload {
     }
 
     /// The bytes of [`UploadStep::Read`] (fewer than asked is fine; none
-    /// before the end means the file got shorter).
+    /// before the end means the file got shorter; any at its declared
+    /// end, that it grew).
     pub fn read(&mut self, bytes: &[u8]) -> Result<(), TransferError> {
         self.answered(Asked::Read)?;
         self.state = State::Sealing;
-        if bytes.is_empty() {
+        let at_end = self.sealer()?.bytes_pushed() == self.source.size;
+        if at_end && bytes.is_empty() {
+            self.ended = true;
+            return Ok(());
+        }
+        if bytes.is_empty() || at_end {
             return Err(TransferError::SourceLength {
                 expected: self.source.size,
             });
@@ -553,13 +609,17 @@ impl Upload {
     ) -> Result<(), TransferError> {
         self.answered(Asked::Missing)?;
         match result {
-            Ok(missing) => {
+            Ok(missing) if missing.is_empty() => {
+                // This part is all there: the next, if any.
+                self.retry.succeeded();
+                self.queried += self.query;
+                self.state = State::AskMissing;
+            }
+            Ok(_) => {
                 self.retry.succeeded();
                 self.saved = None;
                 self.state = State::Sealing;
-                if !missing.is_empty() {
-                    self.afresh()?;
-                }
+                self.afresh()?;
             }
             Err(failure) => self.state = State::Backoff(self.retry.after(failure)?),
         }
@@ -1144,6 +1204,21 @@ mod tests {
                 expected: file.len() as u64
             })
         );
+        // A file that grew since its size was taken is not sent cut short.
+        let short = source(&file[..CHUNK_SIZE]);
+        let mut upload = Upload::start(short, target(), None).unwrap();
+        assert_eq!(
+            drive(
+                &mut upload,
+                &file,
+                &mut Server::default(),
+                &mut Seen::default(),
+                None
+            ),
+            Err(TransferError::SourceLength {
+                expected: CHUNK_SIZE as u64
+            })
+        );
         let mut upload = Upload::start(source(&file), target(), None).unwrap();
         assert_eq!(upload.stored(), Err(TransferError::OutOfTurn));
         assert_eq!(upload.sent(Ok(())), Err(TransferError::OutOfTurn));
@@ -1197,5 +1272,54 @@ mod tests {
             run(6, vec![HttpFailure::status(404)]),
             Err(TransferError::Refused(404))
         );
+    }
+
+    /// A long progress is asked about in parts of at most the server's
+    /// limit; a gap in any part starts afresh.
+    #[test]
+    fn a_resume_asks_about_its_chunks_in_parts_the_server_takes() {
+        let file = bytes(CHUNK_SIZE * 5, 8);
+        let interrupted = |server: &mut Server| {
+            let mut seen = Seen::default();
+            let mut upload = Upload::start(source(&file), target(), None).unwrap();
+            drive(&mut upload, &file, server, &mut seen, Some(4)).unwrap();
+            (upload.file_id(), seen.record.unwrap())
+        };
+        let mut server = Server::default();
+        let (id, record) = interrupted(&mut server);
+        let mut upload = Upload::start(source(&file), target(), Some(&record)).unwrap();
+        upload.query = 2;
+        // The kept chunk first, then the five ids in parts of two.
+        assert!(matches!(upload.step(), Ok(UploadStep::Put { .. })));
+        upload.sent(Ok(())).unwrap();
+        let mut parts = Vec::new();
+        loop {
+            match upload.step().unwrap() {
+                UploadStep::AskMissing(ids) => {
+                    parts.push(ids.len());
+                    upload.missing(Ok(Vec::new())).unwrap();
+                }
+                UploadStep::Read { .. } => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(parts, vec![2, 2, 1]);
+        assert_eq!(upload.file_id(), id, "resumed");
+        // A gap in the second part: afresh.
+        let mut server = Server::default();
+        let (id, record) = interrupted(&mut server);
+        let mut upload = Upload::start(source(&file), target(), Some(&record)).unwrap();
+        upload.query = 2;
+        upload.step().unwrap();
+        upload.sent(Ok(())).unwrap();
+        let UploadStep::AskMissing(_) = upload.step().unwrap() else {
+            panic!("asked")
+        };
+        upload.missing(Ok(Vec::new())).unwrap();
+        let UploadStep::AskMissing(second) = upload.step().unwrap() else {
+            panic!("asked again")
+        };
+        upload.missing(Ok(vec![second[0]])).unwrap();
+        assert_ne!(upload.file_id(), id);
     }
 }
