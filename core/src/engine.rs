@@ -3529,6 +3529,24 @@ impl Engine {
         Ok(identity.revoke(device))
     }
 
+    /// The results of one child operation per space, once all ended: the
+    /// spaces where it succeeded, and why it failed elsewhere.
+    fn per_space(&mut self, children: &[(SpaceId, OpId)]) -> Option<(Vec<SpaceId>, Vec<String>)> {
+        if children.iter().any(|(_, c)| !self.finished.contains_key(c)) {
+            return None;
+        }
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for (space, c) in children {
+            match self.child_result(*c) {
+                Some(Ok(_)) => done.push(*space),
+                Some(Err(e)) => failed.push(format!("{space}: {e}")),
+                None => {}
+            }
+        }
+        Some((done, failed))
+    }
+
     /// Only the device holding the identity key certifies others.
     fn holds_identity(&self) -> Result<(), Failure> {
         match self.identity {
@@ -3706,18 +3724,9 @@ impl Engine {
                 }
             },
             AddDeviceStage::Inviting(invites, others) => {
-                if invites.iter().any(|(_, c)| !self.finished.contains_key(c)) {
+                let Some((added, failed)) = self.per_space(invites) else {
                     return Step::Pending;
-                }
-                let mut added = Vec::new();
-                let mut failed = Vec::new();
-                for (space, c) in invites.iter() {
-                    match self.child_result(*c) {
-                        Some(Ok(_)) => added.push(*space),
-                        Some(Err(e)) => failed.push(format!("{space}: {e}")),
-                        None => {}
-                    }
-                }
+                };
                 if failed.is_empty() {
                     Step::Finished(Ok(Output::DeviceAdded {
                         added,
@@ -3779,18 +3788,9 @@ impl Engine {
                 }
             },
             RevokeStage::Committing(children) => {
-                if children.iter().any(|(_, c)| !self.finished.contains_key(c)) {
+                let Some((removed, failed)) = self.per_space(children) else {
                     return Step::Pending;
-                }
-                let mut removed = Vec::new();
-                let mut failed = Vec::new();
-                for (space, c) in children.iter() {
-                    match self.child_result(*c) {
-                        Some(Ok(_)) => removed.push(*space),
-                        Some(Err(e)) => failed.push(format!("{space}: {e}")),
-                        None => {}
-                    }
-                }
+                };
                 if failed.is_empty() {
                     Step::Finished(Ok(Output::Revoked(removed)))
                 } else {
