@@ -5030,10 +5030,7 @@ mod tests {
             assert_eq!(e.poll_request(), None, "signing in again at {t}");
         }
         let op = e.start(3_600_001, Intent::Refresh);
-        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
-            Event::Done { op: o, result } if o == op => Some(result),
-            _ => None,
-        });
+        let done = done_of(&mut e, op);
         assert!(
             matches!(
                 done,
@@ -5131,10 +5128,7 @@ mod tests {
                 body: Vec::new(),
             }),
         );
-        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
-            Event::Done { op: o, result } if o == op => Some(result),
-            _ => None,
-        });
+        let done = done_of(&mut e, op);
         assert_eq!(done, Some(Ok(Output::Paired(new.id()))));
         // The new device accepts the answer: it certifies its own key.
         let (device, _) = new
@@ -5156,10 +5150,7 @@ mod tests {
             at += PAIRING_POLL_MS;
             e.handle_timeout(at);
         }
-        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
-            Event::Done { op: o, result } if o == op => Some(result),
-            _ => None,
-        });
+        let done = done_of(&mut e, op);
         assert_eq!(
             done.map(|r| r.map_err(|f| f.code)),
             Some(Err(Code::PairingExpired))
@@ -5174,10 +5165,7 @@ mod tests {
                 .any(|ev| matches!(ev, Event::Done { op: o, .. } if o == op))
         );
         e.handle_response(at + 1, read, ok(r#"{"offers":[]}"#));
-        let done = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
-            Event::Done { op: o, result } if o == op => Some(result),
-            _ => None,
-        });
+        let done = done_of(&mut e, op);
         assert_eq!(
             done.map(|r| r.map_err(|f| f.code)),
             Some(Err(Code::Stopped))
@@ -5344,6 +5332,15 @@ mod tests {
             e.presence(space, &big).map_err(|f| f.code),
             Err(Code::Refused)
         );
+    }
+
+    /// How the operation `op` ended, among the events waiting (`None`:
+    /// not yet).
+    fn done_of(e: &mut Engine, op: OpId) -> Option<Result<Output, Failure>> {
+        std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            Event::Done { op: o, result } if o == op => Some(result),
+            _ => None,
+        })
     }
 
     /// One user's parts.

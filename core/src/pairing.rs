@@ -790,21 +790,20 @@ mod tests {
             LinkError::NoPairing
         );
         // The offer gone from the server, or its lifetime over.
-        let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
-        linking.step(0).unwrap();
-        linking
-            .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
-            .unwrap();
+        let offered = || {
+            let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
+            linking.step(0).unwrap();
+            linking
+                .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
+                .unwrap();
+            linking
+        };
+        let mut linking = offered();
         linking.step(1_000).unwrap();
         assert_eq!(
             linking.answered(1_000, answer(404, "{}")).unwrap_err(),
             LinkError::Expired
         );
-        let mut linking = Linking::start(identity.user().clone(), PairingCode::random());
-        linking.step(0).unwrap();
-        linking
-            .answered(0, answer(201, r#"{"id":"cd","expires_in_secs":5}"#))
-            .unwrap();
-        assert_eq!(linking.step(5_001).unwrap_err(), LinkError::Expired);
+        assert_eq!(offered().step(5_001).unwrap_err(), LinkError::Expired);
     }
 }
